@@ -1,0 +1,40 @@
+# Shared by the ops/ scripts: logging with timings, root/sudo, tool paths.
+# Source it; do not run it.
+
+COROMESH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+COROMESH_TOOLS="$COROMESH_ROOT/ops/.tools"
+# Consul and Nomad built by setup.sh, and the machine's Go toolchain.
+export PATH="$COROMESH_TOOLS/bin:$PATH:/usr/local/go/bin"
+
+_step_started=0
+_step_name=""
+
+# step "name": starts a timed step; step_done prints "[setup] name ... 3.2s".
+step() {
+  _step_name="$1"
+  _step_started=$(date +%s.%N)
+}
+step_done() {
+  local detail="${1:-}"
+  local now
+  now=$(date +%s.%N)
+  printf '[%s] %-34s %6.1fs%s\n' "${COROMESH_SCRIPT:-ops}" "$_step_name" \
+    "$(echo "$now - $_step_started" | bc)" "${detail:+  ($detail)}"
+}
+# die "message": names the step that broke and exits non-zero.
+die() {
+  echo "[${COROMESH_SCRIPT:-ops}] FAILED in step '${_step_name:-?}': $*" >&2
+  exit 1
+}
+
+# as_root cmd...: runs a command as root (directly, or through sudo when available).
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "this step needs root and sudo is not installed: $*" >&2
+    return 1
+  fi
+}

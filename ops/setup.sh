@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs everything coromesh needs on a Debian 12 machine; idempotent and quiet when
+# there is nothing to do. Called by ./ops/test.sh and ./ops/demo.sh.
+#   - Debian packages (compiler, CMake/Ninja, Boost 1.81, OpenSSL, prometheus-cpp,
+#     GoogleTest, Google Benchmark, Prometheus, wrk, nginx for the baseline benchmark)
+#   - Consul, built from Go modules into ops/.tools/bin (see ops/build-consul.sh)
+set -euo pipefail
+COROMESH_SCRIPT=setup
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+# bc is used for step timings, so it is checked before the first timed step.
+if ! command -v bc >/dev/null 2>&1; then
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq bc >/dev/null
+fi
+
+packages=(
+  g++ cmake ninja-build ccache pkg-config git curl jq bc
+  libboost1.81-all-dev libssl-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang-14 libclang-rt-14-dev clang-format-14
+  prometheus wrk nginx-light
+)
+
+step "debian packages"
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -qq || die "apt-get update failed"
+  # The Debian prometheus and nginx packages try to start system services; the
+  # project starts its own instances, so package scripts must not start theirs.
+  policy_rc=/usr/sbin/policy-rc.d
+  restore_policy=0
+  if [ ! -e "$policy_rc" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy_rc" >/dev/null
+    as_root chmod +x "$policy_rc"
+    restore_policy=1
+  fi
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" \
+      >"${TMPDIR:-/tmp}/coromesh-apt.log" 2>&1; then
+    [ "$restore_policy" -eq 1 ] && as_root rm -f "$policy_rc"
+    tail -20 "${TMPDIR:-/tmp}/coromesh-apt.log" >&2
+    die "apt-get install ${missing[*]} failed (log: ${TMPDIR:-/tmp}/coromesh-apt.log)"
+  fi
+  [ "$restore_policy" -eq 1 ] && as_root rm -f "$policy_rc"
+  step_done "installed ${#missing[@]}: ${missing[*]}"
+else
+  step_done "all ${#packages[@]} present"
+fi
+
+step "consul"
+"$COROMESH_ROOT/ops/build-consul.sh" || die "building Consul failed (see above)"
+step_done "$("$COROMESH_TOOLS/bin/consul" version | head -1)"

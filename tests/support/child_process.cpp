@@ -1,0 +1,142 @@
+#include "child_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace coromesh::testing {
+
+std::filesystem::path find_executable(const std::string& name) {
+  if (name.find('/') != std::string::npos) {
+    return ::access(name.c_str(), X_OK) == 0 ? std::filesystem::path(name)
+                                             : std::filesystem::path();
+  }
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/local/bin:/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    auto candidate = std::filesystem::path(dir.empty() ? "." : dir) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+  }
+  return {};
+}
+
+ChildProcess::ChildProcess(std::vector<std::string> argv, std::filesystem::path log_file,
+                           std::vector<std::string> extra_env)
+    : log_file_(std::move(log_file)) {
+  if (argv.empty()) {
+    throw std::invalid_argument("ChildProcess: empty argv");
+  }
+  auto program = find_executable(argv[0]);
+  if (program.empty()) {
+    throw std::runtime_error("cannot find executable '" + argv[0] + "' (run ./ops/setup.sh)");
+  }
+
+  std::vector<char*> cargv;
+  for (auto& arg : argv) {
+    cargv.push_back(arg.data());
+  }
+  cargv.push_back(nullptr);
+
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    env_storage.emplace_back(*e);
+  }
+  for (auto& e : extra_env) {
+    env_storage.push_back(std::move(e));
+  }
+  std::vector<char*> cenv;
+  for (auto& e : env_storage) {
+    cenv.push_back(e.data());
+  }
+  cenv.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_file_.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  int rc = ::posix_spawn(&pid_, program.c_str(), &actions, nullptr, cargv.data(), cenv.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    throw std::runtime_error("cannot start '" + program.string() + "': " + std::strerror(rc));
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  stop(std::chrono::seconds(5));
+}
+
+bool ChildProcess::running() {
+  if (status_ || pid_ <= 0) {
+    return false;
+  }
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    status_ = status;
+    return false;
+  }
+  return r == 0;
+}
+
+void ChildProcess::signal(int signo) const {
+  if (pid_ > 0 && !status_) {
+    ::kill(pid_, signo);
+  }
+}
+
+std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return status_;
+}
+
+std::optional<int> ChildProcess::stop(std::chrono::milliseconds grace) {
+  if (pid_ <= 0) {
+    return std::nullopt;
+  }
+  if (!running()) {
+    return status_;
+  }
+  ::kill(pid_, SIGTERM);
+  if (auto status = wait_exit(grace)) {
+    return status;
+  }
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  status_ = status;
+  return status_;
+}
+
+std::string ChildProcess::log_tail(std::size_t max_bytes) const {
+  std::ifstream in(log_file_, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.size() > max_bytes) {
+    text.erase(0, text.size() - max_bytes);
+  }
+  return text;
+}
+
+}  // namespace coromesh::testing

@@ -1,0 +1,75 @@
+#include "consul_agent.hpp"
+
+#include <stdexcept>
+
+namespace coromesh::testing {
+
+ConsulAgent::ConsulAgent() {
+  ports_.http = free_port();
+  ports_.dns = free_port();
+  ports_.serf_lan = free_port();
+  ports_.serf_wan = free_port();
+  ports_.server = free_port();
+  ports_.grpc = free_port();
+  ports_.grpc_tls = free_port();
+  start();
+}
+
+ConsulAgent::~ConsulAgent() {
+  stop();
+}
+
+void ConsulAgent::start() {
+  auto binary = consul_binary();
+  auto log = dir_.path() / ("consul-" + std::to_string(generation_++) + ".log");
+  auto port = [](std::uint16_t p) { return std::to_string(p); };
+  process_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{
+          binary.string(), "agent", "-dev", "-node=coromesh-test", "-bind=127.0.0.1",
+          "-client=127.0.0.1", "-advertise=127.0.0.1", "-http-port=" + port(ports_.http),
+          "-dns-port=" + port(ports_.dns), "-serf-lan-port=" + port(ports_.serf_lan),
+          "-serf-wan-port=" + port(ports_.serf_wan), "-server-port=" + port(ports_.server),
+          "-grpc-port=" + port(ports_.grpc), "-grpc-tls-port=" + port(ports_.grpc_tls),
+          "-log-level=warn"},
+      log);
+
+  bool has_leader = wait_until(
+      [&] {
+        if (!process_->running()) {
+          return true;  // reported below
+        }
+        auto res = api("GET", "/v1/status/leader");
+        return res.status == 200 && res.body.size() > 2;  // `""` means no leader yet
+      },
+      std::chrono::seconds(30), std::chrono::milliseconds(100));
+  if (!process_->running() || !has_leader) {
+    std::string why = process_->running() ? "no leader within 30s" : "the agent exited";
+    std::string tail = process_->log_tail();
+    process_.reset();
+    throw std::runtime_error("Consul agent (" + binary.string() + ") did not start: " + why +
+                             "\n--- consul log ---\n" + tail);
+  }
+}
+
+void ConsulAgent::stop() {
+  if (process_) {
+    process_->stop(std::chrono::seconds(10));
+    process_.reset();
+  }
+}
+
+void ConsulAgent::restart() {
+  stop();
+  start();
+}
+
+FetchResult ConsulAgent::api(const std::string& method, const std::string& path,
+                             const std::string& body) const {
+  FetchOptions options;
+  options.method = method;
+  options.body = body;
+  options.timeout = std::chrono::seconds(10);
+  return http_fetch("127.0.0.1", ports_.http, path, options);
+}
+
+}  // namespace coromesh::testing

@@ -1,0 +1,48 @@
+#pragma once
+
+// A real Prometheus server for tests, on a free loopback port with a generated
+// configuration (global interval 1s, and a job scraping Prometheus itself so `up`
+// always has a sample). Extra scrape_configs entries can be appended, e.g. a
+// consul_sd_configs job. Like ConsulAgent, it throws with the log tail if it cannot
+// start; nothing skips.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "child_process.hpp"
+#include "http_fetch.hpp"
+#include "test_env.hpp"
+
+namespace coromesh::testing {
+
+struct PrometheusOptions {
+  // When set, the configuration is the project's own ops/prometheus/prometheus.yml.in
+  // (Consul service discovery) rendered for this Consul address, plus the self-scrape
+  // job; this is how the tests prove the shipped configuration works.
+  std::string consul_address;
+  // YAML for further list items under `scrape_configs:`, indented by two spaces.
+  std::string extra_scrape_configs;
+};
+
+class PrometheusServer {
+ public:
+  explicit PrometheusServer(const PrometheusOptions& options = {});
+  ~PrometheusServer();
+  PrometheusServer(const PrometheusServer&) = delete;
+  PrometheusServer& operator=(const PrometheusServer&) = delete;
+
+  std::uint16_t port() const noexcept { return port_; }
+  // GET /api/v1/query?query=<promql>; the body is Prometheus' JSON answer.
+  FetchResult query(const std::string& promql) const;
+
+ private:
+  TempDir dir_{"coromesh-prometheus"};
+  std::uint16_t port_ = 0;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+// Percent-encodes a query-string value.
+std::string url_encode(const std::string& value);
+
+}  // namespace coromesh::testing

@@ -1,0 +1,111 @@
+#include "test_env.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include "child_process.hpp"
+
+namespace coromesh::testing {
+
+TempDir::TempDir(const std::string& prefix) {
+  auto base = std::filesystem::temp_directory_path();
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto candidate =
+        base / (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000));
+    if (std::filesystem::create_directory(candidate)) {
+      path_ = candidate;
+      return;
+    }
+  }
+  throw std::runtime_error("TempDir: cannot create a directory under " + base.string());
+}
+
+TempDir::~TempDir() {
+  if (std::getenv("COROMESH_KEEP_TEST_DIRS") == nullptr) {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+}
+
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) {
+    throw std::system_error(errno, std::generic_category(), "free_port: socket");
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw std::system_error(err, std::generic_category(), "free_port: bind");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (done()) {
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+std::filesystem::path source_dir() {
+  return COROMESH_SOURCE_DIR;
+}
+std::filesystem::path binary_dir() {
+  return COROMESH_BINARY_DIR;
+}
+
+namespace {
+std::filesystem::path locate(const char* env_var, const std::filesystem::path& project_copy,
+                             const std::string& name) {
+  if (const char* explicit_path = std::getenv(env_var); explicit_path && *explicit_path) {
+    auto found = find_executable(explicit_path);
+    if (found.empty()) {
+      throw std::runtime_error(std::string(env_var) + "=" + explicit_path +
+                               " is not an executable");
+    }
+    return found;
+  }
+  if (!project_copy.empty() && ::access(project_copy.c_str(), X_OK) == 0) {
+    return project_copy;
+  }
+  auto found = find_executable(name);
+  if (found.empty()) {
+    throw std::runtime_error("'" + name +
+                             "' is not installed: run ./ops/setup.sh (it installs every "
+                             "tool the tests need)");
+  }
+  return found;
+}
+}  // namespace
+
+std::filesystem::path consul_binary() {
+  return locate("COROMESH_CONSUL", source_dir() / "ops/.tools/bin/consul", "consul");
+}
+
+std::filesystem::path prometheus_binary() {
+  return locate("COROMESH_PROMETHEUS", {}, "prometheus");
+}
+
+}  // namespace coromesh::testing

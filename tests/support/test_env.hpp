@@ -1,0 +1,46 @@
+#pragma once
+
+// Small building blocks shared by the fixtures: a temporary directory, a free
+// loopback port, polling with a deadline, and where the project's tools live.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace coromesh::testing {
+
+// A fresh directory under $TMPDIR, removed (recursively) by the destructor unless
+// COROMESH_KEEP_TEST_DIRS is set, which helps when a test fails.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "coromesh");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it).
+std::uint16_t free_port();
+
+// Polls `done` every `interval` until it returns true or `timeout` passes.
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval = std::chrono::milliseconds(50));
+
+// The repository's root, baked in at build time.
+std::filesystem::path source_dir();
+// Directory with the project's binaries (build/bin).
+std::filesystem::path binary_dir();
+
+// Locates the `consul` binary: $COROMESH_CONSUL, then ops/.tools/bin/consul, then
+// PATH. Throws std::runtime_error telling the user to run ./ops/setup.sh.
+std::filesystem::path consul_binary();
+// Locates `prometheus`: $COROMESH_PROMETHEUS, then PATH. Throws like consul_binary().
+std::filesystem::path prometheus_binary();
+
+}  // namespace coromesh::testing
