@@ -7,7 +7,9 @@ function(coromesh_target_warnings target)
     -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough
     # Designated initializers that leave defaulted members out are how coromesh
     # options and QoS policies are meant to be written.
-    -Wno-missing-field-initializers)
+    -Wno-missing-field-initializers
+    # GCC 12 misreads Asio's coroutine-frame allocator as a mismatched new/delete.
+    -Wno-mismatched-new-delete)
   if(COROMESH_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

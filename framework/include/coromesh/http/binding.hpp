@@ -1,0 +1,239 @@
+#pragma once
+
+// Binds query strings and JSON bodies to plain structs described once with
+// BOOST_DESCRIBE_STRUCT, and serializes results back. No hand-written parsing:
+//
+//   struct Operands { std::int64_t l; std::int64_t r; };
+//   BOOST_DESCRIBE_STRUCT(Operands, (), (l, r))
+//
+//   auto ops = http::bind_query<Operands>("l=1&r=2");     // {1, 2}
+//   auto ops = http::bind_json<Operands>(R"({"l":1,"r":2})");
+//
+// Member types: integers, floating point, bool, std::string, std::optional<T> (may be
+// absent), std::vector<T> and nested described structs (JSON only). A binding failure
+// throws HttpError 400 whose code is `missing_field` or `invalid_field` and whose
+// reason names the field and what was wrong with it.
+
+#include <boost/describe.hpp>
+#include <boost/json/value.hpp>
+#include <boost/mp11/algorithm.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "coromesh/http/error.hpp"
+
+namespace coromesh::http {
+
+namespace binding_detail {
+
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+template <class T>
+struct is_vector : std::false_type {};
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::true_type {};
+
+template <class T>
+constexpr bool is_described_struct_v = boost::describe::has_describe_members<T>::value;
+
+// The scalar parsers are out of line (binding.cpp): one copy for every service.
+bool parse_scalar(std::string_view text, std::int64_t& out, std::string& why);
+bool parse_scalar(std::string_view text, std::uint64_t& out, std::string& why);
+bool parse_scalar(std::string_view text, double& out, std::string& why);
+bool parse_scalar(std::string_view text, bool& out, std::string& why);
+
+// Finds `name` in a query string and percent-decodes it; nullopt when absent.
+// Throws HttpError(invalid_field) on a malformed escape.
+std::optional<std::string> query_value(std::string_view query, std::string_view name);
+
+[[noreturn]] void throw_missing(std::string_view where, std::string_view field);
+[[noreturn]] void throw_invalid(std::string_view where, std::string_view field,
+                                std::string_view why);
+
+template <class T>
+void from_text(std::string_view text, std::string_view field, T& out) {
+  std::string why;
+  if constexpr (std::is_same_v<T, std::string>) {
+    out = std::string(text);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (!parse_scalar(text, out, why)) {
+      throw_invalid("query parameter", field, why);
+    }
+  } else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+    std::int64_t wide = 0;
+    if (!parse_scalar(text, wide, why)) {
+      throw_invalid("query parameter", field, why);
+    }
+    if (wide < std::numeric_limits<T>::min() || wide > std::numeric_limits<T>::max()) {
+      throw_invalid("query parameter", field, "'" + std::string(text) + "' is out of range");
+    }
+    out = static_cast<T>(wide);
+  } else if constexpr (std::is_integral_v<T>) {
+    std::uint64_t wide = 0;
+    if (!parse_scalar(text, wide, why)) {
+      throw_invalid("query parameter", field, why);
+    }
+    if (wide > std::numeric_limits<T>::max()) {
+      throw_invalid("query parameter", field, "'" + std::string(text) + "' is out of range");
+    }
+    out = static_cast<T>(wide);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    double wide = 0;
+    if (!parse_scalar(text, wide, why)) {
+      throw_invalid("query parameter", field, why);
+    }
+    out = static_cast<T>(wide);
+  } else {
+    static_assert(sizeof(T) == 0, "query binding supports scalars, strings and std::optional");
+  }
+}
+
+// JSON -> value with field-naming errors. `path` is the dotted field path.
+void json_to(const boost::json::value& v, const std::string& path, std::string& out);
+void json_to(const boost::json::value& v, const std::string& path, bool& out);
+void json_to(const boost::json::value& v, const std::string& path, std::int64_t& out);
+void json_to(const boost::json::value& v, const std::string& path, std::uint64_t& out);
+void json_to(const boost::json::value& v, const std::string& path, double& out);
+
+template <class T>
+void json_to(const boost::json::value& v, const std::string& path, T& out);
+
+template <class T>
+void json_member_to(const boost::json::object& object, const std::string& path,
+                    std::string_view name, T& out) {
+  auto child_path = path.empty() ? std::string(name) : path + "." + std::string(name);
+  const auto* found = object.if_contains(name);
+  if constexpr (is_optional<T>::value) {
+    if (found == nullptr || found->is_null()) {
+      out.reset();
+      return;
+    }
+    typename T::value_type inner{};
+    json_to(*found, child_path, inner);
+    out = std::move(inner);
+  } else {
+    if (found == nullptr) {
+      throw_missing("JSON field", child_path);
+    }
+    json_to(*found, child_path, out);
+  }
+}
+
+template <class T>
+void json_to(const boost::json::value& v, const std::string& path, T& out) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    using Wide = std::conditional_t<std::is_signed_v<T>, std::int64_t, std::uint64_t>;
+    Wide wide{};
+    json_to(v, path, wide);
+    if (wide < std::numeric_limits<T>::min() || wide > std::numeric_limits<T>::max()) {
+      throw_invalid("JSON field", path, "value is out of range");
+    }
+    out = static_cast<T>(wide);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    double wide = 0;
+    json_to(v, path, wide);
+    out = static_cast<T>(wide);
+  } else if constexpr (is_vector<T>::value) {
+    if (!v.is_array()) {
+      throw_invalid("JSON field", path, "expected an array");
+    }
+    out.clear();
+    std::size_t i = 0;
+    for (const auto& item : v.get_array()) {
+      typename T::value_type element{};
+      json_to(item, path + "[" + std::to_string(i++) + "]", element);
+      out.push_back(std::move(element));
+    }
+  } else if constexpr (is_described_struct_v<T>) {
+    if (!v.is_object()) {
+      throw_invalid("JSON field", path.empty() ? std::string_view("body") : path,
+                    "expected an object");
+    }
+    const auto& object = v.get_object();
+    boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>(
+        [&](auto member) { json_member_to(object, path, member.name, out.*member.pointer); });
+  } else {
+    static_assert(sizeof(T) == 0, "unsupported type for JSON binding");
+  }
+}
+
+boost::json::value parse_json_body(std::string_view body);
+
+}  // namespace binding_detail
+
+template <class T>
+T bind_query(std::string_view query) {
+  static_assert(binding_detail::is_described_struct_v<T>,
+                "bind_query<T>: describe T with BOOST_DESCRIBE_STRUCT");
+  T result{};
+  boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>(
+      [&](auto member) {
+        auto& field = result.*member.pointer;
+        using Member = std::remove_reference_t<decltype(field)>;
+        auto raw = binding_detail::query_value(query, member.name);
+        if constexpr (binding_detail::is_optional<Member>::value) {
+          if (raw) {
+            typename Member::value_type inner{};
+            binding_detail::from_text(*raw, member.name, inner);
+            field = std::move(inner);
+          }
+        } else {
+          if (!raw) {
+            binding_detail::throw_missing("query parameter", member.name);
+          }
+          binding_detail::from_text(*raw, member.name, field);
+        }
+      });
+  return result;
+}
+
+template <class T>
+T bind_json(std::string_view body) {
+  T result{};
+  binding_detail::json_to(binding_detail::parse_json_body(body), std::string{}, result);
+  return result;
+}
+
+// Serializes a described struct (recursively), a scalar, a string or a vector to JSON.
+template <class T>
+boost::json::value to_json_value(const T& value) {
+  if constexpr (binding_detail::is_described_struct_v<T>) {
+    boost::json::object object;
+    boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>(
+        [&](auto member) {
+          const auto& field = value.*member.pointer;
+          using Member = std::remove_cvref_t<decltype(field)>;
+          if constexpr (binding_detail::is_optional<Member>::value) {
+            if (field) {
+              object[member.name] = to_json_value(*field);
+            }
+          } else {
+            object[member.name] = to_json_value(field);
+          }
+        });
+    return object;
+  } else if constexpr (binding_detail::is_vector<T>::value) {
+    boost::json::array array;
+    for (const auto& item : value) {
+      array.push_back(to_json_value(item));
+    }
+    return array;
+  } else {
+    return boost::json::value(value);
+  }
+}
+
+std::string serialize_json(const boost::json::value& value);
+
+template <class T>
+std::string to_json(const T& value) {
+  return serialize_json(to_json_value(value));
+}
+
+}  // namespace coromesh::http

@@ -1,0 +1,39 @@
+#pragma once
+
+// Handler errors are typed exceptions with a machine-readable code, mapped to an HTTP
+// status and a JSON body in one place (make_error_response). A handler throws
+// HttpError(Status::bad_request, "invalid_argument", "field 'l' is not an integer") and
+// the client sees 400 {"error":"invalid_argument","reason":"field 'l' is not an integer"}.
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "coromesh/http/message.hpp"
+
+namespace coromesh::http {
+
+class HttpError : public std::runtime_error {
+ public:
+  HttpError(Status status, std::string code, std::string reason)
+      : std::runtime_error(reason), status_(status), code_(std::move(code)) {}
+
+  Status status() const noexcept { return status_; }
+  const std::string& code() const noexcept { return code_; }
+  std::string_view reason() const noexcept { return what(); }
+
+ private:
+  Status status_;
+  std::string code_;
+};
+
+// Builds `{"error": code, "reason": reason}` with the given status, JSON content type,
+// the request's HTTP version and keep-alive choice.
+Response make_error_response(Status status, std::string_view code, std::string_view reason,
+                             unsigned version = 11, bool keep_alive = true);
+
+// Builds a JSON response from an already-serialized body.
+Response make_json_response(Status status, std::string body, unsigned version = 11,
+                            bool keep_alive = true);
+
+}  // namespace coromesh::http

@@ -1,0 +1,86 @@
+#pragma once
+
+// The HTTP/1.1 server: one coroutine per connection, keep-alive, and the limits that
+// keep hostile or slow clients from hurting anyone else:
+//   header larger than max_header_bytes       -> 431, connection closed
+//   body larger than max_body_bytes           -> 413, connection closed
+//   malformed request                         -> 400, connection closed
+//   header not complete within header_timeout -> connection closed (slowloris)
+//   body not complete within body_timeout     -> connection closed
+//   idle keep-alive longer than idle_timeout  -> connection closed
+//   more than max_connections open            -> 503, connection closed
+//   unknown path -> 404; known path, other method -> 405 with `Allow`
+// Errors are JSON {"error": "<code>", "reason": "<text>"}. HEAD is served by GET
+// routes without a body; `Expect: 100-continue` is answered before the body is read.
+//
+// Threading: the acceptor runs on the pool's first io_context; each accepted
+// connection is handed to the next io_context round-robin and stays there. All public
+// methods are thread-safe.
+
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "coromesh/http/router.hpp"
+#include "coromesh/runtime/io_pool.hpp"
+
+namespace coromesh::http {
+
+struct ServerLimits {
+  std::size_t max_header_bytes = 8 * 1024;
+  std::size_t max_body_bytes = 1024 * 1024;
+  std::chrono::milliseconds header_timeout{10'000};  // first byte to end of header
+  std::chrono::milliseconds body_timeout{30'000};
+  std::chrono::milliseconds idle_timeout{60'000};  // between keep-alive requests
+  std::chrono::milliseconds write_timeout{30'000};
+  std::size_t max_connections = 10'000;
+};
+
+// Told about every request that reached routing; `route` is null for 404/405 and for
+// requests rejected before routing (those are reported with operation "unmatched").
+// Called on the connection's io thread: implementations must be thread-safe.
+class ServerObserver {
+ public:
+  virtual ~ServerObserver() = default;
+  virtual void request_started(const Route* route) = 0;
+  virtual void request_finished(const Route* route, unsigned status,
+                                std::chrono::steady_clock::duration elapsed) = 0;
+};
+
+class Server {
+ public:
+  // `router` and `observer` must outlive the server.
+  Server(runtime::IoPool& pool, const Router& router, ServerLimits limits = {},
+         ServerObserver* observer = nullptr);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens; port 0 lets the kernel pick. Throws std::system_error naming
+  // the address when the bind fails.
+  void listen(const std::string& address, std::uint16_t port);
+  std::uint16_t port() const noexcept;
+
+  // Spawns the accept loop on the pool (the pool may already be running or not).
+  void start();
+
+  // Shutdown phase 1: close the listening socket; idle keep-alive connections close
+  // now, busy ones after their current response (sent with `Connection: close`).
+  void stop_accepting();
+
+  // Shutdown phase 2: waits up to `grace` for in-flight requests to finish, then
+  // closes every remaining connection. Returns how many requests were cut off.
+  boost::asio::awaitable<std::size_t> drain(std::chrono::milliseconds grace);
+
+  std::size_t active_connections() const noexcept;
+  std::size_t in_flight() const noexcept;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace coromesh::http

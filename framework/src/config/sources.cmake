@@ -1,0 +1,1 @@
+# Sources of the config module (see framework/CMakeLists.txt).

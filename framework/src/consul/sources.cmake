@@ -1,0 +1,1 @@
+# Sources of the consul module (see framework/CMakeLists.txt).

@@ -1,0 +1,167 @@
+#include "coromesh/http/binding.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <charconv>
+#include <cmath>
+
+#include "coromesh/http/router.hpp"
+
+namespace coromesh::http::binding_detail {
+namespace {
+
+// Values echoed back in error messages are clipped so a hostile client cannot make
+// us build (and log) megabytes of text.
+std::string clip(std::string_view text) {
+  constexpr std::size_t kMax = 64;
+  if (text.size() <= kMax) {
+    return std::string(text);
+  }
+  return std::string(text.substr(0, kMax)) + "...";
+}
+
+template <class T>
+bool parse_integer(std::string_view text, T& out, std::string& why) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (ec == std::errc::result_out_of_range) {
+    why = "'" + clip(text) + "' is out of range";
+    return false;
+  }
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) {
+    why = "'" + clip(text) + "' is not an integer";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool parse_scalar(std::string_view text, std::int64_t& out, std::string& why) {
+  return parse_integer(text, out, why);
+}
+bool parse_scalar(std::string_view text, std::uint64_t& out, std::string& why) {
+  if (!text.empty() && text.front() == '-') {
+    why = "'" + clip(text) + "' must not be negative";
+    return false;
+  }
+  return parse_integer(text, out, why);
+}
+bool parse_scalar(std::string_view text, double& out, std::string& why) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty() ||
+      !std::isfinite(out)) {
+    why = "'" + clip(text) + "' is not a finite number";
+    return false;
+  }
+  return true;
+}
+bool parse_scalar(std::string_view text, bool& out, std::string& why) {
+  if (text == "true" || text == "1") {
+    out = true;
+    return true;
+  }
+  if (text == "false" || text == "0") {
+    out = false;
+    return true;
+  }
+  why = "'" + clip(text) + "' is not a boolean (true/false)";
+  return false;
+}
+
+std::optional<std::string> query_value(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    auto eq = pair.find('=');
+    std::string key;
+    if (!percent_decode(pair.substr(0, eq), key, true)) {
+      throw_invalid("query parameter", clip(pair.substr(0, eq)), "malformed percent-escape");
+    }
+    if (key != name) {
+      continue;
+    }
+    std::string value;
+    auto raw = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    if (!percent_decode(raw, value, true)) {
+      throw_invalid("query parameter", name, "malformed percent-escape");
+    }
+    return value;
+  }
+  return std::nullopt;
+}
+
+void throw_missing(std::string_view where, std::string_view field) {
+  throw HttpError(Status::bad_request, "missing_field",
+                  std::string(where) + " '" + std::string(field) + "' is required");
+}
+
+void throw_invalid(std::string_view where, std::string_view field, std::string_view why) {
+  throw HttpError(Status::bad_request, "invalid_field",
+                  std::string(where) + " '" + std::string(field) + "': " + std::string(why));
+}
+
+void json_to(const boost::json::value& v, const std::string& path, std::string& out) {
+  if (!v.is_string()) {
+    throw_invalid("JSON field", path, "expected a string");
+  }
+  out = std::string(v.get_string());
+}
+
+void json_to(const boost::json::value& v, const std::string& path, bool& out) {
+  if (!v.is_bool()) {
+    throw_invalid("JSON field", path, "expected true or false");
+  }
+  out = v.get_bool();
+}
+
+void json_to(const boost::json::value& v, const std::string& path, std::int64_t& out) {
+  if (v.is_int64()) {
+    out = v.get_int64();
+  } else if (v.is_uint64()) {
+    throw_invalid("JSON field", path, "value is out of range");
+  } else {
+    throw_invalid("JSON field", path, "expected an integer");
+  }
+}
+
+void json_to(const boost::json::value& v, const std::string& path, std::uint64_t& out) {
+  if (v.is_uint64()) {
+    out = v.get_uint64();
+  } else if (v.is_int64() && v.get_int64() >= 0) {
+    out = static_cast<std::uint64_t>(v.get_int64());
+  } else if (v.is_int64()) {
+    throw_invalid("JSON field", path, "must not be negative");
+  } else {
+    throw_invalid("JSON field", path, "expected an integer");
+  }
+}
+
+void json_to(const boost::json::value& v, const std::string& path, double& out) {
+  if (!v.is_number()) {
+    throw_invalid("JSON field", path, "expected a number");
+  }
+  out = v.to_number<double>();
+}
+
+boost::json::value parse_json_body(std::string_view body) {
+  boost::system::error_code ec;
+  boost::json::parse_options options;
+  options.max_depth = 32;  // deeply nested hostile input is refused, not recursed into
+  auto value = boost::json::parse(body, ec, {}, options);
+  if (ec) {
+    throw HttpError(Status::bad_request, "invalid_json",
+                    "request body is not valid JSON: " + ec.message());
+  }
+  return value;
+}
+
+}  // namespace coromesh::http::binding_detail
+
+namespace coromesh::http {
+
+std::string serialize_json(const boost::json::value& value) {
+  return boost::json::serialize(value);
+}
+
+}  // namespace coromesh::http

@@ -1,0 +1,248 @@
+// The per-connection coroutine of http::Server: read a request within the limits,
+// dispatch it through the router, write the answer, repeat while keep-alive holds.
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <random>
+
+#include "coromesh/http/error.hpp"
+#include "coromesh/log/logger.hpp"
+#include "server_state.hpp"
+
+namespace coromesh::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+bool is_hex(std::string_view text) {
+  return text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+// The trace id of a valid W3C `traceparent` (00-<32 hex>-<16 hex>-<2 hex>), else a
+// fresh random one so every request can be followed through the logs.
+std::string trace_id_for(const Request& request) {
+  auto header = request[kTraceParentHeader];
+  if (header.size() == 55 && header[2] == '-' && header[35] == '-' && header[52] == '-') {
+    auto trace = std::string_view(header.data() + 3, 32);
+    if (is_hex(trace) && trace.find_first_not_of('0') != std::string_view::npos) {
+      return std::string(trace);
+    }
+  }
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (std::size_t i = 0; i < id.size(); i += 16) {
+    auto bits = rng();
+    for (std::size_t j = 0; j < 16; ++j) {
+      id[i + j] = kHex[(bits >> (j * 4)) & 0xf];
+    }
+  }
+  return id;
+}
+
+// Maps a failure to read a request to the answer the client gets (none when the
+// connection is simply gone).
+struct ReadFailure {
+  Status status;
+  const char* code;
+  std::string reason;
+};
+
+std::optional<ReadFailure> classify_read_error(const beast::error_code& ec,
+                                               const ServerLimits& limits) {
+  using herr = beast::http::error;
+  if (ec == herr::header_limit) {
+    return ReadFailure{
+        Status::request_header_fields_too_large, "header_too_large",
+        "request header exceeds " + std::to_string(limits.max_header_bytes) + " bytes"};
+  }
+  if (ec == herr::body_limit) {
+    return ReadFailure{Status::payload_too_large, "body_too_large",
+                       "request body exceeds " + std::to_string(limits.max_body_bytes) + " bytes"};
+  }
+  if (ec == herr::end_of_stream || ec == herr::partial_message || ec == asio::error::eof ||
+      ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+      ec == asio::error::connection_reset || ec == asio::error::broken_pipe) {
+    return std::nullopt;
+  }
+  if (ec.category() == beast::http::make_error_code(herr::bad_method).category()) {
+    return ReadFailure{Status::bad_request, "malformed_request",
+                       "malformed HTTP request: " + ec.message()};
+  }
+  return std::nullopt;
+}
+
+bool expects_continue(const Request& request) {
+  return beast::iequals(request[Field::expect], "100-continue");
+}
+
+}  // namespace
+
+asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> connection) {
+  auto self = shared_from_this();
+  auto& stream = connection->stream;
+  // The buffer may hold at most one full request plus a little pipelined data.
+  beast::flat_buffer buffer(limits.max_header_bytes + limits.max_body_bytes + 16 * 1024);
+  std::size_t served = 0;
+
+  while (!connection->closing) {
+    // Wait for the first byte of the next request: the idle (keep-alive) timeout
+    // applies here, the much shorter header timeout only once a request has begun.
+    if (buffer.size() == 0) {
+      stream.expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kUseTuple);
+      if (ec) {
+        break;
+      }
+      buffer.commit(n);
+    }
+    connection->busy = true;
+    ++in_flight;
+    auto started = std::chrono::steady_clock::now();
+
+    beast::http::request_parser<beast::http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+    parser.body_limit(limits.max_body_bytes);
+    stream.expires_after(limits.header_timeout);
+    auto [hec, hn] = co_await beast::http::async_read_header(stream, buffer, parser, kUseTuple);
+    beast::error_code read_error = hec;
+    if (!read_error && !parser.is_done()) {
+      if (expects_continue(parser.get())) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        stream.expires_after(limits.write_timeout);
+        auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(kContinue), kUseTuple);
+        read_error = wec;
+      }
+      if (!read_error) {
+        stream.expires_after(limits.body_timeout);
+        auto [bec, bn] = co_await beast::http::async_read(stream, buffer, parser, kUseTuple);
+        read_error = bec;
+      }
+    }
+
+    Response response;
+    const Route* route = nullptr;
+    bool keep_alive = false;
+    if (read_error) {
+      auto failure = classify_read_error(read_error, limits);
+      if (!failure) {
+        --in_flight;
+        break;
+      }
+      log::info("http.request.rejected", {{"code", failure->code}, {"reason", failure->reason}});
+      response = make_error_response(failure->status, failure->code, failure->reason, 11, false);
+      if (observer) {
+        observer->request_started(nullptr);
+      }
+    } else {
+      Request request = parser.release();
+      auto target = std::string_view(request.target());
+      auto query_at = target.find('?');
+      auto path = target.substr(0, query_at);
+      auto trace_id = trace_id_for(request);
+      auto match = router.match(request.method(), path);
+      route = match.route;
+      if (observer) {
+        observer->request_started(route);
+      }
+      if (path.empty() || path.front() != '/') {
+        response = make_error_response(Status::bad_request, "malformed_request",
+                                       "request target must be an absolute path", request.version(),
+                                       false);
+      } else if (!route && match.allow.empty()) {
+        response = make_error_response(Status::not_found, "not_found",
+                                       "no route for " + std::string(path), request.version());
+      } else if (!route) {
+        response = make_error_response(
+            Status::method_not_allowed, "method_not_allowed",
+            std::string(request.method_string()) + " is not allowed on " + std::string(path),
+            request.version());
+        response.set(Field::allow, match.allow);
+      } else {
+        RequestContext context{
+            request,
+            path,
+            query_at == std::string_view::npos ? std::string_view{} : target.substr(query_at + 1),
+            std::move(match.params),
+            trace_id,
+            route};
+        try {
+          response = co_await route->handler(context);
+        } catch (const HttpError& e) {
+          response = make_error_response(e.status(), e.code(), e.reason(), request.version());
+        } catch (const boost::system::system_error& e) {
+          if (e.code() == asio::error::operation_aborted && connection->closing) {
+            // Cancelled by a drain whose grace ran out: expected, not a handler bug.
+            log::info("http.request.cancelled",
+                      {{"operation", route->operation}, {"trace_id", trace_id}});
+          } else {
+            log::error(
+                "http.handler.exception",
+                {{"operation", route->operation}, {"trace_id", trace_id}, {"error", e.what()}});
+          }
+          response =
+              make_error_response(Status::internal_server_error, "internal",
+                                  "the handler failed; see the service log", request.version());
+        } catch (const std::exception& e) {
+          log::error(
+              "http.handler.exception",
+              {{"operation", route->operation}, {"trace_id", trace_id}, {"error", e.what()}});
+          response =
+              make_error_response(Status::internal_server_error, "internal",
+                                  "the handler failed; see the service log", request.version());
+        }
+      }
+      response.version(request.version());
+      keep_alive = request.keep_alive() && response.keep_alive() && !connection->closing &&
+                   !draining.load(std::memory_order_relaxed);
+      if (request.method() == Verb::head) {
+        response.prepare_payload();
+        auto length = response.body().size();
+        response.body().clear();
+        response.content_length(length);
+      }
+      if (log::enabled(log::Level::debug)) {
+        log::debug("http.request", {{"method", std::string(request.method_string())},
+                                    {"path", path},
+                                    {"status", response.result_int()},
+                                    {"trace_id", trace_id}});
+      }
+    }
+    response.keep_alive(keep_alive);
+    stream.expires_after(limits.write_timeout);
+    auto [wec, wn] = co_await beast::http::async_write(stream, response, kUseTuple);
+    if (observer) {
+      observer->request_finished(route, response.result_int(),
+                                 std::chrono::steady_clock::now() - started);
+    }
+    --in_flight;
+    connection->busy = false;
+    ++served;
+    if (wec || !keep_alive) {
+      break;
+    }
+  }
+
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.close();
+  {
+    std::lock_guard lock(mutex);
+    connections.erase(connection->registry_position);
+  }
+  --connection_count;
+}
+
+}  // namespace coromesh::http

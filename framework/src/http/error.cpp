@@ -1,0 +1,25 @@
+#include "coromesh/http/error.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+namespace coromesh::http {
+
+Response make_json_response(Status status, std::string body, unsigned version, bool keep_alive) {
+  Response res{status, version};
+  res.set(Field::content_type, "application/json");
+  res.body() = std::move(body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+Response make_error_response(Status status, std::string_view code, std::string_view reason,
+                             unsigned version, bool keep_alive) {
+  boost::json::object body;
+  body["error"] = code;
+  body["reason"] = reason;
+  return make_json_response(status, boost::json::serialize(body), version, keep_alive);
+}
+
+}  // namespace coromesh::http

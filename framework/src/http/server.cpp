@@ -1,0 +1,162 @@
+#include "coromesh/http/server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <system_error>
+
+#include "coromesh/http/error.hpp"
+#include "coromesh/log/logger.hpp"
+#include "server_state.hpp"
+
+namespace coromesh::http {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+Server::Server(runtime::IoPool& pool, const Router& router, ServerLimits limits,
+               ServerObserver* observer)
+    : state_(std::make_shared<State>(pool, router, limits, observer)) {}
+
+Server::~Server() {
+  boost::system::error_code ignored;
+  state_->acceptor.close(ignored);
+}
+
+void Server::listen(const std::string& address, std::uint16_t port) {
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(address, ec);
+  if (ec) {
+    throw std::system_error(ec, "listen: '" + address + "' is not an IP address");
+  }
+  tcp::endpoint endpoint(ip, port);
+  auto& acceptor = state_->acceptor;
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
+  acceptor.bind(endpoint, ec);
+  if (ec) {
+    throw std::system_error(ec, "listen on " + address + ":" + std::to_string(port));
+  }
+  acceptor.listen(asio::socket_base::max_listen_connections);
+  log::info("http.listen", {{"address", address}, {"port", this->port()}});
+}
+
+std::uint16_t Server::port() const noexcept {
+  boost::system::error_code ec;
+  auto endpoint = state_->acceptor.local_endpoint(ec);
+  return ec ? 0 : endpoint.port();
+}
+
+void Server::start() {
+  runtime::spawn(state_->acceptor.get_executor(), state_->accept_loop(), "http.accept");
+}
+
+void Server::stop_accepting() {
+  state_->draining = true;
+  asio::post(state_->acceptor.get_executor(), [state = state_] {
+    boost::system::error_code ignored;
+    state->acceptor.close(ignored);
+  });
+  state_->close_all(/*only_idle=*/true);
+}
+
+asio::awaitable<std::size_t> Server::drain(std::chrono::milliseconds grace) {
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (state_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    timer.expires_after(std::chrono::milliseconds(10));
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  std::size_t cut_off = state_->in_flight.load();
+  if (cut_off > 0) {
+    log::warn("http.drain.cut_off", {{"requests", cut_off}, {"grace", grace}});
+  }
+  state_->close_all(/*only_idle=*/false);
+  co_return cut_off;
+}
+
+std::size_t Server::active_connections() const noexcept {
+  return state_->connection_count.load();
+}
+std::size_t Server::in_flight() const noexcept {
+  return state_->in_flight.load();
+}
+
+void Server::State::close_all(bool only_idle) {
+  std::lock_guard lock(mutex);
+  for (const auto& connection : connections) {
+    // Each connection is closed on its own thread, where its coroutine runs.
+    asio::post(connection->stream.get_executor(), [connection, only_idle] {
+      connection->closing = true;
+      if (!only_idle || !connection->busy) {
+        boost::system::error_code ignored;
+        connection->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        connection->stream.cancel();
+      }
+      if (!only_idle) {
+        connection->cancel.emit(asio::cancellation_type::terminal);
+      }
+    });
+  }
+}
+
+namespace {
+
+// Sent to a connection over the max_connections limit; it gets an answer instead of
+// a silent reset, and costs us one short write.
+asio::awaitable<void> reject_over_limit(tcp::socket socket) {
+  static const std::string kBody = R"({"error":"overloaded","reason":"too many open connections"})";
+  static const std::string kResponse =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+      "Connection: close\r\nContent-Length: " +
+      std::to_string(kBody.size()) + "\r\n\r\n" + kBody;
+  boost::beast::tcp_stream stream(std::move(socket));
+  stream.expires_after(std::chrono::seconds(1));
+  co_await asio::async_write(stream, asio::buffer(kResponse), asio::as_tuple(asio::use_awaitable));
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+}  // namespace
+
+asio::awaitable<void> Server::State::accept_loop() {
+  auto self = shared_from_this();
+  asio::steady_timer backoff(acceptor.get_executor());
+  while (acceptor.is_open()) {
+    auto [ec, socket] =
+        co_await acceptor.async_accept(pool.next_executor(), asio::as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
+      break;
+    }
+    if (ec) {
+      // EMFILE and friends: pause instead of spinning on a failing accept.
+      log::warn("http.accept.error", {{"error", ec.message()}});
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    auto executor = socket.get_executor();
+    if (connection_count.load() >= limits.max_connections || draining) {
+      runtime::spawn(executor, reject_over_limit(std::move(socket)), "http.reject");
+      continue;
+    }
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto connection = std::make_shared<detail::Connection>(std::move(socket));
+    {
+      std::lock_guard lock(mutex);
+      connections.push_front(connection);
+      connection->registry_position = connections.begin();
+    }
+    ++connection_count;
+    auto slot = connection->cancel.slot();
+    asio::co_spawn(
+        executor, serve(std::move(connection)),
+        asio::bind_cancellation_slot(slot, runtime::LogEscapedException{"http.connection"}));
+  }
+}
+
+}  // namespace coromesh::http

@@ -1,0 +1,58 @@
+#pragma once
+
+// Internal: the state shared by the acceptor, the connections and the Server facade.
+// Held by shared_ptr so a connection coroutine that outlives a drain cannot touch
+// freed memory.
+
+#include <atomic>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <list>
+#include <memory>
+#include <mutex>
+
+#include "coromesh/http/server.hpp"
+
+namespace coromesh::http::detail {
+
+// One open connection. Touched only on its own io_context's thread, except the
+// registry links which are guarded by State::mutex.
+struct Connection {
+  explicit Connection(boost::asio::ip::tcp::socket socket) : stream(std::move(socket)) {}
+  boost::beast::tcp_stream stream;
+  bool busy = false;     // a request is being read, handled or answered
+  bool closing = false;  // close after the current response
+  // Terminal cancellation of the connection's coroutine, handler included: the last
+  // step of a drain whose grace period ran out.
+  boost::asio::cancellation_signal cancel;
+  std::list<std::shared_ptr<Connection>>::iterator registry_position;
+};
+
+}  // namespace coromesh::http::detail
+
+namespace coromesh::http {
+
+struct Server::State : std::enable_shared_from_this<Server::State> {
+  State(runtime::IoPool& p, const Router& r, ServerLimits l, ServerObserver* o)
+      : pool(p), router(r), limits(l), observer(o), acceptor(p.context(0)) {}
+
+  runtime::IoPool& pool;
+  const Router& router;
+  ServerLimits limits;
+  ServerObserver* observer;
+  boost::asio::ip::tcp::acceptor acceptor;
+
+  std::mutex mutex;
+  std::list<std::shared_ptr<detail::Connection>> connections;
+  std::atomic<std::size_t> connection_count{0};
+  std::atomic<std::size_t> in_flight{0};
+  std::atomic<bool> draining{false};
+
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> serve(std::shared_ptr<detail::Connection> connection);
+  boost::asio::awaitable<Response> dispatch(Request& request);
+  void close_all(bool only_idle);
+};
+
+}  // namespace coromesh::http

@@ -1,0 +1,3 @@
+# Sources of the http module (see framework/CMakeLists.txt).
+list(APPEND COROMESH_FRAMEWORK_SOURCES
+  src/http/error.cpp src/http/binding.cpp src/http/router.cpp src/http/server.cpp src/http/connection.cpp)

@@ -1,0 +1,1 @@
+list(APPEND COROMESH_FRAMEWORK_SOURCES src/log/logger.cpp)

@@ -1,0 +1,1 @@
+# Sources of the metrics module (see framework/CMakeLists.txt).

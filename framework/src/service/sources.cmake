@@ -1,0 +1,1 @@
+# Sources of the service module (see framework/CMakeLists.txt).

@@ -1,0 +1,122 @@
+#include "coromesh/http/binding.hpp"
+
+#include <gtest/gtest.h>
+
+namespace coromesh::http::testing_binding {
+
+struct Operands {
+  std::int64_t l = 0;
+  std::int64_t r = 0;
+};
+BOOST_DESCRIBE_STRUCT(Operands, (), (l, r))
+
+struct Options {
+  std::string name;
+  std::optional<int> limit;
+  bool verbose = false;
+  double ratio = 0;
+  std::uint16_t port = 0;
+};
+BOOST_DESCRIBE_STRUCT(Options, (), (name, limit, verbose, ratio, port))
+
+struct Order {
+  std::string id;
+  std::vector<Operands> lines;
+  std::optional<Options> options;
+};
+BOOST_DESCRIBE_STRUCT(Order, (), (id, lines, options))
+
+// Runs `f`, expects an HttpError 400 with `code`, returns its reason.
+template <class F>
+std::string reason_of(F f, const std::string& code) {
+  try {
+    f();
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status(), Status::bad_request);
+    EXPECT_EQ(e.code(), code) << e.reason();
+    return std::string(e.reason());
+  }
+  ADD_FAILURE() << "no HttpError thrown";
+  return {};
+}
+
+TEST(BindQuery, BindsDescribedStruct) {
+  auto ops = bind_query<Operands>("l=12&r=-6");
+  EXPECT_EQ(ops.l, 12);
+  EXPECT_EQ(ops.r, -6);
+  auto opts = bind_query<Options>("name=a%20b+c&verbose=true&ratio=0.5&port=8080&extra=1");
+  EXPECT_EQ(opts.name, "a b c");
+  EXPECT_FALSE(opts.limit.has_value());
+  EXPECT_TRUE(opts.verbose);
+  EXPECT_DOUBLE_EQ(opts.ratio, 0.5);
+  EXPECT_EQ(opts.port, 8080);
+}
+
+TEST(BindQuery, MissingFieldNamesIt) {
+  auto reason = reason_of([] { bind_query<Operands>("l=1"); }, "missing_field");
+  EXPECT_EQ(reason, "query parameter 'r' is required");
+}
+
+TEST(BindQuery, InvalidValuesNameTheFieldAndProblem) {
+  EXPECT_EQ(reason_of([] { bind_query<Operands>("l=abc&r=1"); }, "invalid_field"),
+            "query parameter 'l': 'abc' is not an integer");
+  EXPECT_EQ(reason_of([] { bind_query<Operands>("l=1&r=99999999999999999999"); }, "invalid_field"),
+            "query parameter 'r': '99999999999999999999' is out of range");
+  EXPECT_EQ(reason_of([] { bind_query<Operands>("l=1.5&r=1"); }, "invalid_field"),
+            "query parameter 'l': '1.5' is not an integer");
+  EXPECT_EQ(reason_of([] { bind_query<Operands>("l=&r=1"); }, "invalid_field"),
+            "query parameter 'l': '' is not an integer");
+  EXPECT_EQ(reason_of([] { bind_query<Options>("name=x&verbose=1&ratio=1&port=70000"); },
+                      "invalid_field"),
+            "query parameter 'port': '70000' is out of range");
+  EXPECT_EQ(
+      reason_of([] { bind_query<Options>("name=x&verbose=1&ratio=1&port=-1"); }, "invalid_field"),
+      "query parameter 'port': '-1' must not be negative");
+  EXPECT_EQ(reason_of([] { bind_query<Options>("name=%zz"); }, "invalid_field"),
+            "query parameter 'name': malformed percent-escape");
+}
+
+TEST(BindQuery, HostileLongValueIsClippedInTheReason) {
+  std::string query = "l=" + std::string(10000, '9') + "x&r=1";
+  auto reason = reason_of([&] { bind_query<Operands>(query); }, "invalid_field");
+  EXPECT_LT(reason.size(), 200u);
+}
+
+TEST(BindJson, BindsNestedStructsVectorsAndOptionals) {
+  auto order = bind_json<Order>(
+      R"({"id":"o1","lines":[{"l":1,"r":2},{"l":3,"r":4}],"options":{"name":"n","verbose":true,"ratio":1,"port":1}})");
+  EXPECT_EQ(order.id, "o1");
+  ASSERT_EQ(order.lines.size(), 2u);
+  EXPECT_EQ(order.lines[1].r, 4);
+  ASSERT_TRUE(order.options.has_value());
+  EXPECT_DOUBLE_EQ(order.options->ratio, 1.0);
+}
+
+TEST(BindJson, ErrorsNameTheFieldPath) {
+  EXPECT_EQ(reason_of([] { bind_json<Order>(R"({"lines":[]})"); }, "missing_field"),
+            "JSON field 'id' is required");
+  EXPECT_EQ(reason_of([] { bind_json<Order>(R"({"id":"x","lines":[{"l":1,"r":"2"}]})"); },
+                      "invalid_field"),
+            "JSON field 'lines[0].r': expected an integer");
+  EXPECT_EQ(reason_of([] { bind_json<Order>(R"({"id":5,"lines":[]})"); }, "invalid_field"),
+            "JSON field 'id': expected a string");
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"([1,2])"); }, "invalid_field"),
+            "JSON field 'body': expected an object");
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":1,"r":18446744073709551615})"); },
+                      "invalid_field"),
+            "JSON field 'r': value is out of range");
+}
+
+TEST(BindJson, MalformedAndHostileBodiesAreInvalidJson) {
+  reason_of([] { bind_json<Operands>(R"({"l":1,)"); }, "invalid_json");
+  reason_of([] { bind_json<Operands>(""); }, "invalid_json");
+  std::string deep(100000, '[');
+  reason_of([&] { bind_json<Operands>(deep); }, "invalid_json");
+}
+
+TEST(ToJson, SerializesDescribedStructs) {
+  Order order{"o1", {{1, 2}}, std::nullopt};
+  EXPECT_EQ(to_json(order), R"({"id":"o1","lines":[{"l":1,"r":2}]})");
+}
+
+}  // namespace coromesh::http::testing_binding

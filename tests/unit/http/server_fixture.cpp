@@ -1,0 +1,101 @@
+#include "server_fixture.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/describe.hpp>
+
+#include "coromesh/http/binding.hpp"
+#include "coromesh/http/error.hpp"
+
+namespace coromesh::http::testing {
+
+namespace asio = boost::asio;
+
+namespace {
+struct SumArgs {
+  std::int64_t l = 0;
+  std::int64_t r = 0;
+};
+BOOST_DESCRIBE_STRUCT(SumArgs, (), (l, r))
+
+Response text(std::string body) {
+  Response res{Status::ok, 11};
+  res.set(Field::content_type, "text/plain");
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+}  // namespace
+
+ServerFixture::ServerFixture(ServerLimits limits, std::size_t threads) : pool_(threads) {
+  router_.add(Verb::get, "/hello", "hello",
+              [](RequestContext&) -> asio::awaitable<Response> { co_return text("hello"); });
+  router_.add(Verb::get, "/items/{id}", "item",
+              [](RequestContext& ctx) -> asio::awaitable<Response> {
+                co_return text("item " + std::string(ctx.path_param("id")));
+              });
+  router_.add(Verb::post, "/echo", "echo", [](RequestContext& ctx) -> asio::awaitable<Response> {
+    co_return text(ctx.request.body());
+  });
+  router_.add(Verb::get, "/sum", "sum", [](RequestContext& ctx) -> asio::awaitable<Response> {
+    auto args = bind_query<SumArgs>(ctx.query);
+    co_return text(std::to_string(args.l + args.r));
+  });
+  router_.add(Verb::get, "/slow", "slow", [this](RequestContext& ctx) -> asio::awaitable<Response> {
+    ++slow_started;
+    auto ms = bind_query<SumArgs>(std::string(ctx.query) + "&r=0").l;
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    timer.expires_after(std::chrono::milliseconds(ms));
+    co_await timer.async_wait(asio::use_awaitable);
+    ++slow_finished;
+    co_return text("slept");
+  });
+  router_.add(Verb::get, "/throw", "throw", [](RequestContext&) -> asio::awaitable<Response> {
+    throw std::runtime_error("secret internal detail");
+    co_return text("unreachable");
+  });
+  router_.add(Verb::get, "/error", "error", [](RequestContext&) -> asio::awaitable<Response> {
+    throw HttpError(Status::conflict, "already_there", "the item exists");
+    co_return text("unreachable");
+  });
+  server_ = std::make_unique<Server>(pool_, router_, limits);
+  server_->listen("127.0.0.1", 0);
+  server_->start();
+  pool_.start();
+}
+
+ServerFixture::~ServerFixture() {
+  if (!stopped_) {
+    shutdown(std::chrono::seconds(2));
+  }
+}
+
+std::size_t ServerFixture::shutdown(std::chrono::milliseconds grace) {
+  stopped_ = true;
+  server_->stop_accepting();
+  auto cut = asio::co_spawn(pool_.executor(0), server_->drain(grace), asio::use_future);
+  auto result = cut.get();
+  pool_.stop();
+  pool_.join();
+  return result;
+}
+
+coromesh::testing::FetchResult ServerFixture::get(const std::string& target) {
+  return coromesh::testing::http_fetch("127.0.0.1", port(), target);
+}
+
+coromesh::testing::FetchResult ServerFixture::send(const std::string& method,
+                                                   const std::string& target,
+                                                   const std::string& body) {
+  coromesh::testing::FetchOptions options;
+  options.method = method;
+  options.body = body;
+  return coromesh::testing::http_fetch("127.0.0.1", port(), target, options);
+}
+
+std::string ServerFixture::raw(const std::string& bytes, std::chrono::milliseconds timeout) {
+  return coromesh::testing::raw_exchange("127.0.0.1", port(), bytes, timeout);
+}
+
+}  // namespace coromesh::http::testing

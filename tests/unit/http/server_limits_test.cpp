@@ -1,0 +1,116 @@
+// Hostile and malformed input against http::Server: every limit answers with the
+// right status, or cuts the connection, and the server keeps serving others.
+
+#include <gtest/gtest.h>
+
+#include "server_fixture.hpp"
+
+namespace coromesh::http::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(HttpServerLimits, OversizedHeaderIs431) {
+  ServerLimits limits;
+  limits.max_header_bytes = 1024;
+  ServerFixture fx(limits);
+  auto answer =
+      fx.raw("GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n");
+  EXPECT_NE(answer.find("HTTP/1.1 431"), std::string::npos) << answer.substr(0, 200);
+  EXPECT_NE(answer.find(R"("error":"header_too_large")"), std::string::npos);
+  EXPECT_EQ(fx.get("/hello").status, 200);
+}
+
+TEST(HttpServerLimits, OversizedBodyIs413) {
+  ServerLimits limits;
+  limits.max_body_bytes = 100;
+  ServerFixture fx(limits);
+  auto res = fx.send("POST", "/echo", std::string(1000, 'x'));
+  EXPECT_EQ(res.status, 413) << res.error;
+  EXPECT_NE(res.body.find(R"("error":"body_too_large")"), std::string::npos);
+  auto chunked = fx.raw(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "c8\r\n" +
+      std::string(200, 'y') + "\r\n0\r\n\r\n");
+  EXPECT_NE(chunked.find("HTTP/1.1 413"), std::string::npos) << chunked.substr(0, 200);
+  EXPECT_EQ(fx.send("POST", "/echo", "small").body, "small");
+}
+
+TEST(HttpServerLimits, MalformedRequestsAre400) {
+  ServerFixture fx;
+  const std::vector<std::string> inputs{
+      "GET /hello HTTP/9.9\r\n\r\n",
+      "GET /hello HTTP/1.1\r\nHost x\r\n\r\n",
+      "G@T /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /hello HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+      "GET /hello HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+      std::string("GET /he\0llo HTTP/1.1\r\n\r\n", 25),
+  };
+  for (const auto& bad : inputs) {
+    auto answer = fx.raw(bad);
+    EXPECT_NE(answer.find("HTTP/1.1 400"), std::string::npos) << "input: " << bad;
+    EXPECT_NE(answer.find(R"("error":"malformed_request")"), std::string::npos) << answer;
+  }
+  EXPECT_EQ(fx.get("/hello").status, 200);
+}
+
+TEST(HttpServerLimits, RelativeTargetIs400) {
+  ServerFixture fx;
+  auto answer = fx.raw("GET hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(answer.find("HTTP/1.1 400"), std::string::npos) << answer;
+}
+
+TEST(HttpServerLimits, SlowClientIsCutOffAtTheHeaderTimeout) {
+  ServerLimits limits;
+  limits.header_timeout = 300ms;
+  ServerFixture fx(limits);
+  auto started = std::chrono::steady_clock::now();
+  // Half a request line, then silence: the server must hang up by itself.
+  auto answer = fx.raw("GET /hello HTTP/1.1\r\nHost:", 5s);
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  EXPECT_TRUE(answer.empty()) << answer;
+  EXPECT_GE(elapsed, 250ms);
+  EXPECT_LT(elapsed, 3s) << "the slow client held the connection past the timeout";
+  EXPECT_EQ(fx.get("/hello").status, 200);
+}
+
+TEST(HttpServerLimits, SilentConnectionIsClosedAtTheHeaderTimeout) {
+  ServerLimits limits;
+  limits.header_timeout = 300ms;
+  ServerFixture fx(limits);
+  auto started = std::chrono::steady_clock::now();
+  auto answer = fx.raw("", 5s);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  EXPECT_TRUE(answer.empty());
+}
+
+TEST(HttpServerLimits, IdleKeepAliveConnectionIsClosedAtTheIdleTimeout) {
+  ServerLimits limits;
+  limits.idle_timeout = 300ms;
+  ServerFixture fx(limits);
+  auto started = std::chrono::steady_clock::now();
+  auto answer = fx.raw("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 5s);
+  EXPECT_NE(answer.find("hello"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+}
+
+TEST(HttpServerLimits, ConnectionsOverTheLimitGet503) {
+  ServerLimits limits;
+  limits.max_connections = 1;
+  limits.header_timeout = 2s;
+  ServerFixture fx(limits);
+  // Hold the only slot with a connection that has sent nothing yet.
+  std::thread holder([&] { fx.raw("", 1500ms); });
+  ASSERT_TRUE(
+      coromesh::testing::wait_until([&] { return fx.server().active_connections() == 1; }, 5s));
+  auto res = fx.get("/hello");
+  EXPECT_EQ(res.status, 503) << res.error;
+  EXPECT_NE(res.body.find(R"("error":"overloaded")"), std::string::npos);
+  holder.join();
+  ASSERT_TRUE(
+      coromesh::testing::wait_until([&] { return fx.server().active_connections() == 0; }, 5s));
+  EXPECT_EQ(fx.get("/hello").status, 200);
+}
+
+}  // namespace
+}  // namespace coromesh::http::testing

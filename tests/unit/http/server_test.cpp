@@ -1,0 +1,154 @@
+#include "coromesh/http/server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "server_fixture.hpp"
+
+namespace coromesh::http::testing {
+namespace {
+
+TEST(HttpServer, ServesRoutesWithPathParameters) {
+  ServerFixture fx;
+  auto hello = fx.get("/hello");
+  EXPECT_EQ(hello.status, 200) << hello.error;
+  EXPECT_EQ(hello.body, "hello");
+  auto item = fx.get("/items/a%2Fb");
+  EXPECT_EQ(item.status, 200);
+  EXPECT_EQ(item.body, "item a/b");
+}
+
+TEST(HttpServer, UnknownRouteIs404Json) {
+  ServerFixture fx;
+  auto res = fx.get("/nope");
+  EXPECT_EQ(res.status, 404);
+  EXPECT_EQ(res.headers["content-type"], "application/json");
+  EXPECT_EQ(res.body, R"({"error":"not_found","reason":"no route for /nope"})");
+}
+
+TEST(HttpServer, WrongMethodIs405WithAllow) {
+  ServerFixture fx;
+  auto res = fx.send("DELETE", "/hello");
+  EXPECT_EQ(res.status, 405);
+  EXPECT_EQ(res.headers["allow"], "GET, HEAD");
+  EXPECT_NE(res.body.find(R"("error":"method_not_allowed")"), std::string::npos) << res.body;
+}
+
+TEST(HttpServer, HeadHasLengthButNoBody) {
+  ServerFixture fx;
+  auto answer = fx.raw("HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(answer.find("HTTP/1.1 200 OK"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("Content-Length: 5"), std::string::npos) << answer;
+  EXPECT_EQ(answer.find("hello"), std::string::npos) << answer;
+}
+
+TEST(HttpServer, BindingFailureIs400NamingTheField) {
+  ServerFixture fx;
+  EXPECT_EQ(fx.get("/sum?l=2&r=3").body, "5");
+  auto missing = fx.get("/sum?l=2");
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_EQ(missing.body,
+            R"({"error":"missing_field","reason":"query parameter 'r' is required"})");
+  auto invalid = fx.get("/sum?l=2&r=x");
+  EXPECT_EQ(invalid.status, 400);
+  EXPECT_NE(invalid.body.find("query parameter 'r': 'x' is not an integer"), std::string::npos);
+}
+
+TEST(HttpServer, HandlerErrorsMapToStatusAndHideInternals) {
+  ServerFixture fx;
+  auto typed = fx.get("/error");
+  EXPECT_EQ(typed.status, 409);
+  EXPECT_EQ(typed.body, R"({"error":"already_there","reason":"the item exists"})");
+  auto crash = fx.get("/throw");
+  EXPECT_EQ(crash.status, 500);
+  EXPECT_EQ(crash.body.find("secret"), std::string::npos) << crash.body;
+  EXPECT_EQ(fx.get("/hello").status, 200) << "a throwing handler must not hurt the server";
+}
+
+TEST(HttpServer, KeepAliveServesPipelinedRequestsOnOneConnection) {
+  ServerFixture fx;
+  auto answer = fx.raw(
+      "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /items/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto first = answer.find("hello");
+  auto second = answer.find("item 2");
+  EXPECT_NE(first, std::string::npos) << answer;
+  EXPECT_NE(second, std::string::npos) << answer;
+  EXPECT_LT(first, second);
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+}
+
+TEST(HttpServer, Http10WithoutKeepAliveIsClosedAfterOneResponse) {
+  ServerFixture fx;
+  auto answer = fx.raw("GET /hello HTTP/1.0\r\n\r\n");
+  EXPECT_NE(answer.find("HTTP/1.0 200 OK"), std::string::npos) << answer;
+}
+
+TEST(HttpServer, ExpectContinueIsAnsweredBeforeTheBody) {
+  ServerFixture fx;
+  auto answer = fx.raw(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n"
+      "Connection: close\r\n\r\nping");
+  auto cont = answer.find("HTTP/1.1 100 Continue");
+  auto ok = answer.find("HTTP/1.1 200 OK");
+  EXPECT_NE(cont, std::string::npos) << answer;
+  EXPECT_NE(ok, std::string::npos) << answer;
+  EXPECT_LT(cont, ok);
+  EXPECT_NE(answer.find("ping"), std::string::npos);
+}
+
+TEST(HttpServer, GracefulDrainLetsInFlightRequestsFinish) {
+  ServerFixture fx;
+  coromesh::testing::FetchResult slow;
+  std::thread client([&] { slow = fx.get("/slow?l=300"); });
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.slow_started.load() == 1; },
+                                            std::chrono::seconds(5)));
+  auto cut_off = fx.shutdown(std::chrono::seconds(5));
+  client.join();
+  EXPECT_EQ(cut_off, 0u);
+  EXPECT_EQ(slow.status, 200) << slow.error;
+  EXPECT_EQ(slow.headers["connection"], "close");
+}
+
+TEST(HttpServer, DrainCutsOffRequestsThatOutliveTheGrace) {
+  ServerFixture fx;
+  coromesh::testing::FetchResult slow;
+  std::thread client([&] { slow = fx.get("/slow?l=5000"); });
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.slow_started.load() == 1; },
+                                            std::chrono::seconds(5)));
+  auto started = std::chrono::steady_clock::now();
+  auto cut_off = fx.shutdown(std::chrono::milliseconds(200));
+  client.join();
+  EXPECT_EQ(cut_off, 1u);
+  EXPECT_EQ(slow.status, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(3));
+}
+
+TEST(HttpServer, StopAcceptingRefusesNewConnections) {
+  ServerFixture fx;
+  auto port = fx.port();
+  fx.shutdown(std::chrono::milliseconds(100));
+  auto res = coromesh::testing::http_fetch("127.0.0.1", port, "/hello");
+  EXPECT_EQ(res.status, 0);
+}
+
+TEST(HttpServer, ServesFromSeveralThreads) {
+  ServerFixture fx({}, 2);
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        ok += fx.get("/hello").status == 200 ? 1 : 0;
+      }
+    });
+  }
+  for (auto& c : clients) {
+    c.join();
+  }
+  EXPECT_EQ(ok.load(), 100);
+}
+
+}  // namespace
+}  // namespace coromesh::http::testing
