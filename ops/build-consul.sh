@@ -18,8 +18,9 @@ BIN_DIR="$OPS_DIR/.tools/bin"
 BIN="$BIN_DIR/consul"
 
 STEP="init"
-fail() { echo "build-consul.sh: ERROR in step '$STEP': $*" >&2; exit 1; }
-trap 'rc=$?; [ $rc -eq 0 ] || echo "build-consul.sh: FAILED in step '\''$STEP'\'' (exit $rc)" >&2' EXIT
+REPORTED=0
+fail() { echo "build-consul.sh: ERROR in step '$STEP': $*" >&2; REPORTED=1; exit 1; }
+trap 'rc=$?; [ $rc -eq 0 ] || [ $REPORTED -eq 1 ] || echo "build-consul.sh: ERROR in step '\''$STEP'\'' (exit $rc)" >&2' EXIT
 
 if [ -z "${GO:-}" ]; then
   if [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; else GO="$(command -v go || true)"; fi
@@ -39,7 +40,7 @@ WANT="Consul $VERSION"
 # --- fast path ---------------------------------------------------------------
 STEP="check existing binary"
 if [ -x "$BIN" ]; then
-  have="$("$BIN" version 2>/dev/null | head -n1 || true)"
+  have="$("$BIN" version 2>/dev/null || true)"; have="${have%%$'\n'*}"  # first line; no pipe (SIGPIPE + pipefail)
   if [ "$have" = "$WANT" ]; then
     echo "build-consul.sh: $BIN is up to date ($have)"
     exit 0
@@ -112,8 +113,9 @@ GIT_COMMIT="$(sed -nE 's/.*"Hash":"([0-9a-f]+)".*/\1/p' "$INFO" 2>/dev/null || t
 BUILD_DATE="$("$GO" list -m -f '{{.Time.Format "2006-01-02T15:04:05Z"}}' github.com/hashicorp/consul)"
 LDFLAGS="-s -w -X github.com/hashicorp/consul/version.GitCommit=${GIT_COMMIT:-unknown}"
 LDFLAGS+=" -X github.com/hashicorp/consul/version.BuildDate=$BUILD_DATE"
-# Consul embeds version/VERSION ("1.15.4", no "-dev"); pin the parts explicitly anyway.
-LDFLAGS+=" -X github.com/hashicorp/consul/version.VersionPrerelease="
+# The version string itself comes from Consul's embedded version/VERSION file
+# ("1.15.4" at the v1.15.4 tag, no "-dev"); Version/VersionPrerelease are
+# computed at init time, so -X could not set them anyway. Checked below.
 mkdir -p "$BIN_DIR"
 tmp="$BIN.tmp.$$"
 echo "build-consul.sh: [$STEP] consul $VERSION (commit ${GIT_COMMIT:-unknown}) -> $BIN (-p $JOBS)"
@@ -126,6 +128,7 @@ echo "build-consul.sh: [$STEP] done in $((SECONDS - start))s"
 
 # --- verify ------------------------------------------------------------------
 STEP="verify binary"
-have="$("$BIN" version | head -n1)"
+have="$("$BIN" version)" || fail "'$BIN version' failed"
+have="${have%%$'\n'*}"
 [ "$have" = "$WANT" ] || fail "built binary reports '$have', expected '$WANT'"
 echo "build-consul.sh: ok: $BIN ($have)"

@@ -53,5 +53,20 @@ else
 fi
 
 step "consul"
-"$COROMESH_ROOT/ops/build-consul.sh" || die "building Consul failed (see above)"
-step_done "$("$COROMESH_TOOLS/bin/consul" version | head -1)"
+consul_bin="$COROMESH_TOOLS/bin/consul"
+pinned=$(sed -nE 's#^[[:space:]]*github\.com/hashicorp/consul[[:space:]]+v([0-9][^[:space:]]*).*#\1#p' \
+  "$COROMESH_ROOT/ops/consul/go.mod" | head -n1)
+# A Consul of exactly the pinned version already on PATH is used instead of a build.
+if [ ! -x "$consul_bin" ] && system_consul=$(command -v consul 2>/dev/null); then
+  system_version=$("$system_consul" version 2>/dev/null || true)
+  if [ "${system_version%%$'\n'*}" = "Consul v$pinned" ]; then
+    mkdir -p "$COROMESH_TOOLS/bin"
+    ln -sf "$system_consul" "$consul_bin"
+  fi
+fi
+if ! build_log=$("$COROMESH_ROOT/ops/build-consul.sh" 2>&1); then
+  echo "$build_log" >&2
+  die "building Consul v$pinned from Go modules failed (see above)"
+fi
+consul_version=$("$consul_bin" version)
+step_done "${consul_version%%$'\n'*}"
