@@ -4,6 +4,8 @@
 #   - Debian packages (compiler, CMake/Ninja, Boost 1.81, OpenSSL, prometheus-cpp,
 #     GoogleTest, Google Benchmark, Prometheus, wrk, nginx for the baseline benchmark)
 #   - Consul, built from Go modules into ops/.tools/bin (see ops/build-consul.sh)
+#   - Prometheus 2.x, built from Go modules into ops/.tools/bin (ops/build-prometheus.sh):
+#     Debian's package is built without consul_sd_configs, which the project relies on
 set -euo pipefail
 COROMESH_SCRIPT=setup
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -70,3 +72,11 @@ if ! build_log=$("$COROMESH_ROOT/ops/build-consul.sh" 2>&1); then
 fi
 consul_version=$("$consul_bin" version)
 step_done "${consul_version%%$'\n'*}"
+
+step "prometheus"
+if ! build_log=$("$COROMESH_ROOT/ops/build-prometheus.sh" 2>&1); then
+  echo "$build_log" >&2
+  die "building Prometheus from Go modules failed (see above)"
+fi
+prometheus_version=$("$COROMESH_TOOLS/bin/prometheus" --version 2>&1)
+step_done "${prometheus_version%%$'\n'*}"

@@ -105,7 +105,9 @@ std::filesystem::path consul_binary() {
 }
 
 std::filesystem::path prometheus_binary() {
-  return locate("COROMESH_PROMETHEUS", {}, "prometheus");
+  // The project's own build (ops/build-prometheus.sh) comes first: Debian's package
+  // lacks consul_sd_configs.
+  return locate("COROMESH_PROMETHEUS", source_dir() / "ops/.tools/bin/prometheus", "prometheus");
 }
 
 }  // namespace coromesh::testing

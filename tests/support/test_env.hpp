@@ -40,7 +40,8 @@ std::filesystem::path binary_dir();
 // Locates the `consul` binary: $COROMESH_CONSUL, then ops/.tools/bin/consul, then
 // PATH. Throws std::runtime_error telling the user to run ./ops/setup.sh.
 std::filesystem::path consul_binary();
-// Locates `prometheus`: $COROMESH_PROMETHEUS, then PATH. Throws like consul_binary().
+// Locates `prometheus`: $COROMESH_PROMETHEUS, then ops/.tools/bin/prometheus, then
+// PATH. Throws like consul_binary().
 std::filesystem::path prometheus_binary();
 
 }  // namespace coromesh::testing
