@@ -1,0 +1,70 @@
+#pragma once
+
+// The one interface through which coromesh talks to its service catalog: registration,
+// checks, health and Connect queries, KV. HttpAgentClient implements it on the local
+// Consul agent's HTTP API; the agent endpoints are deprecated from Consul 1.16 on, so
+// everything else (Registrar, watches, the sidecar) depends only on this interface and
+// an xDS-based source can replace the implementation later.
+//
+// Threading: an implementation is bound to one executor; call it from coroutines on that
+// executor. Every method may be cancelled through the awaiting coroutine's cancellation
+// slot (e.g. `co_await (consul.health_service(...) || timer.async_wait(...))`).
+//
+// Errors: a rejected or undecodable answer throws ConsulError; failing to reach the agent
+// throws http::ClientError (a std::system_error). Blocking queries follow Consul's rules:
+// pass the previous QueryResult::index back in QueryOptions::index.
+
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coromesh/consul/error.hpp"
+#include "coromesh/consul/types.hpp"
+
+namespace coromesh::consul {
+
+class AgentClient {
+ public:
+  template <class T>
+  using Task = boost::asio::awaitable<T>;
+
+  virtual ~AgentClient() = default;
+
+  // PUT /v1/agent/service/register. Registering an existing ID replaces it.
+  virtual Task<void> register_service(ServiceRegistration registration) = 0;
+  // PUT /v1/agent/service/deregister/<id>. An ID the agent does not know is not an
+  // error: the service is not registered either way.
+  virtual Task<void> deregister_service(std::string service_id) = 0;
+  // PUT /v1/agent/service/maintenance/<id>?enable=…&reason=…. Enabling adds a critical
+  // check at once, so the instance leaves every `?passing` answer: phase 1 of a graceful
+  // shutdown.
+  virtual Task<void> set_maintenance(std::string service_id, bool enable, std::string reason) = 0;
+  // PUT /v1/agent/check/update/<check_id> for a TTL check (see ttl_check_id()).
+  virtual Task<void> update_ttl(std::string check_id, HealthStatus status, std::string output) = 0;
+  Task<void> pass_ttl(std::string check_id, std::string output = {});
+  Task<void> warn_ttl(std::string check_id, std::string output = {});
+  Task<void> fail_ttl(std::string check_id, std::string output = {});
+
+  // GET /v1/agent/service/<id>: the registration the local agent holds, nullopt if none.
+  virtual Task<std::optional<AgentService>> agent_service(std::string service_id) = 0;
+
+  // GET /v1/health/service/<name>[?passing]: the instances of `name` (empty if unknown).
+  virtual Task<QueryResult<std::vector<ServiceInstance>>> health_service(std::string name,
+                                                                         bool passing_only,
+                                                                         QueryOptions query) = 0;
+  // GET /v1/health/connect/<name>[?passing]: the Connect-capable endpoints (sidecar
+  // proxies) in front of `name`.
+  virtual Task<QueryResult<std::vector<ServiceInstance>>> health_connect(std::string name,
+                                                                         bool passing_only,
+                                                                         QueryOptions query) = 0;
+
+  // GET /v1/kv/<key>: nullopt when the key does not exist; the index is valid either way,
+  // so a missing key can be watched until it appears.
+  virtual Task<QueryResult<std::optional<KvEntry>>> kv_get(std::string key, QueryOptions query) = 0;
+  // PUT /v1/kv/<key>. Returns Consul's verdict (false only for failed conditional writes).
+  virtual Task<bool> kv_put(std::string key, std::string value) = 0;
+};
+
+}  // namespace coromesh::consul

@@ -1,0 +1,89 @@
+#pragma once
+
+// Owns one service instance's registration with the local agent for the life of the
+// process:
+//   run()      registers (retrying with backoff while the agent is unreachable), then
+//              every resync_interval checks that the agent still has it and registers
+//              again when it does not (an agent restart loses dev-mode and non-persisted
+//              registrations) — logged as consul.reregistered;
+//   shutdown() phase 1 of a graceful shutdown: stops run(), puts the instance in
+//              maintenance (critical at once, so it leaves every ?passing answer while
+//              in-flight requests drain), then deregisters. Never throws.
+//
+// Ownership: `consul` must outlive the Registrar. Threading: the AgentClient's executor;
+// call run() and shutdown() from coroutines on it. Typical use:
+//
+//   consul::Registrar registrar(agent, registration);
+//   co_spawn(ex, registrar.run(), on_error);   // runs until shutdown()
+//   ...
+//   co_await registrar.shutdown();              // then drain, then exit
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+
+#include "coromesh/consul/agent_client.hpp"
+
+namespace coromesh::consul {
+
+struct RegistrarOptions {
+  std::chrono::milliseconds resync_interval = std::chrono::seconds(5);
+  std::chrono::milliseconds retry_initial = std::chrono::milliseconds(100);
+  std::chrono::milliseconds retry_max = std::chrono::seconds(5);
+  // Limit for each shutdown step (maintenance, deregistration): a dead agent must not
+  // hold up the process' exit.
+  std::chrono::milliseconds shutdown_step_timeout = std::chrono::seconds(2);
+  std::string maintenance_reason = "shutting down";
+};
+
+class Registrar {
+ public:
+  Registrar(AgentClient& consul, ServiceRegistration registration, RegistrarOptions options = {});
+  // Destroy only after run() has returned (shutdown() awaited, or run() cancelled).
+  ~Registrar();
+  Registrar(const Registrar&) = delete;
+  Registrar& operator=(const Registrar&) = delete;
+
+  // Returns after shutdown() (or when cancelled). Throws ConsulError if the agent rejects
+  // the registration itself (4xx): a configuration error, which retrying cannot fix.
+  boost::asio::awaitable<void> run();
+
+  // Stops run() and waits for it, then maintenance + deregistration, each bounded by
+  // shutdown_step_timeout; failures are logged. Idempotent; fine without run().
+  boost::asio::awaitable<void> shutdown();
+
+  // The ID the agent knows the instance by (registration.id, or its name when empty).
+  const std::string& service_id() const noexcept { return service_id_; }
+  // The agent accepted the last registration and it was not deregistered since.
+  bool registered() const noexcept { return registered_; }
+  // Successful registrations: 1 after start-up, +1 for each re-registration.
+  std::uint64_t registrations() const noexcept { return registrations_; }
+
+ private:
+  boost::asio::awaitable<void> keep();
+  boost::asio::awaitable<bool> register_with_retry();
+  boost::asio::awaitable<void> resync();
+  boost::asio::awaitable<void> bounded_step(std::string step_name,
+                                            boost::asio::awaitable<void> step);
+
+  AgentClient& consul_;
+  ServiceRegistration registration_;
+  RegistrarOptions options_;
+  std::string service_id_;
+  // Made by run(), on the executor it runs on.
+  std::optional<boost::asio::steady_timer> stop_;  // cancelled by shutdown(): run() waits on it
+  std::optional<boost::asio::steady_timer> done_;  // cancelled as run() returns: shutdown() waits
+  bool running_ = false;
+  bool started_ = false;
+  bool stopping_ = false;
+  bool registered_ = false;
+  std::uint64_t registrations_ = 0;
+  unsigned resync_failures_ = 0;
+  std::exception_ptr fatal_;
+};
+
+}  // namespace coromesh::consul

@@ -1,0 +1,101 @@
+#pragma once
+
+// A coroutine HTTP/1.1 client with a keep-alive connection pool per destination and a
+// deadline on every call. Generated client stubs, the Consul agent client and the
+// frontend all call through it.
+//
+// Threading: a Client is bound to one executor (one io_context thread of the pool);
+// call it only from coroutines running on that executor. Use one Client per
+// io_context, not one shared across threads.
+//
+// Errors are thrown as ClientError (a std::system_error whose code is a ClientErrc):
+// connect_failed, timeout, bad_response, connection_closed. A response with any
+// status code, 5xx included, is a successful call: the status is the caller's to judge.
+// A call can also be cancelled through the awaiting coroutine's cancellation slot (e.g.
+// `co_await (client.send(...) || timer.async_wait(...))`); it then ends with
+// boost::system::system_error(operation_aborted) and its connection is closed, not pooled.
+// Destroy a Client only when none of its calls is in flight.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "coromesh/http/message.hpp"
+
+namespace coromesh::http {
+
+enum class ClientErrc {
+  connect_failed = 1,  // resolve or TCP connect failed (refused, unreachable)
+  timeout,             // the deadline passed before a complete response arrived
+  bad_response,        // the peer sent something that is not a valid HTTP response
+  connection_closed,   // the peer closed the connection before responding
+};
+const std::error_category& client_category() noexcept;
+std::error_code make_error_code(ClientErrc e) noexcept;
+
+class ClientError : public std::system_error {
+ public:
+  ClientError(ClientErrc code, const std::string& what)
+      : std::system_error(make_error_code(code), what) {}
+};
+
+struct ClientOptions {
+  std::size_t max_idle_per_destination = 64;       // idle keep-alive connections kept per host:port
+  std::chrono::milliseconds idle_timeout{30'000};  // an idle pooled connection is closed after this
+  std::size_t body_limit = 16 * 1024 * 1024;       // larger response bodies are bad_response
+  std::string user_agent = "coromesh";
+  // Send a request again, once, on a fresh connection when a pooled one turns out to be
+  // closed before any byte of the response. Off for long polls (Consul blocking queries):
+  // there the failure is news — the server restarted — and the caller must see it.
+  bool retry_closed_pooled_connection = true;
+};
+
+struct Destination {
+  std::string host;  // an IP address or a name resolved on each new connection
+  std::uint16_t port = 0;
+};
+
+class Client {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit Client(boost::asio::any_io_executor executor, ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Sends `request` to `destination` and returns the complete response. Sets Host
+  // (if absent), User-Agent and Content-Length. The whole exchange (taking or opening
+  // a connection, writing, reading) must finish before `deadline`. A pooled connection
+  // that turns out to be closed by the peer is retried once on a fresh connection when
+  // nothing of the response was read (unless options.retry_closed_pooled_connection is off).
+  // Parameters are taken by value: the coroutine starts lazily and may outlive the
+  // caller's temporaries (e.g. when co_spawn'ed).
+  boost::asio::awaitable<Response> send(Destination destination, Request request,
+                                        Clock::time_point deadline);
+
+  // Convenience: GET `target` with a timeout relative to now.
+  boost::asio::awaitable<Response> get(Destination destination, std::string target,
+                                       std::chrono::milliseconds timeout);
+
+  // Pool statistics, for tests and metrics.
+  std::uint64_t connections_opened() const noexcept;
+  std::size_t idle_connections() const noexcept;
+
+  // Closes every idle connection (used at shutdown).
+  void close_idle();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coromesh::http
+
+template <>
+struct std::is_error_code_enum<coromesh::http::ClientErrc> : std::true_type {};

@@ -1,0 +1,18 @@
+#include "coromesh/consul/agent_client.hpp"
+
+namespace coromesh::consul {
+
+// Plain forwarding, not coroutines: the returned awaitable owns the arguments.
+AgentClient::Task<void> AgentClient::pass_ttl(std::string check_id, std::string output) {
+  return update_ttl(std::move(check_id), HealthStatus::passing, std::move(output));
+}
+
+AgentClient::Task<void> AgentClient::warn_ttl(std::string check_id, std::string output) {
+  return update_ttl(std::move(check_id), HealthStatus::warning, std::move(output));
+}
+
+AgentClient::Task<void> AgentClient::fail_ttl(std::string check_id, std::string output) {
+  return update_ttl(std::move(check_id), HealthStatus::critical, std::move(output));
+}
+
+}  // namespace coromesh::consul

@@ -1,0 +1,253 @@
+#include "coromesh/consul/http_agent_client.hpp"
+
+#include <charconv>
+#include <stdexcept>
+#include <utility>
+
+#include "encoding.hpp"
+#include "json_codec.hpp"
+
+namespace coromesh::consul {
+namespace {
+
+// Consul's own default when a blocking query names no wait, and its maximum.
+constexpr std::chrono::milliseconds kDefaultWait = std::chrono::minutes(5);
+constexpr std::chrono::milliseconds kMaxWait = std::chrono::minutes(10);
+
+http::Destination parse_address(std::string_view address) {
+  auto invalid = [&](std::string_view why) {
+    return std::invalid_argument("consul address '" + std::string(address) + "' " +
+                                 std::string(why) + " (expected host:port)");
+  };
+  std::string_view rest = address;
+  if (rest.starts_with("http://")) {
+    rest.remove_prefix(7);
+  } else if (rest.find("://") != std::string_view::npos) {
+    throw invalid("uses an unsupported scheme");
+  }
+  while (rest.ends_with('/')) {
+    rest.remove_suffix(1);
+  }
+  auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    throw invalid("has no host or no port");
+  }
+  auto host = rest.substr(0, colon);
+  if (host.starts_with('[') && host.ends_with(']')) {  // [::1]:8500
+    host = host.substr(1, host.size() - 2);
+  }
+  auto port_text = rest.substr(colon + 1);
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0 ||
+      port > 65535) {
+    throw invalid("has an invalid port");
+  }
+  return {std::string(host), static_cast<std::uint16_t>(port)};
+}
+
+// Adds `name[=value]` to a target's query string.
+void add_param(std::string& target, std::string_view name, std::string_view value = {}) {
+  target += target.find('?') == std::string::npos ? '?' : '&';
+  target += name;
+  if (!value.empty()) {
+    target += '=';
+    target += detail::url_encode(value);
+  }
+}
+
+// Adds the blocking-query parameters and returns how long Consul may hold the answer.
+std::chrono::milliseconds add_blocking_params(std::string& target, const QueryOptions& query) {
+  if (query.index == 0) {
+    return {};
+  }
+  // Always name the wait explicitly: our deadline has to know how long Consul may hold.
+  auto wait = query.wait > std::chrono::milliseconds::zero() ? std::min(query.wait, kMaxWait)
+                                                             : kDefaultWait;
+  add_param(target, "index", std::to_string(query.index));
+  add_param(target, "wait", detail::go_duration(wait));
+  return wait;
+}
+
+http::ClientOptions without_retry(http::ClientOptions options) {
+  options.retry_closed_pooled_connection = false;
+  return options;
+}
+
+}  // namespace
+
+struct HttpAgentClient::Answer {
+  std::string request;  // "GET /v1/kv/x", for error messages
+  http::Response response;
+
+  int status() const { return static_cast<int>(response.result_int()); }
+  bool ok() const { return status() / 100 == 2; }
+  [[noreturn]] void reject() const { throw ConsulError(request, status(), response.body()); }
+  [[noreturn]] void malformed(std::string_view problem) const {
+    throw ConsulError(request, status(), response.body(), problem);
+  }
+  // Decodes the body with `decode`, reporting a bad body as a ConsulError.
+  template <class Decode>
+  auto decode(Decode&& decode_body) const {
+    try {
+      return decode_body(std::string_view(response.body()));
+    } catch (const detail::DecodeError& e) {
+      malformed(e.what());
+    }
+  }
+  std::uint64_t index() const {
+    auto it = response.find("X-Consul-Index");
+    std::uint64_t index = 0;
+    if (it == response.end()) {
+      malformed("no X-Consul-Index header");
+    }
+    auto text = it->value();
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), index);
+    if (ec != std::errc{} || end != text.data() + text.size()) {
+      malformed("X-Consul-Index is not a number");
+    }
+    return index;
+  }
+};
+
+HttpAgentClient::HttpAgentClient(boost::asio::any_io_executor executor, HttpAgentOptions options)
+    : options_(std::move(options)),
+      destination_(parse_address(options_.address)),
+      http_(executor, options_.http),
+      long_poll_(executor, without_retry(options_.http)) {}
+
+HttpAgentClient::~HttpAgentClient() = default;
+
+void HttpAgentClient::close_idle() {
+  http_.close_idle();
+  long_poll_.close_idle();
+}
+
+AgentClient::Task<HttpAgentClient::Answer> HttpAgentClient::call(http::Verb verb,
+                                                                 std::string target,
+                                                                 std::string body,
+                                                                 std::chrono::milliseconds wait,
+                                                                 std::string_view content_type) {
+  http::Request request(verb, target, 11);
+  if (!options_.token.empty()) {
+    request.set("X-Consul-Token", options_.token);
+  }
+  if (!body.empty()) {
+    request.set(http::Field::content_type, content_type);
+    request.body() = std::move(body);
+  }
+  // Consul adds up to wait/16 to a blocking query's wait, to spread herds of watchers.
+  auto deadline = http::Client::Clock::now() + options_.request_timeout + wait + wait / 16;
+  Answer answer;
+  // The query string is left out of messages: it carries nothing that identifies the
+  // failure better than the path, and keeps log lines short.
+  answer.request =
+      std::string(http::beast_http::to_string(verb)) + " " + target.substr(0, target.find('?'));
+  auto& pool = wait > std::chrono::milliseconds::zero() ? long_poll_ : http_;
+  answer.response = co_await pool.send(destination_, std::move(request), deadline);
+  co_return answer;
+}
+
+AgentClient::Task<void> HttpAgentClient::register_service(ServiceRegistration registration) {
+  auto answer = co_await call(http::Verb::put, "/v1/agent/service/register",
+                              detail::encode_registration(registration));
+  if (!answer.ok()) {
+    answer.reject();
+  }
+}
+
+AgentClient::Task<void> HttpAgentClient::deregister_service(std::string service_id) {
+  auto answer = co_await call(http::Verb::put,
+                              "/v1/agent/service/deregister/" + detail::url_encode(service_id), {});
+  if (!answer.ok() && answer.status() != 404) {
+    answer.reject();
+  }
+}
+
+AgentClient::Task<void> HttpAgentClient::set_maintenance(std::string service_id, bool enable,
+                                                         std::string reason) {
+  std::string target = "/v1/agent/service/maintenance/" + detail::url_encode(service_id);
+  add_param(target, "enable", enable ? "true" : "false");
+  if (!reason.empty()) {
+    add_param(target, "reason", reason);
+  }
+  auto answer = co_await call(http::Verb::put, std::move(target), {});
+  if (!answer.ok()) {
+    answer.reject();
+  }
+}
+
+AgentClient::Task<void> HttpAgentClient::update_ttl(std::string check_id, HealthStatus status,
+                                                    std::string output) {
+  auto answer =
+      co_await call(http::Verb::put, "/v1/agent/check/update/" + detail::url_encode(check_id),
+                    detail::encode_check_update(status, output));
+  if (!answer.ok()) {
+    answer.reject();
+  }
+}
+
+AgentClient::Task<std::optional<AgentService>> HttpAgentClient::agent_service(
+    std::string service_id) {
+  auto answer =
+      co_await call(http::Verb::get, "/v1/agent/service/" + detail::url_encode(service_id), {});
+  if (answer.status() == 404) {
+    co_return std::nullopt;
+  }
+  if (!answer.ok()) {
+    answer.reject();
+  }
+  co_return answer.decode(detail::decode_agent_service);
+}
+
+AgentClient::Task<QueryResult<std::vector<ServiceInstance>>> HttpAgentClient::health_service(
+    std::string name, bool passing_only, QueryOptions query) {
+  return health("service", std::move(name), passing_only, query);
+}
+
+AgentClient::Task<QueryResult<std::vector<ServiceInstance>>> HttpAgentClient::health_connect(
+    std::string name, bool passing_only, QueryOptions query) {
+  return health("connect", std::move(name), passing_only, query);
+}
+
+AgentClient::Task<QueryResult<std::vector<ServiceInstance>>> HttpAgentClient::health(
+    std::string endpoint, std::string name, bool passing_only, QueryOptions query) {
+  std::string target = "/v1/health/" + endpoint + "/" + detail::url_encode(name);
+  if (passing_only) {
+    add_param(target, "passing");
+  }
+  auto wait = add_blocking_params(target, query);
+  auto answer = co_await call(http::Verb::get, std::move(target), {}, wait);
+  if (!answer.ok()) {
+    answer.reject();
+  }
+  co_return QueryResult<std::vector<ServiceInstance>>{answer.decode(detail::decode_health),
+                                                      answer.index()};
+}
+
+AgentClient::Task<QueryResult<std::optional<KvEntry>>> HttpAgentClient::kv_get(std::string key,
+                                                                               QueryOptions query) {
+  std::string target = "/v1/kv/" + detail::url_encode(key, true);
+  auto wait = add_blocking_params(target, query);
+  auto answer = co_await call(http::Verb::get, std::move(target), {}, wait);
+  QueryResult<std::optional<KvEntry>> result;
+  if (answer.status() != 404) {
+    if (!answer.ok()) {
+      answer.reject();
+    }
+    result.value = answer.decode(detail::decode_kv_entry);
+  }
+  result.index = answer.index();
+  co_return result;
+}
+
+AgentClient::Task<bool> HttpAgentClient::kv_put(std::string key, std::string value) {
+  auto answer = co_await call(http::Verb::put, "/v1/kv/" + detail::url_encode(key, true),
+                              std::move(value), {}, "application/octet-stream");
+  if (!answer.ok()) {
+    answer.reject();
+  }
+  co_return answer.decode(detail::decode_bool);
+}
+
+}  // namespace coromesh::consul

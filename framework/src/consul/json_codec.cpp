@@ -1,0 +1,283 @@
+#include "json_codec.hpp"
+
+#include <algorithm>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <limits>
+#include <map>
+#include <variant>
+
+#include "encoding.hpp"
+
+namespace coromesh::consul::detail {
+namespace {
+
+namespace json = boost::json;
+
+json::value parse(std::string_view body) {
+  boost::system::error_code ec;
+  auto value = json::parse(body, ec);
+  if (ec) {
+    throw DecodeError("invalid JSON: " + ec.message());
+  }
+  return value;
+}
+
+const json::object& as_object(const json::value& value, std::string_view what) {
+  if (const auto* object = value.if_object()) {
+    return *object;
+  }
+  throw DecodeError(std::string(what) + " is not an object");
+}
+
+const json::array& as_array(const json::value& value, std::string_view what) {
+  if (const auto* array = value.if_array()) {
+    return *array;
+  }
+  throw DecodeError(std::string(what) + " is not an array");
+}
+
+// Absent and null read as "", anything but a string is an error.
+std::string string_field(const json::object& object, std::string_view key) {
+  const auto* value = object.if_contains(key);
+  if (value == nullptr || value->is_null()) {
+    return {};
+  }
+  if (const auto* text = value->if_string()) {
+    return std::string(*text);
+  }
+  throw DecodeError("field " + std::string(key) + " is not a string");
+}
+
+std::uint64_t unsigned_field(const json::object& object, std::string_view key,
+                             std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) {
+  const auto* value = object.if_contains(key);
+  if (value == nullptr || value->is_null()) {
+    return 0;
+  }
+  if (value->is_uint64() && value->get_uint64() <= max) {
+    return value->get_uint64();
+  }
+  if (value->is_int64() && value->get_int64() >= 0 &&
+      static_cast<std::uint64_t>(value->get_int64()) <= max) {
+    return static_cast<std::uint64_t>(value->get_int64());
+  }
+  throw DecodeError("field " + std::string(key) + " is not an integer in [0, " +
+                    std::to_string(max) + "]");
+}
+
+std::uint16_t port_field(const json::object& object) {
+  return static_cast<std::uint16_t>(unsigned_field(object, "Port", 65535));
+}
+
+std::vector<std::string> tags_field(const json::object& object) {
+  std::vector<std::string> tags;
+  const auto* value = object.if_contains("Tags");
+  if (value == nullptr || value->is_null()) {
+    return tags;
+  }
+  for (const auto& tag : as_array(*value, "Tags")) {
+    if (!tag.is_string()) {
+      throw DecodeError("Tags holds a non-string");
+    }
+    tags.emplace_back(tag.get_string());
+  }
+  return tags;
+}
+
+std::map<std::string, std::string> meta_field(const json::object& object) {
+  std::map<std::string, std::string> meta;
+  const auto* value = object.if_contains("Meta");
+  if (value == nullptr || value->is_null()) {
+    return meta;
+  }
+  for (const auto& [key, item] : as_object(*value, "Meta")) {
+    if (!item.is_string()) {
+      throw DecodeError("Meta." + std::string(key) + " is not a string");
+    }
+    meta.emplace(std::string(key), std::string(item.get_string()));
+  }
+  return meta;
+}
+
+HealthStatus parse_status(std::string_view text) {
+  if (text == "passing") {
+    return HealthStatus::passing;
+  }
+  if (text == "warning") {
+    return HealthStatus::warning;
+  }
+  if (text == "critical") {
+    return HealthStatus::critical;
+  }
+  throw DecodeError("unknown check status '" + std::string(text) + "'");
+}
+
+ServiceInstance decode_instance(const json::value& entry_value) {
+  const auto& entry = as_object(entry_value, "health entry");
+  const auto* node_value = entry.if_contains("Node");
+  const auto* service_value = entry.if_contains("Service");
+  if (node_value == nullptr || service_value == nullptr) {
+    throw DecodeError("health entry lacks Node or Service");
+  }
+  const auto& node = as_object(*node_value, "Node");
+  const auto& service = as_object(*service_value, "Service");
+
+  ServiceInstance instance;
+  instance.node = string_field(node, "Node");
+  instance.id = string_field(service, "ID");
+  instance.name = string_field(service, "Service");
+  instance.address = string_field(service, "Address");
+  if (instance.address.empty()) {
+    instance.address = string_field(node, "Address");  // Consul's documented fallback
+  }
+  instance.port = port_field(service);
+  instance.tags = tags_field(service);
+  instance.meta = meta_field(service);
+  instance.kind = string_field(service, "Kind");
+
+  // The worst check wins; no checks at all counts as passing, as Consul's ?passing does.
+  instance.status = HealthStatus::passing;
+  if (const auto* checks = entry.if_contains("Checks"); checks != nullptr && !checks->is_null()) {
+    for (const auto& check : as_array(*checks, "Checks")) {
+      auto status = parse_status(string_field(as_object(check, "check"), "Status"));
+      instance.status = std::min(instance.status, status);
+    }
+  }
+  return instance;
+}
+
+json::object check_json(const ServiceCheck& check) {
+  json::object out;
+  std::optional<std::chrono::milliseconds> deregister_after;
+  if (const auto* http = std::get_if<HttpCheck>(&check)) {
+    out["HTTP"] = http->url;
+    out["Interval"] = go_duration(http->interval);
+    out["Timeout"] = go_duration(http->timeout);
+    if (!http->method.empty()) {
+      out["Method"] = http->method;
+    }
+    deregister_after = http->deregister_critical_service_after;
+  } else {
+    const auto& ttl = std::get<TtlCheck>(check);
+    out["TTL"] = go_duration(ttl.ttl);
+    deregister_after = ttl.deregister_critical_service_after;
+  }
+  if (deregister_after) {
+    out["DeregisterCriticalServiceAfter"] = go_duration(*deregister_after);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string encode_registration(const ServiceRegistration& registration) {
+  json::object out;
+  if (!registration.id.empty()) {
+    out["ID"] = registration.id;
+  }
+  out["Name"] = registration.name;
+  if (!registration.tags.empty()) {
+    json::array tags;
+    for (const auto& tag : registration.tags) {
+      tags.emplace_back(tag);
+    }
+    out["Tags"] = std::move(tags);
+  }
+  if (!registration.address.empty()) {
+    out["Address"] = registration.address;
+  }
+  out["Port"] = registration.port;
+  if (!registration.meta.empty()) {
+    json::object meta;
+    for (const auto& [key, value] : registration.meta) {
+      meta[key] = value;
+    }
+    out["Meta"] = std::move(meta);
+  }
+  if (registration.check) {
+    out["Check"] = check_json(*registration.check);
+  }
+  if (!registration.kind.empty()) {
+    out["Kind"] = registration.kind;
+  }
+  if (registration.proxy) {
+    const auto& proxy = *registration.proxy;
+    json::object p;
+    p["DestinationServiceName"] = proxy.destination_service_name;
+    if (!proxy.destination_service_id.empty()) {
+      p["DestinationServiceID"] = proxy.destination_service_id;
+    }
+    if (!proxy.local_service_address.empty()) {
+      p["LocalServiceAddress"] = proxy.local_service_address;
+    }
+    if (proxy.local_service_port != 0) {
+      p["LocalServicePort"] = proxy.local_service_port;
+    }
+    out["Proxy"] = std::move(p);
+  }
+  return json::serialize(out);
+}
+
+std::string encode_check_update(HealthStatus status, std::string_view output) {
+  json::object out;
+  out["Status"] = to_string(status);
+  out["Output"] = output;
+  return json::serialize(out);
+}
+
+std::vector<ServiceInstance> decode_health(std::string_view body) {
+  std::vector<ServiceInstance> instances;
+  auto value = parse(body);
+  for (const auto& entry : as_array(value, "health answer")) {
+    instances.push_back(decode_instance(entry));
+  }
+  return instances;
+}
+
+AgentService decode_agent_service(std::string_view body) {
+  auto value = parse(body);
+  const auto& object = as_object(value, "agent service");
+  AgentService service;
+  service.id = string_field(object, "ID");
+  service.name = string_field(object, "Service");
+  if (service.id.empty() || service.name.empty()) {
+    throw DecodeError("agent service lacks ID or Service");
+  }
+  service.address = string_field(object, "Address");
+  service.port = port_field(object);
+  service.tags = tags_field(object);
+  service.meta = meta_field(object);
+  service.kind = string_field(object, "Kind");
+  return service;
+}
+
+KvEntry decode_kv_entry(std::string_view body) {
+  auto value = parse(body);
+  const auto& array = as_array(value, "KV answer");
+  if (array.size() != 1) {
+    throw DecodeError("KV answer has " + std::to_string(array.size()) + " entries, not 1");
+  }
+  const auto& object = as_object(array[0], "KV entry");
+  KvEntry entry;
+  entry.key = string_field(object, "Key");
+  auto decoded = base64_decode(string_field(object, "Value"));  // null (empty value) reads ""
+  if (!decoded) {
+    throw DecodeError("KV Value is not base64");
+  }
+  entry.value = std::move(*decoded);
+  entry.modify_index = unsigned_field(object, "ModifyIndex");
+  entry.flags = unsigned_field(object, "Flags");
+  return entry;
+}
+
+bool decode_bool(std::string_view body) {
+  auto value = parse(body);
+  if (!value.is_bool()) {
+    throw DecodeError("expected true or false");
+  }
+  return value.get_bool();
+}
+
+}  // namespace coromesh::consul::detail

@@ -1,0 +1,207 @@
+#include "coromesh/consul/registrar.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+
+#include "coromesh/consul/backoff.hpp"
+#include "coromesh/log/logger.hpp"
+
+namespace coromesh::consul {
+namespace {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// (Callers bind the result to a local before testing it: g++ 12 miscompiles a co_await
+// inside an if/switch condition expression.)
+asio::awaitable<bool> cancelled() {
+  co_return (co_await asio::this_coro::cancellation_state).cancelled() !=
+      asio::cancellation_type::none;
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, duration);
+  co_await timer.async_wait(use_tuple);
+}
+
+// A failure as a value, so that `||` with a timer completes as soon as the step does,
+// failed or not (an exception would make it wait for the timer instead).
+asio::awaitable<std::optional<std::string>> outcome(asio::awaitable<void> step) {
+  try {
+    co_await std::move(step);
+  } catch (const std::exception& e) {
+    co_return std::string(e.what());
+  }
+  co_return std::nullopt;
+}
+
+}  // namespace
+
+Registrar::Registrar(AgentClient& consul, ServiceRegistration registration,
+                     RegistrarOptions options)
+    : consul_(consul),
+      registration_(std::move(registration)),
+      options_(std::move(options)),
+      service_id_(registration_.id.empty() ? registration_.name : registration_.id) {}
+
+Registrar::~Registrar() = default;
+
+asio::awaitable<void> Registrar::run() {
+  if (started_) {
+    throw std::logic_error("Registrar::run() called twice for " + service_id_);
+  }
+  started_ = true;
+  if (stopping_) {
+    co_return;
+  }
+  running_ = true;
+  auto executor = co_await asio::this_coro::executor;
+  stop_.emplace(executor, asio::steady_timer::time_point::max());
+  done_.emplace(executor, asio::steady_timer::time_point::max());
+
+  // shutdown() ends the wait on stop_, and `||` then cancels keep() wherever it is,
+  // mid agent call included.
+  std::exception_ptr error;
+  try {
+    co_await (keep() || stop_->async_wait(use_tuple));
+  } catch (...) {
+    error = std::current_exception();
+  }
+  running_ = false;
+  done_->cancel();
+  if (error) {
+    std::rethrow_exception(error);
+  }
+  if (fatal_) {
+    std::rethrow_exception(std::exchange(fatal_, nullptr));
+  }
+}
+
+asio::awaitable<void> Registrar::keep() {
+  bool registered = co_await register_with_retry();
+  if (!registered) {
+    co_return;
+  }
+  for (;;) {
+    co_await sleep_for(options_.resync_interval);
+    bool stop = co_await cancelled();
+    if (stop) {
+      co_return;
+    }
+    co_await resync();
+  }
+}
+
+asio::awaitable<bool> Registrar::register_with_retry() {
+  Backoff backoff(options_.retry_initial, options_.retry_max);
+  for (;;) {
+    std::string error;
+    try {
+      co_await consul_.register_service(registration_);
+      registered_ = true;
+      ++registrations_;
+      log::info("consul.registered", {{"service", registration_.name},
+                                      {"id", service_id_},
+                                      {"attempts", backoff.failures() + 1}});
+      co_return true;
+    } catch (const ConsulError& e) {
+      if (e.status() >= 400 && e.status() < 500) {
+        log::error("consul.register.rejected", {{"id", service_id_}, {"error", e.what()}});
+        fatal_ = std::current_exception();
+        co_return false;
+      }
+      error = e.what();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    bool stop = co_await cancelled();
+    if (stop) {
+      co_return false;
+    }
+    auto delay = backoff.next();
+    if (backoff.failures() == 1) {  // once per streak: the agent may take a while to come up
+      log::warn("consul.register.error",
+                {{"id", service_id_}, {"error", error}, {"retry_in", delay}});
+    }
+    co_await sleep_for(delay);
+    stop = co_await cancelled();
+    if (stop) {
+      co_return false;
+    }
+  }
+}
+
+asio::awaitable<void> Registrar::resync() {
+  std::string error;
+  try {
+    auto held = co_await consul_.agent_service(service_id_);
+    if (!held) {
+      registered_ = false;
+      co_await consul_.register_service(registration_);
+      registered_ = true;
+      ++registrations_;
+      log::info("consul.reregistered", {{"service", registration_.name}, {"id", service_id_}});
+    }
+    if (resync_failures_ > 0) {
+      log::info("consul.resync.recovered", {{"id", service_id_}, {"failures", resync_failures_}});
+      resync_failures_ = 0;
+    }
+    co_return;
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  bool stop = co_await cancelled();
+  if (stop) {
+    co_return;
+  }
+  if (resync_failures_++ == 0) {
+    log::warn("consul.resync.error", {{"id", service_id_}, {"error", error}});
+  }
+}
+
+asio::awaitable<void> Registrar::shutdown() {
+  if (stopping_) {
+    co_return;
+  }
+  stopping_ = true;
+  if (running_) {
+    stop_->cancel();
+    co_await done_->async_wait(use_tuple);
+  }
+  if (!started_) {
+    co_return;
+  }
+  if (registered_) {
+    co_await bounded_step("maintenance",
+                          consul_.set_maintenance(service_id_, true, options_.maintenance_reason));
+  }
+  // Even when no registration was confirmed: one may have reached the agent with its
+  // answer lost. Deregistering an unknown ID is harmless.
+  co_await bounded_step("deregister", consul_.deregister_service(service_id_));
+  registered_ = false;
+}
+
+asio::awaitable<void> Registrar::bounded_step(std::string step_name, asio::awaitable<void> step) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, options_.shutdown_step_timeout);
+  auto result = co_await (outcome(std::move(step)) || timer.async_wait(use_tuple));
+  if (result.index() == 1) {
+    log::warn("consul.shutdown.error", {{"id", service_id_},
+                                        {"step", step_name},
+                                        {"error", "timed out"},
+                                        {"timeout", options_.shutdown_step_timeout}});
+  } else if (const auto& error = std::get<0>(result)) {
+    log::warn("consul.shutdown.error",
+              {{"id", service_id_}, {"step", step_name}, {"error", *error}});
+  } else {
+    log::info(step_name == "maintenance" ? "consul.maintenance" : "consul.deregistered",
+              {{"id", service_id_}});
+  }
+}
+
+}  // namespace coromesh::consul

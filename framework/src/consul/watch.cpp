@@ -1,0 +1,115 @@
+#include "coromesh/consul/watch.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <utility>
+
+#include "coromesh/log/logger.hpp"
+
+namespace coromesh::consul {
+namespace detail {
+namespace {
+
+constexpr std::chrono::milliseconds kProbationWait{1000};
+
+}  // namespace
+
+WatchLoop::WatchLoop(std::string name, const WatchOptions& options)
+    : name_(std::move(name)),
+      wait_(options.wait),
+      backoff_(options.backoff_initial, options.backoff_max) {}
+
+QueryOptions WatchLoop::next_query() const noexcept {
+  return {.index = query_index_,
+          .wait = probation_wait_ > std::chrono::milliseconds::zero() ? probation_wait_ : wait_};
+}
+
+WatchLoop::Verdict WatchLoop::accept(std::uint64_t index) {
+  if (backoff_.failures() > 0) {
+    log::info("consul.watch.recovered", {{"watch", name_}, {"failures", backoff_.failures()}});
+    backoff_.reset();
+  }
+  if (probation_wait_ > std::chrono::milliseconds::zero()) {
+    probation_wait_ *= 2;
+    if (probation_wait_ >= wait_) {
+      probation_wait_ = {};
+    }
+  }
+  bool recovering = std::exchange(recovering_, false);
+  // An index of 0 would make the next query return at once, forever: Consul's docs say
+  // to treat it as 1.
+  index = std::max<std::uint64_t>(index, 1);
+  bool news = index != delivered_;
+  if (index < query_index_) {
+    // Gone backwards: the agent restarted or a snapshot was restored. Start over with a
+    // non-blocking query, as Consul's docs prescribe; this answer is current, so it is
+    // still delivered.
+    log::info("consul.watch.index_reset",
+              {{"watch", name_}, {"from", query_index_}, {"to", index}});
+    query_index_ = 0;
+  } else {
+    query_index_ = index;
+  }
+  if (news) {
+    delivered_ = index;
+    return Verdict::news;
+  }
+  return recovering ? Verdict::compare : Verdict::old_news;
+}
+
+boost::asio::awaitable<void> WatchLoop::failed(std::string error) {
+  // The agent may have restarted meanwhile, its index starting over below ours (or, in
+  // dev mode, replaying to the very same number): a blocking query with an index from its
+  // future would hang for the whole wait. So the first query after a failure does not
+  // block, its answer is compared by value (see watch()), and the next queries block only
+  // briefly at first (1s, doubling up to the configured wait): if the last answer before
+  // the restart came from the dying agent, a short wait soon brings the new agent's lower
+  // index, and Consul's backwards rule resets the watch.
+  query_index_ = 0;
+  probation_wait_ = std::min(kProbationWait, wait_);
+  recovering_ = true;
+  auto delay = backoff_.next();
+  if (backoff_.failures() == 1) {
+    log::warn("consul.watch.error", {{"watch", name_}, {"error", error}, {"retry_in", delay}});
+  }
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, delay);
+  co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+}
+
+}  // namespace detail
+
+// The queries are built as named locals, not as lambdas inside the co_await expression:
+// g++ 12 destroys a capturing lambda temporary there twice.
+
+boost::asio::awaitable<void> watch_health_service(
+    AgentClient& consul, std::string service, bool passing_only,
+    WatchCallback<std::vector<ServiceInstance>> on_change, WatchOptions options) {
+  WatchQuery<std::vector<ServiceInstance>> query = [&consul, service,
+                                                    passing_only](QueryOptions next) {
+    return consul.health_service(service, passing_only, next);
+  };
+  co_await watch(std::string("health:") + service, std::move(query), std::move(on_change), options);
+}
+
+boost::asio::awaitable<void> watch_health_connect(
+    AgentClient& consul, std::string service, bool passing_only,
+    WatchCallback<std::vector<ServiceInstance>> on_change, WatchOptions options) {
+  WatchQuery<std::vector<ServiceInstance>> query = [&consul, service,
+                                                    passing_only](QueryOptions next) {
+    return consul.health_connect(service, passing_only, next);
+  };
+  co_await watch(std::string("connect:") + service, std::move(query), std::move(on_change),
+                 options);
+}
+
+boost::asio::awaitable<void> watch_kv(AgentClient& consul, std::string key,
+                                      WatchCallback<std::optional<KvEntry>> on_change,
+                                      WatchOptions options) {
+  WatchQuery<std::optional<KvEntry>> query = [&consul, key](QueryOptions next) {
+    return consul.kv_get(key, next);
+  };
+  co_await watch(std::string("kv:") + key, std::move(query), std::move(on_change), options);
+}
+
+}  // namespace coromesh::consul

@@ -1,0 +1,299 @@
+#include "coromesh/http/client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+
+#include "client_pool.hpp"
+
+namespace coromesh::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+class ClientCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "coromesh.http.client"; }
+  std::string message(int value) const override {
+    switch (static_cast<ClientErrc>(value)) {
+      case ClientErrc::connect_failed:
+        return "connect failed";
+      case ClientErrc::timeout:
+        return "timed out";
+      case ClientErrc::bad_response:
+        return "bad response";
+      case ClientErrc::connection_closed:
+        return "connection closed";
+    }
+    return "unknown client error";
+  }
+};
+
+// "host:port", with IPv6 literals in brackets: the pool key and the name in messages.
+std::string describe(const Destination& destination) {
+  bool ipv6 = destination.host.find(':') != std::string::npos;
+  return (ipv6 ? "[" + destination.host + "]" : destination.host) + ":" +
+         std::to_string(destination.port);
+}
+
+std::string elapsed_ms(Client::Clock::time_point start) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Client::Clock::now() - start);
+  return std::to_string(ms.count()) + "ms";
+}
+
+// A caller that cancels the call (say, a `||` with its own timer) sees the cancellation,
+// not a ClientError: it asked for it.
+void throw_if_aborted(const error_code& ec) {
+  if (ec == asio::error::operation_aborted) {
+    throw boost::system::system_error(ec);
+  }
+}
+
+// Peer gone before a single byte of the response: on a pooled connection this is the
+// race with the server's idle close, and the request can go out again on a new one.
+bool closed_before_response(const error_code& ec) {
+  return ec == beast::http::error::end_of_stream || ec == asio::error::eof ||
+         ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+         ec == asio::error::connection_aborted;
+}
+
+// Anything Beast's parser rejects, except the peer closing the stream, which is not
+// the response's fault.
+bool is_parse_error(const error_code& ec) {
+  static const auto& category = make_error_code(beast::http::error::bad_version).category();
+  return ec.category() == category && ec != beast::http::error::end_of_stream &&
+         ec != beast::http::error::partial_message;
+}
+
+struct Attempt {
+  std::optional<Response> response;
+  bool reusable = false;   // the connection may carry another request
+  bool retryable = false;  // nothing was read: the request may be sent again
+  ClientErrc errc{};
+  std::string error;
+};
+
+}  // namespace
+
+const std::error_category& client_category() noexcept {
+  static const ClientCategory category;
+  return category;
+}
+
+std::error_code make_error_code(ClientErrc e) noexcept {
+  return {static_cast<int>(e), client_category()};
+}
+
+struct Client::Impl {
+  Impl(asio::any_io_executor ex, ClientOptions opts)
+      : executor(std::move(ex)),
+        options(std::move(opts)),
+        pool(options.max_idle_per_destination, options.idle_timeout) {}
+
+  asio::awaitable<beast::tcp_stream> connect(const Destination& destination,
+                                             const std::string& label, Clock::time_point deadline,
+                                             Clock::time_point start);
+  asio::awaitable<Attempt> exchange(beast::tcp_stream& stream, Request& request,
+                                    const std::string& label, Clock::time_point deadline,
+                                    Clock::time_point start);
+
+  asio::any_io_executor executor;
+  ClientOptions options;
+  detail::ClientPool pool;
+  std::uint64_t opened = 0;
+};
+
+asio::awaitable<beast::tcp_stream> Client::Impl::connect(const Destination& destination,
+                                                         const std::string& label,
+                                                         Clock::time_point deadline,
+                                                         Clock::time_point start) {
+  using namespace asio::experimental::awaitable_operators;
+  auto fail = [&](ClientErrc errc, const std::string& why) {
+    return ClientError(errc, "connect to " + label + " failed: " + why);
+  };
+
+  tcp::resolver::results_type endpoints;
+  error_code ec;
+  auto address = asio::ip::make_address(destination.host, ec);
+  if (!ec) {
+    endpoints = tcp::resolver::results_type::create(tcp::endpoint(address, destination.port),
+                                                    destination.host, "");
+  } else {
+    // tcp_stream's deadline does not cover name resolution; a timer races it instead.
+    tcp::resolver resolver(executor);
+    asio::steady_timer timer(executor, deadline);
+    auto done = co_await (
+        resolver.async_resolve(destination.host, std::to_string(destination.port), use_tuple) ||
+        timer.async_wait(use_tuple));
+    if (done.index() == 1) {
+      throw fail(ClientErrc::timeout, "resolving timed out after " + elapsed_ms(start));
+    }
+    auto [resolve_ec, results] = std::get<0>(std::move(done));
+    throw_if_aborted(resolve_ec);
+    if (resolve_ec) {
+      throw fail(ClientErrc::connect_failed, resolve_ec.message());
+    }
+    endpoints = std::move(results);
+  }
+
+  beast::tcp_stream stream(executor);
+  stream.expires_at(deadline);
+  auto [connect_ec, endpoint] = co_await stream.async_connect(endpoints, use_tuple);
+  if (connect_ec == beast::error::timeout) {
+    throw ClientError(ClientErrc::timeout,
+                      "connect to " + label + " timed out after " + elapsed_ms(start));
+  }
+  throw_if_aborted(connect_ec);
+  if (connect_ec) {
+    throw fail(ClientErrc::connect_failed, connect_ec.message());
+  }
+  stream.socket().set_option(tcp::no_delay(true), ec);  // requests are written in one go
+  ++opened;
+  co_return stream;
+}
+
+asio::awaitable<Attempt> Client::Impl::exchange(beast::tcp_stream& stream, Request& request,
+                                                const std::string& label,
+                                                Clock::time_point deadline,
+                                                Clock::time_point start) {
+  std::string what = std::string(request.method_string()) + " " + std::string(request.target()) +
+                     " to " + label + ": ";
+  Attempt attempt;
+  auto failed = [&](ClientErrc errc, std::string why) {
+    attempt.errc = errc;
+    attempt.error = what + why;
+    return attempt;
+  };
+
+  stream.expires_at(deadline);
+  auto [write_ec, written] = co_await beast::http::async_write(stream, request, use_tuple);
+  if (write_ec == beast::error::timeout) {
+    co_return failed(ClientErrc::timeout, "timed out after " + elapsed_ms(start) + " sending");
+  }
+  throw_if_aborted(write_ec);
+  if (write_ec) {
+    attempt.retryable = closed_before_response(write_ec);
+    co_return failed(ClientErrc::connection_closed,
+                     "connection lost while sending: " + write_ec.message());
+  }
+
+  beast::flat_buffer buffer;
+  beast::http::response_parser<beast::http::string_body> parser;
+  parser.body_limit(options.body_limit);
+  parser.header_limit(64 * 1024);
+  if (request.method() == Verb::head) {
+    parser.skip(true);
+  }
+  auto [read_ec, read] = co_await beast::http::async_read(stream, buffer, parser, use_tuple);
+  if (read_ec == beast::error::timeout) {
+    co_return failed(ClientErrc::timeout,
+                     "timed out after " + elapsed_ms(start) +
+                         (parser.got_some() ? " reading the response" : " waiting for a response"));
+  }
+  throw_if_aborted(read_ec);
+  if (read_ec == beast::http::error::body_limit) {
+    co_return failed(ClientErrc::bad_response,
+                     "response body exceeds " + std::to_string(options.body_limit) + " bytes");
+  }
+  if (is_parse_error(read_ec)) {
+    co_return failed(ClientErrc::bad_response, "bad response: " + read_ec.message());
+  }
+  if (read_ec) {
+    if (!parser.got_some() && closed_before_response(read_ec)) {
+      attempt.retryable = true;
+      co_return failed(ClientErrc::connection_closed, "closed the connection before responding");
+    }
+    co_return failed(ClientErrc::connection_closed,
+                     "connection lost while reading the response: " + read_ec.message());
+  }
+
+  // Reuse only what is known to be clean: both sides keep-alive (HTTP/1.0 and
+  // `Connection: close` say no), the body was framed by a length, and nothing beyond
+  // this response arrived.
+  attempt.reusable = parser.keep_alive() && request.keep_alive() && buffer.size() == 0;
+  attempt.response = parser.release();
+  co_return attempt;
+}
+
+Client::Client(asio::any_io_executor executor, ClientOptions options)
+    : impl_(std::make_unique<Impl>(std::move(executor), std::move(options))) {}
+
+Client::~Client() = default;
+
+asio::awaitable<Response> Client::send(Destination destination, Request request,
+                                       Clock::time_point deadline) {
+  auto start = Clock::now();
+  auto label = describe(destination);
+  if (request.find(Field::host) == request.end()) {
+    request.set(Field::host, destination.port == 80 ? destination.host : label);
+  }
+  if (request.find(Field::user_agent) == request.end() && !impl_->options.user_agent.empty()) {
+    request.set(Field::user_agent, impl_->options.user_agent);
+  }
+  request.prepare_payload();
+
+  // One retry, and only on a fresh connection: when a pooled connection turns out to be
+  // dead, the ones parked before it probably are too.
+  for (bool retried = false;; retried = true) {
+    // (No co_await inside a conditional expression: g++ 12 miscompiles it.)
+    std::optional<beast::tcp_stream> stream;
+    if (!retried) {
+      if (auto pooled = impl_->pool.take(label, start)) {
+        stream.emplace(std::move(*pooled));
+      }
+    }
+    bool reused = stream.has_value();
+    if (!reused) {
+      stream.emplace(co_await impl_->connect(destination, label, deadline, start));
+    }
+    auto attempt = co_await impl_->exchange(*stream, request, label, deadline, start);
+    if (attempt.response) {
+      if (attempt.reusable) {
+        impl_->pool.put(label, std::move(*stream), Clock::now());
+      }
+      co_return std::move(*attempt.response);
+    }
+    if (!(reused && attempt.retryable && !retried &&
+          impl_->options.retry_closed_pooled_connection)) {
+      throw ClientError(attempt.errc, attempt.error);
+    }
+  }
+}
+
+asio::awaitable<Response> Client::get(Destination destination, std::string target,
+                                      std::chrono::milliseconds timeout) {
+  Request request(Verb::get, target, 11);
+  co_return co_await send(std::move(destination), std::move(request), Clock::now() + timeout);
+}
+
+std::uint64_t Client::connections_opened() const noexcept {
+  return impl_->opened;
+}
+
+std::size_t Client::idle_connections() const noexcept {
+  return impl_->pool.size();
+}
+
+void Client::close_idle() {
+  impl_->pool.clear();
+}
+
+}  // namespace coromesh::http

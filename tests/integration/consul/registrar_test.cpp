@@ -1,0 +1,110 @@
+#include "coromesh/consul/registrar.hpp"
+
+#include <gtest/gtest.h>
+
+#include "consul_test_fixture.hpp"
+
+namespace coromesh::consul {
+namespace {
+
+using namespace std::chrono_literals;
+using RegistrarIntegration = ConsulIntegration;
+
+const RegistrarOptions kFast{.resync_interval = 200ms,
+                             .retry_initial = 50ms,
+                             .retry_max = 500ms,
+                             .shutdown_step_timeout = 2s};
+
+// Starts registrar.run() in the background and records how it ended.
+struct RunningRegistrar {
+  RunningRegistrar(asio::io_context& ioc, Registrar& registrar) {
+    asio::co_spawn(ioc, registrar.run(), [this](std::exception_ptr e) {
+      finished = true;
+      error = e;
+    });
+  }
+  bool finished = false;
+  std::exception_ptr error;
+};
+
+TEST_F(RegistrarIntegration, ReregistersAfterAnAgentRestartAndDeregistersAtShutdown) {
+  ServiceRegistration web{
+      .id = "it-reg-1",
+      .name = "it-reg",
+      .address = "127.0.0.1",
+      .port = 7010,
+      .check = HttpCheck{.url = "http://" + consul_.http_address() + "/v1/status/leader",
+                         .interval = 1s,
+                         .timeout = 1s}};
+  Registrar registrar(agent_, web, kFast);
+  ::testing::internal::CaptureStderr();
+  run([&]() -> asio::awaitable<void> {
+    RunningRegistrar running(ioc_, registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 5s));
+    EXPECT_TRUE(co_await agent_.agent_service("it-reg-1"));
+
+    co_await off_loop([&] { consul_.restart(); });
+    auto restarted = std::chrono::steady_clock::now();
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registrations() == 2; }, 5s))
+        << "not re-registered within 5s of the agent's restart";
+    std::cout << "[ consul ] re-registered "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - restarted)
+                     .count()
+              << "ms after the agent came back\n";
+    EXPECT_TRUE(co_await agent_.agent_service("it-reg-1"));
+    auto passing = [&]() -> asio::awaitable<bool> {
+      co_return (co_await agent_.health_service("it-reg", true, {})).value.size() == 1;
+    };
+    EXPECT_TRUE(co_await eventually_async(passing, 10s)) << "the new registration never passed";
+
+    co_await registrar.shutdown();
+    EXPECT_TRUE(running.finished);
+    EXPECT_FALSE(running.error);
+    EXPECT_FALSE(co_await agent_.agent_service("it-reg-1"));
+    EXPECT_TRUE((co_await agent_.health_service("it-reg", false, {})).value.empty());
+  }());
+  auto log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("event=consul.reregistered service=it-reg id=it-reg-1"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=consul.maintenance id=it-reg-1"), std::string::npos) << log;
+  EXPECT_NE(log.find("event=consul.deregistered id=it-reg-1"), std::string::npos) << log;
+}
+
+TEST_F(RegistrarIntegration, WaitsForAnAgentThatIsNotUpYet) {
+  ServiceRegistration early{.id = "it-early-1", .name = "it-early", .port = 7011};
+  Registrar registrar(agent_, early, kFast);
+  run([&]() -> asio::awaitable<void> {
+    co_await off_loop([&] { consul_.stop(); });
+    RunningRegistrar running(ioc_, registrar);
+    co_await sleep_for(300ms);  // a few failed attempts (not an assertion)
+    EXPECT_FALSE(registrar.registered());
+    co_await off_loop([&] { consul_.restart(); });
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 5s));
+    EXPECT_EQ(registrar.registrations(), 1u);
+    EXPECT_TRUE(co_await agent_.agent_service("it-early-1"));
+    co_await registrar.shutdown();
+  }());
+}
+
+TEST_F(RegistrarIntegration, ARejectedRegistrationStopsRunWithTheReason) {
+  ServiceRegistration nameless{.id = "it-nameless"};
+  Registrar registrar(agent_, nameless, kFast);
+  std::exception_ptr error;
+  run([&]() -> asio::awaitable<void> {
+    RunningRegistrar running(ioc_, registrar);
+    EXPECT_TRUE(co_await eventually([&] { return running.finished; }, 5s));
+    error = running.error;
+    co_await registrar.shutdown();  // still fine to call
+  }());
+  ASSERT_TRUE(error);
+  try {
+    std::rethrow_exception(error);
+  } catch (const ConsulError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_EQ(e.body_excerpt(), "Missing service name");
+  }
+}
+
+}  // namespace
+}  // namespace coromesh::consul

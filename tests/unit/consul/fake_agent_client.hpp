@@ -1,0 +1,97 @@
+#pragma once
+
+// An in-memory AgentClient for tests of code built on the interface (the registrar):
+// it keeps registrations in a map, records every call, and can be told to be
+// unreachable, to reject registrations, or to hang.
+
+#include <boost/asio/this_coro.hpp>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "async_test.hpp"
+#include "coromesh/consul/agent_client.hpp"
+#include "coromesh/http/client.hpp"
+
+namespace coromesh::consul {
+
+class FakeAgentClient final : public AgentClient {
+ public:
+  std::vector<std::string> calls;  // "register web-1", "maintenance web-1 on", ...
+  std::map<std::string, ServiceRegistration> services;
+  bool reachable = true;              // false: every call fails as if nothing listened
+  int reject_status = 0;              // non-zero: registrations answer this status
+  std::chrono::milliseconds hang{0};  // every call first waits this long (a stuck agent)
+
+  Task<void> register_service(ServiceRegistration registration) override {
+    auto id = registration.id.empty() ? registration.name : registration.id;
+    co_await enter("register " + id);
+    if (reject_status != 0) {
+      throw ConsulError("PUT /v1/agent/service/register", reject_status, "Missing service name");
+    }
+    services[id] = std::move(registration);
+  }
+  Task<void> deregister_service(std::string service_id) override {
+    co_await enter("deregister " + service_id);
+    services.erase(service_id);
+  }
+  Task<void> set_maintenance(std::string service_id, bool enable, std::string reason) override {
+    co_await enter("maintenance " + service_id + (enable ? " on " : " off ") + reason);
+  }
+  Task<void> update_ttl(std::string check_id, HealthStatus status, std::string) override {
+    co_await enter("ttl " + check_id + " " + std::string(to_string(status)));
+  }
+  Task<std::optional<AgentService>> agent_service(std::string service_id) override {
+    co_await enter("agent_service " + service_id);
+    auto it = services.find(service_id);
+    if (it == services.end()) {
+      co_return std::nullopt;
+    }
+    co_return AgentService{.id = service_id, .name = it->second.name};
+  }
+  Task<QueryResult<std::vector<ServiceInstance>>> health_service(std::string name, bool,
+                                                                 QueryOptions) override {
+    co_await enter("health " + name);
+    co_return QueryResult<std::vector<ServiceInstance>>{};
+  }
+  Task<QueryResult<std::vector<ServiceInstance>>> health_connect(std::string name, bool,
+                                                                 QueryOptions) override {
+    co_await enter("connect " + name);
+    co_return QueryResult<std::vector<ServiceInstance>>{};
+  }
+  Task<QueryResult<std::optional<KvEntry>>> kv_get(std::string key, QueryOptions) override {
+    co_await enter("kv_get " + key);
+    co_return QueryResult<std::optional<KvEntry>>{};
+  }
+  Task<bool> kv_put(std::string key, std::string) override {
+    co_await enter("kv_put " + key);
+    co_return true;
+  }
+
+  std::size_t count(std::string_view prefix) const {
+    std::size_t n = 0;
+    for (const auto& call : calls) {
+      n += call.starts_with(prefix) ? 1u : 0u;
+    }
+    return n;
+  }
+
+ private:
+  Task<void> enter(std::string call) {
+    calls.push_back(std::move(call));
+    if (hang > std::chrono::milliseconds::zero()) {
+      co_await coromesh::testing::sleep_for(hang);
+      // A cancelled wait surfaces as the transport would report it.
+      auto state = co_await boost::asio::this_coro::cancellation_state;
+      if (state.cancelled() != boost::asio::cancellation_type::none) {
+        throw boost::system::system_error(boost::asio::error::operation_aborted);
+      }
+    }
+    if (!reachable) {
+      throw http::ClientError(http::ClientErrc::connect_failed,
+                              "connect to 127.0.0.1:8500 failed: Connection refused");
+    }
+  }
+};
+
+}  // namespace coromesh::consul

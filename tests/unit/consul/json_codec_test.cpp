@@ -1,0 +1,145 @@
+#include "json_codec.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+
+namespace coromesh::consul::detail {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+// Trimmed from a real /v1/health/service/web answer of Consul 1.15.
+constexpr const char* kHealthAnswer = R"([
+  {"Node": {"ID": "0dbf", "Node": "node-a", "Address": "10.0.0.1", "Datacenter": "dc1"},
+   "Service": {"ID": "web-1", "Service": "web", "Tags": ["a", "metrics"], "Address": "127.0.0.1",
+               "Meta": {"metrics_path": "/metrics"}, "Port": 8080, "Kind": ""},
+   "Checks": [{"CheckID": "serfHealth", "Status": "passing"},
+              {"CheckID": "service:web-1", "Status": "warning"}]},
+  {"Node": {"Node": "node-b", "Address": "10.0.0.2"},
+   "Service": {"ID": "web-2", "Service": "web", "Tags": null, "Address": "", "Port": 8081,
+               "Meta": null},
+   "Checks": [{"CheckID": "serfHealth", "Status": "passing"},
+              {"CheckID": "_service_maintenance:web-2", "Status": "critical"},
+              {"CheckID": "service:web-2", "Status": "passing"}]}
+])";
+
+TEST(ConsulJsonCodec, DecodesHealthEntries) {
+  auto instances = decode_health(kHealthAnswer);
+  ASSERT_EQ(instances.size(), 2u);
+  const auto& a = instances[0];
+  EXPECT_EQ(a.node, "node-a");
+  EXPECT_EQ(a.id, "web-1");
+  EXPECT_EQ(a.name, "web");
+  EXPECT_EQ(a.address, "127.0.0.1");
+  EXPECT_EQ(a.port, 8080);
+  EXPECT_EQ(a.tags, (std::vector<std::string>{"a", "metrics"}));
+  EXPECT_EQ(a.meta.at("metrics_path"), "/metrics");
+  EXPECT_EQ(a.status, HealthStatus::warning) << "the worst check wins";
+
+  const auto& b = instances[1];
+  EXPECT_EQ(b.address, "10.0.0.2") << "no service address: the node's";
+  EXPECT_TRUE(b.tags.empty());
+  EXPECT_TRUE(b.meta.empty());
+  EXPECT_EQ(b.status, HealthStatus::critical) << "maintenance is a critical check";
+}
+
+TEST(ConsulJsonCodec, EmptyHealthAnswerIsNoInstances) {
+  EXPECT_TRUE(decode_health("[]").empty());
+}
+
+TEST(ConsulJsonCodec, RejectsMalformedHealthAnswers) {
+  EXPECT_THROW(decode_health(""), DecodeError);
+  EXPECT_THROW(decode_health("[{"), DecodeError);
+  EXPECT_THROW(decode_health(R"({"Node": {}})"), DecodeError) << "not an array";
+  EXPECT_THROW(decode_health(R"([{"Node": {}}])"), DecodeError) << "no Service";
+  EXPECT_THROW(decode_health(R"([{"Node": {}, "Service": {"Port": "80"}}])"), DecodeError);
+  EXPECT_THROW(decode_health(R"([{"Node": {}, "Service": {"Port": 70000}}])"), DecodeError);
+  EXPECT_THROW(decode_health(R"([{"Node": {}, "Service": {"Port": -1}}])"), DecodeError);
+  EXPECT_THROW(decode_health(R"([{"Node": {}, "Service": {"Tags": [1]}}])"), DecodeError);
+  EXPECT_THROW(decode_health(R"([{"Node": {}, "Service": {}, "Checks": [{"Status": "odd"}]}])"),
+               DecodeError);
+}
+
+TEST(ConsulJsonCodec, EncodesARegistrationWithAnHttpCheck) {
+  ServiceRegistration registration{.id = "add-1",
+                                   .name = "add",
+                                   .tags = {"metrics"},
+                                   .address = "127.0.0.1",
+                                   .port = 9001,
+                                   .meta = {{"metrics_path", "/metrics"}},
+                                   .check = HttpCheck{.url = "http://127.0.0.1:9001/health",
+                                                      .interval = 1s,
+                                                      .timeout = 500ms,
+                                                      .deregister_critical_service_after = 1min}};
+  auto body = json::parse(encode_registration(registration)).as_object();
+  EXPECT_EQ(body.at("ID"), "add-1");
+  EXPECT_EQ(body.at("Name"), "add");
+  EXPECT_EQ(body.at("Tags"), json::array{"metrics"});
+  EXPECT_EQ(body.at("Address"), "127.0.0.1");
+  EXPECT_EQ(body.at("Port"), 9001);
+  EXPECT_EQ(body.at("Meta").at("metrics_path"), "/metrics");
+  const auto& check = body.at("Check").as_object();
+  EXPECT_EQ(check.at("HTTP"), "http://127.0.0.1:9001/health");
+  EXPECT_EQ(check.at("Interval"), "1000ms");
+  EXPECT_EQ(check.at("Timeout"), "500ms");
+  EXPECT_EQ(check.at("DeregisterCriticalServiceAfter"), "60000ms");
+  EXPECT_FALSE(body.contains("Kind"));
+  EXPECT_FALSE(body.contains("Proxy"));
+}
+
+TEST(ConsulJsonCodec, EncodesTtlChecksAndConnectProxies) {
+  ServiceRegistration registration{
+      .name = "add-sidecar-proxy",
+      .port = 21000,
+      .check = TtlCheck{.ttl = 15s},
+      .kind = "connect-proxy",
+      .proxy = ProxyConfig{.destination_service_name = "add", .local_service_port = 9001}};
+  auto body = json::parse(encode_registration(registration)).as_object();
+  EXPECT_FALSE(body.contains("ID")) << "empty ID: Consul uses the name";
+  EXPECT_FALSE(body.contains("Tags"));
+  EXPECT_EQ(body.at("Check").as_object(), (json::object{{"TTL", "15000ms"}}));
+  EXPECT_EQ(body.at("Kind"), "connect-proxy");
+  EXPECT_EQ(body.at("Proxy"),
+            (json::object{{"DestinationServiceName", "add"}, {"LocalServicePort", 9001}}));
+}
+
+TEST(ConsulJsonCodec, EncodesCheckUpdates) {
+  EXPECT_EQ(json::parse(encode_check_update(HealthStatus::warning, "slow")),
+            (json::object{{"Status", "warning"}, {"Output", "slow"}}));
+}
+
+TEST(ConsulJsonCodec, DecodesAgentService) {
+  auto service = decode_agent_service(
+      R"({"ID": "web-1", "Service": "web", "Tags": ["a"], "Meta": {"k": "v"}, "Port": 8080,
+          "Address": "127.0.0.1", "ContentHash": "9f53", "Datacenter": "dc1"})");
+  EXPECT_EQ(service.id, "web-1");
+  EXPECT_EQ(service.name, "web");
+  EXPECT_EQ(service.port, 8080);
+  EXPECT_EQ(service.meta.at("k"), "v");
+  EXPECT_THROW(decode_agent_service(R"({"Port": 1})"), DecodeError);
+}
+
+TEST(ConsulJsonCodec, DecodesKvEntries) {
+  auto entry = decode_kv_entry(
+      R"([{"LockIndex": 0, "Key": "config/add", "Flags": 3, "Value": "aGVsbG8=",
+           "CreateIndex": 23, "ModifyIndex": 25}])");
+  EXPECT_EQ(entry.key, "config/add");
+  EXPECT_EQ(entry.value, "hello");
+  EXPECT_EQ(entry.modify_index, 25u);
+  EXPECT_EQ(entry.flags, 3u);
+  EXPECT_EQ(decode_kv_entry(R"([{"Key": "k", "Value": null}])").value, "")
+      << "Consul sends null for an empty value";
+  EXPECT_THROW(decode_kv_entry(R"([{"Key": "k", "Value": "not base64!"}])"), DecodeError);
+  EXPECT_THROW(decode_kv_entry("[]"), DecodeError);
+}
+
+TEST(ConsulJsonCodec, DecodesBooleans) {
+  EXPECT_TRUE(decode_bool("true"));
+  EXPECT_FALSE(decode_bool("false\n"));
+  EXPECT_THROW(decode_bool("1"), DecodeError);
+}
+
+}  // namespace
+}  // namespace coromesh::consul::detail

@@ -1,0 +1,425 @@
+#include "coromesh/http/client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace coromesh::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// An in-process loopback HTTP server whose per-connection behaviour each test writes
+// as a coroutine: `session(stream, n)` runs for the n-th accepted connection (from 1).
+class TestServer {
+ public:
+  using Session = std::function<asio::awaitable<void>(beast::tcp_stream&, int)>;
+
+  TestServer(asio::io_context& ioc, Session session)
+      : acceptor_(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        session_(std::move(session)) {
+    asio::co_spawn(ioc, accept_loop(), asio::detached);
+  }
+
+  Destination destination() const { return {"127.0.0.1", acceptor_.local_endpoint().port()}; }
+  int connections() const { return connections_; }
+
+ private:
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
+      if (ec) {
+        co_return;
+      }
+      asio::co_spawn(acceptor_.get_executor(),
+                     serve(beast::tcp_stream(std::move(socket)), ++connections_), asio::detached);
+    }
+  }
+  asio::awaitable<void> serve(beast::tcp_stream stream, int n) { co_await session_(stream, n); }
+
+  tcp::acceptor acceptor_;
+  Session session_;
+  int connections_ = 0;
+};
+
+asio::awaitable<std::optional<Request>> read_request(beast::tcp_stream& stream,
+                                                     beast::flat_buffer& buffer) {
+  Request request;
+  auto [ec, n] = co_await beast::http::async_read(stream, buffer, request, use_tuple);
+  if (ec) {
+    co_return std::nullopt;
+  }
+  co_return request;
+}
+
+asio::awaitable<void> write_response(beast::tcp_stream& stream, Response response) {
+  response.prepare_payload();
+  co_await beast::http::async_write(stream, response, use_tuple);
+}
+
+// 200 with the request's target as the body, honouring the request's keep-alive.
+Response echo_target(const Request& request) {
+  Response response(Status::ok, request.version());
+  response.body() = std::string(request.target());
+  response.keep_alive(request.keep_alive());
+  return response;
+}
+
+// Serves every request on the connection like echo_target until the client leaves.
+asio::awaitable<void> keep_alive_session(beast::tcp_stream& stream, int) {
+  beast::flat_buffer buffer;
+  while (auto request = co_await read_request(stream, buffer)) {
+    co_await write_response(stream, echo_target(*request));
+  }
+}
+
+// Waits for the client to go away (or the test to end) without answering.
+asio::awaitable<void> wait_for_close(beast::tcp_stream& stream) {
+  char byte = 0;
+  co_await stream.socket().async_read_some(asio::buffer(&byte, 1), use_tuple);
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, duration);
+  co_await timer.async_wait(use_tuple);
+}
+
+class HttpClient : public ::testing::Test {
+ protected:
+  // Runs the test body on the io_context (servers and client share its one thread) and
+  // rethrows what it threw. A body that hangs fails the test instead of the run.
+  void run(const std::function<asio::awaitable<void>()>& body) {
+    std::exception_ptr error;
+    bool done = false;
+    asio::co_spawn(ioc_, body(), [&](std::exception_ptr e) {
+      error = e;
+      done = true;
+      ioc_.stop();
+    });
+    ioc_.run_for(10s);
+    ASSERT_TRUE(done) << "the test body did not finish within 10s";
+    if (error) {
+      std::rethrow_exception(error);
+    }
+  }
+
+  // The ClientError a call threw; a call that succeeds fails the test (by throwing: no
+  // ASSERT_* in coroutines).
+  static asio::awaitable<ClientError> call_error(asio::awaitable<Response> call) {
+    unsigned status = 0;
+    try {
+      status = (co_await std::move(call)).result_int();
+    } catch (const ClientError& e) {
+      co_return e;
+    }
+    throw std::logic_error("expected a ClientError, got status " + std::to_string(status));
+  }
+
+  Client& client(ClientOptions options = {}) {
+    client_.emplace(ioc_.get_executor(), std::move(options));
+    return *client_;
+  }
+
+  asio::io_context ioc_;
+  std::optional<Client> client_;
+};
+
+TEST_F(HttpClient, ReusesOneConnectionForSequentialCalls) {
+  TestServer server(ioc_, keep_alive_session);
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 20; ++i) {
+      auto target = "/call/" + std::to_string(i);
+      auto response = co_await http.get(server.destination(), target, 2s);
+      EXPECT_EQ(response.result(), Status::ok);
+      EXPECT_EQ(response.body(), target);
+    }
+  });
+  EXPECT_EQ(http.connections_opened(), 1u);
+  EXPECT_EQ(server.connections(), 1);
+  EXPECT_EQ(http.idle_connections(), 1u);
+}
+
+TEST_F(HttpClient, SetsHostUserAgentAndContentLength) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    auto request = co_await read_request(stream, buffer);
+    Response response(Status::created, 11);
+    response.body() = std::string((*request)[Field::host]) + "|" +
+                      std::string((*request)[Field::user_agent]) + "|" +
+                      std::string((*request)[Field::content_length]) + "|" + request->body();
+    co_await write_response(stream, std::move(response));
+  });
+  auto& http = client({.user_agent = "coromesh-test"});
+  run([&]() -> asio::awaitable<void> {
+    Request request(Verb::post, "/things", 11);
+    request.body() = "hello";
+    auto response = co_await http.send(server.destination(), request, Client::Clock::now() + 2s);
+    EXPECT_EQ(response.result(), Status::created) << "any status is a successful call";
+    auto port = std::to_string(server.destination().port);
+    EXPECT_EQ(response.body(), "127.0.0.1:" + port + "|coromesh-test|5|hello");
+  });
+}
+
+TEST_F(HttpClient, ServerConnectionCloseMeansANewConnectionPerCall) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    auto request = co_await read_request(stream, buffer);
+    auto response = echo_target(*request);
+    response.keep_alive(false);
+    co_await write_response(stream, std::move(response));
+    co_await wait_for_close(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 3; ++i) {
+      auto response = co_await http.get(server.destination(), "/x", 2s);
+      EXPECT_EQ(response.body(), "/x");
+    }
+  });
+  EXPECT_EQ(http.connections_opened(), 3u);
+  EXPECT_EQ(server.connections(), 3);
+  EXPECT_EQ(http.idle_connections(), 0u);
+}
+
+TEST_F(HttpClient, Http10ResponseWithoutKeepAliveIsNotReused) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    auto request = co_await read_request(stream, buffer);
+    Response response(Status::ok, 10);
+    response.body() = "old";
+    co_await write_response(stream, std::move(response));
+    co_await wait_for_close(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    EXPECT_EQ((co_await http.get(server.destination(), "/", 2s)).body(), "old");
+    EXPECT_EQ((co_await http.get(server.destination(), "/", 2s)).body(), "old");
+  });
+  EXPECT_EQ(http.connections_opened(), 2u);
+}
+
+TEST_F(HttpClient, TimesOutAgainstAServerThatNeverAnswers) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    co_await read_request(stream, buffer);
+    co_await wait_for_close(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    auto start = Client::Clock::now();
+    auto error = co_await call_error(http.get(server.destination(), "/slow", 200ms));
+    auto elapsed = Client::Clock::now() - start;
+    EXPECT_GE(elapsed, 190ms);
+    EXPECT_LT(elapsed, 2s);
+    EXPECT_EQ(error.code(), ClientErrc::timeout);
+    EXPECT_NE(std::string(error.what()).find("GET /slow to 127.0.0.1:"), std::string::npos)
+        << error.what();
+  });
+}
+
+// (localhost comes from /etc/hosts: no DNS in a hermetic test.)
+TEST_F(HttpClient, ResolvesHostNames) {
+  TestServer server(ioc_, keep_alive_session);
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    Destination by_name{"localhost", server.destination().port};
+    auto response = co_await http.get(by_name, "/named", 2s);
+    EXPECT_EQ(response.body(), "/named");
+  });
+}
+
+TEST_F(HttpClient, ConnectRefusedIsConnectFailedAndNamesTheDestination) {
+  std::uint16_t port = 0;
+  {
+    tcp::acceptor probe(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = probe.local_endpoint().port();
+  }
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    Destination refused{"127.0.0.1", port};
+    auto error = co_await call_error(http.get(refused, "/", 2s));
+    EXPECT_EQ(error.code(), ClientErrc::connect_failed);
+    auto expected = "connect to 127.0.0.1:" + std::to_string(port) + " failed: Connection refused";
+    EXPECT_TRUE(std::string_view(error.what()).starts_with(expected)) << error.what();
+  });
+}
+
+TEST_F(HttpClient, GarbageResponseIsBadResponse) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    co_await read_request(stream, buffer);
+    std::string garbage = "SPDY/9 maybe\r\n\r\n";
+    co_await asio::async_write(stream, asio::buffer(garbage), use_tuple);
+    co_await wait_for_close(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    auto error = co_await call_error(http.get(server.destination(), "/", 2s));
+    EXPECT_EQ(error.code(), ClientErrc::bad_response) << error.what();
+  });
+  EXPECT_EQ(http.idle_connections(), 0u);
+}
+
+TEST_F(HttpClient, OversizedBodyIsBadResponse) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    co_await read_request(stream, buffer);
+    Response response(Status::ok, 11);
+    response.body() = std::string(4096, 'x');
+    co_await write_response(stream, std::move(response));
+    co_await wait_for_close(stream);
+  });
+  auto& http = client({.body_limit = 1024});
+  run([&]() -> asio::awaitable<void> {
+    auto error = co_await call_error(http.get(server.destination(), "/big", 2s));
+    EXPECT_EQ(error.code(), ClientErrc::bad_response);
+    EXPECT_NE(std::string(error.what()).find("exceeds 1024 bytes"), std::string::npos)
+        << error.what();
+  });
+}
+
+TEST_F(HttpClient, IdleConnectionClosedByTheServerIsReplacedTransparently) {
+  bool first_closed = false;
+  TestServer server(ioc_, [&](beast::tcp_stream& stream, int n) -> asio::awaitable<void> {
+    if (n > 1) {
+      co_await keep_alive_session(stream, n);
+      co_return;
+    }
+    // The first connection answers once with keep-alive, then the server closes it
+    // while it sits in the client's pool: a server-side idle timeout.
+    beast::flat_buffer buffer;
+    auto request = co_await read_request(stream, buffer);
+    co_await write_response(stream, echo_target(*request));
+    stream.socket().close();
+    first_closed = true;
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    EXPECT_EQ((co_await http.get(server.destination(), "/1", 2s)).body(), "/1");
+    while (!first_closed) {
+      co_await sleep_for(5ms);
+    }
+    EXPECT_EQ((co_await http.get(server.destination(), "/2", 2s)).body(), "/2");
+  });
+  EXPECT_EQ(http.connections_opened(), 2u);
+}
+
+TEST_F(HttpClient, PooledConnectionDyingBeforeTheResponseIsRetriedOnce) {
+  int requests_seen = 0;
+  TestServer server(ioc_, [&](beast::tcp_stream& stream, int n) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    while (auto request = co_await read_request(stream, buffer)) {
+      ++requests_seen;
+      if (n == 1 && requests_seen == 2) {
+        co_return;  // reads the second request, then drops the connection unanswered
+      }
+      co_await write_response(stream, echo_target(*request));
+    }
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    EXPECT_EQ((co_await http.get(server.destination(), "/1", 2s)).body(), "/1");
+    EXPECT_EQ((co_await http.get(server.destination(), "/2", 2s)).body(), "/2");
+  });
+  EXPECT_EQ(requests_seen, 3);
+  EXPECT_EQ(http.connections_opened(), 2u);
+  EXPECT_EQ(server.connections(), 2);
+}
+
+TEST_F(HttpClient, LongPollPoolsCanOptOutOfTheRetry) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int n) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    for (int served = 0; auto request = co_await read_request(stream, buffer); ++served) {
+      if (n == 1 && served == 1) {
+        co_return;  // as a restarting server drops a held long poll
+      }
+      co_await write_response(stream, echo_target(*request));
+    }
+  });
+  auto& http = client({.retry_closed_pooled_connection = false});
+  run([&]() -> asio::awaitable<void> {
+    co_await http.get(server.destination(), "/1", 2s);
+    auto error = co_await call_error(http.get(server.destination(), "/2", 2s));
+    EXPECT_EQ(error.code(), ClientErrc::connection_closed) << error.what();
+  });
+  EXPECT_EQ(server.connections(), 1);
+}
+
+TEST_F(HttpClient, FreshConnectionClosedBeforeResponseIsNotRetried) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    co_await read_request(stream, buffer);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    auto error = co_await call_error(http.get(server.destination(), "/", 2s));
+    EXPECT_EQ(error.code(), ClientErrc::connection_closed);
+    EXPECT_NE(std::string(error.what()).find("closed the connection before responding"),
+              std::string::npos)
+        << error.what();
+  });
+  EXPECT_EQ(server.connections(), 1);
+}
+
+TEST_F(HttpClient, CancellingACallEndsItPromptly) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    co_await wait_for_close(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    auto start = Client::Clock::now();
+    auto winner = co_await (http.get(server.destination(), "/", 30s) || sleep_for(100ms));
+    EXPECT_EQ(winner.index(), 1u);
+    EXPECT_LT(Client::Clock::now() - start, 2s);
+  });
+  EXPECT_EQ(http.idle_connections(), 0u) << "a cancelled exchange must not be pooled";
+}
+
+TEST_F(HttpClient, IdleTimeoutRetiresParkedConnections) {
+  TestServer server(ioc_, keep_alive_session);
+  auto& http = client({.idle_timeout = 50ms});
+  run([&]() -> asio::awaitable<void> {
+    co_await http.get(server.destination(), "/1", 2s);
+    co_await sleep_for(100ms);
+    co_await http.get(server.destination(), "/2", 2s);
+  });
+  EXPECT_EQ(http.connections_opened(), 2u);
+  EXPECT_EQ(http.idle_connections(), 1u);
+}
+
+TEST_F(HttpClient, ConcurrentCallsUseSeparateConnectionsAndThePoolIsCapped) {
+  TestServer server(ioc_, keep_alive_session);
+  auto& http = client({.max_idle_per_destination = 2});
+  run([&]() -> asio::awaitable<void> {
+    auto d = server.destination();
+    co_await (http.get(d, "/a", 2s) && http.get(d, "/b", 2s) && http.get(d, "/c", 2s));
+  });
+  EXPECT_EQ(http.connections_opened(), 3u);
+  EXPECT_EQ(http.idle_connections(), 2u);
+  http.close_idle();
+  EXPECT_EQ(http.idle_connections(), 0u);
+}
+
+}  // namespace
+}  // namespace coromesh::http
