@@ -9,12 +9,12 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 #include <random>
 
 #include "coromesh/http/error.hpp"
 #include "coromesh/log/logger.hpp"
 #include "server_state.hpp"
+#include "wire.hpp"
 
 namespace coromesh::http {
 
@@ -30,26 +30,27 @@ bool is_hex(std::string_view text) {
   return text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
-// The trace id of a valid W3C `traceparent` (00-<32 hex>-<16 hex>-<2 hex>), else a
-// fresh random one so every request can be followed through the logs.
-std::string trace_id_for(const Request& request) {
+// Sets `id` to the trace id of a valid W3C `traceparent` (00-<32 hex>-<16 hex>-<2 hex>),
+// else to a fresh random one so every request can be followed through the logs. The
+// string is the connection's, reused from request to request.
+void trace_id_for(const Request& request, std::string& id) {
   auto header = request[kTraceParentHeader];
   if (header.size() == 55 && header[2] == '-' && header[35] == '-' && header[52] == '-') {
     auto trace = std::string_view(header.data() + 3, 32);
     if (is_hex(trace) && trace.find_first_not_of('0') != std::string_view::npos) {
-      return std::string(trace);
+      id.assign(trace);
+      return;
     }
   }
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
+  id.resize(32);
   for (std::size_t i = 0; i < id.size(); i += 16) {
     auto bits = rng();
     for (std::size_t j = 0; j < 16; ++j) {
       id[i + j] = kHex[(bits >> (j * 4)) & 0xf];
     }
   }
-  return id;
 }
 
 // Maps a failure to read a request to the answer the client gets (none when the
@@ -90,9 +91,41 @@ bool expects_continue(const Request& request) {
 
 }  // namespace
 
+namespace {
+
+template <class F>
+struct ScopeExit {
+  F on_exit;
+  ~ScopeExit() { on_exit(); }
+};
+template <class F>
+ScopeExit(F) -> ScopeExit<F>;
+
+}  // namespace
+
 asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> connection) {
   auto self = shared_from_this();
-  auto& stream = connection->stream;
+  // Ends the connection however serve() exits, exception included.
+  ScopeExit cleanup{[this, &connection] {
+    boost::system::error_code ignored;
+    connection->socket.shutdown(tcp::socket::shutdown_send, ignored);
+    connection->socket.close(ignored);
+    connection->watchdog.cancel();
+    {
+      std::lock_guard lock(mutex);
+      connections.erase(connection->registry_position);
+    }
+    --connection_count;
+    if (connection->busy) {
+      --in_flight;
+    }
+  }};
+  // A drain's terminal cancellation must surface as error codes we handle, not as an
+  // exception thrown by the next co_await.
+  co_await asio::this_coro::throw_if_cancelled(false);
+  auto& stream = connection->socket;
+  std::string out;       // the serialized response, reused across requests
+  std::string trace_id;  // likewise
   // The buffer may hold at most one full request plus a little pipelined data.
   beast::flat_buffer buffer(limits.max_header_bytes + limits.max_body_bytes + 16 * 1024);
   std::size_t served = 0;
@@ -101,7 +134,7 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
     // Wait for the first byte of the next request: the idle (keep-alive) timeout
     // applies here, the much shorter header timeout only once a request has begun.
     if (buffer.size() == 0) {
-      stream.expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
+      connection->expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kUseTuple);
       if (ec) {
         break;
@@ -115,18 +148,28 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
     beast::http::request_parser<beast::http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
     parser.body_limit(limits.max_body_bytes);
-    stream.expires_after(limits.header_timeout);
-    auto [hec, hn] = co_await beast::http::async_read_header(stream, buffer, parser, kUseTuple);
-    beast::error_code read_error = hec;
+    parser.eager(true);
+    // Most requests arrive whole in one read: parse them in place and skip the
+    // asynchronous read machinery; only a partial request goes back to the socket.
+    beast::error_code read_error;
+    buffer.consume(parser.put(buffer.data(), read_error));
+    if (read_error == beast::http::error::need_more) {
+      read_error = {};
+    }
+    if (!read_error && !parser.is_header_done()) {
+      connection->expires_after(limits.header_timeout);
+      auto [hec, hn] = co_await beast::http::async_read_header(stream, buffer, parser, kUseTuple);
+      read_error = hec;
+    }
     if (!read_error && !parser.is_done()) {
       if (expects_continue(parser.get())) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        stream.expires_after(limits.write_timeout);
+        connection->expires_after(limits.write_timeout);
         auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(kContinue), kUseTuple);
         read_error = wec;
       }
       if (!read_error) {
-        stream.expires_after(limits.body_timeout);
+        connection->expires_after(limits.body_timeout);
         auto [bec, bn] = co_await beast::http::async_read(stream, buffer, parser, kUseTuple);
         read_error = bec;
       }
@@ -138,8 +181,7 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
     if (read_error) {
       auto failure = classify_read_error(read_error, limits);
       if (!failure) {
-        --in_flight;
-        break;
+        break;  // the cleanup counts the request out
       }
       log::info("http.request.rejected", {{"code", failure->code}, {"reason", failure->reason}});
       response = make_error_response(failure->status, failure->code, failure->reason, 11, false);
@@ -151,13 +193,17 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
       auto target = std::string_view(request.target());
       auto query_at = target.find('?');
       auto path = target.substr(0, query_at);
-      auto trace_id = trace_id_for(request);
+      trace_id_for(request, trace_id);
       auto match = router.match(request.method(), path);
       route = match.route;
       if (observer) {
         observer->request_started(route);
       }
-      if (path.empty() || path.front() != '/') {
+      if (connection->refuse_requests) {
+        response = make_error_response(Status::service_unavailable, "shutting_down",
+                                       "the service is shutting down; retry another instance",
+                                       request.version(), false);
+      } else if (path.empty() || path.front() != '/') {
         response = make_error_response(Status::bad_request, "malformed_request",
                                        "request target must be an absolute path", request.version(),
                                        false);
@@ -221,8 +267,10 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
       }
     }
     response.keep_alive(keep_alive);
-    stream.expires_after(limits.write_timeout);
-    auto [wec, wn] = co_await beast::http::async_write(stream, response, kUseTuple);
+    out.clear();
+    detail::append_response(response, out);
+    connection->expires_after(limits.write_timeout);
+    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kUseTuple);
     if (observer) {
       observer->request_finished(route, response.result_int(),
                                  std::chrono::steady_clock::now() - started);
@@ -234,15 +282,6 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
       break;
     }
   }
-
-  boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  stream.close();
-  {
-    std::lock_guard lock(mutex);
-    connections.erase(connection->registry_position);
-  }
-  --connection_count;
 }
 
 }  // namespace coromesh::http

@@ -3,6 +3,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include "coromesh/http/typed_handler.hpp"
+
 namespace coromesh::http {
 
 Response make_json_response(Status status, std::string body, unsigned version, bool keep_alive) {
@@ -20,6 +22,14 @@ Response make_error_response(Status status, std::string_view code, std::string_v
   body["error"] = code;
   body["reason"] = reason;
   return make_json_response(status, boost::json::serialize(body), version, keep_alive);
+}
+
+Response make_text_response(Status status, std::string body) {
+  Response res{status, 11};
+  res.set(Field::content_type, "text/plain; charset=utf-8");
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
 }
 
 }  // namespace coromesh::http

@@ -1,10 +1,21 @@
 #include "coromesh/http/router.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 
 namespace coromesh::http {
 namespace {
+
+std::size_t count_segments(std::string_view path) {
+  if (!path.empty() && path.front() == '/') {
+    path.remove_prefix(1);
+  }
+  if (path.empty()) {
+    return 0;
+  }
+  return static_cast<std::size_t>(std::count(path.begin(), path.end(), '/')) + 1;
+}
 
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> segments;
@@ -102,6 +113,7 @@ const Route& Router::add(Verb method, std::string_view pattern, std::string oper
                                   "' has a malformed parameter segment '" + std::string(segment) +
                                   "'");
     }
+    route->has_params = route->has_params || is_param(segment);
     route->segments.emplace_back(segment);
   }
   for (const auto& existing : routes_) {
@@ -116,27 +128,36 @@ const Route& Router::add(Verb method, std::string_view pattern, std::string oper
 
 Router::Match Router::match(Verb method, std::string_view path) const {
   Match result;
-  auto segments = split_path(path);
   // HEAD is answered by the GET route (the server drops the body).
   Verb wanted = method == Verb::head ? Verb::get : method;
+  auto segment_count = count_segments(path);
   for (const auto& route : routes_) {
-    if (route->segments.size() != segments.size()) {
+    if (route->segments.size() != segment_count) {
       continue;
     }
-    std::vector<std::pair<std::string_view, std::string>> params;
     bool matches = true;
-    for (std::size_t i = 0; i < segments.size() && matches; ++i) {
-      const auto& expected = route->segments[i];
-      if (is_param(expected)) {
-        std::string decoded;
-        if (segments[i].empty() || !percent_decode(segments[i], decoded)) {
-          matches = false;
+    std::vector<std::pair<std::string_view, std::string>> params;
+    if (!route->has_params) {
+      // Literal routes (most of them) compare as one string: no per-segment work.
+      matches = route->pattern == path;
+    } else {
+      auto rest = path.substr(path.empty() || path.front() != '/' ? 0 : 1);
+      for (std::size_t i = 0; i < route->segments.size() && matches; ++i) {
+        auto slash = rest.find('/');
+        auto segment = rest.substr(0, slash);
+        rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+        const auto& expected = route->segments[i];
+        if (is_param(expected)) {
+          std::string decoded;
+          if (segment.empty() || !percent_decode(segment, decoded)) {
+            matches = false;
+          } else {
+            params.emplace_back(std::string_view(expected).substr(1, expected.size() - 2),
+                                std::move(decoded));
+          }
         } else {
-          params.emplace_back(std::string_view(expected).substr(1, expected.size() - 2),
-                              std::move(decoded));
+          matches = expected == segment;
         }
-      } else {
-        matches = expected == segments[i];
       }
     }
     if (!matches) {

@@ -55,11 +55,10 @@ void Server::start() {
 }
 
 void Server::stop_accepting() {
+  // The listening socket stays open until the drain ends: a connection that is
+  // already in the kernel's backlog gets a clear 503 "shutting_down" instead of a
+  // reset, and a client or sidecar can retry it elsewhere.
   state_->draining = true;
-  asio::post(state_->acceptor.get_executor(), [state = state_] {
-    boost::system::error_code ignored;
-    state->acceptor.close(ignored);
-  });
   state_->close_all(/*only_idle=*/true);
 }
 
@@ -74,6 +73,10 @@ asio::awaitable<std::size_t> Server::drain(std::chrono::milliseconds grace) {
   if (cut_off > 0) {
     log::warn("http.drain.cut_off", {{"requests", cut_off}, {"grace", grace}});
   }
+  asio::post(state_->acceptor.get_executor(), [state = state_] {
+    boost::system::error_code ignored;
+    state->acceptor.close(ignored);
+  });
   state_->close_all(/*only_idle=*/false);
   co_return cut_off;
 }
@@ -89,12 +92,12 @@ void Server::State::close_all(bool only_idle) {
   std::lock_guard lock(mutex);
   for (const auto& connection : connections) {
     // Each connection is closed on its own thread, where its coroutine runs.
-    asio::post(connection->stream.get_executor(), [connection, only_idle] {
+    asio::post(connection->socket.get_executor(), [connection, only_idle] {
       connection->closing = true;
       if (!only_idle || !connection->busy) {
         boost::system::error_code ignored;
-        connection->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-        connection->stream.cancel();
+        connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
+        connection->socket.cancel(ignored);
       }
       if (!only_idle) {
         connection->cancel.emit(asio::cancellation_type::terminal);
@@ -113,11 +116,13 @@ asio::awaitable<void> reject_over_limit(tcp::socket socket) {
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
       "Connection: close\r\nContent-Length: " +
       std::to_string(kBody.size()) + "\r\n\r\n" + kBody;
-  boost::beast::tcp_stream stream(std::move(socket));
-  stream.expires_after(std::chrono::seconds(1));
-  co_await asio::async_write(stream, asio::buffer(kResponse), asio::as_tuple(asio::use_awaitable));
+  // Non-blocking best effort: a few hundred bytes fit any fresh socket's send buffer,
+  // and a client that cannot take them is not worth a timer.
   boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  socket.non_blocking(true, ignored);
+  socket.write_some(asio::buffer(kResponse), ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  co_return;
 }
 
 }  // namespace
@@ -139,23 +144,48 @@ asio::awaitable<void> Server::State::accept_loop() {
       continue;
     }
     auto executor = socket.get_executor();
-    if (connection_count.load() >= limits.max_connections || draining) {
+    if (connection_count.load() >= limits.max_connections) {
       runtime::spawn(executor, reject_over_limit(std::move(socket)), "http.reject");
       continue;
     }
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     auto connection = std::make_shared<detail::Connection>(std::move(socket));
+    connection->refuse_requests = draining.load();
     {
       std::lock_guard lock(mutex);
       connections.push_front(connection);
       connection->registry_position = connections.begin();
     }
     ++connection_count;
+    runtime::spawn(executor, watch(connection), "http.connection.watchdog");
     auto slot = connection->cancel.slot();
     asio::co_spawn(
         executor, serve(std::move(connection)),
         asio::bind_cancellation_slot(slot, runtime::LogEscapedException{"http.connection"}));
+  }
+}
+
+std::chrono::steady_clock::duration Server::State::watchdog_period() const {
+  auto shortest = std::min(
+      {limits.header_timeout, limits.body_timeout, limits.idle_timeout, limits.write_timeout});
+  return std::max<std::chrono::steady_clock::duration>(shortest / 4, std::chrono::milliseconds(10));
+}
+
+asio::awaitable<void> Server::State::watch(std::shared_ptr<detail::Connection> connection) {
+  auto self = shared_from_this();
+  auto period = watchdog_period();
+  while (connection->socket.is_open()) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= connection->deadline) {
+      // Closing aborts the pending read or write; serve() sees it and ends.
+      boost::system::error_code ignored;
+      connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
+      connection->socket.close(ignored);
+      break;
+    }
+    connection->watchdog.expires_at(std::min(connection->deadline, now + period));
+    co_await connection->watchdog.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 }
 

@@ -7,7 +7,8 @@
 #include <atomic>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -19,10 +20,23 @@ namespace coromesh::http::detail {
 // One open connection. Touched only on its own io_context's thread, except the
 // registry links which are guarded by State::mutex.
 struct Connection {
-  explicit Connection(boost::asio::ip::tcp::socket socket) : stream(std::move(socket)) {}
-  boost::beast::tcp_stream stream;
-  bool busy = false;     // a request is being read, handled or answered
-  bool closing = false;  // close after the current response
+  explicit Connection(boost::asio::ip::tcp::socket s)
+      : socket(std::move(s)), watchdog(socket.get_executor()) {}
+
+  // Every read or write must finish by `deadline`. Setting it is a plain store: the
+  // watchdog (Server::State::watch) wakes up periodically and closes the socket once
+  // the deadline has passed, so a request costs no timer operations (a per-operation
+  // timer was a measurable share of each request).
+  void expires_after(std::chrono::steady_clock::duration timeout) {
+    deadline = std::chrono::steady_clock::now() + timeout;
+  }
+
+  boost::asio::ip::tcp::socket socket;
+  boost::asio::steady_timer watchdog;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  bool busy = false;             // a request is being read, handled or answered
+  bool closing = false;          // close after the current response
+  bool refuse_requests = false;  // accepted during a drain: answer 503 shutting_down
   // Terminal cancellation of the connection's coroutine, handler included: the last
   // step of a drain whose grace period ran out.
   boost::asio::cancellation_signal cancel;
@@ -51,6 +65,10 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<detail::Connection> connection);
+  boost::asio::awaitable<void> watch(std::shared_ptr<detail::Connection> connection);
+  // How often a connection's watchdog wakes up: a quarter of the shortest timeout, so
+  // a timeout is enforced within 25% of its value.
+  std::chrono::steady_clock::duration watchdog_period() const;
   boost::asio::awaitable<Response> dispatch(Request& request);
   void close_all(bool only_idle);
 };

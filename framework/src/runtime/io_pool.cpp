@@ -19,10 +19,7 @@ IoPool::IoPool(std::size_t threads) {
 }
 
 IoPool::~IoPool() {
-  stop();
-  for (auto& context : contexts_) {
-    context->stop();
-  }
+  terminate();
   join();
 }
 
@@ -51,6 +48,13 @@ void IoPool::start() {
 void IoPool::stop() {
   for (auto& guard : guards_) {
     guard.reset();
+  }
+}
+
+void IoPool::terminate() {
+  stop();
+  for (auto& context : contexts_) {
+    context->stop();
   }
 }
 

@@ -27,7 +27,7 @@ struct RequestContext {
   std::string_view path;   // the target without the query string
   std::string_view query;  // the raw query string, without '?'
   std::vector<std::pair<std::string_view, std::string>> path_params;  // percent-decoded
-  std::string trace_id;  // from `traceparent`, or generated for this request
+  std::string_view trace_id;  // from `traceparent`, or generated; copy it to keep it
   const Route* route = nullptr;
 
   // The named path parameter; empty when absent.
@@ -43,6 +43,7 @@ struct Route {
   Handler handler;
   std::size_t index = 0;  // position in Router::routes(), for per-route tables
   std::vector<std::string> segments;
+  bool has_params = false;
 };
 
 class Router {

@@ -67,12 +67,14 @@ class Server {
   // Spawns the accept loop on the pool (the pool may already be running or not).
   void start();
 
-  // Shutdown phase 1: close the listening socket; idle keep-alive connections close
-  // now, busy ones after their current response (sent with `Connection: close`).
+  // Shutdown phase 1: idle keep-alive connections close now, busy ones after their
+  // current response (sent with `Connection: close`); requests on connections
+  // accepted from now on are answered 503 `shutting_down`.
   void stop_accepting();
 
   // Shutdown phase 2: waits up to `grace` for in-flight requests to finish, then
-  // closes every remaining connection. Returns how many requests were cut off.
+  // closes the listening socket and every remaining connection, cancelling the
+  // handlers still running. Returns how many requests were cut off.
   boost::asio::awaitable<std::size_t> drain(std::chrono::milliseconds grace);
 
   std::size_t active_connections() const noexcept;

@@ -43,6 +43,9 @@ class IoPool {
   void start();
   // Lets the contexts run out of work and stop; returns at once.
   void stop();
+  // Stops every context now, abandoning pending work (the last step of a shutdown,
+  // once nothing that matters is left running).
+  void terminate();
   // Waits for every thread to finish.
   void join();
   // start() + join() on the calling thread's behalf.

@@ -1,0 +1,17 @@
+#pragma once
+
+// Internal: writes a Response onto the wire as one contiguous buffer. Beast's generic
+// serializer walks nested buffer-sequence views for every write; for string bodies a
+// flat copy into a reused per-connection buffer is several times cheaper.
+
+#include <string>
+
+#include "coromesh/http/message.hpp"
+
+namespace coromesh::http::detail {
+
+// Appends the status line, the fields, a Content-Length when the response has none
+// and is not chunked, the blank line and the body (unless `omit_body`, for HEAD).
+void append_response(const Response& response, std::string& out);
+
+}  // namespace coromesh::http::detail
