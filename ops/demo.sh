@@ -74,16 +74,30 @@ cmd_up() {
   wait_http prometheus "http://$prometheus_addr/-/ready"
   step_done
 
+  step "hello-svc (framework example)"
+  start hello "$COROMESH_ROOT/build/bin/hello-svc" --consul "$consul_addr" --port 0 \
+    --consul-check-interval 2s
+  for _ in $(seq 1 100); do
+    hello_port=$(curl -fsS "http://$consul_addr/v1/agent/services" 2>/dev/null \
+      | jq -r '[.[] | select(.Service == "hello")][0].Port // empty')
+    [ -n "$hello_port" ] && break
+    pid_alive hello || die "hello-svc exited during start-up (log: $state/hello.log)"
+    sleep 0.1
+  done
+  [ -n "${hello_port:-}" ] || die "hello-svc did not register in Consul (log: $state/hello.log)"
+  step_done "127.0.0.1:$hello_port"
+
   cat <<MSG
-[demo] up: Consul UI http://$consul_addr/ui   Prometheus http://$prometheus_addr
+[demo] up: Consul UI http://$consul_addr/ui   Prometheus API http://$prometheus_addr/api/v1/query?query=up
+[demo] hello-svc: curl 'http://127.0.0.1:$hello_port/api/v1/hello?name=mesh'
 [demo] Prometheus scrapes every Consul service tagged 'metrics' (ops/prometheus/prometheus.yml.in).
-[demo] The calculator services and sidecars are not part of the demo yet: this starts
-[demo] the platform they run on. './ops/demo.sh down' stops it.
+[demo] The calculator services and sidecars are not part of the demo yet: this starts the
+[demo] platform and the framework's hello example. './ops/demo.sh down' stops it.
 MSG
 }
 
 cmd_status() {
-  for name in consul prometheus; do
+  for name in consul prometheus hello; do
     if pid_alive "$name"; then
       echo "[demo] $name: running (pid $(cat "$state/$name.pid"), log $state/$name.log)"
     else
@@ -100,7 +114,8 @@ cmd_status() {
 }
 
 cmd_down() {
-  for name in prometheus consul; do
+  # The service first, so it deregisters from a still-running Consul.
+  for name in hello prometheus consul; do
     if pid_alive "$name"; then
       local pid
       pid=$(cat "$state/$name.pid")

@@ -21,7 +21,7 @@ packages=(
   libboost1.81-all-dev libssl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev clang-format-14
-  prometheus wrk nginx-light
+  wrk nginx-light
 )
 
 step "debian packages"

@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -65,16 +65,39 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::filesystem::path 
   }
   cenv.push_back(nullptr);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_file_.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  int rc = ::posix_spawn(&pid_, program.c_str(), &actions, nullptr, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    throw std::runtime_error("cannot start '" + program.string() + "': " + std::strerror(rc));
+  // Everything the child needs is prepared before fork(): between fork and exec only
+  // async-signal-safe calls are allowed (the test process has threads).
+  auto working_dir = log_file_.parent_path();
+  pid_t parent = ::getpid();
+  // PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only safe
+  // from the main thread (tests also start processes from short-lived threads).
+  bool die_with_parent = ::gettid() == parent;
+  pid_ = ::fork();
+  if (pid_ < 0) {
+    throw std::runtime_error("cannot fork to start '" + program.string() +
+                             "': " + std::strerror(errno));
+  }
+  if (pid_ == 0) {
+    // Die with the test: a crashed or killed test must not leave agents behind.
+    if (die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) {
+        ::_exit(127);
+      }
+    }
+    int in = ::open("/dev/null", O_RDONLY);
+    int out = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in < 0 || out < 0 || ::dup2(in, STDIN_FILENO) < 0 || ::dup2(out, STDOUT_FILENO) < 0 ||
+        ::dup2(out, STDERR_FILENO) < 0) {
+      ::_exit(127);
+    }
+    // Run in the fixture's own directory: tools such as Consul read files relative
+    // to their working directory.
+    if (!working_dir.empty() && ::chdir(working_dir.c_str()) != 0) {
+      ::_exit(127);
+    }
+    ::execve(program.c_str(), cargv.data(), cenv.data());
+    ::_exit(127);
   }
 }
 

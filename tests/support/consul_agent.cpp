@@ -5,13 +5,14 @@
 namespace coromesh::testing {
 
 ConsulAgent::ConsulAgent() {
-  ports_.http = free_port();
-  ports_.dns = free_port();
-  ports_.serf_lan = free_port();
-  ports_.serf_wan = free_port();
-  ports_.server = free_port();
-  ports_.grpc = free_port();
-  ports_.grpc_tls = free_port();
+  auto ports = free_ports(7);
+  ports_.http = ports[0];
+  ports_.dns = ports[1];
+  ports_.serf_lan = ports[2];
+  ports_.serf_wan = ports[3];
+  ports_.server = ports[4];
+  ports_.grpc = ports[5];
+  ports_.grpc_tls = ports[6];
   start();
 }
 

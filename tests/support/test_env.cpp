@@ -35,7 +35,10 @@ TempDir::~TempDir() {
   }
 }
 
-std::uint16_t free_port() {
+namespace {
+
+// Binds a socket to 127.0.0.1:0 and returns it with the port the kernel chose.
+std::pair<int, std::uint16_t> bind_ephemeral() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) {
     throw std::system_error(errno, std::generic_category(), "free_port: socket");
@@ -51,8 +54,34 @@ std::uint16_t free_port() {
     ::close(fd);
     throw std::system_error(err, std::generic_category(), "free_port: bind");
   }
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  return {fd, ntohs(addr.sin_port)};
+}
+
+}  // namespace
+
+std::uint16_t free_port() {
+  return free_ports(1).front();
+}
+
+std::vector<std::uint16_t> free_ports(std::size_t count) {
+  std::vector<int> held;
+  std::vector<std::uint16_t> ports;
+  try {
+    for (std::size_t i = 0; i < count; ++i) {
+      auto [fd, port] = bind_ephemeral();
+      held.push_back(fd);
+      ports.push_back(port);
+    }
+  } catch (...) {
+    for (int fd : held) {
+      ::close(fd);
+    }
+    throw;
+  }
+  for (int fd : held) {
+    ::close(fd);
+  }
+  return ports;
 }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace coromesh::testing {
 
@@ -27,6 +28,9 @@ class TempDir {
 
 // A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it).
 std::uint16_t free_port();
+// `count` distinct such ports: all are held open while the next is picked, so the
+// kernel cannot hand out the same one twice.
+std::vector<std::uint16_t> free_ports(std::size_t count);
 
 // Polls `done` every `interval` until it returns true or `timeout` passes.
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,

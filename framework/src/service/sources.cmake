@@ -1,1 +1,2 @@
 # Sources of the service module (see framework/CMakeLists.txt).
+list(APPEND COROMESH_FRAMEWORK_SOURCES src/service/service.cpp)

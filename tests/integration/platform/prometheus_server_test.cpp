@@ -61,7 +61,8 @@ TEST(PrometheusServerFixture, ShippedConfigDiscoversServicesTaggedMetricsInConsu
         if (res.status != 200) {
           return false;
         }
-        const auto& result = json::parse(res.body).at("data").at("result").as_array();
+        auto doc = json::parse(res.body);
+        const auto& result = doc.at("data").at("result").as_array();
         if (result.empty() || result[0].at("value").as_array()[1].as_string() != "1") {
           return false;
         }

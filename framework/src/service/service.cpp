@@ -1,0 +1,285 @@
+#include "coromesh/service/service.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <future>
+#include <iostream>
+
+#include "coromesh/consul/error.hpp"
+#include "coromesh/consul/http_agent_client.hpp"
+#include "coromesh/consul/registrar.hpp"
+#include "coromesh/http/error.hpp"
+#include "coromesh/http/server.hpp"
+#include "coromesh/log/logger.hpp"
+#include "coromesh/metrics/http_server_metrics.hpp"
+#include "coromesh/metrics/process_collector.hpp"
+#include "coromesh/metrics/registry.hpp"
+#include "coromesh/runtime/io_pool.hpp"
+#include "coromesh/version.hpp"
+
+namespace coromesh {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+struct Service::Impl final : http::ServerObserver {
+  explicit Impl(config::ServiceConfig c)
+      : config(std::move(c)),
+        pool(config.io_threads),
+        signals(pool.context(0), SIGINT, SIGTERM),
+        http_metrics(metrics, config.name) {
+    log::set_level(config.log_level);
+    metrics.add_collectable(std::make_shared<metrics::ProcessCollector>());
+  }
+
+  config::ServiceConfig config;
+  runtime::IoPool pool;
+  asio::signal_set signals;
+  http::Router router;
+  metrics::MetricsRegistry metrics;
+  metrics::HttpServerMetrics http_metrics;
+  std::vector<metrics::OperationMetrics*> route_metrics;  // by Route::index
+  metrics::OperationMetrics* unmatched_metrics = nullptr;
+  std::unique_ptr<http::Server> server;
+  std::unique_ptr<consul::HttpAgentClient> consul_client;
+  std::unique_ptr<consul::Registrar> registrar;
+  std::atomic<bool> shutting_down{false};
+  std::atomic<int> exit_code{0};
+  bool started = false;
+
+  // http::ServerObserver: called on io threads.
+  void request_started(const http::Route*) override { http_metrics.in_flight_inc(); }
+  void request_finished(const http::Route* route, unsigned status,
+                        std::chrono::steady_clock::duration elapsed) override {
+    http_metrics.in_flight_dec();
+    auto* target = route != nullptr ? route_metrics[route->index] : unmatched_metrics;
+    target->observe(static_cast<int>(status), elapsed);
+  }
+
+  void add_builtin_routes();
+  consul::ServiceRegistration registration() const;
+  void start();
+  void request_shutdown();
+  asio::awaitable<void> keep_registered();
+  asio::awaitable<void> shutdown_sequence();
+  void wait_for_signals();
+};
+
+void Service::Impl::add_builtin_routes() {
+  auto has = [&](std::string_view path) {
+    return router.match(http::Verb::get, path).route != nullptr;
+  };
+  if (!has("/health")) {
+    router.add(http::Verb::get, "/health", "health",
+               [this](http::RequestContext&) -> asio::awaitable<http::Response> {
+                 if (shutting_down.load()) {
+                   co_return http::make_error_response(http::Status::service_unavailable,
+                                                       "shutting_down",
+                                                       "the service is shutting down");
+                 }
+                 co_return http::make_json_response(http::Status::ok, R"({"status":"passing"})");
+               });
+  }
+  if (!has("/metrics")) {
+    router.add(http::Verb::get, "/metrics", "metrics",
+               [this](http::RequestContext&) -> asio::awaitable<http::Response> {
+                 http::Response res{http::Status::ok, 11};
+                 res.set(http::Field::content_type,
+                         std::string(metrics::MetricsRegistry::kContentType));
+                 res.body() = metrics.render();
+                 res.prepare_payload();
+                 co_return res;
+               });
+  }
+}
+
+consul::ServiceRegistration Service::Impl::registration() const {
+  consul::ServiceRegistration reg;
+  reg.id = config.instance_id_for(server->port());
+  reg.name = config.name;
+  reg.tags = config.tags;
+  if (std::find(reg.tags.begin(), reg.tags.end(), "metrics") == reg.tags.end()) {
+    reg.tags.emplace_back("metrics");  // what the Prometheus consul_sd job selects on
+  }
+  reg.address = config.advertised_address();
+  reg.port = server->port();
+  reg.meta["metrics_path"] = "/metrics";
+  reg.meta["coromesh_version"] = std::string(coromesh::version());
+  std::string operations;
+  for (const auto& route : router.routes()) {
+    if (route->operation == "health" || route->operation == "metrics") {
+      continue;
+    }
+    operations += (operations.empty() ? "" : ",") + route->operation;
+  }
+  if (!operations.empty()) {
+    reg.meta["operations"] = operations;
+  }
+  auto check_host = reg.address.empty() ? std::string("127.0.0.1") : reg.address;
+  if (check_host.find(':') != std::string::npos) {
+    check_host = "[" + check_host + "]";
+  }
+  consul::HttpCheck check;
+  check.url = "http://" + check_host + ":" + std::to_string(reg.port) + "/health";
+  check.interval = std::chrono::duration_cast<std::chrono::milliseconds>(config.check_interval);
+  check.timeout = std::min<std::chrono::milliseconds>(check.interval, 5s);
+  check.deregister_critical_service_after = 1min;
+  reg.check = check;
+  return reg;
+}
+
+void Service::Impl::start() {
+  if (started) {
+    throw std::logic_error("Service::start() called twice");
+  }
+  started = true;
+  add_builtin_routes();
+  for (const auto& route : router.routes()) {
+    route_metrics.push_back(&http_metrics.operation(route->operation));
+  }
+  unmatched_metrics = &http_metrics.operation("unmatched");
+
+  http::ServerLimits limits;
+  limits.max_header_bytes = config.http.max_header_bytes;
+  limits.max_body_bytes = config.http.max_body_bytes;
+  limits.header_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config.http.header_read_timeout);
+  limits.idle_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config.http.idle_timeout);
+  limits.max_connections = config.http.max_connections;
+  server = std::make_unique<http::Server>(pool, router, limits, this);
+  server->listen(config.bind_address, config.port);
+  server->start();
+
+  if (config.consul_register) {
+    consul_client = std::make_unique<consul::HttpAgentClient>(
+        pool.executor(0), consul::HttpAgentOptions{.address = config.consul.to_string(),
+                                                   .token = config.consul_token});
+    consul::RegistrarOptions registrar_options;
+    registrar_options.resync_interval =
+        std::chrono::duration_cast<std::chrono::milliseconds>(config.consul_resync_interval);
+    registrar =
+        std::make_unique<consul::Registrar>(*consul_client, registration(), registrar_options);
+    runtime::spawn(pool.executor(0), keep_registered(), "consul.registrar");
+  }
+  wait_for_signals();
+  log::info("service.started",
+            {{"service", config.name},
+             {"id", config.instance_id_for(server->port())},
+             {"port", server->port()},
+             {"threads", pool.size()},
+             {"consul", config.consul_register ? config.consul.to_string() : std::string("off")}});
+  pool.start();
+}
+
+asio::awaitable<void> Service::Impl::keep_registered() {
+  try {
+    co_await registrar->run();
+  } catch (const consul::ConsulError& e) {
+    // The agent refused the registration itself: retrying cannot fix that.
+    log::error("service.registration_refused", {{"error", e.what()}});
+    exit_code = 1;
+    request_shutdown();
+  }
+}
+
+void Service::Impl::wait_for_signals() {
+  signals.async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (ec) {
+      return;
+    }
+    if (shutting_down.load()) {
+      log::warn("service.forced_exit", {{"signal", signo}});
+      std::_Exit(130);
+    }
+    log::info("service.signal", {{"signal", signo}});
+    request_shutdown();
+    wait_for_signals();
+  });
+}
+
+void Service::Impl::request_shutdown() {
+  if (shutting_down.exchange(true)) {
+    return;
+  }
+  runtime::spawn(pool.executor(0), shutdown_sequence(), "service.shutdown");
+}
+
+asio::awaitable<void> Service::Impl::shutdown_sequence() {
+  auto started_at = std::chrono::steady_clock::now();
+  log::info("service.shutdown.begin", {{"in_flight", server->in_flight()}});
+  // Phase 1: leave the mesh first, so no new traffic is routed here while we drain.
+  if (registrar) {
+    co_await registrar->shutdown();
+  }
+  server->stop_accepting();
+  // Phase 2: let in-flight requests finish, then cancel what is left.
+  auto grace = std::chrono::duration_cast<std::chrono::milliseconds>(config.shutdown_grace);
+  auto cut_off = co_await server->drain(grace);
+  if (consul_client) {
+    consul_client->http_client().close_idle();
+  }
+  log::info("service.shutdown.done",
+            {{"cut_off", cut_off}, {"took", std::chrono::steady_clock::now() - started_at}});
+  boost::system::error_code ignored;
+  signals.cancel(ignored);
+  pool.terminate();
+}
+
+Service::Service(const config::ServiceConfigOptions& options, int argc, const char* const* argv)
+    : Service(config::service_config_or_exit(argc, argv, options)) {}
+
+Service::Service(config::ServiceConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+Service::~Service() {
+  if (impl_->started) {
+    request_shutdown();
+    impl_->pool.join();
+  }
+}
+
+http::Router& Service::router() {
+  return impl_->router;
+}
+metrics::MetricsRegistry& Service::metrics() {
+  return impl_->metrics;
+}
+runtime::IoPool& Service::pool() {
+  return impl_->pool;
+}
+const config::ServiceConfig& Service::config() const {
+  return impl_->config;
+}
+std::uint16_t Service::port() const {
+  return impl_->server ? impl_->server->port() : 0;
+}
+std::string Service::instance_id() const {
+  return impl_->config.instance_id_for(port());
+}
+
+void Service::start() {
+  impl_->start();
+}
+void Service::request_shutdown() {
+  impl_->request_shutdown();
+}
+
+int Service::wait() {
+  impl_->pool.join();
+  return impl_->exit_code.load();
+}
+
+int Service::run() {
+  try {
+    start();
+  } catch (const std::exception& e) {
+    log::error("service.start_failed", {{"service", impl_->config.name}, {"error", e.what()}});
+    return 1;
+  }
+  return wait();
+}
+
+}  // namespace coromesh

@@ -1,0 +1,37 @@
+// hello-svc: the smallest complete coromesh service. It serves two operations,
+// registers with Consul, exposes /health and /metrics, and shuts down gracefully.
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <coromesh/service/service.hpp>
+
+struct Greeting {
+  std::string name;
+  std::optional<std::int64_t> delay_ms;  // lets tests keep requests in flight
+};
+BOOST_DESCRIBE_STRUCT(Greeting, (), (name, delay_ms))
+
+struct Reply {
+  std::string message;
+};
+BOOST_DESCRIBE_STRUCT(Reply, (), (message))
+
+boost::asio::awaitable<Reply> greet(Greeting in) {
+  if (in.delay_ms && *in.delay_ms > 0) {
+    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+    timer.expires_after(std::chrono::milliseconds(std::min<std::int64_t>(*in.delay_ms, 10'000)));
+    co_await timer.async_wait(boost::asio::use_awaitable);
+  }
+  co_return Reply{"hello, " + in.name};
+}
+
+int main(int argc, char** argv) {
+  coromesh::Service service({.defaults = {.name = "hello"}, .description = "Says hello."}, argc,
+                            argv);
+  service.route<Greeting>(coromesh::http::Verb::get, "/api/v1/hello", "greet", greet);
+  service.route(
+      coromesh::http::Verb::get, "/hello", "plain",
+      [](coromesh::http::RequestContext&) -> boost::asio::awaitable<coromesh::http::Response> {
+        co_return coromesh::http::make_text_response(coromesh::http::Status::ok, "hello");
+      });
+  return service.run();
+}
