@@ -1,0 +1,112 @@
+#pragma once
+
+// Bulkhead: at most `max_concurrent` calls at once, plus a bounded FIFO of waiters.
+//
+//   auto permit = co_await bulkhead.acquire();
+//   if (!permit) { throw QosRejected("bulkhead", permit.reason()); }   // bulkhead_full
+//   ... the call ...                                                   // ~Permit releases
+//
+// `acquire()` grants at once while a slot is free and nobody queues; otherwise it queues
+// (up to `max_queue` waiters) until a permit is handed over or `max_wait` passes; with the
+// queue full it rejects at once. Both rejections are Reason::bulkhead_full. A released
+// permit goes straight to the oldest waiter (FIFO, no barging). `try_acquire()` never
+// waits.
+//
+// Defaults (resilience4j SemaphoreBulkhead): 25 concurrent calls, no queue (max_queue 0,
+// max_wait 0: reject when full). With max_queue > 0, max_wait must be positive.
+//
+// Threading: acquire/try_acquire/release may be called from any thread and any executor
+// (one mutex guards the counters and the queue). Each waiter waits on a steady_timer bound
+// to its own coroutine's executor; a release on another thread wakes it by posting the
+// timer's cancel to that executor, so the waiter always resumes on its own executor. The
+// Bulkhead, and the executors of coroutines waiting in it, must outlive every waiter and
+// every Permit. If a waiting coroutine is destroyed (its io_context torn down), it leaves
+// the queue, or gives back a permit that was handed to it. A wait cancelled through Asio's
+// per-operation cancellation (e.g. `acquire() || timer`) ends like a timeout: bulkhead_full.
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string_view>
+
+#include "coromesh/qos/clock.hpp"
+#include "coromesh/qos/reason.hpp"
+
+namespace coromesh::qos {
+
+struct BulkheadConfig {
+  std::uint32_t max_concurrent = 25;
+  std::uint32_t max_queue = 0;
+  Duration max_wait = Duration::zero();
+};
+
+constexpr std::string_view validate(const BulkheadConfig& c) noexcept {
+  if (c.max_concurrent == 0) {
+    return "bulkhead: a zero-capacity bulkhead (max_concurrent 0) admits nothing";
+  }
+  if (c.max_wait < Duration::zero()) {
+    return "bulkhead: max_wait must not be negative";
+  }
+  if (c.max_queue > 0 && c.max_wait == Duration::zero()) {
+    return "bulkhead: a wait queue needs a positive max_wait";
+  }
+  return {};
+}
+
+class Bulkhead {
+ public:
+  // Move-only RAII permit. Holds a slot when granted (operator bool); releases it on
+  // destruction or release(). A rejected permit holds nothing and carries reason().
+  class [[nodiscard]] Permit {
+   public:
+    Permit() noexcept = default;
+    Permit(Permit&& other) noexcept;
+    Permit& operator=(Permit&& other) noexcept;
+    Permit(const Permit&) = delete;
+    Permit& operator=(const Permit&) = delete;
+    ~Permit() { release(); }
+
+    explicit operator bool() const noexcept { return owner_ != nullptr; }
+    bool is_granted() const noexcept { return owner_ != nullptr; }
+    // Precondition: !is_granted().
+    Reason reason() const noexcept { return reason_; }
+    void release() noexcept;
+
+   private:
+    friend class Bulkhead;
+    explicit Permit(Bulkhead* owner) noexcept : owner_(owner) {}
+    explicit Permit(Reason reason) noexcept : reason_(reason) {}
+
+    Bulkhead* owner_ = nullptr;
+    Reason reason_ = Reason::bulkhead_full;
+  };
+
+  // Throws std::invalid_argument when validate(config) is not empty.
+  explicit Bulkhead(BulkheadConfig config = {});
+  ~Bulkhead();
+
+  Bulkhead(const Bulkhead&) = delete;
+  Bulkhead& operator=(const Bulkhead&) = delete;
+
+  Permit try_acquire();
+  boost::asio::awaitable<Permit> acquire();
+
+  std::uint32_t in_use() const;
+  std::size_t queued() const;
+  const BulkheadConfig& config() const noexcept { return config_; }
+
+ private:
+  struct Waiter;
+  struct WaitGuard;
+  void release() noexcept;
+
+  BulkheadConfig config_;
+  mutable std::mutex mutex_;
+  std::uint32_t in_use_ = 0;
+  std::deque<std::shared_ptr<Waiter>> queue_;
+};
+
+}  // namespace coromesh::qos

@@ -1,0 +1,165 @@
+#pragma once
+
+// Circuit breaker in the resilience4j model.
+//
+//   CLOSED --(failure rate or slow-call rate >= threshold over >= minimum_calls)--> OPEN
+//   OPEN --(wait_in_open elapsed, checked on the next acquire())--> HALF_OPEN
+//   HALF_OPEN --(all permitted probe calls recorded, rates below thresholds)--> CLOSED
+//   HALF_OPEN --(all permitted probe calls recorded, a rate at/over threshold)--> OPEN
+//
+// Use: `acquire()` before the call (rejected with Reason::circuit_open while OPEN or when
+// HALF_OPEN has handed out all its probes), then exactly one of `on_success(duration)` /
+// `on_failure(duration)` after it. A call slower than slow_call_duration counts as slow
+// whatever its outcome. Results recorded while OPEN are ignored.
+//
+// Defaults (resilience4j CircuitBreakerConfig): count-based window of 100 calls,
+// failure-rate threshold 50 %, slow-call-rate threshold 100 %, slow-call duration 60 s,
+// minimum 100 calls, 60 s in OPEN, 10 permitted calls in HALF_OPEN. A time-based window
+// covers `window_duration` (default 60 s) split into `window_buckets` (default 10) buckets.
+//
+// Thread-safety: one CircuitBreaker may be shared by any number of threads (a mutex guards
+// the state; the hot path is one uncontended lock).
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include "coromesh/qos/clock.hpp"
+#include "coromesh/qos/reason.hpp"
+
+namespace coromesh::qos {
+
+enum class WindowType : std::uint8_t { count_based, time_based };
+
+struct CircuitBreakerConfig {
+  WindowType window_type = WindowType::count_based;
+  std::uint32_t window_size = 100;                      // calls (count-based)
+  Duration window_duration = std::chrono::seconds(60);  // time-based
+  std::uint32_t window_buckets = 10;                    // time-based
+  double failure_rate_threshold = 0.5;                  // fraction in (0, 1]
+  double slow_call_rate_threshold = 1.0;                // fraction in (0, 1]
+  Duration slow_call_duration = std::chrono::seconds(60);
+  std::uint32_t minimum_calls = 100;
+  Duration wait_in_open = std::chrono::seconds(60);
+  std::uint32_t permitted_calls_in_half_open = 10;
+};
+
+// Empty when the configuration can work, else what is wrong with it. Usable in
+// static_assert(validate(CircuitBreakerConfig{...}).empty()).
+constexpr std::string_view validate(const CircuitBreakerConfig& c) noexcept {
+  if (c.window_type == WindowType::count_based && c.window_size == 0) {
+    return "circuit breaker: window_size must be at least 1 call";
+  }
+  if (c.window_type == WindowType::time_based && c.window_duration <= Duration::zero()) {
+    return "circuit breaker: window_duration must be positive";
+  }
+  if (c.window_type == WindowType::time_based &&
+      (c.window_buckets == 0 || c.window_duration.count() < c.window_buckets)) {
+    return "circuit breaker: window_buckets must be in [1, window_duration in ns]";
+  }
+  if (!(c.failure_rate_threshold > 0.0 && c.failure_rate_threshold <= 1.0)) {
+    return "circuit breaker: failure_rate_threshold must be in (0, 1]";
+  }
+  if (!(c.slow_call_rate_threshold > 0.0 && c.slow_call_rate_threshold <= 1.0)) {
+    return "circuit breaker: slow_call_rate_threshold must be in (0, 1]";
+  }
+  if (c.slow_call_duration <= Duration::zero()) {
+    return "circuit breaker: slow_call_duration must be positive";
+  }
+  if (c.minimum_calls == 0) {
+    return "circuit breaker: minimum_calls must be at least 1";
+  }
+  if (c.wait_in_open <= Duration::zero()) {
+    return "circuit breaker: wait_in_open must be positive";
+  }
+  if (c.permitted_calls_in_half_open == 0) {
+    return "circuit breaker: permitted_calls_in_half_open must be at least 1";
+  }
+  return {};
+}
+
+class CircuitBreaker {
+ public:
+  enum class State : std::uint8_t { closed, open, half_open };
+
+  struct Snapshot {
+    State state;
+    std::uint32_t calls;  // in the current window (or half-open probes recorded)
+    std::uint32_t failures;
+    std::uint32_t slow_calls;
+    double failure_rate;  // -1 while fewer than minimum_calls were recorded
+    double slow_call_rate;
+  };
+
+  // Throws std::invalid_argument when validate(config) is not empty.
+  explicit CircuitBreaker(CircuitBreakerConfig config = {}, const Clock& clock = Clock::steady());
+
+  CircuitBreaker(const CircuitBreaker&) = delete;
+  CircuitBreaker& operator=(const CircuitBreaker&) = delete;
+
+  Admission acquire();
+  void on_success(Duration duration);
+  void on_failure(Duration duration);
+  // Gives back a half-open probe permit without recording an outcome (call cancelled).
+  void release_permission();
+
+  State state() const;
+  Snapshot snapshot() const;
+  // Number of state transitions since construction (for metrics and tests).
+  std::uint64_t transitions() const;
+  const CircuitBreakerConfig& config() const noexcept { return config_; }
+
+ private:
+  struct Bucket {
+    std::int64_t epoch = -1;
+    std::uint32_t calls = 0;
+    std::uint32_t failures = 0;
+    std::uint32_t slow = 0;
+  };
+
+  void record(bool failure, Duration duration);
+  void transition(State to, Clock::time_point now);
+  void reset_window();
+  void expire_buckets(std::int64_t epoch);
+  Snapshot snapshot_locked(Clock::time_point now) const;
+  std::int64_t epoch_of(Clock::time_point now) const;
+
+  CircuitBreakerConfig config_;
+  const Clock* clock_;
+  mutable std::mutex mutex_;
+  State state_ = State::closed;
+  Clock::time_point opened_at_{};
+  std::uint64_t transitions_ = 0;
+  // Count-based: ring of outcomes (bit 0 failure, bit 1 slow).
+  std::vector<std::uint8_t> ring_;
+  std::size_t ring_next_ = 0;
+  std::size_t ring_filled_ = 0;
+  // Time-based: ring of buckets.
+  std::vector<Bucket> buckets_;
+  Clock::time_point origin_{};
+  // Totals over the live window (both window types).
+  std::uint32_t calls_ = 0;
+  std::uint32_t failures_ = 0;
+  std::uint32_t slow_ = 0;
+  // Half-open probes.
+  std::uint32_t half_open_issued_ = 0;
+  std::uint32_t half_open_calls_ = 0;
+  std::uint32_t half_open_failures_ = 0;
+  std::uint32_t half_open_slow_ = 0;
+};
+
+constexpr std::string_view to_string(CircuitBreaker::State state) noexcept {
+  switch (state) {
+    case CircuitBreaker::State::closed:
+      return "closed";
+    case CircuitBreaker::State::open:
+      return "open";
+    case CircuitBreaker::State::half_open:
+      return "half_open";
+  }
+  return "unknown";
+}
+
+}  // namespace coromesh::qos

@@ -1,0 +1,122 @@
+#pragma once
+
+// Rate limiters. Both are non-blocking: `try_acquire()` answers at once.
+//
+// TokenBucket — `permits` tokens are added every `period`, continuously (a token every
+// period/permits), up to `burst` tokens; the bucket starts full. A call takes one token or
+// is rejected with Reason::rate_limited. Lets a burst of `burst` calls through, then
+// holds the long-run rate. Defaults: 50 permits per 1 s, burst 50 (resilience4j's
+// limitForPeriod of 50; Envoy's local rate limit's max_tokens == tokens_per_fill).
+//
+// LeakyBucket — the seed series' queue drained at a fixed rate, as a meter: every admitted
+// call pours one unit into a bucket of `capacity` units that leaks `rate` units per
+// `period`; a call is admitted while level + 1 <= capacity. `try_schedule()` is the
+// shaping variant: it also tells how long the admitted call must wait for its turn so the
+// output leaves at exactly the fixed rate (level / leak rate). Defaults: 50 per 1 s,
+// capacity 50.
+//
+// Thread-safety: both may be shared by any number of threads (a mutex guards the level).
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string_view>
+
+#include "coromesh/qos/clock.hpp"
+#include "coromesh/qos/reason.hpp"
+
+namespace coromesh::qos {
+
+struct TokenBucketConfig {
+  std::uint64_t permits = 50;
+  Duration period = std::chrono::seconds(1);
+  std::uint64_t burst = 50;
+};
+
+struct LeakyBucketConfig {
+  std::uint64_t rate = 50;  // units leaked per period
+  Duration period = std::chrono::seconds(1);
+  std::uint64_t capacity = 50;
+};
+
+constexpr std::string_view validate(const TokenBucketConfig& c) noexcept {
+  if (c.permits == 0) {
+    return "token bucket: a rate of 0 permits admits nothing";
+  }
+  if (c.period <= Duration::zero()) {
+    return "token bucket: period must be positive";
+  }
+  if (c.burst == 0) {
+    return "token bucket: burst must be at least 1";
+  }
+  return {};
+}
+
+constexpr std::string_view validate(const LeakyBucketConfig& c) noexcept {
+  if (c.rate == 0) {
+    return "leaky bucket: a rate of 0 never drains";
+  }
+  if (c.period <= Duration::zero()) {
+    return "leaky bucket: period must be positive";
+  }
+  if (c.capacity == 0) {
+    return "leaky bucket: capacity must be at least 1";
+  }
+  return {};
+}
+
+class TokenBucket {
+ public:
+  // Throws std::invalid_argument when validate(config) is not empty.
+  explicit TokenBucket(TokenBucketConfig config = {}, const Clock& clock = Clock::steady());
+
+  TokenBucket(const TokenBucket&) = delete;
+  TokenBucket& operator=(const TokenBucket&) = delete;
+
+  Admission try_acquire(std::uint64_t tokens = 1);
+  // Tokens available now (refilled up to the clock's current time).
+  double available();
+  // How long until `tokens` would be available (zero if they are now); for Retry-After.
+  Duration time_until(std::uint64_t tokens = 1);
+  const TokenBucketConfig& config() const noexcept { return config_; }
+
+ private:
+  void refill(Clock::time_point now);
+
+  TokenBucketConfig config_;
+  const Clock* clock_;
+  double per_ns_;  // tokens per nanosecond
+  std::mutex mutex_;
+  double tokens_;
+  Clock::time_point last_;
+};
+
+class LeakyBucket {
+ public:
+  // Throws std::invalid_argument when validate(config) is not empty.
+  explicit LeakyBucket(LeakyBucketConfig config = {}, const Clock& clock = Clock::steady());
+
+  LeakyBucket(const LeakyBucket&) = delete;
+  LeakyBucket& operator=(const LeakyBucket&) = delete;
+
+  // Meter: admit if level + 1 <= capacity.
+  Admission try_acquire();
+  // Shaper: as try_acquire, and on success the delay after which the call should start so
+  // admitted calls leave the bucket at the fixed rate. nullopt when the bucket is full.
+  std::optional<Duration> try_schedule();
+  double level();
+  const LeakyBucketConfig& config() const noexcept { return config_; }
+
+ private:
+  void leak(Clock::time_point now);
+
+  LeakyBucketConfig config_;
+  const Clock* clock_;
+  double per_ns_;  // units leaked per nanosecond
+  std::mutex mutex_;
+  double level_ = 0.0;
+  Clock::time_point last_;
+};
+
+}  // namespace coromesh::qos

@@ -1,0 +1,118 @@
+#pragma once
+
+// Why a QoS policy refused a call. One machine-readable name per reason travels to the
+// HTTP status, the JSON error code, the log line and the `reason` metric label.
+//
+//   reason               name                  HTTP
+//   deadline_exceeded    "deadline_exceeded"   504 Gateway Timeout
+//   circuit_open         "circuit_open"        503 Service Unavailable
+//   rate_limited         "rate_limited"        429 Too Many Requests
+//   bulkhead_full        "bulkhead_full"       503 Service Unavailable
+//   concurrency_limited  "concurrency_limited" 503 Service Unavailable
+//   budget_exhausted     "budget_exhausted"    503 Service Unavailable
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace coromesh::qos {
+
+enum class Reason : std::uint8_t {
+  deadline_exceeded,
+  circuit_open,
+  rate_limited,
+  bulkhead_full,
+  concurrency_limited,
+  budget_exhausted,
+};
+
+inline constexpr Reason kAllReasons[] = {
+    Reason::deadline_exceeded, Reason::circuit_open,        Reason::rate_limited,
+    Reason::bulkhead_full,     Reason::concurrency_limited, Reason::budget_exhausted,
+};
+
+constexpr std::string_view to_string(Reason reason) noexcept {
+  switch (reason) {
+    case Reason::deadline_exceeded:
+      return "deadline_exceeded";
+    case Reason::circuit_open:
+      return "circuit_open";
+    case Reason::rate_limited:
+      return "rate_limited";
+    case Reason::bulkhead_full:
+      return "bulkhead_full";
+    case Reason::concurrency_limited:
+      return "concurrency_limited";
+    case Reason::budget_exhausted:
+      return "budget_exhausted";
+  }
+  return "unknown";
+}
+
+// Inverse of to_string; nullopt for anything else.
+constexpr std::optional<Reason> parse_reason(std::string_view name) noexcept {
+  for (Reason r : kAllReasons) {
+    if (to_string(r) == name) {
+      return r;
+    }
+  }
+  return std::nullopt;
+}
+
+// The HTTP status a rejection is answered with: 429, 503 or 504.
+constexpr unsigned http_status(Reason reason) noexcept {
+  switch (reason) {
+    case Reason::rate_limited:
+      return 429;
+    case Reason::deadline_exceeded:
+      return 504;
+    case Reason::circuit_open:
+    case Reason::bulkhead_full:
+    case Reason::concurrency_limited:
+    case Reason::budget_exhausted:
+      return 503;
+  }
+  return 503;
+}
+
+// The answer of a non-blocking `acquire()`: granted, or rejected with a reason.
+//
+//   if (auto a = breaker.acquire(); !a) { throw QosRejected("breaker", a.reason()); }
+class [[nodiscard]] Admission {
+ public:
+  static constexpr Admission granted() noexcept { return Admission(); }
+  static constexpr Admission rejected(Reason reason) noexcept { return Admission(reason); }
+
+  constexpr bool is_granted() const noexcept { return !rejected_; }
+  constexpr explicit operator bool() const noexcept { return !rejected_; }
+  // Precondition: !is_granted().
+  constexpr Reason reason() const noexcept { return reason_; }
+
+  friend constexpr bool operator==(Admission, Admission) noexcept = default;
+
+ private:
+  constexpr Admission() noexcept = default;
+  constexpr explicit Admission(Reason reason) noexcept : rejected_(true), reason_(reason) {}
+
+  bool rejected_ = false;
+  Reason reason_ = Reason::deadline_exceeded;
+};
+
+// Thrown by the QoS chain when a policy refuses a call. what() reads
+// "qos policy '<policy>' rejected the call: <reason>".
+class QosRejected : public std::runtime_error {
+ public:
+  QosRejected(std::string policy, Reason reason);
+
+  const std::string& policy() const noexcept { return policy_; }
+  Reason reason() const noexcept { return reason_; }
+  unsigned http_status() const noexcept { return qos::http_status(reason_); }
+
+ private:
+  std::string policy_;
+  Reason reason_;
+};
+
+}  // namespace coromesh::qos

@@ -1,0 +1,231 @@
+#pragma once
+
+// Retry policy and retry budget.
+//
+// RetryConfig says how often and how long to wait: at most `max_attempts` attempts (the
+// first call included), the n-th retry (n = 1, 2, ...) waits a backoff drawn from
+//   nominal(n) = min(max_backoff, base_backoff * multiplier^(n-1))
+//   Jitter::full  -> uniform [0, nominal]            (AWS "full jitter"; Envoy's choice)
+//   Jitter::equal -> nominal/2 + uniform [0, nominal/2]
+//   Jitter::none  -> nominal
+// Defaults: 3 attempts (resilience4j maxAttempts), base 25 ms, cap 250 ms (Envoy's retry
+// back-off: 25 ms base, 10x max), multiplier 2, full jitter, retry on 502/503/504 (Envoy's
+// "gateway-error") and on transport errors, idempotent requests only.
+//
+// The RNG is the caller's (`std::mt19937_64` seeded as the test pleases), so backoffs are
+// deterministic under test. RetryConfig is an immutable literal type: share it freely and
+// validate it in a static_assert.
+//
+// RetryBudget (Linkerd / Finagle style) caps retries across all requests of a client:
+// over a sliding `ttl` window, retries are allowed while
+//   retries < min_retries_per_second * ttl_seconds + ratio * requests.
+// Defaults (Linkerd): ratio 0.2, min 10 retries per second, ttl 10 s. A retry the budget
+// refuses fails with Reason::budget_exhausted. Thread-safe (a mutex guards the window).
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <initializer_list>
+#include <mutex>
+#include <random>
+#include <string_view>
+#include <vector>
+
+#include "coromesh/qos/clock.hpp"
+#include "coromesh/qos/reason.hpp"
+
+namespace coromesh::qos {
+
+enum class Jitter : std::uint8_t { none, full, equal };
+
+// A set of HTTP status codes 100..599 as a literal bit set.
+class StatusSet {
+ public:
+  constexpr StatusSet() noexcept = default;
+  constexpr StatusSet(std::initializer_list<unsigned> statuses) noexcept {
+    for (unsigned s : statuses) {
+      insert(s);
+    }
+  }
+  constexpr void insert(unsigned status) noexcept {
+    if (status < kSize) {
+      bits_[status / 64] |= std::uint64_t{1} << (status % 64);
+    }
+  }
+  constexpr bool contains(unsigned status) const noexcept {
+    return status < kSize && (bits_[status / 64] >> (status % 64) & 1U) != 0;
+  }
+
+ private:
+  static constexpr unsigned kSize = 640;
+  std::array<std::uint64_t, kSize / 64> bits_{};
+};
+
+struct RetryConfig {
+  std::uint32_t max_attempts = 3;
+  Duration base_backoff = std::chrono::milliseconds(25);
+  Duration max_backoff = std::chrono::milliseconds(250);
+  double multiplier = 2.0;
+  Jitter jitter = Jitter::full;
+  StatusSet retryable_statuses{502, 503, 504};
+  bool retry_transport_errors = true;
+  bool idempotent_only = true;
+  // Optional: decides for an exception the call threw (nullptr: retry_transport_errors
+  // decides for every exception except QosRejected, which is never retried).
+  bool (*retryable_exception)(const std::exception&) noexcept = nullptr;
+};
+
+// The backoff before retry `n` (1-based) without jitter.
+constexpr Duration nominal_backoff(const RetryConfig& c, std::uint32_t n) noexcept {
+  double ns = static_cast<double>(c.base_backoff.count());
+  const auto cap = static_cast<double>(c.max_backoff.count());
+  for (std::uint32_t i = 1; i < n && ns < cap && ns > 0 && c.multiplier > 1.0; ++i) {
+    ns *= c.multiplier;
+  }
+  return Duration(static_cast<Duration::rep>(ns < cap ? ns : cap));
+}
+
+// The shortest total wait all retries of one call can add up to (jitter at its minimum).
+constexpr Duration min_total_backoff(const RetryConfig& c) noexcept {
+  Duration total{0};
+  for (std::uint32_t n = 1; n < c.max_attempts; ++n) {
+    const auto nominal = nominal_backoff(c, n);
+    total += c.jitter == Jitter::none    ? nominal
+             : c.jitter == Jitter::equal ? nominal / 2
+                                         : Duration::zero();
+  }
+  return total;
+}
+
+// The longest total wait all retries of one call can add up to.
+constexpr Duration max_total_backoff(const RetryConfig& c) noexcept {
+  Duration total{0};
+  for (std::uint32_t n = 1; n < c.max_attempts; ++n) {
+    total += nominal_backoff(c, n);
+  }
+  return total;
+}
+
+constexpr std::string_view validate(const RetryConfig& c) noexcept {
+  if (c.max_attempts == 0) {
+    return "retry: max_attempts must be at least 1 (the first call counts)";
+  }
+  if (c.max_attempts > 100) {
+    return "retry: max_attempts above 100 is a retry storm";
+  }
+  if (c.base_backoff < Duration::zero() || c.max_backoff < Duration::zero()) {
+    return "retry: backoffs must not be negative";
+  }
+  if (c.max_backoff < c.base_backoff) {
+    return "retry: max_backoff is below base_backoff";
+  }
+  if (!(c.multiplier >= 1.0 && c.multiplier <= 100.0)) {
+    return "retry: multiplier must be in [1, 100]";
+  }
+  return {};
+}
+
+// Whether all attempts can fit in `overall_timeout`, each allowed `per_attempt_timeout`
+// (zero: no per-attempt timeout). Fails when the per-attempt timeout exceeds the overall
+// one, or when the waits between attempts alone can use up the overall timeout, so that
+// the last declared attempts could never run.
+constexpr std::string_view validate(const RetryConfig& c, Duration overall_timeout,
+                                    Duration per_attempt_timeout = Duration::zero()) noexcept {
+  if (auto error = validate(c); !error.empty()) {
+    return error;
+  }
+  if (overall_timeout <= Duration::zero()) {
+    return "retry: the overall timeout must be positive";
+  }
+  if (per_attempt_timeout < Duration::zero()) {
+    return "retry: the per-attempt timeout must not be negative";
+  }
+  if (per_attempt_timeout > overall_timeout) {
+    return "retry: the per-attempt timeout exceeds the overall timeout";
+  }
+  if (c.max_attempts > 1 && max_total_backoff(c) >= overall_timeout) {
+    return "retry: the backoffs between attempts can use up the whole overall timeout, so "
+           "the last attempts cannot fit";
+  }
+  return {};
+}
+
+// Throws std::invalid_argument with validate()'s message (prefixed by `name`).
+void check(const RetryConfig& config, Duration overall_timeout = Duration::zero(),
+           Duration per_attempt_timeout = Duration::zero(), std::string_view name = "retry");
+
+class RetryPolicy {
+ public:
+  // Throws std::invalid_argument when validate(config) is not empty.
+  explicit RetryPolicy(RetryConfig config = {});
+
+  const RetryConfig& config() const noexcept { return config_; }
+
+  // The wait before retry `n` (1-based), jittered with `rng`.
+  Duration backoff(std::uint32_t n, std::mt19937_64& rng) const;
+
+  // Whether a call that made `attempts_made` attempts and ended with HTTP `status` (or
+  // threw `error`) may be tried again. `idempotent` is the request's (GET, PUT, DELETE...).
+  bool should_retry(std::uint32_t attempts_made, unsigned status, bool idempotent) const noexcept;
+  bool should_retry(std::uint32_t attempts_made, const std::exception& error,
+                    bool idempotent) const noexcept;
+
+ private:
+  RetryConfig config_;
+};
+
+struct RetryBudgetConfig {
+  double ratio = 0.2;
+  std::uint32_t min_retries_per_second = 10;
+  Duration ttl = std::chrono::seconds(10);
+  std::uint32_t buckets = 10;
+};
+
+constexpr std::string_view validate(const RetryBudgetConfig& c) noexcept {
+  if (!(c.ratio >= 0.0 && c.ratio <= 1000.0)) {
+    return "retry budget: ratio must be in [0, 1000]";
+  }
+  if (c.ttl < std::chrono::milliseconds(1)) {
+    return "retry budget: ttl must be at least 1 ms";
+  }
+  if (c.buckets == 0 || c.buckets > 1000) {
+    return "retry budget: buckets must be in [1, 1000]";
+  }
+  return {};
+}
+
+class RetryBudget {
+ public:
+  // Throws std::invalid_argument when validate(config) is not empty.
+  explicit RetryBudget(RetryBudgetConfig config = {}, const Clock& clock = Clock::steady());
+
+  RetryBudget(const RetryBudget&) = delete;
+  RetryBudget& operator=(const RetryBudget&) = delete;
+
+  // Every original request (not retries) deposits into the budget.
+  void on_request();
+  // Asks to retry once; rejected with Reason::budget_exhausted when the budget is spent.
+  Admission try_retry();
+
+  // Retries still allowed right now.
+  std::uint64_t available();
+  const RetryBudgetConfig& config() const noexcept { return config_; }
+
+ private:
+  struct Bucket {
+    std::int64_t epoch = -1;
+    std::uint64_t requests = 0;
+    std::uint64_t retries = 0;
+  };
+  Bucket& current(Clock::time_point now);
+  double allowance() const;
+
+  RetryBudgetConfig config_;
+  const Clock* clock_;
+  Clock::time_point origin_;
+  std::mutex mutex_;
+  std::vector<Bucket> buckets_;
+};
+
+}  // namespace coromesh::qos

@@ -1,0 +1,218 @@
+#include "coromesh/qos/circuit_breaker.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace coromesh::qos {
+
+namespace {
+constexpr std::uint8_t kFailureBit = 1;
+constexpr std::uint8_t kSlowBit = 2;
+
+double rate(std::uint32_t part, std::uint32_t whole) {
+  return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
+}
+}  // namespace
+
+CircuitBreaker::CircuitBreaker(CircuitBreakerConfig config, const Clock& clock)
+    : config_(config), clock_(&clock) {
+  if (auto error = validate(config_); !error.empty()) {
+    throw std::invalid_argument(std::string(error));
+  }
+  if (config_.window_type == WindowType::count_based) {
+    ring_.assign(config_.window_size, 0);
+  } else {
+    buckets_.assign(config_.window_buckets, Bucket{});
+    origin_ = clock_->now();
+  }
+}
+
+std::int64_t CircuitBreaker::epoch_of(Clock::time_point now) const {
+  const auto width = config_.window_duration.count() / static_cast<Duration::rep>(buckets_.size());
+  return now > origin_ ? (now - origin_).count() / width : 0;  // a clock set back: bucket 0
+}
+
+void CircuitBreaker::expire_buckets(std::int64_t epoch) {
+  const auto n = static_cast<std::int64_t>(buckets_.size());
+  for (auto& b : buckets_) {
+    if (b.epoch >= 0 && b.epoch <= epoch - n) {
+      calls_ -= b.calls;
+      failures_ -= b.failures;
+      slow_ -= b.slow;
+      b = Bucket{};
+    }
+  }
+}
+
+void CircuitBreaker::reset_window() {
+  std::fill(ring_.begin(), ring_.end(), std::uint8_t{0});
+  ring_next_ = 0;
+  ring_filled_ = 0;
+  std::fill(buckets_.begin(), buckets_.end(), Bucket{});
+  calls_ = failures_ = slow_ = 0;
+}
+
+void CircuitBreaker::transition(State to, Clock::time_point now) {
+  state_ = to;
+  ++transitions_;
+  half_open_issued_ = half_open_calls_ = half_open_failures_ = half_open_slow_ = 0;
+  if (to == State::open) {
+    opened_at_ = now;
+  }
+  if (to == State::closed) {
+    reset_window();
+  }
+}
+
+Admission CircuitBreaker::acquire() {
+  std::lock_guard lock(mutex_);
+  switch (state_) {
+    case State::closed:
+      return Admission::granted();
+    case State::open: {
+      const auto now = clock_->now();
+      if (now - opened_at_ < config_.wait_in_open) {
+        return Admission::rejected(Reason::circuit_open);
+      }
+      transition(State::half_open, now);
+      ++half_open_issued_;
+      return Admission::granted();
+    }
+    case State::half_open:
+      if (half_open_issued_ < config_.permitted_calls_in_half_open) {
+        ++half_open_issued_;
+        return Admission::granted();
+      }
+      return Admission::rejected(Reason::circuit_open);
+  }
+  return Admission::granted();
+}
+
+void CircuitBreaker::release_permission() {
+  std::lock_guard lock(mutex_);
+  if (state_ == State::half_open && half_open_issued_ > half_open_calls_) {
+    --half_open_issued_;
+  }
+}
+
+void CircuitBreaker::on_success(Duration duration) {
+  record(false, duration);
+}
+void CircuitBreaker::on_failure(Duration duration) {
+  record(true, duration);
+}
+
+void CircuitBreaker::record(bool failure, Duration duration) {
+  const bool slow = duration >= config_.slow_call_duration;
+  std::lock_guard lock(mutex_);
+  if (state_ == State::open) {
+    return;
+  }
+  // Only the time-based window and a transition need the time: read it lazily.
+  const bool timed = config_.window_type == WindowType::time_based;
+  const auto now = timed ? clock_->now() : Clock::time_point{};
+  if (state_ == State::half_open) {
+    ++half_open_calls_;
+    half_open_failures_ += failure ? 1U : 0U;
+    half_open_slow_ += slow ? 1U : 0U;
+    if (half_open_calls_ >= config_.permitted_calls_in_half_open) {
+      const bool bad =
+          rate(half_open_failures_, half_open_calls_) >= config_.failure_rate_threshold ||
+          rate(half_open_slow_, half_open_calls_) >= config_.slow_call_rate_threshold;
+      transition(bad ? State::open : State::closed, timed ? now : clock_->now());
+    }
+    return;
+  }
+  // CLOSED: add to the sliding window.
+  if (config_.window_type == WindowType::count_based) {
+    auto& slot = ring_[ring_next_];
+    if (ring_filled_ == ring_.size()) {
+      --calls_;
+      failures_ -= (slot & kFailureBit) ? 1U : 0U;
+      slow_ -= (slot & kSlowBit) ? 1U : 0U;
+    } else {
+      ++ring_filled_;
+    }
+    slot = static_cast<std::uint8_t>((failure ? kFailureBit : 0) | (slow ? kSlowBit : 0));
+    ring_next_ = (ring_next_ + 1) % ring_.size();
+  } else {
+    const auto epoch = epoch_of(now);
+    expire_buckets(epoch);
+    auto& b =
+        buckets_[static_cast<std::size_t>(epoch % static_cast<std::int64_t>(buckets_.size()))];
+    if (b.epoch != epoch) {
+      b = Bucket{epoch, 0, 0, 0};
+    }
+    ++b.calls;
+    b.failures += failure ? 1U : 0U;
+    b.slow += slow ? 1U : 0U;
+  }
+  ++calls_;
+  failures_ += failure ? 1U : 0U;
+  slow_ += slow ? 1U : 0U;
+
+  auto minimum = config_.minimum_calls;
+  if (config_.window_type == WindowType::count_based) {
+    minimum = std::min(minimum, config_.window_size);
+  }
+  if (calls_ >= minimum && (rate(failures_, calls_) >= config_.failure_rate_threshold ||
+                            rate(slow_, calls_) >= config_.slow_call_rate_threshold)) {
+    transition(State::open, timed ? now : clock_->now());
+  }
+}
+
+CircuitBreaker::State CircuitBreaker::state() const {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+std::uint64_t CircuitBreaker::transitions() const {
+  std::lock_guard lock(mutex_);
+  return transitions_;
+}
+
+CircuitBreaker::Snapshot CircuitBreaker::snapshot() const {
+  std::lock_guard lock(mutex_);
+  return snapshot_locked(clock_->now());
+}
+
+CircuitBreaker::Snapshot CircuitBreaker::snapshot_locked(Clock::time_point now) const {
+  if (state_ == State::half_open) {
+    return {state_,
+            half_open_calls_,
+            half_open_failures_,
+            half_open_slow_,
+            rate(half_open_failures_, half_open_calls_),
+            rate(half_open_slow_, half_open_calls_)};
+  }
+  auto calls = calls_;
+  auto failures = failures_;
+  auto slow = slow_;
+  if (config_.window_type == WindowType::time_based) {
+    // Count only the buckets still inside the window (expiry itself happens on record).
+    const auto epoch = epoch_of(now);
+    const auto n = static_cast<std::int64_t>(buckets_.size());
+    calls = failures = slow = 0;
+    for (const auto& b : buckets_) {
+      if (b.epoch > epoch - n) {
+        calls += b.calls;
+        failures += b.failures;
+        slow += b.slow;
+      }
+    }
+  }
+  auto minimum = config_.minimum_calls;
+  if (config_.window_type == WindowType::count_based) {
+    minimum = std::min(minimum, config_.window_size);
+  }
+  const bool enough = calls >= minimum;
+  return {state_,
+          calls,
+          failures,
+          slow,
+          enough ? rate(failures, calls) : -1.0,
+          enough ? rate(slow, calls) : -1.0};
+}
+
+}  // namespace coromesh::qos

@@ -1,0 +1,10 @@
+#include "coromesh/qos/clock.hpp"
+
+namespace coromesh::qos {
+
+const Clock& Clock::steady() noexcept {
+  static const SteadyClock clock;
+  return clock;
+}
+
+}  // namespace coromesh::qos

@@ -1,0 +1,105 @@
+#include "coromesh/qos/rate_limiter.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace coromesh::qos {
+
+namespace {
+// Floating-point slack so that exactly-refilled buckets are not rejected by rounding.
+constexpr double kEpsilon = 1e-9;
+
+template <class Config>
+void check(const Config& config) {
+  if (auto error = validate(config); !error.empty()) {
+    throw std::invalid_argument(std::string(error));
+  }
+}
+
+double units_per_ns(std::uint64_t units, Duration period) {
+  return static_cast<double>(units) / static_cast<double>(period.count());
+}
+}  // namespace
+
+TokenBucket::TokenBucket(TokenBucketConfig config, const Clock& clock)
+    : config_((check(config), config)),
+      clock_(&clock),
+      per_ns_(units_per_ns(config.permits, config.period)),
+      tokens_(static_cast<double>(config.burst)),
+      last_(clock.now()) {}
+
+void TokenBucket::refill(Clock::time_point now) {
+  if (now > last_) {
+    tokens_ = std::min(static_cast<double>(config_.burst),
+                       tokens_ + static_cast<double>((now - last_).count()) * per_ns_);
+    last_ = now;
+  }
+}
+
+Admission TokenBucket::try_acquire(std::uint64_t tokens) {
+  const auto wanted = static_cast<double>(tokens);
+  std::lock_guard lock(mutex_);
+  refill(clock_->now());
+  if (tokens_ + kEpsilon >= wanted) {
+    tokens_ = std::max(0.0, tokens_ - wanted);
+    return Admission::granted();
+  }
+  return Admission::rejected(Reason::rate_limited);
+}
+
+double TokenBucket::available() {
+  std::lock_guard lock(mutex_);
+  refill(clock_->now());
+  return tokens_;
+}
+
+Duration TokenBucket::time_until(std::uint64_t tokens) {
+  std::lock_guard lock(mutex_);
+  refill(clock_->now());
+  const double missing = static_cast<double>(tokens) - tokens_;
+  if (missing <= kEpsilon) {
+    return Duration::zero();
+  }
+  // Round up, but not for floating-point noise of a fraction of a nanosecond.
+  return Duration(static_cast<Duration::rep>(std::ceil(missing / per_ns_ - 1e-3)));
+}
+
+LeakyBucket::LeakyBucket(LeakyBucketConfig config, const Clock& clock)
+    : config_((check(config), config)),
+      clock_(&clock),
+      per_ns_(units_per_ns(config.rate, config.period)),
+      last_(clock.now()) {}
+
+void LeakyBucket::leak(Clock::time_point now) {
+  if (now > last_) {
+    level_ = std::max(0.0, level_ - static_cast<double>((now - last_).count()) * per_ns_);
+    last_ = now;
+  }
+}
+
+Admission LeakyBucket::try_acquire() {
+  auto delay = try_schedule();
+  return delay ? Admission::granted() : Admission::rejected(Reason::rate_limited);
+}
+
+std::optional<Duration> LeakyBucket::try_schedule() {
+  std::lock_guard lock(mutex_);
+  leak(clock_->now());
+  if (level_ + 1.0 > static_cast<double>(config_.capacity) + kEpsilon) {
+    return std::nullopt;
+  }
+  // The new drop leaves after everything already in the bucket has leaked out.
+  const auto wait = Duration(std::llround(level_ / per_ns_));
+  level_ += 1.0;
+  return wait;
+}
+
+double LeakyBucket::level() {
+  std::lock_guard lock(mutex_);
+  leak(clock_->now());
+  return level_;
+}
+
+}  // namespace coromesh::qos

@@ -1,0 +1,11 @@
+# Sources of the qos module (see framework/CMakeLists.txt): the hermetic QoS policies.
+list(APPEND COROMESH_FRAMEWORK_SOURCES
+  src/qos/clock.cpp
+  src/qos/reason.cpp
+  src/qos/circuit_breaker.cpp
+  src/qos/rate_limiter.cpp
+  src/qos/bulkhead.cpp
+  src/qos/retry.cpp
+  src/qos/adaptive_limit.cpp
+  src/qos/deadline.cpp
+  src/qos/validate.cpp)

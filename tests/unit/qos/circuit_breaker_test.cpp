@@ -1,0 +1,221 @@
+#include "coromesh/qos/circuit_breaker.hpp"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+namespace coromesh::qos {
+namespace {
+
+using namespace std::chrono_literals;
+using State = CircuitBreaker::State;
+
+CircuitBreakerConfig small_count_window() {
+  return {.window_size = 4,
+          .failure_rate_threshold = 0.5,
+          .slow_call_duration = 100ms,
+          .minimum_calls = 4,
+          .wait_in_open = 10s,
+          .permitted_calls_in_half_open = 2};
+}
+
+void call(CircuitBreaker& cb, bool ok, Duration d = 1ms) {
+  ASSERT_TRUE(cb.acquire().is_granted());
+  ok ? cb.on_success(d) : cb.on_failure(d);
+}
+
+void open(CircuitBreaker& cb) {
+  for (int i = 0; i < 4; ++i) {
+    call(cb, false);
+  }
+  ASSERT_EQ(cb.state(), State::open);
+}
+
+TEST(CircuitBreaker, DefaultsAreResilience4j) {
+  const CircuitBreakerConfig c;
+  EXPECT_EQ(c.window_type, WindowType::count_based);
+  EXPECT_EQ(c.window_size, 100U);
+  EXPECT_EQ(c.failure_rate_threshold, 0.5);
+  EXPECT_EQ(c.slow_call_rate_threshold, 1.0);
+  EXPECT_EQ(c.slow_call_duration, 60s);
+  EXPECT_EQ(c.minimum_calls, 100U);
+  EXPECT_EQ(c.wait_in_open, 60s);
+  EXPECT_EQ(c.permitted_calls_in_half_open, 10U);
+  EXPECT_EQ(to_string(State::half_open), "half_open");
+}
+
+TEST(CircuitBreaker, StaysClosedBelowMinimumCalls) {
+  ManualClock clock;
+  CircuitBreaker cb(small_count_window(), clock);
+  for (int i = 0; i < 3; ++i) {
+    call(cb, false);
+  }
+  EXPECT_EQ(cb.state(), State::closed);
+  EXPECT_EQ(cb.snapshot().failure_rate, -1.0);
+  call(cb, false);
+  EXPECT_EQ(cb.state(), State::open);
+  EXPECT_EQ(cb.snapshot().calls, 4U);
+}
+
+TEST(CircuitBreaker, OpensAtFailureRateThresholdOnly) {
+  ManualClock clock;
+  CircuitBreaker cb(small_count_window(), clock);
+  call(cb, true);
+  call(cb, true);
+  call(cb, true);
+  call(cb, false);  // 25 %
+  EXPECT_EQ(cb.state(), State::closed);
+  EXPECT_DOUBLE_EQ(cb.snapshot().failure_rate, 0.25);
+  call(cb, false);  // window now: ok ok ok(evicted first) -> ok ok fail fail = 50 %
+  EXPECT_EQ(cb.state(), State::open);
+}
+
+TEST(CircuitBreaker, CountWindowSlides) {
+  ManualClock clock;
+  auto config = small_count_window();
+  config.failure_rate_threshold = 0.75;
+  CircuitBreaker cb(config, clock);
+  call(cb, false);
+  call(cb, false);
+  call(cb, true);
+  call(cb, true);  // 50 %
+  call(cb, true);  // evicts a failure: 25 %
+  call(cb, true);  // 0 %
+  EXPECT_EQ(cb.snapshot().failures, 0U);
+  EXPECT_EQ(cb.state(), State::closed);
+}
+
+TEST(CircuitBreaker, RejectsWhileOpenThenHalfOpensAfterWait) {
+  ManualClock clock;
+  CircuitBreaker cb(small_count_window(), clock);
+  open(cb);
+  auto a = cb.acquire();
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.reason(), Reason::circuit_open);
+  clock.advance(9999ms);
+  EXPECT_FALSE(cb.acquire());
+  clock.advance(1ms);
+  EXPECT_TRUE(cb.acquire());  // first probe, state now half-open
+  EXPECT_EQ(cb.state(), State::half_open);
+  EXPECT_TRUE(cb.acquire());   // second probe
+  EXPECT_FALSE(cb.acquire());  // no more probes
+}
+
+TEST(CircuitBreaker, HalfOpenSuccessCloses) {
+  ManualClock clock;
+  CircuitBreaker cb(small_count_window(), clock);
+  open(cb);
+  clock.advance(10s);
+  call(cb, true);
+  EXPECT_EQ(cb.state(), State::half_open);
+  call(cb, true);
+  EXPECT_EQ(cb.state(), State::closed);
+  // A fresh window: three failures are again below minimum calls.
+  for (int i = 0; i < 3; ++i) {
+    call(cb, false);
+  }
+  EXPECT_EQ(cb.state(), State::closed);
+}
+
+TEST(CircuitBreaker, HalfOpenFailureReopensForAnotherWait) {
+  ManualClock clock;
+  CircuitBreaker cb(small_count_window(), clock);
+  open(cb);
+  clock.advance(10s);
+  call(cb, true);
+  call(cb, false);  // 50 % of probes failed
+  EXPECT_EQ(cb.state(), State::open);
+  EXPECT_EQ(cb.transitions(), 3U);  // closed->open->half_open->open
+  clock.advance(5s);
+  EXPECT_FALSE(cb.acquire());
+  clock.advance(5s);
+  EXPECT_TRUE(cb.acquire());
+}
+
+TEST(CircuitBreaker, ReleasedProbeCanBeReissued) {
+  ManualClock clock;
+  CircuitBreaker cb(small_count_window(), clock);
+  open(cb);
+  clock.advance(10s);
+  EXPECT_TRUE(cb.acquire());
+  EXPECT_TRUE(cb.acquire());
+  EXPECT_FALSE(cb.acquire());
+  cb.release_permission();
+  EXPECT_TRUE(cb.acquire());
+}
+
+TEST(CircuitBreaker, SlowCallsOpenIt) {
+  ManualClock clock;
+  auto config = small_count_window();
+  config.slow_call_rate_threshold = 0.5;
+  CircuitBreaker cb(config, clock);
+  call(cb, true, 150ms);
+  call(cb, true, 1ms);
+  call(cb, true, 99ms);
+  EXPECT_EQ(cb.state(), State::closed);
+  call(cb, true, 100ms);  // at the slow-call duration counts as slow: 2 of 4
+  EXPECT_EQ(cb.state(), State::open);
+  EXPECT_EQ(cb.snapshot().slow_calls, 2U);
+}
+
+TEST(CircuitBreaker, IgnoresResultsWhileOpen) {
+  ManualClock clock;
+  CircuitBreaker cb(small_count_window(), clock);
+  open(cb);
+  cb.on_success(1ms);
+  cb.on_success(1ms);
+  EXPECT_EQ(cb.state(), State::open);
+}
+
+TEST(CircuitBreaker, TimeWindowForgetsOldCalls) {
+  ManualClock clock;
+  CircuitBreaker cb({.window_type = WindowType::time_based,
+                     .window_duration = 10s,
+                     .window_buckets = 10,
+                     .failure_rate_threshold = 0.5,
+                     .minimum_calls = 4,
+                     .wait_in_open = 10s,
+                     .permitted_calls_in_half_open = 1},
+                    clock);
+  call(cb, false);
+  call(cb, false);
+  call(cb, false);
+  EXPECT_EQ(cb.snapshot().calls, 3U);
+  clock.advance(10s);  // the three failures age out
+  EXPECT_EQ(cb.snapshot().calls, 0U);
+  call(cb, false);
+  EXPECT_EQ(cb.state(), State::closed);
+  EXPECT_EQ(cb.snapshot().calls, 1U);
+  clock.advance(5s);
+  call(cb, true);
+  call(cb, false);
+  call(cb, false);  // 3 failures of 4 within 10 s
+  EXPECT_EQ(cb.state(), State::open);
+}
+
+TEST(CircuitBreaker, TimeWindowPartialExpiry) {
+  ManualClock clock;
+  CircuitBreaker cb({.window_type = WindowType::time_based,
+                     .window_duration = 10s,
+                     .window_buckets = 10,
+                     .minimum_calls = 100},
+                    clock);
+  call(cb, false);
+  clock.advance(5s);
+  call(cb, true);
+  clock.advance(5s);  // the first bucket is out, the second still in
+  EXPECT_EQ(cb.snapshot().calls, 1U);
+  EXPECT_EQ(cb.snapshot().failures, 0U);
+}
+
+TEST(CircuitBreaker, RejectsNonsenseConfig) {
+  EXPECT_THROW(CircuitBreaker({.window_size = 0}), std::invalid_argument);
+  EXPECT_THROW(CircuitBreaker({.failure_rate_threshold = 0.0}), std::invalid_argument);
+  EXPECT_THROW(CircuitBreaker({.failure_rate_threshold = 1.5}), std::invalid_argument);
+  EXPECT_THROW(CircuitBreaker({.permitted_calls_in_half_open = 0}), std::invalid_argument);
+  static_assert(validate(CircuitBreakerConfig{}).empty());
+  static_assert(!validate(CircuitBreakerConfig{.minimum_calls = 0}).empty());
+}
+
+}  // namespace
+}  // namespace coromesh::qos

@@ -1,0 +1,126 @@
+#include "coromesh/qos/rate_limiter.hpp"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+namespace coromesh::qos {
+namespace {
+
+using namespace std::chrono_literals;
+
+int admitted(TokenBucket& bucket, int tries) {
+  int n = 0;
+  for (int i = 0; i < tries; ++i) {
+    n += bucket.try_acquire().is_granted() ? 1 : 0;
+  }
+  return n;
+}
+
+int admitted(LeakyBucket& bucket, int tries) {
+  int n = 0;
+  for (int i = 0; i < tries; ++i) {
+    n += bucket.try_acquire().is_granted() ? 1 : 0;
+  }
+  return n;
+}
+
+TEST(TokenBucket, StartsFullAndAdmitsTheBurst) {
+  ManualClock clock;
+  TokenBucket bucket({.permits = 10, .period = 1s, .burst = 5}, clock);
+  EXPECT_EQ(admitted(bucket, 100), 5);
+  auto a = bucket.try_acquire();
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.reason(), Reason::rate_limited);
+}
+
+TEST(TokenBucket, RefillsAtTheRate) {
+  ManualClock clock;
+  TokenBucket bucket({.permits = 10, .period = 1s, .burst = 5}, clock);
+  EXPECT_EQ(admitted(bucket, 5), 5);
+  clock.advance(99ms);
+  EXPECT_FALSE(bucket.try_acquire());
+  EXPECT_EQ(bucket.time_until(1), 1ms);
+  clock.advance(1ms);
+  EXPECT_TRUE(bucket.try_acquire());
+  EXPECT_FALSE(bucket.try_acquire());
+  clock.advance(350ms);  // 3.5 tokens
+  EXPECT_EQ(admitted(bucket, 10), 3);
+}
+
+TEST(TokenBucket, HoldsTheLongRunRate) {
+  ManualClock clock;
+  TokenBucket bucket({.permits = 1000, .period = 1s, .burst = 10}, clock);
+  int total = 0;
+  for (int ms = 0; ms < 10'000; ++ms) {  // 10 s, offered 5 per ms
+    total += admitted(bucket, 5);
+    clock.advance(1ms);
+  }
+  EXPECT_EQ(total, 10 + 9'999);  // the burst, then one per ms
+}
+
+TEST(TokenBucket, BurstCapsIdleAccumulation) {
+  ManualClock clock;
+  TokenBucket bucket({.permits = 100, .period = 1s, .burst = 20}, clock);
+  clock.advance(1h);
+  EXPECT_DOUBLE_EQ(bucket.available(), 20.0);
+  EXPECT_EQ(admitted(bucket, 100), 20);
+}
+
+TEST(TokenBucket, MultiTokenAcquire) {
+  ManualClock clock;
+  TokenBucket bucket({.permits = 10, .period = 1s, .burst = 10}, clock);
+  EXPECT_TRUE(bucket.try_acquire(7));
+  EXPECT_FALSE(bucket.try_acquire(4));
+  EXPECT_TRUE(bucket.try_acquire(3));
+}
+
+TEST(TokenBucket, RejectsZeroRate) {
+  EXPECT_THROW(TokenBucket({.permits = 0}), std::invalid_argument);
+  EXPECT_THROW(TokenBucket({.burst = 0}), std::invalid_argument);
+  EXPECT_THROW(TokenBucket({.period = 0s}), std::invalid_argument);
+  static_assert(!validate(TokenBucketConfig{.permits = 0}).empty());
+}
+
+TEST(LeakyBucket, AdmitsUpToCapacityThenLeaksAtTheRate) {
+  ManualClock clock;
+  LeakyBucket bucket({.rate = 10, .period = 1s, .capacity = 3}, clock);
+  EXPECT_EQ(admitted(bucket, 10), 3);
+  EXPECT_DOUBLE_EQ(bucket.level(), 3.0);
+  clock.advance(50ms);  // half a unit leaked: level 2.5, 2.5 + 1 > 3
+  EXPECT_FALSE(bucket.try_acquire());
+  clock.advance(50ms);
+  EXPECT_TRUE(bucket.try_acquire());
+  EXPECT_FALSE(bucket.try_acquire());
+}
+
+TEST(LeakyBucket, HoldsTheLongRunRate) {
+  ManualClock clock;
+  LeakyBucket bucket({.rate = 100, .period = 1s, .capacity = 5}, clock);
+  int total = 0;
+  for (int ms = 0; ms < 10'000; ++ms) {
+    total += admitted(bucket, 3);
+    clock.advance(1ms);
+  }
+  // 5 up front, then one per 10 ms for the remaining 9.999 s.
+  EXPECT_NEAR(total, 5 + 999, 1);
+}
+
+TEST(LeakyBucket, ScheduleSmoothsTheOutput) {
+  ManualClock clock;
+  LeakyBucket bucket({.rate = 10, .period = 1s, .capacity = 3}, clock);
+  EXPECT_EQ(bucket.try_schedule(), Duration::zero());
+  EXPECT_EQ(bucket.try_schedule(), Duration(100ms));
+  EXPECT_EQ(bucket.try_schedule(), Duration(200ms));
+  EXPECT_EQ(bucket.try_schedule(), std::nullopt);
+  clock.advance(100ms);
+  EXPECT_EQ(bucket.try_schedule(), Duration(200ms));
+}
+
+TEST(LeakyBucket, RejectsZeroRate) {
+  EXPECT_THROW(LeakyBucket({.rate = 0}), std::invalid_argument);
+  EXPECT_THROW(LeakyBucket({.capacity = 0}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace coromesh::qos
