@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <boost/json.hpp>
+#include <fstream>
 
 #include "prometheus_server.hpp"
 #include "service_process.hpp"
@@ -44,6 +45,27 @@ TEST(HelloService, ServesItsOperationsHealthAndMetrics) {
         "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds"}) {
     EXPECT_NE(metrics.body.find(expected), std::string::npos) << expected;
   }
+}
+
+// Resident memory of a process, from /proc/<pid>/status, in KiB.
+long resident_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stol(line.substr(6));
+    }
+  }
+  return -1;
+}
+
+TEST(HelloService, IdlesUnder16MiBResident) {
+  HelloService hello(nullptr);
+  ASSERT_EQ(hello.get("/api/v1/hello?name=rss").status, 200);
+  auto kib = resident_kib(hello.process().pid());
+  std::cout << "[ memory ] hello-svc idle RSS " << kib << " KiB\n";
+  EXPECT_GT(kib, 0);
+  EXPECT_LT(kib, 16 * 1024);
 }
 
 TEST(HelloService, HelpListsEverySettingAndBadSettingsStopStartUp) {
