@@ -22,14 +22,8 @@ REPORTED=0
 fail() { echo "build-consul.sh: ERROR in step '$STEP': $*" >&2; REPORTED=1; exit 1; }
 trap 'rc=$?; [ $rc -eq 0 ] || [ $REPORTED -eq 1 ] || echo "build-consul.sh: ERROR in step '\''$STEP'\'' (exit $rc)" >&2' EXIT
 
-if [ -z "${GO:-}" ]; then
-  if [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; else GO="$(command -v go || true)"; fi
-fi
-[ -n "$GO" ] && [ -x "$GO" ] || fail "no Go toolchain found (set GO=/path/to/go)"
-export GOTOOLCHAIN=local   # never download another toolchain
-export CGO_ENABLED=0       # as upstream release builds
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
-JOBS="${BUILD_JOBS:-2}"
+# shellcheck source=lib/go_env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go_env.sh"
 
 # --- pinned version: single source of truth is ops/consul/go.mod -------------
 STEP="read pinned version"

@@ -39,14 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -z "${GO:-}" ]; then
-  if [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; else GO="$(command -v go || true)"; fi
-fi
-[ -n "$GO" ] && [ -x "$GO" ] || fail "no Go toolchain found (set GO=/path/to/go)"
-export GOTOOLCHAIN=local   # never download another toolchain
-export CGO_ENABLED=0       # as upstream release builds
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
-JOBS="${BUILD_JOBS:-2}"
+# shellcheck source=lib/go_env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go_env.sh"
 
 # --- pinned version: single source of truth is ops/prometheus/build/go.mod ----
 STEP="read pinned version"

@@ -1,5 +1,6 @@
 #include "prometheus_server.hpp"
 
+#include <boost/json.hpp>
 #include <cctype>
 #include <fstream>
 #include <stdexcept>
@@ -99,6 +100,36 @@ PrometheusServer::~PrometheusServer() {
 
 FetchResult PrometheusServer::query(const std::string& promql) const {
   return http_fetch("127.0.0.1", port_, "/api/v1/query?query=" + url_encode(promql));
+}
+
+std::optional<PrometheusServer::Sample> PrometheusServer::wait_for_sample(
+    const std::string& promql, std::chrono::milliseconds timeout,
+    const std::function<bool(const Sample&)>& accept) const {
+  std::optional<Sample> found;
+  wait_until(
+      [&] {
+        auto res = query(promql);
+        if (res.status != 200) {
+          return false;
+        }
+        auto doc = boost::json::parse(res.body);
+        const auto& result = doc.at("data").at("result").as_array();
+        if (result.empty()) {
+          return false;
+        }
+        Sample sample;
+        for (const auto& [name, value] : result[0].at("metric").as_object()) {
+          sample.labels[std::string(name)] = std::string(value.as_string());
+        }
+        sample.value = std::string(result[0].at("value").as_array()[1].as_string());
+        if (accept && !accept(sample)) {
+          return false;
+        }
+        found = std::move(sample);
+        return true;
+      },
+      timeout, std::chrono::milliseconds(250));
+  return found;
 }
 
 }  // namespace coromesh::testing

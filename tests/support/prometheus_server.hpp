@@ -6,8 +6,12 @@
 // consul_sd_configs job. Like ConsulAgent, it throws with the log tail if it cannot
 // start; nothing skips.
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "child_process.hpp"
@@ -35,6 +39,18 @@ class PrometheusServer {
   std::uint16_t port() const noexcept { return port_; }
   // GET /api/v1/query?query=<promql>; the body is Prometheus' JSON answer.
   FetchResult query(const std::string& promql) const;
+
+  // One series of an instant-query result: its labels and its value as Prometheus
+  // writes it ("1", "0.25").
+  struct Sample {
+    std::map<std::string, std::string> labels;
+    std::string value;
+  };
+  // Polls `promql` until its first series satisfies `accept` (any series when null), or
+  // `timeout` passes; nullopt then.
+  std::optional<Sample> wait_for_sample(
+      const std::string& promql, std::chrono::milliseconds timeout,
+      const std::function<bool(const Sample&)>& accept = {}) const;
 
  private:
   TempDir dir_{"coromesh-prometheus"};

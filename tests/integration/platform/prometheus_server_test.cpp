@@ -13,24 +13,10 @@ namespace json = boost::json;
 
 TEST(PrometheusServerFixture, ScrapesItselfAndAnswersUpQuery) {
   PrometheusServer prometheus;
-  std::string value;
-  bool scraped = wait_until(
-      [&] {
-        auto res = prometheus.query("up");
-        if (res.status != 200) {
-          return false;
-        }
-        auto doc = json::parse(res.body);
-        const auto& result = doc.at("data").at("result").as_array();
-        if (result.empty()) {
-          return false;
-        }
-        value = std::string(result[0].at("value").as_array()[1].as_string());
-        return true;
-      },
-      std::chrono::seconds(20), std::chrono::milliseconds(250));
-  ASSERT_TRUE(scraped) << "Prometheus on port " << prometheus.port()
-                       << " never produced a sample for `up`";
+  auto up = prometheus.wait_for_sample("up", std::chrono::seconds(20));
+  ASSERT_TRUE(up) << "Prometheus on port " << prometheus.port()
+                  << " never produced a sample for `up`";
+  auto value = up->value;
   EXPECT_EQ(value, "1");
   std::cout << "[ prometheus ] up{job=\"prometheus\"} = " << value
             << " (127.0.0.1:" << prometheus.port() << ")\n";
@@ -54,23 +40,11 @@ TEST(PrometheusServerFixture, ShippedConfigDiscoversServicesTaggedMetricsInConsu
                       R"(,"Tags":["metrics"],"Meta":{"metrics_path":"/metrics"}})";
   ASSERT_EQ(consul.api("PUT", "/v1/agent/service/register", registration).status, 200);
 
-  std::string instance;
-  bool discovered = wait_until(
-      [&] {
-        auto res = prometheus.query(R"(up{job="coromesh",service="prom-self"})");
-        if (res.status != 200) {
-          return false;
-        }
-        auto doc = json::parse(res.body);
-        const auto& result = doc.at("data").at("result").as_array();
-        if (result.empty() || result[0].at("value").as_array()[1].as_string() != "1") {
-          return false;
-        }
-        instance = std::string(result[0].at("metric").at("instance").as_string());
-        return true;
-      },
-      std::chrono::seconds(30), std::chrono::milliseconds(250));
-  ASSERT_TRUE(discovered) << "no up=1 sample for the Consul-discovered service";
+  auto up = prometheus.wait_for_sample(R"(up{job="coromesh",service="prom-self"})",
+                                       std::chrono::seconds(30),
+                                       [](const auto& sample) { return sample.value == "1"; });
+  ASSERT_TRUE(up) << "no up=1 sample for the Consul-discovered service";
+  auto instance = up->labels["instance"];
   EXPECT_EQ(instance, "prom-self");
   std::cout << "[ prometheus ] consul_sd found service prom-self, up=1\n";
 }

@@ -126,24 +126,11 @@ TEST(HelloService, PrometheusFindsItThroughConsulAndScrapesIt) {
   HelloService hello(&consul);
   ASSERT_EQ(hello.get("/api/v1/hello?name=p").status, 200);
   PrometheusServer prometheus(PrometheusOptions{.consul_address = consul.http_address()});
-  std::string value;
-  bool scraped = wait_until(
-      [&] {
-        auto res = prometheus.query(
-            R"(coromesh_http_server_requests_total{job="coromesh",service="hello",operation="greet",code="200"})");
-        if (res.status != 200) {
-          return false;
-        }
-        auto doc = json::parse(res.body);
-        const auto& result = doc.at("data").at("result").as_array();
-        if (result.empty()) {
-          return false;
-        }
-        value = std::string(result[0].at("value").as_array()[1].as_string());
-        return true;
-      },
-      30s, 250ms);
-  ASSERT_TRUE(scraped) << "Prometheus never scraped hello through consul_sd_configs";
+  auto greeted = prometheus.wait_for_sample(
+      R"(coromesh_http_server_requests_total{job="coromesh",service="hello",operation="greet",code="200"})",
+      30s);
+  ASSERT_TRUE(greeted) << "Prometheus never scraped hello through consul_sd_configs";
+  auto value = greeted->value;
   EXPECT_EQ(value, "1");
   std::cout << "[ prometheus ] scraped hello via Consul: greet 200 = " << value << "\n";
 }
