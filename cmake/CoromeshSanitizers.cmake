@@ -1,14 +1,19 @@
 # COROMESH_SANITIZER=address -> ASan + UBSan; COROMESH_SANITIZER=thread -> TSan.
 # Applied globally so that every object, including tests, is instrumented alike.
+# COROMESH_SANITIZER_LINK_FLAGS is what a program linking the instrumented library needs
+# (the out-of-tree consumer test passes it on).
+set(COROMESH_SANITIZER_LINK_FLAGS "")
 if(COROMESH_SANITIZER STREQUAL "address")
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
                       -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
+  set(COROMESH_SANITIZER_LINK_FLAGS "-fsanitize=address,undefined")
 elseif(COROMESH_SANITIZER STREQUAL "thread")
   # GCC warns that TSan does not model atomic_thread_fence (used inside Asio); the
   # warning is about TSan's coverage, not our code, so it must not fail the build.
   add_compile_options(-fsanitize=thread -fno-omit-frame-pointer -Wno-tsan)
   add_link_options(-fsanitize=thread)
+  set(COROMESH_SANITIZER_LINK_FLAGS "-fsanitize=thread")
 elseif(NOT COROMESH_SANITIZER STREQUAL "")
   message(FATAL_ERROR "COROMESH_SANITIZER must be '', 'address' or 'thread', "
                       "not '${COROMESH_SANITIZER}'")

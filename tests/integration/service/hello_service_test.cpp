@@ -60,12 +60,16 @@ long resident_kib(pid_t pid) {
 }
 
 TEST(HelloService, IdlesUnder16MiBResident) {
+  // The 16 MiB target is for release builds; ASan's shadow memory and TSan's history
+  // multiply resident memory, so those builds only guard against a blow-up.
+  constexpr std::string_view kSanitizer = COROMESH_TEST_SANITIZER;
+  const long limit_kib = kSanitizer.empty() ? 16 * 1024 : 128 * 1024;
   HelloService hello(nullptr);
   ASSERT_EQ(hello.get("/api/v1/hello?name=rss").status, 200);
   auto kib = resident_kib(hello.process().pid());
-  std::cout << "[ memory ] hello-svc idle RSS " << kib << " KiB\n";
+  std::cout << "[ memory ] hello-svc idle RSS " << kib << " KiB (limit " << limit_kib << " KiB)\n";
   EXPECT_GT(kib, 0);
-  EXPECT_LT(kib, 16 * 1024);
+  EXPECT_LT(kib, limit_kib);
 }
 
 TEST(HelloService, HelpListsEverySettingAndBadSettingsStopStartUp) {
