@@ -63,9 +63,20 @@ void Server::stop_accepting() {
 }
 
 asio::awaitable<std::size_t> Server::drain(std::chrono::milliseconds grace) {
-  auto deadline = std::chrono::steady_clock::now() + grace;
+  using Clock = std::chrono::steady_clock;
+  auto deadline = Clock::now() + grace;
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  while (state_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+  // Done when nothing is in flight, every connection has closed, and no client has
+  // connected for a quiet period: closing the listener earlier would reset connections
+  // still in the kernel's backlog, which clients that have not yet seen a 503 (or the
+  // deregistration) keep making.
+  auto busy = [&] {
+    auto since_accept = Clock::now().time_since_epoch() -
+                        Clock::duration(state_->last_accept.load(std::memory_order_relaxed));
+    return state_->in_flight.load() > 0 || state_->connection_count.load() > 0 ||
+           since_accept < kDrainQuietPeriod;
+  };
+  while (busy() && Clock::now() < deadline) {
     timer.expires_after(std::chrono::milliseconds(10));
     co_await timer.async_wait(asio::use_awaitable);
   }
@@ -143,6 +154,8 @@ asio::awaitable<void> Server::State::accept_loop() {
       co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
     }
+    last_accept.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                      std::memory_order_relaxed);
     auto executor = socket.get_executor();
     if (connection_count.load() >= limits.max_connections) {
       runtime::spawn(executor, reject_over_limit(std::move(socket)), "http.reject");

@@ -47,6 +47,9 @@ struct Connection {
 
 namespace coromesh::http {
 
+// A drain also waits until no connection has arrived for this long.
+inline constexpr std::chrono::milliseconds kDrainQuietPeriod{200};
+
 struct Server::State : std::enable_shared_from_this<Server::State> {
   State(runtime::IoPool& p, const Router& r, ServerLimits l, ServerObserver* o)
       : pool(p), router(r), limits(l), observer(o), acceptor(p.context(0)) {}
@@ -62,6 +65,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::atomic<std::size_t> connection_count{0};
   std::atomic<std::size_t> in_flight{0};
   std::atomic<bool> draining{false};
+  // steady_clock ticks of the last accepted connection, for the drain's quiet period.
+  std::atomic<std::chrono::steady_clock::rep> last_accept{0};
 
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<detail::Connection> connection);

@@ -8,4 +8,5 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/qos/retry.cpp
   src/qos/adaptive_limit.cpp
   src/qos/deadline.cpp
-  src/qos/validate.cpp)
+  src/qos/validate.cpp
+  src/qos/chain.cpp)

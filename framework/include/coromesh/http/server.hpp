@@ -72,7 +72,8 @@ class Server {
   // accepted from now on are answered 503 `shutting_down`.
   void stop_accepting();
 
-  // Shutdown phase 2: waits up to `grace` for in-flight requests to finish, then
+  // Shutdown phase 2: waits up to `grace` for in-flight requests to finish, for every
+  // connection to close and for new arrivals (answered 503) to stop for 200 ms, then
   // closes the listening socket and every remaining connection, cancelling the
   // handlers still running. Returns how many requests were cut off.
   boost::asio::awaitable<std::size_t> drain(std::chrono::milliseconds grace);
