@@ -232,6 +232,24 @@ bool local_overload(const Fault& fault) {
           *fault.reason == Reason::concurrency_limited);
 }
 
+// The rest of the chain, run and timed on the chain's clock, its exception captured:
+// what the breaker and the adaptive limit both learn from.
+struct TimedOutcome {
+  Duration duration;
+  std::exception_ptr error;
+};
+
+asio::awaitable<TimedOutcome> run_timed(Invocation& invocation, Next& next) {
+  const auto start = invocation.clock().now();
+  std::exception_ptr error;
+  try {
+    co_await next();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  co_return TimedOutcome{invocation.clock().now() - start, error};
+}
+
 }  // namespace
 
 CircuitBreakerInterceptor::CircuitBreakerInterceptor(std::shared_ptr<CircuitBreaker> breaker,
@@ -247,25 +265,18 @@ asio::awaitable<void> CircuitBreakerInterceptor::around(Invocation& invocation, 
   if (!admission) {
     invocation.reject(name(), admission.reason());
   }
-  const auto start = invocation.clock().now();
-  std::exception_ptr error;
-  try {
-    co_await next();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  const Duration duration = invocation.clock().now() - start;
-  if (!error) {
-    breaker_->on_success(duration);
+  const TimedOutcome outcome = co_await run_timed(invocation, next);
+  if (!outcome.error) {
+    breaker_->on_success(outcome.duration);
     co_return;
   }
-  const Fault fault = Fault::from(error);
+  const Fault fault = Fault::from(outcome.error);
   if (fault.cancelled || local_overload(fault)) {
     breaker_->release_permission();
   } else {
-    breaker_->on_failure(duration);
+    breaker_->on_failure(outcome.duration);
   }
-  std::rethrow_exception(error);
+  std::rethrow_exception(outcome.error);
 }
 
 // --- Rate limit -------------------------------------------------------------------------
@@ -328,25 +339,18 @@ asio::awaitable<void> AdaptiveLimitInterceptor::around(Invocation& invocation, N
   if (!admission) {
     invocation.reject(name(), admission.reason());
   }
-  const auto start = invocation.clock().now();
-  std::exception_ptr error;
-  try {
-    co_await next();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  const Duration latency = invocation.clock().now() - start;
-  if (!error) {
-    limit_->on_sample(latency, true);
+  const TimedOutcome outcome = co_await run_timed(invocation, next);
+  if (!outcome.error) {
+    limit_->on_sample(outcome.duration, true);
     co_return;
   }
-  const Fault fault = Fault::from(error);
+  const Fault fault = Fault::from(outcome.error);
   if (fault.cancelled || local_overload(fault)) {
     limit_->release();
   } else {
-    limit_->on_sample(latency, false);
+    limit_->on_sample(outcome.duration, false);
   }
-  std::rethrow_exception(error);
+  std::rethrow_exception(outcome.error);
 }
 
 // --- Log --------------------------------------------------------------------------------
