@@ -4,18 +4,12 @@
 
 #include <string>
 
+#include "error_text.hpp"
+
 namespace coromesh::config {
 namespace {
 
-template <class F>
-std::string rejection(F&& parse) {
-  try {
-    parse();
-  } catch (const InvalidValue& e) {
-    return e.what();
-  }
-  return "<accepted>";
-}
+using testing::rejection;
 
 TEST(ParseHost, AcceptsNamesAndAddresses) {
   EXPECT_EQ(parse_host("localhost"), "localhost");

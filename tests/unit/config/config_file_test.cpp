@@ -6,20 +6,13 @@
 #include <string>
 
 #include "coromesh/config/error.hpp"
+#include "error_text.hpp"
 #include "test_env.hpp"
 
 namespace coromesh::config {
 namespace {
 
-template <class F>
-std::string config_error(F&& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using testing::config_error;
 
 TEST(ConfigFile, ParsesNameValueLinesCommentsAndQuotes) {
   auto file = ConfigFile::parse(

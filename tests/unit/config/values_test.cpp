@@ -7,20 +7,14 @@
 #include <limits>
 #include <string>
 
+#include "error_text.hpp"
+
 namespace coromesh::config {
 namespace {
 
 using namespace std::chrono_literals;
 
-template <class F>
-std::string rejection(F&& parse) {
-  try {
-    parse();
-  } catch (const InvalidValue& e) {
-    return e.what();
-  }
-  return "<accepted>";
-}
+using testing::rejection;
 
 TEST(ParseBool, AcceptsTheUsualSpellingsInAnyCase) {
   for (const char* yes : {"true", "TRUE", "1", "yes", "On"}) {
