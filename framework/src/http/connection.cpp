@@ -228,8 +228,9 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
           response = co_await route->handler(context);
         } catch (const HttpError& e) {
           response = make_error_response(e.status(), e.code(), e.reason(), request.version());
-        } catch (const boost::system::system_error& e) {
-          if (e.code() == asio::error::operation_aborted && connection->closing) {
+        } catch (const std::exception& e) {
+          const auto* system = dynamic_cast<const boost::system::system_error*>(&e);
+          if (system && system->code() == asio::error::operation_aborted && connection->closing) {
             // Cancelled by a drain whose grace ran out: expected, not a handler bug.
             log::info("http.request.cancelled",
                       {{"operation", route->operation}, {"trace_id", trace_id}});
@@ -238,13 +239,6 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
                 "http.handler.exception",
                 {{"operation", route->operation}, {"trace_id", trace_id}, {"error", e.what()}});
           }
-          response =
-              make_error_response(Status::internal_server_error, "internal",
-                                  "the handler failed; see the service log", request.version());
-        } catch (const std::exception& e) {
-          log::error(
-              "http.handler.exception",
-              {{"operation", route->operation}, {"trace_id", trace_id}, {"error", e.what()}});
           response =
               make_error_response(Status::internal_server_error, "internal",
                                   "the handler failed; see the service log", request.version());
