@@ -75,15 +75,34 @@ Bulkhead::Bulkhead(BulkheadConfig config) : config_(config) {
 Bulkhead::~Bulkhead() = default;
 
 Bulkhead::Permit Bulkhead::try_acquire() {
+  const Admission admission = try_enter();
+  return admission ? Permit(this) : Permit(admission.reason());
+}
+
+Admission Bulkhead::try_enter() {
+  if (config_.max_queue == 0) {
+    // No queue can ever form: a bounded increment is the whole admission.
+    std::uint32_t current = in_use_.load(std::memory_order_relaxed);
+    while (current < config_.max_concurrent) {
+      if (in_use_.compare_exchange_weak(current, current + 1, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+        return Admission::granted();
+      }
+    }
+    return Admission::rejected(Reason::bulkhead_full);
+  }
   std::lock_guard lock(mutex_);
   if (in_use_ < config_.max_concurrent && queue_.empty()) {
     ++in_use_;
-    return Permit(this);
+    return Admission::granted();
   }
-  return Permit(Reason::bulkhead_full);
+  return Admission::rejected(Reason::bulkhead_full);
 }
 
 asio::awaitable<Bulkhead::Permit> Bulkhead::acquire() {
+  if (config_.max_queue == 0) {
+    co_return try_acquire();
+  }
   const auto executor = co_await asio::this_coro::executor;
   std::shared_ptr<Waiter> waiter;
   {
@@ -113,6 +132,14 @@ asio::awaitable<Bulkhead::Permit> Bulkhead::acquire() {
 }
 
 void Bulkhead::release() noexcept {
+  if (config_.max_queue == 0) {
+    std::uint32_t current = in_use_.load(std::memory_order_relaxed);
+    while (current > 0 &&
+           !in_use_.compare_exchange_weak(current, current - 1, std::memory_order_release,
+                                          std::memory_order_relaxed)) {
+    }
+    return;
+  }
   std::shared_ptr<Waiter> next;
   {
     std::lock_guard lock(mutex_);

@@ -51,6 +51,15 @@ ChainCore::ChainCore(std::vector<std::shared_ptr<Interceptor>> interceptors, Cha
   std::stable_sort(interceptors_.begin(), interceptors_.end(),
                    [](const std::shared_ptr<Interceptor>& a,
                       const std::shared_ptr<Interceptor>& b) { return a->weight() < b->weight(); });
+  const std::size_t n = interceptors_.size();
+  synchronous_.assign(n, nullptr);
+  segment_end_.assign(n, n);
+  for (std::size_t i = n; i-- > 0;) {
+    if (interceptors_[i]->synchronous()) {
+      synchronous_[i] = static_cast<SynchronousInterceptor*>(interceptors_[i].get());
+      segment_end_[i] = (i + 1 < n && synchronous_[i + 1] != nullptr) ? segment_end_[i + 1] : i + 1;
+    }
+  }
 }
 
 std::vector<std::string> ChainCore::order() const {
@@ -73,7 +82,42 @@ asio::awaitable<void> ChainCore::run_from(std::size_t index, Invocation& invocat
   if (index >= interceptors_.size()) {
     return terminal(invocation);
   }
+  if (synchronous_[index] != nullptr) {
+    return run_segment(index, invocation, terminal);
+  }
   return interceptors_[index]->around(invocation, Next(*this, index + 1, invocation, terminal));
+}
+
+// One coroutine frame for a whole run of synchronous interceptors: their request phases
+// outermost first, the rest of the chain, then the outcome phases innermost first for
+// those that admitted the call. A rejection in a request phase is a fault for the ones
+// outside it, exactly as it would be in the nested form.
+asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invocation,
+                                             const Terminal& terminal) const {
+  const std::size_t end = segment_end_[begin];
+  const auto start = clock().now();
+  invocation.set_phase_time(start);
+  std::size_t admitted = begin;
+  std::exception_ptr error;
+  try {
+    for (; admitted < end; ++admitted) {
+      synchronous_[admitted]->on_request(invocation);
+    }
+    co_await run_from(end, invocation, terminal);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  std::optional<Fault> fault;
+  if (error) {
+    fault = Fault::from(error);
+  }
+  const Outcome outcome{clock().now() - start, fault ? &*fault : nullptr};
+  for (std::size_t k = admitted; k-- > begin;) {
+    synchronous_[k]->on_outcome(invocation, outcome);
+  }
+  if (error) {
+    std::rethrow_exception(error);
+  }
 }
 
 // --- Fault ------------------------------------------------------------------------------
@@ -87,6 +131,9 @@ Fault Fault::from(std::exception_ptr error) {
     fault.reason = rejected.reason();
     fault.policy = rejected.policy();
     fault.message = rejected.what();
+  } catch (const RemoteError& remote) {
+    fault.status = remote.status();
+    fault.message = remote.what();
   } catch (const boost::system::system_error& system_error) {
     fault.message = system_error.what();
     fault.cancelled = system_error.code() == asio::error::operation_aborted;
@@ -98,43 +145,89 @@ Fault Fault::from(std::exception_ptr error) {
   return fault;
 }
 
-// --- PhaseInterceptor -------------------------------------------------------------------
+bool Fault::is_neutral() const noexcept {
+  const bool local_overload =
+      reason && (*reason == Reason::rate_limited || *reason == Reason::bulkhead_full ||
+                 *reason == Reason::concurrency_limited);
+  return cancelled || local_overload || (status >= 400 && status < 500);
+}
 
-asio::awaitable<void> PhaseInterceptor::around(Invocation& invocation, Next next) {
-  process_request(invocation);
+// --- Synchronous and phase interceptors -------------------------------------------------
+
+asio::awaitable<void> SynchronousInterceptor::around(Invocation& invocation, Next next) {
+  const auto start = invocation.clock().now();
+  invocation.set_phase_time(start);
+  on_request(invocation);
   std::exception_ptr error;
   try {
     co_await next();
   } catch (...) {
     error = std::current_exception();
   }
+  std::optional<Fault> fault;
   if (error) {
-    process_fault(invocation, error);
+    fault = Fault::from(error);
+  }
+  on_outcome(invocation, Outcome{invocation.clock().now() - start, fault ? &*fault : nullptr});
+  if (error) {
     std::rethrow_exception(error);
   }
-  process_response(invocation);
+}
+
+void PhaseInterceptor::on_outcome(Invocation& invocation, const Outcome& outcome) noexcept {
+  try {
+    if (outcome.ok()) {
+      process_response(invocation);
+    } else {
+      process_fault(invocation, outcome.fault->error);
+    }
+  } catch (const std::exception& e) {
+    log::error(
+        "qos.phase_failed",
+        {{"operation", invocation.operation()}, {"interceptor", name()}, {"error", e.what()}});
+  } catch (...) {
+    log::error("qos.phase_failed",
+               {{"operation", invocation.operation()}, {"interceptor", name()}});
+  }
 }
 
 // --- Timeout ----------------------------------------------------------------------------
 
 TimeoutInterceptor::TimeoutInterceptor(Duration per_attempt, std::optional<int> weight,
-                                       std::string name)
-    : Interceptor(std::move(name), weight, weights::timeout), per_attempt_(per_attempt) {
+                                       std::string name, TimeoutMode mode)
+    : SynchronousInterceptor(std::move(name), weight, weights::timeout),
+      per_attempt_(per_attempt),
+      mode_(mode) {
   if (per_attempt_ <= Duration::zero()) {
     throw std::invalid_argument("timeout: the per-attempt timeout must be positive");
   }
 }
 
-asio::awaitable<void> TimeoutInterceptor::around(Invocation& invocation, Next next) {
-  Duration budget = per_attempt_;
-  if (invocation.deadline().is_set()) {
-    budget = std::min(budget, invocation.deadline().remaining(invocation.clock()));
-  }
-  if (budget <= Duration::zero()) {
+Deadline TimeoutInterceptor::attempt_deadline(Invocation& invocation, Clock::time_point now) const {
+  const Deadline attempt = invocation.overall_deadline().min(Deadline::at(now + per_attempt_));
+  if (attempt.when() <= now) {
     invocation.reject(name(), Reason::deadline_exceeded);
   }
+  return attempt;
+}
+
+void TimeoutInterceptor::on_request(Invocation& invocation) {
+  invocation.set_attempt_deadline(attempt_deadline(invocation, invocation.phase_time()));
+}
+
+void TimeoutInterceptor::on_outcome(Invocation& invocation, const Outcome&) noexcept {
+  invocation.set_attempt_deadline(Deadline::none());
+}
+
+asio::awaitable<void> TimeoutInterceptor::around(Invocation& invocation, Next next) {
+  if (mode_ == TimeoutMode::deadline) {
+    co_await SynchronousInterceptor::around(invocation, next);
+    co_return;
+  }
+  const Deadline attempt = attempt_deadline(invocation, invocation.clock().now());
+  invocation.set_attempt_deadline(attempt);
   auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer timer(executor, budget);
+  asio::steady_timer timer(executor, attempt.remaining(invocation.clock()));
   // Not `call || timer`: awaitable_operators' || waits for the first *success*, so a call
   // failing fast would wait out the timer. A parallel group with wait_for_one cancels
   // the other operation as soon as either completes, whatever its outcome. The timer is
@@ -145,6 +238,7 @@ asio::awaitable<void> TimeoutInterceptor::around(Invocation& invocation, Next ne
       timer.async_wait(asio::deferred), asio::co_spawn(executor, next(), asio::deferred));
   const asio::experimental::wait_for_one condition;
   auto [order, timer_error, call_error] = co_await group.async_wait(condition, asio::use_awaitable);
+  invocation.set_attempt_deadline(Deadline::none());
   if (order[0] == 0 && !timer_error) {
     invocation.reject(name(), Reason::deadline_exceeded);
   }
@@ -171,6 +265,9 @@ bool RetryInterceptor::retryable(const Fault& fault, std::uint32_t attempts,
   }
   if (fault.reason) {
     return options_.retry_attempt_timeouts && *fault.reason == Reason::deadline_exceeded;
+  }
+  if (fault.status != 0) {
+    return policy_.should_retry(attempts, fault.status, idempotent);
   }
   try {
     std::rethrow_exception(fault.error);
@@ -224,66 +321,38 @@ asio::awaitable<void> RetryInterceptor::around(Invocation& invocation, Next next
 
 // --- Circuit breaker --------------------------------------------------------------------
 
-namespace {
-
-bool local_overload(const Fault& fault) {
-  return fault.reason &&
-         (*fault.reason == Reason::rate_limited || *fault.reason == Reason::bulkhead_full ||
-          *fault.reason == Reason::concurrency_limited);
-}
-
-// The rest of the chain, run and timed on the chain's clock, its exception captured:
-// what the breaker and the adaptive limit both learn from.
-struct TimedOutcome {
-  Duration duration;
-  std::exception_ptr error;
-};
-
-asio::awaitable<TimedOutcome> run_timed(Invocation& invocation, Next& next) {
-  const auto start = invocation.clock().now();
-  std::exception_ptr error;
-  try {
-    co_await next();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  co_return TimedOutcome{invocation.clock().now() - start, error};
-}
-
-}  // namespace
-
 CircuitBreakerInterceptor::CircuitBreakerInterceptor(std::shared_ptr<CircuitBreaker> breaker,
                                                      std::optional<int> weight, std::string name)
-    : Interceptor(std::move(name), weight, weights::circuit_breaker), breaker_(std::move(breaker)) {
+    : SynchronousInterceptor(std::move(name), weight, weights::circuit_breaker),
+      breaker_(std::move(breaker)) {
   if (!breaker_) {
     throw std::invalid_argument("circuit_breaker: null breaker");
   }
 }
 
-asio::awaitable<void> CircuitBreakerInterceptor::around(Invocation& invocation, Next next) {
+void CircuitBreakerInterceptor::on_request(Invocation& invocation) {
   const Admission admission = breaker_->acquire();
   if (!admission) {
     invocation.reject(name(), admission.reason());
   }
-  const TimedOutcome outcome = co_await run_timed(invocation, next);
-  if (!outcome.error) {
-    breaker_->on_success(outcome.duration);
-    co_return;
-  }
-  const Fault fault = Fault::from(outcome.error);
-  if (fault.cancelled || local_overload(fault)) {
+}
+
+void CircuitBreakerInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
+  if (outcome.ok()) {
+    breaker_->on_success(outcome.elapsed);
+  } else if (outcome.fault->is_neutral()) {
     breaker_->release_permission();
   } else {
-    breaker_->on_failure(outcome.duration);
+    breaker_->on_failure(outcome.elapsed);
   }
-  std::rethrow_exception(outcome.error);
 }
 
 // --- Rate limit -------------------------------------------------------------------------
 
 RateLimitInterceptor::RateLimitInterceptor(std::shared_ptr<TokenBucket> bucket,
                                            std::optional<int> weight, std::string name)
-    : Interceptor(std::move(name), weight, weights::rate_limit), bucket_(std::move(bucket)) {
+    : SynchronousInterceptor(std::move(name), weight, weights::rate_limit),
+      bucket_(std::move(bucket)) {
   if (!std::get<0>(bucket_)) {
     throw std::invalid_argument("rate_limit: null token bucket");
   }
@@ -291,32 +360,49 @@ RateLimitInterceptor::RateLimitInterceptor(std::shared_ptr<TokenBucket> bucket,
 
 RateLimitInterceptor::RateLimitInterceptor(std::shared_ptr<LeakyBucket> bucket,
                                            std::optional<int> weight, std::string name)
-    : Interceptor(std::move(name), weight, weights::rate_limit), bucket_(std::move(bucket)) {
+    : SynchronousInterceptor(std::move(name), weight, weights::rate_limit),
+      bucket_(std::move(bucket)) {
   if (!std::get<1>(bucket_)) {
     throw std::invalid_argument("rate_limit: null leaky bucket");
   }
 }
 
-asio::awaitable<void> RateLimitInterceptor::around(Invocation& invocation, Next next) {
-  const Admission admission = bucket_.index() == 0 ? std::get<0>(bucket_)->try_acquire()
-                                                   : std::get<1>(bucket_)->try_acquire();
+void RateLimitInterceptor::on_request(Invocation& invocation) {
+  const auto now = invocation.phase_time();
+  const Admission admission = bucket_.index() == 0 ? std::get<0>(bucket_)->try_acquire_at(now)
+                                                   : std::get<1>(bucket_)->try_acquire_at(now);
   if (!admission) {
     invocation.reject(name(), admission.reason());
   }
-  co_await next();
 }
 
 // --- Bulkhead ---------------------------------------------------------------------------
 
 BulkheadInterceptor::BulkheadInterceptor(std::shared_ptr<Bulkhead> bulkhead,
                                          std::optional<int> weight, std::string name)
-    : Interceptor(std::move(name), weight, weights::bulkhead), bulkhead_(std::move(bulkhead)) {
+    : SynchronousInterceptor(std::move(name), weight, weights::bulkhead),
+      bulkhead_(std::move(bulkhead)) {
   if (!bulkhead_) {
     throw std::invalid_argument("bulkhead: null bulkhead");
   }
 }
 
+void BulkheadInterceptor::on_request(Invocation& invocation) {
+  const Admission admission = bulkhead_->try_enter();
+  if (!admission) {
+    invocation.reject(name(), admission.reason());
+  }
+}
+
+void BulkheadInterceptor::on_outcome(Invocation&, const Outcome&) noexcept {
+  bulkhead_->leave();
+}
+
 asio::awaitable<void> BulkheadInterceptor::around(Invocation& invocation, Next next) {
+  if (synchronous()) {
+    co_await SynchronousInterceptor::around(invocation, next);
+    co_return;
+  }
   Bulkhead::Permit permit = co_await bulkhead_->acquire();
   if (!permit) {
     invocation.reject(name(), permit.reason());
@@ -328,69 +414,81 @@ asio::awaitable<void> BulkheadInterceptor::around(Invocation& invocation, Next n
 
 AdaptiveLimitInterceptor::AdaptiveLimitInterceptor(std::shared_ptr<AdaptiveLimit> limit,
                                                    std::optional<int> weight, std::string name)
-    : Interceptor(std::move(name), weight, weights::adaptive_limit), limit_(std::move(limit)) {
+    : SynchronousInterceptor(std::move(name), weight, weights::adaptive_limit),
+      limit_(std::move(limit)) {
   if (!limit_) {
     throw std::invalid_argument("adaptive_limit: null limit");
   }
 }
 
-asio::awaitable<void> AdaptiveLimitInterceptor::around(Invocation& invocation, Next next) {
+void AdaptiveLimitInterceptor::on_request(Invocation& invocation) {
   const Admission admission = limit_->acquire();
   if (!admission) {
     invocation.reject(name(), admission.reason());
   }
-  const TimedOutcome outcome = co_await run_timed(invocation, next);
-  if (!outcome.error) {
-    limit_->on_sample(outcome.duration, true);
-    co_return;
-  }
-  const Fault fault = Fault::from(outcome.error);
-  if (fault.cancelled || local_overload(fault)) {
+}
+
+void AdaptiveLimitInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
+  if (outcome.ok()) {
+    limit_->on_sample(outcome.elapsed, true);
+  } else if (outcome.fault->is_neutral()) {
     limit_->release();
   } else {
-    limit_->on_sample(outcome.duration, false);
+    limit_->on_sample(outcome.elapsed, false);
   }
-  std::rethrow_exception(outcome.error);
 }
 
 // --- Log --------------------------------------------------------------------------------
 
 LogInterceptor::LogInterceptor(std::optional<int> weight, std::string name)
-    : Interceptor(std::move(name), weight, weights::log) {}
+    : SynchronousInterceptor(std::move(name), weight, weights::log) {}
 
-asio::awaitable<void> LogInterceptor::around(Invocation& invocation, Next next) {
-  const auto start = invocation.clock().now();
+void LogInterceptor::on_request(Invocation& invocation) {
   log::debug("qos.call.start", {{"operation", invocation.operation()}});
-  std::exception_ptr error;
-  try {
-    co_await next();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  const Duration duration = invocation.clock().now() - start;
-  if (!error) {
+}
+
+void LogInterceptor::on_outcome(Invocation& invocation, const Outcome& outcome) noexcept {
+  if (outcome.ok()) {
     log::info("qos.call", {{"operation", invocation.operation()},
                            {"outcome", "ok"},
                            {"attempts", invocation.attempt()},
-                           {"duration_s", duration}});
-    co_return;
+                           {"duration_s", outcome.elapsed}});
+    return;
   }
-  const Fault fault = Fault::from(error);
+  const Fault& fault = *outcome.fault;
   if (fault.reason) {
     log::warn("qos.call", {{"operation", invocation.operation()},
                            {"outcome", "rejected"},
                            {"attempts", invocation.attempt()},
-                           {"duration_s", duration},
+                           {"duration_s", outcome.elapsed},
                            {"policy", fault.policy},
                            {"reason", to_string(*fault.reason)}});
   } else {
     log::warn("qos.call", {{"operation", invocation.operation()},
                            {"outcome", "error"},
                            {"attempts", invocation.attempt()},
-                           {"duration_s", duration},
+                           {"duration_s", outcome.elapsed},
                            {"error", fault.message}});
   }
-  std::rethrow_exception(error);
+}
+
+// --- Metrics ----------------------------------------------------------------------------
+
+MetricsInterceptor::MetricsInterceptor(std::shared_ptr<CallObserver> observer,
+                                       std::optional<int> weight, std::string name)
+    : SynchronousInterceptor(std::move(name), weight, weights::metrics),
+      observer_(std::move(observer)) {
+  if (!observer_) {
+    throw std::invalid_argument("metrics: null observer");
+  }
+}
+
+void MetricsInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
+  using Result = CallObserver::Result;
+  const Result result = outcome.ok()            ? Result::ok
+                        : outcome.fault->reason ? Result::rejected
+                                                : Result::error;
+  observer_->observe(result, outcome.elapsed);
 }
 
 }  // namespace coromesh::qos

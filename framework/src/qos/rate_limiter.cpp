@@ -39,9 +39,13 @@ void TokenBucket::refill(Clock::time_point now) {
 }
 
 Admission TokenBucket::try_acquire(std::uint64_t tokens) {
+  return try_acquire_at(clock_->now(), tokens);
+}
+
+Admission TokenBucket::try_acquire_at(Clock::time_point now, std::uint64_t tokens) {
   const auto wanted = static_cast<double>(tokens);
   std::lock_guard lock(mutex_);
-  refill(clock_->now());
+  refill(now);
   if (tokens_ + kEpsilon >= wanted) {
     tokens_ = std::max(0.0, tokens_ - wanted);
     return Admission::granted();
@@ -80,13 +84,21 @@ void LeakyBucket::leak(Clock::time_point now) {
 }
 
 Admission LeakyBucket::try_acquire() {
-  auto delay = try_schedule();
+  return try_acquire_at(clock_->now());
+}
+
+Admission LeakyBucket::try_acquire_at(Clock::time_point now) {
+  auto delay = schedule_at(now);
   return delay ? Admission::granted() : Admission::rejected(Reason::rate_limited);
 }
 
 std::optional<Duration> LeakyBucket::try_schedule() {
+  return schedule_at(clock_->now());
+}
+
+std::optional<Duration> LeakyBucket::schedule_at(Clock::time_point now) {
   std::lock_guard lock(mutex_);
-  leak(clock_->now());
+  leak(now);
   if (level_ + 1.0 > static_cast<double>(config_.capacity) + kEpsilon) {
     return std::nullopt;
   }

@@ -9,4 +9,5 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/qos/adaptive_limit.cpp
   src/qos/deadline.cpp
   src/qos/validate.cpp
+  src/qos/remote_error.cpp
   src/qos/chain.cpp)

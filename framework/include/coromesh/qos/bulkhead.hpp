@@ -24,6 +24,7 @@
 // the queue, or gives back a permit that was handed to it. A wait cancelled through Asio's
 // per-operation cancellation (e.g. `acquire() || timer`) ends like a timeout: bulkhead_full.
 
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
@@ -94,6 +95,12 @@ class Bulkhead {
   Permit try_acquire();
   boost::asio::awaitable<Permit> acquire();
 
+  // The same slot without the RAII wrapper, for callers that keep the release in a
+  // separate phase (the chain's synchronous bulkhead): every granted try_enter() must be
+  // followed by exactly one leave().
+  Admission try_enter();
+  void leave() noexcept { release(); }
+
   std::uint32_t in_use() const;
   std::size_t queued() const;
   const BulkheadConfig& config() const noexcept { return config_; }
@@ -105,7 +112,9 @@ class Bulkhead {
 
   BulkheadConfig config_;
   mutable std::mutex mutex_;
-  std::uint32_t in_use_ = 0;
+  // Atomic so that a bulkhead without a queue (max_queue 0, the queue always empty) needs
+  // no lock; with a queue every access is also under mutex_.
+  std::atomic<std::uint32_t> in_use_{0};
   std::deque<std::shared_ptr<Waiter>> queue_;
 };
 

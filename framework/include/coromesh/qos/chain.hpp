@@ -21,14 +21,17 @@
 // default weight, which gives the default order
 //
 //   log(fallback(retry(circuit_breaker(rate_limit(timeout(bulkhead(adaptive_limit(
-//       custom(call)))))))))
+//       metrics(custom(call))))))))))
 //
 //   kind             default weight      kind             default weight
 //   log              100                 timeout          600
 //   fallback         200                 bulkhead         700
 //   retry            300                 adaptive_limit   800
-//   circuit_breaker  400                 custom (user)    1000
-//   rate_limit       500
+//   circuit_breaker  400                 metrics          900
+//   rate_limit       500                 custom (user)    1000
+//
+// Metrics sits innermost so it times the call itself; policy rejections reach the
+// rejection hook (coromesh_qos_rejections_total), not the call metrics.
 //
 // Rejections: a policy that refuses a call calls `invocation.reject(policy, reason)`,
 // which runs the chain's `on_rejection(policy, reason)` hook (metrics attach there) and
@@ -71,6 +74,7 @@
 #include "coromesh/qos/deadline.hpp"
 #include "coromesh/qos/rate_limiter.hpp"
 #include "coromesh/qos/reason.hpp"
+#include "coromesh/qos/remote_error.hpp"
 #include "coromesh/qos/retry.hpp"
 
 namespace coromesh::qos {
@@ -85,6 +89,7 @@ inline constexpr int rate_limit = 500;
 inline constexpr int timeout = 600;
 inline constexpr int bulkhead = 700;
 inline constexpr int adaptive_limit = 800;
+inline constexpr int metrics = 900;
 inline constexpr int custom = 1000;
 }  // namespace weights
 
@@ -109,8 +114,17 @@ class Invocation {
 
   const std::string& operation() const noexcept;
   const Clock& clock() const noexcept;
-  const Deadline& deadline() const noexcept { return options_.deadline; }
+  // The deadline the current attempt must meet: the earlier of the call's overall
+  // deadline and the attempt's (set by a timeout). What a client stub sends downstream.
+  Deadline deadline() const noexcept { return attempt_deadline_.min(options_.deadline); }
+  const Deadline& overall_deadline() const noexcept { return options_.deadline; }
+  void set_attempt_deadline(Deadline deadline) noexcept { attempt_deadline_ = deadline; }
   bool idempotent() const noexcept { return options_.idempotent; }
+
+  // When the current run of request phases began, read once from the chain's clock so
+  // that each synchronous interceptor need not read it again.
+  Clock::time_point phase_time() const noexcept { return phase_time_; }
+  void set_phase_time(Clock::time_point now) noexcept { phase_time_ = now; }
 
   // 1-based attempt number (retry sets it before each attempt).
   std::uint32_t attempt() const noexcept { return attempt_; }
@@ -125,6 +139,8 @@ class Invocation {
  private:
   const ChainCore* core_;
   CallOptions options_;
+  Deadline attempt_deadline_{};
+  Clock::time_point phase_time_{};
   std::uint32_t attempt_ = 1;
 };
 
@@ -181,25 +197,64 @@ class Interceptor {
 
   virtual boost::asio::awaitable<void> around(Invocation& invocation, Next next) = 0;
 
+  // True for a SynchronousInterceptor whose phases the chain may call directly.
+  virtual bool synchronous() const noexcept { return false; }
+
  private:
   std::string name_;
   int weight_;
   bool explicit_weight_;
 };
 
+struct Fault;
+
+// What the rest of the chain came to, as a synchronous interceptor's outcome phase sees it.
+struct Outcome {
+  Duration elapsed;    // how long the rest of the chain took (chain's clock)
+  const Fault* fault;  // nullptr on success
+
+  bool ok() const noexcept { return fault == nullptr; }
+};
+
+// An interceptor that never suspends: an admission check in the request phase, a
+// bookkeeping step in the outcome phase. The chain runs a run of adjacent synchronous
+// interceptors inside one coroutine frame around the rest of the chain, so they cost a
+// function call each instead of a coroutine each (most of the built-in policies are
+// synchronous; see ChainCore). Semantics are exactly those of the nested form: the
+// interceptors' request phases run outermost first, their outcome phases innermost
+// first, and only interceptors whose request phase admitted the call see an outcome.
+class SynchronousInterceptor : public Interceptor {
+ public:
+  using Interceptor::Interceptor;
+
+  bool synchronous() const noexcept override { return true; }
+
+  // Request phase: returns to admit, calls invocation.reject() to refuse.
+  virtual void on_request(Invocation& invocation) = 0;
+  // Outcome phase: success or fault of the rest of the chain. Must not throw (an
+  // observer cannot change the outcome).
+  virtual void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept = 0;
+
+  // The nested form of the same phases (used when run outside a chain segment).
+  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
+};
+
 // The seed's three explicit phases, for interceptors that observe. The request phase runs
-// before the rest of the chain, the response phase after it succeeded, the fault phase
-// when it threw (the exception then continues outwards unchanged).
-class PhaseInterceptor : public Interceptor {
+// before the rest of the chain (and may reject), the response phase after it succeeded,
+// the fault phase when it threw (the exception then continues outwards unchanged). An
+// exception thrown by the response or fault phase is logged and dropped: an observer
+// cannot change the outcome.
+class PhaseInterceptor : public SynchronousInterceptor {
  public:
   explicit PhaseInterceptor(std::string name, std::optional<int> weight = std::nullopt)
-      : Interceptor(std::move(name), weight, weights::custom) {}
+      : SynchronousInterceptor(std::move(name), weight, weights::custom) {}
 
   virtual void process_request(Invocation& /*invocation*/) {}
   virtual void process_response(Invocation& /*invocation*/) {}
   virtual void process_fault(Invocation& /*invocation*/, const std::exception_ptr& /*fault*/) {}
 
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
+  void on_request(Invocation& invocation) final { process_request(invocation); }
+  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept final;
 };
 
 // What a fault was: the exception, and when it was a QosRejected, its policy and reason.
@@ -208,7 +263,13 @@ struct Fault {
   std::optional<Reason> reason;  // set for a QosRejected
   std::string policy;            // the rejecting policy for a QosRejected
   std::string message;           // what() of a std::exception, else "unknown exception"
+  unsigned status = 0;           // the HTTP status of a RemoteError
   bool cancelled = false;        // a system_error with asio::error::operation_aborted
+
+  // A fault that says nothing about the callee's health: cancellation, a local overload
+  // rejection (rate_limited, bulkhead_full, concurrency_limited) or the caller's own
+  // error (a 4xx answer).
+  bool is_neutral() const noexcept;
 
   static Fault from(std::exception_ptr error);
 };
@@ -217,22 +278,44 @@ struct Fault {
 // Adapters over the policy primitives. Each takes the policy by shared_ptr (policies are
 // shared by every call of an operation and are not copyable) and an optional weight.
 
+enum class TimeoutMode : std::uint8_t {
+  // The rest of the chain races a timer and is cancelled when the timer wins (about
+  // 1 us per call: a timer and a spawned coroutine).
+  preemptive,
+  // The timeout only sets the attempt's deadline, which every coromesh await honours
+  // (client stubs send it downstream and stop waiting at it, retry backoffs and
+  // bulkhead queues end at it); nothing else is cancelled. As cheap as a clock read.
+  deadline,
+};
+
 // Per-attempt timeout, bounded by the invocation's overall deadline (its remaining time
-// read on the chain's clock). The rest of the chain races a real asio steady_timer; when
-// the timer wins the rest is cancelled through Asio per-operation cancellation and the
-// attempt is rejected with deadline_exceeded. The call must honour cancellation (a call
-// that ignores it is waited for, then rejected). A call that completes first, with a
-// value or an exception, cancels the timer at once. An already expired deadline rejects
-// without calling.
-class TimeoutInterceptor final : public Interceptor {
+// read on the chain's clock). Either way the attempt's deadline is set for the call to
+// read (Invocation::deadline()) and an already expired deadline rejects without calling.
+//
+// Preemptive: the rest of the chain races a real asio steady_timer; when the timer wins
+// the rest is cancelled through Asio per-operation cancellation and the attempt is
+// rejected with deadline_exceeded. The call must honour cancellation (a call that
+// ignores it is waited for, then rejected). A call that completes first, with a value or
+// an exception, cancels the timer at once.
+class TimeoutInterceptor final : public SynchronousInterceptor {
  public:
   explicit TimeoutInterceptor(Duration per_attempt, std::optional<int> weight = std::nullopt,
-                              std::string name = "timeout");
+                              std::string name = "timeout",
+                              TimeoutMode mode = TimeoutMode::preemptive);
   Duration per_attempt() const noexcept { return per_attempt_; }
+  TimeoutMode mode() const noexcept { return mode_; }
+
+  bool synchronous() const noexcept override { return mode_ == TimeoutMode::deadline; }
+  void on_request(Invocation& invocation) override;
+  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
   boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
 
  private:
+  // Rejects with deadline_exceeded when the attempt could not even start.
+  Deadline attempt_deadline(Invocation& invocation, Clock::time_point now) const;
+
   Duration per_attempt_;
+  TimeoutMode mode_;
 };
 
 struct RetryOptions {
@@ -266,22 +349,24 @@ class RetryInterceptor final : public Interceptor {
 
 // acquire() before, on_success / on_failure with the duration measured on the chain's
 // clock after. Faults count as failures, except rejections for local overload
-// (rate_limited, bulkhead_full, concurrency_limited) and cancellation, which give the
-// permit back without recording (they say nothing about the callee).
-class CircuitBreakerInterceptor final : public Interceptor {
+// (rate_limited, bulkhead_full, concurrency_limited), cancellation and a caller's error
+// (a RemoteError with a 4xx status), which give the permit back without recording
+// (they say nothing about the callee's health).
+class CircuitBreakerInterceptor final : public SynchronousInterceptor {
  public:
   explicit CircuitBreakerInterceptor(std::shared_ptr<CircuitBreaker> breaker,
                                      std::optional<int> weight = std::nullopt,
                                      std::string name = "circuit_breaker");
   CircuitBreaker& breaker() const noexcept { return *breaker_; }
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
+  void on_request(Invocation& invocation) override;
+  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
 
  private:
   std::shared_ptr<CircuitBreaker> breaker_;
 };
 
 // try_acquire() on a token or leaky bucket; rejected with rate_limited.
-class RateLimitInterceptor final : public Interceptor {
+class RateLimitInterceptor final : public SynchronousInterceptor {
  public:
   explicit RateLimitInterceptor(std::shared_ptr<TokenBucket> bucket,
                                 std::optional<int> weight = std::nullopt,
@@ -289,19 +374,25 @@ class RateLimitInterceptor final : public Interceptor {
   explicit RateLimitInterceptor(std::shared_ptr<LeakyBucket> bucket,
                                 std::optional<int> weight = std::nullopt,
                                 std::string name = "rate_limit");
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
+  void on_request(Invocation& invocation) override;
+  void on_outcome(Invocation&, const Outcome&) noexcept override {}
 
  private:
   std::variant<std::shared_ptr<TokenBucket>, std::shared_ptr<LeakyBucket>> bucket_;
 };
 
-// Holds a Bulkhead permit (waiting in its queue if configured) around the rest of the
-// chain; rejected with bulkhead_full.
-class BulkheadInterceptor final : public Interceptor {
+// Holds a Bulkhead slot around the rest of the chain; rejected with bulkhead_full.
+// Without a wait queue it is synchronous (try_enter / leave); with one, acquire() may
+// wait in the queue (never past the invocation's deadline).
+class BulkheadInterceptor final : public SynchronousInterceptor {
  public:
   explicit BulkheadInterceptor(std::shared_ptr<Bulkhead> bulkhead,
                                std::optional<int> weight = std::nullopt,
                                std::string name = "bulkhead");
+  Bulkhead& bulkhead() const noexcept { return *bulkhead_; }
+  bool synchronous() const noexcept override { return bulkhead_->config().max_queue == 0; }
+  void on_request(Invocation& invocation) override;
+  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
   boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
 
  private:
@@ -309,13 +400,15 @@ class BulkheadInterceptor final : public Interceptor {
 };
 
 // AdaptiveLimit::acquire() before (concurrency_limited), on_sample(latency, ok) after;
-// cancellation calls release().
-class AdaptiveLimitInterceptor final : public Interceptor {
+// cancellation, local overload and a caller's error call release().
+class AdaptiveLimitInterceptor final : public SynchronousInterceptor {
  public:
   explicit AdaptiveLimitInterceptor(std::shared_ptr<AdaptiveLimit> limit,
                                     std::optional<int> weight = std::nullopt,
                                     std::string name = "adaptive_limit");
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
+  AdaptiveLimit& limit() const noexcept { return *limit_; }
+  void on_request(Invocation& invocation) override;
+  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
 
  private:
   std::shared_ptr<AdaptiveLimit> limit_;
@@ -324,10 +417,34 @@ class AdaptiveLimitInterceptor final : public Interceptor {
 // One line at entry (debug) and one at exit: `qos.call` with operation, attempt count,
 // duration, outcome (ok / rejected / error), and policy+reason or the error message.
 // Exit lines are info for ok, warn for a fault.
-class LogInterceptor final : public Interceptor {
+class LogInterceptor final : public SynchronousInterceptor {
  public:
   explicit LogInterceptor(std::optional<int> weight = std::nullopt, std::string name = "log");
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
+  void on_request(Invocation& invocation) override;
+  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
+};
+
+// Where MetricsInterceptor reports each call (the metrics module implements it with
+// Prometheus families; qos/ itself knows no metrics library). Called on io threads,
+// concurrently.
+class CallObserver {
+ public:
+  enum class Result : std::uint8_t { ok, error, rejected };
+  virtual ~CallObserver() = default;
+  virtual void observe(Result result, Duration elapsed) noexcept = 0;
+};
+
+// Reports every call's result and duration to a CallObserver.
+class MetricsInterceptor final : public SynchronousInterceptor {
+ public:
+  explicit MetricsInterceptor(std::shared_ptr<CallObserver> observer,
+                              std::optional<int> weight = std::nullopt,
+                              std::string name = "metrics");
+  void on_request(Invocation&) override {}
+  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
+
+ private:
+  std::shared_ptr<CallObserver> observer_;
 };
 
 // Which faults a Fallback turns into a value.
@@ -433,7 +550,15 @@ class ChainCore {
                                         const Terminal& terminal) const;
 
  private:
+  // Runs the synchronous interceptors [begin, segment_end_[begin]) around the rest.
+  boost::asio::awaitable<void> run_segment(std::size_t begin, Invocation& invocation,
+                                           const Terminal& terminal) const;
+
   std::vector<std::shared_ptr<Interceptor>> interceptors_;
+  // For a synchronous interceptor at i: the cast pointer, and the index just past the
+  // run of synchronous interceptors it starts. nullptr / unused for the others.
+  std::vector<SynchronousInterceptor*> synchronous_;
+  std::vector<std::size_t> segment_end_;
   ChainOptions options_;
   RejectionHook hook_;
 };

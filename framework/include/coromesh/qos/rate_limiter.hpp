@@ -75,6 +75,8 @@ class TokenBucket {
   TokenBucket& operator=(const TokenBucket&) = delete;
 
   Admission try_acquire(std::uint64_t tokens = 1);
+  // The same at a time the caller already read from this bucket's clock (saves a read).
+  Admission try_acquire_at(Clock::time_point now, std::uint64_t tokens = 1);
   // Tokens available now (refilled up to the clock's current time).
   double available();
   // How long until `tokens` would be available (zero if they are now); for Retry-After.
@@ -102,6 +104,7 @@ class LeakyBucket {
 
   // Meter: admit if level + 1 <= capacity.
   Admission try_acquire();
+  Admission try_acquire_at(Clock::time_point now);
   // Shaper: as try_acquire, and on success the delay after which the call should start so
   // admitted calls leave the bucket at the fixed rate. nullopt when the bucket is full.
   std::optional<Duration> try_schedule();
@@ -110,6 +113,7 @@ class LeakyBucket {
 
  private:
   void leak(Clock::time_point now);
+  std::optional<Duration> schedule_at(Clock::time_point now);
 
   LeakyBucketConfig config_;
   const Clock* clock_;
