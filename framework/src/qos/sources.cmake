@@ -10,4 +10,5 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/qos/deadline.cpp
   src/qos/validate.cpp
   src/qos/remote_error.cpp
+  src/qos/policy_runtime.cpp
   src/qos/chain.cpp)

@@ -56,6 +56,7 @@ class StatusSet {
   constexpr bool contains(unsigned status) const noexcept {
     return status < kSize && (bits_[status / 64] >> (status % 64) & 1U) != 0;
   }
+  friend constexpr bool operator==(const StatusSet&, const StatusSet&) = default;
 
  private:
   static constexpr unsigned kSize = 640;

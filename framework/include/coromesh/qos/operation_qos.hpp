@@ -1,0 +1,140 @@
+#pragma once
+
+// The QoS of one side of one declared operation while it runs: the chain built from the
+// declaration, swapped whole when a live override arrives.
+//
+//   OperationQos<std::int64_t> qos("add", qos::to_policy_set(list), fallback, options, hook);
+//   std::int64_t v = co_await qos.execute(call, {.deadline = incoming});
+//   qos.apply(qos::apply_override(qos.declared(), kv_document));   // any thread
+//
+// A call runs on the chain that was current when it started (it holds a reference), so a
+// swap never disturbs calls in flight. Policy objects whose declaration is unchanged move
+// to the new chain (build_policies), so an override of one policy resets no other state.
+//
+// Threads: execute() from any number of threads; apply() from any thread. The chain and
+// its objects are immutable once published, the swap is one atomic shared_ptr store.
+
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "coromesh/qos/chain.hpp"
+#include "coromesh/qos/policies.hpp"
+#include "coromesh/qos/policy_runtime.hpp"
+
+namespace coromesh::qos {
+
+// The typed fallback interceptor a `qos::fallback{...}` declaration stands for.
+template <class R, class T>
+std::shared_ptr<Interceptor> make_fallback(const fallback<T>& declared) {
+  FallbackFilter filter{.rejections = declared.on_rejections, .errors = declared.on_errors};
+  std::optional<int> weight =
+      declared.weight == 0 ? std::nullopt : std::optional<int>(declared.weight);
+  if constexpr (std::is_invocable_r_v<R, const T&, const Fault&>) {
+    return std::make_shared<Fallback<R>>(
+        [fn = declared.handler](const Fault& fault) { return fn(fault); }, filter, weight);
+  } else {
+    static_assert(std::is_convertible_v<const T&, R>,
+                  "qos::fallback: the value must convert to the operation's result type, or "
+                  "be a function R(const qos::Fault&)");
+    return std::make_shared<Fallback<R>>(Fallback<R>::value(R(declared.handler)), filter, weight);
+  }
+}
+
+// The fallback of a declared list, or nullptr.
+template <class R, Side S, class... Ps>
+std::shared_ptr<Interceptor> fallback_of(const PolicyList<S, Ps...>& list) {
+  std::shared_ptr<Interceptor> result;
+  std::apply(
+      [&result](const auto&... p) {
+        auto one = [&result](const auto& policy) {
+          if constexpr (is_fallback<std::remove_cvref_t<decltype(policy)>>::value) {
+            result = make_fallback<R>(policy);
+          }
+        };
+        (one(p), ...);
+      },
+      list.policies);
+  return result;
+}
+
+template <class R>
+class OperationQos {
+ public:
+  using Call = typename Chain<R>::Call;
+
+  // Throws std::invalid_argument when `declared` cannot work.
+  OperationQos(std::string operation, PolicySet declared, std::shared_ptr<Interceptor> fallback,
+               BuildOptions options, RejectionHook on_rejection)
+      : operation_(std::move(operation)),
+        declared_(declared),
+        fallback_(std::move(fallback)),
+        options_(std::move(options)),
+        on_rejection_(std::move(on_rejection)) {
+    current_.store(build(declared_, nullptr));
+  }
+
+  OperationQos(const OperationQos&) = delete;
+  OperationQos& operator=(const OperationQos&) = delete;
+
+  boost::asio::awaitable<R> execute(Call call, CallOptions options = {}) const {
+    // Held for the whole call: a concurrent apply() cannot free the chain under it.
+    const std::shared_ptr<const State> state = current_.load(std::memory_order_acquire);
+    co_return co_await state->chain.execute(std::move(call), options);
+  }
+
+  // Replaces the running policies by `set`; throws std::invalid_argument (and keeps the
+  // running ones) when it cannot work.
+  void apply(const PolicySet& set) {
+    const std::lock_guard lock(apply_mutex_);
+    auto previous = current_.load();
+    current_.store(build(set, previous->objects.get()), std::memory_order_release);
+  }
+
+  const std::string& operation() const noexcept { return operation_; }
+  const PolicySet& declared() const noexcept { return declared_; }
+  PolicySet current() const { return current_.load()->objects->spec; }
+  // The running objects (breaker state, limits...), for metrics and tests.
+  std::shared_ptr<const PolicyObjects> objects() const { return current_.load()->objects; }
+  std::vector<std::string> order() const { return current_.load()->chain.order(); }
+
+ private:
+  struct State {
+    State(std::shared_ptr<const PolicyObjects> o, std::vector<std::shared_ptr<Interceptor>> chain_of,
+          ChainOptions chain_options)
+        : objects(std::move(o)), chain(std::move(chain_of), std::move(chain_options)) {}
+    std::shared_ptr<const PolicyObjects> objects;
+    Chain<R> chain;
+  };
+
+  std::shared_ptr<const State> build(const PolicySet& set, const PolicyObjects* previous) const {
+    auto objects = build_policies(set, previous, options_);
+    auto interceptors = objects->interceptors;
+    if (fallback_) {
+      interceptors.push_back(fallback_);
+    }
+    auto state = std::make_shared<State>(
+        objects, std::move(interceptors),
+        ChainOptions{.operation = operation_, .clock = options_.clock});
+    state->chain.on_rejection(on_rejection_);
+    return state;
+  }
+
+  std::string operation_;
+  PolicySet declared_;
+  std::shared_ptr<Interceptor> fallback_;
+  BuildOptions options_;
+  RejectionHook on_rejection_;
+  std::mutex apply_mutex_;
+  std::atomic<std::shared_ptr<const State>> current_;
+};
+
+}  // namespace coromesh::qos

@@ -1,0 +1,77 @@
+#pragma once
+
+// From declared policies (a PolicySet) to running policy objects, and the two text
+// forms of a PolicySet: the one-line summary a service publishes in its Consul `Meta`,
+// and the JSON of a live override read from Consul KV.
+//
+// Override document (the value of `coromesh/qos/<service>/<operation>`): an object with
+// one member per policy kind to change; each member is an object of the fields to change
+// (the others keep their declared values), or null to switch that kind off. Durations are
+// strings with a unit ("250ms", "1s"). Unknown kinds or fields, wrong types and values
+// that fail the declaration checks are refused as a whole.
+//
+//   {"rate_limit": {"permits": 10, "period": "1s"},
+//    "timeout": {"per_attempt": "50ms"},
+//    "retry": null}
+//
+// Fields, by kind (the names of the policies.hpp structs' members):
+//   timeout          per_attempt, overall, mode ("preemptive" | "deadline"), weight
+//   retry            max_attempts, base_backoff, max_backoff, multiplier,
+//                    jitter ("none" | "full" | "equal"), idempotent_only, budget,
+//                    budget_ratio, budget_min_per_second, budget_ttl, weight
+//   circuit_breaker  failure_rate, slow_call_rate, slow_call, window,
+//                    window_type ("count" | "time"), window_duration, minimum_calls,
+//                    open_for, half_open_calls, weight
+//   rate_limit       permits, period, burst, algorithm ("token_bucket" | "leaky_bucket"),
+//                    weight
+//   bulkhead         max_concurrent, max_queue, max_wait, weight
+//   adaptive_limit   initial_limit, min_limit, max_limit, backoff_ratio, timeout,
+//                    latency_target, tolerance, baseline_window, weight
+//   log, metrics     weight
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coromesh/qos/policies.hpp"
+
+namespace coromesh::qos {
+
+// The running objects of one side of one operation. Immutable once built; shared by
+// every call that started while it was current.
+struct PolicyObjects {
+  PolicySet spec;
+  std::shared_ptr<CircuitBreaker> breaker;
+  std::shared_ptr<TokenBucket> token_bucket;
+  std::shared_ptr<LeakyBucket> leaky_bucket;
+  std::shared_ptr<Bulkhead> bulkhead;
+  std::shared_ptr<AdaptiveLimit> adaptive;
+  std::shared_ptr<RetryBudget> budget;
+  // The chain's interceptors, unordered (the chain sorts them), fallback excluded.
+  std::vector<std::shared_ptr<Interceptor>> interceptors;
+};
+
+struct BuildOptions {
+  const Clock* clock = nullptr;             // nullptr: Clock::steady()
+  std::shared_ptr<CallObserver> observer{};  // set: every call is reported (metrics)
+};
+
+// Builds the objects for `spec`. Policy objects whose declaration did not change are
+// taken over from `previous` (so changing the rate limit keeps the breaker's window and
+// the bulkhead's in-flight count). Throws std::invalid_argument with validate(spec)'s
+// message when the set cannot work.
+std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
+                                                    const PolicyObjects* previous,
+                                                    const BuildOptions& options);
+
+// "timeout=100ms retry=3x25ms circuit_breaker=50%/100 rate_limit=5000/1s ...": every
+// kind present, in default chain order; empty for an empty set. At most 512 characters
+// (Consul's limit for a Meta value).
+std::string summarize(const PolicySet& set);
+
+// `base` with the override document applied (format above). Throws std::invalid_argument
+// naming the kind and field at fault; `base` is never changed.
+PolicySet apply_override(const PolicySet& base, std::string_view document);
+
+}  // namespace coromesh::qos

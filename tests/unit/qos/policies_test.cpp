@@ -1,0 +1,195 @@
+#include "coromesh/qos/policies.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+#include "coromesh/qos/operation_qos.hpp"
+#include "coromesh/qos/policy_runtime.hpp"
+
+namespace coromesh::qos {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+// --- compile-time checks (a failure here fails the build) -------------------------------
+
+constexpr auto kDesignExample =
+    server(timeout{100ms}, rate_limit{5000, 1s}, circuit_breaker{.failure_rate = 0.5, .window = 100},
+           log{});
+static_assert(validate_declaration(kDesignExample).empty());
+static_assert(validate_declaration(server(bulkhead{.max_concurrent = 0})) ==
+              "bulkhead: a zero-capacity bulkhead (max_concurrent 0) admits nothing");
+static_assert(validate_declaration(server(rate_limit{.permits = 0})) ==
+              "token bucket: a rate of 0 permits admits nothing");
+static_assert(validate_declaration(server(timeout{1s}, timeout{2s})) ==
+              "a policy kind is declared twice in one QoS list");
+// Five attempts with backoffs of 50+100+200+400 ms cannot fit in 500 ms overall.
+static_assert(!validate_declaration(client(timeout{.per_attempt = 100ms, .overall = 500ms},
+                                           retry{.max_attempts = 5, .base_backoff = 50ms,
+                                                 .max_backoff = 1s}))
+                   .empty());
+// A timeout weighted outside the retry bounds all attempts with its per-attempt value.
+static_assert(!validate_declaration(client(timeout{.per_attempt = 100ms, .weight = 1},
+                                           retry{.max_attempts = 3, .base_backoff = 80ms,
+                                                 .max_backoff = 80ms}))
+                   .empty());
+static_assert(validate_declaration(client(timeout{100ms}, retry{})).empty());
+static_assert(validate_declaration(server(fallback{-1})).empty());
+static_assert(!validate_declaration(server(fallback<int>{.handler = 0, .on_rejections = false,
+                                                    .on_errors = false}))
+                   .empty());
+
+TEST(Policies, DefaultsAreTheDocumentedOnes) {
+  EXPECT_EQ(timeout{}.per_attempt, 1s);
+  EXPECT_EQ(retry{}.max_attempts, 3U);
+  EXPECT_EQ(retry{}.base_backoff, 25ms);
+  EXPECT_TRUE(retry{}.retry_on.contains(503));
+  EXPECT_FALSE(retry{}.retry_on.contains(500));
+  EXPECT_EQ(circuit_breaker{}.window, 100U);
+  EXPECT_EQ(circuit_breaker{}.open_for, 60s);
+  EXPECT_EQ(rate_limit{}.effective_burst(), 50U);
+  EXPECT_EQ(bulkhead{}.max_concurrent, 25U);
+  EXPECT_EQ(adaptive_limit{}.initial_limit, 20U);
+}
+
+TEST(Policies, ToPolicySetKeepsEveryKindButFallback) {
+  constexpr auto set = to_policy_set(server(timeout{100ms}, fallback{1}, bulkhead{4}));
+  ASSERT_TRUE(set.timeout_policy);
+  EXPECT_EQ(set.timeout_policy->per_attempt, 100ms);
+  ASSERT_TRUE(set.bulkhead_policy);
+  EXPECT_EQ(set.bulkhead_policy->max_concurrent, 4U);
+  EXPECT_FALSE(set.retry_policy);
+}
+
+TEST(Policies, SummaryListsEveryKindInChainOrder) {
+  const auto set = to_policy_set(kDesignExample);
+  EXPECT_EQ(summarize(set), "log circuit_breaker=50%/100 rate_limit=5000/1s timeout=100ms");
+  EXPECT_EQ(summarize(PolicySet{}), "");
+}
+
+TEST(Policies, BuildOrdersTheChainByWeight) {
+  const auto set = to_policy_set(server(bulkhead{}, timeout{1s}, retry{}, circuit_breaker{},
+                                        rate_limit{}, adaptive_limit{}, log{}));
+  OperationQos<int> op("op", set, make_fallback<int>(fallback{0}), {}, {});
+  EXPECT_EQ(op.order(),
+            (std::vector<std::string>{"log", "fallback", "retry", "circuit_breaker", "rate_limit",
+                                      "timeout", "bulkhead", "adaptive_limit"}));
+}
+
+TEST(Policies, BuildRefusesASetThatCannotWork) {
+  PolicySet set;
+  set.bulkhead_policy = bulkhead{.max_concurrent = 0};
+  EXPECT_THROW(build_policies(set, nullptr, {}), std::invalid_argument);
+}
+
+// --- overrides ---------------------------------------------------------------------------
+
+std::string refusal(const PolicySet& base, std::string_view document) {
+  try {
+    (void)apply_override(base, document);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+TEST(Overrides, ChangeOnlyTheFieldsGiven) {
+  const auto base = to_policy_set(kDesignExample);
+  const auto set = apply_override(base, R"({"rate_limit": {"permits": 10, "period": "2s"}})");
+  ASSERT_TRUE(set.rate_limit_policy);
+  EXPECT_EQ(set.rate_limit_policy->permits, 10U);
+  EXPECT_EQ(set.rate_limit_policy->period, 2s);
+  EXPECT_EQ(set.timeout_policy, base.timeout_policy);
+  EXPECT_EQ(set.breaker_policy, base.breaker_policy);
+}
+
+TEST(Overrides, NullSwitchesAKindOffAndAnObjectAddsOne) {
+  const auto base = to_policy_set(kDesignExample);
+  const auto set = apply_override(base, R"({"timeout": null, "bulkhead": {"max_concurrent": 2}})");
+  EXPECT_FALSE(set.timeout_policy);
+  ASSERT_TRUE(set.bulkhead_policy);
+  EXPECT_EQ(set.bulkhead_policy->max_concurrent, 2U);
+}
+
+TEST(Overrides, BadDocumentsAreRefusedWithTheFieldAtFault) {
+  const auto base = to_policy_set(kDesignExample);
+  EXPECT_NE(refusal(base, "{not json").find("not valid JSON"), std::string::npos);
+  EXPECT_EQ(refusal(base, "[1,2]"), "expected a JSON object with one member per policy kind");
+  EXPECT_EQ(refusal(base, R"({"teleport": {}})"), "teleport: unknown policy kind");
+  EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": 0}})"),
+            "rate_limit: token bucket: a rate of 0 permits admits nothing");
+  EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": -5}})"),
+            "rate_limit.permits: out of range [0, 1099511627776]");
+  EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": "ten"}})"),
+            "rate_limit.permits: expected an integer");
+  EXPECT_EQ(refusal(base, R"({"rate_limit": {"permitz": 3}})"),
+            "rate_limit.permitz: unknown field");
+  EXPECT_EQ(refusal(base, R"({"timeout": {"per_attempt": 100}})"),
+            R"(timeout.per_attempt: expected a duration string such as "250ms")");
+  EXPECT_NE(refusal(base, R"({"timeout": {"per_attempt": "soon"}})").find("timeout.per_attempt"),
+            std::string::npos);
+  EXPECT_EQ(refusal(base, R"({"timeout": {"mode": "maybe"}})"),
+            "timeout.mode: expected one of preemptive, deadline");
+  EXPECT_EQ(refusal(base, R"({"bulkhead": 3})"),
+            "bulkhead: expected an object of fields, or null to switch the policy off");
+  // Valid alone, impossible together: checked as a whole.
+  EXPECT_NE(refusal(base, R"({"timeout": {"overall": "100ms"},
+                             "retry": {"max_attempts": 5, "base_backoff": "50ms",
+                                       "max_backoff": "1s"}})"),
+            "accepted");
+}
+
+// --- OperationQos ------------------------------------------------------------------------
+
+asio::awaitable<int> answer() {
+  co_return 7;
+}
+
+int run_once(asio::io_context& io, const OperationQos<int>& op) {
+  auto future = asio::co_spawn(io, op.execute([] { return answer(); }), asio::use_future);
+  io.run();
+  io.restart();
+  return future.get();
+}
+
+TEST(OperationQos, ApplySwapsTheRateLimitAndKeepsTheBreaker) {
+  ManualClock clock;
+  const auto declared = to_policy_set(server(rate_limit{.permits = 1, .period = 1s},
+                                             circuit_breaker{}));
+  std::vector<std::string> rejections;
+  OperationQos<int> op("op", declared, nullptr, BuildOptions{.clock = &clock},
+                       [&](std::string_view policy, Reason reason) {
+                         rejections.push_back(std::string(policy) + ":" +
+                                              std::string(to_string(reason)));
+                       });
+  asio::io_context io;
+  EXPECT_EQ(run_once(io, op), 7);
+  EXPECT_THROW(run_once(io, op), QosRejected);
+  EXPECT_EQ(rejections, std::vector<std::string>{"rate_limit:rate_limited"});
+
+  const auto breaker_before = op.objects()->breaker;
+  op.apply(apply_override(op.declared(), R"({"rate_limit": {"permits": 100}})"));
+  EXPECT_EQ(op.objects()->breaker, breaker_before);
+  EXPECT_EQ(op.current().rate_limit_policy->permits, 100U);
+  EXPECT_EQ(run_once(io, op), 7);
+  EXPECT_EQ(run_once(io, op), 7);
+}
+
+TEST(OperationQos, AFailedApplyKeepsTheRunningPolicies) {
+  const auto declared = to_policy_set(server(bulkhead{3}));
+  OperationQos<int> op("op", declared, nullptr, {}, {});
+  PolicySet bad = declared;
+  bad.bulkhead_policy->max_concurrent = 0;
+  EXPECT_THROW(op.apply(bad), std::invalid_argument);
+  EXPECT_EQ(op.current(), declared);
+}
+
+}  // namespace
+}  // namespace coromesh::qos
