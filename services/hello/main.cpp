@@ -1,5 +1,6 @@
-// hello-svc: the smallest complete coromesh service. It serves two operations,
-// registers with Consul, exposes /health and /metrics, and shuts down gracefully.
+// hello-svc: the smallest complete coromesh service. It serves a declared operation with
+// QoS and a raw route, registers with Consul (the QoS shows in its Meta as `qos_greet`),
+// exposes /health and /metrics, and shuts down gracefully.
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <coromesh/service/service.hpp>
@@ -15,7 +16,13 @@ struct Reply {
 };
 BOOST_DESCRIBE_STRUCT(Reply, (), (message))
 
-boost::asio::awaitable<Reply> greet(Greeting in) {
+// Generous limits: the example shows the declaration, the load benchmarks measure the
+// server. Change them live with `consul kv put coromesh/qos/hello/greet '{...}'`.
+COROMESH_OPERATION(greet, GET, "/api/v1/hello", Greeting, Reply,
+                   QOS(qos::timeout{15s}, qos::rate_limit{.permits = 100'000, .period = 1s},
+                       qos::bulkhead{1024}));
+
+boost::asio::awaitable<Reply> say_hello(Greeting in) {
   if (in.delay_ms && *in.delay_ms > 0) {
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
     timer.expires_after(std::chrono::milliseconds(std::min<std::int64_t>(*in.delay_ms, 10'000)));
@@ -27,7 +34,7 @@ boost::asio::awaitable<Reply> greet(Greeting in) {
 int main(int argc, char** argv) {
   coromesh::Service service({.defaults = {.name = "hello"}, .description = "Says hello."}, argc,
                             argv);
-  service.route<Greeting>(coromesh::http::Verb::get, "/api/v1/hello", "greet", greet);
+  service.serve(greet, say_hello);
   service.route(
       coromesh::http::Verb::get, "/hello", "plain",
       [](coromesh::http::RequestContext&) -> boost::asio::awaitable<coromesh::http::Response> {

@@ -2,6 +2,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 
@@ -66,6 +67,32 @@ bool parse_scalar(std::string_view text, bool& out, std::string& why) {
   }
   why = "'" + clip(text) + "' is not a boolean (true/false)";
   return false;
+}
+
+void append_query_param(std::string& out, std::string_view name, const boost::json::value& value) {
+  auto encode = [&out](std::string_view text) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    for (char c : text) {
+      const auto u = static_cast<unsigned char>(c);
+      if (std::isalnum(u) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+        out += c;
+      } else {
+        out += '%';
+        out += kHex[u >> 4U];
+        out += kHex[u & 0xFU];
+      }
+    }
+  };
+  if (!out.empty()) {
+    out += '&';
+  }
+  encode(name);
+  out += '=';
+  if (value.is_string()) {
+    encode(std::string_view(value.get_string()));
+  } else {
+    encode(boost::json::serialize(value));
+  }
 }
 
 std::optional<std::string> query_value(std::string_view query, std::string_view name) {

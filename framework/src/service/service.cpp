@@ -1,6 +1,8 @@
 #include "coromesh/service/service.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
@@ -15,7 +17,9 @@
 #include "coromesh/http/server.hpp"
 #include "coromesh/log/logger.hpp"
 #include "coromesh/metrics/http_server_metrics.hpp"
+#include "coromesh/consul/watch.hpp"
 #include "coromesh/metrics/process_collector.hpp"
+#include "coromesh/metrics/qos_metrics.hpp"
 #include "coromesh/metrics/registry.hpp"
 #include "coromesh/runtime/io_pool.hpp"
 #include "coromesh/version.hpp"
@@ -30,7 +34,8 @@ struct Service::Impl final : http::ServerObserver {
       : config(std::move(c)),
         pool(config.io_threads),
         signals(pool.context(0), SIGINT, SIGTERM),
-        http_metrics(metrics, config.name) {
+        http_metrics(metrics, config.name),
+        qos_metrics(metrics) {
     log::set_level(config.log_level);
     metrics.add_collectable(std::make_shared<metrics::ProcessCollector>());
   }
@@ -41,6 +46,9 @@ struct Service::Impl final : http::ServerObserver {
   http::Router router;
   metrics::MetricsRegistry metrics;
   metrics::HttpServerMetrics http_metrics;
+  metrics::QosMetrics qos_metrics;
+  std::vector<DeclaredOperation> declared;
+  std::vector<std::shared_ptr<void>> kept_alive;  // clients the service owns
   std::vector<metrics::OperationMetrics*> route_metrics;  // by Route::index
   metrics::OperationMetrics* unmatched_metrics = nullptr;
   std::unique_ptr<http::Server> server;
@@ -64,6 +72,10 @@ struct Service::Impl final : http::ServerObserver {
   void start();
   void request_shutdown();
   asio::awaitable<void> keep_registered();
+  asio::awaitable<void> watch_overrides(const DeclaredOperation& operation);
+  std::string override_key(const std::string& operation) const {
+    return "coromesh/qos/" + config.name + "/" + operation;
+  }
   asio::awaitable<void> shutdown_sequence();
   void wait_for_signals();
 };
@@ -118,6 +130,14 @@ consul::ServiceRegistration Service::Impl::registration() const {
   if (!operations.empty()) {
     reg.meta["operations"] = operations;
   }
+  for (const auto& operation : declared) {
+    // Consul Meta keys allow [A-Za-z0-9_-] and 128 characters; operation names are C++
+    // identifiers, so only the length needs watching.
+    const std::string key = "qos_" + operation.name;
+    if (key.size() <= 128) {
+      reg.meta[key] = qos::summarize(operation.declared);
+    }
+  }
   auto check_host = reg.address.empty() ? std::string("127.0.0.1") : reg.address;
   if (check_host.find(':') != std::string::npos) {
     check_host = "[" + check_host + "]";
@@ -164,6 +184,9 @@ void Service::Impl::start() {
     registrar =
         std::make_unique<consul::Registrar>(*consul_client, registration(), registrar_options);
     runtime::spawn(pool.executor(0), keep_registered(), "consul.registrar");
+    for (const auto& operation : declared) {
+      runtime::spawn(pool.executor(0), watch_overrides(operation), "qos.overrides");
+    }
   }
   wait_for_signals();
   log::info("service.started",
@@ -184,6 +207,32 @@ asio::awaitable<void> Service::Impl::keep_registered() {
     exit_code = 1;
     request_shutdown();
   }
+}
+
+asio::awaitable<void> Service::Impl::watch_overrides(const DeclaredOperation& operation) {
+  const std::string key = override_key(operation.name);
+  bool overridden = false;
+  auto on_change = [&](const std::optional<consul::KvEntry>& entry) {
+    if (!entry) {
+      if (overridden) {
+        operation.apply(operation.declared);
+        overridden = false;
+        log::info("qos.override_removed", {{"operation", operation.name}, {"key", key}});
+      }
+      return;
+    }
+    try {
+      const auto set = qos::apply_override(operation.declared, entry->value);
+      operation.apply(set);
+      overridden = true;
+      log::info("qos.override_applied",
+                {{"operation", operation.name}, {"key", key}, {"qos", qos::summarize(set)}});
+    } catch (const std::invalid_argument& e) {
+      log::warn("qos.override_refused",
+                {{"operation", operation.name}, {"key", key}, {"error", e.what()}});
+    }
+  };
+  co_await consul::watch_kv(*consul_client, key, on_change);
 }
 
 void Service::Impl::wait_for_signals() {
@@ -247,6 +296,69 @@ http::Router& Service::router() {
 metrics::MetricsRegistry& Service::metrics() {
   return impl_->metrics;
 }
+metrics::QosMetrics& Service::qos_metrics() {
+  return impl_->qos_metrics;
+}
+
+qos::BuildOptions Service::server_build_options(const std::string& operation) {
+  return qos::BuildOptions{.clock = nullptr,
+                           .observer = impl_->qos_metrics.observer(operation, "server")};
+}
+
+qos::RejectionHook Service::server_rejection_hook(const std::string& operation) {
+  return impl_->qos_metrics.rejection_hook(operation, "server");
+}
+
+void Service::add_declared(DeclaredOperation operation,
+                           std::function<std::shared_ptr<const qos::PolicyObjects>()> objects) {
+  if (impl_->started) {
+    throw std::logic_error("Service::serve() after start()");
+  }
+  impl_->qos_metrics.export_state(operation.name, "server", std::move(objects));
+  impl_->declared.push_back(std::move(operation));
+}
+
+void Service::keep_alive(std::shared_ptr<void> object) {
+  impl_->kept_alive.push_back(std::move(object));
+}
+
+namespace detail {
+
+qos::Deadline incoming_deadline(const http::RequestContext& context) {
+  const auto header = context.request.find(qos::kDeadlineHeader);
+  if (header == context.request.end()) {
+    return {};
+  }
+  const auto parsed = qos::parse_deadline_header(header->value());
+  if (!parsed) {
+    throw http::HttpError(http::Status::bad_request, "invalid_deadline",
+                          std::string(qos::kDeadlineHeader) + ": " + std::string(parsed.error));
+  }
+  return parsed.deadline;
+}
+
+http::Response rejection_response(const qos::QosRejected& rejected) {
+  boost::json::object body{{"error", qos::to_string(rejected.reason())},
+                           {"reason", rejected.what()},
+                           {"policy", rejected.policy()}};
+  auto response = http::make_json_response(static_cast<http::Status>(rejected.http_status()),
+                                           boost::json::serialize(body));
+  if (rejected.reason() == qos::Reason::rate_limited) {
+    response.set(http::Field::retry_after, "1");
+  }
+  return response;
+}
+
+http::Response upstream_error_response(const qos::RemoteError& error) {
+  const unsigned status = error.status();
+  const http::Status mapped = status == 504 || status == 408 ? http::Status::gateway_timeout
+                              : status == 503 || status == 429
+                                  ? http::Status::service_unavailable
+                                  : http::Status::bad_gateway;
+  return http::make_error_response(mapped, error.code(), error.what());
+}
+
+}  // namespace detail
 runtime::IoPool& Service::pool() {
   return impl_->pool;
 }

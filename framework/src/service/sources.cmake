@@ -1,2 +1,4 @@
 # Sources of the service module (see framework/CMakeLists.txt).
-list(APPEND COROMESH_FRAMEWORK_SOURCES src/service/service.cpp)
+list(APPEND COROMESH_FRAMEWORK_SOURCES
+  src/service/service.cpp
+  src/service/operation_client.cpp)

@@ -236,4 +236,46 @@ std::string to_json(const T& value) {
   return serialize_json(to_json_value(value));
 }
 
+namespace binding_detail {
+// Appends `name=value` (percent-encoded; `&` first unless `out` is empty). Strings go
+// as they are, numbers and booleans in their JSON spelling.
+void append_query_param(std::string& out, std::string_view name, const boost::json::value& value);
+}  // namespace binding_detail
+
+// The query string (without '?') that bind_query<T> reads back into an equal T: one
+// parameter per public member, absent optionals left out.
+template <class T>
+std::string to_query(const T& value) {
+  static_assert(binding_detail::is_described_struct_v<T>,
+                "to_query<T>: describe T with BOOST_DESCRIBE_STRUCT");
+  std::string out;
+  boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>(
+      [&](auto member) {
+        const auto& field = value.*member.pointer;
+        using Member = std::remove_cvref_t<decltype(field)>;
+        if constexpr (binding_detail::is_optional<Member>::value) {
+          if (field) {
+            binding_detail::append_query_param(out, member.name, to_json_value(*field));
+          }
+        } else {
+          binding_detail::append_query_param(out, member.name, to_json_value(field));
+        }
+      });
+  return out;
+}
+
+// The inverse of to_response for a 2xx body: a number from its bare text, a std::string
+// as is, a described struct from JSON. Throws HttpError(bad_request, ...) when the body
+// does not hold a T.
+template <class T>
+T from_body(std::string_view body) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return std::string(body);
+  } else {
+    T result{};
+    binding_detail::json_to(binding_detail::parse_json_body(body), std::string{}, result);
+    return result;
+  }
+}
+
 }  // namespace coromesh::http

@@ -581,6 +581,19 @@ class Chain {
   // Runs `call` through the chain. Returns the call's (or a fallback's) result; throws
   // QosRejected on a rejection nobody turned into a value, or the call's exception.
   boost::asio::awaitable<R> execute(Call call, CallOptions options = {}) const {
+    return run(std::move(call), options);
+  }
+
+  // The same, for a call that reads the invocation: its deadline (the attempt's, what a
+  // client sends downstream) and attempt number.
+  using InvocationCall = std::function<boost::asio::awaitable<R>(const Invocation&)>;
+  boost::asio::awaitable<R> execute_with(InvocationCall call, CallOptions options = {}) const {
+    return run(std::move(call), options);
+  }
+
+ private:
+  template <class F>
+  boost::asio::awaitable<R> run(F call, CallOptions options) const {
     TypedInvocation<R> invocation(core_, options);
     const Terminal terminal = [&call](Invocation& inv) { return invoke(call, inv); };
     co_await core_.run_from(0, invocation, terminal);
@@ -590,12 +603,17 @@ class Chain {
     co_return std::move(invocation.result());
   }
 
- private:
-  static boost::asio::awaitable<void> invoke(const Call& call, Invocation& inv) {
+  template <class F>
+  static boost::asio::awaitable<void> invoke(const F& call, Invocation& inv) {
     auto& typed = static_cast<TypedInvocation<R>&>(inv);
     typed.clear_result();
-    R value = co_await call();
-    typed.set_result(std::move(value));
+    std::optional<R> value;
+    if constexpr (std::is_invocable_v<const F&, const Invocation&>) {
+      value.emplace(co_await call(inv));
+    } else {
+      value.emplace(co_await call());
+    }
+    typed.set_result(std::move(*value));
   }
 
   ChainCore core_;

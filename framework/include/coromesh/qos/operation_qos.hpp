@@ -90,6 +90,11 @@ class OperationQos {
     const std::shared_ptr<const State> state = current_.load(std::memory_order_acquire);
     co_return co_await state->chain.execute(std::move(call), options);
   }
+  boost::asio::awaitable<R> execute_with(typename Chain<R>::InvocationCall call,
+                                         CallOptions options = {}) const {
+    const std::shared_ptr<const State> state = current_.load(std::memory_order_acquire);
+    co_return co_await state->chain.execute_with(std::move(call), options);
+  }
 
   // Replaces the running policies by `set`; throws std::invalid_argument (and keeps the
   // running ones) when it cannot work.

@@ -443,10 +443,11 @@ struct DeclarationError {
 
   constexpr DeclarationError() noexcept = default;
   constexpr DeclarationError(std::string_view a, std::string_view b = {},
-                             std::string_view c = {}) noexcept {
+                             std::string_view c = {}, std::string_view d = {}) noexcept {
     append(a);
     append(b);
     append(c);
+    append(d);
   }
   constexpr void append(std::string_view s) noexcept {
     for (char ch : s) {

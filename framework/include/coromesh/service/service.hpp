@@ -19,21 +19,36 @@
 // taking requests, in-flight ones get `shutdown_grace` to finish, and whatever is left
 // is cancelled. A second signal exits at once.
 //
+// Declared operations (service/operation.hpp) are served with `serve(op, fn)`: the
+// route and binding, the server-side QoS chain, the incoming deadline and trace, the
+// rejections as 429/503/504 with a JSON error, the metric families (metrics/qos_metrics.hpp),
+// the operation's QoS in the Consul Meta key `qos_<operation>`, and a live override
+// watch on the Consul KV key `coromesh/qos/<service>/<operation>` (format in
+// qos/policy_runtime.hpp; a bad value is refused with a `qos.override_refused` log line
+// and the running policies stay; deleting the key restores the declaration).
+//
 // Threads: declare routes before run()/start(); everything else is internal.
 
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
+#include <functional>
+#include <optional>
+#include <type_traits>
 #include <memory>
 #include <string>
 
 #include "coromesh/config/service_config.hpp"
 #include "coromesh/http/router.hpp"
 #include "coromesh/http/typed_handler.hpp"
+#include "coromesh/qos/operation_qos.hpp"
+#include "coromesh/service/operation.hpp"
+#include "coromesh/service/operation_client.hpp"
 
 namespace coromesh::metrics {
 class MetricsRegistry;
-}
+class QosMetrics;
+}  // namespace coromesh::metrics
 namespace coromesh::runtime {
 class IoPool;
 }
@@ -59,6 +74,23 @@ class Service {
                  http::typed_handler<Arg>(method, std::move(f)));
     return *this;
   }
+  // Serves a declared operation with `fn(Arg)` or `fn(Arg, const CallContext&)`
+  // returning awaitable<Result>. Throws std::invalid_argument if the declared QoS cannot
+  // work (it compiled, so only a hand-built Operation gets here).
+  template <class Op, class F>
+  Service& serve(const Op& op, F fn);
+
+  // A typed client for a declared operation reached at `upstream` (the caller's sidecar
+  // upstream listener), on this service's io threads and metrics. Owned by the service.
+  template <class Op>
+  OperationClient<Op>& client(const Op& op, http::Destination upstream) {
+    auto owned = std::make_shared<OperationClient<Op>>(
+        op, pool(), OperationClientOptions{.upstream = std::move(upstream), .metrics = &qos_metrics()});
+    auto& result = *owned;
+    keep_alive(std::move(owned));
+    return result;
+  }
+
   // Adds a raw handler.
   Service& route(http::Verb method, std::string_view path, std::string operation,
                  http::Handler handler) {
@@ -68,6 +100,7 @@ class Service {
 
   http::Router& router();
   metrics::MetricsRegistry& metrics();
+  metrics::QosMetrics& qos_metrics();
   runtime::IoPool& pool();
   const config::ServiceConfig& config() const;
 
@@ -85,8 +118,85 @@ class Service {
   std::string instance_id() const;
 
  private:
+  // What the Consul registration and the KV override watch need of a served operation.
+  struct DeclaredOperation {
+    std::string name;
+    qos::PolicySet declared;
+    std::function<void(const qos::PolicySet&)> apply;  // throws std::invalid_argument
+  };
+  qos::BuildOptions server_build_options(const std::string& operation);
+  qos::RejectionHook server_rejection_hook(const std::string& operation);
+  void add_declared(DeclaredOperation operation,
+                    std::function<std::shared_ptr<const qos::PolicyObjects>()> objects);
+  void keep_alive(std::shared_ptr<void> object);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+namespace detail {
+// The incoming deadline (x-coromesh-deadline-ms); none without the header. Throws
+// HttpError 400 invalid_deadline for a malformed one.
+qos::Deadline incoming_deadline(const http::RequestContext& context);
+// 429/503/504 {"error": <reason>, "reason": ..., "policy": ...}.
+http::Response rejection_response(const qos::QosRejected& rejected);
+// A callee's error seen by this service's own call: 504 for a timeout, 503 for overload
+// and open circuits, 502 otherwise, with the callee's error code.
+http::Response upstream_error_response(const qos::RemoteError& error);
+}  // namespace detail
+
+template <class Op, class F>
+Service& Service::serve(const Op& op, F fn) {
+  using Arg = typename Op::argument_type;
+  using Result = typename Op::result_type;
+  const std::string name(op.name);
+  auto operation_qos = std::make_shared<qos::OperationQos<Result>>(
+      name, qos::to_policy_set(op.server), qos::fallback_of<Result>(op.server),
+      server_build_options(name), server_rejection_hook(name));
+  add_declared({name, operation_qos->declared(),
+                [operation_qos](const qos::PolicySet& set) { operation_qos->apply(set); }},
+               [operation_qos] { return operation_qos->objects(); });
+  const http::Verb method = op.method;
+  const bool idempotent = op.idempotent();
+  auto refuse_late = server_rejection_hook(name);
+  router().add(
+      op.method, op.path, name,
+      [operation_qos, fn = std::move(fn), method, idempotent, refuse_late](
+          http::RequestContext& context) -> boost::asio::awaitable<http::Response> {
+        const qos::Deadline deadline = detail::incoming_deadline(context);
+        if (deadline.is_set() && deadline.expired()) {
+          // The caller has given up already: doing the work would only waste it.
+          const qos::QosRejected late("deadline", qos::Reason::deadline_exceeded);
+          if (refuse_late) {
+            refuse_late(late.policy(), late.reason());
+          }
+          co_return detail::rejection_response(late);
+        }
+        Arg arg = http::bind_request<Arg>(method, context);
+        const CallContext call{deadline, std::string(context.trace_id), &context};
+        typename qos::Chain<Result>::InvocationCall attempt =
+            [&fn, &arg, &call](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
+          CallContext this_attempt = call;
+          this_attempt.deadline = invocation.deadline();
+          if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
+            co_return co_await fn(arg, this_attempt);
+          } else {
+            co_return co_await fn(arg);
+          }
+        };
+        const qos::CallOptions options{.deadline = deadline, .idempotent = idempotent};
+        std::optional<http::Response> response;
+        try {
+          Result result = co_await operation_qos->execute_with(std::move(attempt), options);
+          response.emplace(http::to_response(std::move(result)));
+        } catch (const qos::QosRejected& rejected) {
+          response.emplace(detail::rejection_response(rejected));
+        } catch (const qos::RemoteError& error) {
+          response.emplace(detail::upstream_error_response(error));
+        }
+        co_return std::move(*response);
+      });
+  return *this;
+}
 
 }  // namespace coromesh

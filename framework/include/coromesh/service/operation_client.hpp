@@ -1,0 +1,142 @@
+#pragma once
+
+// The typed client stub of a declared operation (service/operation.hpp):
+//
+//   coromesh::OperationClient add_client(api::add, service.pool(), {.upstream = {"127.0.0.1", 9191}});
+//   std::int64_t sum = co_await add_client.execute({.l = 1, .r = 2}, call);   // call: CallContext
+//
+// `upstream` is the caller's sidecar listener for the service (or, without a mesh, the
+// service itself). Each execute() runs the operation's client-side QoS chain around one
+// HTTP exchange per attempt: the argument goes as the query (GET, HEAD, DELETE) or a
+// JSON body, the attempt's remaining deadline as `x-coromesh-deadline-ms`, the caller's
+// trace as a W3C `traceparent` with a new span id. A 2xx body becomes the result; any
+// other answer throws qos::RemoteError with the callee's status and error code (which
+// the chain's retry and breaker judge), a transport failure an http::ClientError.
+//
+// Threads: execute() may be called from coroutines on any of the executors the client
+// was built with (one HTTP connection pool per executor); the client must outlive its
+// calls.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "coromesh/http/binding.hpp"
+#include "coromesh/http/client.hpp"
+#include "coromesh/qos/operation_qos.hpp"
+#include "coromesh/service/operation.hpp"
+
+namespace coromesh {
+
+namespace metrics {
+class QosMetrics;
+}
+namespace runtime {
+class IoPool;
+}
+
+struct OperationClientOptions {
+  http::Destination upstream{};
+  metrics::QosMetrics* metrics = nullptr;  // set: client-side calls and rejections counted
+  // Bounds an exchange that has no deadline at all (no caller deadline, no timeout policy).
+  std::chrono::milliseconds default_timeout{30'000};
+};
+
+namespace detail {
+
+// One HTTP exchange of a declared operation; non-template so Beast stays out of callers.
+struct OperationRequest {
+  http::Verb method;
+  std::string_view path;
+  std::string query;  // GET/HEAD/DELETE
+  std::string body;   // others (JSON)
+};
+
+class OperationTransport {
+ public:
+  OperationTransport(std::vector<boost::asio::any_io_executor> executors,
+                     OperationClientOptions options);
+  ~OperationTransport();
+  OperationTransport(const OperationTransport&) = delete;
+  OperationTransport& operator=(const OperationTransport&) = delete;
+
+  // Returns a 2xx body; throws qos::RemoteError for another status.
+  boost::asio::awaitable<std::string> exchange(OperationRequest request, qos::Deadline deadline,
+                                               std::string trace_id) const;
+  const OperationClientOptions& options() const noexcept { return options_; }
+
+ private:
+  http::Client& client_for(const boost::asio::any_io_executor& executor) const;
+
+  OperationClientOptions options_;
+  std::vector<std::pair<boost::asio::any_io_executor, std::unique_ptr<http::Client>>> clients_;
+};
+
+std::vector<boost::asio::any_io_executor> executors_of(runtime::IoPool& pool);
+
+qos::BuildOptions client_build_options(metrics::QosMetrics* metrics, const std::string& operation);
+qos::RejectionHook client_rejection_hook(metrics::QosMetrics* metrics, std::string operation);
+
+}  // namespace detail
+
+template <class Op>
+class OperationClient {
+ public:
+  using Arg = typename Op::argument_type;
+  using Result = typename Op::result_type;
+
+  OperationClient(const Op& op, std::vector<boost::asio::any_io_executor> executors,
+                  OperationClientOptions options)
+      : op_(op),
+        transport_(std::move(executors), options),
+        qos_(std::string(op.name), qos::to_policy_set(op.client),
+             qos::fallback_of<Result>(op.client),
+             detail::client_build_options(options.metrics, std::string(op.name)),
+             detail::client_rejection_hook(options.metrics, std::string(op.name))) {}
+
+  OperationClient(const Op& op, boost::asio::any_io_executor executor,
+                  OperationClientOptions options)
+      : OperationClient(op, std::vector<boost::asio::any_io_executor>{std::move(executor)},
+                        std::move(options)) {}
+
+  OperationClient(const Op& op, runtime::IoPool& pool, OperationClientOptions options)
+      : OperationClient(op, detail::executors_of(pool), std::move(options)) {}
+
+  // Calls the operation through its client-side QoS. `parent`: the caller's call, whose
+  // deadline bounds this one and whose trace it continues.
+  boost::asio::awaitable<Result> execute(Arg arg, CallContext parent = {}) const {
+    detail::OperationRequest request{op_.method, op_.path, {}, {}};
+    if (op_.method == http::Verb::get || op_.method == http::Verb::head ||
+        op_.method == http::Verb::delete_) {
+      request.query = http::to_query(arg);
+    } else {
+      request.body = http::to_json(arg);
+    }
+    const detail::OperationTransport& transport = transport_;
+    const std::string trace_id = parent.trace_id;
+    typename qos::Chain<Result>::InvocationCall attempt =
+        [&request, &transport, &trace_id](const qos::Invocation& invocation)
+        -> boost::asio::awaitable<Result> {
+      std::string body = co_await transport.exchange(request, invocation.deadline(), trace_id);
+      co_return http::from_body<Result>(body);
+    };
+    const qos::CallOptions options{.deadline = parent.deadline, .idempotent = op_.idempotent()};
+    co_return co_await qos_.execute_with(std::move(attempt), options);
+  }
+
+  qos::OperationQos<Result>& qos() noexcept { return qos_; }
+  const Op& operation() const noexcept { return op_; }
+
+ private:
+  Op op_;
+  detail::OperationTransport transport_;
+  qos::OperationQos<Result> qos_;
+};
+
+}  // namespace coromesh
