@@ -1,10 +1,10 @@
 #include "coromesh/service/service.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/json/serialize.hpp>
-#include <boost/json/value.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <csignal>
 #include <cstdlib>
 #include <future>
@@ -13,11 +13,11 @@
 #include "coromesh/consul/error.hpp"
 #include "coromesh/consul/http_agent_client.hpp"
 #include "coromesh/consul/registrar.hpp"
+#include "coromesh/consul/watch.hpp"
 #include "coromesh/http/error.hpp"
 #include "coromesh/http/server.hpp"
 #include "coromesh/log/logger.hpp"
 #include "coromesh/metrics/http_server_metrics.hpp"
-#include "coromesh/consul/watch.hpp"
 #include "coromesh/metrics/process_collector.hpp"
 #include "coromesh/metrics/qos_metrics.hpp"
 #include "coromesh/metrics/registry.hpp"
@@ -48,7 +48,7 @@ struct Service::Impl final : http::ServerObserver {
   metrics::HttpServerMetrics http_metrics;
   metrics::QosMetrics qos_metrics;
   std::vector<DeclaredOperation> declared;
-  std::vector<std::shared_ptr<void>> kept_alive;  // clients the service owns
+  std::vector<std::shared_ptr<void>> kept_alive;          // clients the service owns
   std::vector<metrics::OperationMetrics*> route_metrics;  // by Route::index
   metrics::OperationMetrics* unmatched_metrics = nullptr;
   std::unique_ptr<http::Server> server;
@@ -351,11 +351,18 @@ http::Response rejection_response(const qos::QosRejected& rejected) {
 
 http::Response upstream_error_response(const qos::RemoteError& error) {
   const unsigned status = error.status();
-  const http::Status mapped = status == 504 || status == 408 ? http::Status::gateway_timeout
-                              : status == 503 || status == 429
-                                  ? http::Status::service_unavailable
-                                  : http::Status::bad_gateway;
+  const http::Status mapped = status == 504 || status == 408   ? http::Status::gateway_timeout
+                              : status == 503 || status == 429 ? http::Status::service_unavailable
+                                                               : http::Status::bad_gateway;
   return http::make_error_response(mapped, error.code(), error.what());
+}
+
+http::Response transport_error_response(const http::ClientError& error) {
+  if (error.code() == http::ClientErrc::timeout) {
+    return http::make_error_response(http::Status::gateway_timeout, "deadline_exceeded",
+                                     error.what());
+  }
+  return http::make_error_response(http::Status::bad_gateway, "upstream_unavailable", error.what());
 }
 
 }  // namespace detail

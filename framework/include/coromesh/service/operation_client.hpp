@@ -2,7 +2,8 @@
 
 // The typed client stub of a declared operation (service/operation.hpp):
 //
-//   coromesh::OperationClient add_client(api::add, service.pool(), {.upstream = {"127.0.0.1", 9191}});
+//   auto& add_client = service.client(api::add, {"127.0.0.1", 9191});     // in a Service, or
+//   coromesh::OperationClient add_client(api::add, executor, {.upstream = {"127.0.0.1", 9191}});
 //   std::int64_t sum = co_await add_client.execute({.l = 1, .r = 2}, call);   // call: CallContext
 //
 // `upstream` is the caller's sidecar listener for the service (or, without a mesh, the
@@ -105,9 +106,6 @@ class OperationClient {
       : OperationClient(op, std::vector<boost::asio::any_io_executor>{std::move(executor)},
                         std::move(options)) {}
 
-  OperationClient(const Op& op, runtime::IoPool& pool, OperationClientOptions options)
-      : OperationClient(op, detail::executors_of(pool), std::move(options)) {}
-
   // Calls the operation through its client-side QoS. `parent`: the caller's call, whose
   // deadline bounds this one and whose trace it continues.
   boost::asio::awaitable<Result> execute(Arg arg, CallContext parent = {}) const {
@@ -121,8 +119,8 @@ class OperationClient {
     const detail::OperationTransport& transport = transport_;
     const std::string trace_id = parent.trace_id;
     typename qos::Chain<Result>::InvocationCall attempt =
-        [&request, &transport, &trace_id](const qos::Invocation& invocation)
-        -> boost::asio::awaitable<Result> {
+        [&request, &transport,
+         &trace_id](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
       std::string body = co_await transport.exchange(request, invocation.deadline(), trace_id);
       co_return http::from_body<Result>(body);
     };

@@ -33,10 +33,10 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <functional>
-#include <optional>
-#include <type_traits>
 #include <memory>
+#include <optional>
 #include <string>
+#include <type_traits>
 
 #include "coromesh/config/service_config.hpp"
 #include "coromesh/http/router.hpp"
@@ -85,7 +85,8 @@ class Service {
   template <class Op>
   OperationClient<Op>& client(const Op& op, http::Destination upstream) {
     auto owned = std::make_shared<OperationClient<Op>>(
-        op, pool(), OperationClientOptions{.upstream = std::move(upstream), .metrics = &qos_metrics()});
+        op, detail::executors_of(pool()),
+        OperationClientOptions{.upstream = std::move(upstream), .metrics = &qos_metrics()});
     auto& result = *owned;
     keep_alive(std::move(owned));
     return result;
@@ -143,6 +144,9 @@ http::Response rejection_response(const qos::QosRejected& rejected);
 // A callee's error seen by this service's own call: 504 for a timeout, 503 for overload
 // and open circuits, 502 otherwise, with the callee's error code.
 http::Response upstream_error_response(const qos::RemoteError& error);
+// A call of this service's that got no answer: 504 deadline_exceeded for a timeout, 502
+// upstream_unavailable otherwise.
+http::Response transport_error_response(const http::ClientError& error);
 }  // namespace detail
 
 template <class Op, class F>
@@ -159,43 +163,46 @@ Service& Service::serve(const Op& op, F fn) {
   const http::Verb method = op.method;
   const bool idempotent = op.idempotent();
   auto refuse_late = server_rejection_hook(name);
-  router().add(
-      op.method, op.path, name,
-      [operation_qos, fn = std::move(fn), method, idempotent, refuse_late](
-          http::RequestContext& context) -> boost::asio::awaitable<http::Response> {
-        const qos::Deadline deadline = detail::incoming_deadline(context);
-        if (deadline.is_set() && deadline.expired()) {
-          // The caller has given up already: doing the work would only waste it.
-          const qos::QosRejected late("deadline", qos::Reason::deadline_exceeded);
-          if (refuse_late) {
-            refuse_late(late.policy(), late.reason());
-          }
-          co_return detail::rejection_response(late);
-        }
-        Arg arg = http::bind_request<Arg>(method, context);
-        const CallContext call{deadline, std::string(context.trace_id), &context};
-        typename qos::Chain<Result>::InvocationCall attempt =
-            [&fn, &arg, &call](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
-          CallContext this_attempt = call;
-          this_attempt.deadline = invocation.deadline();
-          if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
-            co_return co_await fn(arg, this_attempt);
-          } else {
-            co_return co_await fn(arg);
-          }
-        };
-        const qos::CallOptions options{.deadline = deadline, .idempotent = idempotent};
-        std::optional<http::Response> response;
-        try {
-          Result result = co_await operation_qos->execute_with(std::move(attempt), options);
-          response.emplace(http::to_response(std::move(result)));
-        } catch (const qos::QosRejected& rejected) {
-          response.emplace(detail::rejection_response(rejected));
-        } catch (const qos::RemoteError& error) {
-          response.emplace(detail::upstream_error_response(error));
-        }
-        co_return std::move(*response);
-      });
+  router().add(op.method, op.path, name,
+               [operation_qos, fn = std::move(fn), method, idempotent, refuse_late](
+                   http::RequestContext& context) -> boost::asio::awaitable<http::Response> {
+                 const qos::Deadline deadline = detail::incoming_deadline(context);
+                 if (deadline.is_set() && deadline.expired()) {
+                   // The caller has given up already: doing the work would only waste it.
+                   const qos::QosRejected late("deadline", qos::Reason::deadline_exceeded);
+                   if (refuse_late) {
+                     refuse_late(late.policy(), late.reason());
+                   }
+                   co_return detail::rejection_response(late);
+                 }
+                 Arg arg = http::bind_request<Arg>(method, context);
+                 const CallContext call{deadline, std::string(context.trace_id), &context};
+                 typename qos::Chain<Result>::InvocationCall attempt =
+                     [&fn, &arg,
+                      &call](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
+                   CallContext this_attempt = call;
+                   this_attempt.deadline = invocation.deadline();
+                   if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
+                     co_return co_await fn(arg, this_attempt);
+                   } else {
+                     co_return co_await fn(arg);
+                   }
+                 };
+                 const qos::CallOptions options{.deadline = deadline, .idempotent = idempotent};
+                 std::optional<http::Response> response;
+                 try {
+                   Result result =
+                       co_await operation_qos->execute_with(std::move(attempt), options);
+                   response.emplace(http::to_response(std::move(result)));
+                 } catch (const qos::QosRejected& rejected) {
+                   response.emplace(detail::rejection_response(rejected));
+                 } catch (const qos::RemoteError& error) {
+                   response.emplace(detail::upstream_error_response(error));
+                 } catch (const http::ClientError& error) {
+                   response.emplace(detail::transport_error_response(error));
+                 }
+                 co_return std::move(*response);
+               });
   return *this;
 }
 

@@ -1,0 +1,217 @@
+// Two in-process services on loopback: `relay` calls `echo` through the typed client
+// stub. Shows what one declaration gives both sides: the deadline shortened across two
+// hops and refused when spent, the trace continued, retries of a flaky callee, the
+// caller's circuit breaker opening, and the HTTP answer for each outcome.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <coromesh/service/service.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "http_fetch.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+struct Probe {
+  std::int64_t value = 0;
+  std::optional<std::int64_t> delay_ms;    // the relay waits this long before its call
+  std::optional<std::int64_t> fail_first;  // echo answers 503 to its first N calls
+};
+BOOST_DESCRIBE_STRUCT(Probe, (), (value, delay_ms, fail_first))
+
+struct Seen {
+  std::int64_t value = 0;
+  std::int64_t deadline_ms = -1;  // echo's remaining deadline when called; -1: none
+  std::string trace_id;
+};
+BOOST_DESCRIBE_STRUCT(Seen, (), (value, deadline_ms, trace_id))
+
+COROMESH_OPERATION(
+    echo, GET, "/api/v1/echo", Probe, Seen, QOS(qos::bulkhead{64}),
+    CLIENT_QOS(qos::timeout{.per_attempt = 500ms, .mode = qos::TimeoutMode::deadline},
+               qos::retry{.max_attempts = 3, .base_backoff = 1ms, .max_backoff = 4ms},
+               qos::circuit_breaker{
+                   .failure_rate = 0.5, .window = 4, .minimum_calls = 4, .open_for = 60s}));
+COROMESH_OPERATION(relay, GET, "/api/v1/relay", Probe, Seen, QOS(qos::timeout{5s}));
+
+coromesh::config::ServiceConfig in_process(std::string name) {
+  coromesh::config::ServiceConfig config;
+  config.name = std::move(name);
+  config.consul_register = false;
+  config.io_threads = 1;
+  config.log_level = coromesh::log::Level::warn;
+  config.shutdown_grace = 1s;
+  return config;
+}
+
+class DeclaredOperation : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    echo_service = std::make_unique<coromesh::Service>(in_process("echo"));
+    echo_service->serve(
+        echo, [this](Probe in, const coromesh::CallContext& call) -> asio::awaitable<Seen> {
+          const auto n = ++echo_calls;
+          if (in.fail_first && n <= *in.fail_first) {
+            throw coromesh::http::HttpError(coromesh::http::Status::service_unavailable, "flaky",
+                                            "failing on purpose");
+          }
+          const auto remaining =
+              call.deadline.is_set()
+                  ? std::chrono::duration_cast<std::chrono::milliseconds>(call.deadline.remaining())
+                        .count()
+                  : -1;
+          co_return Seen{in.value, remaining, call.trace_id};
+        });
+    echo_service->start();
+
+    relay_service = std::make_unique<coromesh::Service>(in_process("relay"));
+    auto& echo_client =
+        relay_service->client(echo, {.host = "127.0.0.1", .port = echo_service->port()});
+    relay_service->serve(
+        relay,
+        [&echo_client](Probe in, const coromesh::CallContext& call) -> asio::awaitable<Seen> {
+          if (in.delay_ms) {
+            asio::steady_timer timer(co_await asio::this_coro::executor,
+                                     std::chrono::milliseconds(*in.delay_ms));
+            co_await timer.async_wait(asio::use_awaitable);
+          }
+          Probe onward{in.value, std::nullopt, in.fail_first};
+          co_return co_await echo_client.execute(onward, call);
+        });
+    relay_service->start();
+  }
+
+  void TearDown() override {
+    relay_service->request_shutdown();
+    relay_service->wait();
+    echo_service->request_shutdown();
+    echo_service->wait();
+  }
+
+  coromesh::testing::FetchResult relay_get(const std::string& query,
+                                           std::map<std::string, std::string> headers = {}) {
+    return coromesh::testing::http_fetch("127.0.0.1", relay_service->port(),
+                                         "/api/v1/relay?" + query, {.headers = std::move(headers)});
+  }
+
+  static json::object body_of(const coromesh::testing::FetchResult& result) {
+    return json::parse(result.body).as_object();
+  }
+
+  std::atomic<int> echo_calls{0};
+  std::unique_ptr<coromesh::Service> echo_service;
+  std::unique_ptr<coromesh::Service> relay_service;
+};
+
+TEST_F(DeclaredOperation, TheDeadlineTravelsOnShortenedByTheTimeSpent) {
+  auto result = relay_get("value=7&delay_ms=100", {{"x-coromesh-deadline-ms", "300"}});
+  ASSERT_EQ(result.status, 200) << result.body;
+  const auto seen = body_of(result);
+  EXPECT_EQ(seen.at("value").as_int64(), 7);
+  const auto remaining = seen.at("deadline_ms").as_int64();
+  // 300 ms given, 100 ms spent at the relay: echo gets at most 200 ms, and some of it.
+  EXPECT_LE(remaining, 200);
+  EXPECT_GT(remaining, 50);
+  std::cout << "[ deadline ] 300 ms at the relay, 100 ms spent there, echo saw " << remaining
+            << " ms\n";
+}
+
+TEST_F(DeclaredOperation, WithoutACallerDeadlineTheClientTimeoutBecomesTheDeadline) {
+  auto result = relay_get("value=1");
+  ASSERT_EQ(result.status, 200) << result.body;
+  const auto remaining = body_of(result).at("deadline_ms").as_int64();
+  EXPECT_LE(remaining, 500);
+  EXPECT_GT(remaining, 300);
+}
+
+TEST_F(DeclaredOperation, TheTraceContinuesToTheNextHop) {
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  auto result = relay_get("value=1", {{"traceparent", "00-" + trace + "-00f067aa0ba902b7-01"}});
+  ASSERT_EQ(result.status, 200) << result.body;
+  EXPECT_EQ(body_of(result).at("trace_id").as_string(), trace);
+}
+
+TEST_F(DeclaredOperation, ASpentDeadlineIsRefusedWithoutCallingTheNextHop) {
+  auto result = relay_get("value=1&delay_ms=150", {{"x-coromesh-deadline-ms", "100"}});
+  EXPECT_EQ(result.status, 504) << result.body;
+  EXPECT_EQ(body_of(result).at("error").as_string(), "deadline_exceeded");
+  EXPECT_EQ(echo_calls.load(), 0) << "echo was called with no time left";
+}
+
+TEST_F(DeclaredOperation, TheCalleeRefusesAnExpiredDeadlineAndCountsIt) {
+  auto result =
+      coromesh::testing::http_fetch("127.0.0.1", echo_service->port(), "/api/v1/echo?value=1",
+                                    {.headers = {{"x-coromesh-deadline-ms", "0"}}});
+  EXPECT_EQ(result.status, 504);
+  EXPECT_EQ(body_of(result).at("error").as_string(), "deadline_exceeded");
+  EXPECT_EQ(echo_calls.load(), 0);
+  auto metrics = coromesh::testing::http_fetch("127.0.0.1", echo_service->port(), "/metrics");
+  EXPECT_NE(
+      metrics.body.find(
+          R"(coromesh_qos_rejections_total{operation="echo",policy="deadline",reason="deadline_exceeded"} 1)"),
+      std::string::npos)
+      << metrics.body.substr(0, 2000);
+}
+
+TEST_F(DeclaredOperation, AMalformedDeadlineIsABadRequest) {
+  for (const char* bad : {"-5", "soon", "1.5", "99999999999999999999"}) {
+    auto result = relay_get("value=1", {{"x-coromesh-deadline-ms", bad}});
+    EXPECT_EQ(result.status, 400) << bad;
+    EXPECT_EQ(body_of(result).at("error").as_string(), "invalid_deadline") << bad;
+  }
+  EXPECT_EQ(echo_calls.load(), 0);
+}
+
+TEST_F(DeclaredOperation, TheClientRetriesAFlakyCallee) {
+  auto result = relay_get("value=3&fail_first=2");
+  ASSERT_EQ(result.status, 200) << result.body;
+  EXPECT_EQ(echo_calls.load(), 3);
+}
+
+TEST_F(DeclaredOperation, TheCallersBreakerOpensAndStopsCallingTheCallee) {
+  // Each relay call makes 3 failing attempts; the breaker's window of 4 fills during the
+  // second call, and it opens.
+  auto first = relay_get("value=1&fail_first=1000");
+  EXPECT_EQ(first.status, 503) << first.body;
+  EXPECT_EQ(body_of(first).at("error").as_string(), "flaky");
+  (void)relay_get("value=1&fail_first=1000");
+  const int calls_before = echo_calls.load();
+  auto refused = relay_get("value=1&fail_first=1000");
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(body_of(refused).at("error").as_string(), "circuit_open");
+  EXPECT_EQ(echo_calls.load(), calls_before) << "an open breaker still called the callee";
+  auto metrics = coromesh::testing::http_fetch("127.0.0.1", relay_service->port(), "/metrics");
+  EXPECT_NE(
+      metrics.body.find(
+          R"(coromesh_qos_rejections_total{operation="echo",policy="circuit_breaker",reason="circuit_open"})"),
+      std::string::npos);
+  EXPECT_NE(metrics.body.find(
+                R"(coromesh_qos_calls_total{operation="echo",result="error",side="client"})"),
+            std::string::npos)
+      << metrics.body.substr(0, 3000);
+}
+
+TEST_F(DeclaredOperation, ADownCalleeIsABadGateway) {
+  echo_service->request_shutdown();
+  echo_service->wait();
+  echo_service.reset();  // closes its listening socket: connections are refused
+  auto result = relay_get("value=1");
+  EXPECT_EQ(result.status, 502) << result.body;
+  EXPECT_EQ(body_of(result).at("error").as_string(), "upstream_unavailable");
+  echo_service = std::make_unique<coromesh::Service>(in_process("echo"));  // for TearDown
+  echo_service->start();
+}
+
+}  // namespace

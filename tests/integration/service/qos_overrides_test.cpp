@@ -1,0 +1,128 @@
+// The declared QoS of a running service, against a real Consul agent: what it publishes
+// in its Meta, and live overrides through Consul KV (applied, refused, removed).
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "service_process.hpp"
+
+namespace coromesh::testing {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+const std::string kKey = "/v1/kv/coromesh/qos/hello/greet";
+
+std::string read_log(const ChildProcess& process) {
+  std::ifstream in(process.log_file());
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void put_override(const ConsulAgent& consul, const std::string& document) {
+  auto res = consul.api("PUT", kKey, document);
+  ASSERT_EQ(res.status, 200) << res.body;
+}
+
+// Sends greets until one is answered `status`, at most for `within`; returns how long it took.
+std::optional<std::chrono::milliseconds> first_answer(const HelloService& hello, int status,
+                                                      std::chrono::milliseconds within) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 500 && std::chrono::steady_clock::now() - start < within; ++i) {
+    if (hello.get("/api/v1/hello?name=kv").status == status) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  return std::nullopt;
+}
+
+TEST(QosOverrides, TheDeclaredQosShowsInTheServiceMeta) {
+  ConsulAgent consul;
+  HelloService hello(&consul);
+  json::object meta;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto res = consul.api("GET", "/v1/agent/service/" + hello.instance_id());
+        if (res.status != 200) {
+          return false;
+        }
+        meta = json::parse(res.body).at("Meta").as_object();
+        return true;
+      },
+      15s));
+  ASSERT_TRUE(meta.contains("qos_greet")) << json::serialize(meta);
+  EXPECT_EQ(meta.at("qos_greet").as_string(), "rate_limit=100000/1s timeout=15s bulkhead=1024");
+  EXPECT_FALSE(meta.contains("qos_plain")) << "a raw route has no declared QoS";
+}
+
+TEST(QosOverrides, AKvChangeAltersTheRateLimitWithinASecondAndDeletingItRestoresIt) {
+  ConsulAgent consul;
+  HelloService hello(&consul);
+  ASSERT_EQ(hello.get("/api/v1/hello?name=a").status, 200);
+  ASSERT_TRUE(wait_until(
+      [&] { return read_log(hello.process()).find("consul.registered") != std::string::npos; },
+      15s))
+      << read_log(hello.process());
+
+  put_override(consul, R"({"rate_limit": {"permits": 1, "burst": 1, "period": "1h"}})");
+  auto limited = first_answer(hello, 429, 1s);
+  ASSERT_TRUE(limited) << "no 429 within a second of the KV change\n" << hello.process().log_tail();
+  std::cout << "[ kv ] rate limit override took effect after " << limited->count() << " ms\n";
+
+  auto rejected = hello.get("/api/v1/hello?name=b");
+  EXPECT_EQ(rejected.status, 429);
+  auto body = json::parse(rejected.body).as_object();
+  EXPECT_EQ(body.at("error").as_string(), "rate_limited");
+  EXPECT_EQ(body.at("policy").as_string(), "rate_limit");
+  EXPECT_NE(read_log(hello.process()).find("event=qos.override_applied"), std::string::npos);
+
+  auto metrics = hello.get("/metrics").body;
+  EXPECT_NE(
+      metrics.find(
+          R"(coromesh_qos_rejections_total{operation="greet",policy="rate_limit",reason="rate_limited"})"),
+      std::string::npos)
+      << metrics.substr(0, 3000);
+  EXPECT_NE(
+      metrics.find(
+          R"(coromesh_http_server_requests_total{code="429",operation="greet",service="hello"})"),
+      std::string::npos);
+
+  ASSERT_EQ(consul.api("DELETE", kKey).status, 200);
+  EXPECT_TRUE(first_answer(hello, 200, 2s)) << "deleting the key did not restore the declaration";
+  EXPECT_NE(read_log(hello.process()).find("event=qos.override_removed"), std::string::npos);
+}
+
+TEST(QosOverrides, ABadKvValueIsRefusedAndLoggedAndTheOldPolicyKeepsRunning) {
+  ConsulAgent consul;
+  HelloService hello(&consul);
+  ASSERT_TRUE(wait_until(
+      [&] { return read_log(hello.process()).find("consul.registered") != std::string::npos; },
+      15s));
+  put_override(consul, R"({"rate_limit": {"permits": 0}})");
+  ASSERT_TRUE(wait_until(
+      [&] { return read_log(hello.process()).find("rate of 0 permits") != std::string::npos; }, 5s))
+      << hello.process().log_tail();
+  put_override(consul, "{not json");
+  ASSERT_TRUE(wait_until(
+      [&] { return read_log(hello.process()).find("not valid JSON") != std::string::npos; }, 5s))
+      << hello.process().log_tail();
+  const auto log = read_log(hello.process());
+  EXPECT_NE(log.find("event=qos.override_refused"), std::string::npos);
+  EXPECT_EQ(log.find("event=qos.override_applied"), std::string::npos);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(hello.get("/api/v1/hello?name=still").status, 200)
+        << "the refused override changed the running policy";
+  }
+  EXPECT_TRUE(hello.process().running());
+}
+
+}  // namespace
+}  // namespace coromesh::testing
