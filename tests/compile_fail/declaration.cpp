@@ -24,14 +24,13 @@ COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
 #elif DECLARATION_CASE == 3  // retries whose backoffs cannot fit in the overall timeout
 COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
                    CLIENT_QOS(qos::timeout{.per_attempt = 100ms, .overall = 300ms},
-                              qos::retry{.max_attempts = 5, .base_backoff = 50ms,
-                                         .max_backoff = 1s}));
+                              qos::retry{
+                                  .max_attempts = 5, .base_backoff = 50ms, .max_backoff = 1s}));
 #elif DECLARATION_CASE == 4  // one kind twice
 COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
                    QOS(qos::timeout{1s}, qos::timeout{2s}));
 #elif DECLARATION_CASE == 5  // a fallback value that is not the result type
-COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
-                   QOS(qos::fallback{"none"}));
+COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t, QOS(qos::fallback{"none"}));
 #include <coromesh/qos/operation_qos.hpp>
 auto fallback_interceptor = coromesh::qos::fallback_of<std::int64_t>(add.server);
 #elif DECLARATION_CASE == 6  // a path that is not one

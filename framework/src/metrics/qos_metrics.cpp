@@ -7,6 +7,9 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
+#include <array>
+#include <atomic>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -18,32 +21,60 @@ namespace coromesh::metrics {
 
 namespace {
 
+// Lock-free per-call metrics (prometheus-cpp's Histogram takes a mutex per observation,
+// which was a fifth of the whole chain's cost): plain atomic counters, read at scrape.
 class CallMetrics final : public qos::CallObserver {
  public:
-  CallMetrics(prometheus::Counter& ok, prometheus::Counter& error, prometheus::Counter& rejected,
-              prometheus::Histogram& duration)
-      : ok_(ok), error_(error), rejected_(rejected), duration_(duration) {}
+  CallMetrics(std::string operation, std::string side, std::vector<double> bounds)
+      : operation_(std::move(operation)),
+        side_(std::move(side)),
+        bounds_(std::move(bounds)),
+        buckets_(bounds_.size() + 1) {}
 
   void observe(Result result, qos::Duration elapsed) noexcept override {
-    switch (result) {
-      case Result::ok:
-        ok_.Increment();
-        break;
-      case Result::error:
-        error_.Increment();
-        break;
-      case Result::rejected:
-        rejected_.Increment();
-        break;
+    results_[static_cast<std::size_t>(result)].fetch_add(1, std::memory_order_relaxed);
+    const double seconds = std::chrono::duration<double>(elapsed).count();
+    std::size_t bucket = 0;
+    while (bucket < bounds_.size() && seconds > bounds_[bucket]) {
+      ++bucket;
     }
-    duration_.Observe(std::chrono::duration<double>(elapsed).count());
+    buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
+    const auto ns = elapsed.count() > 0 ? static_cast<std::uint64_t>(elapsed.count()) : 0U;
+    sum_ns_.fetch_add(ns, std::memory_order_relaxed);
+  }
+
+  void collect(prometheus::MetricFamily& calls, prometheus::MetricFamily& durations) const {
+    static constexpr const char* kNames[] = {"ok", "error", "rejected"};
+    for (std::size_t i = 0; i < 3; ++i) {
+      prometheus::ClientMetric metric;
+      metric.label = {{"operation", operation_}, {"result", kNames[i]}, {"side", side_}};
+      metric.counter.value = static_cast<double>(results_[i].load(std::memory_order_relaxed));
+      calls.metric.push_back(std::move(metric));
+    }
+    prometheus::ClientMetric metric;
+    metric.label = {{"operation", operation_}, {"side", side_}};
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < buckets_.size(); ++i) {
+      cumulative += buckets_[i].load(std::memory_order_relaxed);
+      prometheus::ClientMetric::Bucket bucket;
+      bucket.cumulative_count = cumulative;
+      bucket.upper_bound =
+          i < bounds_.size() ? bounds_[i] : std::numeric_limits<double>::infinity();
+      metric.histogram.bucket.push_back(bucket);
+    }
+    metric.histogram.sample_count = cumulative;
+    metric.histogram.sample_sum =
+        static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9;
+    durations.metric.push_back(std::move(metric));
   }
 
  private:
-  prometheus::Counter& ok_;
-  prometheus::Counter& error_;
-  prometheus::Counter& rejected_;
-  prometheus::Histogram& duration_;
+  std::string operation_;
+  std::string side_;
+  std::vector<double> bounds_;
+  std::array<std::atomic<std::uint64_t>, 3> results_{};
+  std::vector<std::atomic<std::uint64_t>> buckets_;
+  std::atomic<std::uint64_t> sum_ns_{0};
 };
 
 struct StateSource {
@@ -78,14 +109,7 @@ struct QosMetrics::Impl final : prometheus::Collectable {
                        .Name("coromesh_qos_rejections_total")
                        .Help("Calls a QoS policy refused, by operation, policy and reason.")
                        .Register(*prometheus_registry)),
-        calls(prometheus::BuildCounter()
-                  .Name("coromesh_qos_calls_total")
-                  .Help("Calls through a declared operation's QoS chain, by side and result.")
-                  .Register(*prometheus_registry)),
-        durations(prometheus::BuildHistogram()
-                      .Name("coromesh_qos_call_duration_seconds")
-                      .Help("Duration of the call inside the QoS chain (attempt), by side.")
-                      .Register(*prometheus_registry)) {}
+        bounds(HttpServerMetrics::default_duration_buckets()) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     auto breaker = gauge_family("coromesh_qos_circuit_breaker_state",
@@ -93,10 +117,21 @@ struct QosMetrics::Impl final : prometheus::Collectable {
     auto limit = gauge_family("coromesh_qos_concurrency_limit",
                               "The adaptive concurrency limit's current limit.");
     auto bulkhead = gauge_family("coromesh_qos_bulkhead_in_use", "Bulkhead slots in use.");
+    prometheus::MetricFamily calls;
+    calls.name = "coromesh_qos_calls_total";
+    calls.help = "Calls through a declared operation's QoS chain, by side and result.";
+    calls.type = prometheus::MetricType::Counter;
+    prometheus::MetricFamily durations;
+    durations.name = "coromesh_qos_call_duration_seconds";
+    durations.help = "Duration of the call inside the QoS chain (attempt), by side.";
+    durations.type = prometheus::MetricType::Histogram;
     std::vector<StateSource> copy;
     {
       std::lock_guard lock(mutex);
       copy = sources;
+      for (const auto& observer : observers) {
+        observer->collect(calls, durations);
+      }
     }
     for (const auto& source : copy) {
       const auto objects = source.objects();
@@ -122,7 +157,7 @@ struct QosMetrics::Impl final : prometheus::Collectable {
       }
     }
     std::vector<prometheus::MetricFamily> families;
-    for (auto* family : {&breaker, &limit, &bulkhead}) {
+    for (auto* family : {&calls, &durations, &breaker, &limit, &bulkhead}) {
       if (!family->metric.empty()) {
         families.push_back(std::move(*family));
       }
@@ -132,10 +167,10 @@ struct QosMetrics::Impl final : prometheus::Collectable {
 
   std::shared_ptr<prometheus::Registry> prometheus_registry;
   prometheus::Family<prometheus::Counter>& rejections;
-  prometheus::Family<prometheus::Counter>& calls;
-  prometheus::Family<prometheus::Histogram>& durations;
+  std::vector<double> bounds;
   mutable std::mutex mutex;
   std::vector<StateSource> sources;
+  std::vector<std::shared_ptr<CallMetrics>> observers;
 };
 
 QosMetrics::QosMetrics(MetricsRegistry& registry) : impl_(std::make_shared<Impl>(registry)) {
@@ -161,24 +196,10 @@ qos::RejectionHook QosMetrics::rejection_hook(std::string operation, std::string
 
 std::shared_ptr<qos::CallObserver> QosMetrics::observer(const std::string& operation,
                                                         const std::string& side) {
-  auto counter = [&](const char* result) -> prometheus::Counter& {
-    return impl_->calls.Add({{"operation", operation}, {"side", side}, {"result", result}});
-  };
-  auto& histogram = impl_->durations.Add({{"operation", operation}, {"side", side}},
-                                         HttpServerMetrics::default_duration_buckets());
-  // The observer shares ownership of Impl so the metric references outlive it.
-  struct Owned final : qos::CallObserver {
-    Owned(std::shared_ptr<Impl> i, prometheus::Counter& ok, prometheus::Counter& error,
-          prometheus::Counter& rejected, prometheus::Histogram& duration)
-        : impl(std::move(i)), metrics(ok, error, rejected, duration) {}
-    void observe(Result result, qos::Duration elapsed) noexcept override {
-      metrics.observe(result, elapsed);
-    }
-    std::shared_ptr<Impl> impl;
-    CallMetrics metrics;
-  };
-  return std::make_shared<Owned>(impl_, counter("ok"), counter("error"), counter("rejected"),
-                                 histogram);
+  auto created = std::make_shared<CallMetrics>(operation, side, impl_->bounds);
+  std::lock_guard lock(impl_->mutex);
+  impl_->observers.push_back(created);
+  return created;
 }
 
 void QosMetrics::export_state(std::string operation, std::string side,

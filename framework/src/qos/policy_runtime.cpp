@@ -47,30 +47,28 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
   const PolicySet* old = previous != nullptr ? &previous->spec : nullptr;
   auto& out = *objects;
 
-  out.breaker = reuse_or_make(
-      spec.breaker_policy, old ? &old->breaker_policy : nullptr,
-      previous ? &previous->breaker : nullptr,
-      [&](const circuit_breaker& p) { return std::make_shared<CircuitBreaker>(p.config(), clock); });
+  out.breaker =
+      reuse_or_make(spec.breaker_policy, old ? &old->breaker_policy : nullptr,
+                    previous ? &previous->breaker : nullptr, [&](const circuit_breaker& p) {
+                      return std::make_shared<CircuitBreaker>(p.config(), clock);
+                    });
   if (spec.rate_limit_policy && spec.rate_limit_policy->algorithm == RateAlgorithm::leaky_bucket) {
-    out.leaky_bucket = reuse_or_make(spec.rate_limit_policy,
-                                     old ? &old->rate_limit_policy : nullptr,
-                                     previous ? &previous->leaky_bucket : nullptr,
-                                     [&](const rate_limit& p) {
-                                       return std::make_shared<LeakyBucket>(
-                                           p.leaky_bucket_config(), clock);
-                                     });
+    out.leaky_bucket =
+        reuse_or_make(spec.rate_limit_policy, old ? &old->rate_limit_policy : nullptr,
+                      previous ? &previous->leaky_bucket : nullptr, [&](const rate_limit& p) {
+                        return std::make_shared<LeakyBucket>(p.leaky_bucket_config(), clock);
+                      });
   } else {
-    out.token_bucket = reuse_or_make(spec.rate_limit_policy,
-                                     old ? &old->rate_limit_policy : nullptr,
-                                     previous ? &previous->token_bucket : nullptr,
-                                     [&](const rate_limit& p) {
-                                       return std::make_shared<TokenBucket>(
-                                           p.token_bucket_config(), clock);
-                                     });
+    out.token_bucket =
+        reuse_or_make(spec.rate_limit_policy, old ? &old->rate_limit_policy : nullptr,
+                      previous ? &previous->token_bucket : nullptr, [&](const rate_limit& p) {
+                        return std::make_shared<TokenBucket>(p.token_bucket_config(), clock);
+                      });
   }
   out.bulkhead = reuse_or_make(spec.bulkhead_policy, old ? &old->bulkhead_policy : nullptr,
-                               previous ? &previous->bulkhead : nullptr,
-                               [](const bulkhead& p) { return std::make_shared<Bulkhead>(p.config()); });
+                               previous ? &previous->bulkhead : nullptr, [](const bulkhead& p) {
+                                 return std::make_shared<Bulkhead>(p.config());
+                               });
   out.adaptive = reuse_or_make(
       spec.adaptive_policy, old ? &old->adaptive_policy : nullptr,
       previous ? &previous->adaptive : nullptr,
@@ -116,7 +114,8 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
   }
   if (options.observer) {
     const int weight = spec.metrics_policy ? spec.metrics_policy->weight : 0;
-    chain.push_back(std::make_shared<MetricsInterceptor>(options.observer, explicit_weight(weight)));
+    chain.push_back(
+        std::make_shared<MetricsInterceptor>(options.observer, explicit_weight(weight)));
   }
   return objects;
 }
@@ -202,7 +201,7 @@ class FieldReader {
     if (v->is_int64()) {
       value = v->get_int64();
     } else if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(
-                                                         std::numeric_limits<std::int64_t>::max())) {
+                                                        std::numeric_limits<std::int64_t>::max())) {
       value = static_cast<std::int64_t>(v->get_uint64());
     } else {
       refuse(kind_, name, "expected an integer");
@@ -377,10 +376,10 @@ PolicySet apply_override(const PolicySet& base, std::string_view document) {
         r.integer<std::uint64_t>("permits", p.permits, 0, std::uint64_t{1} << 40);
         r.duration("period", p.period);
         r.integer<std::uint64_t>("burst", p.burst, 0, std::uint64_t{1} << 40);
-        r.choice("algorithm", p.algorithm,
-                 std::array{
-                     std::pair{std::string_view("token_bucket"), RateAlgorithm::token_bucket},
-                     std::pair{std::string_view("leaky_bucket"), RateAlgorithm::leaky_bucket}});
+        r.choice(
+            "algorithm", p.algorithm,
+            std::array{std::pair{std::string_view("token_bucket"), RateAlgorithm::token_bucket},
+                       std::pair{std::string_view("leaky_bucket"), RateAlgorithm::leaky_bucket}});
         r.weight(p.weight);
       });
     } else if (key == "bulkhead") {

@@ -108,7 +108,8 @@ asio::awaitable<std::string> OperationTransport::exchange(OperationRequest reque
     message.set(http::Field::content_type, "application/json");
     message.body() = std::move(request.body);
   }
-  const http::Response response = co_await client.send(options_.upstream, std::move(message), until);
+  const http::Response response =
+      co_await client.send(options_.upstream, std::move(message), until);
   if (response.result_int() / 100 != 2) {
     throw_remote_error(response);
   }

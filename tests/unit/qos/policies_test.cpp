@@ -20,9 +20,8 @@ using namespace std::chrono_literals;
 
 // --- compile-time checks (a failure here fails the build) -------------------------------
 
-constexpr auto kDesignExample =
-    server(timeout{100ms}, rate_limit{5000, 1s}, circuit_breaker{.failure_rate = 0.5, .window = 100},
-           log{});
+constexpr auto kDesignExample = server(timeout{100ms}, rate_limit{5000, 1s},
+                                       circuit_breaker{.failure_rate = 0.5, .window = 100}, log{});
 static_assert(validate_declaration(kDesignExample).empty());
 static_assert(validate_declaration(server(bulkhead{.max_concurrent = 0})) ==
               "bulkhead: a zero-capacity bulkhead (max_concurrent 0) admits nothing");
@@ -31,19 +30,19 @@ static_assert(validate_declaration(server(rate_limit{.permits = 0})) ==
 static_assert(validate_declaration(server(timeout{1s}, timeout{2s})) ==
               "a policy kind is declared twice in one QoS list");
 // Five attempts with backoffs of 50+100+200+400 ms cannot fit in 500 ms overall.
-static_assert(!validate_declaration(client(timeout{.per_attempt = 100ms, .overall = 500ms},
-                                           retry{.max_attempts = 5, .base_backoff = 50ms,
-                                                 .max_backoff = 1s}))
-                   .empty());
+static_assert(
+    !validate_declaration(client(timeout{.per_attempt = 100ms, .overall = 500ms},
+                                 retry{.max_attempts = 5, .base_backoff = 50ms, .max_backoff = 1s}))
+         .empty());
 // A timeout weighted outside the retry bounds all attempts with its per-attempt value.
-static_assert(!validate_declaration(client(timeout{.per_attempt = 100ms, .weight = 1},
-                                           retry{.max_attempts = 3, .base_backoff = 80ms,
-                                                 .max_backoff = 80ms}))
+static_assert(!validate_declaration(
+                   client(timeout{.per_attempt = 100ms, .weight = 1},
+                          retry{.max_attempts = 3, .base_backoff = 80ms, .max_backoff = 80ms}))
                    .empty());
 static_assert(validate_declaration(client(timeout{100ms}, retry{})).empty());
 static_assert(validate_declaration(server(fallback{-1})).empty());
-static_assert(!validate_declaration(server(fallback<int>{.handler = 0, .on_rejections = false,
-                                                    .on_errors = false}))
+static_assert(!validate_declaration(server(fallback<int>{
+                                        .handler = 0, .on_rejections = false, .on_errors = false}))
                    .empty());
 
 TEST(Policies, DefaultsAreTheDocumentedOnes) {
@@ -161,14 +160,14 @@ int run_once(asio::io_context& io, const OperationQos<int>& op) {
 
 TEST(OperationQos, ApplySwapsTheRateLimitAndKeepsTheBreaker) {
   ManualClock clock;
-  const auto declared = to_policy_set(server(rate_limit{.permits = 1, .period = 1s},
-                                             circuit_breaker{}));
+  const auto declared =
+      to_policy_set(server(rate_limit{.permits = 1, .period = 1s}, circuit_breaker{}));
   std::vector<std::string> rejections;
-  OperationQos<int> op("op", declared, nullptr, BuildOptions{.clock = &clock},
-                       [&](std::string_view policy, Reason reason) {
-                         rejections.push_back(std::string(policy) + ":" +
-                                              std::string(to_string(reason)));
-                       });
+  OperationQos<int> op(
+      "op", declared, nullptr, BuildOptions{.clock = &clock},
+      [&](std::string_view policy, Reason reason) {
+        rejections.push_back(std::string(policy) + ":" + std::string(to_string(reason)));
+      });
   asio::io_context io;
   EXPECT_EQ(run_once(io, op), 7);
   EXPECT_THROW(run_once(io, op), QosRejected);

@@ -12,7 +12,10 @@
 // to the new chain (build_policies), so an override of one policy resets no other state.
 //
 // Threads: execute() from any number of threads; apply() from any thread. The chain and
-// its objects are immutable once published, the swap is one atomic shared_ptr store.
+// its objects are immutable once published. The hot path reads the current chain with
+// one atomic pointer load and no reference counting: a replaced chain is retired, not
+// freed, until the OperationQos goes (overrides are rare, a chain is a few hundred
+// bytes, and a call in flight on it needs no other guard).
 
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
@@ -79,56 +82,62 @@ class OperationQos {
         fallback_(std::move(fallback)),
         options_(std::move(options)),
         on_rejection_(std::move(on_rejection)) {
-    current_.store(build(declared_, nullptr));
+    publish(build(declared_, nullptr));
   }
 
   OperationQos(const OperationQos&) = delete;
   OperationQos& operator=(const OperationQos&) = delete;
 
   boost::asio::awaitable<R> execute(Call call, CallOptions options = {}) const {
-    // Held for the whole call: a concurrent apply() cannot free the chain under it.
-    const std::shared_ptr<const State> state = current_.load(std::memory_order_acquire);
-    co_return co_await state->chain.execute(std::move(call), options);
+    return current_.load(std::memory_order_acquire)->chain.execute(std::move(call), options);
   }
   boost::asio::awaitable<R> execute_with(typename Chain<R>::InvocationCall call,
                                          CallOptions options = {}) const {
-    const std::shared_ptr<const State> state = current_.load(std::memory_order_acquire);
-    co_return co_await state->chain.execute_with(std::move(call), options);
+    return current_.load(std::memory_order_acquire)->chain.execute_with(std::move(call), options);
   }
 
   // Replaces the running policies by `set`; throws std::invalid_argument (and keeps the
   // running ones) when it cannot work.
   void apply(const PolicySet& set) {
     const std::lock_guard lock(apply_mutex_);
-    auto previous = current_.load();
-    current_.store(build(set, previous->objects.get()), std::memory_order_release);
+    publish(build(set, current_.load()->objects.get()));
   }
 
   const std::string& operation() const noexcept { return operation_; }
   const PolicySet& declared() const noexcept { return declared_; }
   PolicySet current() const { return current_.load()->objects->spec; }
+  // How many chains were ever published (1 + the overrides applied).
+  std::size_t generations() const {
+    const std::lock_guard lock(apply_mutex_);
+    return states_.size();
+  }
   // The running objects (breaker state, limits...), for metrics and tests.
   std::shared_ptr<const PolicyObjects> objects() const { return current_.load()->objects; }
   std::vector<std::string> order() const { return current_.load()->chain.order(); }
 
  private:
   struct State {
-    State(std::shared_ptr<const PolicyObjects> o, std::vector<std::shared_ptr<Interceptor>> chain_of,
-          ChainOptions chain_options)
+    State(std::shared_ptr<const PolicyObjects> o,
+          std::vector<std::shared_ptr<Interceptor>> chain_of, ChainOptions chain_options)
         : objects(std::move(o)), chain(std::move(chain_of), std::move(chain_options)) {}
     std::shared_ptr<const PolicyObjects> objects;
     Chain<R> chain;
   };
 
-  std::shared_ptr<const State> build(const PolicySet& set, const PolicyObjects* previous) const {
+  void publish(std::unique_ptr<const State> state) {
+    current_.store(state.get(), std::memory_order_release);
+    states_.push_back(std::move(state));
+  }
+
+  std::unique_ptr<const State> build(const PolicySet& set, const PolicyObjects* previous) const {
     auto objects = build_policies(set, previous, options_);
     auto interceptors = objects->interceptors;
     if (fallback_) {
       interceptors.push_back(fallback_);
     }
-    auto state = std::make_shared<State>(
-        objects, std::move(interceptors),
-        ChainOptions{.operation = operation_, .clock = options_.clock});
+    auto state =
+        std::make_unique<State>(objects, std::move(interceptors),
+                                ChainOptions{.operation = operation_, .clock = options_.clock});
     state->chain.on_rejection(on_rejection_);
     return state;
   }
@@ -138,8 +147,9 @@ class OperationQos {
   std::shared_ptr<Interceptor> fallback_;
   BuildOptions options_;
   RejectionHook on_rejection_;
-  std::mutex apply_mutex_;
-  std::atomic<std::shared_ptr<const State>> current_;
+  mutable std::mutex apply_mutex_;
+  std::vector<std::unique_ptr<const State>> states_;  // every chain published, oldest first
+  std::atomic<const State*> current_{nullptr};
 };
 
 }  // namespace coromesh::qos

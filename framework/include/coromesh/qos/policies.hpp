@@ -98,8 +98,8 @@ struct retry {
     return c;
   }
   constexpr RetryBudgetConfig budget_config() const noexcept {
-    return {.ratio = budget_ratio, .min_retries_per_second = budget_min_per_second,
-            .ttl = budget_ttl};
+    return {
+        .ratio = budget_ratio, .min_retries_per_second = budget_min_per_second, .ttl = budget_ttl};
   }
 };
 
@@ -179,9 +179,14 @@ struct adaptive_limit {
   friend constexpr bool operator==(const adaptive_limit&, const adaptive_limit&) = default;
 
   constexpr AdaptiveLimitConfig config() const noexcept {
-    return {.initial_limit = initial_limit, .min_limit = min_limit, .max_limit = max_limit,
-            .backoff_ratio = backoff_ratio, .timeout = timeout, .latency_target = latency_target,
-            .tolerance = tolerance, .baseline_window = baseline_window};
+    return {.initial_limit = initial_limit,
+            .min_limit = min_limit,
+            .max_limit = max_limit,
+            .backoff_ratio = backoff_ratio,
+            .timeout = timeout,
+            .latency_target = latency_target,
+            .tolerance = tolerance,
+            .baseline_window = baseline_window};
   }
 };
 
@@ -421,16 +426,12 @@ constexpr std::string_view validate_declaration(const PolicyList<S, Ps...>& list
   if (L::template count<timeout>() > 1 || L::template count<retry>() > 1 ||
       L::template count<circuit_breaker>() > 1 || L::template count<rate_limit>() > 1 ||
       L::template count<bulkhead>() > 1 || L::template count<adaptive_limit>() > 1 ||
-      L::template count<log>() > 1 || L::template count<metrics>() > 1 ||
-      L::fallback_count() > 1) {
+      L::template count<log>() > 1 || L::template count<metrics>() > 1 || L::fallback_count() > 1) {
     return "a policy kind is declared twice in one QoS list";
   }
   std::string_view error;
-  std::apply(
-      [&error](const auto&... p) {
-        ((error = error.empty() ? validate(p) : error), ...);
-      },
-      list.policies);
+  std::apply([&error](const auto&... p) { ((error = error.empty() ? validate(p) : error), ...); },
+             list.policies);
   return error.empty() ? validate(to_policy_set(list)) : error;
 }
 
@@ -442,8 +443,8 @@ struct DeclarationError {
   std::size_t size = 0;
 
   constexpr DeclarationError() noexcept = default;
-  constexpr DeclarationError(std::string_view a, std::string_view b = {},
-                             std::string_view c = {}, std::string_view d = {}) noexcept {
+  constexpr DeclarationError(std::string_view a, std::string_view b = {}, std::string_view c = {},
+                             std::string_view d = {}) noexcept {
     append(a);
     append(b);
     append(c);

@@ -53,7 +53,7 @@ struct PolicyObjects {
 };
 
 struct BuildOptions {
-  const Clock* clock = nullptr;             // nullptr: Clock::steady()
+  const Clock* clock = nullptr;              // nullptr: Clock::steady()
   std::shared_ptr<CallObserver> observer{};  // set: every call is reported (metrics)
 };
 

@@ -73,15 +73,15 @@ struct Operation {
 
   // Idempotent per HTTP semantics: retries of a POST are off unless declared otherwise.
   constexpr bool idempotent() const noexcept {
-    return method == http::Verb::get || method == http::Verb::head ||
-           method == http::Verb::put || method == http::Verb::delete_ ||
-           method == http::Verb::options;
+    return method == http::Verb::get || method == http::Verb::head || method == http::Verb::put ||
+           method == http::Verb::delete_ || method == http::Verb::options;
   }
 
   // The first problem with the declaration, prefixed by side and operation; empty if none.
   constexpr qos::DeclarationError check() const noexcept {
     if (name.empty() || path.empty() || path.front() != '/') {
-      return qos::DeclarationError("operation '", name, "': needs a name and a path starting with /");
+      return qos::DeclarationError("operation '", name,
+                                   "': needs a name and a path starting with /");
     }
     if (auto e = qos::validate_declaration(server); !e.empty()) {
       return qos::DeclarationError("server QoS of '", name, "': ", e);
@@ -132,19 +132,19 @@ constexpr auto make_operation(std::string_view name, http::Verb method, std::str
 }  // namespace coromesh
 
 // Server-side and client-side policy lists of a COROMESH_OPERATION.
-#define COROMESH_QOS_LIST(side, ...)                   \
-  [] {                                                 \
-    namespace qos = ::coromesh::qos;                   \
-    using namespace ::std::chrono_literals;            \
-    return ::coromesh::qos::side(__VA_ARGS__);         \
+#define COROMESH_QOS_LIST(side, ...)           \
+  [] {                                         \
+    namespace qos = ::coromesh::qos;           \
+    using namespace ::std::chrono_literals;    \
+    return ::coromesh::qos::side(__VA_ARGS__); \
   }()
 #define QOS(...) COROMESH_QOS_LIST(server, __VA_ARGS__)
 #define CLIENT_QOS(...) COROMESH_QOS_LIST(client, __VA_ARGS__)
 
 // Declares `id` as the operation's constexpr value and checks it at compile time.
 // `method` is GET, HEAD, POST, PUT, PATCH or DELETE.
-#define COROMESH_OPERATION(id, method, path, Arg, Result, ...)                                \
-  inline constexpr auto id = ::coromesh::make_operation<Arg, Result>(                         \
-      #id, ::coromesh::detail::verb_##method, path __VA_OPT__(, ) __VA_ARGS__);              \
-  static_assert(::coromesh::qos::detail::declaration_ok<id.check()>(),                        \
+#define COROMESH_OPERATION(id, method, path, Arg, Result, ...)                  \
+  inline constexpr auto id = ::coromesh::make_operation<Arg, Result>(           \
+      #id, ::coromesh::detail::verb_##method, path __VA_OPT__(, ) __VA_ARGS__); \
+  static_assert(::coromesh::qos::detail::declaration_ok<id.check()>(),          \
                 "COROMESH_OPERATION(" #id "): invalid declaration")
