@@ -10,11 +10,13 @@ struct Operands {
   std::int64_t r;
 };
 
-#if DECLARATION_CASE == 0  // valid: the control case
+#if DECLARATION_CASE == 0  // valid: the control case (the README's declaration)
 COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
-                   QOS(qos::timeout{100ms}, qos::rate_limit{5000, 1s},
-                       qos::circuit_breaker{.failure_rate = 0.5, .window = 100}, qos::log{}),
-                   CLIENT_QOS(qos::timeout{100ms}, qos::retry{}));
+                   QOS(qos::rate_limit{5000, 1s}, qos::bulkhead{64}, qos::adaptive_limit{},
+                       qos::log{}),
+                   CLIENT_QOS(qos::timeout{100ms}, qos::retry{.max_attempts = 3},
+                              qos::circuit_breaker{.failure_rate = 0.5, .window = 100},
+                              qos::fallback{std::int64_t{0}}));
 #elif DECLARATION_CASE == 1  // a zero-capacity bulkhead
 COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
                    QOS(qos::bulkhead{.max_concurrent = 0}));
