@@ -120,3 +120,38 @@ TEST(ToJson, SerializesDescribedStructs) {
 }
 
 }  // namespace coromesh::http::testing_binding
+
+namespace coromesh::http {
+namespace {
+
+using testing_binding::Operands;
+using testing_binding::Options;
+
+TEST(ToQuery, RoundTripsThroughBindQueryWithEscapesAndOptionals) {
+  Options in{};
+  in.name = "a b&c=d/é";
+  in.limit = 42;
+  const auto query = to_query(in);
+  EXPECT_EQ(query.find(' '), std::string::npos);
+  EXPECT_EQ(query.find("&c="), std::string::npos) << "an '&' inside a value must be escaped";
+  const auto out = bind_query<Options>(query);
+  EXPECT_EQ(out.name, in.name);
+  EXPECT_EQ(out.limit, in.limit);
+  EXPECT_EQ(out.ratio, in.ratio);
+  in.limit.reset();
+  EXPECT_EQ(to_query(in).find("limit="), std::string::npos) << "an empty optional is left out";
+}
+
+TEST(ToQuery, OperandsAreTheSeedsQuery) {
+  EXPECT_EQ(to_query(Operands{1, -2}), "l=1&r=-2");
+}
+
+TEST(FromBody, ReadsABareNumberAStringAndAStruct) {
+  EXPECT_EQ(from_body<std::int64_t>("3"), 3);
+  EXPECT_EQ(from_body<std::string>("hello"), "hello");
+  EXPECT_EQ(from_body<Operands>(R"({"l":1,"r":2})").r, 2);
+  EXPECT_THROW(from_body<std::int64_t>("three"), HttpError);
+}
+
+}  // namespace
+}  // namespace coromesh::http

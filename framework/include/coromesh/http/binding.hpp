@@ -200,23 +200,33 @@ T bind_json(std::string_view body) {
   return result;
 }
 
+namespace binding_detail {
+// Calls f(name, value) for each public member of a described struct, skipping empty
+// optionals and unwrapping the others.
+template <class T, class F>
+void for_each_present_member(const T& value, F f) {
+  boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>(
+      [&](auto member) {
+        const auto& field = value.*member.pointer;
+        using Member = std::remove_cvref_t<decltype(field)>;
+        if constexpr (is_optional<Member>::value) {
+          if (field) {
+            f(member.name, *field);
+          }
+        } else {
+          f(member.name, field);
+        }
+      });
+}
+}  // namespace binding_detail
+
 // Serializes a described struct (recursively), a scalar, a string or a vector to JSON.
 template <class T>
 boost::json::value to_json_value(const T& value) {
   if constexpr (binding_detail::is_described_struct_v<T>) {
     boost::json::object object;
-    boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>(
-        [&](auto member) {
-          const auto& field = value.*member.pointer;
-          using Member = std::remove_cvref_t<decltype(field)>;
-          if constexpr (binding_detail::is_optional<Member>::value) {
-            if (field) {
-              object[member.name] = to_json_value(*field);
-            }
-          } else {
-            object[member.name] = to_json_value(field);
-          }
-        });
+    binding_detail::for_each_present_member(
+        value, [&](const char* name, const auto& field) { object[name] = to_json_value(field); });
     return object;
   } else if constexpr (binding_detail::is_vector<T>::value) {
     boost::json::array array;
@@ -249,18 +259,9 @@ std::string to_query(const T& value) {
   static_assert(binding_detail::is_described_struct_v<T>,
                 "to_query<T>: describe T with BOOST_DESCRIBE_STRUCT");
   std::string out;
-  boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>(
-      [&](auto member) {
-        const auto& field = value.*member.pointer;
-        using Member = std::remove_cvref_t<decltype(field)>;
-        if constexpr (binding_detail::is_optional<Member>::value) {
-          if (field) {
-            binding_detail::append_query_param(out, member.name, to_json_value(*field));
-          }
-        } else {
-          binding_detail::append_query_param(out, member.name, to_json_value(field));
-        }
-      });
+  binding_detail::for_each_present_member(value, [&](const char* name, const auto& field) {
+    binding_detail::append_query_param(out, name, to_json_value(field));
+  });
   return out;
 }
 
