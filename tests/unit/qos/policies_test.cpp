@@ -192,3 +192,39 @@ TEST(OperationQos, AFailedApplyKeepsTheRunningPolicies) {
 
 }  // namespace
 }  // namespace coromesh::qos
+
+namespace coromesh::qos {
+namespace {
+
+TEST(OperationQos, TheOverallTimeoutBoundsTheCallersDeadline) {
+  ManualClock clock;
+  const auto declared = to_policy_set(client(timeout{.per_attempt = 50ms, .overall = 200ms}));
+  OperationQos<int> op("op", declared, nullptr, BuildOptions{.clock = &clock}, {});
+  asio::io_context io;
+  auto observe = [&](CallOptions options) {
+    Duration overall{};
+    Duration attempt{};
+    typename Chain<int>::InvocationCall call =
+        [&](const Invocation& invocation) -> asio::awaitable<int> {
+      overall = invocation.overall_deadline().remaining(clock);
+      attempt = invocation.deadline().remaining(clock);
+      co_return 1;
+    };
+    auto future = asio::co_spawn(io, op.execute_with(call, options), asio::use_future);
+    io.run();
+    io.restart();
+    future.get();
+    return std::pair{overall, attempt};
+  };
+  // No caller deadline: the overall timeout is the deadline, the attempt gets 50 ms of it.
+  auto [overall, attempt] = observe({});
+  EXPECT_EQ(overall, 200ms);
+  EXPECT_EQ(attempt, 50ms);
+  // A caller deadline shorter than the overall timeout wins.
+  std::tie(overall, attempt) = observe({.deadline = Deadline::after(30ms, clock)});
+  EXPECT_EQ(overall, 30ms);
+  EXPECT_EQ(attempt, 30ms);
+}
+
+}  // namespace
+}  // namespace coromesh::qos

@@ -7,8 +7,8 @@
 //   std::int64_t v = co_await qos.execute(call, {.deadline = incoming});
 //   qos.apply(qos::apply_override(qos.declared(), kv_document));   // any thread
 //
-// A call runs on the chain that was current when it started (it holds a reference), so a
-// swap never disturbs calls in flight. Policy objects whose declaration is unchanged move
+// A call runs on the chain that was current when it started, so a swap never disturbs
+// calls in flight. Policy objects whose declaration is unchanged move
 // to the new chain (build_policies), so an override of one policy resets no other state.
 //
 // Threads: execute() from any number of threads; apply() from any thread. The chain and
@@ -88,12 +88,15 @@ class OperationQos {
   OperationQos(const OperationQos&) = delete;
   OperationQos& operator=(const OperationQos&) = delete;
 
+  // The caller's deadline in `options` is bounded by the declared overall timeout.
   boost::asio::awaitable<R> execute(Call call, CallOptions options = {}) const {
-    return current_.load(std::memory_order_acquire)->chain.execute(std::move(call), options);
+    const State& state = *current_.load(std::memory_order_acquire);
+    return state.chain.execute(std::move(call), state.bounded(options));
   }
   boost::asio::awaitable<R> execute_with(typename Chain<R>::InvocationCall call,
                                          CallOptions options = {}) const {
-    return current_.load(std::memory_order_acquire)->chain.execute_with(std::move(call), options);
+    const State& state = *current_.load(std::memory_order_acquire);
+    return state.chain.execute_with(std::move(call), state.bounded(options));
   }
 
   // Replaces the running policies by `set`; throws std::invalid_argument (and keeps the
@@ -119,9 +122,23 @@ class OperationQos {
   struct State {
     State(std::shared_ptr<const PolicyObjects> o,
           std::vector<std::shared_ptr<Interceptor>> chain_of, ChainOptions chain_options)
-        : objects(std::move(o)), chain(std::move(chain_of), std::move(chain_options)) {}
+        : objects(std::move(o)), chain(std::move(chain_of), std::move(chain_options)) {
+      if (objects->spec.timeout_policy) {
+        overall = objects->spec.timeout_policy->overall;
+      }
+    }
+
+    // The caller's options with the declared overall timeout applied to the deadline.
+    CallOptions bounded(CallOptions options) const {
+      if (overall > Duration::zero()) {
+        options.deadline = options.deadline.min(Deadline::after(overall, chain.core().clock()));
+      }
+      return options;
+    }
+
     std::shared_ptr<const PolicyObjects> objects;
     Chain<R> chain;
+    Duration overall = Duration::zero();  // zero: no overall timeout of its own
   };
 
   void publish(std::unique_ptr<const State> state) {
