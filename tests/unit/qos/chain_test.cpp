@@ -192,6 +192,83 @@ TEST(Chain, NullInterceptorIsRefused) {
   EXPECT_THROW(Chain<int>({nullptr}), std::invalid_argument);
 }
 
+// --- synchronous segments ---------------------------------------------------------------
+
+// Synchronous interceptors share one frame; their phases must still nest as if each
+// wrapped the rest: requests outermost first, outcomes innermost first, and a rejection
+// in the middle seen as a fault by the ones outside it only.
+TEST(Chain, SynchronousRunNestsLikeTheNestedForm) {
+  asio::io_context io;
+  std::vector<std::string> log;
+  auto refuse_all = std::make_shared<TokenBucket>(TokenBucketConfig{.permits = 1, .burst = 1});
+  (void)refuse_all->try_acquire();  // empty: the next call is rate_limited
+  Chain<int> chain({std::make_shared<Recorder>("outer", 1, log),
+                    std::make_shared<RateLimitInterceptor>(refuse_all, 2),
+                    std::make_shared<Recorder>("inner", 3, log)});
+  Script script;
+  auto rejected = expect_rejected([&] { run(io, chain.execute(scripted_call(script))); });
+  EXPECT_EQ(rejected.reason(), Reason::rate_limited);
+  EXPECT_EQ(script.calls, 0);
+  EXPECT_THAT(log, ElementsAre("outer.request#1",
+                               "outer.fault:qos policy 'rate_limit' rejected the call: "
+                               "rate_limited"));
+}
+
+TEST(Chain, DeadlineModeTimeoutSetsTheAttemptDeadlineWithoutATimer) {
+  asio::io_context io;
+  ManualClock clock;
+  Chain<int> chain(
+      {std::make_shared<TimeoutInterceptor>(80ms, std::nullopt, "timeout", TimeoutMode::deadline)},
+      {.operation = "op", .clock = &clock});
+  Duration seen{};
+  Chain<int>::InvocationCall call = [&](const Invocation& invocation) -> asio::awaitable<int> {
+    seen = invocation.deadline().remaining(clock);
+    co_return 1;
+  };
+  EXPECT_EQ(run(io, chain.execute_with(call, {.deadline = Deadline::after(1s, clock)})), 1);
+  EXPECT_EQ(seen, 80ms);
+  // A spent overall deadline is refused before the call.
+  auto rejected = expect_rejected(
+      [&] { run(io, chain.execute_with(call, {.deadline = Deadline::after(0ms, clock)})); });
+  EXPECT_EQ(rejected.reason(), Reason::deadline_exceeded);
+}
+
+// --- a callee's errors -------------------------------------------------------------------
+
+asio::awaitable<int> answer_status(int* calls, unsigned status) {
+  ++*calls;
+  throw RemoteError(status, "boom", "the callee says no");
+  co_return 0;
+}
+
+TEST(Chain, RetryRetriesA503ButNotA400) {
+  asio::io_context io;
+  Chain<int> chain({std::make_shared<RetryInterceptor>(
+      RetryConfig{.max_attempts = 3, .base_backoff = 0ms, .max_backoff = 0ms})});
+  int calls = 0;
+  EXPECT_THROW(run(io, chain.execute([&] { return answer_status(&calls, 503); })), RemoteError);
+  EXPECT_EQ(calls, 3);
+  calls = 0;
+  EXPECT_THROW(run(io, chain.execute([&] { return answer_status(&calls, 400); })), RemoteError);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(Chain, BreakerCountsA5xxButNotA4xx) {
+  asio::io_context io;
+  auto breaker = std::make_shared<CircuitBreaker>(
+      CircuitBreakerConfig{.window_size = 2, .minimum_calls = 2, .wait_in_open = 1h});
+  Chain<int> chain({std::make_shared<CircuitBreakerInterceptor>(breaker)});
+  int calls = 0;
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_THROW(run(io, chain.execute([&] { return answer_status(&calls, 404); })), RemoteError);
+  }
+  EXPECT_EQ(breaker->state(), CircuitBreaker::State::closed) << "the caller's own errors";
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_THROW(run(io, chain.execute([&] { return answer_status(&calls, 500); })), RemoteError);
+  }
+  EXPECT_EQ(breaker->state(), CircuitBreaker::State::open);
+}
+
 // --- fault phase ------------------------------------------------------------------------
 
 TEST(Chain, FaultPhaseSeesTheException) {
