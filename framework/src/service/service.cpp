@@ -130,6 +130,10 @@ consul::ServiceRegistration Service::Impl::registration() const {
   if (!operations.empty()) {
     reg.meta["operations"] = operations;
   }
+  if (!declared.empty()) {
+    // Where an operator puts live overrides (one key per operation below it).
+    reg.meta["qos_overrides"] = "coromesh/qos/" + config.name + "/";
+  }
   for (const auto& operation : declared) {
     // Consul Meta keys allow [A-Za-z0-9_-] and 128 characters; operation names are C++
     // identifiers, so only the length needs watching.

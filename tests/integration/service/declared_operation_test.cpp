@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "http_fetch.hpp"
 
@@ -45,6 +46,15 @@ COROMESH_OPERATION(
                qos::circuit_breaker{
                    .failure_rate = 0.5, .window = 4, .minimum_calls = 4, .open_for = 60s}));
 COROMESH_OPERATION(relay, GET, "/api/v1/relay", Probe, Seen, QOS(qos::timeout{5s}));
+// One at a time, the second caller refused; a POST (JSON body) answered by a fallback
+// when the bulkhead of `guarded` refuses.
+COROMESH_OPERATION(gate, GET, "/api/v1/gate", Probe, Seen, QOS(qos::bulkhead{1}));
+// A result with a std::string is no literal type: its fallback is a function.
+Seen refused(const coromesh::qos::Fault&) {
+  return Seen{.value = -1};
+}
+COROMESH_OPERATION(guarded, POST, "/api/v1/guarded", Probe, Seen,
+                   QOS(qos::bulkhead{1}, qos::fallback{&refused}));
 
 coromesh::config::ServiceConfig in_process(std::string name) {
   coromesh::config::ServiceConfig config;
@@ -74,6 +84,14 @@ class DeclaredOperation : public ::testing::Test {
                   : -1;
           co_return Seen{in.value, remaining, call.trace_id};
         });
+    auto slow = [](Probe in) -> asio::awaitable<Seen> {
+      asio::steady_timer timer(co_await asio::this_coro::executor,
+                               std::chrono::milliseconds(in.delay_ms.value_or(0)));
+      co_await timer.async_wait(asio::use_awaitable);
+      co_return Seen{in.value, -1, {}};
+    };
+    echo_service->serve(gate, slow);
+    echo_service->serve(guarded, slow);
     echo_service->start();
 
     relay_service = std::make_unique<coromesh::Service>(in_process("relay"));
@@ -201,6 +219,31 @@ TEST_F(DeclaredOperation, TheCallersBreakerOpensAndStopsCallingTheCallee) {
                 R"(coromesh_qos_calls_total{operation="echo",result="error",side="client"})"),
             std::string::npos)
       << metrics.body.substr(0, 3000);
+}
+
+TEST_F(DeclaredOperation, AFullBulkheadIsA503AndAFallbackAnswersInstead) {
+  for (const auto& [target, method] : {std::pair{"/api/v1/gate?value=1&delay_ms=400", "GET"},
+                                       std::pair{"/api/v1/guarded", "POST"}}) {
+    const coromesh::testing::FetchOptions slow{.method = method,
+                                               .body = R"({"value": 1, "delay_ms": 400})"};
+    std::thread first([&] {
+      EXPECT_EQ(
+          coromesh::testing::http_fetch("127.0.0.1", echo_service->port(), target, slow).status,
+          200);
+    });
+    std::this_thread::sleep_for(100ms);  // the first call holds the only slot
+    const coromesh::testing::FetchOptions quick{.method = method,
+                                                .body = R"({"value": 2, "delay_ms": 0})"};
+    auto second = coromesh::testing::http_fetch("127.0.0.1", echo_service->port(), target, quick);
+    first.join();
+    if (std::string(method) == "GET") {
+      EXPECT_EQ(second.status, 503) << second.body;
+      EXPECT_EQ(body_of(second).at("error").as_string(), "bulkhead_full");
+    } else {
+      EXPECT_EQ(second.status, 200) << second.body;
+      EXPECT_EQ(body_of(second).at("value").as_int64(), -1) << "the fallback's value";
+    }
+  }
 }
 
 TEST_F(DeclaredOperation, ADownCalleeIsABadGateway) {

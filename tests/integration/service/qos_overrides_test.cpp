@@ -61,6 +61,7 @@ TEST(QosOverrides, TheDeclaredQosShowsInTheServiceMeta) {
   ASSERT_TRUE(meta.contains("qos_greet")) << json::serialize(meta);
   EXPECT_EQ(meta.at("qos_greet").as_string(), "rate_limit=100000/1s timeout=15s bulkhead=1024");
   EXPECT_FALSE(meta.contains("qos_plain")) << "a raw route has no declared QoS";
+  EXPECT_EQ(meta.at("qos_overrides").as_string(), "coromesh/qos/hello/");
 }
 
 TEST(QosOverrides, AKvChangeAltersTheRateLimitWithinASecondAndDeletingItRestoresIt) {

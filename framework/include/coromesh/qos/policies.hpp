@@ -191,7 +191,10 @@ struct adaptive_limit {
 };
 
 // `handler` is a static value (converted to the operation's result) or a function
-// pointer R(*)(const Fault&). Which faults it answers: see FallbackFilter.
+// pointer R(*)(const Fault&). A declaration is a constexpr value, so a static value must
+// be a literal type (a number, an enum, a struct of those); for a result holding a
+// std::string or a vector, give a function. Which faults it answers: on_rejections
+// (QosRejected, any reason) and on_errors (any other exception).
 template <class T>
 struct fallback {
   T handler;
