@@ -131,14 +131,14 @@ Fault Fault::from(std::exception_ptr error) {
     fault.reason = rejected.reason();
     fault.policy = rejected.policy();
     fault.message = rejected.what();
-  } catch (const RemoteError& remote) {
-    fault.status = remote.status();
-    fault.message = remote.what();
   } catch (const boost::system::system_error& system_error) {
     fault.message = system_error.what();
     fault.cancelled = system_error.code() == asio::error::operation_aborted;
   } catch (const std::exception& exception) {
     fault.message = exception.what();
+    if (const auto* carrier = dynamic_cast<const HasHttpStatus*>(&exception)) {
+      fault.status = carrier->http_status();
+    }
   } catch (...) {
     fault.message = "unknown exception";
   }

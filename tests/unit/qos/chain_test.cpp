@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "coromesh/http/error.hpp"
 #include "coromesh/log/logger.hpp"
 
 namespace coromesh::qos {
@@ -263,6 +264,13 @@ TEST(Chain, BreakerCountsA5xxButNotA4xx) {
     EXPECT_THROW(run(io, chain.execute([&] { return answer_status(&calls, 404); })), RemoteError);
   }
   EXPECT_EQ(breaker->state(), CircuitBreaker::State::closed) << "the caller's own errors";
+  for (int i = 0; i < 5; ++i) {  // a handler's own 400 (e.g. division by zero) likewise
+    EXPECT_THROW(run(io, chain.execute([]() -> asio::awaitable<int> {
+                   throw http::HttpError(http::Status::bad_request, "division_by_zero", "r is 0");
+                 })),
+                 http::HttpError);
+  }
+  EXPECT_EQ(breaker->state(), CircuitBreaker::State::closed);
   for (int i = 0; i < 2; ++i) {
     EXPECT_THROW(run(io, chain.execute([&] { return answer_status(&calls, 500); })), RemoteError);
   }

@@ -263,7 +263,7 @@ struct Fault {
   std::optional<Reason> reason;  // set for a QosRejected
   std::string policy;            // the rejecting policy for a QosRejected
   std::string message;           // what() of a std::exception, else "unknown exception"
-  unsigned status = 0;           // the HTTP status of a RemoteError
+  unsigned status = 0;           // the HTTP status of a RemoteError or HttpError
   bool cancelled = false;        // a system_error with asio::error::operation_aborted
 
   // A fault that says nothing about the callee's health: cancellation, a local overload
@@ -350,7 +350,7 @@ class RetryInterceptor final : public Interceptor {
 // acquire() before, on_success / on_failure with the duration measured on the chain's
 // clock after. Faults count as failures, except rejections for local overload
 // (rate_limited, bulkhead_full, concurrency_limited), cancellation and a caller's error
-// (a RemoteError with a 4xx status), which give the permit back without recording
+// (a 4xx RemoteError or http::HttpError), which give the permit back without recording
 // (they say nothing about the callee's health).
 class CircuitBreakerInterceptor final : public SynchronousInterceptor {
  public:

@@ -11,11 +11,24 @@
 
 namespace coromesh::qos {
 
-class RemoteError : public std::runtime_error {
+// An exception that carries an HTTP status for the QoS policies to judge: 4xx is the
+// caller's own fault (neutral for breakers and adaptive limits, never retried by
+// default), 5xx a failure. RemoteError (a callee's answer) and http::HttpError (a
+// handler's own) both carry one.
+class HasHttpStatus {
+ public:
+  virtual unsigned http_status() const noexcept = 0;
+
+ protected:
+  ~HasHttpStatus() = default;
+};
+
+class RemoteError : public std::runtime_error, public HasHttpStatus {
  public:
   RemoteError(unsigned status, std::string code, std::string reason);
 
   unsigned status() const noexcept { return status_; }
+  unsigned http_status() const noexcept override { return status_; }
   const std::string& code() const noexcept { return code_; }
   const std::string& reason() const noexcept { return reason_; }
 
