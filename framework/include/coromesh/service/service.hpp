@@ -159,7 +159,12 @@ Service& Service::serve(const Op& op, F fn) {
       server_build_options(name), server_rejection_hook(name));
   add_declared({name, operation_qos->declared(),
                 [operation_qos](const qos::PolicySet& set) { operation_qos->apply(set); }},
-               [operation_qos] { return operation_qos->objects(); });
+               // Weak: the metrics hold this, and the chain's rejection hook holds the
+               // metrics; a strong reference would make a cycle that is never freed.
+               [weak = std::weak_ptr<qos::OperationQos<Result>>(operation_qos)] {
+                 auto alive = weak.lock();
+                 return alive ? alive->objects() : nullptr;
+               });
   const http::Verb method = op.method;
   const bool idempotent = op.idempotent();
   auto refuse_late = server_rejection_hook(name);
