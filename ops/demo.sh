@@ -91,6 +91,9 @@ cmd_up() {
 [demo] up: Consul UI http://$consul_addr/ui   Prometheus API http://$prometheus_addr/api/v1/query?query=up
 [demo] hello-svc: curl 'http://127.0.0.1:$hello_port/api/v1/hello?name=mesh'
 [demo] Prometheus scrapes every Consul service tagged 'metrics' (ops/prometheus/prometheus.yml.in).
+[demo] greet's QoS, changed live without a restart (delete the key to restore it):
+[demo]   consul kv put coromesh/qos/hello/greet '{"rate_limit": {"permits": 2, "period": "1s"}}'
+[demo]   (Consul binary: $COROMESH_ROOT/ops/.tools/bin/consul; or curl -X PUT --data ... http://$consul_addr/v1/kv/coromesh/qos/hello/greet)
 [demo] The calculator services and sidecars are not part of the demo yet: this starts the
 [demo] platform and the framework's hello example. './ops/demo.sh down' stops it.
 MSG
@@ -106,6 +109,11 @@ cmd_status() {
   done
   if pid_alive consul; then
     echo "[demo] services in Consul: $(curl -fsS "http://$consul_addr/v1/catalog/services" | jq -c 'keys')"
+    # The declared QoS each instance published, and where to override it live.
+    curl -fsS "http://$consul_addr/v1/agent/services" \
+      | jq -r '.[] | select(.Meta.qos_overrides != null) | .ID as $id | .Meta
+               | to_entries[] | select(.key | startswith("qos_"))
+               | "[demo] \($id) \(.key): \(.value)"' || true
   fi
   if pid_alive prometheus; then
     echo "[demo] prometheus targets up: $(curl -fsS "http://$prometheus_addr/api/v1/query?query=up" \
