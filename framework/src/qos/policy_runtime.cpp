@@ -99,7 +99,8 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
   }
   if (out.leaky_bucket) {
     chain.push_back(std::make_shared<RateLimitInterceptor>(
-        out.leaky_bucket, explicit_weight(spec.rate_limit_policy->weight)));
+        out.leaky_bucket, explicit_weight(spec.rate_limit_policy->weight), "rate_limit",
+        spec.rate_limit_policy->shape));
   }
   if (out.bulkhead) {
     chain.push_back(std::make_shared<BulkheadInterceptor>(
@@ -157,7 +158,7 @@ std::string summarize(const PolicySet& set) {
   }
   if (const auto& r = set.rate_limit_policy) {
     add("rate_limit=" + std::to_string(r->permits) + "/" + duration_text(r->period) +
-        (r->algorithm == RateAlgorithm::leaky_bucket ? "-leaky" : ""));
+        (r->algorithm == RateAlgorithm::leaky_bucket ? (r->shape ? "-shaped" : "-leaky") : ""));
   }
   if (const auto& t = set.timeout_policy) {
     add("timeout=" + duration_text(t->per_attempt) +
@@ -380,6 +381,7 @@ PolicySet apply_override(const PolicySet& base, std::string_view document) {
             "algorithm", p.algorithm,
             std::array{std::pair{std::string_view("token_bucket"), RateAlgorithm::token_bucket},
                        std::pair{std::string_view("leaky_bucket"), RateAlgorithm::leaky_bucket}});
+        r.boolean("shape", p.shape);
         r.weight(p.weight);
       });
     } else if (key == "bulkhead") {

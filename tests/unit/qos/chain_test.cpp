@@ -571,6 +571,58 @@ TEST(Chain, LeakyBucketRejectsWhenFull) {
   EXPECT_EQ(run(io, chain.execute(scripted_call(script))), 42);
 }
 
+// Shaping: with the bucket's clock frozen, the n-th queued call waits n x 20 ms of real
+// time (1 per 20 ms), so three calls started together finish about 40 ms apart from the
+// first; the fourth does not fit the bucket of 3 and is refused at once.
+TEST(Chain, ShapingLeakyBucketSpacesCallsAtItsRate) {
+  asio::io_context io;
+  ManualClock clock;
+  auto bucket = std::make_shared<LeakyBucket>(
+      LeakyBucketConfig{.rate = 1, .period = 20ms, .capacity = 3}, clock);
+  Chain<int> chain({std::make_shared<RateLimitInterceptor>(bucket, std::nullopt, "rate_limit",
+                                                           /*shape=*/true)},
+                   {.clock = &clock});
+  std::vector<std::chrono::steady_clock::time_point> finished;
+  const Chain<int>::Call call = [&finished]() -> asio::awaitable<int> {
+    finished.push_back(std::chrono::steady_clock::now());
+    co_return 1;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::future<int>> calls;
+  for (int i = 0; i < 4; ++i) {
+    calls.push_back(asio::co_spawn(io, chain.execute(call), asio::use_future));
+  }
+  io.run();
+  EXPECT_EQ(calls[0].get() + calls[1].get() + calls[2].get(), 3);
+  try {
+    calls[3].get();
+    ADD_FAILURE() << "the fourth call fit a bucket of 3";
+  } catch (const QosRejected& rejected) {
+    EXPECT_EQ(rejected.reason(), Reason::rate_limited);
+  }
+  ASSERT_EQ(finished.size(), 3U);
+  EXPECT_LT(finished[0] - start, 15ms) << "the first call does not wait";
+  EXPECT_GE(finished[1] - start, 20ms);
+  EXPECT_GE(finished[2] - start, 40ms);
+}
+
+TEST(Chain, ShapingRefusesAWaitLongerThanTheDeadline) {
+  asio::io_context io;
+  ManualClock clock;
+  auto bucket = std::make_shared<LeakyBucket>(
+      LeakyBucketConfig{.rate = 1, .period = 1s, .capacity = 5}, clock);
+  Chain<int> chain({std::make_shared<RateLimitInterceptor>(bucket, std::nullopt, "rate_limit",
+                                                           /*shape=*/true)},
+                   {.clock = &clock});
+  Script script;
+  EXPECT_EQ(run(io, chain.execute(scripted_call(script))), 42);  // its turn is now
+  const auto rejected = expect_rejected([&] {
+    run(io, chain.execute(scripted_call(script), {.deadline = Deadline::after(100ms, clock)}));
+  });
+  EXPECT_EQ(rejected.reason(), Reason::deadline_exceeded) << "its turn is in 1 s";
+  EXPECT_EQ(script.calls, 1);
+}
+
 // --- bulkhead and adaptive limit --------------------------------------------------------
 
 // Starts a slow (30 ms) call and a second one at once; returns both futures.

@@ -41,6 +41,10 @@ static_assert(!validate_declaration(
                    .empty());
 static_assert(validate_declaration(client(timeout{100ms}, retry{})).empty());
 static_assert(validate_declaration(server(fallback{-1})).empty());
+static_assert(validate_declaration(server(rate_limit{.algorithm = RateAlgorithm::leaky_bucket,
+                                                     .shape = true}))
+                  .empty());
+static_assert(!validate_declaration(server(rate_limit{.shape = true})).empty());
 static_assert(!validate_declaration(server(fallback<int>{
                                         .handler = 0, .on_rejections = false, .on_errors = false}))
                    .empty());

@@ -139,6 +139,9 @@ struct rate_limit {
   Duration period = std::chrono::seconds(1);
   std::uint64_t burst = 0;  // zero: the same as permits
   RateAlgorithm algorithm = RateAlgorithm::token_bucket;
+  // Leaky bucket only: delay admitted calls so they leave at the fixed rate (a queue of
+  // `burst` places), instead of only metering them.
+  bool shape = false;
   int weight = 0;
 
   friend constexpr bool operator==(const rate_limit&, const rate_limit&) = default;
@@ -249,6 +252,9 @@ constexpr std::string_view validate(const circuit_breaker& c) noexcept {
 }
 
 constexpr std::string_view validate(const rate_limit& r) noexcept {
+  if (r.shape && r.algorithm != RateAlgorithm::leaky_bucket) {
+    return "rate limit: shape needs algorithm = leaky_bucket (a token bucket does not queue)";
+  }
   return r.algorithm == RateAlgorithm::token_bucket ? validate(r.token_bucket_config())
                                                     : validate(r.leaky_bucket_config());
 }

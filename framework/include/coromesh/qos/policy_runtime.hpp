@@ -23,7 +23,7 @@
 //                    window_type ("count" | "time"), window_duration, minimum_calls,
 //                    open_for, half_open_calls, weight
 //   rate_limit       permits, period, burst, algorithm ("token_bucket" | "leaky_bucket"),
-//                    weight
+//                    shape, weight
 //   bulkhead         max_concurrent, max_queue, max_wait, weight
 //   adaptive_limit   initial_limit, min_limit, max_limit, backoff_ratio, timeout,
 //                    latency_target, tolerance, baseline_window, weight
