@@ -6,6 +6,26 @@
 #include <thread>
 
 namespace coromesh::config {
+
+std::map<std::string, Address> parse_upstreams(std::string_view text) {
+  std::map<std::string, Address> upstreams;
+  for (const auto& item : parse_list(text)) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) {
+      throw InvalidValue(quote_value(item) + " is not name=host:port");
+    }
+    const std::string name = item.substr(0, eq);
+    if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
+                                               "QRSTUVWXYZ0123456789_-") != std::string::npos) {
+      throw InvalidValue(quote_value(name) + " is not an operation name");
+    }
+    if (upstreams.contains(name)) {
+      throw InvalidValue("upstream " + quote_value(name) + " is given twice");
+    }
+    upstreams.emplace(name, parse_address(std::string_view(item).substr(eq + 1)));
+  }
+  return upstreams;
+}
 namespace {
 
 using std::chrono::hours;
@@ -178,6 +198,11 @@ void declare_service_settings(OptionSet& options, ServiceConfig& c) {
         }
         c.nomad_port_label = v;
       });
+  options.add({.flag = "upstreams",
+               .env = {"COROMESH_UPSTREAMS"},
+               .help = "Operations this service calls and where: name=host:port, comma-separated."},
+              "<name=host:port,...>", std::string(),
+              [&c](std::string_view v) { c.upstreams = parse_upstreams(v); });
   options.set_nomad_label(&c.nomad_port_label);
 }
 

@@ -10,6 +10,7 @@
 #include <future>
 #include <iostream>
 
+#include "coromesh/config/error.hpp"
 #include "coromesh/consul/error.hpp"
 #include "coromesh/consul/http_agent_client.hpp"
 #include "coromesh/consul/registrar.hpp"
@@ -57,6 +58,7 @@ struct Service::Impl final : http::ServerObserver {
   std::atomic<bool> shutting_down{false};
   std::atomic<int> exit_code{0};
   bool started = false;
+  bool from_command_line = false;  // configuration errors exit 2 instead of throwing
 
   // http::ServerObserver: called on io threads.
   void request_started(const http::Route*) override { http_metrics.in_flight_inc(); }
@@ -283,7 +285,9 @@ asio::awaitable<void> Service::Impl::shutdown_sequence() {
 }
 
 Service::Service(const config::ServiceConfigOptions& options, int argc, const char* const* argv)
-    : Service(config::service_config_or_exit(argc, argv, options)) {}
+    : Service(config::service_config_or_exit(argc, argv, options)) {
+  impl_->from_command_line = true;
+}
 
 Service::Service(config::ServiceConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
@@ -320,6 +324,20 @@ void Service::add_declared(DeclaredOperation operation,
   }
   impl_->qos_metrics.export_state(operation.name, "server", std::move(objects));
   impl_->declared.push_back(std::move(operation));
+}
+
+const config::Address& Service::upstream_for(const std::string& operation) const {
+  const auto& upstreams = impl_->config.upstreams;
+  if (auto it = upstreams.find(operation); it != upstreams.end()) {
+    return it->second;
+  }
+  const std::string detail = "--upstreams (flag or COROMESH_UPSTREAMS): no upstream for '" +
+                             operation + "'; give " + operation + "=<host:port>";
+  if (impl_->from_command_line) {
+    std::cerr << "config error: " << detail << "\n";
+    std::exit(2);
+  }
+  throw config::ConfigError(detail);
 }
 
 void Service::keep_alive(std::shared_ptr<void> object) {

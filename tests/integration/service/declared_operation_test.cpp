@@ -6,12 +6,16 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <coromesh/runtime/io_pool.hpp>
 #include <coromesh/service/service.hpp>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -244,6 +248,35 @@ TEST_F(DeclaredOperation, AFullBulkheadIsA503AndAFallbackAnswersInstead) {
       EXPECT_EQ(body_of(second).at("value").as_int64(), -1) << "the fallback's value";
     }
   }
+}
+
+TEST(DeclaredOperationConfig, AClientFindsItsUpstreamInTheConfiguration) {
+  auto echo_config = in_process("echo");
+  coromesh::Service echo_service(echo_config);
+  echo_service.serve(echo, [](Probe in) -> asio::awaitable<Seen> { co_return Seen{in.value}; });
+  echo_service.start();
+
+  auto caller_config = in_process("caller");
+  caller_config.upstreams =
+      coromesh::config::parse_upstreams("echo=127.0.0.1:" + std::to_string(echo_service.port()));
+  coromesh::Service caller(caller_config);
+  auto& client = caller.client(echo);  // no address in the code
+  caller.start();
+  std::promise<std::int64_t> answer;
+  asio::co_spawn(
+      caller.pool().executor(0),
+      [&]() -> asio::awaitable<void> {
+        const Seen seen = co_await client.execute(Probe{.value = 11});
+        answer.set_value(seen.value);
+      },
+      asio::detached);
+  EXPECT_EQ(answer.get_future().get(), 11);
+  EXPECT_THROW(caller.client(relay), coromesh::config::ConfigError)
+      << "an operation without a configured upstream";
+  caller.request_shutdown();
+  caller.wait();
+  echo_service.request_shutdown();
+  echo_service.wait();
 }
 
 TEST_F(DeclaredOperation, ADownCalleeIsABadGateway) {

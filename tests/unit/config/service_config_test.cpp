@@ -244,3 +244,31 @@ TEST(ServiceConfig, HelpListsEverySettingWithEnvAndDefault) {
 
 }  // namespace
 }  // namespace coromesh::config
+
+namespace coromesh::config {
+namespace {
+
+TEST(ServiceConfig, UpstreamsMapOperationsToAddresses) {
+  auto config = run({"--upstreams=add=127.0.0.1:9191, sub=[::1]:9192"});
+  ASSERT_TRUE(config.config);
+  const auto& upstreams = config.config->upstreams;
+  ASSERT_EQ(upstreams.size(), 2U);
+  EXPECT_EQ(upstreams.at("add").to_string(), "127.0.0.1:9191");
+  EXPECT_EQ(upstreams.at("sub").to_string(), "[::1]:9192");
+  auto from_env = run({}, {{"COROMESH_UPSTREAMS", "mul=localhost:9193"}});
+  EXPECT_EQ(from_env.config->upstreams.at("mul").port, 9193);
+  EXPECT_TRUE(run({}).config->upstreams.empty());
+}
+
+TEST(ServiceConfig, BadUpstreamsNameTheSettingAndTheProblem) {
+  EXPECT_NE(error({"--upstreams=add"}).find("'add' is not name=host:port"), std::string::npos);
+  EXPECT_NE(error({"--upstreams=add=127.0.0.1"}).find("--upstreams"), std::string::npos);
+  EXPECT_NE(error({"--upstreams=a/b=127.0.0.1:1"}).find("'a/b' is not an operation name"),
+            std::string::npos);
+  EXPECT_NE(error({"--upstreams=add=127.0.0.1:1,add=127.0.0.1:2"}).find("given twice"),
+            std::string::npos);
+  EXPECT_NE(error({"--upstreams=add=127.0.0.1:0"}).find("--upstreams"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace coromesh::config

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,9 @@ struct ServiceConfig {
   bool consul_register = true;
   std::string consul_token;  // secret: never printed
   std::vector<std::string> tags;
+  // Where this service reaches the operations it calls: operation name -> the local
+  // listener of its sidecar's upstream (or, without a mesh, the callee itself).
+  std::map<std::string, Address> upstreams;
   log::Level log_level = log::Level::info;
   HttpServerLimits http;
   std::chrono::nanoseconds check_interval = std::chrono::seconds(10);  // Consul HTTP check
@@ -82,6 +86,9 @@ struct ServiceConfigOptions {
   // Declares the service's own settings, bound to the service's own variables.
   std::function<void(OptionSet&)> declare_extra;
 };
+
+// "add=127.0.0.1:9191,sub=127.0.0.1:9192" -> {add: ..., sub: ...}; throws InvalidValue.
+std::map<std::string, Address> parse_upstreams(std::string_view text);
 
 // Declares the common settings on `options`, bound to `config` (whose values are the
 // defaults); for callers that build their own OptionSet.

@@ -58,7 +58,7 @@ std::shared_ptr<Interceptor> fallback_of(const PolicyList<S, Ps...>& list) {
   std::shared_ptr<Interceptor> result;
   std::apply(
       [&result](const auto&... p) {
-        auto one = [&result](const auto& policy) {
+        [[maybe_unused]] auto one = [&result](const auto& policy) {
           if constexpr (is_fallback<std::remove_cvref_t<decltype(policy)>>::value) {
             result = make_fallback<R>(policy);
           }

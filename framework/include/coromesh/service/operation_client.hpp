@@ -14,6 +14,12 @@
 // other answer throws qos::RemoteError with the callee's status and error code (which
 // the chain's retry and breaker judge), a transport failure an http::ClientError.
 //
+// g++ 12 (Debian 12's compiler) destroys a temporary with a non-trivial destructor
+// twice when it is created inside a co_await operand, e.g.
+// `co_await client.execute(Greeting{"mesh"})` where Greeting holds a std::string. Bind
+// such an argument to a local first (`Greeting g{"mesh"}; co_await client.execute(g);`).
+// Arguments of plain numbers, like the calculator's Operands, are not affected.
+//
 // Threads: execute() may be called from coroutines on any of the executors the client
 // was built with (one HTTP connection pool per executor); the client must outlive its
 // calls.
@@ -108,7 +114,12 @@ class OperationClient {
 
   // Calls the operation through its client-side QoS. `parent`: the caller's call, whose
   // deadline bounds this one and whose trace it continues.
-  boost::asio::awaitable<Result> execute(Arg arg, CallContext parent = {}) const {
+  boost::asio::awaitable<Result> execute(Arg arg) const {
+    // Not a default argument: g++ 12 destroys a default argument's temporary twice when
+    // the call is the operand of co_await.
+    return execute(std::move(arg), CallContext{});
+  }
+  boost::asio::awaitable<Result> execute(Arg arg, CallContext parent) const {
     detail::OperationRequest request{op_.method, op_.path, {}, {}};
     if (op_.method == http::Verb::get || op_.method == http::Verb::head ||
         op_.method == http::Verb::delete_) {

@@ -92,6 +92,16 @@ class Service {
     return result;
   }
 
+  // The same, reached at the upstream configured for the operation's name
+  // (--upstreams add=127.0.0.1:9191, COROMESH_UPSTREAMS). None configured is a
+  // configuration error: a service built from argv prints it and exits 2, one built from
+  // a ServiceConfig throws config::ConfigError.
+  template <class Op>
+  OperationClient<Op>& client(const Op& op) {
+    const auto& address = upstream_for(std::string(op.name));
+    return client(op, http::Destination{address.host, address.port});
+  }
+
   // Adds a raw handler.
   Service& route(http::Verb method, std::string_view path, std::string operation,
                  http::Handler handler) {
@@ -130,6 +140,7 @@ class Service {
   void add_declared(DeclaredOperation operation,
                     std::function<std::shared_ptr<const qos::PolicyObjects>()> objects);
   void keep_alive(std::shared_ptr<void> object);
+  const config::Address& upstream_for(const std::string& operation) const;
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
