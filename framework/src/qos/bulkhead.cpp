@@ -100,7 +100,12 @@ Admission Bulkhead::try_enter() {
 }
 
 asio::awaitable<Bulkhead::Permit> Bulkhead::acquire() {
-  if (config_.max_queue == 0) {
+  return acquire(config_.max_wait);
+}
+
+asio::awaitable<Bulkhead::Permit> Bulkhead::acquire(Duration wait_limit) {
+  const Duration wait = std::min(wait_limit, config_.max_wait);
+  if (config_.max_queue == 0 || wait <= Duration::zero()) {
     co_return try_acquire();
   }
   const auto executor = co_await asio::this_coro::executor;
@@ -115,7 +120,7 @@ asio::awaitable<Bulkhead::Permit> Bulkhead::acquire() {
       co_return Permit(Reason::bulkhead_full);
     }
     waiter = std::make_shared<Waiter>(executor);
-    waiter->timer.expires_after(config_.max_wait);
+    waiter->timer.expires_after(wait);
     queue_.push_back(waiter);
   }
   WaitGuard guard(this, waiter);

@@ -424,9 +424,15 @@ asio::awaitable<void> BulkheadInterceptor::around(Invocation& invocation, Next n
     co_await SynchronousInterceptor::around(invocation, next);
     co_return;
   }
-  Bulkhead::Permit permit = co_await bulkhead_->acquire();
+  // Never wait in the queue past the call's deadline.
+  const Deadline deadline = invocation.deadline();
+  const Duration limit =
+      deadline.is_set() ? deadline.remaining(invocation.clock()) : Duration::max();
+  Bulkhead::Permit permit = co_await bulkhead_->acquire(limit);
   if (!permit) {
-    invocation.reject(name(), permit.reason());
+    invocation.reject(name(), deadline.is_set() && deadline.expired(invocation.clock())
+                                  ? Reason::deadline_exceeded
+                                  : permit.reason());
   }
   co_await next();
 }

@@ -662,6 +662,29 @@ TEST(Chain, BulkheadQueueLetsTheSecondCallWait) {
   EXPECT_EQ(calls, 2);
 }
 
+// The queue wait ends at the call's deadline, not at the longer max_wait.
+TEST(Chain, BulkheadQueueNeverWaitsPastTheDeadline) {
+  asio::io_context io;
+  auto bulkhead = std::make_shared<Bulkhead>(
+      BulkheadConfig{.max_concurrent = 1, .max_queue = 1, .max_wait = 10s});
+  Chain<int> chain({std::make_shared<BulkheadInterceptor>(bulkhead)});
+  int calls = 0;
+  const Chain<int>::Call call = [&calls] { return slow(200ms, 7, &calls); };
+  auto first = asio::co_spawn(io, chain.execute(call), asio::use_future);
+  const auto start = std::chrono::steady_clock::now();
+  auto second = asio::co_spawn(io, chain.execute(call, {.deadline = Deadline::after(30ms)}),
+                               asio::use_future);
+  io.run();
+  EXPECT_EQ(first.get(), 7);
+  try {
+    second.get();
+    ADD_FAILURE() << "the queued call outlived its deadline";
+  } catch (const QosRejected& rejected) {
+    EXPECT_EQ(rejected.reason(), Reason::deadline_exceeded);
+  }
+  EXPECT_EQ(calls, 1);
+}
+
 TEST(Chain, AdaptiveLimitRejectsOverTheLimit) {
   asio::io_context io;
   auto limit = std::make_shared<AdaptiveLimit>(

@@ -7,10 +7,10 @@
 //   ... the call ...                                                   // ~Permit releases
 //
 // `acquire()` grants at once while a slot is free and nobody queues; otherwise it queues
-// (up to `max_queue` waiters) until a permit is handed over or `max_wait` passes; with the
-// queue full it rejects at once. Both rejections are Reason::bulkhead_full. A released
-// permit goes straight to the oldest waiter (FIFO, no barging). `try_acquire()` never
-// waits.
+// (up to `max_queue` waiters) until a permit is handed over or `max_wait` (or the shorter
+// limit given, e.g. the caller's deadline) passes; with the queue full it rejects at once. Both
+// rejections are Reason::bulkhead_full. A released permit goes straight to the oldest waiter (FIFO,
+// no barging). `try_acquire()` never waits.
 //
 // Defaults (resilience4j SemaphoreBulkhead): 25 concurrent calls, no queue (max_queue 0,
 // max_wait 0: reject when full). With max_queue > 0, max_wait must be positive.
@@ -94,6 +94,9 @@ class Bulkhead {
 
   Permit try_acquire();
   boost::asio::awaitable<Permit> acquire();
+  // The same, waiting in the queue at most `wait_limit` (when shorter than max_wait):
+  // a caller's deadline. A limit <= 0 never queues.
+  boost::asio::awaitable<Permit> acquire(Duration wait_limit);
 
   // The same slot without the RAII wrapper, for callers that keep the release in a
   // separate phase (the chain's synchronous bulkhead): every granted try_enter() must be
