@@ -671,7 +671,6 @@ TEST(Chain, BulkheadQueueNeverWaitsPastTheDeadline) {
   int calls = 0;
   const Chain<int>::Call call = [&calls] { return slow(200ms, 7, &calls); };
   auto first = asio::co_spawn(io, chain.execute(call), asio::use_future);
-  const auto start = std::chrono::steady_clock::now();
   auto second = asio::co_spawn(io, chain.execute(call, {.deadline = Deadline::after(30ms)}),
                                asio::use_future);
   io.run();
