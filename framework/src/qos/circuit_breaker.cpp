@@ -55,6 +55,7 @@ void CircuitBreaker::reset_window() {
 
 void CircuitBreaker::transition(State to, Clock::time_point now) {
   state_ = to;
+  published_state_.store(to, std::memory_order_release);
   ++transitions_;
   half_open_issued_ = half_open_calls_ = half_open_failures_ = half_open_slow_ = 0;
   if (to == State::open) {
@@ -66,6 +67,9 @@ void CircuitBreaker::transition(State to, Clock::time_point now) {
 }
 
 Admission CircuitBreaker::acquire() {
+  if (published_state_.load(std::memory_order_acquire) == State::closed) {
+    return Admission::granted();
+  }
   std::lock_guard lock(mutex_);
   switch (state_) {
     case State::closed:

@@ -20,6 +20,7 @@
 // Thread-safety: one CircuitBreaker may be shared by any number of threads (a mutex guards
 // the state; the hot path is one uncontended lock).
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -130,6 +131,10 @@ class CircuitBreaker {
   const Clock* clock_;
   mutable std::mutex mutex_;
   State state_ = State::closed;
+  // state_ as last published under the lock: lets acquire() admit without the lock while
+  // closed, the state of almost every call. A call admitted as the breaker opens
+  // concurrently is recorded and ignored, as if it had come just before.
+  std::atomic<State> published_state_{State::closed};
   Clock::time_point opened_at_{};
   std::uint64_t transitions_ = 0;
   // Count-based: ring of outcomes (bit 0 failure, bit 1 slow).
