@@ -9,9 +9,9 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <random>
 
 #include "coromesh/http/error.hpp"
+#include "coromesh/http/trace_context.hpp"
 #include "coromesh/log/logger.hpp"
 #include "server_state.hpp"
 #include "wire.hpp"
@@ -26,30 +26,14 @@ namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 
-bool is_hex(std::string_view text) {
-  return text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
-
 // Sets `id` to the trace id of a valid W3C `traceparent` (00-<32 hex>-<16 hex>-<2 hex>),
 // else to a fresh random one so every request can be followed through the logs. The
 // string is the connection's, reused from request to request.
 void trace_id_for(const Request& request, std::string& id) {
-  auto header = request[kTraceParentHeader];
-  if (header.size() == 55 && header[2] == '-' && header[35] == '-' && header[52] == '-') {
-    auto trace = std::string_view(header.data() + 3, 32);
-    if (is_hex(trace) && trace.find_first_not_of('0') != std::string_view::npos) {
-      id.assign(trace);
-      return;
-    }
-  }
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  id.resize(32);
-  for (std::size_t i = 0; i < id.size(); i += 16) {
-    auto bits = rng();
-    for (std::size_t j = 0; j < 16; ++j) {
-      id[i + j] = kHex[(bits >> (j * 4)) & 0xf];
-    }
+  if (auto trace = trace_id_of(request[kTraceParentHeader])) {
+    id.assign(*trace);
+  } else {
+    assign_random_hex_id(id, 32);
   }
 }
 

@@ -2,8 +2,8 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
-#include <random>
 
+#include "coromesh/http/trace_context.hpp"
 #include "coromesh/metrics/qos_metrics.hpp"
 #include "coromesh/runtime/io_pool.hpp"
 
@@ -12,28 +12,6 @@ namespace coromesh::detail {
 namespace asio = boost::asio;
 
 namespace {
-
-// A W3C traceparent continuing `trace_id` (or starting a trace) with a fresh span id.
-std::string traceparent_for(const std::string& trace_id) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  auto hex = [](std::uint64_t value, std::string& out) {
-    for (int shift = 60; shift >= 0; shift -= 4) {
-      out += kHex[(value >> static_cast<unsigned>(shift)) & 0xFU];
-    }
-  };
-  std::string out = "00-";
-  if (trace_id.size() == 32) {
-    out += trace_id;
-  } else {
-    hex(rng() | 1U, out);  // never the all-zero (invalid) id
-    hex(rng(), out);
-  }
-  out += '-';
-  hex(rng() | 1U, out);
-  out += "-01";
-  return out;
-}
 
 // The callee's `{"error": ..., "reason": ...}`, or a code made from the status.
 [[noreturn]] void throw_remote_error(const http::Response& response) {
@@ -95,7 +73,7 @@ asio::awaitable<std::string> OperationTransport::exchange(OperationRequest reque
                                               : std::string(request.path) + "?" + request.query,
                         11};
   message.set(http::Field::host, options_.upstream.host);
-  message.set("traceparent", traceparent_for(trace_id));
+  message.set(http::kTraceParentHeader, http::make_traceparent(trace_id));
   auto until = std::chrono::steady_clock::now() + options_.default_timeout;
   if (deadline.is_set()) {
     if (deadline.expired()) {

@@ -1,0 +1,52 @@
+#include "coromesh/http/trace_context.hpp"
+
+#include <random>
+
+namespace coromesh::http {
+
+namespace {
+
+bool is_hex_id(std::string_view text) {
+  return text.find_first_not_of("0123456789abcdef") == std::string_view::npos &&
+         text.find_first_not_of('0') != std::string_view::npos;
+}
+
+}  // namespace
+
+std::optional<std::string_view> trace_id_of(std::string_view traceparent) noexcept {
+  if (traceparent.size() != 55 || traceparent[2] != '-' || traceparent[35] != '-' ||
+      traceparent[52] != '-') {
+    return std::nullopt;
+  }
+  const auto trace = traceparent.substr(3, 32);
+  if (!is_hex_id(trace)) {
+    return std::nullopt;
+  }
+  return trace;
+}
+
+void assign_random_hex_id(std::string& id, std::size_t length) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  id.resize(length);
+  do {
+    for (std::size_t i = 0; i < length; i += 16) {
+      auto bits = rng();
+      for (std::size_t j = 0; j < 16 && i + j < length; ++j) {
+        id[i + j] = kHex[(bits >> (j * 4)) & 0xFU];
+      }
+    }
+  } while (id.find_first_not_of('0') == std::string::npos);
+}
+
+std::string make_traceparent(std::string_view trace_id) {
+  std::string trace(trace_id);
+  if (trace.size() != 32 || !is_hex_id(trace)) {
+    assign_random_hex_id(trace, 32);
+  }
+  std::string span;
+  assign_random_hex_id(span, 16);
+  return "00-" + trace + "-" + span + "-01";
+}
+
+}  // namespace coromesh::http
