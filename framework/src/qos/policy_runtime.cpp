@@ -125,10 +125,6 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
 
 namespace {
 
-std::string duration_text(Duration d) {
-  return config::format_duration(d);
-}
-
 std::string rate_text(double fraction) {
   const double percent = fraction * 100.0;
   if (std::abs(percent - std::round(percent)) < 1e-9) {
@@ -148,21 +144,21 @@ std::string summarize(const PolicySet& set) {
     add("log");
   }
   if (const auto& r = set.retry_policy) {
-    add("retry=" + std::to_string(r->max_attempts) + "x" + duration_text(r->base_backoff) +
-        (r->budget ? "+budget" : ""));
+    add("retry=" + std::to_string(r->max_attempts) + "x" +
+        config::format_duration(r->base_backoff) + (r->budget ? "+budget" : ""));
   }
   if (const auto& b = set.breaker_policy) {
     add("circuit_breaker=" + rate_text(b->failure_rate) + "/" +
         (b->window_type == WindowType::count_based ? std::to_string(b->window)
-                                                   : duration_text(b->window_duration)));
+                                                   : config::format_duration(b->window_duration)));
   }
   if (const auto& r = set.rate_limit_policy) {
-    add("rate_limit=" + std::to_string(r->permits) + "/" + duration_text(r->period) +
+    add("rate_limit=" + std::to_string(r->permits) + "/" + config::format_duration(r->period) +
         (r->algorithm == RateAlgorithm::leaky_bucket ? (r->shape ? "-shaped" : "-leaky") : ""));
   }
   if (const auto& t = set.timeout_policy) {
-    add("timeout=" + duration_text(t->per_attempt) +
-        (t->overall > Duration::zero() ? "/" + duration_text(t->overall) : ""));
+    add("timeout=" + config::format_duration(t->per_attempt) +
+        (t->overall > Duration::zero() ? "/" + config::format_duration(t->overall) : ""));
   }
   if (const auto& b = set.bulkhead_policy) {
     add("bulkhead=" + std::to_string(b->max_concurrent) +

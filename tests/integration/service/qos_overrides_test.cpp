@@ -5,8 +5,6 @@
 
 #include <boost/json.hpp>
 #include <chrono>
-#include <fstream>
-#include <sstream>
 
 #include "service_process.hpp"
 
@@ -18,11 +16,9 @@ using namespace std::chrono_literals;
 
 const std::string kKey = "/v1/kv/coromesh/qos/hello/greet";
 
+// The whole log (ChildProcess::log_tail with room for all of it).
 std::string read_log(const ChildProcess& process) {
-  std::ifstream in(process.log_file());
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return process.log_tail(std::size_t{1} << 24);
 }
 
 void put_override(const ConsulAgent& consul, const std::string& document) {
