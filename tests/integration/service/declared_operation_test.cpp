@@ -86,7 +86,7 @@ class DeclaredOperation : public ::testing::Test {
                   ? std::chrono::duration_cast<std::chrono::milliseconds>(call.deadline.remaining())
                         .count()
                   : -1;
-          co_return Seen{in.value, remaining, call.trace_id};
+          co_return Seen{in.value, remaining, std::string(call.trace_id)};
         });
     auto slow = [](Probe in) -> asio::awaitable<Seen> {
       asio::steady_timer timer(co_await asio::this_coro::executor,

@@ -53,10 +53,11 @@ struct RequestContext;
 namespace coromesh {
 
 // The call an operation's code runs in: what it must hand to the calls it makes so the
-// deadline and the trace travel on.
+// deadline and the trace travel on. Valid while that call runs (trace_id and request
+// point into the server's request): copy what must outlive it.
 struct CallContext {
-  qos::Deadline deadline{};  // what this attempt must finish by (none: no deadline)
-  std::string trace_id{};    // W3C trace id (32 hex) to continue; empty starts a new trace
+  qos::Deadline deadline{};     // what this attempt must finish by (none: no deadline)
+  std::string_view trace_id{};  // W3C trace id (32 hex) to continue; empty starts a new trace
   const http::RequestContext* request = nullptr;  // server side: the HTTP request
 };
 

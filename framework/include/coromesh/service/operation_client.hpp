@@ -128,7 +128,7 @@ class OperationClient {
       request.body = http::to_json(arg);
     }
     const detail::OperationTransport& transport = transport_;
-    const std::string trace_id = parent.trace_id;
+    const std::string trace_id(parent.trace_id);  // a detached call may outlive the parent
     typename qos::Chain<Result>::InvocationCall attempt =
         [&request, &transport,
          &trace_id](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {

@@ -192,7 +192,7 @@ Service& Service::serve(const Op& op, F fn) {
                    co_return detail::rejection_response(late);
                  }
                  Arg arg = http::bind_request<Arg>(method, context);
-                 const CallContext call{deadline, std::string(context.trace_id), &context};
+                 const CallContext call{deadline, context.trace_id, &context};
                  typename qos::Chain<Result>::InvocationCall attempt =
                      [&fn, &arg,
                       &call](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
