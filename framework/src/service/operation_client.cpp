@@ -63,9 +63,8 @@ http::Client& OperationTransport::client_for(const asio::any_io_executor& execut
   throw std::logic_error("OperationClient: called from an executor it was not built for");
 }
 
-asio::awaitable<std::string> OperationTransport::exchange(OperationRequest request,
-                                                          qos::Deadline deadline,
-                                                          std::string trace_id) const {
+asio::awaitable<std::string> OperationTransport::exchange(const OperationRequest& request,
+                                                          qos::Deadline deadline) const {
   const auto executor = co_await asio::this_coro::executor;
   http::Client& client = client_for(executor);
   http::Request message{request.method,
@@ -73,7 +72,7 @@ asio::awaitable<std::string> OperationTransport::exchange(OperationRequest reque
                                               : std::string(request.path) + "?" + request.query,
                         11};
   message.set(http::Field::host, options_.upstream.host);
-  message.set(http::kTraceParentHeader, http::make_traceparent(trace_id));
+  message.set(http::kTraceParentHeader, http::make_traceparent(request.trace_id));
   auto until = std::chrono::steady_clock::now() + options_.default_timeout;
   if (deadline.is_set()) {
     if (deadline.expired()) {
@@ -84,7 +83,7 @@ asio::awaitable<std::string> OperationTransport::exchange(OperationRequest reque
   }
   if (!request.body.empty()) {
     message.set(http::Field::content_type, "application/json");
-    message.body() = std::move(request.body);
+    message.body() = request.body;
   }
   const http::Response response =
       co_await client.send(options_.upstream, std::move(message), until);

@@ -61,8 +61,9 @@ namespace detail {
 struct OperationRequest {
   http::Verb method;
   std::string_view path;
-  std::string query;  // GET/HEAD/DELETE
-  std::string body;   // others (JSON)
+  std::string query;     // GET/HEAD/DELETE
+  std::string body;      // others (JSON)
+  std::string trace_id;  // the caller's, copied: a detached call may outlive its parent
 };
 
 class OperationTransport {
@@ -73,9 +74,10 @@ class OperationTransport {
   OperationTransport(const OperationTransport&) = delete;
   OperationTransport& operator=(const OperationTransport&) = delete;
 
-  // Returns a 2xx body; throws qos::RemoteError for another status.
-  boost::asio::awaitable<std::string> exchange(OperationRequest request, qos::Deadline deadline,
-                                               std::string trace_id) const;
+  // Returns a 2xx body; throws qos::RemoteError for another status. `request` must
+  // outlive the returned awaitable (the caller awaits it at once; retries reuse it).
+  boost::asio::awaitable<std::string> exchange(const OperationRequest& request,
+                                               qos::Deadline deadline) const;
   const OperationClientOptions& options() const noexcept { return options_; }
 
  private:
@@ -120,7 +122,9 @@ class OperationClient {
     return execute(std::move(arg), CallContext{});
   }
   boost::asio::awaitable<Result> execute(Arg arg, CallContext parent) const {
-    detail::OperationRequest request{op_.method, op_.path, {}, {}};
+    // Built once for every attempt; the attempts reach it through one pointer, so the
+    // std::function below holds it without allocating.
+    detail::OperationRequest request{op_.method, op_.path, {}, {}, std::string(parent.trace_id)};
     if (op_.method == http::Verb::get || op_.method == http::Verb::head ||
         op_.method == http::Verb::delete_) {
       request.query = http::to_query(arg);
@@ -128,11 +132,11 @@ class OperationClient {
       request.body = http::to_json(arg);
     }
     const detail::OperationTransport& transport = transport_;
-    const std::string trace_id(parent.trace_id);  // a detached call may outlive the parent
+    const auto* prepared = &request;
     typename qos::Chain<Result>::InvocationCall attempt =
-        [&request, &transport,
-         &trace_id](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
-      std::string body = co_await transport.exchange(request, invocation.deadline(), trace_id);
+        [prepared,
+         &transport](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
+      std::string body = co_await transport.exchange(*prepared, invocation.deadline());
       co_return http::from_body<Result>(body);
     };
     const qos::CallOptions options{.deadline = parent.deadline, .idempotent = op_.idempotent()};

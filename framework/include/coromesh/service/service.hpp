@@ -191,17 +191,23 @@ Service& Service::serve(const Op& op, F fn) {
                    }
                    co_return detail::rejection_response(late);
                  }
-                 Arg arg = http::bind_request<Arg>(method, context);
-                 const CallContext call{deadline, context.trace_id, &context};
+                 // What every attempt needs, behind one pointer so the std::function
+                 // below holds it without allocating.
+                 struct Bound {
+                   const F& fn;
+                   const Arg arg;
+                   const CallContext call;
+                 };
+                 const Bound bound{fn, http::bind_request<Arg>(method, context),
+                                   CallContext{deadline, context.trace_id, &context}};
                  typename qos::Chain<Result>::InvocationCall attempt =
-                     [&fn, &arg,
-                      &call](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
-                   CallContext this_attempt = call;
-                   this_attempt.deadline = invocation.deadline();
+                     [&bound](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
                    if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
-                     co_return co_await fn(arg, this_attempt);
+                     CallContext this_attempt = bound.call;
+                     this_attempt.deadline = invocation.deadline();
+                     co_return co_await bound.fn(bound.arg, this_attempt);
                    } else {
-                     co_return co_await fn(arg);
+                     co_return co_await bound.fn(bound.arg);
                    }
                  };
                  const qos::CallOptions options{.deadline = deadline, .idempotent = idempotent};
