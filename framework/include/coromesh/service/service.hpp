@@ -165,9 +165,10 @@ Service& Service::serve(const Op& op, F fn) {
   using Arg = typename Op::argument_type;
   using Result = typename Op::result_type;
   const std::string name(op.name);
+  const qos::RejectionHook on_rejection = server_rejection_hook(name);
   auto operation_qos = std::make_shared<qos::OperationQos<Result>>(
       name, qos::to_policy_set(op.server), qos::fallback_of<Result>(op.server),
-      server_build_options(name), server_rejection_hook(name));
+      server_build_options(name), on_rejection);
   add_declared({name, operation_qos->declared(),
                 [operation_qos](const qos::PolicySet& set) { operation_qos->apply(set); }},
                // Weak: the metrics hold this, and the chain's rejection hook holds the
@@ -178,9 +179,8 @@ Service& Service::serve(const Op& op, F fn) {
                });
   const http::Verb method = op.method;
   const bool idempotent = op.idempotent();
-  auto refuse_late = server_rejection_hook(name);
   router().add(op.method, op.path, name,
-               [operation_qos, fn = std::move(fn), method, idempotent, refuse_late](
+               [operation_qos, fn = std::move(fn), method, idempotent, refuse_late = on_rejection](
                    http::RequestContext& context) -> boost::asio::awaitable<http::Response> {
                  const qos::Deadline deadline = detail::incoming_deadline(context);
                  if (deadline.is_set() && deadline.expired()) {
