@@ -13,7 +13,7 @@ IoPool::IoPool(std::size_t threads) {
   for (std::size_t i = 0; i < threads; ++i) {
     // concurrency_hint 1: each context is run by exactly one thread, which lets Asio
     // drop the scheduler's locking.
-    contexts_.push_back(std::make_unique<boost::asio::io_context>(1));
+    contexts_.push_back(std::make_unique<Context>(1));
     guards_.emplace_back(contexts_.back()->get_executor());
   }
 }
@@ -21,6 +21,7 @@ IoPool::IoPool(std::size_t threads) {
 IoPool::~IoPool() {
   terminate();
   join();
+  destroy_abandoned_work();
 }
 
 boost::asio::any_io_executor IoPool::next_executor() {
@@ -65,6 +66,12 @@ void IoPool::join() {
     }
   }
   threads_.clear();
+}
+
+void IoPool::destroy_abandoned_work() {
+  for (auto& context : contexts_) {
+    context->destroy_pending();
+  }
 }
 
 void IoPool::run() {

@@ -296,6 +296,10 @@ Service::~Service() {
     request_shutdown();
     impl_->pool.join();
   }
+  // Frames cut off by the shutdown (a request still in its handler, one queued in a
+  // bulkhead) point at the router's handlers, the QoS policies, the clients and the
+  // metrics: they must unwind while those still exist, i.e. before Impl's members go.
+  impl_->pool.destroy_abandoned_work();
 }
 
 http::Router& Service::router() {

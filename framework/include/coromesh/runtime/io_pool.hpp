@@ -7,6 +7,13 @@
 // Lifetime: construct, hand out executors, run() (blocks until stop() and all threads
 // have joined) or start()/join(). stop() may be called from any thread, including a
 // signal handler coroutine running on the pool.
+//
+// Abandoned work: after terminate() a coroutine can still be suspended on a context (a
+// request cut off by the shutdown, a frame waiting in a bulkhead queue). Its frame, and
+// everything it points at, is destroyed only when the context is shut down. The owner of
+// the pool must call destroy_abandoned_work() after join() and BEFORE destroying anything
+// those frames reference (handlers, QoS policies, clients, metrics); the destructor does
+// it too, but by then a pool declared before those objects has outlived them.
 
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
@@ -48,12 +55,24 @@ class IoPool {
   void terminate();
   // Waits for every thread to finish.
   void join();
+  // After join(): destroys every handler and suspended coroutine frame still queued on
+  // the contexts, running their destructors now (see "Abandoned work" above). The
+  // contexts stay valid for the destruction of the I/O objects bound to them, but run no
+  // more work. Idempotent.
+  void destroy_abandoned_work();
   // start() + join() on the calling thread's behalf.
   void run();
 
  private:
   using WorkGuard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
-  std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+  // An io_context whose shutdown (protected in Asio: the destructor's first step) can be
+  // run early, so abandoned frames die while what they reference still exists.
+  class Context final : public boost::asio::io_context {
+   public:
+    using boost::asio::io_context::io_context;
+    void destroy_pending() { shutdown(); }
+  };
+  std::vector<std::unique_ptr<Context>> contexts_;
   std::vector<WorkGuard> guards_;
   std::vector<std::thread> threads_;
   std::atomic<std::size_t> next_{0};

@@ -1,0 +1,116 @@
+// Shutdown with requests still inside a declared operation: the frames cut off after the
+// grace period point at the service's handlers, QoS policies and metrics, so they must
+// unwind before those are destroyed. The service's metrics registry holds a probe whose
+// destructor records when it went; each handler frame holds one that records, as the
+// frame unwinds, whether the registry was already gone. Before the fix the frames were
+// destroyed with the io_contexts, after every other member of the service: a bulkhead
+// queue released its permit into freed memory (SIGSEGV, or an ASan report).
+
+#include <gtest/gtest.h>
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <coromesh/metrics/registry.hpp>
+#include <coromesh/service/service.hpp>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "http_fetch.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+struct Nap {
+  std::int64_t ms = 0;
+};
+BOOST_DESCRIBE_STRUCT(Nap, (), (ms))
+
+// One slot, a queue of four: the second request waits in the bulkhead's queue.
+COROMESH_OPERATION(nap, GET, "/api/v1/nap", Nap, std::int64_t,
+                   QOS(qos::bulkhead{.max_concurrent = 1, .max_queue = 4, .max_wait = 10s}));
+
+struct Observations {
+  std::atomic<bool> registry_gone{false};
+  std::atomic<int> frames_unwound{0};
+  std::atomic<int> frames_unwound_after_registry{0};
+};
+
+// Lives in the service's metrics registry: destroyed with the service's members.
+class RegistryProbe final : public prometheus::Collectable {
+ public:
+  explicit RegistryProbe(std::shared_ptr<Observations> seen) : seen_(std::move(seen)) {}
+  ~RegistryProbe() override { seen_->registry_gone = true; }
+  std::vector<prometheus::MetricFamily> Collect() const override { return {}; }
+
+ private:
+  std::shared_ptr<Observations> seen_;
+};
+
+// Lives in a handler's coroutine frame: destroyed when the frame unwinds.
+class FrameProbe {
+ public:
+  explicit FrameProbe(std::shared_ptr<Observations> seen) : seen_(std::move(seen)) {}
+  FrameProbe(const FrameProbe&) = delete;
+  FrameProbe& operator=(const FrameProbe&) = delete;
+  ~FrameProbe() {
+    ++seen_->frames_unwound;
+    if (seen_->registry_gone) {
+      ++seen_->frames_unwound_after_registry;
+    }
+  }
+
+ private:
+  std::shared_ptr<Observations> seen_;
+};
+
+TEST(ShutdownLifetime, FramesCutOffByShutdownUnwindBeforeTheServiceIsDestroyed) {
+  auto seen = std::make_shared<Observations>();
+  coromesh::config::ServiceConfig config;
+  config.name = "napper";
+  config.consul_register = false;
+  config.io_threads = 1;
+  config.log_level = coromesh::log::Level::error;
+  config.shutdown_grace = 200ms;
+
+  auto service = std::make_unique<coromesh::Service>(config);
+  service->metrics().add_collectable(std::make_shared<RegistryProbe>(seen));
+  service->serve(nap, [seen](Nap in) -> asio::awaitable<std::int64_t> {
+    const FrameProbe probe(seen);
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(in.ms));
+    co_await timer.async_wait(asio::use_awaitable);
+    co_return in.ms;
+  });
+  service->start();
+  const auto port = service->port();
+
+  // Two 3 s requests: one holds the bulkhead's slot, the other waits in its queue.
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 2; ++i) {
+    callers.emplace_back([port] {
+      coromesh::testing::http_fetch("127.0.0.1", port, "/api/v1/nap?ms=3000", {.timeout = 5s});
+    });
+  }
+  std::this_thread::sleep_for(300ms);  // both requests are inside the service by now
+  service->request_shutdown();
+  service->wait();
+  service.reset();
+  for (auto& caller : callers) {
+    caller.join();
+  }
+
+  EXPECT_EQ(seen->frames_unwound.load(), 1)
+      << "the request holding the slot had entered its handler and must have unwound";
+  EXPECT_EQ(seen->frames_unwound_after_registry.load(), 0)
+      << "a handler frame outlived the service's metrics registry";
+  EXPECT_TRUE(seen->registry_gone.load());
+}
+
+}  // namespace
