@@ -64,6 +64,7 @@ asio::awaitable<void> Registrar::run() {
   auto executor = co_await asio::this_coro::executor;
   stop_.emplace(executor, asio::steady_timer::time_point::max());
   done_.emplace(executor, asio::steady_timer::time_point::max());
+  wake_.emplace(executor);
 
   // shutdown() ends the wait on stop_, and `||` then cancels keep() wherever it is,
   // mid agent call included.
@@ -89,7 +90,11 @@ asio::awaitable<void> Registrar::keep() {
     co_return;
   }
   for (;;) {
-    co_await sleep_for(options_.resync_interval);
+    // An update() waiting to be sent goes at once, unless sending just failed.
+    if (sent_generation_ == generation_ || resync_failures_ > 0) {
+      wake_->expires_after(options_.resync_interval);
+      co_await wake_->async_wait(use_tuple);
+    }
     bool stop = co_await cancelled();
     if (stop) {
       co_return;
@@ -103,7 +108,9 @@ asio::awaitable<bool> Registrar::register_with_retry() {
   for (;;) {
     std::string error;
     try {
+      const std::uint64_t sending = generation_;
       co_await consul_.register_service(registration_);
+      sent_generation_ = sending;
       registered_ = true;
       ++registrations_;
       log::info("consul.registered", {{"service", registration_.name},
@@ -140,8 +147,13 @@ asio::awaitable<bool> Registrar::register_with_retry() {
 asio::awaitable<void> Registrar::resync() {
   std::string error;
   try {
-    auto held = co_await consul_.agent_service(service_id_);
-    if (!held) {
+    const std::uint64_t sending = generation_;
+    if (sent_generation_ != sending) {
+      co_await consul_.register_service(registration_);
+      sent_generation_ = sending;
+      log::info("consul.registration_updated",
+                {{"service", registration_.name}, {"id", service_id_}});
+    } else if (auto held = co_await consul_.agent_service(service_id_); !held) {
       registered_ = false;
       co_await consul_.register_service(registration_);
       registered_ = true;
@@ -162,6 +174,19 @@ asio::awaitable<void> Registrar::resync() {
   }
   if (resync_failures_++ == 0) {
     log::warn("consul.resync.error", {{"id", service_id_}, {"error", error}});
+  }
+}
+
+void Registrar::update(ServiceRegistration registration) {
+  const std::string id = registration.id.empty() ? registration.name : registration.id;
+  if (id != service_id_) {
+    throw std::invalid_argument("Registrar::update: the service ID cannot change (" + service_id_ +
+                                " -> " + id + ")");
+  }
+  registration_ = std::move(registration);
+  ++generation_;
+  if (wake_) {
+    wake_->cancel();
   }
 }
 

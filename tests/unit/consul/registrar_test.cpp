@@ -107,6 +107,48 @@ TEST_F(ConsulRegistrar, RegistersAgainWhenTheAgentLostTheService) {
   }());
 }
 
+TEST_F(ConsulRegistrar, AnUpdateIsSentAtOnceAndRetriedUntilTheAgentTakesIt) {
+  // A long resync interval: the update must not wait for it.
+  RegistrarOptions slow = kFast;
+  slow.resync_interval = 10s;
+  Registrar registrar(agent_, kWeb, slow);
+  ServiceRegistration changed = kWeb;
+  changed.meta["qos_add"] = "rate_limit=2/1s";
+  run_async(ioc_, [&]() -> asio::awaitable<void> {
+    start(registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 2s));
+    registrar.update(changed);
+    EXPECT_TRUE(
+        co_await eventually([&] { return agent_.services["web-1"].meta.contains("qos_add"); }, 2s))
+        << "the update waited for the 10 s resync";
+    co_await registrar.shutdown();
+  }());
+  EXPECT_EQ(registrar.registrations(), 1u) << "an update is not a re-registration";
+  EXPECT_THROW(registrar.update(ServiceRegistration{.id = "web-2", .name = "web"}),
+               std::invalid_argument);
+}
+
+TEST_F(ConsulRegistrar, AnUpdateTheAgentRefusesIsSentAgainAtTheNextResync) {
+  Registrar registrar(agent_, kWeb, kFast);
+  ServiceRegistration changed = kWeb;
+  changed.meta["qos_add"] = "bulkhead=1";
+  ::testing::internal::CaptureStderr();
+  run_async(ioc_, [&]() -> asio::awaitable<void> {
+    start(registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 2s));
+    agent_.reachable = false;
+    registrar.update(changed);
+    co_await sleep_for(100ms);  // five resync intervals with the agent down
+    const auto attempts_while_down = agent_.count("register");
+    EXPECT_LE(attempts_while_down, 8u) << "retried without waiting between attempts";
+    agent_.reachable = true;
+    EXPECT_TRUE(
+        co_await eventually([&] { return agent_.services["web-1"].meta.contains("qos_add"); }, 2s));
+    co_await registrar.shutdown();
+  }());
+  ::testing::internal::GetCapturedStderr();
+}
+
 TEST_F(ConsulRegistrar, ShutdownInterruptsAStuckCallAndBoundsEachStep) {
   Registrar registrar(agent_, kWeb, kFast);
   run_async(ioc_, [&]() -> asio::awaitable<void> {

@@ -6,6 +6,9 @@
 //              every resync_interval checks that the agent still has it and registers
 //              again when it does not (an agent restart loses dev-mode and non-persisted
 //              registrations) — logged as consul.reregistered;
+//   update()   replaces what is registered (say, the Meta after a live QoS override):
+//              run() registers the new registration at once, and again at each resync
+//              until the agent has accepted it;
 //   shutdown() phase 1 of a graceful shutdown: stops run(), puts the instance in
 //              maintenance (critical at once, so it leaves every ?passing answer while
 //              in-flight requests drain), then deregisters. Never throws.
@@ -52,6 +55,10 @@ class Registrar {
   // the registration itself (4xx): a configuration error, which retrying cannot fix.
   boost::asio::awaitable<void> run();
 
+  // Replaces the registration (its ID must not change; throws std::invalid_argument if
+  // it does) and wakes run() to send it. Call on the executor run() runs on.
+  void update(ServiceRegistration registration);
+
   // Stops run() and waits for it, then maintenance + deregistration, each bounded by
   // shutdown_step_timeout; failures are logged. Idempotent; fine without run().
   boost::asio::awaitable<void> shutdown();
@@ -77,6 +84,9 @@ class Registrar {
   // Made by run(), on the executor it runs on.
   std::optional<boost::asio::steady_timer> stop_;  // cancelled by shutdown(): run() waits on it
   std::optional<boost::asio::steady_timer> done_;  // cancelled as run() returns: shutdown() waits
+  std::optional<boost::asio::steady_timer> wake_;  // run()'s resync sleep; update() cuts it short
+  std::uint64_t generation_ = 0;                   // +1 for each update()
+  std::uint64_t sent_generation_ = 0;              // the generation the agent last accepted
   bool running_ = false;
   bool started_ = false;
   bool stopping_ = false;
