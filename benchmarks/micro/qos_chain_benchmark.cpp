@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "coromesh/metrics/qos_metrics.hpp"
+#include "coromesh/service/qos_metrics.hpp"
 #include "coromesh/metrics/registry.hpp"
 #include "coromesh/qos/operation_qos.hpp"
 
@@ -55,7 +55,7 @@ struct Chains {
   }
 
   coromesh::metrics::MetricsRegistry registry;
-  coromesh::metrics::QosMetrics qos_metrics;
+  coromesh::QosMetrics qos_metrics;
   std::unique_ptr<qos::OperationQos<std::int64_t>> deadline = make(qos::TimeoutMode::deadline);
   std::unique_ptr<qos::OperationQos<std::int64_t>> preemptive = make(qos::TimeoutMode::preemptive);
 };

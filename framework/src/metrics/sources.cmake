@@ -2,5 +2,4 @@
 list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/metrics/registry.cpp
   src/metrics/http_server_metrics.cpp
-  src/metrics/process_collector.cpp
-  src/metrics/qos_metrics.cpp)
+  src/metrics/process_collector.cpp)

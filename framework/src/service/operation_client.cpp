@@ -4,8 +4,8 @@
 #include <boost/json/value.hpp>
 
 #include "coromesh/http/trace_context.hpp"
-#include "coromesh/metrics/qos_metrics.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "coromesh/service/qos_metrics.hpp"
 
 namespace coromesh::detail {
 
@@ -101,7 +101,7 @@ std::vector<asio::any_io_executor> executors_of(runtime::IoPool& pool) {
   return executors;
 }
 
-qos::BuildOptions client_build_options(metrics::QosMetrics* metrics, const std::string& operation) {
+qos::BuildOptions client_build_options(QosMetrics* metrics, const std::string& operation) {
   qos::BuildOptions options;
   if (metrics != nullptr) {
     options.observer = metrics->observer(operation, "client");
@@ -109,11 +109,23 @@ qos::BuildOptions client_build_options(metrics::QosMetrics* metrics, const std::
   return options;
 }
 
-qos::RejectionHook client_rejection_hook(metrics::QosMetrics* metrics, std::string operation) {
+qos::RejectionHook client_rejection_hook(QosMetrics* metrics, const std::string& operation) {
   if (metrics == nullptr) {
     return {};
   }
-  return metrics->rejection_hook(std::move(operation), "client");
+  return metrics->rejection_hook(operation, "client");
+}
+
+void export_client_state(QosMetrics* metrics, const std::string& operation,
+                         std::function<std::shared_ptr<const qos::PolicyObjects>()> objects) {
+  if (metrics != nullptr) {
+    metrics->export_state(operation, "client", std::move(objects));
+  }
+}
+
+void throw_undecodable_response(std::string_view operation, const std::string& why) {
+  throw qos::RemoteError(502, "invalid_response",
+                         "the answer of '" + std::string(operation) + "' does not decode: " + why);
 }
 
 }  // namespace coromesh::detail

@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <future>
 #include <iostream>
+#include <map>
+#include <mutex>
+#include <typeindex>
 
 #include "coromesh/config/error.hpp"
 #include "coromesh/consul/error.hpp"
@@ -20,9 +23,9 @@
 #include "coromesh/log/logger.hpp"
 #include "coromesh/metrics/http_server_metrics.hpp"
 #include "coromesh/metrics/process_collector.hpp"
-#include "coromesh/metrics/qos_metrics.hpp"
 #include "coromesh/metrics/registry.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "coromesh/service/qos_metrics.hpp"
 #include "coromesh/version.hpp"
 
 namespace coromesh {
@@ -47,9 +50,19 @@ struct Service::Impl final : http::ServerObserver {
   http::Router router;
   metrics::MetricsRegistry metrics;
   metrics::HttpServerMetrics http_metrics;
-  metrics::QosMetrics qos_metrics;
-  std::vector<DeclaredOperation> declared;
-  std::vector<std::shared_ptr<void>> kept_alive;          // clients the service owns
+  QosMetrics qos_metrics;
+  // One client per operation name, made by Service::client() on any thread.
+  struct ClientSlot {
+    std::shared_ptr<void> client;
+    std::type_index type;
+    http::Destination upstream;
+  };
+  // Both sides of every declared operation; shared with the override watches. Guarded by
+  // declared_mutex (client() may add to them from any thread).
+  mutable std::mutex declared_mutex;
+  std::vector<std::shared_ptr<const DeclaredOperation>> declared;
+  std::map<std::string, ClientSlot> clients;
+  bool watching = false;  // start() has spawned the override watches of `declared`
   std::vector<metrics::OperationMetrics*> route_metrics;  // by Route::index
   metrics::OperationMetrics* unmatched_metrics = nullptr;
   std::unique_ptr<http::Server> server;
@@ -74,9 +87,19 @@ struct Service::Impl final : http::ServerObserver {
   void start();
   void request_shutdown();
   asio::awaitable<void> keep_registered();
-  asio::awaitable<void> watch_overrides(const DeclaredOperation& operation);
-  std::string override_key(const std::string& operation) const {
-    return "coromesh/qos/" + config.name + "/" + operation;
+  asio::awaitable<void> watch_overrides(std::shared_ptr<const DeclaredOperation> operation);
+  // Sends the registration again (the Meta shows the QoS in force); on executor 0.
+  void refresh_registration() {
+    if (registrar) {
+      registrar->update(registration());
+    }
+  }
+  std::string override_key(const DeclaredOperation& operation) const {
+    return "coromesh/qos/" + config.name + "/" +
+           (operation.side == "client" ? "client/" + operation.name : operation.name);
+  }
+  static std::string meta_key(const DeclaredOperation& operation) {
+    return (operation.side == "client" ? "qos_client_" : "qos_") + operation.name;
   }
   asio::awaitable<void> shutdown_sequence();
   void wait_for_signals();
@@ -132,16 +155,22 @@ consul::ServiceRegistration Service::Impl::registration() const {
   if (!operations.empty()) {
     reg.meta["operations"] = operations;
   }
-  if (!declared.empty()) {
-    // Where an operator puts live overrides (one key per operation below it).
+  std::vector<std::shared_ptr<const DeclaredOperation>> sides;
+  {
+    const std::lock_guard lock(declared_mutex);
+    sides = declared;
+  }
+  if (!sides.empty()) {
+    // Where an operator puts live overrides (one key per operation below it, and the
+    // client side's below client/).
     reg.meta["qos_overrides"] = "coromesh/qos/" + config.name + "/";
   }
-  for (const auto& operation : declared) {
+  for (const auto& operation : sides) {
     // Consul Meta keys allow [A-Za-z0-9_-] and 128 characters; operation names are C++
     // identifiers, so only the length needs watching.
-    const std::string key = "qos_" + operation.name;
+    const std::string key = meta_key(*operation);
     if (key.size() <= 128) {
-      reg.meta[key] = qos::summarize(operation.declared);
+      reg.meta[key] = qos::summarize(operation->current());
     }
   }
   auto check_host = reg.address.empty() ? std::string("127.0.0.1") : reg.address;
@@ -190,9 +219,11 @@ void Service::Impl::start() {
     registrar =
         std::make_unique<consul::Registrar>(*consul_client, registration(), registrar_options);
     runtime::spawn(pool.executor(0), keep_registered(), "consul.registrar");
+    const std::lock_guard lock(declared_mutex);
     for (const auto& operation : declared) {
       runtime::spawn(pool.executor(0), watch_overrides(operation), "qos.overrides");
     }
+    watching = true;
   }
   wait_for_signals();
   log::info("service.started",
@@ -215,27 +246,37 @@ asio::awaitable<void> Service::Impl::keep_registered() {
   }
 }
 
-asio::awaitable<void> Service::Impl::watch_overrides(const DeclaredOperation& operation) {
-  const std::string key = override_key(operation.name);
+asio::awaitable<void> Service::Impl::watch_overrides(
+    std::shared_ptr<const DeclaredOperation> operation) {
+  const std::string key = override_key(*operation);
   bool overridden = false;
   auto on_change = [&](const std::optional<consul::KvEntry>& entry) {
-    if (!entry) {
-      if (overridden) {
-        operation.apply(operation.declared);
-        overridden = false;
-        log::info("qos.override_removed", {{"operation", operation.name}, {"key", key}});
-      }
-      return;
-    }
+    // Nothing thrown here may end the watch: a refused value keeps the running policies
+    // and the next change of the key is read as usual.
     try {
-      const auto set = qos::apply_override(operation.declared, entry->value);
-      operation.apply(set);
+      if (!entry) {
+        if (overridden) {
+          operation->apply(operation->declared);
+          overridden = false;
+          log::info("qos.override_removed",
+                    {{"operation", operation->name}, {"side", operation->side}, {"key", key}});
+          refresh_registration();
+        }
+        return;
+      }
+      const auto set = qos::apply_override(operation->declared, entry->value);
+      operation->apply(set);
       overridden = true;
-      log::info("qos.override_applied",
-                {{"operation", operation.name}, {"key", key}, {"qos", qos::summarize(set)}});
-    } catch (const std::invalid_argument& e) {
-      log::warn("qos.override_refused",
-                {{"operation", operation.name}, {"key", key}, {"error", e.what()}});
+      log::info("qos.override_applied", {{"operation", operation->name},
+                                         {"side", operation->side},
+                                         {"key", key},
+                                         {"qos", qos::summarize(set)}});
+      refresh_registration();
+    } catch (const std::exception& e) {
+      log::warn("qos.override_refused", {{"operation", operation->name},
+                                         {"side", operation->side},
+                                         {"key", key},
+                                         {"error", e.what()}});
     }
   };
   co_await consul::watch_kv(*consul_client, key, on_change);
@@ -308,7 +349,7 @@ http::Router& Service::router() {
 metrics::MetricsRegistry& Service::metrics() {
   return impl_->metrics;
 }
-metrics::QosMetrics& Service::qos_metrics() {
+QosMetrics& Service::qos_metrics() {
   return impl_->qos_metrics;
 }
 
@@ -327,7 +368,49 @@ void Service::add_declared(DeclaredOperation operation,
     throw std::logic_error("Service::serve() after start()");
   }
   impl_->qos_metrics.export_state(operation.name, "server", std::move(objects));
-  impl_->declared.push_back(std::move(operation));
+  const std::lock_guard lock(impl_->declared_mutex);
+  impl_->declared.push_back(std::make_shared<const DeclaredOperation>(std::move(operation)));
+}
+
+void* Service::find_or_add_client(const std::string& operation, const std::type_info& type,
+                                  const http::Destination& upstream,
+                                  const std::function<ClientEntry()>& make) {
+  std::shared_ptr<const DeclaredOperation> added;
+  void* result = nullptr;
+  bool watch_now = false;
+  {
+    const std::lock_guard lock(impl_->declared_mutex);
+    if (auto it = impl_->clients.find(operation); it != impl_->clients.end()) {
+      const auto& slot = it->second;
+      if (slot.type != std::type_index(type)) {
+        throw std::logic_error("Service::client: two different operations are named '" + operation +
+                               "'");
+      }
+      if (slot.upstream.host != upstream.host || slot.upstream.port != upstream.port) {
+        throw std::logic_error(
+            "Service::client(" + operation + "): already made for " + slot.upstream.host + ":" +
+            std::to_string(slot.upstream.port) + ", asked again for " + upstream.host + ":" +
+            std::to_string(upstream.port) + "; a service has one client per operation");
+      }
+      return slot.client.get();
+    }
+    ClientEntry entry = make();
+    result = entry.client.get();
+    impl_->clients.emplace(
+        operation, Impl::ClientSlot{std::move(entry.client), std::type_index(type), upstream});
+    added = std::make_shared<const DeclaredOperation>(std::move(entry.declared));
+    impl_->declared.push_back(added);
+    watch_now = impl_->watching;
+  }
+  if (watch_now) {
+    // Made after start-up: watch its override key and publish its QoS from now on, on
+    // executor 0 where the registrar and the other watches run.
+    asio::post(impl_->pool.executor(0), [impl = impl_.get(), added] {
+      runtime::spawn(impl->pool.executor(0), impl->watch_overrides(added), "qos.overrides");
+      impl->refresh_registration();
+    });
+  }
+  return result;
 }
 
 const config::Address& Service::upstream_for(const std::string& operation) const {
@@ -342,10 +425,6 @@ const config::Address& Service::upstream_for(const std::string& operation) const
     std::exit(2);
   }
   throw config::ConfigError(detail);
-}
-
-void Service::keep_alive(std::shared_ptr<void> object) {
-  impl_->kept_alive.push_back(std::move(object));
 }
 
 namespace detail {

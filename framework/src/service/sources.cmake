@@ -1,4 +1,5 @@
 # Sources of the service module (see framework/CMakeLists.txt).
 list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/service/service.cpp
-  src/service/operation_client.cpp)
+  src/service/operation_client.cpp
+  src/service/qos_metrics.cpp)

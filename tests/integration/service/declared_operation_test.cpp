@@ -182,7 +182,7 @@ TEST_F(DeclaredOperation, TheCalleeRefusesAnExpiredDeadlineAndCountsIt) {
   auto metrics = coromesh::testing::http_fetch("127.0.0.1", echo_service->port(), "/metrics");
   EXPECT_NE(
       metrics.body.find(
-          R"(coromesh_qos_rejections_total{operation="echo",policy="deadline",reason="deadline_exceeded"} 1)"),
+          R"(coromesh_qos_rejections_total{operation="echo",policy="deadline",reason="deadline_exceeded",side="server"} 1)"),
       std::string::npos)
       << metrics.body.substr(0, 2000);
 }
@@ -215,14 +215,40 @@ TEST_F(DeclaredOperation, TheCallersBreakerOpensAndStopsCallingTheCallee) {
   EXPECT_EQ(body_of(refused).at("error").as_string(), "circuit_open");
   EXPECT_EQ(echo_calls.load(), calls_before) << "an open breaker still called the callee";
   auto metrics = coromesh::testing::http_fetch("127.0.0.1", relay_service->port(), "/metrics");
-  EXPECT_NE(
-      metrics.body.find(
-          R"(coromesh_qos_rejections_total{operation="echo",policy="circuit_breaker",reason="circuit_open"})"),
-      std::string::npos);
-  EXPECT_NE(metrics.body.find(
-                R"(coromesh_qos_calls_total{operation="echo",result="error",side="client"})"),
-            std::string::npos)
-      << metrics.body.substr(0, 3000);
+  // The client side is as visible as the server side: its rejections, its refused
+  // calls and its breaker's state. Two refusals: the second call's retry, then the third.
+  for (
+      const char* series :
+      {R"(coromesh_qos_rejections_total{operation="echo",policy="circuit_breaker",reason="circuit_open",side="client"} 2)",
+       R"(coromesh_qos_calls_total{operation="echo",result="rejected",side="client"} 2)",
+       R"(coromesh_qos_calls_total{operation="echo",result="error",side="client"})",
+       R"(coromesh_qos_circuit_breaker_state{operation="echo",side="client",state="open"} 1)"}) {
+    EXPECT_NE(metrics.body.find(series), std::string::npos) << series << "\n"
+                                                            << metrics.body.substr(0, 4000);
+  }
+}
+
+TEST_F(DeclaredOperation, AServiceMakesOneClientPerOperationWhateverTheThread) {
+  const coromesh::http::Destination at{.host = "127.0.0.1", .port = echo_service->port()};
+  std::vector<std::thread> threads;
+  std::vector<const void*> seen(8);
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    threads.emplace_back([&, i] { seen[i] = &relay_service->client(echo, at); });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  for (const void* client : seen) {
+    EXPECT_EQ(client, seen.front()) << "a second client (and a second metric series) was made";
+  }
+  EXPECT_THROW(relay_service->client(echo, {.host = "127.0.0.1", .port = 1}), std::logic_error)
+      << "the same operation at another address";
+  auto metrics = coromesh::testing::http_fetch("127.0.0.1", relay_service->port(), "/metrics");
+  const std::string series =
+      R"(coromesh_qos_calls_total{operation="echo",result="ok",side="client"})";
+  const auto first = metrics.body.find(series);
+  ASSERT_NE(first, std::string::npos) << metrics.body.substr(0, 3000);
+  EXPECT_EQ(metrics.body.find(series, first + 1), std::string::npos) << "a duplicate series";
 }
 
 TEST_F(DeclaredOperation, AFullBulkheadIsA503AndAFallbackAnswersInstead) {
@@ -248,6 +274,44 @@ TEST_F(DeclaredOperation, AFullBulkheadIsA503AndAFallbackAnswersInstead) {
       EXPECT_EQ(body_of(second).at("value").as_int64(), -1) << "the fallback's value";
     }
   }
+}
+
+// A callee that answers 200 with a body that is not the declared result: its fault, not
+// the end user's. The caller answers 502 invalid_response, and its breaker counts it.
+TEST(DeclaredOperationFaults, AnUndecodableAnswerIsTheCalleesFaultAndOpensTheBreaker) {
+  coromesh::Service liar(in_process("echo"));
+  std::atomic<int> answered{0};
+  liar.route(
+      coromesh::http::Verb::get, "/api/v1/echo", "echo",
+      [&answered](coromesh::http::RequestContext&) -> asio::awaitable<coromesh::http::Response> {
+        ++answered;
+        co_return coromesh::http::make_json_response(coromesh::http::Status::ok,
+                                                     R"({"value": "not a number"})");
+      });
+  liar.start();
+  coromesh::Service caller(in_process("relay"));
+  auto& echo_client = caller.client(echo, {.host = "127.0.0.1", .port = liar.port()});
+  caller.serve(
+      relay, [&echo_client](Probe in, const coromesh::CallContext& call) -> asio::awaitable<Seen> {
+        co_return co_await echo_client.execute(in, call);
+      });
+  caller.start();
+  auto get = [&] {
+    return coromesh::testing::http_fetch("127.0.0.1", caller.port(), "/api/v1/relay?value=1");
+  };
+  auto first = get();
+  EXPECT_EQ(first.status, 502) << first.body;
+  EXPECT_EQ(json::parse(first.body).at("error").as_string(), "invalid_response") << first.body;
+  (void)get();
+  const int answered_before = answered.load();
+  auto refused = get();
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(json::parse(refused.body).at("error").as_string(), "circuit_open");
+  EXPECT_EQ(answered.load(), answered_before);
+  caller.request_shutdown();
+  caller.wait();
+  liar.request_shutdown();
+  liar.wait();
 }
 
 TEST(DeclaredOperationConfig, AClientFindsItsUpstreamInTheConfiguration) {

@@ -3,10 +3,20 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <coromesh/runtime/io_pool.hpp>
+#include <coromesh/service/service.hpp>
 
 #include "service_process.hpp"
+
+struct Ping {
+  std::int64_t n = 0;
+};
+BOOST_DESCRIBE_STRUCT(Ping, (), (n))
+COROMESH_OPERATION(ping, GET, "/api/v1/ping", Ping, std::int64_t, CLIENT_QOS(qos::timeout{2s}));
 
 namespace coromesh::testing {
 namespace {
@@ -38,6 +48,21 @@ std::optional<std::chrono::milliseconds> first_answer(const HelloService& hello,
     std::this_thread::sleep_for(10ms);
   }
   return std::nullopt;
+}
+
+// The service's Meta as the agent has it (empty when it has no such service yet).
+json::object meta_of(const ConsulAgent& consul, const std::string& id) {
+  auto res = consul.api("GET", "/v1/agent/service/" + id);
+  if (res.status != 200) {
+    return {};
+  }
+  return json::parse(res.body).at("Meta").as_object();
+}
+
+std::string meta_value(const ConsulAgent& consul, const std::string& id, const std::string& key) {
+  const auto meta = meta_of(consul, id);
+  const auto* value = meta.if_contains(key);
+  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
 }
 
 TEST(QosOverrides, TheDeclaredQosShowsInTheServiceMeta) {
@@ -84,7 +109,7 @@ TEST(QosOverrides, AKvChangeAltersTheRateLimitWithinASecondAndDeletingItRestores
   auto metrics = hello.get("/metrics").body;
   EXPECT_NE(
       metrics.find(
-          R"(coromesh_qos_rejections_total{operation="greet",policy="rate_limit",reason="rate_limited"})"),
+          R"(coromesh_qos_rejections_total{operation="greet",policy="rate_limit",reason="rate_limited",side="server"})"),
       std::string::npos)
       << metrics.substr(0, 3000);
   EXPECT_NE(
@@ -92,9 +117,25 @@ TEST(QosOverrides, AKvChangeAltersTheRateLimitWithinASecondAndDeletingItRestores
           R"(coromesh_http_server_requests_total{code="429",operation="greet",service="hello"})"),
       std::string::npos);
 
+  // The Meta shows the QoS in force, not the declaration.
+  const std::string declared = "rate_limit=100000/1s timeout=15s bulkhead=1024";
+  std::string shown;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        shown = meta_value(consul, hello.instance_id(), "qos_greet");
+        return !shown.empty() && shown != declared;
+      },
+      5s))
+      << "the Meta still shows the declaration: " << shown;
+  EXPECT_NE(shown.find("rate_limit=1/"), std::string::npos) << shown;
+
   ASSERT_EQ(consul.api("DELETE", kKey).status, 200);
   EXPECT_TRUE(first_answer(hello, 200, 2s)) << "deleting the key did not restore the declaration";
   EXPECT_NE(read_log(hello.process()).find("event=qos.override_removed"), std::string::npos);
+  EXPECT_TRUE(wait_until(
+      [&] { return meta_value(consul, hello.instance_id(), "qos_greet") == declared; }, 5s))
+      << "after the key was deleted the Meta shows "
+      << meta_value(consul, hello.instance_id(), "qos_greet");
 }
 
 TEST(QosOverrides, ABadKvValueIsRefusedAndLoggedAndTheOldPolicyKeepsRunning) {
@@ -119,6 +160,74 @@ TEST(QosOverrides, ABadKvValueIsRefusedAndLoggedAndTheOldPolicyKeepsRunning) {
         << "the refused override changed the running policy";
   }
   EXPECT_TRUE(hello.process().running());
+}
+
+// The calling side of an operation has its own key, below client/, and its own Meta key.
+TEST(QosOverrides, AClientsQosIsOverriddenUnderItsOwnKeyAndItsMetaFollows) {
+  namespace asio = boost::asio;
+  ConsulAgent consul;
+  config::ServiceConfig callee_config;
+  callee_config.name = "pong";
+  callee_config.consul_register = false;
+  callee_config.io_threads = 1;
+  Service callee(callee_config);
+  callee.serve(ping, [](Ping in) -> asio::awaitable<std::int64_t> { co_return in.n; });
+  callee.start();
+
+  config::ServiceConfig caller_config;
+  caller_config.name = "pinger";
+  caller_config.consul = {"127.0.0.1", consul.http_port()};
+  caller_config.io_threads = 1;
+  caller_config.log_level = log::Level::warn;
+  Service caller(caller_config);
+  auto& client = caller.client(ping, {.host = "127.0.0.1", .port = callee.port()});
+  caller.start();
+  auto call = [&] {
+    return asio::co_spawn(
+               caller.pool().executor(0),
+               [&]() -> asio::awaitable<std::int64_t> {
+                 co_return co_await client.execute(Ping{7});
+               },
+               asio::use_future)
+        .get();
+  };
+  EXPECT_EQ(call(), 7);
+  ASSERT_TRUE(wait_until(
+      [&] { return meta_value(consul, caller.instance_id(), "qos_client_ping") == "timeout=2s"; },
+      15s))
+      << json::serialize(meta_of(consul, caller.instance_id()));
+
+  const std::string key = "/v1/kv/coromesh/qos/pinger/client/ping";
+  ASSERT_EQ(consul.api("PUT", key, R"({"rate_limit": {"permits": 1, "burst": 1, "period": "1h"}})")
+                .status,
+            200);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return meta_value(consul, caller.instance_id(), "qos_client_ping").find("rate_limit=1/") !=
+               std::string::npos;
+      },
+      5s))
+      << meta_value(consul, caller.instance_id(), "qos_client_ping");
+  // At most one call an hour now: the second is refused by the client, before the wire.
+  bool refused = false;
+  for (int i = 0; i < 3 && !refused; ++i) {
+    try {
+      call();
+    } catch (const qos::QosRejected& rejected) {
+      refused = rejected.reason() == qos::Reason::rate_limited;
+    }
+  }
+  EXPECT_TRUE(refused) << "the client-side override was not applied";
+
+  ASSERT_EQ(consul.api("DELETE", key).status, 200);
+  EXPECT_TRUE(wait_until(
+      [&] { return meta_value(consul, caller.instance_id(), "qos_client_ping") == "timeout=2s"; },
+      5s));
+  EXPECT_EQ(call(), 7) << "deleting the key did not restore the declaration";
+  caller.request_shutdown();
+  caller.wait();
+  callee.request_shutdown();
+  callee.wait();
 }
 
 }  // namespace

@@ -12,7 +12,9 @@
 // JSON body, the attempt's remaining deadline as `x-coromesh-deadline-ms`, the caller's
 // trace as a W3C `traceparent` with a new span id. A 2xx body becomes the result; any
 // other answer throws qos::RemoteError with the callee's status and error code (which
-// the chain's retry and breaker judge), a transport failure an http::ClientError.
+// the chain's retry and breaker judge), a transport failure an http::ClientError. A 2xx
+// body that does not decode into the result is the callee's fault, not the caller's: a
+// RemoteError 502 `invalid_response` (a failure for the breaker and the adaptive limit).
 //
 // g++ 12 (Debian 12's compiler) destroys a temporary with a non-trivial destructor
 // twice when it is created inside a co_await operand, e.g.
@@ -28,6 +30,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -41,16 +44,16 @@
 
 namespace coromesh {
 
-namespace metrics {
 class QosMetrics;
-}
 namespace runtime {
 class IoPool;
 }
 
 struct OperationClientOptions {
   http::Destination upstream{};
-  metrics::QosMetrics* metrics = nullptr;  // set: client-side calls and rejections counted
+  // Set: client-side calls, rejections and policy state are exported as side="client"
+  // (service/qos_metrics.hpp). Must outlive the client.
+  QosMetrics* metrics = nullptr;
   // Bounds an exchange that has no deadline at all (no caller deadline, no timeout policy).
   std::chrono::milliseconds default_timeout{30'000};
 };
@@ -89,8 +92,14 @@ class OperationTransport {
 
 std::vector<boost::asio::any_io_executor> executors_of(runtime::IoPool& pool);
 
-qos::BuildOptions client_build_options(metrics::QosMetrics* metrics, const std::string& operation);
-qos::RejectionHook client_rejection_hook(metrics::QosMetrics* metrics, std::string operation);
+qos::BuildOptions client_build_options(QosMetrics* metrics, const std::string& operation);
+qos::RejectionHook client_rejection_hook(QosMetrics* metrics, const std::string& operation);
+// Exports the state gauges of a client's QoS; `objects` is called at each scrape.
+void export_client_state(QosMetrics* metrics, const std::string& operation,
+                         std::function<std::shared_ptr<const qos::PolicyObjects>()> objects);
+
+// The exception for a 2xx body that does not decode into the operation's result.
+[[noreturn]] void throw_undecodable_response(std::string_view operation, const std::string& why);
 
 }  // namespace detail
 
@@ -104,10 +113,18 @@ class OperationClient {
                   OperationClientOptions options)
       : op_(op),
         transport_(std::move(executors), options),
-        qos_(std::string(op.name), qos::to_policy_set(op.client),
-             qos::fallback_of<Result>(op.client),
-             detail::client_build_options(options.metrics, std::string(op.name)),
-             detail::client_rejection_hook(options.metrics, std::string(op.name))) {}
+        qos_(std::make_shared<qos::OperationQos<Result>>(
+            std::string(op.name), qos::to_policy_set(op.client),
+            qos::fallback_of<Result>(op.client),
+            detail::client_build_options(options.metrics, std::string(op.name)),
+            detail::client_rejection_hook(options.metrics, std::string(op.name)))) {
+    // Weak: a scrape after the client is gone reads nothing instead of freed memory.
+    detail::export_client_state(options.metrics, std::string(op.name),
+                                [weak = std::weak_ptr<qos::OperationQos<Result>>(qos_)] {
+                                  auto alive = weak.lock();
+                                  return alive ? alive->objects() : nullptr;
+                                });
+  }
 
   OperationClient(const Op& op, boost::asio::any_io_executor executor,
                   OperationClientOptions options)
@@ -133,23 +150,30 @@ class OperationClient {
     }
     const detail::OperationTransport& transport = transport_;
     const auto* prepared = &request;
+    const std::string_view name = op_.name;
     typename qos::Chain<Result>::InvocationCall attempt =
-        [prepared,
-         &transport](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
+        [prepared, &transport,
+         name](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
       std::string body = co_await transport.exchange(*prepared, invocation.deadline());
-      co_return http::from_body<Result>(body);
+      try {
+        co_return http::from_body<Result>(body);
+      } catch (const http::HttpError& e) {
+        // Binding blames its input (400); here the input is the callee's answer.
+        detail::throw_undecodable_response(name, e.what());
+      }
     };
     const qos::CallOptions options{.deadline = parent.deadline, .idempotent = op_.idempotent()};
-    co_return co_await qos_.execute_with(std::move(attempt), options);
+    co_return co_await qos_->execute_with(std::move(attempt), options);
   }
 
-  qos::OperationQos<Result>& qos() noexcept { return qos_; }
+  // The client-side QoS (current policies, live overrides through apply()).
+  qos::OperationQos<Result>& qos() noexcept { return *qos_; }
   const Op& operation() const noexcept { return op_; }
 
  private:
   Op op_;
   detail::OperationTransport transport_;
-  qos::OperationQos<Result> qos_;
+  std::shared_ptr<qos::OperationQos<Result>> qos_;
 };
 
 }  // namespace coromesh

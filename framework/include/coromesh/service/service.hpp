@@ -21,13 +21,19 @@
 //
 // Declared operations (service/operation.hpp) are served with `serve(op, fn)`: the
 // route and binding, the server-side QoS chain, the incoming deadline and trace, the
-// rejections as 429/503/504 with a JSON error, the metric families (metrics/qos_metrics.hpp),
+// rejections as 429/503/504 with a JSON error, the metric families (service/qos_metrics.hpp),
 // the operation's QoS in the Consul Meta key `qos_<operation>`, and a live override
 // watch on the Consul KV key `coromesh/qos/<service>/<operation>` (format in
 // qos/policy_runtime.hpp; a bad value is refused with a `qos.override_refused` log line
-// and the running policies stay; deleting the key restores the declaration).
+// and the running policies stay; deleting the key restores the declaration). The Meta
+// shows the QoS in force: it is re-sent after an override and after its removal.
 //
-// Threads: declare routes before run()/start(); everything else is internal.
+// Callers get one typed client per operation from `client(op)`: the client-side chain,
+// its metrics (side="client"), its policies in the Meta key `qos_client_<operation>` and
+// its own override key `coromesh/qos/<service>/client/<operation>`.
+//
+// Threads: declare routes and serve() before run()/start(); client() from any thread,
+// before or after start(); everything else is internal.
 
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
@@ -37,6 +43,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 
 #include "coromesh/config/service_config.hpp"
 #include "coromesh/http/router.hpp"
@@ -47,13 +54,14 @@
 
 namespace coromesh::metrics {
 class MetricsRegistry;
-class QosMetrics;
 }  // namespace coromesh::metrics
 namespace coromesh::runtime {
 class IoPool;
 }
 
 namespace coromesh {
+
+class QosMetrics;
 
 class Service {
  public:
@@ -80,16 +88,29 @@ class Service {
   template <class Op, class F>
   Service& serve(const Op& op, F fn);
 
-  // A typed client for a declared operation reached at `upstream` (the caller's sidecar
-  // upstream listener), on this service's io threads and metrics. Owned by the service.
+  // The typed client of a declared operation, reached at `upstream` (the caller's
+  // sidecar upstream listener), on this service's io threads and metrics. Owned by the
+  // service, one per operation: asking again returns the same client. Asking again with
+  // another upstream, or for another operation of the same name, throws
+  // std::logic_error. Thread-safe.
   template <class Op>
   OperationClient<Op>& client(const Op& op, http::Destination upstream) {
-    auto owned = std::make_shared<OperationClient<Op>>(
-        op, detail::executors_of(pool()),
-        OperationClientOptions{.upstream = std::move(upstream), .metrics = &qos_metrics()});
-    auto& result = *owned;
-    keep_alive(std::move(owned));
-    return result;
+    using Client = OperationClient<Op>;
+    const std::string name(op.name);
+    void* found = find_or_add_client(name, typeid(Client), upstream, [&]() -> ClientEntry {
+      auto made = std::make_shared<Client>(
+          op, detail::executors_of(pool()),
+          OperationClientOptions{.upstream = upstream, .metrics = &qos_metrics()});
+      auto* raw = made.get();
+      return ClientEntry{.client = std::move(made),
+                         .declared = DeclaredOperation{
+                             .name = name,
+                             .side = "client",
+                             .declared = raw->qos().declared(),
+                             .apply = [raw](const qos::PolicySet& set) { raw->qos().apply(set); },
+                             .current = [raw] { return raw->qos().current(); }}};
+    });
+    return *static_cast<Client*>(found);
   }
 
   // The same, reached at the upstream configured for the operation's name
@@ -111,7 +132,7 @@ class Service {
 
   http::Router& router();
   metrics::MetricsRegistry& metrics();
-  metrics::QosMetrics& qos_metrics();
+  QosMetrics& qos_metrics();
   runtime::IoPool& pool();
   const config::ServiceConfig& config() const;
 
@@ -129,17 +150,27 @@ class Service {
   std::string instance_id() const;
 
  private:
-  // What the Consul registration and the KV override watch need of a served operation.
+  // What the Consul registration and the KV override watch need of one side of a
+  // declared operation.
   struct DeclaredOperation {
     std::string name;
+    std::string side;  // "server" or "client"
     qos::PolicySet declared;
     std::function<void(const qos::PolicySet&)> apply;  // throws std::invalid_argument
+    std::function<qos::PolicySet()> current;           // the policies in force
+  };
+  struct ClientEntry {
+    std::shared_ptr<void> client;
+    DeclaredOperation declared;
   };
   qos::BuildOptions server_build_options(const std::string& operation);
   qos::RejectionHook server_rejection_hook(const std::string& operation);
   void add_declared(DeclaredOperation operation,
                     std::function<std::shared_ptr<const qos::PolicyObjects>()> objects);
-  void keep_alive(std::shared_ptr<void> object);
+  // The client made for `operation`, or the one `make` returns, now owned by the service.
+  void* find_or_add_client(const std::string& operation, const std::type_info& type,
+                           const http::Destination& upstream,
+                           const std::function<ClientEntry()>& make);
   const config::Address& upstream_for(const std::string& operation) const;
 
   struct Impl;
@@ -169,8 +200,11 @@ Service& Service::serve(const Op& op, F fn) {
   auto operation_qos = std::make_shared<qos::OperationQos<Result>>(
       name, qos::to_policy_set(op.server), qos::fallback_of<Result>(op.server),
       server_build_options(name), on_rejection);
-  add_declared({name, operation_qos->declared(),
-                [operation_qos](const qos::PolicySet& set) { operation_qos->apply(set); }},
+  add_declared({.name = name,
+                .side = "server",
+                .declared = operation_qos->declared(),
+                .apply = [operation_qos](const qos::PolicySet& set) { operation_qos->apply(set); },
+                .current = [operation_qos] { return operation_qos->current(); }},
                // Weak: the metrics hold this, and the chain's rejection hook holds the
                // metrics; a strong reference would make a cycle that is never freed.
                [weak = std::weak_ptr<qos::OperationQos<Result>>(operation_qos)] {
