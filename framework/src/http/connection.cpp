@@ -1,6 +1,8 @@
 // The per-connection coroutine of http::Server: read a request within the limits,
 // dispatch it through the router, write the answer, repeat while keep-alive holds.
 
+#include <sys/socket.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -9,6 +11,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <cerrno>
 
 #include "coromesh/http/error.hpp"
 #include "coromesh/http/trace_context.hpp"
@@ -71,6 +74,18 @@ std::optional<ReadFailure> classify_read_error(const beast::error_code& ec,
 
 bool expects_continue(const Request& request) {
   return beast::iequals(request[Field::expect], "100-continue");
+}
+
+// True when the client has closed its side of the connection (FIN or reset) while its
+// request was being handled. Peeks without blocking and without consuming pipelined
+// bytes; one recv() per response, much cheaper than a watch on the socket per request.
+bool peer_has_closed(tcp::socket& socket) {
+  char byte = 0;
+  auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) {
+    return true;
+  }
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 }  // namespace
@@ -159,6 +174,10 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
       }
     }
 
+    // From here until the answer is written the client has nothing to send: the read
+    // timeouts no longer apply, and a slow handler is bounded by its own QoS and deadline.
+    connection->expires_never();
+
     Response response;
     const Route* route = nullptr;
     bool keep_alive = false;
@@ -244,14 +263,25 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
                                     {"trace_id", trace_id}});
       }
     }
+    // A client that hung up while its request was handled is still sent the answer (one
+    // that only half-closed may read it), but the request is not counted as served.
+    const bool client_gone = peer_has_closed(stream);
+    keep_alive = keep_alive && !client_gone;
     response.keep_alive(keep_alive);
     out.clear();
     detail::append_response(response, out);
     connection->expires_after(limits.write_timeout);
     auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kUseTuple);
     if (observer) {
-      observer->request_finished(route, response.result_int(),
-                                 std::chrono::steady_clock::now() - started);
+      // Counted as what happened to the exchange: the handler's status only when the
+      // answer was delivered to a client still there.
+      unsigned status = response.result_int();
+      if (connection->cut_off) {
+        status = static_cast<unsigned>(Status::service_unavailable);
+      } else if (client_gone || wec) {
+        status = kClientClosedRequest;
+      }
+      observer->request_finished(route, status, std::chrono::steady_clock::now() - started);
     }
     --in_flight;
     connection->busy = false;

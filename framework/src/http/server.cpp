@@ -105,6 +105,9 @@ void Server::State::close_all(bool only_idle) {
     // Each connection is closed on its own thread, where its coroutine runs.
     asio::post(connection->socket.get_executor(), [connection, only_idle] {
       connection->closing = true;
+      if (!only_idle && connection->busy) {
+        connection->cut_off = true;
+      }
       if (!only_idle || !connection->busy) {
         boost::system::error_code ignored;
         connection->socket.shutdown(tcp::socket::shutdown_both, ignored);

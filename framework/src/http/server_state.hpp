@@ -23,13 +23,16 @@ struct Connection {
   explicit Connection(boost::asio::ip::tcp::socket s)
       : socket(std::move(s)), watchdog(socket.get_executor()) {}
 
-  // Every read or write must finish by `deadline`. Setting it is a plain store: the
-  // watchdog (Server::State::watch) wakes up periodically and closes the socket once
+  // The read or write under way must finish by `deadline`. Setting it is a plain store:
+  // the watchdog (Server::State::watch) wakes up periodically and closes the socket once
   // the deadline has passed, so a request costs no timer operations (a per-operation
   // timer was a measurable share of each request).
   void expires_after(std::chrono::steady_clock::duration timeout) {
     deadline = std::chrono::steady_clock::now() + timeout;
   }
+  // No deadline: while a handler runs, the connection waits for our answer, not for the
+  // client, so no read timeout applies (the handler's own QoS and deadline bound it).
+  void expires_never() { deadline = std::chrono::steady_clock::time_point::max(); }
 
   boost::asio::ip::tcp::socket socket;
   boost::asio::steady_timer watchdog;
@@ -37,6 +40,7 @@ struct Connection {
   bool busy = false;             // a request is being read, handled or answered
   bool closing = false;          // close after the current response
   bool refuse_requests = false;  // accepted during a drain: answer 503 shutting_down
+  bool cut_off = false;          // closed by a drain whose grace ran out, mid-request
   // Terminal cancellation of the connection's coroutine, handler included: the last
   // step of a drain whose grace period ran out.
   boost::asio::cancellation_signal cancel;

@@ -28,7 +28,8 @@ Response text(std::string body) {
 }
 }  // namespace
 
-ServerFixture::ServerFixture(ServerLimits limits, std::size_t threads) : pool_(threads) {
+ServerFixture::ServerFixture(ServerLimits limits, std::size_t threads, ServerObserver* observer)
+    : pool_(threads) {
   router_.add(Verb::get, "/hello", "hello",
               [](RequestContext&) -> asio::awaitable<Response> { co_return text("hello"); });
   router_.add(Verb::get, "/items/{id}", "item",
@@ -59,7 +60,7 @@ ServerFixture::ServerFixture(ServerLimits limits, std::size_t threads) : pool_(t
     throw HttpError(Status::conflict, "already_there", "the item exists");
     co_return text("unreachable");
   });
-  server_ = std::make_unique<Server>(pool_, router_, limits);
+  server_ = std::make_unique<Server>(pool_, router_, limits, observer);
   server_->listen("127.0.0.1", 0);
   server_->start();
   pool_.start();

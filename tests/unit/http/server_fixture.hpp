@@ -16,7 +16,9 @@ class ServerFixture {
  public:
   // Routes: GET /hello -> "hello"; GET /items/{id}; POST /echo (body back);
   // GET /sum?l=&r= (typed binding); GET /slow?ms= (sleeps); GET /throw; GET /error.
-  explicit ServerFixture(ServerLimits limits = {}, std::size_t threads = 1);
+  // `observer`, when given, must outlive the fixture.
+  explicit ServerFixture(ServerLimits limits = {}, std::size_t threads = 1,
+                         ServerObserver* observer = nullptr);
   ~ServerFixture();
 
   std::uint16_t port() const { return server_->port(); }

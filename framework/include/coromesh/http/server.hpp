@@ -8,6 +8,9 @@
 //   header not complete within header_timeout -> connection closed (slowloris)
 //   body not complete within body_timeout     -> connection closed
 //   idle keep-alive longer than idle_timeout  -> connection closed
+//   response not written within write_timeout -> connection closed
+// The read timeouts apply only while the server waits for the client: never while a
+// handler runs (its QoS policies and deadline bound it) nor while the answer is written.
 //   more than max_connections open            -> 503, connection closed
 //   unknown path -> 404; known path, other method -> 405 with `Allow`
 // Errors are JSON {"error": "<code>", "reason": "<text>"}. HEAD is served by GET
@@ -39,8 +42,15 @@ struct ServerLimits {
   std::size_t max_connections = 10'000;
 };
 
+// The status reported for a request whose client went away (closed or reset the
+// connection, or did not take the answer within write_timeout) before the answer was
+// delivered: nginx's "client closed request". Never sent on the wire.
+inline constexpr unsigned kClientClosedRequest = 499;
+
 // Told about every request that reached routing; `route` is null for 404/405 and for
 // requests rejected before routing (those are reported with operation "unmatched").
+// `status` is what the exchange came to: the answer's status when it was delivered,
+// kClientClosedRequest when the client was gone, 503 when a drain cut the request off.
 // Called on the connection's io thread: implementations must be thread-safe.
 class ServerObserver {
  public:

@@ -6,6 +6,11 @@
 //   coromesh_http_server_request_duration_seconds{service,operation}     histogram
 //   coromesh_http_server_requests_in_flight{service}                     gauge
 //
+// `code` is what the exchange came to, not only what the handler returned: a request
+// whose client closed the connection (or stopped reading) before the answer reached it
+// is counted as code="499" (nginx's "client closed request"; never sent on the wire),
+// and one cut off by a drain whose grace ran out as code="503".
+//
 // Shaped for the request path: the router resolves an OperationMetrics once, when a
 // route is registered, and each request then costs one atomic pointer load, one
 // counter increment and one histogram observation. prometheus-cpp's Family::Add (a

@@ -1,0 +1,101 @@
+// A handler that takes its time against http::Server's connection timeouts: the read
+// timeouts guard against slow clients, never against the server's own handler, and a
+// request is counted as what became of it (delivered, client gone, cut off by a drain).
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "coromesh/http/server.hpp"
+#include "server_fixture.hpp"
+
+namespace coromesh::http::testing {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+// Records the status of every finished request, as the service's metrics would count it.
+class RecordingObserver final : public ServerObserver {
+ public:
+  void request_started(const Route*) override {}
+  void request_finished(const Route*, unsigned status,
+                        std::chrono::steady_clock::duration) override {
+    std::lock_guard lock(mutex_);
+    statuses_.push_back(status);
+  }
+  std::vector<unsigned> statuses() const {
+    std::lock_guard lock(mutex_);
+    return statuses_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<unsigned> statuses_;
+};
+
+TEST(HttpServerSlowHandler, HandlerSlowerThanTheHeaderTimeoutIsAnsweredInFull) {
+  ServerLimits limits;
+  limits.header_timeout = 200ms;
+  RecordingObserver observer;
+  ServerFixture fx(limits, 1, &observer);
+  auto res = fx.get("/slow?l=600");
+  EXPECT_EQ(res.status, 200) << res.error;
+  EXPECT_EQ(res.body, "slept");
+  EXPECT_EQ(observer.statuses(), std::vector<unsigned>{200});
+}
+
+TEST(HttpServerSlowHandler, HandlerSlowerThanTheIdleTimeoutIsAnsweredInFull) {
+  ServerLimits limits;
+  limits.idle_timeout = 200ms;
+  ServerFixture fx(limits);
+  asio::io_context ioc;
+  asio::ip::tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  asio::write(socket, asio::buffer(std::string_view("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::string answer;
+  boost::system::error_code ec;
+  asio::read_until(socket, asio::dynamic_buffer(answer), "hello", ec);
+  ASSERT_FALSE(ec) << ec.message();
+  // The second request of the keep-alive connection starts under the idle timeout.
+  asio::write(socket, asio::buffer(std::string_view(
+                          "GET /slow?l=600 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
+  asio::read(socket, asio::dynamic_buffer(answer), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+  EXPECT_NE(answer.find("slept"), std::string::npos) << answer;
+}
+
+TEST(HttpServerSlowHandler, ClientGoneBeforeTheAnswerIsCounted499) {
+  RecordingObserver observer;
+  ServerFixture fx({}, 1, &observer);
+  asio::io_context ioc;
+  asio::ip::tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  asio::write(socket,
+              asio::buffer(std::string_view("GET /slow?l=400 HTTP/1.1\r\nHost: x\r\n\r\n")));
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.slow_started.load() == 1; }, 5s));
+  socket.close();  // the client gives up while the handler runs
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return !observer.statuses().empty(); }, 5s));
+  EXPECT_EQ(observer.statuses(), std::vector<unsigned>{kClientClosedRequest});
+  EXPECT_EQ(fx.slow_finished.load(), 1) << "the handler itself ran to completion";
+}
+
+TEST(HttpServerSlowHandler, RequestCutOffByTheDrainIsCounted503) {
+  RecordingObserver observer;
+  ServerFixture fx({}, 1, &observer);
+  std::thread client([&] { fx.get("/slow?l=5000"); });
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.slow_started.load() == 1; }, 5s));
+  EXPECT_EQ(fx.shutdown(200ms), 1u);
+  client.join();
+  EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
+}
+
+}  // namespace
+}  // namespace coromesh::http::testing
