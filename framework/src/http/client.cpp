@@ -42,6 +42,9 @@ class ClientCategory final : public std::error_category {
         return "bad response";
       case ClientErrc::connection_closed:
         return "connection closed";
+      case ClientErrc::outcome_unknown:
+        return "connection closed after the request was sent; it may or may not have been "
+               "processed";
     }
     return "unknown client error";
   }
@@ -75,6 +78,21 @@ bool closed_before_response(const error_code& ec) {
          ec == asio::error::connection_aborted;
 }
 
+// Methods whose request may be sent twice with the effect of once (RFC 9110 §9.2.2).
+bool is_idempotent(Verb method) {
+  switch (method) {
+    case Verb::get:
+    case Verb::head:
+    case Verb::put:
+    case Verb::delete_:
+    case Verb::options:
+    case Verb::trace:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Anything Beast's parser rejects, except the peer closing the stream, which is not
 // the response's fault.
 bool is_parse_error(const error_code& ec) {
@@ -85,8 +103,10 @@ bool is_parse_error(const error_code& ec) {
 
 struct Attempt {
   std::optional<Response> response;
-  bool reusable = false;   // the connection may carry another request
-  bool retryable = false;  // nothing was read: the request may be sent again
+  bool reusable = false;  // the connection may carry another request
+  // The connection died before a byte of the response: on a pooled connection, likely the
+  // race with the server's idle close. Whether sending again is safe depends on the method.
+  bool closed_before_response = false;
   ClientErrc errc{};
   std::string error;
 };
@@ -190,7 +210,7 @@ asio::awaitable<Attempt> Client::Impl::exchange(beast::tcp_stream& stream, Reque
   }
   throw_if_aborted(write_ec);
   if (write_ec) {
-    attempt.retryable = closed_before_response(write_ec);
+    attempt.closed_before_response = closed_before_response(write_ec);
     co_return failed(ClientErrc::connection_closed,
                      "connection lost while sending: " + write_ec.message());
   }
@@ -218,8 +238,10 @@ asio::awaitable<Attempt> Client::Impl::exchange(beast::tcp_stream& stream, Reque
   }
   if (read_ec) {
     if (!parser.got_some() && closed_before_response(read_ec)) {
-      attempt.retryable = true;
-      co_return failed(ClientErrc::connection_closed, "closed the connection before responding");
+      attempt.closed_before_response = true;
+      co_return failed(ClientErrc::outcome_unknown,
+                       "closed the connection before responding; the request may or may not "
+                       "have been processed");
     }
     co_return failed(ClientErrc::connection_closed,
                      "connection lost while reading the response: " + read_ec.message());
@@ -251,7 +273,10 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
   request.prepare_payload();
 
   // One retry, and only on a fresh connection: when a pooled connection turns out to be
-  // dead, the ones parked before it probably are too.
+  // dead, the ones parked before it probably are too. Only for idempotent methods: a POST
+  // the server read before closing may already have taken effect.
+  const bool may_resend =
+      impl_->options.retry_closed_pooled_connection && is_idempotent(request.method());
   for (bool retried = false;; retried = true) {
     // (No co_await inside a conditional expression: g++ 12 miscompiles it.)
     std::optional<beast::tcp_stream> stream;
@@ -271,8 +296,7 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
       }
       co_return std::move(*attempt.response);
     }
-    if (!(reused && attempt.retryable && !retried &&
-          impl_->options.retry_closed_pooled_connection)) {
+    if (!(reused && attempt.closed_before_response && !retried && may_resend)) {
       throw ClientError(attempt.errc, attempt.error);
     }
   }

@@ -9,7 +9,7 @@
 // io_context, not one shared across threads.
 //
 // Errors are thrown as ClientError (a std::system_error whose code is a ClientErrc):
-// connect_failed, timeout, bad_response, connection_closed. A response with any
+// connect_failed, timeout, bad_response, connection_closed, outcome_unknown. A response with any
 // status code, 5xx included, is a successful call: the status is the caller's to judge.
 // A call can also be cancelled through the awaiting coroutine's cancellation slot (e.g.
 // `co_await (client.send(...) || timer.async_wait(...))`); it then ends with
@@ -33,7 +33,11 @@ enum class ClientErrc {
   connect_failed = 1,  // resolve or TCP connect failed (refused, unreachable)
   timeout,             // the deadline passed before a complete response arrived
   bad_response,        // the peer sent something that is not a valid HTTP response
-  connection_closed,   // the peer closed the connection before responding
+  connection_closed,   // the connection broke while sending, or in the middle of the response
+  // The whole request was sent, then the peer closed the connection without a byte of
+  // response: the server may or may not have processed it. Sending it again is safe only
+  // for an idempotent request.
+  outcome_unknown,
 };
 const std::error_category& client_category() noexcept;
 std::error_code make_error_code(ClientErrc e) noexcept;
@@ -49,8 +53,10 @@ struct ClientOptions {
   std::chrono::milliseconds idle_timeout{30'000};  // an idle pooled connection is closed after this
   std::size_t body_limit = 16 * 1024 * 1024;       // larger response bodies are bad_response
   std::string user_agent = "coromesh";
-  // Send a request again, once, on a fresh connection when a pooled one turns out to be
-  // closed before any byte of the response. Off for long polls (Consul blocking queries):
+  // Send an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) again, once, on a
+  // fresh connection when a pooled one turns out to be closed before any byte of the
+  // response. Never a POST or PATCH: the server may have processed it (RFC 9110 §9.2.2),
+  // so the caller gets outcome_unknown. Off for long polls (Consul blocking queries):
   // there the failure is news — the server restarted — and the caller must see it.
   bool retry_closed_pooled_connection = true;
 };
@@ -71,9 +77,10 @@ class Client {
 
   // Sends `request` to `destination` and returns the complete response. Sets Host
   // (if absent), User-Agent and Content-Length. The whole exchange (taking or opening
-  // a connection, writing, reading) must finish before `deadline`. A pooled connection
-  // that turns out to be closed by the peer is retried once on a fresh connection when
-  // nothing of the response was read (unless options.retry_closed_pooled_connection is off).
+  // a connection, writing, reading) must finish before `deadline`. An idempotent request
+  // on a pooled connection that turns out to be closed by the peer is retried once on a
+  // fresh connection when nothing of the response was read (unless
+  // options.retry_closed_pooled_connection is off); a non-idempotent one never is.
   // Parameters are taken by value: the coroutine starts lazily and may outlive the
   // caller's temporaries (e.g. when co_spawn'ed).
   boost::asio::awaitable<Response> send(Destination destination, Request request,
