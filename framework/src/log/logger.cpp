@@ -6,8 +6,12 @@
 #include <atomic>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <utility>
+
+#include "coromesh/log/async_line_writer.hpp"
+#include "coromesh/log/key_rate_limiter.hpp"
 
 namespace coromesh::log {
 namespace {
@@ -82,6 +86,24 @@ void append_timestamp(std::string& out) {
   out += ms.data();
 }
 
+// Created on first use and deliberately never destroyed: a static destructor that logs
+// after it would otherwise use a dead writer. exit() flushes it (a line logged just
+// before exiting, say the shutdown's last, is not lost); the thread ends with the process.
+AsyncLineWriter& stderr_writer() {
+  static AsyncLineWriter* const writer = [] {
+    auto* created = new AsyncLineWriter(STDERR_FILENO);
+    std::atexit([] { flush(); });
+    return created;
+  }();
+  return *writer;
+}
+
+KeyRateLimiter& flood_limiter() {
+  static KeyRateLimiter* const limiter =
+      new KeyRateLimiter(kLimitedLinesPerSecond, std::chrono::seconds(1));
+  return *limiter;
+}
+
 }  // namespace
 
 Field::Field(std::string_view k, double v) : key(k) {
@@ -149,11 +171,33 @@ std::string format_line(Level level, std::string_view event, std::initializer_li
 }
 
 void write(Level level, std::string_view event, std::initializer_list<Field> fields) {
+  stderr_writer().submit(format_line(level, event, fields));
+}
+
+void write_limited(Level level, std::string_view event, std::string_view key,
+                   std::initializer_list<Field> fields) {
+  // The budget is checked before formatting: a suppressed line costs a hash lookup.
+  std::string budget_key;
+  budget_key.reserve(event.size() + 1 + key.size());
+  budget_key.append(event).append(1, '\x1f').append(key);
+  auto decision = flood_limiter().admit(budget_key, KeyRateLimiter::Clock::now());
+  if (!decision.admit) {
+    return;
+  }
   std::string line = format_line(level, event, fields);
-  line += '\n';
-  // A single write(2) keeps concurrent lines whole; a failed write to stderr has
-  // nowhere better to be reported, so it is deliberately ignored.
-  [[maybe_unused]] auto written = ::write(STDERR_FILENO, line.data(), line.size());
+  if (decision.suppressed_before > 0) {
+    line += " suppressed=";
+    line += std::to_string(decision.suppressed_before);
+  }
+  stderr_writer().submit(line);
+}
+
+bool flush(std::chrono::milliseconds timeout) noexcept {
+  return stderr_writer().flush(timeout);
+}
+
+DroppedLines dropped_lines() noexcept {
+  return {stderr_writer().dropped(), flood_limiter().suppressed_total()};
 }
 
 }  // namespace coromesh::log
