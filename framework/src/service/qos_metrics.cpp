@@ -297,12 +297,20 @@ QosMetrics::~QosMetrics() = default;
 
 qos::RejectionHook QosMetrics::rejection_hook(const std::string& operation,
                                               const std::string& side) {
-  return [counters = impl_->side(operation, side)](std::string_view policy, qos::Reason reason) {
+  // Rejections come in floods exactly when the service is overloaded: the log line is
+  // rate limited per operation, side, policy and reason (the counter is exact).
+  return [counters = impl_->side(operation, side), log_key = operation + '\x1f' + side](
+             std::string_view policy, qos::Reason reason) {
     counters->reject(policy, reason);
-    log::warn("qos.rejected", {{"operation", counters->operation()},
-                               {"side", counters->side()},
-                               {"policy", policy},
-                               {"reason", qos::to_string(reason)}});
+    if (log::enabled(log::Level::warn)) {
+      std::string key = log_key;
+      key.append(1, '\x1f').append(policy).append(1, '\x1f').append(qos::to_string(reason));
+      log::warn_limited("qos.rejected", key,
+                        {{"operation", counters->operation()},
+                         {"side", counters->side()},
+                         {"policy", policy},
+                         {"reason", qos::to_string(reason)}});
+    }
   };
 }
 

@@ -22,6 +22,7 @@
 #include "coromesh/http/server.hpp"
 #include "coromesh/log/logger.hpp"
 #include "coromesh/metrics/http_server_metrics.hpp"
+#include "coromesh/metrics/log_collector.hpp"
 #include "coromesh/metrics/process_collector.hpp"
 #include "coromesh/metrics/registry.hpp"
 #include "coromesh/runtime/io_pool.hpp"
@@ -42,6 +43,7 @@ struct Service::Impl final : http::ServerObserver {
         qos_metrics(metrics) {
     log::set_level(config.log_level);
     metrics.add_collectable(std::make_shared<metrics::ProcessCollector>());
+    metrics.add_collectable(std::make_shared<metrics::LogCollector>());
   }
 
   config::ServiceConfig config;
@@ -289,6 +291,7 @@ void Service::Impl::wait_for_signals() {
     }
     if (shutting_down.load()) {
       log::warn("service.forced_exit", {{"signal", signo}});
+      log::flush(std::chrono::milliseconds(500));  // _Exit skips the atexit flush
       std::_Exit(130);
     }
     log::info("service.signal", {{"signal", signo}});
