@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "consul_test_fixture.hpp"
+#include "coromesh/log/logger.hpp"
 
 namespace coromesh::consul {
 namespace {
@@ -64,6 +65,7 @@ TEST_F(RegistrarIntegration, ReregistersAfterAnAgentRestartAndDeregistersAtShutd
     EXPECT_FALSE(co_await agent_.agent_service("it-reg-1"));
     EXPECT_TRUE((co_await agent_.health_service("it-reg", false, {})).value.empty());
   }());
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
   auto log = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(log.find("event=consul.reregistered service=it-reg id=it-reg-1"), std::string::npos)
       << log;

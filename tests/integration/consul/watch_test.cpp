@@ -6,6 +6,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 
 #include "consul_test_fixture.hpp"
+#include "coromesh/log/logger.hpp"
 
 namespace coromesh::consul {
 namespace {
@@ -115,6 +116,7 @@ TEST_F(WatchIntegration, SurvivesAnAgentRestart) {
     EXPECT_TRUE(co_await eventually([&] { return snapshots.last_is({"it-restart-2"}); }, 5s));
     EXPECT_TRUE(co_await watch.stop());
   }());
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
   auto log = ::testing::internal::GetCapturedStderr();
   if (HasFailure()) {
     std::cout << "--- log ---\n" << log;

@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 
 #include "async_test.hpp"
+#include "coromesh/log/logger.hpp"
 #include "fake_agent_client.hpp"
 
 namespace coromesh::consul {
@@ -69,6 +70,7 @@ TEST_F(ConsulRegistrar, RetriesUntilTheAgentIsReachable) {
     EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 2s));
     co_await registrar.shutdown();
   }());
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
   auto log = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(registrar.registrations(), 1u);
   auto first = log.find("event=consul.register.error");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "async_test.hpp"
+#include "coromesh/log/logger.hpp"
 
 namespace coromesh::consul {
 namespace {
@@ -119,6 +120,7 @@ TEST(ConsulWatch, RetriesFailuresWithBackoffAndLogsOncePerStreak) {
   auto start = std::chrono::steady_clock::now();
   auto seen = play(script, {.wait = 30s, .backoff_initial = 20ms, .backoff_max = 1s});
   auto elapsed = std::chrono::steady_clock::now() - start;
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
   auto log = ::testing::internal::GetCapturedStderr();
 
   EXPECT_EQ(seen, (std::vector<int>{4, 6}));

@@ -792,6 +792,7 @@ TEST(Chain, LogWritesOutcomeAndReason) {
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(run(io, chain.execute(scripted_call(script))), 42);
   EXPECT_THROW(run(io, chain.execute(scripted_call(script))), QosRejected);
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
   const std::string out = ::testing::internal::GetCapturedStderr();
   log::set_level(previous);
   EXPECT_THAT(out, HasSubstr("event=qos.call operation=add outcome=ok attempts=1"));

@@ -16,7 +16,9 @@
 // timeout that cuts an attempt off shows as that attempt's error and as a
 // deadline_exceeded rejection. The gauges are read from the running policy objects at
 // each scrape, so a live override that replaces an object is followed without
-// re-registration. Every rejection is also logged (`qos.rejected`, warn).
+// re-registration. Rejections are also logged (`qos.rejected`, warn), rate limited per
+// operation, side, policy and reason (log::write_limited): the counter is exact, the log
+// shows a sample and how many lines it left out.
 //
 // Counting is lock-free on the call path (per-thread shards, summed at scrape); the
 // first rejection of a new (policy, reason) pair takes a mutex once.
