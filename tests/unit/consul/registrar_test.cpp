@@ -148,6 +148,7 @@ TEST_F(ConsulRegistrar, AnUpdateTheAgentRefusesIsSentAgainAtTheNextResync) {
         co_await eventually([&] { return agent_.services["web-1"].meta.contains("qos_add"); }, 2s));
     co_await registrar.shutdown();
   }());
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
   ::testing::internal::GetCapturedStderr();
 }
 
