@@ -22,9 +22,9 @@
 #include <cstdint>
 #include <memory>
 
-#include "coromesh/service/qos_metrics.hpp"
 #include "coromesh/metrics/registry.hpp"
 #include "coromesh/qos/operation_qos.hpp"
+#include "coromesh/service/qos_metrics.hpp"
 
 namespace {
 
