@@ -46,9 +46,11 @@
 #include <typeinfo>
 
 #include "coromesh/config/service_config.hpp"
+#include "coromesh/consul/types.hpp"
 #include "coromesh/http/router.hpp"
 #include "coromesh/http/typed_handler.hpp"
 #include "coromesh/qos/operation_qos.hpp"
+#include "coromesh/service/component.hpp"
 #include "coromesh/service/operation.hpp"
 #include "coromesh/service/operation_client.hpp"
 
@@ -57,6 +59,9 @@ class MetricsRegistry;
 }  // namespace coromesh::metrics
 namespace coromesh::runtime {
 class IoPool;
+}
+namespace coromesh::consul {
+class AgentClient;
 }
 
 namespace coromesh {
@@ -129,6 +134,21 @@ class Service {
     router().add(method, path, std::move(operation), std::move(handler));
     return *this;
   }
+
+  // Seams for services that are more than HTTP handlers (the sidecar, Connect-native
+  // services). All before start():
+  //
+  // A part with listeners or background work of its own, started before the service
+  // registers and taken through its two-phase shutdown (service/component.hpp).
+  void add_component(std::shared_ptr<ServiceComponent> component);
+  // Edits the Consul registration each time it is built (at start-up, and again after a
+  // live QoS override): e.g. a sidecar registers as Kind connect-proxy on its public
+  // port. It runs after the service has filled in its own fields (ID, name, tags, Meta
+  // including `metrics_port`, the HTTP check on /health).
+  void shape_registration(std::function<void(consul::ServiceRegistration&)> shaper);
+  // The client of the Consul agent at --consul, on the pool's executor 0 (call it from
+  // coroutines there). Exists whether or not the service registers itself.
+  consul::AgentClient& consul_agent();
 
   http::Router& router();
   metrics::MetricsRegistry& metrics();
