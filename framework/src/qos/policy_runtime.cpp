@@ -8,6 +8,7 @@
 #include <string>
 
 #include "coromesh/config/values.hpp"
+#include "coromesh/qos/interceptors.hpp"
 
 namespace coromesh::qos {
 

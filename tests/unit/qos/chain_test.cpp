@@ -19,6 +19,7 @@
 
 #include "coromesh/http/error.hpp"
 #include "coromesh/log/logger.hpp"
+#include "coromesh/qos/interceptors.hpp"
 
 namespace coromesh::qos {
 namespace {

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "coromesh/qos/chain.hpp"
+#include "coromesh/qos/fallback.hpp"
 #include "coromesh/qos/policies.hpp"
 #include "coromesh/qos/policy_runtime.hpp"
 

@@ -56,6 +56,7 @@
 #include "coromesh/qos/circuit_breaker.hpp"
 #include "coromesh/qos/rate_limiter.hpp"
 #include "coromesh/qos/retry.hpp"
+#include "coromesh/qos/timeout_interceptor.hpp"
 
 namespace coromesh::qos {
 

@@ -34,6 +34,8 @@
 #include <string_view>
 #include <vector>
 
+#include "coromesh/qos/chain.hpp"
+#include "coromesh/qos/metrics_interceptor.hpp"
 #include "coromesh/qos/policies.hpp"
 
 namespace coromesh::qos {
