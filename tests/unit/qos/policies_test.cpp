@@ -77,6 +77,33 @@ TEST(Policies, SummaryListsEveryKindInChainOrder) {
   EXPECT_EQ(summarize(PolicySet{}), "");
 }
 
+// Every summarized field, derived from the kinds' descriptions.
+TEST(Policies, SummaryShowsEachKindsHeadlineFields) {
+  const auto set = to_policy_set(
+      server(retry{}, circuit_breaker{.window_type = WindowType::time_based},
+             rate_limit{.permits = 7, .algorithm = RateAlgorithm::leaky_bucket, .shape = true},
+             timeout{.per_attempt = 100ms, .overall = 1s},
+             bulkhead{.max_concurrent = 4, .max_queue = 2, .max_wait = 10ms}, adaptive_limit{},
+             metrics{}));
+  EXPECT_EQ(summarize(set),
+            "retry=3x25ms+budget circuit_breaker=50%/1m rate_limit=7/1s-leaky_bucket+shaped "
+            "timeout=100ms/1s bulkhead=4+2 adaptive_limit=1..200");
+}
+
+// An override reads every field of the description, including ones the old hand-written
+// reader missed (retry_transport_errors).
+TEST(Overrides, EveryDescribedFieldIsReadable) {
+  const auto set = apply_override(PolicySet{},
+                                  R"({"retry": {"retry_transport_errors": false, "jitter": "equal"},
+          "circuit_breaker": {"window_type": "time", "window_duration": "30s"}})");
+  ASSERT_TRUE(set.retry_policy);
+  EXPECT_FALSE(set.retry_policy->retry_transport_errors);
+  EXPECT_EQ(set.retry_policy->jitter, Jitter::equal);
+  ASSERT_TRUE(set.breaker_policy);
+  EXPECT_EQ(set.breaker_policy->window_type, WindowType::time_based);
+  EXPECT_EQ(set.breaker_policy->window_duration, 30s);
+}
+
 TEST(Policies, BuildOrdersTheChainByWeight) {
   const auto set = to_policy_set(server(bulkhead{}, timeout{1s}, retry{}, circuit_breaker{},
                                         rate_limit{}, adaptive_limit{}, log{}));
@@ -129,7 +156,7 @@ TEST(Overrides, BadDocumentsAreRefusedWithTheFieldAtFault) {
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": 0}})"),
             "rate_limit: token bucket: a rate of 0 permits admits nothing");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": -5}})"),
-            "rate_limit.permits: out of range [0, 1099511627776]");
+            "rate_limit: permits must be in [0, 1000000000]");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": "ten"}})"),
             "rate_limit.permits: expected an integer");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permitz": 3}})"),

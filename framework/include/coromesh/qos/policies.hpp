@@ -54,6 +54,7 @@
 #include "coromesh/qos/bulkhead.hpp"
 #include "coromesh/qos/chain.hpp"
 #include "coromesh/qos/circuit_breaker.hpp"
+#include "coromesh/qos/policy_description.hpp"
 #include "coromesh/qos/rate_limiter.hpp"
 #include "coromesh/qos/retry.hpp"
 #include "coromesh/qos/timeout_interceptor.hpp"
@@ -226,6 +227,217 @@ struct is_fallback : std::false_type {};
 template <class T>
 struct is_fallback<fallback<T>> : std::true_type {};
 
+// --- descriptions -----------------------------------------------------------------------
+//
+// Each kind described once (policy_description.hpp): the override reader, the bounds
+// check, the summary and the PolicySet slot all follow from these tables. The bounds keep
+// a live override from asking for absurd memory (a breaker window is one slot per call)
+// or from overflowing deadline arithmetic:
+//
+//   durations                      [0, 24h]
+//   retry.max_attempts             [0, 10]        multiplier [1, 100]
+//   counts of calls (window,       [0, 100000]    budget_ratio [0, 1000]
+//     minimum_calls, half_open)                   rates (failure_rate...) [0, 1]
+//   rate_limit permits, burst      [0, 1e9]       adaptive backoff_ratio [0, 1]
+//   bulkhead, adaptive limits      [0, 1e6]       adaptive tolerance [0, 100]
+//   budget_min_per_second          [0, 1e6]       weight [-1e6, 1e6]
+//
+// (Zero passes the bounds where the policy's own check has a better message for it.)
+
+inline constexpr Duration kMaxPolicyDuration = std::chrono::hours(24);
+inline constexpr Duration kNoDuration = Duration::zero();
+
+template <>
+struct EnumNames<TimeoutMode> {
+  static constexpr std::array values{EnumName<TimeoutMode>{"preemptive", TimeoutMode::preemptive},
+                                     EnumName<TimeoutMode>{"deadline", TimeoutMode::deadline}};
+};
+template <>
+struct EnumNames<Jitter> {
+  static constexpr std::array values{EnumName<Jitter>{"none", Jitter::none},
+                                     EnumName<Jitter>{"full", Jitter::full},
+                                     EnumName<Jitter>{"equal", Jitter::equal}};
+};
+template <>
+struct EnumNames<WindowType> {
+  static constexpr std::array values{EnumName<WindowType>{"count", WindowType::count_based},
+                                     EnumName<WindowType>{"time", WindowType::time_based}};
+};
+template <>
+struct EnumNames<RateAlgorithm> {
+  static constexpr std::array values{
+      EnumName<RateAlgorithm>{"token_bucket", RateAlgorithm::token_bucket},
+      EnumName<RateAlgorithm>{"leaky_bucket", RateAlgorithm::leaky_bucket}};
+};
+
+template <>
+struct Description<timeout> {
+  static constexpr std::string_view kind = "timeout";
+  static constexpr int default_weight = weights::timeout;
+  static constexpr bool summarized = true;
+  static constexpr auto fields = std::tuple{
+      bounded("per_attempt", &timeout::per_attempt, kNoDuration, kMaxPolicyDuration,
+              "timeout: per_attempt must be in [0, 24h]")
+          .in_summary("="),
+      bounded("overall", &timeout::overall, kNoDuration, kMaxPolicyDuration,
+              "timeout: overall must be in [0, 24h]")
+          .in_summary("/", [](const timeout& t) { return t.overall > Duration::zero(); }),
+      flag("mode", &timeout::mode),
+      bounded("weight", &timeout::weight, -1'000'000, 1'000'000,
+              "timeout: weight must be in [-1000000, 1000000]")};
+};
+
+template <>
+struct Description<retry> {
+  static constexpr std::string_view kind = "retry";
+  static constexpr int default_weight = weights::retry;
+  static constexpr bool summarized = true;
+  static constexpr auto fields =
+      std::tuple{bounded("max_attempts", &retry::max_attempts, 0U, 10U,
+                         "retry: max_attempts must be in [0, 10]")
+                     .in_summary("="),
+                 bounded("base_backoff", &retry::base_backoff, kNoDuration, kMaxPolicyDuration,
+                         "retry: base_backoff must be in [0, 24h]")
+                     .in_summary("x"),
+                 bounded("max_backoff", &retry::max_backoff, kNoDuration, kMaxPolicyDuration,
+                         "retry: max_backoff must be in [0, 24h]"),
+                 bounded("multiplier", &retry::multiplier, 1.0, 100.0,
+                         "retry: multiplier must be in [1, 100]"),
+                 flag("jitter", &retry::jitter),
+                 flag("retry_transport_errors", &retry::retry_transport_errors),
+                 flag("idempotent_only", &retry::idempotent_only),
+                 flag("budget", &retry::budget).in_summary("+budget"),
+                 bounded("budget_ratio", &retry::budget_ratio, 0.0, 1000.0,
+                         "retry: budget_ratio must be in [0, 1000]"),
+                 bounded("budget_min_per_second", &retry::budget_min_per_second, 0U, 1'000'000U,
+                         "retry: budget_min_per_second must be in [0, 1000000]"),
+                 bounded("budget_ttl", &retry::budget_ttl, kNoDuration, kMaxPolicyDuration,
+                         "retry: budget_ttl must be in [0, 24h]"),
+                 bounded("weight", &retry::weight, -1'000'000, 1'000'000,
+                         "retry: weight must be in [-1000000, 1000000]")};
+};
+
+template <>
+struct Description<circuit_breaker> {
+  static constexpr std::string_view kind = "circuit_breaker";
+  static constexpr int default_weight = weights::circuit_breaker;
+  static constexpr bool summarized = true;
+  static constexpr auto fields = std::tuple{
+      bounded("failure_rate", &circuit_breaker::failure_rate, 0.0, 1.0,
+              "circuit_breaker: failure_rate must be in [0, 1]")
+          .in_summary("=", nullptr, true),
+      bounded("slow_call_rate", &circuit_breaker::slow_call_rate, 0.0, 1.0,
+              "circuit_breaker: slow_call_rate must be in [0, 1]"),
+      bounded("slow_call", &circuit_breaker::slow_call, kNoDuration, kMaxPolicyDuration,
+              "circuit_breaker: slow_call must be in [0, 24h]"),
+      bounded("window", &circuit_breaker::window, 0U, 100'000U,
+              "circuit_breaker: window must be in [0, 100000] calls")
+          .in_summary(
+              "/",
+              [](const circuit_breaker& c) { return c.window_type == WindowType::count_based; }),
+      flag("window_type", &circuit_breaker::window_type),
+      bounded("window_duration", &circuit_breaker::window_duration, kNoDuration, kMaxPolicyDuration,
+              "circuit_breaker: window_duration must be in [0, 24h]")
+          .in_summary(
+              "/",
+              [](const circuit_breaker& c) { return c.window_type == WindowType::time_based; }),
+      bounded("minimum_calls", &circuit_breaker::minimum_calls, 0U, 100'000U,
+              "circuit_breaker: minimum_calls must be in [0, 100000]"),
+      bounded("open_for", &circuit_breaker::open_for, kNoDuration, kMaxPolicyDuration,
+              "circuit_breaker: open_for must be in [0, 24h]"),
+      bounded("half_open_calls", &circuit_breaker::half_open_calls, 0U, 100'000U,
+              "circuit_breaker: half_open_calls must be in [0, 100000]"),
+      bounded("weight", &circuit_breaker::weight, -1'000'000, 1'000'000,
+              "circuit_breaker: weight must be in [-1000000, 1000000]")};
+};
+
+template <>
+struct Description<rate_limit> {
+  static constexpr std::string_view kind = "rate_limit";
+  static constexpr int default_weight = weights::rate_limit;
+  static constexpr bool summarized = true;
+  static constexpr auto fields = std::tuple{
+      bounded("permits", &rate_limit::permits, std::uint64_t{0}, std::uint64_t{1'000'000'000},
+              "rate_limit: permits must be in [0, 1000000000]")
+          .in_summary("="),
+      bounded("period", &rate_limit::period, kNoDuration, kMaxPolicyDuration,
+              "rate_limit: period must be in [0, 24h]")
+          .in_summary("/"),
+      bounded("burst", &rate_limit::burst, std::uint64_t{0}, std::uint64_t{1'000'000'000},
+              "rate_limit: burst must be in [0, 1000000000]"),
+      flag("algorithm", &rate_limit::algorithm)
+          .in_summary(
+              "-", [](const rate_limit& r) { return r.algorithm == RateAlgorithm::leaky_bucket; }),
+      flag("shape", &rate_limit::shape).in_summary("+shaped"),
+      bounded("weight", &rate_limit::weight, -1'000'000, 1'000'000,
+              "rate_limit: weight must be in [-1000000, 1000000]")};
+};
+
+template <>
+struct Description<bulkhead> {
+  static constexpr std::string_view kind = "bulkhead";
+  static constexpr int default_weight = weights::bulkhead;
+  static constexpr bool summarized = true;
+  static constexpr auto fields =
+      std::tuple{bounded("max_concurrent", &bulkhead::max_concurrent, 0U, 1'000'000U,
+                         "bulkhead: max_concurrent must be in [0, 1000000]")
+                     .in_summary("="),
+                 bounded("max_queue", &bulkhead::max_queue, 0U, 1'000'000U,
+                         "bulkhead: max_queue must be in [0, 1000000]")
+                     .in_summary("+", [](const bulkhead& b) { return b.max_queue > 0; }),
+                 bounded("max_wait", &bulkhead::max_wait, kNoDuration, kMaxPolicyDuration,
+                         "bulkhead: max_wait must be in [0, 24h]"),
+                 bounded("weight", &bulkhead::weight, -1'000'000, 1'000'000,
+                         "bulkhead: weight must be in [-1000000, 1000000]")};
+};
+
+template <>
+struct Description<adaptive_limit> {
+  static constexpr std::string_view kind = "adaptive_limit";
+  static constexpr int default_weight = weights::adaptive_limit;
+  static constexpr bool summarized = true;
+  static constexpr auto fields =
+      std::tuple{bounded("initial_limit", &adaptive_limit::initial_limit, 0U, 1'000'000U,
+                         "adaptive_limit: initial_limit must be in [0, 1000000]"),
+                 bounded("min_limit", &adaptive_limit::min_limit, 0U, 1'000'000U,
+                         "adaptive_limit: min_limit must be in [0, 1000000]")
+                     .in_summary("="),
+                 bounded("max_limit", &adaptive_limit::max_limit, 0U, 1'000'000U,
+                         "adaptive_limit: max_limit must be in [0, 1000000]")
+                     .in_summary(".."),
+                 bounded("backoff_ratio", &adaptive_limit::backoff_ratio, 0.0, 1.0,
+                         "adaptive_limit: backoff_ratio must be in [0, 1]"),
+                 bounded("timeout", &adaptive_limit::timeout, kNoDuration, kMaxPolicyDuration,
+                         "adaptive_limit: timeout must be in [0, 24h]"),
+                 bounded("latency_target", &adaptive_limit::latency_target, kNoDuration,
+                         kMaxPolicyDuration, "adaptive_limit: latency_target must be in [0, 24h]"),
+                 bounded("tolerance", &adaptive_limit::tolerance, 0.0, 100.0,
+                         "adaptive_limit: tolerance must be in [0, 100]"),
+                 bounded("baseline_window", &adaptive_limit::baseline_window, kNoDuration,
+                         kMaxPolicyDuration, "adaptive_limit: baseline_window must be in [0, 24h]"),
+                 bounded("weight", &adaptive_limit::weight, -1'000'000, 1'000'000,
+                         "adaptive_limit: weight must be in [-1000000, 1000000]")};
+};
+
+template <>
+struct Description<log> {
+  static constexpr std::string_view kind = "log";
+  static constexpr int default_weight = weights::log;
+  static constexpr bool summarized = true;
+  static constexpr auto fields = std::tuple{bounded("weight", &log::weight, -1'000'000, 1'000'000,
+                                                    "log: weight must be in [-1000000, 1000000]")};
+};
+
+template <>
+struct Description<metrics> {
+  static constexpr std::string_view kind = "metrics";
+  static constexpr int default_weight = weights::metrics;
+  static constexpr bool summarized = false;  // reporting, not behaviour
+  static constexpr auto fields =
+      std::tuple{bounded("weight", &metrics::weight, -1'000'000, 1'000'000,
+                         "metrics: weight must be in [-1000000, 1000000]")};
+};
+
 // --- per-policy checks ------------------------------------------------------------------
 
 constexpr std::string_view validate(const timeout& t) noexcept {
@@ -238,34 +450,42 @@ constexpr std::string_view validate(const timeout& t) noexcept {
   if (t.overall > Duration::zero() && t.per_attempt > t.overall) {
     return "timeout: per_attempt exceeds overall, so the overall timeout always cuts it";
   }
-  return {};
+  return check_bounds(t);
 }
 
 constexpr std::string_view validate(const retry& r) noexcept {
   if (auto e = validate(r.config()); !e.empty()) {
     return e;
   }
-  return r.budget ? validate(r.budget_config()) : std::string_view{};
+  if (auto e = r.budget ? validate(r.budget_config()) : std::string_view{}; !e.empty()) {
+    return e;
+  }
+  return check_bounds(r);
 }
 
 constexpr std::string_view validate(const circuit_breaker& c) noexcept {
-  return validate(c.config());
+  const std::string_view error = validate(c.config());
+  return error.empty() ? check_bounds(c) : error;
 }
 
 constexpr std::string_view validate(const rate_limit& r) noexcept {
   if (r.shape && r.algorithm != RateAlgorithm::leaky_bucket) {
     return "rate limit: shape needs algorithm = leaky_bucket (a token bucket does not queue)";
   }
-  return r.algorithm == RateAlgorithm::token_bucket ? validate(r.token_bucket_config())
-                                                    : validate(r.leaky_bucket_config());
+  const std::string_view error = r.algorithm == RateAlgorithm::token_bucket
+                                     ? validate(r.token_bucket_config())
+                                     : validate(r.leaky_bucket_config());
+  return error.empty() ? check_bounds(r) : error;
 }
 
 constexpr std::string_view validate(const bulkhead& b) noexcept {
-  return validate(b.config());
+  const std::string_view error = validate(b.config());
+  return error.empty() ? check_bounds(b) : error;
 }
 
 constexpr std::string_view validate(const adaptive_limit& a) noexcept {
-  return validate(a.config());
+  const std::string_view error = validate(a.config());
+  return error.empty() ? check_bounds(a) : error;
 }
 
 template <class T>
@@ -276,11 +496,11 @@ constexpr std::string_view validate(const fallback<T>& f) noexcept {
   return {};
 }
 
-constexpr std::string_view validate(const log&) noexcept {
-  return {};
+constexpr std::string_view validate(const log& l) noexcept {
+  return check_bounds(l);
 }
-constexpr std::string_view validate(const metrics&) noexcept {
-  return {};
+constexpr std::string_view validate(const metrics& m) noexcept {
+  return check_bounds(m);
 }
 
 // The weight a policy will run at.
@@ -290,24 +510,10 @@ constexpr int effective_weight(const P& p) noexcept {
     return p.weight;
   }
   using T = std::remove_cvref_t<P>;
-  if constexpr (std::is_same_v<T, timeout>) {
-    return weights::timeout;
-  } else if constexpr (std::is_same_v<T, retry>) {
-    return weights::retry;
-  } else if constexpr (std::is_same_v<T, circuit_breaker>) {
-    return weights::circuit_breaker;
-  } else if constexpr (std::is_same_v<T, rate_limit>) {
-    return weights::rate_limit;
-  } else if constexpr (std::is_same_v<T, bulkhead>) {
-    return weights::bulkhead;
-  } else if constexpr (std::is_same_v<T, adaptive_limit>) {
-    return weights::adaptive_limit;
-  } else if constexpr (is_fallback<T>::value) {
+  if constexpr (is_fallback<T>::value) {
     return weights::fallback;
-  } else if constexpr (std::is_same_v<T, log>) {
-    return weights::log;
   } else {
-    return weights::metrics;
+    return Description<T>::default_weight;
   }
 }
 
@@ -366,24 +572,22 @@ struct PolicySet {
 
   friend constexpr bool operator==(const PolicySet&, const PolicySet&) = default;
 
+  // Every slot, in default chain order (outermost first): what the generic code
+  // (summary, checks, overrides) iterates over.
+  constexpr auto slots() noexcept {
+    return std::tie(log_policy, retry_policy, breaker_policy, rate_limit_policy, timeout_policy,
+                    bulkhead_policy, adaptive_policy, metrics_policy);
+  }
+  constexpr auto slots() const noexcept {
+    return std::tie(log_policy, retry_policy, breaker_policy, rate_limit_policy, timeout_policy,
+                    bulkhead_policy, adaptive_policy, metrics_policy);
+  }
+
+  // Sets the slot of P's kind; a fallback (never part of a set) is ignored.
   template <class P>
   constexpr void set(const P& p) noexcept {
-    if constexpr (std::is_same_v<P, timeout>) {
-      timeout_policy = p;
-    } else if constexpr (std::is_same_v<P, retry>) {
-      retry_policy = p;
-    } else if constexpr (std::is_same_v<P, circuit_breaker>) {
-      breaker_policy = p;
-    } else if constexpr (std::is_same_v<P, rate_limit>) {
-      rate_limit_policy = p;
-    } else if constexpr (std::is_same_v<P, bulkhead>) {
-      bulkhead_policy = p;
-    } else if constexpr (std::is_same_v<P, adaptive_limit>) {
-      adaptive_policy = p;
-    } else if constexpr (std::is_same_v<P, log>) {
-      log_policy = p;
-    } else if constexpr (std::is_same_v<P, metrics>) {
-      metrics_policy = p;
+    if constexpr (!is_fallback<P>::value) {
+      std::get<std::optional<P>&>(slots()) = p;
     }
   }
 };
@@ -401,17 +605,11 @@ constexpr PolicySet to_policy_set(const PolicyList<S, Ps...>& list) noexcept {
 // `overall`, or its per-attempt value when a weight puts the timeout outside the retry).
 constexpr std::string_view validate(const PolicySet& set) noexcept {
   std::string_view error;
-  auto check = [&error](const auto& policy) {
-    if (error.empty() && policy) {
-      error = validate(*policy);
-    }
-  };
-  check(set.timeout_policy);
-  check(set.retry_policy);
-  check(set.breaker_policy);
-  check(set.rate_limit_policy);
-  check(set.bulkhead_policy);
-  check(set.adaptive_policy);
+  std::apply(
+      [&error](const auto&... slot) {
+        ((error = !error.empty() || !slot ? error : validate(*slot)), ...);
+      },
+      set.slots());
   if (!error.empty()) {
     return error;
   }
@@ -433,10 +631,14 @@ constexpr std::string_view validate(const PolicySet& set) noexcept {
 template <Side S, class... Ps>
 constexpr std::string_view validate_declaration(const PolicyList<S, Ps...>& list) noexcept {
   using L = PolicyList<S, Ps...>;
-  if (L::template count<timeout>() > 1 || L::template count<retry>() > 1 ||
-      L::template count<circuit_breaker>() > 1 || L::template count<rate_limit>() > 1 ||
-      L::template count<bulkhead>() > 1 || L::template count<adaptive_limit>() > 1 ||
-      L::template count<log>() > 1 || L::template count<metrics>() > 1 || L::fallback_count() > 1) {
+  const bool kind_twice = std::apply(
+      [](const auto&... slot) {
+        return (
+            (L::template count<typename std::remove_cvref_t<decltype(slot)>::value_type>() > 1) ||
+            ...);
+      },
+      PolicySet{}.slots());
+  if (kind_twice || L::fallback_count() > 1) {
     return "a policy kind is declared twice in one QoS list";
   }
   std::string_view error;
