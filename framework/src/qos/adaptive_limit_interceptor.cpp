@@ -24,7 +24,7 @@ void AdaptiveLimitInterceptor::on_request(Invocation& invocation) {
 void AdaptiveLimitInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
   if (outcome.ok()) {
     limit_->on_sample(outcome.elapsed, true);
-  } else if (outcome.fault->is_neutral()) {
+  } else if (!counts_against_callee(outcome.fault->kind)) {
     limit_->release();
   } else {
     limit_->on_sample(outcome.elapsed, false);

@@ -1,8 +1,6 @@
 #include "coromesh/qos/chain.hpp"
 
 #include <algorithm>
-#include <boost/asio/error.hpp>
-#include <boost/system/system_error.hpp>
 
 #include "coromesh/log/logger.hpp"
 
@@ -21,6 +19,16 @@ const std::string& Invocation::operation() const noexcept {
 
 const Clock& Invocation::clock() const noexcept {
   return core_->clock();
+}
+
+const Fault& Invocation::fault(const std::exception_ptr& error) {
+  if (!last_fault_ || last_fault_->error != error) {
+    last_fault_ = Fault::from(error, core_->classifier());
+    if (last_fault_->kind == FaultClass::cancelled && attempt_timed_out_) {
+      last_fault_->kind = FaultClass::timeout;
+    }
+  }
+  return *last_fault_;
 }
 
 void Invocation::reject(std::string_view policy, Reason reason) const {
@@ -101,49 +109,14 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
   } catch (...) {
     error = std::current_exception();
   }
-  std::optional<Fault> fault;
-  if (error) {
-    fault = Fault::from(error);
-  }
-  const Outcome outcome{clock().now() - start, fault ? &*fault : nullptr};
+  const Fault* fault = error ? &invocation.fault(error) : nullptr;
+  const Outcome outcome{clock().now() - start, fault};
   for (std::size_t k = admitted; k-- > begin;) {
     synchronous_[k]->on_outcome(invocation, outcome);
   }
   if (error) {
     std::rethrow_exception(error);
   }
-}
-
-// --- Fault ------------------------------------------------------------------------------
-
-Fault Fault::from(std::exception_ptr error) {
-  Fault fault;
-  fault.error = error;
-  try {
-    std::rethrow_exception(error);
-  } catch (const QosRejected& rejected) {
-    fault.reason = rejected.reason();
-    fault.policy = rejected.policy();
-    fault.message = rejected.what();
-  } catch (const boost::system::system_error& system_error) {
-    fault.message = system_error.what();
-    fault.cancelled = system_error.code() == asio::error::operation_aborted;
-  } catch (const std::exception& exception) {
-    fault.message = exception.what();
-    if (const auto* carrier = dynamic_cast<const HasHttpStatus*>(&exception)) {
-      fault.status = carrier->http_status();
-    }
-  } catch (...) {
-    fault.message = "unknown exception";
-  }
-  return fault;
-}
-
-bool Fault::is_neutral() const noexcept {
-  const bool local_overload =
-      reason && (*reason == Reason::rate_limited || *reason == Reason::bulkhead_full ||
-                 *reason == Reason::concurrency_limited);
-  return cancelled || local_overload || (status >= 400 && status < 500);
 }
 
 // --- Synchronous and phase interceptors -------------------------------------------------
@@ -158,11 +131,8 @@ asio::awaitable<void> SynchronousInterceptor::around(Invocation& invocation, Nex
   } catch (...) {
     error = std::current_exception();
   }
-  std::optional<Fault> fault;
-  if (error) {
-    fault = Fault::from(error);
-  }
-  on_outcome(invocation, Outcome{invocation.clock().now() - start, fault ? &*fault : nullptr});
+  const Fault* fault = error ? &invocation.fault(error) : nullptr;
+  on_outcome(invocation, Outcome{invocation.clock().now() - start, fault});
   if (error) {
     std::rethrow_exception(error);
   }

@@ -24,7 +24,7 @@ void CircuitBreakerInterceptor::on_request(Invocation& invocation) {
 void CircuitBreakerInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
   if (outcome.ok()) {
     breaker_->on_success(outcome.elapsed);
-  } else if (outcome.fault->is_neutral()) {
+  } else if (!counts_against_callee(outcome.fault->kind)) {
     breaker_->release_permission();
   } else {
     breaker_->on_failure(outcome.elapsed);

@@ -30,6 +30,7 @@ void LogInterceptor::on_outcome(Invocation& invocation, const Outcome& outcome) 
   } else {
     log::warn("qos.call", {{"operation", invocation.operation()},
                            {"outcome", "error"},
+                           {"fault", to_string(fault.kind)},
                            {"attempts", invocation.attempt()},
                            {"duration_s", outcome.elapsed},
                            {"error", fault.message}});

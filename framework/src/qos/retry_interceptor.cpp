@@ -19,23 +19,24 @@ RetryInterceptor::RetryInterceptor(RetryConfig config, RetryOptions options,
 bool RetryInterceptor::retryable(const Fault& fault, std::uint32_t attempts,
                                  bool idempotent) const {
   const auto& config = policy_.config();
-  if (attempts >= config.max_attempts || (config.idempotent_only && !idempotent) ||
-      fault.cancelled) {
+  if (attempts >= config.max_attempts || (config.idempotent_only && !idempotent)) {
     return false;
   }
-  if (fault.reason) {
-    return options_.retry_attempt_timeouts && *fault.reason == Reason::deadline_exceeded;
+  // An explicit hook decides for a statusless failure of the callee or the transport.
+  const bool hook_decides =
+      config.retryable_exception != nullptr && fault.status == 0 &&
+      (fault.kind == FaultClass::callee_failure || fault.kind == FaultClass::transport);
+  if (hook_decides) {
+    try {
+      std::rethrow_exception(fault.error);
+    } catch (const std::exception& error) {
+      return config.retryable_exception(error);
+    } catch (...) {
+      return false;
+    }
   }
-  if (fault.status != 0) {
-    return policy_.should_retry(attempts, fault.status, idempotent);
-  }
-  try {
-    std::rethrow_exception(fault.error);
-  } catch (const std::exception& error) {
-    return policy_.should_retry(attempts, error, idempotent);
-  } catch (...) {
-    return false;
-  }
+  return qos::retryable(fault, config.retry_transport_errors, options_.retry_attempt_timeouts,
+                        config.retryable_statuses.contains(fault.status));
 }
 
 Duration RetryInterceptor::next_backoff(std::uint32_t retry) {
@@ -56,7 +57,7 @@ asio::awaitable<void> RetryInterceptor::around(Invocation& invocation, Next next
     } catch (...) {
       error = std::current_exception();
     }
-    const Fault fault = Fault::from(error);
+    const Fault& fault = invocation.fault(error);
     if (!retryable(fault, attempt, invocation.idempotent())) {
       std::rethrow_exception(error);
     }

@@ -9,8 +9,8 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/qos/adaptive_limit.cpp
   src/qos/deadline.cpp
   src/qos/validate.cpp
-  src/qos/remote_error.cpp
   src/qos/policy_runtime.cpp
+  src/qos/fault.cpp
   src/qos/chain.cpp
   src/qos/timeout_interceptor.cpp
   src/qos/retry_interceptor.cpp

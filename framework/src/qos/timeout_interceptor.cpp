@@ -54,11 +54,21 @@ asio::awaitable<void> TimeoutInterceptor::around(Invocation& invocation, Next ne
   // started first and directly (not through co_spawn) so its cancellation slot is in
   // place even when the call completes at once (a cancellation emitted to an operation
   // that has not started yet is lost).
+  // The timer marks the attempt timed out before the group cancels the rest, so the
+  // interceptors further in see a timeout, not the caller going away.
+  invocation.set_attempt_timed_out(false);
+  auto timed_wait = timer.async_wait(asio::deferred([&invocation](boost::system::error_code ec) {
+    if (!ec) {
+      invocation.set_attempt_timed_out(true);
+    }
+    return asio::deferred.values(ec);
+  }));
   auto group = asio::experimental::make_parallel_group(
-      timer.async_wait(asio::deferred), asio::co_spawn(executor, next(), asio::deferred));
+      std::move(timed_wait), asio::co_spawn(executor, next(), asio::deferred));
   const asio::experimental::wait_for_one condition;
   auto [order, timer_error, call_error] = co_await group.async_wait(condition, asio::use_awaitable);
   invocation.set_attempt_deadline(Deadline::none());
+  invocation.set_attempt_timed_out(false);
   if (order[0] == 0 && !timer_error) {
     invocation.reject(name(), Reason::deadline_exceeded);
   }

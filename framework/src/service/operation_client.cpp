@@ -6,6 +6,8 @@
 #include "coromesh/http/trace_context.hpp"
 #include "coromesh/metrics/qos_metrics.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "coromesh/service/fault_classifier.hpp"
+#include "coromesh/service/remote_error.hpp"
 
 namespace coromesh::detail {
 
@@ -32,7 +34,7 @@ namespace {
     constexpr std::size_t kMaxReason = 200;
     reason = response.body().substr(0, kMaxReason);
   }
-  throw qos::RemoteError(status, std::move(code), std::move(reason));
+  throw RemoteError(status, std::move(code), std::move(reason));
 }
 
 }  // namespace
@@ -103,6 +105,7 @@ std::vector<asio::any_io_executor> executors_of(runtime::IoPool& pool) {
 
 qos::BuildOptions client_build_options(metrics::QosMetrics* metrics, const std::string& operation) {
   qos::BuildOptions options;
+  options.classify = classify_service_fault;
   if (metrics != nullptr) {
     options.observer = metrics->observer(operation, "client");
   }

@@ -1,4 +1,6 @@
 # Sources of the service module (see framework/CMakeLists.txt).
 list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/service/service.cpp
-  src/service/operation_client.cpp)
+  src/service/operation_client.cpp
+  src/service/remote_error.cpp
+  src/service/fault_classifier.cpp)

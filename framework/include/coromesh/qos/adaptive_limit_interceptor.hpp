@@ -12,8 +12,9 @@
 
 namespace coromesh::qos {
 
-// AdaptiveLimit::acquire() before (concurrency_limited), on_sample(latency, ok) after;
-// cancellation, local overload and a caller's error call release().
+// AdaptiveLimit::acquire() before (concurrency_limited), on_sample(latency, ok) after:
+// a fault that counts_against_callee() (fault.hpp; a timeout included) is a drop, the
+// others (a caller's error, a cancellation, a local rejection) call release().
 class AdaptiveLimitInterceptor final : public SynchronousInterceptor {
  public:
   explicit AdaptiveLimitInterceptor(std::shared_ptr<AdaptiveLimit> limit,

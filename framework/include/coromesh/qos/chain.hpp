@@ -72,8 +72,8 @@
 
 #include "coromesh/qos/clock.hpp"
 #include "coromesh/qos/deadline.hpp"
+#include "coromesh/qos/fault.hpp"
 #include "coromesh/qos/reason.hpp"
-#include "coromesh/qos/remote_error.hpp"
 
 namespace coromesh::qos {
 
@@ -131,6 +131,15 @@ class Invocation {
   // Runs the chain's rejection hook, then throws QosRejected(policy, reason).
   [[noreturn]] void reject(std::string_view policy, Reason reason) const;
 
+  // The fault `error` is, classified once by the chain's classifier: the same exception
+  // seen again further out (it travels through every interceptor) is not classified
+  // again. A cancellation while the attempt's timeout had fired is a timeout.
+  const Fault& fault(const std::exception_ptr& error);
+
+  // Set by a preemptive timeout when its timer fires, just before it cancels the rest of
+  // the chain, so the cancellation the inner interceptors see is classified a timeout.
+  void set_attempt_timed_out(bool timed_out) noexcept { attempt_timed_out_ = timed_out; }
+
   virtual bool has_result() const noexcept = 0;
   virtual void clear_result() noexcept = 0;
 
@@ -140,6 +149,8 @@ class Invocation {
   Deadline attempt_deadline_{};
   Clock::time_point phase_time_{};
   std::uint32_t attempt_ = 1;
+  bool attempt_timed_out_ = false;
+  std::optional<Fault> last_fault_;
 };
 
 template <class R>
@@ -204,8 +215,6 @@ class Interceptor {
   bool explicit_weight_;
 };
 
-struct Fault;
-
 // What the rest of the chain came to, as a synchronous interceptor's outcome phase sees it.
 struct Outcome {
   Duration elapsed;    // how long the rest of the chain took (chain's clock)
@@ -255,28 +264,13 @@ class PhaseInterceptor : public SynchronousInterceptor {
   void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept final;
 };
 
-// What a fault was: the exception, and when it was a QosRejected, its policy and reason.
-struct Fault {
-  std::exception_ptr error;
-  std::optional<Reason> reason;  // set for a QosRejected
-  std::string policy;            // the rejecting policy for a QosRejected
-  std::string message;           // what() of a std::exception, else "unknown exception"
-  unsigned status = 0;           // the HTTP status of a RemoteError or HttpError
-  bool cancelled = false;        // a system_error with asio::error::operation_aborted
-
-  // A fault that says nothing about the callee's health: cancellation, a local overload
-  // rejection (rate_limited, bulkhead_full, concurrency_limited) or the caller's own
-  // error (a 4xx answer).
-  bool is_neutral() const noexcept;
-
-  static Fault from(std::exception_ptr error);
-};
-
 // ---------------------------------------------------------------------------------------
 
 struct ChainOptions {
   std::string operation = "operation";  // for log lines and the rejection hook's users
   const Clock* clock = nullptr;         // measures durations; nullptr: Clock::steady()
+  // Says whose fault a fault is (fault.hpp); nullptr: classify_fault, which knows no HTTP.
+  FaultClassifier classify = nullptr;
 };
 
 // The untyped chain: ordered interceptors, the rejection hook, and the runner.
@@ -302,6 +296,7 @@ class ChainCore {
 
   const std::string& operation() const noexcept { return options_.operation; }
   const Clock& clock() const noexcept { return *options_.clock; }
+  FaultClassifier classifier() const noexcept { return options_.classify; }
 
   // Runs interceptors [index, end) and then `terminal`.
   boost::asio::awaitable<void> run_from(std::size_t index, Invocation& invocation,

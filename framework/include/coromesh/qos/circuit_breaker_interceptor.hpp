@@ -13,10 +13,10 @@
 namespace coromesh::qos {
 
 // acquire() before, on_success / on_failure with the duration measured on the chain's
-// clock after. Faults count as failures, except rejections for local overload
-// (rate_limited, bulkhead_full, concurrency_limited), cancellation and a caller's error
-// (a 4xx RemoteError or http::HttpError), which give the permit back without recording
-// (they say nothing about the callee's health).
+// clock after. Failures are what counts_against_callee() says (fault.hpp: the callee's
+// failures, transport errors, timeouts); a caller's error, a cancellation or a local
+// rejection gives the permit back without recording (they say nothing about the
+// callee's health).
 class CircuitBreakerInterceptor final : public SynchronousInterceptor {
  public:
   explicit CircuitBreakerInterceptor(std::shared_ptr<CircuitBreaker> breaker,

@@ -15,10 +15,12 @@
 
 namespace coromesh::qos {
 
-// Which faults a Fallback turns into a value.
+// Which faults a Fallback turns into a value (fault.hpp has the classes). A cancellation
+// never: the caller is gone.
 struct FallbackFilter {
   bool rejections = true;         // QosRejected (any reason unless `reasons` is set)
-  bool errors = true;             // any other exception
+  bool errors = true;             // the callee's failures, transport errors, timeouts
+  bool caller_errors = false;     // a 4xx: the caller's own fault, e.g. a 404 unknown_sku
   std::vector<Reason> reasons{};  // empty: every reason
 };
 
@@ -41,8 +43,14 @@ class Fallback final : public Interceptor {
   }
 
   bool applies(const Fault& fault) const {
+    if (fault.kind == FaultClass::cancelled) {
+      return false;
+    }
+    if (fault.kind == FaultClass::caller_error) {
+      return filter_.caller_errors;
+    }
     if (!fault.reason) {
-      return filter_.errors;
+      return filter_.errors && fallback_by_default(fault.kind);
     }
     if (!filter_.rejections) {
       return false;
@@ -70,7 +78,7 @@ class Fallback final : public Interceptor {
     } catch (...) {
       error = std::current_exception();
     }
-    Fault fault = Fault::from(error);
+    const Fault& fault = invocation.fault(error);
     if (!applies(fault)) {
       std::rethrow_exception(error);
     }

@@ -33,7 +33,9 @@
 //   rate_limit        permits / period       50 per 1 s, burst = permits, token bucket
 //   bulkhead          max_concurrent         25, no wait queue
 //   adaptive_limit    initial / min / max    20 / 1 / 200, AIMD backoff 0.9, tolerance 2x
-//   fallback          value or function      answers every rejection and error
+//   fallback          value or function      answers rejections, the callee's failures,
+//                                            transport errors and timeouts; never a
+//                                            caller's 4xx or a cancellation (fault.hpp)
 //   log, metrics      -                      one line per call; calls + duration metrics
 //
 // Declaration checks: validate_declaration(list) is constexpr and returns the first
@@ -199,7 +201,8 @@ struct adaptive_limit {
 // pointer R(*)(const Fault&). A declaration is a constexpr value, so a static value must
 // be a literal type (a number, an enum, a struct of those); for a result holding a
 // std::string or a vector, give a function. Which faults it answers: on_rejections
-// (QosRejected, any reason) and on_errors (any other exception).
+// (QosRejected, any reason) and on_errors (the callee's failures, transport errors and
+// timeouts). Never a caller's own 4xx nor a cancellation (the decision table in fault.hpp).
 template <class T>
 struct fallback {
   T handler;

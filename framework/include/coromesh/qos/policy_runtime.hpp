@@ -52,6 +52,7 @@ struct PolicyObjects {
 struct BuildOptions {
   const Clock* clock = nullptr;              // nullptr: Clock::steady()
   std::shared_ptr<CallObserver> observer{};  // set: every call is reported (metrics)
+  FaultClassifier classify = nullptr;        // whose fault a fault is; nullptr: classify_fault
 };
 
 // Builds the objects for `spec`. Policy objects whose declaration did not change are

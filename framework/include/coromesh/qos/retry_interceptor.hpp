@@ -19,15 +19,17 @@ namespace coromesh::qos {
 struct RetryOptions {
   std::shared_ptr<RetryBudget> budget{};  // optional; a refused retry -> budget_exhausted
   std::uint64_t seed = 0x5eed;            // jitter RNG seed (deterministic tests)
-  // Retry an attempt rejected with deadline_exceeded (a per-attempt timeout further in,
-  // Envoy's per_try_timeout); other rejections are never retried.
+  // Retry an attempt that timed out (FaultClass::timeout: a per-attempt timeout further
+  // in, Envoy's per_try_timeout); other rejections are never retried.
   bool retry_attempt_timeouts = true;
 };
 
-// Calls the rest of the chain up to max_attempts times while RetryPolicy::should_retry
-// says so, waiting the jittered backoff on an asio timer between attempts. Each original
-// call deposits into the budget; each retry asks it. A retry is not started when its
-// backoff would end past the overall deadline: the last fault is rethrown instead.
+// Calls the rest of the chain up to max_attempts times while the fault is retryable (the
+// decision table in fault.hpp: transport errors, the callee's 502/503/504, attempt
+// timeouts; never a caller's 4xx, a cancellation or a handler's exception), waiting the jittered
+// backoff on an asio timer between attempts. Each original call deposits into the budget; each
+// retry asks it. A retry is not started when its backoff would end past the overall deadline: the
+// last fault is rethrown instead.
 class RetryInterceptor final : public Interceptor {
  public:
   explicit RetryInterceptor(RetryConfig config, RetryOptions options = {},
