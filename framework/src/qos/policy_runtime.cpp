@@ -210,6 +210,19 @@ namespace {
                               ": " + std::string(why));
 }
 
+// Whether a check's message starts with the kind's name, spelt with '_' or ' '.
+bool names_kind(std::string_view error, std::string_view kind) {
+  if (error.size() <= kind.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < kind.size(); ++i) {
+    if (error[i] != kind[i] && !(kind[i] == '_' && error[i] == ' ')) {
+      return false;
+    }
+  }
+  return error[kind.size()] == ':' || error[kind.size()] == ' ';
+}
+
 // Reads one JSON member into one described field; bounds are checked afterwards, with
 // the policy's other checks (validate()).
 template <class F>
@@ -291,12 +304,12 @@ void override_kind(std::optional<P>& slot, const json::value& value) {
       refuse(kind, member.key(), "unknown field");
     }
   }
-  // The kind's name leads the message once: the bounds checks already start with it,
-  // some of the primitives' checks do not ("token bucket: ...").
+  // The kind's name leads the message once: most checks name it already ("bulkhead:
+  // ...", "circuit breaker: ..."), some name a part ("token bucket: ...").
   if (auto error = validate(policy); !error.empty()) {
-    const bool named = error.starts_with(kind) && error.substr(kind.size()).starts_with(":");
-    throw std::invalid_argument(named ? std::string(error)
-                                      : std::string(kind) + ": " + std::string(error));
+    throw std::invalid_argument(names_kind(error, kind)
+                                    ? std::string(error)
+                                    : std::string(kind) + ": " + std::string(error));
   }
   slot = policy;
 }

@@ -443,7 +443,12 @@ struct Description<metrics> {
 
 // --- per-policy checks ------------------------------------------------------------------
 
+// Each kind's check: its fields' bounds first (so an absurd value is named as such), then
+// what the values must satisfy together.
 constexpr std::string_view validate(const timeout& t) noexcept {
+  if (auto e = check_bounds(t); !e.empty()) {
+    return e;
+  }
   if (t.per_attempt <= Duration::zero()) {
     return "timeout: per_attempt must be positive";
   }
@@ -453,42 +458,43 @@ constexpr std::string_view validate(const timeout& t) noexcept {
   if (t.overall > Duration::zero() && t.per_attempt > t.overall) {
     return "timeout: per_attempt exceeds overall, so the overall timeout always cuts it";
   }
-  return check_bounds(t);
+  return {};
 }
 
 constexpr std::string_view validate(const retry& r) noexcept {
+  if (auto e = check_bounds(r); !e.empty()) {
+    return e;
+  }
   if (auto e = validate(r.config()); !e.empty()) {
     return e;
   }
-  if (auto e = r.budget ? validate(r.budget_config()) : std::string_view{}; !e.empty()) {
-    return e;
-  }
-  return check_bounds(r);
+  return r.budget ? validate(r.budget_config()) : std::string_view{};
 }
 
 constexpr std::string_view validate(const circuit_breaker& c) noexcept {
-  const std::string_view error = validate(c.config());
-  return error.empty() ? check_bounds(c) : error;
+  const std::string_view bounds = check_bounds(c);
+  return bounds.empty() ? validate(c.config()) : bounds;
 }
 
 constexpr std::string_view validate(const rate_limit& r) noexcept {
   if (r.shape && r.algorithm != RateAlgorithm::leaky_bucket) {
     return "rate limit: shape needs algorithm = leaky_bucket (a token bucket does not queue)";
   }
-  const std::string_view error = r.algorithm == RateAlgorithm::token_bucket
-                                     ? validate(r.token_bucket_config())
-                                     : validate(r.leaky_bucket_config());
-  return error.empty() ? check_bounds(r) : error;
+  if (auto e = check_bounds(r); !e.empty()) {
+    return e;
+  }
+  return r.algorithm == RateAlgorithm::token_bucket ? validate(r.token_bucket_config())
+                                                    : validate(r.leaky_bucket_config());
 }
 
 constexpr std::string_view validate(const bulkhead& b) noexcept {
-  const std::string_view error = validate(b.config());
-  return error.empty() ? check_bounds(b) : error;
+  const std::string_view bounds = check_bounds(b);
+  return bounds.empty() ? validate(b.config()) : bounds;
 }
 
 constexpr std::string_view validate(const adaptive_limit& a) noexcept {
-  const std::string_view error = validate(a.config());
-  return error.empty() ? check_bounds(a) : error;
+  const std::string_view bounds = check_bounds(a);
+  return bounds.empty() ? validate(a.config()) : bounds;
 }
 
 template <class T>
