@@ -14,8 +14,8 @@
 //    "timeout": {"per_attempt": "50ms"},
 //    "retry": null}
 //
-// Fields, by kind: the fields of each kind's Description in policies.hpp, under the names
-// of the policy structs' members, each within its bounds there (durations at most 24h,
+// Fields, by kind: the fields of each kind's Description in policy_fields.hpp, under the
+// names of the policy structs' members, each within its bounds there (durations at most 24h,
 // a breaker window at most 100000 calls, ...). Enums by name: timeout.mode
 // ("preemptive" | "deadline"), retry.jitter ("none" | "full" | "equal"),
 // circuit_breaker.window_type ("count" | "time"), rate_limit.algorithm ("token_bucket" |

@@ -1,6 +1,6 @@
 #pragma once
 
-// The machinery that lets each QoS policy be described once (policies.hpp): a table of
+// The machinery that lets each QoS policy be described once (policy_fields.hpp): a table of
 // its fields, from which the framework derives the override reader, the bounds check,
 // the one-line summary and the kind's place in a PolicySet.
 //
@@ -87,7 +87,7 @@ constexpr Field<P, T> flag(std::string_view name, T P::*member) noexcept {
   return {.name = name, .member = member};
 }
 
-// Specialised for every policy kind in policies.hpp.
+// Specialised for every policy kind in policy_fields.hpp.
 template <class P>
 struct Description;
 
