@@ -26,6 +26,7 @@
 #include "coromesh/metrics/process_collector.hpp"
 #include "coromesh/metrics/registry.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/qos_metrics.hpp"
 #include "coromesh/version.hpp"
 
@@ -396,7 +397,8 @@ QosMetrics& Service::qos_metrics() {
 
 qos::BuildOptions Service::server_build_options(const std::string& operation) {
   return qos::BuildOptions{.clock = nullptr,
-                           .observer = impl_->qos_metrics.observer(operation, "server")};
+                           .observer = impl_->qos_metrics.observer(operation, "server"),
+                           .classify = classify_service_fault};
 }
 
 qos::RejectionHook Service::server_rejection_hook(const std::string& operation) {
@@ -495,7 +497,7 @@ http::Response rejection_response(const qos::QosRejected& rejected) {
   return response;
 }
 
-http::Response upstream_error_response(const qos::RemoteError& error) {
+http::Response upstream_error_response(const RemoteError& error) {
   const unsigned status = error.status();
   const http::Status mapped = status == 504 || status == 408   ? http::Status::gateway_timeout
                               : status == 503 || status == 429 ? http::Status::service_unavailable

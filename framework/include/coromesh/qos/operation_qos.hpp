@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "coromesh/qos/chain.hpp"
+#include "coromesh/qos/fallback.hpp"
 #include "coromesh/qos/policies.hpp"
 #include "coromesh/qos/policy_runtime.hpp"
 
@@ -152,9 +153,10 @@ class OperationQos {
     if (fallback_) {
       interceptors.push_back(fallback_);
     }
-    auto state =
-        std::make_unique<State>(objects, std::move(interceptors),
-                                ChainOptions{.operation = operation_, .clock = options_.clock});
+    auto state = std::make_unique<State>(
+        objects, std::move(interceptors),
+        ChainOptions{
+            .operation = operation_, .clock = options_.clock, .classify = options_.classify});
     state->chain.on_rejection(on_rejection_);
     return state;
   }

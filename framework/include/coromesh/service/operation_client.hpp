@@ -11,7 +11,7 @@
 // HTTP exchange per attempt: the argument goes as the query (GET, HEAD, DELETE) or a
 // JSON body, the attempt's remaining deadline as `x-coromesh-deadline-ms`, the caller's
 // trace as a W3C `traceparent` with a new span id. A 2xx body becomes the result; any
-// other answer throws qos::RemoteError with the callee's status and error code (which
+// other answer throws RemoteError with the callee's status and error code (which
 // the chain's retry and breaker judge), a transport failure an http::ClientError. A 2xx
 // body that does not decode into the result is the callee's fault, not the caller's: a
 // RemoteError 502 `invalid_response` (a failure for the breaker and the adaptive limit).
@@ -77,7 +77,7 @@ class OperationTransport {
   OperationTransport(const OperationTransport&) = delete;
   OperationTransport& operator=(const OperationTransport&) = delete;
 
-  // Returns a 2xx body; throws qos::RemoteError for another status. `request` must
+  // Returns a 2xx body; throws RemoteError for another status. `request` must
   // outlive the returned awaitable (the caller awaits it at once; retries reuse it).
   boost::asio::awaitable<std::string> exchange(const OperationRequest& request,
                                                qos::Deadline deadline) const;

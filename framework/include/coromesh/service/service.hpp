@@ -53,6 +53,7 @@
 #include "coromesh/service/component.hpp"
 #include "coromesh/service/operation.hpp"
 #include "coromesh/service/operation_client.hpp"
+#include "coromesh/service/remote_error.hpp"
 
 namespace coromesh::metrics {
 class MetricsRegistry;
@@ -205,7 +206,7 @@ qos::Deadline incoming_deadline(const http::RequestContext& context);
 http::Response rejection_response(const qos::QosRejected& rejected);
 // A callee's error seen by this service's own call: 504 for a timeout, 503 for overload
 // and open circuits, 502 otherwise, with the callee's error code.
-http::Response upstream_error_response(const qos::RemoteError& error);
+http::Response upstream_error_response(const RemoteError& error);
 // A call of this service's that got no answer: 504 deadline_exceeded for a timeout, 502
 // upstream_unavailable otherwise.
 http::Response transport_error_response(const http::ClientError& error);
@@ -272,7 +273,7 @@ Service& Service::serve(const Op& op, F fn) {
                    response.emplace(http::to_response(std::move(result)));
                  } catch (const qos::QosRejected& rejected) {
                    response.emplace(detail::rejection_response(rejected));
-                 } catch (const qos::RemoteError& error) {
+                 } catch (const RemoteError& error) {
                    response.emplace(detail::upstream_error_response(error));
                  } catch (const http::ClientError& error) {
                    response.emplace(detail::transport_error_response(error));
