@@ -59,6 +59,8 @@ cmake --build "$work/build" >"$work/build.log" 2>&1 \
 start() {
   local name="$1"
   shift
+  # Created first: the background job opens its redirection only when it gets to run.
+  : >"$work/$name.log"
   "$work/build/$name" --no-consul-register --port 0 "$@" 2>"$work/$name.log" &
   pids+=($!)
   eval "${name//-/_}_pid=$!"
@@ -75,6 +77,7 @@ start() {
 expect() {
   local what="$1" status="$2" body="$3"
   shift 3
+  grep -qF -- "$body" "$source_dir/README.md" || fail "$what: README.md no longer quotes $body"
   local answer
   answer=$(curl -sS --max-time 10 -w '\n%{http_code}' "$@") || fail "$what: curl failed"
   local got_body="${answer%$'\n'*}" got_status="${answer##*$'\n'}"
