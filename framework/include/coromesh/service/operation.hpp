@@ -22,10 +22,15 @@
 //
 // so `add` is a constexpr value: name, method, path, argument and result types, and the
 // server-side and client-side policy lists. A declaration that cannot work does not
-// compile, and the compiler quotes why (the DeclarationError template argument):
+// compile: an argument or result type that cannot be bound (types_bindable below), a
+// fallback that cannot answer for the result, a policy list that cannot work, retry on
+// POST or PATCH without qos::retry{.non_idempotent = true}. The compiler quotes why; g++
+// in the DeclarationError template argument, clang in the note on declaration_quoted:
 //
 //   In instantiation of 'declaration_ok() [with DeclarationError E = DeclarationError{
 //       "server QoS of 'add': bulkhead: a zero-capacity bulkhead ... admits nothing", 71}]'
+//   note: in call to 'declaration_quoted({{15, &"server QoS of '"[0]}, {3, &"add"[0]},
+//       {3, &"': "[0]}, {68, &"bulkhead: a zero-capacity bulkhead ... admits nothing"[0]}})'
 //
 // From the value the framework generates:
 //   - service.serve(add, fn): the route, argument binding, the server-side chain with its
