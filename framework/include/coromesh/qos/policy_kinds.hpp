@@ -36,6 +36,10 @@ struct retry {
   StatusSet retry_on{502, 503, 504};
   bool retry_transport_errors = true;
   bool idempotent_only = true;
+  // Declares that the operation may be retried although its method (POST, PATCH) is not
+  // idempotent. Only for a handler that is idempotent by design (e.g. keyed by a request
+  // id); without it, retry on such an operation does not compile.
+  bool non_idempotent = false;
   bool budget = true;
   double budget_ratio = 0.2;
   std::uint32_t budget_min_per_second = 10;
@@ -53,7 +57,7 @@ struct retry {
     c.jitter = jitter;
     c.retryable_statuses = retry_on;
     c.retry_transport_errors = retry_transport_errors;
-    c.idempotent_only = idempotent_only;
+    c.idempotent_only = idempotent_only && !non_idempotent;
     return c;
   }
   constexpr RetryBudgetConfig budget_config() const noexcept {
