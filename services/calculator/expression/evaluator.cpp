@@ -35,11 +35,12 @@ boost::asio::awaitable<std::tuple<std::int64_t, std::int64_t>> both(const Plan& 
   // Each side is a coroutine of its own on this executor; wait_for_one_error cancels the
   // other (terminal cancellation) as soon as one fails, and waits for both to finish, so
   // `plan`, `node` and `apply` outlive them.
+  // Built outside the co_await operand: g++ 12 destroys temporaries made there twice.
+  auto group = asio::experimental::make_parallel_group(
+      asio::co_spawn(executor, evaluate_node(plan, node.lhs, apply), asio::deferred),
+      asio::co_spawn(executor, evaluate_node(plan, node.rhs, apply), asio::deferred));
   auto [order, left_error, left, right_error, right] =
-      co_await asio::experimental::make_parallel_group(
-          asio::co_spawn(executor, evaluate_node(plan, node.lhs, apply), asio::deferred),
-          asio::co_spawn(executor, evaluate_node(plan, node.rhs, apply), asio::deferred))
-          .async_wait(asio::experimental::wait_for_one_error(), asio::use_awaitable);
+      co_await group.async_wait(asio::experimental::wait_for_one_error(), asio::use_awaitable);
   if (left_error && right_error) {
     std::rethrow_exception(order[0] == 0 ? left_error : right_error);
   }

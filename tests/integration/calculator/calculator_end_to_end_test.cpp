@@ -68,6 +68,9 @@ struct Computation {
 TEST_F(CalculatorEndToEndTest, ComputesTheTableOfExpressionsAndErrors) {
   const Computation table[] = {
       {kSeedExpression, 200, R"({"result":9})"},
+      // One branch fails while the other's calls are in flight: they are cancelled, the
+      // first failure is the answer, and the connections they used serve the next rows.
+      {"(1/0)*((2+3)*(4+5)-(6*7))", 422, "division_by_zero", "operation div(1, 0) failed"},
       {"(1+2)*(3+4)", 200, R"({"result":21})"},
       {"2*3+4*5", 200, R"({"result":26})"},
       {"8-4-2", 200, R"({"result":2})"},
