@@ -9,6 +9,7 @@
 #include <string>
 
 #include "calculator_processes.hpp"
+#include "http_fetch.hpp"
 #include "test_env.hpp"
 
 namespace calculator::testing {
@@ -146,7 +147,16 @@ TEST_F(CalculatorEndToEndTest, OperatorsRefuseBadOperandsAndUnrepresentableResul
 TEST_F(CalculatorEndToEndTest, KeepsServingAfterHostileInput) {
   // A body past the server's limit, an expression past the length limit, nesting that
   // would overflow a recursive parser's stack, a 10k-digit literal, malformed JSON.
-  EXPECT_EQ(frontend_->post("/api/v1/compute", std::string(2 * 1024 * 1024, '1')).status, 413);
+  // The server answers 413 as soon as it reads a Content-Length past its limit
+  // (--http-max-body-bytes, 1 MiB) and closes, so a client still sending the body may see
+  // the 413 or a reset connection: either way nothing was computed.
+  const std::string huge_headers =
+      "POST /api/v1/compute HTTP/1.1\r\nHost: frontend\r\nContent-Type: application/json\r\n"
+      "Content-Length: 2000000000\r\n\r\n";
+  EXPECT_EQ(coromesh::testing::raw_exchange("127.0.0.1", frontend_->port(), huge_headers)
+                .rfind("HTTP/1.1 413", 0),
+            0U);
+  EXPECT_NE(frontend_->post("/api/v1/compute", std::string(2 * 1024 * 1024, '1')).status, 200);
   EXPECT_EQ(compute(*frontend_, std::string(500'000, '(') + "1" + std::string(500'000, ')')).status,
             413);
   EXPECT_EQ(compute(*frontend_, std::string(4000, '(') + "1" + std::string(4000, ')')).status, 413);
@@ -172,7 +182,7 @@ TEST_F(CalculatorEndToEndTest, IvtCountsItsCalls) {
   EXPECT_EQ(second.body, "ivt-test: " + std::to_string(n + 1));
 }
 
-TEST_F(CalculatorEndToEndTest, AnUnreachableOperatorIsABadGatewayNamingTheOperation) {
+TEST_F(CalculatorEndToEndTest, AnUnreachableOperatorIsABadGatewayThenAnOpenCircuit) {
   // A second frontend whose div upstream is a port nobody listens on.
   const std::string nobody = "127.0.0.1:" + std::to_string(coromesh::testing::free_port());
   ServiceProcess frontend("frontend", dir_->path(),
@@ -182,7 +192,17 @@ TEST_F(CalculatorEndToEndTest, AnUnreachableOperatorIsABadGatewayNamingTheOperat
   const ErrorBody error = error_of(result);
   EXPECT_EQ(error.error, "upstream_unavailable");
   EXPECT_NE(error.reason.find("operation div(8, 2) failed"), std::string::npos) << error.reason;
-  // The operations that are up still work.
+  // Every call keeps failing: the frontend's breaker for div opens (after 20 failed
+  // attempts, calculator_api.hpp) and the user gets a 503 that says so, still naming the
+  // operation, without a connection being tried.
+  FetchResult rejected;
+  for (int i = 0; i < 40 && rejected.status != 503; ++i) {
+    rejected = compute(frontend, "(8+0)/2");
+  }
+  EXPECT_EQ(rejected.status, 503) << rejected.body;
+  EXPECT_EQ(error_of(rejected).error, "circuit_open");
+  EXPECT_NE(error_of(rejected).reason.find("operation div(8, 2) failed"), std::string::npos);
+  // Each operation has its own breaker: those that are up still work.
   EXPECT_EQ(compute(frontend, "2*3+1").body, R"({"result":7})");
 }
 
