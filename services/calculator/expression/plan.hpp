@@ -6,6 +6,7 @@
 // builds it; evaluate() (evaluator.hpp) runs it. A Plan is a plain value: copy it, share
 // it read-only between threads.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,6 +16,7 @@ namespace calculator::expression {
 
 // The binary operators; each one is a call to its operator service.
 enum class Op : std::uint8_t { add, sub, mul, div };
+inline constexpr std::size_t kOpCount = 4;  // keep in step with Op
 
 // "+", "-", "*", "/".
 std::string_view symbol(Op op) noexcept;

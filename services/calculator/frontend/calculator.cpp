@@ -14,6 +14,10 @@ namespace {
 using coromesh::http::HttpError;
 using coromesh::http::Status;
 
+std::size_t slot(expression::Op op) {
+  return static_cast<std::size_t>(op);
+}
+
 template <class Op>
 auto bind_client(coromesh::Service& service, const Op& op) {
   // The client is owned by the service, which outlives every call.
@@ -52,10 +56,12 @@ Status status_for_callee(unsigned callee_status) {
 
 }  // namespace
 
-Calculator::Calculator(coromesh::Service& service, expression::Limits limits)
-    : operators_{bind_client(service, api::add), bind_client(service, api::sub),
-                 bind_client(service, api::mul), bind_client(service, api::div)},
-      limits_(limits) {}
+Calculator::Calculator(coromesh::Service& service, expression::Limits limits) : limits_(limits) {
+  operators_[slot(expression::Op::add)] = bind_client(service, api::add);
+  operators_[slot(expression::Op::sub)] = bind_client(service, api::sub);
+  operators_[slot(expression::Op::mul)] = bind_client(service, api::mul);
+  operators_[slot(expression::Op::div)] = bind_client(service, api::div);
+}
 
 boost::asio::awaitable<api::ComputeResult> Calculator::compute(api::ComputeRequest request,
                                                                coromesh::CallContext call) const {
@@ -77,7 +83,7 @@ boost::asio::awaitable<api::ComputeResult> Calculator::compute(api::ComputeReque
 boost::asio::awaitable<std::int64_t> Calculator::call_operator(expression::Op op, std::int64_t l,
                                                                std::int64_t r,
                                                                coromesh::CallContext call) const {
-  const auto& execute = operators_[static_cast<std::size_t>(op)];
+  const auto& execute = operators_[slot(op)];
   try {
     co_return co_await execute(api::Operands{l, r}, call);
   } catch (const coromesh::qos::RemoteError& error) {

@@ -49,7 +49,7 @@ class Calculator {
                                                      std::int64_t r,
                                                      coromesh::CallContext call) const;
 
-  std::array<OperatorCall, 4> operators_;  // indexed by expression::Op
+  std::array<OperatorCall, expression::kOpCount> operators_;  // indexed by expression::Op
   expression::Limits limits_;
 };
 
