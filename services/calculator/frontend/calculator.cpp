@@ -3,7 +3,7 @@
 #include <coromesh/http/client.hpp>
 #include <coromesh/http/error.hpp>
 #include <coromesh/qos/reason.hpp>
-#include <coromesh/qos/remote_error.hpp>
+#include <coromesh/service/remote_error.hpp>
 #include <string>
 
 #include "calculator/expression/evaluator.hpp"
@@ -86,7 +86,7 @@ boost::asio::awaitable<std::int64_t> Calculator::call_operator(expression::Op op
   const auto& execute = operators_[slot(op)];
   try {
     co_return co_await execute(api::Operands{l, r}, call);
-  } catch (const coromesh::qos::RemoteError& error) {
+  } catch (const coromesh::RemoteError& error) {
     throw HttpError(status_for_callee(error.status()), error.code(),
                     "operation " + describe(op, l, r) + " failed: " + error.reason());
   } catch (const coromesh::qos::QosRejected& rejected) {
