@@ -65,7 +65,11 @@ asio::awaitable<EndpointWatch::Snapshot> EndpointWatch::ready() {
   // Registered under the lock that publish()'s wake-up takes, after re-checking the
   // snapshot: an answer that lands in between cannot be missed.
   auto initiate = [this](auto handler) {
-    auto slot = asio::get_associated_cancellation_slot(handler);
+    auto executor = asio::get_associated_executor(handler);
+    // The type-erased handler carries the waiter's cancellation slot on; the cancellation
+    // handler goes on that slot (the original one is now the erased handler's).
+    ReadyHandler erased(std::move(handler));
+    auto slot = erased.get_cancellation_slot();
     std::unique_lock lock(waiters_mutex_);
     if (snapshot() || stopped_) {
       boost::system::error_code ec;
@@ -73,16 +77,14 @@ asio::awaitable<EndpointWatch::Snapshot> EndpointWatch::ready() {
         ec = asio::error::operation_aborted;
       }
       lock.unlock();
-      complete(Waiter{0, asio::get_associated_executor(handler), ReadyHandler(std::move(handler))},
-               ec);
+      complete(Waiter{0, executor, std::move(erased)}, ec);
       return;
     }
     auto id = ++next_waiter_id_;
     if (slot.is_connected()) {
       slot.assign([this, id](asio::cancellation_type) { cancel_waiter(id); });
     }
-    waiters_.push_back(
-        Waiter{id, asio::get_associated_executor(handler), ReadyHandler(std::move(handler))});
+    waiters_.push_back(Waiter{id, executor, std::move(erased)});
   };
   auto token = asio::as_tuple(asio::use_awaitable);
   auto [ec] = co_await asio::async_initiate<decltype(token), void(boost::system::error_code)>(

@@ -58,7 +58,8 @@ class EndpointWatch {
   // for what std::atomic<std::shared_ptr> costs).
   Snapshot snapshot() const noexcept { return snapshot_.load(std::memory_order_acquire); }
 
-  // The first answer: returns at once if there is one, otherwise waits for it. Throws
+  // The latest snapshot once there is one: returns at once if Consul has answered,
+  // otherwise waits for its first answer. Throws
   // boost::system::system_error(operation_aborted) when the awaiting coroutine is
   // cancelled (e.g. `co_await (watch.ready() || timer.async_wait())`) or run() ends first.
   boost::asio::awaitable<Snapshot> ready();
