@@ -48,11 +48,19 @@ asio::awaitable<void> EndpointWatch::run() {
 }
 
 void EndpointWatch::publish(const std::vector<consul::ServiceInstance>& instances) {
-  auto next =
-      std::make_shared<const EndpointSet>(make_endpoint_set(service_, instances, ++generation_));
+  auto next = make_endpoint_set(service_, instances, generation_ + 1);
+  auto current = snapshot();
+  // Consul's index moves for changes we do not keep (a check's output, another
+  // instance's tags): the same endpoints are not a new snapshot, so readers and
+  // balancers keyed on the snapshot are not disturbed.
+  if (current && current->endpoints == next.endpoints) {
+    return;
+  }
+  ++generation_;
   log::info("connect.endpoints",
-            {{"service", service_}, {"endpoints", next->size()}, {"generation", next->generation}});
-  auto previous = snapshot_.exchange(std::move(next), std::memory_order_acq_rel);
+            {{"service", service_}, {"endpoints", next.size()}, {"generation", generation_}});
+  auto previous = snapshot_.exchange(std::make_shared<const EndpointSet>(std::move(next)),
+                                     std::memory_order_acq_rel);
   if (!previous) {
     wake_waiters({});
   }
