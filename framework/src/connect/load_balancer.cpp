@@ -169,6 +169,13 @@ struct BalancerCore {
       state.consecutive_failures.store(0, std::memory_order_relaxed);
     } else {
       state.failures.fetch_add(1, std::memory_order_relaxed);
+      if (state.ejected_until.load(std::memory_order_relaxed) > at) {
+        // A call that was already out when the endpoint was ejected (or one sent while
+        // every endpoint is ejected): it says nothing new, and must not shorten the next
+        // streak.
+        state.in_flight.fetch_sub(1, std::memory_order_relaxed);
+        return;
+      }
       auto streak = state.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
       auto threshold = options.ejection.consecutive_failures;
       if (threshold != 0 && streak >= threshold) {
@@ -214,10 +221,15 @@ struct BalancerCore {
         std::min(std::chrono::nanoseconds(rules.base_ejection_time).count() * times, max_ns);
     state.ejected_until.store(at + duration, std::memory_order_relaxed);
     state.consecutive_failures.store(0, std::memory_order_relaxed);
-    log::warn("connect.endpoint.ejected", {{"service", current->source->service},
-                                           {"endpoint", state.key},
-                                           {"ejections", times},
-                                           {"for", std::chrono::nanoseconds(duration)}});
+    try {
+      // Rate-limited per endpoint: a flapping set under load must not flood the log.
+      log::warn_limited("connect.endpoint.ejected", state.key,
+                        {{"service", current->source->service},
+                         {"endpoint", state.key},
+                         {"ejections", times},
+                         {"for", std::chrono::nanoseconds(duration)}});
+    } catch (...) {  // done() is noexcept: a lost log line is not worth a crash
+    }
   }
 
   const LoadBalancerOptions options;

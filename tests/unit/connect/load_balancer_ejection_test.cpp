@@ -94,6 +94,21 @@ TEST_F(Ejection, EachEjectionLastsLongerAndAReturnNeedsAFreshStreak) {
   EXPECT_FALSE(stats_by_id(balancer_)["p1"].ejected);
 }
 
+TEST_F(Ejection, CallsOutWhenEjectedDoNotCountTowardTheNextStreak) {
+  std::vector<Pick> out_on_p1;
+  for (int i = 0; i < 3; ++i) {
+    out_on_p1.push_back(balancer_.pick(set_, others_than("p1")));
+  }
+  fail("p1", 5);
+  for (auto& pick : out_on_p1) {
+    pick.done(1ms, Outcome::callee_failure);  // they fail too, after the ejection
+  }
+  clock_.advance(30s);
+  fail("p1", 4);
+  EXPECT_FALSE(stats_by_id(balancer_)["p1"].ejected);
+  EXPECT_EQ(stats_by_id(balancer_)["p1"].failures, 12u);
+}
+
 TEST_F(Ejection, NeverMoreThanTheMaxPercentOfTheSet) {
   set_ = endpoints({"p1", "p2", "p3", "p4"});
   for (const auto* id : {"p1", "p2", "p3", "p4"}) {

@@ -16,9 +16,10 @@
 // An empty snapshot means Consul answered "no passing endpoint".
 //
 // Ownership and threads: run() is a coroutine for the AgentClient's executor; the
-// AgentClient and this object must outlive it. snapshot() may be called from any thread.
-// ready() may be awaited from any executor, several times and concurrently; this object
-// must outlive every ready() in flight.
+// AgentClient and this object must outlive its frame (in a service, destroy them after
+// the IoPool's destroy_abandoned_work(), which may be what ends that frame). snapshot() may be
+// called from any thread. ready() may be awaited from any executor, several times and concurrently;
+// this object must outlive every ready() in flight.
 
 #include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
