@@ -36,7 +36,8 @@
 // rule: with 2 endpoints and 50%, one can be ejected). Ejected endpoints are skipped
 // unless every candidate is ejected (then all of them are candidates again: better a
 // doubtful endpoint than none). Returning from ejection is passive: once its time is
-// up the endpoint is a candidate again, with a fresh failure count.
+// up the endpoint is a candidate again, with a fresh failure count (failures of calls
+// that were out when it was ejected are counted as failures, not toward a streak).
 //
 // State: each endpoint's counters and estimates are kept by Endpoint::key, and survive
 // snapshot changes for endpoints that stay; endpoints that leave are forgotten (a Pick
@@ -44,8 +45,10 @@
 //
 // Threads: pick(), done() and endpoint_stats() may be called from any thread
 // concurrently. The per-endpoint state is atomics; the hot path takes no mutex. A new
-// snapshot is indexed once, under a mutex, by the first pick() that sees it; ejection
-// decisions (rare) take another. The current index is a std::atomic<std::shared_ptr>:
+// snapshot is indexed once, under a mutex, by the first pick() that sees it (a reader
+// still passing an older snapshot than the newest is served, but re-indexed under that
+// mutex at each pick: pass the watch's current snapshot); ejection decisions (rare) take
+// another. The current index is a std::atomic<std::shared_ptr>:
 // libstdc++ guards it with a spin bit held for a pointer copy, not a sleeping lock.
 // Picks keep the balancer's state alive: a Pick may outlive its LoadBalancer.
 
