@@ -107,7 +107,18 @@ std::string OptionSet::suggest(std::string_view unknown) const {
 OptionSet::CommandLine OptionSet::read_command_line(const std::vector<std::string>& args) const {
   CommandLine line;
   for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view arg = args[i];
+    // Go's flag package (and so every Consul and Nomad command) takes "-name" as well as
+    // "--name"; users copy `-sidecar-for` from Consul's docs. A single dash is read as
+    // two for declared settings only, so "-x" still gets the unknown-flag message.
+    std::string normalized;
+    if (const std::string_view raw = args[i];
+        raw.size() > 2 && raw[0] == '-' && raw[1] != '-' &&
+        find(raw.substr(1, raw.find('=') == std::string_view::npos ? std::string_view::npos
+                                                                   : raw.find('=') - 1)) !=
+            nullptr) {
+      normalized = "-" + std::string(raw);
+    }
+    const std::string_view arg = normalized.empty() ? std::string_view(args[i]) : normalized;
     if (!arg.starts_with("--") || arg == "--") {
       throw ConfigError(shown(arg) + " (flag): " +
                         (arg.starts_with("-") && arg.size() > 1 && arg != "--"

@@ -108,15 +108,50 @@ json::object check_json(const ServiceCheck& check) {
       out["Method"] = http->method;
     }
     deregister_after = http->deregister_critical_service_after;
+  } else if (const auto* ttl = std::get_if<TtlCheck>(&check)) {
+    out["TTL"] = go_duration(ttl->ttl);
+    deregister_after = ttl->deregister_critical_service_after;
+  } else if (const auto* tcp = std::get_if<TcpCheck>(&check)) {
+    out["TCP"] = tcp->address;
+    out["Interval"] = go_duration(tcp->interval);
+    out["Timeout"] = go_duration(tcp->timeout);
   } else {
-    const auto& ttl = std::get<TtlCheck>(check);
-    out["TTL"] = go_duration(ttl.ttl);
-    deregister_after = ttl.deregister_critical_service_after;
+    out["AliasService"] = std::get<AliasCheck>(check).service_id;
   }
   if (deregister_after) {
     out["DeregisterCriticalServiceAfter"] = go_duration(*deregister_after);
   }
   return out;
+}
+
+ProxyConfig decode_proxy(const json::object& object) {
+  ProxyConfig proxy;
+  proxy.destination_service_name = string_field(object, "DestinationServiceName");
+  proxy.destination_service_id = string_field(object, "DestinationServiceID");
+  proxy.local_service_address = string_field(object, "LocalServiceAddress");
+  proxy.local_service_port =
+      static_cast<std::uint16_t>(unsigned_field(object, "LocalServicePort", 65535));
+  const auto* upstreams = object.if_contains("Upstreams");
+  if (upstreams == nullptr || upstreams->is_null()) {
+    return proxy;
+  }
+  for (const auto& item : as_array(*upstreams, "Upstreams")) {
+    const auto& u = as_object(item, "upstream");
+    const auto type = string_field(u, "DestinationType");
+    if (!type.empty() && type != "service") {
+      continue;  // prepared queries are not supported: skipped rather than misrouted
+    }
+    ProxyUpstream upstream;
+    upstream.destination_name = string_field(u, "DestinationName");
+    upstream.local_bind_address = string_field(u, "LocalBindAddress");
+    upstream.local_bind_port =
+        static_cast<std::uint16_t>(unsigned_field(u, "LocalBindPort", 65535));
+    if (const auto* config = u.if_contains("Config"); config != nullptr && config->is_object()) {
+      upstream.protocol = string_field(config->get_object(), "protocol");
+    }
+    proxy.upstreams.push_back(std::move(upstream));
+  }
+  return proxy;
 }
 
 }  // namespace
@@ -148,6 +183,13 @@ std::string encode_registration(const ServiceRegistration& registration) {
   if (registration.check) {
     out["Check"] = check_json(*registration.check);
   }
+  if (!registration.extra_checks.empty()) {
+    json::array checks;
+    for (const auto& check : registration.extra_checks) {
+      checks.emplace_back(check_json(check));
+    }
+    out["Checks"] = std::move(checks);
+  }
   if (!registration.kind.empty()) {
     out["Kind"] = registration.kind;
   }
@@ -163,6 +205,23 @@ std::string encode_registration(const ServiceRegistration& registration) {
     }
     if (proxy.local_service_port != 0) {
       p["LocalServicePort"] = proxy.local_service_port;
+    }
+    if (!proxy.upstreams.empty()) {
+      json::array upstreams;
+      for (const auto& upstream : proxy.upstreams) {
+        json::object u;
+        u["DestinationType"] = "service";
+        u["DestinationName"] = upstream.destination_name;
+        if (!upstream.local_bind_address.empty()) {
+          u["LocalBindAddress"] = upstream.local_bind_address;
+        }
+        u["LocalBindPort"] = upstream.local_bind_port;
+        if (!upstream.protocol.empty()) {
+          u["Config"] = json::object{{"protocol", upstream.protocol}};
+        }
+        upstreams.emplace_back(std::move(u));
+      }
+      p["Upstreams"] = std::move(upstreams);
     }
     out["Proxy"] = std::move(p);
   }
@@ -199,6 +258,9 @@ AgentService decode_agent_service(std::string_view body) {
   service.tags = tags_field(object);
   service.meta = meta_field(object);
   service.kind = string_field(object, "Kind");
+  if (const auto* proxy = object.if_contains("Proxy"); proxy != nullptr && !proxy->is_null()) {
+    service.proxy = decode_proxy(as_object(*proxy, "Proxy"));
+  }
   return service;
 }
 

@@ -24,6 +24,16 @@ TEST(OptionSet, DefaultsAreTheBoundValues) {
   EXPECT_EQ(f.options.source_of("nope"), std::nullopt);
 }
 
+TEST(OptionSet, ReadsGoStyleSingleDashFlagsForDeclaredSettings) {
+  Fixture f;
+  EXPECT_EQ(f.parse({"-port", "8080", "-name=calc", "-verbose"}), ParseStatus::ok);
+  EXPECT_EQ(f.port, 8080);
+  EXPECT_EQ(f.name, "calc");
+  EXPECT_TRUE(f.verbose);
+  EXPECT_EQ(f.options.source_of("port"), Source::flag);
+  EXPECT_THROW(f.parse({"-nope", "1"}), ConfigError) << "unknown names are still refused";
+}
+
 TEST(OptionSet, ReadsBothFlagFormsAndEveryType) {
   Fixture f;
   f.parse({"--port=8080", "--threads", "8", "--verbose", "--timeout=250ms", "--max-body", "64KiB",

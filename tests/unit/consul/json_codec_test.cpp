@@ -105,6 +105,68 @@ TEST(ConsulJsonCodec, EncodesTtlChecksAndConnectProxies) {
             (json::object{{"DestinationServiceName", "add"}, {"LocalServicePort", 9001}}));
 }
 
+TEST(ConsulJsonCodec, EncodesASidecarWithUpstreamsAndSeveralChecks) {
+  ServiceRegistration registration{
+      .id = "b-sidecar-proxy",
+      .name = "b-sidecar-proxy",
+      .port = 21000,
+      .check = TcpCheck{.address = "127.0.0.1:21000", .interval = 1s, .timeout = 1s},
+      .extra_checks = {AliasCheck{.service_id = "b-1"}},
+      .kind = "connect-proxy",
+      .proxy = ProxyConfig{.destination_service_name = "b",
+                           .destination_service_id = "b-1",
+                           .upstreams = {{.destination_name = "c", .local_bind_port = 9191},
+                                         {.destination_name = "d",
+                                          .local_bind_address = "127.0.0.2",
+                                          .local_bind_port = 9192,
+                                          .protocol = "http"}}}};
+  auto body = json::parse(encode_registration(registration)).as_object();
+  EXPECT_EQ(
+      body.at("Check").as_object(),
+      (json::object{{"TCP", "127.0.0.1:21000"}, {"Interval", "1000ms"}, {"Timeout", "1000ms"}}));
+  EXPECT_EQ(body.at("Checks"), (json::array{json::object{{"AliasService", "b-1"}}}));
+  EXPECT_EQ(body.at("Proxy").at("Upstreams"),
+            (json::array{json::object{{"DestinationType", "service"},
+                                      {"DestinationName", "c"},
+                                      {"LocalBindPort", 9191}},
+                         json::object{{"DestinationType", "service"},
+                                      {"DestinationName", "d"},
+                                      {"LocalBindAddress", "127.0.0.2"},
+                                      {"LocalBindPort", 9192},
+                                      {"Config", json::object{{"protocol", "http"}}}}}));
+}
+
+TEST(ConsulJsonCodec, DecodesAConnectProxyRegistration) {
+  // Trimmed from GET /v1/agent/service/b-1-sidecar-proxy of Consul 1.15.
+  auto service = decode_agent_service(
+      R"({"Kind": "connect-proxy", "ID": "b-1-sidecar-proxy", "Service": "b-sidecar-proxy",
+          "Port": 21000, "Address": "",
+          "Proxy": {"DestinationServiceName": "b", "DestinationServiceID": "b-1",
+                    "LocalServiceAddress": "127.0.0.1", "LocalServicePort": 8080,
+                    "Mode": "", "MeshGateway": {}, "Expose": {},
+                    "Upstreams": [
+                      {"DestinationType": "service", "DestinationName": "c",
+                       "LocalBindPort": 9191, "MeshGateway": {}},
+                      {"DestinationType": "prepared_query", "DestinationName": "q",
+                       "LocalBindPort": 9192},
+                      {"DestinationName": "d", "LocalBindAddress": "127.0.0.2",
+                       "LocalBindPort": 9193, "Config": {"protocol": "http"}}]}})");
+  EXPECT_EQ(service.kind, "connect-proxy");
+  ASSERT_TRUE(service.proxy);
+  EXPECT_EQ(service.proxy->destination_service_name, "b");
+  EXPECT_EQ(service.proxy->destination_service_id, "b-1");
+  EXPECT_EQ(service.proxy->local_service_address, "127.0.0.1");
+  EXPECT_EQ(service.proxy->local_service_port, 8080);
+  EXPECT_EQ(service.proxy->upstreams,
+            (std::vector<ProxyUpstream>{{.destination_name = "c", .local_bind_port = 9191},
+                                        {.destination_name = "d",
+                                         .local_bind_address = "127.0.0.2",
+                                         .local_bind_port = 9193,
+                                         .protocol = "http"}}))
+      << "prepared queries are skipped";
+  EXPECT_FALSE(decode_agent_service(R"({"ID": "web-1", "Service": "web"})").proxy);
+}
+
 TEST(ConsulJsonCodec, EncodesCheckUpdates) {
   EXPECT_EQ(json::parse(encode_check_update(HealthStatus::warning, "slow")),
             (json::object{{"Status", "warning"}, {"Output", "slow"}}));

@@ -39,10 +39,33 @@ struct TtlCheck {
   std::optional<std::chrono::milliseconds> deregister_critical_service_after;
 };
 
-using ServiceCheck = std::variant<HttpCheck, TtlCheck>;
+// Consul connects to `address` ("host:port") every `interval`: passing while it accepts.
+struct TcpCheck {
+  std::string address;
+  std::chrono::milliseconds interval = 10s;
+  std::chrono::milliseconds timeout = 5s;
+};
+
+// Mirrors the health of another service instance on the same agent (a sidecar's check on
+// the service it fronts).
+struct AliasCheck {
+  std::string service_id;
+};
+
+using ServiceCheck = std::variant<HttpCheck, TtlCheck, TcpCheck, AliasCheck>;
 
 // The check ID Consul gives the single check registered with service `service_id`.
 std::string ttl_check_id(std::string_view service_id);
+
+// One upstream of a connect-proxy: a loopback listener that reaches `destination_name`.
+struct ProxyUpstream {
+  std::string destination_name;
+  std::string local_bind_address;  // empty: the proxy's default (127.0.0.1)
+  std::uint16_t local_bind_port = 0;
+  std::string protocol;  // Config.protocol: "" or "tcp" (L4), "http" (L7)
+
+  friend bool operator==(const ProxyUpstream&, const ProxyUpstream&) = default;
+};
 
 // For `kind = "connect-proxy"` registrations (the sidecar).
 struct ProxyConfig {
@@ -50,6 +73,9 @@ struct ProxyConfig {
   std::string destination_service_id;
   std::string local_service_address;
   std::uint16_t local_service_port = 0;
+  std::vector<ProxyUpstream> upstreams;
+
+  friend bool operator==(const ProxyConfig&, const ProxyConfig&) = default;
 };
 
 struct ServiceRegistration {
@@ -60,6 +86,8 @@ struct ServiceRegistration {
   std::uint16_t port = 0;
   std::map<std::string, std::string> meta;
   std::optional<ServiceCheck> check;
+  // Further checks (Consul's `Checks`); the instance passes only while every one does.
+  std::vector<ServiceCheck> extra_checks;
   std::string kind;  // empty for a typical service, "connect-proxy" for a sidecar
   std::optional<ProxyConfig> proxy;
 };
@@ -73,6 +101,7 @@ struct AgentService {
   std::uint16_t port = 0;
   std::map<std::string, std::string> meta;
   std::string kind;
+  std::optional<ProxyConfig> proxy;  // set for kind "connect-proxy"
 };
 
 // One entry of a health query: a service instance on a node, with its aggregated status.
