@@ -1,0 +1,67 @@
+#include "connection_registry.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace coromesh::sidecar {
+
+namespace asio = boost::asio;
+
+ConnectionRegistry::Ticket::~Ticket() {
+  const std::lock_guard lock(registry_->mutex_);
+  (*entry_)->close = nullptr;  // a cut-off already posted finds nothing to close
+  registry_->entries_.erase(entry_);
+}
+
+std::unique_ptr<ConnectionRegistry::Ticket> ConnectionRegistry::enter(
+    asio::any_io_executor executor, std::function<void()> close) {
+  auto entry = std::make_shared<Entry>(Entry{std::move(executor), std::move(close)});
+  const std::lock_guard lock(mutex_);
+  entries_.push_front(std::move(entry));
+  return std::make_unique<Ticket>(*this, entries_.begin());
+}
+
+std::size_t ConnectionRegistry::active() const {
+  const std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+std::size_t ConnectionRegistry::cut_off() {
+  const std::lock_guard lock(mutex_);
+  for (const auto& entry : entries_) {
+    asio::post(entry->executor, [this, entry] {
+      std::function<void()> close;
+      {
+        const std::lock_guard inner(mutex_);
+        close = entry->close;
+      }
+      if (close) {
+        close();  // on the connection's own thread, while its frame still exists
+      }
+    });
+  }
+  return entries_.size();
+}
+
+asio::awaitable<std::size_t> ConnectionRegistry::drain(
+    std::chrono::steady_clock::time_point deadline) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const auto poll = std::chrono::milliseconds(20);
+  while (active() > 0 && std::chrono::steady_clock::now() < deadline) {
+    timer.expires_after(poll);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  const std::size_t cut = active() > 0 ? cut_off() : 0;
+  // Closed sockets end their pumps at once; give the frames a moment to unwind so that
+  // the shutdown log counts them gone.
+  for (int i = 0; i < 50 && active() > 0; ++i) {
+    timer.expires_after(poll);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return cut;
+}
+
+}  // namespace coromesh::sidecar

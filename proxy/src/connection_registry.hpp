@@ -1,0 +1,65 @@
+#pragma once
+
+// The proxied connections of one sidecar, so that shutdown can wait for them and then
+// cut off the rest (ServiceComponent::drain).
+//
+// A connection coroutine enters with the executor it runs on and a function that closes
+// its sockets; the returned Ticket leaves on destruction. Cutting off posts each close
+// function to its connection's executor: the sockets are only ever touched on their own
+// thread, and a connection that ended in the meantime is skipped (the ticket clears its
+// entry on that same thread before the frame, and the sockets, go away).
+//
+// Threads: enter(), active() and cut_off() from any thread; a Ticket is destroyed on the
+// connection's executor.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+
+namespace coromesh::sidecar {
+
+class ConnectionRegistry {
+  struct Entry {
+    boost::asio::any_io_executor executor;
+    std::function<void()> close;  // cleared (on `executor`) when the connection ends
+  };
+
+ public:
+  class Ticket {
+   public:
+    Ticket(ConnectionRegistry& registry, std::list<std::shared_ptr<Entry>>::iterator entry)
+        : registry_(&registry), entry_(entry) {}
+    Ticket(const Ticket&) = delete;
+    Ticket& operator=(const Ticket&) = delete;
+    ~Ticket();
+
+   private:
+    ConnectionRegistry* registry_;
+    std::list<std::shared_ptr<Entry>>::iterator entry_;
+  };
+
+  // `close` must close the connection's sockets; it is called on `executor` only while
+  // the returned ticket lives.
+  [[nodiscard]] std::unique_ptr<Ticket> enter(boost::asio::any_io_executor executor,
+                                              std::function<void()> close);
+
+  std::size_t active() const;
+
+  // Closes every connection still open; returns how many there were.
+  std::size_t cut_off();
+
+  // Waits until no connection is left or `deadline`, then cuts off what is left and waits
+  // (briefly) for those to unwind; returns how many were cut off.
+  boost::asio::awaitable<std::size_t> drain(std::chrono::steady_clock::time_point deadline);
+
+ private:
+  mutable std::mutex mutex_;
+  std::list<std::shared_ptr<Entry>> entries_;
+};
+
+}  // namespace coromesh::sidecar

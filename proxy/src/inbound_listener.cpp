@@ -1,0 +1,186 @@
+#include "inbound_listener.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <variant>
+
+#include "coromesh/connect/peer_verifier.hpp"
+#include "coromesh/log/logger.hpp"
+#include "peer_serial.hpp"
+
+namespace coromesh::sidecar {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string remote_of(const TcpSocket& socket) {
+  boost::system::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  return ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+}
+
+void close_quietly(TcpSocket& socket) {
+  boost::system::error_code ignored;
+  socket.close(ignored);
+}
+
+}  // namespace
+
+tcp::endpoint resolve_now(const config::Address& address) {
+  boost::system::error_code ec;
+  const auto ip = asio::ip::make_address(address.host, ec);
+  if (!ec) {
+    return {ip, address.port};
+  }
+  asio::io_context io;
+  tcp::resolver resolver(io);
+  const auto results = resolver.resolve(address.host, std::to_string(address.port));
+  return results.begin()->endpoint();  // resolve() throws when there is none
+}
+
+InboundListener::InboundListener(SidecarContext& context, config::Address listen,
+                                 InboundTarget target)
+    : context_(context),
+      listen_(std::move(listen)),
+      target_(std::move(target)),
+      metrics_(context.metrics.inbound()) {}
+
+void InboundListener::start(runtime::IoPool& pool) {
+  acceptor_.emplace(context_.consul_executor);
+  const tcp::endpoint endpoint = resolve_now(listen_);
+  acceptor_->open(endpoint.protocol());
+  acceptor_->set_option(tcp::acceptor::reuse_address(true));
+  acceptor_->bind(endpoint);
+  acceptor_->listen(asio::socket_base::max_listen_connections);
+  port_ = acceptor_->local_endpoint().port();
+  log::info("sidecar.inbound.listening", {{"address", listen_.host},
+                                          {"port", port_},
+                                          {"service", target_.service},
+                                          {"local", target_.local.address().to_string() + ":" +
+                                                        std::to_string(target_.local.port())}});
+  runtime::spawn(context_.consul_executor, accept_loop(pool), "sidecar.inbound.accept");
+}
+
+void InboundListener::stop() {
+  if (acceptor_) {
+    boost::system::error_code ignored;
+    acceptor_->close(ignored);
+  }
+}
+
+asio::awaitable<void> InboundListener::accept_loop(runtime::IoPool& pool) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_->async_accept(pool.next_executor(), use_tuple);
+    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
+      co_return;
+    }
+    if (ec) {
+      // EMFILE and friends: keep the listener, and let the condition pass.
+      log::write_limited(log::Level::warn, "sidecar.inbound.accept_failed", "accept",
+                         {{"error", ec.message()}});
+      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_tuple);
+      continue;
+    }
+    auto executor = socket.get_executor();
+    runtime::spawn(executor, serve(std::move(socket)), "sidecar.inbound.connection");
+  }
+}
+
+void InboundListener::refuse(std::string_view reason, std::string_view detail,
+                             const std::string& peer) {
+  context_.metrics.handshake(metrics_.listener, "refused", reason);
+  log::write_limited(log::Level::warn, "sidecar.inbound.refused", reason,
+                     {{"reason", reason}, {"peer", peer}, {"detail", detail}});
+}
+
+asio::awaitable<void> InboundListener::serve(TcpSocket socket) {
+  const auto executor = co_await asio::this_coro::executor;
+  const auto& settings = context_.settings;
+  const std::string peer_address = remote_of(socket);
+  set_no_delay(socket);
+  // The context current now: a rotation later does not touch this connection.
+  const auto tls_context = context_.certificates.server_context();
+  if (!tls_context) {
+    refuse("no_certificate_yet", "the leaf certificate has not arrived from Consul", peer_address);
+    co_return;
+  }
+  TlsStream tls(std::move(socket), *tls_context);
+  TcpSocket local(executor);
+  const auto ticket = context_.connections.enter(executor, [&tls, &local] {
+    close_quietly(tls.next_layer());
+    close_quietly(local);
+  });
+
+  asio::steady_timer deadline(executor);
+  deadline.expires_after(settings.handshake_timeout);
+  auto handshake = co_await (tls.async_handshake(asio::ssl::stream_base::server, use_tuple) ||
+                             deadline.async_wait(use_tuple));
+  if (handshake.index() == 1) {
+    refuse("handshake_timeout", "no complete handshake before the deadline", peer_address);
+    co_return;
+  }
+  const auto [handshake_error] = std::get<0>(handshake);
+  if (handshake_error && BIO_number_read(SSL_get_rbio(tls.native_handle())) == 0) {
+    // Not a TLS client at all: a TCP health check (Consul's own, on this port) or a port
+    // scan. Counted apart so that the handshake_failed count means real attempts.
+    context_.metrics.handshake(metrics_.listener, "refused", "closed_before_handshake");
+    co_return;
+  }
+  const auto verdict =
+      handshake_error
+          ? connect::classify_handshake_failure(tls, handshake_error)
+          : connect::verify_peer(tls, {.trust_domain = context_.certificates.trust_domain()});
+  if (!verdict) {
+    refuse(connect::to_string(verdict.refusal), verdict.detail, peer_address);
+    co_return;
+  }
+
+  const auto decision =
+      co_await asio::co_spawn(context_.consul_executor,
+                              context_.authorizer.authorize(target_.service, *verdict.peer,
+                                                            peer_serial(tls.native_handle())),
+                              asio::use_awaitable);
+  if (!decision.authorized) {
+    context_.metrics.authorization_denied(connect::to_string(decision.source));
+    refuse("unauthorized", decision.reason.empty() ? decision.detail : decision.reason,
+           verdict.peer->uri());
+    co_return;
+  }
+  context_.metrics.handshake(metrics_.listener, "accepted", "");
+
+  deadline.expires_after(settings.connect_timeout);
+  auto connected =
+      co_await (local.async_connect(target_.local, use_tuple) || deadline.async_wait(use_tuple));
+  if (connected.index() == 1 || std::get<0>(std::get<0>(connected))) {
+    const std::string why = connected.index() == 1 ? std::string("timeout")
+                                                   : std::get<0>(std::get<0>(connected)).message();
+    log::write_limited(log::Level::warn, "sidecar.inbound.local_unreachable", "local",
+                       {{"local", target_.local.address().to_string() + ":" +
+                                      std::to_string(target_.local.port())},
+                        {"error", why}});
+    co_return;
+  }
+  set_no_delay(local);
+
+  metrics_.active->Increment();
+  metrics_.total->Increment();
+  co_await splice(tls, local, settings.idle_timeout, metrics_.bytes_from_client,
+                  metrics_.bytes_to_client);
+  metrics_.active->Decrement();
+}
+
+}  // namespace coromesh::sidecar

@@ -1,0 +1,64 @@
+#pragma once
+
+// The public mTLS listener: accepts a Connect client, checks who it is, and pipes it to
+// the local service.
+//
+// Per connection (one coroutine on one io thread, owning both streams):
+//   1. TLS handshake as server with the current leaf and roots (TLS 1.2 minimum), under
+//      --handshake-timeout;
+//   2. the peer's chain (OpenSSL, against every root), SPIFFE ID and trust domain
+//      (connect::verify_peer);
+//   3. authorization: may that service call ours? (connect::Authorizer, on the agent's
+//      executor);
+//   4. a connection to the local service under --connect-timeout, then the two pumps.
+// A peer refused at 1–3 is closed, logged (`sidecar.inbound.refused`, rate-limited per
+// reason) and counted in coromesh_sidecar_handshakes_total{result="refused",reason}; the
+// listener keeps serving everyone else.
+//
+// Threads: start() before the pool runs; stop() on the consul executor (where the
+// acceptor lives). Accepted connections are spread over the pool's io threads.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "coromesh/runtime/io_pool.hpp"
+#include "pump.hpp"
+#include "sidecar_context.hpp"
+
+namespace coromesh::sidecar {
+
+struct InboundTarget {
+  std::string service;                   // the destination: what authorization asks about
+  boost::asio::ip::tcp::endpoint local;  // the local service
+};
+
+class InboundListener {
+ public:
+  InboundListener(SidecarContext& context, config::Address listen, InboundTarget target);
+
+  // Binds the public port (throws if it cannot) and starts accepting.
+  void start(runtime::IoPool& pool);
+  std::uint16_t port() const noexcept { return port_; }
+  // Closes the acceptor: no new connections; open ones go on.
+  void stop();
+
+ private:
+  boost::asio::awaitable<void> accept_loop(runtime::IoPool& pool);
+  boost::asio::awaitable<void> serve(TcpSocket socket);
+  void refuse(std::string_view reason, std::string_view detail, const std::string& peer);
+
+  SidecarContext& context_;
+  config::Address listen_;
+  InboundTarget target_;
+  ListenerMetrics metrics_;
+  std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::uint16_t port_ = 0;
+};
+
+// The resolved endpoint of `address` (an IP literal, or a name resolved once now).
+boost::asio::ip::tcp::endpoint resolve_now(const config::Address& address);
+
+}  // namespace coromesh::sidecar

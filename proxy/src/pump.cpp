@@ -1,0 +1,142 @@
+#include "pump.hpp"
+
+#include <prometheus/counter.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/system/system_error.hpp>
+#include <memory>
+
+namespace coromesh::sidecar {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+bool is_end_of_stream(const boost::system::error_code& ec) {
+  return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+}
+
+void half_close(TcpSocket& socket) {
+  boost::system::error_code ignored;
+  socket.shutdown(TcpSocket::shutdown_send, ignored);  // the peer may be gone already
+}
+
+void half_close(TlsStream& stream) {
+  half_close(stream.next_layer());
+}
+
+void count(prometheus::Counter* bytes, std::uint64_t& pending) {
+  if (bytes != nullptr && pending > 0) {
+    bytes->Increment(static_cast<double>(pending));
+  }
+  pending = 0;
+}
+
+}  // namespace
+
+TcpSocket& lowest_layer(TcpSocket& socket) {
+  return socket;
+}
+TcpSocket& lowest_layer(TlsStream& stream) {
+  return stream.next_layer();
+}
+
+void set_no_delay(TcpSocket& socket) {
+  boost::system::error_code ignored;  // a socket reset already fails its first read
+  socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+}
+
+template <class From, class To>
+asio::awaitable<void> pump(From& from, To& to, std::span<std::byte> buffer, Activity& activity,
+                           prometheus::Counter* bytes) {
+  std::uint64_t uncounted = 0;
+  for (;;) {
+    auto [read_error, n] =
+        co_await from.async_read_some(asio::buffer(buffer.data(), buffer.size()), use_tuple);
+    if (n > 0) {
+      activity.last = std::chrono::steady_clock::now();
+      auto [write_error, written] =
+          co_await asio::async_write(to, asio::buffer(buffer.data(), n), use_tuple);
+      uncounted += written;
+      if (write_error) {
+        count(bytes, uncounted);
+        throw boost::system::system_error(write_error);
+      }
+      if (uncounted >= kCountChunk) {
+        count(bytes, uncounted);
+      }
+    }
+    if (read_error) {
+      count(bytes, uncounted);
+      if (is_end_of_stream(read_error)) {
+        half_close(to);
+        co_return;
+      }
+      throw boost::system::system_error(read_error);
+    }
+  }
+}
+
+namespace {
+
+// The two pumps; I/O errors end them quietly (`||` below waits for a success, so a
+// failure must not escape, or the idle watch would hold the connection open).
+template <class Client, class Server>
+asio::awaitable<void> both_ways(Client& client, Server& server, std::span<std::byte> buffers,
+                                Activity& activity, prometheus::Counter* from_client,
+                                prometheus::Counter* to_client) {
+  using namespace asio::experimental::awaitable_operators;
+  const auto half = buffers.size() / 2;
+  try {
+    co_await (pump(client, server, buffers.first(half), activity, from_client) &&
+              pump(server, client, buffers.subspan(half), activity, to_client));
+  } catch (const boost::system::system_error&) {
+    // reset, aborted, cancelled: the connection is over either way
+  }
+}
+
+}  // namespace
+
+template <class Client, class Server>
+asio::awaitable<void> splice(Client& client, Server& server, std::chrono::nanoseconds idle,
+                             prometheus::Counter* from_client, prometheus::Counter* to_client) {
+  using namespace asio::experimental::awaitable_operators;
+  auto buffers = std::make_unique_for_overwrite<std::byte[]>(2 * kPumpBuffer);
+  Activity activity;
+  co_await (both_ways(client, server, std::span(buffers.get(), 2 * kPumpBuffer), activity,
+                      from_client, to_client) ||
+            idle_watch(activity, idle));
+}
+
+template asio::awaitable<void> splice(TlsStream&, TcpSocket&, std::chrono::nanoseconds,
+                                      prometheus::Counter*, prometheus::Counter*);
+template asio::awaitable<void> splice(TcpSocket&, TlsStream&, std::chrono::nanoseconds,
+                                      prometheus::Counter*, prometheus::Counter*);
+template asio::awaitable<void> splice(TcpSocket&, TcpSocket&, std::chrono::nanoseconds,
+                                      prometheus::Counter*, prometheus::Counter*);
+
+asio::awaitable<void> idle_watch(const Activity& activity, std::chrono::nanoseconds idle) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    const auto due = activity.last + idle;
+    if (std::chrono::steady_clock::now() >= due) {
+      co_return;
+    }
+    timer.expires_at(due);
+    auto [ec] = co_await timer.async_wait(use_tuple);
+    if (ec) {
+      co_return;  // cancelled: the pumps ended first
+    }
+  }
+}
+
+}  // namespace coromesh::sidecar

@@ -1,0 +1,257 @@
+#include "sidecar.hpp"
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <set>
+
+#include "coromesh/consul/agent_client.hpp"
+#include "coromesh/log/logger.hpp"
+#include "coromesh/metrics/registry.hpp"
+#include "coromesh/runtime/io_pool.hpp"
+
+namespace coromesh::sidecar {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::string upstream_key(const UpstreamSpec& spec) {
+  return spec.service + ":" + std::to_string(spec.port);
+}
+
+// Gauges read at scrape time: endpoints per upstream, the leaf's expiry. Holds the
+// sidecar weakly: the registry may be rendered during shutdown.
+class SidecarGauges final : public prometheus::Collectable {
+ public:
+  explicit SidecarGauges(std::weak_ptr<const Sidecar> sidecar) : sidecar_(std::move(sidecar)) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::vector<prometheus::MetricFamily> families;
+    const auto sidecar = sidecar_.lock();
+    if (!sidecar) {
+      return families;
+    }
+    prometheus::MetricFamily endpoints{
+        .name = "coromesh_sidecar_upstream_endpoints",
+        .help = "Passing Connect endpoints of each upstream in Consul's latest answer.",
+        .type = prometheus::MetricType::Gauge,
+        .metric = {}};
+    for (const auto& [upstream, count] : sidecar->upstream_endpoints()) {
+      prometheus::ClientMetric metric;
+      metric.label.push_back({"upstream", upstream});
+      metric.gauge.value = static_cast<double>(count);
+      endpoints.metric.push_back(std::move(metric));
+    }
+    families.push_back(std::move(endpoints));
+    if (const auto expiry = sidecar->certificates().leaf_expiry()) {
+      prometheus::MetricFamily leaf{
+          .name = "coromesh_sidecar_leaf_expiry_timestamp_seconds",
+          .help = "When the sidecar's current leaf certificate expires (Unix time).",
+          .type = prometheus::MetricType::Gauge,
+          .metric = {}};
+      prometheus::ClientMetric metric;
+      metric.gauge.value = std::chrono::duration<double>(expiry->time_since_epoch()).count();
+      leaf.metric.push_back(std::move(metric));
+      families.push_back(std::move(leaf));
+    }
+    return families;
+  }
+
+ private:
+  std::weak_ptr<const Sidecar> sidecar_;
+};
+
+}  // namespace
+
+std::shared_ptr<Sidecar> Sidecar::install(Service& service, SidecarSettings settings) {
+  auto sidecar = std::make_shared<Sidecar>(service, std::move(settings));
+  service.add_component(sidecar);
+  service.shape_registration(
+      [weak = std::weak_ptr<Sidecar>(sidecar)](consul::ServiceRegistration& registration) {
+        if (auto alive = weak.lock()) {
+          alive->shape(registration);
+        }
+      });
+  service.metrics().add_collectable(
+      std::make_shared<SidecarGauges>(std::weak_ptr<const Sidecar>(sidecar)));
+  return sidecar;
+}
+
+Sidecar::Sidecar(Service& service, SidecarSettings settings)
+    : settings_(std::move(settings)),
+      metrics_(service.metrics()),
+      certificates_(service.pool().executor(0), service.consul_agent(), settings_.service),
+      authorizer_(service.consul_agent()),
+      context_{.consul_executor = service.pool().executor(0),
+               .consul = service.consul_agent(),
+               .certificates = certificates_,
+               .authorizer = authorizer_,
+               .metrics = metrics_,
+               .connections = connections_,
+               .settings = settings_},
+      inbound_(context_, settings_.listen,
+               InboundTarget{.service = settings_.service,
+                             .local = resolve_now(settings_.service_address)}) {}
+
+Sidecar::~Sidecar() = default;
+
+void Sidecar::start(runtime::IoPool& pool) {
+  pool_ = &pool;
+  asio::co_spawn(
+      context_.consul_executor, certificates_.run(),
+      asio::bind_cancellation_slot(stop_certificates_.slot(),
+                                   runtime::LogEscapedException{"sidecar.certificates"}));
+  inbound_.start(pool);
+  apply_upstreams(settings_.upstreams);
+  if (!settings_.sidecar_for.empty()) {
+    asio::co_spawn(
+        context_.consul_executor, follow_registration(),
+        asio::bind_cancellation_slot(stop_following_.slot(),
+                                     runtime::LogEscapedException{"sidecar.registration_watch"}));
+  }
+}
+
+asio::awaitable<void> Sidecar::stop_accepting() {
+  stop_following_.emit(asio::cancellation_type::terminal);
+  inbound_.stop();
+  const std::lock_guard lock(upstreams_mutex_);
+  for (const auto& [key, upstream] : upstreams_) {
+    upstream->stop();
+  }
+  co_return;
+}
+
+asio::awaitable<std::size_t> Sidecar::drain(std::chrono::steady_clock::time_point deadline) {
+  const std::size_t cut = co_await connections_.drain(deadline);
+  stop_certificates_.emit(asio::cancellation_type::terminal);
+  co_return cut;
+}
+
+std::map<std::string, std::size_t> Sidecar::upstream_endpoints() const {
+  std::map<std::string, std::size_t> out;
+  const std::lock_guard lock(upstreams_mutex_);
+  for (const auto& [key, upstream] : upstreams_) {
+    out[upstream->spec().service] += upstream->endpoint_count();
+  }
+  return out;
+}
+
+void Sidecar::apply_upstreams(const std::vector<UpstreamSpec>& wanted) {
+  std::set<std::string> keep;
+  for (const auto& spec : wanted) {
+    keep.insert(upstream_key(spec));
+  }
+  const std::lock_guard lock(upstreams_mutex_);
+  for (auto it = upstreams_.begin(); it != upstreams_.end();) {
+    if (keep.contains(it->first) && std::count(wanted.begin(), wanted.end(), it->second->spec())) {
+      ++it;
+      continue;
+    }
+    log::info("sidecar.upstream.removed",
+              {{"upstream", it->second->spec().service}, {"port", it->second->port()}});
+    it->second->stop();
+    it = upstreams_.erase(it);
+  }
+  for (const auto& spec : wanted) {
+    const auto key = upstream_key(spec);
+    if (upstreams_.contains(key)) {
+      continue;
+    }
+    auto listener = std::make_shared<UpstreamListener>(context_, spec);
+    try {
+      listener->start(*pool_);
+    } catch (const std::exception& e) {
+      if (!settings_.sidecar_for.empty() && !upstreams_.empty()) {
+        // A live change that cannot bind must not take the running sidecar down.
+        log::error("sidecar.upstream.bind_failed",
+                   {{"upstream", spec.service}, {"port", spec.port}, {"error", e.what()}});
+        continue;
+      }
+      throw;
+    }
+    upstreams_.emplace(key, std::move(listener));
+  }
+}
+
+asio::awaitable<void> Sidecar::follow_registration() {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const std::string id = settings_.proxy_id();
+  for (;;) {
+    timer.expires_after(settings_.registration_poll);
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      co_return;  // stop_accepting()
+    }
+    try {
+      const auto registration = co_await context_.consul.agent_service(id);
+      if (!registration || !registration->proxy) {
+        log::write_limited(log::Level::warn, "sidecar.registration_missing", id, {{"id", id}});
+        continue;
+      }
+      std::vector<UpstreamSpec> wanted;
+      for (const auto& upstream : registration->proxy->upstreams) {
+        wanted.push_back(upstream_from(upstream));
+      }
+      apply_upstreams(wanted);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() == asio::error::operation_aborted) {
+        co_return;
+      }
+      log::write_limited(log::Level::warn, "sidecar.registration_unreadable", id,
+                         {{"id", id}, {"error", e.what()}});
+    } catch (const std::exception& e) {
+      log::write_limited(log::Level::warn, "sidecar.registration_unreadable", id,
+                         {{"id", id}, {"error", e.what()}});
+    }
+  }
+}
+
+void Sidecar::shape(consul::ServiceRegistration& registration) const {
+  const auto& s = settings_;
+  const auto admin_check = registration.check;  // the admin port's /health
+  registration.id = s.proxy_id();
+  registration.name = s.proxy_name();
+  registration.kind = "connect-proxy";
+  registration.port = inbound_.port();
+  if (s.listen.host != "0.0.0.0" && s.listen.host != "::") {
+    registration.address = s.listen.host;
+  }
+  consul::ProxyConfig proxy{.destination_service_name = s.service,
+                            .destination_service_id = s.service_id,
+                            .local_service_address = s.service_address.host,
+                            .local_service_port = s.service_address.port,
+                            .upstreams = {}};
+  for (const auto& upstream : s.upstreams) {
+    proxy.upstreams.push_back(to_proxy_upstream(upstream));
+  }
+  registration.proxy = std::move(proxy);
+  const auto interval = admin_check && std::holds_alternative<consul::HttpCheck>(*admin_check)
+                            ? std::get<consul::HttpCheck>(*admin_check).interval
+                            : std::chrono::milliseconds(10'000);
+  const std::string host = registration.address.empty() ? "127.0.0.1" : registration.address;
+  registration.check =
+      consul::TcpCheck{.address = host + ":" + std::to_string(inbound_.port()),
+                       .interval = interval,
+                       .timeout = std::min(interval, std::chrono::milliseconds(5000))};
+  registration.extra_checks.clear();
+  if (admin_check) {
+    registration.extra_checks.push_back(*admin_check);
+  }
+  if (!s.service_id.empty()) {
+    registration.extra_checks.push_back(consul::AliasCheck{.service_id = s.service_id});
+  } else {
+    registration.extra_checks.push_back(
+        consul::TcpCheck{.address = s.service_address.to_string(),
+                         .interval = interval,
+                         .timeout = std::min(interval, std::chrono::milliseconds(5000))});
+  }
+}
+
+}  // namespace coromesh::sidecar

@@ -1,0 +1,31 @@
+#pragma once
+
+// What the sidecar's listeners share: the Consul agent and the Connect pieces bound to
+// its executor (the service's executor 0), the metrics and the connection registry.
+// Owned by the Sidecar component (sidecar.hpp), which outlives every listener and
+// connection coroutine (the Service destroys components after its io pool has unwound).
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "connection_registry.hpp"
+#include "coromesh/connect/authorizer.hpp"
+#include "coromesh/connect/certificate_source.hpp"
+#include "coromesh/consul/agent_client.hpp"
+#include "sidecar_metrics.hpp"
+#include "sidecar_settings.hpp"
+
+namespace coromesh::sidecar {
+
+struct SidecarContext {
+  // The agent client's executor: Consul calls, the Authorizer, the watches and every
+  // acceptor run there.
+  boost::asio::any_io_executor consul_executor;
+  consul::AgentClient& consul;
+  connect::CertificateSource& certificates;
+  connect::Authorizer& authorizer;
+  SidecarMetrics& metrics;
+  ConnectionRegistry& connections;
+  const SidecarSettings& settings;
+};
+
+}  // namespace coromesh::sidecar

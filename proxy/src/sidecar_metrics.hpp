@@ -1,0 +1,67 @@
+#pragma once
+
+// The sidecar's metric families (coromesh_sidecar_*), on the service's registry so that
+// the admin port's /metrics serves them next to the process and HTTP families:
+//
+//   coromesh_sidecar_inbound_connections_active / _total
+//   coromesh_sidecar_upstream_connections_active{upstream} / _total{upstream}
+//   coromesh_sidecar_bytes_total{listener,direction}   direction: from_client | to_client
+//   coromesh_sidecar_handshakes_total{listener,result,reason}
+//   coromesh_sidecar_authorization_denials_total{source}
+//   coromesh_sidecar_upstream_connect_failures_total{upstream,reason}
+//   coromesh_sidecar_upstream_connect_duration_seconds{upstream}  (TCP + TLS + checks)
+//   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds
+//     (read at scrape time from the watches, see SidecarGauges)
+//
+// `listener` is "inbound" or the upstream's service name. Handles are looked up once
+// per listener (ListenerMetrics), never per connection, and the byte counters are added
+// to in chunks (see pump.hpp), so the hot path touches no map and no lock.
+//
+// Threads: any; prometheus-cpp metrics are atomic.
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include <memory>
+#include <string>
+
+#include "coromesh/metrics/registry.hpp"
+
+namespace coromesh::sidecar {
+
+// The handles one listener uses.
+struct ListenerMetrics {
+  std::string listener;
+  prometheus::Gauge* active = nullptr;
+  prometheus::Counter* total = nullptr;
+  prometheus::Counter* bytes_from_client = nullptr;
+  prometheus::Counter* bytes_to_client = nullptr;
+  prometheus::Histogram* connect_duration = nullptr;  // upstream listeners only
+};
+
+class SidecarMetrics {
+ public:
+  explicit SidecarMetrics(metrics::MetricsRegistry& registry);
+
+  ListenerMetrics inbound();
+  ListenerMetrics upstream(const std::string& service);
+
+  void handshake(const std::string& listener, std::string_view result, std::string_view reason);
+  void authorization_denied(std::string_view source);
+  void upstream_connect_failure(const std::string& upstream, std::string_view reason);
+
+ private:
+  prometheus::Family<prometheus::Gauge>& inbound_active_;
+  prometheus::Family<prometheus::Counter>& inbound_total_;
+  prometheus::Family<prometheus::Gauge>& upstream_active_;
+  prometheus::Family<prometheus::Counter>& upstream_total_;
+  prometheus::Family<prometheus::Counter>& bytes_;
+  prometheus::Family<prometheus::Counter>& handshakes_;
+  prometheus::Family<prometheus::Counter>& denials_;
+  prometheus::Family<prometheus::Counter>& connect_failures_;
+  prometheus::Family<prometheus::Histogram>& connect_duration_;
+};
+
+}  // namespace coromesh::sidecar

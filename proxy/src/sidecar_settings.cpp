@@ -1,0 +1,189 @@
+#include "sidecar_settings.hpp"
+
+#include "coromesh/config/error.hpp"
+#include "coromesh/config/values.hpp"
+
+namespace coromesh::sidecar {
+
+std::string_view to_string(ListenerMode mode) noexcept {
+  return mode == ListenerMode::http ? "http" : "tcp";
+}
+
+namespace {
+
+ListenerMode parse_mode(std::string_view text) {
+  if (text == "tcp") {
+    return ListenerMode::tcp;
+  }
+  if (text == "http") {
+    return ListenerMode::http;
+  }
+  throw config::InvalidValue("mode '" + std::string(text) + "' is not tcp or http");
+}
+
+// "HOST:PORT", or ":PORT" for every interface (the spelling of Consul's -listen).
+config::Address parse_listen(std::string_view text) {
+  if (text.starts_with(':')) {
+    return config::parse_address("0.0.0.0" + std::string(text));
+  }
+  return config::parse_address(text);
+}
+
+connect::BalancePolicy parse_policy(std::string_view text) {
+  for (auto policy : {connect::BalancePolicy::round_robin, connect::BalancePolicy::least_request,
+                      connect::BalancePolicy::p2c_ewma}) {
+    if (connect::to_string(policy) == text) {
+      return policy;
+    }
+  }
+  throw config::InvalidValue("'" + std::string(text) +
+                             "' is not round_robin, least_request or p2c_ewma");
+}
+
+}  // namespace
+
+UpstreamSpec parse_upstream(std::string_view text) {
+  const auto first = text.find(':');
+  if (first == std::string_view::npos || first == 0) {
+    throw config::InvalidValue("'" + std::string(text) + "' is not NAME:PORT[:MODE]");
+  }
+  UpstreamSpec spec;
+  spec.service = std::string(text.substr(0, first));
+  auto rest = text.substr(first + 1);
+  if (const auto second = rest.find(':'); second != std::string_view::npos) {
+    spec.mode = parse_mode(rest.substr(second + 1));
+    rest = rest.substr(0, second);
+  }
+  spec.port = static_cast<std::uint16_t>(config::parse_integer(rest, 1, 65535));
+  return spec;
+}
+
+UpstreamSpec upstream_from(const consul::ProxyUpstream& upstream) {
+  UpstreamSpec spec;
+  spec.service = upstream.destination_name;
+  if (!upstream.local_bind_address.empty()) {
+    spec.bind_address = upstream.local_bind_address;
+  }
+  spec.port = upstream.local_bind_port;
+  spec.mode = upstream.protocol == "http" ? ListenerMode::http : ListenerMode::tcp;
+  return spec;
+}
+
+consul::ProxyUpstream to_proxy_upstream(const UpstreamSpec& spec) {
+  return {.destination_name = spec.service,
+          .local_bind_address = spec.bind_address,
+          .local_bind_port = spec.port,
+          .protocol = spec.mode == ListenerMode::http ? "http" : ""};
+}
+
+std::string SidecarSettings::proxy_id() const {
+  if (!instance_id.empty()) {
+    return instance_id;
+  }
+  return (sidecar_for.empty() ? (service_id.empty() ? service : service_id) : sidecar_for) +
+         "-sidecar-proxy";
+}
+
+std::string SidecarSettings::proxy_name() const {
+  return service + "-sidecar-proxy";
+}
+
+void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
+  options.add_string(s.sidecar_for,
+                     {.flag = "sidecar-for",
+                      .help = "Follow the connect-proxy registration of this service ID (as "
+                              "`consul connect proxy -sidecar-for`); excludes --service."});
+  options.add_string(s.service, {.flag = "service",
+                                 .help = "Name of the service this sidecar fronts (standalone "
+                                         "form)."});
+  options.add_string(s.service_id, {.flag = "service-id",
+                                    .help = "Consul ID of that service's instance: the proxy's "
+                                            "health then follows it (alias check)."});
+  options.add({.flag = "service-addr", .help = "Where the local service listens."}, "<host:port>",
+              "", [&s](std::string_view v) { s.service_address = config::parse_address(v); });
+  options.add({.flag = "listen", .help = "The public mTLS listener (HOST:PORT or :PORT)."},
+              "<host:port>", "", [&s](std::string_view v) { s.listen = parse_listen(v); });
+  options.add_bool(s.register_proxy,
+                   {.flag = "register",
+                    .help = "Register this sidecar in Consul as the connect-proxy of --service."});
+  options.add({.flag = "upstream",
+               .help = "An upstream listener on 127.0.0.1:PORT reaching service NAME; "
+                       "repeatable."},
+              "<name:port[:tcp|http]>", "",
+              [&s](std::string_view v) { s.upstreams.push_back(parse_upstream(v)); });
+  options.add_duration(s.handshake_timeout,
+                       {.flag = "handshake-timeout", .help = "Deadline of each TLS handshake."},
+                       std::chrono::milliseconds(10), std::chrono::minutes(1));
+  options.add_duration(s.connect_timeout,
+                       {.flag = "connect-timeout",
+                        .help = "Deadline of each connection to an upstream endpoint or the local "
+                                "service."},
+                       std::chrono::milliseconds(10), std::chrono::minutes(1));
+  options.add_duration(s.idle_timeout,
+                       {.flag = "idle-timeout",
+                        .help = "A proxied connection with no bytes either way this long is "
+                                "closed."},
+                       std::chrono::milliseconds(100), std::chrono::hours(24));
+  options.add_duration(
+      s.registration_poll,
+      {.flag = "registration-poll", .help = "How often -sidecar-for re-reads its registration."},
+      std::chrono::milliseconds(100), std::chrono::minutes(10));
+  options.add({.flag = "balance", .help = "Upstream balancing policy."},
+              "<round_robin|least_request|p2c_ewma>", "round_robin",
+              [&s](std::string_view v) { s.balance = parse_policy(v); });
+  options.add_integer(s.upstream_attempts,
+                      {.flag = "upstream-attempts",
+                       .help = "Endpoints tried per upstream connection before giving up."},
+                      1, 16);
+}
+
+void validate(const SidecarSettings& s) {
+  if (!s.sidecar_for.empty()) {
+    if (!s.service.empty() || s.register_proxy || !s.upstreams.empty() || s.listen.port != 0) {
+      throw config::ConfigError(
+          "-sidecar-for: takes everything from the registration; drop --service, --listen, "
+          "--register and --upstream");
+    }
+    return;
+  }
+  if (s.service.empty()) {
+    throw config::ConfigError("--service: required (or -sidecar-for <service-id>)");
+  }
+  if (s.service_address.port == 0) {
+    throw config::ConfigError("--service-addr: required with --service");
+  }
+  if (s.listen.port == 0) {
+    throw config::ConfigError("--listen: required with --service");
+  }
+}
+
+}  // namespace coromesh::sidecar
+
+namespace coromesh::sidecar {
+
+void apply_registration(const consul::AgentService& registration, SidecarSettings& s) {
+  const std::string who = "-sidecar-for (" + registration.id + ")";
+  if (registration.kind != "connect-proxy" || !registration.proxy) {
+    throw config::ConfigError(who + ": the registration is not a connect-proxy");
+  }
+  const auto& proxy = *registration.proxy;
+  if (proxy.destination_service_name.empty() || proxy.local_service_port == 0 ||
+      registration.port == 0) {
+    throw config::ConfigError(who +
+                              ": needs Port, Proxy.DestinationServiceName and LocalServicePort");
+  }
+  s.service = proxy.destination_service_name;
+  s.service_id = proxy.destination_service_id;
+  s.service_address = {
+      proxy.local_service_address.empty() ? std::string("127.0.0.1") : proxy.local_service_address,
+      proxy.local_service_port};
+  // As Consul's proxy: the public listener on every interface unless an address is given.
+  s.listen = {registration.address.empty() ? std::string("0.0.0.0") : registration.address,
+              registration.port};
+  s.upstreams.clear();
+  for (const auto& upstream : proxy.upstreams) {
+    s.upstreams.push_back(upstream_from(upstream));
+  }
+}
+
+}  // namespace coromesh::sidecar

@@ -1,0 +1,84 @@
+#pragma once
+
+// What a coromesh-sidecar is told to do, from flags (and the environment or config file,
+// as every coromesh setting): either
+//
+//   -sidecar-for <service-id>                 read the connect-proxy registration of that
+//                                             instance from the local agent and follow it
+//   --service NAME --service-addr HOST:PORT   the standalone form: the public listener,
+//     --listen HOST:PORT [--register]         the local service it fronts, and (with
+//     [--upstream NAME:PORT[:tcp|http]]...    --register) its own connect-proxy registration
+//
+// Plain values, parsed and validated once at start-up (one thread).
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coromesh/config/address.hpp"
+#include "coromesh/config/option_set.hpp"
+#include "coromesh/connect/load_balancer.hpp"
+#include "coromesh/consul/types.hpp"
+
+namespace coromesh::sidecar {
+
+enum class ListenerMode : std::uint8_t { tcp, http };
+std::string_view to_string(ListenerMode mode) noexcept;
+
+// One upstream: a loopback listener at bind_address:port reaching `service`.
+struct UpstreamSpec {
+  std::string service;
+  std::string bind_address = "127.0.0.1";
+  std::uint16_t port = 0;
+  ListenerMode mode = ListenerMode::tcp;
+
+  friend bool operator==(const UpstreamSpec&, const UpstreamSpec&) = default;
+};
+
+// "NAME:PORT" or "NAME:PORT:MODE" (mode tcp or http). Throws config::InvalidValue.
+UpstreamSpec parse_upstream(std::string_view text);
+// From a connect-proxy registration's Upstreams[] (protocol "http" is http mode).
+UpstreamSpec upstream_from(const consul::ProxyUpstream& upstream);
+consul::ProxyUpstream to_proxy_upstream(const UpstreamSpec& spec);
+
+struct SidecarSettings {
+  std::string sidecar_for;  // the service ID whose connect-proxy registration to follow
+
+  std::string service;                     // the destination service's name (standalone form)
+  std::string service_id;                  // its instance ID; empty: not known (no alias check)
+  std::string instance_id;                 // the proxy's own ID (--instance-id); empty: derived
+  config::Address service_address{"", 0};  // the local service
+  config::Address listen{"", 0};           // the public mTLS listener
+  bool register_proxy = false;
+  std::vector<UpstreamSpec> upstreams;
+
+  std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(5);
+  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(2);
+  std::chrono::nanoseconds idle_timeout = std::chrono::minutes(10);
+  std::chrono::nanoseconds registration_poll = std::chrono::seconds(2);  // -sidecar-for
+  connect::BalancePolicy balance = connect::BalancePolicy::round_robin;
+  std::uint32_t upstream_attempts = 3;  // endpoints tried per upstream connection
+
+  // The connect-proxy's own service ID and name.
+  std::string proxy_id() const;
+  std::string proxy_name() const;
+};
+
+// Declares every sidecar flag on `options`, bound to `settings`.
+void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& settings);
+
+// Checks the combination after parsing; throws config::ConfigError naming the setting.
+void validate(const SidecarSettings& settings);
+
+}  // namespace coromesh::sidecar
+
+namespace coromesh::sidecar {
+
+// -sidecar-for: fills the destination, local service, public listener and upstreams from
+// the connect-proxy registration the agent holds. Throws config::ConfigError when it is
+// not a usable connect-proxy registration.
+void apply_registration(const consul::AgentService& registration, SidecarSettings& settings);
+
+}  // namespace coromesh::sidecar

@@ -1,0 +1,227 @@
+#include "upstream_listener.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "coromesh/connect/peer_verifier.hpp"
+#include "coromesh/log/logger.hpp"
+#include "inbound_listener.hpp"
+
+namespace coromesh::sidecar {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+void close_quietly(TcpSocket& socket) {
+  boost::system::error_code ignored;
+  socket.close(ignored);
+}
+
+}  // namespace
+
+struct UpstreamListener::Connected {
+  std::unique_ptr<TlsStream> stream;
+  std::shared_ptr<asio::ssl::context> tls_context;  // outlives `stream`'s use of it
+  connect::Pick pick;
+};
+
+UpstreamListener::UpstreamListener(SidecarContext& context, UpstreamSpec spec)
+    : context_(context),
+      spec_(std::move(spec)),
+      metrics_(context.metrics.upstream(spec_.service)),
+      watch_(context.consul, spec_.service),
+      balancer_(connect::LoadBalancerOptions{.policy = context.settings.balance}) {}
+
+UpstreamListener::~UpstreamListener() = default;
+
+std::size_t UpstreamListener::endpoint_count() const {
+  const auto snapshot = watch_.snapshot();
+  return snapshot ? snapshot->size() : 0;
+}
+
+void UpstreamListener::start(runtime::IoPool& pool) {
+  acceptor_.emplace(context_.consul_executor);
+  const tcp::endpoint endpoint = resolve_now({spec_.bind_address, spec_.port});
+  acceptor_->open(endpoint.protocol());
+  acceptor_->set_option(tcp::acceptor::reuse_address(true));
+  acceptor_->bind(endpoint);
+  acceptor_->listen(asio::socket_base::max_listen_connections);
+  port_ = acceptor_->local_endpoint().port();
+  log::info("sidecar.upstream.listening", {{"upstream", spec_.service},
+                                           {"address", spec_.bind_address},
+                                           {"port", port_},
+                                           {"mode", to_string(spec_.mode)}});
+  // The watch's frame refers to this object: it holds a reference until it returns.
+  asio::co_spawn(
+      context_.consul_executor, [self = shared_from_this()]() { return self->watch_.run(); },
+      asio::bind_cancellation_slot(stop_watch_.slot(),
+                                   runtime::LogEscapedException{"sidecar.upstream.watch"}));
+  runtime::spawn(
+      context_.consul_executor,
+      [](std::shared_ptr<UpstreamListener> self, runtime::IoPool& pool) -> asio::awaitable<void> {
+        co_await self->accept_loop(pool);
+      }(shared_from_this(), pool),
+      "sidecar.upstream.accept");
+}
+
+void UpstreamListener::stop() {
+  if (stopped_) {
+    return;
+  }
+  stopped_ = true;
+  if (acceptor_) {
+    boost::system::error_code ignored;
+    acceptor_->close(ignored);
+  }
+  stop_watch_.emit(asio::cancellation_type::terminal);
+}
+
+asio::awaitable<void> UpstreamListener::accept_loop(runtime::IoPool& pool) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_->async_accept(pool.next_executor(), use_tuple);
+    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
+      co_return;
+    }
+    if (ec) {
+      log::write_limited(log::Level::warn, "sidecar.upstream.accept_failed", spec_.service,
+                         {{"upstream", spec_.service}, {"error", ec.message()}});
+      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_tuple);
+      continue;
+    }
+    auto executor = socket.get_executor();
+    runtime::spawn(
+        executor,
+        [](std::shared_ptr<UpstreamListener> self, TcpSocket client) -> asio::awaitable<void> {
+          co_await self->serve(std::move(client));
+        }(shared_from_this(), std::move(socket)),
+        "sidecar.upstream.connection");
+  }
+}
+
+asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints() {
+  if (auto now = watch_.snapshot()) {
+    co_return now;
+  }
+  // Consul has not answered yet (the first moments after start-up): wait a little.
+  asio::steady_timer deadline(co_await asio::this_coro::executor,
+                              context_.settings.connect_timeout);
+  auto first = co_await (watch_.ready() || deadline.async_wait(use_tuple));
+  if (first.index() == 0) {
+    co_return std::get<0>(std::move(first));
+  }
+  co_return nullptr;
+}
+
+asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::connect_upstream(
+    TcpSocket& client) {
+  const auto executor = co_await asio::this_coro::executor;
+  const auto snapshot = co_await endpoints();
+  std::vector<std::string> tried;
+  for (std::uint32_t attempt = 0; attempt < context_.settings.upstream_attempts; ++attempt) {
+    auto pick = balancer_.pick(snapshot, tried);
+    if (!pick) {
+      context_.metrics.upstream_connect_failure(spec_.service, "no_endpoint");
+      co_return std::nullopt;
+    }
+    const auto& endpoint = pick.endpoint();
+    tried.push_back(endpoint.key);
+    const auto started = std::chrono::steady_clock::now();
+    auto fail = [&](std::string_view reason, std::string_view detail) {
+      pick.done(std::chrono::steady_clock::now() - started, connect::Outcome::connect_failure);
+      context_.metrics.upstream_connect_failure(spec_.service, reason);
+      log::write_limited(log::Level::warn, "sidecar.upstream.connect_failed", spec_.service,
+                         {{"upstream", spec_.service},
+                          {"endpoint", endpoint.address + ":" + std::to_string(endpoint.port)},
+                          {"reason", reason},
+                          {"detail", detail}});
+    };
+    boost::system::error_code ec;
+    const auto ip = asio::ip::make_address(endpoint.address, ec);
+    if (ec) {
+      fail("bad_address", endpoint.address);
+      continue;
+    }
+    Connected connected{
+        .stream = nullptr, .tls_context = context_.certificates.client_context(), .pick = {}};
+    if (!connected.tls_context) {
+      fail("no_certificate_yet", "the leaf certificate has not arrived from Consul");
+      co_return std::nullopt;
+    }
+    connected.stream = std::make_unique<TlsStream>(executor, *connected.tls_context);
+    auto& tls = *connected.stream;
+    // The client may give up while we dial: closing it must also abort the dial.
+    const auto ticket = context_.connections.enter(executor, [&tls, &client] {
+      close_quietly(tls.next_layer());
+      close_quietly(client);
+    });
+    asio::steady_timer deadline(executor, context_.settings.connect_timeout);
+    auto dialed = co_await (tls.next_layer().async_connect({ip, endpoint.port}, use_tuple) ||
+                            deadline.async_wait(use_tuple));
+    if (dialed.index() == 1 || std::get<0>(std::get<0>(dialed))) {
+      fail(dialed.index() == 1 ? "connect_timeout" : "connect_refused",
+           dialed.index() == 1 ? "timeout" : std::get<0>(std::get<0>(dialed)).message());
+      continue;
+    }
+    set_no_delay(tls.next_layer());
+    auto handshake = co_await (tls.async_handshake(asio::ssl::stream_base::client, use_tuple) ||
+                               deadline.async_wait(use_tuple));
+    if (handshake.index() == 1) {
+      fail("handshake_timeout", "no complete handshake before the deadline");
+      continue;
+    }
+    const auto [handshake_error] = std::get<0>(handshake);
+    const auto verdict =
+        handshake_error
+            ? connect::classify_handshake_failure(tls, handshake_error)
+            : connect::verify_peer(tls, {.trust_domain = context_.certificates.trust_domain(),
+                                         .service = endpoint.service});
+    if (!verdict) {
+      context_.metrics.handshake(metrics_.listener, "refused", connect::to_string(verdict.refusal));
+      fail(connect::to_string(verdict.refusal), verdict.detail);
+      continue;
+    }
+    context_.metrics.handshake(metrics_.listener, "accepted", "");
+    metrics_.connect_duration->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    connected.pick = std::move(pick);
+    co_return connected;
+  }
+  co_return std::nullopt;
+}
+
+asio::awaitable<void> UpstreamListener::serve(TcpSocket client) {
+  const auto executor = co_await asio::this_coro::executor;
+  set_no_delay(client);
+  auto connected = co_await connect_upstream(client);
+  if (!connected) {
+    co_return;  // closing the client tells it: nothing to reach
+  }
+  auto& server = *connected->stream;
+  const auto ticket = context_.connections.enter(executor, [&server, &client] {
+    close_quietly(server.next_layer());
+    close_quietly(client);
+  });
+  const auto started = std::chrono::steady_clock::now();
+  metrics_.active->Increment();
+  metrics_.total->Increment();
+  co_await splice(client, server, context_.settings.idle_timeout, metrics_.bytes_from_client,
+                  metrics_.bytes_to_client);
+  metrics_.active->Decrement();
+  connected->pick.done(std::chrono::steady_clock::now() - started, connect::Outcome::success);
+}
+
+}  // namespace coromesh::sidecar

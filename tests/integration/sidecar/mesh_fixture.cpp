@@ -1,0 +1,246 @@
+#include "mesh_fixture.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/parse.hpp>
+#include <sstream>
+#include <stdexcept>
+
+namespace coromesh::testing {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+asio::awaitable<void> echo_one(tcp::socket socket, std::string tag) {
+  std::string received;
+  auto [ec, n] = co_await asio::async_read(socket, asio::dynamic_buffer(received),
+                                           asio::as_tuple(asio::use_awaitable));
+  if (ec != asio::error::eof) {
+    co_return;  // not a clean half-close: no answer
+  }
+  const std::string answer = tag + ":" + received;
+  co_await asio::async_write(socket, asio::buffer(answer), asio::as_tuple(asio::use_awaitable));
+}
+
+asio::awaitable<void> echo_accept(tcp::acceptor& acceptor, std::string tag) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      co_return;
+    }
+    asio::co_spawn(acceptor.get_executor(), echo_one(std::move(socket), tag), asio::detached);
+  }
+}
+
+// A blocking loopback connection with send/receive timeouts; -1 when it cannot connect.
+int connect_blocking(std::uint16_t port, std::chrono::milliseconds timeout) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{.tv_sec = static_cast<time_t>(timeout.count() / 1000),
+             .tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+TaggedEchoServer::TaggedEchoServer(std::string tag)
+    : tag_(std::move(tag)), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+  port_ = acceptor_.local_endpoint().port();
+  asio::co_spawn(io_, echo_accept(acceptor_, tag_), asio::detached);
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+TaggedEchoServer::~TaggedEchoServer() {
+  io_.stop();
+  thread_.join();
+}
+
+std::string exchange(std::uint16_t port, const std::string& payload,
+                     std::chrono::milliseconds timeout) {
+  const int fd = connect_blocking(port, timeout);
+  if (fd < 0) {
+    return {};
+  }
+  std::size_t sent = 0;
+  while (sent < payload.size()) {
+    const auto n = ::send(fd, payload.data() + sent, payload.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      ::close(fd);
+      return {};
+    }
+    sent += static_cast<std::size_t>(n);
+  }
+  ::shutdown(fd, SHUT_WR);
+  std::string answer;
+  char buffer[16384];
+  for (;;) {
+    const auto n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n <= 0) {
+      break;
+    }
+    answer.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return answer;
+}
+
+std::shared_ptr<SSL_CTX> client_context(const std::string& cert_pem, const std::string& key_pem,
+                                        int min_version, int max_version) {
+  std::shared_ptr<SSL_CTX> context(SSL_CTX_new(TLS_client_method()), &SSL_CTX_free);
+  if (min_version != 0) {
+    SSL_CTX_set_min_proto_version(context.get(), min_version);
+    // OpenSSL 3 refuses TLS < 1.2 at its default security level; the hostile client
+    // must be able to offer it.
+    SSL_CTX_set_cipher_list(context.get(), "DEFAULT:@SECLEVEL=0");
+  }
+  if (max_version != 0) {
+    SSL_CTX_set_max_proto_version(context.get(), max_version);
+  }
+  if (!cert_pem.empty()) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> certs(
+        BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), &BIO_free);
+    X509* leaf = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr);
+    if (leaf == nullptr || SSL_CTX_use_certificate(context.get(), leaf) != 1) {
+      throw std::runtime_error("client_context: bad certificate");
+    }
+    X509_free(leaf);
+    while (X509* extra = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr)) {
+      SSL_CTX_add_extra_chain_cert(context.get(), extra);  // takes ownership
+    }
+    ERR_clear_error();
+    std::unique_ptr<BIO, decltype(&BIO_free)> key(
+        BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), &BIO_free);
+    EVP_PKEY* pkey = PEM_read_bio_PrivateKey(key.get(), nullptr, nullptr, nullptr);
+    if (pkey == nullptr || SSL_CTX_use_PrivateKey(context.get(), pkey) != 1) {
+      throw std::runtime_error("client_context: bad key");
+    }
+    EVP_PKEY_free(pkey);
+  }
+  SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);
+  return context;
+}
+
+std::string tls_exchange(std::uint16_t port, SSL_CTX* context, const std::string& payload,
+                         std::chrono::milliseconds timeout) {
+  const int fd = connect_blocking(port, timeout);
+  if (fd < 0) {
+    return {};
+  }
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(context), &SSL_free);
+  SSL_set_fd(ssl.get(), fd);
+  std::string answer;
+  if (SSL_connect(ssl.get()) == 1 &&
+      SSL_write(ssl.get(), payload.data(), static_cast<int>(payload.size())) > 0) {
+    ::shutdown(fd, SHUT_WR);  // the end of our stream, as the sidecar reads it
+    char buffer[16384];
+    for (;;) {
+      const int n = SSL_read(ssl.get(), buffer, sizeof buffer);
+      if (n <= 0) {
+        break;
+      }
+      answer.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
+  ERR_clear_error();
+  ::close(fd);
+  return answer;
+}
+
+double metric_sum(const std::string& exposition, const std::string& family,
+                  const std::vector<std::string>& label_parts) {
+  double sum = 0;
+  std::istringstream lines(exposition);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with(family) || line.size() <= family.size() ||
+        (line[family.size()] != '{' && line[family.size()] != ' ')) {
+      continue;
+    }
+    bool match = true;
+    for (const auto& part : label_parts) {
+      match = match && line.find(part) != std::string::npos;
+    }
+    if (match) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+SidecarProcess::SidecarProcess(const ConsulAgent& consul, const std::filesystem::path& log_dir,
+                               const std::string& log_name, std::vector<std::string> args) {
+  admin_port_ = free_port();
+  std::vector<std::string> argv{(binary_dir() / "coromesh-sidecar").string(),
+                                "--consul",
+                                consul.http_address(),
+                                "--port",
+                                std::to_string(admin_port_),
+                                "--threads",
+                                "2",
+                                "--consul-check-interval",
+                                "1s",
+                                "--shutdown-grace",
+                                "2s"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  process_ = std::make_unique<ChildProcess>(argv, log_dir / (log_name + ".log"));
+  const bool up = wait_until(
+      [&] {
+        return !process_->running() ||
+               http_fetch("127.0.0.1", admin_port_, "/health", {.timeout = 1s}).status == 200;
+      },
+      15s);
+  if (!up || !process_->running()) {
+    throw std::runtime_error("coromesh-sidecar " + log_name + " did not come up:\n" +
+                             process_->log_tail());
+  }
+}
+
+SidecarProcess::~SidecarProcess() {
+  process_->stop(5s);
+}
+
+std::string SidecarProcess::metrics() const {
+  return http_fetch("127.0.0.1", admin_port_, "/metrics").body;
+}
+
+std::unique_ptr<ChildProcess> consul_connect_proxy(const ConsulAgent& consul,
+                                                   const std::filesystem::path& log_dir,
+                                                   const std::string& log_name,
+                                                   std::vector<std::string> args) {
+  std::vector<std::string> argv{consul_binary().string(), "connect", "proxy", "-http-addr",
+                                consul.http_address()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return std::make_unique<ChildProcess>(argv, log_dir / (log_name + ".log"));
+}
+
+bool connect_endpoints_passing(const ConsulAgent& consul, const std::string& service,
+                               std::size_t count) {
+  const auto answer = consul.api("GET", "/v1/health/connect/" + service + "?passing");
+  if (answer.status != 200) {
+    return false;
+  }
+  return boost::json::parse(answer.body).as_array().size() == count;
+}
+
+}  // namespace coromesh::testing

@@ -1,0 +1,96 @@
+#pragma once
+
+// Building blocks of the sidecar integration tests: a backend that tells which instance
+// answered, blocking clients (plain TCP and OpenSSL, to play hostile peers), sidecars and
+// `consul connect proxy` as child processes, and reading their /metrics.
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "child_process.hpp"
+#include "consul_agent.hpp"
+#include "http_fetch.hpp"
+#include "test_env.hpp"
+
+namespace coromesh::testing {
+
+using namespace std::chrono_literals;
+
+// Answers each connection, once the client has half-closed, with "<tag>:" and every
+// byte it read, then closes. Runs on its own thread until destroyed.
+class TaggedEchoServer {
+ public:
+  explicit TaggedEchoServer(std::string tag);
+  ~TaggedEchoServer();
+  std::uint16_t port() const noexcept { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::string tag_;
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+// Connects to 127.0.0.1:port, sends `payload`, half-closes, and reads until the peer
+// closes. "" when the connection fails or is closed without an answer.
+std::string exchange(std::uint16_t port, const std::string& payload,
+                     std::chrono::milliseconds timeout = 5s);
+
+// The same over TLS with `context` (a hostile or a legitimate client); "" when the
+// handshake or anything after it fails.
+std::string tls_exchange(std::uint16_t port, SSL_CTX* context, const std::string& payload,
+                         std::chrono::milliseconds timeout = 5s);
+
+// An OpenSSL client context presenting `cert_pem` (with chain) and `key_pem`, trusting
+// nothing (the hostile client does not check the sidecar); TLS versions limited to
+// [min_version, max_version] when given.
+std::shared_ptr<SSL_CTX> client_context(const std::string& cert_pem, const std::string& key_pem,
+                                        int min_version = 0, int max_version = 0);
+
+// The sum of every series of `family` in a Prometheus exposition whose labels contain
+// each of `label_parts` (e.g. R"(reason="untrusted_chain")").
+double metric_sum(const std::string& exposition, const std::string& family,
+                  const std::vector<std::string>& label_parts = {});
+
+// A coromesh-sidecar process with an admin port of its own; the constructor waits for
+// its /health.
+class SidecarProcess {
+ public:
+  SidecarProcess(const ConsulAgent& consul, const std::filesystem::path& log_dir,
+                 const std::string& log_name, std::vector<std::string> args);
+  ~SidecarProcess();
+  std::uint16_t admin_port() const noexcept { return admin_port_; }
+  std::string metrics() const;
+  double metric(const std::string& family, const std::vector<std::string>& label_parts = {}) const {
+    return metric_sum(metrics(), family, label_parts);
+  }
+  std::string log_tail() const { return process_->log_tail(); }
+  ChildProcess& process() { return *process_; }
+
+ private:
+  std::uint16_t admin_port_ = 0;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+// `consul connect proxy` with `args` (plus -http-addr of `consul`).
+std::unique_ptr<ChildProcess> consul_connect_proxy(const ConsulAgent& consul,
+                                                   const std::filesystem::path& log_dir,
+                                                   const std::string& log_name,
+                                                   std::vector<std::string> args);
+
+// Whether Consul lists `count` passing Connect endpoints for `service`.
+bool connect_endpoints_passing(const ConsulAgent& consul, const std::string& service,
+                               std::size_t count);
+
+}  // namespace coromesh::testing

@@ -1,0 +1,218 @@
+// Traffic through coromesh-sidecar pairs and `consul connect proxy`, against a real
+// Consul dev agent (Connect on, intentions default allow): A's upstream listener -> B's
+// public mTLS listener -> B, with Consul-issued certificates.
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <map>
+#include <random>
+
+#include "mesh_fixture.hpp"
+
+namespace coromesh::testing {
+namespace {
+
+namespace json = boost::json;
+
+class SidecarMesh : public ::testing::Test {
+ protected:
+  // A sidecar in front of `backend` for `service`, registering itself.
+  std::unique_ptr<SidecarProcess> sidecar(const std::string& log_name, const std::string& service,
+                                          const TaggedEchoServer& backend,
+                                          std::uint16_t public_port,
+                                          std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"--service",
+                                  service,
+                                  "--service-addr",
+                                  backend.address(),
+                                  "--listen",
+                                  "127.0.0.1:" + std::to_string(public_port),
+                                  "--register",
+                                  "--handshake-timeout",
+                                  "1s"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<SidecarProcess>(consul_, logs_.path(), log_name, args);
+  }
+
+  // Waits until `port` answers `payload` with "<tag>:<payload>" for one of `tags`.
+  bool reaches(std::uint16_t port, const std::vector<std::string>& tags,
+               std::chrono::milliseconds timeout = 30s) {
+    return wait_until(
+        [&] {
+          const auto answer = exchange(port, "ping", 2s);
+          for (const auto& tag : tags) {
+            if (answer == tag + ":ping") {
+              return true;
+            }
+          }
+          return false;
+        },
+        timeout, 100ms);
+  }
+
+  ConsulAgent consul_;
+  TempDir logs_{"coromesh-sidecar-test"};
+};
+
+TEST_F(SidecarMesh, CarriesBytesBothWaysThroughTwoSidecarsAndDeregistersOnStop) {
+  TaggedEchoServer a("a"), b("b1");
+  const auto ports = free_ports(3);
+  const std::uint16_t b_public = ports[0], a_public = ports[1], a_upstream = ports[2];
+  auto b_sidecar = sidecar("b-sidecar", "b", b, b_public);
+  auto a_sidecar =
+      sidecar("a-sidecar", "a", a, a_public, {"--upstream", "b:" + std::to_string(a_upstream)});
+  ASSERT_TRUE(reaches(a_upstream, {"b1"})) << a_sidecar->log_tail() << b_sidecar->log_tail();
+
+  // A MiB each way, with the client's half-close carried through both sidecars: the
+  // backend answers only once it has read the end of the stream.
+  std::string payload(1 << 20, '\0');
+  std::mt19937 random(7);
+  for (auto& c : payload) {
+    c = static_cast<char>(random());
+  }
+  EXPECT_EQ(exchange(a_upstream, payload, 10s), "b1:" + payload);
+
+  // The registrations are connect-proxies with the fields Consul's own proxies use.
+  const auto b_registration =
+      json::parse(consul_.api("GET", "/v1/agent/service/b-sidecar-proxy").body);
+  EXPECT_EQ(b_registration.at("Kind"), "connect-proxy");
+  EXPECT_EQ(b_registration.at("Port"), b_public);
+  EXPECT_EQ(b_registration.at("Proxy").at("DestinationServiceName"), "b");
+  EXPECT_EQ(b_registration.at("Proxy").at("LocalServicePort"), b.port());
+  const auto a_registration =
+      json::parse(consul_.api("GET", "/v1/agent/service/a-sidecar-proxy").body);
+  EXPECT_EQ(a_registration.at("Proxy").at("Upstreams").at(0).at("DestinationName"), "b");
+  EXPECT_EQ(a_registration.at("Proxy").at("Upstreams").at(0).at("LocalBindPort"), a_upstream);
+  EXPECT_TRUE(connect_endpoints_passing(consul_, "b", 1));
+
+  EXPECT_GE(a_sidecar->metric("coromesh_sidecar_upstream_connections_total", {R"(upstream="b")"}),
+            2);
+  EXPECT_EQ(a_sidecar->metric("coromesh_sidecar_upstream_endpoints", {R"(upstream="b")"}), 1);
+  EXPECT_GE(a_sidecar->metric("coromesh_sidecar_upstream_connect_duration_seconds_count"), 2);
+  EXPECT_GT(a_sidecar->metric("coromesh_sidecar_leaf_expiry_timestamp_seconds"),
+            static_cast<double>(std::time(nullptr)));
+  EXPECT_GE(b_sidecar->metric("coromesh_sidecar_handshakes_total", {R"(result="accepted")"}), 2);
+  EXPECT_GE(b_sidecar->metric("coromesh_sidecar_bytes_total",
+                              {R"(listener="inbound")", R"(direction="from_client")"}),
+            1 << 20);
+  EXPECT_GE(b_sidecar->metric("coromesh_sidecar_bytes_total",
+                              {R"(listener="inbound")", R"(direction="to_client")"}),
+            1 << 20);
+
+  // SIGTERM: a clean exit that leaves Consul.
+  EXPECT_EQ(b_sidecar->process().stop(10s), 0) << b_sidecar->log_tail();
+  EXPECT_EQ(consul_.api("GET", "/v1/agent/service/b-sidecar-proxy").status, 404);
+}
+
+TEST_F(SidecarMesh, ADenyIntentionRefusesNewConnectionsAndDeletingItRestoresThem) {
+  TaggedEchoServer a("a"), b("b1");
+  const auto ports = free_ports(3);
+  auto b_sidecar = sidecar("b-sidecar", "b", b, ports[0]);
+  auto a_sidecar =
+      sidecar("a-sidecar", "a", a, ports[1], {"--upstream", "b:" + std::to_string(ports[2])});
+  ASSERT_TRUE(reaches(ports[2], {"b1"})) << a_sidecar->log_tail() << b_sidecar->log_tail();
+
+  ASSERT_EQ(consul_
+                .api("PUT", "/v1/connect/intentions/exact?source=a&destination=b",
+                     R"({"Action": "deny"})")
+                .status,
+            200);
+  // The authorizer caches a decision for a second.
+  EXPECT_TRUE(wait_until([&] { return exchange(ports[2], "ping", 2s).empty(); }, 10s, 200ms));
+  EXPECT_EQ(exchange(ports[2], "ping", 2s), "") << "every new connection is refused";
+  EXPECT_GE(b_sidecar->metric("coromesh_sidecar_authorization_denials_total"), 2);
+  EXPECT_GE(b_sidecar->metric("coromesh_sidecar_handshakes_total",
+                              {R"(result="refused")", R"(reason="unauthorized")"}),
+            2);
+
+  ASSERT_EQ(consul_.api("DELETE", "/v1/connect/intentions/exact?source=a&destination=b").status,
+            200);
+  EXPECT_TRUE(reaches(ports[2], {"b1"}, 10s)) << b_sidecar->log_tail();
+}
+
+TEST_F(SidecarMesh, TwoInstancesShareTheConnectionsRoundRobin) {
+  TaggedEchoServer a("a"), b1("b1"), b2("b2");
+  const auto ports = free_ports(4);
+  auto b1_sidecar = sidecar("b1-sidecar", "b", b1, ports[0]);
+  // Two instances of b on one agent need distinct IDs.
+  auto b2_sidecar = std::make_unique<SidecarProcess>(
+      consul_, logs_.path(), "b2-sidecar",
+      std::vector<std::string>{"--service", "b", "--service-addr", b2.address(), "--listen",
+                               "127.0.0.1:" + std::to_string(ports[1]), "--register",
+                               "--instance-id", "b2-sidecar-proxy"});
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "b", 2); }, 30s))
+      << consul_.api("GET", "/v1/health/connect/b").body;
+  auto a_sidecar =
+      sidecar("a-sidecar", "a", a, ports[2], {"--upstream", "b:" + std::to_string(ports[3])});
+  ASSERT_TRUE(wait_until(
+      [&] { return a_sidecar->metric("coromesh_sidecar_upstream_endpoints") == 2; }, 30s));
+
+  std::map<std::string, int> answers;
+  for (int i = 0; i < 200; ++i) {
+    ++answers[exchange(ports[3], "x")];
+  }
+  EXPECT_EQ(answers["b1:x"] + answers["b2:x"], 200) << "every connection answered";
+  EXPECT_GE(answers["b1:x"], 80);
+  EXPECT_GE(answers["b2:x"], 80);
+}
+
+TEST_F(SidecarMesh, InteroperatesWithConsulConnectProxyBothWays) {
+  TaggedEchoServer a("a"), b("b1"), c("c1");
+  const auto ports = free_ports(5);
+  const std::uint16_t b_public = ports[0], c_public = ports[1], a_public = ports[2],
+                      a_to_c = ports[3], consul_to_b = ports[4];
+  // Ours inbound for b; Consul's inbound for c.
+  auto b_sidecar = sidecar("b-sidecar", "b", b, b_public);
+  auto c_proxy = consul_connect_proxy(consul_, logs_.path(), "c-consul-proxy",
+                                      {"-service", "c", "-service-addr", c.address(), "-listen",
+                                       "127.0.0.1:" + std::to_string(c_public), "-register"});
+  // Our upstream listener dialing Consul's inbound proxy.
+  auto a_sidecar =
+      sidecar("a-sidecar", "a", a, a_public, {"--upstream", "c:" + std::to_string(a_to_c)});
+  EXPECT_TRUE(reaches(a_to_c, {"c1"})) << a_sidecar->log_tail() << c_proxy->log_tail();
+  std::string payload(256 * 1024, 'z');
+  EXPECT_EQ(exchange(a_to_c, payload, 10s), "c1:" + payload);
+
+  // Consul's upstream listener dialing our inbound one.
+  auto d_proxy =
+      consul_connect_proxy(consul_, logs_.path(), "d-consul-proxy",
+                           {"-service", "d", "-upstream", "b:" + std::to_string(consul_to_b)});
+  EXPECT_TRUE(reaches(consul_to_b, {"b1"})) << b_sidecar->log_tail() << d_proxy->log_tail();
+  EXPECT_EQ(exchange(consul_to_b, payload, 10s), "b1:" + payload);
+  EXPECT_GE(b_sidecar->metric("coromesh_sidecar_handshakes_total", {R"(result="accepted")"}), 2);
+}
+
+TEST_F(SidecarMesh, SidecarForReadsTheRegistrationAndAppliesNewUpstreamsWithoutRestart) {
+  TaggedEchoServer b("b1"), e("e1");
+  const auto ports = free_ports(4);
+  const std::uint16_t b_public = ports[0], e_public = ports[1], e_to_b = ports[2],
+                      e_to_b_later = ports[3];
+  auto b_sidecar = sidecar("b-sidecar", "b", b, b_public);
+  auto register_e = [&](std::uint16_t upstream_port) {
+    json::object upstream{{"DestinationName", "b"}, {"LocalBindPort", upstream_port}};
+    json::object body{
+        {"Name", "e"},
+        {"ID", "e-1"},
+        {"Port", e.port()},
+        {"Connect",
+         json::object{
+             {"SidecarService",
+              json::object{{"Port", e_public},
+                           {"Proxy", json::object{{"Upstreams", json::array{upstream}}}}}}}}};
+    return consul_.api("PUT", "/v1/agent/service/register", json::serialize(body)).status;
+  };
+  ASSERT_EQ(register_e(e_to_b), 200);
+  SidecarProcess e_sidecar(consul_, logs_.path(), "e-sidecar",
+                           {"-sidecar-for", "e-1", "--registration-poll", "200ms"});
+  EXPECT_TRUE(reaches(e_to_b, {"b1"})) << e_sidecar.log_tail();
+
+  ASSERT_EQ(register_e(e_to_b_later), 200);
+  EXPECT_TRUE(reaches(e_to_b_later, {"b1"}, 10s)) << e_sidecar.log_tail();
+  EXPECT_TRUE(wait_until([&] { return exchange(e_to_b, "ping", 1s).empty(); }, 5s))
+      << "the upstream removed from the registration is closed";
+  EXPECT_TRUE(e_sidecar.process().running());
+}
+
+}  // namespace
+}  // namespace coromesh::testing

@@ -1,0 +1,154 @@
+// Hostile and unwelcome peers at a sidecar's public port, each refused, counted by
+// reason, and none taking the sidecar down: after every one, legitimate traffic through
+// A's sidecar still reaches B.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/json/parse.hpp>
+#include <thread>
+
+#include "mesh_fixture.hpp"
+#include "test_certificate_authority.hpp"
+
+namespace coromesh::testing {
+namespace {
+
+namespace json = boost::json;
+
+class SidecarRefusals : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto ports = free_ports(3);
+    b_public_ = ports[0];
+    a_upstream_ = ports[2];
+    b_sidecar_ = std::make_unique<SidecarProcess>(
+        consul_, logs_.path(), "b-sidecar",
+        std::vector<std::string>{"--service", "b", "--service-addr", b_.address(), "--listen",
+                                 "127.0.0.1:" + std::to_string(b_public_), "--register",
+                                 "--handshake-timeout", "1s"});
+    a_sidecar_ = std::make_unique<SidecarProcess>(
+        consul_, logs_.path(), "a-sidecar",
+        std::vector<std::string>{"--service", "a", "--service-addr", a_.address(), "--listen",
+                                 "127.0.0.1:" + std::to_string(ports[1]), "--register",
+                                 "--upstream", "b:" + std::to_string(a_upstream_)});
+    ASSERT_TRUE(
+        wait_until([&] { return exchange(a_upstream_, "ping", 2s) == "b1:ping"; }, 30s, 100ms))
+        << a_sidecar_->log_tail() << b_sidecar_->log_tail();
+  }
+
+  // A Consul-issued leaf for `service` (the agent signs one for any name).
+  PemPair consul_leaf(const std::string& service) {
+    const auto leaf = json::parse(consul_.api("GET", "/v1/agent/connect/ca/leaf/" + service).body);
+    return {std::string(leaf.at("CertPEM").as_string()),
+            std::string(leaf.at("PrivateKeyPEM").as_string())};
+  }
+  std::string trust_domain() {
+    return std::string(json::parse(consul_.api("GET", "/v1/agent/connect/ca/roots").body)
+                           .at("TrustDomain")
+                           .as_string());
+  }
+
+  double refused(const std::string& reason) {
+    return b_sidecar_->metric("coromesh_sidecar_handshakes_total",
+                              {R"(result="refused")", "reason=\"" + reason + "\""});
+  }
+  // B's sidecar is alive and still serves A.
+  void expect_still_serving() {
+    EXPECT_EQ(exchange(a_upstream_, "ping"), "b1:ping") << b_sidecar_->log_tail();
+    EXPECT_TRUE(b_sidecar_->process().running());
+  }
+
+  ConsulAgent consul_;
+  TempDir logs_{"coromesh-sidecar-test"};
+  TaggedEchoServer a_{"a"}, b_{"b1"};
+  std::uint16_t b_public_ = 0, a_upstream_ = 0;
+  std::unique_ptr<SidecarProcess> b_sidecar_, a_sidecar_;
+};
+
+TEST_F(SidecarRefusals, AConsulLeafOfAnAllowedServiceIsServedDirectly) {
+  // The positive control for the refusals below: the same client code with a good leaf.
+  const auto leaf = consul_leaf("a");
+  const auto context = client_context(leaf.cert_pem, leaf.key_pem);
+  EXPECT_EQ(tls_exchange(b_public_, context.get(), "hi"), "b1:hi") << b_sidecar_->log_tail();
+}
+
+TEST_F(SidecarRefusals, PlainTcpAndPlainHttpAreRefused) {
+  EXPECT_EQ(raw_exchange("127.0.0.1", b_public_, "hello, are you there?\n", 3s).find("b1:"),
+            std::string::npos);
+  const auto http = raw_exchange("127.0.0.1", b_public_, "GET / HTTP/1.1\r\nHost: b\r\n\r\n", 3s);
+  EXPECT_EQ(http.find("HTTP/1.1"), std::string::npos) << "nothing reached the backend";
+  EXPECT_TRUE(wait_until([&] { return refused("handshake_failed") >= 2; }, 5s))
+      << b_sidecar_->metrics();
+  expect_still_serving();
+}
+
+TEST_F(SidecarRefusals, SelfSignedAndForeignCaCertificatesAreRefused) {
+  const auto uri = "spiffe://" + trust_domain() + "/ns/default/dc/dc1/svc/a";
+  const auto impostor = self_signed(uri);
+  EXPECT_EQ(tls_exchange(b_public_, client_context(impostor.cert_pem, impostor.key_pem).get(), "x"),
+            "");
+  TestCertificateAuthority other_ca(trust_domain());
+  const auto foreign = other_ca.leaf("a");
+  EXPECT_EQ(
+      tls_exchange(b_public_, client_context(foreign.cert_pem, foreign.private_key_pem).get(), "x"),
+      "");
+  EXPECT_EQ(tls_exchange(b_public_, client_context("", "").get(), "x"), "") << "no certificate";
+  EXPECT_TRUE(wait_until(
+      [&] { return refused("untrusted_chain") >= 2 && refused("no_certificate") >= 1; }, 5s))
+      << b_sidecar_->metrics();
+  expect_still_serving();
+}
+
+TEST_F(SidecarRefusals, AValidCertificateOfADeniedServiceIsRefused) {
+  ASSERT_EQ(consul_
+                .api("PUT", "/v1/connect/intentions/exact?source=evil&destination=b",
+                     R"({"Action": "deny"})")
+                .status,
+            200);
+  const auto leaf = consul_leaf("evil");
+  EXPECT_EQ(tls_exchange(b_public_, client_context(leaf.cert_pem, leaf.key_pem).get(), "x"), "");
+  EXPECT_TRUE(wait_until([&] { return refused("unauthorized") >= 1; }, 5s));
+  EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_authorization_denials_total"), 1);
+  expect_still_serving();
+}
+
+TEST_F(SidecarRefusals, OldTlsVersionsAreRefused) {
+  const auto leaf = consul_leaf("a");
+  for (int version : {TLS1_VERSION, TLS1_1_VERSION}) {
+    EXPECT_EQ(
+        tls_exchange(b_public_, client_context(leaf.cert_pem, leaf.key_pem, version, version).get(),
+                     "x"),
+        "");
+  }
+  EXPECT_TRUE(wait_until([&] { return refused("handshake_failed") >= 2; }, 5s))
+      << b_sidecar_->metrics();
+  expect_still_serving();
+}
+
+TEST_F(SidecarRefusals, AClientStallingMidHandshakeIsCutOffAtTheDeadline) {
+  // A ClientHello's first bytes (a handshake record header), then nothing.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(b_public_);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const unsigned char partial[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};
+  ASSERT_EQ(::send(fd, partial, sizeof partial, MSG_NOSIGNAL), 6);
+  const auto started = std::chrono::steady_clock::now();
+  timeval tv{.tv_sec = 10, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buffer[64];
+  const auto n = ::recv(fd, buffer, sizeof buffer, 0);  // the sidecar closes: 0 (or a reset)
+  const auto waited = std::chrono::steady_clock::now() - started;
+  ::close(fd);
+  EXPECT_LE(n, 0);
+  EXPECT_LT(waited, 8s) << "closed by the 1s handshake deadline, not by our 10s timeout";
+  EXPECT_TRUE(wait_until([&] { return refused("handshake_timeout") >= 1; }, 5s))
+      << b_sidecar_->metrics();
+  expect_still_serving();
+}
+
+}  // namespace
+}  // namespace coromesh::testing

@@ -1,0 +1,84 @@
+#include "src/sidecar_settings.hpp"
+
+#include <gtest/gtest.h>
+
+#include "coromesh/config/error.hpp"
+#include "coromesh/config/option_set.hpp"
+
+namespace coromesh::sidecar {
+namespace {
+
+using namespace std::chrono_literals;
+
+SidecarSettings parse(const std::vector<std::string>& args) {
+  SidecarSettings settings;
+  config::OptionSet options("coromesh-sidecar", "test");
+  declare_sidecar_settings(options, settings);
+  options.parse(args, config::Environment::from({}));
+  return settings;
+}
+
+TEST(SidecarSettings, ReadsTheStandaloneFormOfTheSeedsNomadJobs) {
+  const auto s =
+      parse({"--service", "add-svc", "--service-addr", "127.0.0.1:9001", "--listen", ":21000",
+             "--register", "--upstream", "sub-svc:9192", "--upstream", "mul-svc:9193:http"});
+  EXPECT_EQ(s.service, "add-svc");
+  EXPECT_EQ(s.service_address, (config::Address{"127.0.0.1", 9001}));
+  EXPECT_EQ(s.listen, (config::Address{"0.0.0.0", 21000})) << ":PORT is every interface";
+  EXPECT_TRUE(s.register_proxy);
+  EXPECT_EQ(s.upstreams, (std::vector<UpstreamSpec>{
+                             {.service = "sub-svc", .port = 9192},
+                             {.service = "mul-svc", .port = 9193, .mode = ListenerMode::http}}));
+  EXPECT_EQ(s.proxy_id(), "add-svc-sidecar-proxy");
+  EXPECT_EQ(s.proxy_name(), "add-svc-sidecar-proxy");
+  EXPECT_NO_THROW(validate(s));
+}
+
+TEST(SidecarSettings, TakesConsulsSingleDashSpelling) {
+  const auto s = parse({"-sidecar-for", "web-1"});
+  EXPECT_EQ(s.sidecar_for, "web-1");
+  EXPECT_EQ(s.proxy_id(), "web-1-sidecar-proxy");
+  EXPECT_NO_THROW(validate(s));
+}
+
+TEST(SidecarSettings, RefusesBadUpstreamsAndIncompleteForms) {
+  EXPECT_THROW(parse({"--upstream", "sub"}), config::ConfigError);
+  EXPECT_THROW(parse({"--upstream", ":9000"}), config::ConfigError);
+  EXPECT_THROW(parse({"--upstream", "sub:0"}), config::ConfigError);
+  EXPECT_THROW(parse({"--upstream", "sub:9000:udp"}), config::ConfigError);
+  EXPECT_THROW(parse({"--balance", "random"}), config::ConfigError);
+  EXPECT_THROW(validate(parse({})), config::ConfigError) << "neither form";
+  EXPECT_THROW(validate(parse({"--service", "a", "--listen", ":1"})), config::ConfigError)
+      << "no --service-addr";
+  EXPECT_THROW(validate(parse({"-sidecar-for", "a-1", "--upstream", "b:1"})), config::ConfigError)
+      << "both forms";
+}
+
+TEST(SidecarSettings, SidecarForTakesEverythingFromTheRegistration) {
+  consul::AgentService registration{
+      .id = "web-1-sidecar-proxy",
+      .name = "web-sidecar-proxy",
+      .port = 21000,
+      .kind = "connect-proxy",
+      .proxy = consul::ProxyConfig{
+          .destination_service_name = "web",
+          .destination_service_id = "web-1",
+          .local_service_port = 8080,
+          .upstreams = {{.destination_name = "db", .local_bind_port = 9191, .protocol = "http"}}}};
+  SidecarSettings s;
+  s.sidecar_for = "web-1";
+  apply_registration(registration, s);
+  EXPECT_EQ(s.service, "web");
+  EXPECT_EQ(s.service_id, "web-1");
+  EXPECT_EQ(s.service_address, (config::Address{"127.0.0.1", 8080}));
+  EXPECT_EQ(s.listen, (config::Address{"0.0.0.0", 21000}));
+  EXPECT_EQ(
+      s.upstreams,
+      (std::vector<UpstreamSpec>{{.service = "db", .port = 9191, .mode = ListenerMode::http}}));
+
+  registration.kind = "";
+  EXPECT_THROW(apply_registration(registration, s), config::ConfigError);
+}
+
+}  // namespace
+}  // namespace coromesh::sidecar

@@ -1,0 +1,134 @@
+// The pumps between two loopback TCP connections (plain on both sides: the TLS side is
+// exercised by the integration tests against Consul-issued certificates).
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+
+#include "src/connection_registry.hpp"
+#include "src/pump.hpp"
+
+namespace coromesh::sidecar {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// A connected pair of loopback sockets.
+std::pair<TcpSocket, TcpSocket> socket_pair(asio::io_context& io) {
+  tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  TcpSocket client(io), server(io);
+  client.connect(acceptor.local_endpoint());
+  acceptor.accept(server);
+  return {std::move(client), std::move(server)};
+}
+
+// client <-> [a | splice | b] <-> server
+struct Spliced {
+  asio::io_context io;
+  std::pair<TcpSocket, TcpSocket> left = socket_pair(io);
+  std::pair<TcpSocket, TcpSocket> right = socket_pair(io);
+  TcpSocket& client = left.first;
+  TcpSocket& server = right.second;
+  bool done = false;
+
+  void start(std::chrono::nanoseconds idle) {
+    asio::co_spawn(
+        io,
+        [this, idle]() -> asio::awaitable<void> {
+          co_await splice(left.second, right.first, idle, nullptr, nullptr);
+          left.second.close();
+          right.first.close();
+          done = true;
+        },
+        asio::detached);
+  }
+};
+
+TEST(Splice, CarriesBothDirectionsAndPassesEachHalfCloseOn) {
+  Spliced s;
+  s.start(10s);
+  std::string request(200'000, 'q'), at_server, at_client;
+  asio::co_spawn(
+      s.io,
+      [&]() -> asio::awaitable<void> {
+        co_await asio::async_write(s.client, asio::buffer(request), asio::use_awaitable);
+        s.client.shutdown(tcp::socket::shutdown_send);  // the request is complete
+        auto [ec, n] = co_await asio::async_read(s.client, asio::dynamic_buffer(at_client),
+                                                 asio::as_tuple(asio::use_awaitable));
+        EXPECT_EQ(ec, asio::error::eof);
+      },
+      asio::detached);
+  asio::co_spawn(
+      s.io,
+      [&]() -> asio::awaitable<void> {
+        // The server sees the end of the request, then still answers: half-close.
+        auto [ec, n] = co_await asio::async_read(s.server, asio::dynamic_buffer(at_server),
+                                                 asio::as_tuple(asio::use_awaitable));
+        EXPECT_EQ(ec, asio::error::eof);
+        co_await asio::async_write(s.server, asio::buffer("answer:" + std::to_string(n)),
+                                   asio::use_awaitable);
+        s.server.shutdown(tcp::socket::shutdown_send);
+      },
+      asio::detached);
+  s.io.run_for(5s);
+  EXPECT_EQ(at_server, request);
+  EXPECT_EQ(at_client, "answer:200000");
+  EXPECT_TRUE(s.done) << "both directions ended: the splice returned";
+}
+
+TEST(Splice, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
+  Spliced s;
+  s.start(200ms);
+  s.io.run_for(2s);
+  EXPECT_TRUE(s.done);
+  char byte;
+  boost::system::error_code ec;
+  s.client.read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof) << "the client sees the connection closed";
+}
+
+TEST(Splice, AResetOnOneSideEndsBothDirections) {
+  Spliced s;
+  s.start(10s);
+  s.server.set_option(asio::socket_base::linger(true, 0));
+  s.server.close();  // RST
+  s.io.run_for(2s);
+  EXPECT_TRUE(s.done);
+}
+
+TEST(ConnectionRegistry, CutOffClosesWhatIsStillOpenOnItsOwnExecutor) {
+  asio::io_context io;
+  ConnectionRegistry registry;
+  auto [a, b] = socket_pair(io);
+  bool ended = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto ticket = registry.enter(io.get_executor(), [&] { b.close(); });
+        char byte;
+        auto [ec, n] =
+            co_await b.async_read_some(asio::buffer(&byte, 1), asio::as_tuple(asio::use_awaitable));
+        EXPECT_EQ(ec, asio::error::operation_aborted);
+        ended = true;
+      },
+      asio::detached);
+  io.run_for(50ms);
+  EXPECT_EQ(registry.active(), 1u);
+  auto drained = asio::co_spawn(io, registry.drain(std::chrono::steady_clock::now() + 100ms),
+                                asio::use_future);
+  io.run_for(2s);
+  EXPECT_EQ(drained.get(), 1u) << "one connection was cut off";
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(registry.active(), 0u);
+}
+
+}  // namespace
+}  // namespace coromesh::sidecar
