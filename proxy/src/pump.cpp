@@ -99,8 +99,9 @@ asio::awaitable<void> both_ways(Client& client, Server& server, std::span<std::b
   try {
     co_await (pump(client, server, buffers.first(half), activity, from_client) &&
               pump(server, client, buffers.subspan(half), activity, to_client));
-  } catch (const boost::system::system_error&) {
-    // reset, aborted, cancelled: the connection is over either way
+  } catch (const std::exception&) {
+    // Reset, aborted, cancelled — or both pumps failed at once, which `&&` reports as
+    // asio::multiple_exceptions, not a system_error: the connection is over either way.
   }
 }
 

@@ -11,9 +11,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
+#include <csignal>
 #include <sstream>
 #include <stdexcept>
 
@@ -24,12 +26,19 @@ using asio::ip::tcp;
 
 namespace {
 
+// A hostile client's writes may hit a connection the sidecar has already closed: that
+// must fail the write, not kill the test with SIGPIPE (OpenSSL writes with write(2)).
+const bool kSigpipeIgnored = [] {
+  std::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+
 asio::awaitable<void> echo_one(tcp::socket socket, std::string tag) {
   std::string received;
-  auto [ec, n] = co_await asio::async_read(socket, asio::dynamic_buffer(received),
-                                           asio::as_tuple(asio::use_awaitable));
-  if (ec != asio::error::eof) {
-    co_return;  // not a clean half-close: no answer
+  auto [ec, n] = co_await asio::async_read_until(socket, asio::dynamic_buffer(received), '\n',
+                                                 asio::as_tuple(asio::use_awaitable));
+  if (ec && ec != asio::error::eof) {
+    co_return;  // neither a line nor a clean half-close: no answer
   }
   const std::string answer = tag + ":" + received;
   co_await asio::async_write(socket, asio::buffer(answer), asio::as_tuple(asio::use_awaitable));
@@ -78,7 +87,7 @@ TaggedEchoServer::~TaggedEchoServer() {
 }
 
 std::string exchange(std::uint16_t port, const std::string& payload,
-                     std::chrono::milliseconds timeout) {
+                     std::chrono::milliseconds timeout, bool half_close) {
   const int fd = connect_blocking(port, timeout);
   if (fd < 0) {
     return {};
@@ -92,7 +101,9 @@ std::string exchange(std::uint16_t port, const std::string& payload,
     }
     sent += static_cast<std::size_t>(n);
   }
-  ::shutdown(fd, SHUT_WR);
+  if (half_close) {
+    ::shutdown(fd, SHUT_WR);
+  }
   std::string answer;
   char buffer[16384];
   for (;;) {

@@ -25,8 +25,10 @@ namespace coromesh::testing {
 
 using namespace std::chrono_literals;
 
-// Answers each connection, once the client has half-closed, with "<tag>:" and every
-// byte it read, then closes. Runs on its own thread until destroyed.
+// Answers each connection, once the client has half-closed or sent a newline, with
+// "<tag>:" and every byte it read, then closes. Runs on its own thread until destroyed.
+// (`consul connect proxy` closes both directions when one ends, so through it a client
+// ends its request with a newline instead of a half-close.)
 class TaggedEchoServer {
  public:
   explicit TaggedEchoServer(std::string tag);
@@ -42,10 +44,11 @@ class TaggedEchoServer {
   std::thread thread_;
 };
 
-// Connects to 127.0.0.1:port, sends `payload`, half-closes, and reads until the peer
-// closes. "" when the connection fails or is closed without an answer.
+// Connects to 127.0.0.1:port, sends `payload`, half-closes (unless told not to), and
+// reads until the peer closes. "" when the connection fails or is closed without an
+// answer.
 std::string exchange(std::uint16_t port, const std::string& payload,
-                     std::chrono::milliseconds timeout = 5s);
+                     std::chrono::milliseconds timeout = 5s, bool half_close = true);
 
 // The same over TLS with `context` (a hostile or a legitimate client); "" when the
 // handshake or anything after it fails.
