@@ -53,12 +53,20 @@ asio::awaitable<void> CertificateSource::ready() {
   }
 }
 
+// A watch delivers every answer whose index moved, and Consul moves indexes for changes
+// elsewhere too: only a different value makes a new generation.
 void CertificateSource::on_roots(const consul::CaRoots& roots) {
+  if (roots_ == roots) {
+    return;
+  }
   roots_ = roots;
   rebuild();
 }
 
 void CertificateSource::on_leaf(const consul::LeafCertificate& leaf) {
+  if (leaf_ == leaf) {
+    return;
+  }
   leaf_ = leaf;
   rebuild();
 }

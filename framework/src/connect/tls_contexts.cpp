@@ -1,8 +1,11 @@
 #include "coromesh/connect/tls_contexts.hpp"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/system/error_code.hpp>
 #include <string>
 
@@ -47,9 +50,13 @@ std::shared_ptr<ssl::context> make_tls_context(TlsRole role, const consul::LeafC
   context->use_certificate_chain(boost::asio::buffer(leaf.cert_pem), ec);
   check(ec, "leaf certificate of " + leaf.service);
   context->use_private_key(boost::asio::buffer(leaf.private_key_pem), ssl::context::pem, ec);
+  // OpenSSL checks the key against the certificate as it loads it. The messages are ours,
+  // not OpenSSL's: say what failed, never anything near the key's content.
+  if (ec && ec.category() == boost::asio::error::get_ssl_category() &&
+      ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH) {
+    throw TlsMaterialError("private key of " + leaf.service + " does not match its certificate");
+  }
   if (ec) {
-    // Not ec.message() with the key's content in it: OpenSSL's messages do not quote it,
-    // but say only what failed to stay on the safe side.
     throw TlsMaterialError("private key of " + leaf.service + " is unreadable");
   }
   if (SSL_CTX_check_private_key(native) != 1) {

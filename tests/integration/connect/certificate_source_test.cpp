@@ -8,7 +8,7 @@
 
 #include "connect_fixture.hpp"
 #include "coromesh/connect/tls_contexts.hpp"
-#include "self_signed.hpp"
+#include "test_certificate_authority.hpp"
 
 namespace coromesh::connect {
 namespace {
@@ -91,7 +91,7 @@ TEST_F(CertificateSourceIntegration, ASelfSignedClientIsRefusedAsUntrusted) {
     co_await b.ready();
     // It even names a plausible identity of the right trust domain: only the chain tells.
     auto impostor =
-        test_certs::self_signed("spiffe://" + b.trust_domain() + "/ns/default/dc/dc1/svc/a");
+        coromesh::testing::self_signed("spiffe://" + b.trust_domain() + "/ns/default/dc/dc1/svc/a");
     ssl::context client_ctx(ssl::context::tls_client);
     client_ctx.use_certificate_chain(asio::buffer(impostor.cert_pem));
     client_ctx.use_private_key(asio::buffer(impostor.key_pem), ssl::context::pem);
@@ -161,8 +161,9 @@ TEST_F(CertificateSourceIntegration, ARootRotationPublishesANewGenerationThatHan
 
         // The built-in CA with a new private key: Consul makes a new root from it and
         // cross-signs it with the old one.
-        boost::json::object config{{"Provider", "consul"},
-                                   {"Config", {{"PrivateKey", test_certs::new_ec_key_pem()}}}};
+        boost::json::object config{
+            {"Provider", "consul"},
+            {"Config", {{"PrivateKey", coromesh::testing::new_ec_key_pem()}}}};
         coromesh::testing::FetchResult answer;
         co_await consul::off_loop([&] {
           answer =

@@ -24,8 +24,10 @@ class FakeAgentClient final : public AgentClient {
   int reject_status = 0;              // non-zero: registrations answer this status
   std::chrono::milliseconds hang{0};  // every call first waits this long (a stuck agent)
   // Connect: what the CA answers, and the intentions' verdict for a (target, client URI).
+  // Bump connect_index with every change, as Consul would, or a watch sees old news.
   CaRoots ca_roots;
   LeafCertificate leaf;
+  std::uint64_t connect_index = 1;
   std::function<AuthorizeResult(const std::string& target, const std::string& client_uri)>
       authorize = [](const std::string&, const std::string&) {
         return AuthorizeResult{.authorized = true, .reason = "default allow"};
@@ -70,11 +72,11 @@ class FakeAgentClient final : public AgentClient {
   }
   Task<QueryResult<CaRoots>> connect_ca_roots(QueryOptions) override {
     co_await enter("ca_roots");
-    co_return QueryResult<CaRoots>{ca_roots, 1};
+    co_return QueryResult<CaRoots>{ca_roots, connect_index};
   }
   Task<QueryResult<LeafCertificate>> connect_ca_leaf(std::string service, QueryOptions) override {
     co_await enter("ca_leaf " + service);
-    co_return QueryResult<LeafCertificate>{leaf, 1};
+    co_return QueryResult<LeafCertificate>{leaf, connect_index};
   }
   Task<AuthorizeResult> connect_authorize(std::string target, std::string client_cert_uri,
                                           std::string) override {
