@@ -4,7 +4,7 @@
 // (POST /v1/agent/connect/authorize), which matches the intentions it keeps in sync.
 //
 // Why ask the agent rather than match intentions locally: the agent's answer is Consul's
-// own matching (precedence, wildcards, L7 intentions reported as such), so our sidecar
+// own matching (precedence, wildcards, the default policy), so our sidecar
 // and `consul connect proxy` can never disagree; the agent answers from memory, and a
 // short cache keeps that off the path of most connections.
 //
