@@ -1,0 +1,8 @@
+# Sources of the connect module (see framework/CMakeLists.txt): Consul Connect identity
+# (certificates, SPIFFE IDs, peer verification, authorization).
+list(APPEND COROMESH_FRAMEWORK_SOURCES
+  src/connect/spiffe_id.cpp
+  src/connect/tls_contexts.cpp
+  src/connect/peer_verifier.cpp
+  src/connect/certificate_source.cpp
+  src/connect/authorizer.cpp)
