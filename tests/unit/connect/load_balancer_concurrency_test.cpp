@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "coromesh/connect/atomic_snapshot.hpp"
 #include "coromesh/connect/load_balancer.hpp"
 #include "endpoint_sets.hpp"
 
@@ -27,7 +28,7 @@ TEST_P(Concurrency, PickAndDoneFromTwoThreadsWhileSnapshotsChange) {
        .ejection = {.consecutive_failures = 3, .base_ejection_time = 1ms, .max_ejection_time = 5ms},
        .seed = 1});
   // The watch's side: a snapshot anyone may load while it is replaced.
-  std::atomic<std::shared_ptr<const EndpointSet>> current{endpoints({"p1", "p2", "p3"}, 1)};
+  AtomicSnapshot<EndpointSet> current{endpoints({"p1", "p2", "p3"}, 1)};
   std::atomic<bool> stop{false};
   std::thread publisher([&] {
     const std::vector<std::vector<std::string>> shapes{
