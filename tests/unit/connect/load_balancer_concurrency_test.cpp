@@ -88,6 +88,34 @@ TEST_P(Concurrency, PickAndDoneFromTwoThreadsWhileSnapshotsChange) {
   }
 }
 
+TEST(AtomicSnapshot, ReadersSeeWholeValuesInOrderWhileAWriterReplacesThem) {
+  struct Value {
+    std::uint64_t number;
+    std::uint64_t twice;  // written with `number`: a torn or stale-half read breaks it
+  };
+  AtomicSnapshot<Value> cell{std::make_shared<const Value>(Value{0, 0})};
+  constexpr std::uint64_t kLast = 20000;
+  std::thread writer([&] {
+    for (std::uint64_t n = 1; n <= kLast; ++n) {
+      cell.store(std::make_shared<const Value>(Value{n, 2 * n}));
+    }
+  });
+  auto reader = [&] {
+    std::uint64_t seen = 0;
+    while (seen < kLast) {
+      auto value = cell.load();
+      EXPECT_EQ(value->twice, 2 * value->number);
+      EXPECT_GE(value->number, seen);  // never goes back
+      seen = value->number;
+    }
+  };
+  std::thread first(reader);
+  std::thread second(reader);
+  writer.join();
+  first.join();
+  second.join();
+}
+
 INSTANTIATE_TEST_SUITE_P(Policies, Concurrency,
                          ::testing::Values(BalancePolicy::round_robin, BalancePolicy::least_request,
                                            BalancePolicy::p2c_ewma),
