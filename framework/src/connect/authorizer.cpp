@@ -1,5 +1,6 @@
 #include "coromesh/connect/authorizer.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
@@ -50,6 +51,47 @@ asio::awaitable<Decision> Authorizer::authorize(std::string target_service, Spif
         it->second.result.authorized, it->second.result.reason, Decision::Source::cache, {}};
   }
 
+  // Callers asking for the same pair meanwhile wait for this call's answer instead of
+  // sending their own (a burst of new connections from one client after the TTL).
+  for (;;) {
+    auto it = in_flight_.find(key);
+    if (it == in_flight_.end()) {
+      break;
+    }
+    auto pending = it->second;
+    co_await pending->done.async_wait(asio::as_tuple(asio::use_awaitable));
+    auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
+      throw boost::system::system_error(asio::error::operation_aborted);
+    }
+    if (pending->decision) {
+      co_return *pending->decision;
+    }
+    // The caller that asked was cancelled before the answer: ask again.
+  }
+  auto pending = std::make_shared<Pending>(co_await asio::this_coro::executor);
+  in_flight_.emplace(key, pending);
+  // On every way out of this frame, cancellation included: the waiters wake up.
+  struct Release {
+    Authorizer& self;
+    const std::string& key;
+    Pending& pending;
+    ~Release() {
+      if (auto it = self.in_flight_.find(key);
+          it != self.in_flight_.end() && it->second.get() == &pending) {
+        self.in_flight_.erase(it);
+      }
+      pending.done.cancel();
+    }
+  } release{*this, key, *pending};
+  pending->decision = co_await ask_agent(key, target_service, client_uri, client_cert_serial);
+  co_return *pending->decision;
+}
+
+asio::awaitable<Decision> Authorizer::ask_agent(const std::string& key,
+                                                const std::string& target_service,
+                                                const std::string& client_uri,
+                                                const std::string& client_cert_serial) {
   // The call races a timer; a parallel group (not `||`, which waits for the first
   // *success*) ends both as soon as either completes. It also waits for the cancelled
   // one to finish, so nothing of this frame is used after it returns.

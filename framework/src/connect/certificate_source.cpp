@@ -32,15 +32,19 @@ asio::awaitable<void> CertificateSource::run() {
   consul::WatchQuery<consul::LeafCertificate> leaf_query = [this](consul::QueryOptions next) {
     return consul_.connect_ca_leaf(service_, next);
   };
+  consul::WatchCallback<consul::CaRoots> roots_changed = [this](const consul::CaRoots& roots) {
+    on_roots(roots);
+  };
+  consul::WatchCallback<consul::LeafCertificate> leaf_changed =
+      [this](const consul::LeafCertificate& leaf) { on_leaf(leaf); };
+  auto roots_watch = consul::watch<consul::CaRoots>("connect_roots", std::move(roots_query),
+                                                    std::move(roots_changed), options_.watch);
+  auto leaf_watch = consul::watch<consul::LeafCertificate>(
+      "connect_leaf:" + service_, std::move(leaf_query), std::move(leaf_changed), options_.watch);
   // Both watches end together: on cancellation each returns, and `&&` forwards the
-  // cancellation to both. The callbacks never throw (see on_roots/on_leaf), so neither
-  // watch ends by itself.
-  co_await (consul::watch<consul::CaRoots>(
-                "connect_roots", std::move(roots_query),
-                [this](const consul::CaRoots& roots) { on_roots(roots); }, options_.watch) &&
-            consul::watch<consul::LeafCertificate>(
-                "connect_leaf:" + service_, std::move(leaf_query),
-                [this](const consul::LeafCertificate& leaf) { on_leaf(leaf); }, options_.watch));
+  // cancellation to both. The callbacks never throw (see rebuild()), so neither watch
+  // ends by itself.
+  co_await (std::move(roots_watch) && std::move(leaf_watch));
 }
 
 asio::awaitable<void> CertificateSource::ready() {

@@ -59,8 +59,7 @@ void EndpointWatch::publish(const std::vector<consul::ServiceInstance>& instance
   ++generation_;
   log::info("connect.endpoints",
             {{"service", service_}, {"endpoints", next.size()}, {"generation", generation_}});
-  auto previous = snapshot_.exchange(std::make_shared<const EndpointSet>(std::move(next)),
-                                     std::memory_order_acq_rel);
+  auto previous = snapshot_.exchange(std::make_shared<const EndpointSet>(std::move(next)));
   if (!previous) {
     wake_waiters({});
   }

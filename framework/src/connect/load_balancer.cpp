@@ -9,6 +9,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "coromesh/connect/atomic_snapshot.hpp"
 #include "coromesh/log/logger.hpp"
 
 namespace coromesh::connect {
@@ -127,12 +128,12 @@ struct BalancerCore {
 
   std::shared_ptr<const SnapshotIndex> index_for(
       const std::shared_ptr<const EndpointSet>& snapshot) {
-    auto current = index.load(std::memory_order_acquire);
+    auto current = index.load();
     if (current && current->source == snapshot) {
       return current;  // the hot path: the snapshot every pick() passes until it changes
     }
     std::lock_guard lock(index_mutex);
-    current = index.load(std::memory_order_acquire);
+    current = index.load();
     if (current && current->source == snapshot) {
       return current;
     }
@@ -154,7 +155,7 @@ struct BalancerCore {
     // states it shares with the current one, but do not make it current (that would
     // forget the endpoints only the newer one has).
     if (!current || snapshot->generation >= current->source->generation) {
-      index.store(built, std::memory_order_release);
+      index.store(built);
     }
     return built;
   }
@@ -193,7 +194,7 @@ struct BalancerCore {
         state.ejected_until.load(std::memory_order_relaxed) > at) {
       return;  // another thread's failure ejected it already
     }
-    auto current = index.load(std::memory_order_acquire);
+    auto current = index.load();
     if (!current) {
       return;
     }
@@ -234,7 +235,7 @@ struct BalancerCore {
 
   const LoadBalancerOptions options;
   double decay_ns;
-  std::atomic<std::shared_ptr<const SnapshotIndex>> index;
+  AtomicSnapshot<SnapshotIndex> index;
   std::mutex index_mutex;     // building a new index (once per snapshot)
   std::mutex ejection_mutex;  // ejection decisions (count, then eject)
   std::atomic<std::uint64_t> rotation{0};
@@ -375,7 +376,7 @@ Pick LoadBalancer::pick(const std::shared_ptr<const EndpointSet>& snapshot,
 
 std::vector<EndpointStats> LoadBalancer::endpoint_stats() const {
   std::vector<EndpointStats> stats;
-  auto index = core_->index.load(std::memory_order_acquire);
+  auto index = core_->index.load();
   if (!index) {
     return stats;
   }

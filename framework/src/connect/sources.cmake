@@ -1,6 +1,6 @@
 # Sources of the connect module (see framework/CMakeLists.txt): Consul Connect identity
-# (certificates, SPIFFE IDs, peer verification, authorization) and discovery (endpoints,
-# balancing).
+# (certificates, SPIFFE IDs, peer verification, authorization) and discovery (endpoint
+# watch, load balancing, outlier ejection).
 list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/connect/spiffe_id.cpp
   src/connect/tls_contexts.cpp

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <set>
 
@@ -182,6 +183,51 @@ TEST_F(AuthorizerTest, ACancelledCallerIsNotAnswered) {
   } catch (const boost::system::system_error& e) {
     EXPECT_EQ(e.code(), asio::error::operation_aborted);
   }
+}
+
+TEST_F(AuthorizerTest, ConcurrentCallersForOnePairShareOneAgentCall) {
+  auto authorizer = make();
+  consul_.hang = 20ms;
+  std::vector<Decision> decisions;
+  run_async(ioc_, [&]() -> asio::awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    auto ask_one = [&](std::string from) -> asio::awaitable<void> {
+      decisions.push_back(co_await authorizer.authorize("b", client(from), "01"));
+    };
+    co_await (ask_one("a") && ask_one("a") && ask_one("a") && ask_one("x"));
+  }());
+  ASSERT_EQ(decisions.size(), 4u);
+  EXPECT_EQ(consul_.count("authorize b spiffe://t.consul/ns/default/dc/dc1/svc/a"), 1u);
+  EXPECT_EQ(consul_.count("authorize b spiffe://t.consul/ns/default/dc/dc1/svc/x"), 1u)
+      << "another pair has its own call";
+  for (const auto& decision : decisions) {
+    EXPECT_TRUE(decision.authorized);
+    EXPECT_EQ(decision.source, Source::agent);
+  }
+}
+
+TEST_F(AuthorizerTest, AWaiterAsksItselfWhenTheCallerItWaitedForIsCancelled) {
+  auto authorizer = make();
+  consul_.hang = 50ms;
+  boost::asio::cancellation_signal stop_first;
+  bool first_done = false;
+  std::exception_ptr first_error;
+  asio::co_spawn(
+      ioc_, authorizer.authorize("b", client("a"), "01"),
+      asio::bind_cancellation_slot(stop_first.slot(), [&](std::exception_ptr e, Decision) {
+        first_error = e;
+        first_done = true;
+      }));
+  std::optional<Decision> second;
+  asio::co_spawn(ioc_, authorizer.authorize("b", client("a"), "02"),
+                 [&](std::exception_ptr, Decision d) { second = d; });
+  ioc_.run_for(10ms);
+  stop_first.emit(asio::cancellation_type::terminal);
+  ioc_.run_for(500ms);
+  EXPECT_TRUE(first_done && first_error) << "the cancelled caller gets no answer";
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(second->authorized);
+  EXPECT_EQ(consul_.count("authorize"), 2u) << "the waiter asked for itself";
 }
 
 }  // namespace

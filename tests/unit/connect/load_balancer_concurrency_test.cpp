@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "coromesh/connect/atomic_snapshot.hpp"
 #include "coromesh/connect/load_balancer.hpp"
 #include "endpoint_sets.hpp"
 
@@ -27,7 +28,7 @@ TEST_P(Concurrency, PickAndDoneFromTwoThreadsWhileSnapshotsChange) {
        .ejection = {.consecutive_failures = 3, .base_ejection_time = 1ms, .max_ejection_time = 5ms},
        .seed = 1});
   // The watch's side: a snapshot anyone may load while it is replaced.
-  std::atomic<std::shared_ptr<const EndpointSet>> current{endpoints({"p1", "p2", "p3"}, 1)};
+  AtomicSnapshot<EndpointSet> current{endpoints({"p1", "p2", "p3"}, 1)};
   std::atomic<bool> stop{false};
   std::thread publisher([&] {
     const std::vector<std::vector<std::string>> shapes{
@@ -85,6 +86,34 @@ TEST_P(Concurrency, PickAndDoneFromTwoThreadsWhileSnapshotsChange) {
   for (const auto& stats : balancer.endpoint_stats()) {
     EXPECT_EQ(stats.in_flight, 0u) << stats.key;
   }
+}
+
+TEST(AtomicSnapshot, ReadersSeeWholeValuesInOrderWhileAWriterReplacesThem) {
+  struct Value {
+    std::uint64_t number;
+    std::uint64_t twice;  // written with `number`: a torn or stale-half read breaks it
+  };
+  AtomicSnapshot<Value> cell{std::make_shared<const Value>(Value{0, 0})};
+  constexpr std::uint64_t kLast = 20000;
+  std::thread writer([&] {
+    for (std::uint64_t n = 1; n <= kLast; ++n) {
+      cell.store(std::make_shared<const Value>(Value{n, 2 * n}));
+    }
+  });
+  auto reader = [&] {
+    std::uint64_t seen = 0;
+    while (seen < kLast) {
+      auto value = cell.load();
+      EXPECT_EQ(value->twice, 2 * value->number);
+      EXPECT_GE(value->number, seen);  // never goes back
+      seen = value->number;
+    }
+  };
+  std::thread first(reader);
+  std::thread second(reader);
+  writer.join();
+  first.join();
+  second.join();
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, Concurrency,

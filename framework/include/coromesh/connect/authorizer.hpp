@@ -4,14 +4,15 @@
 // (POST /v1/agent/connect/authorize), which matches the intentions it keeps in sync.
 //
 // Why ask the agent rather than match intentions locally: the agent's answer is Consul's
-// own matching (precedence, wildcards, L7 intentions reported as such), so our sidecar
+// own matching (precedence, wildcards, the default policy), so our sidecar
 // and `consul connect proxy` can never disagree; the agent answers from memory, and a
 // short cache keeps that off the path of most connections.
 //
 // Cache: each (target, client SPIFFE URI) decision is reused for `ttl` (1s by default,
 // so a new intention applies within about a second), at most `max_entries` pairs, least
 // recently used evicted first. The certificate serial is passed on but is not part of
-// the key: intentions name services, not certificates.
+// the key: intentions name services, not certificates. Concurrent callers asking for a
+// pair that is not cached share one agent call.
 //
 // When the agent cannot decide — unreachable, timed out, 5xx, or an answer that does not
 // decode — the last decision known for that pair is returned, however old, marked
@@ -24,11 +25,15 @@
 // Threads: bound to the AgentClient's executor; call authorize() from coroutines on it.
 // `consul` must outlive the authorizer; destroy it only when no authorize() is running.
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -82,6 +87,22 @@ class Authorizer {
     std::list<std::string>::iterator recency;  // position in recency_
   };
 
+  // One agent call whose answer several callers may wait for; `done` never expires by
+  // itself and is cancelled when the call ends (with a decision or, if the asking
+  // caller was cancelled, without one).
+  struct Pending {
+    explicit Pending(const boost::asio::any_io_executor& executor)
+        : done(executor, boost::asio::steady_timer::time_point::max()) {}
+    boost::asio::steady_timer done;
+    std::optional<Decision> decision;
+  };
+
+  // The agent's answer for `key`, or the fallback when it cannot give one. The
+  // references point into the calling authorize() frame, which outlives this call.
+  boost::asio::awaitable<Decision> ask_agent(const std::string& key,
+                                             const std::string& target_service,
+                                             const std::string& client_uri,
+                                             const std::string& client_cert_serial);
   Decision fall_back(const std::string& key, std::string why);
   void remember(const std::string& key, const consul::AuthorizeResult& result);
 
@@ -89,6 +110,7 @@ class Authorizer {
   AuthorizerOptions options_;
   std::unordered_map<std::string, Entry> cache_;
   std::list<std::string> recency_;  // keys, most recently used first
+  std::unordered_map<std::string, std::shared_ptr<Pending>> in_flight_;
 };
 
 }  // namespace coromesh::connect

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "coromesh/connect/atomic_snapshot.hpp"
 #include "coromesh/connect/endpoint_set.hpp"
 #include "coromesh/consul/agent_client.hpp"
 #include "coromesh/consul/watch.hpp"
@@ -55,9 +56,9 @@ class EndpointWatch {
   // Call once.
   boost::asio::awaitable<void> run();
 
-  // The latest answer; null until the first one. Lock-free to read (see load_balancer.hpp
-  // for what std::atomic<std::shared_ptr> costs).
-  Snapshot snapshot() const noexcept { return snapshot_.load(std::memory_order_acquire); }
+  // The latest answer; null until the first one. Never waits on the watch: the only
+  // lock is AtomicSnapshot's spin flag, held for a reference-count increment.
+  Snapshot snapshot() const noexcept { return snapshot_.load(); }
 
   // The latest snapshot once there is one: returns at once if Consul has answered,
   // otherwise waits for its first answer. Throws
@@ -82,7 +83,7 @@ class EndpointWatch {
   consul::AgentClient& consul_;
   std::string service_;
   consul::WatchOptions options_;
-  std::atomic<Snapshot> snapshot_;
+  AtomicSnapshot<EndpointSet> snapshot_;
   std::uint64_t generation_ = 0;  // only touched by run()'s callback
 
   // Only the (rare) ready() waits take this lock; snapshot() never does.

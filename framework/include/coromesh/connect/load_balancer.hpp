@@ -48,8 +48,8 @@
 // snapshot is indexed once, under a mutex, by the first pick() that sees it (a reader
 // still passing an older snapshot than the newest is served, but re-indexed under that
 // mutex at each pick: pass the watch's current snapshot); ejection decisions (rare) take
-// another. The current index is a std::atomic<std::shared_ptr>:
-// libstdc++ guards it with a spin bit held for a pointer copy, not a sleeping lock.
+// another. The current index is read through an AtomicSnapshot: a spin flag held for a
+// reference-count increment, never a sleeping lock.
 // Picks keep the balancer's state alive: a Pick may outlive its LoadBalancer.
 
 #include <chrono>

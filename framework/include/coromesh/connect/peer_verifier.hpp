@@ -10,6 +10,10 @@
 //                     : verify_peer(stream, {.trust_domain = td, .service = "db"});
 //   if (!verdict) { log + count to_string(verdict.refusal); close; }
 //
+// With TLS 1.3 a client's handshake completes before the server has judged the client's
+// certificate: a server's refusal reaches the client as an error on its first read (an
+// alert), not as a handshake failure. Only the refusing side can name the reason.
+//
 // The same calls serve a server handshake (no expected service: authorization decides
 // who may call, authorizer.hpp) and a client one. Pure functions of the SSL object:
 // call them on the thread that owns the stream, after the handshake.
