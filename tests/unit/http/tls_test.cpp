@@ -343,6 +343,49 @@ TEST_F(HttpTls, ClientRefusesTls11EvenWhenItsContextAllowsIt) {
   EXPECT_EQ(whoami_error(client, to_old).code(), ClientErrc::tls_handshake);
 }
 
+// Sends `bytes` over a fresh TLS connection and returns everything read until the server
+// closes (at most 10 s).
+asio::awaitable<std::string> tls_exchange(std::uint16_t port, std::shared_ptr<ssl::context> context,
+                                          std::string bytes) {
+  auto executor = co_await asio::this_coro::executor;
+  ssl::stream<tcp::socket> stream(executor, *context);
+  co_await stream.next_layer().async_connect({asio::ip::make_address("127.0.0.1"), port},
+                                             asio::use_awaitable);
+  co_await stream.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+  co_await asio::async_write(stream, asio::buffer(bytes), asio::use_awaitable);
+  std::string answer;
+  asio::steady_timer limit(executor, 10s);
+  for (;;) {
+    char chunk[4096];
+    auto done = co_await (stream.async_read_some(asio::buffer(chunk), use_tuple) ||
+                          limit.async_wait(use_tuple));
+    if (done.index() == 1) {
+      co_return answer + "<still open after 10 s>";
+    }
+    auto [ec, n] = std::get<0>(done);
+    answer.append(chunk, n);
+    if (ec) {
+      co_return answer;
+    }
+  }
+}
+
+TEST_F(HttpTls, ServerLimitsApplyOverTls) {
+  start_server();
+  auto context = make_tls_context(&web_leaf_, {ca_.certificate_pem()});
+  std::string huge_header =
+      "GET /whoami HTTP/1.1\r\nHost: api\r\nX-Big: " + std::string(16 * 1024, 'x') + "\r\n\r\n";
+  auto answer = run(ioc_, tls_exchange(server_->port(), context, huge_header));
+  EXPECT_EQ(answer.rfind("HTTP/1.1 431 ", 0), 0u) << answer.substr(0, 200);
+
+  auto pipelined = run(ioc_, tls_exchange(server_->port(), context,
+                                          "GET /whoami HTTP/1.1\r\nHost: api\r\n\r\n"
+                                          "GET /nowhere HTTP/1.1\r\nHost: api\r\n"
+                                          "Connection: close\r\n\r\n"));
+  EXPECT_NE(pipelined.find(ca_.spiffe_id("web")), std::string::npos) << pipelined;
+  EXPECT_NE(pipelined.find("HTTP/1.1 404 "), std::string::npos) << pipelined;
+}
+
 TEST_F(HttpTls, DrainEndsAnIdleTlsConnectionWithCloseNotify) {
   start_server();
   auto context = make_tls_context(&web_leaf_, {ca_.certificate_pem()});
