@@ -48,7 +48,10 @@ cmd_up() {
   mkdir -p "$state"
 
   step "build"
-  cmake -S "$COROMESH_ROOT" -B "$COROMESH_ROOT/build" -G Ninja >"$state/configure.log" 2>&1 \
+  local cxx
+  cxx=$(coromesh_cxx)
+  cmake -S "$COROMESH_ROOT" -B "$COROMESH_ROOT/build" -G Ninja \
+    -DCMAKE_CXX_COMPILER="$cxx" >"$state/configure.log" 2>&1 \
     || die "cmake configure failed (log: $state/configure.log)"
   cmake --build "$COROMESH_ROOT/build" -j 2 >"$state/build.log" 2>&1 \
     || die "build failed (log: $state/build.log)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything coromesh needs on a Debian 12 machine; idempotent and quiet when
 # there is nothing to do. Called by ./ops/test.sh and ./ops/demo.sh.
-#   - Debian packages (compiler, CMake/Ninja, Boost 1.81, OpenSSL, prometheus-cpp,
+#   - Debian packages (clang 16, the default compiler, and g++ 12, which CI also
+#     builds the library with; CMake/Ninja, Boost 1.81, OpenSSL, prometheus-cpp,
 #     GoogleTest, Google Benchmark, Prometheus, wrk, nginx for the baseline benchmark)
 #   - Consul, built from Go modules into ops/.tools/bin (see ops/build-consul.sh)
 #   - Prometheus 2.x, built from Go modules into ops/.tools/bin (ops/build-prometheus.sh):
@@ -20,7 +21,7 @@ packages=(
   g++ cmake ninja-build ccache pkg-config git curl jq bc
   libboost1.81-all-dev libssl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang-14 libclang-rt-14-dev clang-format-14
+  clang-16 libclang-rt-16-dev clang-format-14
   wrk nginx-light
 )
 

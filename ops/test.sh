@@ -4,7 +4,7 @@
 #   ./ops/test.sh                 everything
 #   ./ops/test.sh -L unit         only the hermetic unit tests (ctest arguments pass through)
 # Environment: BUILD_DIR (default build), COROMESH_SANITIZER (address|thread),
-#              JOBS (default 2, the machine's size).
+#              JOBS (default 2, the machine's size), CXX (default clang++-16).
 set -euo pipefail
 COROMESH_SCRIPT=test
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -16,10 +16,11 @@ jobs="${JOBS:-2}"
 
 mkdir -p "$build_dir"
 step "configure"
-cmake -S "$COROMESH_ROOT" -B "$build_dir" -G Ninja \
+cxx=$(coromesh_cxx)
+cmake -S "$COROMESH_ROOT" -B "$build_dir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" \
   -DCOROMESH_SANITIZER="${COROMESH_SANITIZER:-}" >"$build_dir/configure.log" 2>&1 \
   || { tail -40 "$build_dir/configure.log" >&2; die "cmake configure failed"; }
-step_done
+step_done "$cxx"
 
 step "build"
 if ! cmake --build "$build_dir" -j "$jobs" >"$build_dir/build.log" 2>&1; then

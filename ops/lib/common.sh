@@ -38,3 +38,12 @@ as_root() {
     return 1
   fi
 }
+
+# The C++ compiler the scripts configure with: $CXX when set, else clang++-16 (g++ 12
+# miscompiles temporaries in co_await operands; see cmake/CoromeshCompiler.cmake). A
+# full path, so that re-running against an existing build tree does not look like a
+# compiler change to CMake.
+coromesh_cxx() {
+  local cxx="${CXX:-clang++-16}"
+  command -v "$cxx" 2>/dev/null || die "C++ compiler '$cxx' not found (./ops/setup.sh installs clang++-16)"
+}

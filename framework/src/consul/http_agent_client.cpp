@@ -225,6 +225,39 @@ AgentClient::Task<QueryResult<std::vector<ServiceInstance>>> HttpAgentClient::he
                                                       answer.index()};
 }
 
+AgentClient::Task<QueryResult<CaRoots>> HttpAgentClient::connect_ca_roots(QueryOptions query) {
+  std::string target = "/v1/agent/connect/ca/roots";
+  auto wait = add_blocking_params(target, query);
+  auto answer = co_await call(http::Verb::get, std::move(target), {}, wait);
+  if (!answer.ok()) {
+    answer.reject();
+  }
+  co_return QueryResult<CaRoots>{answer.decode(detail::decode_ca_roots), answer.index()};
+}
+
+AgentClient::Task<QueryResult<LeafCertificate>> HttpAgentClient::connect_ca_leaf(
+    std::string service, QueryOptions query) {
+  std::string target = "/v1/agent/connect/ca/leaf/" + detail::url_encode(service);
+  auto wait = add_blocking_params(target, query);
+  auto answer = co_await call(http::Verb::get, std::move(target), {}, wait);
+  if (!answer.ok()) {
+    answer.reject();
+  }
+  co_return QueryResult<LeafCertificate>{answer.decode(detail::decode_leaf_certificate),
+                                         answer.index()};
+}
+
+AgentClient::Task<AuthorizeResult> HttpAgentClient::connect_authorize(
+    std::string target, std::string client_cert_uri, std::string client_cert_serial) {
+  auto answer =
+      co_await call(http::Verb::post, "/v1/agent/connect/authorize",
+                    detail::encode_authorize_request(target, client_cert_uri, client_cert_serial));
+  if (!answer.ok()) {
+    answer.reject();
+  }
+  co_return answer.decode(detail::decode_authorize_result);
+}
+
 AgentClient::Task<QueryResult<std::optional<KvEntry>>> HttpAgentClient::kv_get(std::string key,
                                                                                QueryOptions query) {
   std::string target = "/v1/kv/" + detail::url_encode(key, true);

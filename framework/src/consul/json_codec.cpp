@@ -9,63 +9,12 @@
 #include <variant>
 
 #include "encoding.hpp"
+#include "json_fields.hpp"
 
 namespace coromesh::consul::detail {
 namespace {
 
-namespace json = boost::json;
-
-json::value parse(std::string_view body) {
-  boost::system::error_code ec;
-  auto value = json::parse(body, ec);
-  if (ec) {
-    throw DecodeError("invalid JSON: " + ec.message());
-  }
-  return value;
-}
-
-const json::object& as_object(const json::value& value, std::string_view what) {
-  if (const auto* object = value.if_object()) {
-    return *object;
-  }
-  throw DecodeError(std::string(what) + " is not an object");
-}
-
-const json::array& as_array(const json::value& value, std::string_view what) {
-  if (const auto* array = value.if_array()) {
-    return *array;
-  }
-  throw DecodeError(std::string(what) + " is not an array");
-}
-
-// Absent and null read as "", anything but a string is an error.
-std::string string_field(const json::object& object, std::string_view key) {
-  const auto* value = object.if_contains(key);
-  if (value == nullptr || value->is_null()) {
-    return {};
-  }
-  if (const auto* text = value->if_string()) {
-    return std::string(*text);
-  }
-  throw DecodeError("field " + std::string(key) + " is not a string");
-}
-
-std::uint64_t unsigned_field(const json::object& object, std::string_view key,
-                             std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) {
-  const auto* value = object.if_contains(key);
-  if (value == nullptr || value->is_null()) {
-    return 0;
-  }
-  if (value->is_uint64() && value->get_uint64() <= max) {
-    return value->get_uint64();
-  }
-  if (value->is_int64() && value->get_int64() >= 0 &&
-      static_cast<std::uint64_t>(value->get_int64()) <= max) {
-    return static_cast<std::uint64_t>(value->get_int64());
-  }
-  throw DecodeError("field " + std::string(key) + " is not an integer in [0, " +
-                    std::to_string(max) + "]");
-}
+using namespace json_fields;
 
 std::uint16_t port_field(const json::object& object) {
   return static_cast<std::uint16_t>(unsigned_field(object, "Port", 65535));

@@ -4,6 +4,7 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/consul/error.cpp
   src/consul/encoding.cpp
   src/consul/json_codec.cpp
+  src/consul/connect_codec.cpp
   src/consul/agent_client.cpp
   src/consul/http_agent_client.cpp
   src/consul/backoff.cpp

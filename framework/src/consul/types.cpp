@@ -18,4 +18,13 @@ std::string ttl_check_id(std::string_view service_id) {
   return "service:" + std::string(service_id);
 }
 
+const CaRoot* CaRoots::active_root() const noexcept {
+  for (const auto& root : roots) {
+    if (root.id == active_root_id) {
+      return &root;
+    }
+  }
+  return nullptr;
+}
+
 }  // namespace coromesh::consul

@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <exception>
 #include <utility>
 
 #include "coromesh/log/logger.hpp"
@@ -75,6 +76,21 @@ boost::asio::awaitable<void> WatchLoop::failed(std::string error) {
   }
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, delay);
   co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+}
+
+void WatchLoop::callback_failed() const noexcept {
+  try {
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      log::error("consul.watch.callback_failed", {{"watch", name_}, {"error", e.what()}});
+    } catch (...) {
+      log::error("consul.watch.callback_failed",
+                 {{"watch", name_}, {"error", "unknown exception"}});
+    }
+  } catch (...) {
+    // Out of memory even for the log line: the watch must go on regardless.
+  }
 }
 
 }  // namespace detail

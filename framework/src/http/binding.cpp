@@ -128,16 +128,23 @@ void throw_invalid(std::string_view where, std::string_view field, std::string_v
                   std::string(where) + " '" + std::string(field) + "': " + std::string(why));
 }
 
+void throw_invalid_json(std::string_view path, std::string_view why) {
+  if (path.empty()) {
+    throw HttpError(Status::bad_request, "invalid_field", "JSON body: " + std::string(why));
+  }
+  throw_invalid("JSON body field", path, why);
+}
+
 void json_to(const boost::json::value& v, const std::string& path, std::string& out) {
   if (!v.is_string()) {
-    throw_invalid("JSON field", path, "expected a string");
+    throw_invalid_json(path, "expected a string");
   }
   out = std::string(v.get_string());
 }
 
 void json_to(const boost::json::value& v, const std::string& path, bool& out) {
   if (!v.is_bool()) {
-    throw_invalid("JSON field", path, "expected true or false");
+    throw_invalid_json(path, "expected true or false");
   }
   out = v.get_bool();
 }
@@ -146,9 +153,9 @@ void json_to(const boost::json::value& v, const std::string& path, std::int64_t&
   if (v.is_int64()) {
     out = v.get_int64();
   } else if (v.is_uint64()) {
-    throw_invalid("JSON field", path, "value is out of range");
+    throw_invalid_json(path, "value is out of range");
   } else {
-    throw_invalid("JSON field", path, "expected an integer");
+    throw_invalid_json(path, "expected an integer");
   }
 }
 
@@ -158,15 +165,15 @@ void json_to(const boost::json::value& v, const std::string& path, std::uint64_t
   } else if (v.is_int64() && v.get_int64() >= 0) {
     out = static_cast<std::uint64_t>(v.get_int64());
   } else if (v.is_int64()) {
-    throw_invalid("JSON field", path, "must not be negative");
+    throw_invalid_json(path, "must not be negative");
   } else {
-    throw_invalid("JSON field", path, "expected an integer");
+    throw_invalid_json(path, "expected an integer");
   }
 }
 
 void json_to(const boost::json::value& v, const std::string& path, double& out) {
   if (!v.is_number()) {
-    throw_invalid("JSON field", path, "expected a number");
+    throw_invalid_json(path, "expected a number");
   }
   out = v.to_number<double>();
 }

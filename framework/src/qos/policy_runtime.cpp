@@ -6,8 +6,11 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <type_traits>
 
 #include "coromesh/config/values.hpp"
+#include "coromesh/qos/interceptors.hpp"
 
 namespace coromesh::qos {
 
@@ -135,38 +138,62 @@ std::string rate_text(double fraction) {
   return text + "%";
 }
 
+template <class F>
+std::string value_text(const F& field, const typename F::Policy& policy) {
+  using T = typename F::Type;
+  const T& value = policy.*field.member;
+  if constexpr (std::is_same_v<T, bool>) {
+    return "";  // a flag in the summary is its prefix alone
+  } else if constexpr (std::is_enum_v<T>) {
+    for (const auto& [name, v] : EnumNames<T>::values) {
+      if (v == value) {
+        return std::string(name);
+      }
+    }
+    return "?";
+  } else if constexpr (std::is_same_v<T, Duration>) {
+    return config::format_duration(value);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return field.percent ? rate_text(value) : std::to_string(value);
+  } else {
+    return std::to_string(value);
+  }
+}
+
+// "<kind>" followed by each summarized field as <prefix><value>.
+template <class P>
+std::string summarize_one(const P& policy) {
+  std::string item(Description<P>::kind);
+  for_each_field<P>([&](const auto& field) {
+    using T = typename std::remove_cvref_t<decltype(field)>::Type;
+    if (field.summary == nullptr || (field.shown != nullptr && !field.shown(policy))) {
+      return;
+    }
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!(policy.*field.member)) {
+        return;
+      }
+    }
+    item += field.summary + value_text(field, policy);
+  });
+  return item;
+}
+
 }  // namespace
 
 std::string summarize(const PolicySet& set) {
   std::string out;
-  auto add = [&out](const std::string& item) { out += (out.empty() ? "" : " ") + item; };
-  if (set.log_policy) {
-    add("log");
-  }
-  if (const auto& r = set.retry_policy) {
-    add("retry=" + std::to_string(r->max_attempts) + "x" +
-        config::format_duration(r->base_backoff) + (r->budget ? "+budget" : ""));
-  }
-  if (const auto& b = set.breaker_policy) {
-    add("circuit_breaker=" + rate_text(b->failure_rate) + "/" +
-        (b->window_type == WindowType::count_based ? std::to_string(b->window)
-                                                   : config::format_duration(b->window_duration)));
-  }
-  if (const auto& r = set.rate_limit_policy) {
-    add("rate_limit=" + std::to_string(r->permits) + "/" + config::format_duration(r->period) +
-        (r->algorithm == RateAlgorithm::leaky_bucket ? (r->shape ? "-shaped" : "-leaky") : ""));
-  }
-  if (const auto& t = set.timeout_policy) {
-    add("timeout=" + config::format_duration(t->per_attempt) +
-        (t->overall > Duration::zero() ? "/" + config::format_duration(t->overall) : ""));
-  }
-  if (const auto& b = set.bulkhead_policy) {
-    add("bulkhead=" + std::to_string(b->max_concurrent) +
-        (b->max_queue > 0 ? "+" + std::to_string(b->max_queue) : ""));
-  }
-  if (const auto& a = set.adaptive_policy) {
-    add("adaptive_limit=" + std::to_string(a->min_limit) + ".." + std::to_string(a->max_limit));
-  }
+  std::apply(
+      [&out](const auto&... slot) {
+        auto add = [&out](const auto& policy) {
+          using P = typename std::remove_cvref_t<decltype(policy)>::value_type;
+          if (Description<P>::summarized && policy) {
+            out += (out.empty() ? "" : " ") + summarize_one(*policy);
+          }
+        };
+        (add(slot), ...);
+      },
+      set.slots());
   constexpr std::size_t kConsulMetaValueLimit = 512;
   if (out.size() > kConsulMetaValueLimit) {
     out.resize(kConsulMetaValueLimit);
@@ -178,122 +205,85 @@ std::string summarize(const PolicySet& set) {
 
 namespace {
 
-[[noreturn]] void refuse(std::string_view kind, std::string_view field, const std::string& why) {
+[[noreturn]] void refuse(std::string_view kind, std::string_view field, std::string_view why) {
   throw std::invalid_argument(std::string(kind) + (field.empty() ? "" : ".") + std::string(field) +
-                              ": " + why);
+                              ": " + std::string(why));
 }
 
-// Reads the fields of one kind's object into `policy`, refusing unknown ones.
-class FieldReader {
- public:
-  FieldReader(std::string_view kind, const json::object& fields) : kind_(kind), fields_(fields) {}
-
-  template <class Int>
-  void integer(std::string_view name, Int& out, Int min, Int max) {
-    const json::value* v = find(name);
-    if (v == nullptr) {
-      return;
-    }
-    std::int64_t value = 0;
-    if (v->is_int64()) {
-      value = v->get_int64();
-    } else if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(
-                                                        std::numeric_limits<std::int64_t>::max())) {
-      value = static_cast<std::int64_t>(v->get_uint64());
-    } else {
-      refuse(kind_, name, "expected an integer");
-    }
-    if (value < static_cast<std::int64_t>(min) || value > static_cast<std::int64_t>(max)) {
-      refuse(kind_, name,
-             "out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
-    }
-    out = static_cast<Int>(value);
+// Whether a check's message starts with the kind's name, spelt with '_' or ' '.
+bool names_kind(std::string_view error, std::string_view kind) {
+  if (error.size() <= kind.size()) {
+    return false;
   }
-
-  void number(std::string_view name, double& out) {
-    const json::value* v = find(name);
-    if (v == nullptr) {
-      return;
-    }
-    if (!v->is_number()) {
-      refuse(kind_, name, "expected a number");
-    }
-    out = v->to_number<double>();
-  }
-
-  void boolean(std::string_view name, bool& out) {
-    const json::value* v = find(name);
-    if (v == nullptr) {
-      return;
-    }
-    if (!v->is_bool()) {
-      refuse(kind_, name, "expected true or false");
-    }
-    out = v->get_bool();
-  }
-
-  void duration(std::string_view name, Duration& out) {
-    const json::value* v = find(name);
-    if (v == nullptr) {
-      return;
-    }
-    if (!v->is_string()) {
-      refuse(kind_, name, R"(expected a duration string such as "250ms")");
-    }
-    try {
-      out = config::parse_duration(std::string_view(v->get_string()));
-    } catch (const std::exception& e) {
-      refuse(kind_, name, e.what());
+  for (std::size_t i = 0; i < kind.size(); ++i) {
+    if (error[i] != kind[i] && !(kind[i] == '_' && error[i] == ' ')) {
+      return false;
     }
   }
+  return error[kind.size()] == ':' || error[kind.size()] == ' ';
+}
 
-  template <class Enum, std::size_t N>
-  void choice(std::string_view name, Enum& out,
-              const std::array<std::pair<std::string_view, Enum>, N>& names) {
-    const json::value* v = find(name);
-    if (v == nullptr) {
-      return;
+// Reads one JSON member into one described field; bounds are checked afterwards, with
+// the policy's other checks (validate()).
+template <class F>
+void read_field(std::string_view kind, const F& field, const json::value& v,
+                typename F::Policy& policy) {
+  using T = typename F::Type;
+  T& out = policy.*field.member;
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_bool()) {
+      refuse(kind, field.name, "expected true or false");
     }
+    out = v.get_bool();
+  } else if constexpr (std::is_enum_v<T>) {
     std::string allowed;
-    for (const auto& [text, value] : names) {
-      if (v->is_string() && v->get_string() == text) {
+    for (const auto& [name, value] : EnumNames<T>::values) {
+      if (v.is_string() && v.get_string() == name) {
         out = value;
         return;
       }
-      allowed += (allowed.empty() ? "" : ", ") + std::string(text);
+      allowed += (allowed.empty() ? "" : ", ") + std::string(name);
     }
-    refuse(kind_, name, "expected one of " + allowed);
-  }
-
-  void weight(int& out) { integer<int>("weight", out, -1'000'000, 1'000'000); }
-
-  // Every member of the object must have been read.
-  void finish() const {
-    for (const auto& member : fields_) {
-      bool known = false;
-      for (auto seen : seen_) {
-        known = known || seen == member.key();
-      }
-      if (!known) {
-        refuse(kind_, member.key(), "unknown field");
-      }
+    refuse(kind, field.name, "expected one of " + allowed);
+  } else if constexpr (std::is_same_v<T, Duration>) {
+    if (!v.is_string()) {
+      refuse(kind, field.name, R"(expected a duration string such as "250ms")");
     }
+    try {
+      out = config::parse_duration(std::string_view(v.get_string()));
+    } catch (const std::exception& e) {
+      refuse(kind, field.name, e.what());
+    }
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) {
+      refuse(kind, field.name, "expected a number");
+    }
+    out = v.to_number<double>();
+  } else {
+    // Integers: read as int64 and refused outside the field's bounds before narrowing.
+    std::int64_t value = 0;
+    if (v.is_int64()) {
+      value = v.get_int64();
+    } else if (v.is_uint64() && v.get_uint64() <= static_cast<std::uint64_t>(
+                                                      std::numeric_limits<std::int64_t>::max())) {
+      value = static_cast<std::int64_t>(v.get_uint64());
+    } else if (v.is_uint64()) {
+      throw std::invalid_argument(std::string(field.out_of_range));
+    } else {
+      refuse(kind, field.name, "expected an integer");
+    }
+    if (value < static_cast<std::int64_t>(field.min) ||
+        value > static_cast<std::int64_t>(field.max)) {
+      throw std::invalid_argument(std::string(field.out_of_range));
+    }
+    out = static_cast<T>(value);
   }
+}
 
- private:
-  const json::value* find(std::string_view name) {
-    seen_.push_back(name);
-    return fields_.if_contains(name);
-  }
-
-  std::string_view kind_;
-  const json::object& fields_;
-  std::vector<std::string_view> seen_;
-};
-
-template <class Policy, class Read>
-void override_kind(std::optional<Policy>& slot, std::string_view kind, const json::value& value,
-                   Read read) {
+// The override of one kind: null switches it off, an object changes the fields it names.
+template <class P>
+void override_kind(std::optional<P>& slot, const json::value& value) {
+  constexpr std::string_view kind = Description<P>::kind;
   if (value.is_null()) {
     slot.reset();
     return;
@@ -301,110 +291,57 @@ void override_kind(std::optional<Policy>& slot, std::string_view kind, const jso
   if (!value.is_object()) {
     refuse(kind, "", "expected an object of fields, or null to switch the policy off");
   }
-  Policy policy = slot.value_or(Policy{});
-  FieldReader reader(kind, value.get_object());
-  read(reader, policy);
-  reader.finish();
+  P policy = slot.value_or(P{});
+  for (const auto& member : value.get_object()) {
+    bool known = false;
+    for_each_field<P>([&](const auto& field) {
+      if (!known && field.name == member.key()) {
+        known = true;
+        read_field(kind, field, member.value(), policy);
+      }
+    });
+    if (!known) {
+      refuse(kind, member.key(), "unknown field");
+    }
+  }
+  // The kind's name leads the message once: most checks name it already ("bulkhead:
+  // ...", "circuit breaker: ..."), some name a part ("token bucket: ...").
   if (auto error = validate(policy); !error.empty()) {
-    refuse(kind, "", std::string(error));
+    throw std::invalid_argument(names_kind(error, kind)
+                                    ? std::string(error)
+                                    : std::string(kind) + ": " + std::string(error));
   }
   slot = policy;
 }
 
-constexpr std::uint32_t kU32Max = std::numeric_limits<std::uint32_t>::max();
-
 }  // namespace
 
 PolicySet apply_override(const PolicySet& base, std::string_view document) {
-  json::value root;
-  try {
-    root = json::parse(document);
-  } catch (const std::exception& e) {
-    throw std::invalid_argument(std::string("not valid JSON: ") + e.what());
+  boost::system::error_code ec;
+  json::value root = json::parse(document, ec);
+  if (ec) {
+    // ec.message() alone: what() would append the Boost source location.
+    throw std::invalid_argument("not valid JSON: " + ec.message());
   }
   if (!root.is_object()) {
     throw std::invalid_argument("expected a JSON object with one member per policy kind");
   }
   PolicySet set = base;
   for (const auto& [key, value] : root.get_object()) {
-    if (key == "timeout") {
-      override_kind(set.timeout_policy, key, value, [](FieldReader& r, timeout& p) {
-        r.duration("per_attempt", p.per_attempt);
-        r.duration("overall", p.overall);
-        r.choice("mode", p.mode,
-                 std::array{std::pair{std::string_view("preemptive"), TimeoutMode::preemptive},
-                            std::pair{std::string_view("deadline"), TimeoutMode::deadline}});
-        r.weight(p.weight);
-      });
-    } else if (key == "retry") {
-      override_kind(set.retry_policy, key, value, [](FieldReader& r, retry& p) {
-        r.integer<std::uint32_t>("max_attempts", p.max_attempts, 0, kU32Max);
-        r.duration("base_backoff", p.base_backoff);
-        r.duration("max_backoff", p.max_backoff);
-        r.number("multiplier", p.multiplier);
-        r.choice("jitter", p.jitter,
-                 std::array{std::pair{std::string_view("none"), Jitter::none},
-                            std::pair{std::string_view("full"), Jitter::full},
-                            std::pair{std::string_view("equal"), Jitter::equal}});
-        r.boolean("idempotent_only", p.idempotent_only);
-        r.boolean("budget", p.budget);
-        r.number("budget_ratio", p.budget_ratio);
-        r.integer<std::uint32_t>("budget_min_per_second", p.budget_min_per_second, 0, kU32Max);
-        r.duration("budget_ttl", p.budget_ttl);
-        r.weight(p.weight);
-      });
-    } else if (key == "circuit_breaker") {
-      override_kind(set.breaker_policy, key, value, [](FieldReader& r, circuit_breaker& p) {
-        r.number("failure_rate", p.failure_rate);
-        r.number("slow_call_rate", p.slow_call_rate);
-        r.duration("slow_call", p.slow_call);
-        r.integer<std::uint32_t>("window", p.window, 0, kU32Max);
-        r.choice("window_type", p.window_type,
-                 std::array{std::pair{std::string_view("count"), WindowType::count_based},
-                            std::pair{std::string_view("time"), WindowType::time_based}});
-        r.duration("window_duration", p.window_duration);
-        r.integer<std::uint32_t>("minimum_calls", p.minimum_calls, 0, kU32Max);
-        r.duration("open_for", p.open_for);
-        r.integer<std::uint32_t>("half_open_calls", p.half_open_calls, 0, kU32Max);
-        r.weight(p.weight);
-      });
-    } else if (key == "rate_limit") {
-      override_kind(set.rate_limit_policy, key, value, [](FieldReader& r, rate_limit& p) {
-        r.integer<std::uint64_t>("permits", p.permits, 0, std::uint64_t{1} << 40);
-        r.duration("period", p.period);
-        r.integer<std::uint64_t>("burst", p.burst, 0, std::uint64_t{1} << 40);
-        r.choice(
-            "algorithm", p.algorithm,
-            std::array{std::pair{std::string_view("token_bucket"), RateAlgorithm::token_bucket},
-                       std::pair{std::string_view("leaky_bucket"), RateAlgorithm::leaky_bucket}});
-        r.boolean("shape", p.shape);
-        r.weight(p.weight);
-      });
-    } else if (key == "bulkhead") {
-      override_kind(set.bulkhead_policy, key, value, [](FieldReader& r, bulkhead& p) {
-        r.integer<std::uint32_t>("max_concurrent", p.max_concurrent, 0, kU32Max);
-        r.integer<std::uint32_t>("max_queue", p.max_queue, 0, kU32Max);
-        r.duration("max_wait", p.max_wait);
-        r.weight(p.weight);
-      });
-    } else if (key == "adaptive_limit") {
-      override_kind(set.adaptive_policy, key, value, [](FieldReader& r, adaptive_limit& p) {
-        r.integer<std::uint32_t>("initial_limit", p.initial_limit, 0, kU32Max);
-        r.integer<std::uint32_t>("min_limit", p.min_limit, 0, kU32Max);
-        r.integer<std::uint32_t>("max_limit", p.max_limit, 0, kU32Max);
-        r.number("backoff_ratio", p.backoff_ratio);
-        r.duration("timeout", p.timeout);
-        r.duration("latency_target", p.latency_target);
-        r.number("tolerance", p.tolerance);
-        r.duration("baseline_window", p.baseline_window);
-        r.weight(p.weight);
-      });
-    } else if (key == "log") {
-      override_kind(set.log_policy, key, value, [](FieldReader& r, log& p) { r.weight(p.weight); });
-    } else if (key == "metrics") {
-      override_kind(set.metrics_policy, key, value,
-                    [](FieldReader& r, metrics& p) { r.weight(p.weight); });
-    } else {
+    bool known = false;
+    std::apply(
+        [&](auto&... slot) {
+          auto one = [&](auto& s) {
+            using P = typename std::remove_cvref_t<decltype(s)>::value_type;
+            if (!known && Description<P>::kind == key) {
+              known = true;
+              override_kind(s, value);
+            }
+          };
+          (one(slot), ...);
+        },
+        set.slots());
+    if (!known) {
       refuse(key, "", "unknown policy kind");
     }
   }

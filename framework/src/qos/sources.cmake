@@ -9,6 +9,14 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/qos/adaptive_limit.cpp
   src/qos/deadline.cpp
   src/qos/validate.cpp
-  src/qos/remote_error.cpp
   src/qos/policy_runtime.cpp
-  src/qos/chain.cpp)
+  src/qos/fault.cpp
+  src/qos/chain.cpp
+  src/qos/timeout_interceptor.cpp
+  src/qos/retry_interceptor.cpp
+  src/qos/circuit_breaker_interceptor.cpp
+  src/qos/rate_limit_interceptor.cpp
+  src/qos/bulkhead_interceptor.cpp
+  src/qos/adaptive_limit_interceptor.cpp
+  src/qos/log_interceptor.cpp
+  src/qos/metrics_interceptor.cpp)

@@ -5,7 +5,9 @@
 
 #include "coromesh/http/trace_context.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/qos_metrics.hpp"
+#include "coromesh/service/remote_error.hpp"
 
 namespace coromesh::detail {
 
@@ -32,7 +34,7 @@ namespace {
     constexpr std::size_t kMaxReason = 200;
     reason = response.body().substr(0, kMaxReason);
   }
-  throw qos::RemoteError(status, std::move(code), std::move(reason));
+  throw RemoteError(status, std::move(code), std::move(reason));
 }
 
 }  // namespace
@@ -103,6 +105,7 @@ std::vector<asio::any_io_executor> executors_of(runtime::IoPool& pool) {
 
 qos::BuildOptions client_build_options(QosMetrics* metrics, const std::string& operation) {
   qos::BuildOptions options;
+  options.classify = classify_service_fault;
   if (metrics != nullptr) {
     options.observer = metrics->observer(operation, "client");
   }
@@ -124,8 +127,8 @@ void export_client_state(QosMetrics* metrics, const std::string& operation,
 }
 
 void throw_undecodable_response(std::string_view operation, const std::string& why) {
-  throw qos::RemoteError(502, "invalid_response",
-                         "the answer of '" + std::string(operation) + "' does not decode: " + why);
+  throw RemoteError(502, "invalid_response",
+                    "the answer of '" + std::string(operation) + "' does not decode: " + why);
 }
 
 }  // namespace coromesh::detail

@@ -26,6 +26,7 @@
 #include "coromesh/metrics/process_collector.hpp"
 #include "coromesh/metrics/registry.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/qos_metrics.hpp"
 #include "coromesh/version.hpp"
 
@@ -40,7 +41,10 @@ struct Service::Impl final : http::ServerObserver {
         pool(config.io_threads),
         signals(pool.context(0), SIGINT, SIGTERM),
         http_metrics(metrics, config.name),
-        qos_metrics(metrics) {
+        qos_metrics(metrics),
+        consul_client(std::make_unique<consul::HttpAgentClient>(
+            pool.executor(0), consul::HttpAgentOptions{.address = config.consul.to_string(),
+                                                       .token = config.consul_token})) {
     log::set_level(config.log_level);
     metrics.add_collectable(std::make_shared<metrics::ProcessCollector>());
     metrics.add_collectable(std::make_shared<metrics::LogCollector>());
@@ -67,8 +71,11 @@ struct Service::Impl final : http::ServerObserver {
   bool watching = false;  // start() has spawned the override watches of `declared`
   std::vector<metrics::OperationMetrics*> route_metrics;  // by Route::index
   metrics::OperationMetrics* unmatched_metrics = nullptr;
-  std::unique_ptr<http::Server> server;
   std::unique_ptr<consul::HttpAgentClient> consul_client;
+  std::unique_ptr<http::Server> server;
+  // After the pool: their I/O objects go before the io_contexts they are bound to.
+  std::vector<std::shared_ptr<ServiceComponent>> components;
+  std::vector<std::function<void(consul::ServiceRegistration&)>> registration_shapers;
   std::unique_ptr<consul::Registrar> registrar;
   std::atomic<bool> shutting_down{false};
   std::atomic<int> exit_code{0};
@@ -146,6 +153,9 @@ consul::ServiceRegistration Service::Impl::registration() const {
   reg.address = config.advertised_address();
   reg.port = server->port();
   reg.meta["metrics_path"] = "/metrics";
+  // Where /metrics is served even when a shaper registers another port (a sidecar's
+  // public mTLS port): the Prometheus job scrapes this port when it is present.
+  reg.meta["metrics_port"] = std::to_string(server->port());
   reg.meta["coromesh_version"] = std::string(coromesh::version());
   std::string operations;
   for (const auto& route : router.routes()) {
@@ -185,6 +195,9 @@ consul::ServiceRegistration Service::Impl::registration() const {
   check.timeout = std::min<std::chrono::milliseconds>(check.interval, 5s);
   check.deregister_critical_service_after = 1min;
   reg.check = check;
+  for (const auto& shape : registration_shapers) {
+    shape(reg);
+  }
   return reg;
 }
 
@@ -210,11 +223,11 @@ void Service::Impl::start() {
   server = std::make_unique<http::Server>(pool, router, limits, this);
   server->listen(config.bind_address, config.port);
   server->start();
+  for (const auto& component : components) {
+    component->start(pool);
+  }
 
   if (config.consul_register) {
-    consul_client = std::make_unique<consul::HttpAgentClient>(
-        pool.executor(0), consul::HttpAgentOptions{.address = config.consul.to_string(),
-                                                   .token = config.consul_token});
     consul::RegistrarOptions registrar_options;
     registrar_options.resync_interval =
         std::chrono::duration_cast<std::chrono::milliseconds>(config.consul_resync_interval);
@@ -315,12 +328,17 @@ asio::awaitable<void> Service::Impl::shutdown_sequence() {
     co_await registrar->shutdown();
   }
   server->stop_accepting();
+  for (const auto& component : components) {
+    co_await component->stop_accepting();
+  }
   // Phase 2: let in-flight requests finish, then cancel what is left.
   auto grace = std::chrono::duration_cast<std::chrono::milliseconds>(config.shutdown_grace);
+  const auto deadline = std::chrono::steady_clock::now() + grace;
   auto cut_off = co_await server->drain(grace);
-  if (consul_client) {
-    consul_client->http_client().close_idle();
+  for (const auto& component : components) {
+    cut_off += co_await component->drain(deadline);
   }
+  consul_client->http_client().close_idle();
   log::info("service.shutdown.done",
             {{"cut_off", cut_off}, {"took", std::chrono::steady_clock::now() - started_at}});
   boost::system::error_code ignored;
@@ -352,13 +370,35 @@ http::Router& Service::router() {
 metrics::MetricsRegistry& Service::metrics() {
   return impl_->metrics;
 }
+void Service::add_component(std::shared_ptr<ServiceComponent> component) {
+  if (impl_->started) {
+    throw std::logic_error("Service::add_component() after start()");
+  }
+  if (!component) {
+    throw std::invalid_argument("Service::add_component: null component");
+  }
+  impl_->components.push_back(std::move(component));
+}
+
+void Service::shape_registration(std::function<void(consul::ServiceRegistration&)> shaper) {
+  if (impl_->started) {
+    throw std::logic_error("Service::shape_registration() after start()");
+  }
+  impl_->registration_shapers.push_back(std::move(shaper));
+}
+
+consul::AgentClient& Service::consul_agent() {
+  return *impl_->consul_client;
+}
+
 QosMetrics& Service::qos_metrics() {
   return impl_->qos_metrics;
 }
 
 qos::BuildOptions Service::server_build_options(const std::string& operation) {
   return qos::BuildOptions{.clock = nullptr,
-                           .observer = impl_->qos_metrics.observer(operation, "server")};
+                           .observer = impl_->qos_metrics.observer(operation, "server"),
+                           .classify = classify_service_fault};
 }
 
 qos::RejectionHook Service::server_rejection_hook(const std::string& operation) {
@@ -457,7 +497,7 @@ http::Response rejection_response(const qos::QosRejected& rejected) {
   return response;
 }
 
-http::Response upstream_error_response(const qos::RemoteError& error) {
+http::Response upstream_error_response(const RemoteError& error) {
   const unsigned status = error.status();
   const http::Status mapped = status == 504 || status == 408   ? http::Status::gateway_timeout
                               : status == 503 || status == 429 ? http::Status::service_unavailable

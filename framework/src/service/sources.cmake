@@ -2,4 +2,6 @@
 list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/service/service.cpp
   src/service/operation_client.cpp
-  src/service/qos_metrics.cpp)
+  src/service/qos_metrics.cpp
+  src/service/remote_error.cpp
+  src/service/fault_classifier.cpp)

@@ -5,6 +5,7 @@
 // unreachable, to reject registrations, or to hang.
 
 #include <boost/asio/this_coro.hpp>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -22,6 +23,16 @@ class FakeAgentClient final : public AgentClient {
   bool reachable = true;              // false: every call fails as if nothing listened
   int reject_status = 0;              // non-zero: registrations answer this status
   std::chrono::milliseconds hang{0};  // every call first waits this long (a stuck agent)
+  // Connect: what the CA answers, and the intentions' verdict for a (target, client URI).
+  // Bump connect_index with every change, as Consul would, or a watch sees old news.
+  CaRoots ca_roots;
+  LeafCertificate leaf;
+  std::uint64_t connect_index = 1;
+  std::function<AuthorizeResult(const std::string& target, const std::string& client_uri)>
+      authorize = [](const std::string&, const std::string&) {
+        return AuthorizeResult{.authorized = true, .reason = "default allow"};
+      };
+  int authorize_status = 0;  // non-zero: authorize answers this status (a ConsulError)
 
   Task<void> register_service(ServiceRegistration registration) override {
     auto id = registration.id.empty() ? registration.name : registration.id;
@@ -58,6 +69,22 @@ class FakeAgentClient final : public AgentClient {
                                                                  QueryOptions) override {
     co_await enter("connect " + name);
     co_return QueryResult<std::vector<ServiceInstance>>{};
+  }
+  Task<QueryResult<CaRoots>> connect_ca_roots(QueryOptions) override {
+    co_await enter("ca_roots");
+    co_return QueryResult<CaRoots>{ca_roots, connect_index};
+  }
+  Task<QueryResult<LeafCertificate>> connect_ca_leaf(std::string service, QueryOptions) override {
+    co_await enter("ca_leaf " + service);
+    co_return QueryResult<LeafCertificate>{leaf, connect_index};
+  }
+  Task<AuthorizeResult> connect_authorize(std::string target, std::string client_cert_uri,
+                                          std::string) override {
+    co_await enter("authorize " + target + " " + client_cert_uri);
+    if (authorize_status != 0) {
+      throw ConsulError("POST /v1/agent/connect/authorize", authorize_status, "boom");
+    }
+    co_return authorize(target, client_cert_uri);
   }
   Task<QueryResult<std::optional<KvEntry>>> kv_get(std::string key, QueryOptions) override {
     co_await enter("kv_get " + key);

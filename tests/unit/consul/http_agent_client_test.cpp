@@ -233,5 +233,68 @@ TEST_F(HttpAgentClientTest, EncodesWritesAndTheirTargets) {
   EXPECT_EQ(server.requests[3].body(), "v=1");
 }
 
+TEST_F(HttpAgentClientTest, AsksForConnectMaterialWithBlockingQueries) {
+  FakeAgentServer server(ioc_, [](const http::Request& request) {
+    if (request.target().starts_with("/v1/agent/connect/ca/roots")) {
+      return respond(http::Status::ok,
+                     R"({"TrustDomain": "t.consul", "ActiveRootID": "r1",
+                         "Roots": [{"ID": "r1", "RootCert": "pem", "Active": true}]})",
+                     "12");
+    }
+    return respond(http::Status::ok, R"({"SerialNumber": "01", "CertPEM": "c", "PrivateKeyPEM": "k",
+        "Service": "web api", "ServiceURI": "spiffe://t.consul/ns/default/dc/dc1/svc/web%20api",
+        "ValidAfter": "2024-01-01T00:00:00Z", "ValidBefore": "2024-01-04T00:00:00Z"})",
+                   "13");
+  });
+  auto roots = call<QueryResult<CaRoots>>(server, [](HttpAgentClient& agent) {
+    return agent.connect_ca_roots({.index = 11, .wait = 3s});
+  });
+  EXPECT_EQ(roots.index, 12u);
+  EXPECT_EQ(roots.value.trust_domain, "t.consul");
+  auto leaf = call<QueryResult<LeafCertificate>>(
+      server, [](HttpAgentClient& agent) { return agent.connect_ca_leaf("web api", {}); });
+  EXPECT_EQ(leaf.index, 13u);
+  EXPECT_EQ(leaf.value.service, "web api");
+  ASSERT_EQ(server.requests.size(), 2u);
+  EXPECT_EQ(server.requests[0].target(), "/v1/agent/connect/ca/roots?index=11&wait=3000ms");
+  EXPECT_EQ(server.requests[1].target(), "/v1/agent/connect/ca/leaf/web%20api");
+}
+
+TEST_F(HttpAgentClientTest, PostsAuthorizeAndRefusesAnUndecidedAnswer) {
+  FakeAgentServer server(ioc_, [](const http::Request& request) {
+    if (request.body().find("svc/web") != std::string::npos) {
+      return respond(http::Status::ok, R"({"Authorized": false, "Reason": "denied"})");
+    }
+    return respond(http::Status::ok, R"({"Reason": "no verdict"})");
+  });
+  auto result = call<AuthorizeResult>(server, [](HttpAgentClient& agent) {
+    return agent.connect_authorize("db", "spiffe://t.consul/ns/default/dc/dc1/svc/web", "0a");
+  });
+  EXPECT_FALSE(result.authorized);
+  EXPECT_EQ(result.reason, "denied");
+  EXPECT_EQ(server.requests.at(0).method(), http::Verb::post);
+  EXPECT_EQ(server.requests.at(0).target(), "/v1/agent/connect/authorize");
+  EXPECT_EQ(server.requests.at(0).body(),
+            R"({"Target":"db","ClientCertURI":"spiffe://t.consul/ns/default/dc/dc1/svc/web",)"
+            R"("ClientCertSerial":"0a"})");
+  auto error = error_of(server, [](HttpAgentClient& agent) -> asio::awaitable<void> {
+    co_await agent.connect_authorize("db", "spiffe://t.consul/ns/default/dc/dc1/svc/x", "0b");
+  });
+  EXPECT_EQ(error.status(), 200);
+  EXPECT_NE(std::string(error.what()).find("lacks a boolean Authorized"), std::string::npos)
+      << error.what();
+}
+
+TEST_F(HttpAgentClientTest, AGarbledLeafIsAConsulError) {
+  FakeAgentServer server(ioc_, [](const http::Request&) {
+    return respond(http::Status::ok, R"({"SerialNumber": "01", "CertPEM": )");
+  });
+  auto error = error_of(server, [](HttpAgentClient& agent) -> asio::awaitable<void> {
+    co_await agent.connect_ca_leaf("web", {});
+  });
+  EXPECT_EQ(error.request(), "GET /v1/agent/connect/ca/leaf/web");
+  EXPECT_NE(std::string(error.what()).find("invalid JSON"), std::string::npos) << error.what();
+}
+
 }  // namespace
 }  // namespace coromesh::consul

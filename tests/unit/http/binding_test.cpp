@@ -92,19 +92,22 @@ TEST(BindJson, BindsNestedStructsVectorsAndOptionals) {
   EXPECT_DOUBLE_EQ(order.options->ratio, 1.0);
 }
 
-TEST(BindJson, ErrorsNameTheFieldPath) {
+// A body's errors say "JSON body", never "query parameter": the caller sent JSON.
+TEST(BindJson, ErrorsNameTheBodyFieldPath) {
   EXPECT_EQ(reason_of([] { bind_json<Order>(R"({"lines":[]})"); }, "missing_field"),
-            "JSON field 'id' is required");
+            "JSON body field 'id' is required");
   EXPECT_EQ(reason_of([] { bind_json<Order>(R"({"id":"x","lines":[{"l":1,"r":"2"}]})"); },
                       "invalid_field"),
-            "JSON field 'lines[0].r': expected an integer");
+            "JSON body field 'lines[0].r': expected an integer");
   EXPECT_EQ(reason_of([] { bind_json<Order>(R"({"id":5,"lines":[]})"); }, "invalid_field"),
-            "JSON field 'id': expected a string");
+            "JSON body field 'id': expected a string");
   EXPECT_EQ(reason_of([] { bind_json<Operands>(R"([1,2])"); }, "invalid_field"),
-            "JSON field 'body': expected an object");
+            "JSON body: expected an object");
   EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":1,"r":18446744073709551615})"); },
                       "invalid_field"),
-            "JSON field 'r': value is out of range");
+            "JSON body field 'r': value is out of range");
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":"x","r":1})"); }, "invalid_field"),
+            "JSON body field 'l': expected an integer");
 }
 
 TEST(BindJson, MalformedAndHostileBodiesAreInvalidJson) {

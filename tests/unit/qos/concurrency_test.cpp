@@ -143,6 +143,11 @@ TEST(Concurrency, OperationQosSwapsUnderLoad) {
       op.apply(next);
     }
   });
+  // The load starts once the swapper is swapping: on a busy machine the calls could
+  // otherwise all be done before its first swap, and the test would prove nothing.
+  while (op.generations() < 2) {
+    std::this_thread::yield();
+  }
   on_threads(2, [&] {
     asio::io_context io;
     for (int i = 0; i < 2000; ++i) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "coromesh/qos/operation_qos.hpp"
 #include "coromesh/qos/policy_runtime.hpp"
@@ -77,6 +78,33 @@ TEST(Policies, SummaryListsEveryKindInChainOrder) {
   EXPECT_EQ(summarize(PolicySet{}), "");
 }
 
+// Every summarized field, derived from the kinds' descriptions.
+TEST(Policies, SummaryShowsEachKindsHeadlineFields) {
+  const auto set = to_policy_set(
+      server(retry{}, circuit_breaker{.window_type = WindowType::time_based},
+             rate_limit{.permits = 7, .algorithm = RateAlgorithm::leaky_bucket, .shape = true},
+             timeout{.per_attempt = 100ms, .overall = 1s},
+             bulkhead{.max_concurrent = 4, .max_queue = 2, .max_wait = 10ms}, adaptive_limit{},
+             metrics{}));
+  EXPECT_EQ(summarize(set),
+            "retry=3x25ms+budget circuit_breaker=50%/1m rate_limit=7/1s-leaky_bucket+shaped "
+            "timeout=100ms/1s bulkhead=4+2 adaptive_limit=1..200");
+}
+
+// An override reads every field of the description, including ones the old hand-written
+// reader missed (retry_transport_errors).
+TEST(Overrides, EveryDescribedFieldIsReadable) {
+  const auto set = apply_override(PolicySet{},
+                                  R"({"retry": {"retry_transport_errors": false, "jitter": "equal"},
+          "circuit_breaker": {"window_type": "time", "window_duration": "30s"}})");
+  ASSERT_TRUE(set.retry_policy);
+  EXPECT_FALSE(set.retry_policy->retry_transport_errors);
+  EXPECT_EQ(set.retry_policy->jitter, Jitter::equal);
+  ASSERT_TRUE(set.breaker_policy);
+  EXPECT_EQ(set.breaker_policy->window_type, WindowType::time_based);
+  EXPECT_EQ(set.breaker_policy->window_duration, 30s);
+}
+
 TEST(Policies, BuildOrdersTheChainByWeight) {
   const auto set = to_policy_set(server(bulkhead{}, timeout{1s}, retry{}, circuit_breaker{},
                                         rate_limit{}, adaptive_limit{}, log{}));
@@ -123,13 +151,13 @@ TEST(Overrides, NullSwitchesAKindOffAndAnObjectAddsOne) {
 
 TEST(Overrides, BadDocumentsAreRefusedWithTheFieldAtFault) {
   const auto base = to_policy_set(kDesignExample);
-  EXPECT_NE(refusal(base, "{not json").find("not valid JSON"), std::string::npos);
+  EXPECT_EQ(refusal(base, "{not json"), "not valid JSON: syntax error");
   EXPECT_EQ(refusal(base, "[1,2]"), "expected a JSON object with one member per policy kind");
   EXPECT_EQ(refusal(base, R"({"teleport": {}})"), "teleport: unknown policy kind");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": 0}})"),
             "rate_limit: token bucket: a rate of 0 permits admits nothing");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": -5}})"),
-            "rate_limit.permits: out of range [0, 1099511627776]");
+            "rate_limit: permits must be in [0, 1000000000]");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": "ten"}})"),
             "rate_limit.permits: expected an integer");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permitz": 3}})"),
@@ -147,6 +175,93 @@ TEST(Overrides, BadDocumentsAreRefusedWithTheFieldAtFault) {
                              "retry": {"max_attempts": 5, "base_backoff": "50ms",
                                        "max_backoff": "1s"}})"),
             "accepted");
+}
+
+// --- bounds ------------------------------------------------------------------------------
+
+// The same bounds hold at compile time, in declarations.
+static_assert(validate_declaration(server(circuit_breaker{.window = 100'001})) ==
+              "circuit_breaker: window must be in [0, 100000] calls");
+static_assert(validate_declaration(server(timeout{.per_attempt = std::chrono::hours(25)})) ==
+              "timeout: per_attempt must be in [0, 24h]");
+static_assert(validate_declaration(client(retry{.max_attempts = 11})) ==
+              "retry: max_attempts must be in [0, 10]");
+
+// A value just past one end of a field's range, as override JSON; empty when the field's
+// type cannot hold one.
+template <class F>
+std::string past(const F& field, bool above) {
+  using T = typename F::Type;
+  if constexpr (std::is_same_v<T, Duration>) {
+    return above ? R"("24h1ms")" : R"("-1ms")";
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return std::to_string(above ? field.max + 1.0 : field.min - 1.0);
+  } else {
+    return above ? std::to_string(static_cast<long long>(field.max) + 1)
+                 : std::to_string(static_cast<long long>(field.min) - 1);
+  }
+}
+
+template <class P>
+void expect_every_bound_refused(const PolicySet& base) {
+  constexpr std::string_view kind = Description<P>::kind;
+  for_each_field<P>([&](const auto& field) {
+    if constexpr (!std::remove_cvref_t<decltype(field)>::is_flag) {
+      for (bool above : {true, false}) {
+        const std::string document = "{\"" + std::string(kind) + "\": {\"" +
+                                     std::string(field.name) + "\": " + past(field, above) + "}}";
+        const std::string why = refusal(base, document);
+        // A negative duration or count may meet the policy's own check first; either way
+        // the message names the kind and the field.
+        if (above) {
+          EXPECT_EQ(why, field.out_of_range) << document;
+        }
+        EXPECT_NE(why.find(std::string(field.name)), std::string::npos) << document << " " << why;
+        EXPECT_EQ(why.find("[boost"), std::string::npos) << why;
+      }
+    }
+  });
+}
+
+TEST(Overrides, EveryFieldOutsideItsBoundsIsRefusedByName) {
+  const auto base = to_policy_set(server(timeout{}, retry{}, circuit_breaker{}, rate_limit{},
+                                         bulkhead{}, adaptive_limit{}, log{}, metrics{}));
+  expect_every_bound_refused<timeout>(base);
+  expect_every_bound_refused<retry>(base);
+  expect_every_bound_refused<circuit_breaker>(base);
+  expect_every_bound_refused<rate_limit>(base);
+  expect_every_bound_refused<bulkhead>(base);
+  expect_every_bound_refused<adaptive_limit>(base);
+  expect_every_bound_refused<log>(base);
+  expect_every_bound_refused<metrics>(base);
+}
+
+// Was: accepted, and a breaker window of 2^32-1 took the service to 2 GB RSS; durations
+// of centuries overflowed the deadline arithmetic.
+TEST(Overrides, AbsurdValuesAreRefused) {
+  const auto base = to_policy_set(kDesignExample);
+  EXPECT_EQ(refusal(base, R"({"circuit_breaker": {"window": 4294967295}})"),
+            "circuit_breaker: window must be in [0, 100000] calls");
+  EXPECT_EQ(refusal(base, R"({"timeout": {"per_attempt": "876000h"}})"),
+            "timeout: per_attempt must be in [0, 24h]");
+  EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": 18446744073709551615}})"),
+            "rate_limit: permits must be in [0, 1000000000]");
+  EXPECT_EQ(refusal(base, R"({"bulkhead": {"max_queue": 2000000, "max_wait": "1s"}})"),
+            "bulkhead: max_queue must be in [0, 1000000]");
+  EXPECT_EQ(refusal(base, R"({"retry": {"max_attempts": 1000}})"),
+            "retry: max_attempts must be in [0, 10]");
+}
+
+// Was: "bulkhead: bulkhead: ..." and Boost source locations in the JSON error.
+TEST(Overrides, MessagesNameTheKindOnceAndCarryNoSourceLocation) {
+  const auto base = to_policy_set(kDesignExample);
+  EXPECT_EQ(refusal(base, R"({"bulkhead": {"max_concurrent": 0}})"),
+            "bulkhead: a zero-capacity bulkhead (max_concurrent 0) admits nothing");
+  EXPECT_EQ(refusal(base, R"({"circuit_breaker": {"failure_rate": 0}})"),
+            "circuit breaker: failure_rate_threshold must be in (0, 1]");
+  EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": 0}})"),
+            "rate_limit: token bucket: a rate of 0 permits admits nothing");
+  EXPECT_EQ(refusal(base, "{not json"), "not valid JSON: syntax error");
 }
 
 // --- OperationQos ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ namespace coromesh::config {
 
 // A "host:port" pair. IPv6 hosts are held without brackets and printed with them.
 struct Address {
-  std::string host;
+  std::string host{};
   std::uint16_t port = 0;
 
   std::string to_string() const;

@@ -52,21 +52,21 @@ struct HttpServerLimits {
 unsigned default_io_threads() noexcept;
 
 struct ServiceConfig {
-  std::string name;         // Consul service name; required (DNS label)
-  std::string instance_id;  // empty: instance_id_for(bound port)
+  std::string name{};         // Consul service name; required (DNS label)
+  std::string instance_id{};  // empty: instance_id_for(bound port)
   std::string bind_address = "127.0.0.1";
-  std::uint16_t port = 0;         // 0: the kernel picks a free port
-  std::string advertise_address;  // empty: advertised_address()
+  std::uint16_t port = 0;           // 0: the kernel picks a free port
+  std::string advertise_address{};  // empty: advertised_address()
   unsigned io_threads = default_io_threads();
   Address consul{"127.0.0.1", 8500};
   bool consul_register = true;
-  std::string consul_token;  // secret: never printed
-  std::vector<std::string> tags;
+  std::string consul_token{};  // secret: never printed
+  std::vector<std::string> tags{};
   // Where this service reaches the operations it calls: operation name -> the local
   // listener of its sidecar's upstream (or, without a mesh, the callee itself).
-  std::map<std::string, Address> upstreams;
+  std::map<std::string, Address> upstreams{};
   log::Level log_level = log::Level::info;
-  HttpServerLimits http;
+  HttpServerLimits http{};
   std::chrono::nanoseconds check_interval = std::chrono::seconds(10);  // Consul HTTP check
   std::chrono::nanoseconds consul_resync_interval = std::chrono::seconds(5);
   std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(10);
@@ -81,10 +81,10 @@ struct ServiceConfig {
 };
 
 struct ServiceConfigOptions {
-  ServiceConfig defaults{};  // e.g. {.name = "add"}: the values a service starts from
-  std::string description;   // under "Usage:" in --help
+  ServiceConfig defaults{};   // e.g. {.name = "add"}: the values a service starts from
+  std::string description{};  // under "Usage:" in --help
   // Declares the service's own settings, bound to the service's own variables.
-  std::function<void(OptionSet&)> declare_extra;
+  std::function<void(OptionSet&)> declare_extra{};
 };
 
 // "add=127.0.0.1:9191,sub=127.0.0.1:9192" -> {add: ..., sub: ...}; throws InvalidValue.

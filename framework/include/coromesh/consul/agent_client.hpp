@@ -60,6 +60,19 @@ class AgentClient {
                                                                          bool passing_only,
                                                                          QueryOptions query) = 0;
 
+  // GET /v1/agent/connect/ca/roots (blocking): the Connect CA's trust anchors.
+  virtual Task<QueryResult<CaRoots>> connect_ca_roots(QueryOptions query) = 0;
+  // GET /v1/agent/connect/ca/leaf/<service> (blocking): the agent signs (and caches, and
+  // renews before expiry) a leaf for `service`; a blocking query returns when it changes,
+  // including after a root rotation.
+  virtual Task<QueryResult<LeafCertificate>> connect_ca_leaf(std::string service,
+                                                             QueryOptions query) = 0;
+  // POST /v1/agent/connect/authorize: whether the intentions let the client certificate
+  // (its SPIFFE URI and serial) call `target`. A POST, but it changes nothing: safe to
+  // repeat. Not a blocking query: cache its answers (connect::Authorizer does).
+  virtual Task<AuthorizeResult> connect_authorize(std::string target, std::string client_cert_uri,
+                                                  std::string client_cert_serial) = 0;
+
   // GET /v1/kv/<key>: nullopt when the key does not exist; the index is valid either way,
   // so a missing key can be watched until it appears.
   virtual Task<QueryResult<std::optional<KvEntry>>> kv_get(std::string key, QueryOptions query) = 0;

@@ -43,6 +43,11 @@ class HttpAgentClient final : public AgentClient {
   Task<QueryResult<std::vector<ServiceInstance>>> health_connect(std::string name,
                                                                  bool passing_only,
                                                                  QueryOptions query) override;
+  Task<QueryResult<CaRoots>> connect_ca_roots(QueryOptions query) override;
+  Task<QueryResult<LeafCertificate>> connect_ca_leaf(std::string service,
+                                                     QueryOptions query) override;
+  Task<AuthorizeResult> connect_authorize(std::string target, std::string client_cert_uri,
+                                          std::string client_cert_serial) override;
   Task<QueryResult<std::optional<KvEntry>>> kv_get(std::string key, QueryOptions query) override;
   Task<bool> kv_put(std::string key, std::string value) override;
 

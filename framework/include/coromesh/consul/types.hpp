@@ -99,6 +99,50 @@ struct KvEntry {
   friend bool operator==(const KvEntry&, const KvEntry&) = default;
 };
 
+// The Connect CA's trust anchors (GET /v1/agent/connect/ca/roots). During a rotation
+// several roots are listed: a peer must trust every one, the active one signs new leaves.
+struct CaRoot {
+  std::string id;  // the root's key ID, as in ActiveRootID
+  std::string name;
+  std::string root_cert_pem;
+  bool active = false;
+
+  friend bool operator==(const CaRoot&, const CaRoot&) = default;
+};
+
+struct CaRoots {
+  std::string trust_domain;  // "<cluster-uuid>.consul": every SPIFFE ID of the mesh names it
+  std::string active_root_id;
+  std::vector<CaRoot> roots;
+
+  // The root whose id is active_root_id; nullptr when the answer names none.
+  const CaRoot* active_root() const noexcept;
+
+  friend bool operator==(const CaRoots&, const CaRoots&) = default;
+};
+
+// A service's Connect certificate (GET /v1/agent/connect/ca/leaf/<service>). The private
+// key is a secret: never log it (nor the whole struct).
+struct LeafCertificate {
+  std::string serial_number;    // "0b:1a:…", as ClientCertSerial expects it
+  std::string cert_pem;         // the leaf first, then any intermediates: send all of it
+  std::string private_key_pem;  // EC P-256, SEC1 ("EC PRIVATE KEY") PEM
+  std::string service;
+  std::string service_uri;  // spiffe://<trust-domain>/ns/<ns>/dc/<dc>/svc/<service>
+  std::chrono::system_clock::time_point valid_after;
+  std::chrono::system_clock::time_point valid_before;
+
+  friend bool operator==(const LeafCertificate&, const LeafCertificate&) = default;
+};
+
+// POST /v1/agent/connect/authorize: may the client certificate's service call the target?
+struct AuthorizeResult {
+  bool authorized = false;
+  std::string reason;  // Consul's explanation ("Matched L4 intention: …", "Default behavior …")
+
+  friend bool operator==(const AuthorizeResult&, const AuthorizeResult&) = default;
+};
+
 // A blocking query: with index > 0 Consul holds the answer until its data moves past
 // `index` or `wait` passes (Consul adds up to wait/16 of jitter). index 0 answers at once.
 struct QueryOptions {

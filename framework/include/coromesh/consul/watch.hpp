@@ -20,8 +20,9 @@
 // future cannot hang the watch for the whole wait. Failures are
 // retried with exponential backoff and jitter, logged once per failure streak
 // (consul.watch.error) and once when it ends (consul.watch.recovered); a watch never
-// gives up by itself. It ends only when cancelled (returning normally), or when the
-// callback throws (the exception propagates).
+// gives up by itself. It ends only when cancelled (returning normally): an exception from
+// the callback (any std::exception, std::bad_alloc included) is logged
+// (consul.watch.callback_failed) and the watch goes on with the next change.
 //
 // Threading: runs on the AgentClient's executor; the callback is invoked there, inline:
 // keep it short, or co_spawn the work it starts. `consul` must outlive the watch.
@@ -73,6 +74,8 @@ class WatchLoop {
   Verdict accept(std::uint64_t index);
   // After a failed query: logs if it starts a streak, then sleeps the backoff delay.
   boost::asio::awaitable<void> failed(std::string error);
+  // The callback threw the exception being handled: logs it (never throws).
+  void callback_failed() const noexcept;
 
  private:
   std::string name_;
@@ -133,7 +136,13 @@ boost::asio::awaitable<void> watch(std::string name, WatchQuery<T> query,
       if constexpr (std::equality_comparable<T>) {
         last = result->value;
       }
-      on_change(result->value);
+      // A callback that throws loses this change only, not the watch (the next change
+      // is delivered as usual).
+      try {
+        on_change(result->value);
+      } catch (...) {
+        loop.callback_failed();
+      }
     }
   }
 }

@@ -17,11 +17,13 @@
 #include <boost/describe.hpp>
 #include <boost/json/value.hpp>
 #include <boost/mp11/algorithm.hpp>
+#include <boost/mp11/list.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "coromesh/http/error.hpp"
@@ -42,6 +44,66 @@ struct is_vector<std::vector<T, A>> : std::true_type {};
 template <class T>
 constexpr bool is_described_struct_v = boost::describe::has_describe_members<T>::value;
 
+template <class T>
+constexpr bool is_scalar_v = std::is_arithmetic_v<T> || std::is_same_v<T, std::string>;
+
+// The type of the member a Boost.Describe descriptor D names.
+template <class T, class D>
+using member_type_t = std::remove_cvref_t<decltype(std::declval<T&>().*D::pointer)>;
+
+template <class T>
+using public_members_t =
+    boost::mp11::mp_rename<boost::describe::describe_members<T, boost::describe::mod_public>,
+                           boost::mp11::mp_list>;
+
+// What bind_json / from_body / to_json handle: a scalar, a vector of such values, or a
+// described struct whose members are such values or std::optional of them.
+template <class T>
+consteval bool json_value_supported();
+
+template <class T>
+consteval bool json_member_supported() {
+  if constexpr (is_optional<T>::value) {
+    return json_value_supported<typename T::value_type>();
+  } else {
+    return json_value_supported<T>();
+  }
+}
+
+template <class T, class... Ds>
+consteval bool json_members_supported(boost::mp11::mp_list<Ds...>*) {
+  return (json_member_supported<member_type_t<T, Ds>>() && ...);
+}
+
+template <class T>
+consteval bool json_value_supported() {
+  if constexpr (is_scalar_v<T>) {
+    return true;
+  } else if constexpr (is_vector<T>::value) {
+    return json_value_supported<typename T::value_type>();
+  } else if constexpr (is_described_struct_v<T>) {
+    return json_members_supported<T>(static_cast<public_members_t<T>*>(nullptr));
+  } else {
+    return false;
+  }
+}
+
+// What bind_query / to_query handle: a described struct of scalars and std::optional
+// scalars.
+template <class T>
+consteval bool query_member_supported() {
+  if constexpr (is_optional<T>::value) {
+    return is_scalar_v<typename T::value_type>;
+  } else {
+    return is_scalar_v<T>;
+  }
+}
+
+template <class T, class... Ds>
+consteval bool query_members_supported(boost::mp11::mp_list<Ds...>*) {
+  return (query_member_supported<member_type_t<T, Ds>>() && ...);
+}
+
 // The scalar parsers are out of line (binding.cpp): one copy for every service.
 bool parse_scalar(std::string_view text, std::int64_t& out, std::string& why);
 bool parse_scalar(std::string_view text, std::uint64_t& out, std::string& why);
@@ -55,6 +117,8 @@ std::optional<std::string> query_value(std::string_view query, std::string_view 
 [[noreturn]] void throw_missing(std::string_view where, std::string_view field);
 [[noreturn]] void throw_invalid(std::string_view where, std::string_view field,
                                 std::string_view why);
+// "JSON body field '<path>': <why>", or "JSON body: <why>" for the body itself (empty path).
+[[noreturn]] void throw_invalid_json(std::string_view path, std::string_view why);
 
 template <class T>
 void from_text(std::string_view text, std::string_view field, T& out) {
@@ -119,7 +183,7 @@ void json_member_to(const boost::json::object& object, const std::string& path,
     out = std::move(inner);
   } else {
     if (found == nullptr) {
-      throw_missing("JSON field", child_path);
+      throw_missing("JSON body field", child_path);
     }
     json_to(*found, child_path, out);
   }
@@ -132,7 +196,7 @@ void json_to(const boost::json::value& v, const std::string& path, T& out) {
     Wide wide{};
     json_to(v, path, wide);
     if (wide < std::numeric_limits<T>::min() || wide > std::numeric_limits<T>::max()) {
-      throw_invalid("JSON field", path, "value is out of range");
+      throw_invalid_json(path, "value is out of range");
     }
     out = static_cast<T>(wide);
   } else if constexpr (std::is_floating_point_v<T>) {
@@ -141,7 +205,7 @@ void json_to(const boost::json::value& v, const std::string& path, T& out) {
     out = static_cast<T>(wide);
   } else if constexpr (is_vector<T>::value) {
     if (!v.is_array()) {
-      throw_invalid("JSON field", path, "expected an array");
+      throw_invalid_json(path, "expected an array");
     }
     out.clear();
     std::size_t i = 0;
@@ -152,8 +216,7 @@ void json_to(const boost::json::value& v, const std::string& path, T& out) {
     }
   } else if constexpr (is_described_struct_v<T>) {
     if (!v.is_object()) {
-      throw_invalid("JSON field", path.empty() ? std::string_view("body") : path,
-                    "expected an object");
+      throw_invalid_json(path, "expected an object");
     }
     const auto& object = v.get_object();
     boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>(
@@ -166,6 +229,19 @@ void json_to(const boost::json::value& v, const std::string& path, T& out) {
 boost::json::value parse_json_body(std::string_view body);
 
 }  // namespace binding_detail
+
+// A type a JSON body binds to and a result serializes from: a number, bool,
+// std::string, std::vector of those, or a struct described with BOOST_DESCRIBE_STRUCT
+// whose members are those, nested described structs or std::optional of them.
+template <class T>
+concept JsonBindable = binding_detail::json_value_supported<T>();
+
+// A type a query string binds to: a struct described with BOOST_DESCRIBE_STRUCT whose
+// members are numbers, bool, std::string or std::optional of those.
+template <class T>
+concept QueryBindable = binding_detail::is_described_struct_v<T> &&
+    binding_detail::query_members_supported<T>(
+        static_cast<binding_detail::public_members_t<T>*>(nullptr));
 
 template <class T>
 T bind_query(std::string_view query) {
@@ -235,6 +311,10 @@ boost::json::value to_json_value(const T& value) {
     }
     return array;
   } else {
+    static_assert(binding_detail::is_scalar_v<T>,
+                  "to_json: the type is not a number, bool, std::string, std::vector or a "
+                  "struct described with BOOST_DESCRIBE_STRUCT (is BOOST_DESCRIBE_STRUCT "
+                  "missing?)");
     return boost::json::value(value);
   }
 }

@@ -10,19 +10,17 @@
 #include <string_view>
 
 #include "coromesh/http/message.hpp"
-#include "coromesh/qos/remote_error.hpp"
 
 namespace coromesh::http {
 
-// Carries its status to the QoS chain too: a handler's 4xx is not a failure of the
-// service for its circuit breaker.
-class HttpError : public std::runtime_error, public qos::HasHttpStatus {
+// The service's fault classifier (service/fault_classifier.hpp) reads its status: a
+// handler's 4xx is the caller's fault, not a failure of the service.
+class HttpError : public std::runtime_error {
  public:
   HttpError(Status status, std::string code, std::string reason)
       : std::runtime_error(reason), status_(status), code_(std::move(code)) {}
 
   Status status() const noexcept { return status_; }
-  unsigned http_status() const noexcept override { return static_cast<unsigned>(status_); }
   const std::string& code() const noexcept { return code_; }
   std::string_view reason() const noexcept { return what(); }
 

@@ -44,6 +44,12 @@
 //   chain.on_rejection([](std::string_view policy, Reason r) { ... });
 //   int v = co_await chain.execute(call);     // call: std::function<awaitable<int>()>
 //
+// The adapters that put each policy into a chain live next to their policy:
+// timeout_interceptor.hpp, retry_interceptor.hpp, circuit_breaker_interceptor.hpp,
+// rate_limit_interceptor.hpp, bulkhead_interceptor.hpp, adaptive_limit_interceptor.hpp,
+// log_interceptor.hpp, metrics_interceptor.hpp and fallback.hpp (interceptors.hpp
+// includes them all).
+//
 // Threading: a Chain may run any number of invocations at once, on any executors, as
 // long as the policies it holds are thread-safe (all of qos/ are). Interceptors are
 // shared (std::shared_ptr) and stateless per call; per-call state lives in Invocation.
@@ -56,26 +62,18 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
-#include <variant>
 #include <vector>
 
-#include "coromesh/qos/adaptive_limit.hpp"
-#include "coromesh/qos/bulkhead.hpp"
-#include "coromesh/qos/circuit_breaker.hpp"
 #include "coromesh/qos/clock.hpp"
 #include "coromesh/qos/deadline.hpp"
-#include "coromesh/qos/rate_limiter.hpp"
+#include "coromesh/qos/fault.hpp"
 #include "coromesh/qos/reason.hpp"
-#include "coromesh/qos/remote_error.hpp"
-#include "coromesh/qos/retry.hpp"
 
 namespace coromesh::qos {
 
@@ -133,6 +131,15 @@ class Invocation {
   // Runs the chain's rejection hook, then throws QosRejected(policy, reason).
   [[noreturn]] void reject(std::string_view policy, Reason reason) const;
 
+  // The fault `error` is, classified once by the chain's classifier: the same exception
+  // seen again further out (it travels through every interceptor) is not classified
+  // again. A cancellation while the attempt's timeout had fired is a timeout.
+  const Fault& fault(const std::exception_ptr& error);
+
+  // Set by a preemptive timeout when its timer fires, just before it cancels the rest of
+  // the chain, so the cancellation the inner interceptors see is classified a timeout.
+  void set_attempt_timed_out(bool timed_out) noexcept { attempt_timed_out_ = timed_out; }
+
   virtual bool has_result() const noexcept = 0;
   virtual void clear_result() noexcept = 0;
 
@@ -142,6 +149,8 @@ class Invocation {
   Deadline attempt_deadline_{};
   Clock::time_point phase_time_{};
   std::uint32_t attempt_ = 1;
+  bool attempt_timed_out_ = false;
+  std::optional<Fault> last_fault_;
 };
 
 template <class R>
@@ -206,8 +215,6 @@ class Interceptor {
   bool explicit_weight_;
 };
 
-struct Fault;
-
 // What the rest of the chain came to, as a synchronous interceptor's outcome phase sees it.
 struct Outcome {
   Duration elapsed;    // how long the rest of the chain took (chain's clock)
@@ -257,276 +264,13 @@ class PhaseInterceptor : public SynchronousInterceptor {
   void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept final;
 };
 
-// What a fault was: the exception, and when it was a QosRejected, its policy and reason.
-struct Fault {
-  std::exception_ptr error;
-  std::optional<Reason> reason;  // set for a QosRejected
-  std::string policy;            // the rejecting policy for a QosRejected
-  std::string message;           // what() of a std::exception, else "unknown exception"
-  unsigned status = 0;           // the HTTP status of a RemoteError or HttpError
-  bool cancelled = false;        // a system_error with asio::error::operation_aborted
-
-  // A fault that says nothing about the callee's health: cancellation, a local overload
-  // rejection (rate_limited, bulkhead_full, concurrency_limited) or the caller's own
-  // error (a 4xx answer).
-  bool is_neutral() const noexcept;
-
-  static Fault from(std::exception_ptr error);
-};
-
-// ---------------------------------------------------------------------------------------
-// Adapters over the policy primitives. Each takes the policy by shared_ptr (policies are
-// shared by every call of an operation and are not copyable) and an optional weight.
-
-enum class TimeoutMode : std::uint8_t {
-  // The rest of the chain races a timer and is cancelled when the timer wins (about
-  // 1 us per call: a timer and a spawned coroutine).
-  preemptive,
-  // The timeout only sets the attempt's deadline, which every coromesh await honours
-  // (client stubs send it downstream and stop waiting at it, retry backoffs and
-  // bulkhead queues end at it); nothing else is cancelled. As cheap as a clock read.
-  deadline,
-};
-
-// Per-attempt timeout, bounded by the invocation's overall deadline (its remaining time
-// read on the chain's clock). Either way the attempt's deadline is set for the call to
-// read (Invocation::deadline()) and an already expired deadline rejects without calling.
-//
-// Preemptive: the rest of the chain races a real asio steady_timer; when the timer wins
-// the rest is cancelled through Asio per-operation cancellation and the attempt is
-// rejected with deadline_exceeded. The call must honour cancellation (a call that
-// ignores it is waited for, then rejected). A call that completes first, with a value or
-// an exception, cancels the timer at once.
-class TimeoutInterceptor final : public SynchronousInterceptor {
- public:
-  explicit TimeoutInterceptor(Duration per_attempt, std::optional<int> weight = std::nullopt,
-                              std::string name = "timeout",
-                              TimeoutMode mode = TimeoutMode::preemptive);
-  Duration per_attempt() const noexcept { return per_attempt_; }
-  TimeoutMode mode() const noexcept { return mode_; }
-
-  bool synchronous() const noexcept override { return mode_ == TimeoutMode::deadline; }
-  void on_request(Invocation& invocation) override;
-  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
-
- private:
-  // Rejects with deadline_exceeded when the attempt could not even start.
-  Deadline attempt_deadline(Invocation& invocation, Clock::time_point now) const;
-
-  Duration per_attempt_;
-  TimeoutMode mode_;
-};
-
-struct RetryOptions {
-  std::shared_ptr<RetryBudget> budget{};  // optional; a refused retry -> budget_exhausted
-  std::uint64_t seed = 0x5eed;            // jitter RNG seed (deterministic tests)
-  // Retry an attempt rejected with deadline_exceeded (a per-attempt timeout further in,
-  // Envoy's per_try_timeout); other rejections are never retried.
-  bool retry_attempt_timeouts = true;
-};
-
-// Calls the rest of the chain up to max_attempts times while RetryPolicy::should_retry
-// says so, waiting the jittered backoff on an asio timer between attempts. Each original
-// call deposits into the budget; each retry asks it. A retry is not started when its
-// backoff would end past the overall deadline: the last fault is rethrown instead.
-class RetryInterceptor final : public Interceptor {
- public:
-  explicit RetryInterceptor(RetryConfig config, RetryOptions options = {},
-                            std::optional<int> weight = std::nullopt, std::string name = "retry");
-  const RetryPolicy& policy() const noexcept { return policy_; }
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
-
- private:
-  bool retryable(const Fault& fault, std::uint32_t attempts, bool idempotent) const;
-  Duration next_backoff(std::uint32_t retry);
-
-  RetryPolicy policy_;
-  RetryOptions options_;
-  std::mutex rng_mutex_;
-  std::mt19937_64 rng_;
-};
-
-// acquire() before, on_success / on_failure with the duration measured on the chain's
-// clock after. Faults count as failures, except rejections for local overload
-// (rate_limited, bulkhead_full, concurrency_limited), cancellation and a caller's error
-// (a 4xx RemoteError or http::HttpError), which give the permit back without recording
-// (they say nothing about the callee's health).
-class CircuitBreakerInterceptor final : public SynchronousInterceptor {
- public:
-  explicit CircuitBreakerInterceptor(std::shared_ptr<CircuitBreaker> breaker,
-                                     std::optional<int> weight = std::nullopt,
-                                     std::string name = "circuit_breaker");
-  CircuitBreaker& breaker() const noexcept { return *breaker_; }
-  void on_request(Invocation& invocation) override;
-  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
-
- private:
-  std::shared_ptr<CircuitBreaker> breaker_;
-};
-
-// try_acquire() on a token or leaky bucket; rejected with rate_limited.
-//
-// With a leaky bucket and `shape`, it is the seed's queue drained at a fixed rate: an
-// admitted call waits its turn (LeakyBucket::try_schedule) on an asio timer so calls
-// leave at exactly the bucket's rate, a full bucket rejects, and a call whose turn would
-// come after its deadline is rejected with deadline_exceeded at once instead of waiting.
-class RateLimitInterceptor final : public SynchronousInterceptor {
- public:
-  explicit RateLimitInterceptor(std::shared_ptr<TokenBucket> bucket,
-                                std::optional<int> weight = std::nullopt,
-                                std::string name = "rate_limit");
-  explicit RateLimitInterceptor(std::shared_ptr<LeakyBucket> bucket,
-                                std::optional<int> weight = std::nullopt,
-                                std::string name = "rate_limit", bool shape = false);
-  bool synchronous() const noexcept override { return !shape_; }
-  void on_request(Invocation& invocation) override;
-  void on_outcome(Invocation&, const Outcome&) noexcept override {}
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
-
- private:
-  std::variant<std::shared_ptr<TokenBucket>, std::shared_ptr<LeakyBucket>> bucket_;
-  bool shape_ = false;
-};
-
-// Holds a Bulkhead slot around the rest of the chain; rejected with bulkhead_full.
-// Without a wait queue it is synchronous (try_enter / leave); with one, acquire() may
-// wait in the queue (never past the invocation's deadline).
-class BulkheadInterceptor final : public SynchronousInterceptor {
- public:
-  explicit BulkheadInterceptor(std::shared_ptr<Bulkhead> bulkhead,
-                               std::optional<int> weight = std::nullopt,
-                               std::string name = "bulkhead");
-  Bulkhead& bulkhead() const noexcept { return *bulkhead_; }
-  bool synchronous() const noexcept override { return bulkhead_->config().max_queue == 0; }
-  void on_request(Invocation& invocation) override;
-  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
-
- private:
-  std::shared_ptr<Bulkhead> bulkhead_;
-};
-
-// AdaptiveLimit::acquire() before (concurrency_limited), on_sample(latency, ok) after;
-// cancellation, local overload and a caller's error call release().
-class AdaptiveLimitInterceptor final : public SynchronousInterceptor {
- public:
-  explicit AdaptiveLimitInterceptor(std::shared_ptr<AdaptiveLimit> limit,
-                                    std::optional<int> weight = std::nullopt,
-                                    std::string name = "adaptive_limit");
-  AdaptiveLimit& limit() const noexcept { return *limit_; }
-  void on_request(Invocation& invocation) override;
-  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
-
- private:
-  std::shared_ptr<AdaptiveLimit> limit_;
-};
-
-// One line at entry (debug) and one at exit: `qos.call` with operation, attempt count,
-// duration, outcome (ok / rejected / error), and policy+reason or the error message.
-// Exit lines are info for ok, warn for a fault.
-class LogInterceptor final : public SynchronousInterceptor {
- public:
-  explicit LogInterceptor(std::optional<int> weight = std::nullopt, std::string name = "log");
-  void on_request(Invocation& invocation) override;
-  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
-};
-
-// Where MetricsInterceptor reports each call (the metrics module implements it with
-// Prometheus families; qos/ itself knows no metrics library). Called on io threads,
-// concurrently.
-class CallObserver {
- public:
-  enum class Result : std::uint8_t { ok, error, rejected };
-  virtual ~CallObserver() = default;
-  virtual void observe(Result result, Duration elapsed) noexcept = 0;
-};
-
-// Reports every call's result and duration to a CallObserver.
-class MetricsInterceptor final : public SynchronousInterceptor {
- public:
-  explicit MetricsInterceptor(std::shared_ptr<CallObserver> observer,
-                              std::optional<int> weight = std::nullopt,
-                              std::string name = "metrics");
-  void on_request(Invocation&) override {}
-  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
-
- private:
-  std::shared_ptr<CallObserver> observer_;
-};
-
-// Which faults a Fallback turns into a value.
-struct FallbackFilter {
-  bool rejections = true;         // QosRejected (any reason unless `reasons` is set)
-  bool errors = true;             // any other exception
-  std::vector<Reason> reasons{};  // empty: every reason
-};
-
-// Turns a fault of the rest of the chain into a value: `fn(fault)` or a static value.
-// Faults outside the filter, and an exception thrown by `fn`, continue outwards.
-template <class R>
-class Fallback final : public Interceptor {
- public:
-  using Function = std::function<R(const Fault&)>;
-
-  explicit Fallback(Function fn, FallbackFilter filter = {},
-                    std::optional<int> weight = std::nullopt, std::string name = "fallback")
-      : Interceptor(std::move(name), weight, weights::fallback),
-        fn_(std::move(fn)),
-        filter_(std::move(filter)) {}
-
-  // A fallback function that always answers `value`.
-  static Function value(R value) {
-    return [v = std::move(value)](const Fault&) { return v; };
-  }
-
-  bool applies(const Fault& fault) const {
-    if (!fault.reason) {
-      return filter_.errors;
-    }
-    if (!filter_.rejections) {
-      return false;
-    }
-    if (filter_.reasons.empty()) {
-      return true;
-    }
-    for (Reason r : filter_.reasons) {
-      if (r == *fault.reason) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override {
-    auto* typed = dynamic_cast<TypedInvocation<R>*>(&invocation);
-    if (typed == nullptr) {
-      throw std::logic_error("qos fallback: result type does not match the chain's");
-    }
-    std::exception_ptr error;
-    try {
-      co_await next();
-      co_return;
-    } catch (...) {
-      error = std::current_exception();
-    }
-    Fault fault = Fault::from(error);
-    if (!applies(fault)) {
-      std::rethrow_exception(error);
-    }
-    typed->set_result(fn_(fault));
-  }
-
- private:
-  Function fn_;
-  FallbackFilter filter_;
-};
-
 // ---------------------------------------------------------------------------------------
 
 struct ChainOptions {
   std::string operation = "operation";  // for log lines and the rejection hook's users
   const Clock* clock = nullptr;         // measures durations; nullptr: Clock::steady()
+  // Says whose fault a fault is (fault.hpp); nullptr: classify_fault, which knows no HTTP.
+  FaultClassifier classify = nullptr;
 };
 
 // The untyped chain: ordered interceptors, the rejection hook, and the runner.
@@ -552,6 +296,7 @@ class ChainCore {
 
   const std::string& operation() const noexcept { return options_.operation; }
   const Clock& clock() const noexcept { return *options_.clock; }
+  FaultClassifier classifier() const noexcept { return options_.classify; }
 
   // Runs interceptors [index, end) and then `terminal`.
   boost::asio::awaitable<void> run_from(std::size_t index, Invocation& invocation,

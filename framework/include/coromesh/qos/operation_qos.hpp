@@ -30,10 +30,46 @@
 #include <vector>
 
 #include "coromesh/qos/chain.hpp"
+#include "coromesh/qos/fallback.hpp"
 #include "coromesh/qos/policies.hpp"
 #include "coromesh/qos/policy_runtime.hpp"
 
 namespace coromesh::qos {
+
+// Compile-time check that a `qos::fallback{handler}` can answer for result R: a
+// function R(const Fault&), or a value converting to R. A mismatch fails a
+// static_assert that names the fix; otherwise (and after that error) it returns true.
+// COROMESH_OPERATION runs it at the declaration, make_fallback again where it is built.
+template <class R, class T>
+consteval bool check_fallback() {
+  if constexpr (std::is_same_v<T, const char*> &&
+                !std::is_invocable_r_v<R, const T&, const Fault&> &&
+                !std::is_convertible_v<const T&, R>) {
+    static_assert(!std::is_same_v<T, const char*>,
+                  "qos::fallback: a string literal is not this operation's result type; use a "
+                  "function R(const qos::Fault&) that builds the result, e.g. "
+                  "qos::fallback{+[](const qos::Fault&) { return R{...}; }}");
+  } else if constexpr (!std::is_invocable_r_v<R, const T&, const Fault&>) {
+    static_assert(std::is_convertible_v<const T&, R>,
+                  "qos::fallback: the value must convert to the operation's result type, or "
+                  "be a function R(const qos::Fault&)");
+  }
+  return true;
+}
+
+// check_fallback for the fallback of a declared list, if it has one.
+template <class R, class P>
+consteval bool check_if_fallback() {
+  if constexpr (is_fallback<P>::value) {
+    return check_fallback<R, decltype(P::handler)>();
+  } else {
+    return true;
+  }
+}
+template <class R, Side S, class... Ps>
+consteval bool check_fallbacks(const PolicyList<S, Ps...>*) {
+  return (check_if_fallback<R, Ps>() && ...);
+}
 
 // The typed fallback interceptor a `qos::fallback{...}` declaration stands for.
 template <class R, class T>
@@ -44,11 +80,11 @@ std::shared_ptr<Interceptor> make_fallback(const fallback<T>& declared) {
   if constexpr (std::is_invocable_r_v<R, const T&, const Fault&>) {
     return std::make_shared<Fallback<R>>(
         [fn = declared.handler](const Fault& fault) { return fn(fault); }, filter, weight);
-  } else {
-    static_assert(std::is_convertible_v<const T&, R>,
-                  "qos::fallback: the value must convert to the operation's result type, or "
-                  "be a function R(const qos::Fault&)");
+  } else if constexpr (std::is_convertible_v<const T&, R>) {
     return std::make_shared<Fallback<R>>(Fallback<R>::value(R(declared.handler)), filter, weight);
+  } else {
+    static_assert(check_fallback<R, T>());  // fails inside with the message
+    return nullptr;
   }
 }
 
@@ -152,9 +188,10 @@ class OperationQos {
     if (fallback_) {
       interceptors.push_back(fallback_);
     }
-    auto state =
-        std::make_unique<State>(objects, std::move(interceptors),
-                                ChainOptions{.operation = operation_, .clock = options_.clock});
+    auto state = std::make_unique<State>(
+        objects, std::move(interceptors),
+        ChainOptions{
+            .operation = operation_, .clock = options_.clock, .classify = options_.classify});
     state->chain.on_rejection(on_rejection_);
     return state;
   }

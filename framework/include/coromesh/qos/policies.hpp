@@ -1,7 +1,9 @@
 #pragma once
 
 // The QoS policies as declaration values: literal types a declaration lists, checked at
-// compile time, turned into a running chain by the framework (qos/policy_set.hpp).
+// compile time, turned into a running chain by the framework (policy_runtime.hpp).
+// The kinds themselves are in policy_kinds.hpp, their field tables (bounds, override
+// names, summary) in policy_fields.hpp.
 //
 //   namespace qos = coromesh::qos;
 //   constexpr auto server_side = qos::server(qos::timeout{100ms},
@@ -33,7 +35,9 @@
 //   rate_limit        permits / period       50 per 1 s, burst = permits, token bucket
 //   bulkhead          max_concurrent         25, no wait queue
 //   adaptive_limit    initial / min / max    20 / 1 / 200, AIMD backoff 0.9, tolerance 2x
-//   fallback          value or function      answers every rejection and error
+//   fallback          value or function      answers rejections, the callee's failures,
+//                                            transport errors and timeouts; never a
+//                                            caller's 4xx or a cancellation (fault.hpp)
 //   log, metrics      -                      one line per call; calls + duration metrics
 //
 // Declaration checks: validate_declaration(list) is constexpr and returns the first
@@ -50,184 +54,20 @@
 #include <type_traits>
 #include <utility>
 
-#include "coromesh/qos/adaptive_limit.hpp"
-#include "coromesh/qos/bulkhead.hpp"
 #include "coromesh/qos/chain.hpp"
-#include "coromesh/qos/circuit_breaker.hpp"
-#include "coromesh/qos/rate_limiter.hpp"
-#include "coromesh/qos/retry.hpp"
+#include "coromesh/qos/policy_fields.hpp"
+#include "coromesh/qos/policy_kinds.hpp"
 
 namespace coromesh::qos {
 
-struct timeout {
-  Duration per_attempt = std::chrono::seconds(1);
-  Duration overall = Duration::zero();  // zero: no overall deadline beyond the caller's
-  TimeoutMode mode = TimeoutMode::preemptive;
-  int weight = 0;
-
-  friend constexpr bool operator==(const timeout&, const timeout&) = default;
-};
-
-struct retry {
-  std::uint32_t max_attempts = 3;
-  Duration base_backoff = std::chrono::milliseconds(25);
-  Duration max_backoff = std::chrono::milliseconds(250);
-  double multiplier = 2.0;
-  Jitter jitter = Jitter::full;
-  StatusSet retry_on{502, 503, 504};
-  bool retry_transport_errors = true;
-  bool idempotent_only = true;
-  bool budget = true;
-  double budget_ratio = 0.2;
-  std::uint32_t budget_min_per_second = 10;
-  Duration budget_ttl = std::chrono::seconds(10);
-  int weight = 0;
-
-  friend constexpr bool operator==(const retry&, const retry&) = default;
-
-  constexpr RetryConfig config() const noexcept {
-    RetryConfig c;
-    c.max_attempts = max_attempts;
-    c.base_backoff = base_backoff;
-    c.max_backoff = max_backoff;
-    c.multiplier = multiplier;
-    c.jitter = jitter;
-    c.retryable_statuses = retry_on;
-    c.retry_transport_errors = retry_transport_errors;
-    c.idempotent_only = idempotent_only;
-    return c;
-  }
-  constexpr RetryBudgetConfig budget_config() const noexcept {
-    return {
-        .ratio = budget_ratio, .min_retries_per_second = budget_min_per_second, .ttl = budget_ttl};
-  }
-};
-
-struct circuit_breaker {
-  double failure_rate = 0.5;
-  double slow_call_rate = 1.0;
-  Duration slow_call = std::chrono::seconds(60);
-  std::uint32_t window = 100;  // calls, count-based
-  WindowType window_type = WindowType::count_based;
-  Duration window_duration = std::chrono::seconds(60);  // time-based
-  std::uint32_t minimum_calls = 100;
-  Duration open_for = std::chrono::seconds(60);
-  std::uint32_t half_open_calls = 10;
-  int weight = 0;
-
-  friend constexpr bool operator==(const circuit_breaker&, const circuit_breaker&) = default;
-
-  constexpr CircuitBreakerConfig config() const noexcept {
-    CircuitBreakerConfig c;
-    c.window_type = window_type;
-    c.window_size = window;
-    c.window_duration = window_duration;
-    c.failure_rate_threshold = failure_rate;
-    c.slow_call_rate_threshold = slow_call_rate;
-    c.slow_call_duration = slow_call;
-    c.minimum_calls = minimum_calls;
-    c.wait_in_open = open_for;
-    c.permitted_calls_in_half_open = half_open_calls;
-    return c;
-  }
-};
-
-enum class RateAlgorithm : std::uint8_t { token_bucket, leaky_bucket };
-
-struct rate_limit {
-  std::uint64_t permits = 50;
-  Duration period = std::chrono::seconds(1);
-  std::uint64_t burst = 0;  // zero: the same as permits
-  RateAlgorithm algorithm = RateAlgorithm::token_bucket;
-  // Leaky bucket only: delay admitted calls so they leave at the fixed rate (a queue of
-  // `burst` places), instead of only metering them.
-  bool shape = false;
-  int weight = 0;
-
-  friend constexpr bool operator==(const rate_limit&, const rate_limit&) = default;
-
-  constexpr std::uint64_t effective_burst() const noexcept { return burst == 0 ? permits : burst; }
-  constexpr TokenBucketConfig token_bucket_config() const noexcept {
-    return {.permits = permits, .period = period, .burst = effective_burst()};
-  }
-  constexpr LeakyBucketConfig leaky_bucket_config() const noexcept {
-    return {.rate = permits, .period = period, .capacity = effective_burst()};
-  }
-};
-
-struct bulkhead {
-  std::uint32_t max_concurrent = 25;
-  std::uint32_t max_queue = 0;
-  Duration max_wait = Duration::zero();
-  int weight = 0;
-
-  friend constexpr bool operator==(const bulkhead&, const bulkhead&) = default;
-
-  constexpr BulkheadConfig config() const noexcept {
-    return {.max_concurrent = max_concurrent, .max_queue = max_queue, .max_wait = max_wait};
-  }
-};
-
-struct adaptive_limit {
-  std::uint32_t initial_limit = 20;
-  std::uint32_t min_limit = 1;
-  std::uint32_t max_limit = 200;
-  double backoff_ratio = 0.9;
-  Duration timeout = std::chrono::seconds(5);
-  Duration latency_target = Duration::zero();
-  double tolerance = 2.0;
-  Duration baseline_window = std::chrono::seconds(60);
-  int weight = 0;
-
-  friend constexpr bool operator==(const adaptive_limit&, const adaptive_limit&) = default;
-
-  constexpr AdaptiveLimitConfig config() const noexcept {
-    return {.initial_limit = initial_limit,
-            .min_limit = min_limit,
-            .max_limit = max_limit,
-            .backoff_ratio = backoff_ratio,
-            .timeout = timeout,
-            .latency_target = latency_target,
-            .tolerance = tolerance,
-            .baseline_window = baseline_window};
-  }
-};
-
-// `handler` is a static value (converted to the operation's result) or a function
-// pointer R(*)(const Fault&). A declaration is a constexpr value, so a static value must
-// be a literal type (a number, an enum, a struct of those); for a result holding a
-// std::string or a vector, give a function. Which faults it answers: on_rejections
-// (QosRejected, any reason) and on_errors (any other exception).
-template <class T>
-struct fallback {
-  T handler;
-  bool on_rejections = true;
-  bool on_errors = true;
-  int weight = 0;
-};
-template <class T>
-fallback(T) -> fallback<T>;
-
-struct log {
-  int weight = 0;
-
-  friend constexpr bool operator==(const log&, const log&) = default;
-};
-
-struct metrics {
-  int weight = 0;
-
-  friend constexpr bool operator==(const metrics&, const metrics&) = default;
-};
-
-template <class T>
-struct is_fallback : std::false_type {};
-template <class T>
-struct is_fallback<fallback<T>> : std::true_type {};
-
 // --- per-policy checks ------------------------------------------------------------------
 
+// Each kind's check: its fields' bounds first (so an absurd value is named as such), then
+// what the values must satisfy together.
 constexpr std::string_view validate(const timeout& t) noexcept {
+  if (auto e = check_bounds(t); !e.empty()) {
+    return e;
+  }
   if (t.per_attempt <= Duration::zero()) {
     return "timeout: per_attempt must be positive";
   }
@@ -241,6 +81,9 @@ constexpr std::string_view validate(const timeout& t) noexcept {
 }
 
 constexpr std::string_view validate(const retry& r) noexcept {
+  if (auto e = check_bounds(r); !e.empty()) {
+    return e;
+  }
   if (auto e = validate(r.config()); !e.empty()) {
     return e;
   }
@@ -248,23 +91,29 @@ constexpr std::string_view validate(const retry& r) noexcept {
 }
 
 constexpr std::string_view validate(const circuit_breaker& c) noexcept {
-  return validate(c.config());
+  const std::string_view bounds = check_bounds(c);
+  return bounds.empty() ? validate(c.config()) : bounds;
 }
 
 constexpr std::string_view validate(const rate_limit& r) noexcept {
   if (r.shape && r.algorithm != RateAlgorithm::leaky_bucket) {
     return "rate limit: shape needs algorithm = leaky_bucket (a token bucket does not queue)";
   }
+  if (auto e = check_bounds(r); !e.empty()) {
+    return e;
+  }
   return r.algorithm == RateAlgorithm::token_bucket ? validate(r.token_bucket_config())
                                                     : validate(r.leaky_bucket_config());
 }
 
 constexpr std::string_view validate(const bulkhead& b) noexcept {
-  return validate(b.config());
+  const std::string_view bounds = check_bounds(b);
+  return bounds.empty() ? validate(b.config()) : bounds;
 }
 
 constexpr std::string_view validate(const adaptive_limit& a) noexcept {
-  return validate(a.config());
+  const std::string_view bounds = check_bounds(a);
+  return bounds.empty() ? validate(a.config()) : bounds;
 }
 
 template <class T>
@@ -275,11 +124,11 @@ constexpr std::string_view validate(const fallback<T>& f) noexcept {
   return {};
 }
 
-constexpr std::string_view validate(const log&) noexcept {
-  return {};
+constexpr std::string_view validate(const log& l) noexcept {
+  return check_bounds(l);
 }
-constexpr std::string_view validate(const metrics&) noexcept {
-  return {};
+constexpr std::string_view validate(const metrics& m) noexcept {
+  return check_bounds(m);
 }
 
 // The weight a policy will run at.
@@ -289,24 +138,10 @@ constexpr int effective_weight(const P& p) noexcept {
     return p.weight;
   }
   using T = std::remove_cvref_t<P>;
-  if constexpr (std::is_same_v<T, timeout>) {
-    return weights::timeout;
-  } else if constexpr (std::is_same_v<T, retry>) {
-    return weights::retry;
-  } else if constexpr (std::is_same_v<T, circuit_breaker>) {
-    return weights::circuit_breaker;
-  } else if constexpr (std::is_same_v<T, rate_limit>) {
-    return weights::rate_limit;
-  } else if constexpr (std::is_same_v<T, bulkhead>) {
-    return weights::bulkhead;
-  } else if constexpr (std::is_same_v<T, adaptive_limit>) {
-    return weights::adaptive_limit;
-  } else if constexpr (is_fallback<T>::value) {
+  if constexpr (is_fallback<T>::value) {
     return weights::fallback;
-  } else if constexpr (std::is_same_v<T, log>) {
-    return weights::log;
   } else {
-    return weights::metrics;
+    return Description<T>::default_weight;
   }
 }
 
@@ -365,24 +200,22 @@ struct PolicySet {
 
   friend constexpr bool operator==(const PolicySet&, const PolicySet&) = default;
 
+  // Every slot, in default chain order (outermost first): what the generic code
+  // (summary, checks, overrides) iterates over.
+  constexpr auto slots() noexcept {
+    return std::tie(log_policy, retry_policy, breaker_policy, rate_limit_policy, timeout_policy,
+                    bulkhead_policy, adaptive_policy, metrics_policy);
+  }
+  constexpr auto slots() const noexcept {
+    return std::tie(log_policy, retry_policy, breaker_policy, rate_limit_policy, timeout_policy,
+                    bulkhead_policy, adaptive_policy, metrics_policy);
+  }
+
+  // Sets the slot of P's kind; a fallback (never part of a set) is ignored.
   template <class P>
   constexpr void set(const P& p) noexcept {
-    if constexpr (std::is_same_v<P, timeout>) {
-      timeout_policy = p;
-    } else if constexpr (std::is_same_v<P, retry>) {
-      retry_policy = p;
-    } else if constexpr (std::is_same_v<P, circuit_breaker>) {
-      breaker_policy = p;
-    } else if constexpr (std::is_same_v<P, rate_limit>) {
-      rate_limit_policy = p;
-    } else if constexpr (std::is_same_v<P, bulkhead>) {
-      bulkhead_policy = p;
-    } else if constexpr (std::is_same_v<P, adaptive_limit>) {
-      adaptive_policy = p;
-    } else if constexpr (std::is_same_v<P, log>) {
-      log_policy = p;
-    } else if constexpr (std::is_same_v<P, metrics>) {
-      metrics_policy = p;
+    if constexpr (!is_fallback<P>::value) {
+      std::get<std::optional<P>&>(slots()) = p;
     }
   }
 };
@@ -400,17 +233,11 @@ constexpr PolicySet to_policy_set(const PolicyList<S, Ps...>& list) noexcept {
 // `overall`, or its per-attempt value when a weight puts the timeout outside the retry).
 constexpr std::string_view validate(const PolicySet& set) noexcept {
   std::string_view error;
-  auto check = [&error](const auto& policy) {
-    if (error.empty() && policy) {
-      error = validate(*policy);
-    }
-  };
-  check(set.timeout_policy);
-  check(set.retry_policy);
-  check(set.breaker_policy);
-  check(set.rate_limit_policy);
-  check(set.bulkhead_policy);
-  check(set.adaptive_policy);
+  std::apply(
+      [&error](const auto&... slot) {
+        ((error = !error.empty() || !slot ? error : validate(*slot)), ...);
+      },
+      set.slots());
   if (!error.empty()) {
     return error;
   }
@@ -432,10 +259,14 @@ constexpr std::string_view validate(const PolicySet& set) noexcept {
 template <Side S, class... Ps>
 constexpr std::string_view validate_declaration(const PolicyList<S, Ps...>& list) noexcept {
   using L = PolicyList<S, Ps...>;
-  if (L::template count<timeout>() > 1 || L::template count<retry>() > 1 ||
-      L::template count<circuit_breaker>() > 1 || L::template count<rate_limit>() > 1 ||
-      L::template count<bulkhead>() > 1 || L::template count<adaptive_limit>() > 1 ||
-      L::template count<log>() > 1 || L::template count<metrics>() > 1 || L::fallback_count() > 1) {
+  const bool kind_twice = std::apply(
+      [](const auto&... slot) {
+        return (
+            (L::template count<typename std::remove_cvref_t<decltype(slot)>::value_type>() > 1) ||
+            ...);
+      },
+      PolicySet{}.slots());
+  if (kind_twice || L::fallback_count() > 1) {
     return "a policy kind is declared twice in one QoS list";
   }
   std::string_view error;

@@ -14,26 +14,23 @@
 //    "timeout": {"per_attempt": "50ms"},
 //    "retry": null}
 //
-// Fields, by kind (the names of the policies.hpp structs' members):
-//   timeout          per_attempt, overall, mode ("preemptive" | "deadline"), weight
-//   retry            max_attempts, base_backoff, max_backoff, multiplier,
-//                    jitter ("none" | "full" | "equal"), idempotent_only, budget,
-//                    budget_ratio, budget_min_per_second, budget_ttl, weight
-//   circuit_breaker  failure_rate, slow_call_rate, slow_call, window,
-//                    window_type ("count" | "time"), window_duration, minimum_calls,
-//                    open_for, half_open_calls, weight
-//   rate_limit       permits, period, burst, algorithm ("token_bucket" | "leaky_bucket"),
-//                    shape, weight
-//   bulkhead         max_concurrent, max_queue, max_wait, weight
-//   adaptive_limit   initial_limit, min_limit, max_limit, backoff_ratio, timeout,
-//                    latency_target, tolerance, baseline_window, weight
-//   log, metrics     weight
+// Fields, by kind: the fields of each kind's Description in policy_fields.hpp, under the
+// names of the policy structs' members, each within its bounds there (durations at most 24h,
+// a breaker window at most 100000 calls, ...). Enums by name: timeout.mode
+// ("preemptive" | "deadline"), retry.jitter ("none" | "full" | "equal"),
+// circuit_breaker.window_type ("count" | "time"), rate_limit.algorithm ("token_bucket" |
+// "leaky_bucket"). retry.retry_on is declaration-only.
+//
+// Refusals name what is wrong: "rate_limit.period: expected a duration string ...",
+// "circuit_breaker: window must be in [0, 100000] calls", "not valid JSON: ...".
 
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "coromesh/qos/chain.hpp"
+#include "coromesh/qos/metrics_interceptor.hpp"
 #include "coromesh/qos/policies.hpp"
 
 namespace coromesh::qos {
@@ -55,6 +52,7 @@ struct PolicyObjects {
 struct BuildOptions {
   const Clock* clock = nullptr;              // nullptr: Clock::steady()
   std::shared_ptr<CallObserver> observer{};  // set: every call is reported (metrics)
+  FaultClassifier classify = nullptr;        // whose fault a fault is; nullptr: classify_fault
 };
 
 // Builds the objects for `spec`. Policy objects whose declaration did not change are

@@ -22,10 +22,15 @@
 //
 // so `add` is a constexpr value: name, method, path, argument and result types, and the
 // server-side and client-side policy lists. A declaration that cannot work does not
-// compile, and the compiler quotes why (the DeclarationError template argument):
+// compile: an argument or result type that cannot be bound (types_bindable below), a
+// fallback that cannot answer for the result, a policy list that cannot work, retry on
+// POST or PATCH without qos::retry{.non_idempotent = true}. The compiler quotes why; g++
+// in the DeclarationError template argument, clang in the note on declaration_quoted:
 //
 //   In instantiation of 'declaration_ok() [with DeclarationError E = DeclarationError{
 //       "server QoS of 'add': bulkhead: a zero-capacity bulkhead ... admits nothing", 71}]'
+//   note: in call to 'declaration_quoted({{15, &"server QoS of '"[0]}, {3, &"add"[0]},
+//       {3, &"': "[0]}, {68, &"bulkhead: a zero-capacity bulkhead ... admits nothing"[0]}})'
 //
 // From the value the framework generates:
 //   - service.serve(add, fn): the route, argument binding, the server-side chain with its
@@ -42,8 +47,10 @@
 #include <string>
 #include <string_view>
 
+#include "coromesh/http/binding.hpp"
 #include "coromesh/http/message.hpp"
 #include "coromesh/qos/deadline.hpp"
+#include "coromesh/qos/operation_qos.hpp"
 #include "coromesh/qos/policies.hpp"
 
 namespace coromesh::http {
@@ -60,6 +67,27 @@ struct CallContext {
   std::string_view trace_id{};  // W3C trace id (32 hex) to continue; empty starts a new trace
   const http::RequestContext* request = nullptr;  // server side: the HTTP request
 };
+
+// A declaration's problem as the pieces of its message, each a string literal or the
+// operation's name: clang quotes string literals in full where it elides the
+// DeclarationError that g++ quotes (see COROMESH_OPERATION).
+struct DeclarationProblem {
+  std::string_view a{}, b{}, c{}, d{};
+  constexpr bool empty() const noexcept { return a.empty(); }
+};
+
+namespace detail {
+// Not constexpr: reaching it stops the compile-time evaluation, and clang's note on the
+// failed call prints the problem's pieces in full.
+inline void invalid_declaration(std::string_view, std::string_view, std::string_view,
+                                std::string_view) {}
+constexpr bool declaration_quoted(DeclarationProblem p) {
+  if (!p.empty()) {
+    invalid_declaration(p.a, p.b, p.c, p.d);
+  }
+  return true;
+}
+}  // namespace detail
 
 template <class Arg, class Result, class ServerList, class ClientList>
 struct Operation {
@@ -78,19 +106,46 @@ struct Operation {
            method == http::Verb::delete_ || method == http::Verb::options;
   }
 
-  // The first problem with the declaration, prefixed by side and operation; empty if none.
-  constexpr qos::DeclarationError check() const noexcept {
+  // The first problem with the declaration, as the pieces of its message (string
+  // literals and the operation's name), prefixed by side and operation; empty if none.
+  // A fallback that cannot answer for Result fails its own static_assert, which says why.
+  constexpr DeclarationProblem problem() const noexcept {
+    static_assert(qos::check_fallbacks<Result>(static_cast<const ServerList*>(nullptr)) &&
+                  qos::check_fallbacks<Result>(static_cast<const ClientList*>(nullptr)));
     if (name.empty() || path.empty() || path.front() != '/') {
-      return qos::DeclarationError("operation '", name,
-                                   "': needs a name and a path starting with /");
+      return {"operation '", name, "': needs a name and a path starting with /"};
     }
     if (auto e = qos::validate_declaration(server); !e.empty()) {
-      return qos::DeclarationError("server QoS of '", name, "': ", e);
+      return {"server QoS of '", name, "': ", e};
     }
     if (auto e = qos::validate_declaration(client); !e.empty()) {
-      return qos::DeclarationError("client QoS of '", name, "': ", e);
+      return {"client QoS of '", name, "': ", e};
+    }
+    if (!idempotent() && (retries(server) || retries(client))) {
+      return {"operation '", name,
+              "': retry on a non-idempotent method (POST, PATCH) can run a call twice; use "
+              "qos::retry{.non_idempotent = true} only if the handler is idempotent by design"};
     }
     return {};
+  }
+
+  // The problem as one message (what g++ quotes from the DeclarationError template
+  // argument); empty if none.
+  constexpr qos::DeclarationError check() const noexcept {
+    const DeclarationProblem p = problem();
+    return p.empty() ? qos::DeclarationError{} : qos::DeclarationError(p.a, p.b, p.c, p.d);
+  }
+
+ private:
+  // A retry policy that may run the call again without the explicit non_idempotent opt-in.
+  template <class List>
+  static constexpr bool retries(const List& list) noexcept {
+    if constexpr (List::template count<qos::retry>() > 0) {
+      const qos::retry& r = list.template get<qos::retry>();
+      return r.max_attempts > 1 && !r.non_idempotent;
+    } else {
+      return false;
+    }
   }
 };
 
@@ -108,6 +163,30 @@ constexpr auto pick_side(First first, Rest... rest) {
   } else {
     return pick_side<S>(rest...);
   }
+}
+
+// COROMESH_OPERATION's check that the argument binds from the request and the result
+// serializes to the response (http/binding.hpp); each failure names the fix. Without it a
+// missing BOOST_DESCRIBE_STRUCT surfaces as pages of boost::json overloads at serve().
+template <class Arg, class Result, http::Verb Method>
+constexpr bool types_bindable() noexcept {
+  if constexpr (Method == http::Verb::get || Method == http::Verb::head ||
+                Method == http::Verb::delete_) {
+    static_assert(http::QueryBindable<Arg>,
+                  "COROMESH_OPERATION: a GET, HEAD or DELETE argument is bound from the query "
+                  "string: it must be a struct described with BOOST_DESCRIBE_STRUCT whose "
+                  "members are numbers, bool, std::string or std::optional of those");
+  } else {
+    static_assert(http::JsonBindable<Arg>,
+                  "COROMESH_OPERATION: a POST, PUT or PATCH argument is bound from the JSON "
+                  "body: it must be a number, bool, std::string, std::vector or a struct "
+                  "described with BOOST_DESCRIBE_STRUCT (is BOOST_DESCRIBE_STRUCT missing?)");
+  }
+  static_assert(http::JsonBindable<Result>,
+                "COROMESH_OPERATION: the result is sent back as JSON: it must be a number, "
+                "bool, std::string, std::vector or a struct described with "
+                "BOOST_DESCRIBE_STRUCT (is BOOST_DESCRIBE_STRUCT missing?)");
+  return true;
 }
 
 // COROMESH_OPERATION's method names.
@@ -144,8 +223,25 @@ constexpr auto make_operation(std::string_view name, http::Verb method, std::str
 
 // Declares `id` as the operation's constexpr value and checks it at compile time.
 // `method` is GET, HEAD, POST, PUT, PATCH or DELETE.
-#define COROMESH_OPERATION(id, method, path, Arg, Result, ...)                  \
-  inline constexpr auto id = ::coromesh::make_operation<Arg, Result>(           \
-      #id, ::coromesh::detail::verb_##method, path __VA_OPT__(, ) __VA_ARGS__); \
-  static_assert(::coromesh::qos::detail::declaration_ok<id.check()>(),          \
-                "COROMESH_OPERATION(" #id "): invalid declaration")
+#define COROMESH_OPERATION(id, method, path, Arg, Result, ...)                              \
+  static_assert(                                                                            \
+      ::coromesh::detail::types_bindable<Arg, Result, ::coromesh::detail::verb_##method>(), \
+      "COROMESH_OPERATION(" #id "): the argument or result type cannot be bound");          \
+  inline constexpr auto id = ::coromesh::make_operation<Arg, Result>(                       \
+      #id, ::coromesh::detail::verb_##method, path __VA_OPT__(, ) __VA_ARGS__);             \
+  static_assert(::coromesh::qos::detail::declaration_ok<id.check()>(),                      \
+                "COROMESH_OPERATION(" #id "): invalid declaration");                        \
+  COROMESH_DETAIL_QUOTE_PROBLEM(id)
+
+// g++ quotes a failed check in full from declaration_ok's template argument; clang
+// elides long values there but prints string literals in full in the note on a failed
+// call, so under clang the problem's pieces are checked once more that way.
+#if defined(__clang__)
+#define COROMESH_DETAIL_QUOTE_PROBLEM(id)                             \
+  static_assert(::coromesh::detail::declaration_quoted(id.problem()), \
+                "COROMESH_OPERATION(" #id                             \
+                "): invalid declaration (the message "                \
+                "is in the note 'in call to declaration_quoted' below)")
+#else
+#define COROMESH_DETAIL_QUOTE_PROBLEM(id) static_assert(true)
+#endif

@@ -11,16 +11,19 @@
 // HTTP exchange per attempt: the argument goes as the query (GET, HEAD, DELETE) or a
 // JSON body, the attempt's remaining deadline as `x-coromesh-deadline-ms`, the caller's
 // trace as a W3C `traceparent` with a new span id. A 2xx body becomes the result; any
-// other answer throws qos::RemoteError with the callee's status and error code (which
+// other answer throws RemoteError with the callee's status and error code (which
 // the chain's retry and breaker judge), a transport failure an http::ClientError. A 2xx
 // body that does not decode into the result is the callee's fault, not the caller's: a
 // RemoteError 502 `invalid_response` (a failure for the breaker and the adaptive limit).
 //
-// g++ 12 (Debian 12's compiler) destroys a temporary with a non-trivial destructor
+// g++ before 13 (Debian 12's g++ 12) destroys a temporary with a non-trivial destructor
 // twice when it is created inside a co_await operand, e.g.
-// `co_await client.execute(Greeting{"mesh"})` where Greeting holds a std::string. Bind
-// such an argument to a local first (`Greeting g{"mesh"}; co_await client.execute(g);`).
-// Arguments of plain numbers, like the calculator's Operands, are not affected.
+// `co_await client.execute(Greeting{"a string over 15 chars"})` where Greeting holds a
+// std::string: a double free at run time. Under such a compiler execute() refuses that
+// call at compile time; bind the argument to a local first
+// (`Greeting g{"mesh"}; co_await client.execute(g);`) or build with clang++-16, the
+// project's default. Arguments of plain numbers, like the calculator's Operands, are not
+// affected.
 //
 // Threads: execute() may be called from coroutines on any of the executors the client
 // was built with (one HTTP connection pool per executor); the client must outlive its
@@ -34,6 +37,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -41,6 +45,14 @@
 #include "coromesh/http/client.hpp"
 #include "coromesh/qos/operation_qos.hpp"
 #include "coromesh/service/operation.hpp"
+
+// g++ before 13 destroys a temporary created inside a co_await operand twice (fixed in
+// GCC 13; clang is correct). When set, OperationClient refuses such temporaries.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#define COROMESH_GCC_DESTROYS_AWAITED_TEMPORARIES_TWICE 1
+#else
+#define COROMESH_GCC_DESTROYS_AWAITED_TEMPORARIES_TWICE 0
+#endif
 
 namespace coromesh {
 
@@ -77,7 +89,7 @@ class OperationTransport {
   OperationTransport(const OperationTransport&) = delete;
   OperationTransport& operator=(const OperationTransport&) = delete;
 
-  // Returns a 2xx body; throws qos::RemoteError for another status. `request` must
+  // Returns a 2xx body; throws RemoteError for another status. `request` must
   // outlive the returned awaitable (the caller awaits it at once; retries reuse it).
   boost::asio::awaitable<std::string> exchange(const OperationRequest& request,
                                                qos::Deadline deadline) const;
@@ -133,12 +145,49 @@ class OperationClient {
 
   // Calls the operation through its client-side QoS. `parent`: the caller's call, whose
   // deadline bounds this one and whose trace it continues.
-  boost::asio::awaitable<Result> execute(Arg arg) const {
-    // Not a default argument: g++ 12 destroys a default argument's temporary twice when
-    // the call is the operand of co_await.
+#if COROMESH_GCC_DESTROYS_AWAITED_TEMPORARIES_TWICE
+  // g++ < 13: an argument with a destructor must come as an lvalue (see the top of this
+  // file). The lvalue overloads copy it outside the co_await operand, which is safe.
+  boost::asio::awaitable<Result> execute(const Arg& arg) const {
+    return call(arg, {});
+  }
+  boost::asio::awaitable<Result> execute(const Arg& arg, CallContext parent) const {
+    return call(arg, parent);
+  }
+  boost::asio::awaitable<Result> execute(Arg&& arg) const {
     return execute(std::move(arg), CallContext{});
   }
+  boost::asio::awaitable<Result> execute(Arg&& arg, CallContext parent) const {
+    static_assert(std::is_trivially_destructible_v<Arg>,
+                  "coromesh: g++ < 13 destroys a temporary created in a co_await operand twice "
+                  "(free(): double free detected at run time), and this argument type has a "
+                  "destructor. Bind the argument to a local and pass the lvalue "
+                  "(Arg a{...}; co_await client.execute(a, call);), or build with clang++-16 "
+                  "(the default) or g++ >= 13.");
+    return call(std::move(arg), parent);
+  }
+#else
+  boost::asio::awaitable<Result> execute(Arg arg) const {
+    return call(std::move(arg), {});
+  }
   boost::asio::awaitable<Result> execute(Arg arg, CallContext parent) const {
+    return call(std::move(arg), parent);
+  }
+#endif
+
+  // The client-side QoS (current policies, live overrides through apply()).
+  qos::OperationQos<Result>& qos() noexcept {
+    return *qos_;
+  }
+  const Op& operation() const noexcept {
+    return op_;
+  }
+
+ private:
+  // The coroutine behind every execute(). Its parameters are always initialized by a
+  // plain call inside execute(), never in the caller's co_await operand, and none has a
+  // default argument: both would be temporaries g++ 12 destroys twice.
+  boost::asio::awaitable<Result> call(Arg arg, CallContext parent) const {
     // Built once for every attempt; the attempts reach it through one pointer, so the
     // std::function below holds it without allocating.
     detail::OperationRequest request{op_.method, op_.path, {}, {}, std::string(parent.trace_id)};
@@ -166,11 +215,6 @@ class OperationClient {
     co_return co_await qos_->execute_with(std::move(attempt), options);
   }
 
-  // The client-side QoS (current policies, live overrides through apply()).
-  qos::OperationQos<Result>& qos() noexcept { return *qos_; }
-  const Op& operation() const noexcept { return op_; }
-
- private:
   Op op_;
   detail::OperationTransport transport_;
   std::shared_ptr<qos::OperationQos<Result>> qos_;

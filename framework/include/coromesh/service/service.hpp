@@ -46,17 +46,23 @@
 #include <typeinfo>
 
 #include "coromesh/config/service_config.hpp"
+#include "coromesh/consul/types.hpp"
 #include "coromesh/http/router.hpp"
 #include "coromesh/http/typed_handler.hpp"
 #include "coromesh/qos/operation_qos.hpp"
+#include "coromesh/service/component.hpp"
 #include "coromesh/service/operation.hpp"
 #include "coromesh/service/operation_client.hpp"
+#include "coromesh/service/remote_error.hpp"
 
 namespace coromesh::metrics {
 class MetricsRegistry;
 }  // namespace coromesh::metrics
 namespace coromesh::runtime {
 class IoPool;
+}
+namespace coromesh::consul {
+class AgentClient;
 }
 
 namespace coromesh {
@@ -130,6 +136,21 @@ class Service {
     return *this;
   }
 
+  // Seams for services that are more than HTTP handlers (the sidecar, Connect-native
+  // services). All before start():
+  //
+  // A part with listeners or background work of its own, started before the service
+  // registers and taken through its two-phase shutdown (service/component.hpp).
+  void add_component(std::shared_ptr<ServiceComponent> component);
+  // Edits the Consul registration each time it is built (at start-up, and again after a
+  // live QoS override): e.g. a sidecar registers as Kind connect-proxy on its public
+  // port. It runs after the service has filled in its own fields (ID, name, tags, Meta
+  // including `metrics_port`, the HTTP check on /health).
+  void shape_registration(std::function<void(consul::ServiceRegistration&)> shaper);
+  // The client of the Consul agent at --consul, on the pool's executor 0 (call it from
+  // coroutines there). Exists whether or not the service registers itself.
+  consul::AgentClient& consul_agent();
+
   http::Router& router();
   metrics::MetricsRegistry& metrics();
   QosMetrics& qos_metrics();
@@ -185,7 +206,7 @@ qos::Deadline incoming_deadline(const http::RequestContext& context);
 http::Response rejection_response(const qos::QosRejected& rejected);
 // A callee's error seen by this service's own call: 504 for a timeout, 503 for overload
 // and open circuits, 502 otherwise, with the callee's error code.
-http::Response upstream_error_response(const qos::RemoteError& error);
+http::Response upstream_error_response(const RemoteError& error);
 // A call of this service's that got no answer: 504 deadline_exceeded for a timeout, 502
 // upstream_unavailable otherwise.
 http::Response transport_error_response(const http::ClientError& error);
@@ -252,7 +273,7 @@ Service& Service::serve(const Op& op, F fn) {
                    response.emplace(http::to_response(std::move(result)));
                  } catch (const qos::QosRejected& rejected) {
                    response.emplace(detail::rejection_response(rejected));
-                 } catch (const qos::RemoteError& error) {
+                 } catch (const RemoteError& error) {
                    response.emplace(detail::upstream_error_response(error));
                  } catch (const http::ClientError& error) {
                    response.emplace(detail::transport_error_response(error));

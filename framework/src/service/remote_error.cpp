@@ -1,8 +1,8 @@
-#include "coromesh/qos/remote_error.hpp"
+#include "coromesh/service/remote_error.hpp"
 
 #include <utility>
 
-namespace coromesh::qos {
+namespace coromesh {
 
 RemoteError::RemoteError(unsigned status, std::string code, std::string reason)
     : std::runtime_error("the callee answered " + std::to_string(status) + " " + code +
@@ -11,4 +11,4 @@ RemoteError::RemoteError(unsigned status, std::string code, std::string reason)
       code_(std::move(code)),
       reason_(std::move(reason)) {}
 
-}  // namespace coromesh::qos
+}  // namespace coromesh

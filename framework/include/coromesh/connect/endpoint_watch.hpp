@@ -1,0 +1,96 @@
+#pragma once
+
+// Watches the Connect endpoints of one destination service
+// (/v1/health/connect/<service>?passing, blocking queries through consul::watch) and
+// publishes each answer as an immutable EndpointSet snapshot.
+//
+//   EndpointWatch watch(agent, "b");
+//   co_spawn(agent_executor, watch.run(), bind_cancellation_slot(stop.slot(), on_done));
+//   auto endpoints = co_await watch.ready();        // the first answer
+//   ...                                             // any io thread, no lock:
+//   auto now = watch.snapshot();                    //   the latest answer
+//   stop.emit(cancellation_type::terminal);         // shutdown: run() returns promptly
+//
+// A Consul outage keeps the last snapshot: watch errors are retried (with backoff, logged
+// by consul::watch) and never clear it, so traffic keeps flowing to the cached endpoints.
+// An empty snapshot means Consul answered "no passing endpoint".
+//
+// Ownership and threads: run() is a coroutine for the AgentClient's executor; the
+// AgentClient and this object must outlive its frame (in a service, destroy them after
+// the IoPool's destroy_abandoned_work(), which may be what ends that frame). snapshot() may be
+// called from any thread. ready() may be awaited from any executor, several times and concurrently;
+// this object must outlive every ready() in flight.
+
+#include <atomic>
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "coromesh/connect/atomic_snapshot.hpp"
+#include "coromesh/connect/endpoint_set.hpp"
+#include "coromesh/consul/agent_client.hpp"
+#include "coromesh/consul/watch.hpp"
+
+namespace coromesh::connect {
+
+class EndpointWatch {
+ public:
+  using Snapshot = std::shared_ptr<const EndpointSet>;
+
+  EndpointWatch(consul::AgentClient& consul, std::string service,
+                consul::WatchOptions options = {});
+  ~EndpointWatch();
+  EndpointWatch(const EndpointWatch&) = delete;
+  EndpointWatch& operator=(const EndpointWatch&) = delete;
+
+  const std::string& service() const noexcept { return service_; }
+
+  // Watches until cancelled through the awaiting coroutine's cancellation slot, then
+  // returns normally; ready() calls still waiting then fail with operation_aborted.
+  // Call once.
+  boost::asio::awaitable<void> run();
+
+  // The latest answer; null until the first one. Never waits on the watch: the only
+  // lock is AtomicSnapshot's spin flag, held for a reference-count increment.
+  Snapshot snapshot() const noexcept { return snapshot_.load(); }
+
+  // The latest snapshot once there is one: returns at once if Consul has answered,
+  // otherwise waits for its first answer. Throws
+  // boost::system::system_error(operation_aborted) when the awaiting coroutine is
+  // cancelled (e.g. `co_await (watch.ready() || timer.async_wait())`) or run() ends first.
+  boost::asio::awaitable<Snapshot> ready();
+
+ private:
+  using ReadyHandler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+  struct Waiter {
+    std::uint64_t id;
+    boost::asio::any_io_executor executor;  // where the waiting coroutine resumes
+    ReadyHandler handler;
+  };
+
+  void publish(const std::vector<consul::ServiceInstance>& instances);
+  // Completes every waiter with `ec` (on its own executor).
+  void wake_waiters(boost::system::error_code ec);
+  void cancel_waiter(std::uint64_t id);
+  static void complete(Waiter waiter, boost::system::error_code ec);
+
+  consul::AgentClient& consul_;
+  std::string service_;
+  consul::WatchOptions options_;
+  AtomicSnapshot<EndpointSet> snapshot_;
+  std::uint64_t generation_ = 0;  // only touched by run()'s callback
+
+  // Only the (rare) ready() waits take this lock; snapshot() never does.
+  std::mutex waiters_mutex_;
+  std::vector<Waiter> waiters_;
+  std::uint64_t next_waiter_id_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace coromesh::connect

@@ -1,0 +1,93 @@
+#pragma once
+
+// Fallback: turns a fault of the rest of the chain into a value (a chain interceptor).
+
+#include <boost/asio/awaitable.hpp>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "coromesh/qos/chain.hpp"
+
+namespace coromesh::qos {
+
+// Which faults a Fallback turns into a value (fault.hpp has the classes). A cancellation
+// never: the caller is gone.
+struct FallbackFilter {
+  bool rejections = true;         // QosRejected (any reason unless `reasons` is set)
+  bool errors = true;             // the callee's failures, transport errors, timeouts
+  bool caller_errors = false;     // a 4xx: the caller's own fault, e.g. a 404 unknown_sku
+  std::vector<Reason> reasons{};  // empty: every reason
+};
+
+// Turns a fault of the rest of the chain into a value: `fn(fault)` or a static value.
+// Faults outside the filter, and an exception thrown by `fn`, continue outwards.
+template <class R>
+class Fallback final : public Interceptor {
+ public:
+  using Function = std::function<R(const Fault&)>;
+
+  explicit Fallback(Function fn, FallbackFilter filter = {},
+                    std::optional<int> weight = std::nullopt, std::string name = "fallback")
+      : Interceptor(std::move(name), weight, weights::fallback),
+        fn_(std::move(fn)),
+        filter_(std::move(filter)) {}
+
+  // A fallback function that always answers `value`.
+  static Function value(R value) {
+    return [v = std::move(value)](const Fault&) { return v; };
+  }
+
+  bool applies(const Fault& fault) const {
+    if (fault.kind == FaultClass::cancelled) {
+      return false;
+    }
+    if (fault.kind == FaultClass::caller_error) {
+      return filter_.caller_errors;
+    }
+    if (!fault.reason) {
+      return filter_.errors && fallback_by_default(fault.kind);
+    }
+    if (!filter_.rejections) {
+      return false;
+    }
+    if (filter_.reasons.empty()) {
+      return true;
+    }
+    for (Reason r : filter_.reasons) {
+      if (r == *fault.reason) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override {
+    auto* typed = dynamic_cast<TypedInvocation<R>*>(&invocation);
+    if (typed == nullptr) {
+      throw std::logic_error("qos fallback: result type does not match the chain's");
+    }
+    std::exception_ptr error;
+    try {
+      co_await next();
+      co_return;
+    } catch (...) {
+      error = std::current_exception();
+    }
+    const Fault& fault = invocation.fault(error);
+    if (!applies(fault)) {
+      std::rethrow_exception(error);
+    }
+    typed->set_result(fn_(fault));
+  }
+
+ private:
+  Function fn_;
+  FallbackFilter filter_;
+};
+
+}  // namespace coromesh::qos

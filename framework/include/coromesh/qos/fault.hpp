@@ -1,0 +1,115 @@
+#pragma once
+
+// Whose fault is it: every fault of a call is classified once, when the chain first
+// catches it, and every policy acts on the class.
+//
+//   class           breaker  adaptive  retry        fallback   what
+//   caller_error    neutral  neutral   never        never (1)  a 4xx: the caller's own
+//                                                              fault (a callee's 4xx
+//                                                              answer, a handler's 4xx)
+//   callee_failure  failure  drop      502/503/504  yes        a 5xx, a 2xx body that
+//                                                              does not decode, a
+//                                                              handler's exception (a
+//                                                              bug is not transient)
+//   transport       failure  drop      yes          yes        no answer: connect
+//                                                              refused, reset, closed
+//   timeout         failure  drop      yes (2)      yes        a deadline exceeded, or
+//                                                              cancelled by a timeout
+//   cancelled       neutral  neutral   never        never      the caller went away
+//   rejected        neutral  neutral   never        yes        a QosRejected: a local
+//                                                              policy said no
+//
+//   breaker:  failure = on_failure (counts toward opening), neutral = the permit is given
+//             back unrecorded. adaptive: drop = an AIMD decrease, neutral = release().
+//   retry:    only idempotent calls (unless idempotent_only is off), within max_attempts
+//             and the budget; statuses per retry_on, transport per retry_transport_errors.
+//   (1) FallbackFilter::caller_errors opts in.  (2) RetryOptions::retry_attempt_timeouts.
+//
+// The functions below are the table; the interceptors call them and nothing else decides.
+//
+// Who classifies: a FaultClassifier given to the chain (ChainOptions / BuildOptions).
+// qos/ knows no HTTP, so its default, classify_fault(), knows only QosRejected,
+// system errors (operation_aborted: cancelled; timed_out: timeout; any other: transport)
+// and std::exception (callee_failure). service/ supplies the classifier that knows the
+// HTTP errors (coromesh/service/fault_classifier.hpp).
+
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "coromesh/qos/reason.hpp"
+
+namespace coromesh::qos {
+
+enum class FaultClass : std::uint8_t {
+  caller_error,
+  callee_failure,
+  transport,
+  timeout,
+  cancelled,
+  rejected,
+};
+
+std::string_view to_string(FaultClass kind) noexcept;
+
+struct FaultClassification {
+  FaultClass kind = FaultClass::callee_failure;
+  unsigned status = 0;  // the HTTP status the fault carries, 0 for none
+};
+
+// Classifies the exception `error` points at (never null). Must not throw. A plain
+// function pointer: chains copy it freely and it owns nothing.
+using FaultClassifier = FaultClassification (*)(const std::exception_ptr& error) noexcept;
+
+// qos/'s own classifier (see above).
+FaultClassification classify_fault(const std::exception_ptr& error) noexcept;
+
+// What a fault was: the exception, its class, and when it was a QosRejected, its policy
+// and reason.
+struct Fault {
+  std::exception_ptr error;
+  FaultClass kind = FaultClass::callee_failure;
+  std::optional<Reason> reason;  // set for a QosRejected
+  std::string policy;            // the rejecting policy for a QosRejected
+  std::string message;           // what() of a std::exception, else "unknown exception"
+  unsigned status = 0;           // the HTTP status the classifier found, 0 for none
+
+  static Fault from(std::exception_ptr error, FaultClassifier classify = classify_fault);
+};
+
+// --- the decision table -------------------------------------------------------------------
+
+// A circuit breaker failure and an adaptive-limit drop; the rest is neutral.
+constexpr bool counts_against_callee(FaultClass kind) noexcept {
+  return kind == FaultClass::callee_failure || kind == FaultClass::transport ||
+         kind == FaultClass::timeout;
+}
+
+// Whether a fallback turns the fault into a value unless configured otherwise.
+constexpr bool fallback_by_default(FaultClass kind) noexcept {
+  return kind != FaultClass::caller_error && kind != FaultClass::cancelled;
+}
+
+// Whether the fault alone allows another attempt: `transport` and `timeouts` say whether
+// those classes are retried, `status_retryable` whether the fault's status is in the
+// retry set. (Attempt count, idempotency and the budget are the retry interceptor's.)
+constexpr bool retryable(const Fault& fault, bool transport, bool timeouts,
+                         bool status_retryable) noexcept {
+  switch (fault.kind) {
+    case FaultClass::transport:
+      return transport;
+    case FaultClass::timeout:
+      return timeouts;
+    case FaultClass::callee_failure:
+      return fault.status != 0 && status_retryable;
+    case FaultClass::caller_error:
+    case FaultClass::cancelled:
+    case FaultClass::rejected:
+      return false;
+  }
+  return false;
+}
+
+}  // namespace coromesh::qos

@@ -1,0 +1,54 @@
+#pragma once
+
+// The per-attempt timeout as a chain interceptor (see chain.hpp for the chain itself).
+
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "coromesh/qos/chain.hpp"
+
+namespace coromesh::qos {
+
+enum class TimeoutMode : std::uint8_t {
+  // The rest of the chain races a timer and is cancelled when the timer wins (about
+  // 1 us per call: a timer and a spawned coroutine).
+  preemptive,
+  // The timeout only sets the attempt's deadline, which every coromesh await honours
+  // (client stubs send it downstream and stop waiting at it, retry backoffs and
+  // bulkhead queues end at it); nothing else is cancelled. As cheap as a clock read.
+  deadline,
+};
+
+// Per-attempt timeout, bounded by the invocation's overall deadline (its remaining time
+// read on the chain's clock). Either way the attempt's deadline is set for the call to
+// read (Invocation::deadline()) and an already expired deadline rejects without calling.
+//
+// Preemptive: the rest of the chain races a real asio steady_timer; when the timer wins
+// the rest is cancelled through Asio per-operation cancellation and the attempt is
+// rejected with deadline_exceeded. The call must honour cancellation (a call that
+// ignores it is waited for, then rejected). A call that completes first, with a value or
+// an exception, cancels the timer at once.
+class TimeoutInterceptor final : public SynchronousInterceptor {
+ public:
+  explicit TimeoutInterceptor(Duration per_attempt, std::optional<int> weight = std::nullopt,
+                              std::string name = "timeout",
+                              TimeoutMode mode = TimeoutMode::preemptive);
+  Duration per_attempt() const noexcept { return per_attempt_; }
+  TimeoutMode mode() const noexcept { return mode_; }
+
+  bool synchronous() const noexcept override { return mode_ == TimeoutMode::deadline; }
+  void on_request(Invocation& invocation) override;
+  void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
+  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
+
+ private:
+  // Rejects with deadline_exceeded when the attempt could not even start.
+  Deadline attempt_deadline(Invocation& invocation, Clock::time_point now) const;
+
+  Duration per_attempt_;
+  TimeoutMode mode_;
+};
+
+}  // namespace coromesh::qos

@@ -1,0 +1,165 @@
+#include "coromesh/connect/authorizer.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+#include <exception>
+
+#include "coromesh/consul/error.hpp"
+#include "coromesh/log/logger.hpp"
+
+namespace coromesh::connect {
+
+namespace asio = boost::asio;
+
+std::string_view to_string(Decision::Source source) noexcept {
+  switch (source) {
+    case Decision::Source::agent:
+      return "agent";
+    case Decision::Source::cache:
+      return "cache";
+    case Decision::Source::stale:
+      return "stale";
+    case Decision::Source::unavailable:
+      return "unavailable";
+    case Decision::Source::error:
+      return "error";
+  }
+  return "unavailable";
+}
+
+Authorizer::Authorizer(consul::AgentClient& consul, AuthorizerOptions options)
+    : consul_(consul), options_(std::move(options)) {
+  if (options_.max_entries == 0) {
+    options_.max_entries = 1;  // a cache that cannot hold the last decision holds nothing
+  }
+}
+
+asio::awaitable<Decision> Authorizer::authorize(std::string target_service, SpiffeId client,
+                                                std::string client_cert_serial) {
+  auto client_uri = client.uri();
+  std::string key = target_service + '\n' + client_uri;
+  if (auto it = cache_.find(key);
+      it != cache_.end() && options_.now() - it->second.fetched < options_.ttl) {
+    recency_.splice(recency_.begin(), recency_, it->second.recency);
+    co_return Decision{
+        it->second.result.authorized, it->second.result.reason, Decision::Source::cache, {}};
+  }
+
+  // Callers asking for the same pair meanwhile wait for this call's answer instead of
+  // sending their own (a burst of new connections from one client after the TTL).
+  for (;;) {
+    auto it = in_flight_.find(key);
+    if (it == in_flight_.end()) {
+      break;
+    }
+    auto pending = it->second;
+    co_await pending->done.async_wait(asio::as_tuple(asio::use_awaitable));
+    auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
+      throw boost::system::system_error(asio::error::operation_aborted);
+    }
+    if (pending->decision) {
+      co_return *pending->decision;
+    }
+    // The caller that asked was cancelled before the answer: ask again.
+  }
+  auto pending = std::make_shared<Pending>(co_await asio::this_coro::executor);
+  in_flight_.emplace(key, pending);
+  // On every way out of this frame, cancellation included: the waiters wake up.
+  struct Release {
+    Authorizer& self;
+    const std::string& key;
+    Pending& pending;
+    ~Release() {
+      if (auto it = self.in_flight_.find(key);
+          it != self.in_flight_.end() && it->second.get() == &pending) {
+        self.in_flight_.erase(it);
+      }
+      pending.done.cancel();
+    }
+  } release{*this, key, *pending};
+  pending->decision = co_await ask_agent(key, target_service, client_uri, client_cert_serial);
+  co_return *pending->decision;
+}
+
+asio::awaitable<Decision> Authorizer::ask_agent(const std::string& key,
+                                                const std::string& target_service,
+                                                const std::string& client_uri,
+                                                const std::string& client_cert_serial) {
+  // The call races a timer; a parallel group (not `||`, which waits for the first
+  // *success*) ends both as soon as either completes. It also waits for the cancelled
+  // one to finish, so nothing of this frame is used after it returns.
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor, options_.timeout);
+  auto [order, timer_error, call_error, result] =
+      co_await asio::experimental::make_parallel_group(
+          timer.async_wait(asio::deferred),
+          asio::co_spawn(executor,
+                         consul_.connect_authorize(target_service, client_uri, client_cert_serial),
+                         asio::deferred))
+          .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+
+  auto state = co_await asio::this_coro::cancellation_state;
+  if (state.cancelled() != asio::cancellation_type::none) {
+    throw boost::system::system_error(asio::error::operation_aborted);
+  }
+  if (order[0] == 0) {
+    co_return fall_back(
+        key, "the agent did not answer within " + std::to_string(options_.timeout.count()) + "ms");
+  }
+  if (call_error) {
+    try {
+      std::rethrow_exception(call_error);
+    } catch (const consul::ConsulError& e) {
+      if (e.status() >= 400 && e.status() < 500) {
+        log::warn("connect.authorize.refused",
+                  {{"target", target_service}, {"client", client_uri}, {"error", e.what()}});
+        co_return Decision{false, "authorization_error", Decision::Source::error, e.what()};
+      }
+      co_return fall_back(key, e.what());  // 5xx, or a 2xx that does not decode
+    } catch (const std::exception& e) {
+      co_return fall_back(key, e.what());  // transport: unreachable, reset, timed out
+    }
+  }
+  remember(key, result);
+  co_return Decision{result.authorized, result.reason, Decision::Source::agent, {}};
+}
+
+Decision Authorizer::fall_back(const std::string& key, std::string why) {
+  auto it = cache_.find(key);
+  if (it == cache_.end()) {
+    log::write_limited(log::Level::warn, "connect.authorize.unavailable", "unavailable",
+                       {{"error", why}});
+    return Decision{false, "authorization_unavailable", Decision::Source::unavailable,
+                    std::move(why)};
+  }
+  recency_.splice(recency_.begin(), recency_, it->second.recency);
+  log::write_limited(log::Level::warn, "connect.authorize.stale", "stale",
+                     {{"error", why}, {"authorized", it->second.result.authorized}});
+  return Decision{it->second.result.authorized, it->second.result.reason, Decision::Source::stale,
+                  std::move(why)};
+}
+
+void Authorizer::remember(const std::string& key, const consul::AuthorizeResult& result) {
+  auto now = options_.now();
+  if (auto it = cache_.find(key); it != cache_.end()) {
+    it->second.result = result;
+    it->second.fetched = now;
+    recency_.splice(recency_.begin(), recency_, it->second.recency);
+    return;
+  }
+  while (cache_.size() >= options_.max_entries) {
+    cache_.erase(recency_.back());
+    recency_.pop_back();
+  }
+  recency_.push_front(key);
+  cache_.emplace(key, Entry{result, now, recency_.begin()});
+}
+
+}  // namespace coromesh::connect

@@ -1,0 +1,139 @@
+#include "coromesh/connect/endpoint_watch.hpp"
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+#include <optional>
+#include <utility>
+
+#include "coromesh/log/logger.hpp"
+
+namespace coromesh::connect {
+
+namespace asio = boost::asio;
+
+EndpointWatch::EndpointWatch(consul::AgentClient& consul, std::string service,
+                             consul::WatchOptions options)
+    : consul_(consul), service_(std::move(service)), options_(options) {}
+
+EndpointWatch::~EndpointWatch() {
+  // Only reached with waiters left when the owner broke the contract (destroyed it while
+  // ready() was pending, run() never started): their handlers must still be completed,
+  // and a failed ready() touches nothing of this object when it resumes.
+  wake_waiters(asio::error::operation_aborted);
+}
+
+asio::awaitable<void> EndpointWatch::run() {
+  // On every way out (cancellation, a throwing callback): nobody waits forever.
+  struct StopWaiters {
+    EndpointWatch& watch;
+    ~StopWaiters() {
+      {
+        std::lock_guard lock(watch.waiters_mutex_);
+        watch.stopped_ = true;
+      }
+      watch.wake_waiters(asio::error::operation_aborted);
+    }
+  } stop_waiters{*this};
+  consul::WatchCallback<std::vector<consul::ServiceInstance>> on_change =
+      [this](const std::vector<consul::ServiceInstance>& instances) { publish(instances); };
+  co_await consul::watch_health_connect(consul_, service_, /*passing_only=*/true,
+                                        std::move(on_change), options_);
+}
+
+void EndpointWatch::publish(const std::vector<consul::ServiceInstance>& instances) {
+  auto next = make_endpoint_set(service_, instances, generation_ + 1);
+  auto current = snapshot();
+  // Consul's index moves for changes we do not keep (a check's output, another
+  // instance's tags): the same endpoints are not a new snapshot, so readers and
+  // balancers keyed on the snapshot are not disturbed.
+  if (current && current->endpoints == next.endpoints) {
+    return;
+  }
+  ++generation_;
+  log::info("connect.endpoints",
+            {{"service", service_}, {"endpoints", next.size()}, {"generation", generation_}});
+  auto previous = snapshot_.exchange(std::make_shared<const EndpointSet>(std::move(next)));
+  if (!previous) {
+    wake_waiters({});
+  }
+}
+
+asio::awaitable<EndpointWatch::Snapshot> EndpointWatch::ready() {
+  if (auto now = snapshot()) {
+    co_return now;
+  }
+  // Registered under the lock that publish()'s wake-up takes, after re-checking the
+  // snapshot: an answer that lands in between cannot be missed.
+  auto initiate = [this](auto handler) {
+    auto executor = asio::get_associated_executor(handler);
+    // The type-erased handler carries the waiter's cancellation slot on; the cancellation
+    // handler goes on that slot (the original one is now the erased handler's).
+    ReadyHandler erased(std::move(handler));
+    auto slot = erased.get_cancellation_slot();
+    std::unique_lock lock(waiters_mutex_);
+    if (snapshot() || stopped_) {
+      boost::system::error_code ec;
+      if (!snapshot()) {
+        ec = asio::error::operation_aborted;
+      }
+      lock.unlock();
+      complete(Waiter{0, executor, std::move(erased)}, ec);
+      return;
+    }
+    auto id = ++next_waiter_id_;
+    if (slot.is_connected()) {
+      slot.assign([this, id](asio::cancellation_type) { cancel_waiter(id); });
+    }
+    waiters_.push_back(Waiter{id, executor, std::move(erased)});
+  };
+  auto token = asio::as_tuple(asio::use_awaitable);
+  auto [ec] = co_await asio::async_initiate<decltype(token), void(boost::system::error_code)>(
+      initiate, token);
+  if (ec) {
+    throw boost::system::system_error(ec, "EndpointWatch::ready");
+  }
+  co_return snapshot();
+}
+
+void EndpointWatch::wake_waiters(boost::system::error_code ec) {
+  std::vector<Waiter> waiters;
+  {
+    std::lock_guard lock(waiters_mutex_);
+    waiters.swap(waiters_);
+  }
+  for (auto& waiter : waiters) {
+    complete(std::move(waiter), ec);
+  }
+}
+
+// Posted, never called inline: the waiter resumes on its own executor, outside any lock.
+// (Through the executor saved at registration: Boost 1.81 cannot post to the type-erased
+// handler's own associated executor.)
+void EndpointWatch::complete(Waiter waiter, boost::system::error_code ec) {
+  asio::post(waiter.executor,
+             [handler = std::move(waiter.handler), ec]() mutable { std::move(handler)(ec); });
+}
+
+void EndpointWatch::cancel_waiter(std::uint64_t id) {
+  std::optional<Waiter> cancelled;
+  {
+    std::lock_guard lock(waiters_mutex_);
+    auto it = std::find_if(waiters_.begin(), waiters_.end(),
+                           [id](const Waiter& waiter) { return waiter.id == id; });
+    if (it == waiters_.end()) {
+      return;  // already woken: its completion is on its way
+    }
+    cancelled = std::move(*it);
+    waiters_.erase(it);
+  }
+  complete(std::move(*cancelled), asio::error::operation_aborted);
+}
+
+}  // namespace coromesh::connect

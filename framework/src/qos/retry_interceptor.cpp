@@ -1,0 +1,83 @@
+#include "coromesh/qos/retry_interceptor.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <utility>
+
+namespace coromesh::qos {
+
+namespace asio = boost::asio;
+
+RetryInterceptor::RetryInterceptor(RetryConfig config, RetryOptions options,
+                                   std::optional<int> weight, std::string name)
+    : Interceptor(std::move(name), weight, weights::retry),
+      policy_(config),
+      options_(std::move(options)),
+      rng_(options_.seed) {}
+
+bool RetryInterceptor::retryable(const Fault& fault, std::uint32_t attempts,
+                                 bool idempotent) const {
+  const auto& config = policy_.config();
+  if (attempts >= config.max_attempts || (config.idempotent_only && !idempotent)) {
+    return false;
+  }
+  // An explicit hook decides for a statusless failure of the callee or the transport.
+  const bool hook_decides =
+      config.retryable_exception != nullptr && fault.status == 0 &&
+      (fault.kind == FaultClass::callee_failure || fault.kind == FaultClass::transport);
+  if (hook_decides) {
+    try {
+      std::rethrow_exception(fault.error);
+    } catch (const std::exception& error) {
+      return config.retryable_exception(error);
+    } catch (...) {
+      return false;
+    }
+  }
+  return qos::retryable(fault, config.retry_transport_errors, options_.retry_attempt_timeouts,
+                        config.retryable_statuses.contains(fault.status));
+}
+
+Duration RetryInterceptor::next_backoff(std::uint32_t retry) {
+  const std::lock_guard lock(rng_mutex_);
+  return policy_.backoff(retry, rng_);
+}
+
+asio::awaitable<void> RetryInterceptor::around(Invocation& invocation, Next next) {
+  if (options_.budget) {
+    options_.budget->on_request();
+  }
+  for (std::uint32_t attempt = 1;; ++attempt) {
+    invocation.set_attempt(attempt);
+    std::exception_ptr error;
+    try {
+      co_await next();
+      co_return;
+    } catch (...) {
+      error = std::current_exception();
+    }
+    const Fault& fault = invocation.fault(error);
+    if (!retryable(fault, attempt, invocation.idempotent())) {
+      std::rethrow_exception(error);
+    }
+    const Duration backoff = next_backoff(attempt);
+    if (invocation.deadline().is_set() &&
+        backoff >= invocation.deadline().remaining(invocation.clock())) {
+      std::rethrow_exception(error);
+    }
+    if (options_.budget) {
+      const Admission admission = options_.budget->try_retry();
+      if (!admission) {
+        invocation.reject(name(), admission.reason());
+      }
+    }
+    if (backoff > Duration::zero()) {
+      auto executor = co_await asio::this_coro::executor;
+      asio::steady_timer timer(executor, backoff);
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+  }
+}
+
+}  // namespace coromesh::qos

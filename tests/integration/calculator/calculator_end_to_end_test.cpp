@@ -1,0 +1,210 @@
+// The calculator end to end, as real processes on loopback: two instances of each
+// operator service, a frontend calling one instance of each directly (no sidecar yet),
+// and what a user sees: results, the documented errors, and a frontend that keeps
+// serving after hostile input.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <memory>
+#include <string>
+
+#include "calculator_processes.hpp"
+#include "http_fetch.hpp"
+#include "test_env.hpp"
+
+namespace calculator::testing {
+namespace {
+
+const std::string kSeedExpression = "1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5";
+
+class CalculatorEndToEndTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new coromesh::testing::TempDir("coromesh-calculator");
+    operators_ = new OperatorInstances(dir_->path());
+    frontend_ =
+        new ServiceProcess("frontend", dir_->path(), {"--upstreams=" + operators_->upstreams()});
+  }
+  static void TearDownTestSuite() {
+    delete frontend_;
+    delete operators_;
+    delete dir_;
+  }
+
+  static coromesh::testing::TempDir* dir_;
+  static OperatorInstances* operators_;
+  static ServiceProcess* frontend_;
+};
+
+coromesh::testing::TempDir* CalculatorEndToEndTest::dir_ = nullptr;
+OperatorInstances* CalculatorEndToEndTest::operators_ = nullptr;
+ServiceProcess* CalculatorEndToEndTest::frontend_ = nullptr;
+
+// The JSON error's fields, or a failure naming the body.
+struct ErrorBody {
+  std::string error;
+  std::string reason;
+};
+ErrorBody error_of(const FetchResult& result) {
+  const auto body = boost::json::parse(result.body).as_object();
+  return {std::string(body.at("error").as_string()), std::string(body.at("reason").as_string())};
+}
+
+// "0+1+...+1" with `operations` additions: a chain of dependent calls.
+std::string sum_of_ones(int operations) {
+  std::string text = "0";
+  for (int i = 0; i < operations; ++i) {
+    text += "+1";
+  }
+  return text;
+}
+
+struct Computation {
+  std::string expression;
+  int status;
+  std::string body_or_error;  // the 200 body, or the error code
+  std::string reason = {};    // for errors: what the reason must contain
+};
+
+TEST_F(CalculatorEndToEndTest, ComputesTheTableOfExpressionsAndErrors) {
+  const Computation table[] = {
+      {kSeedExpression, 200, R"({"result":9})"},
+      // One branch fails while the other's calls are in flight: they are cancelled, the
+      // first failure is the answer, and the connections they used serve the next rows.
+      {"(1/0)*((2+3)*(4+5)-(6*7))", 422, "division_by_zero", "operation div(1, 0) failed"},
+      {"(1+2)*(3+4)", 200, R"({"result":21})"},
+      {"2*3+4*5", 200, R"({"result":26})"},
+      {"8-4-2", 200, R"({"result":2})"},
+      {"-(-3)", 200, R"({"result":3})"},
+      {" -7 / 2 ", 200, R"({"result":-3})"},
+      {"-9223372036854775808", 200, R"({"result":-9223372036854775808})"},
+      {"7/(3-3)", 422, "division_by_zero", "operation div(7, 0) failed: 7 / 0: division by zero"},
+      {"9223372036854775807+1", 422, "overflow", "operation add(9223372036854775807, 1) failed"},
+      {"-9223372036854775808/-1", 422, "overflow", "operation div(-9223372036854775808, -1)"},
+      {"-(-9223372036854775808)", 422, "overflow", "outside the 64-bit range"},
+      {"1 + * 2", 400, "invalid_expression", "expected a number or '(' at position 5, found '*'"},
+      {"(1+2", 400, "invalid_expression", "expected ')' at position 5"},
+      {"", 400, "empty_expression", "the expression is empty"},
+      {"9223372036854775808", 400, "literal_out_of_range", "at position 1"},
+      {std::string(65, '(') + "1" + std::string(65, ')'), 400, "nesting_too_deep",
+       "deeper than 64 levels"},
+      {sum_of_ones(256), 200, R"({"result":256})"},
+      {sum_of_ones(257), 400, "too_many_operations", "more than 256 operations"},
+      {std::string(5000, '1'), 413, "expression_too_long", "at most 4096"},
+  };
+  for (const auto& row : table) {
+    SCOPED_TRACE(row.expression.substr(0, 80));
+    const FetchResult result = compute(*frontend_, row.expression);
+    EXPECT_EQ(result.status, row.status) << result.body;
+    if (row.status == 200) {
+      EXPECT_EQ(result.body, row.body_or_error);
+    } else {
+      const ErrorBody error = error_of(result);
+      EXPECT_EQ(error.error, row.body_or_error);
+      EXPECT_NE(error.reason.find(row.reason), std::string::npos) << error.reason;
+    }
+  }
+}
+
+TEST_F(CalculatorEndToEndTest, AMissingExpressionIsRefusedNamingTheField) {
+  const FetchResult result = frontend_->post("/api/v1/compute", "{}");
+  EXPECT_EQ(result.status, 400);
+  EXPECT_EQ(error_of(result).error, "missing_field");
+  EXPECT_NE(error_of(result).reason.find("expression"), std::string::npos);
+}
+
+TEST_F(CalculatorEndToEndTest, EveryOperatorInstanceAnswersInTheSeedsFormat) {
+  const std::pair<const char*, const char*> expected[] = {
+      {"add", "13"}, {"sub", "-1"}, {"mul", "42"}, {"div", "0"}};
+  for (const auto& [op, answer] : expected) {
+    for (std::size_t i = 0; i < 2; ++i) {
+      SCOPED_TRACE(std::string(op) + " instance " + std::to_string(i));
+      const auto result = operators_->instance(op, i).get("/api/v1/execute?l=6&r=7");
+      EXPECT_EQ(result.status, 200);
+      EXPECT_EQ(result.body, answer);
+    }
+  }
+}
+
+TEST_F(CalculatorEndToEndTest, OperatorsRefuseBadOperandsAndUnrepresentableResults) {
+  auto& div = operators_->instance("div", 1);
+  const auto missing = div.get("/api/v1/execute?l=1");
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_NE(error_of(missing).reason.find("'r'"), std::string::npos) << missing.body;
+  const auto not_integer = div.get("/api/v1/execute?l=1.5&r=2");
+  EXPECT_EQ(not_integer.status, 400);
+  EXPECT_NE(error_of(not_integer).reason.find("'l'"), std::string::npos) << not_integer.body;
+  const auto too_big = div.get("/api/v1/execute?l=9223372036854775808&r=2");
+  EXPECT_EQ(too_big.status, 400) << too_big.body;
+  EXPECT_EQ(error_of(div.get("/api/v1/execute?l=1&r=0")).error, "division_by_zero");
+  const auto overflow = div.get("/api/v1/execute?l=-9223372036854775808&r=-1");
+  EXPECT_EQ(overflow.status, 422);
+  EXPECT_EQ(error_of(overflow).error, "overflow");
+  EXPECT_EQ(operators_->instance("mul", 0).get("/api/v1/execute?l=4294967296&r=4294967296").status,
+            422);
+}
+
+TEST_F(CalculatorEndToEndTest, KeepsServingAfterHostileInput) {
+  // A body past the server's limit, an expression past the length limit, nesting that
+  // would overflow a recursive parser's stack, a 10k-digit literal, malformed JSON.
+  // The server answers 413 as soon as it reads a Content-Length past its limit
+  // (--http-max-body-bytes, 1 MiB) and closes, so a client still sending the body may see
+  // the 413 or a reset connection: either way nothing was computed.
+  const std::string huge_headers =
+      "POST /api/v1/compute HTTP/1.1\r\nHost: frontend\r\nContent-Type: application/json\r\n"
+      "Content-Length: 2000000000\r\n\r\n";
+  EXPECT_EQ(coromesh::testing::raw_exchange("127.0.0.1", frontend_->port(), huge_headers)
+                .rfind("HTTP/1.1 413", 0),
+            0U);
+  EXPECT_NE(frontend_->post("/api/v1/compute", std::string(2 * 1024 * 1024, '1')).status, 200);
+  EXPECT_EQ(compute(*frontend_, std::string(500'000, '(') + "1" + std::string(500'000, ')')).status,
+            413);
+  EXPECT_EQ(compute(*frontend_, std::string(4000, '(') + "1" + std::string(4000, ')')).status, 413);
+  EXPECT_EQ(compute(*frontend_, std::string(2000, '(') + "1" + std::string(2000, ')')).status, 400);
+  EXPECT_EQ(compute(*frontend_, std::string(10'000, '7')).status, 413);
+  EXPECT_EQ(compute(*frontend_, std::string(4000, '7')).status, 400);
+  EXPECT_EQ(compute(*frontend_, std::string(4000, '-') + "1").status, 200);
+  EXPECT_EQ(frontend_->post("/api/v1/compute", "{\"expression\": [").status, 400);
+  EXPECT_EQ(frontend_->post("/api/v1/compute", "{\"expression\": 12}").status, 400);
+
+  EXPECT_TRUE(frontend_->running()) << frontend_->log_tail();
+  const FetchResult after = compute(*frontend_, kSeedExpression);
+  EXPECT_EQ(after.status, 200);
+  EXPECT_EQ(after.body, R"({"result":9})");
+}
+
+TEST_F(CalculatorEndToEndTest, IvtCountsItsCalls) {
+  const auto first = frontend_->get("/ivt");
+  const auto second = frontend_->get("/ivt");
+  EXPECT_EQ(first.status, 200);
+  ASSERT_EQ(first.body.rfind("ivt-test: ", 0), 0U) << first.body;
+  const int n = std::stoi(first.body.substr(10));
+  EXPECT_EQ(second.body, "ivt-test: " + std::to_string(n + 1));
+}
+
+TEST_F(CalculatorEndToEndTest, AnUnreachableOperatorIsABadGatewayThenAnOpenCircuit) {
+  // A second frontend whose div upstream is a port nobody listens on.
+  const std::string nobody = "127.0.0.1:" + std::to_string(coromesh::testing::free_port());
+  ServiceProcess frontend("frontend", dir_->path(),
+                          {"--upstreams=" + operators_->upstreams({{"div", nobody}})});
+  const FetchResult result = compute(frontend, "(8+0)/2");
+  EXPECT_EQ(result.status, 502) << result.body;
+  const ErrorBody error = error_of(result);
+  EXPECT_EQ(error.error, "upstream_unavailable");
+  EXPECT_NE(error.reason.find("operation div(8, 2) failed"), std::string::npos) << error.reason;
+  // Every call keeps failing: the frontend's breaker for div opens (after 20 failed
+  // attempts, calculator_api.hpp) and the user gets a 503 that says so, still naming the
+  // operation, without a connection being tried.
+  FetchResult rejected;
+  for (int i = 0; i < 40 && rejected.status != 503; ++i) {
+    rejected = compute(frontend, "(8+0)/2");
+  }
+  EXPECT_EQ(rejected.status, 503) << rejected.body;
+  EXPECT_EQ(error_of(rejected).error, "circuit_open");
+  EXPECT_NE(error_of(rejected).reason.find("operation div(8, 2) failed"), std::string::npos);
+  // Each operation has its own breaker: those that are up still work.
+  EXPECT_EQ(compute(frontend, "2*3+1").body, R"({"result":7})");
+}
+
+}  // namespace
+}  // namespace calculator::testing

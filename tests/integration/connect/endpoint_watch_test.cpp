@@ -1,0 +1,144 @@
+#include "coromesh/connect/endpoint_watch.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <string>
+#include <vector>
+
+#include "consul_test_fixture.hpp"
+#include "coromesh/connect/load_balancer.hpp"
+
+namespace coromesh::connect {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using consul::ConsulIntegration;
+using consul::eventually;
+using consul::off_loop;
+using consul::sleep_for;
+using EndpointWatchIntegration = ConsulIntegration;
+
+// Registers a `connect-proxy` in front of `destination`, with a TTL check the test passes
+// and fails through the agent.
+consul::ServiceRegistration sidecar(const std::string& id, const std::string& destination,
+                                    std::uint16_t port) {
+  return {.id = id,
+          .name = destination + "-sidecar-proxy",
+          .address = "127.0.0.1",
+          .port = port,
+          .check = consul::TtlCheck{.ttl = 60s},
+          .kind = "connect-proxy",
+          .proxy = consul::ProxyConfig{.destination_service_name = destination,
+                                       .local_service_address = "127.0.0.1",
+                                       .local_service_port = 9000}};
+}
+
+std::vector<std::string> ids_of(const EndpointWatch::Snapshot& snapshot) {
+  std::vector<std::string> ids;
+  if (snapshot) {
+    for (const auto& endpoint : snapshot->endpoints) {
+      ids.push_back(endpoint.instance_id);
+    }
+  }
+  return ids;
+}
+
+TEST_F(EndpointWatchIntegration, FollowsSidecarsComingAndGoingAndOutlivesTheAgent) {
+  EndpointWatch watch(agent_, "b", {.backoff_initial = 50ms, .backoff_max = 500ms});
+  std::vector<std::vector<std::string>> seen;  // each distinct snapshot, in order
+  run([&]() -> asio::awaitable<void> {
+    asio::cancellation_signal stop;
+    bool finished = false;
+    std::exception_ptr error;
+    asio::co_spawn(ioc_, watch.run(),
+                   asio::bind_cancellation_slot(stop.slot(), [&](std::exception_ptr e) {
+                     finished = true;
+                     error = e;
+                   }));
+    auto now_is = [&](const std::vector<std::string>& ids) {
+      auto current = ids_of(watch.snapshot());
+      if (watch.snapshot() && (seen.empty() || seen.back() != current)) {
+        seen.push_back(current);
+      }
+      return watch.snapshot() && current == ids;
+    };
+
+    auto first = co_await watch.ready();
+    EXPECT_TRUE(first->empty());
+    EXPECT_TRUE(now_is({}));
+
+    // A sidecar is an endpoint only once its check passes.
+    co_await agent_.register_service(sidecar("p1", "b", 21001));
+    co_await sleep_for(300ms);
+    EXPECT_TRUE(now_is({})) << "a critical sidecar was published";
+    co_await agent_.pass_ttl(consul::ttl_check_id("p1"));
+    EXPECT_TRUE(co_await eventually([&] { return now_is({"p1"}); }, 5s));
+
+    co_await agent_.register_service(sidecar("p2", "b", 21002));
+    co_await agent_.pass_ttl(consul::ttl_check_id("p2"));
+    EXPECT_TRUE(co_await eventually([&] { return now_is({"p1", "p2"}); }, 5s));
+
+    // What the upstream listener will see: the sidecar's address, the destination's name.
+    auto both = watch.snapshot();
+    for (const auto& endpoint : both->endpoints) {
+      EXPECT_EQ(endpoint.service, "b");
+      EXPECT_EQ(endpoint.address, "127.0.0.1");
+      EXPECT_EQ(endpoint.node, "coromesh-test");
+    }
+    EXPECT_EQ(both->endpoints[1].port, 21002);
+    LoadBalancer balancer({.policy = BalancePolicy::round_robin});
+    std::vector<std::string> picked;
+    for (int i = 0; i < 4; ++i) {
+      auto pick = balancer.pick(watch.snapshot());
+      picked.push_back(pick.endpoint().instance_id);
+      pick.done(1ms, Outcome::success);
+    }
+    EXPECT_EQ(picked, (std::vector<std::string>{"p1", "p2", "p1", "p2"}));
+
+    co_await agent_.fail_ttl(consul::ttl_check_id("p1"), "test fails p1");
+    EXPECT_TRUE(co_await eventually([&] { return now_is({"p2"}); }, 5s));
+
+    // The agent goes away: the watch fails and retries, and the last answer stands.
+    auto last = watch.snapshot();
+    co_await off_loop([&] { consul_.stop(); });
+    co_await sleep_for(2s);
+    EXPECT_EQ(watch.snapshot(), last);
+    EXPECT_TRUE(now_is({"p2"}));
+    auto pick = balancer.pick(watch.snapshot());
+    EXPECT_TRUE(pick);
+
+    stop.emit(asio::cancellation_type::terminal);
+    EXPECT_TRUE(co_await eventually([&] { return finished; }, 2s));
+    EXPECT_FALSE(error);
+  }());
+  using Ids = std::vector<std::string>;
+  EXPECT_EQ(seen, (std::vector<Ids>{{}, {"p1"}, {"p1", "p2"}, {"p2"}}));
+}
+
+TEST_F(EndpointWatchIntegration, OtherServicesSidecarsAreNotEndpoints) {
+  EndpointWatch watch(agent_, "b", {.backoff_initial = 50ms, .backoff_max = 500ms});
+  run([&]() -> asio::awaitable<void> {
+    // A sidecar of "c", a plain (not Connect) instance named "b": neither fronts b over
+    // Connect.
+    co_await agent_.register_service(sidecar("c1", "c", 21101));
+    co_await agent_.pass_ttl(consul::ttl_check_id("c1"));
+    co_await agent_.register_service({.id = "b-plain", .name = "b", .port = 9001});
+    co_await agent_.register_service(sidecar("b1", "b", 21102));
+    co_await agent_.pass_ttl(consul::ttl_check_id("b1"));
+
+    asio::cancellation_signal stop;
+    bool finished = false;
+    asio::co_spawn(ioc_, watch.run(),
+                   asio::bind_cancellation_slot(stop.slot(), [&](auto) { finished = true; }));
+    auto set = co_await watch.ready();
+    EXPECT_EQ(ids_of(set), (std::vector<std::string>{"b1"}));
+    stop.emit(asio::cancellation_type::terminal);
+    co_await eventually([&] { return finished; }, 2s);
+  }());
+}
+
+}  // namespace
+}  // namespace coromesh::connect

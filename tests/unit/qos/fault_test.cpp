@@ -1,0 +1,306 @@
+// Whose fault is it: the decision table of qos/fault.hpp, row by row, through real
+// chains built with the service's classifier, and the failures of issue 8 it fixes.
+
+#include "coromesh/qos/fault.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/system/system_error.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <variant>
+
+#include "coromesh/http/client.hpp"
+#include "coromesh/http/error.hpp"
+#include "coromesh/qos/interceptors.hpp"
+#include "coromesh/service/fault_classifier.hpp"
+#include "coromesh/service/remote_error.hpp"
+
+namespace coromesh::qos {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+template <class T>
+T run(asio::io_context& io, asio::awaitable<T> work) {
+  auto future = asio::co_spawn(io, std::move(work), asio::use_future);
+  io.run();
+  io.restart();
+  return future.get();
+}
+
+using Thrower = std::function<void()>;
+
+asio::awaitable<int> throwing(Thrower thrower, int* calls) {
+  ++*calls;
+  thrower();
+  co_return 1;
+}
+
+// Runs one call that throws through `chain`; returns the number of attempts, and
+// whether it ended in a value (a fallback's) rather than an exception.
+struct Ran {
+  int calls = 0;
+  bool value = false;
+};
+Ran run_failing(const Chain<int>& chain, const Thrower& thrower) {
+  asio::io_context io;
+  Ran ran;
+  try {
+    ran.value = run(io, chain.execute([&] { return throwing(thrower, &ran.calls); })) == -1;
+  } catch (...) {
+    ran.value = false;
+  }
+  return ran;
+}
+
+struct Row {
+  const char* name;
+  Thrower thrower;
+  FaultClass kind;
+  bool against_callee;  // a breaker failure, an adaptive drop
+  bool retried;
+  bool fallback;
+};
+
+// The table of fault.hpp, one exception per row.
+std::vector<Row> rows() {
+  using http::ClientErrc;
+  using http::ClientError;
+  using http::HttpError;
+  using http::Status;
+  const auto client_error = [](ClientErrc errc) {
+    return [errc] { throw ClientError(errc, "upstream"); };
+  };
+  return {
+      {"handler_400", [] { throw HttpError(Status::bad_request, "bad", "r is 0"); },
+       FaultClass::caller_error, false, false, false},
+      {"remote_404_unknown_sku", [] { throw RemoteError(404, "unknown_sku", "no such sku"); },
+       FaultClass::caller_error, false, false, false},
+      {"remote_503", [] { throw RemoteError(503, "overloaded", ""); }, FaultClass::callee_failure,
+       true, true, true},
+      {"remote_500", [] { throw RemoteError(500, "bug", ""); }, FaultClass::callee_failure, true,
+       false, true},
+      {"handler_500", [] { throw HttpError(Status::internal_server_error, "bug", ""); },
+       FaultClass::callee_failure, true, false, true},
+      {"handler_bug", [] { throw std::logic_error("null pointer"); }, FaultClass::callee_failure,
+       true, false, true},
+      {"bad_response", client_error(ClientErrc::bad_response), FaultClass::callee_failure, true,
+       false, true},
+      {"connect_failed", client_error(ClientErrc::connect_failed), FaultClass::transport, true,
+       true, true},
+      {"connection_closed", client_error(ClientErrc::connection_closed), FaultClass::transport,
+       true, true, true},
+      {"client_timeout", client_error(ClientErrc::timeout), FaultClass::timeout, true, true, true},
+      {"deadline_exceeded", [] { throw QosRejected("timeout", Reason::deadline_exceeded); },
+       FaultClass::timeout, true, true, true},
+      {"cancelled", [] { throw boost::system::system_error(asio::error::operation_aborted); },
+       FaultClass::cancelled, false, false, false},
+      {"rate_limited", [] { throw QosRejected("rate_limit", Reason::rate_limited); },
+       FaultClass::rejected, false, false, true},
+      {"circuit_open", [] { throw QosRejected("circuit_breaker", Reason::circuit_open); },
+       FaultClass::rejected, false, false, true},
+  };
+}
+
+class FaultTable : public ::testing::TestWithParam<Row> {};
+
+TEST_P(FaultTable, EveryPolicyFollowsTheClass) {
+  const Row& row = GetParam();
+  const ChainOptions options{.classify = classify_service_fault};
+  try {
+    row.thrower();
+  } catch (...) {
+    EXPECT_EQ(to_string(Fault::from(std::current_exception(), classify_service_fault).kind),
+              to_string(row.kind));
+  }
+  EXPECT_EQ(counts_against_callee(row.kind), row.against_callee);
+
+  auto breaker = std::make_shared<CircuitBreaker>(
+      CircuitBreakerConfig{.window_size = 1, .minimum_calls = 1, .wait_in_open = 1h});
+  run_failing(Chain<int>({std::make_shared<CircuitBreakerInterceptor>(breaker)}, options),
+              row.thrower);
+  EXPECT_EQ(breaker->state() == CircuitBreaker::State::open, row.against_callee) << "breaker";
+
+  auto limit = std::make_shared<AdaptiveLimit>(AdaptiveLimitConfig{.initial_limit = 20});
+  run_failing(Chain<int>({std::make_shared<AdaptiveLimitInterceptor>(limit)}, options),
+              row.thrower);
+  EXPECT_EQ(limit->limit() < 20, row.against_callee) << "adaptive limit";
+  EXPECT_EQ(limit->in_flight(), 0U);
+
+  const Ran retried =
+      run_failing(Chain<int>({std::make_shared<RetryInterceptor>(RetryConfig{
+                                 .max_attempts = 3, .base_backoff = 0ms, .max_backoff = 0ms})},
+                             options),
+                  row.thrower);
+  EXPECT_EQ(retried.calls, row.retried ? 3 : 1) << "retry";
+
+  const Ran fell_back =
+      run_failing(Chain<int>({std::make_shared<Fallback<int>>(Fallback<int>::value(-1))}, options),
+                  row.thrower);
+  EXPECT_EQ(fell_back.value, row.fallback) << "fallback";
+}
+
+INSTANTIATE_TEST_SUITE_P(Rows, FaultTable, ::testing::ValuesIn(rows()),
+                         [](const ::testing::TestParamInfo<Row>& info) {
+                           return std::string(info.param.name);
+                         });
+
+// --- qos's own classifier ------------------------------------------------------------------
+
+FaultClass default_class(const Thrower& thrower) {
+  try {
+    thrower();
+  } catch (...) {
+    return Fault::from(std::current_exception()).kind;
+  }
+  return FaultClass::callee_failure;
+}
+
+TEST(DefaultClassifier, KnowsRejectionsSystemErrorsAndExceptions) {
+  EXPECT_EQ(default_class([] { throw QosRejected("bulkhead", Reason::bulkhead_full); }),
+            FaultClass::rejected);
+  EXPECT_EQ(default_class([] { throw QosRejected("timeout", Reason::deadline_exceeded); }),
+            FaultClass::timeout);
+  EXPECT_EQ(
+      default_class([] { throw boost::system::system_error(asio::error::operation_aborted); }),
+      FaultClass::cancelled);
+  EXPECT_EQ(default_class([] { throw boost::system::system_error(asio::error::timed_out); }),
+            FaultClass::timeout);
+  EXPECT_EQ(
+      default_class([] { throw boost::system::system_error(asio::error::connection_refused); }),
+      FaultClass::transport);
+  EXPECT_EQ(default_class([] { throw std::runtime_error("bug"); }), FaultClass::callee_failure);
+  EXPECT_EQ(default_class([] { throw 42; }), FaultClass::callee_failure);
+  // Without the service classifier an HTTP error is just an exception.
+  EXPECT_EQ(default_class([] { throw RemoteError(404, "unknown_sku", ""); }),
+            FaultClass::callee_failure);
+}
+
+// --- the failures of issue 8 ---------------------------------------------------------------
+
+asio::awaitable<int> slow(Duration duration, int* calls) {
+  ++*calls;
+  asio::steady_timer timer(co_await asio::this_coro::executor, duration);
+  co_await timer.async_wait(asio::use_awaitable);
+  co_return 7;
+}
+
+// Was: the timeout cancelled the call, the adaptive limit inside it saw a neutral
+// cancellation, and ten timed-out calls left the limit at 20.
+TEST(FaultSemantics, TimedOutCallsShrinkTheAdaptiveLimit) {
+  asio::io_context io;
+  auto limit = std::make_shared<AdaptiveLimit>(AdaptiveLimitConfig{.initial_limit = 20});
+  Chain<int> chain({std::make_shared<TimeoutInterceptor>(2ms),
+                    std::make_shared<AdaptiveLimitInterceptor>(limit)});
+  int calls = 0;
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_THROW(run(io, chain.execute([&calls] { return slow(10s, &calls); })), QosRejected);
+  }
+  EXPECT_EQ(calls, 10);
+  EXPECT_LT(limit->limit(), 20U);
+  EXPECT_EQ(limit->in_flight(), 0U);
+}
+
+// The caller going away is not the callee's fault: neutral for the limit and the breaker.
+TEST(FaultSemantics, TheCallerGoingAwayIsNeutral) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::io_context io;
+  auto limit = std::make_shared<AdaptiveLimit>(AdaptiveLimitConfig{.initial_limit = 20});
+  auto breaker = std::make_shared<CircuitBreaker>(
+      CircuitBreakerConfig{.window_size = 1, .minimum_calls = 1, .wait_in_open = 1h});
+  Chain<int> chain({std::make_shared<TimeoutInterceptor>(10s),
+                    std::make_shared<CircuitBreakerInterceptor>(breaker, 650),
+                    std::make_shared<AdaptiveLimitInterceptor>(limit)});
+  int calls = 0;
+  auto caller = [&]() -> asio::awaitable<int> {
+    asio::steady_timer gives_up(co_await asio::this_coro::executor, 5ms);
+    // The timer wins and the call is cancelled from outside the chain.
+    auto winner = co_await (chain.execute([&calls] { return slow(10s, &calls); }) ||
+                            gives_up.async_wait(asio::use_awaitable));
+    co_return static_cast<int>(winner.index());
+  };
+  EXPECT_EQ(run(io, caller()), 1);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(limit->limit(), 20U);
+  EXPECT_EQ(limit->in_flight(), 0U);
+  EXPECT_EQ(breaker->state(), CircuitBreaker::State::closed);
+  EXPECT_EQ(breaker->snapshot().calls, 0U);
+}
+
+// Was: the shop's 404 unknown_sku came back as a 200 with the fallback value.
+TEST(FaultSemantics, FallbackLeavesTheCallersOwn404Alone) {
+  Chain<int> chain({std::make_shared<Fallback<int>>(Fallback<int>::value(-1))},
+                   {.classify = classify_service_fault});
+  asio::io_context io;
+  int calls = 0;
+  try {
+    run(io, chain.execute([&calls] {
+      return throwing([] { throw RemoteError(404, "unknown_sku", "no such sku"); }, &calls);
+    }));
+    ADD_FAILURE() << "the fallback answered a 404";
+  } catch (const RemoteError& error) {
+    EXPECT_EQ(error.code(), "unknown_sku");
+  }
+  // Opting in is possible.
+  Chain<int> opted_in({std::make_shared<Fallback<int>>(Fallback<int>::value(-1),
+                                                       FallbackFilter{.caller_errors = true})},
+                      {.classify = classify_service_fault});
+  EXPECT_EQ(run(io, opted_in.execute([&calls] {
+              return throwing([] { throw RemoteError(404, "unknown_sku", ""); }, &calls);
+            })),
+            -1);
+}
+
+// Was: every std::exception was retried, so a bug in a handler ran three times.
+TEST(FaultSemantics, RetryLeavesAHandlersBugAlone) {
+  asio::io_context io;
+  Chain<int> chain({std::make_shared<RetryInterceptor>(
+      RetryConfig{.max_attempts = 3, .base_backoff = 0ms, .max_backoff = 0ms})});
+  int calls = 0;
+  EXPECT_THROW(run(io, chain.execute([&calls] {
+                 return throwing([] { throw std::logic_error("bug"); }, &calls);
+               })),
+               std::logic_error);
+  EXPECT_EQ(calls, 1);
+}
+
+// A fault is classified once however many interceptors it passes.
+int classifications = 0;
+FaultClassification counting_classifier(const std::exception_ptr& error) noexcept {
+  ++classifications;
+  return classify_fault(error);
+}
+
+TEST(FaultSemantics, AFaultIsClassifiedOnce) {
+  asio::io_context io;
+  auto breaker = std::make_shared<CircuitBreaker>(CircuitBreakerConfig{});
+  auto limit = std::make_shared<AdaptiveLimit>(AdaptiveLimitConfig{});
+  Chain<int> chain(
+      {std::make_shared<Fallback<int>>(Fallback<int>::value(-1)),
+       std::make_shared<CircuitBreakerInterceptor>(breaker), std::make_shared<LogInterceptor>(),
+       std::make_shared<AdaptiveLimitInterceptor>(limit)},
+      {.classify = counting_classifier});
+  classifications = 0;
+  int calls = 0;
+  EXPECT_EQ(run(io, chain.execute([&calls] {
+              return throwing([] { throw std::runtime_error("bug"); }, &calls);
+            })),
+            -1);
+  EXPECT_EQ(classifications, 1);
+}
+
+}  // namespace
+}  // namespace coromesh::qos
