@@ -49,7 +49,15 @@ SidecarMetrics::SidecarMetrics(metrics::MetricsRegistry& registry)
       connect_duration_(prometheus::BuildHistogram()
                             .Name("coromesh_sidecar_upstream_connect_duration_seconds")
                             .Help("Time to a verified mTLS connection to an upstream endpoint.")
-                            .Register(*registry.prometheus_registry())) {}
+                            .Register(*registry.prometheus_registry())),
+      requests_(prometheus::BuildCounter()
+                    .Name("coromesh_sidecar_upstream_requests_total")
+                    .Help("http-mode upstream requests answered, by status class.")
+                    .Register(*registry.prometheus_registry())),
+      retries_(prometheus::BuildCounter()
+                   .Name("coromesh_sidecar_upstream_retries_total")
+                   .Help("http-mode upstream requests sent again to another endpoint.")
+                   .Register(*registry.prometheus_registry())) {}
 
 ListenerMetrics SidecarMetrics::inbound() {
   return {.listener = "inbound",
@@ -65,7 +73,14 @@ ListenerMetrics SidecarMetrics::upstream(const std::string& service) {
           .total = &upstream_total_.Add({{"upstream", service}}),
           .bytes_from_client = &bytes_.Add({{"listener", service}, {"direction", "from_client"}}),
           .bytes_to_client = &bytes_.Add({{"listener", service}, {"direction", "to_client"}}),
-          .connect_duration = &connect_duration_.Add({{"upstream", service}}, connect_buckets())};
+          .connect_duration = &connect_duration_.Add({{"upstream", service}}, connect_buckets()),
+          .requests_by_class = {&requests_.Add({{"upstream", service}, {"code", "local"}}),
+                                &requests_.Add({{"upstream", service}, {"code", "1xx"}}),
+                                &requests_.Add({{"upstream", service}, {"code", "2xx"}}),
+                                &requests_.Add({{"upstream", service}, {"code", "3xx"}}),
+                                &requests_.Add({{"upstream", service}, {"code", "4xx"}}),
+                                &requests_.Add({{"upstream", service}, {"code", "5xx"}})},
+          .retries = &retries_.Add({{"upstream", service}})};
 }
 
 void SidecarMetrics::handshake(const std::string& listener, std::string_view result,

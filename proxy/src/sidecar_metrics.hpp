@@ -10,6 +10,9 @@
 //   coromesh_sidecar_authorization_denials_total{source}
 //   coromesh_sidecar_upstream_connect_failures_total{upstream,reason}
 //   coromesh_sidecar_upstream_connect_duration_seconds{upstream}  (TCP + TLS + checks)
+//   coromesh_sidecar_upstream_requests_total{upstream,code}  http mode: 2xx … 5xx, or
+//     "local" for an answer the sidecar made itself (no endpoint, every attempt failed)
+//   coromesh_sidecar_upstream_retries_total{upstream}        http mode
 //   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds
 //     (read at scrape time from the watches, see SidecarGauges)
 //
@@ -24,6 +27,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <array>
 #include <memory>
 #include <string>
 
@@ -39,6 +43,10 @@ struct ListenerMetrics {
   prometheus::Counter* bytes_from_client = nullptr;
   prometheus::Counter* bytes_to_client = nullptr;
   prometheus::Histogram* connect_duration = nullptr;  // upstream listeners only
+  // http-mode upstreams: requests answered by status class (index status / 100, 0 for
+  // answers the sidecar made up itself, e.g. 502 with no endpoint), retries made.
+  std::array<prometheus::Counter*, 6> requests_by_class{};
+  prometheus::Counter* retries = nullptr;
 };
 
 class SidecarMetrics {
@@ -62,6 +70,8 @@ class SidecarMetrics {
   prometheus::Family<prometheus::Counter>& denials_;
   prometheus::Family<prometheus::Counter>& connect_failures_;
   prometheus::Family<prometheus::Histogram>& connect_duration_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Counter>& retries_;
 };
 
 }  // namespace coromesh::sidecar

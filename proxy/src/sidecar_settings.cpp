@@ -131,6 +131,11 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
   options.add({.flag = "balance", .help = "Upstream balancing policy."},
               "<round_robin|least_request|p2c_ewma>", "round_robin",
               [&s](std::string_view v) { s.balance = parse_policy(v); });
+  options.add_duration(s.http_timeout,
+                       {.flag = "http-timeout",
+                        .help = "http-mode upstreams: deadline of one request, retries "
+                                "included (x-coromesh-deadline-ms shortens it)."},
+                       std::chrono::milliseconds(10), std::chrono::hours(1));
   options.add_integer(s.upstream_attempts,
                       {.flag = "upstream-attempts",
                        .help = "Endpoints tried per upstream connection before giving up."},

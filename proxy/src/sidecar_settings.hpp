@@ -59,7 +59,10 @@ struct SidecarSettings {
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes(10);
   std::chrono::nanoseconds registration_poll = std::chrono::seconds(2);  // -sidecar-for
   connect::BalancePolicy balance = connect::BalancePolicy::round_robin;
-  std::uint32_t upstream_attempts = 3;  // endpoints tried per upstream connection
+  std::uint32_t upstream_attempts = 3;  // endpoints tried per upstream connection (or request)
+  // http mode: the whole of one request through an upstream, retries included (an
+  // incoming x-coromesh-deadline-ms shortens it).
+  std::chrono::nanoseconds http_timeout = std::chrono::seconds(30);
 
   // The connect-proxy's own service ID and name.
   std::string proxy_id() const;

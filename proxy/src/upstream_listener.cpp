@@ -60,6 +60,9 @@ void UpstreamListener::start(runtime::IoPool& pool) {
   acceptor_->bind(endpoint);
   acceptor_->listen(asio::socket_base::max_listen_connections);
   port_ = acceptor_->local_endpoint().port();
+  if (spec_.mode == ListenerMode::http) {
+    start_http(pool);
+  }
   log::info("sidecar.upstream.listening", {{"upstream", spec_.service},
                                            {"address", spec_.bind_address},
                                            {"port", port_},
@@ -91,7 +94,8 @@ void UpstreamListener::stop() {
 
 asio::awaitable<void> UpstreamListener::accept_loop(runtime::IoPool& pool) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor_->async_accept(pool.next_executor(), use_tuple);
+    const std::size_t thread = next_thread_++ % pool.size();
+    auto [ec, socket] = co_await acceptor_->async_accept(pool.executor(thread), use_tuple);
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
       co_return;
     }
@@ -105,9 +109,10 @@ asio::awaitable<void> UpstreamListener::accept_loop(runtime::IoPool& pool) {
     auto executor = socket.get_executor();
     runtime::spawn(
         executor,
-        [](std::shared_ptr<UpstreamListener> self, TcpSocket client) -> asio::awaitable<void> {
-          co_await self->serve(std::move(client));
-        }(shared_from_this(), std::move(socket)),
+        [](std::shared_ptr<UpstreamListener> self, TcpSocket client,
+           std::size_t on) -> asio::awaitable<void> {
+          co_await self->serve(std::move(client), on);
+        }(shared_from_this(), std::move(socket), thread),
         "sidecar.upstream.connection");
   }
 }
@@ -203,9 +208,17 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
   co_return std::nullopt;
 }
 
-asio::awaitable<void> UpstreamListener::serve(TcpSocket client) {
+asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thread) {
   const auto executor = co_await asio::this_coro::executor;
   set_no_delay(client);
+  if (spec_.mode == ListenerMode::http) {
+    const auto ticket = context_.connections.enter(executor, [&client] { close_quietly(client); });
+    metrics_.active->Increment();
+    metrics_.total->Increment();
+    co_await serve_http(client, thread);
+    metrics_.active->Decrement();
+    co_return;
+  }
   auto connected = co_await connect_upstream(client);
   if (!connected) {
     co_return;  // closing the client tells it: nothing to reach

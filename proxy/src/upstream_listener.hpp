@@ -11,6 +11,13 @@
 // balancer (outlier ejection) and another endpoint is tried, up to --upstream-attempts.
 // Then the two pumps.
 //
+// http mode (spec.mode == http, see upstream_http.cpp): the listener speaks HTTP/1.1 to
+// the local client and sends each request on its own to an endpoint chosen for it, over
+// pooled mTLS connections (one http::Client per io thread); connect failures are retried
+// on another endpoint for any method, 502/503 and lost answers only for idempotent ones;
+// 5xx answers count toward the endpoint's outlier ejection; x-coromesh-deadline-ms is
+// re-encoded per attempt and traceparent passed on unchanged.
+//
 // Ownership: shared. Each connection coroutine and the watch coroutine hold the
 // listener, so stop() (an upstream removed from the registration) closes the acceptor
 // and the watch while connections already open finish on their own.
@@ -23,9 +30,12 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "coromesh/connect/endpoint_watch.hpp"
 #include "coromesh/connect/load_balancer.hpp"
+#include "coromesh/http/client.hpp"
+#include "coromesh/http/message.hpp"
 #include "coromesh/runtime/io_pool.hpp"
 #include "pump.hpp"
 #include "sidecar_context.hpp"
@@ -51,9 +61,15 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
   struct Connected;
 
   boost::asio::awaitable<void> accept_loop(runtime::IoPool& pool);
-  boost::asio::awaitable<void> serve(TcpSocket client);
+  boost::asio::awaitable<void> serve(TcpSocket client, std::size_t thread);
+  // http mode (upstream_http.cpp): requests of one client connection, on io thread
+  // `thread`, until it closes or idles.
+  boost::asio::awaitable<void> serve_http(TcpSocket& client, std::size_t thread);
+  boost::asio::awaitable<http::Response> forward(http::Request request, std::size_t thread);
   boost::asio::awaitable<std::optional<Connected>> connect_upstream(TcpSocket& client);
   boost::asio::awaitable<connect::EndpointWatch::Snapshot> endpoints();
+  // http mode: the per-thread clients and their mTLS set-up (upstream_http.cpp).
+  void start_http(runtime::IoPool& pool);
 
   SidecarContext& context_;
   UpstreamSpec spec_;
@@ -64,6 +80,11 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
   boost::asio::cancellation_signal stop_watch_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;
+  std::size_t next_thread_ = 0;  // accept_loop's round robin over the pool
+  // http mode: one pooled client per io thread (index = pool executor), and the mTLS
+  // set-up every connection to an endpoint uses.
+  std::vector<std::unique_ptr<http::Client>> http_clients_;
+  std::shared_ptr<const http::ClientTls> http_tls_;
 };
 
 }  // namespace coromesh::sidecar

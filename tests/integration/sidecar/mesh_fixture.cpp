@@ -14,6 +14,8 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
 #include <csignal>
 #include <sstream>
@@ -54,6 +56,47 @@ asio::awaitable<void> echo_accept(tcp::acceptor& acceptor, std::string tag) {
   }
 }
 
+asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<int>& requests) {
+  namespace bhttp = boost::beast::http;
+  boost::beast::flat_buffer buffer;
+  for (;;) {
+    bhttp::request<bhttp::string_body> request;
+    auto [ec, n] =
+        co_await bhttp::async_read(socket, buffer, request, asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      co_return;
+    }
+    ++requests;
+    const auto field = [&](std::string_view name) {
+      const auto it = request.find(name);
+      return it == request.end() ? std::string() : std::string(it->value());
+    };
+    const bool fail = request.target().starts_with("/fail");
+    bhttp::response<bhttp::string_body> response(
+        fail ? bhttp::status::service_unavailable : bhttp::status::ok, request.version());
+    response.body() = tag + "|" + field("traceparent") + "|" + field("x-coromesh-deadline-ms");
+    response.keep_alive(request.keep_alive());
+    response.prepare_payload();
+    auto [wec, wn] =
+        co_await bhttp::async_write(socket, response, asio::as_tuple(asio::use_awaitable));
+    if (wec || !request.keep_alive()) {
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> http_accept(tcp::acceptor& acceptor, std::string tag,
+                                  std::atomic<int>& requests) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      co_return;
+    }
+    asio::co_spawn(acceptor.get_executor(), http_one(std::move(socket), tag, requests),
+                   asio::detached);
+  }
+}
+
 // A blocking loopback connection with send/receive timeouts; -1 when it cannot connect.
 int connect_blocking(std::uint16_t port, std::chrono::milliseconds timeout) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -84,6 +127,56 @@ TaggedEchoServer::TaggedEchoServer(std::string tag)
 TaggedEchoServer::~TaggedEchoServer() {
   io_.stop();
   thread_.join();
+}
+
+TaggedHttpServer::TaggedHttpServer(std::string tag)
+    : tag_(std::move(tag)), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+  port_ = acceptor_.local_endpoint().port();
+  asio::co_spawn(io_, http_accept(acceptor_, tag_, requests_), asio::detached);
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+TaggedHttpServer::~TaggedHttpServer() {
+  io_.stop();
+  thread_.join();
+}
+
+struct HttpConnection::Impl {
+  asio::io_context io;
+  tcp::socket socket{io};
+  boost::beast::flat_buffer buffer;
+};
+
+HttpConnection::HttpConnection(std::uint16_t port) : impl_(std::make_unique<Impl>()) {
+  boost::system::error_code ec;
+  impl_->socket.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+  timeval tv{.tv_sec = 10, .tv_usec = 0};  // a hung sidecar fails the test, not ctest's timeout
+  ::setsockopt(impl_->socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+HttpConnection::~HttpConnection() = default;
+
+std::pair<int, std::string> HttpConnection::request(
+    const std::string& method, const std::string& target,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  namespace bhttp = boost::beast::http;
+  bhttp::request<bhttp::string_body> request(bhttp::string_to_verb(method), target, 11);
+  request.set(bhttp::field::host, "upstream");
+  for (const auto& [name, value] : headers) {
+    request.set(name, value);
+  }
+  request.prepare_payload();
+  boost::system::error_code ec;
+  bhttp::write(impl_->socket, request, ec);
+  if (ec) {
+    return {0, ec.message()};
+  }
+  bhttp::response<bhttp::string_body> response;
+  bhttp::read(impl_->socket, impl_->buffer, response, ec);
+  if (ec) {
+    return {0, ec.message()};
+  }
+  return {static_cast<int>(response.result_int()), response.body()};
 }
 
 std::string exchange(std::uint16_t port, const std::string& payload,

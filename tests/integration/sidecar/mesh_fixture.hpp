@@ -6,6 +6,7 @@
 
 #include <openssl/ssl.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
@@ -42,6 +43,41 @@ class TaggedEchoServer {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
   std::thread thread_;
+};
+
+// A plain HTTP/1.1 backend (keep-alive): GET/POST anything answers 200 with
+// "<tag>|<traceparent>|<x-coromesh-deadline-ms>" (empty fields when absent), except
+// paths starting /fail, answered 503. Counts requests. Own thread until destroyed.
+class TaggedHttpServer {
+ public:
+  explicit TaggedHttpServer(std::string tag);
+  ~TaggedHttpServer();
+  std::uint16_t port() const noexcept { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int requests() const noexcept { return requests_.load(); }
+
+ private:
+  std::string tag_;
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  std::atomic<int> requests_{0};
+  std::thread thread_;
+};
+
+// One keep-alive client connection to 127.0.0.1:port; request() returns status and body
+// (status 0 when the connection failed).
+class HttpConnection {
+ public:
+  explicit HttpConnection(std::uint16_t port);
+  ~HttpConnection();
+  std::pair<int, std::string> request(
+      const std::string& method, const std::string& target,
+      const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Connects to 127.0.0.1:port, sends `payload`, half-closes (unless told not to), and

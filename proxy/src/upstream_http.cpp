@@ -1,0 +1,201 @@
+// http mode of an upstream listener (see upstream_listener.hpp): HTTP/1.1 from the local
+// client, each request balanced on its own over pooled mTLS connections.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <variant>
+
+#include "coromesh/connect/peer_verifier.hpp"
+#include "coromesh/http/tls.hpp"
+#include "coromesh/log/logger.hpp"
+#include "coromesh/qos/deadline.hpp"
+#include "upstream_listener.hpp"
+
+namespace coromesh::sidecar {
+
+namespace asio = boost::asio;
+namespace beast_http = boost::beast::http;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::uint64_t kHeaderLimit = 64 * 1024;
+constexpr std::uint64_t kBodyLimit = 16 * 1024 * 1024;
+
+// RFC 9110 §9.2.2: what may be sent again when the first answer was lost.
+bool is_idempotent(http::Verb method) {
+  switch (method) {
+    case http::Verb::get:
+    case http::Verb::head:
+    case http::Verb::put:
+    case http::Verb::delete_:
+    case http::Verb::options:
+    case http::Verb::trace:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// An answer the sidecar makes itself, in the framework's error shape.
+http::Response local_answer(http::Status status, std::string_view error, std::string_view reason,
+                            unsigned version) {
+  http::Response response(status, version);
+  response.set(http::Field::content_type, "application/json");
+  response.body() =
+      R"({"error": ")" + std::string(error) + R"(", "reason": ")" + std::string(reason) + "\"}";
+  response.prepare_payload();
+  return response;
+}
+
+// What a failed call tells about the endpoint, and whether another one may be tried.
+struct Failure {
+  connect::Outcome outcome;
+  bool nothing_sent;  // a retry is safe for any method
+};
+
+Failure classify(const http::ClientError& error) {
+  switch (static_cast<http::ClientErrc>(error.code().value())) {
+    case http::ClientErrc::connect_failed:
+    case http::ClientErrc::tls_handshake:
+    case http::ClientErrc::peer_rejected:
+      return {connect::Outcome::connect_failure, true};
+    default:  // timeout, bad or lost response: the endpoint failed the call
+      return {connect::Outcome::callee_failure, false};
+  }
+}
+
+}  // namespace
+
+void UpstreamListener::start_http(runtime::IoPool& pool) {
+  for (std::size_t i = 0; i < pool.size(); ++i) {
+    http_clients_.push_back(std::make_unique<http::Client>(pool.executor(i)));
+  }
+  auto& certificates = context_.certificates;
+  http_tls_ = std::make_shared<const http::ClientTls>(http::ClientTls{
+      .context = [&certificates] { return certificates.client_context(); },
+      .server_name = {},
+      // Every endpoint fronts spec_.service (EndpointSet): its certificate must say so.
+      .verify_peer =
+          [&certificates, service = spec_.service](SSL* ssl) {
+            const auto verdict = connect::verify_peer(
+                ssl, {.trust_domain = certificates.trust_domain(), .service = service});
+            return verdict ? http::PeerVerdict::accept(verdict.peer->uri())
+                           : http::PeerVerdict::refuse(std::string(to_string(verdict.refusal)));
+          },
+      .pool_key = "connect:" + spec_.service});
+}
+
+asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_t thread) {
+  const auto executor = co_await asio::this_coro::executor;
+  boost::beast::flat_buffer buffer;
+  asio::steady_timer idle(executor);
+  for (;;) {
+    beast_http::request_parser<beast_http::string_body> parser;
+    parser.header_limit(kHeaderLimit);
+    parser.body_limit(kBodyLimit);
+    idle.expires_after(context_.settings.idle_timeout);
+    auto read = co_await (beast_http::async_read(client, buffer, parser, use_tuple) ||
+                          idle.async_wait(use_tuple));
+    if (read.index() == 1 || std::get<0>(std::get<0>(read))) {
+      co_return;  // idle, closed, or not HTTP: the client's business, nothing to answer
+    }
+    http::Request request = parser.release();
+    const bool keep_alive = request.keep_alive();
+    http::Response response = co_await forward(std::move(request), thread);
+    response.keep_alive(keep_alive);
+    auto [write_error, written] = co_await beast_http::async_write(client, response, use_tuple);
+    if (write_error || !keep_alive) {
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
+                                                          std::size_t thread) {
+  const unsigned version = request.version();
+  const bool idempotent = is_idempotent(request.method());
+  auto deadline = qos::Deadline::after(
+      std::chrono::duration_cast<qos::Duration>(context_.settings.http_timeout));
+  if (const auto header = request.find(qos::kDeadlineHeader); header != request.end()) {
+    if (const auto parsed = qos::parse_deadline_header(header->value())) {
+      deadline = deadline.min(parsed.deadline);
+    }
+  }
+  request.keep_alive(true);  // upstream connections are pooled, whatever the client does
+  const auto snapshot = co_await endpoints();
+  std::vector<std::string> tried;
+  std::optional<http::Response> last;  // a retryable 502/503, answered if nothing better comes
+  auto answered = [&](http::Response response) {
+    const auto status_class = std::min<unsigned>(response.result_int() / 100, 5);
+    metrics_.requests_by_class[status_class]->Increment();
+    return response;
+  };
+  for (std::uint32_t attempt = 0; attempt < context_.settings.upstream_attempts; ++attempt) {
+    if (deadline.expired()) {
+      break;
+    }
+    auto pick = balancer_.pick(snapshot, tried);
+    if (!pick) {
+      break;
+    }
+    if (attempt > 0) {
+      metrics_.retries->Increment();
+    }
+    const auto& endpoint = pick.endpoint();
+    tried.push_back(endpoint.key);
+    http::Request attempt_request = request;  // kept whole for a retry
+    if (request.find(qos::kDeadlineHeader) != request.end()) {
+      attempt_request.set(qos::kDeadlineHeader, deadline.header_value());
+    }
+    const auto started = std::chrono::steady_clock::now();
+    try {
+      http::Response response =
+          co_await http_clients_.at(thread)->send({endpoint.address, endpoint.port, http_tls_},
+                                                  std::move(attempt_request), deadline.when());
+      const auto status = response.result_int();
+      pick.done(std::chrono::steady_clock::now() - started,
+                status >= 500 ? connect::Outcome::callee_failure : connect::Outcome::success);
+      if ((status == 502 || status == 503) && idempotent) {
+        last = std::move(response);
+        continue;
+      }
+      co_return answered(std::move(response));
+    } catch (const http::ClientError& error) {
+      const auto failure = classify(error);
+      pick.done(std::chrono::steady_clock::now() - started, failure.outcome);
+      context_.metrics.upstream_connect_failure(spec_.service, error.code().message());
+      log::write_limited(log::Level::warn, "sidecar.upstream.request_failed", spec_.service,
+                         {{"upstream", spec_.service},
+                          {"endpoint", endpoint.address + ":" + std::to_string(endpoint.port)},
+                          {"error", error.what()}});
+      if (error.code() == http::ClientErrc::timeout) {
+        break;  // the whole deadline is spent: no attempt is left to make
+      }
+      if (failure.nothing_sent || idempotent) {
+        continue;
+      }
+      metrics_.requests_by_class[0]->Increment();
+      co_return local_answer(http::Status::bad_gateway, "upstream_unavailable",
+                             "the upstream failed a request that cannot be repeated", version);
+    }
+  }
+  if (last) {
+    co_return answered(std::move(*last));
+  }
+  metrics_.requests_by_class[0]->Increment();
+  if (deadline.expired(qos::Clock::steady())) {
+    co_return local_answer(http::Status::gateway_timeout, "deadline_exceeded",
+                           "no answer from " + spec_.service + " in time", version);
+  }
+  co_return local_answer(http::Status::bad_gateway, "upstream_unavailable",
+                         "no endpoint of " + spec_.service + " answered", version);
+}
+
+}  // namespace coromesh::sidecar

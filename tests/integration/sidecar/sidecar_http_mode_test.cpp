@@ -1,0 +1,96 @@
+// http-mode upstreams: A's upstream listener speaks HTTP/1.1 and balances each request
+// of one client connection over B's instances, through their coromesh sidecars (tcp
+// inbound) over Consul-issued mTLS; retries, ejection-worthy failures, headers passed on.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "mesh_fixture.hpp"
+
+namespace coromesh::testing {
+namespace {
+
+class SidecarHttpMode : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto ports = free_ports(4);
+    a_upstream_ = ports[3];
+    b1_sidecar_ = sidecar("b1-sidecar", b1_, ports[0], "b1-sidecar-proxy");
+    b2_sidecar_ = sidecar("b2-sidecar", b2_, ports[1], "b2-sidecar-proxy");
+    ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "b", 2); }, 30s));
+    a_sidecar_ = std::make_unique<SidecarProcess>(
+        consul_, logs_.path(), "a-sidecar",
+        std::vector<std::string>{"--service", "a", "--service-addr", "127.0.0.1:9", "--listen",
+                                 "127.0.0.1:" + std::to_string(ports[2]), "--upstream",
+                                 "b:" + std::to_string(a_upstream_) + ":http"});
+    ASSERT_TRUE(wait_until(
+        [&] { return a_sidecar_->metric("coromesh_sidecar_upstream_endpoints") == 2; }, 30s));
+  }
+
+  std::unique_ptr<SidecarProcess> sidecar(const std::string& log_name,
+                                          const TaggedHttpServer& backend, std::uint16_t port,
+                                          const std::string& id) {
+    return std::make_unique<SidecarProcess>(
+        consul_, logs_.path(), log_name,
+        std::vector<std::string>{"--service", "b", "--service-addr", backend.address(), "--listen",
+                                 "127.0.0.1:" + std::to_string(port), "--register", "--instance-id",
+                                 id});
+  }
+
+  ConsulAgent consul_;
+  TempDir logs_{"coromesh-sidecar-test"};
+  TaggedHttpServer b1_{"b1"}, b2_{"b2"};
+  std::uint16_t a_upstream_ = 0;
+  std::unique_ptr<SidecarProcess> b1_sidecar_, b2_sidecar_, a_sidecar_;
+};
+
+TEST_F(SidecarHttpMode, BalancesEachRequestOfOneConnectionAndPassesTraceAndDeadlineOn) {
+  HttpConnection connection(a_upstream_);
+  const std::string trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  std::map<std::string, int> by_instance;
+  for (int i = 0; i < 200; ++i) {
+    const auto [status, body] = connection.request(
+        "GET", "/hello", {{"traceparent", trace}, {"x-coromesh-deadline-ms", "5000"}});
+    ASSERT_EQ(status, 200) << body << a_sidecar_->log_tail();
+    const auto first = body.find('|'), second = body.find('|', first + 1);
+    ++by_instance[body.substr(0, first)];
+    EXPECT_EQ(body.substr(first + 1, second - first - 1), trace);
+    const auto deadline = std::stoi(body.substr(second + 1));
+    EXPECT_GT(deadline, 0);
+    EXPECT_LE(deadline, 5000) << "the remaining budget, re-encoded at the sidecar";
+  }
+  EXPECT_GE(by_instance["b1"], 80) << "one client connection, requests spread";
+  EXPECT_GE(by_instance["b2"], 80);
+  EXPECT_GE(a_sidecar_->metric("coromesh_sidecar_upstream_requests_total", {R"(code="2xx")"}), 200);
+}
+
+TEST_F(SidecarHttpMode, Retries503OnlyForIdempotentRequests) {
+  HttpConnection connection(a_upstream_);
+  // Every backend answers 503 on /fail: a GET is tried on each endpoint (3 attempts over
+  // 2 endpoints) before the 503 comes back; a POST is sent once.
+  const int before = b1_.requests() + b2_.requests();
+  EXPECT_EQ(connection.request("GET", "/fail").first, 503);
+  EXPECT_EQ(b1_.requests() + b2_.requests() - before, 2) << "each endpoint once";
+  const int before_post = b1_.requests() + b2_.requests();
+  EXPECT_EQ(connection.request("POST", "/fail").first, 503);
+  EXPECT_EQ(b1_.requests() + b2_.requests() - before_post, 1) << "never sent twice";
+  EXPECT_GE(a_sidecar_->metric("coromesh_sidecar_upstream_retries_total"), 1);
+}
+
+TEST_F(SidecarHttpMode, StoppingOneInstanceFailsNoRequest) {
+  HttpConnection connection(a_upstream_);
+  int failures = 0;
+  for (int i = 0; i < 50; ++i) {
+    failures += connection.request("GET", "/x").first == 200 ? 0 : 1;
+  }
+  b2_sidecar_->process().signal(SIGTERM);  // leaves Consul, then drains
+  for (int i = 0; i < 300; ++i) {
+    failures += connection.request("GET", "/x").first == 200 ? 0 : 1;
+  }
+  EXPECT_EQ(failures, 0) << a_sidecar_->log_tail();
+  EXPECT_TRUE(wait_until(
+      [&] { return a_sidecar_->metric("coromesh_sidecar_upstream_endpoints") == 1; }, 10s));
+}
+
+}  // namespace
+}  // namespace coromesh::testing
