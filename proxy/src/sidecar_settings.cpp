@@ -160,6 +160,17 @@ void validate(const SidecarSettings& s) {
   if (s.listen.port == 0) {
     throw config::ConfigError("--listen: required with --service");
   }
+  for (auto it = s.upstreams.begin(); it != s.upstreams.end(); ++it) {
+    for (auto other = s.upstreams.begin(); other != it; ++other) {
+      // Consul refuses a registration naming one destination twice, and two listeners
+      // cannot share a port.
+      if (other->service == it->service || other->port == it->port) {
+        throw config::ConfigError("--upstream: " + it->service + ":" + std::to_string(it->port) +
+                                  " repeats " + other->service + ":" + std::to_string(other->port) +
+                                  " (one listener per upstream service and port)");
+      }
+    }
+  }
 }
 
 }  // namespace coromesh::sidecar

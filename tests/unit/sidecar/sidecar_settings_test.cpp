@@ -50,6 +50,19 @@ TEST(SidecarSettings, RefusesBadUpstreamsAndIncompleteForms) {
   EXPECT_THROW(validate(parse({})), config::ConfigError) << "neither form";
   EXPECT_THROW(validate(parse({"--service", "a", "--listen", ":1"})), config::ConfigError)
       << "no --service-addr";
+  const std::vector<std::string> standalone{"--service",   "a",        "--service-addr",
+                                            "127.0.0.1:1", "--listen", ":2"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), standalone.begin(), standalone.end());
+    return parse(more);
+  };
+  EXPECT_NO_THROW(validate(with({"--upstream", "b:9000", "--upstream", "c:9001"})));
+  EXPECT_THROW(validate(with({"--upstream", "b:9000", "--upstream", "b:9001:http"})),
+               config::ConfigError)
+      << "Consul refuses one destination twice";
+  EXPECT_THROW(validate(with({"--upstream", "b:9000", "--upstream", "c:9000"})),
+               config::ConfigError)
+      << "one port, two listeners";
   EXPECT_THROW(validate(parse({"-sidecar-for", "a-1", "--upstream", "b:1"})), config::ConfigError)
       << "both forms";
 }
