@@ -50,6 +50,15 @@ class SidecarGauges final : public prometheus::Collectable {
       endpoints.metric.push_back(std::move(metric));
     }
     families.push_back(std::move(endpoints));
+    prometheus::MetricFamily generation{
+        .name = "coromesh_sidecar_tls_material_generation",
+        .help = "Changes of the leaf or the CA roots taken so far (1: the first material).",
+        .type = prometheus::MetricType::Gauge,
+        .metric = {}};
+    generation.metric.emplace_back();
+    generation.metric.back().gauge.value =
+        static_cast<double>(sidecar->certificates().generation());
+    families.push_back(std::move(generation));
     if (const auto expiry = sidecar->certificates().leaf_expiry()) {
       prometheus::MetricFamily leaf{
           .name = "coromesh_sidecar_leaf_expiry_timestamp_seconds",

@@ -13,8 +13,8 @@
 //   coromesh_sidecar_upstream_requests_total{upstream,code}  http mode: 2xx … 5xx, or
 //     "local" for an answer the sidecar made itself (no endpoint, every attempt failed)
 //   coromesh_sidecar_upstream_retries_total{upstream}        http mode
-//   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds
-//     (read at scrape time from the watches, see SidecarGauges)
+//   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds,
+//   coromesh_sidecar_tls_material_generation (read at scrape time, see SidecarGauges)
 //
 // `listener` is "inbound" or the upstream's service name. Handles are looked up once
 // per listener (ListenerMetrics), never per connection, and the byte counters are added

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "mesh_fixture.hpp"
+#include "test_certificate_authority.hpp"
 
 namespace coromesh::testing {
 namespace {
@@ -160,6 +161,17 @@ TEST_F(SidecarMesh, TwoInstancesShareTheConnectionsRoundRobin) {
   EXPECT_EQ(answers["b1:x"] + answers["b2:x"], 200) << "every connection answered";
   EXPECT_GE(answers["b1:x"], 80);
   EXPECT_GE(answers["b2:x"], 80);
+
+  // Stopping one instance (SIGTERM: it leaves Consul first) moves every new connection to
+  // the other within one health interval (1s here).
+  EXPECT_EQ(b2_sidecar->process().stop(10s), 0);
+  EXPECT_TRUE(wait_until(
+      [&] { return a_sidecar->metric("coromesh_sidecar_upstream_endpoints") == 1; }, 2s));
+  int moved = 0;
+  for (int i = 0; i < 50; ++i) {
+    moved += exchange(ports[3], "x") == "b1:x" ? 1 : 0;
+  }
+  EXPECT_EQ(moved, 50) << a_sidecar->log_tail();
 }
 
 TEST_F(SidecarMesh, InteroperatesWithConsulConnectProxyBothWays) {
@@ -221,6 +233,54 @@ TEST_F(SidecarMesh, SidecarForReadsTheRegistrationAndAppliesNewUpstreamsWithoutR
   EXPECT_TRUE(wait_until([&] { return exchange(e_to_b, "ping", 1s).empty(); }, 5s))
       << "the upstream removed from the registration is closed";
   EXPECT_TRUE(e_sidecar.process().running());
+}
+
+TEST_F(SidecarMesh, ACaRootRotationReachesBothSidecarsWithoutCuttingOpenConnections) {
+  TaggedEchoServer a("a");
+  TaggedHttpServer b("b1");
+  const auto ports = free_ports(3);
+  auto b_sidecar = std::make_unique<SidecarProcess>(
+      consul_, logs_.path(), "b-sidecar",
+      std::vector<std::string>{"--service", "b", "--service-addr", b.address(), "--listen",
+                               "127.0.0.1:" + std::to_string(ports[0]), "--register"});
+  auto a_sidecar =
+      sidecar("a-sidecar", "a", a, ports[1], {"--upstream", "b:" + std::to_string(ports[2])});
+  ASSERT_TRUE(
+      wait_until([&] { return HttpConnection(ports[2]).request("GET", "/").first == 200; }, 30s));
+  // A keep-alive connection through both sidecars, opened before the rotation.
+  HttpConnection before(ports[2]);
+  ASSERT_EQ(before.request("GET", "/before").first, 200);
+  const auto a_generation = a_sidecar->metric("coromesh_sidecar_tls_material_generation");
+  const auto b_generation = b_sidecar->metric("coromesh_sidecar_tls_material_generation");
+  const auto a_expiry = a_sidecar->metric("coromesh_sidecar_leaf_expiry_timestamp_seconds");
+  const auto b_expiry = b_sidecar->metric("coromesh_sidecar_leaf_expiry_timestamp_seconds");
+
+  // The built-in CA with a new private key: Consul makes a new root and re-signs leaves.
+  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
+  const auto answer = consul_.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return a_sidecar->metric("coromesh_sidecar_tls_material_generation") > a_generation &&
+               b_sidecar->metric("coromesh_sidecar_tls_material_generation") > b_generation;
+      },
+      10s))
+      << "both sidecars took the new roots";
+  EXPECT_EQ(HttpConnection(ports[2]).request("GET", "/roots").first, 200)
+      << "old leaves, new and old roots trusted";
+  // Consul re-signs leaves after a rotation with a random delay of up to a minute.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return a_sidecar->metric("coromesh_sidecar_leaf_expiry_timestamp_seconds") != a_expiry &&
+               b_sidecar->metric("coromesh_sidecar_leaf_expiry_timestamp_seconds") != b_expiry;
+      },
+      90s, 500ms))
+      << "both sidecars picked up a leaf signed by the new root";
+
+  // New connections handshake with the new chain; the old one is not cut.
+  EXPECT_EQ(HttpConnection(ports[2]).request("GET", "/after").first, 200)
+      << a_sidecar->log_tail() << b_sidecar->log_tail();
+  EXPECT_EQ(before.request("GET", "/still").first, 200);
 }
 
 }  // namespace
