@@ -8,6 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <csignal>
 #include <iostream>
 
 #include "coromesh/config/service_config.hpp"
@@ -46,6 +47,9 @@ coromesh::consul::AgentService read_registration(const coromesh::config::Service
 
 int main(int argc, char** argv) {
   using namespace coromesh;
+  // OpenSSL writes TLS records with write(2) on the socket (src/tls_socket.hpp): a peer
+  // that has gone must fail that write with EPIPE, not kill the sidecar.
+  std::signal(SIGPIPE, SIG_IGN);
   sidecar::SidecarSettings settings;
   auto config = config::service_config_or_exit(
       argc, argv,

@@ -118,7 +118,7 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket) {
     refuse("no_certificate_yet", "the leaf certificate has not arrived from Consul", peer_address);
     co_return;
   }
-  TlsStream tls(std::move(socket), *tls_context);
+  TlsStream tls(std::move(socket), tls_context, TlsSocket::Role::server);
   TcpSocket local(executor);
   const auto ticket = context_.connections.enter(executor, [&tls, &local] {
     close_quietly(tls.next_layer());
@@ -127,13 +127,12 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket) {
 
   asio::steady_timer deadline(executor);
   deadline.expires_after(settings.handshake_timeout);
-  auto handshake = co_await (tls.async_handshake(asio::ssl::stream_base::server, use_tuple) ||
-                             deadline.async_wait(use_tuple));
+  auto handshake = co_await (tls.handshake() || deadline.async_wait(use_tuple));
   if (handshake.index() == 1) {
     refuse("handshake_timeout", "no complete handshake before the deadline", peer_address);
     co_return;
   }
-  const auto [handshake_error] = std::get<0>(handshake);
+  const auto handshake_error = std::get<0>(handshake);
   if (handshake_error && BIO_number_read(SSL_get_rbio(tls.native_handle())) == 0) {
     // Not a TLS client at all: a TCP health check (Consul's own, on this port) or a port
     // scan. Counted apart so that the handshake_failed count means real attempts.
@@ -142,8 +141,9 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket) {
   }
   const auto verdict =
       handshake_error
-          ? connect::classify_handshake_failure(tls, handshake_error)
-          : connect::verify_peer(tls, {.trust_domain = context_.certificates.trust_domain()});
+          ? connect::classify_handshake_failure(tls.native_handle(), handshake_error)
+          : connect::verify_peer(tls.native_handle(),
+                                 {.trust_domain = context_.certificates.trust_domain()});
   if (!verdict) {
     refuse(connect::to_string(verdict.refusal), verdict.detail, peer_address);
     co_return;

@@ -12,6 +12,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/system/system_error.hpp>
 #include <memory>
+#include <tuple>
+#include <type_traits>
 
 namespace coromesh::sidecar {
 
@@ -31,7 +33,7 @@ void half_close(TcpSocket& socket) {
 }
 
 void half_close(TlsStream& stream) {
-  half_close(stream.next_layer());
+  stream.shutdown_send();
 }
 
 void count(prometheus::Counter* bytes, std::uint64_t& pending) {
@@ -60,12 +62,24 @@ asio::awaitable<void> pump(From& from, To& to, std::span<std::byte> buffer, Acti
                            prometheus::Counter* bytes) {
   std::uint64_t uncounted = 0;
   for (;;) {
-    auto [read_error, n] =
-        co_await from.async_read_some(asio::buffer(buffer.data(), buffer.size()), use_tuple);
+    boost::system::error_code read_error;
+    std::size_t n = 0;
+    if constexpr (std::is_same_v<From, TlsStream>) {
+      std::tie(read_error, n) = co_await from.read_some(buffer);
+    } else {
+      std::tie(read_error, n) =
+          co_await from.async_read_some(asio::buffer(buffer.data(), buffer.size()), use_tuple);
+    }
     if (n > 0) {
       activity.last = std::chrono::steady_clock::now();
-      auto [write_error, written] =
-          co_await asio::async_write(to, asio::buffer(buffer.data(), n), use_tuple);
+      boost::system::error_code write_error;
+      std::size_t written = 0;
+      if constexpr (std::is_same_v<To, TlsStream>) {
+        std::tie(write_error, written) = co_await to.write_all(buffer.first(n));
+      } else {
+        std::tie(write_error, written) =
+            co_await asio::async_write(to, asio::buffer(buffer.data(), n), use_tuple);
+      }
       uncounted += written;
       if (write_error) {
         count(bytes, uncounted);

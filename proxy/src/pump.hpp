@@ -10,12 +10,10 @@
 // (shutdown of its send direction) and the other direction keeps flowing until it ends
 // too; any error ends that pump with an exception, and the `&&` cancels the other one.
 //
-// TLS and half-close: an ssl::stream can only send close_notify through async_shutdown,
-// which also waits for the peer's close_notify and so would compete with the other
-// pump's read on the same stream. A pump therefore half-closes a TLS stream at the TCP
-// level (a FIN without close_notify) and reads a peer's FIN without close_notify
-// (stream_truncated) as a clean end, as Go's crypto/tls (`consul connect proxy`) does.
-// L4 proxying carries no length of its own to protect, so truncation tells us nothing.
+// TLS and half-close: a TLS stream is half-closed with close_notify and a FIN
+// (TlsSocket::shutdown_send); a peer's FIN without close_notify (stream_truncated) is
+// read as a clean end too, as Go's crypto/tls (`consul connect proxy`) does: L4
+// proxying carries no length of its own to protect, so truncation tells us nothing.
 //
 // Byte counts go to the listener's counters in chunks of kCountChunk and at the end, so
 // the hot path does one add per ~1 MiB instead of one atomic CAS per read.
@@ -24,10 +22,11 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <chrono>
 #include <cstddef>
 #include <span>
+
+#include "tls_socket.hpp"
 
 namespace prometheus {
 class Counter;
@@ -36,7 +35,7 @@ class Counter;
 namespace coromesh::sidecar {
 
 using TcpSocket = boost::asio::ip::tcp::socket;
-using TlsStream = boost::asio::ssl::stream<TcpSocket>;
+using TlsStream = TlsSocket;
 
 // Per pump direction: TLS records are at most 16 KiB; one record per read or write.
 inline constexpr std::size_t kPumpBuffer = 16 * 1024;

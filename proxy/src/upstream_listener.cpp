@@ -33,8 +33,7 @@ void close_quietly(TcpSocket& socket) {
 }  // namespace
 
 struct UpstreamListener::Connected {
-  std::unique_ptr<TlsStream> stream;
-  std::shared_ptr<asio::ssl::context> tls_context;  // outlives `stream`'s use of it
+  std::unique_ptr<TlsStream> stream;  // keeps its TLS context
   connect::Pick pick;
 };
 
@@ -160,40 +159,40 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
       fail("bad_address", endpoint.address);
       continue;
     }
-    Connected connected{
-        .stream = nullptr, .tls_context = context_.certificates.client_context(), .pick = {}};
-    if (!connected.tls_context) {
+    auto tls_context = context_.certificates.client_context();
+    if (!tls_context) {
       fail("no_certificate_yet", "the leaf certificate has not arrived from Consul");
       co_return std::nullopt;
     }
-    connected.stream = std::make_unique<TlsStream>(executor, *connected.tls_context);
-    auto& tls = *connected.stream;
+    TcpSocket dial(executor);
     // The client may give up while we dial: closing it must also abort the dial.
-    const auto ticket = context_.connections.enter(executor, [&tls, &client] {
-      close_quietly(tls.next_layer());
+    std::unique_ptr<TlsStream> stream;
+    const auto ticket = context_.connections.enter(executor, [&dial, &stream, &client] {
+      close_quietly(stream ? stream->next_layer() : dial);
       close_quietly(client);
     });
     asio::steady_timer deadline(executor, context_.settings.connect_timeout);
-    auto dialed = co_await (tls.next_layer().async_connect({ip, endpoint.port}, use_tuple) ||
+    auto dialed = co_await (dial.async_connect({ip, endpoint.port}, use_tuple) ||
                             deadline.async_wait(use_tuple));
     if (dialed.index() == 1 || std::get<0>(std::get<0>(dialed))) {
       fail(dialed.index() == 1 ? "connect_timeout" : "connect_refused",
            dialed.index() == 1 ? "timeout" : std::get<0>(std::get<0>(dialed)).message());
       continue;
     }
-    set_no_delay(tls.next_layer());
-    auto handshake = co_await (tls.async_handshake(asio::ssl::stream_base::client, use_tuple) ||
-                               deadline.async_wait(use_tuple));
+    set_no_delay(dial);
+    stream = std::make_unique<TlsStream>(std::move(dial), tls_context, TlsSocket::Role::client);
+    auto handshake = co_await (stream->handshake() || deadline.async_wait(use_tuple));
     if (handshake.index() == 1) {
       fail("handshake_timeout", "no complete handshake before the deadline");
       continue;
     }
-    const auto [handshake_error] = std::get<0>(handshake);
+    const auto handshake_error = std::get<0>(handshake);
     const auto verdict =
         handshake_error
-            ? connect::classify_handshake_failure(tls, handshake_error)
-            : connect::verify_peer(tls, {.trust_domain = context_.certificates.trust_domain(),
-                                         .service = endpoint.service});
+            ? connect::classify_handshake_failure(stream->native_handle(), handshake_error)
+            : connect::verify_peer(stream->native_handle(),
+                                   {.trust_domain = context_.certificates.trust_domain(),
+                                    .service = endpoint.service});
     if (!verdict) {
       context_.metrics.handshake(metrics_.listener, "refused", connect::to_string(verdict.refusal));
       fail(connect::to_string(verdict.refusal), verdict.detail);
@@ -202,8 +201,7 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
     context_.metrics.handshake(metrics_.listener, "accepted", "");
     metrics_.connect_duration->Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    connected.pick = std::move(pick);
-    co_return connected;
+    co_return Connected{.stream = std::move(stream), .pick = std::move(pick)};
   }
   co_return std::nullopt;
 }

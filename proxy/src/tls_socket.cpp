@@ -1,0 +1,146 @@
+#include "tls_socket.hpp"
+
+#include <openssl/err.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <limits>
+#include <new>
+
+namespace coromesh::sidecar {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+TlsSocket::TlsSocket(asio::ip::tcp::socket socket, std::shared_ptr<asio::ssl::context> context,
+                     Role role)
+    : socket_(std::move(socket)),
+      context_(std::move(context)),
+      ssl_(SSL_new(context_->native_handle())) {
+  if (ssl_ == nullptr) {
+    throw std::bad_alloc();
+  }
+  socket_.non_blocking(true);
+  SSL_set_fd(ssl_, socket_.native_handle());
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                         SSL_MODE_RELEASE_BUFFERS);
+  // A peer's FIN without close_notify reads as a clean end (SSL_ERROR_ZERO_RETURN). Without
+  // this OpenSSL 3 fails the whole connection on it, so the other direction of a
+  // half-closed connection could no longer be written.
+  SSL_set_options(ssl_, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  if (role == Role::server) {
+    SSL_set_accept_state(ssl_);
+  } else {
+    SSL_set_connect_state(ssl_);
+  }
+}
+
+TlsSocket::~TlsSocket() {
+  SSL_free(ssl_);  // does not close the descriptor: socket_ does, after this
+}
+
+error_code TlsSocket::error_for(int result) {
+  const int ssl_error = SSL_get_error(ssl_, result);
+  if (ssl_error == SSL_ERROR_ZERO_RETURN) {
+    return asio::error::eof;
+  }
+  if (ssl_error == SSL_ERROR_SYSCALL) {
+    const auto queued = ERR_get_error();
+    if (queued != 0) {
+      return {static_cast<int>(queued), asio::error::get_ssl_category()};
+    }
+    if (errno != 0 && result < 0) {
+      return {errno, asio::error::get_system_category()};
+    }
+    return asio::ssl::error::stream_truncated;  // the peer closed without close_notify
+  }
+  const auto queued = ERR_get_error();
+  ERR_clear_error();
+  return {static_cast<int>(queued != 0 ? queued : static_cast<unsigned long>(ssl_error)),
+          asio::error::get_ssl_category()};
+}
+
+asio::awaitable<error_code> TlsSocket::wait(int ssl_error) {
+  const auto what = ssl_error == SSL_ERROR_WANT_WRITE ? asio::ip::tcp::socket::wait_write
+                                                      : asio::ip::tcp::socket::wait_read;
+  auto [ec] = co_await socket_.async_wait(what, asio::as_tuple(asio::use_awaitable));
+  co_return ec;
+}
+
+asio::awaitable<error_code> TlsSocket::handshake() {
+  for (;;) {
+    ERR_clear_error();
+    errno = 0;
+    const int result = SSL_do_handshake(ssl_);
+    if (result == 1) {
+      co_return error_code{};
+    }
+    const int ssl_error = SSL_get_error(ssl_, result);
+    if (ssl_error != SSL_ERROR_WANT_READ && ssl_error != SSL_ERROR_WANT_WRITE) {
+      co_return error_for(result);
+    }
+    if (const auto ec = co_await wait(ssl_error)) {
+      co_return ec;
+    }
+  }
+}
+
+asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::read_some(
+    std::span<std::byte> buffer) {
+  const int size =
+      static_cast<int>(std::min<std::size_t>(buffer.size(), std::numeric_limits<int>::max()));
+  for (;;) {
+    ERR_clear_error();
+    errno = 0;
+    const int result = SSL_read(ssl_, buffer.data(), size);
+    if (result > 0) {
+      co_return std::tuple{error_code{}, static_cast<std::size_t>(result)};
+    }
+    const int ssl_error = SSL_get_error(ssl_, result);
+    if (ssl_error != SSL_ERROR_WANT_READ && ssl_error != SSL_ERROR_WANT_WRITE) {
+      co_return std::tuple{error_for(result), std::size_t{0}};
+    }
+    if (const auto ec = co_await wait(ssl_error)) {
+      co_return std::tuple{ec, std::size_t{0}};
+    }
+  }
+}
+
+asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::write_all(
+    std::span<const std::byte> data) {
+  std::size_t written = 0;
+  while (written < data.size()) {
+    ERR_clear_error();
+    errno = 0;
+    const auto left = data.subspan(written);
+    const int result =
+        SSL_write(ssl_, left.data(), static_cast<int>(std::min<std::size_t>(left.size(), 1 << 30)));
+    if (result > 0) {
+      written += static_cast<std::size_t>(result);
+      continue;
+    }
+    const int ssl_error = SSL_get_error(ssl_, result);
+    if (ssl_error != SSL_ERROR_WANT_READ && ssl_error != SSL_ERROR_WANT_WRITE) {
+      co_return std::tuple{error_for(result), written};
+    }
+    if (const auto ec = co_await wait(ssl_error)) {
+      co_return std::tuple{ec, written};
+    }
+  }
+  co_return std::tuple{error_code{}, written};
+}
+
+void TlsSocket::shutdown_send() {
+  ERR_clear_error();
+  // Queues and (the socket permitting) sends close_notify; 0 means "sent, the peer's not
+  // yet received", which is all a half-close needs. A full socket buffer drops it: the
+  // FIN below still ends the stream (read as stream_truncated).
+  SSL_shutdown(ssl_);
+  ERR_clear_error();
+  boost::system::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+}
+
+}  // namespace coromesh::sidecar
