@@ -1,0 +1,176 @@
+// TlsSocket over loopback with certificates from a test CA (Connect's shape): handshake
+// and the peer check, both directions, and each way a stream ends — close_notify and a
+// bare FIN — leaving the other direction writable (the pumps' half-close).
+#include "src/tls_socket.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <csignal>
+
+#include "coromesh/connect/peer_verifier.hpp"
+#include "coromesh/connect/tls_contexts.hpp"
+#include "test_certificate_authority.hpp"
+
+namespace coromesh::sidecar {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+const bool kSigpipeIgnored = [] {
+  std::signal(SIGPIPE, SIG_IGN);  // as coromesh-sidecar's main() does
+  return true;
+}();
+
+std::span<const std::byte> bytes(std::string_view text) {
+  return std::as_bytes(std::span(text.data(), text.size()));
+}
+
+struct Pair {
+  asio::io_context io;
+  testing::TestCertificateAuthority ca;
+  std::unique_ptr<TlsSocket> server, client;
+
+  Pair() {
+    tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+    tcp::socket client_socket(io), server_socket(io);
+    client_socket.connect(acceptor.local_endpoint());
+    acceptor.accept(server_socket);
+    server = std::make_unique<TlsSocket>(
+        std::move(server_socket),
+        connect::make_tls_context(connect::TlsRole::server, ca.leaf("b"), ca.roots()),
+        TlsSocket::Role::server);
+    client = std::make_unique<TlsSocket>(
+        std::move(client_socket),
+        connect::make_tls_context(connect::TlsRole::client, ca.leaf("a"), ca.roots()),
+        TlsSocket::Role::client);
+  }
+
+  // Runs `server_side` and `client_side` to completion (at most 5s).
+  void run(std::function<asio::awaitable<void>()> server_side,
+           std::function<asio::awaitable<void>()> client_side) {
+    int done = 0;
+    asio::co_spawn(io, std::move(server_side), [&](std::exception_ptr e) {
+      EXPECT_FALSE(e);
+      ++done;
+    });
+    asio::co_spawn(io, std::move(client_side), [&](std::exception_ptr e) {
+      EXPECT_FALSE(e);
+      ++done;
+    });
+    io.run_for(5s);
+    EXPECT_EQ(done, 2);
+  }
+};
+
+asio::awaitable<std::string> read_to_end(TlsSocket& socket, boost::system::error_code& end) {
+  std::string text;
+  std::array<std::byte, 4096> buffer{};
+  for (;;) {
+    auto [ec, n] = co_await socket.read_some(buffer);
+    text.append(reinterpret_cast<const char*>(buffer.data()), n);
+    if (ec) {
+      end = ec;
+      co_return text;
+    }
+  }
+}
+
+TEST(TlsSocket, HandshakesAndCarriesBytesWithAHalfCloseEachWay) {
+  Pair p;
+  const std::string request(100'000, 'r');
+  std::string at_server, at_client;
+  boost::system::error_code server_end, client_end;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        const auto peer =
+            connect::verify_peer(p.server->native_handle(), {.trust_domain = p.ca.trust_domain()});
+        EXPECT_TRUE(peer) << peer.detail;
+        at_server = co_await read_to_end(*p.server, server_end);
+        // The client's half-close ended its stream; ours is still open.
+        auto [ec, n] = co_await p.server->write_all(bytes("answer"));
+        EXPECT_FALSE(ec);
+        p.server->shutdown_send();
+      },
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.client->handshake());
+        const auto peer = connect::verify_peer(
+            p.client->native_handle(), {.trust_domain = p.ca.trust_domain(), .service = "b"});
+        EXPECT_TRUE(peer) << peer.detail;
+        auto [ec, n] = co_await p.client->write_all(bytes(request));
+        EXPECT_FALSE(ec);
+        EXPECT_EQ(n, request.size());
+        p.client->shutdown_send();
+        at_client = co_await read_to_end(*p.client, client_end);
+      });
+  EXPECT_EQ(at_server, request);
+  EXPECT_EQ(server_end, asio::error::eof) << server_end.message();
+  EXPECT_EQ(at_client, "answer");
+  EXPECT_EQ(client_end, asio::error::eof) << client_end.message();
+}
+
+TEST(TlsSocket, APeersBareFinEndsItsStreamAndLeavesOursWritable) {
+  Pair p;
+  std::string at_server, at_client;
+  boost::system::error_code server_end, client_end;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        at_server = co_await read_to_end(*p.server, server_end);
+        auto [ec, n] = co_await p.server->write_all(bytes("still here"));
+        EXPECT_FALSE(ec) << ec.message();
+        p.server->shutdown_send();
+      },
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.client->handshake());
+        co_await p.client->write_all(bytes("hi"));
+        // A FIN without close_notify, as a client doing shutdown(SHUT_WR) on its socket.
+        p.client->next_layer().shutdown(tcp::socket::shutdown_send);
+        at_client = co_await read_to_end(*p.client, client_end);
+      });
+  EXPECT_EQ(at_server, "hi");
+  EXPECT_EQ(server_end, asio::error::eof);
+  EXPECT_EQ(at_client, "still here");
+}
+
+TEST(TlsSocket, AClientOfAnotherCaFailsTheHandshakeAsAnUntrustedChain) {
+  Pair p;
+  testing::TestCertificateAuthority other(p.ca.trust_domain(), "other-root");
+  tcp::acceptor acceptor(p.io, {asio::ip::make_address("127.0.0.1"), 0});
+  tcp::socket client_socket(p.io), server_socket(p.io);
+  client_socket.connect(acceptor.local_endpoint());
+  acceptor.accept(server_socket);
+  TlsSocket server(
+      std::move(server_socket),
+      connect::make_tls_context(connect::TlsRole::server, p.ca.leaf("b"), p.ca.roots()),
+      TlsSocket::Role::server);
+  TlsSocket client(
+      std::move(client_socket),
+      connect::make_tls_context(connect::TlsRole::client, other.leaf("a"), p.ca.roots()),
+      TlsSocket::Role::client);
+  connect::PeerVerification verdict;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        const auto ec = co_await server.handshake();
+        EXPECT_TRUE(ec);
+        verdict = connect::classify_handshake_failure(server.native_handle(), ec);
+      },
+      [&]() -> asio::awaitable<void> {
+        co_await client.handshake();  // TLS 1.3: the client learns of it afterwards
+        boost::system::error_code end;
+        co_await read_to_end(client, end);
+        EXPECT_TRUE(end);
+      });
+  EXPECT_FALSE(verdict);
+  EXPECT_EQ(verdict.refusal, connect::PeerRefusal::untrusted_chain) << verdict.detail;
+}
+
+}  // namespace
+}  // namespace coromesh::sidecar
