@@ -160,6 +160,9 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket) {
            verdict.peer->uri());
     co_return;
   }
+  if (!tls.next_layer().is_open()) {
+    co_return;  // cut off by the shutdown while authorization was asked
+  }
   context_.metrics.handshake(metrics_.listener, "accepted", "");
 
   deadline.expires_after(settings.connect_timeout);

@@ -235,6 +235,33 @@ TEST_F(SidecarMesh, SidecarForReadsTheRegistrationAndAppliesNewUpstreamsWithoutR
   EXPECT_TRUE(e_sidecar.process().running());
 }
 
+TEST_F(SidecarMesh, SigtermDrainsOpenConnectionsThenCutsThemOffAtTheGrace) {
+  TaggedEchoServer a("a");
+  TaggedHttpServer b("b1");
+  const auto ports = free_ports(3);
+  auto b_sidecar = std::make_unique<SidecarProcess>(
+      consul_, logs_.path(), "b-sidecar",
+      std::vector<std::string>{"--service", "b", "--service-addr", b.address(), "--listen",
+                               "127.0.0.1:" + std::to_string(ports[0]), "--register",
+                               "--shutdown-grace", "3s"});
+  auto a_sidecar =
+      sidecar("a-sidecar", "a", a, ports[1], {"--upstream", "b:" + std::to_string(ports[2])});
+  ASSERT_TRUE(
+      wait_until([&] { return HttpConnection(ports[2]).request("GET", "/").first == 200; }, 30s));
+  HttpConnection open(ports[2]);
+  ASSERT_EQ(open.request("GET", "/before").first, 200);
+
+  b_sidecar->process().signal(SIGTERM);
+  // Phase 1 left Consul and closed the public listener; the open connection is served on.
+  EXPECT_TRUE(wait_until([&] { return !connect_endpoints_passing(consul_, "b", 1); }, 5s));
+  EXPECT_EQ(open.request("GET", "/draining").first, 200);
+  EXPECT_EQ(HttpConnection(ports[2]).request("GET", "/new").first, 0)
+      << "no new connection reaches a draining sidecar";
+  // Phase 2: at the grace the rest is cut off and the process exits cleanly.
+  EXPECT_EQ(b_sidecar->process().wait_exit(10s), 0) << b_sidecar->log_tail();
+  EXPECT_EQ(open.request("GET", "/after").first, 0);
+}
+
 TEST_F(SidecarMesh, ACaRootRotationReachesBothSidecarsWithoutCuttingOpenConnections) {
   TaggedEchoServer a("a");
   TaggedHttpServer b("b1");
