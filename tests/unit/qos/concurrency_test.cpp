@@ -143,6 +143,11 @@ TEST(Concurrency, OperationQosSwapsUnderLoad) {
       op.apply(next);
     }
   });
+  // The calls can all finish before the swapper first runs on a loaded machine: let it
+  // publish once before they start (it keeps publishing while they run).
+  while (op.generations() < 2) {
+    std::this_thread::yield();
+  }
   on_threads(2, [&] {
     asio::io_context io;
     for (int i = 0; i < 2000; ++i) {
