@@ -42,9 +42,12 @@ class TimeoutInterceptor final : public SynchronousInterceptor {
   Duration per_attempt() const noexcept { return per_attempt_; }
   TimeoutMode mode() const noexcept { return mode_; }
 
-  bool synchronous() const noexcept override { return mode_ == TimeoutMode::deadline; }
+  // Both modes run as a synchronous interceptor in a chain segment; the preemptive one
+  // asks the segment to cut the rest off at its deadline (SynchronousInterceptor::preempts).
+  bool preempts() const noexcept override { return mode_ == TimeoutMode::preemptive; }
   void on_request(Invocation& invocation) override;
   void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
+  // The nested form (outside a chain segment): the same cut-off, done here.
   boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
 
  private:
