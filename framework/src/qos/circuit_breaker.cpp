@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "coromesh/qos/thread_shard.hpp"
+
 namespace coromesh::qos {
 
 namespace {
@@ -12,13 +14,6 @@ constexpr std::uint8_t kSlowBit = 2;
 
 double rate(std::uint32_t part, std::uint32_t whole) {
   return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
-}
-
-// A small number per thread, assigned on first use: io threads get distinct shards.
-std::size_t shard_index() noexcept {
-  static std::atomic<std::size_t> next{0};
-  thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
-  return mine;
 }
 }  // namespace
 
@@ -144,7 +139,7 @@ void CircuitBreaker::release_permission() {
 
 void CircuitBreaker::on_success(Duration duration) {
   if (duration < config_.slow_call_duration && batch_successes_.load(std::memory_order_acquire)) {
-    auto& shard = pending_successes_[shard_index() % kShards];
+    auto& shard = pending_successes_[thread_shard() % kShards];
     if (shard.pending.fetch_add(1, std::memory_order_relaxed) + 1 < kSuccessBatch) {
       return;
     }
