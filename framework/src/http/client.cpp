@@ -323,11 +323,12 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
   auto start = Clock::now();
   auto label = describe(destination);
   // TLS connections are pooled apart from plain ones, and per TLS configuration.
-  auto pool_key = label;
+  std::string tls_pool_key;
   if (destination.tls) {
     const auto& tls = *destination.tls;
-    pool_key += " tls:" + (tls.pool_key.empty() ? tls.server_name : tls.pool_key);
+    tls_pool_key = label + " tls:" + (tls.pool_key.empty() ? tls.server_name : tls.pool_key);
   }
+  const std::string& pool_key = destination.tls ? tls_pool_key : label;
   if (request.find(Field::host) == request.end()) {
     request.set(Field::host, destination.port == 80 ? destination.host : label);
   }
