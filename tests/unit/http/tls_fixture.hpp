@@ -21,6 +21,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/connect/tls_contexts.hpp"
@@ -107,6 +109,25 @@ class ContextSlot {
   std::shared_ptr<ssl::context> current_;
 };
 
+// Records every TLS handshake's outcome, as a service's metrics would count them.
+class HandshakeRecorder final : public ServerObserver {
+ public:
+  void request_started(const Route*) override {}
+  void request_finished(const Route*, unsigned, std::chrono::steady_clock::duration) override {}
+  void tls_handshake_finished(TlsHandshakeResult result, std::string_view reason) override {
+    std::lock_guard lock(mutex_);
+    outcomes_.emplace_back(result, std::string(reason));
+  }
+  std::vector<std::pair<TlsHandshakeResult, std::string>> outcomes() const {
+    std::lock_guard lock(mutex_);
+    return outcomes_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::pair<TlsHandshakeResult, std::string>> outcomes_;
+};
+
 class HttpTls : public ::testing::Test {
  protected:
   HttpTls() {
@@ -140,7 +161,7 @@ class HttpTls : public ::testing::Test {
   // `connect_reasons`, failed handshakes are named by connect::classify_handshake_failure
   // instead of by OpenSSL.
   void start_server(std::chrono::milliseconds handshake_timeout = 5s, bool connect_reasons = true) {
-    server_ = std::make_unique<Server>(pool_, router_);
+    server_ = std::make_unique<Server>(pool_, router_, ServerLimits{}, &handshakes_);
     ServerTls tls;
     tls.context = [this] { return server_context_.get(); };
     tls.handshake_timeout = handshake_timeout;
@@ -202,6 +223,7 @@ class HttpTls : public ::testing::Test {
   }
 
   coromesh::testing::TestCertificateAuthority ca_;
+  HandshakeRecorder handshakes_;  // before server_: it must outlive the server
   ContextSlot server_context_;
   runtime::IoPool pool_{1};
   Router router_;

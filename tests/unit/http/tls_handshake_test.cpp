@@ -49,11 +49,18 @@ TEST_F(HttpTls, ClientsWithoutATrustedCertificateAreRefusedAndOthersStillServed)
     auto error = whoami_error(client, destination(context));
     EXPECT_EQ(error.code(), ClientErrc::tls_handshake) << error.what();
   }
-  EXPECT_TRUE(eventually([&] { return server_->tls_counters().failed == 3; }));
+  // The observer hears of each handshake just after the counters count it.
+  EXPECT_TRUE(eventually([&] { return handshakes_.outcomes().size() == 3; }));
   auto counters = server_->tls_counters();
+  EXPECT_EQ(counters.failed, 3u);
   // Named by the Connect module's classification, plugged in through describe_failure.
   EXPECT_EQ(counters.by_reason["no_certificate"], 1u);
   EXPECT_EQ(counters.by_reason["untrusted_chain"], 2u);
+  using Outcome = std::pair<TlsHandshakeResult, std::string>;
+  EXPECT_EQ(handshakes_.outcomes(),
+            (std::vector<Outcome>{{TlsHandshakeResult::failed, "no_certificate"},
+                                  {TlsHandshakeResult::failed, "untrusted_chain"},
+                                  {TlsHandshakeResult::failed, "untrusted_chain"}}));
 
   Client good(ioc_.get_executor());
   EXPECT_EQ(whoami(good, destination(client_context(ca_.leaf("web")))).body(),

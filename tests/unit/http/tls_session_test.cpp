@@ -43,6 +43,21 @@ TEST_F(HttpTls, RotatedCertificateServesNewConnectionsWhileOpenOnesKeepTheirs) {
   EXPECT_EQ(before.connections_opened(), 1u);
 }
 
+TEST_F(HttpTls, ConnectionsArePooledPerDestinationAndTlsIdentity) {
+  start_server();
+  Client client(ioc_.get_executor());
+  auto as_web = destination(client_context(ca_.leaf("web")));
+  auto as_worker = destination(client_context(ca_.leaf("worker")));
+  std::const_pointer_cast<ClientTls>(as_worker.tls)->pool_key = "api as worker";
+  EXPECT_EQ(whoami(client, as_web).body(), ca_.service_uri("web"));
+  EXPECT_EQ(whoami(client, as_worker).body(), ca_.service_uri("worker"));
+  EXPECT_EQ(client.connections_opened(), 2u);
+  // Each identity finds its own parked connection again.
+  EXPECT_EQ(whoami(client, as_web).body(), ca_.service_uri("web"));
+  EXPECT_EQ(whoami(client, as_worker).body(), ca_.service_uri("worker"));
+  EXPECT_EQ(client.connections_opened(), 2u);
+}
+
 // Sends `bytes` over a fresh TLS connection and returns everything read until the server
 // closes (at most 10 s).
 asio::awaitable<std::string> tls_exchange(std::uint16_t port, std::shared_ptr<ssl::context> context,
