@@ -116,6 +116,37 @@ TEST_F(HttpTls, StalledHandshakeIsCutAtTheHandshakeTimeout) {
             ca_.service_uri("web"));
 }
 
+TEST_F(HttpTls, PlainHttpOnTheTlsPortGetsNoHttpAnswer) {
+  start_server();
+  auto answer = run(ioc_, [&]() -> asio::awaitable<std::string> {
+    tcp::socket socket(ioc_);
+    co_await socket.async_connect({asio::ip::make_address("127.0.0.1"), server_->port()},
+                                  asio::use_awaitable);
+    co_await asio::async_write(socket,
+                               asio::buffer(std::string_view("GET /whoami HTTP/1.1\r\n\r\n")),
+                               asio::use_awaitable);
+    std::string bytes;
+    asio::steady_timer limit(ioc_, 10s);
+    for (;;) {
+      char chunk[512];
+      auto done = co_await (socket.async_read_some(asio::buffer(chunk), use_tuple) ||
+                            limit.async_wait(use_tuple));
+      if (done.index() == 1) {
+        co_return bytes + "<still open after 10 s>";
+      }
+      auto [ec, n] = std::get<0>(done);
+      bytes.append(chunk, n);
+      if (ec) {
+        co_return bytes;
+      }
+    }
+  }());
+  // At most a TLS alert, then the close: never an HTTP response carrying the route's data.
+  EXPECT_EQ(answer.find("HTTP/"), std::string::npos) << answer;
+  EXPECT_EQ(answer.find("still open"), std::string::npos);
+  EXPECT_TRUE(eventually([&] { return server_->tls_counters().failed == 1; }));
+}
+
 // A bare TLS client (http::Client would refuse old versions itself): the handshake's result.
 asio::awaitable<boost::system::error_code> bare_handshake(std::uint16_t port,
                                                           std::shared_ptr<ssl::context> context) {
