@@ -4,6 +4,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
@@ -19,6 +20,8 @@
 #include <variant>
 
 #include "client_pool.hpp"
+#include "client_tls.hpp"
+#include "tls_support.hpp"
 
 namespace coromesh::http {
 namespace {
@@ -45,6 +48,10 @@ class ClientCategory final : public std::error_category {
       case ClientErrc::outcome_unknown:
         return "connection closed after the request was sent; it may or may not have been "
                "processed";
+      case ClientErrc::tls_handshake:
+        return "TLS handshake failed";
+      case ClientErrc::peer_rejected:
+        return "TLS peer rejected";
     }
     return "unknown client error";
   }
@@ -75,7 +82,7 @@ void throw_if_aborted(const error_code& ec) {
 bool closed_before_response(const error_code& ec) {
   return ec == beast::http::error::end_of_stream || ec == asio::error::eof ||
          ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-         ec == asio::error::connection_aborted;
+         ec == asio::error::connection_aborted || ec == asio::ssl::error::stream_truncated;
 }
 
 // Methods whose request may be sent twice with the effect of once (RFC 9110 §9.2.2).
@@ -128,12 +135,14 @@ struct Client::Impl {
         options(std::move(opts)),
         pool(options.max_idle_per_destination, options.idle_timeout) {}
 
-  asio::awaitable<beast::tcp_stream> connect(const Destination& destination,
-                                             const std::string& label, Clock::time_point deadline,
-                                             Clock::time_point start);
-  asio::awaitable<Attempt> exchange(beast::tcp_stream& stream, Request& request,
-                                    const std::string& label, Clock::time_point deadline,
-                                    Clock::time_point start);
+  asio::awaitable<detail::ClientConnection> connect(const Destination& destination,
+                                                    const std::string& label,
+                                                    Clock::time_point deadline,
+                                                    Clock::time_point start);
+  // Stream: beast::tcp_stream or ClientConnection::Tls.
+  template <class Stream>
+  asio::awaitable<Attempt> exchange(Stream& stream, Request& request, const std::string& label,
+                                    Clock::time_point deadline, Clock::time_point start);
 
   asio::any_io_executor executor;
   ClientOptions options;
@@ -141,10 +150,10 @@ struct Client::Impl {
   std::uint64_t opened = 0;
 };
 
-asio::awaitable<beast::tcp_stream> Client::Impl::connect(const Destination& destination,
-                                                         const std::string& label,
-                                                         Clock::time_point deadline,
-                                                         Clock::time_point start) {
+asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destination& destination,
+                                                                const std::string& label,
+                                                                Clock::time_point deadline,
+                                                                Clock::time_point start) {
   using namespace asio::experimental::awaitable_operators;
   auto fail = [&](ClientErrc errc, const std::string& why) {
     return ClientError(errc, "connect to " + label + " failed: " + why);
@@ -187,10 +196,14 @@ asio::awaitable<beast::tcp_stream> Client::Impl::connect(const Destination& dest
   }
   stream.socket().set_option(tcp::no_delay(true), ec);  // requests are written in one go
   ++opened;
-  co_return stream;
+  if (destination.tls) {
+    co_return co_await detail::start_client_tls(std::move(stream), *destination.tls, label, start);
+  }
+  co_return detail::ClientConnection(std::move(stream));
 }
 
-asio::awaitable<Attempt> Client::Impl::exchange(beast::tcp_stream& stream, Request& request,
+template <class Stream>
+asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream, Request& request,
                                                 const std::string& label,
                                                 Clock::time_point deadline,
                                                 Clock::time_point start) {
@@ -203,7 +216,7 @@ asio::awaitable<Attempt> Client::Impl::exchange(beast::tcp_stream& stream, Reque
     return attempt;
   };
 
-  stream.expires_at(deadline);
+  beast::get_lowest_layer(stream).expires_at(deadline);
   auto [write_ec, written] = co_await beast::http::async_write(stream, request, use_tuple);
   if (write_ec == beast::error::timeout) {
     co_return failed(ClientErrc::timeout, "timed out after " + elapsed_ms(start) + " sending");
@@ -237,6 +250,12 @@ asio::awaitable<Attempt> Client::Impl::exchange(beast::tcp_stream& stream, Reque
     co_return failed(ClientErrc::bad_response, "bad response: " + read_ec.message());
   }
   if (read_ec) {
+    if (!parser.got_some() && detail::is_tls_failure(read_ec)) {
+      // A TLS 1.3 server checks our certificate after our side of the handshake is done:
+      // its refusal arrives as an alert in place of the response.
+      co_return failed(ClientErrc::tls_handshake, "the server ended the TLS session: " +
+                                                      detail::describe_tls_failure(read_ec));
+    }
     if (!parser.got_some() && closed_before_response(read_ec)) {
       attempt.closed_before_response = true;
       co_return failed(ClientErrc::outcome_unknown,
@@ -264,6 +283,13 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
                                        Clock::time_point deadline) {
   auto start = Clock::now();
   auto label = describe(destination);
+  // TLS connections are pooled apart from plain ones, and per TLS configuration.
+  std::string tls_pool_key;
+  if (destination.tls) {
+    const auto& tls = *destination.tls;
+    tls_pool_key = label + " tls:" + (tls.pool_key.empty() ? tls.server_name : tls.pool_key);
+  }
+  const std::string& pool_key = destination.tls ? tls_pool_key : label;
   if (request.find(Field::host) == request.end()) {
     request.set(Field::host, destination.port == 80 ? destination.host : label);
   }
@@ -279,20 +305,22 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
       impl_->options.retry_closed_pooled_connection && is_idempotent(request.method());
   for (bool retried = false;; retried = true) {
     // (No co_await inside a conditional expression: g++ 12 miscompiles it.)
-    std::optional<beast::tcp_stream> stream;
+    std::optional<detail::ClientConnection> connection;
     if (!retried) {
-      if (auto pooled = impl_->pool.take(label, start)) {
-        stream.emplace(std::move(*pooled));
+      if (auto pooled = impl_->pool.take(pool_key, start)) {
+        connection.emplace(std::move(*pooled));
       }
     }
-    bool reused = stream.has_value();
+    bool reused = connection.has_value();
     if (!reused) {
-      stream.emplace(co_await impl_->connect(destination, label, deadline, start));
+      connection.emplace(co_await impl_->connect(destination, label, deadline, start));
     }
-    auto attempt = co_await impl_->exchange(*stream, request, label, deadline, start);
+    auto attempt = co_await std::visit(
+        [&](auto& stream) { return impl_->exchange(stream, request, label, deadline, start); },
+        connection->stream);
     if (attempt.response) {
       if (attempt.reusable) {
-        impl_->pool.put(label, std::move(*stream), Clock::now());
+        impl_->pool.put(pool_key, std::move(*connection), Clock::now());
       }
       co_return std::move(*attempt.response);
     }

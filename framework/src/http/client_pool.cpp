@@ -12,8 +12,9 @@ namespace {
 // connection has sent its FIN already, and recv() sees it without blocking. Catching it
 // here saves a doomed write and a retry. Unsolicited bytes on an idle connection would
 // be read as the next response, so such a connection is not reused either.
-bool looks_alive(boost::beast::tcp_stream& stream) {
-  auto& socket = stream.socket();
+// Over TLS a peer's close_notify is such bytes too.
+bool looks_alive(ClientConnection& connection) {
+  auto& socket = connection.tcp().socket();
   if (!socket.is_open()) {
     return false;
   }
@@ -22,16 +23,17 @@ bool looks_alive(boost::beast::tcp_stream& stream) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-void close(boost::beast::tcp_stream& stream) {
+// Without close_notify: an idle connection has nothing the server could miss.
+void close(ClientConnection& connection) {
   boost::system::error_code ignored;
-  stream.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
-  stream.socket().close(ignored);
+  auto& socket = connection.tcp().socket();
+  socket.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 }  // namespace
 
-std::optional<boost::beast::tcp_stream> ClientPool::take(const std::string& key,
-                                                         Clock::time_point now) {
+std::optional<ClientConnection> ClientPool::take(const std::string& key, Clock::time_point now) {
   auto it = idle_.find(key);
   if (it == idle_.end()) {
     return std::nullopt;
@@ -39,40 +41,39 @@ std::optional<boost::beast::tcp_stream> ClientPool::take(const std::string& key,
   auto& list = it->second;
   drop_expired(list, now);
   while (!list.empty()) {
-    auto stream = std::move(list.back().stream);
+    auto connection = std::move(list.back().connection);
     list.pop_back();
     --size_;
-    if (looks_alive(stream)) {
-      return stream;
+    if (looks_alive(connection)) {
+      return connection;
     }
-    close(stream);
+    close(connection);
   }
   return std::nullopt;
 }
 
-void ClientPool::put(const std::string& key, boost::beast::tcp_stream stream,
-                     Clock::time_point now) {
+void ClientPool::put(const std::string& key, ClientConnection connection, Clock::time_point now) {
   if (max_idle_ == 0) {
-    close(stream);
+    close(connection);
     return;
   }
   auto& list = idle_[key];
   drop_expired(list, now);
   if (list.size() >= max_idle_) {
-    close(list.front().stream);
+    close(list.front().connection);
     list.pop_front();
     --size_;
   }
   // A parked connection has no operation pending, so no deadline should fire on it.
-  stream.expires_never();
-  list.emplace_back(Idle{std::move(stream), now});
+  connection.tcp().expires_never();
+  list.emplace_back(Idle{std::move(connection), now});
   ++size_;
 }
 
 void ClientPool::clear() {
   for (auto& [key, list] : idle_) {
     for (auto& idle : list) {
-      close(idle.stream);
+      close(idle.connection);
     }
   }
   idle_.clear();
@@ -82,7 +83,7 @@ void ClientPool::clear() {
 void ClientPool::drop_expired(std::deque<Idle>& list, Clock::time_point now) {
   // Oldest first: the expired ones form a prefix.
   while (!list.empty() && now - list.front().since >= idle_timeout_) {
-    close(list.front().stream);
+    close(list.front().connection);
     list.pop_front();
     --size_;
   }

@@ -1,5 +1,7 @@
 // The per-connection coroutine of http::Server: read a request within the limits,
 // dispatch it through the router, write the answer, repeat while keep-alive holds.
+// The loop is a template over the stream (plain TCP or TLS, see server_tls.cpp), so the
+// plain path pays nothing for TLS.
 
 #include <sys/socket.h>
 
@@ -122,25 +124,34 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
   // A drain's terminal cancellation must surface as error codes we handle, not as an
   // exception thrown by the next co_await.
   co_await asio::this_coro::throw_if_cancelled(false);
-  auto& stream = connection->socket;
+  if (tls) {
+    co_await serve_tls(*connection);
+  } else {
+    co_await serve_requests(*connection, connection->socket);
+  }
+}
+
+template <class Stream>
+asio::awaitable<void> Server::State::serve_requests(detail::Connection& connection,
+                                                    Stream& stream) {
   std::string out;       // the serialized response, reused across requests
   std::string trace_id;  // likewise
   // The buffer may hold at most one full request plus a little pipelined data.
   beast::flat_buffer buffer(limits.max_header_bytes + limits.max_body_bytes + 16 * 1024);
   std::size_t served = 0;
 
-  while (!connection->closing) {
+  while (!connection.closing) {
     // Wait for the first byte of the next request: the idle (keep-alive) timeout
     // applies here, the much shorter header timeout only once a request has begun.
     if (buffer.size() == 0) {
-      connection->expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
+      connection.expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kUseTuple);
       if (ec) {
         break;
       }
       buffer.commit(n);
     }
-    connection->busy = true;
+    connection.busy = true;
     ++in_flight;
     auto started = std::chrono::steady_clock::now();
 
@@ -156,19 +167,19 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
       read_error = {};
     }
     if (!read_error && !parser.is_header_done()) {
-      connection->expires_after(limits.header_timeout);
+      connection.expires_after(limits.header_timeout);
       auto [hec, hn] = co_await beast::http::async_read_header(stream, buffer, parser, kUseTuple);
       read_error = hec;
     }
     if (!read_error && !parser.is_done()) {
       if (expects_continue(parser.get())) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        connection->expires_after(limits.write_timeout);
+        connection.expires_after(limits.write_timeout);
         auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(kContinue), kUseTuple);
         read_error = wec;
       }
       if (!read_error) {
-        connection->expires_after(limits.body_timeout);
+        connection.expires_after(limits.body_timeout);
         auto [bec, bn] = co_await beast::http::async_read(stream, buffer, parser, kUseTuple);
         read_error = bec;
       }
@@ -176,7 +187,7 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
 
     // From here until the answer is written the client has nothing to send: the read
     // timeouts no longer apply, and a slow handler is bounded by its own QoS and deadline.
-    connection->expires_never();
+    connection.expires_never();
 
     Response response;
     const Route* route = nullptr;
@@ -202,7 +213,7 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
       if (observer) {
         observer->request_started(route);
       }
-      if (connection->refuse_requests) {
+      if (connection.refuse_requests) {
         response = make_error_response(Status::service_unavailable, "shutting_down",
                                        "the service is shutting down; retry another instance",
                                        request.version(), false);
@@ -226,14 +237,15 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
             query_at == std::string_view::npos ? std::string_view{} : target.substr(query_at + 1),
             std::move(match.params),
             trace_id,
-            route};
+            route,
+            connection.peer_identity};
         try {
           response = co_await route->handler(context);
         } catch (const HttpError& e) {
           response = make_error_response(e.status(), e.code(), e.reason(), request.version());
         } catch (const std::exception& e) {
           const auto* system = dynamic_cast<const boost::system::system_error*>(&e);
-          if (system && system->code() == asio::error::operation_aborted && connection->closing) {
+          if (system && system->code() == asio::error::operation_aborted && connection.closing) {
             // Cancelled by a drain whose grace ran out: expected, not a handler bug.
             log::info("http.request.cancelled",
                       {{"operation", route->operation}, {"trace_id", trace_id}});
@@ -248,7 +260,7 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
         }
       }
       response.version(request.version());
-      keep_alive = request.keep_alive() && response.keep_alive() && !connection->closing &&
+      keep_alive = request.keep_alive() && response.keep_alive() && !connection.closing &&
                    !draining.load(std::memory_order_relaxed);
       if (request.method() == Verb::head) {
         response.prepare_payload();
@@ -265,18 +277,18 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
     }
     // A client that hung up while its request was handled is still sent the answer (one
     // that only half-closed may read it), but the request is not counted as served.
-    const bool client_gone = peer_has_closed(stream);
+    const bool client_gone = peer_has_closed(connection.socket);
     keep_alive = keep_alive && !client_gone;
     response.keep_alive(keep_alive);
     out.clear();
     detail::append_response(response, out);
-    connection->expires_after(limits.write_timeout);
+    connection.expires_after(limits.write_timeout);
     auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kUseTuple);
     if (observer) {
       // Counted as what happened to the exchange: the handler's status only when the
       // answer was delivered to a client still there.
       unsigned status = response.result_int();
-      if (connection->cut_off) {
+      if (connection.cut_off) {
         status = static_cast<unsigned>(Status::service_unavailable);
       } else if (client_gone || wec) {
         status = kClientClosedRequest;
@@ -284,12 +296,17 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
       observer->request_finished(route, status, std::chrono::steady_clock::now() - started);
     }
     --in_flight;
-    connection->busy = false;
+    connection.busy = false;
     ++served;
     if (wec || !keep_alive) {
       break;
     }
   }
 }
+
+// The two streams a connection is served over: plain TCP, and TLS on top of it.
+template asio::awaitable<void> Server::State::serve_requests(detail::Connection&, tcp::socket&);
+template asio::awaitable<void> Server::State::serve_requests(detail::Connection&,
+                                                             detail::TlsServerStream&);
 
 }  // namespace coromesh::http

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <stdexcept>
 #include <system_error>
 
 #include "coromesh/http/error.hpp"
@@ -48,6 +49,13 @@ std::uint16_t Server::port() const noexcept {
   boost::system::error_code ec;
   auto endpoint = state_->acceptor.local_endpoint(ec);
   return ec ? 0 : endpoint.port();
+}
+
+void Server::enable_tls(ServerTls tls) {
+  if (!tls.context) {
+    throw std::invalid_argument("http::Server::enable_tls: a context provider is required");
+  }
+  state_->tls = std::move(tls);
 }
 
 void Server::start() {
@@ -99,6 +107,19 @@ std::size_t Server::in_flight() const noexcept {
   return state_->in_flight.load();
 }
 
+TlsCounters Server::tls_counters() const {
+  TlsCounters counters;
+  counters.accepted = state_->tls_accepted.load();
+  counters.refused = state_->tls_refused.load();
+  counters.failed = state_->tls_failed.load();
+  counters.timed_out = state_->tls_timed_out.load();
+  std::lock_guard lock(state_->tls_mutex);
+  for (const auto& [reason, log] : state_->tls_reasons) {
+    counters.by_reason.emplace(reason, log.count);
+  }
+  return counters;
+}
+
 void Server::State::close_all(bool only_idle) {
   std::lock_guard lock(mutex);
   for (const auto& connection : connections) {
@@ -110,8 +131,14 @@ void Server::State::close_all(bool only_idle) {
       }
       if (!only_idle || !connection->busy) {
         boost::system::error_code ignored;
-        connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
-        connection->socket.cancel(ignored);
+        // An idle TLS connection is only woken up: its coroutine then ends the session
+        // with close_notify (bounded by the watchdog), which a shutdown would prevent.
+        if (only_idle && connection->tls) {
+          connection->socket.cancel(ignored);
+        } else {
+          connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
+          connection->socket.cancel(ignored);
+        }
       }
       if (!only_idle) {
         connection->cancel.emit(asio::cancellation_type::terminal);
@@ -161,13 +188,20 @@ asio::awaitable<void> Server::State::accept_loop() {
                       std::memory_order_relaxed);
     auto executor = socket.get_executor();
     if (connection_count.load() >= limits.max_connections) {
-      runtime::spawn(executor, reject_over_limit(std::move(socket)), "http.reject");
+      if (tls) {
+        // A TLS client could not read a plain answer: closing is all it can get.
+        boost::system::error_code ignored;
+        socket.close(ignored);
+      } else {
+        runtime::spawn(executor, reject_over_limit(std::move(socket)), "http.reject");
+      }
       continue;
     }
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     auto connection = std::make_shared<detail::Connection>(std::move(socket));
     connection->refuse_requests = draining.load();
+    connection->tls = tls.has_value();
     {
       std::lock_guard lock(mutex);
       connections.push_front(connection);
@@ -185,6 +219,9 @@ asio::awaitable<void> Server::State::accept_loop() {
 std::chrono::steady_clock::duration Server::State::watchdog_period() const {
   auto shortest = std::min(
       {limits.header_timeout, limits.body_timeout, limits.idle_timeout, limits.write_timeout});
+  if (tls) {
+    shortest = std::min(shortest, tls->handshake_timeout);
+  }
   return std::max<std::chrono::steady_clock::duration>(shortest / 4, std::chrono::milliseconds(10));
 }
 
@@ -195,6 +232,7 @@ asio::awaitable<void> Server::State::watch(std::shared_ptr<detail::Connection> c
     auto now = std::chrono::steady_clock::now();
     if (now >= connection->deadline) {
       // Closing aborts the pending read or write; serve() sees it and ends.
+      connection->timed_out = true;
       boost::system::error_code ignored;
       connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
       connection->socket.close(ignored);

@@ -7,11 +7,14 @@
 #include <atomic>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 
 #include "coromesh/http/server.hpp"
 
@@ -34,6 +37,9 @@ struct Connection {
   // client, so no read timeout applies (the handler's own QoS and deadline bound it).
   void expires_never() { deadline = std::chrono::steady_clock::time_point::max(); }
 
+  // The connection's socket, plain or under TLS: a TLS stream (detail::TlsServerStream)
+  // lives in the connection's coroutine and refers to this socket, so the watchdog and
+  // a drain reach either kind the same way.
   boost::asio::ip::tcp::socket socket;
   boost::asio::steady_timer watchdog;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
@@ -41,11 +47,17 @@ struct Connection {
   bool closing = false;          // close after the current response
   bool refuse_requests = false;  // accepted during a drain: answer 503 shutting_down
   bool cut_off = false;          // closed by a drain whose grace ran out, mid-request
+  bool timed_out = false;        // closed by the watchdog: the deadline passed
+  bool tls = false;              // served over TLS: a drain closes it with close_notify
+  std::string peer_identity;     // over TLS, what the peer check named the client
   // Terminal cancellation of the connection's coroutine, handler included: the last
   // step of a drain whose grace period ran out.
   boost::asio::cancellation_signal cancel;
   std::list<std::shared_ptr<Connection>>::iterator registry_position;
 };
+
+// TLS over the connection's socket, which the Connection keeps owning.
+using TlsServerStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
 
 }  // namespace coromesh::http::detail
 
@@ -63,6 +75,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   ServerLimits limits;
   ServerObserver* observer;
   boost::asio::ip::tcp::acceptor acceptor;
+  std::optional<ServerTls> tls;  // set before start(), read-only afterwards
 
   std::mutex mutex;
   std::list<std::shared_ptr<detail::Connection>> connections;
@@ -74,12 +87,34 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<detail::Connection> connection);
+  // The request loop over `stream`: tcp::socket or TlsServerStream (connection.cpp).
+  template <class Stream>
+  boost::asio::awaitable<void> serve_requests(detail::Connection& connection, Stream& stream);
+  // Handshake, peer check, request loop, close_notify (server_tls.cpp).
+  boost::asio::awaitable<void> serve_tls(detail::Connection& connection);
+  void record_handshake(TlsHandshakeResult result, std::string_view reason,
+                        const std::string& peer_address);
   boost::asio::awaitable<void> watch(std::shared_ptr<detail::Connection> connection);
   // How often a connection's watchdog wakes up: a quarter of the shortest timeout, so
   // a timeout is enforced within 25% of its value.
   std::chrono::steady_clock::duration watchdog_period() const;
   boost::asio::awaitable<Response> dispatch(Request& request);
   void close_all(bool only_idle);
+
+  // Handshake outcomes. The counters are bumped on io threads; by_reason and the log
+  // throttle (one line per reason per kTlsLogPeriod) are under tls_mutex, taken only
+  // for handshakes that did not end `accepted`.
+  std::atomic<std::uint64_t> tls_accepted{0};
+  std::atomic<std::uint64_t> tls_refused{0};
+  std::atomic<std::uint64_t> tls_failed{0};
+  std::atomic<std::uint64_t> tls_timed_out{0};
+  struct ReasonLog {
+    std::uint64_t count = 0;
+    std::uint64_t unlogged = 0;
+    std::chrono::steady_clock::time_point last_logged{};
+  };
+  mutable std::mutex tls_mutex;
+  std::map<std::string, ReasonLog, std::less<>> tls_reasons;
 };
 
 }  // namespace coromesh::http

@@ -9,7 +9,8 @@
 // io_context, not one shared across threads.
 //
 // Errors are thrown as ClientError (a std::system_error whose code is a ClientErrc):
-// connect_failed, timeout, bad_response, connection_closed, outcome_unknown. A response with any
+// connect_failed, timeout, bad_response, connection_closed, outcome_unknown, and over TLS
+// tls_handshake and peer_rejected. A response with any
 // status code, 5xx included, is a successful call: the status is the caller's to judge.
 // A call can also be cancelled through the awaiting coroutine's cancellation slot (e.g.
 // `co_await (client.send(...) || timer.async_wait(...))`); it then ends with
@@ -26,6 +27,7 @@
 #include <system_error>
 
 #include "coromesh/http/message.hpp"
+#include "coromesh/http/tls.hpp"
 
 namespace coromesh::http {
 
@@ -38,6 +40,13 @@ enum class ClientErrc {
   // response: the server may or may not have processed it. Sending it again is safe only
   // for an idempotent request.
   outcome_unknown,
+  // TLS: the handshake failed (no or untrusted certificate on either side, protocol
+  // mismatch), or the server ended the session before answering with a TLS alert (as a
+  // TLS 1.3 server does when it refuses our certificate). Nothing was processed.
+  tls_handshake,
+  // TLS: the handshake succeeded but ClientTls::verify_peer refused the server (e.g. its
+  // certificate names another service). Nothing was sent.
+  peer_rejected,
 };
 const std::error_category& client_category() noexcept;
 std::error_code make_error_code(ClientErrc e) noexcept;
@@ -49,7 +58,7 @@ class ClientError : public std::system_error {
 };
 
 struct ClientOptions {
-  std::size_t max_idle_per_destination = 64;       // idle keep-alive connections kept per host:port
+  std::size_t max_idle_per_destination = 64;  // idle keep-alive connections kept per destination
   std::chrono::milliseconds idle_timeout{30'000};  // an idle pooled connection is closed after this
   std::size_t body_limit = 16 * 1024 * 1024;       // larger response bodies are bad_response
   std::string user_agent = "coromesh";
@@ -64,6 +73,9 @@ struct ClientOptions {
 struct Destination {
   std::string host;  // an IP address or a name resolved on each new connection
   std::uint16_t port = 0;
+  // Null: plain TCP. Otherwise every connection to this destination is TLS, set up as
+  // described; shared so that copying a Destination per call stays cheap.
+  std::shared_ptr<const ClientTls> tls;
 };
 
 class Client {

@@ -29,6 +29,9 @@ struct RequestContext {
   std::vector<std::pair<std::string_view, std::string>> path_params;  // percent-decoded
   std::string_view trace_id;  // from `traceparent`, or generated; copy it to keep it
   const Route* route = nullptr;
+  // Over TLS, the identity the server's peer check gave the client (e.g. its SPIFFE
+  // URI); empty over plain TCP. Valid for the request's lifetime; copy it to keep it.
+  std::string_view peer_identity;
 
   // The named path parameter; empty when absent.
   std::string_view path_param(std::string_view name) const;

@@ -13,6 +13,9 @@
 // handler runs (its QoS policies and deadline bound it) nor while the answer is written.
 //   more than max_connections open            -> 503, connection closed
 //   unknown path -> 404; known path, other method -> 405 with `Allow`
+// With enable_tls() every connection first completes a TLS handshake within
+// ServerTls::handshake_timeout and passes the peer check; the limits above apply alike
+// (over max_connections a TLS connection is closed, not answered: it cannot read HTTP).
 // Errors are JSON {"error": "<code>", "reason": "<text>"}. HEAD is served by GET
 // routes without a body; `Expect: 100-continue` is answered before the body is read.
 //
@@ -24,10 +27,13 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "coromesh/http/router.hpp"
+#include "coromesh/http/tls.hpp"
 #include "coromesh/runtime/io_pool.hpp"
 
 namespace coromesh::http {
@@ -58,6 +64,19 @@ class ServerObserver {
   virtual void request_started(const Route* route) = 0;
   virtual void request_finished(const Route* route, unsigned status,
                                 std::chrono::steady_clock::duration elapsed) = 0;
+  // Each TLS handshake's end; `reason` is empty for `accepted`, else short and of bounded
+  // variety (OpenSSL's reason, or the peer check's). Optional for plain-TCP servers.
+  virtual void tls_handshake_finished(TlsHandshakeResult /*result*/, std::string_view /*reason*/) {}
+};
+
+// How a server's TLS handshakes ended since it started (see TlsHandshakeResult).
+struct TlsCounters {
+  std::uint64_t accepted = 0;
+  std::uint64_t refused = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t timed_out = 0;
+  // Every handshake that did not end `accepted`, by reason.
+  std::map<std::string, std::uint64_t, std::less<>> by_reason;
 };
 
 class Server {
@@ -73,6 +92,10 @@ class Server {
   // the address when the bind fails.
   void listen(const std::string& address, std::uint16_t port);
   std::uint16_t port() const noexcept;
+
+  // Serves every connection over TLS from now on; call before start(). Throws
+  // std::invalid_argument when tls.context is empty.
+  void enable_tls(ServerTls tls);
 
   // Spawns the accept loop on the pool (the pool may already be running or not).
   void start();
@@ -90,6 +113,7 @@ class Server {
 
   std::size_t active_connections() const noexcept;
   std::size_t in_flight() const noexcept;
+  TlsCounters tls_counters() const;
 
  private:
   struct State;
