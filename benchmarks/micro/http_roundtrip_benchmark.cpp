@@ -1,7 +1,8 @@
 // One keep-alive HTTP/1.1 GET round trip through http::Client and http::Server on
 // loopback: the server on its own io thread, the client on the benchmark's thread, one
 // request at a time. Plain TCP, and mutual TLS through the TLS seam (certificates from
-// tests/support/test_certificates). Run: build/bin/bench_http_roundtrip.
+// tests/support/test_certificate_authority.hpp, contexts from the Connect module). Run:
+// build/bin/bench_http_roundtrip.
 //
 // Absolute numbers depend on the box and are dominated by the two threads' wake-ups;
 // compare plain before and after a change to the server or client, and TLS with plain.
@@ -17,9 +18,10 @@
 #include <chrono>
 #include <memory>
 
+#include "coromesh/connect/tls_contexts.hpp"
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/server.hpp"
-#include "test_certificates.hpp"
+#include "test_certificate_authority.hpp"
 
 namespace {
 
@@ -39,13 +41,12 @@ class Rig {
     server_ = std::make_unique<http::Server>(pool_, router_);
     destination_ = {"127.0.0.1", 0, nullptr};
     if (tls) {
-      coromesh::testing::TestCa ca;
-      auto server_leaf = ca.issue("api");
-      auto client_leaf = ca.issue("web");
+      namespace connect = coromesh::connect;
+      coromesh::testing::TestCertificateAuthority ca;
       auto server_context =
-          coromesh::testing::make_tls_context(&server_leaf, {ca.certificate_pem()});
+          connect::make_tls_context(connect::TlsRole::server, ca.leaf("api"), ca.roots());
       auto client_context =
-          coromesh::testing::make_tls_context(&client_leaf, {ca.certificate_pem()});
+          connect::make_tls_context(connect::TlsRole::client, ca.leaf("web"), ca.roots());
       http::ServerTls server_tls;
       server_tls.context = [server_context] { return server_context; };
       server_->enable_tls(std::move(server_tls));

@@ -5,8 +5,9 @@
 //   BM_FullChain            timeout + circuit breaker + rate limit + bulkhead + metrics
 //                           (the OperationQos a declaration builds, Prometheus metrics
 //                           included; the timeout in deadline mode)
-//   BM_FullChainPreemptive  the same with the preemptive timeout (a timer and a spawned
-//                           coroutine per call)
+//   BM_FullChainPreemptive  the same with the preemptive timeout, the default mode (the
+//                           io_context's deadline watchdog and an inline child coroutine)
+//   BM_TimeoutOnly          the preemptive timeout alone: what cutting a call off costs
 //
 // Each runs on 1 thread and on 2 threads sharing one chain (two io threads of a service).
 // The overhead is the difference from BM_BareCall at the same thread count; the goal is
@@ -40,9 +41,14 @@ asio::awaitable<std::int64_t> call(std::int64_t x) {
 struct Chains {
   Chains() : qos_metrics(registry) {}
 
-  std::unique_ptr<qos::OperationQos<std::int64_t>> make(qos::TimeoutMode mode) {
+  std::unique_ptr<qos::OperationQos<std::int64_t>> make(qos::TimeoutMode mode,
+                                                        bool only_timeout = false) {
     qos::PolicySet set;
     set.timeout_policy = qos::timeout{.per_attempt = 1s, .mode = mode};
+    if (only_timeout) {
+      return std::make_unique<qos::OperationQos<std::int64_t>>("bench", set, nullptr,
+                                                               qos::BuildOptions{}, nullptr);
+    }
     set.breaker_policy = qos::circuit_breaker{};
     // High enough never to refuse: the cost measured is the admitting path.
     set.rate_limit_policy = qos::rate_limit{.permits = 1'000'000'000, .period = 1s};
@@ -58,6 +64,8 @@ struct Chains {
   coromesh::QosMetrics qos_metrics;
   std::unique_ptr<qos::OperationQos<std::int64_t>> deadline = make(qos::TimeoutMode::deadline);
   std::unique_ptr<qos::OperationQos<std::int64_t>> preemptive = make(qos::TimeoutMode::preemptive);
+  std::unique_ptr<qos::OperationQos<std::int64_t>> timeout_only =
+      make(qos::TimeoutMode::preemptive, true);
 };
 
 Chains& chains() {
@@ -102,9 +110,14 @@ void BM_FullChainPreemptive(benchmark::State& state) {
   run_chain(state, *chains().preemptive);
 }
 
+void BM_TimeoutOnly(benchmark::State& state) {
+  run_chain(state, *chains().timeout_only);
+}
+
 BENCHMARK(BM_BareCall)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_FullChain)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_FullChainPreemptive)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_TimeoutOnly)->Threads(1)->Threads(2)->UseRealTime();
 
 }  // namespace
 

@@ -20,6 +20,7 @@
 #include <variant>
 
 #include "client_pool.hpp"
+#include "client_tls.hpp"
 #include "tls_support.hpp"
 
 namespace coromesh::http {
@@ -138,9 +139,6 @@ struct Client::Impl {
                                                     const std::string& label,
                                                     Clock::time_point deadline,
                                                     Clock::time_point start);
-  asio::awaitable<detail::ClientConnection> start_tls(beast::tcp_stream tcp, const ClientTls& tls,
-                                                      const std::string& label,
-                                                      Clock::time_point start);
   // Stream: beast::tcp_stream or ClientConnection::Tls.
   template <class Stream>
   asio::awaitable<Attempt> exchange(Stream& stream, Request& request, const std::string& label,
@@ -199,46 +197,9 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
   stream.socket().set_option(tcp::no_delay(true), ec);  // requests are written in one go
   ++opened;
   if (destination.tls) {
-    co_return co_await start_tls(std::move(stream), *destination.tls, label, start);
+    co_return co_await detail::start_client_tls(std::move(stream), *destination.tls, label, start);
   }
   co_return detail::ClientConnection(std::move(stream));
-}
-
-// The handshake runs under the deadline already set on `tcp`.
-asio::awaitable<detail::ClientConnection> Client::Impl::start_tls(beast::tcp_stream tcp,
-                                                                  const ClientTls& tls,
-                                                                  const std::string& label,
-                                                                  Clock::time_point start) {
-  std::shared_ptr<TlsContext> context = tls.context ? tls.context() : nullptr;
-  if (!context) {
-    throw ClientError(ClientErrc::tls_handshake,
-                      "TLS to " + label + ": no client context (certificate) available yet");
-  }
-  detail::ClientConnection connection(std::move(tcp), std::move(context));
-  auto& stream = std::get<detail::ClientConnection::Tls>(connection.stream);
-  SSL* session = stream.native_handle();
-  detail::require_tls12_or_later(session);
-  if (!tls.server_name.empty()) {
-    SSL_set_tlsext_host_name(session, tls.server_name.c_str());
-  }
-  auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::client, use_tuple);
-  if (ec == beast::error::timeout) {
-    throw ClientError(ClientErrc::timeout,
-                      "TLS handshake with " + label + " timed out after " + elapsed_ms(start));
-  }
-  throw_if_aborted(ec);
-  if (ec) {
-    throw ClientError(ClientErrc::tls_handshake, "TLS handshake with " + label + " failed: " +
-                                                     detail::describe_tls_failure(ec));
-  }
-  if (tls.verify_peer) {
-    auto verdict = tls.verify_peer(session);
-    if (!verdict.accepted()) {
-      throw ClientError(ClientErrc::peer_rejected,
-                        "TLS peer " + label + " rejected: " + verdict.reason());
-    }
-  }
-  co_return connection;
 }
 
 template <class Stream>
@@ -323,11 +284,12 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
   auto start = Clock::now();
   auto label = describe(destination);
   // TLS connections are pooled apart from plain ones, and per TLS configuration.
-  auto pool_key = label;
+  std::string tls_pool_key;
   if (destination.tls) {
     const auto& tls = *destination.tls;
-    pool_key += " tls:" + (tls.pool_key.empty() ? tls.server_name : tls.pool_key);
+    tls_pool_key = label + " tls:" + (tls.pool_key.empty() ? tls.server_name : tls.pool_key);
   }
+  const std::string& pool_key = destination.tls ? tls_pool_key : label;
   if (request.find(Field::host) == request.end()) {
     request.set(Field::host, destination.port == 80 ? destination.host : label);
   }

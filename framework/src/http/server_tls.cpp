@@ -121,8 +121,10 @@ asio::awaitable<void> Server::State::serve_tls(detail::Connection& connection) {
     if (connection.timed_out) {
       record_handshake(TlsHandshakeResult::timed_out, "handshake timed out", peer_address);
     } else if (!connection.closing) {  // a drain closing it is nobody's failure
-      record_handshake(TlsHandshakeResult::failed, detail::describe_tls_failure(handshake_error),
-                       peer_address);
+      auto reason = tls->describe_failure
+                        ? tls->describe_failure(stream.native_handle(), handshake_error)
+                        : detail::describe_tls_failure(handshake_error);
+      record_handshake(TlsHandshakeResult::failed, reason, peer_address);
     }
     co_return;
   }

@@ -1,8 +1,11 @@
 #include "coromesh/qos/chain.hpp"
 
 #include <algorithm>
+#include <boost/asio/this_coro.hpp>
 
 #include "coromesh/log/logger.hpp"
+#include "coromesh/qos/cancellable_call.hpp"
+#include "coromesh/qos/deadline_watchdog.hpp"
 
 namespace coromesh::qos {
 
@@ -56,9 +59,11 @@ ChainCore::ChainCore(std::vector<std::shared_ptr<Interceptor>> interceptors, Cha
   const std::size_t n = interceptors_.size();
   synchronous_.assign(n, nullptr);
   segment_end_.assign(n, n);
+  preempts_.assign(n, 0);
   for (std::size_t i = n; i-- > 0;) {
     if (interceptors_[i]->synchronous()) {
       synchronous_[i] = static_cast<SynchronousInterceptor*>(interceptors_[i].get());
+      preempts_[i] = synchronous_[i]->preempts() ? 1 : 0;
       segment_end_[i] = (i + 1 < n && synchronous_[i + 1] != nullptr) ? segment_end_[i + 1] : i + 1;
     }
   }
@@ -94,18 +99,66 @@ asio::awaitable<void> ChainCore::run_from(std::size_t index, Invocation& invocat
 // outermost first, the rest of the chain, then the outcome phases innermost first for
 // those that admitted the call. A rejection in a request phase is a fault for the ones
 // outside it, exactly as it would be in the nested form.
+//
+// With a preempting interceptor in the run (the preemptive timeout), the rest runs as a
+// CancellableCall registered with the DeadlineWatchdog at the earliest deadline such an
+// interceptor set. If that deadline passes, the interceptors inside the one that set it
+// see the rest's own outcome and that one and those outside it see deadline_exceeded, as
+// in the nested form where the timeout wraps the inner ones.
 asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invocation,
                                              const Terminal& terminal) const {
   const std::size_t end = segment_end_[begin];
   const auto start = clock().now();
   invocation.set_phase_time(start);
   std::size_t admitted = begin;
+  std::size_t cutoff = end;  // the preempting interceptor with the earliest deadline
+  Deadline cutoff_deadline;
   std::exception_ptr error;
   try {
     for (; admitted < end; ++admitted) {
       synchronous_[admitted]->on_request(invocation);
+      if (preempts_[admitted] != 0 &&
+          (cutoff == end || invocation.deadline().when() < cutoff_deadline.when())) {
+        cutoff = admitted;
+        cutoff_deadline = invocation.deadline();
+      }
     }
-    co_await run_from(end, invocation, terminal);
+    if (cutoff == end) {
+      co_await run_from(end, invocation, terminal);
+    } else {
+      const auto executor = co_await asio::this_coro::executor;
+      // Declared before `rest`: its signal must outlive the rest's cancellation state.
+      WatchedDeadline watch(executor, steady_time(cutoff_deadline.when(), start));
+      CancellableCall rest(executor);
+      rest.start(run_from(end, invocation, terminal), watch.slot());
+      if (!rest.finished()) {
+        co_await rest.wait(watch.signal());
+      }
+      watch.release();
+      if (!watch.expired()) {
+        rest.rethrow();
+      } else {
+        // Cut off: the ones inside the cutoff see what the rest came to...
+        std::exception_ptr rest_error;
+        try {
+          rest.rethrow();
+        } catch (...) {
+          rest_error = std::current_exception();
+        }
+        // The cancellation the cut-off caused is a timeout for them, not the caller going
+        // away (the breaker and the adaptive limit count it).
+        invocation.set_attempt_timed_out(true);
+        const Fault* rest_fault = rest_error ? &invocation.fault(rest_error) : nullptr;
+        const Outcome inner{clock().now() - start, rest_fault};
+        for (std::size_t k = admitted; k-- > cutoff + 1;) {
+          synchronous_[k]->on_outcome(invocation, inner);
+        }
+        invocation.set_attempt_timed_out(false);
+        // ...the cutoff and those outside it see the deadline it enforced.
+        admitted = cutoff + 1;
+        invocation.reject(interceptors_[cutoff]->name(), Reason::deadline_exceeded);
+      }
+    }
   } catch (...) {
     error = std::current_exception();
   }
@@ -117,6 +170,15 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
   if (error) {
     std::rethrow_exception(error);
   }
+}
+
+// The watchdog keeps steady time; the chain's clock may be a test's manual clock.
+std::chrono::steady_clock::time_point ChainCore::steady_time(Clock::time_point when,
+                                                             Clock::time_point now) const {
+  if (&clock() == &Clock::steady()) {
+    return when;
+  }
+  return std::chrono::steady_clock::now() + (when - now);
 }
 
 // --- Synchronous and phase interceptors -------------------------------------------------

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "coromesh/qos/thread_shard.hpp"
+
 namespace coromesh::qos {
 
 namespace {
@@ -64,6 +66,41 @@ void CircuitBreaker::transition(State to, Clock::time_point now) {
   if (to == State::closed) {
     reset_window();
   }
+  // Successes counted for the state left behind say nothing about the new one.
+  for (auto& shard : pending_successes_) {
+    shard.pending.store(0, std::memory_order_relaxed);
+  }
+  update_batching_locked();
+}
+
+void CircuitBreaker::update_batching_locked() {
+  // Only where a success provably moves no rate up: CLOSED, a count-based ring that is
+  // full (a success replaces an outcome instead of adding a call that could reach
+  // minimum_calls), and rates under both thresholds (so none crosses on a success).
+  const bool batch = state_ == State::closed && config_.window_type == WindowType::count_based &&
+                     ring_filled_ == ring_.size() &&
+                     rate(failures_, calls_) < config_.failure_rate_threshold &&
+                     rate(slow_, calls_) < config_.slow_call_rate_threshold;
+  if (batch_successes_.load(std::memory_order_relaxed) != batch) {
+    batch_successes_.store(batch, std::memory_order_release);
+  }
+}
+
+void CircuitBreaker::fold_successes_locked() {
+  for (auto& shard : pending_successes_) {
+    std::uint32_t pending = shard.pending.exchange(0, std::memory_order_acq_rel);
+    if (state_ != State::closed) {
+      continue;  // counted as the breaker opened: ignored, like any record while OPEN
+    }
+    // More successes than the ring holds leave only successes in it.
+    if (pending > ring_.size()) {
+      pending = static_cast<std::uint32_t>(ring_.size());
+    }
+    // Batching is only on for a count-based window, which needs no time.
+    for (; pending > 0; --pending) {
+      append_locked(false, false, Clock::time_point{});
+    }
+  }
 }
 
 Admission CircuitBreaker::acquire() {
@@ -101,6 +138,16 @@ void CircuitBreaker::release_permission() {
 }
 
 void CircuitBreaker::on_success(Duration duration) {
+  if (duration < config_.slow_call_duration && batch_successes_.load(std::memory_order_acquire)) {
+    auto& shard = pending_successes_[thread_shard() % kShards];
+    if (shard.pending.fetch_add(1, std::memory_order_relaxed) + 1 < kSuccessBatch) {
+      return;
+    }
+    std::lock_guard lock(mutex_);
+    fold_successes_locked();
+    update_batching_locked();
+    return;
+  }
   record(false, duration);
 }
 void CircuitBreaker::on_failure(Duration duration) {
@@ -128,7 +175,23 @@ void CircuitBreaker::record(bool failure, Duration duration) {
     }
     return;
   }
-  // CLOSED: add to the sliding window.
+  // CLOSED: add to the sliding window, after the successes counted before this call.
+  fold_successes_locked();
+  append_locked(failure, slow, now);
+
+  auto minimum = config_.minimum_calls;
+  if (config_.window_type == WindowType::count_based) {
+    minimum = std::min(minimum, config_.window_size);
+  }
+  if (calls_ >= minimum && (rate(failures_, calls_) >= config_.failure_rate_threshold ||
+                            rate(slow_, calls_) >= config_.slow_call_rate_threshold)) {
+    transition(State::open, timed ? now : clock_->now());
+    return;
+  }
+  update_batching_locked();
+}
+
+void CircuitBreaker::append_locked(bool failure, bool slow, Clock::time_point now) {
   if (config_.window_type == WindowType::count_based) {
     auto& slot = ring_[ring_next_];
     if (ring_filled_ == ring_.size()) {
@@ -155,15 +218,6 @@ void CircuitBreaker::record(bool failure, Duration duration) {
   ++calls_;
   failures_ += failure ? 1U : 0U;
   slow_ += slow ? 1U : 0U;
-
-  auto minimum = config_.minimum_calls;
-  if (config_.window_type == WindowType::count_based) {
-    minimum = std::min(minimum, config_.window_size);
-  }
-  if (calls_ >= minimum && (rate(failures_, calls_) >= config_.failure_rate_threshold ||
-                            rate(slow_, calls_) >= config_.slow_call_rate_threshold)) {
-    transition(State::open, timed ? now : clock_->now());
-  }
 }
 
 CircuitBreaker::State CircuitBreaker::state() const {
@@ -193,6 +247,20 @@ CircuitBreaker::Snapshot CircuitBreaker::snapshot_locked(Clock::time_point now) 
   auto calls = calls_;
   auto failures = failures_;
   auto slow = slow_;
+  if (state_ == State::closed && !ring_.empty()) {
+    // Successes still counted in the shards (only ever with a full ring): each replaces
+    // the oldest outcome, as folding them would.
+    std::size_t pending = 0;
+    for (const auto& shard : pending_successes_) {
+      pending += shard.pending.load(std::memory_order_acquire);
+    }
+    pending = std::min(pending, ring_.size());
+    for (std::size_t i = 0; i < pending; ++i) {
+      const auto oldest = ring_[(ring_next_ + i) % ring_.size()];
+      failures -= (oldest & kFailureBit) ? 1U : 0U;
+      slow -= (oldest & kSlowBit) ? 1U : 0U;
+    }
+  }
   if (config_.window_type == WindowType::time_based) {
     // Count only the buckets still inside the window (expiry itself happens on record).
     const auto epoch = epoch_of(now);

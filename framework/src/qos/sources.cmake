@@ -12,6 +12,8 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/qos/policy_runtime.cpp
   src/qos/fault.cpp
   src/qos/chain.cpp
+  src/qos/deadline_watchdog.cpp
+  src/qos/cancellable_call.cpp
   src/qos/timeout_interceptor.cpp
   src/qos/retry_interceptor.cpp
   src/qos/circuit_breaker_interceptor.cpp

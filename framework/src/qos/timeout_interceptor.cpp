@@ -1,13 +1,12 @@
 #include "coromesh/qos/timeout_interceptor.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
 #include <stdexcept>
 #include <utility>
+
+#include "coromesh/qos/cancellable_call.hpp"
+#include "coromesh/qos/deadline_watchdog.hpp"
 
 namespace coromesh::qos {
 
@@ -44,37 +43,28 @@ asio::awaitable<void> TimeoutInterceptor::around(Invocation& invocation, Next ne
     co_await SynchronousInterceptor::around(invocation, next);
     co_return;
   }
-  const Deadline attempt = attempt_deadline(invocation, invocation.clock().now());
+  const Clock& clock = invocation.clock();
+  const auto now = clock.now();
+  const Deadline attempt = attempt_deadline(invocation, now);
   invocation.set_attempt_deadline(attempt);
-  auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer timer(executor, attempt.remaining(invocation.clock()));
-  // Not `call || timer`: awaitable_operators' || waits for the first *success*, so a call
-  // failing fast would wait out the timer. A parallel group with wait_for_one cancels
-  // the other operation as soon as either completes, whatever its outcome. The timer is
-  // started first and directly (not through co_spawn) so its cancellation slot is in
-  // place even when the call completes at once (a cancellation emitted to an operation
-  // that has not started yet is lost).
-  // The timer marks the attempt timed out before the group cancels the rest, so the
-  // interceptors further in see a timeout, not the caller going away.
-  invocation.set_attempt_timed_out(false);
-  auto timed_wait = timer.async_wait(asio::deferred([&invocation](boost::system::error_code ec) {
-    if (!ec) {
-      invocation.set_attempt_timed_out(true);
-    }
-    return asio::deferred.values(ec);
-  }));
-  auto group = asio::experimental::make_parallel_group(
-      std::move(timed_wait), asio::co_spawn(executor, next(), asio::deferred));
-  const asio::experimental::wait_for_one condition;
-  auto [order, timer_error, call_error] = co_await group.async_wait(condition, asio::use_awaitable);
+  const auto executor = co_await asio::this_coro::executor;
+  // The watchdog keeps steady time; the chain's clock may be a test's manual clock.
+  const auto steady_deadline = &clock == &Clock::steady()
+                                   ? attempt.when()
+                                   : std::chrono::steady_clock::now() + (attempt.when() - now);
+  // Declared before `call`: its signal must outlive the call's cancellation state.
+  WatchedDeadline watch(executor, steady_deadline);
+  CancellableCall call(executor);
+  call.start(next(), watch.slot());
+  if (!call.finished()) {
+    co_await call.wait(watch.signal());
+  }
+  watch.release();
   invocation.set_attempt_deadline(Deadline::none());
-  invocation.set_attempt_timed_out(false);
-  if (order[0] == 0 && !timer_error) {
+  if (watch.expired()) {
     invocation.reject(name(), Reason::deadline_exceeded);
   }
-  if (call_error) {
-    std::rethrow_exception(call_error);
-  }
+  call.rethrow();
 }
 
 }  // namespace coromesh::qos

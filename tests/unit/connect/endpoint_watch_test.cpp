@@ -69,6 +69,13 @@ class ScriptedConnectAgent final : public consul::AgentClient {
     throw unexpected();
   }
   Task<bool> kv_put(std::string, std::string) override { throw unexpected(); }
+  Task<QueryResult<consul::CaRoots>> connect_ca_roots(QueryOptions) override { throw unexpected(); }
+  Task<QueryResult<consul::LeafCertificate>> connect_ca_leaf(std::string, QueryOptions) override {
+    throw unexpected();
+  }
+  Task<consul::AuthorizeResult> connect_authorize(std::string, std::string, std::string) override {
+    throw unexpected();
+  }
 
   std::size_t queries = 0;
 

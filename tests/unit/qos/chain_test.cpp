@@ -442,6 +442,55 @@ TEST(Chain, TimeoutDoesNotDelayAFailingCall) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 40ms);
 }
 
+// Two preemptive timeouts in one synchronous run: whichever deadline comes first cuts the
+// call off, and it is the one named in the rejection.
+TEST(Chain, TheEarlierOfTwoPreemptiveTimeoutsCutsOff) {
+  for (const bool inner_is_shorter : {true, false}) {
+    asio::io_context io;
+    int calls = 0;
+    Chain<int> chain(
+        {std::make_shared<TimeoutInterceptor>(inner_is_shorter ? 2s : 20ms, 1, "outer"),
+         std::make_shared<TimeoutInterceptor>(inner_is_shorter ? 20ms : 2s, 2, "inner")});
+    const Chain<int>::Call call = [&calls] { return slow(10s, 7, &calls); };
+    const auto start = std::chrono::steady_clock::now();
+    const auto rejected = expect_rejected([&] { run(io, chain.execute(call)); });
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+    EXPECT_EQ(rejected.reason(), Reason::deadline_exceeded);
+    EXPECT_EQ(rejected.policy(), inner_is_shorter ? "inner" : "outer");
+  }
+}
+
+// The interceptors inside a preemptive timeout see the call cancelled; the timeout and
+// those outside it see the deadline it enforced.
+TEST(Chain, InsideTheTimeoutACutOffIsACancellationOutsideADeadline) {
+  asio::io_context io;
+  std::vector<std::string> log;
+  int calls = 0;
+  Chain<int> chain({std::make_shared<Recorder>("outside", 100, log),
+                    std::make_shared<TimeoutInterceptor>(20ms, 600),
+                    std::make_shared<Recorder>("inside", 700, log)});
+  const Chain<int>::Call call = [&calls] { return slow(10s, 7, &calls); };
+  expect_rejected([&] { run(io, chain.execute(call)); });
+  ASSERT_EQ(log.size(), 4U);
+  EXPECT_THAT(log[2], HasSubstr("inside.fault:"));
+  EXPECT_THAT(log[2], HasSubstr("cancel"));
+  EXPECT_THAT(log[3], HasSubstr("outside.fault:"));
+  EXPECT_THAT(log[3], HasSubstr("deadline_exceeded"));
+}
+
+// On a test's manual clock the timeout still cuts off in real time.
+TEST(Chain, PreemptiveTimeoutOnAManualClockCutsOffInRealTime) {
+  asio::io_context io;
+  ManualClock clock;
+  int calls = 0;
+  Chain<int> chain({std::make_shared<TimeoutInterceptor>(20ms)}, {.clock = &clock});
+  const Chain<int>::Call call = [&calls] { return slow(10s, 7, &calls); };
+  const auto start = std::chrono::steady_clock::now();
+  const auto rejected = expect_rejected([&] { run(io, chain.execute(call)); });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  EXPECT_EQ(rejected.reason(), Reason::deadline_exceeded);
+}
+
 TEST(Chain, ExpiredOverallDeadlineRejectsWithoutCalling) {
   asio::io_context io;
   ManualClock clock;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <stdexcept>
+#include <thread>
 
 namespace coromesh::qos {
 namespace {
@@ -206,6 +207,70 @@ TEST(CircuitBreaker, TimeWindowPartialExpiry) {
   clock.advance(5s);  // the first bucket is out, the second still in
   EXPECT_EQ(cb.snapshot().calls, 1U);
   EXPECT_EQ(cb.snapshot().failures, 0U);
+}
+
+// Fast successes with a full window under the thresholds are counted per thread and
+// folded in later: the transitions and the snapshot must be those of one-by-one recording.
+TEST(CircuitBreaker, BatchedSuccessesKeepTheWindowExact) {
+  ManualClock clock;
+  CircuitBreaker cb({.window_size = 10, .failure_rate_threshold = 0.5, .minimum_calls = 10}, clock);
+  for (int i = 0; i < 10; ++i) {
+    call(cb, true);
+  }
+  for (int i = 0; i < 4; ++i) {
+    call(cb, false);
+  }
+  for (int i = 0; i < 3; ++i) {
+    call(cb, true);  // replace the three oldest successes
+  }
+  auto snapshot = cb.snapshot();
+  EXPECT_EQ(snapshot.calls, 10U);
+  EXPECT_EQ(snapshot.failures, 4U);
+  EXPECT_DOUBLE_EQ(snapshot.failure_rate, 0.4);
+  call(cb, false);  // 5 of the last 10: opens, as it would without batching
+  EXPECT_EQ(cb.state(), State::open);
+}
+
+TEST(CircuitBreaker, ManySuccessesThenFailuresOpenAtTheSameCallAsOneByOne) {
+  ManualClock clock;
+  const CircuitBreakerConfig config{
+      .window_size = 100, .failure_rate_threshold = 0.5, .minimum_calls = 100};
+  CircuitBreaker cb(config, clock);
+  for (int i = 0; i < 1000 + 7; ++i) {  // not a multiple of the batch
+    call(cb, true);
+  }
+  EXPECT_EQ(cb.snapshot().failures, 0U);
+  int failures = 0;
+  while (cb.state() == State::closed && failures < 100) {
+    call(cb, false);
+    ++failures;
+  }
+  EXPECT_EQ(failures, 50);  // the 50th failure makes 50 of the last 100
+}
+
+TEST(CircuitBreaker, BatchedSuccessesFromTwoThreadsAreAllCounted) {
+  CircuitBreaker cb({.window_size = 100, .minimum_calls = 100});
+  for (int i = 0; i < 100; ++i) {
+    cb.on_success(1ms);
+  }
+  auto work = [&cb] {
+    for (int i = 0; i < 20000; ++i) {
+      cb.on_success(1ms);
+    }
+  };
+  std::thread a(work);
+  std::thread b(work);
+  a.join();
+  b.join();
+  const auto snapshot = cb.snapshot();
+  EXPECT_EQ(snapshot.calls, 100U);
+  EXPECT_EQ(snapshot.failures, 0U);
+  for (int i = 0; i < 49; ++i) {
+    cb.on_failure(1ms);
+  }
+  EXPECT_EQ(cb.state(), State::closed);
+  cb.on_failure(1ms);
+  EXPECT_EQ(cb.state(), State::open);
 }
 
 TEST(CircuitBreaker, RejectsNonsenseConfig) {

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <stdexcept>
+#include <thread>
 
 namespace coromesh::qos {
 namespace {
@@ -73,6 +75,36 @@ TEST(TokenBucket, MultiTokenAcquire) {
   EXPECT_TRUE(bucket.try_acquire(7));
   EXPECT_FALSE(bucket.try_acquire(4));
   EXPECT_TRUE(bucket.try_acquire(3));
+}
+
+// A burst of 128 or more is handed out in per-thread leases: one thread still gets the
+// burst exactly, then exactly the refill.
+TEST(TokenBucket, LeasedTokensAreTheBurstExactly) {
+  ManualClock clock;
+  TokenBucket bucket({.permits = 100, .period = 1s, .burst = 1000}, clock);
+  EXPECT_EQ(admitted(bucket, 2000), 1000);
+  EXPECT_NEAR(bucket.available(), 0.0, 1e-6);
+  clock.advance(1s);
+  EXPECT_NEAR(bucket.available(), 100.0, 1e-6);
+  EXPECT_EQ(admitted(bucket, 500), 100);
+}
+
+// Two threads sharing the bucket never get more than the burst between them, and no
+// more than the leases they leave unused short of it.
+TEST(TokenBucket, LeasesOnTwoThreadsNeverExceedTheBurst) {
+  ManualClock clock;
+  TokenBucket bucket({.permits = 100, .period = 1s, .burst = 1000}, clock);
+  std::atomic<int> total{0};
+  auto drain = [&] { total += admitted(bucket, 1500); };
+  std::thread a(drain);
+  std::thread b(drain);
+  a.join();
+  b.join();
+  EXPECT_LE(total.load(), 1000);
+  EXPECT_GE(total.load(), 1000 - 2 * 15);  // a lease is burst / 64 = 15 tokens
+  // What either thread left in its lease still counts against the burst.
+  clock.advance(100s);
+  EXPECT_LE(bucket.available(), 1000.0 + 1e-6);
 }
 
 TEST(TokenBucket, RejectsZeroRate) {

@@ -13,6 +13,7 @@
 
 #include <openssl/types.h>
 
+#include <boost/system/error_code.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -64,6 +65,11 @@ struct ServerTls {
   // Empty: every peer the context's own verification lets through is accepted with an
   // empty identity (plain HTTPS). A refused peer is closed without an HTTP answer.
   PeerCheck accept_peer;
+  // Names a failed handshake's reason for counters and logs (e.g. the Connect module's
+  // classify_handshake_failure: "no_certificate", "untrusted_chain"). Empty: OpenSSL's
+  // reason ("peer did not return a certificate", "certificate verify failed"). Called
+  // on the connection's io thread; keep the variety of results small.
+  std::function<std::string(SSL* session, const boost::system::error_code& error)> describe_failure;
 };
 
 // How a server's TLS handshakes ended, for metrics (ServerObserver) and tests.

@@ -57,6 +57,7 @@
 // outlive every invocation.
 
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -242,6 +243,14 @@ class SynchronousInterceptor : public Interceptor {
   // observer cannot change the outcome).
   virtual void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept = 0;
 
+  // True for an interceptor that cuts the rest of the chain off at the deadline its
+  // request phase set (Invocation::deadline()): the preemptive timeout. The chain then
+  // runs the rest as a cancellable child coroutine watched by the io_context's
+  // DeadlineWatchdog; once that deadline passes the rest is cancelled, the interceptors
+  // inside this one see the rest's own outcome (the cancellation), and this one and those
+  // outside it see QosRejected(this->name(), deadline_exceeded).
+  virtual bool preempts() const noexcept { return false; }
+
   // The nested form of the same phases (used when run outside a chain segment).
   boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
 };
@@ -303,6 +312,9 @@ class ChainCore {
                                         const Terminal& terminal) const;
 
  private:
+  // `when` on the chain's clock as a steady_clock time (`now`: the chain clock's now).
+  std::chrono::steady_clock::time_point steady_time(Clock::time_point when,
+                                                    Clock::time_point now) const;
   // Runs the synchronous interceptors [begin, segment_end_[begin]) around the rest.
   boost::asio::awaitable<void> run_segment(std::size_t begin, Invocation& invocation,
                                            const Terminal& terminal) const;
@@ -312,6 +324,7 @@ class ChainCore {
   // run of synchronous interceptors it starts. nullptr / unused for the others.
   std::vector<SynchronousInterceptor*> synchronous_;
   std::vector<std::size_t> segment_end_;
+  std::vector<std::uint8_t> preempts_;  // synchronous_[i]->preempts(), read once
   ChainOptions options_;
   RejectionHook hook_;
 };

@@ -18,8 +18,16 @@
 // covers `window_duration` (default 60 s) split into `window_buckets` (default 10) buckets.
 //
 // Thread-safety: one CircuitBreaker may be shared by any number of threads (a mutex guards
-// the state; the hot path is one uncontended lock).
+// the state). The hot path takes no lock: acquire() while CLOSED reads one atomic, and a
+// fast success (shorter than slow_call_duration) while CLOSED with a full count-based
+// window whose rates are under both thresholds is only counted in the calling thread's
+// shard; the shards are folded into the window (as successes) under the lock before the
+// next failure or slow call is recorded, before snapshot(), and every
+// kSuccessBatch successes of a shard. Such a success can never open the breaker (it
+// replaces the window's oldest outcome: no rate goes up), so deferring it changes no
+// transition; the only difference is the order of outcomes within a batch.
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -100,6 +108,9 @@ class CircuitBreaker {
   CircuitBreaker(const CircuitBreaker&) = delete;
   CircuitBreaker& operator=(const CircuitBreaker&) = delete;
 
+  // Successes a thread counts on its own before folding them into the window.
+  static constexpr std::uint32_t kSuccessBatch = 32;
+
   Admission acquire();
   void on_success(Duration duration);
   void on_failure(Duration duration);
@@ -121,6 +132,11 @@ class CircuitBreaker {
   };
 
   void record(bool failure, Duration duration);
+  void append_locked(bool failure, bool slow, Clock::time_point now);
+  // Folds every shard's pending successes into the window (CLOSED), or drops them.
+  void fold_successes_locked();
+  // Whether a fast success may skip the lock (see the class comment); under the lock.
+  void update_batching_locked();
   void transition(State to, Clock::time_point now);
   void reset_window();
   void expire_buckets(std::int64_t epoch);
@@ -134,8 +150,16 @@ class CircuitBreaker {
   // state_ as last published under the lock: lets acquire() admit without the lock while
   // closed, the state of almost every call. A call admitted as the breaker opens
   // concurrently is recorded and ignored, as if it had come just before.
-  std::atomic<State> published_state_{State::closed};
-  Clock::time_point opened_at_{};
+  // Read on every call, written rarely: a cache line of their own, away from the lock.
+  alignas(64) std::atomic<State> published_state_{State::closed};
+  std::atomic<bool> batch_successes_{false};  // see update_batching_locked()
+  // Fast successes counted per thread, not yet in the window.
+  struct alignas(64) SuccessShard {
+    std::atomic<std::uint32_t> pending{0};
+  };
+  static constexpr std::size_t kShards = 8;
+  std::array<SuccessShard, kShards> pending_successes_{};
+  alignas(64) Clock::time_point opened_at_{};
   std::uint64_t transitions_ = 0;
   // Count-based: ring of outcomes (bit 0 failure, bit 1 slow).
   std::vector<std::uint8_t> ring_;

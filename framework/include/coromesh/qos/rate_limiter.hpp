@@ -16,7 +16,15 @@
 // capacity 50.
 //
 // Thread-safety: both may be shared by any number of threads (a mutex guards the level).
+// A TokenBucket with a burst of 128 or more lets each thread take single tokens from a
+// lease of up to 64 (burst / 64) taken from the bucket at once, so io threads sharing it
+// do not all take its lock per call. Leased tokens still count against the burst, so
+// the bucket never admits more than the burst at once nor more than the rate in the long
+// run; a lease a thread leaves unused (it stops calling) holds its tokens aside, at most
+// burst / 8 over all threads.
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -85,6 +93,13 @@ class TokenBucket {
 
  private:
   void refill(Clock::time_point now);
+  Admission acquire_leased(Clock::time_point now);
+  double leased_left() const;  // tokens still in the shards' leases
+
+  static constexpr std::size_t kShards = 8;
+  struct alignas(64) Lease {
+    std::atomic<std::uint64_t> left{0};  // tokens this shard may still take unlocked
+  };
 
   TokenBucketConfig config_;
   const Clock* clock_;
@@ -92,6 +107,13 @@ class TokenBucket {
   std::mutex mutex_;
   double tokens_;
   Clock::time_point last_;
+  std::uint64_t lease_size_;  // 1: no leasing (small bursts)
+  // Under mutex_: the tokens of each shard's current lease and their sum, counted as
+  // still in the bucket (refill stops at burst minus leased_total_) until the shard
+  // comes back with its lease spent.
+  std::array<std::uint64_t, kShards> leased_{};
+  std::uint64_t leased_total_ = 0;
+  std::array<Lease, kShards> leases_{};
 };
 
 class LeakyBucket {

@@ -1,0 +1,85 @@
+#pragma once
+
+// Runs an awaitable as a child coroutine of the calling one, with a cancellation slot of
+// its own, for the price of a coroutine frame when the call completes without suspending.
+//
+//   CancellableCall call(executor);
+//   call.start(next(), watch.slot());         // runs the call inline until it suspends
+//   if (!call.finished()) {
+//     co_await call.wait(watch.signal());     // only a call that really waited gets here
+//   }
+//   call.rethrow();                           // the call's exception, if any
+//
+// Why not co_spawn: a coroutine awaited with co_await shares its caller's cancellation
+// state, which only the caller's own spawner can emit; to cancel the call alone it must
+// run in an Asio "awaitable thread" of its own. asio::co_spawn makes one, but dispatches
+// into it, posts back out and tracks work (about 250 ns of CPU per call even when the
+// call never suspends). CancellableCall starts the child thread inline on the current
+// thread (an Asio detail: see the version check in the .cpp), so a call that completes at
+// once never touches the executor; a call that suspends resumes its waiter with one post.
+//
+// Cancellation: the child's cancellation state is bound to `slot` (terminal cancellation
+// only, as co_spawn does). While the waiter is suspended in wait(), a cancellation of the
+// waiter is forwarded to `forward` (normally the signal behind `slot`), so cancelling the
+// caller still cancels the call.
+//
+// Threading and lifetimes: the executor must be single-threaded (an io_context run by one
+// thread, or a strand), as Asio's cancellation requires. The CancellableCall must stay in
+// the caller's coroutine frame from start() until finished() (wait() guarantees it), and
+// the signal behind `slot` must outlive the call (declare it before the CancellableCall).
+// If the child is destroyed without finishing (its io_context torn down while it was
+// suspended), the waiter is destroyed with it, never resumed.
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <exception>
+#include <optional>
+
+namespace coromesh::qos {
+
+class CancellableCall {
+ public:
+  explicit CancellableCall(boost::asio::any_io_executor executor) noexcept
+      : executor_(std::move(executor)) {}
+  CancellableCall(const CancellableCall&) = delete;
+  CancellableCall& operator=(const CancellableCall&) = delete;
+  ~CancellableCall() = default;
+
+  // Starts `call` in a child thread whose cancellation slot is `slot`; returns when the
+  // call has completed or first suspended. Call once.
+  void start(boost::asio::awaitable<void> call, boost::asio::cancellation_slot slot);
+
+  bool finished() const noexcept { return finished_; }
+
+  // Completes once the call has finished; forwards the waiter's cancellation to
+  // `forward` meanwhile. Precondition: start() was called.
+  boost::asio::awaitable<void> wait(boost::asio::cancellation_signal& forward);
+
+  // Rethrows the call's exception, if it ended with one. Precondition: finished().
+  void rethrow() const {
+    if (error_) {
+      std::rethrow_exception(error_);
+    }
+  }
+
+ private:
+  struct ChildLink;
+
+  // The child thread's bottom frame: runs the call, then reports to `parent`.
+  static boost::asio::awaitable<boost::asio::detail::awaitable_thread_entry_point,
+                                boost::asio::any_io_executor>
+  child_entry(boost::asio::awaitable<void> call, CancellableCall* parent);
+  void park(boost::asio::any_completion_handler<void()> waiter,
+            boost::asio::cancellation_signal& forward);
+
+  boost::asio::any_io_executor executor_;
+  bool finished_ = false;
+  std::exception_ptr error_;
+  // The suspended waiter, while it waits. Destroyed by the child if the child is
+  // destroyed without finishing (which destroys the waiter's coroutine).
+  std::optional<boost::asio::any_completion_handler<void()>> waiter_;
+};
+
+}  // namespace coromesh::qos

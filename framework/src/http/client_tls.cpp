@@ -1,0 +1,57 @@
+#include "client_tls.hpp"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+
+#include "coromesh/http/client.hpp"
+#include "tls_support.hpp"
+
+namespace coromesh::http::detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+asio::awaitable<ClientConnection> start_client_tls(beast::tcp_stream tcp, const ClientTls& tls,
+                                                   const std::string& label,
+                                                   std::chrono::steady_clock::time_point start) {
+  std::shared_ptr<TlsContext> context = tls.context ? tls.context() : nullptr;
+  if (!context) {
+    throw ClientError(ClientErrc::tls_handshake,
+                      "TLS to " + label + ": no client context (certificate) available yet");
+  }
+  ClientConnection connection(std::move(tcp), std::move(context));
+  auto& stream = std::get<ClientConnection::Tls>(connection.stream);
+  SSL* session = stream.native_handle();
+  require_tls12_or_later(session);
+  if (!tls.server_name.empty()) {
+    SSL_set_tlsext_host_name(session, tls.server_name.c_str());
+  }
+  auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::client,
+                                              asio::as_tuple(asio::use_awaitable));
+  if (ec == beast::error::timeout) {
+    auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    throw ClientError(ClientErrc::timeout, "TLS handshake with " + label + " timed out after " +
+                                               std::to_string(elapsed.count()) + "ms");
+  }
+  if (ec == asio::error::operation_aborted) {
+    throw boost::system::system_error(ec);  // the caller cancelled: not a ClientError
+  }
+  if (ec) {
+    throw ClientError(ClientErrc::tls_handshake,
+                      "TLS handshake with " + label + " failed: " + describe_tls_failure(ec));
+  }
+  if (tls.verify_peer) {
+    auto verdict = tls.verify_peer(session);
+    if (!verdict.accepted()) {
+      throw ClientError(ClientErrc::peer_rejected,
+                        "TLS peer " + label + " rejected: " + verdict.reason());
+    }
+  }
+  co_return connection;
+}
+
+}  // namespace coromesh::http::detail

@@ -1,0 +1,24 @@
+#pragma once
+
+// Internal: the TLS half of http::Client's connect: handshake and peer check on a fresh
+// TCP connection to a destination with ClientTls.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <chrono>
+#include <string>
+
+#include "client_pool.hpp"
+#include "coromesh/http/tls.hpp"
+
+namespace coromesh::http::detail {
+
+// Wraps `tcp` (connected, its deadline already set for the whole call) in TLS as `tls`
+// says. Throws ClientError: tls_handshake (no context, or the handshake failed), timeout,
+// peer_rejected (verify_peer refused the server); a cancellation as operation_aborted.
+// `label` names the destination in messages; `start` is when the call began.
+boost::asio::awaitable<ClientConnection> start_client_tls(
+    boost::beast::tcp_stream tcp, const ClientTls& tls, const std::string& label,
+    std::chrono::steady_clock::time_point start);
+
+}  // namespace coromesh::http::detail

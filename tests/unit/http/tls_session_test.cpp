@@ -1,0 +1,142 @@
+// http::Server over mutual TLS once the handshake is done: certificate rotation, the
+// server's limits, and a drain's clean close (tls_fixture.hpp).
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "coromesh/http/tls.hpp"
+#include "tls_fixture.hpp"
+
+namespace coromesh::http::testing {
+namespace {
+
+using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+TEST_F(HttpTls, RotatedCertificateServesNewConnectionsWhileOpenOnesKeepTheirs) {
+  start_server();
+  auto web_context = client_context(ca_.leaf("web"));
+  Client before(ioc_.get_executor());
+  auto to_api = destination(web_context);
+  EXPECT_EQ(whoami(before, to_api).result(), Status::ok);
+  const long first_serial = served_by_serial_;
+
+  server_context_.set(server_context(ca_.leaf("api")));
+
+  Client after(ioc_.get_executor());
+  EXPECT_EQ(whoami(after, destination(web_context)).result(), Status::ok);
+  EXPECT_NE(served_by_serial_, first_serial) << "a new connection still got the old certificate";
+
+  // The keep-alive connection opened before the rotation carries on.
+  EXPECT_EQ(whoami(before, to_api).body(), ca_.service_uri("web"));
+  EXPECT_EQ(before.connections_opened(), 1u);
+}
+
+TEST_F(HttpTls, ConnectionsArePooledPerDestinationAndTlsIdentity) {
+  start_server();
+  Client client(ioc_.get_executor());
+  auto as_web = destination(client_context(ca_.leaf("web")));
+  auto as_worker = destination(client_context(ca_.leaf("worker")));
+  std::const_pointer_cast<ClientTls>(as_worker.tls)->pool_key = "api as worker";
+  EXPECT_EQ(whoami(client, as_web).body(), ca_.service_uri("web"));
+  EXPECT_EQ(whoami(client, as_worker).body(), ca_.service_uri("worker"));
+  EXPECT_EQ(client.connections_opened(), 2u);
+  // Each identity finds its own parked connection again.
+  EXPECT_EQ(whoami(client, as_web).body(), ca_.service_uri("web"));
+  EXPECT_EQ(whoami(client, as_worker).body(), ca_.service_uri("worker"));
+  EXPECT_EQ(client.connections_opened(), 2u);
+}
+
+// Sends `bytes` over a fresh TLS connection and returns everything read until the server
+// closes (at most 10 s).
+asio::awaitable<std::string> tls_exchange(std::uint16_t port, std::shared_ptr<ssl::context> context,
+                                          std::string bytes) {
+  auto executor = co_await asio::this_coro::executor;
+  ssl::stream<tcp::socket> stream(executor, *context);
+  co_await stream.next_layer().async_connect({asio::ip::make_address("127.0.0.1"), port},
+                                             asio::use_awaitable);
+  co_await stream.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+  co_await asio::async_write(stream, asio::buffer(bytes), asio::use_awaitable);
+  std::string answer;
+  asio::steady_timer limit(executor, 10s);
+  for (;;) {
+    char chunk[4096];
+    auto done = co_await (stream.async_read_some(asio::buffer(chunk), use_tuple) ||
+                          limit.async_wait(use_tuple));
+    if (done.index() == 1) {
+      co_return answer + "<still open after 10 s>";
+    }
+    auto [ec, n] = std::get<0>(done);
+    answer.append(chunk, n);
+    if (ec) {
+      co_return answer;
+    }
+  }
+}
+
+TEST_F(HttpTls, ServerLimitsApplyOverTls) {
+  start_server();
+  auto context = client_context(ca_.leaf("web"));
+  std::string huge_header =
+      "GET /whoami HTTP/1.1\r\nHost: api\r\nX-Big: " + std::string(16 * 1024, 'x') + "\r\n\r\n";
+  auto answer = run(ioc_, tls_exchange(server_->port(), context, huge_header));
+  EXPECT_EQ(answer.rfind("HTTP/1.1 431 ", 0), 0u) << answer.substr(0, 200);
+
+  auto pipelined = run(ioc_, tls_exchange(server_->port(), context,
+                                          "GET /whoami HTTP/1.1\r\nHost: api\r\n\r\n"
+                                          "GET /nowhere HTTP/1.1\r\nHost: api\r\n"
+                                          "Connection: close\r\n\r\n"));
+  EXPECT_NE(pipelined.find(ca_.service_uri("web")), std::string::npos) << pipelined;
+  EXPECT_NE(pipelined.find("HTTP/1.1 404 "), std::string::npos) << pipelined;
+}
+
+TEST_F(HttpTls, DrainEndsAnIdleTlsConnectionWithCloseNotify) {
+  start_server();
+  auto context = client_context(ca_.leaf("web"));
+  ssl::stream<tcp::socket> stream(ioc_, *context);
+  auto status = run(ioc_, [&]() -> asio::awaitable<unsigned> {
+    co_await stream.next_layer().async_connect(
+        {asio::ip::make_address("127.0.0.1"), server_->port()}, asio::use_awaitable);
+    co_await stream.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+    Request request{Verb::get, "/whoami", 11};
+    request.set(Field::host, "api");
+    co_await boost::beast::http::async_write(stream, request, asio::use_awaitable);
+    boost::beast::flat_buffer buffer;
+    Response response;
+    co_await boost::beast::http::async_read(stream, buffer, response, asio::use_awaitable);
+    co_return response.result_int();
+  }());
+  ASSERT_EQ(status, 200u);
+  ASSERT_EQ(server_->active_connections(), 1u);
+
+  server_->stop_accepting();
+  auto end_of_session = run(ioc_, [&]() -> asio::awaitable<boost::system::error_code> {
+    char byte = 0;
+    asio::steady_timer limit(ioc_, 10s);
+    auto done = co_await (stream.async_read_some(asio::buffer(&byte, 1), use_tuple) ||
+                          limit.async_wait(use_tuple));
+    if (done.index() == 1) {
+      co_return asio::error::timed_out;
+    }
+    auto [ec, n] = std::get<0>(done);
+    co_await stream.async_shutdown(use_tuple);  // answer the close_notify
+    co_return ec;
+  }());
+  // eof is how Asio reports a close_notify; a bare TCP close would be stream_truncated.
+  EXPECT_EQ(end_of_session, asio::error::eof) << end_of_session.message();
+  EXPECT_TRUE(eventually([&] { return server_->active_connections() == 0; }));
+}
+
+}  // namespace
+}  // namespace coromesh::http::testing

@@ -1,0 +1,202 @@
+// The deadline watchdog and the inline child call that together make the preemptive
+// timeout: cut-off, bookkeeping on every exit path, cancellation forwarding, and
+// teardown of an io_context with calls still registered (run this binary under ASan:
+// -DCOROMESH_SANITIZER=address).
+
+#include "coromesh/qos/deadline_watchdog.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/system/system_error.hpp>
+#include <chrono>
+#include <stdexcept>
+
+#include "coromesh/qos/cancellable_call.hpp"
+
+namespace coromesh::qos {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+// How a watched call ended.
+struct Ended {
+  bool expired = false;
+  bool aborted = false;  // the call ended with operation_aborted
+  bool threw = false;    // any other exception
+};
+
+// A call that waits `duration` on a timer; `swallow` makes it ignore cancellation.
+asio::awaitable<void> sleep_for(SteadyClock::duration duration, bool swallow = false) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, duration);
+  if (swallow) {
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_return;
+  }
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+asio::awaitable<void> completes_at_once(int* calls) {
+  ++*calls;
+  co_return;
+}
+
+asio::awaitable<void> yields_once(int* calls) {
+  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+  ++*calls;
+}
+
+asio::awaitable<void> throws_at_once() {
+  throw std::runtime_error("boom");
+  co_return;
+}
+
+// What TimeoutInterceptor does in preemptive mode, without a chain around it.
+asio::awaitable<Ended> watched(asio::awaitable<void> call, SteadyClock::duration timeout) {
+  const auto executor = co_await asio::this_coro::executor;
+  WatchedDeadline watch(executor, SteadyClock::now() + timeout);
+  CancellableCall child(executor);
+  child.start(std::move(call), watch.slot());
+  if (!child.finished()) {
+    co_await child.wait(watch.signal());
+  }
+  watch.release();
+  Ended ended{.expired = watch.expired()};
+  try {
+    child.rethrow();
+  } catch (const boost::system::system_error& error) {
+    ended.aborted = error.code() == asio::error::operation_aborted;
+    ended.threw = !ended.aborted;
+  } catch (...) {
+    ended.threw = true;
+  }
+  co_return ended;
+}
+
+template <class T>
+T run(asio::io_context& io, asio::awaitable<T> work) {
+  auto future = asio::co_spawn(io, std::move(work), asio::use_future);
+  io.run();
+  io.restart();
+  return future.get();
+}
+
+TEST(DeadlineWatchdog, CutsOffACallBlockedTenTimesPastItsDeadline) {
+  asio::io_context io(1);
+  const auto start = SteadyClock::now();
+  const Ended ended = run(io, watched(sleep_for(300ms), 30ms));
+  const auto elapsed = SteadyClock::now() - start;
+  EXPECT_TRUE(ended.expired);
+  EXPECT_TRUE(ended.aborted);
+  EXPECT_GE(elapsed, 30ms);
+  EXPECT_LT(elapsed, 150ms);  // cut off near the deadline, not after the 300 ms wait
+  EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 0U);
+}
+
+TEST(DeadlineWatchdog, ACallThatIgnoresCancellationIsWaitedForAndStillExpired) {
+  asio::io_context io(1);
+  const Ended ended = run(io, watched(sleep_for(60ms, /*swallow=*/true), 10ms));
+  EXPECT_TRUE(ended.expired);
+  EXPECT_FALSE(ended.aborted);
+}
+
+TEST(DeadlineWatchdog, ACallThatSuspendsAndFinishesInTimeIsNotExpired) {
+  asio::io_context io(1);
+  const Ended ended = run(io, watched(sleep_for(5ms), 10s));
+  EXPECT_FALSE(ended.expired);
+  EXPECT_FALSE(ended.aborted);
+  EXPECT_FALSE(ended.threw);
+}
+
+asio::awaitable<int> many_calls(int* calls) {
+  int expired = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const Ended a = co_await watched(completes_at_once(calls), 10s);
+    const Ended b = co_await watched(yields_once(calls), 10s);
+    const Ended c = co_await watched(throws_at_once(), 10s);
+    expired += (a.expired ? 1 : 0) + (b.expired ? 1 : 0) + (c.expired ? 1 : 0) + (c.threw ? 0 : 1);
+  }
+  co_return expired;
+}
+
+TEST(DeadlineWatchdog, ThousandsOfCallsLeaveNothingRegisteredAndDoNotHoldRun) {
+  asio::io_context io(1);
+  int calls = 0;
+  const auto start = SteadyClock::now();
+  EXPECT_EQ(run(io, many_calls(&calls)), 0);
+  // run() returned although the watchdog's timer is armed 10 s ahead.
+  EXPECT_LT(SteadyClock::now() - start, 5s);
+  EXPECT_EQ(calls, 6000);
+  EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 0U);
+  EXPECT_TRUE(DeadlineWatchdog::of(io).armed());
+}
+
+TEST(DeadlineWatchdog, AnEarlierDeadlineRearmsTheTimer) {
+  asio::io_context io(1);
+  // A long call registers first; a short one after it must still be cut off on time.
+  auto long_call = asio::co_spawn(io, watched(sleep_for(80ms), 10s), asio::use_future);
+  auto short_call = asio::co_spawn(io, watched(sleep_for(10s), 20ms), asio::use_future);
+  const auto start = SteadyClock::now();
+  io.run();
+  EXPECT_LT(SteadyClock::now() - start, 5s);
+  EXPECT_FALSE(long_call.get().expired);
+  const Ended ended = short_call.get();
+  EXPECT_TRUE(ended.expired);
+  EXPECT_TRUE(ended.aborted);
+}
+
+TEST(DeadlineWatchdog, CancellingTheWaiterCancelsTheCallWithoutExpiring) {
+  asio::io_context io(1);
+  asio::cancellation_signal cancel;
+  auto future = asio::co_spawn(io, watched(sleep_for(10s), 20s),
+                               asio::bind_cancellation_slot(cancel.slot(), asio::use_future));
+  asio::steady_timer later(io, 10ms);
+  later.async_wait([&cancel](const boost::system::error_code&) {
+    cancel.emit(asio::cancellation_type::terminal);
+  });
+  io.run();
+  const Ended ended = future.get();
+  EXPECT_FALSE(ended.expired);
+  EXPECT_TRUE(ended.aborted);
+  EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 0U);
+}
+
+asio::awaitable<void> watched_then_count(int* finished) {
+  co_await watched(sleep_for(10s), 5s);
+  ++*finished;
+}
+
+TEST(DeadlineWatchdog, DestroyingTheContextWithCallsSuspendedIsSafe) {
+  int finished = 0;
+  {
+    asio::io_context io(1);
+    for (int i = 0; i < 10; ++i) {
+      asio::co_spawn(io, watched_then_count(&finished), asio::detached);
+    }
+    io.run_for(20ms);
+    EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 10U);
+  }  // frames, child calls, nodes and the watchdog are all torn down here
+  EXPECT_EQ(finished, 0);
+}
+
+TEST(DeadlineWatchdog, RefusesAnExecutorThatIsNotAnIoContext) {
+  asio::io_context io(1);
+  const asio::any_io_executor wrong = asio::system_executor();
+  EXPECT_THROW(WatchedDeadline(wrong, SteadyClock::now()), std::logic_error);
+}
+
+}  // namespace
+}  // namespace coromesh::qos
