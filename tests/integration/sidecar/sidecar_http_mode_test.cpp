@@ -92,5 +92,24 @@ TEST_F(SidecarHttpMode, StoppingOneInstanceFailsNoRequest) {
       [&] { return a_sidecar_->metric("coromesh_sidecar_upstream_endpoints") == 1; }, 10s));
 }
 
+TEST_F(SidecarHttpMode, ReachesConsulsOwnInboundProxy) {
+  TaggedHttpServer c("c1");
+  const auto ports = free_ports(3);
+  auto c_proxy = consul_connect_proxy(consul_, logs_.path(), "c-consul-proxy",
+                                      {"-service", "c", "-service-addr", c.address(), "-listen",
+                                       "127.0.0.1:" + std::to_string(ports[0]), "-register"});
+  SidecarProcess d_sidecar(consul_, logs_.path(), "d-sidecar",
+                           {"--service", "d", "--service-addr", "127.0.0.1:9", "--listen",
+                            "127.0.0.1:" + std::to_string(ports[1]), "--upstream",
+                            "c:" + std::to_string(ports[2]) + ":http"});
+  EXPECT_TRUE(wait_until(
+      [&] { return HttpConnection(ports[2]).request("GET", "/").second.starts_with("c1|"); }, 30s))
+      << d_sidecar.log_tail() << c_proxy->log_tail();
+  HttpConnection connection(ports[2]);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(connection.request("GET", "/again").first, 200);
+  }
+}
+
 }  // namespace
 }  // namespace coromesh::testing
