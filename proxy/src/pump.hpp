@@ -11,8 +11,8 @@
 // too; any error ends that pump with an exception, and the `&&` cancels the other one.
 //
 // TLS and half-close: a TLS stream is half-closed with close_notify and a FIN
-// (TlsSocket::shutdown_send); a peer's FIN without close_notify (stream_truncated) is
-// read as a clean end too, as Go's crypto/tls (`consul connect proxy`) does: L4
+// (TlsSocket::shutdown_send); a peer's FIN without close_notify is read as a clean end
+// too (TlsSocket reports eof), as Go's crypto/tls (`consul connect proxy`) does: L4
 // proxying carries no length of its own to protect, so truncation tells us nothing.
 //
 // Byte counts go to the listener's counters in chunks of kCountChunk and at the end, so
@@ -38,6 +38,8 @@ using TcpSocket = boost::asio::ip::tcp::socket;
 using TlsStream = TlsSocket;
 
 // Per pump direction: TLS records are at most 16 KiB; one record per read or write.
+// Only the pages a connection's traffic touches become resident: an idle connection
+// with small messages costs a page or two of each.
 inline constexpr std::size_t kPumpBuffer = 16 * 1024;
 inline constexpr std::uint64_t kCountChunk = 1024 * 1024;
 
