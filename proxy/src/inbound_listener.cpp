@@ -113,7 +113,8 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket) {
   const std::string peer_address = remote_of(socket);
   set_no_delay(socket);
   // The context current now: a rotation later does not touch this connection.
-  const auto tls_context = context_.certificates.server_context();
+  const auto tls_context =
+      co_await current_tls_context(context_.certificates, true, settings.handshake_timeout);
   if (!tls_context) {
     refuse("no_certificate_yet", "the leaf certificate has not arrived from Consul", peer_address);
     co_return;

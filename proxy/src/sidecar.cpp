@@ -79,6 +79,23 @@ class SidecarGauges final : public prometheus::Collectable {
 
 }  // namespace
 
+asio::awaitable<std::shared_ptr<asio::ssl::context>> current_tls_context(
+    const connect::CertificateSource& certificates, bool server,
+    std::chrono::nanoseconds patience) {
+  auto context = server ? certificates.server_context() : certificates.client_context();
+  if (context) {
+    co_return context;
+  }
+  asio::steady_timer poll(co_await asio::this_coro::executor);
+  const auto give_up = std::chrono::steady_clock::now() + patience;
+  while (!context && std::chrono::steady_clock::now() < give_up) {
+    poll.expires_after(std::chrono::milliseconds(20));
+    co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
+    context = server ? certificates.server_context() : certificates.client_context();
+  }
+  co_return context;
+}
+
 std::shared_ptr<Sidecar> Sidecar::install(Service& service, SidecarSettings settings) {
   auto sidecar = std::make_shared<Sidecar>(service, std::move(settings));
   service.add_component(sidecar);

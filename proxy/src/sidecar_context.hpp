@@ -6,6 +6,10 @@
 // connection coroutine (the Service destroys components after its io pool has unwound).
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <chrono>
+#include <memory>
 
 #include "connection_registry.hpp"
 #include "coromesh/connect/authorizer.hpp"
@@ -27,5 +31,11 @@ struct SidecarContext {
   ConnectionRegistry& connections;
   const SidecarSettings& settings;
 };
+
+// The current TLS context for `role`; in the first moments after start-up, before
+// Consul has sent the leaf, waits for it (polling, on the caller's executor) up to
+// `patience`. Null when it did not come.
+boost::asio::awaitable<std::shared_ptr<boost::asio::ssl::context>> current_tls_context(
+    const connect::CertificateSource& certificates, bool server, std::chrono::nanoseconds patience);
 
 }  // namespace coromesh::sidecar

@@ -159,7 +159,8 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
       fail("bad_address", endpoint.address);
       continue;
     }
-    auto tls_context = context_.certificates.client_context();
+    auto tls_context = co_await current_tls_context(context_.certificates, false,
+                                                    context_.settings.connect_timeout);
     if (!tls_context) {
       fail("no_certificate_yet", "the leaf certificate has not arrived from Consul");
       co_return std::nullopt;
