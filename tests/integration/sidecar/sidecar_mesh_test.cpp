@@ -254,6 +254,16 @@ TEST_F(SidecarMesh, SigtermDrainsOpenConnectionsThenCutsThemOffAtTheGrace) {
   b_sidecar->process().signal(SIGTERM);
   // Phase 1 left Consul and closed the public listener; the open connection is served on.
   EXPECT_TRUE(wait_until([&] { return !connect_endpoints_passing(consul_, "b", 1); }, 5s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        boost::asio::io_context io;
+        boost::asio::ip::tcp::socket probe(io);
+        boost::system::error_code refused;
+        probe.connect({boost::asio::ip::make_address("127.0.0.1"), ports[0]}, refused);
+        return static_cast<bool>(refused);
+      },
+      5s))
+      << "the public listener closes once the instance has left Consul";
   EXPECT_EQ(open.request("GET", "/draining").first, 200);
   EXPECT_EQ(HttpConnection(ports[2]).request("GET", "/new").first, 0)
       << "no new connection reaches a draining sidecar";
