@@ -5,45 +5,13 @@
 //                    --upstream db:9191
 //
 // Its own HTTP port (--port) is the admin port: /metrics, /health.
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/use_future.hpp>
 #include <csignal>
 #include <iostream>
 
 #include "coromesh/config/service_config.hpp"
-#include "coromesh/consul/http_agent_client.hpp"
 #include "coromesh/service/service.hpp"
+#include "src/registration_lookup.hpp"
 #include "src/sidecar.hpp"
-
-namespace {
-
-// -sidecar-for: the registration, read once before anything starts (its ports decide
-// what to bind). Throws ConfigError with what went wrong.
-coromesh::consul::AgentService read_registration(const coromesh::config::ServiceConfig& config,
-                                                 const std::string& proxy_id) {
-  boost::asio::io_context io;
-  coromesh::consul::HttpAgentClient agent(
-      io.get_executor(), {.address = config.consul.to_string(), .token = config.consul_token});
-  auto answer = boost::asio::co_spawn(io, agent.agent_service(proxy_id), boost::asio::use_future);
-  io.run();
-  try {
-    auto registration = answer.get();
-    if (!registration) {
-      throw coromesh::config::ConfigError("-sidecar-for: the agent at " +
-                                          config.consul.to_string() + " holds no service " +
-                                          proxy_id);
-    }
-    return *registration;
-  } catch (const coromesh::config::ConfigError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw coromesh::config::ConfigError("-sidecar-for: cannot read " + proxy_id + " from " +
-                                        config.consul.to_string() + ": " + e.what());
-  }
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   using namespace coromesh;
@@ -64,7 +32,10 @@ int main(int argc, char** argv) {
   try {
     sidecar::validate(settings);
     if (!settings.sidecar_for.empty()) {
-      sidecar::apply_registration(read_registration(config, settings.proxy_id()), settings);
+      const auto registration =
+          sidecar::find_proxy_registration(config, settings.sidecar_for, settings.proxy_id());
+      sidecar::apply_registration(registration, settings);
+      settings.instance_id = registration.id;  // what the registration watch re-reads
     }
   } catch (const config::ConfigError& e) {
     std::cerr << e.what() << "\n";

@@ -235,6 +235,39 @@ TEST_F(SidecarMesh, SidecarForReadsTheRegistrationAndAppliesNewUpstreamsWithoutR
   EXPECT_TRUE(e_sidecar.process().running());
 }
 
+TEST_F(SidecarMesh, SidecarForFindsAProxyRegisteredUnderAnotherIdByItsDestination) {
+  TaggedEchoServer b("b1"), f("f1");
+  const auto ports = free_ports(3);
+  auto b_sidecar = sidecar("b-sidecar", "b", b, ports[0]);
+  ASSERT_EQ(consul_
+                .api("PUT", "/v1/agent/service/register",
+                     R"({"Name": "f", "ID": "f-1", "Port": )" + std::to_string(f.port()) + "}")
+                .status,
+            200);
+  json::object proxy{
+      {"Kind", "connect-proxy"},
+      {"Name", "f-sidecar-proxy"},
+      {"ID", "my-own-proxy-id"},
+      {"Port", ports[1]},
+      {"Proxy",
+       json::object{{"DestinationServiceName", "f"},
+                    {"DestinationServiceID", "f-1"},
+                    {"LocalServicePort", f.port()},
+                    {"Upstreams", json::array{json::object{{"DestinationName", "b"},
+                                                           {"LocalBindPort", ports[2]}}}}}}};
+  ASSERT_EQ(consul_.api("PUT", "/v1/agent/service/register", json::serialize(proxy)).status, 200);
+  SidecarProcess f_sidecar(consul_, logs_.path(), "f-sidecar", {"-sidecar-for", "f-1"});
+  EXPECT_TRUE(reaches(ports[2], {"b1"})) << f_sidecar.log_tail();
+
+  // Nothing to find: one line naming what is missing, exit 2.
+  ChildProcess missing({(binary_dir() / "coromesh-sidecar").string(), "--consul",
+                        consul_.http_address(), "-sidecar-for", "nobody"},
+                       logs_.path() / "missing.log");
+  EXPECT_EQ(missing.wait_exit(10s), 2 << 8);
+  EXPECT_NE(missing.log_tail().find("no connect-proxy for nobody"), std::string::npos)
+      << missing.log_tail();
+}
+
 TEST_F(SidecarMesh, SigtermDrainsOpenConnectionsThenCutsThemOffAtTheGrace) {
   TaggedEchoServer a("a");
   TaggedHttpServer b("b1");
