@@ -121,10 +121,13 @@ Sidecar::Sidecar(Service& service, SidecarSettings settings)
                .authorizer = authorizer_,
                .metrics = metrics_,
                .connections = connections_,
-               .settings = settings_},
-      inbound_(context_, settings_.listen,
-               InboundTarget{.service = settings_.service,
-                             .local = resolve_now(settings_.service_address)}) {}
+               .settings = settings_} {
+  if (settings_.listen.port != 0) {
+    inbound_.emplace(context_, settings_.listen,
+                     InboundTarget{.service = settings_.service,
+                                   .local = resolve_now(settings_.service_address)});
+  }
+}
 
 Sidecar::~Sidecar() = default;
 
@@ -134,7 +137,9 @@ void Sidecar::start(runtime::IoPool& pool) {
       context_.consul_executor, certificates_.run(),
       asio::bind_cancellation_slot(stop_certificates_.slot(),
                                    runtime::LogEscapedException{"sidecar.certificates"}));
-  inbound_.start(pool);
+  if (inbound_) {
+    inbound_->start(pool);
+  }
   apply_upstreams(settings_.upstreams);
   if (!settings_.sidecar_for.empty()) {
     asio::co_spawn(
@@ -146,7 +151,9 @@ void Sidecar::start(runtime::IoPool& pool) {
 
 asio::awaitable<void> Sidecar::stop_accepting() {
   stop_following_.emit(asio::cancellation_type::terminal);
-  inbound_.stop();
+  if (inbound_) {
+    inbound_->stop();
+  }
   const std::lock_guard lock(upstreams_mutex_);
   for (const auto& [key, upstream] : upstreams_) {
     upstream->stop();
@@ -245,7 +252,7 @@ void Sidecar::shape(consul::ServiceRegistration& registration) const {
   registration.id = s.proxy_id();
   registration.name = s.proxy_name();
   registration.kind = "connect-proxy";
-  registration.port = inbound_.port();
+  registration.port = public_port();
   if (s.listen.host != "0.0.0.0" && s.listen.host != "::") {
     registration.address = s.listen.host;
   }
@@ -263,7 +270,7 @@ void Sidecar::shape(consul::ServiceRegistration& registration) const {
                             : std::chrono::milliseconds(10'000);
   const std::string host = registration.address.empty() ? "127.0.0.1" : registration.address;
   registration.check =
-      consul::TcpCheck{.address = host + ":" + std::to_string(inbound_.port()),
+      consul::TcpCheck{.address = host + ":" + std::to_string(public_port()),
                        .interval = interval,
                        .timeout = std::min(interval, std::chrono::milliseconds(5000))};
   registration.extra_checks.clear();

@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "coromesh/service/service.hpp"
@@ -49,7 +50,8 @@ class Sidecar final : public ServiceComponent, public std::enable_shared_from_th
   boost::asio::awaitable<std::size_t> drain(
       std::chrono::steady_clock::time_point deadline) override;
 
-  std::uint16_t public_port() const noexcept { return inbound_.port(); }
+  // 0 without a public listener (an upstream-only sidecar: no --listen).
+  std::uint16_t public_port() const noexcept { return inbound_ ? inbound_->port() : 0; }
   // Upstream name -> endpoints in its latest answer (the gauge); any thread.
   std::map<std::string, std::size_t> upstream_endpoints() const;
   const connect::CertificateSource& certificates() const noexcept { return certificates_; }
@@ -67,7 +69,7 @@ class Sidecar final : public ServiceComponent, public std::enable_shared_from_th
   connect::CertificateSource certificates_;
   connect::Authorizer authorizer_;
   SidecarContext context_;
-  InboundListener inbound_;
+  std::optional<InboundListener> inbound_;  // none for an upstream-only sidecar
 
   mutable std::mutex upstreams_mutex_;  // guards upstreams_ for the gauges' readers
   std::map<std::string, std::shared_ptr<UpstreamListener>> upstreams_;  // by "name:port"

@@ -154,11 +154,13 @@ void validate(const SidecarSettings& s) {
   if (s.service.empty()) {
     throw config::ConfigError("--service: required (or -sidecar-for <service-id>)");
   }
-  if (s.service_address.port == 0) {
-    throw config::ConfigError("--service-addr: required with --service");
+  // Without --listen the sidecar only serves upstreams, as `consul connect proxy
+  // -service a -upstream b:9191` does: nothing to register, no local service to reach.
+  if (s.listen.port != 0 && s.service_address.port == 0) {
+    throw config::ConfigError("--service-addr: required with --listen");
   }
-  if (s.listen.port == 0) {
-    throw config::ConfigError("--listen: required with --service");
+  if (s.register_proxy && s.listen.port == 0) {
+    throw config::ConfigError("--register: needs --listen (the public port to register)");
   }
   for (auto it = s.upstreams.begin(); it != s.upstreams.end(); ++it) {
     for (auto other = s.upstreams.begin(); other != it; ++other) {

@@ -7,7 +7,8 @@
 //                                             instance from the local agent and follow it
 //   --service NAME --service-addr HOST:PORT   the standalone form: the public listener,
 //     --listen HOST:PORT [--register]         the local service it fronts, and (with
-//     [--upstream NAME:PORT[:tcp|http]]...    --register) its own connect-proxy registration
+//     [--upstream NAME:PORT[:tcp|http]]...    --register) its own connect-proxy registration;
+//                                             without --listen: upstreams only
 //
 // Plain values, parsed and validated once at start-up (one thread).
 

@@ -98,10 +98,10 @@ TEST_F(SidecarHttpMode, ReachesConsulsOwnInboundProxy) {
   auto c_proxy = consul_connect_proxy(consul_, logs_.path(), "c-consul-proxy",
                                       {"-service", "c", "-service-addr", c.address(), "-listen",
                                        "127.0.0.1:" + std::to_string(ports[0]), "-register"});
-  SidecarProcess d_sidecar(consul_, logs_.path(), "d-sidecar",
-                           {"--service", "d", "--service-addr", "127.0.0.1:9", "--listen",
-                            "127.0.0.1:" + std::to_string(ports[1]), "--upstream",
-                            "c:" + std::to_string(ports[2]) + ":http"});
+  SidecarProcess d_sidecar(
+      consul_, logs_.path(), "d-sidecar",
+      // The upstream-only form, as `consul connect proxy -service d -upstream c:PORT`.
+      {"--service", "d", "--upstream", "c:" + std::to_string(ports[2]) + ":http"});
   EXPECT_TRUE(wait_until(
       [&] { return HttpConnection(ports[2]).request("GET", "/").second.starts_with("c1|"); }, 30s))
       << d_sidecar.log_tail() << c_proxy->log_tail();

@@ -50,6 +50,11 @@ TEST(SidecarSettings, RefusesBadUpstreamsAndIncompleteForms) {
   EXPECT_THROW(validate(parse({})), config::ConfigError) << "neither form";
   EXPECT_THROW(validate(parse({"--service", "a", "--listen", ":1"})), config::ConfigError)
       << "no --service-addr";
+  EXPECT_NO_THROW(validate(parse({"--service", "a", "--upstream", "b:9191"})))
+      << "upstreams only, as consul connect proxy -service a -upstream b:9191";
+  EXPECT_THROW(validate(parse({"--service", "a", "--upstream", "b:9191", "--register"})),
+               config::ConfigError)
+      << "nothing to register without a public listener";
   const std::vector<std::string> standalone{"--service",   "a",        "--service-addr",
                                             "127.0.0.1:1", "--listen", ":2"};
   auto with = [&](std::vector<std::string> more) {
