@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# Load benchmark for issue 9 (coromesh-sidecar): wrk through pairs of proxies in front
+# of one backend, in the same run, rounds alternating path by path so every path sees
+# the same machine state:
+#   direct         wrk -> backend
+#   consul         wrk -> `consul connect proxy` (upstream) -> mTLS -> `consul connect
+#                  proxy` (inbound, -register) -> backend          (ops/.tools/bin/consul)
+#   nginx          wrk -> nginx stream listener (TLS origination, client certificate)
+#                  -> nginx stream listener (TLS termination, verifies the client) ->
+#                  backend; both listeners in one single-worker nginx, certificates
+#                  from a throwaway CA made here with openssl
+#   coromesh-tcp   the same with build/bin/coromesh-sidecar, tcp upstream listener
+#   coromesh-http  the same, http upstream listener (when the sidecar has that mode)
+# The backend is nginx (one worker, `return 200`, keep-alive); wrk -t2 keep-alive HTTP.
+# Per path and concurrency it prints requests/s, p50/p99, the proxies' CPU seconds
+# (utime+stime from /proc/<pid>/stat over the round) and RSS (idle, and during the
+# load), then each path's ratios to Consul's pair and to nginx's pair (median over
+# rounds, min..max), then the RSS of each proxy while it holds --hold keep-alive
+# connections open through the pair. The goals of issue 9 are printed beside them.
+#
+#   benchmarks/load/sidecar_pairs.sh [--rounds N=3] [--duration S=10]
+#       [--connections "50 5"] [--hold N=1000] [--out FILE] [--short]
+#
+#   --short   1 round, 2 s, 5 connections, 200 held connections: proves the harness
+#             works in well under a minute (ctest label benchmark-smoke); writes no
+#             results file unless --out is given.
+# Without --short the summary goes to benchmarks/results/<date>/sidecar_pairs.txt too.
+# Environment: CONSUL_BIN, SIDECAR_BIN, WRK_THREADS (default 2).
+#
+# Everything listens on 127.0.0.1 ports picked free at start (never 8500); every
+# process started here is stopped by PID on exit and the temporary directory removed.
+# Exit status: 0 when every available path answered and was measured; 1 when a path
+# that should run did not come up or served no request. A missing sidecar binary is
+# not a failure: its rows say NOT MEASURED, loudly.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+
+rounds=3
+duration=10
+connections="50 5"
+hold=1000
+out=""
+short=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds="$2"; shift 2 ;;
+    --duration) duration="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --hold) hold="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --short) short=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ "$short" -eq 1 ]; then
+  rounds=1 duration=2 connections="5" hold=200
+fi
+if [ -z "$out" ] && [ "$short" -eq 0 ]; then
+  out="$root/benchmarks/results/$(date -u +%Y-%m-%d)/sidecar_pairs.txt"
+fi
+wrk_threads="${WRK_THREADS:-2}"
+consul_bin="${CONSUL_BIN:-$root/ops/.tools/bin/consul}"
+sidecar_bin="${SIDECAR_BIN:-$root/build/bin/coromesh-sidecar}"
+stream_module=/usr/lib/nginx/modules/ngx_stream_module.so
+
+for tool in wrk nginx openssl curl python3 "$consul_bin"; do
+  command -v "$tool" >/dev/null 2>&1 || [ -x "$tool" ] || {
+    echo "missing $tool: run ./ops/setup.sh" >&2
+    exit 1
+  }
+done
+[ -f "$stream_module" ] || {
+  echo "missing $stream_module (Debian package libnginx-mod-stream): run ./ops/setup.sh" >&2
+  exit 1
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sidecar-pairs.XXXXXX")
+pids=()
+# Stops what this script started, newest first, by PID: TERM, up to 5 s, then KILL.
+cleanup() {
+  local status=$?
+  local i pid
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" -eq 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Enough descriptors for --hold connections through a pair (client + upstream side).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+die() { echo "sidecar_pairs: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+# free_ports N: N distinct free loopback ports (all held open while picking).
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# start NAME CMD...: runs CMD in the background, logs in $work/NAME.log; sets $started.
+start() {
+  local name="$1"
+  shift
+  "$@" >"$work/$name.log" 2>&1 &
+  started=$!
+  pids+=("$started")
+}
+
+# wait_http PORT SECONDS PID...: until GET / on the port answers 200; gives up early
+# when one of the PIDs (the path's proxies) has exited.
+wait_http() {
+  local port="$1" deadline=$((SECONDS + $2)) pid
+  shift 2
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null && return 0
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null || return 1; done
+    sleep 0.2
+  done
+  return 1
+}
+
+source "$here/lib/proc_stats.sh"
+
+# ---------------------------------------------------------------- Consul dev agent
+read -r c_http c_dns c_lan c_wan c_server c_grpc c_grpc_tls < <(free_ports 7)
+[ "$c_http" != 8500 ] || die "free_ports returned 8500"
+consul_addr="127.0.0.1:$c_http"
+log "consul agent -dev on $consul_addr"
+start consul "$consul_bin" agent -dev -node=sidecar-bench -bind=127.0.0.1 -client=127.0.0.1 \
+  -advertise=127.0.0.1 -http-port="$c_http" -dns-port="$c_dns" -serf-lan-port="$c_lan" \
+  -serf-wan-port="$c_wan" -server-port="$c_server" -grpc-port="$c_grpc" \
+  -grpc-tls-port="$c_grpc_tls" -log-level=warn
+consul_pid=$started
+deadline=$((SECONDS + 30))
+until curl -fsS --max-time 2 "http://$consul_addr/v1/status/leader" 2>/dev/null | grep -q 127; do
+  kill -0 "$consul_pid" 2>/dev/null || die "consul exited: $(tail -5 "$work/consul.log")"
+  [ "$SECONDS" -lt "$deadline" ] || die "consul: no leader within 30 s"
+  sleep 0.2
+done
+
+# ---------------------------------------------------------------- backend
+read -r backend_port < <(free_ports 1)
+mkdir -p "$work/backend"
+cat >"$work/backend/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+error_log stderr warn;
+pid $work/backend/nginx.pid;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  # Keep-alive for the whole run: a reconnect through a pair would measure handshakes.
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$backend_port backlog=4096;
+    location / { return 200 "hello"; }
+  }
+}
+CONF
+log "backend nginx on 127.0.0.1:$backend_port"
+start backend nginx -p "$work/backend" -c "$work/backend/nginx.conf"
+
+# Each path: its wrk port and the PIDs whose CPU and RSS are the proxies'.
+paths=(direct)
+declare -A port proxies unavailable
+port[direct]=$backend_port
+proxies[direct]=""
+
+# ---------------------------------------------------------------- consul pair
+read -r consul_public consul_upstream < <(free_ports 2)
+log "consul connect proxy pair: upstream 127.0.0.1:$consul_upstream -> public 127.0.0.1:$consul_public"
+# Distinct service names per pair so no client balances across another pair's proxies.
+start consul-inbound "$consul_bin" connect proxy -http-addr "$consul_addr" -log-level warn \
+  -service bench-consul -service-addr "127.0.0.1:$backend_port" \
+  -listen "127.0.0.1:$consul_public" -register
+consul_inbound_pid=$started
+start consul-outbound "$consul_bin" connect proxy -http-addr "$consul_addr" -log-level warn \
+  -service client-consul -upstream "bench-consul:$consul_upstream"
+paths+=(consul)
+port[consul]=$consul_upstream
+proxies[consul]="$started $consul_inbound_pid"
+
+# ---------------------------------------------------------------- nginx stream TLS pair
+"$here/lib/make_test_pki.sh" "$work/pki" >"$work/pki.log" 2>&1 ||
+  die "openssl failed: $(tail -5 "$work/pki.log")"
+read -r nginx_public nginx_upstream < <(free_ports 2)
+mkdir -p "$work/tls-pair"
+cat >"$work/tls-pair/nginx.conf" <<CONF
+load_module $stream_module;
+daemon off;
+worker_processes 1;
+error_log stderr warn;
+pid $work/tls-pair/nginx.pid;
+events { worker_connections 8192; }
+stream {
+  # Terminates mutual TLS in front of the backend (the inbound sidecar's role).
+  server {
+    listen 127.0.0.1:$nginx_public ssl backlog=4096;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate $work/pki/server.crt;
+    ssl_certificate_key $work/pki/server.key;
+    ssl_client_certificate $work/pki/ca.crt;
+    ssl_verify_client on;
+    proxy_pass 127.0.0.1:$backend_port;
+  }
+  # Originates mutual TLS for plain local clients (the upstream listener's role).
+  server {
+    listen 127.0.0.1:$nginx_upstream backlog=4096;
+    proxy_pass 127.0.0.1:$nginx_public;
+    proxy_ssl on;
+    proxy_ssl_protocols TLSv1.2 TLSv1.3;
+    proxy_ssl_certificate $work/pki/client.crt;
+    proxy_ssl_certificate_key $work/pki/client.key;
+    proxy_ssl_trusted_certificate $work/pki/ca.crt;
+    proxy_ssl_verify on;
+    proxy_ssl_name backend.bench;
+    proxy_ssl_session_reuse on;
+  }
+}
+CONF
+log "nginx stream TLS pair: upstream 127.0.0.1:$nginx_upstream -> public 127.0.0.1:$nginx_public"
+start tls-pair nginx -p "$work/tls-pair" -c "$work/tls-pair/nginx.conf"
+paths+=(nginx)
+port[nginx]=$nginx_upstream
+proxies[nginx]="$started" # the master; its worker is counted as its child
+
+# ---------------------------------------------------------------- coromesh pairs
+# The sidecar's flags: --service NAME --service-addr HOST:PORT --listen HOST:PORT
+# --register, --upstream NAME:PORT[:http], --consul HOST:PORT (and --admin when it has one).
+sidecar_pair() { # MODE
+  local mode="$1" name="coromesh-$1" public upstream admin_in admin_out spec
+  read -r public upstream admin_in admin_out < <(free_ports 4)
+  spec="bench-$name:$upstream"
+  [ "$mode" = http ] && spec="$spec:http"
+  local admin_flag_in=() admin_flag_out=()
+  if grep -q -- '--admin' "$work/sidecar-help.txt"; then
+    admin_flag_in=(--admin "127.0.0.1:$admin_in")
+    admin_flag_out=(--admin "127.0.0.1:$admin_out")
+  fi
+  log "coromesh-sidecar pair ($mode): upstream 127.0.0.1:$upstream -> public 127.0.0.1:$public"
+  start "$name-inbound" "$sidecar_bin" --consul "$consul_addr" "${admin_flag_in[@]}" \
+    --service "bench-$name" --service-addr "127.0.0.1:$backend_port" \
+    --listen "127.0.0.1:$public" --register
+  local inbound=$started
+  start "$name-outbound" "$sidecar_bin" --consul "$consul_addr" "${admin_flag_out[@]}" \
+    --service "client-$name" --upstream "$spec"
+  paths+=("$name")
+  port[$name]=$upstream
+  proxies[$name]="$started $inbound"
+}
+if [ -x "$sidecar_bin" ]; then
+  "$sidecar_bin" --help >"$work/sidecar-help.txt" 2>&1 || true
+  sidecar_pair tcp
+  if grep -q ':http' "$work/sidecar-help.txt"; then
+    sidecar_pair http
+  else
+    unavailable[coromesh-http]="NOT MEASURED ($sidecar_bin --help shows no :http upstream mode)"
+  fi
+else
+  unavailable[coromesh-tcp]="NOT MEASURED (binary missing: $sidecar_bin)"
+  unavailable[coromesh-http]="NOT MEASURED (binary missing: $sidecar_bin)"
+fi
+for name in coromesh-tcp coromesh-http; do
+  [ -n "${unavailable[$name]:-}" ] && echo "coromesh pair ($name): ${unavailable[$name]}" >&2 || true
+done
+
+# ---------------------------------------------------------------- everything answers
+for path in "${paths[@]}"; do
+  wait_http "${port[$path]}" 30 ${proxies[$path]} || {
+    for f in "$work"/*.log; do echo "--- $(basename "$f")"; tail -5 "$f"; done >&2
+    die "path $path: nothing answered 200 on 127.0.0.1:${port[$path]} (a proxy exited, or 30 s passed)"
+  }
+done
+sleep 1
+declare -A idle_rss
+for path in "${paths[@]}"; do idle_rss[$path]=$(rss_list ${proxies[$path]}); done
+
+# ---------------------------------------------------------------- rounds
+clk_tck=$(getconf CLK_TCK)
+results="$work/rounds.tsv"
+printf 'round\tconnections\tpath\trps\tp50_ms\tp99_ms\tcpu_s\trss_load_kib\trequests\terrors\n' >"$results"
+
+# measure ROUND CONNECTIONS PATH: one wrk run; appends a row to $results.
+measure() {
+  local round="$1" conns="$2" path="$3" raw="$work/wrk-$1-$2-$3.txt"
+  local before after sampler
+  before=$(cpu_ticks ${proxies[$path]})
+  # RSS under load: sampled once, 80% of the way through the run.
+  (sleep "$(awk -v d="$duration" 'BEGIN {print d * 0.8}')"
+    rss_list ${proxies[$path]} >"$work/rss-load") &
+  sampler=$!
+  wrk -t "$wrk_threads" -c "$conns" -d "${duration}s" --latency \
+    "http://127.0.0.1:${port[$path]}/" >"$raw" 2>&1 || true
+  wait "$sampler" 2>/dev/null || true
+  after=$(cpu_ticks ${proxies[$path]})
+  python3 "$here/lib/parse_wrk.py" "$raw" "$round" "$conns" "$path" \
+    "$(awk -v a="$after" -v b="$before" -v t="$clk_tck" 'BEGIN {printf "%.2f", (a - b) / t}')" \
+    "$(cat "$work/rss-load")" >>"$results"
+}
+
+read -ra concurrency <<<"$connections"
+log "warm-up: 1 s per path"
+for path in "${paths[@]}"; do
+  wrk -t "$wrk_threads" -c "${concurrency[0]}" -d 1s "http://127.0.0.1:${port[$path]}/" >/dev/null 2>&1 || true
+done
+for ((round = 1; round <= rounds; round++)); do
+  for conns in "${concurrency[@]}"; do
+    for path in "${paths[@]}"; do
+      log "round $round/$rounds, $conns connections: $path"
+      measure "$round" "$conns" "$path"
+    done
+  done
+done
+
+# ---------------------------------------------------------------- held connections
+held="$work/held.tsv"
+printf 'path\theld\trss_kib\n' >"$held"
+for path in "${paths[@]}"; do
+  [ "$path" = direct ] && continue
+  log "holding $hold keep-alive connections through $path"
+  rm -f "$work/hold-ready"
+  python3 "$here/lib/hold_connections.py" "${port[$path]}" "$hold" "$work/hold-ready" \
+    >"$work/hold-$path.log" 2>&1 &
+  holder=$!
+  pids+=("$holder")
+  deadline=$((SECONDS + 90))
+  while [ ! -s "$work/hold-ready" ] && kill -0 "$holder" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+    sleep 0.2
+  done
+  sleep 0.5
+  count=$(cat "$work/hold-ready" 2>/dev/null || echo 0)
+  printf '%s\t%s\t%s\n' "$path" "${count:-0}" "$(rss_list ${proxies[$path]})" >>"$held"
+  kill -TERM "$holder" 2>/dev/null || true
+  wait "$holder" 2>/dev/null || true
+done
+
+# ---------------------------------------------------------------- summary
+idle_file="$work/idle.tsv"
+for path in "${paths[@]}"; do printf '%s\t%s\n' "$path" "${idle_rss[$path]}"; done >"$idle_file"
+unavail_file="$work/unavailable.tsv"
+for name in "${!unavailable[@]}"; do printf '%s\t%s\n' "$name" "${unavailable[$name]}"; done >"$unavail_file"
+summary="$work/summary.txt"
+{
+  echo "sidecar_pairs $(date -u +%Y-%m-%dT%H:%M:%SZ): $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at end"
+  echo "wrk -t$wrk_threads keep-alive HTTP, ${duration} s per round, $rounds round(s), connections: $connections"
+  echo "backend: nginx 1 worker 'return 200'; consul $("$consul_bin" version | head -1);" \
+    "nginx stream pair: 1 worker, mutual TLS (EC P-256 throwaway CA)"
+  [ -x "$sidecar_bin" ] && echo "coromesh-sidecar: $sidecar_bin ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+  python3 "$here/lib/summarize_pairs.py" "$results" "$idle_file" "$held" "$unavail_file" "$hold"
+} >"$summary"
+status=$?
+cat "$summary"
+if [ -n "$out" ]; then
+  mkdir -p "$(dirname "$out")"
+  cp "$summary" "$out"
+  echo "written: $out"
+fi
+# A path that should have run but served nothing fails the run (the smoke test's point).
+awk -F'\t' 'NR > 1 && ($9 == 0 || $4 == 0) {bad = 1; print "path " $3 " served no request in round " $1 > "/dev/stderr"} END {exit bad}' "$results"
+exit "$status"
