@@ -19,13 +19,17 @@
 # connections open through the pair. The goals of issue 9 are printed beside them.
 #
 #   benchmarks/load/sidecar_pairs.sh [--rounds N=3] [--duration S=10]
-#       [--connections "50 5"] [--hold N=1000] [--out FILE] [--short]
+#       [--connections "50 5"] [--hold N=1000] [--out FILE] [--short] [--profile PATH]
 #
 #   --short   1 round, 2 s, 5 connections, 200 held connections: proves the harness
 #             works in well under a minute (ctest label benchmark-smoke); writes no
 #             results file unless --out is given.
+#   --profile PATH   perf record (flat, by symbol) of PATH's proxies during its first
+#             round at the first concurrency; the report is written beside --out as
+#             sidecar_pairs.perf-PATH.txt (or printed). PATH: consul, nginx, coromesh-tcp...
 # Without --short the summary goes to benchmarks/results/<date>/sidecar_pairs.txt too.
-# Environment: CONSUL_BIN, SIDECAR_BIN, WRK_THREADS (default 2).
+# Environment: CONSUL_BIN, SIDECAR_BIN (default build/bin/coromesh-sidecar),
+# SIDECAR_ARGS (extra flags for both sidecars, e.g. "--threads 1"), WRK_THREADS (2).
 #
 # Everything listens on 127.0.0.1 ports picked free at start (never 8500); every
 # process started here is stopped by PID on exit and the temporary directory removed.
@@ -42,6 +46,7 @@ connections="50 5"
 hold=1000
 out=""
 short=0
+profile=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -50,6 +55,7 @@ while [ $# -gt 0 ]; do
     --hold) hold="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --short) short=1; shift ;;
+    --profile) profile="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -117,10 +123,12 @@ PY
 }
 
 # start NAME CMD...: runs CMD in the background, logs in $work/NAME.log; sets $started.
+# Its working directory is $work: Consul's dev agent reads relative paths (services/)
+# from its working directory, which must not be the source tree.
 start() {
   local name="$1"
   shift
-  "$@" >"$work/$name.log" 2>&1 &
+  (cd "$work" && exec "$@") >"$work/$name.log" 2>&1 &
   started=$!
   pids+=("$started")
 }
@@ -139,6 +147,9 @@ wait_http() {
 }
 
 source "$here/lib/proc_stats.sh"
+
+# Other work on the machine skews every path; the summary says how busy it was.
+load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- Consul dev agent
 read -r c_http c_dns c_lan c_wan c_server c_grpc c_grpc_tls < <(free_ports 7)
@@ -245,25 +256,30 @@ port[nginx]=$nginx_upstream
 proxies[nginx]="$started" # the master; its worker is counted as its child
 
 # ---------------------------------------------------------------- coromesh pairs
-# The sidecar's flags: --service NAME --service-addr HOST:PORT --listen HOST:PORT
-# --register, --upstream NAME:PORT[:http], --consul HOST:PORT (and --admin when it has one).
+# The sidecar's standalone flags: --service NAME --service-addr HOST:PORT --listen
+# HOST:PORT --register, --upstream NAME:PORT[:tcp|http], --consul HOST:PORT; its own
+# HTTP port (--port) is the admin port, so each sidecar gets a free one.
+sidecar_has() { grep -q -e "$1" "$work/sidecar-help.txt"; }
 sidecar_pair() { # MODE
-  local mode="$1" name="coromesh-$1" public upstream admin_in admin_out spec
-  read -r public upstream admin_in admin_out < <(free_ports 4)
+  local mode="$1" name="coromesh-$1" public upstream admin_in admin_out client_public spec
+  read -r public upstream admin_in admin_out client_public < <(free_ports 5)
   spec="bench-$name:$upstream"
   [ "$mode" = http ] && spec="$spec:http"
-  local admin_flag_in=() admin_flag_out=()
-  if grep -q -- '--admin' "$work/sidecar-help.txt"; then
-    admin_flag_in=(--admin "127.0.0.1:$admin_in")
-    admin_flag_out=(--admin "127.0.0.1:$admin_out")
-  fi
+  local common=(--consul "$consul_addr")
+  sidecar_has '--bind' && common+=(--bind 127.0.0.1)
+  sidecar_has '--log-level' && common+=(--log-level warn)
+  # SIDECAR_ARGS: extra flags for both sidecars, e.g. "--threads 1".
+  read -ra extra <<<"${SIDECAR_ARGS:-}"
   log "coromesh-sidecar pair ($mode): upstream 127.0.0.1:$upstream -> public 127.0.0.1:$public"
-  start "$name-inbound" "$sidecar_bin" --consul "$consul_addr" "${admin_flag_in[@]}" \
+  start "$name-inbound" "$sidecar_bin" "${common[@]}" --port "$admin_in" "${extra[@]}" \
     --service "bench-$name" --service-addr "127.0.0.1:$backend_port" \
     --listen "127.0.0.1:$public" --register
   local inbound=$started
-  start "$name-outbound" "$sidecar_bin" --consul "$consul_addr" "${admin_flag_out[@]}" \
-    --service "client-$name" --upstream "$spec"
+  # The client's sidecar as the seed's jobs run every sidecar: its own (idle, here
+  # unregistered) public listener besides the upstream one; the sidecar asks for both.
+  start "$name-outbound" "$sidecar_bin" "${common[@]}" --port "$admin_out" "${extra[@]}" \
+    --service "client-$name" --service-addr "127.0.0.1:$backend_port" \
+    --listen "127.0.0.1:$client_public" --upstream "$spec"
   paths+=("$name")
   port[$name]=$upstream
   proxies[$name]="$started $inbound"
@@ -271,10 +287,10 @@ sidecar_pair() { # MODE
 if [ -x "$sidecar_bin" ]; then
   "$sidecar_bin" --help >"$work/sidecar-help.txt" 2>&1 || true
   sidecar_pair tcp
-  if grep -q ':http' "$work/sidecar-help.txt"; then
+  if sidecar_has ':http' || sidecar_has 'tcp|http'; then
     sidecar_pair http
   else
-    unavailable[coromesh-http]="NOT MEASURED ($sidecar_bin --help shows no :http upstream mode)"
+    unavailable[coromesh-http]="NOT MEASURED ($sidecar_bin --help shows no http upstream mode)"
   fi
 else
   unavailable[coromesh-tcp]="NOT MEASURED (binary missing: $sidecar_bin)"
@@ -303,7 +319,11 @@ printf 'round\tconnections\tpath\trps\tp50_ms\tp99_ms\tcpu_s\trss_load_kib\trequ
 # measure ROUND CONNECTIONS PATH: one wrk run; appends a row to $results.
 measure() {
   local round="$1" conns="$2" path="$3" raw="$work/wrk-$1-$2-$3.txt"
-  local before after sampler
+  local before after sampler perf_pid=""
+  if [ "$path" = "$profile" ] && [ "$round" = 1 ] && [ "$conns" = "${concurrency[0]}" ]; then
+    start_profile "$path"
+    perf_pid=$started
+  fi
   before=$(cpu_ticks ${proxies[$path]})
   # RSS under load: sampled once, 80% of the way through the run.
   (sleep "$(awk -v d="$duration" 'BEGIN {print d * 0.8}')"
@@ -313,12 +333,27 @@ measure() {
     "http://127.0.0.1:${port[$path]}/" >"$raw" 2>&1 || true
   wait "$sampler" 2>/dev/null || true
   after=$(cpu_ticks ${proxies[$path]})
+  [ -z "$perf_pid" ] || wait "$perf_pid" 2>/dev/null || true
   python3 "$here/lib/parse_wrk.py" "$raw" "$round" "$conns" "$path" \
     "$(awk -v a="$after" -v b="$before" -v t="$clk_tck" 'BEGIN {printf "%.2f", (a - b) / t}')" \
     "$(cat "$work/rss-load")" >>"$results"
 }
 
+# start_profile PATH: perf record of the path's proxies (every thread, children too)
+# for the length of one run, in the background; sets $started.
+start_profile() {
+  local pid list=""
+  command -v perf >/dev/null || die "--profile needs perf (Debian package linux-perf)"
+  for pid in ${proxies[$1]}; do
+    for p in $(proc_tree "$pid"); do list="$list${list:+,}$p"; done
+  done
+  log "perf record of $1 (pids $list)"
+  start "perf-$1" perf record -F 499 -p "$list" -o "$work/perf-$1.data" -- sleep "$duration"
+}
+
 read -ra concurrency <<<"$connections"
+[ -z "$profile" ] || [ -n "${port[$profile]:-}" ] || [ "$profile" = direct ] ||
+  die "--profile $profile: no such path (${paths[*]})"
 log "warm-up: 1 s per path"
 for path in "${paths[@]}"; do
   wrk -t "$wrk_threads" -c "${concurrency[0]}" -d 1s "http://127.0.0.1:${port[$path]}/" >/dev/null 2>&1 || true
@@ -361,7 +396,8 @@ unavail_file="$work/unavailable.tsv"
 for name in "${!unavailable[@]}"; do printf '%s\t%s\n' "$name" "${unavailable[$name]}"; done >"$unavail_file"
 summary="$work/summary.txt"
 {
-  echo "sidecar_pairs $(date -u +%Y-%m-%dT%H:%M:%SZ): $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at end"
+  echo "sidecar_pairs $(date -u +%Y-%m-%dT%H:%M:%SZ): $(nproc) cores, load average" \
+    "$load_at_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
   echo "wrk -t$wrk_threads keep-alive HTTP, ${duration} s per round, $rounds round(s), connections: $connections"
   echo "backend: nginx 1 worker 'return 200'; consul $("$consul_bin" version | head -1);" \
     "nginx stream pair: 1 worker, mutual TLS (EC P-256 throwaway CA)"
@@ -370,11 +406,31 @@ summary="$work/summary.txt"
 } >"$summary"
 status=$?
 cat "$summary"
+if [ -n "$profile" ] && [ -s "$work/perf-$profile.data" ]; then
+  perf_report="$work/perf-$profile.txt"
+  {
+    echo "perf record -F 499 of the $profile pair's proxies, round 1, ${concurrency[0]} connections"
+    for sort in dso dso,sym; do
+      perf report -i "$work/perf-$profile.data" --stdio --no-children --sort "$sort" \
+        --percent-limit 0.5 2>/dev/null | grep -v -e '^$' -e '^# *$' -e '^# To display' -e '^# (Tip'
+    done
+  } >"$perf_report"
+  if [ -n "$out" ]; then
+    mkdir -p "$(dirname "$out")"
+    cp "$perf_report" "$(dirname "$out")/sidecar_pairs.perf-$profile.txt"
+  else
+    head -60 "$perf_report"
+  fi
+fi
 if [ -n "$out" ]; then
   mkdir -p "$(dirname "$out")"
   cp "$summary" "$out"
   echo "written: $out"
 fi
-# A path that should have run but served nothing fails the run (the smoke test's point).
-awk -F'\t' 'NR > 1 && ($9 == 0 || $4 == 0) {bad = 1; print "path " $3 " served no request in round " $1 > "/dev/stderr"} END {exit bad}' "$results"
+# A path that should have run but served nothing, or failed more than 1% of its
+# requests (socket errors, non-2xx), fails the run: that is the smoke test's point.
+awk -F'\t' '
+  NR > 1 && ($9 == 0 || $4 == 0) { bad = 1; print "path " $3 " served no request in round " $1 " at " $2 " connections" > "/dev/stderr" }
+  NR > 1 && $9 > 0 && $10 * 100 > $9 { bad = 1; print "path " $3 ": " $10 " errors in " $9 " requests, round " $1 " at " $2 " connections" > "/dev/stderr" }
+  END { exit bad }' "$results"
 exit "$status"
