@@ -34,8 +34,8 @@
 # Everything listens on 127.0.0.1 ports picked free at start (never 8500); every
 # process started here is stopped by PID on exit and the temporary directory removed.
 # Exit status: 0 when every available path answered and was measured; 1 when a path
-# that should run did not come up or served no request. A missing sidecar binary is
-# not a failure: its rows say NOT MEASURED, loudly.
+# that should run did not come up, served no request or failed more than 1% of them.
+# A missing sidecar binary is not a failure: its rows say NOT MEASURED, loudly.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -109,186 +109,24 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 die() { echo "sidecar_pairs: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
 
-# free_ports N: N distinct free loopback ports (all held open while picking).
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-
-# start NAME CMD...: runs CMD in the background, logs in $work/NAME.log; sets $started.
-# Its working directory is $work: Consul's dev agent reads relative paths (services/)
-# from its working directory, which must not be the source tree.
-start() {
-  local name="$1"
-  shift
-  (cd "$work" && exec "$@") >"$work/$name.log" 2>&1 &
-  started=$!
-  pids+=("$started")
-}
-
-# wait_http PORT SECONDS PID...: until GET / on the port answers 200; gives up early
-# when one of the PIDs (the path's proxies) has exited.
-wait_http() {
-  local port="$1" deadline=$((SECONDS + $2)) pid
-  shift 2
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null && return 0
-    for pid in "$@"; do kill -0 "$pid" 2>/dev/null || return 1; done
-    sleep 0.2
-  done
-  return 1
-}
-
 source "$here/lib/proc_stats.sh"
+source "$here/lib/start_paths.sh"
 
 # Other work on the machine skews every path; the summary says how busy it was.
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# ---------------------------------------------------------------- Consul dev agent
-read -r c_http c_dns c_lan c_wan c_server c_grpc c_grpc_tls < <(free_ports 7)
-[ "$c_http" != 8500 ] || die "free_ports returned 8500"
-consul_addr="127.0.0.1:$c_http"
-log "consul agent -dev on $consul_addr"
-start consul "$consul_bin" agent -dev -node=sidecar-bench -bind=127.0.0.1 -client=127.0.0.1 \
-  -advertise=127.0.0.1 -http-port="$c_http" -dns-port="$c_dns" -serf-lan-port="$c_lan" \
-  -serf-wan-port="$c_wan" -server-port="$c_server" -grpc-port="$c_grpc" \
-  -grpc-tls-port="$c_grpc_tls" -log-level=warn
-consul_pid=$started
-deadline=$((SECONDS + 30))
-until curl -fsS --max-time 2 "http://$consul_addr/v1/status/leader" 2>/dev/null | grep -q 127; do
-  kill -0 "$consul_pid" 2>/dev/null || die "consul exited: $(tail -5 "$work/consul.log")"
-  [ "$SECONDS" -lt "$deadline" ] || die "consul: no leader within 30 s"
-  sleep 0.2
-done
-
-# ---------------------------------------------------------------- backend
-read -r backend_port < <(free_ports 1)
-mkdir -p "$work/backend"
-cat >"$work/backend/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-error_log stderr warn;
-pid $work/backend/nginx.pid;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  # Keep-alive for the whole run: a reconnect through a pair would measure handshakes.
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server {
-    listen 127.0.0.1:$backend_port backlog=4096;
-    location / { return 200 "hello"; }
-  }
-}
-CONF
-log "backend nginx on 127.0.0.1:$backend_port"
-start backend nginx -p "$work/backend" -c "$work/backend/nginx.conf"
-
-# Each path: its wrk port and the PIDs whose CPU and RSS are the proxies'.
-paths=(direct)
+# ---------------------------------------------------------------- processes
+paths=()
 declare -A port proxies unavailable
-port[direct]=$backend_port
-proxies[direct]=""
-
-# ---------------------------------------------------------------- consul pair
-read -r consul_public consul_upstream < <(free_ports 2)
-log "consul connect proxy pair: upstream 127.0.0.1:$consul_upstream -> public 127.0.0.1:$consul_public"
-# Distinct service names per pair so no client balances across another pair's proxies.
-start consul-inbound "$consul_bin" connect proxy -http-addr "$consul_addr" -log-level warn \
-  -service bench-consul -service-addr "127.0.0.1:$backend_port" \
-  -listen "127.0.0.1:$consul_public" -register
-consul_inbound_pid=$started
-start consul-outbound "$consul_bin" connect proxy -http-addr "$consul_addr" -log-level warn \
-  -service client-consul -upstream "bench-consul:$consul_upstream"
-paths+=(consul)
-port[consul]=$consul_upstream
-proxies[consul]="$started $consul_inbound_pid"
-
-# ---------------------------------------------------------------- nginx stream TLS pair
-"$here/lib/make_test_pki.sh" "$work/pki" >"$work/pki.log" 2>&1 ||
-  die "openssl failed: $(tail -5 "$work/pki.log")"
-read -r nginx_public nginx_upstream < <(free_ports 2)
-mkdir -p "$work/tls-pair"
-cat >"$work/tls-pair/nginx.conf" <<CONF
-load_module $stream_module;
-daemon off;
-worker_processes 1;
-error_log stderr warn;
-pid $work/tls-pair/nginx.pid;
-events { worker_connections 8192; }
-stream {
-  # Terminates mutual TLS in front of the backend (the inbound sidecar's role).
-  server {
-    listen 127.0.0.1:$nginx_public ssl backlog=4096;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_certificate $work/pki/server.crt;
-    ssl_certificate_key $work/pki/server.key;
-    ssl_client_certificate $work/pki/ca.crt;
-    ssl_verify_client on;
-    proxy_pass 127.0.0.1:$backend_port;
-  }
-  # Originates mutual TLS for plain local clients (the upstream listener's role).
-  server {
-    listen 127.0.0.1:$nginx_upstream backlog=4096;
-    proxy_pass 127.0.0.1:$nginx_public;
-    proxy_ssl on;
-    proxy_ssl_protocols TLSv1.2 TLSv1.3;
-    proxy_ssl_certificate $work/pki/client.crt;
-    proxy_ssl_certificate_key $work/pki/client.key;
-    proxy_ssl_trusted_certificate $work/pki/ca.crt;
-    proxy_ssl_verify on;
-    proxy_ssl_name backend.bench;
-    proxy_ssl_session_reuse on;
-  }
-}
-CONF
-log "nginx stream TLS pair: upstream 127.0.0.1:$nginx_upstream -> public 127.0.0.1:$nginx_public"
-start tls-pair nginx -p "$work/tls-pair" -c "$work/tls-pair/nginx.conf"
-paths+=(nginx)
-port[nginx]=$nginx_upstream
-proxies[nginx]="$started" # the master; its worker is counted as its child
-
-# ---------------------------------------------------------------- coromesh pairs
-# The sidecar's standalone flags: --service NAME --service-addr HOST:PORT --listen
-# HOST:PORT --register, --upstream NAME:PORT[:tcp|http], --consul HOST:PORT; its own
-# HTTP port (--port) is the admin port, so each sidecar gets a free one.
-sidecar_has() { grep -q -e "$1" "$work/sidecar-help.txt"; }
-sidecar_pair() { # MODE
-  local mode="$1" name="coromesh-$1" public upstream admin_in admin_out client_public spec
-  read -r public upstream admin_in admin_out client_public < <(free_ports 5)
-  spec="bench-$name:$upstream"
-  [ "$mode" = http ] && spec="$spec:http"
-  local common=(--consul "$consul_addr")
-  sidecar_has '--bind' && common+=(--bind 127.0.0.1)
-  sidecar_has '--log-level' && common+=(--log-level warn)
-  # SIDECAR_ARGS: extra flags for both sidecars, e.g. "--threads 1".
-  read -ra extra <<<"${SIDECAR_ARGS:-}"
-  log "coromesh-sidecar pair ($mode): upstream 127.0.0.1:$upstream -> public 127.0.0.1:$public"
-  start "$name-inbound" "$sidecar_bin" "${common[@]}" --port "$admin_in" "${extra[@]}" \
-    --service "bench-$name" --service-addr "127.0.0.1:$backend_port" \
-    --listen "127.0.0.1:$public" --register
-  local inbound=$started
-  # The client's sidecar as the seed's jobs run every sidecar: its own (idle, here
-  # unregistered) public listener besides the upstream one; the sidecar asks for both.
-  start "$name-outbound" "$sidecar_bin" "${common[@]}" --port "$admin_out" "${extra[@]}" \
-    --service "client-$name" --service-addr "127.0.0.1:$backend_port" \
-    --listen "127.0.0.1:$client_public" --upstream "$spec"
-  paths+=("$name")
-  port[$name]=$upstream
-  proxies[$name]="$started $inbound"
-}
+start_consul_agent
+start_backend
+start_consul_pair
+start_nginx_pair "$stream_module"
 if [ -x "$sidecar_bin" ]; then
   "$sidecar_bin" --help >"$work/sidecar-help.txt" 2>&1 || true
-  sidecar_pair tcp
+  start_sidecar_pair "$sidecar_bin" tcp
   if sidecar_has ':http' || sidecar_has 'tcp|http'; then
-    sidecar_pair http
+    start_sidecar_pair "$sidecar_bin" http
   else
     unavailable[coromesh-http]="NOT MEASURED ($sidecar_bin --help shows no http upstream mode)"
   fi
@@ -297,7 +135,7 @@ else
   unavailable[coromesh-http]="NOT MEASURED (binary missing: $sidecar_bin)"
 fi
 for name in coromesh-tcp coromesh-http; do
-  [ -n "${unavailable[$name]:-}" ] && echo "coromesh pair ($name): ${unavailable[$name]}" >&2 || true
+  [ -z "${unavailable[$name]:-}" ] || echo "coromesh pair ($name): ${unavailable[$name]}" >&2
 done
 
 # ---------------------------------------------------------------- everything answers
