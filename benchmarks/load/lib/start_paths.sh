@@ -4,14 +4,23 @@
 # first) to `proxies[PATH]`; every process goes through `start`, so it is in `pids`,
 # which the caller's exit trap stops. Uses the caller's $work, $consul_bin, die, log.
 
-# free_ports N: N distinct free loopback ports (all held open while picking).
+# free_ports N: N distinct free loopback ports (all held open while picking), below
+# the kernel's ephemeral range: a port the kernel handed out by bind(0) can be handed
+# out again as the source port of some outgoing connection (of the proxies' own calls
+# to Consul, say) before the process meant to listen on it binds it.
 free_ports() {
   python3 - "$1" <<'PY'
-import socket, sys
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 socks = []
-for _ in range(int(sys.argv[1])):
+while len(socks) < int(sys.argv[1]):
+    port = random.randrange(10000, low)
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
