@@ -4,25 +4,37 @@
 # first) to `proxies[PATH]`; every process goes through `start`, so it is in `pids`,
 # which the caller's exit trap stops. Uses the caller's $work, $consul_bin, die, log.
 
-# free_ports N: N distinct free loopback ports (all held open while picking), below
-# the kernel's ephemeral range: a port the kernel handed out by bind(0) can be handed
-# out again as the source port of some outgoing connection (of the proxies' own calls
-# to Consul, say) before the process meant to listen on it binds it.
+# free_ports N: N distinct free loopback ports, none handed out before in this run
+# ($work/ports-given), below the kernel's ephemeral range: a port the kernel handed
+# out by bind(0) can be handed out again as the source port of some outgoing
+# connection (the proxies' own calls to Consul, say) before its listener binds it.
+# The probe sockets are closed before the ports are printed: `read < <(free_ports N)`
+# goes on as soon as the line is out, and a probe still open would make the bind fail.
 free_ports() {
-  python3 - "$1" <<'PY'
-import random, socket, sys
+  python3 - "$1" "$work/ports-given" <<'PY'
+import os, random, socket, sys
+count, given_file = int(sys.argv[1]), sys.argv[2]
 low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+given = set(open(given_file).read().split()) if os.path.exists(given_file) else set()
 socks = []
-while len(socks) < int(sys.argv[1]):
+while len(socks) < count:
     port = random.randrange(10000, low)
+    if str(port) in given:
+        continue
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", port))
     except OSError:
         s.close()
         continue
+    given.add(str(port))
     socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+ports = [str(s.getsockname()[1]) for s in socks]
+for s in socks:
+    s.close()
+with open(given_file, "a") as f:
+    f.write(" ".join(ports) + "\n")
+print(" ".join(ports), flush=True)
 PY
 }
 
