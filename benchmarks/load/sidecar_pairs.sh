@@ -239,7 +239,10 @@ summary="$work/summary.txt"
   echo "wrk -t$wrk_threads keep-alive HTTP, ${duration} s per round, $rounds round(s), connections: $connections"
   echo "backend: nginx 1 worker 'return 200'; consul $("$consul_bin" version | head -1);" \
     "nginx stream pair: 1 worker, mutual TLS (EC P-256 throwaway CA)"
-  [ -x "$sidecar_bin" ] && echo "coromesh-sidecar: $sidecar_bin ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+  # Which sidecar: the binary may come from another tree than this script's.
+  [ ! -x "$sidecar_bin" ] || echo "coromesh-sidecar: $sidecar_bin, built" \
+    "$(date -u -r "$sidecar_bin" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$sidecar_bin" | cut -c1-12)" \
+    "${SIDECAR_ARGS:+, extra flags: $SIDECAR_ARGS}"
   python3 "$here/lib/summarize_pairs.py" "$results" "$idle_file" "$held" "$unavail_file" "$hold"
 } >"$summary"
 status=$?
@@ -250,7 +253,8 @@ if [ -n "$profile" ] && [ -s "$work/perf-$profile.data" ]; then
     echo "perf record -F 499 of the $profile pair's proxies, round 1, ${concurrency[0]} connections"
     for sort in dso dso,sym; do
       perf report -i "$work/perf-$profile.data" --stdio --no-children --sort "$sort" \
-        --percent-limit 0.5 2>/dev/null | grep -v -e '^$' -e '^# *$' -e '^# To display' -e '^# (Tip'
+        --percent-limit 0.5 2>/dev/null | grep -v -e '^$' -e '^# *$' -e '^# To display' -e '^# (Tip' |
+        sed 's/ *$//' | cut -c1-160
     done
   } >"$perf_report"
   if [ -n "$out" ]; then

@@ -77,10 +77,11 @@ def main():
             cpu_per_req = [r["cpu"] * 1e6 / r["requests"] for r in recs if r["requests"]]
             proxied = path != "direct"
             load_rss = [max(r["rss"]) for r in recs if r["rss"]]
+            cpu_text = f"{statistics.median(r['cpu'] for r in recs):.2f}" if proxied else "-"
             print(f"{path:<14} {spread([r['rps'] for r in recs], '{:.0f}'):>26}"
                   f" {statistics.median(r['p50'] for r in recs):>8.3f}"
                   f" {statistics.median(r['p99'] for r in recs):>8.3f}"
-                  f" {statistics.median(r['cpu'] for r in recs) if proxied else '-':>12}"
+                  f" {cpu_text:>12}"
                   f" {(f'{statistics.median(cpu_per_req):.1f}' if proxied and cpu_per_req else '-'):>10}"
                   f" {idle.get(path) or '-':>14}"
                   f" {(median_rss(recs) if proxied and load_rss else '-'):>14}"
