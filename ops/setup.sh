@@ -3,7 +3,8 @@
 # there is nothing to do. Called by ./ops/test.sh and ./ops/demo.sh.
 #   - Debian packages (clang 16, the default compiler, and g++ 12, which CI also
 #     builds the library with; CMake/Ninja, Boost 1.81, OpenSSL, prometheus-cpp,
-#     GoogleTest, Google Benchmark, Prometheus, wrk, nginx for the baseline benchmark)
+#     GoogleTest, Google Benchmark, Prometheus, wrk, nginx and its stream module
+#     (libnginx-mod-stream: the TLS pair of benchmarks/load/sidecar_pairs.sh))
 #   - Consul, built from Go modules into ops/.tools/bin (see ops/build-consul.sh)
 #   - Prometheus 2.x, built from Go modules into ops/.tools/bin (ops/build-prometheus.sh):
 #     Debian's package is built without consul_sd_configs, which the project relies on
@@ -22,7 +23,7 @@ packages=(
   libboost1.81-all-dev libssl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-16 libclang-rt-16-dev clang-format-14
-  wrk nginx-light
+  wrk nginx-light libnginx-mod-stream
 )
 
 step "debian packages"
