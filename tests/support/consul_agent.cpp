@@ -1,19 +1,33 @@
 #include "consul_agent.hpp"
 
 #include <stdexcept>
+#include <string_view>
 
 namespace coromesh::testing {
 
 ConsulAgent::ConsulAgent() {
-  auto ports = free_ports(7);
-  ports_.http = ports[0];
-  ports_.dns = ports[1];
-  ports_.serf_lan = ports[2];
-  ports_.serf_wan = ports[3];
-  ports_.server = ports[4];
-  ports_.grpc = ports[5];
-  ports_.grpc_tls = ports[6];
-  start();
+  // A port found free can be taken by another test (or an outgoing connection) before the
+  // agent binds it: that start is retried on new ports; any other failure is reported.
+  constexpr int kAttempts = 4;
+  for (int attempt = 1;; ++attempt) {
+    auto ports = free_ports(7);
+    ports_.http = ports[0];
+    ports_.dns = ports[1];
+    ports_.serf_lan = ports[2];
+    ports_.serf_wan = ports[3];
+    ports_.server = ports[4];
+    ports_.grpc = ports[5];
+    ports_.grpc_tls = ports[6];
+    try {
+      start();
+      return;
+    } catch (const std::runtime_error& e) {
+      if (attempt == kAttempts ||
+          std::string_view(e.what()).find("address already in use") == std::string_view::npos) {
+        throw;
+      }
+    }
+  }
 }
 
 ConsulAgent::~ConsulAgent() {

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <random>
 #include <stdexcept>
@@ -37,8 +38,9 @@ TempDir::~TempDir() {
 
 namespace {
 
-// Binds a socket to 127.0.0.1:0 and returns it with the port the kernel chose.
-std::pair<int, std::uint16_t> bind_ephemeral() {
+// Binds a socket to 127.0.0.1:`port` (0: the kernel chooses); returns it and the port,
+// or fd -1 when that port is taken.
+std::pair<int, std::uint16_t> bind_loopback(std::uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) {
     throw std::system_error(errno, std::generic_category(), "free_port: socket");
@@ -46,15 +48,35 @@ std::pair<int, std::uint16_t> bind_ephemeral() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(port);
   socklen_t len = sizeof(addr);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     int err = errno;
     ::close(fd);
+    if (port != 0 && err == EADDRINUSE) {
+      return {-1, port};
+    }
     throw std::system_error(err, std::generic_category(), "free_port: bind");
   }
   return {fd, ntohs(addr.sin_port)};
+}
+
+// A free port below Linux's ephemeral range (32768-60999): a port the kernel hands out
+// for bind(0) is also what it hands out for outgoing connections, so between our probe
+// and the server's bind a client socket (the Consul agent's own, another test's) could
+// take it. Random, so parallel tests rarely probe the same one; the kernel's choice
+// after 64 taken tries.
+std::pair<int, std::uint16_t> bind_unused() {
+  thread_local std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> range(20000, 32000);
+  for (int i = 0; i < 64; ++i) {
+    auto bound = bind_loopback(static_cast<std::uint16_t>(range(rng)));
+    if (bound.first >= 0) {
+      return bound;
+    }
+  }
+  return bind_loopback(0);
 }
 
 }  // namespace
@@ -68,7 +90,7 @@ std::vector<std::uint16_t> free_ports(std::size_t count) {
   std::vector<std::uint16_t> ports;
   try {
     for (std::size_t i = 0; i < count; ++i) {
-      auto [fd, port] = bind_ephemeral();
+      auto [fd, port] = bind_unused();
       held.push_back(fd);
       ports.push_back(port);
     }
