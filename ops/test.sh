@@ -50,9 +50,11 @@ sanitizer_suites() {
   mkdir -p "$reports"
   step "test ($sanitizer)"
   local status=0
-  ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1" \
-    UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1" \
-    TSAN_OPTIONS="log_path=$reports/tsan" \
+  # One log_path for all three: ASan and UBSan share a runtime, and the last options
+  # parsed would name the file. Each report goes to <reports>/<sanitizer>.<pid>.
+  ASAN_OPTIONS="log_path=$reports/$sanitizer:detect_leaks=1" \
+    UBSAN_OPTIONS="log_path=$reports/$sanitizer:print_stacktrace=1" \
+    TSAN_OPTIONS="log_path=$reports/$sanitizer" \
     ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" \
     -L '^(unit|integration)$' "$@" || status=$?
   if compgen -G "$reports/*" >/dev/null; then
