@@ -3,32 +3,83 @@
 # Prometheus, the install check, the format check). Exits non-zero on any failure.
 #   ./ops/test.sh                 everything
 #   ./ops/test.sh -L unit         only the hermetic unit tests (ctest arguments pass through)
+#   ./ops/test.sh --sanitizers    the unit and integration suites under ASan+UBSan
+#                                 (build-asan), then under TSan (build-tsan)
 # Environment: BUILD_DIR (default build), COROMESH_SANITIZER (address|thread),
 #              JOBS (default 2, the machine's size), CXX (default clang++-16).
 set -euo pipefail
 COROMESH_SCRIPT=test
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-"$COROMESH_ROOT/ops/setup.sh"
-
-build_dir="${BUILD_DIR:-$COROMESH_ROOT/build}"
 jobs="${JOBS:-2}"
 
-mkdir -p "$build_dir"
-step "configure"
-cxx=$(coromesh_cxx)
-cmake -S "$COROMESH_ROOT" -B "$build_dir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" \
-  -DCOROMESH_SANITIZER="${COROMESH_SANITIZER:-}" >"$build_dir/configure.log" 2>&1 \
-  || { tail -40 "$build_dir/configure.log" >&2; die "cmake configure failed"; }
-step_done "$cxx"
+# configure_and_build <build dir> <sanitizer or ''> [cmake options...]
+configure_and_build() {
+  local build_dir="$1" sanitizer="$2"
+  shift 2
+  mkdir -p "$build_dir"
+  step "configure${sanitizer:+ ($sanitizer)}"
+  local cxx
+  cxx=$(coromesh_cxx)
+  cmake -S "$COROMESH_ROOT" -B "$build_dir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" \
+    -DCOROMESH_SANITIZER="$sanitizer" "$@" >"$build_dir/configure.log" 2>&1 \
+    || { tail -40 "$build_dir/configure.log" >&2; die "cmake configure failed"; }
+  step_done "$cxx"
 
-step "build"
-if ! cmake --build "$build_dir" -j "$jobs" >"$build_dir/build.log" 2>&1; then
-  grep -E "error|FAILED" -A3 "$build_dir/build.log" | head -60 >&2
-  die "build failed (full log: $build_dir/build.log)"
+  step "build${sanitizer:+ ($sanitizer)}"
+  if ! cmake --build "$build_dir" -j "$jobs" >"$build_dir/build.log" 2>&1; then
+    grep -E "error|FAILED" -A3 "$build_dir/build.log" | head -60 >&2
+    die "build failed (full log: $build_dir/build.log)"
+  fi
+  step_done
+}
+
+# sanitizer_suites <address|thread> <build dir> [ctest args...]: the unit and integration
+# suites in an instrumented tree. Every report, including those of the child processes
+# the integration tests start (our services, whose logs are temporary), is written to
+# <build dir>/sanitizer-reports; any file there fails the run and is printed. (TSan's
+# suppressions of third-party false positives are added by the tests' own environment:
+# tests/sanitizers/tsan.supp.) The fuzz test runs under ASan only (libFuzzer needs it).
+sanitizer_suites() {
+  local sanitizer="$1" build_dir="$2"
+  shift 2
+  # The benchmarks are not run here; building them would only cost time.
+  configure_and_build "$build_dir" "$sanitizer" -DCOROMESH_BUILD_BENCHMARKS=OFF
+  local reports="$build_dir/sanitizer-reports"
+  rm -rf "$reports"
+  mkdir -p "$reports"
+  step "test ($sanitizer)"
+  local status=0
+  # One log_path for all three: ASan and UBSan share a runtime, and the last options
+  # parsed would name the file. Each report goes to <reports>/<sanitizer>.<pid>.
+  ASAN_OPTIONS="log_path=$reports/$sanitizer:detect_leaks=1" \
+    UBSAN_OPTIONS="log_path=$reports/$sanitizer:print_stacktrace=1" \
+    TSAN_OPTIONS="log_path=$reports/$sanitizer" \
+    ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" \
+    -L '^(unit|integration)$' "$@" || status=$?
+  if compgen -G "$reports/*" >/dev/null; then
+    for report in "$reports"/*; do
+      echo "--- $report" >&2
+      head -80 "$report" >&2
+    done
+    die "$(ls "$reports" | wc -l) sanitizer report(s) in $reports"
+  fi
+  [ "$status" -eq 0 ] || die "ctest failed under $sanitizer"
+  step_done
+}
+
+if [ "${1:-}" = "--sanitizers" ]; then
+  shift
+  "$COROMESH_ROOT/ops/setup.sh"
+  sanitizer_suites address "$COROMESH_ROOT/build-asan" "$@"
+  sanitizer_suites thread "$COROMESH_ROOT/build-tsan" "$@"
+  exit 0
 fi
-step_done
+
+"$COROMESH_ROOT/ops/setup.sh"
+
+configure_and_build "${BUILD_DIR:-$COROMESH_ROOT/build}" "${COROMESH_SANITIZER:-}"
 
 step "test"
-ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" "$@"
+ctest --test-dir "${BUILD_DIR:-$COROMESH_ROOT/build}" --output-on-failure -j "$jobs" "$@"
 step_done

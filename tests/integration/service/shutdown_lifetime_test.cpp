@@ -18,6 +18,7 @@
 #include <coromesh/metrics/registry.hpp>
 #include <coromesh/service/service.hpp>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -38,6 +39,7 @@ COROMESH_OPERATION(nap, GET, "/api/v1/nap", Nap, std::int64_t,
                    QOS(qos::bulkhead{.max_concurrent = 1, .max_queue = 4, .max_wait = 10s}));
 
 struct Observations {
+  std::atomic<int> frames_entered{0};
   std::atomic<bool> registry_gone{false};
   std::atomic<int> frames_unwound{0};
   std::atomic<int> frames_unwound_after_registry{0};
@@ -57,7 +59,9 @@ class RegistryProbe final : public prometheus::Collectable {
 // Lives in a handler's coroutine frame: destroyed when the frame unwinds.
 class FrameProbe {
  public:
-  explicit FrameProbe(std::shared_ptr<Observations> seen) : seen_(std::move(seen)) {}
+  explicit FrameProbe(std::shared_ptr<Observations> seen) : seen_(std::move(seen)) {
+    ++seen_->frames_entered;
+  }
   FrameProbe(const FrameProbe&) = delete;
   FrameProbe& operator=(const FrameProbe&) = delete;
   ~FrameProbe() {
@@ -70,6 +74,14 @@ class FrameProbe {
  private:
   std::shared_ptr<Observations> seen_;
 };
+
+// The service's gauge of requests being served, read from its own exposition.
+int requests_in_flight(const coromesh::metrics::MetricsRegistry& metrics) {
+  const std::string text = metrics.render();
+  const auto at = text.find("coromesh_http_server_requests_in_flight{");
+  const auto value = at == std::string::npos ? at : text.find("} ", at);
+  return value == std::string::npos ? 0 : std::stoi(text.substr(value + 2));
+}
 
 TEST(ShutdownLifetime, FramesCutOffByShutdownUnwindBeforeTheServiceIsDestroyed) {
   auto seen = std::make_shared<Observations>();
@@ -98,7 +110,17 @@ TEST(ShutdownLifetime, FramesCutOffByShutdownUnwindBeforeTheServiceIsDestroyed) 
       coromesh::testing::http_fetch("127.0.0.1", port, "/api/v1/nap?ms=3000", {.timeout = 5s});
     });
   }
-  std::this_thread::sleep_for(300ms);  // both requests are inside the service by now
+  // Shut down only once one request is in its handler and the other was read too (and so
+  // is queued in the bulkhead): polled, not slept, since sanitizer builds are several
+  // times slower. The deadline only bounds a test that would otherwise hang.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while ((seen->frames_entered.load() < 1 || requests_in_flight(service->metrics()) < 2) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  // EXPECT, not ASSERT: the shutdown below must still run so that the callers end.
+  EXPECT_EQ(seen->frames_entered.load(), 1) << "the first request never reached its handler";
+  EXPECT_EQ(requests_in_flight(service->metrics()), 2) << "the second request never arrived";
   service->request_shutdown();
   service->wait();
   service.reset();
