@@ -57,8 +57,23 @@ void ConsulAgent::start() {
         return res.status == 200 && res.body.size() > 2;  // `""` means no leader yet
       },
       std::chrono::seconds(30), std::chrono::milliseconds(100));
-  if (!process_->running() || !has_leader) {
-    std::string why = process_->running() ? "no leader within 30s" : "the agent exited";
+  // A dev agent elects itself before its Connect CA has a root: tests that read the
+  // roots (or a leaf) at once would see an empty list. Ready means both.
+  bool has_ca_root =
+      has_leader && process_->running() &&
+      wait_until(
+          [&] {
+            if (!process_->running()) {
+              return true;  // reported below
+            }
+            auto res = api("GET", "/v1/agent/connect/ca/roots");
+            return res.status == 200 && res.body.find("\"RootCert\"") != std::string::npos;
+          },
+          std::chrono::seconds(30), std::chrono::milliseconds(50));
+  if (!process_->running() || !has_leader || !has_ca_root) {
+    std::string why = !process_->running() ? "the agent exited"
+                      : !has_leader        ? "no leader within 30s"
+                                           : "no Connect CA root within 30s";
     std::string tail = process_->log_tail();
     process_.reset();
     throw std::runtime_error("Consul agent (" + binary.string() + ") did not start: " + why +
