@@ -177,12 +177,7 @@ TEST_F(CertificateSourceTest, ACancelledReadyThrowsOperationAborted) {
   cancel_ready.emit(asio::cancellation_type::terminal);
   ioc_.run_for(20ms);
   ASSERT_TRUE(done);
-  ASSERT_TRUE(error);
-  try {
-    std::rethrow_exception(error);
-  } catch (const boost::system::system_error& e) {
-    EXPECT_EQ(e.code(), asio::error::operation_aborted);
-  }
+  coromesh::testing::expect_operation_aborted(error);
 }
 
 }  // namespace

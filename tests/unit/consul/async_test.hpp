@@ -9,10 +9,12 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
 #include <chrono>
 #include <exception>
 #include <functional>
@@ -53,6 +55,19 @@ inline boost::asio::awaitable<bool> eventually(std::function<bool()> done,
     co_await sleep_for(std::chrono::milliseconds(10));
   }
   co_return true;
+}
+
+// Expects `error` to be Asio's operation_aborted (what a cancelled operation ends with);
+// any other exception, or none, fails the test.
+inline void expect_operation_aborted(const std::exception_ptr& error) {
+  ASSERT_TRUE(error) << "the operation completed instead of being cancelled";
+  try {
+    std::rethrow_exception(error);
+  } catch (const boost::system::system_error& e) {
+    EXPECT_EQ(e.code(), boost::asio::error::operation_aborted) << e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected operation_aborted, got: " << e.what();
+  }
 }
 
 }  // namespace coromesh::testing
