@@ -11,8 +11,7 @@
 # in ops/.demo/bench-<time>.txt. Exits non-zero when a topology answered wrongly or
 # failed requests.
 
-_bench_lib="$(dirname "${BASH_SOURCE[0]}")"
-_bench_load="$_bench_lib/../../benchmarks/load"
+_bench_load="$COROMESH_ROOT/benchmarks/load"
 # shellcheck source=../../benchmarks/load/lib/proc_stats.sh
 source "$_bench_load/lib/proc_stats.sh"
 

@@ -1,6 +1,7 @@
 # The platform under a topology: a Consul dev agent and a Prometheus server, each a
 # process of a run directory (ops/lib/processes.sh). Sourced by ops/demo.sh and the
-# end-to-end test; needs `die` (ops/lib/common.sh) and consul/prometheus on PATH.
+# end-to-end test after ops/lib/common.sh (COROMESH_ROOT, die, consul and prometheus
+# on PATH).
 #
 #   platform_start_consul DIR HTTP_PORT     HTTP API on 127.0.0.1:HTTP_PORT (0: a free
 #                                           port), every other Consul port free;
@@ -13,7 +14,7 @@
 #   platform_stop DIR                       Prometheus, then Consul
 #   platform_prometheus_targets ADDR        one line per active target: "SERVICE INSTANCE HEALTH"
 
-_platform_lib="$(dirname "${BASH_SOURCE[0]}")"
+_platform_lib="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=processes.sh
 source "$_platform_lib/processes.sh"
 
@@ -65,7 +66,7 @@ platform_start_prometheus() {
   if ! proc_alive "$dir" prometheus; then
     ! port_busy "$port" || die "port $port is taken by another process; stop it first"
     sed -e "s/__CONSUL_ADDR__/$consul_addr/" -e "s/__SCRAPE_INTERVAL__/$interval/g" \
-      "$_platform_lib/../prometheus/prometheus.yml.in" >"$dir/prometheus.yml"
+      "$COROMESH_ROOT/ops/prometheus/prometheus.yml.in" >"$dir/prometheus.yml"
     proc_start "$dir" prometheus prometheus --config.file="$dir/prometheus.yml" \
       --storage.tsdb.path="$dir/prometheus-data" \
       --web.listen-address="$platform_prometheus_addr" --log.level=warn

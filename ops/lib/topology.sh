@@ -1,8 +1,8 @@
 # A mesh topology as local processes: every service instance listens on loopback,
 # behind its own sidecar, which owns the instance's public mTLS port, registers it in
 # Consul as a connect-proxy, and holds one loopback listener per upstream the service
-# calls. Sourced by ops/demo.sh and tests/e2e/calculator_mesh.sh; needs `die`
-# (ops/lib/common.sh), curl and jq.
+# calls. Sourced by ops/demo.sh and tests/e2e/calculator_mesh.sh after ops/lib/common.sh
+# (COROMESH_ROOT, die); needs curl and jq.
 #
 # Parameters (variables, set before topology_up):
 #   TOPO_DIR             run directory: PID files, logs, topology.tsv (required)
@@ -38,7 +38,7 @@
 #   topology_rows [ROLE [SERVICE]]  the rows of TOPO_DIR/topology.tsv (see topology_up)
 #   topology_frontend_addr      host:port of the frontend
 
-_topology_lib="$(dirname "${BASH_SOURCE[0]}")"
+_topology_lib="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=processes.sh
 source "$_topology_lib/processes.sh"
 
@@ -62,7 +62,7 @@ topology_service() {
 
 # The calculator of issue 10: two instances of each operator service, one frontend.
 topology_calculator() {
-  local bin="${TOPO_BIN:-$_topology_lib/../../build/bin}"
+  local bin="${TOPO_BIN:-$COROMESH_ROOT/build/bin}"
   topology_service add-svc 2 0 "" "$bin/add-svc"
   topology_service sub-svc 2 0 "" "$bin/sub-svc"
   topology_service mul-svc 2 0 "" "$bin/mul-svc"
@@ -108,7 +108,7 @@ _topology_sidecar() {
   case "${TOPO_PROXY:-coromesh}" in
     coromesh)
       for up in "${upstreams[@]}"; do args+=(--upstream "$up:${TOPO_UPSTREAM_MODE:-http}"); done
-      proc_start "$TOPO_DIR" "$proc" "${TOPO_BIN:-$_topology_lib/../../build/bin}/coromesh-sidecar" \
+      proc_start "$TOPO_DIR" "$proc" "${TOPO_BIN:-$COROMESH_ROOT/build/bin}/coromesh-sidecar" \
         --consul "$TOPO_CONSUL_ADDR" --port "$admin" --log-level "${TOPO_LOG_LEVEL:-info}" \
         --consul-check-interval "${TOPO_CHECK_INTERVAL:-2s}" \
         --service "$name" --service-id "$id" --service-addr "127.0.0.1:$port" \
