@@ -204,7 +204,8 @@ cmd_down() {
     echo "[demo] still there: $name" >&2
     left=1
   done
-  [ "$left" -eq 0 ] && echo "[demo] stopped; nothing left running"
+  rm -f "$state/ports-given"
+  [ "$left" -eq 0 ] && echo "[demo] stopped; nothing left running (logs kept in ops/.demo/)"
 }
 
 case "${1:-}" in
