@@ -11,9 +11,10 @@
 #                        services, no sidecars): not yet available
 #   ./ops/demo.sh status       each process, its PID, whether it runs, its Consul health
 #   ./ops/demo.sh click [EXPR] POST the seed's expression (or EXPR) to the frontend
-#   ./ops/demo.sh bench [--duration S] [--rounds N]
+#   ./ops/demo.sh bench [--duration S] [--rounds N] [--with-tcp]
 #                        the seed's wrk scenario against this mesh and, in the same run,
 #                        the same topology with `consul connect proxy` as every sidecar
+#                        (--with-tcp: and with coromesh-sidecar's tcp upstreams)
 #   ./ops/demo.sh down         stop everything (by PID; services before Consul, so they
 #                        deregister); leaves no process and no registration
 # Logs and PID files: ops/.demo/.
@@ -189,13 +190,9 @@ cmd_click() {
 }
 
 cmd_down() {
-  # A bench interrupted by SIGKILL leaves its Consul-proxy topology behind.
-  if [ -d "$state/bench-consul" ]; then
-    TOPO_DIR="$state/bench-consul" TOPO_CONSUL_ADDR=$(cat "$state/bench-consul/consul.addr" 2>/dev/null || echo 127.0.0.1:1) \
-      topology_stop
-    platform_stop "$state/bench-consul"
-    rm -rf "$state/bench-consul"
-  fi
+  # What a bench interrupted by SIGKILL left beside the demo.
+  source "$COROMESH_ROOT/ops/lib/bench.sh"
+  _bench_cleanup
   topology_stop
   platform_stop "$state"
   local left=0 name
@@ -218,7 +215,7 @@ case "${1:-}" in
     ;;
   down) cmd_down ;;
   *)
-    echo "usage: $0 up [--nomad|--native] | status | click [EXPRESSION] | bench [--duration S] [--rounds N] | down" >&2
+    echo "usage: $0 up [--nomad|--native] | status | click [EXPRESSION] | bench [--duration S] [--rounds N] [--with-tcp] | down" >&2
     exit 2
     ;;
 esac

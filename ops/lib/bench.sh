@@ -2,11 +2,12 @@
 # demo's addresses): the seed's wrk scenario against the demo's mesh and, in the same
 # run, against the same topology with `consul connect proxy` as every sidecar.
 #
-#   ./ops/demo.sh bench [--duration S=15] [--rounds N=1]
+#   ./ops/demo.sh bench [--duration S=15] [--rounds N=1] [--with-tcp]
 #
 # The Consul-proxy topology runs beside the demo in ops/.demo/bench-consul/ with its
 # own Consul dev agent on free ports (the two meshes' services must not balance across
-# each other), and is stopped at the end. Each round measures both, one after the
+# each other), and is stopped at the end. --with-tcp adds a third: coromesh-sidecar
+# with tcp upstream listeners (what http mode costs). Each round measures both, one after the
 # other, after a 2 s warm-up of each; the figures and the ratios are printed and kept
 # in ops/.demo/bench-<time>.txt. Exits non-zero when a topology answered wrongly or
 # failed requests.
@@ -41,22 +42,49 @@ _bench_measure() {
     "${wrong:-unknown}" >>"$bench_rows"
 }
 
+# The topologies a bench starts beside the demo, each in ops/.demo/bench-<label>/ with
+# its own Consul dev agent (two meshes' services must not balance across each other).
+_bench_dirs() { compgen -G "$state/bench-*/" || true; }
+
 _bench_cleanup() {
-  [ -n "${bench_dir:-}" ] && [ -d "$bench_dir" ] || return 0
-  TOPO_DIR="$bench_dir" TOPO_CONSUL_ADDR="$(cat "$bench_dir/consul.addr" 2>/dev/null || echo 127.0.0.1:1)" \
-    topology_stop >/dev/null
-  platform_stop "$bench_dir"
-  rm -rf "$bench_dir"
+  local dir
+  for dir in $(_bench_dirs); do
+    dir="${dir%/}"
+    TOPO_DIR="$dir" TOPO_CONSUL_ADDR="$(cat "$dir/consul.addr" 2>/dev/null || echo 127.0.0.1:1)" \
+      topology_stop >/dev/null
+    platform_stop "$dir"
+    rm -rf "$dir"
+  done
+}
+
+# _bench_start LABEL TOPO_PROXY UPSTREAM_MODE: a topology beside the demo; sets
+# frontends[LABEL] and dirs[LABEL].
+_bench_start() {
+  local label="$1" dir="$state/bench-$1"
+  mkdir -p "$dir"
+  step "$label topology"
+  platform_start_consul "$dir" 0
+  echo "$platform_consul_addr" >"$dir/consul.addr"
+  (
+    export TOPO_DIR="$dir" TOPO_CONSUL_ADDR="$platform_consul_addr" TOPO_PROXY="$2"
+    export TOPO_UPSTREAM_MODE="$3" TOPO_FRONTEND_PORT=0
+    topology_up
+    topology_wait_ready 120
+  ) || die "the $label topology did not come up (logs: $dir)"
+  dirs[$label]="$dir"
+  frontends[$label]=$(TOPO_DIR="$dir" topology_frontend_addr)
+  step_done "frontend ${frontends[$label]}, its own Consul $platform_consul_addr"
 }
 
 cmd_bench() {
   bench_duration=15
-  local rounds=1
+  local rounds=1 with_tcp=0
   while [ $# -gt 0 ]; do
     case "$1" in
       --duration) bench_duration="$2"; shift 2 ;;
       --rounds) rounds="$2"; shift 2 ;;
-      *) die "bench: unknown argument $1 (--duration S, --rounds N)" ;;
+      --with-tcp) with_tcp=1; shift ;;
+      *) die "bench: unknown argument $1 (--duration S, --rounds N, --with-tcp)" ;;
     esac
   done
   command -v wrk >/dev/null || die "wrk not found: run ./ops/setup.sh"
@@ -64,37 +92,30 @@ cmd_bench() {
     echo "[demo] bench: the demo is not running; starting it"
     cmd_up
   fi
-  bench_dir="$state/bench-consul"
   trap _bench_cleanup EXIT
   trap 'exit 130' INT TERM
   _bench_cleanup
-  mkdir -p "$bench_dir"
+  declare -A frontends=([coromesh]="$frontend_addr") dirs=([coromesh]="$state")
+  local -a labels=(coromesh consul)
+  _bench_start consul consul tcp
+  if [ "$with_tcp" -eq 1 ]; then
+    _bench_start coromesh-tcp coromesh tcp
+    labels+=(coromesh-tcp)
+  fi
 
-  step "consul-proxy topology"
-  platform_start_consul "$bench_dir" 0
-  echo "$platform_consul_addr" >"$bench_dir/consul.addr"
-  (
-    export TOPO_DIR="$bench_dir" TOPO_CONSUL_ADDR="$platform_consul_addr" TOPO_PROXY=consul
-    export TOPO_FRONTEND_PORT=0
-    topology_up
-    topology_wait_ready 120
-  ) || die "the consul-proxy topology did not come up (logs: $bench_dir)"
-  local consul_frontend
-  consul_frontend=$(TOPO_DIR="$bench_dir" topology_frontend_addr)
-  step_done "frontend $consul_frontend, its own Consul $platform_consul_addr"
-
-  local load_at_start
+  local load_at_start label round
   load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
-  bench_rows="$bench_dir/rows.tsv"
+  bench_rows="$state/bench-consul/rows.tsv"
   : >"$bench_rows"
   echo "[demo] warm-up: 2 s each" >&2
-  for addr in "$frontend_addr" "$consul_frontend"; do
-    wrk -t5 -c5 -d2s -s "$_bench_load/calculator.lua" "http://$addr/api/v1/compute" >/dev/null 2>&1 || true
+  for label in "${labels[@]}"; do
+    wrk -t5 -c5 -d2s -s "$_bench_load/calculator.lua" "http://${frontends[$label]}/api/v1/compute" \
+      >/dev/null 2>&1 || true
   done
-  local round
   for ((round = 1; round <= rounds; round++)); do
-    _bench_measure "$state" "$frontend_addr" "$round" coromesh
-    _bench_measure "$bench_dir" "$consul_frontend" "$round" consul
+    for label in "${labels[@]}"; do
+      _bench_measure "${dirs[$label]}" "${frontends[$label]}" "$round" "$label"
+    done
   done
 
   local report status=0
@@ -107,7 +128,8 @@ cmd_bench() {
     python3 - "$bench_rows" <<'PY'
 import statistics, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
-names = {"coromesh": "coromesh-sidecar (http upstreams)", "consul": "consul connect proxy (tcp)"}
+names = {"coromesh": "coromesh-sidecar (http upstreams)", "consul": "consul connect proxy (tcp)",
+         "coromesh-tcp": "coromesh-sidecar (tcp upstreams)"}
 by = {}
 print(f"{'round':<6}{'sidecars':<36}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'wrong':>7}{'cpu ms/req':>12}")
 for r in rows:
@@ -118,13 +140,15 @@ for r in rows:
     print(f"{rnd:<6}{names[path]:<36}{rps:>9.1f}{p50:>9.2f}{p99:>9.2f}{errors:>8}{wrong:>7}{cpu_per_req:>12.2f}")
 print("(cpu ms/req: CPU time of every service and sidecar of that mesh per request)")
 ok = all(e == 0 and w == "0" and rps > 0 for v in by.values() for rps, _, e, w in v)
-if "coromesh" in by and "consul" in by:
-    rps_ratio = [a[0] / b[0] for a, b in zip(by["coromesh"], by["consul"]) if b[0] > 0]
-    p99_ratio = [a[1] / b[1] for a, b in zip(by["coromesh"], by["consul"]) if b[1] > 0]
+for path in ("coromesh", "coromesh-tcp"):
+    if path not in by or "consul" not in by:
+        continue
+    rps_ratio = [a[0] / b[0] for a, b in zip(by[path], by["consul"]) if b[0] > 0]
+    p99_ratio = [a[1] / b[1] for a, b in zip(by[path], by["consul"]) if b[1] > 0]
     if rps_ratio and p99_ratio:
         r, p = statistics.median(rps_ratio), statistics.median(p99_ratio)
         met = "met" if r >= 3 and p < 1 else "NOT met"
-        print(f"coromesh / consul: req/s {r:.2f}x, p99 {p:.2f}x"
+        print(f"{path} / consul: req/s {r:.2f}x, p99 {p:.2f}x"
               f"{' (median of rounds)' if len(rps_ratio) > 1 else ''};"
               f" goal >= 3x req/s at a lower p99: {met}")
 print("seed, for reference (JVMs behind consul connect proxy in a Vagrant VM): 16.75 req/s, p99 415.7 ms")
