@@ -173,6 +173,12 @@ class ConnectionLimitsTest(unittest.TestCase):
         with self.server.connect() as sock:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost:")  # and nothing more
             self.assertEqual(read_until_closed(sock), b"")
+        # The abandoned request is no longer counted in flight: only /metrics itself is.
+        with self.server.connect() as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+            exposition = read_until_closed(sock).decode()
+        in_flight = 'coromesh_http_server_requests_in_flight{service="mod-svc"}'
+        self.assertEqual(metric_value(exposition, in_flight), 1)
 
     def test_an_idle_keep_alive_connection_is_closed(self):
         with self.server.connect() as sock:

@@ -73,7 +73,6 @@ class _Request:
     path: bytes
     query: bytes
     keep_alive: bool
-    started: float
 
 
 @dataclasses.dataclass(eq=False)
@@ -150,25 +149,27 @@ class HttpServer:
         connection.busy = True
         self._metrics.in_flight += 1
         started = time.monotonic()
-        operation = "unmatched"
         try:
-            request = await self._read_request(reader, first_byte, started)
-            if request is None:
+            try:
+                request = await self._read_request(reader, first_byte)
+            except _Refusal as refusal:
+                refused = refusal.response
+                if refused.status == 431:
+                    log("info", "http.request.rejected", code="header_too_large",
+                        reason=str(refusal))
+                await self._send(writer, refused, keep_alive=False, head_only=False)
+                self._metrics.record("unmatched", refused.status, time.monotonic() - started)
+                return False
+            if request is None:  # the client went away or stalled mid-request
                 return False
             operation, response = self._dispatch(request)
             keep_alive = request.keep_alive and not self._stopping
-            head_only = request.method == b"HEAD"
-        except _Refusal as refusal:
-            if refusal.response.status == 431:
-                log("info", "http.request.rejected", code="header_too_large", reason=str(refusal))
-            response, keep_alive, head_only = refusal.response, False, False
-        try:
-            await self._send(writer, response, keep_alive, head_only)
+            await self._send(writer, response, keep_alive, head_only=request.method == b"HEAD")
+            self._metrics.record(operation, response.status, time.monotonic() - started)
+            return keep_alive
         finally:
             self._metrics.in_flight -= 1
-            self._metrics.record(operation, response.status, time.monotonic() - started)
             connection.busy = False
-        return keep_alive
 
     async def _wait_for_request(self, reader):
         """Waits (idle timeout) for a request's first byte and returns it, skipping the
@@ -184,7 +185,7 @@ class HttpServer:
                 return first
         return None
 
-    async def _read_request(self, reader, first_byte, started):
+    async def _read_request(self, reader, first_byte):
         limits = self._limits
         try:
             rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), limits.header_timeout)
@@ -219,7 +220,7 @@ class HttpServer:
         else:
             keep_alive = b"keep-alive" in connection_tokens
         path, _, query = target.partition(b"?")
-        return _Request(method, path, query, keep_alive, started)
+        return _Request(method, path, query, keep_alive)
 
     async def _discard_body(self, reader, headers):
         if b"transfer-encoding" in headers:
@@ -233,7 +234,8 @@ class HttpServer:
         length = int(next(iter(lengths)))
         if length > self._limits.max_body_bytes:
             raise _Refusal(
-                413, "payload_too_large", f"request body exceeds {self._limits.max_body_bytes} bytes"
+                413, "payload_too_large",
+                f"request body exceeds {self._limits.max_body_bytes} bytes",
             )
         try:
             await asyncio.wait_for(reader.readexactly(length), self._limits.header_timeout)

@@ -60,9 +60,8 @@ def query_value(query, name):
         raw_key, _, raw_value = pair.partition(b"=")
         key = percent_decode(raw_key)
         if key is None:
-            raise OperandError(
-                400, "invalid_field", f"query parameter '{_clip(raw_key)}': malformed percent-escape"
-            )
+            reason = f"query parameter '{_clip(raw_key)}': malformed percent-escape"
+            raise OperandError(400, "invalid_field", reason)
         if key != name.encode():
             continue
         value = percent_decode(raw_value)
