@@ -4,7 +4,6 @@ hostile input, metrics, shutdown."""
 
 import http.client
 import json
-import time
 import unittest
 
 from modsvc.http_server import Limits

@@ -125,8 +125,13 @@ class HttpServer:
     async def _serve_connection(self, reader, writer):
         if len(self._connections) >= self._limits.max_connections:
             reason = f"more than {self._limits.max_connections} connections"
-            await self._send(writer, json_error(503, "too_many_connections", reason), False, False)
-            writer.close()
+            try:
+                refusal = json_error(503, "too_many_connections", reason)
+                await self._send(writer, refusal, keep_alive=False, head_only=False)
+            except ConnectionError:
+                pass  # it left first
+            finally:
+                writer.close()
             return
         connection = _Connection(asyncio.current_task())
         self._connections.add(connection)
