@@ -15,6 +15,7 @@
 #include "calculator_processes.hpp"
 #include "consul_agent.hpp"
 #include "mesh_fixture.hpp"
+#include "prometheus_server.hpp"
 #include "test_certificate_authority.hpp"
 
 namespace calculator::testing {
@@ -171,6 +172,21 @@ TEST_F(ModSvcMeshTest, ModSvcRegistersForPrometheusAndItsSidecarIsItsConnectEndp
   const auto endpoints = json::parse(consul_->api("GET", "/v1/health/connect/mod-svc").body);
   ASSERT_EQ(endpoints.as_array().size(), 1U);
   EXPECT_EQ(endpoints.as_array().at(0).at("Service").at("Port").as_int64(), public_port_);
+}
+
+TEST_F(ModSvcMeshTest, PrometheusScrapesItThroughTheShippedConsulDiscovery) {
+  using coromesh::testing::PrometheusOptions;
+  const coromesh::testing::PrometheusServer prometheus(
+      PrometheusOptions{.consul_address = consul_->http_address()});
+  const auto up =
+      prometheus.wait_for_sample(R"(up{job="coromesh",service="mod-svc"})", 60s,
+                                 [](const auto& sample) { return sample.value == "1"; });
+  ASSERT_TRUE(up) << "Prometheus never scraped mod-svc";
+  EXPECT_EQ(up->labels.at("instance"), "mod-svc-1");
+  // Its exposition parsed: the health checks Consul made are there, by code.
+  EXPECT_TRUE(prometheus.wait_for_sample(
+      R"(coromesh_http_server_requests_total{service="mod-svc",operation="health",code="200"})",
+      60s));
 }
 
 TEST_F(ModSvcMeshTest, ThePublicPortServesNothingWithoutAMeshCertificate) {
