@@ -160,9 +160,9 @@ class OperatorContractTest(unittest.TestCase):
         self.assertEqual(inf, total)
 
 
-class ConnectionLimitsTest(unittest.TestCase):
+class TimeoutsTest(unittest.TestCase):
     def setUp(self):
-        self.server = RunningServer(Limits(header_timeout=0.3, idle_timeout=0.5, max_connections=2))
+        self.server = RunningServer(Limits(header_timeout=0.3, idle_timeout=0.5))
 
     def tearDown(self):
         self.server.stop()
@@ -184,13 +184,25 @@ class ConnectionLimitsTest(unittest.TestCase):
             sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
             self.assertTrue(read_until_closed(sock).startswith(b"HTTP/1.1 200 "))
 
+
+class ConnectionCapTest(unittest.TestCase):
+    def setUp(self):
+        # Default timeouts: the held connections must not be closed as idle meanwhile.
+        self.server = RunningServer(Limits(max_connections=2))
+
+    def tearDown(self):
+        self.server.stop()
+        self.server.close()
+
     def test_connections_past_the_limit_are_refused_with_503(self):
         held = [self.server.connect() for _ in range(2)]
         try:
             for sock in held:  # answered: the server has surely counted them
                 sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
                 self.assertTrue(sock.recv(4096).startswith(b"HTTP/1.1 200 "))
-            answer = self.server.exchange(b"GET /health HTTP/1.1\r\n\r\n")
+            # Refused on accept, before its request is read: it need not send one.
+            with self.server.connect() as third:
+                answer = read_until_closed(third)
             self.assertTrue(answer.startswith(b"HTTP/1.1 503 "), answer[:100])
             self.assertIn(b"too_many_connections", answer)
         finally:
