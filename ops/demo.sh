@@ -2,7 +2,8 @@
 # The one-command demo: the calculator mesh on this machine.
 #   ./ops/demo.sh up [--nomad|--native]
 #                        set up, build, then start a Consul dev agent (127.0.0.1:8500),
-#                        two instances of add-svc, sub-svc, mul-svc and div-svc and one
+#                        two instances of add-svc, sub-svc, mul-svc, div-svc and mod-svc
+#                        (Python) and one
 #                        frontend (127.0.0.1:8080), each behind its coromesh-sidecar, and
 #                        a Prometheus (127.0.0.1:9090) that finds every service and sidecar
 #                        through Consul; returns once all are passing and scraped.
@@ -55,8 +56,8 @@ build() {
   cmake -S "$COROMESH_ROOT" -B "$COROMESH_ROOT/build" -G Ninja \
     -DCMAKE_CXX_COMPILER="$cxx" >"$state/configure.log" 2>&1 ||
     die "cmake configure failed (log: $state/configure.log)"
-  cmake --build "$COROMESH_ROOT/build" -j 2 --target add-svc sub-svc mul-svc div-svc frontend \
-    coromesh-sidecar >"$state/build.log" 2>&1 || die "build failed (log: $state/build.log)"
+  cmake --build "$COROMESH_ROOT/build" -j 2 --target add-svc sub-svc mul-svc div-svc mod-svc \
+    frontend coromesh-sidecar >"$state/build.log" 2>&1 || die "build failed (log: $state/build.log)"
   step_done
 }
 
@@ -118,8 +119,8 @@ cmd_up() {
 
   cat <<MSG
 
-The calculator mesh is up: add-svc, sub-svc, mul-svc, div-svc (2 instances each) and
-a frontend, each listening on 127.0.0.1 behind its own coromesh-sidecar (mTLS with
+The calculator mesh is up: add-svc, sub-svc, mul-svc, div-svc, mod-svc (Python), 2
+instances each, and a frontend, each listening on 127.0.0.1 behind its own coromesh-sidecar (mTLS with
 certificates from Consul's Connect CA); the frontend reaches the operators through its
 sidecar's upstream listeners.
 
@@ -129,7 +130,7 @@ sidecar's upstream listeners.
                http://$prometheus_addr/api/v1/query?query=sum+by+(service,operation,code)(rate(coromesh_http_server_requests_total[1m]))
 
   curl -s -XPOST $frontend_addr/api/v1/compute -H 'Content-Type: application/json' \\
-       -d '{"expression":"(1+2)*(3+4)-10/2"}'
+       -d '{"expression":"(1+2)*(3+4)-10/2%3"}'
 
   ./ops/demo.sh click | status | bench | down
   logs: ops/.demo/<process>.log (add-svc-1.log, add-svc-1-sidecar.log, frontend-1.log, consul.log, ...)

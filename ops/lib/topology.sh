@@ -60,15 +60,17 @@ topology_service() {
   topo_commands+=("$*")
 }
 
-# The calculator of issue 10: two instances of each operator service, one frontend.
+# The calculator of issue 10: two instances of each operator service (mod-svc is
+# Python: the same settings, read from the same environment), one frontend.
 topology_calculator() {
   local bin="${TOPO_BIN:-$COROMESH_ROOT/build/bin}"
   topology_service add-svc 2 0 "" "$bin/add-svc"
   topology_service sub-svc 2 0 "" "$bin/sub-svc"
   topology_service mul-svc 2 0 "" "$bin/mul-svc"
   topology_service div-svc 2 0 "" "$bin/div-svc"
+  topology_service mod-svc 2 0 "" "$bin/mod-svc"
   topology_service frontend 1 "${TOPO_FRONTEND_PORT:-0}" \
-    "add=add-svc,sub=sub-svc,mul=mul-svc,div=div-svc" "$bin/frontend"
+    "add=add-svc,sub=sub-svc,mul=mul-svc,div=div-svc,mod=mod-svc" "$bin/frontend"
 }
 
 # topology.tsv, one row per process, tab-separated:

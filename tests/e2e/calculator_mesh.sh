@@ -20,7 +20,8 @@ source "$COROMESH_ROOT/ops/lib/topology.sh"
 
 export TOPO_BIN="${1:-$COROMESH_ROOT/build/bin}"
 for tool in consul prometheus curl jq python3 "$TOPO_BIN/coromesh-sidecar" "$TOPO_BIN/frontend" \
-  "$TOPO_BIN/add-svc" "$TOPO_BIN/sub-svc" "$TOPO_BIN/mul-svc" "$TOPO_BIN/div-svc"; do
+  "$TOPO_BIN/add-svc" "$TOPO_BIN/sub-svc" "$TOPO_BIN/mul-svc" "$TOPO_BIN/div-svc" \
+  "$TOPO_BIN/mod-svc"; do
   command -v "$tool" >/dev/null || die "missing $tool (./ops/setup.sh installs the tools; build the binaries)"
 done
 
@@ -82,7 +83,7 @@ $want_targets"
   sleep 0.5
 done
 sidecars=$(grep -c -- '-sidecar-proxy$' <<<"$want_targets")
-[ "$sidecars" -eq 9 ] || fail "expected 9 sidecar targets, found $sidecars"
+[ "$sidecars" -eq 11 ] || fail "expected 11 sidecar targets, found $sidecars"
 pass "Prometheus scrapes all $(wc -l <<<"$want_targets") services and sidecars, found through Consul"
 
 # ---------------------------------------------------------------- 2. expressions
@@ -116,8 +117,11 @@ expect "100/7/2" 200 7
 expect "-3*-(2+1)" 200 9 # unary minus
 expect " 7 - -2 " 200 9
 expect "-9223372036854775807-1" 200 -9223372036854775808
+expect "17 % 5 * 2" 200 4 # mod-svc (Python): % as * and /, the dividend's sign
+expect "-7 % 2" 200 -1
 expect "1/0" 422 division_by_zero
 expect "4/(2-2)" 422 division_by_zero
+expect "7 % (3-3)" 422 division_by_zero
 expect "9223372036854775807+1" 422 overflow
 expect "(-9223372036854775807-1)/-1" 422 overflow
 expect "3*-3074457345618258603" 422 overflow
@@ -130,11 +134,11 @@ got=$(compute '{"expression": 5}')
 [ "${got%% *}" = 400 ] || fail "a non-string expression: got $got, want 400"
 got=$(compute 'not json')
 [ "${got%% *}" = 400 ] || fail "a body that is not JSON: got $got, want 400"
-pass "20 expressions and 2 malformed bodies: results, 422s from the operators, 400s from the parser"
+pass "23 expressions and 2 malformed bodies: results, 422s from the operators, 400s from the parser"
 
 # ---------------------------------------------------------------- 3. both instances
-for i in $(seq 1 8); do expect "((1+1)-(1-1))*(2/1)" 200 4; done
-for service in add-svc sub-svc mul-svc div-svc; do
+for i in $(seq 1 8); do expect "((1+1)-(1-1))*(2/1)+5%3" 200 6; done
+for service in add-svc sub-svc mul-svc div-svc mod-svc; do
   operation=${service%-svc}
   while IFS=$'\t' read -r proc _ _ _ _ metrics _; do
     calls=$(curl -fsS --max-time 5 "http://127.0.0.1:$metrics/metrics" |

@@ -4,7 +4,10 @@
 // the frontend that calls them (service/operation.hpp explains COROMESH_OPERATION).
 //
 //   add, sub, mul, div   GET /api/v1/execute?l=<int>&r=<int>  ->  200, the bare integer
-//                        (the seed's format); 422 {"error":"overflow"|"division_by_zero"}
+//   mod                  (the seed's format); 422 {"error":"overflow"|"division_by_zero"}
+//                        mod is served by mod-svc, written in Python (services/calculator/
+//                        mod-svc): the remainder with C++'s sign (of the dividend), never
+//                        an overflow (INT64_MIN % -1 is 0); r == 0 is division_by_zero.
 //   compute              POST /api/v1/compute {"expression":"1+2*3"}  ->  {"result":7}
 //
 // QoS, and why:
@@ -32,7 +35,7 @@ struct Operands {
 };
 BOOST_DESCRIBE_STRUCT(Operands, (), (l, r))
 
-// The four operators share their QoS; each declaration below names it.
+// The operators share their QoS; each declaration below names it.
 namespace policies {
 namespace qos = coromesh::qos;
 using namespace std::chrono_literals;
@@ -54,6 +57,10 @@ COROMESH_OPERATION(mul, GET, "/api/v1/execute", Operands, std::int64_t, policies
                    policies::operator_client);
 COROMESH_OPERATION(div, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_server,
                    policies::operator_client);
+// mod is served by a Python service, not by coromesh::Service, so only its callers' side
+// is declared here; the server's limits are mod-svc's own (connections, header sizes and
+// timeouts as the framework's server; it has no rate limit or bulkhead).
+COROMESH_OPERATION(mod, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_client);
 
 struct ComputeRequest {
   std::string expression;

@@ -14,12 +14,15 @@ struct BinaryOperator {
   Op op;
   int precedence;  // higher binds tighter; all are left-associative
 };
+// clang-format off
 constexpr std::array kBinaryOperators{
     BinaryOperator{'+', Op::add, 1},
     BinaryOperator{'-', Op::sub, 1},
     BinaryOperator{'*', Op::mul, 2},
     BinaryOperator{'/', Op::div, 2},
+    BinaryOperator{'%', Op::mod, 2},  // C++'s remainder, computed by mod-svc
 };
+// clang-format on
 
 const BinaryOperator* find_binary(char c) noexcept {
   for (const auto& row : kBinaryOperators) {

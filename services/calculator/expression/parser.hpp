@@ -4,7 +4,7 @@
 //
 //   expression := operand (binary-operator operand)*
 //   operand    := '-'* (integer | '(' expression ')')
-//   binary-operator: '+' '-' (lower precedence), '*' '/' (higher), all left-associative
+//   binary-operator: '+' '-' (lower precedence), '*' '/' '%' (higher), all left-associative
 //
 // Integers are decimal and 64-bit signed; a literal's leading minus signs belong to it, so
 // -9223372036854775808 is a literal and 9223372036854775808 is out of range. Spaces,

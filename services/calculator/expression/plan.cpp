@@ -14,6 +14,8 @@ std::string_view symbol(Op op) noexcept {
       return "*";
     case Op::div:
       return "/";
+    case Op::mod:
+      return "%";
   }
   return "?";
 }
@@ -28,6 +30,8 @@ std::string_view name(Op op) noexcept {
       return "mul";
     case Op::div:
       return "div";
+    case Op::mod:
+      return "mod";
   }
   return "?";
 }

@@ -14,13 +14,14 @@
 
 namespace calculator::expression {
 
-// The binary operators; each one is a call to its operator service.
-enum class Op : std::uint8_t { add, sub, mul, div };
-inline constexpr std::size_t kOpCount = 4;  // keep in step with Op
+// The binary operators; each one is a call to its operator service (mod: mod-svc, the
+// Python one).
+enum class Op : std::uint8_t { add, sub, mul, div, mod };
+inline constexpr std::size_t kOpCount = 5;  // keep in step with Op
 
-// "+", "-", "*", "/".
+// "+", "-", "*", "/", "%".
 std::string_view symbol(Op op) noexcept;
-// "add", "sub", "mul", "div": the name of the operation that computes it.
+// "add", "sub", "mul", "div", "mod": the name of the operation that computes it.
 std::string_view name(Op op) noexcept;
 
 struct Node {

@@ -61,6 +61,7 @@ Calculator::Calculator(coromesh::Service& service, expression::Limits limits) : 
   operators_[slot(expression::Op::sub)] = bind_client(service, api::sub);
   operators_[slot(expression::Op::mul)] = bind_client(service, api::mul);
   operators_[slot(expression::Op::div)] = bind_client(service, api::div);
+  operators_[slot(expression::Op::mod)] = bind_client(service, api::mod);
 }
 
 boost::asio::awaitable<api::ComputeResult> Calculator::compute(api::ComputeRequest request,

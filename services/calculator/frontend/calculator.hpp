@@ -1,7 +1,7 @@
 #pragma once
 
 // The frontend's one operation: parse an expression, then evaluate it with one call to
-// the operator service per binary operation (add, sub, mul, div through their typed
+// the operator service per binary operation (add, sub, mul, div, mod through their typed
 // clients, so through the sidecar upstreams given by --upstreams), independent
 // sub-expressions concurrently (expression/evaluator.hpp).
 //

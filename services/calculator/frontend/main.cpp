@@ -1,5 +1,6 @@
 // frontend: POST /api/v1/compute {"expression":"1+2*3"} -> {"result":7}, each operation
-// one call to add-svc, sub-svc, mul-svc or div-svc at --upstreams add=HOST:PORT,sub=...
+// one call to add-svc, sub-svc, mul-svc, div-svc or mod-svc at
+// --upstreams add=HOST:PORT,sub=...,mod=HOST:PORT
 #include <atomic>
 #include <coromesh/service/service.hpp>
 #include <string>

@@ -1,5 +1,6 @@
 // The calculator end to end, as real processes on loopback: two instances of each
-// operator service, a frontend calling one instance of each directly (no sidecar yet),
+// operator service (mod-svc in Python among them), a frontend calling one instance of
+// each directly (mod_svc_mesh_test.cpp goes through sidecars),
 // and what a user sees: results, the documented errors, and a frontend that keeps
 // serving after hostile input.
 #include <gtest/gtest.h>
@@ -78,6 +79,14 @@ TEST_F(CalculatorEndToEndTest, ComputesTheTableOfExpressionsAndErrors) {
       {"-(-3)", 200, R"({"result":3})"},
       {" -7 / 2 ", 200, R"({"result":-3})"},
       {"-9223372036854775808", 200, R"({"result":-9223372036854775808})"},
+      // % is mod-svc's (Python): C++'s sign, the dividend's; the same errors.
+      {"17 % 5", 200, R"({"result":2})"},
+      {"(7 % 3) * 4", 200, R"({"result":4})"},
+      {"1 + 7 % 3 * 4", 200, R"({"result":5})"},
+      {"-7 % 2", 200, R"({"result":-1})"},
+      {"-9223372036854775808 % -1", 200, R"({"result":0})"},
+      {"7 % (3 - 3)", 422, "division_by_zero",
+       "operation mod(7, 0) failed: 7 % 0: division by zero"},
       {"7/(3-3)", 422, "division_by_zero", "operation div(7, 0) failed: 7 / 0: division by zero"},
       {"9223372036854775807+1", 422, "overflow", "operation add(9223372036854775807, 1) failed"},
       {"-9223372036854775808/-1", 422, "overflow", "operation div(-9223372036854775808, -1)"},
@@ -115,7 +124,7 @@ TEST_F(CalculatorEndToEndTest, AMissingExpressionIsRefusedNamingTheField) {
 
 TEST_F(CalculatorEndToEndTest, EveryOperatorInstanceAnswersInTheSeedsFormat) {
   const std::pair<const char*, const char*> expected[] = {
-      {"add", "13"}, {"sub", "-1"}, {"mul", "42"}, {"div", "0"}};
+      {"add", "13"}, {"sub", "-1"}, {"mul", "42"}, {"div", "0"}, {"mod", "6"}};
   for (const auto& [op, answer] : expected) {
     for (std::size_t i = 0; i < 2; ++i) {
       SCOPED_TRACE(std::string(op) + " instance " + std::to_string(i));
@@ -127,17 +136,25 @@ TEST_F(CalculatorEndToEndTest, EveryOperatorInstanceAnswersInTheSeedsFormat) {
 }
 
 TEST_F(CalculatorEndToEndTest, OperatorsRefuseBadOperandsAndUnrepresentableResults) {
-  auto& div = operators_->instance("div", 1);
-  const auto missing = div.get("/api/v1/execute?l=1");
-  EXPECT_EQ(missing.status, 400);
-  EXPECT_NE(error_of(missing).reason.find("'r'"), std::string::npos) << missing.body;
-  const auto not_integer = div.get("/api/v1/execute?l=1.5&r=2");
-  EXPECT_EQ(not_integer.status, 400);
-  EXPECT_NE(error_of(not_integer).reason.find("'l'"), std::string::npos) << not_integer.body;
-  const auto too_big = div.get("/api/v1/execute?l=9223372036854775808&r=2");
-  EXPECT_EQ(too_big.status, 400) << too_big.body;
-  EXPECT_EQ(error_of(div.get("/api/v1/execute?l=1&r=0")).error, "division_by_zero");
-  const auto overflow = div.get("/api/v1/execute?l=-9223372036854775808&r=-1");
+  // div-svc (C++) and mod-svc (Python) answer alike.
+  for (const char* op : {"div", "mod"}) {
+    SCOPED_TRACE(op);
+    auto& service = operators_->instance(op, 1);
+    const auto missing = service.get("/api/v1/execute?l=1");
+    EXPECT_EQ(missing.status, 400);
+    EXPECT_EQ(error_of(missing).reason, "query parameter 'r' is required") << missing.body;
+    const auto not_integer = service.get("/api/v1/execute?l=1.5&r=2");
+    EXPECT_EQ(not_integer.status, 400);
+    EXPECT_EQ(error_of(not_integer).reason, "query parameter 'l': '1.5' is not an integer");
+    const auto too_big = service.get("/api/v1/execute?l=9223372036854775808&r=2");
+    EXPECT_EQ(too_big.status, 400) << too_big.body;
+    EXPECT_EQ(error_of(too_big).error, "invalid_field");
+    const auto by_zero = service.get("/api/v1/execute?l=1&r=0");
+    EXPECT_EQ(by_zero.status, 422);
+    EXPECT_EQ(error_of(by_zero).error, "division_by_zero");
+  }
+  const auto overflow =
+      operators_->instance("div", 1).get("/api/v1/execute?l=-9223372036854775808&r=-1");
   EXPECT_EQ(overflow.status, 422);
   EXPECT_EQ(error_of(overflow).error, "overflow");
   EXPECT_EQ(operators_->instance("mul", 0).get("/api/v1/execute?l=4294967296&r=4294967296").status,

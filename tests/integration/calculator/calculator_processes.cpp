@@ -13,7 +13,10 @@ ServiceProcess::ServiceProcess(const std::string& binary, const std::filesystem:
                                std::vector<std::string> extra_args)
     : binary_(binary), port_(coromesh::testing::free_port()) {
   std::vector<std::string> argv{(binary_dir() / binary).string(), "--port=" + std::to_string(port_),
-                                "--threads=2", "--consul-register=false", "--shutdown-grace=5s"};
+                                "--consul-register=false", "--shutdown-grace=5s"};
+  if (binary != "mod-svc") {  // Python's asyncio: one thread, no --threads flag
+    argv.emplace_back("--threads=2");
+  }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<ChildProcess>(
       argv, log_dir / (binary + "-" + std::to_string(port_) + ".log"));

@@ -1,8 +1,9 @@
 #pragma once
 
 // The calculator's binaries (build/bin) as real processes on free loopback ports, not
-// registered with Consul: each operator service twice, and frontends whose --upstreams
-// point straight at one instance per operator (a sidecar will stand in between later).
+// registered with Consul: each operator service twice (mod-svc, the Python one, too), and
+// frontends whose --upstreams point straight at one instance per operator
+// (mod_svc_mesh_test.cpp puts sidecars in between).
 
 #include <array>
 #include <cstdint>
@@ -23,6 +24,8 @@ using coromesh::testing::FetchResult;
 // throws with the log's tail if it does not come up), stopped by the destructor.
 class ServiceProcess {
  public:
+  // `binary` is a file in build/bin; `extra_args` follow the common flags (a free
+  // --port, no Consul registration, a short shutdown grace).
   ServiceProcess(const std::string& binary, const std::filesystem::path& log_dir,
                  std::vector<std::string> extra_args = {});
   ~ServiceProcess();
@@ -42,7 +45,8 @@ class ServiceProcess {
   std::unique_ptr<coromesh::testing::ChildProcess> process_;
 };
 
-inline constexpr std::array<const char*, 4> kOperations{"add", "sub", "mul", "div"};
+// Each operation's service is "<op>-svc".
+inline constexpr std::array<const char*, 5> kOperations{"add", "sub", "mul", "div", "mod"};
 
 // Two instances of each operator service.
 class OperatorInstances {
@@ -50,7 +54,7 @@ class OperatorInstances {
   explicit OperatorInstances(const std::filesystem::path& log_dir);
   // Instance `index` (0 or 1) of operation `op` ("add", ...).
   ServiceProcess& instance(const std::string& op, std::size_t index);
-  // "add=127.0.0.1:P,sub=...": the first instance of each, with `overrides` replacing
+  // "add=127.0.0.1:P,...,mod=...": the first instance of each, with `overrides` replacing
   // the address of some operations.
   std::string upstreams(const std::map<std::string, std::string>& overrides = {}) const;
 

@@ -39,6 +39,13 @@ arithmetic::Outcome compute(Op op, std::int64_t l, std::int64_t r) {
       return arithmetic::multiply(l, r);
     case Op::div:
       return arithmetic::divide(l, r);
+    case Op::mod:
+      // mod-svc's contract (services/calculator/mod-svc/modsvc/operands.py): C++'s %,
+      // with INT64_MIN % -1 == 0 where C++ itself is undefined.
+      if (r == 0) {
+        return {0, arithmetic::Failure::division_by_zero};
+      }
+      return {r == -1 ? 0 : l % r, arithmetic::Failure::none};
   }
   return {};
 }
@@ -121,23 +128,25 @@ TEST_P(EvaluatorTableTest, ComputesOrFails) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, EvaluatorTableTest,
-    ::testing::Values(Case{"1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5", "9"}, Case{"1+2*3", "7"},
-                      Case{"(1+2)*3", "9"}, Case{"8-4-2", "2"}, Case{"8/4/2", "1"},
-                      Case{"2*3+4*5", "26"}, Case{"-(-3)", "3"}, Case{"-(2+3)*2", "-10"},
-                      Case{"-7/2", "-3"}, Case{"7/-2", "-3"}, Case{"42", "42"},
-                      Case{"-(-(7))", "7"}, Case{"(1+2)*(3+4)", "21"},
-                      Case{"((1+2)*(3+4))-((5*6)/(7-4))", "11"},
-                      Case{"9223372036854775807", "9223372036854775807"},
-                      Case{"-9223372036854775808", "-9223372036854775808"},
-                      Case{"1/0", "operator: division_by_zero"},
-                      Case{"9223372036854775807+1", "operator: overflow"},
-                      Case{"-9223372036854775808-1", "operator: overflow"},
-                      Case{"-9223372036854775808/-1", "operator: overflow"},
-                      Case{"4611686018427387904*2", "operator: overflow"},
-                      Case{"-(-9223372036854775808)",
-                           "local: -(-9223372036854775808) is outside the 64-bit range"},
-                      Case{"-(0-9223372036854775807-1)",
-                           "local: -(-9223372036854775808) is outside the 64-bit range"}));
+    ::testing::Values(
+        Case{"1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5", "9"}, Case{"1+2*3", "7"}, Case{"(1+2)*3", "9"},
+        Case{"8-4-2", "2"}, Case{"8/4/2", "1"}, Case{"2*3+4*5", "26"}, Case{"-(-3)", "3"},
+        Case{"-(2+3)*2", "-10"}, Case{"-7/2", "-3"}, Case{"7/-2", "-3"}, Case{"42", "42"},
+        Case{"-(-(7))", "7"}, Case{"(1+2)*(3+4)", "21"}, Case{"17%5", "2"}, Case{"(7%3)*4", "4"},
+        Case{"7%3*4", "4"}, Case{"1+7%3", "2"}, Case{"-7%2", "-1"}, Case{"7%-2", "1"},
+        Case{"100%7%3", "2"}, Case{"-9223372036854775808%-1", "0"},
+        Case{"7%0", "operator: division_by_zero"}, Case{"((1+2)*(3+4))-((5*6)/(7-4))", "11"},
+        Case{"9223372036854775807", "9223372036854775807"},
+        Case{"-9223372036854775808", "-9223372036854775808"},
+        Case{"1/0", "operator: division_by_zero"},
+        Case{"9223372036854775807+1", "operator: overflow"},
+        Case{"-9223372036854775808-1", "operator: overflow"},
+        Case{"-9223372036854775808/-1", "operator: overflow"},
+        Case{"4611686018427387904*2", "operator: overflow"},
+        Case{"-(-9223372036854775808)",
+             "local: -(-9223372036854775808) is outside the 64-bit range"},
+        Case{"-(0-9223372036854775807-1)",
+             "local: -(-9223372036854775808) is outside the 64-bit range"}));
 
 TEST(EvaluatorConcurrencyTest, IndependentOperationsRunAtTheSameTime) {
   RecordingOperators operators;
@@ -153,6 +162,12 @@ TEST(EvaluatorConcurrencyTest, DependentOperationsRunInOrder) {
   EXPECT_EQ(std::get<std::int64_t>(run(plan_of("1+2+3"), operators.apply())), 6);
   EXPECT_EQ(operators.max_in_flight, 1);
   EXPECT_EQ(operators.calls, (std::vector<std::string>{"1+2", "3+3"}));
+}
+
+TEST(EvaluatorConcurrencyTest, RemaindersAreOperatorCallsLikeTheOthers) {
+  RecordingOperators operators;
+  EXPECT_EQ(std::get<std::int64_t>(run(plan_of("(7 % 3) * 4"), operators.apply())), 4);
+  EXPECT_EQ(operators.calls, (std::vector<std::string>{"7%3", "1*4"}));
 }
 
 TEST(EvaluatorConcurrencyTest, FanOutIsBoundedByThePlan) {

@@ -27,6 +27,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Shape{"8-4-2", "((8 - 4) - 2)"}, Shape{"8/4/2", "((8 / 4) / 2)"},
                       Shape{"2*3+4*5", "((2 * 3) + (4 * 5))"}, Shape{"1-2+3", "((1 - 2) + 3)"},
                       Shape{"6/2*3", "((6 / 2) * 3)"}, Shape{"-(-3)", "-(-3)"}, Shape{"--3", "3"},
+                      // % binds as * and /, left to right.
+                      Shape{"17%5", "(17 % 5)"}, Shape{"1+7%3", "(1 + (7 % 3))"},
+                      Shape{"7%3*4", "((7 % 3) * 4)"}, Shape{"8*7%3", "((8 * 7) % 3)"},
+                      Shape{"100%7%3", "((100 % 7) % 3)"}, Shape{"9/4%2", "((9 / 4) % 2)"},
+                      Shape{"-7%-2", "(-7 % -2)"}, Shape{"(7 % 3) * 4", "((7 % 3) * 4)"},
                       Shape{"- - -3", "-3"}, Shape{"2--3", "(2 - -3)"}, Shape{"-3*-2", "(-3 * -2)"},
                       Shape{"-(2+3)", "-((2 + 3))"}, Shape{"((((5))))", "5"},
                       Shape{" \t7\r\n/ 2 ", "(7 / 2)"}, Shape{"007", "7"},
@@ -74,8 +79,13 @@ INSTANTIATE_TEST_SUITE_P(
                 "expected an operator or the end at position 3, found '2'"},
         Failure{"(1 2)", ErrorKind::syntax, 4,
                 "expected an operator or ')' at position 4, found '2'"},
-        Failure{"2%3", ErrorKind::syntax, 2,
-                "expected an operator or the end at position 2, found '%'"},
+        Failure{"2^3", ErrorKind::syntax, 2,
+                "expected an operator or the end at position 2, found '^'"},
+        Failure{"7 %", ErrorKind::syntax, 4,
+                "expected a number or '(' at position 4, found the end of the input"},
+        Failure{"% 7", ErrorKind::syntax, 1, "expected a number or '(' at position 1, found '%'"},
+        Failure{"7 %% 2", ErrorKind::syntax, 4,
+                "expected a number or '(' at position 4, found '%'"},
         Failure{"1+2)", ErrorKind::syntax, 4, "unbalanced ')' at position 4"},
         Failure{"(1+(2", ErrorKind::syntax, 6,
                 "expected ')' at position 6, found the end of the input (to close '(' at "
@@ -158,12 +168,27 @@ TEST(PlanTest, IsPostOrderWithCallCounts) {
 }
 
 TEST(PlanTest, ToStringReadsBackToTheSamePlan) {
-  for (const std::string text : {"1+2*3-4/5", "-(1-(2*-(3)))", "((7))", "-9223372036854775808*1"}) {
+  for (const std::string text :
+       {"1+2*3-4/5", "-(1-(2*-(3)))", "((7))", "-9223372036854775808*1", "1-7%3*-(2%5)"}) {
     const auto parsed = parse(text);
     ASSERT_TRUE(parsed.ok()) << text;
     const auto again = parse(to_string(parsed.plan));
     ASSERT_TRUE(again.ok()) << to_string(parsed.plan);
     EXPECT_EQ(again.plan, parsed.plan) << text;
+  }
+}
+
+TEST(PlanTest, EachOperatorHasASymbolAndTheNameOfItsOperation) {
+  const std::pair<Op, std::pair<std::string_view, std::string_view>> table[] = {
+      {Op::add, {"+", "add"}},
+      {Op::sub, {"-", "sub"}},
+      {Op::mul, {"*", "mul"}},
+      {Op::div, {"/", "div"}},
+      {Op::mod, {"%", "mod"}}};
+  static_assert(std::size(table) == kOpCount);
+  for (const auto& [op, expected] : table) {
+    EXPECT_EQ(symbol(op), expected.first);
+    EXPECT_EQ(name(op), expected.second);
   }
 }
 

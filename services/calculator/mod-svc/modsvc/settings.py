@@ -1,0 +1,201 @@
+"""mod-svc's settings: flags, then environment variables, then defaults, named and
+worded as the C++ binaries name them (`add-svc --help`), so one deployment recipe (and
+Nomad's NOMAD_PORT_http) fits both. A bad value stops start-up with one line naming the
+setting, exit status 2.
+
+Not offered, on purpose: --bind (the service binds 127.0.0.1 only; its sidecar owns the
+public port) and --upstreams (it calls nobody).
+"""
+
+import dataclasses
+import os
+import re
+import sys
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _port(text):
+    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:
+        raise ConfigError(f"'{text}' is not a port number (0-65535)")
+    return int(text)
+
+
+def _duration(text):
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise ConfigError(f"'{text}' is not a duration (e.g. 500ms, 10s, 1m)")
+    return float(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+def _positive_int(text):
+    if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) == 0:
+        raise ConfigError(f"'{text}' is not a positive integer")
+    return int(text)
+
+
+def _bool(text):
+    if text.lower() in ("true", "1", "yes", "on"):
+        return True
+    if text.lower() in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"'{text}' is not a boolean (true/false)")
+
+
+def _consul_address(text):
+    address = text.removeprefix("http://")
+    if not re.fullmatch(r"[A-Za-z0-9.\-]+:[0-9]{1,5}|\[[0-9A-Fa-f:]+\]:[0-9]{1,5}", address):
+        raise ConfigError(f"'{text}' is not host:port")
+    return address
+
+
+def _log_level(text):
+    if text not in ("debug", "info", "warn", "error", "off"):
+        raise ConfigError(f"'{text}' is not one of debug, info, warn, error, off")
+    return text
+
+
+def _tags(text):
+    return [tag for tag in (part.strip() for part in text.split(",")) if tag]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Option:
+    flag: str
+    field: str
+    parse: object
+    default: str
+    env: tuple
+    help: str
+
+
+_OPTIONS = (
+    _Option("name", "name", str, "mod-svc", ("COROMESH_SERVICE_NAME",), "Service name in Consul."),
+    _Option("instance-id", "instance_id", str, "", ("COROMESH_INSTANCE_ID",),
+            "Consul service ID of this instance (default: <name>-<port>)."),
+    _Option("port", "port", _port, "0", ("COROMESH_PORT", "NOMAD_PORT_http"),
+            "TCP port to listen on, on 127.0.0.1; 0 picks a free one."),
+    _Option("consul", "consul", _consul_address, "127.0.0.1:8500",
+            ("COROMESH_CONSUL_ADDR", "CONSUL_HTTP_ADDR"),
+            "Consul agent HTTP address (http:// optional)."),
+    _Option("consul-register", "consul_register", _bool, "true", ("COROMESH_CONSUL_REGISTER",),
+            "Register this instance with Consul (--no-consul-register: do not)."),
+    _Option("consul-token", "consul_token", str, "", ("COROMESH_CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"),
+            "ACL token for the Consul agent."),
+    _Option("tags", "tags", _tags, "", ("COROMESH_TAGS",), "Extra Consul tags, comma-separated."),
+    _Option("log-level", "log_level", _log_level, "info", ("COROMESH_LOG_LEVEL",),
+            "Least severe level logged: debug, info, warn, error, off."),
+    _Option("consul-check-interval", "check_interval", _duration, "10s",
+            ("COROMESH_CONSUL_CHECK_INTERVAL",), "How often Consul calls the /health check."),
+    _Option("consul-resync-interval", "resync_interval", _duration, "5s",
+            ("COROMESH_CONSUL_RESYNC_INTERVAL",),
+            "How often the registration is checked and redone if the agent lost it."),
+    _Option("shutdown-grace", "shutdown_grace", _duration, "10s", ("COROMESH_SHUTDOWN_GRACE",),
+            "Time in-flight requests get to finish on shutdown."),
+    _Option("http-header-timeout", "header_timeout", _duration, "10s",
+            ("COROMESH_HTTP_HEADER_TIMEOUT",), "Time a client has to send a request's headers."),
+    _Option("http-idle-timeout", "idle_timeout", _duration, "1m", ("COROMESH_HTTP_IDLE_TIMEOUT",),
+            "Keep-alive connections idle this long are closed."),
+    _Option("http-max-connections", "max_connections", _positive_int, "10000",
+            ("COROMESH_HTTP_MAX_CONNECTIONS",), "Most connections served at once."),
+)
+_BY_FLAG = {option.flag: option for option in _OPTIONS}
+
+
+@dataclasses.dataclass
+class Settings:
+    name: str
+    instance_id: str
+    port: int
+    consul: str
+    consul_register: bool
+    consul_token: str
+    tags: list
+    log_level: str
+    check_interval: float
+    resync_interval: float
+    shutdown_grace: float
+    header_timeout: float
+    idle_timeout: float
+    max_connections: int
+
+
+def usage():
+    lines = [
+        "Usage: mod-svc [--setting=value ...]",
+        "",
+        "Computes the remainder of two 64-bit integers (C semantics: the sign of the dividend).",
+        "GET /api/v1/execute?l=<int>&r=<int>, /health, /metrics; reach it through",
+        "coromesh-sidecar. Each setting comes from its --flag, else its environment",
+        "variable, else its default.",
+        "",
+    ]
+    for option in _OPTIONS:
+        lines.append(f"  --{option.flag}=<value>")
+        lines.append(f"      {option.help}")
+        default = option.default or "(none)"
+        lines.append(f"      env: {', '.join(option.env)}; default: {default}")
+    lines += ["  --help, -h", "      Print this help and exit."]
+    return "\n".join(lines)
+
+
+def _flag_values(argv):
+    """{flag: text} from --flag=value, --flag value, --flag / --no-flag (booleans)."""
+    values = {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        name, equals, value = arg.removeprefix("--").partition("=")
+        if not arg.startswith("--") or not name:
+            raise ConfigError(f"{arg} (flag): not a --flag (--help lists all settings)")
+        if name.startswith("no-") and name[3:] in _BY_FLAG and _BY_FLAG[name[3:]].parse is _bool:
+            values[name[3:]] = "false"
+            continue
+        if name not in _BY_FLAG:
+            raise ConfigError(f"--{name} (flag): unknown flag (--help lists all settings)")
+        if not equals:
+            if _BY_FLAG[name].parse is _bool:
+                value = "true"
+            elif args:
+                value = args.pop(0)
+            else:
+                raise ConfigError(f"--{name} (flag): a value is required")
+        values[name] = value
+    return values
+
+
+def parse(argv, environ=None):
+    """Settings from argv (without the program name) and environ. Raises ConfigError."""
+    environ = os.environ if environ is None else environ
+    flags = _flag_values(argv)
+    fields = {}
+    for option in _OPTIONS:
+        source, text = "default", option.default
+        if option.flag in flags:
+            source, text = "flag", flags[option.flag]
+        else:
+            for variable in option.env:
+                if environ.get(variable):
+                    source, text = f"env {variable}", environ[variable]
+                    break
+        try:
+            fields[option.field] = option.parse(text)
+        except ConfigError as error:
+            raise ConfigError(f"--{option.flag} ({source}): {error}") from None
+    return Settings(**fields)
+
+
+def parse_or_exit(argv):
+    if "--help" in argv or "-h" in argv:
+        print(usage())
+        sys.exit(0)
+    try:
+        return parse(argv)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        sys.exit(2)

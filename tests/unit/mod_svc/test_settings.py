@@ -1,0 +1,57 @@
+"""mod-svc's settings (modsvc/settings.py): flags over environment over defaults, and
+start-up errors that name the setting and where its value came from."""
+
+import unittest
+
+from modsvc.settings import ConfigError, parse
+
+
+class SettingsTest(unittest.TestCase):
+    def test_defaults_match_the_cpp_services(self):
+        settings = parse([], environ={})
+        self.assertEqual(settings.name, "mod-svc")
+        self.assertEqual(settings.port, 0)
+        self.assertEqual(settings.consul, "127.0.0.1:8500")
+        self.assertTrue(settings.consul_register)
+        self.assertEqual(settings.check_interval, 10.0)
+        self.assertEqual(settings.idle_timeout, 60.0)
+
+    def test_a_flag_beats_the_environment_which_beats_the_default(self):
+        environ = {"COROMESH_PORT": "9001", "NOMAD_PORT_http": "9002", "CONSUL_HTTP_ADDR": "c:1"}
+        self.assertEqual(parse([], environ).port, 9001)
+        self.assertEqual(parse(["--port=9003"], environ).port, 9003)
+        self.assertEqual(parse(["--port", "9004"], environ).port, 9004)
+        self.assertEqual(parse([], {"NOMAD_PORT_http": "9002"}).port, 9002)
+        self.assertEqual(parse([], environ).consul, "c:1")
+        self.assertEqual(parse(["--consul", "http://127.0.0.1:8501"], environ).consul,
+                         "127.0.0.1:8501")
+
+    def test_booleans_durations_and_lists(self):
+        self.assertFalse(parse(["--no-consul-register"], {}).consul_register)
+        self.assertFalse(parse(["--consul-register=false"], {}).consul_register)
+        self.assertTrue(parse(["--consul-register"], {"COROMESH_CONSUL_REGISTER": "0"}).consul_register)
+        self.assertEqual(parse(["--shutdown-grace=250ms"], {}).shutdown_grace, 0.25)
+        self.assertEqual(parse(["--tags=a, b,,c"], {}).tags, ["a", "b", "c"])
+
+    def test_errors_name_the_setting_and_the_source(self):
+        cases = [
+            (["--port=abc"], {}, "--port (flag): 'abc' is not a port number (0-65535)"),
+            (["--port=70000"], {}, "--port (flag): '70000' is not a port number (0-65535)"),
+            ([], {"NOMAD_PORT_http": "x"}, "--port (env NOMAD_PORT_http): 'x' is not a port"),
+            (["--bogus=1"], {}, "--bogus (flag): unknown flag"),
+            (["--bind=0.0.0.0"], {}, "--bind (flag): unknown flag"),
+            (["port=1"], {}, "port=1 (flag): not a --flag"),
+            (["--port"], {}, "--port (flag): a value is required"),
+            (["--shutdown-grace=soon"], {}, "--shutdown-grace (flag): 'soon' is not a duration"),
+            (["--consul=nowhere"], {}, "--consul (flag): 'nowhere' is not host:port"),
+            (["--http-max-connections=0"], {}, "--http-max-connections (flag): '0' is not a"),
+        ]
+        for argv, environ, message in cases:
+            with self.subTest(argv=argv, environ=environ):
+                with self.assertRaises(ConfigError) as caught:
+                    parse(argv, environ)
+                self.assertTrue(str(caught.exception).startswith(message), str(caught.exception))
+
+
+if __name__ == "__main__":
+    unittest.main()
