@@ -100,8 +100,10 @@ topology_running() {
   [ "$count" -gt 0 ]
 }
 
-# _topology_sidecar ROW_VARS...: starts the sidecar of one instance with the
-# flavour's command; sets $sidecar_id (its Consul ID) and $sidecar_metrics.
+# _topology_sidecar PROCESS SERVICE INSTANCE_ID N SERVICE_PORT PUBLIC_PORT ADMIN_PORT
+#                   [UPSTREAM_SERVICE:PORT...]
+# starts the sidecar of instance N of SERVICE with TOPO_PROXY's command; sets
+# $sidecar_id (its Consul ID) and $sidecar_metrics (its /metrics port, or "-").
 _topology_sidecar() {
   local proc="$1" name="$2" id="$3" n="$4" port="$5" public="$6" admin="$7"
   shift 7
@@ -129,13 +131,18 @@ _topology_sidecar() {
       sidecar_id="$name-proxy-$n"
       sidecar_metrics="-"
       ;;
-    native) die "TOPO_PROXY=native (Connect-native services, no sidecars): not yet available" ;;
-    *) die "TOPO_PROXY=${TOPO_PROXY}: expected coromesh, consul or native" ;;
   esac
 }
 
 topology_up() {
   [ -n "${TOPO_DIR:-}" ] && [ -n "${TOPO_CONSUL_ADDR:-}" ] || die "topology: TOPO_DIR and TOPO_CONSUL_ADDR must be set"
+  case "${TOPO_PROXY:-coromesh}" in
+    coromesh | consul) ;;
+    # Where Connect-native services (no sidecars; the framework's Connect module in the
+    # services themselves) will plug in.
+    native) die "TOPO_PROXY=native (Connect-native services, no sidecars): not yet available" ;;
+    *) die "TOPO_PROXY=${TOPO_PROXY}: expected coromesh, consul or native" ;;
+  esac
   [ "${#topo_names[@]}" -gt 0 ] || topology_calculator
   mkdir -p "$TOPO_DIR"
   if topology_running; then
