@@ -150,42 +150,47 @@ topology_up() {
     return 0
   fi
   topology_stop # what a partial earlier run left
-  local rows="$TOPO_DIR/topology.tsv" s n name id proc port public admin pair key service up
-  : >"$rows"
+  : >"$TOPO_DIR/topology.tsv"
+  local s n
   for s in "${!topo_names[@]}"; do
-    name="${topo_names[$s]}"
-    local -a command=()
-    IFS=$'\x1f' read -ra command <<<"${topo_commands[$s]}"
     for ((n = 1; n <= topo_instances[s]; n++)); do
-      id="$name-$n"
-      read -r port public admin < <(free_ports 3 "$TOPO_DIR/ports-given")
-      [ "${topo_ports[$s]}" = 0 ] || port="${topo_ports[$s]}"
-      ! port_busy "$port" || die "port $port ($id) is taken by another process"
-      local -a sidecar_upstreams=()
-      local service_upstreams=""
-      if [ -n "${topo_upstreams[$s]}" ]; then
-        for pair in ${topo_upstreams[$s]//,/ }; do
-          key="${pair%%=*}" service="${pair#*=}"
-          read -r up < <(free_ports 1 "$TOPO_DIR/ports-given")
-          sidecar_upstreams+=("$service:$up")
-          service_upstreams+="${service_upstreams:+,}$key=127.0.0.1:$up"
-        done
-      fi
-      proc_start "$TOPO_DIR" "$id" env COROMESH_SERVICE_NAME="$name" COROMESH_INSTANCE_ID="$id" \
-        COROMESH_BIND_ADDRESS=127.0.0.1 COROMESH_PORT="$port" \
-        COROMESH_CONSUL_ADDR="$TOPO_CONSUL_ADDR" CONSUL_HTTP_ADDR="$TOPO_CONSUL_ADDR" \
-        COROMESH_CONSUL_CHECK_INTERVAL="${TOPO_CHECK_INTERVAL:-2s}" \
-        COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" COROMESH_UPSTREAMS="$service_upstreams" \
-        "${command[@]}"
-      printf '%s\tservice\t%s\t%s\t%s\t%s\t-\n' "$id" "$name" "$id" "$port" "$port" >>"$rows"
-      proc="$id-sidecar"
-      _topology_sidecar "$proc" "$name" "$id" "$n" "$port" "$public" "$admin" "${sidecar_upstreams[@]}"
-      local upstream_list="${sidecar_upstreams[*]}"
-      upstream_list="${upstream_list// /,}"
-      printf '%s\tsidecar\t%s\t%s\t%s\t%s\t%s\n' "$proc" "$name" "$sidecar_id" "$public" \
-        "$sidecar_metrics" "${upstream_list:--}" >>"$rows"
+      _topology_start_instance "$s" "$n"
     done
   done
+}
+
+# _topology_start_instance S N: instance N of the service in row S of the table, and
+# its sidecar; appends both to topology.tsv.
+_topology_start_instance() {
+  local s="$1" n="$2" name="${topo_names[$1]}" id="${topo_names[$1]}-$2"
+  local port public admin pair key service up service_upstreams=""
+  local -a command=() sidecar_upstreams=()
+  IFS=$'\x1f' read -ra command <<<"${topo_commands[$s]}"
+  read -r port public admin < <(free_ports 3 "$TOPO_DIR/ports-given")
+  [ "${topo_ports[$s]}" = 0 ] || port="${topo_ports[$s]}"
+  ! port_busy "$port" || die "port $port ($id) is taken by another process"
+  if [ -n "${topo_upstreams[$s]}" ]; then
+    for pair in ${topo_upstreams[$s]//,/ }; do
+      key="${pair%%=*}" service="${pair#*=}"
+      read -r up < <(free_ports 1 "$TOPO_DIR/ports-given")
+      sidecar_upstreams+=("$service:$up")
+      service_upstreams+="${service_upstreams:+,}$key=127.0.0.1:$up"
+    done
+  fi
+  proc_start "$TOPO_DIR" "$id" env COROMESH_SERVICE_NAME="$name" COROMESH_INSTANCE_ID="$id" \
+    COROMESH_BIND_ADDRESS=127.0.0.1 COROMESH_PORT="$port" \
+    COROMESH_CONSUL_ADDR="$TOPO_CONSUL_ADDR" CONSUL_HTTP_ADDR="$TOPO_CONSUL_ADDR" \
+    COROMESH_CONSUL_CHECK_INTERVAL="${TOPO_CHECK_INTERVAL:-2s}" \
+    COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" COROMESH_UPSTREAMS="$service_upstreams" \
+    "${command[@]}"
+  printf '%s\tservice\t%s\t%s\t%s\t%s\t-\n' "$id" "$name" "$id" "$port" "$port" \
+    >>"$TOPO_DIR/topology.tsv"
+  _topology_sidecar "$id-sidecar" "$name" "$id" "$n" "$port" "$public" "$admin" \
+    "${sidecar_upstreams[@]}"
+  local upstream_list="${sidecar_upstreams[*]}"
+  upstream_list="${upstream_list// /,}"
+  printf '%s\tsidecar\t%s\t%s\t%s\t%s\t%s\n' "$id-sidecar" "$name" "$sidecar_id" "$public" \
+    "$sidecar_metrics" "${upstream_list:--}" >>"$TOPO_DIR/topology.tsv"
 }
 
 # _topology_passing_ids: the Consul service IDs whose every check passes.
