@@ -214,40 +214,77 @@ void Sidecar::apply_upstreams(const std::vector<UpstreamSpec>& wanted) {
 }
 
 asio::awaitable<void> Sidecar::follow_registration() {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
   const std::string id = settings_.proxy_id();
+  asio::steady_timer pause(co_await asio::this_coro::executor);
+  std::string hash;  // of the registration last applied; empty: ask for it at once
   for (;;) {
-    timer.expires_after(settings_.registration_poll);
-    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (ec) {
+    std::optional<consul::HashQueryResult<std::optional<consul::AgentService>>> answer;
+    std::string error;
+    try {
+      answer = co_await context_.consul.agent_service_blocking(
+          id, {.hash = hash, .wait = std::chrono::minutes(5)});
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    const auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
       co_return;  // stop_accepting()
     }
-    try {
-      const auto registration = co_await context_.consul.agent_service(id);
-      if (!registration || !registration->proxy) {
-        log::write_limited(log::Level::warn, "sidecar.registration_missing", id, {{"id", id}});
-        continue;
-      }
-      std::vector<UpstreamSpec> wanted;
-      for (const auto& upstream : registration->proxy->upstreams) {
-        wanted.push_back(upstream_from(upstream));
-      }
-      apply_upstreams(wanted);
-    } catch (const boost::system::system_error& e) {
-      if (e.code() == asio::error::operation_aborted) {
+    bool wait_before_next = true;  // no answer to block on: pause, then ask again
+    if (!answer) {
+      log::write_limited(log::Level::warn, "sidecar.registration_unreadable", id,
+                         {{"id", id}, {"error", error}});
+      hash.clear();
+    } else if (!answer->value || !answer->value->proxy) {
+      log::write_limited(log::Level::warn, "sidecar.registration_missing", id, {{"id", id}});
+      hash.clear();
+    } else {
+      apply_registration_change(*answer->value);
+      // An agent that sends no content hash cannot hold the query: poll it instead.
+      wait_before_next = answer->hash.empty();
+      hash = answer->hash;
+    }
+    if (wait_before_next) {
+      pause.expires_after(settings_.registration_poll);
+      auto [ec] = co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec) {
         co_return;
       }
-      log::write_limited(log::Level::warn, "sidecar.registration_unreadable", id,
-                         {{"id", id}, {"error", e.what()}});
-    } catch (const std::exception& e) {
-      log::write_limited(log::Level::warn, "sidecar.registration_unreadable", id,
-                         {{"id", id}, {"error", e.what()}});
     }
+  }
+}
+
+void Sidecar::apply_registration_change(const consul::AgentService& registration) {
+  std::vector<UpstreamSpec> wanted;
+  for (const auto& upstream : registration.proxy->upstreams) {
+    wanted.push_back(upstream_from(upstream));
+  }
+  apply_upstreams(wanted);
+  // The public listener is bound once: a new port or protocol needs a restart.
+  SidecarSettings now = settings_;
+  try {
+    apply_registration(registration, now);
+  } catch (const std::exception& e) {
+    log::write_limited(log::Level::warn, "sidecar.registration_unusable", registration.id,
+                       {{"id", registration.id}, {"error", e.what()}});
+    return;
+  }
+  if (now.listen != settings_.listen || now.inbound_mode != settings_.inbound_mode ||
+      now.service_address != settings_.service_address) {
+    log::write_limited(
+        log::Level::warn, "sidecar.restart_needed", registration.id,
+        {{"id", registration.id}, {"reason", "the public listener or the local service changed"}});
   }
 }
 
 void Sidecar::shape(consul::ServiceRegistration& registration) const {
   const auto& s = settings_;
+  if (!s.sidecar_for.empty()) {
+    // The admin port's own registration (main.cpp): the service's, as built, plus which
+    // connect-proxy it serves the metrics of.
+    registration.meta["proxy_id"] = s.proxy_id();
+    return;
+  }
   const auto admin_check = registration.check;  // the admin port's /health
   registration.id = s.proxy_id();
   registration.name = s.proxy_name();
