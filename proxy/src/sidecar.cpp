@@ -125,7 +125,8 @@ Sidecar::Sidecar(Service& service, SidecarSettings settings)
   if (settings_.listen.port != 0) {
     inbound_.emplace(context_, settings_.listen,
                      InboundTarget{.service = settings_.service,
-                                   .local = resolve_now(settings_.service_address)});
+                                   .local = resolve_now(settings_.service_address),
+                                   .mode = settings_.inbound_mode});
   }
 }
 

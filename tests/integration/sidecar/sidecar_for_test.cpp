@@ -25,17 +25,6 @@ class SidecarFor : public ::testing::Test {
                                  "127.0.0.1:" + std::to_string(port), "--register"});
   }
 
-  bool reaches(std::uint16_t port, const std::vector<std::string>& tags,
-               std::chrono::milliseconds timeout = 30s) {
-    return wait_until(
-        [&] {
-          const auto answer = exchange(port, "ping", 2s);
-          return std::any_of(tags.begin(), tags.end(),
-                             [&](const std::string& tag) { return answer == tag + ":ping"; });
-        },
-        timeout, 100ms);
-  }
-
   ConsulAgent consul_;
   TempDir logs_{"coromesh-sidecar-test"};
 };

@@ -36,24 +36,6 @@ class SidecarMesh : public ::testing::Test {
     return std::make_unique<SidecarProcess>(consul_, logs_.path(), log_name, args);
   }
 
-  // Waits until `port` answers `payload` with "<tag>:<payload>" for one of `tags`.
-  // With `line`, the request ends with a newline instead of a half-close.
-  bool reaches(std::uint16_t port, const std::vector<std::string>& tags,
-               std::chrono::milliseconds timeout = 30s, bool line = false) {
-    const std::string request = line ? "ping\n" : "ping";
-    return wait_until(
-        [&] {
-          const auto answer = exchange(port, request, 2s, !line);
-          for (const auto& tag : tags) {
-            if (answer == tag + ":" + request) {
-              return true;
-            }
-          }
-          return false;
-        },
-        timeout, 100ms);
-  }
-
   ConsulAgent consul_;
   TempDir logs_{"coromesh-sidecar-test"};
 };
