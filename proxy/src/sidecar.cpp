@@ -302,6 +302,9 @@ void Sidecar::shape(consul::ServiceRegistration& registration) const {
   for (const auto& upstream : s.upstreams) {
     proxy.upstreams.push_back(to_proxy_upstream(upstream));
   }
+  if (s.inbound_mode == ListenerMode::http) {
+    proxy.config["protocol"] = "http";  // as Consul spells it, for whoever reads the catalog
+  }
   registration.proxy = std::move(proxy);
   const auto interval = admin_check && std::holds_alternative<consul::HttpCheck>(*admin_check)
                             ? std::get<consul::HttpCheck>(*admin_check).interval

@@ -59,6 +59,9 @@ TEST_F(SidecarInboundHttp, NamesTheVerifiedCallerAndDropsAForgedName) {
     EXPECT_EQ(peer.find("forged"), std::string::npos) << peer;
   }
   EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_inbound_requests_total", {R"(code="2xx")"}), 20);
+  const auto registration = consul_.api("GET", "/v1/agent/service/b-sidecar-proxy").body;
+  EXPECT_NE(registration.find(R"("protocol": "http")"), std::string::npos)
+      << "the registration says what the listener speaks: " << registration;
   EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_request_duration_seconds_count",
                                {R"(listener="inbound")"}),
             20);
