@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# Runs the calculator mesh (ops/nomad/calculator.nomad.hcl) on a single-node
+# `nomad agent -dev` on loopback, with the raw_exec driver, against a Consul agent that
+# is already running (the project's: ./ops/demo.sh's, or a test's).
+#
+#   ops/nomad/run.sh up     [options]   start the agent (unless running), submit the job,
+#                                       wait until every allocation runs and every Consul
+#                                       check passes; prints the frontend's address
+#   ops/nomad/run.sh status [options]   the agent, the job's allocations, Consul health
+#   ops/nomad/run.sh down   [options]   stop the job, wait until its services left
+#                                       Consul, stop the agent (by PID)
+# Options (up records them in the run directory; status and down need only --run-dir):
+#   --run-dir DIR        agent config, data, logs, PID file (default: ops/.demo/nomad)
+#   --consul HOST:PORT   the Consul agent's HTTP address (default: 127.0.0.1:8500)
+#   --frontend-port N    the frontend's port; 0 = one Nomad picks (default: 0)
+#   --nomad-ports H,R,S  the agent's HTTP, RPC and Serf ports (default: 4646,4647,4648)
+#   --dynamic-ports A-B  where Nomad picks task ports (default: 16000-19999, apart from
+#                        the 20000-32000 the test fixtures use)
+#   --bin DIR            the coromesh binaries (default: build/bin)
+# Environment: COROMESH_NOMAD_TIMEOUT, seconds `up` waits for the job (default 180).
+# Written to the run directory: nomad.log, nomad.pid, frontend.addr (HOST:PORT).
+set -euo pipefail
+# shellcheck disable=SC2034 # read by lib/common.sh (the prefix of its messages)
+COROMESH_SCRIPT=nomad
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+
+job_file="$COROMESH_ROOT/ops/nomad/calculator.nomad.hcl"
+job_name=calculator
+# Each group of the job (its Consul service name) and its instance count.
+declare -A group_counts=([add-svc]=2 [sub-svc]=2 [mul-svc]=2 [div-svc]=2 [frontend]=1)
+
+run_dir="$COROMESH_ROOT/ops/.demo/nomad"
+consul_addr=127.0.0.1:8500
+frontend_port=0
+nomad_ports=4646,4647,4648
+dynamic_ports=16000-19999
+bin_dir="$COROMESH_ROOT/build/bin"
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+[ $# -ge 1 ] || usage
+command_name="$1"
+shift
+explicit_settings=0
+while [ $# -gt 0 ]; do
+  [ $# -ge 2 ] || usage
+  case "$1" in
+    --run-dir) run_dir="$2" ;;
+    --consul) consul_addr="$2"; explicit_settings=1 ;;
+    --frontend-port) frontend_port="$2"; explicit_settings=1 ;;
+    --nomad-ports) nomad_ports="$2"; explicit_settings=1 ;;
+    --dynamic-ports) dynamic_ports="$2"; explicit_settings=1 ;;
+    --bin) bin_dir="$2"; explicit_settings=1 ;;
+    *) usage ;;
+  esac
+  shift 2
+done
+mkdir -p "$run_dir"
+run_dir="$(cd "$run_dir" && pwd)"
+settings_file="$run_dir/settings"
+pid_file="$run_dir/nomad.pid"
+data_dir="$run_dir/data"
+
+# status and down act on what up started: its recorded settings win unless given again.
+if [ "$command_name" != up ] && [ "$explicit_settings" -eq 0 ] && [ -f "$settings_file" ]; then
+  # shellcheck source=/dev/null
+  source "$settings_file"
+fi
+[[ "$nomad_ports" =~ ^([0-9]+),([0-9]+),([0-9]+)$ ]] || die "--nomad-ports wants HTTP,RPC,SERF, got '$nomad_ports'"
+http_port="${BASH_REMATCH[1]}" rpc_port="${BASH_REMATCH[2]}" serf_port="${BASH_REMATCH[3]}"
+[[ "$dynamic_ports" =~ ^([0-9]+)-([0-9]+)$ ]] || die "--dynamic-ports wants MIN-MAX, got '$dynamic_ports'"
+min_dynamic="${BASH_REMATCH[1]}" max_dynamic="${BASH_REMATCH[2]}"
+[[ "$frontend_port" =~ ^[0-9]+$ ]] || die "--frontend-port wants a number, got '$frontend_port'"
+
+export NOMAD_ADDR="http://127.0.0.1:$http_port"
+nomad_api() { curl -fsS --max-time 10 "$NOMAD_ADDR$1"; }
+consul_api() { curl -fsS --max-time 10 "http://$consul_addr$1"; }
+
+agent_alive() { [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }
+
+nomad_bin() {
+  command -v nomad 2>/dev/null \
+    || die "nomad not found in ops/.tools/bin or on PATH: run ./ops/setup.sh (it builds Nomad from Go modules, see ops/build-nomad.sh)"
+}
+
+# wait_until SECONDS CMD...: polls CMD every second until it succeeds; false if it has
+# not after SECONDS.
+wait_until() {
+  local seconds="$1"
+  shift
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+write_agent_config() {
+  cat >"$run_dir/agent.hcl" <<HCL
+# Written by ops/nomad/run.sh: a single-node dev agent on loopback.
+data_dir  = "$data_dir"
+bind_addr = "127.0.0.1"
+ports {
+  http = $http_port
+  rpc  = $rpc_port
+  serf = $serf_port
+}
+client {
+  min_dynamic_port = $min_dynamic
+  max_dynamic_port = $max_dynamic
+}
+plugin "raw_exec" {
+  config {
+    enabled = true
+  }
+}
+# The services and sidecars register themselves in Consul (see the job file); the
+# agent registers nothing there (no nomad / nomad-client services) and joins nothing.
+consul {
+  address          = "$consul_addr"
+  auto_advertise   = false
+  server_auto_join = false
+  client_auto_join = false
+}
+HCL
+}
+
+node_ready() {
+  nomad_api /v1/nodes 2>/dev/null \
+    | jq -e 'length == 1 and .[0].Status == "ready"' >/dev/null \
+    && nomad_api "/v1/node/$(nomad_api /v1/nodes | jq -r '.[0].ID')" 2>/dev/null \
+      | jq -e '.Drivers.raw_exec.Healthy == true' >/dev/null
+}
+
+start_agent() {
+  if agent_alive; then
+    echo "[nomad] agent already running (pid $(cat "$pid_file"))"
+    return
+  fi
+  local nomad port
+  nomad=$(nomad_bin)
+  for port in "$http_port" "$rpc_port" "$serf_port"; do
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
+      || die "port $port is taken by another process (--nomad-ports)"
+  done
+  rm -rf "$data_dir"
+  mkdir -p "$data_dir"
+  write_agent_config
+  setsid "$nomad" agent -dev -config "$run_dir/agent.hcl" >"$run_dir/nomad.log" 2>&1 </dev/null &
+  echo $! >"$pid_file"
+  if ! wait_until 60 node_ready; then
+    tail -30 "$run_dir/nomad.log" >&2
+    die "nomad agent did not become a ready node with raw_exec within 60s (log: $run_dir/nomad.log)"
+  fi
+}
+
+# Allocations of the job that are wanted running, as "group client_status" lines.
+job_allocations() {
+  nomad_api "/v1/job/$job_name/allocations" \
+    | jq -r '.[] | select(.DesiredStatus == "run") | "\(.TaskGroup) \(.ClientStatus)"'
+}
+
+# The job's failed allocations, with their task events, on stderr; false if there are any.
+no_failed_allocations() {
+  local failed
+  failed=$(nomad_api "/v1/job/$job_name/allocations" \
+    | jq -r '.[] | select(.ClientStatus == "failed") | .ID')
+  [ -z "$failed" ] && return 0
+  local id
+  for id in $failed; do
+    nomad_api "/v1/allocation/$id" | jq -r '"allocation \(.ID) (\(.TaskGroup)) failed:",
+      (.TaskStates // {} | to_entries[] | "  task \(.key): " +
+        ([.value.Events[] | .DisplayMessage] | join("; ")))' >&2
+  done
+  return 1
+}
+
+all_allocations_running() {
+  local lines group
+  lines=$(job_allocations 2>/dev/null) || return 1
+  for group in "${!group_counts[@]}"; do
+    [ "$(grep -c "^$group running$" <<<"$lines")" -eq "${group_counts[$group]}" ] || return 1
+  done
+}
+
+# Every group's instances, and their sidecars, registered and passing in Consul.
+consul_all_passing() {
+  local group
+  for group in "${!group_counts[@]}"; do
+    for name in "$group" "$group-sidecar-proxy"; do
+      [ "$(consul_api "/v1/health/service/$name?passing" 2>/dev/null | jq length)" \
+        = "${group_counts[$group]}" ] || return 1
+    done
+  done
+}
+
+job_ready() {
+  no_failed_allocations || die "the job has failed allocations (above); agent log: $run_dir/nomad.log"
+  all_allocations_running && consul_all_passing
+}
+
+frontend_address() {
+  nomad_api /v1/service/frontend | jq -r '.[0] | "\(.Address):\(.Port)"'
+}
+
+cmd_up() {
+  local name
+  for name in add-svc sub-svc mul-svc div-svc frontend coromesh-sidecar; do
+    [ -x "$bin_dir/$name" ] || die "$bin_dir/$name not found: build first (cmake --build build) or pass --bin"
+  done
+  consul_api /v1/status/leader >/dev/null 2>&1 \
+    || die "no Consul agent answers at $consul_addr (--consul); start one first"
+  cat >"$settings_file" <<EOF
+consul_addr=$consul_addr
+frontend_port=$frontend_port
+nomad_ports=$nomad_ports
+dynamic_ports=$dynamic_ports
+bin_dir=$bin_dir
+EOF
+
+  step "nomad agent -dev on 127.0.0.1:$http_port"
+  start_agent
+  step_done "pid $(cat "$pid_file"), log $run_dir/nomad.log"
+
+  step "job $job_name"
+  local nomad
+  nomad=$(nomad_bin)
+  "$nomad" job run -detach -var "coromesh_bin=$bin_dir" -var "consul_addr=$consul_addr" \
+    -var "frontend_port=$frontend_port" "$job_file" >"$run_dir/job-run.log" 2>&1 \
+    || { cat "$run_dir/job-run.log" >&2; die "nomad job run failed"; }
+  local timeout="${COROMESH_NOMAD_TIMEOUT:-180}"
+  if ! wait_until "$timeout" job_ready; then
+    echo "allocations wanted running:" >&2
+    job_allocations >&2 || true
+    die "the job's allocations were not all running with passing Consul checks within ${timeout}s (nomad status: NOMAD_ADDR=$NOMAD_ADDR $nomad job status $job_name)"
+  fi
+  frontend_address >"$run_dir/frontend.addr"
+  step_done "9 allocations running, all checks passing"
+  cat <<MSG
+[nomad] frontend: http://$(cat "$run_dir/frontend.addr")/api/v1/compute
+[nomad] Nomad UI/API: $NOMAD_ADDR (e.g. NOMAD_ADDR=$NOMAD_ADDR $nomad job status $job_name)
+[nomad] task logs: $nomad alloc logs <alloc> service|sidecar; agent log: $run_dir/nomad.log
+MSG
+}
+
+cmd_status() {
+  if ! agent_alive; then
+    echo "[nomad] agent: stopped"
+    return
+  fi
+  echo "[nomad] agent: running (pid $(cat "$pid_file"), $NOMAD_ADDR, log $run_dir/nomad.log)"
+  "$(nomad_bin)" job status "$job_name" 2>&1 || true
+  local group
+  for group in "${!group_counts[@]}"; do
+    for name in "$group" "$group-sidecar-proxy"; do
+      echo "[nomad] consul $name: $(consul_api "/v1/health/service/$name" 2>/dev/null \
+        | jq -c '[.[] | {id: .Service.ID, checks: [.Checks[].Status] | unique}]' || echo '?')"
+    done
+  done
+}
+
+# IDs of Consul services of the job's groups (instances and sidecars) still registered.
+consul_leftovers() {
+  consul_api /v1/agent/services 2>/dev/null | jq -r --arg groups "${!group_counts[*]}" '
+    ($groups | split(" ")) as $g
+    | .[] | select(.Service as $s | $g | any(. == $s or . + "-sidecar-proxy" == $s)) | .ID'
+}
+
+no_consul_leftovers() { [ -z "$(consul_leftovers)" ]; }
+
+# PIDs of the processes that hold this run's data directory: the agent's executors and
+# the tasks they started (raw_exec tasks outlive a stopped or crashed agent).
+processes_of_this_run() {
+  # The pattern is read from a file, so that grep's own command line does not match.
+  local pattern="$run_dir/data-dir.pattern" dir pid
+  printf '%s/\n' "$data_dir" >"$pattern"
+  for dir in /proc/[0-9]*; do
+    pid="${dir#/proc/}"
+    if grep -qsF -f "$pattern" "$dir/cmdline" "$dir/environ" 2>/dev/null; then
+      echo "$pid"
+    fi
+  done
+}
+
+stop_pid() { # stop_pid PID: SIGTERM, up to 20s, then SIGKILL
+  local pid="$1"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+all_allocations_stopped() {
+  [ -z "$(nomad_api "/v1/job/$job_name/allocations" 2>/dev/null \
+    | jq -r '.[] | select(.ClientStatus == "running" or .ClientStatus == "pending") | .ID')" ]
+}
+
+cmd_down() {
+  if agent_alive; then
+    step "stop job $job_name"
+    if nomad_api "/v1/job/$job_name" >/dev/null 2>&1; then
+      "$(nomad_bin)" job stop -purge -detach "$job_name" >/dev/null
+      wait_until 60 all_allocations_stopped \
+        || echo "[nomad] warning: allocations still running after 60s; stopping them by PID" >&2
+    fi
+    step_done
+  fi
+  step "stop agent and leftovers"
+  if agent_alive; then
+    stop_pid "$(cat "$pid_file")"
+  fi
+  rm -f "$pid_file"
+  local pid leftover=0
+  for pid in $(processes_of_this_run); do
+    leftover=$((leftover + 1))
+    stop_pid "$pid"
+  done
+  step_done "$leftover leftover processes"
+  # A task that could not deregister itself (killed) leaves its registration behind.
+  if consul_api /v1/status/leader >/dev/null 2>&1; then
+    local id
+    if ! wait_until 20 no_consul_leftovers; then
+      for id in $(consul_leftovers); do
+        echo "[nomad] warning: $id was still registered in Consul; deregistering it" >&2
+        curl -fsS -X PUT "http://$consul_addr/v1/agent/service/deregister/$id" >/dev/null || true
+      done
+    fi
+  fi
+}
+
+case "$command_name" in
+  up) cmd_up ;;
+  status) cmd_status ;;
+  down) cmd_down ;;
+  *) usage ;;
+esac
