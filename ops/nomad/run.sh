@@ -147,6 +147,7 @@ start_agent() {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
       || die "port $port is taken by another process (--nomad-ports)"
   done
+  unmount_leftovers
   rm -rf "$data_dir"
   mkdir -p "$data_dir"
   write_agent_config
@@ -203,17 +204,27 @@ job_ready() {
   all_allocations_running && consul_all_passing
 }
 
+job_is_running() {
+  agent_alive && nomad_api "/v1/job/$job_name" 2>/dev/null | jq -e '.Status == "running"' >/dev/null
+}
+
 frontend_address() {
   nomad_api /v1/service/frontend | jq -r '.[0] | "\(.Address):\(.Port)"'
 }
 
 cmd_up() {
+  step "check inputs"
   local name
   for name in add-svc sub-svc mul-svc div-svc frontend coromesh-sidecar; do
     [ -x "$bin_dir/$name" ] || die "$bin_dir/$name not found: build first (cmake --build build) or pass --bin"
   done
   consul_api /v1/status/leader >/dev/null 2>&1 \
     || die "no Consul agent answers at $consul_addr (--consul); start one first"
+  # A taken static port would only show as the frontend's task failing three times.
+  if [ "$frontend_port" -ne 0 ] && ! job_is_running \
+     && (exec 3<>"/dev/tcp/127.0.0.1/$frontend_port") 2>/dev/null; then
+    die "port $frontend_port is taken by another process (--frontend-port)"
+  fi
   cat >"$settings_file" <<EOF
 consul_addr=$consul_addr
 frontend_port=$frontend_port
@@ -239,7 +250,9 @@ EOF
     die "the job's allocations were not all running with passing Consul checks within ${timeout}s (nomad status: NOMAD_ADDR=$NOMAD_ADDR $nomad job status $job_name)"
   fi
   frontend_address >"$run_dir/frontend.addr"
-  step_done "9 allocations running, all checks passing"
+  local group instances=0
+  for group in "${!group_counts[@]}"; do instances=$((instances + group_counts[$group])); done
+  step_done "$instances allocations running, all checks passing"
   cat <<MSG
 [nomad] frontend: http://$(cat "$run_dir/frontend.addr")/api/v1/compute
 [nomad] Nomad UI/API: $NOMAD_ADDR (e.g. NOMAD_ADDR=$NOMAD_ADDR $nomad job status $job_name)
@@ -286,14 +299,33 @@ processes_of_this_run() {
   done
 }
 
-stop_pid() { # stop_pid PID: SIGTERM, up to 20s, then SIGKILL
-  local pid="$1"
-  kill -TERM "$pid" 2>/dev/null || return 0
+# Nomad (as root) mounts a tmpfs on each task's secrets/ and private/ and unmounts them
+# when it collects the allocation; an agent that died leaves them mounted, and the data
+# directory could not be removed. Unmounts those under this run's data directory.
+unmount_leftovers() {
+  local mount_point
+  # Deepest first; /proc/mounts escapes spaces as \040, which our paths do not have.
+  awk -v dir="$data_dir/" 'index($2, dir) == 1 { print $2 }' /proc/mounts | sort -r \
+    | while read -r mount_point; do
+      umount "$mount_point" || echo "[nomad] warning: cannot unmount $mount_point" >&2
+    done
+}
+
+# stop_pids PID...: SIGTERM to all, up to 20s for them to exit, then SIGKILL the rest.
+# (Nomad's executor and logmon helpers ignore SIGTERM; the tasks use it to deregister.)
+stop_pids() {
+  [ $# -gt 0 ] || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  local pid alive
   for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    alive=()
+    for pid in "$@"; do
+      if kill -0 "$pid" 2>/dev/null; then alive+=("$pid"); fi
+    done
+    [ "${#alive[@]}" -gt 0 ] || return 0
     sleep 0.2
   done
-  kill -KILL "$pid" 2>/dev/null || true
+  kill -KILL "${alive[@]}" 2>/dev/null || true
 }
 
 all_allocations_stopped() {
@@ -313,15 +345,14 @@ cmd_down() {
   fi
   step "stop agent and leftovers"
   if agent_alive; then
-    stop_pid "$(cat "$pid_file")"
+    stop_pids "$(cat "$pid_file")"
   fi
   rm -f "$pid_file"
-  local pid leftover=0
-  for pid in $(processes_of_this_run); do
-    leftover=$((leftover + 1))
-    stop_pid "$pid"
-  done
-  step_done "$leftover leftover processes"
+  local -a leftovers
+  mapfile -t leftovers < <(processes_of_this_run)
+  stop_pids "${leftovers[@]}"
+  unmount_leftovers
+  step_done "${#leftovers[@]} leftover processes"
   # A task that could not deregister itself (killed) leaves its registration behind.
   if consul_api /v1/status/leader >/dev/null 2>&1; then
     local id

@@ -109,6 +109,7 @@ for op in add sub; do
     | awk -v up="$op-svc" '$1 ~ /^coromesh_sidecar_upstream_requests_total\{/ && index($1, "upstream=\"" up "\"") && index($1, "code=\"2xx\"") { sum += $2 }
                            END { print sum + 0 }')
   [ "${count%.*}" -gt 0 ] || fail "the frontend's sidecar counted no 2xx answers from $op-svc"
+  echo "$name: the frontend's sidecar counted $count 2xx answers from $op-svc"
 done
 
 # 4. Down: nothing registered, nothing running.
