@@ -102,8 +102,10 @@ wait_until() {
 write_agent_config() {
   cat >"$run_dir/agent.hcl" <<HCL
 # Written by ops/nomad/run.sh: a single-node dev agent on loopback.
-data_dir  = "$data_dir"
-bind_addr = "127.0.0.1"
+data_dir             = "$data_dir"
+bind_addr            = "127.0.0.1"
+log_level            = "INFO"
+disable_update_check = true
 ports {
   http = $http_port
   rpc  = $rpc_port
@@ -190,7 +192,7 @@ all_allocations_running() {
 
 # Every group's instances, and their sidecars, registered and passing in Consul.
 consul_all_passing() {
-  local group
+  local group name
   for group in "${!group_counts[@]}"; do
     for name in "$group" "$group-sidecar-proxy"; do
       [ "$(consul_api "/v1/health/service/$name?passing" 2>/dev/null | jq length)" \
@@ -225,13 +227,10 @@ cmd_up() {
      && (exec 3<>"/dev/tcp/127.0.0.1/$frontend_port") 2>/dev/null; then
     die "port $frontend_port is taken by another process (--frontend-port)"
   fi
-  cat >"$settings_file" <<EOF
-consul_addr=$consul_addr
-frontend_port=$frontend_port
-nomad_ports=$nomad_ports
-dynamic_ports=$dynamic_ports
-bin_dir=$bin_dir
-EOF
+  local setting
+  for setting in consul_addr frontend_port nomad_ports dynamic_ports bin_dir; do
+    printf '%s=%q\n' "$setting" "${!setting}"
+  done >"$settings_file"
 
   step "nomad agent -dev on 127.0.0.1:$http_port"
   start_agent
@@ -267,7 +266,7 @@ cmd_status() {
   fi
   echo "[nomad] agent: running (pid $(cat "$pid_file"), $NOMAD_ADDR, log $run_dir/nomad.log)"
   "$(nomad_bin)" job status "$job_name" 2>&1 || true
-  local group
+  local group name
   for group in "${!group_counts[@]}"; do
     for name in "$group" "$group-sidecar-proxy"; do
       echo "[nomad] consul $name: $(consul_api "/v1/health/service/$name" 2>/dev/null \
@@ -337,7 +336,9 @@ cmd_down() {
   if agent_alive; then
     step "stop job $job_name"
     if nomad_api "/v1/job/$job_name" >/dev/null 2>&1; then
-      "$(nomad_bin)" job stop -purge -detach "$job_name" >/dev/null
+      # Not -purge: the stopped job stays visible while the agent runs, and its
+      # allocations (which the wait below reads) stay listed under it.
+      "$(nomad_bin)" job stop -detach "$job_name" >/dev/null
       wait_until 60 all_allocations_stopped \
         || echo "[nomad] warning: allocations still running after 60s; stopping them by PID" >&2
     fi

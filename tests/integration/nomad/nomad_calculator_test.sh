@@ -112,8 +112,15 @@ for op in add sub; do
   echo "$name: the frontend's sidecar counted $count 2xx answers from $op-svc"
 done
 
-# 4. Down: nothing registered, nothing running.
-"${runner[@]}" down --run-dir "$run_dir" || fail "ops/nomad/run.sh down failed"
+# 4. Down: nothing registered, nothing running. Stopping the job must stop every task
+# and each must deregister itself: down's fallbacks (stopping leftover processes by PID,
+# deregistering what is left in Consul) must have had nothing to do.
+"${runner[@]}" down --run-dir "$run_dir" >"$work/down.log" 2>&1 \
+  || { cat "$work/down.log" >&2; fail "ops/nomad/run.sh down failed"; }
+cat "$work/down.log"
+grep -q '(0 leftover processes)' "$work/down.log" \
+  || fail "tasks were still running after the job was stopped (see down's output above)"
+! grep -q 'warning' "$work/down.log" || fail "down had to clean up after the job (see above)"
 left=$(curl -fsS "http://$consul/v1/agent/services" | jq -r 'keys[]')
 [ -z "$left" ] || fail "still registered in Consul after down: $(tr '\n' ' ' <<<"$left")"
 [ ! -f "$run_dir/nomad.pid" ] || fail "run.sh down left $run_dir/nomad.pid"
