@@ -1,5 +1,5 @@
-# The calculator mesh on Nomad: four operator services (two instances each) and the
-# frontend (one), each instance beside its coromesh-sidecar in one task group, all on
+# The calculator mesh on Nomad: five operator services (add, sub, mul, div in C++, mod
+# in Python; two instances each) and the frontend (one), each instance beside its coromesh-sidecar in one task group, all on
 # the raw_exec driver with dynamic ports. ops/nomad/run.sh submits it; by hand:
 #
 #   nomad job run -var coromesh_bin=$PWD/build/bin -var consul_addr=127.0.0.1:8500 \
@@ -16,6 +16,11 @@
 # allocation is healthy (deployments wait for it) and restart a task whose /health
 # fails. Consul sees every instance once.
 #
+# Addresses: every listener is on the client's address for that port (NOMAD_IP_<label>),
+# which on `nomad agent -dev` is 127.0.0.1. On a cluster that should admit only mTLS
+# between nodes, bind the services to loopback (--bind=127.0.0.1 and the sidecar's
+# --service-addr) so that only the sidecars' public ports face the network.
+#
 # Ports (NOMAD_PORT_<label>, NOMAD_IP_<label> in every task of the group):
 #   http      the service (coromesh binaries read NOMAD_PORT_http/NOMAD_IP_http)
 #   public    the sidecar's mTLS listener, registered in Consul as the service's proxy
@@ -24,7 +29,7 @@
 
 variable "coromesh_bin" {
   type        = string
-  description = "Absolute path of the directory with add-svc, ..., frontend and coromesh-sidecar (a build's bin/)."
+  description = "Absolute path of the directory with add-svc, ..., mod-svc, frontend and coromesh-sidecar (a build's bin/)."
 }
 
 variable "consul_addr" {
@@ -45,7 +50,7 @@ variable "datacenters" {
 }
 
 locals {
-  operations = ["add", "sub", "mul", "div"]
+  operations = ["add", "sub", "mul", "div", "mod"]
   # Group name (= Consul service name) => how many instances and which operator
   # services it calls through its sidecar.
   groups = merge(

@@ -28,7 +28,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 job_file="$COROMESH_ROOT/ops/nomad/calculator.nomad.hcl"
 job_name=calculator
 # Each group of the job (its Consul service name) and its instance count.
-declare -A group_counts=([add-svc]=2 [sub-svc]=2 [mul-svc]=2 [div-svc]=2 [frontend]=1)
+declare -A group_counts=([add-svc]=2 [sub-svc]=2 [mul-svc]=2 [div-svc]=2 [mod-svc]=2 [frontend]=1)
 
 run_dir="$COROMESH_ROOT/ops/.demo/nomad"
 consul_addr=127.0.0.1:8500
@@ -217,9 +217,10 @@ frontend_address() {
 cmd_up() {
   step "check inputs"
   local name
-  for name in add-svc sub-svc mul-svc div-svc frontend coromesh-sidecar; do
+  for name in "${!group_counts[@]}" coromesh-sidecar; do
     [ -x "$bin_dir/$name" ] || die "$bin_dir/$name not found: build first (cmake --build build) or pass --bin"
   done
+  bin_dir="$(cd "$bin_dir" && pwd)"   # the tasks run in their own directories
   consul_api /v1/status/leader >/dev/null 2>&1 \
     || die "no Consul agent answers at $consul_addr (--consul); start one first"
   # A taken static port would only show as the frontend's task failing three times.

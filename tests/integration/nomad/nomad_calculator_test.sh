@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The calculator mesh scheduled by Nomad, for real: a `consul agent -dev` and a
 # `nomad agent -dev` (raw_exec) on free loopback ports, ops/nomad/run.sh up submits
-# ops/nomad/calculator.nomad.hcl, the seed's expression is computed by the frontend at
-# its Nomad-assigned port (through its sidecar and the operators' sidecars), then
+# ops/nomad/calculator.nomad.hcl, the seed's expression (and one using every operator)
+# is computed by the frontend at its Nomad-assigned port (through its sidecar and the
+# operators' sidecars, which must have counted the answers), then
 # run.sh down must leave no registration in Consul and no process behind.
 #   nomad_calculator_test.sh SOURCE_DIR BUILD_DIR WORK_DIR
 set -euo pipefail
@@ -94,17 +95,24 @@ frontend=$(cat "$run_dir/frontend.addr")
 echo "$name: the frontend placed by Nomad answers at $frontend"
 
 # 3. The seed's expression through the Nomad-placed services.
-answer=$(curl -sS --max-time 20 -X POST -H 'Content-Type: application/json' \
-  -d '{"expression":"1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5"}' "http://$frontend/api/v1/compute") \
-  || fail "POST /api/v1/compute to $frontend failed"
-[ "$(jq -c . <<<"$answer")" = '{"result":9}' ] || fail "the seed's expression gave '$answer', want {\"result\":9}"
-echo "$name: seed expression -> $answer"
+# compute EXPRESSION EXPECTED_JSON
+compute() {
+  local answer
+  answer=$(curl -sS --max-time 20 -X POST -H 'Content-Type: application/json' \
+    -d "{\"expression\":\"$1\"}" "http://$frontend/api/v1/compute") \
+    || fail "POST /api/v1/compute ($1) to $frontend failed"
+  [ "$(jq -c . <<<"$answer")" = "$2" ] || fail "'$1' gave '$answer', want $2"
+  echo "$name: $1 -> $answer"
+}
+compute '1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5' '{"result":9}'
+# Every operator service, the Python mod-svc included.
+compute '(7 % 3) * 4 - 10 / 5' '{"result":2}'
 
 # ... and it went through the frontend's sidecar: its http upstreams counted answered
 # requests (2xx) to the operators.
 sidecar_admin=$(curl -fsS "http://127.0.0.1:$n_http/v1/service/frontend-sidecar-proxy" \
   | jq -r '.[0] | "\(.Address):\(.Port)"')
-for op in add sub; do
+for op in add sub mul div mod; do
   count=$(curl -fsS "http://$sidecar_admin/metrics" \
     | awk -v up="$op-svc" '$1 ~ /^coromesh_sidecar_upstream_requests_total\{/ && index($1, "upstream=\"" up "\"") && index($1, "code=\"2xx\"") { sum += $2 }
                            END { print sum + 0 }')
