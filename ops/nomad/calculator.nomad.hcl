@@ -99,36 +99,26 @@ job "calculator" {
         mode     = "fail"
       }
 
-      service {
-        provider = "nomad"
-        name     = group.key
-        port     = "http"
-        task     = "service"
-        check {
-          type     = "http"
-          path     = "/health"
-          interval = "5s"
-          timeout  = "2s"
-          check_restart {
-            limit = 3
-            grace = "10s"
-          }
-        }
-      }
-
-      service {
-        provider = "nomad"
-        name     = "${group.key}-sidecar-proxy"
-        port     = "admin"
-        task     = "sidecar"
-        check {
-          type     = "http"
-          path     = "/health"
-          interval = "5s"
-          timeout  = "2s"
-          check_restart {
-            limit = 3
-            grace = "10s"
+      # The service's /health and the sidecar's (on its admin port), in Nomad's catalog.
+      dynamic "service" {
+        for_each = [
+          { name = group.key, port = "http", task = "service" },
+          { name = "${group.key}-sidecar-proxy", port = "admin", task = "sidecar" },
+        ]
+        content {
+          provider = "nomad"
+          name     = service.value.name
+          port     = service.value.port
+          task     = service.value.task
+          check {
+            type     = "http"
+            path     = "/health"
+            interval = "5s"
+            timeout  = "2s"
+            check_restart {
+              limit = 3
+              grace = "10s"
+            }
           }
         }
       }
