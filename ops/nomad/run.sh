@@ -201,9 +201,24 @@ consul_all_passing() {
   done
 }
 
+# The frontend's sidecar has every passing instance of each operator as an endpoint
+# (its watch of Consul can trail Consul's own view by a moment): the mesh answers now.
+frontend_sidecar_sees_all() {
+  local admin metrics group
+  admin=$(nomad_api /v1/service/frontend-sidecar-proxy 2>/dev/null \
+    | jq -r '.[0] // empty | "\(.Address):\(.Port)"') || return 1
+  [ -n "$admin" ] || return 1
+  metrics=$(curl -fsS --max-time 5 "http://$admin/metrics" 2>/dev/null) || return 1
+  for group in "${!group_counts[@]}"; do
+    [ "$group" != frontend ] || continue
+    grep -qE "^coromesh_sidecar_upstream_endpoints\{[^}]*upstream=\"$group\"[^}]*\} ${group_counts[$group]}(\.0+)?$" \
+      <<<"$metrics" || return 1
+  done
+}
+
 job_ready() {
   no_failed_allocations || die "the job has failed allocations (above); agent log: $run_dir/nomad.log"
-  all_allocations_running && consul_all_passing
+  all_allocations_running && consul_all_passing && frontend_sidecar_sees_all
 }
 
 job_is_running() {
@@ -252,7 +267,7 @@ cmd_up() {
   frontend_address >"$run_dir/frontend.addr"
   local group instances=0
   for group in "${!group_counts[@]}"; do instances=$((instances + group_counts[$group])); done
-  step_done "$instances allocations running, all checks passing"
+  step_done "$instances allocations running, all checks passing, the frontend's sidecar sees every instance"
   cat <<MSG
 [nomad] frontend: http://$(cat "$run_dir/frontend.addr")/api/v1/compute
 [nomad] Nomad UI/API: $NOMAD_ADDR (e.g. NOMAD_ADDR=$NOMAD_ADDR $nomad job status $job_name)
@@ -276,11 +291,14 @@ cmd_status() {
   done
 }
 
-# IDs of Consul services of the job's groups (instances and sidecars) still registered.
+# IDs of Consul services of the job's groups (instances and sidecars) still registered:
+# only the IDs the job gives them (<group>-<short allocation ID>[-sidecar-proxy]), never
+# another instance of the same service on that agent (./ops/demo.sh's, say).
 consul_leftovers() {
   consul_api /v1/agent/services 2>/dev/null | jq -r --arg groups "${!group_counts[*]}" '
     ($groups | split(" ")) as $g
-    | .[] | select(.Service as $s | $g | any(. == $s or . + "-sidecar-proxy" == $s)) | .ID'
+    | .[] | select(.Service as $s | $g | any(. == $s or . + "-sidecar-proxy" == $s))
+    | select(.ID | test("-[0-9a-f]{8}(-sidecar-proxy)?$")) | .ID'
 }
 
 no_consul_leftovers() { [ -z "$(consul_leftovers)" ]; }

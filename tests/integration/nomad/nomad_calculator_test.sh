@@ -67,23 +67,32 @@ cleanup() {
 trap cleanup EXIT
 
 # 1. Consul, as the project runs it (dev mode: Connect CA, intentions allow).
-read -r c_http c_dns c_serf_lan c_serf_wan c_server c_grpc c_grpc_tls <<<"$(free_ports 7)"
-consul agent -dev -node=coromesh-nomad-test -bind=127.0.0.1 -client=127.0.0.1 \
-  -advertise=127.0.0.1 -http-port="$c_http" -dns-port="$c_dns" \
-  -serf-lan-port="$c_serf_lan" -serf-wan-port="$c_serf_wan" -server-port="$c_server" \
-  -grpc-port="$c_grpc" -grpc-tls-port="$c_grpc_tls" -log-level=warn \
-  >"$work/consul.log" 2>&1 </dev/null &
-consul_pid=$!
-consul="127.0.0.1:$c_http"
-for _ in $(seq 1 300); do
-  kill -0 "$consul_pid" 2>/dev/null || fail "consul agent exited at start-up (log: $work/consul.log)"
-  if curl -fsS "http://$consul/v1/agent/connect/ca/roots" 2>/dev/null | grep -q RootCert; then
-    break
-  fi
-  sleep 0.1
+# start_consul: true once it has a Connect CA root; false if it exited (a port found
+# free was taken before it bound it: the caller retries on new ports).
+start_consul() {
+  local c_dns c_serf_lan c_serf_wan c_server c_grpc c_grpc_tls
+  read -r c_http c_dns c_serf_lan c_serf_wan c_server c_grpc c_grpc_tls <<<"$(free_ports 7)"
+  consul agent -dev -node=coromesh-nomad-test -bind=127.0.0.1 -client=127.0.0.1 \
+    -advertise=127.0.0.1 -http-port="$c_http" -dns-port="$c_dns" \
+    -serf-lan-port="$c_serf_lan" -serf-wan-port="$c_serf_wan" -server-port="$c_server" \
+    -grpc-port="$c_grpc" -grpc-tls-port="$c_grpc_tls" -log-level=warn \
+    >"$work/consul.log" 2>&1 </dev/null &
+  consul_pid=$!
+  for _ in $(seq 1 300); do
+    kill -0 "$consul_pid" 2>/dev/null || { wait "$consul_pid" || true; consul_pid=""; return 1; }
+    if curl -fsS "http://127.0.0.1:$c_http/v1/agent/connect/ca/roots" 2>/dev/null | grep -q RootCert; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "consul agent had no leader and Connect CA root within 30s (log: $work/consul.log)"
+}
+c_http=""
+for attempt in 1 2 3; do
+  start_consul && break
+  [ "$attempt" -lt 3 ] || fail "consul agent exited at start-up three times (log: $work/consul.log)"
 done
-curl -fsS "http://$consul/v1/agent/connect/ca/roots" | grep -q RootCert \
-  || fail "consul agent had no leader and Connect CA root within 30s"
+consul="127.0.0.1:$c_http"
 
 # 2. Nomad and the job.
 read -r n_http n_rpc n_serf <<<"$(free_ports 3)"
