@@ -304,17 +304,21 @@ consul_leftovers() {
 no_consul_leftovers() { [ -z "$(consul_leftovers)" ]; }
 
 # PIDs of the processes that hold this run's data directory: the agent's executors and
-# the tasks they started (raw_exec tasks outlive a stopped or crashed agent).
+# the tasks they started (named in their command line or environment), and its log
+# collectors (`nomad logmon`, which only hold files open there). All of them outlive an
+# agent that was killed.
 processes_of_this_run() {
   # The pattern is read from a file, so that grep's own command line does not match.
-  local pattern="$run_dir/data-dir.pattern" dir pid
+  local pattern="$run_dir/data-dir.pattern" dir
   printf '%s/\n' "$data_dir" >"$pattern"
-  for dir in /proc/[0-9]*; do
-    pid="${dir#/proc/}"
-    if grep -qsF -f "$pattern" "$dir/cmdline" "$dir/environ" 2>/dev/null; then
-      echo "$pid"
-    fi
-  done
+  {
+    for dir in /proc/[0-9]*; do
+      if grep -qsF -f "$pattern" "$dir/cmdline" "$dir/environ" 2>/dev/null; then
+        echo "${dir#/proc/}"
+      fi
+    done
+    find /proc/[0-9]*/fd -maxdepth 1 -lname "$data_dir/*" 2>/dev/null | cut -d/ -f3
+  } | sort -un
 }
 
 # Nomad (as root) mounts a tmpfs on each task's secrets/ and private/ and unmounts them

@@ -144,7 +144,8 @@ left=$(curl -fsS "http://$consul/v1/agent/services" | jq -r 'keys[]')
 pattern_file="$work/data-dir.pattern"
 printf '%s/\n' "$run_dir/data" >"$pattern_file"
 for proc in /proc/[0-9]*; do
-  if grep -qsF -f "$pattern_file" "$proc/cmdline" "$proc/environ" 2>/dev/null; then
+  if grep -qsF -f "$pattern_file" "$proc/cmdline" "$proc/environ" 2>/dev/null \
+     || [ -n "$(find "$proc/fd" -maxdepth 1 -lname "$run_dir/data/*" 2>/dev/null)" ]; then
     fail "process ${proc#/proc/} ($(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null)) still runs after down"
   fi
 done
