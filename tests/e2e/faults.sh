@@ -9,6 +9,8 @@
 #   consul-restart  the Consul agent stopped (SIGTERM) for 5 s and started again on the
 #                   same port (a -dev agent: empty catalog, a new CA): traffic goes on,
 #                   every service and sidecar registers again by itself
+#   consul-restart-server  the same with a one-node Consul server whose data (catalog,
+#                   CA) is on disk (ops/lib/platform.sh, PLATFORM_CONSUL_MODE=server)
 #   hung            add-svc-1 frozen (SIGSTOP) for 8 s, so it accepts and never answers:
 #                   zero errors (deadlines and retries), a mul-only probe keeps its latency
 #   sigterm         SIGTERM, then restart, of an operator (add-svc-1), the Python one
@@ -29,7 +31,11 @@ source "$here/lib.sh"
 scenario="${1:-}"
 case "$scenario" in
   kill9 | consul-restart | hung | sigterm) ;;
-  *) die "usage: tests/e2e/faults.sh kill9|consul-restart|hung|sigterm [BIN_DIR]" ;;
+  consul-restart-server)
+    export PLATFORM_CONSUL_MODE=server
+    scenario=consul-restart
+    ;;
+  *) die "usage: tests/e2e/faults.sh kill9|consul-restart|consul-restart-server|hung|sigterm [BIN_DIR]" ;;
 esac
 workers="${FAULT_WORKERS:-4}"
 seed_body='{"expression":"1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5"}'
@@ -72,9 +78,10 @@ event() { echo "$(date +%s.%N) $1" >>"$work/events"; }
 field() { jq -r ".$2" <<<"$1"; }
 print_summary() {
   jq -r --arg name "$1" '"  load \($name): \(.requests) requests, \(.errors) errors (by status:" +
-    " \(.statuses | tojson)), \(.failed_attempts) failed attempts; before the fault p50" +
+    " \(.statuses | tojson)\(if .errors > 0 then ", \(.errors_from_s) s to \(.errors_until_s) s after" +
+      " the fault" else "" end)), \(.failed_attempts) failed attempts; before the fault p50" +
     " \(.before_p50_ms) ms, p99 \(.before_p99_ms) ms, max \(.before_max_ms) ms; during it" +
-    " \(.during_requests) requests, p50 \(.during_p50_ms) ms, p99 \(.during_p99_ms) ms," +
+    " \(.during_requests) requests (\(.during_errors) errors), p50 \(.during_p50_ms) ms, p99 \(.during_p99_ms) ms," +
     " worst \(.during_max_ms) ms; recovered (no error, none over \(.slow_ms) ms)" +
     " \(.recover_s) s after the fault"' <<<"$2"
 }
@@ -138,8 +145,11 @@ scenario_kill9() {
 }
 
 scenario_consul_restart() {
-  local port=${TOPO_CONSUL_ADDR##*:} ids
+  local ids
   mapfile -t ids < <(topology_rows | cut -f4)
+  local roots_before
+  roots_before=$(curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/connect/ca/roots" |
+    jq -r '[.Roots[].ID[0:11]] | join(", ")')
   load_start seed "$seed_body" '{"result":9}' "$workers"
   load_wait_requests seed 50
   event inject
@@ -150,7 +160,9 @@ scenario_consul_restart() {
   local during_outage=$(($(load_count seed) - at_stop))
   event restore
   local restarted=$SECONDS
-  platform_start_consul "$work" "$port" >/dev/null
+  # The same command, so the same ports (a server's Raft keeps its address).
+  proc_restart "$work" consul
+  _platform_wait 60 consul "$work" _consul_ready "$TOPO_CONSUL_ADDR"
   local agent_up=$((SECONDS - restarted)) waited
   waited=$(wait_passing 90 "${ids[@]}")
   local at_registered
@@ -165,6 +177,8 @@ scenario_consul_restart() {
     "${agent_up} s after its restart, all ${#ids[@]} services and sidecars registered and" \
     "passing $((agent_up + waited)) s after it; $after_registered requests in the 5 s after that"
   [ "$(field "$summary" errors)" -eq 0 ] || fail "$(field "$summary" errors) client-visible errors across the Consul restart"
+  echo "  CA roots after the restart: $(curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/connect/ca/roots" |
+    jq -r '[.Roots[].ID[0:11]] | join(", ")') (before: $roots_before)"
   [ "$after_registered" -gt 0 ] || fail "no request answered after the services registered again"
   pass "Consul stopped and restarted under load: no client-visible error; everything registered again"
 }

@@ -16,7 +16,8 @@ what the client saw in the end and ATTEMPTS how many it took.
 report: reads the request log and the events file ("TIME LABEL" lines, written by the
 scenario: "inject" when the fault starts, "restore" when it is undone) and prints one
 JSON object: requests, errors (client-visible), failed_attempts (retried ones),
-latency percentiles before the fault, the worst latency of requests that overlapped the
+latency percentiles before the fault, when the errors came (errors_from_s,
+errors_until_s: seconds after "inject", by the end of the failed request), the worst latency of requests that overlapped the
 fault (inject .. restore, or the end), and recover_s: from "inject" to the end of the
 last request that failed or took longer than --slow-ms (0 when none did).
 """
@@ -131,6 +132,8 @@ def report(args):
         "during_p50_ms": round(percentile([ms(r) for r in during], 0.5), 1),
         "during_p99_ms": round(percentile([ms(r) for r in during], 0.99), 1),
         "during_max_ms": round(max((ms(r) for r in during), default=0.0), 1),
+        "errors_from_s": round(min((r[1] for r in requests if not r[3]), default=inject or 0) - (inject or 0), 2),
+        "errors_until_s": round(max((r[1] for r in requests if not r[3]), default=inject or 0) - (inject or 0), 2),
         "recover_s": round(max(bad_after) - inject, 2) if bad_after else 0.0,
         "slow_ms": args.slow_ms,
     }
