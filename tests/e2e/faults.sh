@@ -66,7 +66,9 @@ load_wait_requests() {
   done
 }
 load_stop() {
-  touch "$work"/load-*.log.stop
+  local log
+  # load.py stops when LOG.stop appears, writing out its last requests.
+  for log in "$work"/load-*.log; do touch "$log.stop"; done
   e2e_on_exit
   load_pids=()
 }
