@@ -6,7 +6,12 @@
 #   platform_start_consul DIR HTTP_PORT     HTTP API on 127.0.0.1:HTTP_PORT (0: a free
 #                                           port), every other Consul port free;
 #                                           returns once it has a leader and a Connect
-#                                           CA root; sets $platform_consul_addr
+#                                           CA root; sets $platform_consul_addr.
+#                                           PLATFORM_CONSUL_MODE=dev (default): a -dev
+#                                           agent, all in memory (a restart brings an
+#                                           empty catalog and a new CA); server: a
+#                                           one-node server with Connect and its data
+#                                           in DIR/consul-data (a restart keeps both)
 #   platform_start_prometheus DIR PORT CONSUL_ADDR SCRAPE_INTERVAL
 #                                           ops/prometheus/prometheus.yml.in rendered
 #                                           into DIR; returns once ready; sets
@@ -49,7 +54,16 @@ platform_start_consul() {
   platform_consul_addr="127.0.0.1:$http_port"
   if ! proc_alive "$dir" consul; then
     ! port_busy "$http_port" || die "port $http_port is taken by another process; stop it first"
-    proc_start "$dir" consul consul agent -dev -node=coromesh -bind=127.0.0.1 \
+    local -a mode=(-dev)
+    case "${PLATFORM_CONSUL_MODE:-dev}" in
+      dev) ;;
+      server)
+        mode=(-server -bootstrap-expect=1 -data-dir="$dir/consul-data"
+          -hcl 'connect { enabled = true }')
+        ;;
+      *) die "PLATFORM_CONSUL_MODE=${PLATFORM_CONSUL_MODE}: expected dev or server" ;;
+    esac
+    proc_start "$dir" consul consul agent "${mode[@]}" -node=coromesh -bind=127.0.0.1 \
       -client=127.0.0.1 -advertise=127.0.0.1 -http-port="$http_port" -dns-port="$dns" \
       -serf-lan-port="$lan" -serf-wan-port="$wan" -server-port="$server" \
       -grpc-port="$grpc" -grpc-tls-port="$grpc_tls" -log-level=warn

@@ -5,6 +5,8 @@
 #                                DIR/NAME.pid; sets $proc_started to the PID
 #   proc_alive DIR NAME          true while that process runs
 #   proc_pid DIR NAME            its PID (empty when there is no PID file)
+#   proc_restart DIR NAME        starts NAME again with the command proc_start was given
+#                                (kept in DIR/NAME.cmd); sets $proc_started
 #   proc_stop DIR NAME...        SIGTERM to all, up to PROC_STOP_GRACE (15) seconds,
 #                                then SIGKILL; removes the PID files
 #   free_ports N [GIVEN_FILE]    N distinct free loopback ports, none in GIVEN_FILE
@@ -59,11 +61,22 @@ proc_start() {
   # The working directory is the run directory: Consul's dev agent writes relative
   # paths, which must not land in the source tree.
   [ "${PROC_DETACH:-0}" != 1 ] || set -m
-  (cd "$dir" && exec "$@") >"$dir/$name.log" 2>&1 </dev/null &
+  printf '%s\0' "$@" >"$dir/$name.cmd"
+  # A restart (proc_restart) appends to the log: what the first run said stays.
+  [ "${_proc_restarting:-0}" = 1 ] || : >"$dir/$name.log"
+  (cd "$dir" && exec "$@") >>"$dir/$name.log" 2>&1 </dev/null &
   proc_started=$!
   [ "${PROC_DETACH:-0}" != 1 ] || set +m
   # The start time is read once the subshell has exec'd (same PID, same start time).
   echo "$proc_started $(_proc_starttime "$proc_started")" >"$dir/$name.pid"
+}
+
+proc_restart() {
+  local -a command=()
+  [ -f "$1/$2.cmd" ] || die "proc_restart: $2 was never started in $1"
+  ! proc_alive "$1" "$2" || die "proc_restart: $2 is still running"
+  mapfile -d '' -t command <"$1/$2.cmd"
+  _proc_restarting=1 proc_start "$1" "$2" "${command[@]}"
 }
 
 proc_stop() {

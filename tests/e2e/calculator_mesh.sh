@@ -13,55 +13,8 @@
 # Every process it starts is stopped by PID on exit, whatever the outcome.
 set -euo pipefail
 COROMESH_SCRIPT=e2e
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$here/../../ops/lib/common.sh"
-source "$COROMESH_ROOT/ops/lib/platform.sh"
-source "$COROMESH_ROOT/ops/lib/topology.sh"
-
-export TOPO_BIN="${1:-$COROMESH_ROOT/build/bin}"
-for tool in consul prometheus curl jq python3 "$TOPO_BIN/coromesh-sidecar" "$TOPO_BIN/frontend" \
-  "$TOPO_BIN/add-svc" "$TOPO_BIN/sub-svc" "$TOPO_BIN/mul-svc" "$TOPO_BIN/div-svc" \
-  "$TOPO_BIN/mod-svc"; do
-  command -v "$tool" >/dev/null || die "missing $tool (./ops/setup.sh installs the tools; build the binaries)"
-done
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/calculator-mesh.XXXXXX")
-export TOPO_DIR="$work"
-cleanup() {
-  local status=$?
-  trap - EXIT
-  if [ "$status" -ne 0 ]; then
-    echo "--- failed; the last lines of every log:" >&2
-    for log in "$work"/*.log; do
-      echo "--- $(basename "$log")" >&2
-      tail -n 5 "$log" >&2
-    done
-  fi
-  [ -z "${TOPO_CONSUL_ADDR:-}" ] || topology_stop >/dev/null || true
-  platform_stop "$work" || true
-  rm -rf "$work"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-pass() { echo "ok: $*"; }
-
-# ---------------------------------------------------------------- the mesh
-step "platform"
-platform_start_consul "$work" 0
-platform_start_prometheus "$work" 0 "$platform_consul_addr" 1s
-step_done "consul $platform_consul_addr, prometheus $platform_prometheus_addr"
-export TOPO_CONSUL_ADDR="$platform_consul_addr" TOPO_CHECK_INTERVAL=1s TOPO_PROXY=coromesh
-step "services and sidecars"
-topology_up
-topology_wait_ready 90
-frontend=$(topology_frontend_addr)
-step_done "$(topology_rows | wc -l) processes passing; frontend $frontend"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+e2e_mesh_up "${1:-}" --prometheus
 
 # prom_query QUERY: the first result's value (empty when there is none).
 prom_query() {
@@ -87,13 +40,6 @@ sidecars=$(grep -c -- '-sidecar-proxy$' <<<"$want_targets")
 pass "Prometheus scrapes all $(wc -l <<<"$want_targets") services and sidecars, found through Consul"
 
 # ---------------------------------------------------------------- 2. expressions
-# compute BODY: prints "STATUS RESPONSE-BODY".
-compute() {
-  local out
-  out=$(curl -sS --max-time 30 -w '\n%{http_code}' -X POST -H 'Content-Type: application/json' \
-    -d "$1" "http://$frontend/api/v1/compute") || out=$'\n000'
-  echo "${out##*$'\n'} ${out%$'\n'*}"
-}
 # expect EXPRESSION STATUS RESULT-OR-ERROR-CODE
 expect() {
   local got status body want
