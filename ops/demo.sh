@@ -8,8 +8,9 @@
 #                        a Prometheus (127.0.0.1:9090) that finds every service and sidecar
 #                        through Consul; returns once all are passing and scraped.
 #                        Running it again is safe (what runs is kept).
-#                        --nomad (the same on Nomad) and --native (Connect-native
-#                        services, no sidecars): not yet available
+#                        --nomad: the same topology as Nomad jobs (ops/nomad/) on a
+#                        `nomad agent -dev` (UI http://127.0.0.1:4646)
+#                        --native (Connect-native services, no sidecars): not yet
 #   ./ops/demo.sh status       each process, its PID, whether it runs, its Consul health
 #   ./ops/demo.sh click [EXPR] POST the seed's expression (or EXPR) to the frontend
 #   ./ops/demo.sh bench [--duration S] [--rounds N] [--with-tcp]
@@ -43,6 +44,13 @@ export TOPO_PROXY=coromesh TOPO_UPSTREAM_MODE=http TOPO_CHECK_INTERVAL=2s
 # connection, and so every call on it, to one instance), and a GET an instance drops
 # is retried on the other one.
 
+nomad_dir="$state/nomad"
+
+# running_mode: how the running demo was started (processes or nomad), or nothing.
+running_mode() {
+  if [ -f "$state/mode" ]; then cat "$state/mode"; fi
+}
+
 not_yet() {
   echo "[demo] $1: not yet available" >&2
   exit 2
@@ -66,6 +74,8 @@ check_fixed_ports() {
   local entry name port
   for entry in consul:$consul_port prometheus:$prometheus_port frontend-1:$frontend_port; do
     name="${entry%%:*}" port="${entry##*:}"
+    # Under Nomad the frontend is an allocation of the demo's agent, not a PID of ours.
+    [ "$name" != frontend-1 ] || [ "$(running_mode)" != nomad ] || continue
     if ! proc_alive "$state" "$name" && port_busy "$port"; then
       die "port $port ($name) is taken by a process this demo did not start; stop it first"
     fi
@@ -96,10 +106,14 @@ cmd_up() {
   esac
   # Where other ways of running the same topology plug in.
   case "$runner" in
-    nomad) not_yet "up --nomad (the topology as Nomad jobs, ops/nomad/)" ;;
     native) not_yet "up --native (Connect-native services without sidecars)" ;;
   esac
   mkdir -p "$state"
+  local running
+  running=$(running_mode)
+  if [ -n "$running" ] && [ "$running" != "$runner" ]; then
+    die "the demo already runs as '$running'; './ops/demo.sh down' first"
+  fi
   check_fixed_ports
   "$COROMESH_ROOT/ops/setup.sh"
   build
@@ -110,12 +124,22 @@ cmd_up() {
   step "prometheus"
   platform_start_prometheus "$state" "$prometheus_port" "$consul_addr" 5s
   step_done "$prometheus_addr"
-  step "services and sidecars"
-  topology_up
-  topology_wait_ready 120
-  step_done "$(topology_rows | wc -l) processes, all passing in Consul"
-  step "prometheus finds them"
-  wait_prometheus_targets 90
+  if [ "$runner" = nomad ]; then
+    echo "$runner" >"$state/mode"
+    step "the calculator job on nomad agent -dev (ops/nomad/run.sh)"
+    "$COROMESH_ROOT/ops/nomad/run.sh" up --consul "$consul_addr" --frontend-port "$frontend_port" \
+      --run-dir "$nomad_dir" >"$state/nomad-up.log" 2>&1 ||
+      { tail -20 "$state/nomad-up.log" >&2; die "ops/nomad/run.sh up failed (log: $state/nomad-up.log)"; }
+    step_done "every allocation running, all passing in Consul (Nomad UI http://127.0.0.1:4646)"
+  else
+    echo "$runner" >"$state/mode"
+    step "services and sidecars"
+    topology_up
+    topology_wait_ready 120
+    step_done "$(topology_rows | wc -l) processes, all passing in Consul"
+    step "prometheus finds them"
+    wait_prometheus_targets 90
+  fi
 
   cat <<MSG
 
@@ -133,8 +157,14 @@ sidecar's upstream listeners.
        -d '{"expression":"(1+2)*(3+4)-10/2%3"}'
 
   ./ops/demo.sh click | status | bench | down
-  logs: ops/.demo/<process>.log (add-svc-1.log, add-svc-1-sidecar.log, frontend-1.log, consul.log, ...)
 MSG
+  if [ "$runner" = nomad ]; then
+    echo "  Nomad: the job 'calculator' (http://127.0.0.1:4646/v1/job/calculator/allocations); task logs:"
+    echo "         ops/.tools/bin/nomad alloc logs -address=http://127.0.0.1:4646 <alloc> service|sidecar"
+    echo "  logs: ops/.demo/consul.log, ops/.demo/prometheus.log, ops/.demo/nomad/nomad.log"
+  else
+    echo "  logs: ops/.demo/<process>.log (add-svc-1.log, add-svc-1-sidecar.log, frontend-1.log, consul.log, ...)"
+  fi
 }
 
 cmd_status() {
@@ -150,6 +180,10 @@ cmd_status() {
   if [ -f "$state/topology.tsv" ]; then
     any=1
     topology_status
+  fi
+  if [ "$(running_mode)" = nomad ]; then
+    any=1
+    "$COROMESH_ROOT/ops/nomad/run.sh" status --run-dir "$nomad_dir" || true
   fi
   [ "$any" -eq 1 ] || {
     echo "[demo] not running ('./ops/demo.sh up' starts it)"
@@ -177,7 +211,9 @@ cmd_status() {
 
 cmd_click() {
   local expression="${1:-$seed_expression}" body status
-  topology_running || die "the demo is not running: ./ops/demo.sh up"
+  if [ "$(running_mode)" != nomad ]; then
+    topology_running || die "the demo is not running: ./ops/demo.sh up"
+  fi
   body=$(mktemp)
   status=$(curl -sS -o "$body" -w '%{http_code}' --max-time 30 -X POST \
     -H 'Content-Type: application/json' \
@@ -194,6 +230,9 @@ cmd_down() {
   # What a bench interrupted by SIGKILL left beside the demo.
   source "$COROMESH_ROOT/ops/lib/bench.sh"
   _bench_cleanup
+  if [ -d "$nomad_dir" ]; then
+    "$COROMESH_ROOT/ops/nomad/run.sh" down --run-dir "$nomad_dir" || echo "[demo] ops/nomad/run.sh down failed" >&2
+  fi
   topology_stop
   platform_stop "$state"
   local left=0 name
@@ -202,7 +241,7 @@ cmd_down() {
     echo "[demo] still there: $name" >&2
     left=1
   done
-  rm -f "$state/ports-given"
+  rm -f "$state/ports-given" "$state/mode"
   [ "$left" -eq 0 ] && echo "[demo] stopped; nothing left running (logs kept in ops/.demo/)"
 }
 
