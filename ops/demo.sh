@@ -70,6 +70,7 @@ cmd_up() {
     die "port 9090 is taken by another process; stop it first"
   fi
   sed -e "s/__CONSUL_ADDR__/$consul_addr/" -e "s/__SCRAPE_INTERVAL__/5s/g" \
+    -e "s#__RULES_DIR__#$COROMESH_ROOT/ops/prometheus/rules#g" \
     "$COROMESH_ROOT/ops/prometheus/prometheus.yml.in" >"$state/prometheus.yml"
   start prometheus prometheus --config.file="$state/prometheus.yml" \
     --storage.tsdb.path="$state/prometheus-data" \
