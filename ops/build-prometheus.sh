@@ -22,7 +22,10 @@
 # with the project's consul_sd_configs config and checks /-/ready, /api/v1/query and
 # that /graph serves the React app before installing it.
 #
-# Environment overrides: GO (go binary), BUILD_JOBS (go build -p, default 2).
+# Environment overrides: GO (go binary), BUILD_JOBS (go build -p, default 2),
+# COROMESH_PROMETHEUS_UI_CACHE (where built UI assets are kept, default
+# ops/.tools/prometheus-ui; a directory outside the clone, e.g. ~/.cache/coromesh/
+# prometheus-ui, spares fresh clones such as CI's the npm build, minutes on 2 cores).
 set -euo pipefail
 
 OPS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,7 +36,7 @@ BIN="$BIN_DIR/prometheus"
 PROMTOOL="$BIN_DIR/promtool"
 PKG="github.com/prometheus/prometheus/cmd/prometheus"
 PROMTOOL_PKG="github.com/prometheus/prometheus/cmd/promtool"
-UI_CACHE="$OPS_DIR/.tools/prometheus-ui"
+UI_CACHE="${COROMESH_PROMETHEUS_UI_CACHE:-$OPS_DIR/.tools/prometheus-ui}"
 # A writable copy of the module at a fixed path, so that a rebuild finds its
 # compiled packages in the Go build cache.
 SRC_COPY="$OPS_DIR/.tools/prometheus-src"
@@ -66,13 +69,19 @@ PROM_VERSION="2.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
 WANT="prometheus, version $PROM_VERSION "   # first line of `prometheus --version`
 WANT_TOOL="promtool, version $PROM_VERSION "
 
-# built_as BINARY WANT: the binary's `--version` starts with WANT and, for the
-# server, lists the builtinassets tag (an older build of this script had no UI).
+# The web UI assets' cache key (module version + a hash of ops/prometheus/ui/), stamped
+# into the binaries' build user: a change to the UI build makes the fast path rebuild.
+UI_KEY="$("$OPS_DIR/prometheus/ui/build-assets.sh" --key "$VERSION")" || fail "cannot compute the web UI key"
+BUILD_USER="coromesh/ops/build-prometheus.sh(ui:$UI_KEY)"
+
+# built_as BINARY WANT: the binary's `--version` starts with WANT and names
+# BUILD_USER, and the server lists the builtinassets tag.
 built_as() {
   local out first
   [ -x "$1" ] || return 1
   out="$("$1" --version 2>&1 || true)"; first="${out%%$'\n'*}"  # no pipe (SIGPIPE + pipefail)
   [ "${first#"$2"}" != "$first" ] || return 1
+  [[ "$out" == *"build user:"*" $BUILD_USER"* ]] || return 1
   [ "$1" != "$BIN" ] || [[ "$out" =~ tags:[[:space:]]+([^[:space:]]*,)?builtinassets ]]
 }
 
@@ -147,7 +156,9 @@ MODULE_SRC="$("$GO" list -m -f '{{.Dir}}' github.com/prometheus/prometheus)" \
 start=$SECONDS
 ASSETS="$("$OPS_DIR/prometheus/ui/build-assets.sh" "$MODULE_SRC" "$UI_CACHE" | tail -n1)" \
   || fail "building the web UI assets failed (see above)"
-[ -f "$ASSETS/embed.go" ] || fail "build-assets.sh did not produce $ASSETS/embed.go"
+if [ ! -f "$ASSETS/embed.go" ] || [ "$(basename "$ASSETS")" != "$UI_KEY" ]; then
+  fail "build-assets.sh did not produce $UI_CACHE/$UI_KEY/embed.go"
+fi
 echo "build-prometheus.sh: [$STEP] $ASSETS ($((SECONDS - start))s)"
 
 STEP="module copy with assets"
@@ -171,7 +182,7 @@ MODCACHE="$("$GO" env GOMODCACHE)"
 INFO="$MODCACHE/cache/download/github.com/prometheus/prometheus/@v/$VERSION.info"
 GIT_COMMIT="$(sed -nE 's/.*"Hash":"([0-9a-f]+)".*/\1/p' "$INFO" 2>/dev/null || true)"  # the proxy's .info often has none
 V="github.com/prometheus/common/version"
-LDFLAGS="-s -w -X $V.Version=$PROM_VERSION -X $V.Branch=HEAD -X $V.BuildUser=coromesh/ops/build-prometheus.sh"
+LDFLAGS="-s -w -X $V.Version=$PROM_VERSION -X $V.Branch=HEAD -X $V.BuildUser=$BUILD_USER"
 LDFLAGS+=" -X $V.BuildDate=$BUILD_DATE"
 [ -z "$GIT_COMMIT" ] || LDFLAGS+=" -X $V.Revision=$GIT_COMMIT"
 mkdir -p "$BIN_DIR" "$WORK/bin"

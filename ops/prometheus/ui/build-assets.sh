@@ -12,6 +12,9 @@
 #   static/ (the .gz files, same layout as web/ui/static) and embed.go, ready to be
 #   laid over a copy of web/ui. The key is the module version plus a hash of this
 #   directory's inputs, so a rerun with the same inputs is instant.
+#   build-assets.sh --key VERSION
+#     prints the key only (build-prometheus.sh stamps it into the binary, so that a
+#     change here makes its fast path rebuild).
 #
 # One gap is filled here: Go module zips leave out every vendor/ directory, so the
 # module lacks web/ui/react-app/src/vendor/flot/ (the Flot charting library the Graph
@@ -22,6 +25,16 @@
 set -euo pipefail
 
 UI_INPUTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+assets_key() { # VERSION
+  local inputs_hash
+  inputs_hash="$(cd "$UI_INPUTS" && cat package.json package-lock.json jquery.flot.heatmap.js build-assets.sh \
+    | sha256sum)" || return 1
+  echo "$1-${inputs_hash:0:12}"
+}
+if [ "${1:-}" = "--key" ]; then
+  assets_key "${2:?usage: build-assets.sh --key VERSION}"
+  exit
+fi
 MODULE_DIR="${1:?usage: build-assets.sh MODULE_DIR CACHE_ROOT}"
 CACHE_ROOT="${2:?usage: build-assets.sh MODULE_DIR CACHE_ROOT}"
 FLOT_FILES=(jquery.flot.js jquery.flot.stack.js jquery.flot.time.js jquery.flot.crosshair.js
@@ -36,9 +49,7 @@ trap '[ -z "$WORK" ] || rm -rf "$WORK"' EXIT
 STEP="inputs"
 [ -f "$MODULE_DIR/web/ui/package-lock.json" ] || fail "$MODULE_DIR/web/ui/package-lock.json not found"
 version="$(basename "$MODULE_DIR")"; version="${version##*@}"
-inputs_hash="$(cd "$UI_INPUTS" && cat package.json package-lock.json jquery.flot.heatmap.js build-assets.sh \
-  | sha256sum | cut -c1-12)"
-OUT="$CACHE_ROOT/$version-$inputs_hash"
+OUT="$CACHE_ROOT/$(assets_key "$version")"
 if [ -f "$OUT/embed.go" ]; then
   log "cached: $OUT"
   echo "$OUT"
