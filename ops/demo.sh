@@ -150,7 +150,7 @@ sidecar's upstream listeners.
 
   frontend     http://$frontend_addr/api/v1/compute
   Consul UI    http://$consul_addr/ui/dc1/services
-  Prometheus   http://$prometheus_addr/api/v1/targets   (every service and sidecar)
+  Prometheus   http://$prometheus_addr/targets   (every service and sidecar; /alerts: the mesh's alerts)
                http://$prometheus_addr/api/v1/query?query=sum+by+(service,operation,code)(rate(coromesh_http_server_requests_total[1m]))
 
   curl -s -XPOST $frontend_addr/api/v1/compute -H 'Content-Type: application/json' \\

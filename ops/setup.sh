@@ -8,8 +8,11 @@
 #   - Consul, built from Go modules into ops/.tools/bin (see ops/build-consul.sh)
 #   - Nomad 1.6 (the last MPL-2.0 line), built from Go modules into ops/.tools/bin
 #     (see ops/build-nomad.sh): ops/nomad/ runs the calculator on it
-#   - Prometheus 2.x, built from Go modules into ops/.tools/bin (ops/build-prometheus.sh):
-#     Debian's package is built without consul_sd_configs, which the project relies on
+#   - Prometheus 2.x and promtool, built from Go modules into ops/.tools/bin
+#     (ops/build-prometheus.sh): Debian's package is built without consul_sd_configs,
+#     which the project relies on. Its web UI is built with node/npm (node >= 20, which
+#     this machine kind provides; Debian 12's own is 18) and embedded.
+#   - chromium (headless: the web UI tests and ops/prometheus/screenshot.sh)
 set -euo pipefail
 COROMESH_SCRIPT=setup
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -26,6 +29,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-16 libclang-rt-16-dev clang-format-14
   wrk nginx-light libnginx-mod-stream
+  chromium
 )
 
 step "debian packages"
@@ -85,7 +89,7 @@ fi
 nomad_version=$("$COROMESH_TOOLS/bin/nomad" version)
 step_done "${nomad_version%%$'\n'*}"
 
-step "prometheus"
+step "prometheus (web UI) + promtool"
 if ! build_log=$("$COROMESH_ROOT/ops/build-prometheus.sh" 2>&1); then
   echo "$build_log" >&2
   die "building Prometheus from Go modules failed (see above)"

@@ -80,6 +80,7 @@ platform_start_prometheus() {
   if ! proc_alive "$dir" prometheus; then
     ! port_busy "$port" || die "port $port is taken by another process; stop it first"
     sed -e "s/__CONSUL_ADDR__/$consul_addr/" -e "s/__SCRAPE_INTERVAL__/$interval/g" \
+      -e "s#__RULES_DIR__#$COROMESH_ROOT/ops/prometheus/rules#g" \
       "$COROMESH_ROOT/ops/prometheus/prometheus.yml.in" >"$dir/prometheus.yml"
     proc_start "$dir" prometheus prometheus --config.file="$dir/prometheus.yml" \
       --storage.tsdb.path="$dir/prometheus-data" \

@@ -53,6 +53,7 @@ std::string render_config(const PrometheusOptions& options, std::uint16_t own_po
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   replace_all(text, "__CONSUL_ADDR__", options.consul_address);
   replace_all(text, "__SCRAPE_INTERVAL__", "1s");
+  replace_all(text, "__RULES_DIR__", (source_dir() / "ops/prometheus/rules").string());
   if (text.back() != '\n') {
     text += '\n';
   }

@@ -20,7 +20,11 @@
 // newer, unpinned github.com/Azure/go-ansiterm (only used on Windows). go.sum was
 // filled once with `go list -mod=mod -m all` + `go build -mod=mod` (every entry
 // checked against sum.golang.org; none differs from upstream's go.sum); the
-// script itself builds with -mod=readonly and `go mod verify`.
+// script itself builds with -mod=readonly and `go mod verify`. The three h1: lines
+// for cmd/promtool and the `builtinassets` tag (google/pprof, nsf/jsondiff,
+// prometheus/common/assets) were added the same way, with
+//   go list -mod=mod -deps -tags builtinassets .../cmd/prometheus .../cmd/promtool
+// and are identical to upstream's go.sum.
 // The replace targets are module versions from the proxy, not local paths.
 //
 // Why v0.55.1 (= Prometheus 2.55.1, the last 2.x release): the module's v0.X.Y
