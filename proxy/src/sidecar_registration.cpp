@@ -118,13 +118,15 @@ void Sidecar::shape(consul::ServiceRegistration& registration) const {
   if (admin_check) {
     registration.extra_checks.push_back(*admin_check);
   }
+  // The local service's port, always: an alias check alone stays passing once its service
+  // has left the catalog (Consul reads "No checks found." as healthy), e.g. a SIGKILLed
+  // instance whose registration the agent reaped.
+  registration.extra_checks.push_back(
+      consul::TcpCheck{.address = s.service_address.to_string(),
+                       .interval = interval,
+                       .timeout = std::min(interval, std::chrono::milliseconds(5000))});
   if (!s.service_id.empty()) {
     registration.extra_checks.push_back(consul::AliasCheck{.service_id = s.service_id});
-  } else {
-    registration.extra_checks.push_back(
-        consul::TcpCheck{.address = s.service_address.to_string(),
-                         .interval = interval,
-                         .timeout = std::min(interval, std::chrono::milliseconds(5000))});
   }
 }
 

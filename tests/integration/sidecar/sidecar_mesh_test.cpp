@@ -156,6 +156,30 @@ TEST_F(SidecarMesh, TwoInstancesShareTheConnectionsRoundRobin) {
   EXPECT_EQ(moved, 50) << a_sidecar->log_tail();
 }
 
+// The proxy's health follows its service even when the service is gone from Consul (a
+// SIGKILLed instance whose registration the agent reaped): an alias check of a service
+// that no longer exists reads "No checks found." and passes, so a connect-proxy with only
+// that check stayed a healthy endpoint in front of a dead port.
+TEST_F(SidecarMesh, AProxyWhoseServiceDiedAndLeftConsulIsNoLongerPassing) {
+  auto backend = std::make_unique<TaggedEchoServer>("b1");
+  const auto ports = free_ports(1);
+  const std::string registration =
+      R"({"ID": "b-1", "Name": "b", "Address": "127.0.0.1", "Port": )" +
+      std::to_string(backend->port()) + R"(, "Check": {"CheckID": "b-1-ttl", "TTL": "1m"}})";
+  ASSERT_EQ(consul_.api("PUT", "/v1/agent/service/register", registration).status, 200);
+  ASSERT_EQ(consul_.api("PUT", "/v1/agent/check/pass/b-1-ttl").status, 200);
+  auto b_sidecar = sidecar("b-sidecar", "b", *backend, ports[0], {"--service-id", "b-1"});
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "b", 1); }, 30s))
+      << consul_.api("GET", "/v1/health/connect/b").body;
+
+  backend.reset();  // the instance dies: its port refuses connections
+  ASSERT_EQ(consul_.api("PUT", "/v1/agent/check/fail/b-1-ttl").status, 200);
+  std::this_thread::sleep_for(1500ms);
+  ASSERT_EQ(consul_.api("PUT", "/v1/agent/service/deregister/b-1").status, 200);
+  EXPECT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "b", 0); }, 15s))
+      << consul_.api("GET", "/v1/health/connect/b").body;
+}
+
 TEST_F(SidecarMesh, InteroperatesWithConsulConnectProxyBothWays) {
   TaggedEchoServer a("a"), b("b1"), c("c1");
   const auto ports = free_ports(5);
