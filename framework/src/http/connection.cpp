@@ -74,6 +74,15 @@ std::optional<ReadFailure> classify_read_error(const beast::error_code& ec,
   return std::nullopt;
 }
 
+// RFC 9112 §6.3: a request whose Transfer-Encoding does not end in `chunked` has no
+// reliable length. Beast reads it as bodiless, so its body would be taken for the next
+// request (a smuggling shape); it must be refused with 400 and the connection closed.
+bool has_unframed_transfer_encoding(
+    const beast::http::request_parser<beast::http::string_body>& parser) {
+  const auto& header = parser.get();
+  return header.find(Field::transfer_encoding) != header.end() && !parser.chunked();
+}
+
 bool expects_continue(const Request& request) {
   return beast::iequals(request[Field::expect], "100-continue");
 }
@@ -152,6 +161,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
       buffer.commit(n);
     }
     connection.busy = true;
+    connection.reading_request = true;
     ++in_flight;
     auto started = std::chrono::steady_clock::now();
 
@@ -188,15 +198,22 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     // From here until the answer is written the client has nothing to send: the read
     // timeouts no longer apply, and a slow handler is bounded by its own QoS and deadline.
     connection.expires_never();
+    connection.reading_request = false;
 
     Response response;
     const Route* route = nullptr;
     bool keep_alive = false;
+    std::optional<ReadFailure> failure;
     if (read_error) {
-      auto failure = classify_read_error(read_error, limits);
+      failure = classify_read_error(read_error, limits);
       if (!failure) {
         break;  // the cleanup counts the request out
       }
+    } else if (has_unframed_transfer_encoding(parser)) {
+      failure = ReadFailure{Status::bad_request, "malformed_request",
+                            "Transfer-Encoding must end in chunked"};
+    }
+    if (failure) {
       log::info("http.request.rejected", {{"code", failure->code}, {"reason", failure->reason}});
       response = make_error_response(failure->status, failure->code, failure->reason, 11, false);
       if (observer) {
