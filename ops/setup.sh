@@ -19,7 +19,7 @@ if ! command -v bc >/dev/null 2>&1; then
 fi
 
 packages=(
-  g++ cmake ninja-build ccache pkg-config git curl jq bc
+  g++ cmake ninja-build ccache pkg-config git curl jq bc python3
   libboost1.81-all-dev libssl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-16 libclang-rt-16-dev clang-format-14

@@ -30,6 +30,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+using RequestParser = beast::http::request_parser<beast::http::string_body>;
 
 // Sets `id` to the trace id of a valid W3C `traceparent` (00-<32 hex>-<16 hex>-<2 hex>),
 // else to a fresh random one so every request can be followed through the logs. The
@@ -77,10 +78,42 @@ std::optional<ReadFailure> classify_read_error(const beast::error_code& ec,
 // RFC 9112 §6.3: a request whose Transfer-Encoding does not end in `chunked` has no
 // reliable length. Beast reads it as bodiless, so its body would be taken for the next
 // request (a smuggling shape); it must be refused with 400 and the connection closed.
-bool has_unframed_transfer_encoding(
-    const beast::http::request_parser<beast::http::string_body>& parser) {
+bool has_unframed_transfer_encoding(const RequestParser& parser) {
   const auto& header = parser.get();
   return header.find(Field::transfer_encoding) != header.end() && !parser.chunked();
+}
+
+// Reads the rest of a request header into `parser`, which has taken `taken` bytes of it.
+// Not beast::http::async_read_header: Beast 1.81 compares header_limit with the bytes
+// of one put() only and consumes whole fields as they arrive, so a header coming in
+// several reads grew past the limit (8 KiB let 12 KB through, and the fields pile up in
+// memory). Here every byte the parser takes counts.
+template <class Stream>
+asio::awaitable<beast::error_code> read_rest_of_header(Stream& stream, beast::flat_buffer& buffer,
+                                                       RequestParser& parser, std::size_t taken,
+                                                       std::size_t limit) {
+  beast::error_code ec;
+  while (!parser.is_header_done()) {
+    if (taken + buffer.size() > limit) {
+      co_return beast::http::error::header_limit;
+    }
+    // (The parser is not eager: it stops at the header's end, so `taken` is the header's.)
+    auto [read_error, n] = co_await stream.async_read_some(buffer.prepare(4096), kUseTuple);
+    if (read_error) {
+      co_return read_error == asio::error::eof ? beast::http::error::partial_message : read_error;
+    }
+    buffer.commit(n);
+    const auto used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    taken += used;
+    if (ec && ec != beast::http::error::need_more) {
+      co_return ec;
+    }
+    if (taken > limit) {
+      co_return beast::http::error::header_limit;
+    }
+  }
+  co_return beast::error_code{};
 }
 
 bool expects_continue(const Request& request) {
@@ -165,21 +198,31 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     ++in_flight;
     auto started = std::chrono::steady_clock::now();
 
-    beast::http::request_parser<beast::http::string_body> parser;
+    RequestParser parser;
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
     parser.body_limit(limits.max_body_bytes);
-    parser.eager(true);
-    // Most requests arrive whole in one read: parse them in place and skip the
-    // asynchronous read machinery; only a partial request goes back to the socket.
+    // The header first, alone (eager off), so that its size is known: see
+    // read_rest_of_header. Most requests arrive whole in one read: they are parsed in
+    // place, skipping the asynchronous read machinery; only a partial request goes back
+    // to the socket.
+    parser.eager(false);
     beast::error_code read_error;
-    buffer.consume(parser.put(buffer.data(), read_error));
+    const auto header_taken = parser.put(buffer.data(), read_error);
+    buffer.consume(header_taken);
     if (read_error == beast::http::error::need_more) {
       read_error = {};
     }
     if (!read_error && !parser.is_header_done()) {
       connection.expires_after(limits.header_timeout);
-      auto [hec, hn] = co_await beast::http::async_read_header(stream, buffer, parser, kUseTuple);
-      read_error = hec;
+      read_error = co_await read_rest_of_header(stream, buffer, parser, header_taken,
+                                                limits.max_header_bytes);
+    }
+    if (!read_error && !parser.is_done() && buffer.size() > 0) {
+      parser.eager(true);  // the body, or as much of it as has arrived
+      buffer.consume(parser.put(buffer.data(), read_error));
+      if (read_error == beast::http::error::need_more) {
+        read_error = {};
+      }
     }
     if (!read_error && !parser.is_done()) {
       if (expects_continue(parser.get())) {
