@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Hostile input against real service processes, over raw sockets.
 
-Starts add-svc, sub-svc, mul-svc, div-svc and the frontend (no Consul: the frontend
-reaches the operators through --upstreams) on free loopback ports, sends each hostile
-case and checks the status it gets (or that the server hangs up, where no status can
-be given) AND that the same process answers a good request right after. Prints one
-table row per case; --markdown writes them for RELIABILITY.md.
+Starts add-svc, sub-svc, mul-svc, div-svc, the frontend (no Consul: the frontend
+reaches the operators through --upstreams) and hello-svc (a string argument) on free
+loopback ports, sends each hostile case and checks the status it gets AND that the same
+process answers a good request right after. Prints one table row per case; --markdown
+writes them for RELIABILITY.md.
 
     tests/integration/hostile/hostile_input.py --bin-dir build/bin [--markdown FILE]
 
@@ -370,12 +370,29 @@ def json_bodies(run, frontend):
         run.expect(frontend, case, post("/api/v1/compute", body), status, code, good=good)
 
 
+def query_strings(run, hello):
+    """Strings bound from a query string end up in JSON answers: they must be UTF-8."""
+    good = ("/api/v1/hello?name=mesh", b'{"message":"hello, mesh"}')
+    cases = [
+        ("query: invalid UTF-8 byte %FF", "name=%FF", 400, "invalid_field"),
+        ("query: overlong UTF-8 %C0%AF", "name=%C0%AF", 400, "invalid_field"),
+        ("query: UTF-16 surrogate %ED%A0%80", "name=%ED%A0%80", 400, "invalid_field"),
+        ("query: truncated sequence %E2%82", "name=%E2%82", 400, "invalid_field"),
+        ("query: valid UTF-8 (euro sign)", "name=%E2%82%AC", 200, None),
+        ("query: NUL byte %00 (escaped in the answer)", "name=a%00b", 200, None),
+        ("query: optional integer past int64", "name=x&delay_ms=9223372036854775808", 400,
+         "invalid_field"),
+    ]
+    for case, query, status, code in cases:
+        run.expect(hello, case, get("/api/v1/hello?" + query), status, code, good=good)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin-dir", required=True)
     parser.add_argument("--markdown", help="write the result rows (a Markdown table) here")
     args = parser.parse_args()
-    for binary in ("add-svc", "sub-svc", "mul-svc", "div-svc", "frontend"):
+    for binary in ("add-svc", "sub-svc", "mul-svc", "div-svc", "frontend", "hello-svc"):
         if not os.access(os.path.join(args.bin_dir, binary), os.X_OK):
             sys.exit("hostile_input: %s/%s is missing: build it first" % (args.bin_dir, binary))
 
@@ -392,7 +409,11 @@ def main():
                                ["--upstreams=" + upstreams])
             services.append(frontend)
 
+            hello = Service(os.path.join(args.bin_dir, "hello-svc"), log_dir)
+            services.append(hello)
+
             malformed_http(run, operators["add"])
+            query_strings(run, hello)
             for op, svc in operators.items():
                 integer_edges(run, svc, op)
             json_bodies(run, frontend)
