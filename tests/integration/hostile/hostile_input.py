@@ -405,6 +405,9 @@ def main():
                 operators[op] = Service(os.path.join(args.bin_dir, op + "-svc"), log_dir)
                 services.append(operators[op])
             upstreams = ",".join("%s=127.0.0.1:%d" % (op, s.port) for op, s in operators.items())
+            # The frontend wants every operation's upstream at start-up; % is not sent here,
+            # so mod (a Python service, where there is one) needs no process of its own.
+            upstreams += ",mod=127.0.0.1:%d" % operators["div"].port
             frontend = Service(os.path.join(args.bin_dir, "frontend"), log_dir,
                                ["--upstreams=" + upstreams])
             services.append(frontend)
