@@ -18,6 +18,7 @@
 #include "coromesh/http/error.hpp"
 #include "coromesh/http/trace_context.hpp"
 #include "coromesh/log/logger.hpp"
+#include "request_framing.hpp"
 #include "server_state.hpp"
 #include "wire.hpp"
 
@@ -30,7 +31,9 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-using RequestParser = beast::http::request_parser<beast::http::string_body>;
+using detail::has_unframed_transfer_encoding;
+using detail::read_rest_of_header;
+using detail::RequestParser;
 
 // Sets `id` to the trace id of a valid W3C `traceparent` (00-<32 hex>-<16 hex>-<2 hex>),
 // else to a fresh random one so every request can be followed through the logs. The
@@ -73,47 +76,6 @@ std::optional<ReadFailure> classify_read_error(const beast::error_code& ec,
                        "malformed HTTP request: " + ec.message()};
   }
   return std::nullopt;
-}
-
-// RFC 9112 §6.3: a request whose Transfer-Encoding does not end in `chunked` has no
-// reliable length. Beast reads it as bodiless, so its body would be taken for the next
-// request (a smuggling shape); it must be refused with 400 and the connection closed.
-bool has_unframed_transfer_encoding(const RequestParser& parser) {
-  const auto& header = parser.get();
-  return header.find(Field::transfer_encoding) != header.end() && !parser.chunked();
-}
-
-// Reads the rest of a request header into `parser`, which has taken `taken` bytes of it.
-// Not beast::http::async_read_header: Beast 1.81 compares header_limit with the bytes
-// of one put() only and consumes whole fields as they arrive, so a header coming in
-// several reads grew past the limit (8 KiB let 12 KB through, and the fields pile up in
-// memory). Here every byte the parser takes counts.
-template <class Stream>
-asio::awaitable<beast::error_code> read_rest_of_header(Stream& stream, beast::flat_buffer& buffer,
-                                                       RequestParser& parser, std::size_t taken,
-                                                       std::size_t limit) {
-  beast::error_code ec;
-  while (!parser.is_header_done()) {
-    if (taken + buffer.size() > limit) {
-      co_return beast::http::error::header_limit;
-    }
-    // (The parser is not eager: it stops at the header's end, so `taken` is the header's.)
-    auto [read_error, n] = co_await stream.async_read_some(buffer.prepare(4096), kUseTuple);
-    if (read_error) {
-      co_return read_error == asio::error::eof ? beast::http::error::partial_message : read_error;
-    }
-    buffer.commit(n);
-    const auto used = parser.put(buffer.data(), ec);
-    buffer.consume(used);
-    taken += used;
-    if (ec && ec != beast::http::error::need_more) {
-      co_return ec;
-    }
-    if (taken > limit) {
-      co_return beast::http::error::header_limit;
-    }
-  }
-  co_return beast::error_code{};
 }
 
 bool expects_continue(const Request& request) {
