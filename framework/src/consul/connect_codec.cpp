@@ -98,8 +98,18 @@ std::chrono::system_clock::time_point parse_rfc3339(std::string_view text) {
   if (pos != text.size()) {
     throw DecodeError("trailing characters in timestamp '" + std::string(text) + "'");
   }
-  auto local = sys_days(date) + hours(hour) + minutes(minute) + seconds(second);
-  return time_point_cast<system_clock::duration>(local - offset + fraction);
+  // Go writes any year from 0000 to 9999; system_clock (nanoseconds since 1970) holds
+  // only 1678 to 2262. Counted in seconds first, where every 4-digit year fits, and
+  // refused outside that range instead of overflowing.
+  const auto utc = sys_days(date) + hours(hour) + minutes(minute) + seconds(second) - offset;
+  constexpr auto kEarliest = ceil<seconds>(system_clock::time_point::min().time_since_epoch());
+  constexpr auto kLatest = floor<seconds>(system_clock::time_point::max().time_since_epoch()) -
+                           seconds(1);  // room for the fraction
+  if (utc.time_since_epoch() < kEarliest || utc.time_since_epoch() > kLatest) {
+    throw DecodeError("timestamp out of range '" + std::string(text) + "'");
+  }
+  return time_point_cast<system_clock::duration>(utc) +
+         duration_cast<system_clock::duration>(fraction);
 }
 
 CaRoots decode_ca_roots(std::string_view body) {

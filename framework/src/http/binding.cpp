@@ -37,6 +37,48 @@ bool parse_integer(std::string_view text, T& out, std::string& why) {
 
 }  // namespace
 
+bool is_valid_utf8(std::string_view text) noexcept {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    // The length of the sequence and the range its second byte must fall in (Table 3-7
+    // of the Unicode standard), which rules out overlongs, surrogates and > U+10FFFF.
+    std::size_t length = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xBF;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      low = lead == 0xE0 ? 0xA0 : 0x80;
+      high = lead == 0xED ? 0x9F : 0xBF;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      low = lead == 0xF0 ? 0x90 : 0x80;
+      high = lead == 0xF4 ? 0x8F : 0xBF;
+    } else {
+      return false;
+    }
+    if (text.size() - i < length) {
+      return false;
+    }
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto byte = static_cast<unsigned char>(text[i + k]);
+      const unsigned char min = k == 1 ? low : 0x80;
+      const unsigned char max = k == 1 ? high : 0xBF;
+      if (byte < min || byte > max) {
+        return false;
+      }
+    }
+    i += length;
+  }
+  return true;
+}
+
 bool parse_scalar(std::string_view text, std::int64_t& out, std::string& why) {
   return parse_integer(text, out, why);
 }
@@ -176,6 +218,11 @@ void json_to(const boost::json::value& v, const std::string& path, double& out) 
     throw_invalid_json(path, "expected a number");
   }
   out = v.to_number<double>();
+  // Boost.JSON reads 1e999 as infinity; refused as in a query string, and because no
+  // JSON answer could carry it back.
+  if (!std::isfinite(out)) {
+    throw_invalid_json(path, "expected a finite number");
+  }
 }
 
 boost::json::value parse_json_body(std::string_view body) {

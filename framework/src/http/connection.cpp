@@ -18,6 +18,7 @@
 #include "coromesh/http/error.hpp"
 #include "coromesh/http/trace_context.hpp"
 #include "coromesh/log/logger.hpp"
+#include "request_framing.hpp"
 #include "server_state.hpp"
 #include "wire.hpp"
 
@@ -30,6 +31,9 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+using detail::has_unframed_transfer_encoding;
+using detail::read_rest_of_header;
+using detail::RequestParser;
 
 // Sets `id` to the trace id of a valid W3C `traceparent` (00-<32 hex>-<16 hex>-<2 hex>),
 // else to a fresh random one so every request can be followed through the logs. The
@@ -152,24 +156,35 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
       buffer.commit(n);
     }
     connection.busy = true;
+    connection.reading_request = true;
     ++in_flight;
     auto started = std::chrono::steady_clock::now();
 
-    beast::http::request_parser<beast::http::string_body> parser;
+    RequestParser parser;
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
     parser.body_limit(limits.max_body_bytes);
-    parser.eager(true);
-    // Most requests arrive whole in one read: parse them in place and skip the
-    // asynchronous read machinery; only a partial request goes back to the socket.
+    // The header first, alone (eager off), so that its size is known: see
+    // read_rest_of_header. Most requests arrive whole in one read: they are parsed in
+    // place, skipping the asynchronous read machinery; only a partial request goes back
+    // to the socket.
+    parser.eager(false);
     beast::error_code read_error;
-    buffer.consume(parser.put(buffer.data(), read_error));
+    const auto header_taken = parser.put(buffer.data(), read_error);
+    buffer.consume(header_taken);
     if (read_error == beast::http::error::need_more) {
       read_error = {};
     }
     if (!read_error && !parser.is_header_done()) {
       connection.expires_after(limits.header_timeout);
-      auto [hec, hn] = co_await beast::http::async_read_header(stream, buffer, parser, kUseTuple);
-      read_error = hec;
+      read_error = co_await read_rest_of_header(stream, buffer, parser, header_taken,
+                                                limits.max_header_bytes);
+    }
+    if (!read_error && !parser.is_done() && buffer.size() > 0) {
+      parser.eager(true);  // the body, or as much of it as has arrived
+      buffer.consume(parser.put(buffer.data(), read_error));
+      if (read_error == beast::http::error::need_more) {
+        read_error = {};
+      }
     }
     if (!read_error && !parser.is_done()) {
       if (expects_continue(parser.get())) {
@@ -188,15 +203,22 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     // From here until the answer is written the client has nothing to send: the read
     // timeouts no longer apply, and a slow handler is bounded by its own QoS and deadline.
     connection.expires_never();
+    connection.reading_request = false;
 
     Response response;
     const Route* route = nullptr;
     bool keep_alive = false;
+    std::optional<ReadFailure> failure;
     if (read_error) {
-      auto failure = classify_read_error(read_error, limits);
+      failure = classify_read_error(read_error, limits);
       if (!failure) {
         break;  // the cleanup counts the request out
       }
+    } else if (has_unframed_transfer_encoding(parser)) {
+      failure = ReadFailure{Status::bad_request, "malformed_request",
+                            "Transfer-Encoding must end in chunked"};
+    }
+    if (failure) {
       log::info("http.request.rejected", {{"code", failure->code}, {"reason", failure->reason}});
       response = make_error_response(failure->status, failure->code, failure->reason, 11, false);
       if (observer) {

@@ -149,21 +149,41 @@ void Server::State::close_all(bool only_idle) {
 
 namespace {
 
+// A whole `Connection: close` answer with a JSON error body, for the cases where the
+// server answers without a request to answer (over the limit, too slow).
+std::string canned_answer(std::string_view status_line, std::string_view body) {
+  return "HTTP/1.1 " + std::string(status_line) +
+         "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+}
+
+// Non-blocking best effort: a few hundred bytes fit any socket's send buffer that is not
+// full, and a client that cannot take them is not worth a timer.
+void write_without_waiting(tcp::socket& socket, std::string_view bytes) {
+  boost::system::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.write_some(asio::buffer(bytes), ignored);
+}
+
 // Sent to a connection over the max_connections limit; it gets an answer instead of
 // a silent reset, and costs us one short write.
 asio::awaitable<void> reject_over_limit(tcp::socket socket) {
-  static const std::string kBody = R"({"error":"overloaded","reason":"too many open connections"})";
-  static const std::string kResponse =
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-      "Connection: close\r\nContent-Length: " +
-      std::to_string(kBody.size()) + "\r\n\r\n" + kBody;
-  // Non-blocking best effort: a few hundred bytes fit any fresh socket's send buffer,
-  // and a client that cannot take them is not worth a timer.
+  static const std::string kResponse = canned_answer(
+      "503 Service Unavailable", R"({"error":"overloaded","reason":"too many open connections"})");
+  write_without_waiting(socket, kResponse);
   boost::system::error_code ignored;
-  socket.non_blocking(true, ignored);
-  socket.write_some(asio::buffer(kResponse), ignored);
   socket.shutdown(tcp::socket::shutdown_both, ignored);
   co_return;
+}
+
+// Sent to a plain-TCP client whose request began but did not arrive within the header or
+// body timeout (RFC 9110 §15.5.9), just before the connection is closed: a slow but
+// honest client learns why. A TLS connection is only closed (no plain bytes on it).
+const std::string& request_timeout_answer() {
+  static const std::string kResponse =
+      canned_answer("408 Request Timeout",
+                    R"({"error":"request_timeout","reason":"the request did not arrive in time"})");
+  return kResponse;
 }
 
 }  // namespace
@@ -233,6 +253,9 @@ asio::awaitable<void> Server::State::watch(std::shared_ptr<detail::Connection> c
     if (now >= connection->deadline) {
       // Closing aborts the pending read or write; serve() sees it and ends.
       connection->timed_out = true;
+      if (connection->reading_request && !connection->tls) {
+        write_without_waiting(connection->socket, request_timeout_answer());
+      }
       boost::system::error_code ignored;
       connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
       connection->socket.close(ignored);

@@ -44,6 +44,7 @@ struct Connection {
   boost::asio::steady_timer watchdog;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   bool busy = false;             // a request is being read, handled or answered
+  bool reading_request = false;  // part of a request has arrived, the rest is awaited
   bool closing = false;          // close after the current response
   bool refuse_requests = false;  // accepted during a drain: answer 503 shutting_down
   bool cut_off = false;          // closed by a drain whose grace ran out, mid-request

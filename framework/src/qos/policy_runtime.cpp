@@ -9,6 +9,7 @@
 #include <tuple>
 #include <type_traits>
 
+#include "coromesh/config/error.hpp"
 #include "coromesh/config/values.hpp"
 #include "coromesh/qos/interceptors.hpp"
 
@@ -301,7 +302,10 @@ void override_kind(std::optional<P>& slot, const json::value& value) {
       }
     });
     if (!known) {
-      refuse(kind, member.key(), "unknown field");
+      // The name is the document's, not ours: quoted, escaped and clipped (a key holding
+      // a NUL would otherwise end the message there, a newline would forge a log line).
+      throw std::invalid_argument(std::string(kind) + ": unknown field " +
+                                  config::quote_value(member.key()));
     }
   }
   // The kind's name leads the message once: most checks name it already ("bulkhead:
@@ -342,7 +346,7 @@ PolicySet apply_override(const PolicySet& base, std::string_view document) {
         },
         set.slots());
     if (!known) {
-      refuse(key, "", "unknown policy kind");
+      throw std::invalid_argument("unknown policy kind " + config::quote_value(key));
     }
   }
   if (auto error = validate(set); !error.empty()) {

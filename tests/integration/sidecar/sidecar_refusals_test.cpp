@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <boost/json/parse.hpp>
+#include <cerrno>
 #include <thread>
+#include <vector>
 
 #include "mesh_fixture.hpp"
 #include "test_certificate_authority.hpp"
@@ -15,6 +17,26 @@ namespace coromesh::testing {
 namespace {
 
 namespace json = boost::json;
+
+// A blocking loopback connection to `port` whose reads give up after `read_timeout`;
+// -1 when the connection fails.
+int connect_loopback(std::uint16_t port, std::chrono::seconds read_timeout) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{.tv_sec = static_cast<time_t>(read_timeout.count()), .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// A ClientHello's first bytes (a handshake record header), then nothing.
+constexpr unsigned char kPartialClientHello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};
 
 class SidecarRefusals : public ::testing::Test {
  protected:
@@ -127,18 +149,10 @@ TEST_F(SidecarRefusals, OldTlsVersionsAreRefused) {
 }
 
 TEST_F(SidecarRefusals, AClientStallingMidHandshakeIsCutOffAtTheDeadline) {
-  // A ClientHello's first bytes (a handshake record header), then nothing.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(b_public_);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  const unsigned char partial[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};
-  ASSERT_EQ(::send(fd, partial, sizeof partial, MSG_NOSIGNAL), 6);
+  const int fd = connect_loopback(b_public_, 10s);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::send(fd, kPartialClientHello, sizeof kPartialClientHello, MSG_NOSIGNAL), 6);
   const auto started = std::chrono::steady_clock::now();
-  timeval tv{.tv_sec = 10, .tv_usec = 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   char buffer[64];
   const auto n = ::recv(fd, buffer, sizeof buffer, 0);  // the sidecar closes: 0 (or a reset)
   const auto waited = std::chrono::steady_clock::now() - started;
@@ -146,6 +160,58 @@ TEST_F(SidecarRefusals, AClientStallingMidHandshakeIsCutOffAtTheDeadline) {
   EXPECT_LE(n, 0);
   EXPECT_LT(waited, 8s) << "closed by the 1s handshake deadline, not by our 10s timeout";
   EXPECT_TRUE(wait_until([&] { return refused("handshake_timeout") >= 1; }, 5s))
+      << b_sidecar_->metrics();
+  expect_still_serving();
+}
+
+// Many hostile connections at once: half of them stall mid-ClientHello, half send a
+// handshake record of garbage. Legitimate traffic goes on while they are open, every one
+// of them is closed by the handshake deadline or refused, and the sidecar keeps serving.
+TEST_F(SidecarRefusals, AStormOfHalfOpenAndGarbageHandshakesIsBounded) {
+  constexpr int kEach = 200;
+  const double timeouts_before = refused("handshake_timeout");
+  const double failures_before = refused("handshake_failed");
+  auto open = [&] {
+    const int fd = connect_loopback(b_public_, 15s);
+    EXPECT_GE(fd, 0);
+    return fd;
+  };
+  std::vector<int> half_open;
+  std::vector<int> garbage;
+  std::string junk(512, '\0');
+  for (int i = 0; i < kEach; ++i) {
+    half_open.push_back(open());
+    EXPECT_EQ(
+        ::send(half_open.back(), kPartialClientHello, sizeof kPartialClientHello, MSG_NOSIGNAL), 6);
+    // A handshake record header announcing 512 bytes, then 512 bytes of noise.
+    for (std::size_t j = 0; j < junk.size(); ++j) {
+      junk[j] = static_cast<char>((i * 131 + static_cast<int>(j) * 7) & 0xff);
+    }
+    const std::string record = std::string("\x16\x03\x01\x02\x00", 5) + junk;
+    garbage.push_back(open());
+    EXPECT_EQ(::send(garbage.back(), record.data(), record.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(record.size()));
+  }
+  expect_still_serving();  // while all of them are open
+  int closed = 0;
+  for (const auto& fds : {half_open, garbage}) {
+    for (const int fd : fds) {
+      char buffer[256];
+      ssize_t n = 0;
+      while ((n = ::recv(fd, buffer, sizeof buffer, 0)) > 0) {
+        // a TLS alert may come first; the close follows
+      }
+      closed += n == 0 || (n < 0 && errno == ECONNRESET) ? 1 : 0;
+      ::close(fd);
+    }
+  }
+  EXPECT_EQ(closed, 2 * kEach) << "connections the sidecar did not close within 15 s";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return refused("handshake_timeout") - timeouts_before >= kEach &&
+               refused("handshake_failed") - failures_before >= kEach;
+      },
+      10s))
       << b_sidecar_->metrics();
   expect_still_serving();
 }

@@ -130,6 +130,19 @@ TEST(ConsulConnectCodec, RefusesWhatIsNotRfc3339) {
   }
 }
 
+// Found by fuzz.consul_decoders: a year Go writes but system_clock cannot hold (its
+// nanoseconds span 1678 to 2262) overflowed a signed multiplication; it is refused now,
+// and a leaf valid until 9999 (Go's "forever") is a clear decode error, not UB.
+TEST(ConsulConnectCodec, RefusesTimestampsOutsideTheClocksRange) {
+  for (const char* far : {"1012-02-29T23:59:60Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
+                          "2262-04-12T00:00:00Z", "1677-09-21T00:00:00Z"}) {
+    EXPECT_THROW(parse_rfc3339(far), DecodeError) << far;
+  }
+  EXPECT_EQ(parse_rfc3339("2262-04-11T00:00:00.999999999Z"),
+            sys_days(2262y / April / 11) + 999'999'999ns);
+  EXPECT_EQ(parse_rfc3339("1677-09-22T00:00:00Z"), sys_days(1677y / September / 22));
+}
+
 TEST(ConsulConnectCodec, EncodesTheAuthorizeRequest) {
   auto body = boost::json::parse(
       encode_authorize_request("db", "spiffe://t/ns/default/dc/dc1/svc/web", "01:02"));

@@ -82,6 +82,34 @@ TEST(BindQuery, HostileLongValueIsClippedInTheReason) {
   EXPECT_LT(reason.size(), 200u);
 }
 
+// Found with hello-svc: `?name=%FF` came back as {"message":"hello, \xff"}, an answer no
+// JSON parser accepts. A query string's text must be UTF-8 to bind to a string.
+TEST(BindQuery, StringsMustBeValidUtf8) {
+  for (const char* bad : {"%FF", "%C0%AF", "%ED%A0%80", "%F4%90%80%80", "a%E2%82", "%80"}) {
+    auto reason =
+        reason_of([&] { bind_query<Options>(std::string("name=") + bad); }, "invalid_field");
+    EXPECT_EQ(reason, "query parameter 'name': not valid UTF-8") << bad;
+  }
+  EXPECT_EQ(bind_query<Options>("name=%E2%82%AC%F0%9F%98%80%C3%A9&verbose=1&ratio=0&port=1").name,
+            "\u20ac\U0001F600\u00e9");
+  EXPECT_TRUE(binding_detail::is_valid_utf8("\xF4\x8F\xBF\xBF"));  // U+10FFFF
+  EXPECT_FALSE(binding_detail::is_valid_utf8("\xF5\x80\x80\x80"));
+}
+
+// Found by fuzz.request_binding: Boost.JSON reads 1e316 as infinity, which bound to a
+// double and then serialized to something no JSON parser reads back.
+TEST(BindJson, NumbersMustBeFinite) {
+  for (const char* huge : {"1e316", "-1e999"}) {
+    auto reason = reason_of(
+        [&] {
+          bind_json<Options>(std::string(R"({"name":"n","verbose":true,"port":1,"ratio":)") + huge +
+                             "}");
+        },
+        "invalid_field");
+    EXPECT_EQ(reason, "JSON body field 'ratio': expected a finite number") << huge;
+  }
+}
+
 TEST(BindJson, BindsNestedStructsVectorsAndOptionals) {
   auto order = bind_json<Order>(
       R"({"id":"o1","lines":[{"l":1,"r":2},{"l":3,"r":4}],"options":{"name":"n","verbose":true,"ratio":1,"port":1}})");

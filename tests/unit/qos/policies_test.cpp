@@ -149,11 +149,24 @@ TEST(Overrides, NullSwitchesAKindOffAndAnObjectAddsOne) {
   EXPECT_EQ(set.bulkhead_policy->max_concurrent, 2U);
 }
 
+// Found by fuzz.qos_override: a key holding a NUL made the refusal's what() empty (the
+// message was cut at the NUL), and a newline in a key would have forged a log line.
+TEST(Overrides, UnknownNamesAreQuotedEscapedAndClipped) {
+  const auto base = to_policy_set(kDesignExample);
+  using namespace std::string_literals;
+  EXPECT_EQ(refusal(base, "{\"\\u0000circuit_breaker\": {}}"s),
+            "unknown policy kind '\\x00circuit_breaker'");
+  EXPECT_EQ(refusal(base, R"({"rate_limit": {"a\nlevel=error": 1}})"),
+            "rate_limit: unknown field 'a\\nlevel=error'");
+  const auto long_name = refusal(base, "{\"" + std::string(100'000, 'k') + "\": {}}");
+  EXPECT_LT(long_name.size(), 200U) << long_name.substr(0, 200);
+}
+
 TEST(Overrides, BadDocumentsAreRefusedWithTheFieldAtFault) {
   const auto base = to_policy_set(kDesignExample);
   EXPECT_EQ(refusal(base, "{not json"), "not valid JSON: syntax error");
   EXPECT_EQ(refusal(base, "[1,2]"), "expected a JSON object with one member per policy kind");
-  EXPECT_EQ(refusal(base, R"({"teleport": {}})"), "teleport: unknown policy kind");
+  EXPECT_EQ(refusal(base, R"({"teleport": {}})"), "unknown policy kind 'teleport'");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": 0}})"),
             "rate_limit: token bucket: a rate of 0 permits admits nothing");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": -5}})"),
@@ -161,7 +174,7 @@ TEST(Overrides, BadDocumentsAreRefusedWithTheFieldAtFault) {
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": "ten"}})"),
             "rate_limit.permits: expected an integer");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permitz": 3}})"),
-            "rate_limit.permitz: unknown field");
+            "rate_limit: unknown field 'permitz'");
   EXPECT_EQ(refusal(base, R"({"timeout": {"per_attempt": 100}})"),
             R"(timeout.per_attempt: expected a duration string such as "250ms")");
   EXPECT_NE(refusal(base, R"({"timeout": {"per_attempt": "soon"}})").find("timeout.per_attempt"),

@@ -120,10 +120,19 @@ std::optional<std::string> query_value(std::string_view query, std::string_view 
 // "JSON body field '<path>': <why>", or "JSON body: <why>" for the body itself (empty path).
 [[noreturn]] void throw_invalid_json(std::string_view path, std::string_view why);
 
+// Whether `text` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
+// nothing past U+10FFFF).
+bool is_valid_utf8(std::string_view text) noexcept;
+
 template <class T>
 void from_text(std::string_view text, std::string_view field, T& out) {
   std::string why;
   if constexpr (std::is_same_v<T, std::string>) {
+    // A JSON body is checked by the JSON parser; a query string is not, and a string
+    // bound from it may be echoed into a JSON answer, which must be UTF-8 (RFC 8259).
+    if (!is_valid_utf8(text)) {
+      throw_invalid("query parameter", field, "not valid UTF-8");
+    }
     out = std::string(text);
   } else if constexpr (std::is_same_v<T, bool>) {
     if (!parse_scalar(text, out, why)) {

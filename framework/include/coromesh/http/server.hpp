@@ -5,8 +5,10 @@
 //   header larger than max_header_bytes       -> 431, connection closed
 //   body larger than max_body_bytes           -> 413, connection closed
 //   malformed request                         -> 400, connection closed
-//   header not complete within header_timeout -> connection closed (slowloris)
-//   body not complete within body_timeout     -> connection closed
+//   Transfer-Encoding not ending in chunked   -> 400, connection closed (RFC 9112 §6.3)
+//   header not complete within header_timeout -> 408, connection closed (slowloris)
+//   body not complete within body_timeout     -> 408, connection closed
+// (408 only once a request has begun and only over plain TCP; otherwise just closed.)
 //   idle keep-alive longer than idle_timeout  -> connection closed
 //   response not written within write_timeout -> connection closed
 // The read timeouts apply only while the server waits for the client: never while a
