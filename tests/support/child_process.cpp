@@ -91,6 +91,14 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::filesystem::path 
         ::dup2(out, STDERR_FILENO) < 0) {
       ::_exit(127);
     }
+    // Nothing else of the test's crosses exec: Asio opens sockets without close-on-exec,
+    // so a child would otherwise keep the test's listeners open (a "stopped" backend's
+    // port still accepting connections, in the kernel, for as long as the child lives).
+    if (::close_range(3, ~0U, 0) != 0) {
+      for (int fd = 3; fd < 4096; ++fd) {
+        ::close(fd);
+      }
+    }
     // Run in the fixture's own directory: tools such as Consul read files relative
     // to their working directory.
     if (!working_dir.empty() && ::chdir(working_dir.c_str()) != 0) {

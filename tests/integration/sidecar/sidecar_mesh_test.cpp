@@ -177,7 +177,8 @@ TEST_F(SidecarMesh, AProxyWhoseServiceDiedAndLeftConsulIsNoLongerPassing) {
   std::this_thread::sleep_for(1500ms);
   ASSERT_EQ(consul_.api("PUT", "/v1/agent/service/deregister/b-1").status, 200);
   EXPECT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "b", 0); }, 15s))
-      << consul_.api("GET", "/v1/health/connect/b").body;
+      << consul_.api("GET", "/v1/health/connect/b").body
+      << consul_.api("GET", "/v1/agent/checks").body;
 }
 
 TEST_F(SidecarMesh, InteroperatesWithConsulConnectProxyBothWays) {
