@@ -62,8 +62,8 @@ grep -q "lacks permission 'service:write'" "$run/sub.out" || fail "no reason: $(
 as "$add_file" kv get coromesh/qos/add/x >/dev/null 2>"$run/kv.err" || true
 grep -q "Permission denied" "$run/kv.err" && fail "add cannot read its override keys"
 listed() { as "$prom_file" catalog services 2>/dev/null | grep -qx add; }
-for _ in $(seq 1 50); do listed && break; sleep 0.2; done  # anti-entropy syncs the catalog
-listed || fail "prometheus cannot list services"
+for _ in $(seq 1 100); do listed && break; sleep 0.2; done  # anti-entropy syncs the catalog
+listed || fail "prometheus cannot list services: $(as "$prom_file" catalog services 2>&1; as "$run/acl/bootstrap.token" catalog services 2>&1)"
 as "$prom_file" services register "$(svc prom 9003)" >/dev/null 2>&1 && fail "prometheus can write"
 
 check() {  # source destination expected
