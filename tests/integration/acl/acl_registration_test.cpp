@@ -11,6 +11,7 @@
 #include "consul_agent.hpp"
 #include "http_fetch.hpp"
 #include "mesh_fixture.hpp"
+#include "prometheus_server.hpp"
 #include "test_env.hpp"
 
 namespace coromesh::testing {
@@ -133,6 +134,26 @@ TEST_F(AclRegistration, AMissingRightAtRunTimeIsCountedAsForbiddenWhileTheServic
   const auto log = read_file(hello->log_file());
   EXPECT_NE(log.find("lacks permission 'key:read'"), std::string::npos) << log;
   hello->stop();
+  expect_no_secret();
+}
+
+TEST_F(AclRegistration, PrometheusDiscoversTheServicesWithItsReadOnlyToken) {
+  const auto token = create_service_token(*consul_, "scraped");
+  const auto port = free_port();
+  auto service = start_hello("scraped", token, port);
+  ASSERT_TRUE(wait_until([&] { return registered("scraped-" + std::to_string(port)); }, 20s))
+      << service->log_tail();
+  const auto reader = create_prometheus_token(*consul_);
+  secrets_.push_back(reader.secret_id);
+  const auto file = dir_.path() / "prometheus.token";
+  write_token_file(file, reader.secret_id);
+  PrometheusServer prometheus(
+      {.consul_address = consul_->http_address(), .consul_token_file = file.string()});
+  // Without the token the default-deny agent would list no service at all.
+  const auto up = prometheus.wait_for_sample(R"(up{service="scraped"})", 60s,
+                                             [](const auto& s) { return s.value == "1"; });
+  EXPECT_TRUE(up.has_value()) << prometheus.query("up").body;
+  service->stop();
   expect_no_secret();
 }
 
