@@ -84,17 +84,8 @@ mapfile -t LINKED < <(sort -u <<<"$linked" | sed '/^$/d')
 # license at its root; github.com/prometheus/* must be Apache-2.0; BUSL anywhere
 # (in any license file of any of these modules) refuses the build.
 STEP="license check"
-license_kind() { # $1 = license file -> BUSL | MPL-2.0 | Apache-2.0 | MIT | BSD | ISC | unknown
-  local f="$1"
-  if grep -qiE 'Business Source License|BUSL-1\.1' "$f"; then echo BUSL
-  elif grep -qE 'Mozilla Public License,? [Vv]ersion 2\.0' "$f"; then echo MPL-2.0
-  elif grep -qE 'Apache License' "$f" && grep -qE 'Version 2\.0' "$f"; then echo Apache-2.0
-  elif grep -qE 'Permission is hereby granted, free of charge' "$f"; then echo MIT
-  elif grep -qE 'Redistribution and use in source and binary forms' "$f"; then echo BSD
-  elif grep -qE 'Permission to use, copy, modify, and(/or)? distribute' "$f"; then echo ISC
-  else echo unknown
-  fi
-}
+# shellcheck source=SCRIPTDIR/lib/go_licenses.sh
+source "$OPS_DIR/lib/go_licenses.sh"   # license_kind
 bad=0; prom_mods=0; declare -A KINDS=()
 for line in "${LINKED[@]}"; do
   read -r path version dir <<<"$line"

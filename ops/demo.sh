@@ -1,153 +1,222 @@
 #!/usr/bin/env bash
-# The one-command demo.
-#   ./ops/demo.sh up       set up, build, start Consul (:8500) and Prometheus (:9090)
-#   ./ops/demo.sh status   what is running
-#   ./ops/demo.sh down     stop everything the demo started
-# The calculator services and their sidecars join `up` as they are built (see README).
+# The one-command demo: the calculator mesh on this machine.
+#   ./ops/demo.sh up [--nomad|--native]
+#                        set up, build, then start a Consul dev agent (127.0.0.1:8500),
+#                        two instances of add-svc, sub-svc, mul-svc, div-svc and mod-svc
+#                        (Python) and one
+#                        frontend (127.0.0.1:8080), each behind its coromesh-sidecar, and
+#                        a Prometheus (127.0.0.1:9090) that finds every service and sidecar
+#                        through Consul; returns once all are passing and scraped.
+#                        Running it again is safe (what runs is kept).
+#                        --nomad (the same on Nomad) and --native (Connect-native
+#                        services, no sidecars): not yet available
+#   ./ops/demo.sh status       each process, its PID, whether it runs, its Consul health
+#   ./ops/demo.sh click [EXPR] POST the seed's expression (or EXPR) to the frontend
+#   ./ops/demo.sh bench [--duration S] [--rounds N] [--with-tcp]
+#                        the seed's wrk scenario against this mesh and, in the same run,
+#                        the same topology with `consul connect proxy` as every sidecar
+#                        (--with-tcp: and with coromesh-sidecar's tcp upstreams)
+#   ./ops/demo.sh down         stop everything (by PID; services before Consul, so they
+#                        deregister); leaves no process and no registration
+# Logs and PID files: ops/.demo/.
 set -euo pipefail
 COROMESH_SCRIPT=demo
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+source "$COROMESH_ROOT/ops/lib/platform.sh"
+source "$COROMESH_ROOT/ops/lib/topology.sh"
 
 state="$COROMESH_ROOT/ops/.demo"
-consul_addr=127.0.0.1:8500
-prometheus_addr=127.0.0.1:9090
+consul_port=8500
+prometheus_port=9090
+frontend_port=8080
+consul_addr="127.0.0.1:$consul_port"
+prometheus_addr="127.0.0.1:$prometheus_port"
+frontend_addr="127.0.0.1:$frontend_port"
+seed_expression="1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5"
 
-pid_alive() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
+# The demo's processes outlive this script (and its Ctrl-C); `down` stops them by PID.
+export PROC_DETACH=1
+export TOPO_DIR="$state" TOPO_CONSUL_ADDR="$consul_addr" TOPO_FRONTEND_PORT="$frontend_port"
+export TOPO_PROXY=coromesh TOPO_UPSTREAM_MODE=http TOPO_CHECK_INTERVAL=2s
+# The frontend's sidecar runs its upstreams in http mode: each operator call is
+# balanced on its own across both instances (a tcp upstream pins a keep-alive
+# connection, and so every call on it, to one instance), and a GET an instance drops
+# is retried on the other one.
 
-# start NAME cmd...: runs cmd in the background with its log in ops/.demo/NAME.log.
-start() {
-  local name="$1"
-  shift
-  if pid_alive "$name"; then
-    echo "[demo] $name already running (pid $(cat "$state/$name.pid"))"
-    return
-  fi
-  setsid "$@" >"$state/$name.log" 2>&1 </dev/null &
-  echo $! >"$state/$name.pid"
+not_yet() {
+  echo "[demo] $1: not yet available" >&2
+  exit 2
 }
 
-# wait_http NAME URL: waits up to 30s for URL to answer 200.
-wait_http() {
-  for _ in $(seq 1 150); do
-    if curl -fsS -o /dev/null "$2" 2>/dev/null; then
-      return 0
-    fi
-    if ! pid_alive "$1"; then
-      tail -20 "$state/$1.log" >&2
-      die "$1 exited during start-up (log: $state/$1.log)"
-    fi
-    sleep 0.2
-  done
-  die "$1 did not answer $2 within 30s (log: $state/$1.log)"
-}
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-cmd_up() {
-  "$COROMESH_ROOT/ops/setup.sh"
-  mkdir -p "$state"
-
+# build: the binaries the topology runs, no more (tests and benchmarks build in test.sh).
+build() {
   step "build"
   local cxx
   cxx=$(coromesh_cxx)
   cmake -S "$COROMESH_ROOT" -B "$COROMESH_ROOT/build" -G Ninja \
-    -DCMAKE_CXX_COMPILER="$cxx" >"$state/configure.log" 2>&1 \
-    || die "cmake configure failed (log: $state/configure.log)"
-  cmake --build "$COROMESH_ROOT/build" -j 2 >"$state/build.log" 2>&1 \
-    || die "build failed (log: $state/build.log)"
+    -DCMAKE_CXX_COMPILER="$cxx" >"$state/configure.log" 2>&1 ||
+    die "cmake configure failed (log: $state/configure.log)"
+  cmake --build "$COROMESH_ROOT/build" -j 2 --target add-svc sub-svc mul-svc div-svc mod-svc \
+    frontend coromesh-sidecar >"$state/build.log" 2>&1 || die "build failed (log: $state/build.log)"
   step_done
+}
 
-  step "consul agent -dev on $consul_addr"
-  if ! pid_alive consul && port_busy 8500; then
-    die "port 8500 is taken by another process; stop it first"
-  fi
-  start consul consul agent -dev -bind 127.0.0.1 -client 127.0.0.1 -log-level warn
-  wait_http consul "http://$consul_addr/v1/status/leader"
-  step_done
-
-  step "prometheus on $prometheus_addr"
-  if ! pid_alive prometheus && port_busy 9090; then
-    die "port 9090 is taken by another process; stop it first"
-  fi
-  sed -e "s/__CONSUL_ADDR__/$consul_addr/" -e "s/__SCRAPE_INTERVAL__/5s/g" \
-    "$COROMESH_ROOT/ops/prometheus/prometheus.yml.in" >"$state/prometheus.yml"
-  start prometheus prometheus --config.file="$state/prometheus.yml" \
-    --storage.tsdb.path="$state/prometheus-data" \
-    --web.listen-address="$prometheus_addr" --log.level=warn
-  wait_http prometheus "http://$prometheus_addr/-/ready"
-  step_done
-
-  step "hello-svc (framework example)"
-  start hello "$COROMESH_ROOT/build/bin/hello-svc" --consul "$consul_addr" --port 0 \
-    --consul-check-interval 2s
-  for _ in $(seq 1 100); do
-    hello_port=$(curl -fsS "http://$consul_addr/v1/agent/services" 2>/dev/null \
-      | jq -r '[.[] | select(.Service == "hello")][0].Port // empty')
-    [ -n "$hello_port" ] && break
-    pid_alive hello || die "hello-svc exited during start-up (log: $state/hello.log)"
-    sleep 0.1
+# check_fixed_ports: each fixed port is free or held by this demo's own process.
+check_fixed_ports() {
+  local entry name port
+  for entry in consul:$consul_port prometheus:$prometheus_port frontend-1:$frontend_port; do
+    name="${entry%%:*}" port="${entry##*:}"
+    if ! proc_alive "$state" "$name" && port_busy "$port"; then
+      die "port $port ($name) is taken by a process this demo did not start; stop it first"
+    fi
   done
-  [ -n "${hello_port:-}" ] || die "hello-svc did not register in Consul (log: $state/hello.log)"
-  step_done "127.0.0.1:$hello_port"
+}
+
+# wait_prometheus_targets SECONDS: every process with /metrics is an `up` target.
+wait_prometheus_targets() {
+  local deadline=$((SECONDS + $1)) want have
+  want=$(topology_rows | awk -F'\t' '$6 != "-"' | wc -l)
+  while :; do
+    have=$(platform_prometheus_targets "$prometheus_addr" 2>/dev/null | awk '$3 == "up"' | wc -l)
+    [ "$have" -lt "$want" ] || break
+    [ "$SECONDS" -lt "$deadline" ] ||
+      die "Prometheus sees $have of $want targets up after ${1}s (http://$prometheus_addr/api/v1/targets)"
+    sleep 0.5
+  done
+  step_done "$have of $want targets up"
+}
+
+cmd_up() {
+  local runner=processes
+  case "${1:-}" in
+    "") ;;
+    --nomad) runner=nomad ;;
+    --native) runner=native ;;
+    *) die "up: unknown option $1 (--nomad, --native)" ;;
+  esac
+  # Where other ways of running the same topology plug in.
+  case "$runner" in
+    nomad) not_yet "up --nomad (the topology as Nomad jobs, ops/nomad/)" ;;
+    native) not_yet "up --native (Connect-native services without sidecars)" ;;
+  esac
+  mkdir -p "$state"
+  check_fixed_ports
+  "$COROMESH_ROOT/ops/setup.sh"
+  build
+
+  step "consul agent -dev"
+  platform_start_consul "$state" "$consul_port"
+  step_done "$consul_addr"
+  step "prometheus"
+  platform_start_prometheus "$state" "$prometheus_port" "$consul_addr" 5s
+  step_done "$prometheus_addr"
+  step "services and sidecars"
+  topology_up
+  topology_wait_ready 120
+  step_done "$(topology_rows | wc -l) processes, all passing in Consul"
+  step "prometheus finds them"
+  wait_prometheus_targets 90
 
   cat <<MSG
-[demo] up: Consul UI http://$consul_addr/ui   Prometheus API http://$prometheus_addr/api/v1/query?query=up
-[demo] hello-svc: curl 'http://127.0.0.1:$hello_port/api/v1/hello?name=mesh'
-[demo] Prometheus scrapes every Consul service tagged 'metrics' (ops/prometheus/prometheus.yml.in).
-[demo] greet's QoS, changed live without a restart (delete the key to restore it):
-[demo]   consul kv put coromesh/qos/hello/greet '{"rate_limit": {"permits": 2, "period": "1s"}}'
-[demo]   (Consul binary: $COROMESH_ROOT/ops/.tools/bin/consul; or curl -X PUT --data ... http://$consul_addr/v1/kv/coromesh/qos/hello/greet)
-[demo] The calculator services and sidecars are not part of the demo yet: this starts the
-[demo] platform and the framework's hello example. './ops/demo.sh down' stops it.
+
+The calculator mesh is up: add-svc, sub-svc, mul-svc, div-svc, mod-svc (Python), 2
+instances each, and a frontend, each listening on 127.0.0.1 behind its own coromesh-sidecar (mTLS with
+certificates from Consul's Connect CA); the frontend reaches the operators through its
+sidecar's upstream listeners.
+
+  frontend     http://$frontend_addr/api/v1/compute
+  Consul UI    http://$consul_addr/ui/dc1/services
+  Prometheus   http://$prometheus_addr/api/v1/targets   (every service and sidecar)
+               http://$prometheus_addr/api/v1/query?query=sum+by+(service,operation,code)(rate(coromesh_http_server_requests_total[1m]))
+
+  curl -s -XPOST $frontend_addr/api/v1/compute -H 'Content-Type: application/json' \\
+       -d '{"expression":"(1+2)*(3+4)-10/2%3"}'
+
+  ./ops/demo.sh click | status | bench | down
+  logs: ops/.demo/<process>.log (add-svc-1.log, add-svc-1-sidecar.log, frontend-1.log, consul.log, ...)
 MSG
 }
 
 cmd_status() {
-  for name in consul prometheus hello; do
-    if pid_alive "$name"; then
-      echo "[demo] $name: running (pid $(cat "$state/$name.pid"), log $state/$name.log)"
+  local any=0 name
+  for name in consul prometheus; do
+    if proc_alive "$state" "$name"; then
+      any=1
+      echo "[demo] $name: running (pid $(proc_pid "$state" "$name"), log ops/.demo/$name.log)"
     else
       echo "[demo] $name: stopped"
     fi
   done
-  if pid_alive consul; then
-    echo "[demo] services in Consul: $(curl -fsS "http://$consul_addr/v1/catalog/services" | jq -c 'keys')"
-    # The declared QoS each instance published, and where to override it live.
-    curl -fsS "http://$consul_addr/v1/agent/services" \
-      | jq -r '.[] | select(.Meta.qos_overrides != null) | .ID as $id | .Meta
-               | to_entries[] | select(.key | startswith("qos_"))
-               | "[demo] \($id) \(.key): \(.value)"' || true
+  if [ -f "$state/topology.tsv" ]; then
+    any=1
+    topology_status
   fi
-  if pid_alive prometheus; then
-    echo "[demo] prometheus targets up: $(curl -fsS "http://$prometheus_addr/api/v1/query?query=up" \
-      | jq -c '[.data.result[] | {job: .metric.job, instance: .metric.instance, up: .value[1]}]')"
+  [ "$any" -eq 1 ] || {
+    echo "[demo] not running ('./ops/demo.sh up' starts it)"
+    return 0
+  }
+  if proc_alive "$state" prometheus; then
+    local targets
+    targets=$(platform_prometheus_targets "$prometheus_addr" 2>/dev/null || true)
+    echo "[demo] Prometheus targets: $(awk '$3 == "up"' <<<"$targets" | grep -c . || true) up," \
+      "$(awk '$3 != "up"' <<<"$targets" | grep -c . || true) not up"
+    awk '$3 != "up" {print "[demo]   not up: " $2 " (" $3 ")"}' <<<"$targets"
   fi
+  if proc_alive "$state" consul; then
+    # The QoS each service declared (published in its registration's Meta), and where
+    # an operator overrides it live.
+    curl -fsS "http://$consul_addr/v1/agent/services" |
+      jq -r '[.[] | select(.Meta.qos_overrides != null)] | group_by(.Service)[] | .[0]
+             | .Meta.qos_overrides as $kv | .Meta | to_entries[]
+             | select(.key | startswith("qos_") and . != "qos_overrides")
+             | (.key | ltrimstr("qos_") | sub("^client_"; "client/")) as $op
+             | "[demo] QoS \($kv)\($op): \(.value)"' || true
+    echo "[demo] (override one live: consul kv put <key> '{\"rate_limit\": {\"permits\": 2, \"period\": \"1s\"}}')"
+  fi
+}
+
+cmd_click() {
+  local expression="${1:-$seed_expression}" body status
+  topology_running || die "the demo is not running: ./ops/demo.sh up"
+  body=$(mktemp)
+  status=$(curl -sS -o "$body" -w '%{http_code}' --max-time 30 -X POST \
+    -H 'Content-Type: application/json' \
+    -d "$(jq -nc --arg e "$expression" '{expression: $e}')" \
+    "http://$frontend_addr/api/v1/compute") || status=000
+  echo "POST http://$frontend_addr/api/v1/compute {\"expression\":\"$expression\"} -> $status"
+  cat "$body"
+  echo
+  rm -f "$body"
+  [ "$status" = 200 ]
 }
 
 cmd_down() {
-  # The service first, so it deregisters from a still-running Consul.
-  for name in hello prometheus consul; do
-    if pid_alive "$name"; then
-      local pid
-      pid=$(cat "$state/$name.pid")
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
-      done
-      kill -KILL "$pid" 2>/dev/null || true
-      echo "[demo] stopped $name"
-    fi
-    rm -f "$state/$name.pid"
+  # What a bench interrupted by SIGKILL left beside the demo.
+  source "$COROMESH_ROOT/ops/lib/bench.sh"
+  _bench_cleanup
+  topology_stop
+  platform_stop "$state"
+  local left=0 name
+  for name in "$state"/*.pid; do
+    [ -e "$name" ] || continue
+    echo "[demo] still there: $name" >&2
+    left=1
   done
+  rm -f "$state/ports-given"
+  [ "$left" -eq 0 ] && echo "[demo] stopped; nothing left running (logs kept in ops/.demo/)"
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
+  up) cmd_up "${@:2}" ;;
   status) cmd_status ;;
+  click) cmd_click "${@:2}" ;;
+  bench)
+    source "$COROMESH_ROOT/ops/lib/bench.sh"
+    cmd_bench "${@:2}"
+    ;;
   down) cmd_down ;;
   *)
-    echo "usage: $0 up|status|down" >&2
+    echo "usage: $0 up [--nomad|--native] | status | click [EXPRESSION] | bench [--duration S] [--rounds N] [--with-tcp] | down" >&2
     exit 2
     ;;
 esac

@@ -6,6 +6,8 @@
 #     GoogleTest, Google Benchmark, Prometheus, wrk, nginx and its stream module
 #     (libnginx-mod-stream: the TLS pair of benchmarks/load/sidecar_pairs.sh))
 #   - Consul, built from Go modules into ops/.tools/bin (see ops/build-consul.sh)
+#   - Nomad 1.6 (the last MPL-2.0 line), built from Go modules into ops/.tools/bin
+#     (see ops/build-nomad.sh): ops/nomad/ runs the calculator on it
 #   - Prometheus 2.x, built from Go modules into ops/.tools/bin (ops/build-prometheus.sh):
 #     Debian's package is built without consul_sd_configs, which the project relies on
 set -euo pipefail
@@ -74,6 +76,14 @@ if ! build_log=$("$COROMESH_ROOT/ops/build-consul.sh" 2>&1); then
 fi
 consul_version=$("$consul_bin" version)
 step_done "${consul_version%%$'\n'*}"
+
+step "nomad"
+if ! build_log=$("$COROMESH_ROOT/ops/build-nomad.sh" 2>&1); then
+  echo "$build_log" >&2
+  die "building Nomad from Go modules failed (see above)"
+fi
+nomad_version=$("$COROMESH_TOOLS/bin/nomad" version)
+step_done "${nomad_version%%$'\n'*}"
 
 step "prometheus"
 if ! build_log=$("$COROMESH_ROOT/ops/build-prometheus.sh" 2>&1); then

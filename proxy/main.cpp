@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
          sidecar::declare_sidecar_settings(options, settings);
        }});
   settings.instance_id = config.instance_id;
+  std::string admin_name = settings.proxy_name();
   try {
     sidecar::validate(settings);
     if (!settings.sidecar_for.empty()) {
@@ -36,15 +37,27 @@ int main(int argc, char** argv) {
           sidecar::find_proxy_registration(config, settings.sidecar_for, settings.proxy_id());
       sidecar::apply_registration(registration, settings);
       settings.instance_id = registration.id;  // what the registration watch re-reads
+      admin_name = registration.name + "-admin";
+      if (config.port == 0) {
+        config.port = settings.admin_port_from_registration;
+      }
     }
   } catch (const config::ConfigError& e) {
     std::cerr << e.what() << "\n";
     return 2;
   }
-  // A sidecar registers only when asked to (--register); with -sidecar-for the
-  // registration is the operator's.
-  config.consul_register = settings.register_proxy && settings.sidecar_for.empty();
-  config.name = settings.proxy_name();
+  if (settings.sidecar_for.empty()) {
+    // Standalone: the service's registration becomes the connect-proxy's (Sidecar::shape),
+    // and only when asked to (--register).
+    config.consul_register = settings.register_proxy;
+    config.name = settings.proxy_name();
+  } else {
+    // -sidecar-for: the connect-proxy registration is the operator's. What the sidecar
+    // registers (unless --no-consul-register) is its admin port, as `<proxy-id>-admin`
+    // with the `metrics` tag, so that Prometheus' Consul discovery finds every sidecar.
+    config.name = admin_name;
+    config.instance_id = settings.proxy_id() + "-admin";
+  }
   try {
     Service service(std::move(config));
     sidecar::Sidecar::install(service, settings);

@@ -66,8 +66,14 @@ void InboundListener::start(runtime::IoPool& pool) {
   acceptor_->bind(endpoint);
   acceptor_->listen(asio::socket_base::max_listen_connections);
   port_ = acceptor_->local_endpoint().port();
+  if (target_.mode == ListenerMode::http) {
+    for (std::size_t i = 0; i < pool.size(); ++i) {
+      local_clients_.push_back(std::make_unique<http::Client>(pool.executor(i)));
+    }
+  }
   log::info("sidecar.inbound.listening", {{"address", listen_.host},
                                           {"port", port_},
+                                          {"mode", to_string(target_.mode)},
                                           {"service", target_.service},
                                           {"local", target_.local.address().to_string() + ":" +
                                                         std::to_string(target_.local.port())}});
@@ -83,7 +89,8 @@ void InboundListener::stop() {
 
 asio::awaitable<void> InboundListener::accept_loop(runtime::IoPool& pool) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor_->async_accept(pool.next_executor(), use_tuple);
+    const std::size_t thread = next_thread_++ % pool.size();
+    auto [ec, socket] = co_await acceptor_->async_accept(pool.executor(thread), use_tuple);
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
       co_return;
     }
@@ -96,7 +103,7 @@ asio::awaitable<void> InboundListener::accept_loop(runtime::IoPool& pool) {
       continue;
     }
     auto executor = socket.get_executor();
-    runtime::spawn(executor, serve(std::move(socket)), "sidecar.inbound.connection");
+    runtime::spawn(executor, serve(std::move(socket), thread), "sidecar.inbound.connection");
   }
 }
 
@@ -107,7 +114,7 @@ void InboundListener::refuse(std::string_view reason, std::string_view detail,
                      {{"reason", reason}, {"peer", peer}, {"detail", detail}});
 }
 
-asio::awaitable<void> InboundListener::serve(TcpSocket socket) {
+asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t thread) {
   const auto executor = co_await asio::this_coro::executor;
   const auto& settings = context_.settings;
   const std::string peer_address = remote_of(socket);
@@ -121,9 +128,13 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket) {
   }
   TlsStream tls(std::move(socket), tls_context, TlsSocket::Role::server);
   TcpSocket local(executor);
-  const auto ticket = context_.connections.enter(executor, [&tls, &local] {
+  // http mode: a request in flight to the local service is not on either socket; the
+  // cut-off ends it through this timer (see below).
+  asio::steady_timer cut_off(executor, asio::steady_timer::time_point::max());
+  const auto ticket = context_.connections.enter(executor, [&tls, &local, &cut_off] {
     close_quietly(tls.next_layer());
     close_quietly(local);
+    cut_off.cancel();
   });
 
   asio::steady_timer deadline(executor);
@@ -165,7 +176,16 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket) {
     co_return;  // cut off by the shutdown while authorization was asked
   }
   context_.metrics.handshake(metrics_.listener, "accepted", "");
+  if (target_.mode == ListenerMode::http) {
+    co_await (serve_http(tls, verdict.peer->uri(), thread) || cut_off.async_wait(use_tuple));
+  } else {
+    co_await pipe_to_local(tls, local);
+  }
+}
 
+asio::awaitable<void> InboundListener::pipe_to_local(TlsStream& tls, TcpSocket& local) {
+  const auto& settings = context_.settings;
+  asio::steady_timer deadline(co_await asio::this_coro::executor);
   deadline.expires_after(settings.connect_timeout);
   auto connected =
       co_await (local.async_connect(target_.local, use_tuple) || deadline.async_wait(use_tuple));

@@ -10,7 +10,16 @@
 //      (connect::verify_peer);
 //   3. authorization: may that service call ours? (connect::Authorizer, on the agent's
 //      executor);
-//   4. a connection to the local service under --connect-timeout, then the two pumps.
+//   4. tcp mode: a connection to the local service under --connect-timeout, then the
+//      two pumps;
+//      http mode (--protocol http, Proxy.Config.protocol = "http"; inbound_http.cpp):
+//      HTTP/1.1 requests read one at a time and each sent to the local service over a
+//      pooled connection (one http::Client per io thread), under its route's timeout
+//      (--route-timeout, else --http-timeout, shortened by x-coromesh-deadline-ms). The
+//      verified caller's SPIFFE ID is passed in `x-coromesh-peer`, and any copy of that
+//      header the caller sent is removed first, so it cannot be forged. Failures are
+//      answered 504 (timeout), 503 (the local service refuses connections) or 502 (its
+//      answer was lost or malformed), never retried: the local service is the only one.
 // A peer refused at 1–3 is closed, logged (`sidecar.inbound.refused`, rate-limited per
 // reason) and counted in coromesh_sidecar_handshakes_total{result="refused",reason}; the
 // listener keeps serving everyone else.
@@ -21,9 +30,12 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "coromesh/http/client.hpp"
 #include "coromesh/runtime/io_pool.hpp"
 #include "pump.hpp"
 #include "sidecar_context.hpp"
@@ -33,7 +45,11 @@ namespace coromesh::sidecar {
 struct InboundTarget {
   std::string service;                   // the destination: what authorization asks about
   boost::asio::ip::tcp::endpoint local;  // the local service
+  ListenerMode mode = ListenerMode::tcp;
 };
+
+// http mode: the header carrying the verified caller's SPIFFE ID to the local service.
+inline constexpr std::string_view kPeerHeader = "x-coromesh-peer";
 
 class InboundListener {
  public:
@@ -47,7 +63,13 @@ class InboundListener {
 
  private:
   boost::asio::awaitable<void> accept_loop(runtime::IoPool& pool);
-  boost::asio::awaitable<void> serve(TcpSocket socket);
+  boost::asio::awaitable<void> serve(TcpSocket socket, std::size_t thread);
+  // tcp mode: the local connection and the pumps.
+  boost::asio::awaitable<void> pipe_to_local(TlsStream& tls, TcpSocket& local);
+  // http mode (inbound_http.cpp): requests of one verified caller until it closes.
+  boost::asio::awaitable<void> serve_http(TlsStream& tls, std::string peer, std::size_t thread);
+  boost::asio::awaitable<http::Response> forward_local(http::Request request,
+                                                       const std::string& peer, std::size_t thread);
   void refuse(std::string_view reason, std::string_view detail, const std::string& peer);
 
   SidecarContext& context_;
@@ -56,6 +78,9 @@ class InboundListener {
   ListenerMetrics metrics_;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
   std::uint16_t port_ = 0;
+  std::size_t next_thread_ = 0;  // accept_loop's round robin over the pool
+  // http mode: one pooled client to the local service per io thread (index = executor).
+  std::vector<std::unique_ptr<http::Client>> local_clients_;
 };
 
 // The resolved endpoint of `address` (an IP literal, or a name resolved once now).

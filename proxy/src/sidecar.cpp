@@ -125,7 +125,8 @@ Sidecar::Sidecar(Service& service, SidecarSettings settings)
   if (settings_.listen.port != 0) {
     inbound_.emplace(context_, settings_.listen,
                      InboundTarget{.service = settings_.service,
-                                   .local = resolve_now(settings_.service_address)});
+                                   .local = resolve_now(settings_.service_address),
+                                   .mode = settings_.inbound_mode});
   }
 }
 
@@ -210,80 +211,6 @@ void Sidecar::apply_upstreams(const std::vector<UpstreamSpec>& wanted) {
       throw;
     }
     upstreams_.emplace(key, std::move(listener));
-  }
-}
-
-asio::awaitable<void> Sidecar::follow_registration() {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  const std::string id = settings_.proxy_id();
-  for (;;) {
-    timer.expires_after(settings_.registration_poll);
-    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (ec) {
-      co_return;  // stop_accepting()
-    }
-    try {
-      const auto registration = co_await context_.consul.agent_service(id);
-      if (!registration || !registration->proxy) {
-        log::write_limited(log::Level::warn, "sidecar.registration_missing", id, {{"id", id}});
-        continue;
-      }
-      std::vector<UpstreamSpec> wanted;
-      for (const auto& upstream : registration->proxy->upstreams) {
-        wanted.push_back(upstream_from(upstream));
-      }
-      apply_upstreams(wanted);
-    } catch (const boost::system::system_error& e) {
-      if (e.code() == asio::error::operation_aborted) {
-        co_return;
-      }
-      log::write_limited(log::Level::warn, "sidecar.registration_unreadable", id,
-                         {{"id", id}, {"error", e.what()}});
-    } catch (const std::exception& e) {
-      log::write_limited(log::Level::warn, "sidecar.registration_unreadable", id,
-                         {{"id", id}, {"error", e.what()}});
-    }
-  }
-}
-
-void Sidecar::shape(consul::ServiceRegistration& registration) const {
-  const auto& s = settings_;
-  const auto admin_check = registration.check;  // the admin port's /health
-  registration.id = s.proxy_id();
-  registration.name = s.proxy_name();
-  registration.kind = "connect-proxy";
-  registration.port = public_port();
-  if (s.listen.host != "0.0.0.0" && s.listen.host != "::") {
-    registration.address = s.listen.host;
-  }
-  consul::ProxyConfig proxy{.destination_service_name = s.service,
-                            .destination_service_id = s.service_id,
-                            .local_service_address = s.service_address.host,
-                            .local_service_port = s.service_address.port,
-                            .upstreams = {}};
-  for (const auto& upstream : s.upstreams) {
-    proxy.upstreams.push_back(to_proxy_upstream(upstream));
-  }
-  registration.proxy = std::move(proxy);
-  const auto interval = admin_check && std::holds_alternative<consul::HttpCheck>(*admin_check)
-                            ? std::get<consul::HttpCheck>(*admin_check).interval
-                            : std::chrono::milliseconds(10'000);
-  const std::string host = registration.address.empty() ? "127.0.0.1" : registration.address;
-  registration.check =
-      consul::TcpCheck{.address = host + ":" + std::to_string(public_port()),
-                       .interval = interval,
-                       .timeout = std::min(interval, std::chrono::milliseconds(5000))};
-  registration.extra_checks.clear();
-  if (admin_check) {
-    registration.extra_checks.push_back(*admin_check);
-  }
-  if (!s.service_id.empty()) {
-    registration.extra_checks.push_back(consul::AliasCheck{.service_id = s.service_id});
-  } else {
-    registration.extra_checks.push_back(
-        consul::TcpCheck{.address = s.service_address.to_string(),
-                         .interval = interval,
-                         .timeout = std::min(interval, std::chrono::milliseconds(5000))});
   }
 }
 

@@ -13,9 +13,13 @@
 // (TCP) and the local service is healthy (an alias of --service-id, or TCP on
 // --service-addr). The service's HTTP check of the admin /health stays as well.
 //
-// With -sidecar-for the registration is the operator's: its upstreams are re-read every
-// --registration-poll and applied without a restart (new listeners opened, removed ones
-// closed; their open connections finish on their own).
+// With -sidecar-for the connect-proxy registration is the operator's: it is followed
+// with hash-based blocking queries on /v1/agent/service/<id> (a change arrives within
+// the agent's answer time; a poll every --registration-poll only when the agent sends no
+// content hash) and its upstreams applied without a restart (new listeners opened,
+// removed ones closed; their open connections finish on their own). The sidecar then
+// registers only its admin port, as `<proxy-id>-admin` (tag `metrics`, Meta
+// `metrics_port` and `proxy_id`), for Prometheus' Consul discovery.
 //
 // Lifecycle (component.hpp): start() binds every listener and starts the watches;
 // stop_accepting() closes the listeners; drain() waits for proxied connections until
@@ -60,7 +64,10 @@ class Sidecar final : public ServiceComponent, public std::enable_shared_from_th
   void shape(consul::ServiceRegistration& registration) const;
   // Opens listeners for new upstreams and closes those no longer wanted (consul executor).
   void apply_upstreams(const std::vector<UpstreamSpec>& wanted);
+  // -sidecar-for: follows the registration with hash-based blocking queries (a poll
+  // every --registration-poll when the agent cannot block) and applies its upstreams.
   boost::asio::awaitable<void> follow_registration();
+  void apply_registration_change(const consul::AgentService& registration);
 
   SidecarSettings settings_;
   runtime::IoPool* pool_ = nullptr;

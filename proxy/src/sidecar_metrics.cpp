@@ -11,6 +11,11 @@ prometheus::Histogram::BucketBoundaries connect_buckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
 }
 
+// 1 ms .. 10 s: a loopback request is about a millisecond; route timeouts go to seconds.
+prometheus::Histogram::BucketBoundaries request_buckets() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
+}
+
 }  // namespace
 
 SidecarMetrics::SidecarMetrics(metrics::MetricsRegistry& registry)
@@ -57,30 +62,64 @@ SidecarMetrics::SidecarMetrics(metrics::MetricsRegistry& registry)
       retries_(prometheus::BuildCounter()
                    .Name("coromesh_sidecar_upstream_retries_total")
                    .Help("http-mode upstream requests sent again to another endpoint.")
-                   .Register(*registry.prometheus_registry())) {}
+                   .Register(*registry.prometheus_registry())),
+      inbound_requests_(prometheus::BuildCounter()
+                            .Name("coromesh_sidecar_inbound_requests_total")
+                            .Help("http-mode requests on the public listener answered, by "
+                                  "status class.")
+                            .Register(*registry.prometheus_registry())),
+      request_duration_(prometheus::BuildHistogram()
+                            .Name("coromesh_sidecar_request_duration_seconds")
+                            .Help("http mode: from a request read to its answer, retries "
+                                  "included.")
+                            .Register(*registry.prometheus_registry())),
+      request_failures_(prometheus::BuildCounter()
+                            .Name("coromesh_sidecar_request_failures_total")
+                            .Help("http-mode requests that failed, by whose fault.")
+                            .Register(*registry.prometheus_registry())) {}
+
+void SidecarMetrics::add_http_handles(ListenerMetrics& metrics) {
+  const auto& listener = metrics.listener;
+  metrics.request_duration = &request_duration_.Add({{"listener", listener}}, request_buckets());
+  metrics.faults = {
+      .timeout = &request_failures_.Add({{"listener", listener}, {"fault", "timeout"}}),
+      .transport = &request_failures_.Add({{"listener", listener}, {"fault", "transport"}}),
+      .callee_failure =
+          &request_failures_.Add({{"listener", listener}, {"fault", "callee_failure"}})};
+}
 
 ListenerMetrics SidecarMetrics::inbound() {
-  return {.listener = "inbound",
-          .active = &inbound_active_.Add({}),
-          .total = &inbound_total_.Add({}),
-          .bytes_from_client = &bytes_.Add({{"listener", "inbound"}, {"direction", "from_client"}}),
-          .bytes_to_client = &bytes_.Add({{"listener", "inbound"}, {"direction", "to_client"}})};
+  ListenerMetrics metrics{
+      .listener = "inbound",
+      .active = &inbound_active_.Add({}),
+      .total = &inbound_total_.Add({}),
+      .bytes_from_client = &bytes_.Add({{"listener", "inbound"}, {"direction", "from_client"}}),
+      .bytes_to_client = &bytes_.Add({{"listener", "inbound"}, {"direction", "to_client"}}),
+      .requests_by_class = {
+          &inbound_requests_.Add({{"code", "local"}}), &inbound_requests_.Add({{"code", "1xx"}}),
+          &inbound_requests_.Add({{"code", "2xx"}}), &inbound_requests_.Add({{"code", "3xx"}}),
+          &inbound_requests_.Add({{"code", "4xx"}}), &inbound_requests_.Add({{"code", "5xx"}})}};
+  add_http_handles(metrics);
+  return metrics;
 }
 
 ListenerMetrics SidecarMetrics::upstream(const std::string& service) {
-  return {.listener = service,
-          .active = &upstream_active_.Add({{"upstream", service}}),
-          .total = &upstream_total_.Add({{"upstream", service}}),
-          .bytes_from_client = &bytes_.Add({{"listener", service}, {"direction", "from_client"}}),
-          .bytes_to_client = &bytes_.Add({{"listener", service}, {"direction", "to_client"}}),
-          .connect_duration = &connect_duration_.Add({{"upstream", service}}, connect_buckets()),
-          .requests_by_class = {&requests_.Add({{"upstream", service}, {"code", "local"}}),
-                                &requests_.Add({{"upstream", service}, {"code", "1xx"}}),
-                                &requests_.Add({{"upstream", service}, {"code", "2xx"}}),
-                                &requests_.Add({{"upstream", service}, {"code", "3xx"}}),
-                                &requests_.Add({{"upstream", service}, {"code", "4xx"}}),
-                                &requests_.Add({{"upstream", service}, {"code", "5xx"}})},
-          .retries = &retries_.Add({{"upstream", service}})};
+  ListenerMetrics metrics{
+      .listener = service,
+      .active = &upstream_active_.Add({{"upstream", service}}),
+      .total = &upstream_total_.Add({{"upstream", service}}),
+      .bytes_from_client = &bytes_.Add({{"listener", service}, {"direction", "from_client"}}),
+      .bytes_to_client = &bytes_.Add({{"listener", service}, {"direction", "to_client"}}),
+      .connect_duration = &connect_duration_.Add({{"upstream", service}}, connect_buckets()),
+      .requests_by_class = {&requests_.Add({{"upstream", service}, {"code", "local"}}),
+                            &requests_.Add({{"upstream", service}, {"code", "1xx"}}),
+                            &requests_.Add({{"upstream", service}, {"code", "2xx"}}),
+                            &requests_.Add({{"upstream", service}, {"code", "3xx"}}),
+                            &requests_.Add({{"upstream", service}, {"code", "4xx"}}),
+                            &requests_.Add({{"upstream", service}, {"code", "5xx"}})},
+      .retries = &retries_.Add({{"upstream", service}})};
+  add_http_handles(metrics);
+  return metrics;
 }
 
 void SidecarMetrics::handshake(const std::string& listener, std::string_view result,

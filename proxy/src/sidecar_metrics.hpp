@@ -13,6 +13,13 @@
 //   coromesh_sidecar_upstream_requests_total{upstream,code}  http mode: 2xx … 5xx, or
 //     "local" for an answer the sidecar made itself (no endpoint, every attempt failed)
 //   coromesh_sidecar_upstream_retries_total{upstream}        http mode
+//   coromesh_sidecar_inbound_requests_total{code}            http mode, as upstream_requests
+//   coromesh_sidecar_request_duration_seconds{listener}      http mode: request read to
+//     answer ready, retries included
+//   coromesh_sidecar_request_failures_total{listener,fault}  http mode: requests that
+//     failed, by whose fault (qos::FaultClass names): timeout (a deadline or route
+//     timeout passed: 504), transport (nothing reached: 502/503), callee_failure (a 5xx
+//     answer, or a lost or malformed one)
 //   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds,
 //   coromesh_sidecar_tls_material_generation (read at scrape time, see SidecarGauges)
 //
@@ -36,6 +43,13 @@
 namespace coromesh::sidecar {
 
 // The handles one listener uses.
+// http mode: failures by class (see the family above).
+struct FaultCounters {
+  prometheus::Counter* timeout = nullptr;
+  prometheus::Counter* transport = nullptr;
+  prometheus::Counter* callee_failure = nullptr;
+};
+
 struct ListenerMetrics {
   std::string listener;
   prometheus::Gauge* active = nullptr;
@@ -47,6 +61,8 @@ struct ListenerMetrics {
   // answers the sidecar made up itself, e.g. 502 with no endpoint), retries made.
   std::array<prometheus::Counter*, 6> requests_by_class{};
   prometheus::Counter* retries = nullptr;
+  prometheus::Histogram* request_duration = nullptr;
+  FaultCounters faults;
 };
 
 class SidecarMetrics {
@@ -72,6 +88,11 @@ class SidecarMetrics {
   prometheus::Family<prometheus::Histogram>& connect_duration_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& retries_;
+  prometheus::Family<prometheus::Counter>& inbound_requests_;
+  prometheus::Family<prometheus::Histogram>& request_duration_;
+  prometheus::Family<prometheus::Counter>& request_failures_;
+
+  void add_http_handles(ListenerMetrics& metrics);
 };
 
 }  // namespace coromesh::sidecar

@@ -58,6 +58,29 @@ UpstreamSpec parse_upstream(std::string_view text) {
   return spec;
 }
 
+RouteTimeout parse_route_timeout(std::string_view text) {
+  const auto equals = text.rfind('=');
+  if (equals == std::string_view::npos || equals == 0 || !text.starts_with('/')) {
+    throw config::InvalidValue("'" + std::string(text) + "' is not /PATH-PREFIX=DURATION");
+  }
+  const auto timeout = config::parse_duration(text.substr(equals + 1));
+  if (timeout <= std::chrono::nanoseconds::zero()) {
+    throw config::InvalidValue("'" + std::string(text) + "': the timeout must be positive");
+  }
+  return {.prefix = std::string(text.substr(0, equals)), .timeout = timeout};
+}
+
+std::chrono::nanoseconds SidecarSettings::timeout_for(std::string_view path) const {
+  const RouteTimeout* best = nullptr;
+  for (const auto& route : route_timeouts) {
+    if (path.starts_with(route.prefix) &&
+        (best == nullptr || route.prefix.size() > best->prefix.size())) {
+      best = &route;
+    }
+  }
+  return best != nullptr ? best->timeout : http_timeout;
+}
+
 UpstreamSpec upstream_from(const consul::ProxyUpstream& upstream) {
   UpstreamSpec spec;
   spec.service = upstream.destination_name;
@@ -124,18 +147,32 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
                         .help = "A proxied connection with no bytes either way this long is "
                                 "closed."},
                        std::chrono::milliseconds(100), std::chrono::hours(24));
-  options.add_duration(
-      s.registration_poll,
-      {.flag = "registration-poll", .help = "How often -sidecar-for re-reads its registration."},
-      std::chrono::milliseconds(100), std::chrono::minutes(10));
+  options.add_duration(s.registration_poll,
+                       {.flag = "registration-poll",
+                        .help = "-sidecar-for: how often the registration is re-read when the "
+                                "agent cannot hold a blocking query on it (it is followed with "
+                                "blocking queries otherwise), and the pause after a failed "
+                                "read."},
+                       std::chrono::milliseconds(100), std::chrono::minutes(10));
   options.add({.flag = "balance", .help = "Upstream balancing policy."},
               "<round_robin|least_request|p2c_ewma>", "round_robin",
               [&s](std::string_view v) { s.balance = parse_policy(v); });
   options.add_duration(s.http_timeout,
                        {.flag = "http-timeout",
-                        .help = "http-mode upstreams: deadline of one request, retries "
-                                "included (x-coromesh-deadline-ms shortens it)."},
+                        .help = "http mode: deadline of one request, retries included "
+                                "(x-coromesh-deadline-ms shortens it)."},
                        std::chrono::milliseconds(10), std::chrono::hours(1));
+  options.add({.flag = "protocol",
+               .help = "What the public listener carries: tcp (bytes) or http (HTTP/1.1: "
+                       "pooled connections to the local service, per-request metrics and "
+                       "timeouts, the caller's SPIFFE ID in x-coromesh-peer)."},
+              "<tcp|http>", "tcp", [&s](std::string_view v) { s.inbound_mode = parse_mode(v); });
+  options.add({.flag = "route-timeout",
+               .help = "http mode: requests whose path starts with PREFIX get this whole "
+                       "budget instead of --http-timeout (504 past it); repeatable, the "
+                       "longest prefix wins."},
+              "<prefix=duration>", "",
+              [&s](std::string_view v) { s.route_timeouts.push_back(parse_route_timeout(v)); });
   options.add_integer(s.upstream_attempts,
                       {.flag = "upstream-attempts",
                        .help = "Endpoints tried per upstream connection before giving up."},
@@ -144,10 +181,11 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
 
 void validate(const SidecarSettings& s) {
   if (!s.sidecar_for.empty()) {
-    if (!s.service.empty() || s.register_proxy || !s.upstreams.empty() || s.listen.port != 0) {
+    if (!s.service.empty() || s.register_proxy || !s.upstreams.empty() || s.listen.port != 0 ||
+        s.inbound_mode != ListenerMode::tcp) {
       throw config::ConfigError(
           "-sidecar-for: takes everything from the registration; drop --service, --listen, "
-          "--register and --upstream");
+          "--register, --upstream and --protocol (Proxy.Config.protocol sets it)");
     }
     return;
   }
@@ -201,6 +239,18 @@ void apply_registration(const consul::AgentService& registration, SidecarSetting
   s.upstreams.clear();
   for (const auto& upstream : proxy.upstreams) {
     s.upstreams.push_back(upstream_from(upstream));
+  }
+  // Consul's protocols are tcp, http, http2 and grpc: only http gets the HTTP/1.1-aware
+  // listener; the others are carried as bytes, which works for any of them.
+  const auto protocol = proxy.config.find("protocol");
+  s.inbound_mode = protocol != proxy.config.end() && protocol->second == "http" ? ListenerMode::http
+                                                                                : ListenerMode::tcp;
+  if (const auto admin = proxy.config.find("coromesh_admin_port"); admin != proxy.config.end()) {
+    try {
+      s.admin_port_from_registration = config::parse_port(admin->second);
+    } catch (const config::InvalidValue& e) {
+      throw config::ConfigError(who + ": Proxy.Config.coromesh_admin_port: " + e.what());
+    }
   }
 }
 

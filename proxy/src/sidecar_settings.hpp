@@ -40,6 +40,17 @@ struct UpstreamSpec {
 
 // "NAME:PORT" or "NAME:PORT:MODE" (mode tcp or http). Throws config::InvalidValue.
 UpstreamSpec parse_upstream(std::string_view text);
+
+// http mode: requests whose path starts with `prefix` get `timeout` as their whole
+// budget (retries included) instead of --http-timeout; the longest prefix wins.
+struct RouteTimeout {
+  std::string prefix;
+  std::chrono::nanoseconds timeout{};
+
+  friend bool operator==(const RouteTimeout&, const RouteTimeout&) = default;
+};
+// "PREFIX=DURATION", e.g. "/api/v1/slow=200ms". Throws config::InvalidValue.
+RouteTimeout parse_route_timeout(std::string_view text);
 // From a connect-proxy registration's Upstreams[] (protocol "http" is http mode).
 UpstreamSpec upstream_from(const consul::ProxyUpstream& upstream);
 consul::ProxyUpstream to_proxy_upstream(const UpstreamSpec& spec);
@@ -52,6 +63,9 @@ struct SidecarSettings {
   std::string instance_id;                 // the proxy's own ID (--instance-id); empty: derived
   config::Address service_address{"", 0};  // the local service
   config::Address listen{"", 0};           // the public mTLS listener
+  // How the public listener treats what it carries (--protocol, or Proxy.Config.protocol
+  // of a -sidecar-for registration).
+  ListenerMode inbound_mode = ListenerMode::tcp;
   bool register_proxy = false;
   std::vector<UpstreamSpec> upstreams;
 
@@ -64,6 +78,12 @@ struct SidecarSettings {
   // http mode: the whole of one request through an upstream, retries included (an
   // incoming x-coromesh-deadline-ms shortens it).
   std::chrono::nanoseconds http_timeout = std::chrono::seconds(30);
+  std::vector<RouteTimeout> route_timeouts;  // http mode, inbound and upstreams
+  // -sidecar-for: the admin port from Proxy.Config.coromesh_admin_port (0: not set).
+  std::uint16_t admin_port_from_registration = 0;
+
+  // http mode: the budget of a request for `path` (its route's timeout, else http_timeout).
+  std::chrono::nanoseconds timeout_for(std::string_view path) const;
 
   // The connect-proxy's own service ID and name.
   std::string proxy_id() const;
@@ -80,9 +100,10 @@ void validate(const SidecarSettings& settings);
 
 namespace coromesh::sidecar {
 
-// -sidecar-for: fills the destination, local service, public listener and upstreams from
-// the connect-proxy registration the agent holds. Throws config::ConfigError when it is
-// not a usable connect-proxy registration.
+// -sidecar-for: fills the destination, local service, public listener (address, port,
+// Proxy.Config.protocol), upstreams and Proxy.Config.coromesh_admin_port from the
+// connect-proxy registration the agent holds. Throws config::ConfigError when it is not a
+// usable connect-proxy registration.
 void apply_registration(const consul::AgentService& registration, SidecarSettings& settings);
 
 }  // namespace coromesh::sidecar

@@ -89,20 +89,14 @@ asio::awaitable<error_code> TlsSocket::handshake() {
 
 asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::read_some(
     std::span<std::byte> buffer) {
-  const int size =
-      static_cast<int>(std::min<std::size_t>(buffer.size(), std::numeric_limits<int>::max()));
   for (;;) {
-    ERR_clear_error();
-    errno = 0;
-    const int result = SSL_read(ssl_, buffer.data(), size);
-    if (result > 0) {
-      co_return std::tuple{error_code{}, static_cast<std::size_t>(result)};
+    int want = 0;
+    error_code error;
+    const std::size_t read = try_io(false, asio::buffer(buffer.data(), buffer.size()), want, error);
+    if (read > 0 || error) {
+      co_return std::tuple{error, read};
     }
-    const int ssl_error = SSL_get_error(ssl_, result);
-    if (ssl_error != SSL_ERROR_WANT_READ && ssl_error != SSL_ERROR_WANT_WRITE) {
-      co_return std::tuple{error_for(result), std::size_t{0}};
-    }
-    if (const auto ec = co_await wait(ssl_error)) {
+    if (const auto ec = co_await wait(want)) {
       co_return std::tuple{ec, std::size_t{0}};
     }
   }
@@ -112,24 +106,42 @@ asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::write_all(
     std::span<const std::byte> data) {
   std::size_t written = 0;
   while (written < data.size()) {
-    ERR_clear_error();
-    errno = 0;
     const auto left = data.subspan(written);
-    const int result =
-        SSL_write(ssl_, left.data(), static_cast<int>(std::min<std::size_t>(left.size(), 1 << 30)));
-    if (result > 0) {
-      written += static_cast<std::size_t>(result);
-      continue;
+    int want = 0;
+    error_code error;
+    // SSL_write only reads the buffer; the cast keeps one try_io for both directions.
+    written +=
+        try_io(true, asio::buffer(const_cast<std::byte*>(left.data()), left.size()), want, error);
+    if (error) {
+      co_return std::tuple{error, written};
     }
-    const int ssl_error = SSL_get_error(ssl_, result);
-    if (ssl_error != SSL_ERROR_WANT_READ && ssl_error != SSL_ERROR_WANT_WRITE) {
-      co_return std::tuple{error_for(result), written};
-    }
-    if (const auto ec = co_await wait(ssl_error)) {
-      co_return std::tuple{ec, written};
+    if (want != 0) {
+      if (const auto ec = co_await wait(want)) {
+        co_return std::tuple{ec, written};
+      }
     }
   }
   co_return std::tuple{error_code{}, written};
+}
+
+std::size_t TlsSocket::try_io(bool write, asio::mutable_buffer buffer, int& want,
+                              error_code& error) {
+  ERR_clear_error();
+  errno = 0;
+  const int size =
+      static_cast<int>(std::min<std::size_t>(buffer.size(), std::numeric_limits<int>::max()));
+  const int result =
+      write ? SSL_write(ssl_, buffer.data(), size) : SSL_read(ssl_, buffer.data(), size);
+  if (result > 0) {
+    return static_cast<std::size_t>(result);
+  }
+  const int ssl_error = SSL_get_error(ssl_, result);
+  if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
+    want = ssl_error;
+  } else {
+    error = error_for(result);
+  }
+  return 0;
 }
 
 void TlsSocket::shutdown_send() {

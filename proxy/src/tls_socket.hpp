@@ -12,6 +12,10 @@
 // SSL_MODE_RELEASE_BUFFERS frees them while a connection is idle. It also lets a
 // half-close send a real close_notify without waiting for the peer's.
 //
+// The same reads and writes are offered as Asio's AsyncReadStream / AsyncWriteStream
+// (async_read_some, async_write_some), so Beast reads and writes HTTP on it (the public
+// listener's http mode).
+//
 // Concurrency: one read (read_some) and one write (write_all) may be in flight at once
 // (the two pumps), on the socket's executor only; TLS 1.2 renegotiation is refused, so a
 // write never needs to read. Cancellation through the awaiting coroutine's slot ends a
@@ -24,8 +28,13 @@
 
 #include <openssl/ssl.h>
 
+#include <boost/asio/append.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/compose.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
@@ -46,6 +55,9 @@ class TlsSocket {
   TlsSocket(const TlsSocket&) = delete;
   TlsSocket& operator=(const TlsSocket&) = delete;
 
+  using executor_type = boost::asio::ip::tcp::socket::executor_type;
+  executor_type get_executor() noexcept { return socket_.get_executor(); }
+
   SSL* native_handle() noexcept { return ssl_; }
   boost::asio::ip::tcp::socket& next_layer() noexcept { return socket_; }
 
@@ -59,7 +71,75 @@ class TlsSocket {
   // Sends close_notify (without waiting for the peer's) and shuts the TCP send side.
   void shutdown_send();
 
+  // AsyncReadStream / AsyncWriteStream: the first non-empty buffer of the sequence.
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return boost::asio::async_compose<Token, void(boost::system::error_code, std::size_t)>(
+        IoOp{this, first_buffer<boost::asio::mutable_buffer>(buffers), false}, token, socket_);
+  }
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return boost::asio::async_compose<Token, void(boost::system::error_code, std::size_t)>(
+        IoOp{this, first_buffer<boost::asio::mutable_buffer>(buffers), true}, token, socket_);
+  }
+
  private:
+  // One SSL_read or SSL_write: bytes moved (> 0), or 0 with `want` set to what to wait
+  // for before trying again, or 0 with `error` set.
+  std::size_t try_io(bool write, boost::asio::mutable_buffer buffer, int& want,
+                     boost::system::error_code& error);
+
+  template <class Buffer, class Sequence>
+  static Buffer first_buffer(const Sequence& buffers) {
+    for (auto it = boost::asio::buffer_sequence_begin(buffers);
+         it != boost::asio::buffer_sequence_end(buffers); ++it) {
+      const boost::asio::const_buffer buffer(*it);
+      if (buffer.size() > 0) {
+        // Only read from on the write path; one type for both keeps IoOp single.
+        return Buffer(const_cast<void*>(buffer.data()), buffer.size());
+      }
+    }
+    return Buffer();
+  }
+
+  // async_read_some / async_write_some: posted first (never completes inside the
+  // initiating call, so Beast's loops do not recurse), then the OpenSSL call, waiting
+  // for the socket only when OpenSSL asks to.
+  struct IoOp {
+    TlsSocket* tls;
+    boost::asio::mutable_buffer buffer;
+    bool write;
+    bool started = false;
+
+    template <class Self>
+    void operator()(Self& self, boost::system::error_code waited = {}) {
+      if (!started) {
+        started = true;
+        boost::asio::post(tls->socket_.get_executor(), std::move(self));
+        return;
+      }
+      if (waited) {
+        self.complete(waited, 0);
+        return;
+      }
+      if (buffer.size() == 0) {
+        self.complete({}, 0);
+        return;
+      }
+      int want = 0;
+      boost::system::error_code error;
+      const std::size_t moved = tls->try_io(write, buffer, want, error);
+      if (moved > 0 || error) {
+        self.complete(error, moved);
+        return;
+      }
+      tls->socket_.async_wait(want == SSL_ERROR_WANT_WRITE
+                                  ? boost::asio::ip::tcp::socket::wait_write
+                                  : boost::asio::ip::tcp::socket::wait_read,
+                              std::move(self));
+    }
+  };
+
   // The error for a failed OpenSSL call (`result` its return value).
   boost::system::error_code error_for(int result);
   boost::asio::awaitable<boost::system::error_code> wait(int ssl_error);

@@ -1,58 +1,21 @@
 // http mode of an upstream listener (see upstream_listener.hpp): HTTP/1.1 from the local
 // client, each request balanced on its own over pooled mTLS connections.
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
-#include <variant>
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
 
 #include "coromesh/connect/peer_verifier.hpp"
+#include "coromesh/http/error.hpp"
 #include "coromesh/http/tls.hpp"
 #include "coromesh/log/logger.hpp"
 #include "coromesh/qos/deadline.hpp"
+#include "http_exchange.hpp"
 #include "upstream_listener.hpp"
 
 namespace coromesh::sidecar {
 
 namespace asio = boost::asio;
-namespace beast_http = boost::beast::http;
-using namespace asio::experimental::awaitable_operators;
 
 namespace {
-
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr std::uint64_t kHeaderLimit = 64 * 1024;
-constexpr std::uint64_t kBodyLimit = 16 * 1024 * 1024;
-
-// RFC 9110 §9.2.2: what may be sent again when the first answer was lost.
-bool is_idempotent(http::Verb method) {
-  switch (method) {
-    case http::Verb::get:
-    case http::Verb::head:
-    case http::Verb::put:
-    case http::Verb::delete_:
-    case http::Verb::options:
-    case http::Verb::trace:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// An answer the sidecar makes itself, in the framework's error shape.
-http::Response local_answer(http::Status status, std::string_view error, std::string_view reason,
-                            unsigned version) {
-  http::Response response(status, version);
-  response.set(http::Field::content_type, "application/json");
-  response.body() =
-      R"({"error": ")" + std::string(error) + R"(", "reason": ")" + std::string(reason) + "\"}";
-  response.prepare_payload();
-  return response;
-}
 
 // What a failed call tells about the endpoint, and whether another one may be tried.
 struct Failure {
@@ -93,36 +56,19 @@ void UpstreamListener::start_http(runtime::IoPool& pool) {
 }
 
 asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_t thread) {
-  const auto executor = co_await asio::this_coro::executor;
-  boost::beast::flat_buffer buffer;
-  asio::steady_timer idle(executor);
-  for (;;) {
-    beast_http::request_parser<beast_http::string_body> parser;
-    parser.header_limit(kHeaderLimit);
-    parser.body_limit(kBodyLimit);
-    idle.expires_after(context_.settings.idle_timeout);
-    auto read = co_await (beast_http::async_read(client, buffer, parser, use_tuple) ||
-                          idle.async_wait(use_tuple));
-    if (read.index() == 1 || std::get<0>(std::get<0>(read))) {
-      co_return;  // idle, closed, or not HTTP: the client's business, nothing to answer
-    }
-    http::Request request = parser.release();
-    const bool keep_alive = request.keep_alive();
-    http::Response response = co_await forward(std::move(request), thread);
-    response.keep_alive(keep_alive);
-    auto [write_error, written] = co_await beast_http::async_write(client, response, use_tuple);
-    if (write_error || !keep_alive) {
-      co_return;
-    }
-  }
+  co_await serve_http_exchanges(
+      client, context_.settings.idle_timeout,
+      [this, thread](http::Request request) { return forward(std::move(request), thread); });
 }
 
 asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
                                                           std::size_t thread) {
   const unsigned version = request.version();
   const bool idempotent = is_idempotent(request.method());
-  auto deadline = qos::Deadline::after(
-      std::chrono::duration_cast<qos::Duration>(context_.settings.http_timeout));
+  // The route's timeout (--route-timeout), else --http-timeout: the whole budget,
+  // retries included.
+  auto deadline = qos::Deadline::after(std::chrono::duration_cast<qos::Duration>(
+      context_.settings.timeout_for(target_path(request.target()))));
   if (const auto header = request.find(qos::kDeadlineHeader); header != request.end()) {
     if (const auto parsed = qos::parse_deadline_header(header->value())) {
       deadline = deadline.min(parsed.deadline);
@@ -132,10 +78,25 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   const auto snapshot = co_await endpoints();
   std::vector<std::string> tried;
   std::optional<http::Response> last;  // a retryable 502/503, answered if nothing better comes
+  const auto received = std::chrono::steady_clock::now();
   auto answered = [&](http::Response response) {
     const auto status_class = std::min<unsigned>(response.result_int() / 100, 5);
     metrics_.requests_by_class[status_class]->Increment();
+    if (status_class == 5) {
+      metrics_.faults.callee_failure->Increment();
+    }
+    metrics_.request_duration->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
     return response;
+  };
+  // An answer of our own: counted as "local", by its fault.
+  auto failed = [&](prometheus::Counter* fault, http::Status status, std::string_view error,
+                    std::string_view reason) {
+    metrics_.requests_by_class[0]->Increment();
+    fault->Increment();
+    metrics_.request_duration->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
+    return http::make_error_response(status, error, reason, version);
   };
   for (std::uint32_t attempt = 0; attempt < context_.settings.upstream_attempts; ++attempt) {
     if (deadline.expired()) {
@@ -181,21 +142,20 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
       if (failure.nothing_sent || idempotent) {
         continue;
       }
-      metrics_.requests_by_class[0]->Increment();
-      co_return local_answer(http::Status::bad_gateway, "upstream_unavailable",
-                             "the upstream failed a request that cannot be repeated", version);
+      co_return failed(metrics_.faults.callee_failure, http::Status::bad_gateway,
+                       "upstream_unavailable",
+                       "the upstream failed a request that cannot be repeated");
     }
   }
   if (last) {
     co_return answered(std::move(*last));
   }
-  metrics_.requests_by_class[0]->Increment();
   if (deadline.expired(qos::Clock::steady())) {
-    co_return local_answer(http::Status::gateway_timeout, "deadline_exceeded",
-                           "no answer from " + spec_.service + " in time", version);
+    co_return failed(metrics_.faults.timeout, http::Status::gateway_timeout, "deadline_exceeded",
+                     "no answer from " + spec_.service + " in time");
   }
-  co_return local_answer(http::Status::bad_gateway, "upstream_unavailable",
-                         "no endpoint of " + spec_.service + " answered", version);
+  co_return failed(metrics_.faults.transport, http::Status::bad_gateway, "upstream_unavailable",
+                   "no endpoint of " + spec_.service + " answered");
 }
 
 }  // namespace coromesh::sidecar

@@ -4,39 +4,10 @@
 # first) to `proxies[PATH]`; every process goes through `start`, so it is in `pids`,
 # which the caller's exit trap stops. Uses the caller's $work, $consul_bin, die, log.
 
-# free_ports N: N distinct free loopback ports, none handed out before in this run
-# ($work/ports-given), below the kernel's ephemeral range: a port the kernel handed
-# out by bind(0) can be handed out again as the source port of some outgoing
-# connection (the proxies' own calls to Consul, say) before its listener binds it.
-# The probe sockets are closed before the ports are printed: `read < <(free_ports N)`
-# goes on as soon as the line is out, and a probe still open would make the bind fail.
-free_ports() {
-  python3 - "$1" "$work/ports-given" <<'PY'
-import os, random, socket, sys
-count, given_file = int(sys.argv[1]), sys.argv[2]
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-given = set(open(given_file).read().split()) if os.path.exists(given_file) else set()
-socks = []
-while len(socks) < count:
-    port = random.randrange(10000, low)
-    if str(port) in given:
-        continue
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        s.close()
-        continue
-    given.add(str(port))
-    socks.append(s)
-ports = [str(s.getsockname()[1]) for s in socks]
-for s in socks:
-    s.close()
-with open(given_file, "a") as f:
-    f.write(" ".join(ports) + "\n")
-print(" ".join(ports), flush=True)
-PY
-}
+# free_ports N [GIVEN_FILE] (ops/lib/processes.sh, shared with the demo): N distinct
+# free loopback ports below the ephemeral range; every call here passes
+# $work/ports-given, so no port is handed out twice in a run.
+source "$here/../../ops/lib/processes.sh"
 
 # start NAME CMD...: runs CMD in the background, logs in $work/NAME.log; sets $started.
 # Its working directory is $work: Consul's dev agent reads relative paths (services/)
@@ -65,7 +36,7 @@ wait_http() {
 # start_consul_agent: a dev agent on free ports; sets $consul_addr once it has a leader.
 start_consul_agent() {
   local c_http c_dns c_lan c_wan c_server c_grpc c_grpc_tls deadline
-  read -r c_http c_dns c_lan c_wan c_server c_grpc c_grpc_tls < <(free_ports 7)
+  read -r c_http c_dns c_lan c_wan c_server c_grpc c_grpc_tls < <(free_ports 7 "$work/ports-given")
   [ "$c_http" != 8500 ] || die "free_ports returned 8500"
   consul_addr="127.0.0.1:$c_http"
   log "consul agent -dev on $consul_addr"
@@ -84,7 +55,7 @@ start_consul_agent() {
 
 # start_backend: nginx, one worker, `return 200`; sets $backend_port; path "direct".
 start_backend() {
-  read -r backend_port < <(free_ports 1)
+  read -r backend_port < <(free_ports 1 "$work/ports-given")
   mkdir -p "$work/backend"
   cat >"$work/backend/nginx.conf" <<CONF
 daemon off;
@@ -113,7 +84,7 @@ CONF
 # start_consul_pair: `consul connect proxy` inbound (-register) and outbound (-upstream).
 start_consul_pair() {
   local public upstream inbound
-  read -r public upstream < <(free_ports 2)
+  read -r public upstream < <(free_ports 2 "$work/ports-given")
   log "consul connect proxy pair: upstream 127.0.0.1:$upstream -> public 127.0.0.1:$public"
   # Distinct service names per pair so no client balances across another pair's proxies.
   start consul-inbound "$consul_bin" connect proxy -http-addr "$consul_addr" -log-level warn \
@@ -132,7 +103,7 @@ start_nginx_pair() {
   local module="$1" public upstream
   "$here/lib/make_test_pki.sh" "$work/pki" >"$work/pki.log" 2>&1 ||
     die "openssl failed: $(tail -5 "$work/pki.log")"
-  read -r public upstream < <(free_ports 2)
+  read -r public upstream < <(free_ports 2 "$work/ports-given")
   mkdir -p "$work/tls-pair"
   cat >"$work/tls-pair/nginx.conf" <<CONF
 load_module $module;
@@ -185,7 +156,7 @@ sidecar_has() { grep -q -e "$1" "$work/sidecar-help.txt"; }
 start_sidecar_pair() {
   local bin="$1" mode="$2" name="coromesh-$2" public upstream admin_in admin_out
   local client_public spec inbound extra common=(--consul "$consul_addr")
-  read -r public upstream admin_in admin_out client_public < <(free_ports 5)
+  read -r public upstream admin_in admin_out client_public < <(free_ports 5 "$work/ports-given")
   spec="bench-$name:$upstream"
   [ "$mode" = http ] && spec="$spec:http"
   sidecar_has '--bind' && common+=(--bind 127.0.0.1)

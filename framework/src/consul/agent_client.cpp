@@ -15,4 +15,10 @@ AgentClient::Task<void> AgentClient::fail_ttl(std::string check_id, std::string 
   return update_ttl(std::move(check_id), HealthStatus::critical, std::move(output));
 }
 
+AgentClient::Task<HashQueryResult<std::optional<AgentService>>> AgentClient::agent_service_blocking(
+    std::string service_id, HashQueryOptions /*query*/) {
+  co_return HashQueryResult<std::optional<AgentService>>{
+      .value = co_await agent_service(std::move(service_id)), .hash = {}};
+}
+
 }  // namespace coromesh::consul

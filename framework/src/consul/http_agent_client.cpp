@@ -260,6 +260,32 @@ AgentClient::Task<std::optional<AgentService>> HttpAgentClient::agent_service(
   co_return answer.decode(detail::decode_agent_service);
 }
 
+AgentClient::Task<HashQueryResult<std::optional<AgentService>>>
+HttpAgentClient::agent_service_blocking(std::string service_id, HashQueryOptions query) {
+  std::string target = "/v1/agent/service/" + detail::url_encode(service_id);
+  std::chrono::milliseconds wait{};
+  if (!query.hash.empty()) {
+    wait = query.wait > std::chrono::milliseconds::zero() ? std::min(query.wait, kMaxWait)
+                                                          : kDefaultWait;
+    add_param(target, "hash", query.hash);
+    add_param(target, "wait", detail::go_duration(wait));
+  }
+  auto answer = co_await call(http::Verb::get, std::move(target), {}, wait);
+  HashQueryResult<std::optional<AgentService>> result;
+  if (answer.status() == 404) {
+    co_return result;
+  }
+  if (!answer.ok()) {
+    answer.reject();
+  }
+  result.value = answer.decode(detail::decode_agent_service);
+  if (const auto hash = answer.response.find("X-Consul-ContentHash");
+      hash != answer.response.end()) {
+    result.hash = std::string(hash->value());
+  }
+  co_return result;
+}
+
 AgentClient::Task<QueryResult<std::vector<ServiceInstance>>> HttpAgentClient::health_service(
     std::string name, bool passing_only, QueryOptions query) {
   return health("service", std::move(name), passing_only, query);

@@ -131,6 +131,15 @@ ProxyConfig decode_proxy(const json::object& object) {
   proxy.local_service_address = string_field(object, "LocalServiceAddress");
   proxy.local_service_port =
       static_cast<std::uint16_t>(unsigned_field(object, "LocalServicePort", 65535));
+  if (const auto* config = object.if_contains("Config"); config != nullptr && !config->is_null()) {
+    for (const auto& [key, item] : as_object(*config, "Proxy.Config")) {
+      if (item.is_string()) {
+        proxy.config.emplace(std::string(key), std::string(item.get_string()));
+      } else if (item.is_number() || item.is_bool()) {
+        proxy.config.emplace(std::string(key), json::serialize(item));
+      }
+    }
+  }
   const auto* upstreams = object.if_contains("Upstreams");
   if (upstreams == nullptr || upstreams->is_null()) {
     return proxy;
@@ -222,6 +231,13 @@ std::string encode_registration(const ServiceRegistration& registration) {
         upstreams.emplace_back(std::move(u));
       }
       p["Upstreams"] = std::move(upstreams);
+    }
+    if (!proxy.config.empty()) {
+      json::object config;
+      for (const auto& [key, value] : proxy.config) {
+        config[key] = value;
+      }
+      p["Config"] = std::move(config);
     }
     out["Proxy"] = std::move(p);
   }

@@ -162,6 +162,67 @@ TEST_F(AgentClientIntegration, KvRoundTripAndABlockingQuery) {
   }());
 }
 
+TEST_F(AgentClientIntegration, AgentServiceBlocksOnItsContentHash) {
+  ServiceRegistration proxy{
+      .id = "it-blocking-proxy",
+      .name = "it-blocking-sidecar-proxy",
+      .port = 21000,
+      .kind = "connect-proxy",
+      .proxy = ProxyConfig{.destination_service_name = "it-blocking",
+                           .local_service_port = 8080,
+                           .upstreams = {{.destination_name = "b", .local_bind_port = 9191}},
+                           .config = {{"protocol", "http"}}}};
+  run([&]() -> asio::awaitable<void> {
+    co_await agent_.register_service(proxy);
+    const auto first = co_await agent_.agent_service_blocking("it-blocking-proxy", {});
+    EXPECT_TRUE(first.value);
+    EXPECT_FALSE(first.hash.empty()) << "Consul 1.3+ sends X-Consul-ContentHash";
+    if (first.value && first.value->proxy) {
+      EXPECT_EQ(first.value->proxy->config.at("protocol"), "http");
+    }
+
+    // Unchanged: held for the whole wait, then the same hash.
+    const auto started = std::chrono::steady_clock::now();
+    const auto unchanged = co_await agent_.agent_service_blocking("it-blocking-proxy",
+                                                                  {.hash = first.hash, .wait = 1s});
+    EXPECT_GE(std::chrono::steady_clock::now() - started, 900ms) << "the agent held the query";
+    EXPECT_EQ(unchanged.hash, first.hash);
+
+    // A change while the query is held answers it with the new registration.
+    auto changed_proxy = proxy;
+    changed_proxy.proxy->upstreams.push_back({.destination_name = "c", .local_bind_port = 9192});
+    asio::co_spawn(
+        co_await asio::this_coro::executor,
+        [&]() -> asio::awaitable<void> {
+          co_await sleep_for(300ms);
+          co_await agent_.register_service(changed_proxy);
+        },
+        asio::detached);
+    // (A re-registration may wake the query more than once on its way: follow the hash.)
+    HashQueryResult<std::optional<AgentService>> changed{.value = {}, .hash = first.hash};
+    const auto change_started = std::chrono::steady_clock::now();
+    for (int answers = 0; answers < 5; ++answers) {
+      changed = co_await agent_.agent_service_blocking("it-blocking-proxy",
+                                                       {.hash = changed.hash, .wait = 30s});
+      if (changed.value && changed.value->proxy && changed.value->proxy->upstreams.size() == 2) {
+        break;
+      }
+    }
+    EXPECT_NE(changed.hash, first.hash);
+    EXPECT_TRUE(changed.value && changed.value->proxy &&
+                changed.value->proxy->upstreams.size() == 2);
+    EXPECT_LT(std::chrono::steady_clock::now() - change_started, 10s)
+        << "the change answered the held query, long before its 30s wait";
+
+    // A missing service answers at once: no value, no hash.
+    co_await agent_.deregister_service("it-blocking-proxy");
+    const auto gone = co_await agent_.agent_service_blocking("it-blocking-proxy",
+                                                             {.hash = changed.hash, .wait = 30s});
+    EXPECT_FALSE(gone.value);
+    EXPECT_TRUE(gone.hash.empty());
+  }());
+}
+
 TEST_F(AgentClientIntegration, UnknownsAndRejectedInput) {
   run([&]() -> asio::awaitable<void> {
     auto unknown = co_await agent_.health_service("it-no-such-service", false, {});

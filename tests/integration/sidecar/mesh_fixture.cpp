@@ -7,11 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -72,9 +74,14 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
       return it == request.end() ? std::string() : std::string(it->value());
     };
     const bool fail = request.target().starts_with("/fail");
+    if (request.target().starts_with("/slow")) {
+      asio::steady_timer slow(socket.get_executor(), std::chrono::seconds(2));
+      co_await slow.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
     bhttp::response<bhttp::string_body> response(
         fail ? bhttp::status::service_unavailable : bhttp::status::ok, request.version());
-    response.body() = tag + "|" + field("traceparent") + "|" + field("x-coromesh-deadline-ms");
+    response.body() = tag + "|" + field("traceparent") + "|" + field("x-coromesh-deadline-ms") +
+                      "|" + field("x-coromesh-peer");
     response.keep_alive(request.keep_alive());
     response.prepare_payload();
     auto [wec, wn] =
@@ -86,12 +93,13 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
 }
 
 asio::awaitable<void> http_accept(tcp::acceptor& acceptor, std::string tag,
-                                  std::atomic<int>& requests) {
+                                  std::atomic<int>& requests, std::atomic<int>& connections) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
     if (ec) {
       co_return;
     }
+    ++connections;
     asio::co_spawn(acceptor.get_executor(), http_one(std::move(socket), tag, requests),
                    asio::detached);
   }
@@ -132,7 +140,7 @@ TaggedEchoServer::~TaggedEchoServer() {
 TaggedHttpServer::TaggedHttpServer(std::string tag)
     : tag_(std::move(tag)), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
   port_ = acceptor_.local_endpoint().port();
-  asio::co_spawn(io_, http_accept(acceptor_, tag_, requests_), asio::detached);
+  asio::co_spawn(io_, http_accept(acceptor_, tag_, requests_, connections_), asio::detached);
   thread_ = std::thread([this] { io_.run(); });
 }
 
@@ -208,6 +216,18 @@ std::string exchange(std::uint16_t port, const std::string& payload,
   }
   ::close(fd);
   return answer;
+}
+
+bool reaches(std::uint16_t port, const std::vector<std::string>& tags,
+             std::chrono::milliseconds timeout, bool line) {
+  const std::string request = line ? "ping\n" : "ping";
+  return wait_until(
+      [&] {
+        const auto answer = exchange(port, request, 2s, !line);
+        return std::any_of(tags.begin(), tags.end(),
+                           [&](const std::string& tag) { return answer == tag + ":" + request; });
+      },
+      timeout, 100ms);
 }
 
 std::shared_ptr<SSL_CTX> client_context(const std::string& cert_pem, const std::string& key_pem,

@@ -46,8 +46,9 @@ class TaggedEchoServer {
 };
 
 // A plain HTTP/1.1 backend (keep-alive): GET/POST anything answers 200 with
-// "<tag>|<traceparent>|<x-coromesh-deadline-ms>" (empty fields when absent), except
-// paths starting /fail, answered 503. Counts requests. Own thread until destroyed.
+// "<tag>|<traceparent>|<x-coromesh-deadline-ms>|<x-coromesh-peer>" (empty fields when
+// absent), except paths starting /fail, answered 503, and paths starting /slow, answered
+// after 2 s. Counts requests and connections. Own thread until destroyed.
 class TaggedHttpServer {
  public:
   explicit TaggedHttpServer(std::string tag);
@@ -55,6 +56,7 @@ class TaggedHttpServer {
   std::uint16_t port() const noexcept { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   int requests() const noexcept { return requests_.load(); }
+  int connections() const noexcept { return connections_.load(); }
 
  private:
   std::string tag_;
@@ -62,6 +64,7 @@ class TaggedHttpServer {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
   std::atomic<int> requests_{0};
+  std::atomic<int> connections_{0};
   std::thread thread_;
 };
 
@@ -85,6 +88,11 @@ class HttpConnection {
 // answer.
 std::string exchange(std::uint16_t port, const std::string& payload,
                      std::chrono::milliseconds timeout = 5s, bool half_close = true);
+
+// Waits until `port` answers "ping" with "<tag>:ping" (a TaggedEchoServer behind it) for
+// one of `tags`. With `line`, the request ends with a newline instead of a half-close.
+bool reaches(std::uint16_t port, const std::vector<std::string>& tags,
+             std::chrono::milliseconds timeout = 30s, bool line = false);
 
 // The same over TLS with `context` (a hostile or a legitimate client); "" when the
 // handshake or anything after it fails.

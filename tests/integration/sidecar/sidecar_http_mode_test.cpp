@@ -22,7 +22,8 @@ class SidecarHttpMode : public ::testing::Test {
         consul_, logs_.path(), "a-sidecar",
         std::vector<std::string>{"--service", "a", "--service-addr", "127.0.0.1:9", "--listen",
                                  "127.0.0.1:" + std::to_string(ports[2]), "--upstream",
-                                 "b:" + std::to_string(a_upstream_) + ":http"});
+                                 "b:" + std::to_string(a_upstream_) + ":http", "--route-timeout",
+                                 "/slow=300ms"});
     ASSERT_TRUE(wait_until(
         [&] { return a_sidecar_->metric("coromesh_sidecar_upstream_endpoints") == 2; }, 30s));
   }
@@ -75,6 +76,20 @@ TEST_F(SidecarHttpMode, Retries503OnlyForIdempotentRequests) {
   EXPECT_EQ(connection.request("POST", "/fail").first, 503);
   EXPECT_EQ(b1_.requests() + b2_.requests() - before_post, 1) << "never sent twice";
   EXPECT_GE(a_sidecar_->metric("coromesh_sidecar_upstream_retries_total"), 1);
+}
+
+TEST_F(SidecarHttpMode, ARouteTimeoutAnswers504AndNeverSendsAPostTwice) {
+  HttpConnection connection(a_upstream_);
+  // Every backend answers /slow after 2 s; the route's budget is 300 ms.
+  const int before = b1_.requests() + b2_.requests();
+  const auto [status, body] = connection.request("POST", "/slow/order");
+  EXPECT_EQ(status, 504) << body;
+  EXPECT_NE(body.find("deadline_exceeded"), std::string::npos) << body;
+  EXPECT_EQ(b1_.requests() + b2_.requests() - before, 1) << "sent once, never again";
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="b")", R"(fault="timeout")"}),
+            1);
+  EXPECT_EQ(connection.request("GET", "/fast").first, 200) << "other routes keep the default";
 }
 
 TEST_F(SidecarHttpMode, StoppingOneInstanceFailsNoRequest) {

@@ -36,24 +36,6 @@ class SidecarMesh : public ::testing::Test {
     return std::make_unique<SidecarProcess>(consul_, logs_.path(), log_name, args);
   }
 
-  // Waits until `port` answers `payload` with "<tag>:<payload>" for one of `tags`.
-  // With `line`, the request ends with a newline instead of a half-close.
-  bool reaches(std::uint16_t port, const std::vector<std::string>& tags,
-               std::chrono::milliseconds timeout = 30s, bool line = false) {
-    const std::string request = line ? "ping\n" : "ping";
-    return wait_until(
-        [&] {
-          const auto answer = exchange(port, request, 2s, !line);
-          for (const auto& tag : tags) {
-            if (answer == tag + ":" + request) {
-              return true;
-            }
-          }
-          return false;
-        },
-        timeout, 100ms);
-  }
-
   ConsulAgent consul_;
   TempDir logs_{"coromesh-sidecar-test"};
 };
@@ -202,70 +184,6 @@ TEST_F(SidecarMesh, InteroperatesWithConsulConnectProxyBothWays) {
   EXPECT_TRUE(exchange(consul_to_b, payload, 10s, false) == "b1:" + payload)
       << "256 KiB from Consul's upstream listener";
   EXPECT_GE(b_sidecar->metric("coromesh_sidecar_handshakes_total", {R"(result="accepted")"}), 2);
-}
-
-TEST_F(SidecarMesh, SidecarForReadsTheRegistrationAndAppliesNewUpstreamsWithoutRestart) {
-  TaggedEchoServer b("b1"), e("e1");
-  const auto ports = free_ports(4);
-  const std::uint16_t b_public = ports[0], e_public = ports[1], e_to_b = ports[2],
-                      e_to_b_later = ports[3];
-  auto b_sidecar = sidecar("b-sidecar", "b", b, b_public);
-  auto register_e = [&](std::uint16_t upstream_port) {
-    json::object upstream{{"DestinationName", "b"}, {"LocalBindPort", upstream_port}};
-    json::object body{
-        {"Name", "e"},
-        {"ID", "e-1"},
-        {"Port", e.port()},
-        {"Connect",
-         json::object{
-             {"SidecarService",
-              json::object{{"Port", e_public},
-                           {"Proxy", json::object{{"Upstreams", json::array{upstream}}}}}}}}};
-    return consul_.api("PUT", "/v1/agent/service/register", json::serialize(body)).status;
-  };
-  ASSERT_EQ(register_e(e_to_b), 200);
-  SidecarProcess e_sidecar(consul_, logs_.path(), "e-sidecar",
-                           {"-sidecar-for", "e-1", "--registration-poll", "200ms"});
-  EXPECT_TRUE(reaches(e_to_b, {"b1"})) << e_sidecar.log_tail();
-
-  ASSERT_EQ(register_e(e_to_b_later), 200);
-  EXPECT_TRUE(reaches(e_to_b_later, {"b1"}, 10s)) << e_sidecar.log_tail();
-  EXPECT_TRUE(wait_until([&] { return exchange(e_to_b, "ping", 1s).empty(); }, 5s))
-      << "the upstream removed from the registration is closed";
-  EXPECT_TRUE(e_sidecar.process().running());
-}
-
-TEST_F(SidecarMesh, SidecarForFindsAProxyRegisteredUnderAnotherIdByItsDestination) {
-  TaggedEchoServer b("b1"), f("f1");
-  const auto ports = free_ports(3);
-  auto b_sidecar = sidecar("b-sidecar", "b", b, ports[0]);
-  ASSERT_EQ(consul_
-                .api("PUT", "/v1/agent/service/register",
-                     R"({"Name": "f", "ID": "f-1", "Port": )" + std::to_string(f.port()) + "}")
-                .status,
-            200);
-  json::object proxy{
-      {"Kind", "connect-proxy"},
-      {"Name", "f-sidecar-proxy"},
-      {"ID", "my-own-proxy-id"},
-      {"Port", ports[1]},
-      {"Proxy",
-       json::object{{"DestinationServiceName", "f"},
-                    {"DestinationServiceID", "f-1"},
-                    {"LocalServicePort", f.port()},
-                    {"Upstreams", json::array{json::object{{"DestinationName", "b"},
-                                                           {"LocalBindPort", ports[2]}}}}}}};
-  ASSERT_EQ(consul_.api("PUT", "/v1/agent/service/register", json::serialize(proxy)).status, 200);
-  SidecarProcess f_sidecar(consul_, logs_.path(), "f-sidecar", {"-sidecar-for", "f-1"});
-  EXPECT_TRUE(reaches(ports[2], {"b1"})) << f_sidecar.log_tail();
-
-  // Nothing to find: one line naming what is missing, exit 2.
-  ChildProcess missing({(binary_dir() / "coromesh-sidecar").string(), "--consul",
-                        consul_.http_address(), "-sidecar-for", "nobody"},
-                       logs_.path() / "missing.log");
-  EXPECT_EQ(missing.wait_exit(10s), 2 << 8);
-  EXPECT_NE(missing.log_tail().find("no connect-proxy for nobody"), std::string::npos)
-      << missing.log_tail();
 }
 
 TEST_F(SidecarMesh, SigtermDrainsOpenConnectionsThenCutsThemOffAtTheGrace) {

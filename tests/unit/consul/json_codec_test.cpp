@@ -144,6 +144,9 @@ TEST(ConsulJsonCodec, DecodesAConnectProxyRegistration) {
           "Proxy": {"DestinationServiceName": "b", "DestinationServiceID": "b-1",
                     "LocalServiceAddress": "127.0.0.1", "LocalServicePort": 8080,
                     "Mode": "", "MeshGateway": {}, "Expose": {},
+                    "Config": {"protocol": "http", "coromesh_admin_port": 9102,
+                               "local_request_timeout_ms": 0, "flag": true,
+                               "nested": {"a": 1}, "list": [1]},
                     "Upstreams": [
                       {"DestinationType": "service", "DestinationName": "c",
                        "LocalBindPort": 9191, "MeshGateway": {}},
@@ -164,6 +167,12 @@ TEST(ConsulJsonCodec, DecodesAConnectProxyRegistration) {
                                          .local_bind_port = 9193,
                                          .protocol = "http"}}))
       << "prepared queries are skipped";
+  EXPECT_EQ(service.proxy->config,
+            (std::map<std::string, std::string>{{"protocol", "http"},
+                                                {"coromesh_admin_port", "9102"},
+                                                {"local_request_timeout_ms", "0"},
+                                                {"flag", "true"}}))
+      << "scalars as text, nested values left out";
   EXPECT_FALSE(decode_agent_service(R"({"ID": "web-1", "Service": "web"})").proxy);
 }
 

@@ -94,8 +94,37 @@ TEST(SidecarSettings, SidecarForTakesEverythingFromTheRegistration) {
       s.upstreams,
       (std::vector<UpstreamSpec>{{.service = "db", .port = 9191, .mode = ListenerMode::http}}));
 
+  EXPECT_EQ(s.inbound_mode, ListenerMode::tcp);
+  EXPECT_EQ(s.admin_port_from_registration, 0);
+
+  // Proxy.Config: the public listener's protocol and the admin port.
+  registration.proxy->config = {{"protocol", "http"}, {"coromesh_admin_port", "9102"}};
+  apply_registration(registration, s);
+  EXPECT_EQ(s.inbound_mode, ListenerMode::http);
+  EXPECT_EQ(s.admin_port_from_registration, 9102);
+  registration.proxy->config = {{"protocol", "grpc"}};
+  apply_registration(registration, s);
+  EXPECT_EQ(s.inbound_mode, ListenerMode::tcp) << "carried as bytes";
+  registration.proxy->config = {{"coromesh_admin_port", "http"}};
+  EXPECT_THROW(apply_registration(registration, s), config::ConfigError);
+
   registration.kind = "";
   EXPECT_THROW(apply_registration(registration, s), config::ConfigError);
+}
+
+TEST(SidecarSettings, RouteTimeoutsTakeTheLongestMatchingPrefix) {
+  auto s = parse({"--service", "web", "--protocol", "http", "--http-timeout", "5s",
+                  "--route-timeout", "/api=2s", "--route-timeout", "/api/v1/slow=200ms"});
+  EXPECT_EQ(s.inbound_mode, ListenerMode::http);
+  EXPECT_EQ(s.timeout_for("/api/v1/slow/x"), 200ms);
+  EXPECT_EQ(s.timeout_for("/api/v1/fast"), 2s);
+  EXPECT_EQ(s.timeout_for("/health"), 5s);
+  EXPECT_THROW(parse({"--service", "web", "--route-timeout", "api=2s"}), config::ConfigError);
+  EXPECT_THROW(parse({"--service", "web", "--route-timeout", "/api"}), config::ConfigError);
+  EXPECT_THROW(parse({"--service", "web", "--route-timeout", "/api=0s"}), config::ConfigError);
+  EXPECT_THROW(parse({"--service", "web", "--protocol", "udp"}), config::ConfigError);
+  auto sidecar_for = parse({"-sidecar-for", "web-1", "--protocol", "http"});
+  EXPECT_THROW(validate(sidecar_for), config::ConfigError) << "the registration says";
 }
 
 }  // namespace

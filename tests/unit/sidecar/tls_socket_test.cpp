@@ -5,11 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <csignal>
 
 #include "coromesh/connect/peer_verifier.hpp"
@@ -117,6 +120,47 @@ TEST(TlsSocket, HandshakesAndCarriesBytesWithAHalfCloseEachWay) {
   EXPECT_EQ(server_end, asio::error::eof) << server_end.message();
   EXPECT_EQ(at_client, "answer");
   EXPECT_EQ(client_end, asio::error::eof) << client_end.message();
+}
+
+TEST(TlsSocket, IsAnAsioStreamThatBeastSpeaksHttpOn) {
+  // The public listener's http mode reads and writes HTTP with Beast on a TlsSocket.
+  namespace bhttp = boost::beast::http;
+  constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+  Pair p;
+  std::string body(200 * 1024, 'x');  // many TLS records: reads and writes wait in between
+  for (std::size_t i = 0; i < body.size(); i += 97) {
+    body[i] = static_cast<char>('a' + i % 26);
+  }
+  std::string received_target, received_body;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        boost::beast::flat_buffer buffer;
+        bhttp::request<bhttp::string_body> request;
+        auto [read_error, n] = co_await bhttp::async_read(*p.server, buffer, request, use_tuple);
+        EXPECT_FALSE(read_error) << read_error.message();
+        received_target = std::string(request.target());
+        bhttp::response<bhttp::string_body> response(bhttp::status::ok, 11);
+        response.body() = request.body();
+        response.prepare_payload();
+        auto [write_error, m] = co_await bhttp::async_write(*p.server, response, use_tuple);
+        EXPECT_FALSE(write_error) << write_error.message();
+      },
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.client->handshake());
+        bhttp::request<bhttp::string_body> request(bhttp::verb::post, "/echo", 11);
+        request.body() = body;
+        request.prepare_payload();
+        auto [write_error, n] = co_await bhttp::async_write(*p.client, request, use_tuple);
+        EXPECT_FALSE(write_error) << write_error.message();
+        boost::beast::flat_buffer buffer;
+        bhttp::response<bhttp::string_body> response;
+        auto [read_error, m] = co_await bhttp::async_read(*p.client, buffer, response, use_tuple);
+        EXPECT_FALSE(read_error) << read_error.message();
+        received_body = response.body();
+      });
+  EXPECT_EQ(received_target, "/echo");
+  EXPECT_TRUE(received_body == body) << "the body came back intact";
 }
 
 TEST(TlsSocket, APeersBareFinEndsItsStreamAndLeavesOursWritable) {

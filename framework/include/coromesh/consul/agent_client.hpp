@@ -49,6 +49,12 @@ class AgentClient {
 
   // GET /v1/agent/service/<id>: the registration the local agent holds, nullopt if none.
   virtual Task<std::optional<AgentService>> agent_service(std::string service_id) = 0;
+  // The same as a hash-based blocking query (?hash=…&wait=…): answers once the
+  // registration differs from `query.hash` (at once for an empty hash, a missing
+  // service, or a deregistration). The default implementation cannot block: it answers
+  // agent_service() at once with an empty hash, which tells the caller to poll instead.
+  virtual Task<HashQueryResult<std::optional<AgentService>>> agent_service_blocking(
+      std::string service_id, HashQueryOptions query);
 
   // GET /v1/health/service/<name>[?passing]: the instances of `name` (empty if unknown).
   virtual Task<QueryResult<std::vector<ServiceInstance>>> health_service(std::string name,

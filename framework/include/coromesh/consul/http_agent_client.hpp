@@ -58,6 +58,8 @@ class HttpAgentClient final : public AgentClient {
   Task<void> set_maintenance(std::string service_id, bool enable, std::string reason) override;
   Task<void> update_ttl(std::string check_id, HealthStatus status, std::string output) override;
   Task<std::optional<AgentService>> agent_service(std::string service_id) override;
+  Task<HashQueryResult<std::optional<AgentService>>> agent_service_blocking(
+      std::string service_id, HashQueryOptions query) override;
   Task<QueryResult<std::vector<ServiceInstance>>> health_service(std::string name,
                                                                  bool passing_only,
                                                                  QueryOptions query) override;

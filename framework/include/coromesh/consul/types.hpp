@@ -74,6 +74,9 @@ struct ProxyConfig {
   std::string local_service_address;
   std::uint16_t local_service_port = 0;
   std::vector<ProxyUpstream> upstreams;
+  // Proxy.Config, the proxy's own opaque settings (e.g. "protocol": "http"): its scalar
+  // values as text (numbers and booleans as JSON writes them); nested values are left out.
+  std::map<std::string, std::string> config;
 
   friend bool operator==(const ProxyConfig&, const ProxyConfig&) = default;
 };
@@ -183,6 +186,22 @@ template <class T>
 struct QueryResult {
   T value;
   std::uint64_t index = 0;  // X-Consul-Index: pass it back as QueryOptions::index
+};
+
+// A hash-based blocking query (the agent's own endpoints, e.g. GET /v1/agent/service/<id>):
+// with a hash, the agent holds the answer until the content's hash differs from it or
+// `wait` passes. An empty hash answers at once.
+struct HashQueryOptions {
+  std::string hash;
+  std::chrono::milliseconds wait = 0ms;  // 0: Consul's default (5 minutes) with a hash
+};
+
+template <class T>
+struct HashQueryResult {
+  T value;
+  // X-Consul-ContentHash: pass it back as HashQueryOptions::hash. Empty when the agent
+  // sent none (the value is absent, or the agent cannot block on this endpoint).
+  std::string hash;
 };
 
 }  // namespace coromesh::consul

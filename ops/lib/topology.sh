@@ -1,0 +1,289 @@
+# A mesh topology as local processes: every service instance listens on loopback,
+# behind its own sidecar, which owns the instance's public mTLS port, registers it in
+# Consul as a connect-proxy, and holds one loopback listener per upstream the service
+# calls. Sourced by ops/demo.sh and tests/e2e/calculator_mesh.sh after ops/lib/common.sh
+# (COROMESH_ROOT, die); needs curl and jq.
+#
+# Parameters (variables, set before topology_up):
+#   TOPO_DIR             run directory: PID files, logs, topology.tsv (required)
+#   TOPO_CONSUL_ADDR     the Consul agent's HTTP address (required)
+#   TOPO_PROXY           coromesh: coromesh-sidecar for every sidecar (default)
+#                        consul:   `consul connect proxy` for every sidecar, as the seed
+#                                  ran it (L4 only)
+#                        native:   Connect-native services without sidecars (not yet)
+#   TOPO_UPSTREAM_MODE   coromesh-sidecar upstream listeners: http (default) or tcp
+#   TOPO_BIN             where the binaries are (default: build/bin of this tree)
+#   TOPO_CHECK_INTERVAL  Consul check interval of services and sidecars (default 2s)
+#   TOPO_LOG_LEVEL       log level of services and sidecars (default info)
+#   TOPO_FRONTEND_PORT   the frontend's port (default 0: a free one)
+#
+# The services are a table (topology_calculator below); one line adds a service:
+#   topology_service NAME INSTANCES PORT UPSTREAMS COMMAND...
+#     PORT       the instance's port, or 0 for a free one (a fixed port needs 1 instance)
+#     UPSTREAMS  "key=service,..." : one sidecar upstream listener per service; the
+#                instance reaches it at COROMESH_UPSTREAMS=key=127.0.0.1:PORT,...
+#     COMMAND    run with the settings in the environment, as coromesh services read
+#                them: COROMESH_SERVICE_NAME, COROMESH_INSTANCE_ID (NAME-1, NAME-2, ...;
+#                the service registers itself in Consul under it), COROMESH_BIND_ADDRESS
+#                (127.0.0.1), COROMESH_PORT, COROMESH_CONSUL_ADDR (and CONSUL_HTTP_ADDR),
+#                COROMESH_CONSUL_CHECK_INTERVAL, COROMESH_LOG_LEVEL, COROMESH_UPSTREAMS
+#
+#   topology_up                 starts every instance and its sidecar (a no-op when all
+#                               of them run; leftovers of a partial run are stopped first)
+#   topology_wait_ready SECONDS every process alive, every registration passing in
+#                               Consul, every upstream listener and the frontend answering
+#   topology_status             one line per process: pid, alive, its Consul health
+#   topology_stop               SIGTERM by PID (they deregister), then the registrations
+#                               of any that could not (killed) are removed
+#   topology_rows [ROLE [SERVICE]]  the rows of TOPO_DIR/topology.tsv (see topology_up)
+#   topology_frontend_addr      host:port of the frontend
+
+_topology_lib="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=processes.sh
+source "$_topology_lib/processes.sh"
+
+topo_names=()
+topo_instances=()
+topo_ports=()
+topo_upstreams=()
+topo_commands=() # each command's words joined by the unit separator
+
+topology_service() {
+  local name="$1" instances="$2" port="$3" upstreams="$4"
+  shift 4
+  [ "$port" = 0 ] || [ "$instances" = 1 ] || die "topology: $name has a fixed port and $instances instances"
+  topo_names+=("$name")
+  topo_instances+=("$instances")
+  topo_ports+=("$port")
+  topo_upstreams+=("$upstreams")
+  local IFS=$'\x1f'
+  topo_commands+=("$*")
+}
+
+# The calculator of issue 10: two instances of each operator service (mod-svc is
+# Python: the same settings, read from the same environment), one frontend.
+topology_calculator() {
+  local bin="${TOPO_BIN:-$COROMESH_ROOT/build/bin}"
+  topology_service add-svc 2 0 "" "$bin/add-svc"
+  topology_service sub-svc 2 0 "" "$bin/sub-svc"
+  topology_service mul-svc 2 0 "" "$bin/mul-svc"
+  topology_service div-svc 2 0 "" "$bin/div-svc"
+  topology_service mod-svc 2 0 "" "$bin/mod-svc"
+  topology_service frontend 1 "${TOPO_FRONTEND_PORT:-0}" \
+    "add=add-svc,sub=sub-svc,mul=mul-svc,div=div-svc,mod=mod-svc" "$bin/frontend"
+}
+
+# topology.tsv, one row per process, tab-separated:
+#   PROCESS ROLE SERVICE CONSUL_ID PORT METRICS_PORT UPSTREAMS
+# ROLE service|sidecar; PORT the service's port, or the sidecar's public mTLS port;
+# METRICS_PORT where /metrics is served ("-": none, `consul connect proxy`);
+# UPSTREAMS the sidecar's listeners, "service:port,..." ("-": none).
+topology_rows() {
+  [ -f "$TOPO_DIR/topology.tsv" ] || return 0
+  awk -F'\t' -v role="${1:-}" -v service="${2:-}" \
+    '(role == "" || $2 == role) && (service == "" || $3 == service)' "$TOPO_DIR/topology.tsv"
+}
+
+topology_frontend_addr() {
+  local port
+  port=$(topology_rows service frontend | cut -f5 | head -1)
+  [ -n "$port" ] && echo "127.0.0.1:$port"
+}
+
+# topology_running: every recorded process is alive (and there is at least one).
+topology_running() {
+  local proc count=0
+  while IFS=$'\t' read -r proc _; do
+    proc_alive "$TOPO_DIR" "$proc" || return 1
+    count=$((count + 1))
+  done < <(topology_rows)
+  [ "$count" -gt 0 ]
+}
+
+# _topology_sidecar PROCESS SERVICE INSTANCE_ID N SERVICE_PORT PUBLIC_PORT ADMIN_PORT
+#                   [UPSTREAM_SERVICE:PORT...]
+# starts the sidecar of instance N of SERVICE with TOPO_PROXY's command; sets
+# $sidecar_id (its Consul ID) and $sidecar_metrics (its /metrics port, or "-").
+_topology_sidecar() {
+  local proc="$1" name="$2" id="$3" n="$4" port="$5" public="$6" admin="$7"
+  shift 7
+  local -a upstreams=("$@") args=()
+  local up
+  case "${TOPO_PROXY:-coromesh}" in
+    coromesh)
+      for up in "${upstreams[@]}"; do args+=(--upstream "$up:${TOPO_UPSTREAM_MODE:-http}"); done
+      proc_start "$TOPO_DIR" "$proc" "${TOPO_BIN:-$COROMESH_ROOT/build/bin}/coromesh-sidecar" \
+        --consul "$TOPO_CONSUL_ADDR" --port "$admin" --log-level "${TOPO_LOG_LEVEL:-info}" \
+        --consul-check-interval "${TOPO_CHECK_INTERVAL:-2s}" \
+        --service "$name" --service-id "$id" --service-addr "127.0.0.1:$port" \
+        --listen "127.0.0.1:$public" --register "${args[@]}"
+      sidecar_id="$id-sidecar-proxy"
+      sidecar_metrics="$admin"
+      ;;
+    consul)
+      # As the seed's Nomad jobs ran it; -register-id keeps two instances apart. It
+      # registers "<name>-proxy" with a TTL check and serves no metrics.
+      for up in "${upstreams[@]}"; do args+=(-upstream "$up"); done
+      proc_start "$TOPO_DIR" "$proc" consul connect proxy -http-addr "$TOPO_CONSUL_ADDR" \
+        -log-level "${TOPO_LOG_LEVEL:-info}" -service "$name" \
+        -service-addr "127.0.0.1:$port" -listen "127.0.0.1:$public" -register \
+        -register-id "$n" "${args[@]}"
+      sidecar_id="$name-proxy-$n"
+      sidecar_metrics="-"
+      ;;
+  esac
+}
+
+topology_up() {
+  [ -n "${TOPO_DIR:-}" ] && [ -n "${TOPO_CONSUL_ADDR:-}" ] || die "topology: TOPO_DIR and TOPO_CONSUL_ADDR must be set"
+  case "${TOPO_PROXY:-coromesh}" in
+    coromesh | consul) ;;
+    # Where Connect-native services (no sidecars; the framework's Connect module in the
+    # services themselves) will plug in.
+    native) die "TOPO_PROXY=native (Connect-native services, no sidecars): not yet available" ;;
+    *) die "TOPO_PROXY=${TOPO_PROXY}: expected coromesh, consul or native" ;;
+  esac
+  [ "${#topo_names[@]}" -gt 0 ] || topology_calculator
+  mkdir -p "$TOPO_DIR"
+  if topology_running; then
+    echo "[${COROMESH_SCRIPT:-ops}] topology already running in $TOPO_DIR"
+    return 0
+  fi
+  topology_stop # what a partial earlier run left
+  : >"$TOPO_DIR/topology.tsv"
+  local s n
+  for s in "${!topo_names[@]}"; do
+    for ((n = 1; n <= topo_instances[s]; n++)); do
+      _topology_start_instance "$s" "$n"
+    done
+  done
+}
+
+# _topology_start_instance S N: instance N of the service in row S of the table, and
+# its sidecar; appends both to topology.tsv.
+_topology_start_instance() {
+  local s="$1" n="$2" name="${topo_names[$1]}" id="${topo_names[$1]}-$2"
+  local port public admin pair key service up service_upstreams=""
+  local -a command=() sidecar_upstreams=()
+  IFS=$'\x1f' read -ra command <<<"${topo_commands[$s]}"
+  read -r port public admin < <(free_ports 3 "$TOPO_DIR/ports-given")
+  [ "${topo_ports[$s]}" = 0 ] || port="${topo_ports[$s]}"
+  ! port_busy "$port" || die "port $port ($id) is taken by another process"
+  if [ -n "${topo_upstreams[$s]}" ]; then
+    for pair in ${topo_upstreams[$s]//,/ }; do
+      key="${pair%%=*}" service="${pair#*=}"
+      read -r up < <(free_ports 1 "$TOPO_DIR/ports-given")
+      sidecar_upstreams+=("$service:$up")
+      service_upstreams+="${service_upstreams:+,}$key=127.0.0.1:$up"
+    done
+  fi
+  proc_start "$TOPO_DIR" "$id" env COROMESH_SERVICE_NAME="$name" COROMESH_INSTANCE_ID="$id" \
+    COROMESH_BIND_ADDRESS=127.0.0.1 COROMESH_PORT="$port" \
+    COROMESH_CONSUL_ADDR="$TOPO_CONSUL_ADDR" CONSUL_HTTP_ADDR="$TOPO_CONSUL_ADDR" \
+    COROMESH_CONSUL_CHECK_INTERVAL="${TOPO_CHECK_INTERVAL:-2s}" \
+    COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" COROMESH_UPSTREAMS="$service_upstreams" \
+    "${command[@]}"
+  printf '%s\tservice\t%s\t%s\t%s\t%s\t-\n' "$id" "$name" "$id" "$port" "$port" \
+    >>"$TOPO_DIR/topology.tsv"
+  _topology_sidecar "$id-sidecar" "$name" "$id" "$n" "$port" "$public" "$admin" \
+    "${sidecar_upstreams[@]}"
+  local upstream_list="${sidecar_upstreams[*]}"
+  upstream_list="${upstream_list// /,}"
+  printf '%s\tsidecar\t%s\t%s\t%s\t%s\t%s\n' "$id-sidecar" "$name" "$sidecar_id" "$public" \
+    "$sidecar_metrics" "${upstream_list:--}" >>"$TOPO_DIR/topology.tsv"
+}
+
+# _topology_passing_ids: the Consul service IDs whose every check passes.
+_topology_passing_ids() {
+  curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/checks" 2>/dev/null |
+    jq -r '[.[]] | group_by(.ServiceID) | .[] | select(all(.Status == "passing")) | .[0].ServiceID'
+}
+
+# _topology_not_ready: prints what is not ready yet (nothing when all is); fails (with
+# the log) when a process has exited.
+_topology_not_ready() {
+  local proc role service id port metrics upstreams passing up
+  passing=$(_topology_passing_ids)
+  while IFS=$'\t' read -r proc role service id port metrics upstreams; do
+    if ! proc_alive "$TOPO_DIR" "$proc"; then
+      tail -15 "$TOPO_DIR/$proc.log" >&2
+      die "$proc exited during start-up (log: $TOPO_DIR/$proc.log)"
+    fi
+    grep -qxF "$id" <<<"$passing" || echo "$id not passing in Consul"
+    if [ "$upstreams" != - ]; then
+      for up in ${upstreams//,/ }; do
+        port_busy "${up##*:}" || echo "$proc: upstream listener ${up} not open"
+      done
+    fi
+  done < <(topology_rows)
+  local frontend
+  frontend=$(topology_frontend_addr)
+  [ -z "$frontend" ] || curl -fsS --max-time 2 -o /dev/null "http://$frontend/health" 2>/dev/null ||
+    echo "frontend at $frontend not answering /health"
+}
+
+topology_wait_ready() {
+  local deadline=$((SECONDS + $1)) missing
+  while :; do
+    missing=$(_topology_not_ready) || exit 1
+    [ -n "$missing" ] || return 0
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "$missing" >&2
+      die "the topology was not ready within $1 s (logs: $TOPO_DIR)"
+    fi
+    sleep 0.3
+  done
+}
+
+# _topology_health_by_id: "ID STATUS" for every service on the agent, STATUS the
+# worst of its checks.
+_topology_health_by_id() {
+  curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/checks" 2>/dev/null |
+    jq -r '[.[]] | group_by(.ServiceID) | .[]
+           | "\(.[0].ServiceID) \(if all(.Status == "passing") then "passing"
+                                 elif any(.Status == "critical") then "critical"
+                                 else "warning" end)"'
+}
+
+topology_status() {
+  local proc role service id port metrics upstreams health state pid
+  health=$(_topology_health_by_id)
+  printf '%-22s %-8s %-8s %-6s %-28s %-9s %s\n' PROCESS ROLE PID STATE CONSUL_ID CONSUL PORTS
+  while IFS=$'\t' read -r proc role service id port metrics upstreams; do
+    pid=$(proc_pid "$TOPO_DIR" "$proc")
+    state=dead
+    proc_alive "$TOPO_DIR" "$proc" && state=alive
+    local h
+    h=$(awk -v id="$id" '$1 == id {print $2}' <<<"$health")
+    local ports="port $port"
+    [ "$metrics" = - ] || [ "$metrics" = "$port" ] || ports+=" metrics $metrics"
+    [ "$upstreams" = - ] || ports+=" upstreams $upstreams"
+    printf '%-22s %-8s %-8s %-6s %-28s %-9s %s\n' "$proc" "$role" "${pid:--}" "$state" "$id" \
+      "${h:-absent}" "$ports"
+  done < <(topology_rows)
+}
+
+topology_stop() {
+  [ -f "$TOPO_DIR/topology.tsv" ] || return 0
+  local -a procs=() ids=()
+  local proc role service id
+  while IFS=$'\t' read -r proc role service id _; do
+    procs+=("$proc")
+    ids+=("$id")
+  done < <(topology_rows)
+  proc_stop "$TOPO_DIR" "${procs[@]}"
+  # A process that was killed (or did not get to deregister) leaves its registration
+  # behind until Consul reaps it; remove it now.
+  if curl -fsS --max-time 2 -o /dev/null "http://$TOPO_CONSUL_ADDR/v1/status/leader" 2>/dev/null; then
+    local registered
+    registered=$(curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/services" | jq -r 'keys[]')
+    for id in "${ids[@]}"; do
+      if grep -qxF "$id" <<<"$registered"; then
+        echo "[${COROMESH_SCRIPT:-ops}] $id was still registered in Consul: deregistered"
+        curl -fsS --max-time 5 -X PUT -o /dev/null \
+          "http://$TOPO_CONSUL_ADDR/v1/agent/service/deregister/$id" || true
+      fi
+    done
+  fi
+  rm -f "$TOPO_DIR/topology.tsv"
+}

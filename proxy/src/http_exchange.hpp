@@ -1,0 +1,73 @@
+#pragma once
+
+// The HTTP/1.1 side of an http-mode listener, shared by the public listener (over TLS)
+// and the upstream listeners (plain loopback TCP): requests read one at a time from the
+// client and each answered with what `forward` makes of it.
+//
+//   co_await serve_http_exchanges(client, idle, [&](http::Request request) {
+//     return forward(std::move(request));  // awaitable<http::Response>
+//   });
+//
+// Returns when the client closes, idles for `idle` between requests, sends something
+// that is not HTTP (closed without an answer: there is no one to tell), or asks to
+// close. Headers are limited to kHeaderLimit and bodies to kBodyLimit.
+//
+// Threads: on the client's executor; `client` and `forward` must outlive the call.
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
+#include <string_view>
+#include <variant>
+
+#include "coromesh/http/message.hpp"
+
+namespace coromesh::sidecar {
+
+inline constexpr std::uint64_t kHeaderLimit = 64 * 1024;
+inline constexpr std::uint64_t kBodyLimit = 16 * 1024 * 1024;
+
+// RFC 9110 §9.2.2: what may be sent again when the first answer was lost.
+bool is_idempotent(http::Verb method) noexcept;
+
+// The path of a request target ("/a/b?x=1" -> "/a/b"), what route timeouts match.
+std::string_view target_path(std::string_view target) noexcept;
+
+template <class Stream, class Forward>
+boost::asio::awaitable<void> serve_http_exchanges(Stream& client, std::chrono::nanoseconds idle,
+                                                  Forward forward) {
+  namespace asio = boost::asio;
+  namespace beast_http = boost::beast::http;
+  using namespace asio::experimental::awaitable_operators;
+  constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+  boost::beast::flat_buffer buffer;
+  asio::steady_timer idle_timer(co_await asio::this_coro::executor);
+  for (;;) {
+    beast_http::request_parser<beast_http::string_body> parser;
+    parser.header_limit(kHeaderLimit);
+    parser.body_limit(kBodyLimit);
+    idle_timer.expires_after(idle);
+    auto read = co_await (beast_http::async_read(client, buffer, parser, use_tuple) ||
+                          idle_timer.async_wait(use_tuple));
+    if (read.index() == 1 || std::get<0>(std::get<0>(read))) {
+      co_return;  // idle, closed, or not HTTP: the client's business, nothing to answer
+    }
+    http::Request request = parser.release();
+    const bool keep_alive = request.keep_alive();
+    http::Response response = co_await forward(std::move(request));
+    response.keep_alive(keep_alive);
+    auto [write_error, written] = co_await beast_http::async_write(client, response, use_tuple);
+    if (write_error || !keep_alive) {
+      co_return;
+    }
+  }
+}
+
+}  // namespace coromesh::sidecar

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# End to end: the calculator mesh of ./ops/demo.sh (ops/lib/topology.sh), brought up on
+# free loopback ports in a temporary directory with its own Consul dev agent and
+# Prometheus, then:
+#   1. Prometheus finds every service and every sidecar through Consul (up == 1);
+#   2. a table of expressions gives its results, or its errors (status and code);
+#   3. both instances of every operator service got calls (their own /metrics);
+#   4. with one add-svc instance killed (SIGKILL) in the middle of a stream of
+#      requests, every answer stays right;
+#   5. Prometheus sees the request counters rise (the frontend's and its sidecar's).
+#
+#   tests/e2e/calculator_mesh.sh [BIN_DIR=build/bin]
+# Every process it starts is stopped by PID on exit, whatever the outcome.
+set -euo pipefail
+COROMESH_SCRIPT=e2e
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+e2e_mesh_up "${1:-}" --prometheus
+
+# prom_query QUERY: the first result's value (empty when there is none).
+prom_query() {
+  curl -fsS --max-time 5 "http://$platform_prometheus_addr/api/v1/query" \
+    --data-urlencode "query=$1" | jq -r '.data.result[0].value[1] // empty'
+}
+
+# ---------------------------------------------------------------- 1. discovery
+want_targets=$(topology_rows | awk -F'\t' '$6 != "-" {print $4}' | sort)
+deadline=$((SECONDS + 60))
+while :; do
+  up_targets=$(platform_prometheus_targets "$platform_prometheus_addr" 2>/dev/null |
+    awk '$3 == "up" {print $2}' | sort)
+  [ "$up_targets" != "$want_targets" ] || break
+  [ "$SECONDS" -lt "$deadline" ] || fail "Prometheus targets up after 60 s:
+$up_targets
+wanted:
+$want_targets"
+  sleep 0.5
+done
+sidecars=$(grep -c -- '-sidecar-proxy$' <<<"$want_targets")
+[ "$sidecars" -eq 11 ] || fail "expected 11 sidecar targets, found $sidecars"
+pass "Prometheus scrapes all $(wc -l <<<"$want_targets") services and sidecars, found through Consul"
+
+# ---------------------------------------------------------------- 2. expressions
+# expect EXPRESSION STATUS RESULT-OR-ERROR-CODE
+expect() {
+  local got status body want
+  got=$(compute "$(jq -nc --arg e "$1" '{expression: $e}')")
+  status=${got%% *} body=${got#* }
+  if [ "$2" = 200 ]; then
+    want="{\"result\":$3}"
+    [ "$status" = 200 ] && [ "$body" = "$want" ] || fail "'$1': got $status $body, want 200 $want"
+  else
+    [ "$status" = "$2" ] && [ "$(jq -r .error <<<"$body" 2>/dev/null)" = "$3" ] ||
+      fail "'$1': got $status $body, want $2 with error $3"
+  fi
+}
+expect "1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5" 200 9 # the seed's
+expect "1+2*3" 200 7                             # precedence
+expect "2*3+1" 200 7
+expect "(1+2)*3" 200 9 # parentheses
+expect "(1+2)*(3+4)" 200 21
+expect "10-4-3" 200 3 # left associativity
+expect "100/7/2" 200 7
+expect "-3*-(2+1)" 200 9 # unary minus
+expect " 7 - -2 " 200 9
+expect "-9223372036854775807-1" 200 -9223372036854775808
+expect "17 % 5 * 2" 200 4 # mod-svc (Python): % as * and /, the dividend's sign
+expect "-7 % 2" 200 -1
+expect "1/0" 422 division_by_zero
+expect "4/(2-2)" 422 division_by_zero
+expect "7 % (3-3)" 422 division_by_zero
+expect "9223372036854775807+1" 422 overflow
+expect "(-9223372036854775807-1)/-1" 422 overflow
+expect "3*-3074457345618258603" 422 overflow
+expect "1+" 400 invalid_expression
+expect "2*(3" 400 invalid_expression
+expect "1 2" 400 invalid_expression
+expect "" 400 empty_expression
+expect "99999999999999999999" 400 literal_out_of_range
+got=$(compute '{"expression": 5}')
+[ "${got%% *}" = 400 ] || fail "a non-string expression: got $got, want 400"
+got=$(compute 'not json')
+[ "${got%% *}" = 400 ] || fail "a body that is not JSON: got $got, want 400"
+pass "23 expressions and 2 malformed bodies: results, 422s from the operators, 400s from the parser"
+
+# ---------------------------------------------------------------- 3. both instances
+for i in $(seq 1 8); do expect "((1+1)-(1-1))*(2/1)+5%3" 200 6; done
+for service in add-svc sub-svc mul-svc div-svc mod-svc; do
+  operation=${service%-svc}
+  while IFS=$'\t' read -r proc _ _ _ _ metrics _; do
+    calls=$(curl -fsS --max-time 5 "http://127.0.0.1:$metrics/metrics" |
+      awk -v op="operation=\"$operation\"" '/^coromesh_http_server_requests_total/ && index($0, op) && /code="200"/ {s += $2} END {print s + 0}')
+    [ "$calls" -gt 0 ] || fail "$proc answered no $operation call: the other instance got them all"
+    echo "  $proc: $calls $operation calls"
+  done < <(topology_rows service "$service")
+done
+pass "both instances of every operator service got calls"
+
+# ---------------------------------------------------------------- 4. an instance killed
+computes_before=$(prom_query 'sum(coromesh_http_server_requests_total{service="frontend",operation="compute"})')
+sidecar_before=$(prom_query 'sum(coromesh_sidecar_upstream_requests_total{service="frontend-sidecar-proxy",upstream="add-svc"})')
+# Two clients, each a stream of the seed's request; add-svc-1 dies once both are going.
+clients=()
+for client in 1 2; do
+  (for _ in $(seq 1 40); do compute '{"expression":"1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5"}'; done \
+    >"$work/client-$client.out") &
+  clients+=($!)
+done
+deadline=$((SECONDS + 60))
+until [ "$(cat "$work"/client-*.out 2>/dev/null | wc -l)" -ge 10 ]; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "the clients got no answers within 60 s"
+  sleep 0.05
+done
+victim=$(proc_pid "$work" add-svc-1)
+kill -KILL "$victim"
+wait "$victim" 2>/dev/null || true
+answers_at_kill=$(cat "$work"/client-*.out | wc -l)
+wait "${clients[@]}"
+bad=$(cat "$work"/client-*.out | grep -cvxF '200 {"result":9}' || true)
+total=$(cat "$work"/client-*.out | wc -l)
+[ "$total" -eq 80 ] || fail "the clients recorded $total answers, not 80"
+[ "$bad" -eq 0 ] || fail "$bad of 80 answers were wrong after add-svc-1 was killed:
+$(grep -vxF '200 {"result":9}' "$work"/client-*.out | sort | uniq -c)"
+# And after Consul has taken the dead instance out (its checks run every second).
+for _ in $(seq 1 10); do expect "1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5" 200 9; done
+pass "add-svc-1 killed (pid $victim) after $answers_at_kill answers: all 90 answers right"
+
+# ---------------------------------------------------------------- 5. Prometheus sees it
+deadline=$((SECONDS + 60))
+while :; do
+  computes_after=$(prom_query 'sum(coromesh_http_server_requests_total{service="frontend",operation="compute"})')
+  sidecar_after=$(prom_query 'sum(coromesh_sidecar_upstream_requests_total{service="frontend-sidecar-proxy",upstream="add-svc"})')
+  # 90 computations since the first reading; the seed's expression makes 8 additions.
+  if awk -v a="${computes_after:-0}" -v b="${computes_before:-0}" \
+    -v c="${sidecar_after:-0}" -v d="${sidecar_before:-0}" 'BEGIN {exit !(a - b >= 90 && c - d >= 720)}'; then
+    break
+  fi
+  [ "$SECONDS" -lt "$deadline" ] || fail "Prometheus's counters did not rise enough in 60 s:" \
+    "frontend computes $computes_before -> $computes_after, its sidecar's add-svc requests" \
+    "$sidecar_before -> $sidecar_after"
+  sleep 0.5
+done
+pass "Prometheus: frontend computes $computes_before -> $computes_after," \
+  "its sidecar's add-svc requests $sidecar_before -> $sidecar_after"
+echo "PASS"

@@ -1,0 +1,94 @@
+// The public listener in http mode (--protocol http) between real sidecars and a real
+// Consul: A's upstream listener (tcp, so whatever A's client sends reaches B's sidecar
+// untouched) -> B's public mTLS listener, which reads HTTP/1.1 and sends each request to
+// B over pooled connections, naming the verified caller in x-coromesh-peer.
+#include <gtest/gtest.h>
+
+#include "mesh_fixture.hpp"
+
+namespace coromesh::testing {
+namespace {
+
+// The fields of TaggedHttpServer's body "<tag>|<traceparent>|<deadline>|<peer>".
+std::vector<std::string> fields(const std::string& body) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (std::size_t bar = body.find('|'); bar != std::string::npos; bar = body.find('|', start)) {
+    out.push_back(body.substr(start, bar - start));
+    start = bar + 1;
+  }
+  out.push_back(body.substr(start));
+  return out;
+}
+
+class SidecarInboundHttp : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto ports = free_ports(2);
+    a_upstream_ = ports[1];
+    b_sidecar_ = std::make_unique<SidecarProcess>(
+        consul_, logs_.path(), "b-sidecar",
+        std::vector<std::string>{"--service", "b", "--service-addr", b_.address(), "--listen",
+                                 "127.0.0.1:" + std::to_string(ports[0]), "--register",
+                                 "--protocol", "http", "--route-timeout", "/slow=300ms"});
+    a_sidecar_ = std::make_unique<SidecarProcess>(
+        consul_, logs_.path(), "a-sidecar",
+        std::vector<std::string>{"--service", "a", "--upstream",
+                                 "b:" + std::to_string(a_upstream_)});
+    ASSERT_TRUE(wait_until(
+        [&] { return HttpConnection(a_upstream_).request("GET", "/ready").first == 200; }, 30s))
+        << a_sidecar_->log_tail() << b_sidecar_->log_tail();
+  }
+
+  ConsulAgent consul_;
+  TempDir logs_{"coromesh-sidecar-test"};
+  TaggedHttpServer b_{"b1"};
+  std::uint16_t a_upstream_ = 0;
+  std::unique_ptr<SidecarProcess> b_sidecar_, a_sidecar_;
+};
+
+TEST_F(SidecarInboundHttp, NamesTheVerifiedCallerAndDropsAForgedName) {
+  HttpConnection connection(a_upstream_);
+  for (int i = 0; i < 20; ++i) {
+    const auto [status, body] = connection.request(
+        "GET", "/hello",
+        {{"x-coromesh-peer", "spiffe://forged.consul/ns/default/dc/dc1/svc/admin"}});
+    ASSERT_EQ(status, 200) << body << b_sidecar_->log_tail();
+    const auto peer = fields(body).at(3);
+    EXPECT_TRUE(peer.starts_with("spiffe://") && peer.ends_with("/svc/a")) << peer;
+    EXPECT_EQ(peer.find("forged"), std::string::npos) << peer;
+  }
+  EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_inbound_requests_total", {R"(code="2xx")"}), 20);
+  const auto registration = consul_.api("GET", "/v1/agent/service/b-sidecar-proxy").body;
+  EXPECT_NE(registration.find(R"("protocol": "http")"), std::string::npos)
+      << "the registration says what the listener speaks: " << registration;
+  EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_request_duration_seconds_count",
+                               {R"(listener="inbound")"}),
+            20);
+}
+
+TEST_F(SidecarInboundHttp, PoolsTheConnectionsToTheLocalService) {
+  const int before = b_.connections();
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_EQ(HttpConnection(a_upstream_).request("GET", "/one").first, 200);
+  }
+  // Twelve callers' connections, each TLS-terminated at B's sidecar; its two io threads
+  // keep at most one idle connection each to B.
+  EXPECT_LE(b_.connections() - before, 2);
+  EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_inbound_connections_total"), 12);
+}
+
+TEST_F(SidecarInboundHttp, ARouteTimeoutAnswers504AndCountsATimeout) {
+  HttpConnection connection(a_upstream_);
+  const auto [status, body] = connection.request("GET", "/slow/report");
+  EXPECT_EQ(status, 504) << body;
+  EXPECT_NE(body.find("deadline_exceeded"), std::string::npos) << body;
+  EXPECT_EQ(connection.request("GET", "/fast").first, 200) << "the connection goes on";
+  EXPECT_EQ(b_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="inbound")", R"(fault="timeout")"}),
+            1);
+  EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_inbound_requests_total", {R"(code="local")"}), 1);
+}
+
+}  // namespace
+}  // namespace coromesh::testing
