@@ -13,17 +13,23 @@ command -v consul >/dev/null || { echo "FAIL: consul not found (run ./ops/setup.
 run=$(mktemp -d "${TMPDIR:-/tmp}/coromesh-acl-lib.XXXXXX")
 agent=""
 cleanup() {
-  [ -n "${KEEP:-}" ] && return 0
   if [ -n "$agent" ]; then kill "$agent" 2>/dev/null || true; wait "$agent" 2>/dev/null || true; fi
-  rm -rf "$run"
+  [ -n "${KEEP:-}" ] || rm -rf "$run"  # KEEP=1: keep the run directory to look at
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; echo "run dir: $run"; exit 1; }
 
+# Seven free ports in 20000-32000, where the test fixtures pick theirs.
 mapfile -t ports < <(python3 -c '
-import socket
-socks=[socket.socket() for _ in range(7)]
-for s in socks: s.bind(("127.0.0.1", 0))
+import random, socket
+socks = []
+while len(socks) < 7:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randint(20000, 32000)))
+        socks.append(s)
+    except OSError:
+        s.close()
 print("\n".join(str(s.getsockname()[1]) for s in socks))')
 addr="127.0.0.1:${ports[0]}"
 
