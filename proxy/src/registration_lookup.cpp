@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "coromesh/config/error.hpp"
+#include "coromesh/consul/error.hpp"
 #include "coromesh/consul/http_agent_client.hpp"
+#include "coromesh/consul/token_source.hpp"
 #include "coromesh/http/client.hpp"
 
 namespace coromesh::sidecar {
@@ -21,14 +23,17 @@ asio::awaitable<std::vector<std::string>> proxies_for(const config::ServiceConfi
                                                       const std::string& service_id) {
   http::Client client(co_await asio::this_coro::executor);
   http::Request request(http::Verb::get, "/v1/agent/services", 11);
-  if (!config.consul_token.empty()) {
-    request.set("X-Consul-Token", config.consul_token);
+  consul::TokenSource token(config.consul_token, config.consul_token_file);
+  if (const auto secret = token.current(); !secret.empty()) {
+    request.set("X-Consul-Token", secret);
   }
   const auto response =
       co_await client.send({config.consul.host, config.consul.port}, std::move(request),
                            std::chrono::steady_clock::now() + std::chrono::seconds(5));
   if (response.result_int() != 200) {
-    throw std::runtime_error("GET /v1/agent/services: " + std::to_string(response.result_int()));
+    // Consul's reason (e.g. the permission a token lacks) names no secret.
+    throw consul::ConsulError("GET /v1/agent/services", static_cast<int>(response.result_int()),
+                              response.body());
   }
   std::vector<std::string> ids;
   const auto services = boost::json::parse(response.body());
@@ -52,9 +57,10 @@ asio::awaitable<std::vector<std::string>> proxies_for(const config::ServiceConfi
 asio::awaitable<consul::AgentService> lookup(const config::ServiceConfig& config,
                                              const std::string& service_id,
                                              const std::string& proxy_id) {
-  consul::HttpAgentClient agent(
-      co_await asio::this_coro::executor,
-      {.address = config.consul.to_string(), .token = config.consul_token});
+  consul::HttpAgentClient agent(co_await asio::this_coro::executor,
+                                {.address = config.consul.to_string(),
+                                 .token = config.consul_token,
+                                 .token_file = config.consul_token_file});
   if (auto named = co_await agent.agent_service(proxy_id)) {
     co_return *named;
   }

@@ -1,11 +1,37 @@
 #include "consul_agent.hpp"
 
+#include <fstream>
+#include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string_view>
 
 namespace coromesh::testing {
 
-ConsulAgent::ConsulAgent() {
+namespace {
+
+// A random UUID (version 4 layout) for the management token: no two agents share one.
+std::string random_uuid() {
+  std::random_device device;
+  std::mt19937_64 bits(device());
+  std::ostringstream out;
+  out << std::hex;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) {
+      out << '-';
+    }
+    out << (i == 12 ? 4U : static_cast<unsigned>(bits() % 16));
+  }
+  return out.str();
+}
+
+}  // namespace
+
+ConsulAgent::ConsulAgent(ConsulAgentOptions options) : options_(options) {
+  if (options_.acl) {
+    management_token_ = random_uuid();
+    write_acl_config();
+  }
   // A port found free can be taken by another test (or an outgoing connection) before the
   // agent binds it: that start is retried on new ports; any other failure is reported.
   constexpr int kAttempts = 4;
@@ -34,19 +60,47 @@ ConsulAgent::~ConsulAgent() {
   stop();
 }
 
+void ConsulAgent::write_acl_config() const {
+  // Consul 1.15 syntax (tokens.initial_management replaced tokens.master in 1.11).
+  std::ofstream out(dir_.path() / "acl.hcl");
+  out << "acl {\n"
+         "  enabled = true\n"
+         "  default_policy = \"deny\"\n"
+         "  enable_token_persistence = true\n"
+         "  tokens {\n"
+         "    initial_management = \""
+      << management_token_ << "\"\n    agent = \"" << management_token_
+      << "\"\n"
+         "  }\n"
+         "}\n";
+  if (!out.flush()) {
+    throw std::runtime_error("cannot write " + (dir_.path() / "acl.hcl").string());
+  }
+}
+
 void ConsulAgent::start() {
   auto binary = consul_binary();
   auto log = dir_.path() / ("consul-" + std::to_string(generation_++) + ".log");
   auto port = [](std::uint16_t p) { return std::to_string(p); };
-  process_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{
-          binary.string(), "agent", "-dev", "-node=coromesh-test", "-bind=127.0.0.1",
-          "-client=127.0.0.1", "-advertise=127.0.0.1", "-http-port=" + port(ports_.http),
-          "-dns-port=" + port(ports_.dns), "-serf-lan-port=" + port(ports_.serf_lan),
-          "-serf-wan-port=" + port(ports_.serf_wan), "-server-port=" + port(ports_.server),
-          "-grpc-port=" + port(ports_.grpc), "-grpc-tls-port=" + port(ports_.grpc_tls),
-          "-log-level=warn"},
-      log);
+  std::vector<std::string> argv{binary.string(),
+                                "agent",
+                                "-dev",
+                                "-node=coromesh-test",
+                                "-bind=127.0.0.1",
+                                "-client=127.0.0.1",
+                                "-advertise=127.0.0.1",
+                                "-http-port=" + port(ports_.http),
+                                "-dns-port=" + port(ports_.dns),
+                                "-serf-lan-port=" + port(ports_.serf_lan),
+                                "-serf-wan-port=" + port(ports_.serf_wan),
+                                "-server-port=" + port(ports_.server),
+                                "-grpc-port=" + port(ports_.grpc),
+                                "-grpc-tls-port=" + port(ports_.grpc_tls),
+                                "-log-level=warn"};
+  if (options_.acl) {
+    argv.push_back("-config-file=" + (dir_.path() / "acl.hcl").string());
+  }
+  process_ = std::make_unique<ChildProcess>(argv, log);
 
   bool has_leader = wait_until(
       [&] {
@@ -81,6 +135,14 @@ void ConsulAgent::start() {
   }
 }
 
+std::string ConsulAgent::log_text() const {
+  std::string text;
+  for (int g = 0; g < generation_; ++g) {
+    text += read_file(dir_.path() / ("consul-" + std::to_string(g) + ".log"));
+  }
+  return text;
+}
+
 void ConsulAgent::stop() {
   if (process_) {
     process_->stop(std::chrono::seconds(10));
@@ -94,10 +156,14 @@ void ConsulAgent::restart() {
 }
 
 FetchResult ConsulAgent::api(const std::string& method, const std::string& path,
-                             const std::string& body) const {
+                             const std::string& body, const std::string* token) const {
   FetchOptions options;
   options.method = method;
   options.body = body;
+  const std::string& as = token != nullptr ? *token : management_token_;
+  if (!as.empty()) {
+    options.headers["X-Consul-Token"] = as;
+  }
   options.timeout = std::chrono::seconds(10);
   return http_fetch("127.0.0.1", ports_.http, path, options);
 }

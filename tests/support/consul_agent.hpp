@@ -5,6 +5,11 @@
 // destructor stops it. If the binary is missing or the agent does not come up, the
 // constructor throws with the reason and the tail of the agent's log — tests fail
 // loudly, they never skip.
+//
+// With ConsulAgentOptions::acl the agent is locked down as production meshes run it: ACLs
+// on, default_policy "deny", token persistence, a known initial management token (also the
+// agent's own token, for its node's anti-entropy). api() then acts as the operator, with
+// that token; consul_acl.hpp creates the least-privilege tokens and intentions.
 
 #include <cstdint>
 #include <memory>
@@ -26,9 +31,13 @@ struct ConsulPorts {
   std::uint16_t grpc_tls = 0;
 };
 
+struct ConsulAgentOptions {
+  bool acl = false;
+};
+
 class ConsulAgent {
  public:
-  ConsulAgent();
+  explicit ConsulAgent(ConsulAgentOptions options = {});
   ~ConsulAgent();
   ConsulAgent(const ConsulAgent&) = delete;
   ConsulAgent& operator=(const ConsulAgent&) = delete;
@@ -43,14 +52,25 @@ class ConsulAgent {
   void stop();
   bool running() const noexcept { return process_ != nullptr; }
 
-  // Calls the agent's HTTP API, e.g. api("GET", "/v1/health/service/web").
-  FetchResult api(const std::string& method, const std::string& path,
-                  const std::string& body = {}) const;
+  // Calls the agent's HTTP API, e.g. api("GET", "/v1/health/service/web"); with ACLs,
+  // as the operator (the management token) unless `token` is given.
+  FetchResult api(const std::string& method, const std::string& path, const std::string& body = {},
+                  const std::string* token = nullptr) const;
+
+  bool acl() const noexcept { return options_.acl; }
+  // The initial management (bootstrap) token; empty without ACLs.
+  const std::string& management_token() const noexcept { return management_token_; }
+  // The agent's log so far (all of its generations), e.g. to check it holds no secret.
+  std::string log_text() const;
 
  private:
   void start();
 
+  void write_acl_config() const;
+
+  ConsulAgentOptions options_;
   TempDir dir_{"coromesh-consul"};
+  std::string management_token_;
   ConsulPorts ports_;
   std::unique_ptr<ChildProcess> process_;
   int generation_ = 0;

@@ -54,6 +54,14 @@ std::string render_config(const PrometheusOptions& options, std::uint16_t own_po
   replace_all(text, "__CONSUL_ADDR__", options.consul_address);
   replace_all(text, "__SCRAPE_INTERVAL__", "1s");
   replace_all(text, "__RULES_DIR__", (source_dir() / "ops/prometheus/rules").string());
+  if (!options.consul_token_file.empty()) {
+    const std::string server = "      - server: " + options.consul_address + "\n";
+    replace_all(text, server,
+                server +
+                    "        authorization:\n          type: Bearer\n"
+                    "          credentials_file: " +
+                    options.consul_token_file + "\n");
+  }
   if (text.back() != '\n') {
     text += '\n';
   }

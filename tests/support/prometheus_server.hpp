@@ -25,6 +25,9 @@ struct PrometheusOptions {
   // (Consul service discovery) rendered for this Consul address, plus the self-scrape
   // job; this is how the tests prove the shipped configuration works.
   std::string consul_address;
+  // With consul_address: a file holding the ACL token the discovery sends to Consul
+  // (authorization Bearer credentials_file, as ops/lib/acl.sh's acl_prometheus_config).
+  std::string consul_token_file;
   // YAML for further list items under `scrape_configs:`, indented by two spaces.
   std::string extra_scrape_configs;
 };

@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <stdexcept>
 #include <system_error>
@@ -159,6 +161,11 @@ std::filesystem::path prometheus_binary() {
   // The project's own build (ops/build-prometheus.sh) comes first: Debian's package
   // lacks consul_sd_configs.
   return locate("COROMESH_PROMETHEUS", source_dir() / "ops/.tools/bin/prometheus", "prometheus");
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace coromesh::testing

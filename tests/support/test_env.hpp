@@ -36,6 +36,9 @@ std::vector<std::uint16_t> free_ports(std::size_t count);
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds interval = std::chrono::milliseconds(50));
 
+// The whole of a file ("" when it cannot be read), e.g. a child's log.
+std::string read_file(const std::filesystem::path& path);
+
 // The repository's root, baked in at build time.
 std::filesystem::path source_dir();
 // Directory with the project's binaries (build/bin).

@@ -5,6 +5,8 @@
 #include <iostream>
 #include <thread>
 
+#include "coromesh/consul/token_source.hpp"
+
 namespace coromesh::config {
 
 std::map<std::string, Address> parse_upstreams(std::string_view text) {
@@ -65,6 +67,34 @@ Address parse_consul_address(std::string_view text) {
     throw InvalidValue(quote_value(text) + " is not supported: only http:// Consul agents are");
   }
   return parse_address(text);
+}
+
+// A token and a token file: the one from the higher-precedence source wins (a flag over
+// an inherited CONSUL_HTTP_TOKEN); both from the same source is ambiguous. The file must
+// hold a usable token now: a typo in its path is a start-up error, not a 403 later.
+void choose_token(const OptionSet& set, ServiceConfig& config) {
+  if (config.consul_token_file.empty()) {
+    return;
+  }
+  const auto file_source = *set.source_of("consul-token-file");
+  const auto token_source = *set.source_of("consul-token");
+  if (!config.consul_token.empty()) {
+    if (file_source == token_source) {
+      throw ConfigError("--consul-token-file (" + std::string(to_string(file_source)) +
+                        "): give either a token or a token file, not both");
+    }
+    if (token_source > file_source) {
+      config.consul_token_file.clear();
+      return;
+    }
+    config.consul_token.clear();
+  }
+  try {
+    consul::read_token_file(config.consul_token_file);
+  } catch (const std::exception& e) {
+    throw ConfigError("--consul-token-file (" + std::string(to_string(file_source)) +
+                      "): " + e.what());
+  }
 }
 
 }  // namespace
@@ -133,6 +163,10 @@ void declare_service_settings(OptionSet& options, ServiceConfig& c) {
                                       .env = {"COROMESH_CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"},
                                       .help = "ACL token for the Consul agent.",
                                       .secret = true});
+  options.add_string(c.consul_token_file,
+                     {.flag = "consul-token-file",
+                      .env = {"COROMESH_CONSUL_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"},
+                      .help = "File holding the ACL token, re-read when it changes (rotation)."});
   options.add_list(
       c.tags,
       {.flag = "tags", .env = {"COROMESH_TAGS"}, .help = "Extra Consul tags, comma-separated."});
@@ -226,6 +260,7 @@ std::optional<ServiceConfig> parse_service_config(int argc, const char* const* a
     throw ConfigError("--name (" + std::string(to_string(*set.source_of("name"))) +
                       "): a service name is required (--name or COROMESH_SERVICE_NAME)");
   }
+  choose_token(set, config);
   return config;
 }
 

@@ -117,9 +117,15 @@ asio::awaitable<Decision> Authorizer::ask_agent(const std::string& key,
     try {
       std::rethrow_exception(call_error);
     } catch (const consul::ConsulError& e) {
+      if (e.status() == 403 && cache_.contains(key)) {
+        // The token was revoked (or lost a right) at run time: callers already decided
+        // keep their last decision, as in an outage, until a valid token is back.
+        co_return fall_back(key, e.what());
+      }
       if (e.status() >= 400 && e.status() < 500) {
-        log::warn("connect.authorize.refused",
-                  {{"target", target_service}, {"client", client_uri}, {"error", e.what()}});
+        log::write_limited(
+            log::Level::warn, "connect.authorize.refused", target_service,
+            {{"target", target_service}, {"client", client_uri}, {"error", e.what()}});
         co_return Decision{false, "authorization_error", Decision::Source::error, e.what()};
       }
       co_return fall_back(key, e.what());  // 5xx, or a 2xx that does not decode

@@ -69,12 +69,42 @@ std::chrono::milliseconds add_blocking_params(std::string& target, const QueryOp
   return wait;
 }
 
+// Consul's error bodies do not echo the token, but a proxy in front of it might: the
+// secret never reaches a message.
+std::string without_secret(std::string text, const std::string& secret) {
+  if (secret.size() < 4) {
+    return text;  // too short to be a real token, and replacing it would garble the text
+  }
+  for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+    text.replace(at, secret.size(), "<token>");
+  }
+  return text;
+}
+
 http::ClientOptions without_retry(http::ClientOptions options) {
   options.retry_closed_pooled_connection = false;
   return options;
 }
 
 }  // namespace
+
+std::string_view to_string(RequestOutcome outcome) noexcept {
+  switch (outcome) {
+    case RequestOutcome::ok:
+      return "ok";
+    case RequestOutcome::not_found:
+      return "not_found";
+    case RequestOutcome::forbidden:
+      return "forbidden";
+    case RequestOutcome::rejected:
+      return "rejected";
+    case RequestOutcome::failed:
+      return "failed";
+    case RequestOutcome::unreachable:
+      return "unreachable";
+  }
+  return "unknown";
+}
 
 struct HttpAgentClient::Answer {
   std::string request;  // "GET /v1/kv/x", for error messages
@@ -112,11 +142,24 @@ struct HttpAgentClient::Answer {
 
 HttpAgentClient::HttpAgentClient(boost::asio::any_io_executor executor, HttpAgentOptions options)
     : options_(std::move(options)),
+      token_(options_.token, options_.token_file),
       destination_(parse_address(options_.address)),
       http_(executor, options_.http),
       long_poll_(executor, without_retry(options_.http)) {}
 
 HttpAgentClient::~HttpAgentClient() = default;
+
+RequestCounts HttpAgentClient::request_counts() const noexcept {
+  RequestCounts counts{};
+  for (std::size_t i = 0; i < kRequestOutcomes; ++i) {
+    counts[i] = counts_[i].load(std::memory_order_relaxed);
+  }
+  return counts;
+}
+
+void HttpAgentClient::count(RequestOutcome outcome) noexcept {
+  counts_[static_cast<std::size_t>(outcome)].fetch_add(1, std::memory_order_relaxed);
+}
 
 void HttpAgentClient::close_idle() {
   http_.close_idle();
@@ -129,8 +172,11 @@ AgentClient::Task<HttpAgentClient::Answer> HttpAgentClient::call(http::Verb verb
                                                                  std::chrono::milliseconds wait,
                                                                  std::string_view content_type) {
   http::Request request(verb, target, 11);
-  if (!options_.token.empty()) {
-    request.set("X-Consul-Token", options_.token);
+  // Read for every call, blocking queries included: a rewritten token file is in force
+  // from the next call on.
+  const std::string token = token_.current();
+  if (!token.empty()) {
+    request.set("X-Consul-Token", token);
   }
   if (!body.empty()) {
     request.set(http::Field::content_type, content_type);
@@ -144,7 +190,21 @@ AgentClient::Task<HttpAgentClient::Answer> HttpAgentClient::call(http::Verb verb
   answer.request =
       std::string(http::beast_http::to_string(verb)) + " " + target.substr(0, target.find('?'));
   auto& pool = wait > std::chrono::milliseconds::zero() ? long_poll_ : http_;
-  answer.response = co_await pool.send(destination_, std::move(request), deadline);
+  try {
+    answer.response = co_await pool.send(destination_, std::move(request), deadline);
+  } catch (const http::ClientError&) {
+    count(RequestOutcome::unreachable);
+    throw;
+  }
+  const int status = answer.status();
+  count(status / 100 == 2   ? RequestOutcome::ok
+        : status == 404     ? RequestOutcome::not_found
+        : status == 403     ? RequestOutcome::forbidden
+        : status / 100 == 4 ? RequestOutcome::rejected
+                            : RequestOutcome::failed);
+  if (!answer.ok()) {
+    answer.response.body() = without_secret(std::move(answer.response.body()), token);
+  }
   co_return answer;
 }
 

@@ -109,8 +109,10 @@ asio::awaitable<bool> Registrar::register_with_retry() {
     std::string error;
     try {
       const std::uint64_t sending = generation_;
+      const std::uint64_t credentials = consul_.credentials_generation();
       co_await consul_.register_service(registration_);
       sent_generation_ = sending;
+      sent_credentials_ = credentials;
       registered_ = true;
       ++registrations_;
       log::info("consul.registered", {{"service", registration_.name},
@@ -148,11 +150,15 @@ asio::awaitable<void> Registrar::resync() {
   std::string error;
   try {
     const std::uint64_t sending = generation_;
-    if (sent_generation_ != sending) {
+    const std::uint64_t credentials = consul_.credentials_generation();
+    if (sent_generation_ != sending || sent_credentials_ != credentials) {
       co_await consul_.register_service(registration_);
-      sent_generation_ = sending;
       log::info("consul.registration_updated",
-                {{"service", registration_.name}, {"id", service_id_}});
+                {{"service", registration_.name},
+                 {"id", service_id_},
+                 {"why", sent_generation_ != sending ? "changed" : "new credentials"}});
+      sent_generation_ = sending;
+      sent_credentials_ = credentials;
     } else if (auto held = co_await consul_.agent_service(service_id_); !held) {
       registered_ = false;
       co_await consul_.register_service(registration_);

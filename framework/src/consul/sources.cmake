@@ -6,6 +6,7 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/consul/json_codec.cpp
   src/consul/connect_codec.cpp
   src/consul/agent_client.cpp
+  src/consul/token_source.cpp
   src/consul/http_agent_client.cpp
   src/consul/backoff.cpp
   src/consul/watch.cpp

@@ -21,6 +21,7 @@
 #include "coromesh/http/error.hpp"
 #include "coromesh/http/server.hpp"
 #include "coromesh/log/logger.hpp"
+#include "coromesh/metrics/consul_collector.hpp"
 #include "coromesh/metrics/http_server_metrics.hpp"
 #include "coromesh/metrics/log_collector.hpp"
 #include "coromesh/metrics/process_collector.hpp"
@@ -44,10 +45,15 @@ struct Service::Impl final : http::ServerObserver {
         qos_metrics(metrics),
         consul_client(std::make_unique<consul::HttpAgentClient>(
             pool.executor(0), consul::HttpAgentOptions{.address = config.consul.to_string(),
-                                                       .token = config.consul_token})) {
+                                                       .token = config.consul_token,
+                                                       .token_file = config.consul_token_file})) {
     log::set_level(config.log_level);
     metrics.add_collectable(std::make_shared<metrics::ProcessCollector>());
     metrics.add_collectable(std::make_shared<metrics::LogCollector>());
+    // The client outlives every scrape: /metrics is served by the pool, joined before
+    // Impl's members go.
+    metrics.add_collectable(std::make_shared<metrics::ConsulCollector>(
+        [client = consul_client.get()] { return client->request_counts(); }));
   }
 
   config::ServiceConfig config;

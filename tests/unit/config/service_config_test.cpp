@@ -113,6 +113,40 @@ TEST(ServiceConfig, EverySettingHasAFlag) {
   EXPECT_EQ(config.nomad_port_label, "api");
 }
 
+TEST(ServiceConfig, ATokenFileWinsOverATokenFromALowerSourceOnly) {
+  coromesh::testing::TempDir dir;
+  const auto file = (dir.path() / "token").string();
+  std::ofstream(file) << "file-secret\n";
+  // The file, given as a flag, wins over an inherited CONSUL_HTTP_TOKEN...
+  auto config =
+      run({"--consul-token-file=" + file}, {{"CONSUL_HTTP_TOKEN", "env-secret"}}).config.value();
+  EXPECT_EQ(config.consul_token_file, file);
+  EXPECT_EQ(config.consul_token, "");
+  // ...and a token flag wins over an inherited CONSUL_HTTP_TOKEN_FILE.
+  config = run({"--consul-token=flag-secret"}, {{"CONSUL_HTTP_TOKEN_FILE", file}}).config.value();
+  EXPECT_EQ(config.consul_token, "flag-secret");
+  EXPECT_EQ(config.consul_token_file, "");
+  // Both from the same source: which one was meant?
+  const auto both = error({}, {{"CONSUL_HTTP_TOKEN_FILE", file}, {"CONSUL_HTTP_TOKEN", "s3cret"}});
+  EXPECT_EQ(both,
+            "config error: --consul-token-file (environment): give either a token or a token "
+            "file, not both");
+}
+
+TEST(ServiceConfig, AnUnusableTokenFileStopsStartUpWithoutQuotingIt) {
+  coromesh::testing::TempDir dir;
+  const auto missing = (dir.path() / "missing").string();
+  EXPECT_EQ(error({"--consul-token-file=" + missing}),
+            "config error: --consul-token-file (flag): token file " + missing +
+                ": No such file or directory");
+  const auto bad = (dir.path() / "bad").string();
+  std::ofstream(bad) << "part-of-a\x01secret";
+  const auto message = error({}, {{"CONSUL_HTTP_TOKEN_FILE", bad}});
+  EXPECT_NE(message.find("--consul-token-file (environment): token file " + bad), std::string::npos)
+      << message;
+  EXPECT_EQ(message.find("secret"), std::string::npos) << message;
+}
+
 TEST(ServiceConfig, WildcardBindAdvertisesNothingSoConsulUsesTheNodeAddress) {
   EXPECT_EQ(run({"--bind=0.0.0.0"}).config->advertised_address(), "");
   EXPECT_EQ(run({"--bind=::"}).config->advertised_address(), "");

@@ -127,15 +127,32 @@ TEST_F(AuthorizerTest, AServerErrorIsAnOutageButARefusedRequestIsNot) {
   EXPECT_TRUE(outage.authorized);
   EXPECT_EQ(outage.source, Source::stale);
 
-  consul_.authorize_status = 403;  // a token without rights: configuration, not outage
+  consul_.authorize_status = 400;  // a request the agent refuses: configuration, not outage
   auto refused = ask(authorizer, "b", "a");
   EXPECT_FALSE(refused.authorized);
   EXPECT_EQ(refused.source, Source::error);
   EXPECT_EQ(refused.reason, "authorization_error");
-  EXPECT_NE(refused.detail.find("403"), std::string::npos) << refused.detail;
+  EXPECT_NE(refused.detail.find("400"), std::string::npos) << refused.detail;
 
   consul_.authorize_status = 500;
-  EXPECT_TRUE(ask(authorizer, "b", "a").authorized) << "the 403 did not erase what was known";
+  EXPECT_TRUE(ask(authorizer, "b", "a").authorized) << "the 400 did not erase what was known";
+}
+
+TEST_F(AuthorizerTest, ARevokedTokenKeepsTheKnownCallersButAdmitsNoNewOne) {
+  auto authorizer = make({.ttl = 1s});
+  ASSERT_TRUE(ask(authorizer, "b", "a").authorized);
+  now_ += 2s;
+
+  consul_.authorize_status = 403;  // "ACL not found": the token was revoked at run time
+  auto known = ask(authorizer, "b", "a");
+  EXPECT_TRUE(known.authorized) << "a caller known before keeps its last decision";
+  EXPECT_EQ(known.source, Source::stale);
+  EXPECT_NE(known.detail.find("403"), std::string::npos) << known.detail;
+
+  auto stranger = ask(authorizer, "b", "c");
+  EXPECT_FALSE(stranger.authorized);
+  EXPECT_EQ(stranger.source, Source::error);
+  EXPECT_EQ(stranger.reason, "authorization_error");
 }
 
 TEST_F(AuthorizerTest, AHungAgentCountsAsDownAfterTheTimeout) {

@@ -32,7 +32,10 @@ class FakeAgentClient final : public AgentClient {
       authorize = [](const std::string&, const std::string&) {
         return AuthorizeResult{.authorized = true, .reason = "default allow"};
       };
-  int authorize_status = 0;  // non-zero: authorize answers this status (a ConsulError)
+  int authorize_status = 0;       // non-zero: authorize answers this status (a ConsulError)
+  std::uint64_t credentials = 0;  // credentials_generation(): bump for a rotated token
+
+  std::uint64_t credentials_generation() const override { return credentials; }
 
   Task<void> register_service(ServiceRegistration registration) override {
     auto id = registration.id.empty() ? registration.name : registration.id;

@@ -1,6 +1,7 @@
 #include "coromesh/consul/http_agent_client.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -9,6 +10,8 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "async_test.hpp"
@@ -149,6 +152,80 @@ TEST_F(HttpAgentClientTest, SendsTheTokenAndBlockingQueryParameters) {
   const auto& request = server.requests[0];
   EXPECT_EQ(request.target(), "/v1/health/service/web%20api?passing&index=42&wait=2000ms");
   EXPECT_EQ(request["X-Consul-Token"], "secret-token");
+}
+
+TEST_F(HttpAgentClientTest, ATokenFileIsReadForEveryCallAndItsSecretNeverReachesAnError) {
+  const auto file = std::filesystem::temp_directory_path() /
+                    ("coromesh-agent-token-" + std::to_string(::getpid()));
+  std::ofstream(file) << "first-secret\n";
+  // A proxy in front of Consul echoing the token: the message must not carry it.
+  FakeAgentServer server(ioc_, [](const http::Request& request) {
+    return respond(http::Status::forbidden,
+                   "Permission denied for " + std::string(request["X-Consul-Token"]));
+  });
+  HttpAgentClient agent(
+      ioc_.get_executor(),
+      {.address = server.address(), .token = "ignored", .token_file = file.string()});
+  std::vector<std::string> errors;
+  auto ask = [&]() -> asio::awaitable<void> {
+    try {
+      co_await agent.kv_get("k", {});
+    } catch (const ConsulError& e) {
+      errors.emplace_back(e.what());
+    }
+  };
+  run_async(ioc_, ask());
+  std::ofstream(file, std::ios::trunc) << "second-secret-longer\n";  // rotated
+  run_async(ioc_, ask());
+  std::filesystem::remove(file);
+  ASSERT_EQ(server.requests.size(), 2u);
+  EXPECT_EQ(server.requests[0]["X-Consul-Token"], "first-secret");
+  EXPECT_EQ(server.requests[1]["X-Consul-Token"], "second-secret-longer");
+  EXPECT_EQ(agent.credentials_generation(), 1u);
+  ASSERT_EQ(errors.size(), 2u);
+  for (const auto& error : errors) {
+    EXPECT_EQ(error.find("secret"), std::string::npos) << error;
+    EXPECT_NE(error.find("403 Forbidden: Permission denied for <token>"), std::string::npos)
+        << error;
+  }
+  const auto counts = agent.request_counts();
+  EXPECT_EQ(counts[static_cast<std::size_t>(RequestOutcome::forbidden)], 2u);
+  EXPECT_EQ(counts[static_cast<std::size_t>(RequestOutcome::ok)], 0u);
+}
+
+TEST_F(HttpAgentClientTest, CountsEachCallByOutcome) {
+  int next = 0;
+  FakeAgentServer server(ioc_, [&](const http::Request&) {
+    switch (next++) {
+      case 0:
+        return respond(http::Status::ok, "true");
+      case 1:
+        return respond(http::Status::not_found, "");
+      case 2:
+        return respond(http::Status::bad_request, "Bad request");
+      default:
+        return respond(http::Status::internal_server_error, "No cluster leader");
+    }
+  });
+  HttpAgentClient agent(ioc_.get_executor(), {.address = server.address()});
+  for (int i = 0; i < 4; ++i) {
+    run_async(ioc_, [&]() -> asio::awaitable<void> {
+      try {
+        co_await agent.kv_put("k", "v");
+      } catch (const ConsulError&) {
+      }
+    }());
+  }
+  HttpAgentClient nobody(ioc_.get_executor(), {.address = "127.0.0.1:1"});
+  run_async(ioc_, [&]() -> asio::awaitable<void> {
+    try {
+      co_await nobody.kv_put("k", "v");
+    } catch (const http::ClientError&) {
+    }
+  }());
+  const RequestCounts expected{1, 1, 0, 1, 1, 0};
+  EXPECT_EQ(agent.request_counts(), expected);
+  EXPECT_EQ(nobody.request_counts()[static_cast<std::size_t>(RequestOutcome::unreachable)], 1u);
 }
 
 TEST_F(HttpAgentClientTest, ANonBlockingQueryNamesNoIndex) {

@@ -152,6 +152,23 @@ TEST_F(ConsulRegistrar, AnUpdateTheAgentRefusesIsSentAgainAtTheNextResync) {
   ::testing::internal::GetCapturedStderr();
 }
 
+TEST_F(ConsulRegistrar, RegistersAgainWithNewCredentials) {
+  // The agent syncs a registration with the token it came with: a rotated (and the old
+  // one revoked) token must be handed over by registering again.
+  Registrar registrar(agent_, kWeb, kFast);
+  run_async(ioc_, [&]() -> asio::awaitable<void> {
+    start(registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 2s));
+    co_await sleep_for(100ms);  // several resyncs: nothing changed, nothing sent again
+    EXPECT_EQ(agent_.count("register"), 1u);
+    agent_.credentials = 1;
+    EXPECT_TRUE(co_await eventually([&] { return agent_.count("register") == 2; }, 2s));
+    co_await sleep_for(100ms);
+    EXPECT_EQ(agent_.count("register"), 2u) << "once per change of credentials";
+    co_await registrar.shutdown();
+  }());
+}
+
 TEST_F(ConsulRegistrar, ShutdownInterruptsAStuckCallAndBoundsEachStep) {
   Registrar registrar(agent_, kWeb, kFast);
   run_async(ioc_, [&]() -> asio::awaitable<void> {

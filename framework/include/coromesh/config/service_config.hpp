@@ -61,6 +61,9 @@ struct ServiceConfig {
   Address consul{"127.0.0.1", 8500};
   bool consul_register = true;
   std::string consul_token{};  // secret: never printed
+  // A file holding the token, re-read when it changes; replaces consul_token when set
+  // (parse_service_config keeps only the one given with the higher precedence).
+  std::string consul_token_file{};
   std::vector<std::string> tags{};
   // Where this service reaches the operations it calls: operation name -> the local
   // listener of its sidecar's upstream (or, without a mesh, the callee itself).

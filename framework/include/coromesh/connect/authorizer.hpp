@@ -20,7 +20,8 @@
 // A pair never decided before is denied with reason `authorization_unavailable`
 // (failing closed where there is nothing to go on). A 4xx (a request the agent refuses,
 // e.g. an ACL token without rights) is a configuration error, not an outage: denied with
-// reason `authorization_error`, cache untouched.
+// reason `authorization_error`, cache untouched; except a 403 for a pair decided before
+// (a token revoked at run time), answered like an outage with the last decision.
 //
 // Threads: bound to the AgentClient's executor; call authorize() from coroutines on it.
 // `consul` must outlive the authorizer; destroy it only when no authorize() is running.

@@ -84,6 +84,11 @@ class AgentClient {
   virtual Task<QueryResult<std::optional<KvEntry>>> kv_get(std::string key, QueryOptions query) = 0;
   // PUT /v1/kv/<key>. Returns Consul's verdict (false only for failed conditional writes).
   virtual Task<bool> kv_put(std::string key, std::string value) = 0;
+
+  // Changes each time the credentials sent with the calls change (an ACL token file
+  // rewritten): the agent keeps the token a service was registered with for its
+  // anti-entropy sync, so the Registrar registers again with the new one.
+  virtual std::uint64_t credentials_generation() const { return 0; }
 };
 
 }  // namespace coromesh::consul

@@ -6,12 +6,16 @@
 // service traffic). Threading: bound to the executor it is built with; call it only from
 // coroutines on that executor. Destroy it only when no call is in flight.
 
+#include <array>
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "coromesh/consul/agent_client.hpp"
+#include "coromesh/consul/token_source.hpp"
 #include "coromesh/http/client.hpp"
 
 namespace coromesh::consul {
@@ -21,10 +25,27 @@ struct HttpAgentOptions {
   // accepted.
   std::string address = "127.0.0.1:8500";
   std::string token;  // sent as X-Consul-Token when set (ACLs); never logged
+  // A file holding the token, re-read when it changes (see token_source.hpp); takes the
+  // place of `token` when set. The constructor throws std::runtime_error (naming the
+  // path) when it cannot be read.
+  std::string token_file;
   // Deadline of each call; a blocking query gets its wait plus Consul's jitter on top.
   std::chrono::milliseconds request_timeout = std::chrono::seconds(5);
   http::ClientOptions http;
 };
+
+// How Consul calls ended, for coromesh_consul_requests_total{outcome}.
+enum class RequestOutcome : std::uint8_t {
+  ok,           // 2xx
+  not_found,    // 404: an answer for some calls (no such key, no such service)
+  forbidden,    // 403: the ACL token lacks a permission, or is unknown (revoked)
+  rejected,     // any other 4xx
+  failed,       // 5xx: Consul's own failure
+  unreachable,  // no answer: connect failure, timeout, broken connection
+};
+inline constexpr std::size_t kRequestOutcomes = 6;
+std::string_view to_string(RequestOutcome outcome) noexcept;
+using RequestCounts = std::array<std::uint64_t, kRequestOutcomes>;  // by RequestOutcome
 
 class HttpAgentClient final : public AgentClient {
  public:
@@ -58,6 +79,9 @@ class HttpAgentClient final : public AgentClient {
   http::Client& http_client() noexcept { return http_; }
   // Closes the idle connections of both pools (at shutdown).
   void close_idle();
+  // Calls so far by outcome; any thread.
+  RequestCounts request_counts() const noexcept;
+  std::uint64_t credentials_generation() const override { return token_.generation(); }
 
  private:
   struct Answer;
@@ -67,7 +91,11 @@ class HttpAgentClient final : public AgentClient {
   Task<QueryResult<std::vector<ServiceInstance>>> health(std::string endpoint, std::string name,
                                                          bool passing_only, QueryOptions query);
 
+  void count(RequestOutcome outcome) noexcept;
+
   HttpAgentOptions options_;
+  TokenSource token_;
+  std::array<std::atomic<std::uint64_t>, kRequestOutcomes> counts_{};
   http::Destination destination_;
   http::Client http_;
   // Blocking queries go through a pool that does not retry a dead pooled connection: that

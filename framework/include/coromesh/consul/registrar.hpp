@@ -87,6 +87,7 @@ class Registrar {
   std::optional<boost::asio::steady_timer> wake_;  // run()'s resync sleep; update() cuts it short
   std::uint64_t generation_ = 0;                   // +1 for each update()
   std::uint64_t sent_generation_ = 0;              // the generation the agent last accepted
+  std::uint64_t sent_credentials_ = 0;             // consul_.credentials_generation() at that time
   bool running_ = false;
   bool started_ = false;
   bool stopping_ = false;

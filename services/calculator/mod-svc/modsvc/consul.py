@@ -20,6 +20,26 @@ class ConsulError(Exception):
     pass
 
 
+_MAX_TOKEN_BYTES = 4096
+
+
+def read_token_file(path):
+    """The token in `path`, trimmed; ValueError naming the path (never the contents)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(2 * _MAX_TOKEN_BYTES)
+    except OSError as error:
+        raise ValueError(f"token file {path}: {error.strerror}") from None
+    token = data.strip()
+    if len(data) == 2 * _MAX_TOKEN_BYTES or len(token) > _MAX_TOKEN_BYTES:
+        raise ValueError(f"token file {path}: longer than {_MAX_TOKEN_BYTES} bytes")
+    if not token:
+        raise ValueError(f"token file {path}: empty")
+    if any(byte < 0x21 or byte > 0x7E for byte in token):
+        raise ValueError(f"token file {path}: holds a character that cannot be a token")
+    return token.decode("ascii")
+
+
 def _consul_duration(seconds):
     return f"{int(round(seconds * 1000))}ms"
 
@@ -29,6 +49,11 @@ class Registration:
         self.service_id = settings.instance_id or f"{settings.name}-{port}"
         self._base = f"http://{settings.consul}"
         self._token = settings.consul_token
+        # Re-read at every call, so a rewritten file (a rotation) is in force at once; an
+        # unusable file (mid-rewrite) keeps the last token read.
+        self._token_file = settings.consul_token_file
+        if self._token_file:
+            self._token = read_token_file(self._token_file)
         tags = list(settings.tags)
         if "metrics" not in tags:
             tags.append("metrics")
@@ -71,6 +96,11 @@ class Registration:
     def _call(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self._base + path, data=data, method=method)
+        if self._token_file:
+            try:
+                self._token = read_token_file(self._token_file)
+            except ValueError:
+                pass
         if self._token:
             request.add_header("X-Consul-Token", self._token)
         try:

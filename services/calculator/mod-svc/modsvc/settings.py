@@ -12,6 +12,8 @@ import os
 import re
 import sys
 
+from modsvc.consul import read_token_file
+
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -74,6 +76,15 @@ class _Option:
     help: str
 
 
+def _token_file(text):
+    if text:
+        try:
+            read_token_file(text)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    return text
+
+
 _OPTIONS = (
     _Option("name", "name", str, "mod-svc", ("COROMESH_SERVICE_NAME",), "Service name in Consul."),
     _Option("instance-id", "instance_id", str, "", ("COROMESH_INSTANCE_ID",),
@@ -87,6 +98,9 @@ _OPTIONS = (
             "Register this instance with Consul (--no-consul-register: do not)."),
     _Option("consul-token", "consul_token", str, "", ("COROMESH_CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"),
             "ACL token for the Consul agent."),
+    _Option("consul-token-file", "consul_token_file", _token_file, "",
+            ("COROMESH_CONSUL_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"),
+            "File holding the ACL token, re-read at every Consul call; wins over --consul-token."),
     _Option("tags", "tags", _tags, "", ("COROMESH_TAGS",), "Extra Consul tags, comma-separated."),
     _Option("log-level", "log_level", _log_level, "info", ("COROMESH_LOG_LEVEL",),
             "Least severe level logged: debug, info, warn, error, off."),
@@ -115,6 +129,7 @@ class Settings:
     consul: str
     consul_register: bool
     consul_token: str
+    consul_token_file: str
     tags: list
     log_level: str
     check_interval: float
