@@ -13,6 +13,7 @@
 
 #include <openssl/types.h>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/system/error_code.hpp>
 #include <chrono>
 #include <functional>
@@ -58,6 +59,14 @@ class PeerVerdict {
 // Called on the connection's io thread; must be thread-safe and must not block.
 using PeerCheck = std::function<PeerVerdict(SSL* session)>;
 
+// Whether a peer that the PeerCheck accepted may be served: asked once per connection,
+// after the handshake, and awaited (e.g. Consul's intentions through the Connect
+// module's Authorizer, which may ask the agent). Gets the accepted identity and the
+// session, which stays valid while the call runs (the connection waits for it).
+// Runs on the connection's io thread; must not throw (a throw refuses the peer).
+using PeerAuthorization =
+    std::function<boost::asio::awaitable<PeerVerdict>(std::string identity, SSL* session)>;
+
 struct ServerTls {
   TlsContextProvider context;  // required
   // From accept to the end of the handshake; a slower client is cut off and counted.
@@ -65,6 +74,10 @@ struct ServerTls {
   // Empty: every peer the context's own verification lets through is accepted with an
   // empty identity (plain HTTPS). A refused peer is closed without an HTTP answer.
   PeerCheck accept_peer;
+  // Empty: every peer accept_peer accepts is served. Otherwise a refusal closes the
+  // connection like accept_peer's (counted as `refused`, with the verdict's reason);
+  // the answer must come within handshake_timeout, counted from the handshake's end.
+  PeerAuthorization authorize_peer;
   // Names a failed handshake's reason for counters and logs (e.g. the Connect module's
   // classify_handshake_failure: "no_certificate", "untrusted_chain"). Empty: OpenSSL's
   // reason ("peer did not return a certificate", "certificate verify failed"). Called

@@ -1,0 +1,131 @@
+#include "connect_native.hpp"
+
+#include <prometheus/registry.h>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "coromesh/connect/peer_serial.hpp"
+#include "coromesh/connect/peer_verifier.hpp"
+#include "coromesh/log/logger.hpp"
+#include "coromesh/metrics/registry.hpp"
+#include "coromesh/runtime/io_pool.hpp"
+
+namespace coromesh::detail {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::string_view result_label(http::TlsHandshakeResult result) {
+  switch (result) {
+    case http::TlsHandshakeResult::accepted:
+      return "accepted";
+    case http::TlsHandshakeResult::refused:
+      return "refused";
+    case http::TlsHandshakeResult::failed:
+      return "failed";
+    case http::TlsHandshakeResult::timed_out:
+      return "timed_out";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+ConnectNative::ConnectNative(asio::any_io_executor executor, consul::AgentClient& consul,
+                             std::string service, metrics::MetricsRegistry& metrics)
+    : executor_(executor),
+      service_(std::move(service)),
+      certificates_(executor, consul, service_),
+      authorizer_(consul),
+      handshakes_(prometheus::BuildCounter()
+                      .Name("coromesh_connect_native_handshakes_total")
+                      .Help("mTLS handshakes of this Connect-native service's port, by result "
+                            "and the reason of a refusal or failure (e.g. unauthorized, "
+                            "untrusted_chain).")
+                      .Register(*metrics.prometheus_registry())) {}
+
+void ConnectNative::start() {
+  asio::co_spawn(
+      executor_, certificates_.run(),
+      asio::bind_cancellation_slot(stop_certificates_.slot(),
+                                   runtime::LogEscapedException{"connect_native.certificates"}));
+}
+
+void ConnectNative::stop() {
+  stop_certificates_.emit(asio::cancellation_type::terminal);
+}
+
+asio::awaitable<void> ConnectNative::ready() {
+  co_await certificates_.ready();
+}
+
+http::ServerTls ConnectNative::server_tls(std::chrono::milliseconds handshake_timeout) {
+  auto* certificates = &certificates_;
+  auto* authorizer = &authorizer_;
+  return http::ServerTls{
+      .context = [certificates] { return certificates->server_context(); },
+      .handshake_timeout = handshake_timeout,
+      // The chain was checked against the roots by OpenSSL; this reads the SPIFFE ID.
+      .accept_peer =
+          [certificates](SSL* session) {
+            const auto verdict =
+                connect::verify_peer(session, {.trust_domain = certificates->trust_domain()});
+            return verdict ? http::PeerVerdict::accept(verdict.peer->uri())
+                           : http::PeerVerdict::refuse(std::string(to_string(verdict.refusal)));
+          },
+      // Intentions: asked of the agent through the Authorizer, on its executor. The
+      // Authorizer outlives every connection (see the header); the arguments are copies.
+      .authorize_peer = [authorizer, executor = executor_, service = service_](
+                            std::string identity,
+                            SSL* session) -> asio::awaitable<http::PeerVerdict> {
+        const auto parsed = connect::parse_spiffe_id(identity);
+        if (!parsed) {
+          co_return http::PeerVerdict::refuse("invalid_spiffe_uri");
+        }
+        std::string serial = connect::peer_serial(session);
+        const auto decision = co_await asio::co_spawn(
+            executor, authorizer->authorize(service, *parsed.id, std::move(serial)),
+            asio::use_awaitable);
+        if (!decision.authorized) {
+          log::write_limited(
+              log::Level::warn, "connect_native.unauthorized", identity,
+              {{"peer", identity},
+               {"reason", decision.reason.empty() ? decision.detail : decision.reason},
+               {"source", connect::to_string(decision.source)}});
+          co_return http::PeerVerdict::refuse("unauthorized");
+        }
+        co_return http::PeerVerdict::accept(std::move(identity));
+      },
+      .describe_failure =
+          [](SSL* session, const boost::system::error_code& error) {
+            return std::string(
+                to_string(connect::classify_handshake_failure(session, error).refusal));
+          }};
+}
+
+std::shared_ptr<const http::ClientTls> ConnectNative::client_tls(const std::string& service) const {
+  const auto* certificates = &certificates_;
+  return std::make_shared<const http::ClientTls>(http::ClientTls{
+      .context = [certificates] { return certificates->client_context(); },
+      .server_name = {},
+      // Every endpoint of `service` (its sidecars or its native instances) must present
+      // a certificate naming it.
+      .verify_peer =
+          [certificates, service](SSL* session) {
+            const auto verdict = connect::verify_peer(
+                session, {.trust_domain = certificates->trust_domain(), .service = service});
+            return verdict ? http::PeerVerdict::accept(verdict.peer->uri())
+                           : http::PeerVerdict::refuse(std::string(to_string(verdict.refusal)));
+          },
+      .pool_key = "connect:" + service});
+}
+
+void ConnectNative::count_handshake(http::TlsHandshakeResult result, std::string_view reason) {
+  handshakes_.Add({{"result", std::string(result_label(result))}, {"reason", std::string(reason)}})
+      .Increment();
+}
+
+}  // namespace coromesh::detail
