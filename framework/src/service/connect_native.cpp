@@ -1,5 +1,7 @@
 #include "connect_native.hpp"
 
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -32,24 +34,64 @@ std::string_view result_label(http::TlsHandshakeResult result) {
   return "unknown";
 }
 
+// The leaf's expiry and the material's generation, read at scrape time.
+class CertificateGauges final : public prometheus::Collectable {
+ public:
+  explicit CertificateGauges(std::weak_ptr<const connect::CertificateSource> source)
+      : source_(std::move(source)) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::vector<prometheus::MetricFamily> families;
+    const auto source = source_.lock();
+    if (!source) {
+      return families;
+    }
+    families.push_back(gauge("coromesh_connect_native_tls_material_generation",
+                             "Changes of the leaf or the CA roots taken so far (1: the first).",
+                             static_cast<double>(source->generation())));
+    if (const auto expiry = source->leaf_expiry()) {
+      families.push_back(gauge("coromesh_connect_native_leaf_expiry_timestamp_seconds",
+                               "When this service's current leaf certificate expires (Unix time).",
+                               std::chrono::duration<double>(expiry->time_since_epoch()).count()));
+    }
+    return families;
+  }
+
+ private:
+  static prometheus::MetricFamily gauge(std::string name, std::string help, double value) {
+    prometheus::MetricFamily family{.name = std::move(name),
+                                    .help = std::move(help),
+                                    .type = prometheus::MetricType::Gauge,
+                                    .metric = {}};
+    family.metric.emplace_back();
+    family.metric.back().gauge.value = value;
+    return family;
+  }
+
+  std::weak_ptr<const connect::CertificateSource> source_;
+};
+
 }  // namespace
 
 ConnectNative::ConnectNative(asio::any_io_executor executor, consul::AgentClient& consul,
                              std::string service, metrics::MetricsRegistry& metrics)
     : executor_(executor),
       service_(std::move(service)),
-      certificates_(executor, consul, service_),
+      certificates_(std::make_shared<connect::CertificateSource>(executor, consul, service_)),
       authorizer_(consul),
       handshakes_(prometheus::BuildCounter()
                       .Name("coromesh_connect_native_handshakes_total")
                       .Help("mTLS handshakes of this Connect-native service's port, by result "
                             "and the reason of a refusal or failure (e.g. unauthorized, "
                             "untrusted_chain).")
-                      .Register(*metrics.prometheus_registry())) {}
+                      .Register(*metrics.prometheus_registry())) {
+  metrics.add_collectable(std::make_shared<CertificateGauges>(
+      std::weak_ptr<const connect::CertificateSource>(certificates_)));
+}
 
 void ConnectNative::start() {
   asio::co_spawn(
-      executor_, certificates_.run(),
+      executor_, certificates_->run(),
       asio::bind_cancellation_slot(stop_certificates_.slot(),
                                    runtime::LogEscapedException{"connect_native.certificates"}));
 }
@@ -59,11 +101,11 @@ void ConnectNative::stop() {
 }
 
 asio::awaitable<void> ConnectNative::ready() {
-  co_await certificates_.ready();
+  co_await certificates_->ready();
 }
 
 http::ServerTls ConnectNative::server_tls(std::chrono::milliseconds handshake_timeout) {
-  auto* certificates = &certificates_;
+  const auto* certificates = certificates_.get();
   auto* authorizer = &authorizer_;
   return http::ServerTls{
       .context = [certificates] { return certificates->server_context(); },
@@ -107,7 +149,7 @@ http::ServerTls ConnectNative::server_tls(std::chrono::milliseconds handshake_ti
 }
 
 std::shared_ptr<const http::ClientTls> ConnectNative::client_tls(const std::string& service) const {
-  const auto* certificates = &certificates_;
+  const auto* certificates = certificates_.get();
   return std::make_shared<const http::ClientTls>(http::ClientTls{
       .context = [certificates] { return certificates->client_context(); },
       .server_name = {},

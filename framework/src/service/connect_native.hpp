@@ -54,12 +54,13 @@ class ConnectNative {
   // The http::ServerObserver hook: counts every handshake of the mTLS port.
   void count_handshake(http::TlsHandshakeResult result, std::string_view reason);
 
-  const connect::CertificateSource& certificates() const noexcept { return certificates_; }
+  const connect::CertificateSource& certificates() const noexcept { return *certificates_; }
 
  private:
   boost::asio::any_io_executor executor_;
   std::string service_;
-  connect::CertificateSource certificates_;
+  // Shared with the gauges the metrics registry reads (held weakly there).
+  std::shared_ptr<connect::CertificateSource> certificates_;
   connect::Authorizer authorizer_;
   boost::asio::cancellation_signal stop_certificates_;
   prometheus::Family<prometheus::Counter>& handshakes_;
