@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <stdexcept>
 
+#include "coromesh/qos/reason.hpp"
 #include "coromesh/service/fault_classifier.hpp"
 
 namespace coromesh {
@@ -59,6 +60,15 @@ http::Destination DiscoveredUpstream::destination_of(const connect::Endpoint& en
 }
 
 std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error) noexcept {
+  try {
+    std::rethrow_exception(error);
+  } catch (const qos::QosRejected&) {
+    // Our own policy said no (a spent deadline, say): the endpoint was not involved. The
+    // classifier calls a spent deadline a timeout, which is right for the call's
+    // breaker but not for the endpoint.
+    return std::nullopt;
+  } catch (...) {
+  }
   const auto fault = classify_service_fault(error);
   switch (fault.kind) {
     case qos::FaultClass::caller_error:

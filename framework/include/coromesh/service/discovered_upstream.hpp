@@ -91,7 +91,7 @@ class DiscoveredUpstream {
 //   transport: connect_failed, tls_handshake,      connect_failure (nothing reached it)
 //              peer_rejected
 //   transport: closed, outcome_unknown             callee_failure (it dropped the call)
-//   cancelled, rejected (a local policy)           nullopt: nobody's fault, not recorded
+//   cancelled, any local qos::QosRejected          nullopt: nobody's fault, not recorded
 //
 // Both failures count toward the endpoint's outlier ejection.
 std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error) noexcept;

@@ -28,6 +28,16 @@
 // and the running policies stay; deleting the key restores the declaration). The Meta
 // shows the QoS in force: it is re-sent after an override and after its removal.
 //
+// Mesh modes (config::MeshMode, --mesh): in `sidecar` mode (the default) the service
+// speaks plain HTTP and a sidecar owns the public mTLS port. In `native` mode the port
+// itself is Connect mTLS (leaf and roots from Consul, callers authorized by intentions,
+// a refused peer closed, logged and counted in coromesh_connect_native_handshakes_total),
+// the registration carries Connect.Native, typed clients of operations found in Consul
+// dial their Connect endpoints over mTLS, and /health and /metrics are also served in
+// plain HTTP on a loopback admin port (--admin-port): Consul's HTTP check cannot present
+// a client certificate, and Prometheus scrapes Meta `metrics_port`, which names it. The
+// instance registers only once its first leaf has arrived.
+//
 // Callers get one typed client per operation from `client(op)`: the client-side chain,
 // its metrics (side="client"), its policies in the Meta key `qos_client_<operation>` and
 // its own override key `coromesh/qos/<service>/client/<operation>`.
