@@ -7,6 +7,9 @@
 //                        (the seed's format); 422 {"error":"overflow"|"division_by_zero"}
 //   compute              POST /api/v1/compute {"expression":"1+2*3"}  ->  {"result":7}
 //
+// Each operator names its Consul service (served_by): a frontend without --upstreams
+// entries finds the operators in Consul (over Connect mTLS with --mesh=native).
+//
 // QoS, and why:
 // - operators, server side: pure arithmetic in microseconds, so the only risk is a flood;
 //   a generous rate limit and bulkhead keep one caller from taking every thread.
@@ -47,13 +50,13 @@ inline constexpr auto operator_client = qos::client(
 }  // namespace policies
 
 COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_server,
-                   policies::operator_client);
+                   policies::operator_client, coromesh::served_by("add-svc"));
 COROMESH_OPERATION(sub, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_server,
-                   policies::operator_client);
+                   policies::operator_client, coromesh::served_by("sub-svc"));
 COROMESH_OPERATION(mul, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_server,
-                   policies::operator_client);
+                   policies::operator_client, coromesh::served_by("mul-svc"));
 COROMESH_OPERATION(div, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_server,
-                   policies::operator_client);
+                   policies::operator_client, coromesh::served_by("div-svc"));
 
 struct ComputeRequest {
   std::string expression;
