@@ -31,7 +31,9 @@ constexpr std::size_t kMaxTlsReasons = 128;
 // close_notify is a courtesy: a peer that does not answer it within this is dropped.
 constexpr std::chrono::milliseconds kTlsShutdownTimeout{1'000};
 
-const char* result_name(TlsHandshakeResult result) {
+}  // namespace
+
+std::string_view to_string(TlsHandshakeResult result) noexcept {
   switch (result) {
     case TlsHandshakeResult::accepted:
       return "accepted";
@@ -44,8 +46,6 @@ const char* result_name(TlsHandshakeResult result) {
   }
   return "unknown";
 }
-
-}  // namespace
 
 void Server::State::record_handshake(TlsHandshakeResult result, std::string_view reason,
                                      const std::string& peer_address) {
@@ -91,7 +91,7 @@ void Server::State::record_handshake(TlsHandshakeResult result, std::string_view
     }
   }
   if (log_now) {
-    log::warn("http.tls.handshake", {{"result", result_name(result)},
+    log::warn("http.tls.handshake", {{"result", to_string(result)},
                                      {"reason", reason},
                                      {"peer", peer_address},
                                      {"suppressed", unlogged}});

@@ -20,20 +20,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-std::string_view result_label(http::TlsHandshakeResult result) {
-  switch (result) {
-    case http::TlsHandshakeResult::accepted:
-      return "accepted";
-    case http::TlsHandshakeResult::refused:
-      return "refused";
-    case http::TlsHandshakeResult::failed:
-      return "failed";
-    case http::TlsHandshakeResult::timed_out:
-      return "timed_out";
-  }
-  return "unknown";
-}
-
 // The leaf's expiry and the material's generation, read at scrape time.
 class CertificateGauges final : public prometheus::Collectable {
  public:
@@ -166,7 +152,8 @@ std::shared_ptr<const http::ClientTls> ConnectNative::client_tls(const std::stri
 }
 
 void ConnectNative::count_handshake(http::TlsHandshakeResult result, std::string_view reason) {
-  handshakes_.Add({{"result", std::string(result_label(result))}, {"reason", std::string(reason)}})
+  handshakes_
+      .Add({{"result", std::string(http::to_string(result))}, {"reason", std::string(reason)}})
       .Increment();
 }
 

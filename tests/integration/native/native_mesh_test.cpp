@@ -40,6 +40,20 @@ class NativeMesh : public ::testing::Test {
     return *services_.back();
   }
   Service& native_whoami() { return keep(start_whoami(consul_, config::MeshMode::native)); }
+  // whoami in sidecar mode (plain HTTP), not registered: a proxy in front registers.
+  // Its replies name `via` as the caller (the proxy's connection carries no identity).
+  Service& plain_whoami(std::string via) {
+    auto config = mesh_service_config(consul_, "whoami", config::MeshMode::sidecar);
+    config.consul_register = false;
+    auto service = std::make_unique<Service>(config);
+    auto* self = service.get();
+    service->serve(
+        whoami, [self, via = std::move(via)](WhoamiProbe) -> boost::asio::awaitable<WhoamiReply> {
+          co_return WhoamiReply{self->instance_id(), via};
+        });
+    service->start();
+    return keep(std::move(service));
+  }
   // A caller that only calls (not registered: its leaf is enough to be a client).
   Service& native_caller(const std::string& name) {
     auto config = mesh_service_config(consul_, name, config::MeshMode::native);
@@ -130,26 +144,18 @@ TEST_F(NativeMesh, ADenyIntentionRefusesTheCallerAndIsCounted) {
 }
 
 TEST_F(NativeMesh, NativeCallsAServiceBehindCoromeshSidecar) {
-  // whoami in sidecar mode, unregistered, fronted by our sidecar (its Connect endpoint).
-  auto config = mesh_service_config(consul_, "whoami", config::MeshMode::sidecar);
-  config.consul_register = false;
-  auto behind = std::make_unique<Service>(config);
-  auto* plain = behind.get();
-  behind->serve(whoami, [plain](WhoamiProbe) -> boost::asio::awaitable<WhoamiReply> {
-    co_return WhoamiReply{plain->instance_id(), "via-sidecar"};
-  });
-  behind->start();
-  keep(std::move(behind));
+  // whoami in sidecar mode, fronted by our sidecar (its Connect endpoint).
+  auto& plain = plain_whoami("via-sidecar");
   const auto public_port = free_port();
   SidecarProcess sidecar(
       consul_, logs_.path(), "whoami-sidecar",
-      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain->port()),
+      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
        "--listen", "127.0.0.1:" + std::to_string(public_port), "--register"});
   auto& caller = native_caller("caller");
   auto& client = caller.client(whoami);
   const auto reply = first_reply(caller, client);
   ASSERT_TRUE(reply) << last_error_ << sidecar.log_tail();
-  EXPECT_EQ(reply->instance, plain->instance_id());
+  EXPECT_EQ(reply->instance, plain.instance_id());
 }
 
 TEST_F(NativeMesh, CoromeshSidecarUpstreamReachesANativeService) {
@@ -173,19 +179,11 @@ TEST_F(NativeMesh, CoromeshSidecarUpstreamReachesANativeService) {
 
 TEST_F(NativeMesh, InteroperatesWithConsulConnectProxyBothWays) {
   // Native -> Consul's inbound proxy in front of a plain whoami.
-  auto config = mesh_service_config(consul_, "whoami", config::MeshMode::sidecar);
-  config.consul_register = false;
-  auto behind = std::make_unique<Service>(config);
-  auto* plain = behind.get();
-  behind->serve(whoami, [plain](WhoamiProbe) -> boost::asio::awaitable<WhoamiReply> {
-    co_return WhoamiReply{plain->instance_id(), "via-consul-proxy"};
-  });
-  behind->start();
-  keep(std::move(behind));
+  auto& plain = plain_whoami("via-consul-proxy");
   const auto ports = free_ports(2);
   auto inbound = consul_connect_proxy(
       consul_, logs_.path(), "whoami-consul-proxy",
-      {"-service", "whoami", "-service-addr", "127.0.0.1:" + std::to_string(plain->port()),
+      {"-service", "whoami", "-service-addr", "127.0.0.1:" + std::to_string(plain.port()),
        "-listen", "127.0.0.1:" + std::to_string(ports[0]), "-register"});
   auto& caller = native_caller("caller");
   auto& client = caller.client(whoami);

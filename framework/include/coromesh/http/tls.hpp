@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace boost::asio::ssl {
 class context;
@@ -92,6 +93,8 @@ enum class TlsHandshakeResult {
   failed,     // the handshake failed (no/untrusted certificate, old protocol, not TLS)
   timed_out,  // not complete within handshake_timeout
 };
+// "accepted", "refused", "failed", "timed_out": log values and metric labels.
+std::string_view to_string(TlsHandshakeResult result) noexcept;
 
 struct ClientTls {
   TlsContextProvider context;  // required
