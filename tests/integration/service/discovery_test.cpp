@@ -6,11 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 #include <chrono>
 #include <coromesh/config/error.hpp>
 #include <coromesh/service/service.hpp>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,6 +30,10 @@ using namespace std::chrono_literals;
 
 // The same operation without served_by: reachable only through --upstreams.
 COROMESH_OPERATION(undeclared_service, GET, "/api/v1/whoami", WhoamiProbe, WhoamiReply);
+
+// Served by "silent": an instance that takes connections and never answers.
+COROMESH_OPERATION(silent_call, GET, "/api/v1/whoami", WhoamiProbe, WhoamiReply,
+                   coromesh::served_by("silent"));
 
 class Discovery : public ::testing::Test {
  protected:
@@ -168,6 +175,33 @@ TEST_F(Discovery, TheCallersOwn4xxEjectsNobody) {
 
 TEST_F(Discovery, AnOperationWithNeitherUpstreamNorServiceIsAConfigurationError) {
   EXPECT_THROW(caller_->client(undeclared_service), config::ConfigError);
+}
+
+TEST_F(Discovery, ShutdownWithACallPendingOnADiscoveredInstanceEndsPromptly) {
+  // A listening socket that is never accepted from: the kernel completes the TCP
+  // handshake, the request is sent, no answer ever comes.
+  boost::asio::io_context never_run;
+  boost::asio::ip::tcp::acceptor silent(never_run, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  const auto registered =
+      consul_.api("PUT", "/v1/agent/service/register",
+                  R"({"Name": "silent", "ID": "silent-1", "Address": "127.0.0.1", "Port": )" +
+                      std::to_string(silent.local_endpoint().port()) + "}");
+  ASSERT_EQ(registered.status, 200) << registered.body;
+  auto& client = caller_->client(silent_call);
+  auto pending = boost::asio::co_spawn(
+      caller_->pool().executor(1),
+      [&client]() -> boost::asio::awaitable<WhoamiReply> {
+        co_return co_await client.execute(WhoamiProbe{});
+      },
+      boost::asio::use_future);
+  ASSERT_EQ(pending.wait_for(500ms), std::future_status::timeout) << "the call is under way";
+  const auto started = std::chrono::steady_clock::now();
+  caller_->request_shutdown();
+  EXPECT_EQ(caller_->wait(), 0);
+  caller_.reset();  // the abandoned call's frame is destroyed with the service
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 15s);
+  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+  EXPECT_ANY_THROW(pending.get());
 }
 
 }  // namespace
