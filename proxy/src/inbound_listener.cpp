@@ -12,9 +12,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <variant>
 
+#include "coromesh/connect/peer_serial.hpp"
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/log/logger.hpp"
-#include "peer_serial.hpp"
 
 namespace coromesh::sidecar {
 
@@ -161,11 +161,11 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
     co_return;
   }
 
-  const auto decision =
-      co_await asio::co_spawn(context_.consul_executor,
-                              context_.authorizer.authorize(target_.service, *verdict.peer,
-                                                            peer_serial(tls.native_handle())),
-                              asio::use_awaitable);
+  const auto decision = co_await asio::co_spawn(
+      context_.consul_executor,
+      context_.authorizer.authorize(target_.service, *verdict.peer,
+                                    connect::peer_serial(tls.native_handle())),
+      asio::use_awaitable);
   if (!decision.authorized) {
     context_.metrics.authorization_denied(connect::to_string(decision.source));
     refuse("unauthorized", decision.reason.empty() ? decision.detail : decision.reason,

@@ -62,6 +62,17 @@ COROMESH_OPERATION(add, POST, "/api/v1/execute", Operands, std::int64_t,
 BOOST_DESCRIBE_STRUCT(Reply, (), (message))
 COROMESH_OPERATION(greet, GET, "/api/v1/hello", Operands, Reply,
                    CLIENT_QOS(qos::fallback{std::int64_t{0}}));
+#elif DECLARATION_CASE == 13  // a service name Consul cannot carry
+COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
+                   coromesh::served_by("add svc"));
+#elif DECLARATION_CASE == 14  // two services
+COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
+                   coromesh::served_by("add-svc"), coromesh::served_by("sum-svc"));
+#elif DECLARATION_CASE == 15  // served_by with both QoS lists, in any order
+COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
+                   CLIENT_QOS(qos::retry{}), coromesh::served_by("add-svc"),
+                   QOS(qos::bulkhead{4}));
+static_assert(add.service == "add-svc");
 #endif
 
 int main() {

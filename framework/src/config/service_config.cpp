@@ -237,7 +237,37 @@ void declare_service_settings(OptionSet& options, ServiceConfig& c) {
                .help = "Operations this service calls and where: name=host:port, comma-separated."},
               "<name=host:port,...>", std::string(),
               [&c](std::string_view v) { c.upstreams = parse_upstreams(v); });
+  options.add({.flag = "mesh",
+               .env = {"COROMESH_MESH"},
+               .help = "How this service joins the Connect mesh: behind a sidecar (plain HTTP "
+                       "on loopback), or native (serves and calls with Connect mTLS itself)."},
+              "<sidecar|native>", std::string(to_string(c.mesh)), [&c](std::string_view v) {
+                if (!parse_mesh_mode(v, c.mesh)) {
+                  throw InvalidValue(quote_value(v) + " is not a mesh mode (sidecar, native)");
+                }
+              });
+  options.add_port(c.admin_port,
+                   {.flag = "admin-port",
+                    .env = {"COROMESH_ADMIN_PORT"},
+                    .help = "--mesh=native: the plain-HTTP loopback port of /health and /metrics "
+                            "(Consul's check, Prometheus), 0: any free port."});
   options.set_nomad_label(&c.nomad_port_label);
+}
+
+std::string_view to_string(MeshMode mode) noexcept {
+  return mode == MeshMode::native ? "native" : "sidecar";
+}
+
+bool parse_mesh_mode(std::string_view text, MeshMode& out) noexcept {
+  if (text == "sidecar") {
+    out = MeshMode::sidecar;
+    return true;
+  }
+  if (text == "native") {
+    out = MeshMode::native;
+    return true;
+  }
+  return false;
 }
 
 std::optional<ServiceConfig> parse_service_config(int argc, const char* const* argv,

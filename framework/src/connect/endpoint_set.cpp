@@ -4,6 +4,11 @@
 
 namespace coromesh::connect {
 
+bool EndpointSet::contains(std::string_view key) const noexcept {
+  return std::any_of(endpoints.begin(), endpoints.end(),
+                     [key](const Endpoint& endpoint) { return endpoint.key == key; });
+}
+
 EndpointSet make_endpoint_set(std::string_view service,
                               const std::vector<consul::ServiceInstance>& instances,
                               std::uint64_t generation) {

@@ -19,8 +19,8 @@ namespace coromesh::connect {
 namespace asio = boost::asio;
 
 EndpointWatch::EndpointWatch(consul::AgentClient& consul, std::string service,
-                             consul::WatchOptions options)
-    : consul_(consul), service_(std::move(service)), options_(options) {}
+                             consul::WatchOptions options, EndpointKind kind)
+    : consul_(consul), service_(std::move(service)), options_(options), kind_(kind) {}
 
 EndpointWatch::~EndpointWatch() {
   // Only reached with waiters left when the owner broke the contract (destroyed it while
@@ -43,8 +43,13 @@ asio::awaitable<void> EndpointWatch::run() {
   } stop_waiters{*this};
   consul::WatchCallback<std::vector<consul::ServiceInstance>> on_change =
       [this](const std::vector<consul::ServiceInstance>& instances) { publish(instances); };
-  co_await consul::watch_health_connect(consul_, service_, /*passing_only=*/true,
-                                        std::move(on_change), options_);
+  if (kind_ == EndpointKind::plain) {
+    co_await consul::watch_health_service(consul_, service_, /*passing_only=*/true,
+                                          std::move(on_change), options_);
+  } else {
+    co_await consul::watch_health_connect(consul_, service_, /*passing_only=*/true,
+                                          std::move(on_change), options_);
+  }
 }
 
 void EndpointWatch::publish(const std::vector<consul::ServiceInstance>& instances) {

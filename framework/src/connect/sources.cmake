@@ -9,4 +9,5 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/connect/authorizer.cpp
   src/connect/endpoint_set.cpp
   src/connect/endpoint_watch.cpp
-  src/connect/load_balancer.cpp)
+  src/connect/load_balancer.cpp
+  src/connect/peer_serial.cpp)

@@ -202,6 +202,9 @@ std::string encode_registration(const ServiceRegistration& registration) {
   if (!registration.kind.empty()) {
     out["Kind"] = registration.kind;
   }
+  if (registration.connect_native) {
+    out["Connect"] = json::object{{"Native", true}};
+  }
   if (registration.proxy) {
     const auto& proxy = *registration.proxy;
     json::object p;

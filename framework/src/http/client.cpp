@@ -64,6 +64,15 @@ std::string describe(const Destination& destination) {
          std::to_string(destination.port);
 }
 
+// TLS connections are pooled apart from plain ones, and per TLS configuration.
+std::string pool_key_of(const Destination& destination, const std::string& label) {
+  if (!destination.tls) {
+    return label;
+  }
+  const auto& tls = *destination.tls;
+  return label + " tls:" + (tls.pool_key.empty() ? tls.server_name : tls.pool_key);
+}
+
 std::string elapsed_ms(Client::Clock::time_point start) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Client::Clock::now() - start);
   return std::to_string(ms.count()) + "ms";
@@ -283,13 +292,7 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
                                        Clock::time_point deadline) {
   auto start = Clock::now();
   auto label = describe(destination);
-  // TLS connections are pooled apart from plain ones, and per TLS configuration.
-  std::string tls_pool_key;
-  if (destination.tls) {
-    const auto& tls = *destination.tls;
-    tls_pool_key = label + " tls:" + (tls.pool_key.empty() ? tls.server_name : tls.pool_key);
-  }
-  const std::string& pool_key = destination.tls ? tls_pool_key : label;
+  const std::string pool_key = pool_key_of(destination, label);
   if (request.find(Field::host) == request.end()) {
     request.set(Field::host, destination.port == 80 ? destination.host : label);
   }
@@ -346,6 +349,14 @@ std::size_t Client::idle_connections() const noexcept {
 
 void Client::close_idle() {
   impl_->pool.clear();
+}
+
+std::size_t Client::idle_connections_to(const Destination& destination) const {
+  return impl_->pool.size_of(pool_key_of(destination, describe(destination)));
+}
+
+void Client::close_idle_to(const Destination& destination) {
+  impl_->pool.clear(pool_key_of(destination, describe(destination)));
 }
 
 }  // namespace coromesh::http

@@ -80,6 +80,18 @@ void ClientPool::clear() {
   size_ = 0;
 }
 
+void ClientPool::clear(const std::string& key) {
+  const auto it = idle_.find(key);
+  if (it == idle_.end()) {
+    return;
+  }
+  for (auto& idle : it->second) {
+    close(idle.connection);
+  }
+  size_ -= it->second.size();
+  idle_.erase(it);
+}
+
 void ClientPool::drop_expired(std::deque<Idle>& list, Clock::time_point now) {
   // Oldest first: the expired ones form a prefix.
   while (!list.empty() && now - list.front().since >= idle_timeout_) {

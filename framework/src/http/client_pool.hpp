@@ -61,7 +61,13 @@ class ClientPool {
   void put(const std::string& key, ClientConnection connection, Clock::time_point now);
 
   std::size_t size() const noexcept { return size_; }
+  std::size_t size_of(const std::string& key) const noexcept {
+    const auto it = idle_.find(key);
+    return it == idle_.end() ? 0 : it->second.size();
+  }
   void clear();
+  // Closes and forgets the idle connections to `key`.
+  void clear(const std::string& key);
 
  private:
   struct Idle {

@@ -7,6 +7,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
+#include <optional>
 
 #include "coromesh/log/logger.hpp"
 #include "server_state.hpp"
@@ -30,7 +31,9 @@ constexpr std::size_t kMaxTlsReasons = 128;
 // close_notify is a courtesy: a peer that does not answer it within this is dropped.
 constexpr std::chrono::milliseconds kTlsShutdownTimeout{1'000};
 
-const char* result_name(TlsHandshakeResult result) {
+}  // namespace
+
+std::string_view to_string(TlsHandshakeResult result) noexcept {
   switch (result) {
     case TlsHandshakeResult::accepted:
       return "accepted";
@@ -43,8 +46,6 @@ const char* result_name(TlsHandshakeResult result) {
   }
   return "unknown";
 }
-
-}  // namespace
 
 void Server::State::record_handshake(TlsHandshakeResult result, std::string_view reason,
                                      const std::string& peer_address) {
@@ -90,7 +91,7 @@ void Server::State::record_handshake(TlsHandshakeResult result, std::string_view
     }
   }
   if (log_now) {
-    log::warn("http.tls.handshake", {{"result", result_name(result)},
+    log::warn("http.tls.handshake", {{"result", to_string(result)},
                                      {"reason", reason},
                                      {"peer", peer_address},
                                      {"suppressed", unlogged}});
@@ -137,6 +138,28 @@ asio::awaitable<void> Server::State::serve_tls(detail::Connection& connection) {
       log::error("http.tls.peer_check.exception", {{"error", e.what()}});
       verdict = PeerVerdict::refuse("peer check failed");
     }
+  }
+  if (verdict.accepted() && tls->authorize_peer) {
+    connection.expires_after(tls->handshake_timeout);
+    std::optional<PeerVerdict> decided;
+    try {
+      decided.emplace(co_await tls->authorize_peer(verdict.identity(), stream.native_handle()));
+    } catch (const boost::system::system_error& e) {
+      if (e.code() == asio::error::operation_aborted) {
+        co_return;  // cancelled (shutdown): nobody's refusal
+      }
+      log::error("http.tls.authorization.exception", {{"error", e.what()}});
+    } catch (const std::exception& e) {
+      log::error("http.tls.authorization.exception", {{"error", e.what()}});
+    }
+    if (connection.timed_out) {
+      record_handshake(TlsHandshakeResult::timed_out, "authorization timed out", peer_address);
+      co_return;
+    }
+    if (!connection.socket.is_open()) {
+      co_return;  // a drain closed it while the answer was awaited
+    }
+    verdict = decided ? std::move(*decided) : PeerVerdict::refuse("authorization failed");
   }
   if (!verdict.accepted()) {
     // No HTTP answer, no close_notify: the peer learns nothing beyond the closed socket.

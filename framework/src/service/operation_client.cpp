@@ -1,10 +1,13 @@
 #include "coromesh/service/operation_client.hpp"
 
+#include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
+#include <utility>
 
 #include "coromesh/http/trace_context.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "coromesh/service/discovered_upstream.hpp"
 #include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/qos_metrics.hpp"
 #include "coromesh/service/remote_error.hpp"
@@ -45,35 +48,42 @@ OperationTransport::OperationTransport(std::vector<asio::any_io_executor> execut
   if (executors.empty()) {
     throw std::invalid_argument("OperationClient: needs at least one executor");
   }
-  if (options_.upstream.port == 0 || options_.upstream.host.empty()) {
+  if (!options_.discovered && (options_.upstream.port == 0 || options_.upstream.host.empty())) {
     throw std::invalid_argument("OperationClient: the upstream needs a host and a port");
   }
   for (auto& executor : executors) {
     auto client = std::make_unique<http::Client>(executor);
-    clients_.emplace_back(std::move(executor), std::move(client));
+    clients_.push_back(std::make_unique<PerExecutor>(
+        PerExecutor{std::move(executor), std::move(client), nullptr}));
   }
 }
 
 OperationTransport::~OperationTransport() = default;
 
-http::Client& OperationTransport::client_for(const asio::any_io_executor& executor) const {
-  for (const auto& [own, client] : clients_) {
-    if (own == executor) {
-      return *client;
+OperationTransport::PerExecutor& OperationTransport::state_for(
+    const asio::any_io_executor& executor) const {
+  for (const auto& own : clients_) {
+    if (own->executor == executor) {
+      return *own;
     }
   }
   throw std::logic_error("OperationClient: called from an executor it was not built for");
 }
 
-asio::awaitable<std::string> OperationTransport::exchange(const OperationRequest& request,
-                                                          qos::Deadline deadline) const {
+std::size_t OperationTransport::idle_connections_to(const asio::any_io_executor& executor,
+                                                    const http::Destination& destination) const {
+  return state_for(executor).client->idle_connections_to(destination);
+}
+
+asio::awaitable<void> OperationTransport::exchange(const OperationRequest& request,
+                                                   qos::Deadline deadline, AttemptTrail& trail,
+                                                   const BodyReader& read_body) const {
   const auto executor = co_await asio::this_coro::executor;
-  http::Client& client = client_for(executor);
+  PerExecutor& own = state_for(executor);
   http::Request message{request.method,
                         request.query.empty() ? std::string(request.path)
                                               : std::string(request.path) + "?" + request.query,
                         11};
-  message.set(http::Field::host, options_.upstream.host);
   message.set(http::kTraceParentHeader, http::make_traceparent(request.trace_id));
   auto until = std::chrono::steady_clock::now() + options_.default_timeout;
   if (deadline.is_set()) {
@@ -87,12 +97,86 @@ asio::awaitable<std::string> OperationTransport::exchange(const OperationRequest
     message.set(http::Field::content_type, "application/json");
     message.body() = request.body;
   }
-  const http::Response response =
-      co_await client.send(options_.upstream, std::move(message), until);
+  if (options_.discovered) {
+    co_await exchange_discovered(own, std::move(message), until, trail, read_body);
+    co_return;
+  }
+  message.set(http::Field::host, options_.upstream.host);
+  http::Response response = co_await own.client->send(options_.upstream, std::move(message), until);
   if (response.result_int() / 100 != 2) {
     throw_remote_error(response);
   }
-  co_return response.body();
+  read_body(response.body());
+}
+
+asio::awaitable<void> OperationTransport::exchange_discovered(
+    PerExecutor& own, http::Request message, std::chrono::steady_clock::time_point until,
+    AttemptTrail& trail, const BodyReader& read_body) const {
+  // Held by this frame: the upstream outlives the attempt even if the client's owner
+  // dropped it meanwhile.
+  const std::shared_ptr<DiscoveredUpstream> upstream = options_.discovered;
+  const auto snapshot = co_await upstream->endpoints(until);
+  forget_departed(own, snapshot);
+  if (!snapshot) {
+    throw http::ClientError(
+        http::ClientErrc::connect_failed,
+        "no answer from Consul yet about the instances of '" + upstream->service() + "'");
+  }
+  connect::Pick pick = upstream->pick(snapshot, trail.tried);
+  if (!pick) {
+    throw http::ClientError(http::ClientErrc::connect_failed,
+                            "'" + upstream->service() + "' has no passing instance in Consul");
+  }
+  const std::string endpoint_key = pick.endpoint().key;
+  trail.tried.push_back(endpoint_key);
+  // A copy: the Pick (and the snapshot it keeps) is released before this frame ends.
+  const http::Destination destination = upstream->destination_of(pick.endpoint());
+  message.set(http::Field::host, destination.host);
+  const auto started = std::chrono::steady_clock::now();
+  std::exception_ptr failure;
+  try {
+    http::Response response = co_await own.client->send(destination, std::move(message), until);
+    if (response.result_int() / 100 != 2) {
+      throw_remote_error(response);
+    }
+    read_body(response.body());
+    pick.done(std::chrono::steady_clock::now() - started, connect::Outcome::success);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    if (const auto outcome = endpoint_outcome(failure)) {
+      pick.done(std::chrono::steady_clock::now() - started, *outcome);
+    }
+    // else: cancelled, or refused by a local policy: the Pick is abandoned, nobody's fault.
+  }
+  // The endpoint may have left while this call was out (and another call on this thread
+  // may have seen the news first): the connection this call just parked must not wait
+  // out the idle timeout either.
+  const auto latest = upstream->snapshot();
+  forget_departed(own, latest);
+  if (latest && !latest->contains(endpoint_key)) {
+    own.client->close_idle_to(destination);
+  }
+  if (failure) {
+    std::rethrow_exception(failure);
+  }
+}
+
+void OperationTransport::forget_departed(
+    PerExecutor& own, const std::shared_ptr<const connect::EndpointSet>& now) const {
+  if (!now || now == own.seen) {
+    return;
+  }
+  const auto before = std::exchange(own.seen, now);
+  if (!before) {
+    return;
+  }
+  for (const auto& endpoint : before->endpoints) {
+    if (!now->contains(endpoint.key)) {
+      own.client->close_idle_to(options_.discovered->destination_of(endpoint));
+    }
+  }
 }
 
 std::vector<asio::any_io_executor> executors_of(runtime::IoPool& pool) {

@@ -1,6 +1,9 @@
 #include "coromesh/service/service.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
@@ -13,6 +16,7 @@
 #include <mutex>
 #include <typeindex>
 
+#include "connect_native.hpp"
 #include "coromesh/config/error.hpp"
 #include "coromesh/consul/error.hpp"
 #include "coromesh/consul/http_agent_client.hpp"
@@ -63,22 +67,37 @@ struct Service::Impl final : http::ServerObserver {
   metrics::MetricsRegistry metrics;
   metrics::HttpServerMetrics http_metrics;
   QosMetrics qos_metrics;
+  // --mesh=native: the Connect TLS material and authorization; before the clients and
+  // the server, which call into it, so it is destroyed after them.
+  std::unique_ptr<detail::ConnectNative> native;
   // One client per operation name, made by Service::client() on any thread.
   struct ClientSlot {
     std::shared_ptr<void> client;
     std::type_index type;
-    http::Destination upstream;
+    std::string target;  // "host:port" or "consul:<service>"
   };
+  // Callee services found in Consul, by name; their watches run on executor 0 from
+  // start() (or their creation, if later) until the shutdown's last step.
+  struct Discovery {
+    std::shared_ptr<DiscoveredUpstream> upstream;
+    std::shared_ptr<asio::cancellation_signal> stop;  // emitted on executor 0 only
+  };
+  std::map<std::string, Discovery> discovered;  // guarded by declared_mutex
   // Both sides of every declared operation; shared with the override watches. Guarded by
   // declared_mutex (client() may add to them from any thread).
   mutable std::mutex declared_mutex;
   std::vector<std::shared_ptr<const DeclaredOperation>> declared;
   std::map<std::string, ClientSlot> clients;
-  bool watching = false;  // start() has spawned the override watches of `declared`
+  bool watching = false;            // start() has spawned the override watches of `declared`
+  bool watching_endpoints = false;  // start() has spawned the watches of `discovered`
   std::vector<metrics::OperationMetrics*> route_metrics;  // by Route::index
   metrics::OperationMetrics* unmatched_metrics = nullptr;
   std::unique_ptr<consul::HttpAgentClient> consul_client;
   std::unique_ptr<http::Server> server;
+  // Native mode: /health and /metrics in plain HTTP on loopback (Consul's HTTP check
+  // cannot present a client certificate; Prometheus scrapes it via Meta metrics_port).
+  http::Router admin_router;
+  std::unique_ptr<http::Server> admin_server;
   // After the pool: their I/O objects go before the io_contexts they are bound to.
   std::vector<std::shared_ptr<ServiceComponent>> components;
   std::vector<std::function<void(consul::ServiceRegistration&)>> registration_shapers;
@@ -90,6 +109,11 @@ struct Service::Impl final : http::ServerObserver {
 
   // http::ServerObserver: called on io threads.
   void request_started(const http::Route*) override { http_metrics.in_flight_inc(); }
+  void tls_handshake_finished(http::TlsHandshakeResult result, std::string_view reason) override {
+    if (native) {
+      native->count_handshake(result, reason);
+    }
+  }
   void request_finished(const http::Route* route, unsigned status,
                         std::chrono::steady_clock::duration elapsed) override {
     http_metrics.in_flight_dec();
@@ -98,6 +122,8 @@ struct Service::Impl final : http::ServerObserver {
   }
 
   void add_builtin_routes();
+  void start_native(const http::ServerLimits& limits);
+  void watch_endpoints(const Discovery& discovery);
   consul::ServiceRegistration registration() const;
   void start();
   void request_shutdown();
@@ -161,7 +187,7 @@ consul::ServiceRegistration Service::Impl::registration() const {
   reg.meta["metrics_path"] = "/metrics";
   // Where /metrics is served even when a shaper registers another port (a sidecar's
   // public mTLS port): the Prometheus job scrapes this port when it is present.
-  reg.meta["metrics_port"] = std::to_string(server->port());
+  reg.meta["metrics_port"] = std::to_string(admin_server ? admin_server->port() : server->port());
   reg.meta["coromesh_version"] = std::string(coromesh::version());
   std::string operations;
   for (const auto& route : router.routes()) {
@@ -196,7 +222,14 @@ consul::ServiceRegistration Service::Impl::registration() const {
     check_host = "[" + check_host + "]";
   }
   consul::HttpCheck check;
-  check.url = "http://" + check_host + ":" + std::to_string(reg.port) + "/health";
+  if (admin_server) {
+    // Native: the service port takes only Connect mTLS, which Consul's HTTP check cannot
+    // speak; the admin port serves /health on loopback, where the agent runs.
+    check_host = "127.0.0.1";
+    reg.connect_native = true;
+  }
+  check.url = "http://" + check_host + ":" +
+              std::to_string(admin_server ? admin_server->port() : reg.port) + "/health";
   check.interval = std::chrono::duration_cast<std::chrono::milliseconds>(config.check_interval);
   check.timeout = std::min<std::chrono::milliseconds>(check.interval, 5s);
   check.deregister_critical_service_after = 1min;
@@ -228,7 +261,17 @@ void Service::Impl::start() {
   limits.max_connections = config.http.max_connections;
   server = std::make_unique<http::Server>(pool, router, limits, this);
   server->listen(config.bind_address, config.port);
+  if (native) {
+    start_native(limits);
+  }
   server->start();
+  {
+    const std::lock_guard lock(declared_mutex);
+    for (const auto& [name, discovery] : discovered) {
+      watch_endpoints(discovery);
+    }
+    watching_endpoints = true;
+  }
   for (const auto& component : components) {
     component->start(pool);
   }
@@ -257,6 +300,10 @@ void Service::Impl::start() {
 }
 
 asio::awaitable<void> Service::Impl::keep_registered() {
+  if (native) {
+    // Nobody is sent here before this instance can present its certificate.
+    co_await native->ready();
+  }
   try {
     co_await registrar->run();
   } catch (const consul::ConsulError& e) {
@@ -334,6 +381,9 @@ asio::awaitable<void> Service::Impl::shutdown_sequence() {
     co_await registrar->shutdown();
   }
   server->stop_accepting();
+  if (admin_server) {
+    admin_server->stop_accepting();
+  }
   for (const auto& component : components) {
     co_await component->stop_accepting();
   }
@@ -344,6 +394,19 @@ asio::awaitable<void> Service::Impl::shutdown_sequence() {
   for (const auto& component : components) {
     cut_off += co_await component->drain(deadline);
   }
+  if (admin_server) {
+    cut_off += co_await admin_server->drain(std::chrono::milliseconds(200));
+  }
+  // The calls that needed them have finished or been cut off: stop following Consul.
+  {
+    const std::lock_guard lock(declared_mutex);
+    for (const auto& [name, discovery] : discovered) {
+      discovery.stop->emit(asio::cancellation_type::terminal);
+    }
+  }
+  if (native) {
+    native->stop();
+  }
   consul_client->http_client().close_idle();
   log::info("service.shutdown.done",
             {{"cut_off", cut_off}, {"took", std::chrono::steady_clock::now() - started_at}});
@@ -352,12 +415,65 @@ asio::awaitable<void> Service::Impl::shutdown_sequence() {
   pool.terminate();
 }
 
+void Service::Impl::start_native(const http::ServerLimits& limits) {
+  server->enable_tls(native->server_tls(limits.header_timeout));
+  // The same /health and /metrics as the mTLS port (a service's own /health included).
+  for (const char* path : {"/health", "/metrics"}) {
+    const auto* route = router.match(http::Verb::get, path).route;
+    admin_router.add(http::Verb::get, path, route->operation, route->handler);
+  }
+  admin_server = std::make_unique<http::Server>(pool, admin_router, limits);
+  admin_server->listen("127.0.0.1", config.admin_port);
+  admin_server->start();
+  native->start();
+  log::info("service.connect_native", {{"service", config.name},
+                                       {"admin_port", admin_server->port()},
+                                       {"mtls_port", server->port()}});
+}
+
+void Service::Impl::watch_endpoints(const Discovery& discovery) {
+  // Holds the upstream: the watch's frame refers to it. Spawned on executor 0 (the agent
+  // client's), where the shutdown emits `stop`.
+  asio::post(pool.executor(0), [this, discovery] {
+    asio::co_spawn(
+        pool.executor(0), [upstream = discovery.upstream] { return upstream->run(); },
+        asio::bind_cancellation_slot(discovery.stop->slot(),
+                                     runtime::LogEscapedException{"service.endpoint_watch"}));
+  });
+}
+
+std::shared_ptr<DiscoveredUpstream> Service::discovered_upstream(const std::string& service) {
+  const std::lock_guard lock(impl_->declared_mutex);
+  if (auto it = impl_->discovered.find(service); it != impl_->discovered.end()) {
+    return it->second.upstream;
+  }
+  DiscoveredUpstreamOptions options{.service = service};
+  if (impl_->native) {
+    options.kind = connect::EndpointKind::connect;
+    options.tls = impl_->native->client_tls(service);
+  }
+  Impl::Discovery discovery{
+      std::make_shared<DiscoveredUpstream>(*impl_->consul_client, std::move(options)),
+      std::make_shared<asio::cancellation_signal>()};
+  log::info("service.discovery",
+            {{"service", service}, {"endpoints", impl_->native ? "connect (mTLS)" : "plain"}});
+  if (impl_->watching_endpoints) {
+    impl_->watch_endpoints(discovery);
+  }
+  return impl_->discovered.emplace(service, std::move(discovery)).first->second.upstream;
+}
+
 Service::Service(const config::ServiceConfigOptions& options, int argc, const char* const* argv)
     : Service(config::service_config_or_exit(argc, argv, options)) {
   impl_->from_command_line = true;
 }
 
-Service::Service(config::ServiceConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Service::Service(config::ServiceConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {
+  if (impl_->config.mesh == config::MeshMode::native) {
+    impl_->native = std::make_unique<detail::ConnectNative>(
+        impl_->pool.executor(0), *impl_->consul_client, impl_->config.name, impl_->metrics);
+  }
+}
 
 Service::~Service() {
   if (impl_->started) {
@@ -422,7 +538,7 @@ void Service::add_declared(DeclaredOperation operation,
 }
 
 void* Service::find_or_add_client(const std::string& operation, const std::type_info& type,
-                                  const http::Destination& upstream,
+                                  const std::string& target,
                                   const std::function<ClientEntry()>& make) {
   std::shared_ptr<const DeclaredOperation> added;
   void* result = nullptr;
@@ -435,18 +551,17 @@ void* Service::find_or_add_client(const std::string& operation, const std::type_
         throw std::logic_error("Service::client: two different operations are named '" + operation +
                                "'");
       }
-      if (slot.upstream.host != upstream.host || slot.upstream.port != upstream.port) {
-        throw std::logic_error(
-            "Service::client(" + operation + "): already made for " + slot.upstream.host + ":" +
-            std::to_string(slot.upstream.port) + ", asked again for " + upstream.host + ":" +
-            std::to_string(upstream.port) + "; a service has one client per operation");
+      if (slot.target != target) {
+        throw std::logic_error("Service::client(" + operation + "): already made for " +
+                               slot.target + ", asked again for " + target +
+                               "; a service has one client per operation");
       }
       return slot.client.get();
     }
     ClientEntry entry = make();
     result = entry.client.get();
     impl_->clients.emplace(
-        operation, Impl::ClientSlot{std::move(entry.client), std::type_index(type), upstream});
+        operation, Impl::ClientSlot{std::move(entry.client), std::type_index(type), target});
     added = std::make_shared<const DeclaredOperation>(std::move(entry.declared));
     impl_->declared.push_back(added);
     watch_now = impl_->watching;
@@ -462,13 +577,18 @@ void* Service::find_or_add_client(const std::string& operation, const std::type_
   return result;
 }
 
-const config::Address& Service::upstream_for(const std::string& operation) const {
+const config::Address* Service::configured_upstream(const std::string& operation) const {
   const auto& upstreams = impl_->config.upstreams;
-  if (auto it = upstreams.find(operation); it != upstreams.end()) {
-    return it->second;
-  }
+  const auto it = upstreams.find(operation);
+  return it == upstreams.end() ? nullptr : &it->second;
+}
+
+void Service::no_upstream(const std::string& operation) const {
   const std::string detail = "--upstreams (flag or COROMESH_UPSTREAMS): no upstream for '" +
-                             operation + "'; give " + operation + "=<host:port>";
+                             operation +
+                             "', and its declaration names no service to find in "
+                             "Consul (served_by); give " +
+                             operation + "=<host:port>";
   if (impl_->from_command_line) {
     std::cerr << "config error: " << detail << "\n";
     std::exit(2);

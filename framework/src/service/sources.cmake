@@ -4,4 +4,6 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/service/operation_client.cpp
   src/service/qos_metrics.cpp
   src/service/remote_error.cpp
-  src/service/fault_classifier.cpp)
+  src/service/fault_classifier.cpp
+  src/service/discovered_upstream.cpp
+  src/service/connect_native.cpp)

@@ -10,6 +10,9 @@
 //                        an overflow (INT64_MIN % -1 is 0); r == 0 is division_by_zero.
 //   compute              POST /api/v1/compute {"expression":"1+2*3"}  ->  {"result":7}
 //
+// Each operator names its Consul service (served_by): a frontend without --upstreams
+// entries finds the operators in Consul (over Connect mTLS with --mesh=native).
+//
 // QoS, and why:
 // - operators, server side: pure arithmetic in microseconds, so the only risk is a flood;
 //   a generous rate limit and bulkhead keep one caller from taking every thread.
@@ -50,17 +53,20 @@ inline constexpr auto operator_client = qos::client(
 }  // namespace policies
 
 COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_server,
-                   policies::operator_client);
+                   policies::operator_client, coromesh::served_by("add-svc"));
 COROMESH_OPERATION(sub, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_server,
-                   policies::operator_client);
+                   policies::operator_client, coromesh::served_by("sub-svc"));
 COROMESH_OPERATION(mul, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_server,
-                   policies::operator_client);
+                   policies::operator_client, coromesh::served_by("mul-svc"));
 COROMESH_OPERATION(div, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_server,
-                   policies::operator_client);
+                   policies::operator_client, coromesh::served_by("div-svc"));
 // mod is served by a Python service, not by coromesh::Service, so only its callers' side
 // is declared here; the server's limits are mod-svc's own (connections, header sizes and
 // timeouts as the framework's server; it has no rate limit or bulkhead).
-COROMESH_OPERATION(mod, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_client);
+// In native mode callers reach it through its sidecar's Connect endpoint, which serves
+// mod-svc's certificate.
+COROMESH_OPERATION(mod, GET, "/api/v1/execute", Operands, std::int64_t, policies::operator_client,
+                   coromesh::served_by("mod-svc"));
 
 struct ComputeRequest {
   std::string expression;

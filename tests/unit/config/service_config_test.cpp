@@ -294,6 +294,17 @@ TEST(ServiceConfig, UpstreamsMapOperationsToAddresses) {
   EXPECT_TRUE(run({}).config->upstreams.empty());
 }
 
+TEST(ServiceConfig, MeshModeIsSidecarUnlessToldNative) {
+  EXPECT_EQ(run({}).config->mesh, MeshMode::sidecar);
+  EXPECT_EQ(run({"--mesh=native"}).config->mesh, MeshMode::native);
+  EXPECT_EQ(run({}, {{"COROMESH_MESH", "native"}}).config->mesh, MeshMode::native);
+  EXPECT_EQ(run({"--mesh=sidecar"}, {{"COROMESH_MESH", "native"}}).config->mesh, MeshMode::sidecar);
+  EXPECT_EQ(run({"--admin-port=9100"}).config->admin_port, 9100);
+  const auto refused = error({"--mesh=envoy"});
+  EXPECT_NE(refused.find("--mesh"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("not a mesh mode (sidecar, native)"), std::string::npos) << refused;
+}
+
 TEST(ServiceConfig, BadUpstreamsNameTheSettingAndTheProblem) {
   EXPECT_NE(error({"--upstreams=add"}).find("'add' is not name=host:port"), std::string::npos);
   EXPECT_NE(error({"--upstreams=add=127.0.0.1"}).find("--upstreams"), std::string::npos);

@@ -89,6 +89,15 @@ TEST(ConsulJsonCodec, EncodesARegistrationWithAnHttpCheck) {
   EXPECT_FALSE(body.contains("Proxy"));
 }
 
+TEST(ConsulJsonCodec, EncodesAConnectNativeService) {
+  ServiceRegistration registration{.name = "add", .port = 9001};
+  EXPECT_FALSE(json::parse(encode_registration(registration)).as_object().contains("Connect"));
+  registration.connect_native = true;
+  auto body = json::parse(encode_registration(registration)).as_object();
+  EXPECT_EQ(body.at("Connect"), (json::object{{"Native", true}}));
+  EXPECT_FALSE(body.contains("Kind"));
+}
+
 TEST(ConsulJsonCodec, EncodesTtlChecksAndConnectProxies) {
   ServiceRegistration registration{
       .name = "add-sidecar-proxy",

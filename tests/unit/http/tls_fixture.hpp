@@ -175,6 +175,7 @@ class HttpTls : public ::testing::Test {
       }
       return PeerVerdict::accept(verified.peer->uri());
     };
+    tls.authorize_peer = authorize_;
     if (connect_reasons) {
       tls.describe_failure = [](SSL* session, const boost::system::error_code& error) {
         return std::string(
@@ -230,6 +231,8 @@ class HttpTls : public ::testing::Test {
   std::unique_ptr<Server> server_;
   asio::io_context ioc_;
   long served_by_serial_ = 0;  // the last server certificate a client's check saw
+  // Set before start_server(): the server's awaited authorization step.
+  PeerAuthorization authorize_;
 };
 
 }  // namespace coromesh::http::testing

@@ -9,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -79,6 +80,29 @@ TEST_F(HttpTls, PeerRefusedByTheServersCheckIsClosedWithoutAnAnswerAndCounted) {
   Client good(ioc_.get_executor());
   EXPECT_EQ(whoami(good, destination(client_context(ca_.leaf("web")))).body(),
             ca_.service_uri("web"));
+}
+
+TEST_F(HttpTls, AnAwaitedAuthorizationDecidesAfterTheHandshake) {
+  // Like an intentions check: asked after the handshake, answered later.
+  authorize_ = [](std::string identity, SSL*) -> boost::asio::awaitable<PeerVerdict> {
+    boost::asio::steady_timer later(co_await boost::asio::this_coro::executor, 20ms);
+    co_await later.async_wait(boost::asio::use_awaitable);
+    if (identity.ends_with("/svc/intruder")) {
+      co_return PeerVerdict::refuse("unauthorized");
+    }
+    co_return PeerVerdict::accept(std::move(identity));
+  };
+  start_server();
+  Client client(ioc_.get_executor());
+  auto error = whoami_error(client, destination(client_context(ca_.leaf("intruder"))));
+  EXPECT_NE(error.code(), ClientErrc::bad_response) << error.what();
+  EXPECT_TRUE(eventually([&] { return server_->tls_counters().refused == 1; }));
+  EXPECT_EQ(server_->tls_counters().by_reason.at("unauthorized"), 1u);
+
+  Client good(ioc_.get_executor());
+  EXPECT_EQ(whoami(good, destination(client_context(ca_.leaf("web")))).body(),
+            ca_.service_uri("web"));
+  EXPECT_EQ(server_->tls_counters().accepted, 1u);
 }
 
 TEST_F(HttpTls, ClientRefusesAServerNamingAnotherService) {

@@ -15,9 +15,9 @@
 #include <boost/beast/http.hpp>
 #include <csignal>
 
+#include "coromesh/connect/peer_serial.hpp"
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/connect/tls_contexts.hpp"
-#include "src/peer_serial.hpp"
 #include "test_certificate_authority.hpp"
 
 namespace coromesh::sidecar {
@@ -98,7 +98,7 @@ TEST(TlsSocket, HandshakesAndCarriesBytesWithAHalfCloseEachWay) {
             connect::verify_peer(p.server->native_handle(), {.trust_domain = p.ca.trust_domain()});
         EXPECT_TRUE(peer) << peer.detail;
         // The client's leaf is the CA's second (serial 102 = 0x66), in Consul's spelling.
-        EXPECT_EQ(peer_serial(p.server->native_handle()), "66");
+        EXPECT_EQ(connect::peer_serial(p.server->native_handle()), "66");
         at_server = co_await read_to_end(*p.server, server_end);
         // The client's half-close ended its stream; ours is still open.
         auto [ec, n] = co_await p.server->write_all(bytes("answer"));

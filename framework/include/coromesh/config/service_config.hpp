@@ -30,6 +30,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "coromesh/config/address.hpp"
@@ -47,6 +48,17 @@ struct HttpServerLimits {
   std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);
   std::uint32_t max_connections = 10'000;
 };
+
+// How a service takes part in the Consul Connect mesh.
+//   sidecar  the default: plain HTTP on loopback, a sidecar (coromesh-sidecar, or
+//            `consul connect proxy`) owns the public mTLS port and the upstream listeners
+//   native   Consul's Connect.Native: the service serves its port with Connect mTLS
+//            itself (leaf and roots from Consul, peers authorized by intentions) and its
+//            typed clients dial other services' Connect endpoints directly; /health and
+//            /metrics move to a plain loopback admin port (--admin-port)
+enum class MeshMode : std::uint8_t { sidecar, native };
+std::string_view to_string(MeshMode mode) noexcept;
+bool parse_mesh_mode(std::string_view text, MeshMode& out) noexcept;
 
 // Cores of this machine, clamped to the 1..256 --threads accepts.
 unsigned default_io_threads() noexcept;
@@ -67,7 +79,11 @@ struct ServiceConfig {
   std::vector<std::string> tags{};
   // Where this service reaches the operations it calls: operation name -> the local
   // listener of its sidecar's upstream (or, without a mesh, the callee itself).
+  // An operation without an entry whose declaration names its service (served_by) finds
+  // that service in Consul (service/discovered_upstream.hpp).
   std::map<std::string, Address> upstreams{};
+  MeshMode mesh = MeshMode::sidecar;
+  std::uint16_t admin_port = 0;  // native mode: /health and /metrics in plain HTTP, loopback
   log::Level log_level = log::Level::info;
   HttpServerLimits http{};
   std::chrono::nanoseconds check_interval = std::chrono::seconds(10);  // Consul HTTP check

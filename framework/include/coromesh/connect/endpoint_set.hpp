@@ -39,6 +39,7 @@ struct EndpointSet {
   std::uint64_t generation = 0;
 
   bool empty() const noexcept { return endpoints.empty(); }
+  bool contains(std::string_view key) const noexcept;
   std::size_t size() const noexcept { return endpoints.size(); }
 };
 

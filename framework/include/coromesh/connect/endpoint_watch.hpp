@@ -2,7 +2,9 @@
 
 // Watches the Connect endpoints of one destination service
 // (/v1/health/connect/<service>?passing, blocking queries through consul::watch) and
-// publishes each answer as an immutable EndpointSet snapshot.
+// publishes each answer as an immutable EndpointSet snapshot. With EndpointKind::plain it
+// watches the service's own instances instead (/v1/health/service/<service>?passing):
+// what a caller without a mesh, or behind no proxy at all, dials in plain HTTP.
 //
 //   EndpointWatch watch(agent, "b");
 //   co_spawn(agent_executor, watch.run(), bind_cancellation_slot(stop.slot(), on_done));
@@ -39,12 +41,18 @@
 
 namespace coromesh::connect {
 
+// Which instances of a service an EndpointWatch follows.
+enum class EndpointKind : std::uint8_t {
+  connect,  // its Connect endpoints: sidecars fronting it, or its Connect-native instances
+  plain,    // its own registrations, dialed without TLS
+};
+
 class EndpointWatch {
  public:
   using Snapshot = std::shared_ptr<const EndpointSet>;
 
-  EndpointWatch(consul::AgentClient& consul, std::string service,
-                consul::WatchOptions options = {});
+  EndpointWatch(consul::AgentClient& consul, std::string service, consul::WatchOptions options = {},
+                EndpointKind kind = EndpointKind::connect);
   ~EndpointWatch();
   EndpointWatch(const EndpointWatch&) = delete;
   EndpointWatch& operator=(const EndpointWatch&) = delete;
@@ -83,6 +91,7 @@ class EndpointWatch {
   consul::AgentClient& consul_;
   std::string service_;
   consul::WatchOptions options_;
+  EndpointKind kind_;
   AtomicSnapshot<EndpointSet> snapshot_;
   std::uint64_t generation_ = 0;  // only touched by run()'s callback
 

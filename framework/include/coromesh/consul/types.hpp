@@ -93,6 +93,9 @@ struct ServiceRegistration {
   std::vector<ServiceCheck> extra_checks;
   std::string kind;  // empty for a typical service, "connect-proxy" for a sidecar
   std::optional<ProxyConfig> proxy;
+  // `"Connect": {"Native": true}`: the service speaks Connect mTLS itself, and Consul
+  // lists it among its own Connect endpoints (/v1/health/connect/<name>).
+  bool connect_native = false;
 };
 
 // A service as the local agent holds it (GET /v1/agent/service/<id>).

@@ -108,6 +108,11 @@ class Client {
 
   // Closes every idle connection (used at shutdown).
   void close_idle();
+  // Closes the idle connections to one destination (with the same TLS set-up), e.g. an
+  // endpoint that has left the service: they would otherwise wait out idle_timeout.
+  // Connections to it still in a call are parked again after it; call this again then.
+  void close_idle_to(const Destination& destination);
+  std::size_t idle_connections_to(const Destination& destination) const;
 
  private:
   struct Impl;

@@ -13,11 +13,13 @@
 
 #include <openssl/types.h>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/system/error_code.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace boost::asio::ssl {
 class context;
@@ -58,6 +60,14 @@ class PeerVerdict {
 // Called on the connection's io thread; must be thread-safe and must not block.
 using PeerCheck = std::function<PeerVerdict(SSL* session)>;
 
+// Whether a peer that the PeerCheck accepted may be served: asked once per connection,
+// after the handshake, and awaited (e.g. Consul's intentions through the Connect
+// module's Authorizer, which may ask the agent). Gets the accepted identity and the
+// session, which stays valid while the call runs (the connection waits for it).
+// Runs on the connection's io thread; must not throw (a throw refuses the peer).
+using PeerAuthorization =
+    std::function<boost::asio::awaitable<PeerVerdict>(std::string identity, SSL* session)>;
+
 struct ServerTls {
   TlsContextProvider context;  // required
   // From accept to the end of the handshake; a slower client is cut off and counted.
@@ -65,6 +75,10 @@ struct ServerTls {
   // Empty: every peer the context's own verification lets through is accepted with an
   // empty identity (plain HTTPS). A refused peer is closed without an HTTP answer.
   PeerCheck accept_peer;
+  // Empty: every peer accept_peer accepts is served. Otherwise a refusal closes the
+  // connection like accept_peer's (counted as `refused`, with the verdict's reason);
+  // the answer must come within handshake_timeout, counted from the handshake's end.
+  PeerAuthorization authorize_peer;
   // Names a failed handshake's reason for counters and logs (e.g. the Connect module's
   // classify_handshake_failure: "no_certificate", "untrusted_chain"). Empty: OpenSSL's
   // reason ("peer did not return a certificate", "certificate verify failed"). Called
@@ -79,6 +93,8 @@ enum class TlsHandshakeResult {
   failed,     // the handshake failed (no/untrusted certificate, old protocol, not TLS)
   timed_out,  // not complete within handshake_timeout
 };
+// "accepted", "refused", "failed", "timed_out": log values and metric labels.
+std::string_view to_string(TlsHandshakeResult result) noexcept;
 
 struct ClientTls {
   TlsContextProvider context;  // required

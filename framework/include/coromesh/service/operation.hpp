@@ -9,7 +9,13 @@
 //
 //   COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
 //       QOS(qos::rate_limit{5000, 1s}, qos::bulkhead{64}, qos::log{}),
-//       CLIENT_QOS(qos::timeout{100ms}, qos::retry{}, qos::circuit_breaker{}));
+//       CLIENT_QOS(qos::timeout{100ms}, qos::retry{}, qos::circuit_breaker{}),
+//       coromesh::served_by("add"));
+//
+// `served_by` names the Consul service that serves the operation: a caller without an
+// --upstreams entry for it finds that service's instances in Consul (operation_client.hpp).
+// It is optional (a declaration without it is called through --upstreams only) and may
+// come anywhere after the result type.
 //
 // expands to (roughly)
 //
@@ -46,6 +52,7 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "coromesh/http/binding.hpp"
 #include "coromesh/http/message.hpp"
@@ -89,6 +96,31 @@ constexpr bool declaration_quoted(DeclarationProblem p) {
 }
 }  // namespace detail
 
+// The Consul service that serves an operation (see the top of this file).
+struct ServedBy {
+  std::string_view service;
+};
+constexpr ServedBy served_by(std::string_view service) noexcept {
+  return ServedBy{service};
+}
+
+namespace detail {
+// A Consul service name a DNS lookup can carry: letters, digits, '-' and '_'.
+constexpr bool valid_service_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 63) {
+    return false;
+  }
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+}  // namespace detail
+
 template <class Arg, class Result, class ServerList, class ClientList>
 struct Operation {
   using argument_type = Arg;
@@ -99,6 +131,7 @@ struct Operation {
   std::string_view path;
   ServerList server;
   ClientList client;
+  std::string_view service{};  // served_by(...); empty: reached through --upstreams only
 
   // Idempotent per HTTP semantics: retries of a POST are off unless declared otherwise.
   constexpr bool idempotent() const noexcept {
@@ -114,6 +147,11 @@ struct Operation {
                   qos::check_fallbacks<Result>(static_cast<const ClientList*>(nullptr)));
     if (name.empty() || path.empty() || path.front() != '/') {
       return {"operation '", name, "': needs a name and a path starting with /"};
+    }
+    if (!service.empty() && !detail::valid_service_name(service)) {
+      return {"operation '", name,
+              "': served_by needs a Consul service name (letters, digits, '-' and '_', at "
+              "most 63)"};
     }
     if (auto e = qos::validate_declaration(server); !e.empty()) {
       return {"server QoS of '", name, "': ", e};
@@ -151,18 +189,46 @@ struct Operation {
 
 namespace detail {
 
+// Whether a declaration argument is the QoS list of side S (served_by is none).
+template <class T, qos::Side S>
+constexpr bool is_side_list() {
+  if constexpr (std::is_same_v<T, ServedBy>) {
+    return false;
+  } else {
+    return T::side == S;
+  }
+}
+
 template <qos::Side S>
 constexpr auto pick_side() {
   return qos::PolicyList<S>{};
 }
 template <qos::Side S, class First, class... Rest>
 constexpr auto pick_side(First first, Rest... rest) {
-  if constexpr (First::side == S) {
-    static_assert(((Rest::side != S) && ...), "a side's QoS list is given twice");
+  if constexpr (is_side_list<First, S>()) {
+    static_assert((!is_side_list<Rest, S>() && ...), "a side's QoS list is given twice");
     return first;
   } else {
     return pick_side<S>(rest...);
   }
+}
+
+template <class T>
+constexpr std::string_view served_name(const T& value) {
+  if constexpr (std::is_same_v<T, ServedBy>) {
+    return value.service;
+  } else {
+    return {};
+  }
+}
+
+template <class... Args>
+constexpr std::string_view pick_service(Args... args) {
+  static_assert((std::is_same_v<Args, ServedBy> + ... + 0) <= 1,
+                "COROMESH_OPERATION: served_by is given twice");
+  std::string_view service;
+  ((service = std::is_same_v<Args, ServedBy> ? served_name(args) : service), ...);
+  return service;
 }
 
 // COROMESH_OPERATION's check that the argument binds from the request and the result
@@ -199,14 +265,15 @@ inline constexpr http::Verb verb_DELETE = http::Verb::delete_;
 
 }  // namespace detail
 
-// `lists`: at most one qos::server(...) and one qos::client(...), in any order.
+// `lists`: at most one qos::server(...), one qos::client(...) and one served_by(...), in
+// any order.
 template <class Arg, class Result, class... Lists>
 constexpr auto make_operation(std::string_view name, http::Verb method, std::string_view path,
                               Lists... lists) {
   auto server = detail::pick_side<qos::Side::server>(lists...);
   auto client = detail::pick_side<qos::Side::client>(lists...);
-  return Operation<Arg, Result, decltype(server), decltype(client)>{name, method, path, server,
-                                                                    client};
+  return Operation<Arg, Result, decltype(server), decltype(client)>{
+      name, method, path, server, client, detail::pick_service(lists...)};
 }
 
 }  // namespace coromesh

@@ -2,19 +2,23 @@
 
 // The typed client stub of a declared operation (service/operation.hpp):
 //
-//   auto& add_client = service.client(api::add, {"127.0.0.1", 9191});     // in a Service, or
+//   auto& add_client = service.client(api::add);       // in a Service (see service.hpp), or
 //   coromesh::OperationClient add_client(api::add, executor, {.upstream = {"127.0.0.1", 9191}});
 //   std::int64_t sum = co_await add_client.execute({.l = 1, .r = 2}, call);   // call: CallContext
 //
-// `upstream` is the caller's sidecar listener for the service (or, without a mesh, the
-// service itself). Each execute() runs the operation's client-side QoS chain around one
-// HTTP exchange per attempt: the argument goes as the query (GET, HEAD, DELETE) or a
-// JSON body, the attempt's remaining deadline as `x-coromesh-deadline-ms`, the caller's
-// trace as a W3C `traceparent` with a new span id. A 2xx body becomes the result; any
-// other answer throws RemoteError with the callee's status and error code (which
-// the chain's retry and breaker judge), a transport failure an http::ClientError. A 2xx
-// body that does not decode into the result is the callee's fault, not the caller's: a
-// RemoteError 502 `invalid_response` (a failure for the breaker and the adaptive limit).
+// Where calls go: either one fixed `upstream` (the caller's sidecar listener for the
+// service, or the service itself), or, with `discovered` set, the instances of the
+// operation's service found in Consul, one endpoint chosen per attempt
+// (discovered_upstream.hpp: balancing, retries to another endpoint, outlier ejection,
+// and mTLS in Connect-native mode). Each execute() runs the operation's client-side QoS
+// chain around one HTTP exchange per attempt: the argument goes as the query (GET, HEAD,
+// DELETE) or a JSON body, the attempt's remaining deadline as `x-coromesh-deadline-ms`,
+// the caller's trace as a W3C `traceparent` with a new span id. A 2xx body becomes the
+// result; any other answer throws RemoteError with the callee's status and error code
+// (which the chain's retry and breaker judge), a transport failure an http::ClientError.
+// A 2xx body that does not decode into the result is the callee's fault, not the
+// caller's: a RemoteError 502 `invalid_response` (a failure for the breaker, the adaptive
+// limit and the endpoint's outlier ejection).
 //
 // g++ before 13 (Debian 12's g++ 12) destroys a temporary with a non-trivial destructor
 // twice when it is created inside a co_await operand, e.g.
@@ -35,12 +39,14 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "coromesh/connect/endpoint_set.hpp"
 #include "coromesh/http/binding.hpp"
 #include "coromesh/http/client.hpp"
 #include "coromesh/qos/operation_qos.hpp"
@@ -61,8 +67,13 @@ namespace runtime {
 class IoPool;
 }
 
+class DiscoveredUpstream;
+
 struct OperationClientOptions {
+  // Where every call goes; ignored when `discovered` is set.
   http::Destination upstream{};
+  // The callee's instances from Consul, an endpoint per attempt.
+  std::shared_ptr<DiscoveredUpstream> discovered{};
   // Set: client-side calls, rejections and policy state are exported as side="client"
   // (service/qos_metrics.hpp). Must outlive the client.
   QosMetrics* metrics = nullptr;
@@ -81,6 +92,15 @@ struct OperationRequest {
   std::string trace_id;  // the caller's, copied: a detached call may outlive its parent
 };
 
+// What one execute() remembers across its attempts: the endpoints tried (a retry goes to
+// another one).
+struct AttemptTrail {
+  std::vector<std::string> tried;
+};
+
+// Takes a 2xx body; throws (RemoteError 502 invalid_response) when it does not decode.
+using BodyReader = std::function<void(std::string& body)>;
+
 class OperationTransport {
  public:
   OperationTransport(std::vector<boost::asio::any_io_executor> executors,
@@ -89,17 +109,36 @@ class OperationTransport {
   OperationTransport(const OperationTransport&) = delete;
   OperationTransport& operator=(const OperationTransport&) = delete;
 
-  // Returns a 2xx body; throws RemoteError for another status. `request` must
-  // outlive the returned awaitable (the caller awaits it at once; retries reuse it).
-  boost::asio::awaitable<std::string> exchange(const OperationRequest& request,
-                                               qos::Deadline deadline) const;
+  // One attempt: hands a 2xx body to `read_body`; throws RemoteError for another status.
+  // `request`, `trail` and `read_body` must outlive the returned awaitable (the caller
+  // awaits it at once; retries reuse them).
+  boost::asio::awaitable<void> exchange(const OperationRequest& request, qos::Deadline deadline,
+                                        AttemptTrail& trail, const BodyReader& read_body) const;
   const OperationClientOptions& options() const noexcept { return options_; }
 
+  // Idle pooled connections of the client on `executor` (tests: a departed endpoint's
+  // connections are closed). Call on that executor.
+  std::size_t idle_connections_to(const boost::asio::any_io_executor& executor,
+                                  const http::Destination& destination) const;
+
  private:
-  http::Client& client_for(const boost::asio::any_io_executor& executor) const;
+  // One HTTP client per executor, and the endpoints it last saw (touched only there).
+  struct PerExecutor {
+    boost::asio::any_io_executor executor;
+    std::unique_ptr<http::Client> client;
+    std::shared_ptr<const connect::EndpointSet> seen;
+  };
+  PerExecutor& state_for(const boost::asio::any_io_executor& executor) const;
+  boost::asio::awaitable<void> exchange_discovered(PerExecutor& own, http::Request message,
+                                                   std::chrono::steady_clock::time_point until,
+                                                   AttemptTrail& trail,
+                                                   const BodyReader& read_body) const;
+  // Closes the idle connections to endpoints that `now` no longer has.
+  void forget_departed(PerExecutor& own,
+                       const std::shared_ptr<const connect::EndpointSet>& now) const;
 
   OperationClientOptions options_;
-  std::vector<std::pair<boost::asio::any_io_executor, std::unique_ptr<http::Client>>> clients_;
+  std::vector<std::unique_ptr<PerExecutor>> clients_;
 };
 
 std::vector<boost::asio::any_io_executor> executors_of(runtime::IoPool& pool);
@@ -182,6 +221,10 @@ class OperationClient {
   const Op& operation() const noexcept {
     return op_;
   }
+  // Where calls go and the per-thread connection pools (tests, diagnostics).
+  const detail::OperationTransport& transport() const noexcept {
+    return transport_;
+  }
 
  private:
   // The coroutine behind every execute(). Its parameters are always initialized by a
@@ -200,16 +243,23 @@ class OperationClient {
     const detail::OperationTransport& transport = transport_;
     const auto* prepared = &request;
     const std::string_view name = op_.name;
+    detail::AttemptTrail trail;
+    auto* attempts = &trail;
     typename qos::Chain<Result>::InvocationCall attempt =
-        [prepared, &transport,
-         name](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
-      std::string body = co_await transport.exchange(*prepared, invocation.deadline());
-      try {
-        co_return http::from_body<Result>(body);
-      } catch (const http::HttpError& e) {
-        // Binding blames its input (400); here the input is the callee's answer.
-        detail::throw_undecodable_response(name, e.what());
-      }
+        [prepared, &transport, name,
+         attempts](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
+      std::optional<Result> result;
+      // A named local, not a temporary in the co_await operand (g++ 12, see the top).
+      const detail::BodyReader read_body = [&result, name](std::string& body) {
+        try {
+          result.emplace(http::from_body<Result>(body));
+        } catch (const http::HttpError& e) {
+          // Binding blames its input (400); here the input is the callee's answer.
+          detail::throw_undecodable_response(name, e.what());
+        }
+      };
+      co_await transport.exchange(*prepared, invocation.deadline(), *attempts, read_body);
+      co_return std::move(*result);
     };
     const qos::CallOptions options{.deadline = parent.deadline, .idempotent = op_.idempotent()};
     co_return co_await qos_->execute_with(std::move(attempt), options);

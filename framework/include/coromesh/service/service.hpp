@@ -28,6 +28,16 @@
 // and the running policies stay; deleting the key restores the declaration). The Meta
 // shows the QoS in force: it is re-sent after an override and after its removal.
 //
+// Mesh modes (config::MeshMode, --mesh): in `sidecar` mode (the default) the service
+// speaks plain HTTP and a sidecar owns the public mTLS port. In `native` mode the port
+// itself is Connect mTLS (leaf and roots from Consul, callers authorized by intentions,
+// a refused peer closed, logged and counted in coromesh_connect_native_handshakes_total),
+// the registration carries Connect.Native, typed clients of operations found in Consul
+// dial their Connect endpoints over mTLS, and /health and /metrics are also served in
+// plain HTTP on a loopback admin port (--admin-port): Consul's HTTP check cannot present
+// a client certificate, and Prometheus scrapes Meta `metrics_port`, which names it. The
+// instance registers only once its first leaf has arrived.
+//
 // Callers get one typed client per operation from `client(op)`: the client-side chain,
 // its metrics (side="client"), its policies in the Meta key `qos_client_<operation>` and
 // its own override key `coromesh/qos/<service>/client/<operation>`.
@@ -51,6 +61,7 @@
 #include "coromesh/http/typed_handler.hpp"
 #include "coromesh/qos/operation_qos.hpp"
 #include "coromesh/service/component.hpp"
+#include "coromesh/service/discovered_upstream.hpp"
 #include "coromesh/service/operation.hpp"
 #include "coromesh/service/operation_client.hpp"
 #include "coromesh/service/remote_error.hpp"
@@ -101,32 +112,31 @@ class Service {
   // std::logic_error. Thread-safe.
   template <class Op>
   OperationClient<Op>& client(const Op& op, http::Destination upstream) {
-    using Client = OperationClient<Op>;
-    const std::string name(op.name);
-    void* found = find_or_add_client(name, typeid(Client), upstream, [&]() -> ClientEntry {
-      auto made = std::make_shared<Client>(
-          op, detail::executors_of(pool()),
-          OperationClientOptions{.upstream = upstream, .metrics = &qos_metrics()});
-      auto* raw = made.get();
-      return ClientEntry{.client = std::move(made),
-                         .declared = DeclaredOperation{
-                             .name = name,
-                             .side = "client",
-                             .declared = raw->qos().declared(),
-                             .apply = [raw](const qos::PolicySet& set) { raw->qos().apply(set); },
-                             .current = [raw] { return raw->qos().current(); }}};
-    });
-    return *static_cast<Client*>(found);
+    std::string target = upstream.host + ":" + std::to_string(upstream.port);
+    return make_client(op, OperationClientOptions{.upstream = std::move(upstream)},
+                       std::move(target));
   }
 
-  // The same, reached at the upstream configured for the operation's name
-  // (--upstreams add=127.0.0.1:9191, COROMESH_UPSTREAMS). None configured is a
-  // configuration error: a service built from argv prints it and exits 2, one built from
-  // a ServiceConfig throws config::ConfigError.
+  // The typed client of a declared operation, reached
+  // - at the upstream configured for the operation's name (--upstreams add=127.0.0.1:9191,
+  //   COROMESH_UPSTREAMS): a sidecar's listener, which always wins; else
+  // - at the instances of the service its declaration names (served_by), found in Consul
+  //   and balanced per call (discovered_upstream.hpp): in sidecar mode its plain
+  //   registrations, in native mode its Connect endpoints over mTLS.
+  // Neither is a configuration error: a service built from argv prints it and exits 2,
+  // one built from a ServiceConfig throws config::ConfigError.
   template <class Op>
   OperationClient<Op>& client(const Op& op) {
-    const auto& address = upstream_for(std::string(op.name));
-    return client(op, http::Destination{address.host, address.port});
+    const std::string name(op.name);
+    if (const config::Address* address = configured_upstream(name)) {
+      return client(op, http::Destination{address->host, address->port});
+    }
+    if (op.service.empty()) {
+      no_upstream(name);
+    }
+    const std::string service(op.service);
+    return make_client(op, OperationClientOptions{.discovered = discovered_upstream(service)},
+                       "consul:" + service);
   }
 
   // Adds a raw handler.
@@ -188,11 +198,36 @@ class Service {
   qos::RejectionHook server_rejection_hook(const std::string& operation);
   void add_declared(DeclaredOperation operation,
                     std::function<std::shared_ptr<const qos::PolicyObjects>()> objects);
+  template <class Op>
+  OperationClient<Op>& make_client(const Op& op, OperationClientOptions options,
+                                   std::string target) {
+    using Client = OperationClient<Op>;
+    const std::string name(op.name);
+    void* found = find_or_add_client(name, typeid(Client), target, [&]() -> ClientEntry {
+      options.metrics = &qos_metrics();
+      auto made = std::make_shared<Client>(op, detail::executors_of(pool()), options);
+      auto* raw = made.get();
+      return ClientEntry{.client = std::move(made),
+                         .declared = DeclaredOperation{
+                             .name = name,
+                             .side = "client",
+                             .declared = raw->qos().declared(),
+                             .apply = [raw](const qos::PolicySet& set) { raw->qos().apply(set); },
+                             .current = [raw] { return raw->qos().current(); }}};
+    });
+    return *static_cast<Client*>(found);
+  }
   // The client made for `operation`, or the one `make` returns, now owned by the service.
+  // `target` names where it calls ("host:port", "consul:<service>").
   void* find_or_add_client(const std::string& operation, const std::type_info& type,
-                           const http::Destination& upstream,
-                           const std::function<ClientEntry()>& make);
-  const config::Address& upstream_for(const std::string& operation) const;
+                           const std::string& target, const std::function<ClientEntry()>& make);
+  // The --upstreams entry for `operation`, or null.
+  const config::Address* configured_upstream(const std::string& operation) const;
+  // Reports an operation with neither an upstream nor a served_by (see client(op)).
+  [[noreturn]] void no_upstream(const std::string& operation) const;
+  // The service's instances in Consul, shared by every client calling it; watched from
+  // start() on (at once when asked later) until the shutdown.
+  std::shared_ptr<DiscoveredUpstream> discovered_upstream(const std::string& service);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

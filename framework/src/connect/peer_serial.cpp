@@ -1,4 +1,4 @@
-#include "peer_serial.hpp"
+#include "coromesh/connect/peer_serial.hpp"
 
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
@@ -7,7 +7,7 @@
 #include <cctype>
 #include <memory>
 
-namespace coromesh::sidecar {
+namespace coromesh::connect {
 
 std::string peer_serial(SSL* ssl) {
   const std::unique_ptr<X509, decltype(&X509_free)> cert(SSL_get1_peer_certificate(ssl),
@@ -40,4 +40,4 @@ std::string peer_serial(SSL* ssl) {
   return out;
 }
 
-}  // namespace coromesh::sidecar
+}  // namespace coromesh::connect

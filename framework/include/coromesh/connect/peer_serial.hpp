@@ -8,8 +8,8 @@
 
 #include <string>
 
-namespace coromesh::sidecar {
+namespace coromesh::connect {
 
 std::string peer_serial(SSL* ssl);
 
-}  // namespace coromesh::sidecar
+}  // namespace coromesh::connect

@@ -1,0 +1,254 @@
+// Connect-native services (--mesh=native) in a real Consul dev agent's mesh (Connect on,
+// intentions default allow): each serves its port with Consul-issued mTLS and authorizes
+// callers by intentions, and its typed clients dial the callee's Connect endpoints
+// directly, whether those are native instances, coromesh-sidecars or `consul connect
+// proxy`; and the other way round.
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <coromesh/metrics/registry.hpp>
+#include <coromesh/service/service.hpp>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "consul_agent.hpp"
+#include "mesh_fixture.hpp"
+#include "mesh_test_services.hpp"
+#include "test_certificate_authority.hpp"
+#include "test_env.hpp"
+
+namespace coromesh::testing {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+class NativeMesh : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    for (auto& service : services_) {
+      service->request_shutdown();
+      service->wait();
+    }
+  }
+
+  Service& keep(std::unique_ptr<Service> service) {
+    services_.push_back(std::move(service));
+    return *services_.back();
+  }
+  Service& native_whoami() { return keep(start_whoami(consul_, config::MeshMode::native)); }
+  // whoami in sidecar mode (plain HTTP), not registered: a proxy in front registers.
+  // Its replies name `via` as the caller (the proxy's connection carries no identity).
+  Service& plain_whoami(std::string via) {
+    auto config = mesh_service_config(consul_, "whoami", config::MeshMode::sidecar);
+    config.consul_register = false;
+    auto service = std::make_unique<Service>(config);
+    auto* self = service.get();
+    service->serve(
+        whoami, [self, via = std::move(via)](WhoamiProbe) -> boost::asio::awaitable<WhoamiReply> {
+          co_return WhoamiReply{self->instance_id(), via};
+        });
+    service->start();
+    return keep(std::move(service));
+  }
+  // A caller that only calls (not registered: its leaf is enough to be a client).
+  Service& native_caller(const std::string& name) {
+    auto config = mesh_service_config(consul_, name, config::MeshMode::native);
+    config.consul_register = false;
+    auto service = std::make_unique<Service>(config);
+    service->start();
+    return keep(std::move(service));
+  }
+  // Calls until one succeeds (the callee's certificates and Consul's answers take a
+  // moment after start-up), then returns that reply; nullopt after `patience`.
+  template <class Client>
+  std::optional<WhoamiReply> first_reply(Service& caller, Client& client,
+                                         std::chrono::milliseconds patience = 30s) {
+    std::optional<WhoamiReply> reply;
+    wait_until(
+        [&] {
+          try {
+            reply = call_whoami(caller, client);
+            return true;
+          } catch (const std::exception& e) {
+            last_error_ = e.what();
+            return false;
+          }
+        },
+        patience, 200ms);
+    return reply;
+  }
+  static double metric(Service& service, const std::string& family,
+                       const std::vector<std::string>& labels) {
+    return metric_sum(service.metrics().render(), family, labels);
+  }
+
+  ConsulAgent consul_;
+  TempDir logs_{"coromesh-native-test"};
+  std::vector<std::unique_ptr<Service>> services_;
+  std::string last_error_;
+};
+
+TEST_F(NativeMesh, NativeCallsNativeOverMutualTlsAndSpreadsOverInstances) {
+  auto& first = native_whoami();
+  auto& second = native_whoami();
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 2); }, 30s))
+      << "both native instances are Connect endpoints";
+  const auto registered = consul_.api("GET", "/v1/agent/service/" + first.instance_id());
+  const auto registration = json::parse(registered.body);
+  EXPECT_TRUE(registration.at("Connect").at("Native").as_bool()) << registered.body;
+
+  auto& caller = native_caller("caller");
+  auto& client = caller.client(whoami);
+  const auto reply = first_reply(caller, client);
+  ASSERT_TRUE(reply) << last_error_;
+  EXPECT_TRUE(reply->caller.starts_with("spiffe://")) << reply->caller;
+  EXPECT_TRUE(reply->caller.ends_with("/svc/caller")) << reply->caller;
+  std::set<std::string> seen;
+  for (int i = 0; i < 10; ++i) {
+    seen.insert(call_whoami(caller, client).instance);
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{first.instance_id(), second.instance_id()}));
+  EXPECT_GE(metric(first, "coromesh_connect_native_handshakes_total", {R"(result="accepted")"}), 1);
+
+  // The plain admin port serves Consul's check and Prometheus; the mTLS port refuses
+  // a plain client.
+  const auto& meta = registration.at("Meta");
+  const auto admin_port = std::stoi(std::string(meta.at("metrics_port").as_string()));
+  EXPECT_NE(admin_port, first.port());
+  EXPECT_EQ(http_fetch("127.0.0.1", static_cast<std::uint16_t>(admin_port), "/health").status, 200);
+  EXPECT_NE(http_fetch("127.0.0.1", first.port(), "/health").status, 200);
+}
+
+TEST_F(NativeMesh, ADenyIntentionRefusesTheCallerAndIsCounted) {
+  auto& callee = native_whoami();
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 1); }, 30s));
+  ASSERT_EQ(consul_
+                .api("PUT", "/v1/connect/intentions/exact?source=intruder&destination=whoami",
+                     R"({"Action": "deny"})")
+                .status,
+            200);
+  auto& intruder = native_caller("intruder");
+  auto& refused = intruder.client(whoami);
+  EXPECT_FALSE(first_reply(intruder, refused, 5s)) << "a denied caller gets no answer";
+  EXPECT_GE(metric(callee, "coromesh_connect_native_handshakes_total",
+                   {R"(result="refused")", R"(reason="unauthorized")"}),
+            1);
+  // Another caller is still allowed (default allow).
+  auto& friendly = native_caller("friendly");
+  auto& allowed = friendly.client(whoami);
+  EXPECT_TRUE(first_reply(friendly, allowed)) << last_error_;
+}
+
+TEST_F(NativeMesh, NativeCallsAServiceBehindCoromeshSidecar) {
+  // whoami in sidecar mode, fronted by our sidecar (its Connect endpoint).
+  auto& plain = plain_whoami("via-sidecar");
+  const auto public_port = free_port();
+  SidecarProcess sidecar(
+      consul_, logs_.path(), "whoami-sidecar",
+      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
+       "--listen", "127.0.0.1:" + std::to_string(public_port), "--register"});
+  auto& caller = native_caller("caller");
+  auto& client = caller.client(whoami);
+  const auto reply = first_reply(caller, client);
+  ASSERT_TRUE(reply) << last_error_ << sidecar.log_tail();
+  EXPECT_EQ(reply->instance, plain.instance_id());
+}
+
+TEST_F(NativeMesh, CoromeshSidecarUpstreamReachesANativeService) {
+  auto& callee = native_whoami();
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 1); }, 30s));
+  const auto upstream_port = free_port();
+  SidecarProcess sidecar(
+      consul_, logs_.path(), "caller-sidecar",
+      {"--service", "caller", "--upstream", "whoami:" + std::to_string(upstream_port)});
+  std::pair<int, std::string> answer;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        answer = HttpConnection(upstream_port).request("GET", "/api/v1/whoami");
+        return answer.first == 200;
+      },
+      30s, 200ms))
+      << answer.first << " " << answer.second << sidecar.log_tail();
+  EXPECT_NE(answer.second.find(callee.instance_id()), std::string::npos) << answer.second;
+  EXPECT_NE(answer.second.find("/svc/caller"), std::string::npos) << answer.second;
+}
+
+TEST_F(NativeMesh, InteroperatesWithConsulConnectProxyBothWays) {
+  // Native -> Consul's inbound proxy in front of a plain whoami.
+  auto& plain = plain_whoami("via-consul-proxy");
+  const auto ports = free_ports(2);
+  auto inbound = consul_connect_proxy(
+      consul_, logs_.path(), "whoami-consul-proxy",
+      {"-service", "whoami", "-service-addr", "127.0.0.1:" + std::to_string(plain.port()),
+       "-listen", "127.0.0.1:" + std::to_string(ports[0]), "-register"});
+  auto& caller = native_caller("caller");
+  auto& client = caller.client(whoami);
+  const auto reply = first_reply(caller, client);
+  ASSERT_TRUE(reply) << last_error_ << inbound->log_tail();
+  EXPECT_EQ(reply->caller, "via-consul-proxy");
+
+  // Consul's upstream listener -> a native service.
+  auto& native = keep(start_whoami(consul_, config::MeshMode::native));
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 2); }, 30s));
+  auto outbound = consul_connect_proxy(
+      consul_, logs_.path(), "other-consul-proxy",
+      {"-service", "other", "-upstream", "whoami:" + std::to_string(ports[1])});
+  bool native_answered = false;
+  std::pair<int, std::string> answer;
+  // Consul's proxy balances over both endpoints: wait until the native one has answered.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        answer = HttpConnection(ports[1]).request("GET", "/api/v1/whoami");
+        native_answered =
+            answer.first == 200 && answer.second.find(native.instance_id()) != std::string::npos;
+        return native_answered;
+      },
+      30s, 100ms))
+      << answer.first << " " << answer.second << outbound->log_tail();
+  EXPECT_NE(answer.second.find("/svc/other"), std::string::npos) << answer.second;
+}
+
+TEST_F(NativeMesh, ACaRootRotationDoesNotBreakLiveTraffic) {
+  auto& callee = native_whoami();
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 1); }, 30s));
+  auto& caller = native_caller("caller");
+  auto& client = caller.client(whoami);
+  ASSERT_TRUE(first_reply(caller, client)) << last_error_;
+  const auto expiry_before =
+      metric(callee, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {});
+
+  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
+  const auto answer = consul_.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  // Calls go on through the rotation, until both sides hold leaves of the new root
+  // (Consul re-signs them with a random delay of up to a minute); none may fail.
+  int calls = 0;
+  int failures = 0;
+  const bool rotated = wait_until(
+      [&] {
+        try {
+          call_whoami(caller, client);
+        } catch (const std::exception& e) {
+          ++failures;
+          last_error_ = e.what();
+        }
+        ++calls;
+        return metric(callee, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {}) !=
+                   expiry_before &&
+               metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {}) != 0;
+      },
+      90s, 200ms);
+  EXPECT_TRUE(rotated) << "the callee took a leaf of the new root";
+  EXPECT_EQ(failures, 0) << "of " << calls << " calls; last: " << last_error_;
+  // A new caller, which only ever had the new root's leaf, is served too.
+  auto& later = native_caller("later");
+  auto& later_client = later.client(whoami);
+  EXPECT_TRUE(first_reply(later, later_client)) << last_error_;
+}
+
+}  // namespace
+}  // namespace coromesh::testing
