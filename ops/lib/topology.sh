@@ -131,7 +131,7 @@ _topology_sidecar() {
   local -a upstreams=("$@") args=()
   local up
   case "${TOPO_PROXY:-coromesh}" in
-    coromesh)
+    coromesh | native) # native: a service that cannot be native keeps coromesh-sidecar
       for up in "${upstreams[@]}"; do args+=(--upstream "$up:${TOPO_UPSTREAM_MODE:-http}"); done
       proc_start "$TOPO_DIR" "$proc" "${TOPO_BIN:-$COROMESH_ROOT/build/bin}/coromesh-sidecar" \
         --consul "$TOPO_CONSUL_ADDR" --port "$admin" --log-level "${TOPO_LOG_LEVEL:-info}" \
