@@ -139,7 +139,7 @@ names = {"coromesh": "coromesh-sidecar (http upstreams)", "consul": "consul conn
          "coromesh-tcp": "coromesh-sidecar (tcp upstreams)", "native": "Connect-native (no sidecars)"}
 goals = {"coromesh": 3, "coromesh-tcp": 3, "native": 5}  # x the Consul-proxy req/s, lower p99
 by = {}
-print(f"{'round':<6}{'sidecars':<36}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'wrong':>7}{'cpu ms/req':>12}")
+print(f"{'round':<6}{'topology':<36}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'wrong':>7}{'cpu ms/req':>12}")
 for r in rows:
     rnd, _, path, rps, p50, p99, cpu, _, requests, errors, wrong = r
     rps, p50, p99, requests = float(rps), float(p50), float(p99), int(requests)
