@@ -195,60 +195,52 @@ _topology_start_ingress() {
 }
 
 # _topology_start_instance S N: instance N of the service in row S of the table, and
-# its sidecar; appends both to topology.tsv.
+# its sidecar; appends both to topology.tsv. With TOPO_PROXY=native (and a service not
+# marked topology_sidecar_only) the instance is Connect-native and has no sidecar: its
+# port takes Connect mTLS, /health and /metrics are on the loopback admin port (its
+# Meta metrics_port), and it finds its callees in Consul by service name (the table's
+# upstreams are not used: no COROMESH_UPSTREAMS).
 _topology_start_instance() {
   local s="$1" n="$2" name="${topo_names[$1]}" id="${topo_names[$1]}-$2"
-  local port public admin pair key service up service_upstreams=""
-  local -a command=() sidecar_upstreams=()
+  local port public admin pair key service up service_upstreams="" native=0 metrics
+  local -a command=() sidecar_upstreams=() mesh_env=()
   IFS=$'\x1f' read -ra command <<<"${topo_commands[$s]}"
   read -r port public admin < <(free_ports 3 "$TOPO_DIR/ports-given")
   if [ "${TOPO_PROXY:-coromesh}" = native ] && [[ "$topo_sidecar_only" != *" $name "* ]]; then
-    _topology_start_native "$s" "$id" "$port" "$admin" "${command[@]}"
-    return 0
+    native=1
   fi
-  [ "${topo_ports[$s]}" = 0 ] || port="${topo_ports[$s]}"
+  # A native frontend's fixed port is its ingress's (_topology_start_ingress).
+  if [ "${topo_ports[$s]}" != 0 ] && ! { [ "$native" -eq 1 ] && [ "$name" = frontend ]; }; then
+    port="${topo_ports[$s]}"
+  fi
   ! port_busy "$port" || die "port $port ($id) is taken by another process"
-  if [ -n "${topo_upstreams[$s]}" ]; then
+  if [ "$native" -eq 1 ]; then
+    mesh_env=(COROMESH_MESH=native COROMESH_ADMIN_PORT="$admin")
+    metrics="$admin"
+  else
     for pair in ${topo_upstreams[$s]//,/ }; do
       key="${pair%%=*}" service="${pair#*=}"
       read -r up < <(free_ports 1 "$TOPO_DIR/ports-given")
       sidecar_upstreams+=("$service:$up")
       service_upstreams+="${service_upstreams:+,}$key=127.0.0.1:$up"
     done
+    mesh_env=(COROMESH_UPSTREAMS="$service_upstreams")
+    metrics="$port"
   fi
   proc_start "$TOPO_DIR" "$id" env COROMESH_SERVICE_NAME="$name" COROMESH_INSTANCE_ID="$id" \
     COROMESH_BIND_ADDRESS=127.0.0.1 COROMESH_PORT="$port" \
     COROMESH_CONSUL_ADDR="$TOPO_CONSUL_ADDR" CONSUL_HTTP_ADDR="$TOPO_CONSUL_ADDR" \
     COROMESH_CONSUL_CHECK_INTERVAL="${TOPO_CHECK_INTERVAL:-2s}" \
-    COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" COROMESH_UPSTREAMS="$service_upstreams" \
-    "${command[@]}"
-  printf '%s\tservice\t%s\t%s\t%s\t%s\t-\n' "$id" "$name" "$id" "$port" "$port" \
+    COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" "${mesh_env[@]}" "${command[@]}"
+  printf '%s\tservice\t%s\t%s\t%s\t%s\t-\n' "$id" "$name" "$id" "$port" "$metrics" \
     >>"$TOPO_DIR/topology.tsv"
+  [ "$native" -eq 0 ] || return 0
   _topology_sidecar "$id-sidecar" "$name" "$id" "$n" "$port" "$public" "$admin" \
     "${sidecar_upstreams[@]}"
   local upstream_list="${sidecar_upstreams[*]}"
   upstream_list="${upstream_list// /,}"
   printf '%s\tsidecar\t%s\t%s\t%s\t%s\t%s\n' "$id-sidecar" "$name" "$sidecar_id" "$public" \
     "$sidecar_metrics" "${upstream_list:--}" >>"$TOPO_DIR/topology.tsv"
-}
-
-# _topology_start_native S ID PORT ADMIN COMMAND...: a Connect-native instance, no
-# sidecar: its port takes Connect mTLS (the frontend's port is the ingress's), /health
-# and /metrics are on the loopback ADMIN port (its Meta metrics_port), and its callees
-# are found in Consul by service name (no COROMESH_UPSTREAMS).
-_topology_start_native() {
-  local s="$1" id="$2" port="$3" admin="$4" name="${topo_names[$1]}"
-  shift 4
-  [ "${topo_ports[$s]}" = 0 ] || [ "$name" = frontend ] || port="${topo_ports[$s]}"
-  ! port_busy "$port" || die "port $port ($id) is taken by another process"
-  proc_start "$TOPO_DIR" "$id" env COROMESH_SERVICE_NAME="$name" COROMESH_INSTANCE_ID="$id" \
-    COROMESH_BIND_ADDRESS=127.0.0.1 COROMESH_PORT="$port" COROMESH_MESH=native \
-    COROMESH_ADMIN_PORT="$admin" \
-    COROMESH_CONSUL_ADDR="$TOPO_CONSUL_ADDR" CONSUL_HTTP_ADDR="$TOPO_CONSUL_ADDR" \
-    COROMESH_CONSUL_CHECK_INTERVAL="${TOPO_CHECK_INTERVAL:-2s}" \
-    COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" "$@"
-  printf '%s\tservice\t%s\t%s\t%s\t%s\t-\n' "$id" "$name" "$id" "$port" "$admin" \
-    >>"$TOPO_DIR/topology.tsv"
 }
 
 # _topology_passing_ids: the Consul service IDs whose every check passes.
