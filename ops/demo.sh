@@ -10,7 +10,9 @@
 #                        Running it again is safe (what runs is kept).
 #                        --nomad: the same topology as Nomad jobs (ops/nomad/) on a
 #                        `nomad agent -dev` (UI http://127.0.0.1:4646)
-#                        --native (Connect-native services, no sidecars): not yet
+#                        --native: the C++ services Connect-native (no sidecars; they
+#                        find each other in Consul by name), mod-svc behind its sidecar,
+#                        the frontend on 127.0.0.1:8080 through an upstream-only sidecar
 #   ./ops/demo.sh status       each process, its PID, whether it runs, its Consul health
 #   ./ops/demo.sh click [EXPR] POST the seed's expression (or EXPR) to the frontend
 #   ./ops/demo.sh bench [--duration S] [--rounds N] [--with-tcp]
@@ -51,11 +53,6 @@ running_mode() {
   if [ -f "$state/mode" ]; then cat "$state/mode"; fi
 }
 
-not_yet() {
-  echo "[demo] $1: not yet available" >&2
-  exit 2
-}
-
 # build: the binaries the topology runs, no more (tests and benchmarks build in test.sh).
 build() {
   step "build"
@@ -72,7 +69,10 @@ build() {
 # check_fixed_ports: each fixed port is free or held by this demo's own process.
 check_fixed_ports() {
   local entry name port
-  for entry in consul:$consul_port prometheus:$prometheus_port frontend-1:$frontend_port; do
+  # 8080 is the frontend's own port, or under --native its ingress sidecar's.
+  local frontend_proc=frontend-1
+  [ "${1:-}" != native ] || frontend_proc="frontend-ingress"
+  for entry in consul:$consul_port prometheus:$prometheus_port $frontend_proc:$frontend_port; do
     name="${entry%%:*}" port="${entry##*:}"
     # Under Nomad the frontend is an allocation of the demo's agent, not a PID of ours.
     [ "$name" != frontend-1 ] || [ "$(running_mode)" != nomad ] || continue
@@ -85,7 +85,7 @@ check_fixed_ports() {
 # wait_prometheus_targets SECONDS: every process with /metrics is an `up` target.
 wait_prometheus_targets() {
   local deadline=$((SECONDS + $1)) want have
-  want=$(topology_rows | awk -F'\t' '$6 != "-"' | wc -l)
+  want=$(topology_metrics_targets | wc -l)
   while :; do
     have=$(platform_prometheus_targets "$prometheus_addr" 2>/dev/null | awk '$3 == "up"' | wc -l)
     [ "$have" -lt "$want" ] || break
@@ -104,17 +104,14 @@ cmd_up() {
     --native) runner=native ;;
     *) die "up: unknown option $1 (--nomad, --native)" ;;
   esac
-  # Where other ways of running the same topology plug in.
-  case "$runner" in
-    native) not_yet "up --native (Connect-native services without sidecars)" ;;
-  esac
+  [ "$runner" != native ] || export TOPO_PROXY=native
   mkdir -p "$state"
   local running
   running=$(running_mode)
   if [ -n "$running" ] && [ "$running" != "$runner" ]; then
     die "the demo already runs as '$running'; './ops/demo.sh down' first"
   fi
-  check_fixed_ports
+  check_fixed_ports "$runner"
   "$COROMESH_ROOT/ops/setup.sh"
   build
 
@@ -141,12 +138,17 @@ cmd_up() {
     wait_prometheus_targets 90
   fi
 
+  local how="each listening on 127.0.0.1 behind its own coromesh-sidecar (mTLS with
+certificates from Consul's Connect CA); the frontend reaches the operators through its
+sidecar's upstream listeners."
+  [ "$runner" != native ] || how="the C++ ones Connect-native (each serves Connect mTLS
+itself; the frontend finds the operators in Consul and calls them directly), mod-svc
+behind its coromesh-sidecar; 127.0.0.1:$frontend_port is an upstream-only coromesh-sidecar
+(frontend-ingress) in front of the frontend's mTLS port."
   cat <<MSG
 
 The calculator mesh is up: add-svc, sub-svc, mul-svc, div-svc, mod-svc (Python), 2
-instances each, and a frontend, each listening on 127.0.0.1 behind its own coromesh-sidecar (mTLS with
-certificates from Consul's Connect CA); the frontend reaches the operators through its
-sidecar's upstream listeners.
+instances each, and a frontend, $how
 
   frontend     http://$frontend_addr/api/v1/compute
   Consul UI    http://$consul_addr/ui/dc1/services

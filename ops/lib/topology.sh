@@ -10,7 +10,14 @@
 #   TOPO_PROXY           coromesh: coromesh-sidecar for every sidecar (default)
 #                        consul:   `consul connect proxy` for every sidecar, as the seed
 #                                  ran it (L4 only)
-#                        native:   Connect-native services without sidecars (not yet)
+#                        native:   Connect-native services (COROMESH_MESH=native): no
+#                                  sidecars, each finds its callees in Consul by name;
+#                                  a service that cannot be native (topology_sidecar_only)
+#                                  keeps a coromesh-sidecar; the frontend, whose port
+#                                  takes only Connect mTLS, is reached by plain-HTTP
+#                                  clients through an upstream-only coromesh-sidecar
+#                                  (process frontend-ingress, identity "ingress") listening
+#                                  on TOPO_FRONTEND_PORT
 #   TOPO_UPSTREAM_MODE   coromesh-sidecar upstream listeners: http (default) or tcp
 #   TOPO_BIN             where the binaries are (default: build/bin of this tree)
 #   TOPO_CHECK_INTERVAL  Consul check interval of services and sidecars (default 2s)
@@ -28,6 +35,8 @@
 #                (127.0.0.1), COROMESH_PORT, COROMESH_CONSUL_ADDR (and CONSUL_HTTP_ADDR),
 #                COROMESH_CONSUL_CHECK_INTERVAL, COROMESH_LOG_LEVEL, COROMESH_UPSTREAMS
 #
+#   topology_sidecar_only NAME  NAME stays behind a coromesh-sidecar with TOPO_PROXY=native
+#
 #   topology_up                 starts every instance and its sidecar (a no-op when all
 #                               of them run; leftovers of a partial run are stopped first)
 #   topology_wait_ready SECONDS every process alive, every registration passing in
@@ -36,7 +45,8 @@
 #   topology_stop               SIGTERM by PID (they deregister), then the registrations
 #                               of any that could not (killed) are removed
 #   topology_rows [ROLE [SERVICE]]  the rows of TOPO_DIR/topology.tsv (see topology_up)
-#   topology_frontend_addr      host:port of the frontend
+#   topology_frontend_addr      host:port where plain-HTTP clients reach the frontend
+#   topology_metrics_targets    the Consul IDs Prometheus should scrape (one a line)
 
 _topology_lib="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=processes.sh
@@ -47,6 +57,7 @@ topo_instances=()
 topo_ports=()
 topo_upstreams=()
 topo_commands=() # each command's words joined by the unit separator
+topo_sidecar_only=" "
 
 topology_service() {
   local name="$1" instances="$2" port="$3" upstreams="$4"
@@ -60,6 +71,8 @@ topology_service() {
   topo_commands+=("$*")
 }
 
+topology_sidecar_only() { topo_sidecar_only+="$1 "; }
+
 # The calculator of issue 10: two instances of each operator service (mod-svc is
 # Python: the same settings, read from the same environment), one frontend.
 topology_calculator() {
@@ -69,15 +82,18 @@ topology_calculator() {
   topology_service mul-svc 2 0 "" "$bin/mul-svc"
   topology_service div-svc 2 0 "" "$bin/div-svc"
   topology_service mod-svc 2 0 "" "$bin/mod-svc"
+  topology_sidecar_only mod-svc # Python: no Connect module of its own
   topology_service frontend 1 "${TOPO_FRONTEND_PORT:-0}" \
     "add=add-svc,sub=sub-svc,mul=mul-svc,div=div-svc,mod=mod-svc" "$bin/frontend"
 }
 
 # topology.tsv, one row per process, tab-separated:
 #   PROCESS ROLE SERVICE CONSUL_ID PORT METRICS_PORT UPSTREAMS
-# ROLE service|sidecar; PORT the service's port, or the sidecar's public mTLS port;
-# METRICS_PORT where /metrics is served ("-": none, `consul connect proxy`);
-# UPSTREAMS the sidecar's listeners, "service:port,..." ("-": none).
+# ROLE service|sidecar|ingress; PORT the service's port (native: its mTLS port), the
+# sidecar's public mTLS port, or the ingress's listener; CONSUL_ID "-": not registered
+# (the ingress); METRICS_PORT where /metrics is served ("-": none, `consul connect
+# proxy`; a native service's admin port); UPSTREAMS the sidecar's listeners,
+# "service:port,..." ("-": none).
 topology_rows() {
   [ -f "$TOPO_DIR/topology.tsv" ] || return 0
   awk -F'\t' -v role="${1:-}" -v service="${2:-}" \
@@ -86,8 +102,13 @@ topology_rows() {
 
 topology_frontend_addr() {
   local port
-  port=$(topology_rows service frontend | cut -f5 | head -1)
+  port=$(topology_rows ingress frontend | cut -f5 | head -1)
+  [ -n "$port" ] || port=$(topology_rows service frontend | cut -f5 | head -1)
   [ -n "$port" ] && echo "127.0.0.1:$port"
+}
+
+topology_metrics_targets() {
+  topology_rows | awk -F'\t' '$4 != "-" && $6 != "-" {print $4}'
 }
 
 # topology_running: every recorded process is alive (and there is at least one).
@@ -110,7 +131,7 @@ _topology_sidecar() {
   local -a upstreams=("$@") args=()
   local up
   case "${TOPO_PROXY:-coromesh}" in
-    coromesh)
+    coromesh | native) # native: a service that cannot be native keeps coromesh-sidecar
       for up in "${upstreams[@]}"; do args+=(--upstream "$up:${TOPO_UPSTREAM_MODE:-http}"); done
       proc_start "$TOPO_DIR" "$proc" "${TOPO_BIN:-$COROMESH_ROOT/build/bin}/coromesh-sidecar" \
         --consul "$TOPO_CONSUL_ADDR" --port "$admin" --log-level "${TOPO_LOG_LEVEL:-info}" \
@@ -137,10 +158,7 @@ _topology_sidecar() {
 topology_up() {
   [ -n "${TOPO_DIR:-}" ] && [ -n "${TOPO_CONSUL_ADDR:-}" ] || die "topology: TOPO_DIR and TOPO_CONSUL_ADDR must be set"
   case "${TOPO_PROXY:-coromesh}" in
-    coromesh | consul) ;;
-    # Where Connect-native services (no sidecars; the framework's Connect module in the
-    # services themselves) will plug in.
-    native) die "TOPO_PROXY=native (Connect-native services, no sidecars): not yet available" ;;
+    coromesh | consul | native) ;;
     *) die "TOPO_PROXY=${TOPO_PROXY}: expected coromesh, consul or native" ;;
   esac
   [ "${#topo_names[@]}" -gt 0 ] || topology_calculator
@@ -157,34 +175,66 @@ topology_up() {
       _topology_start_instance "$s" "$n"
     done
   done
+  [ "${TOPO_PROXY:-coromesh}" != native ] || _topology_start_ingress
+}
+
+# _topology_start_ingress: plain HTTP on TOPO_FRONTEND_PORT to the native frontend's
+# mTLS port, for curl, wrk and the tests (which are not in the mesh): an upstream-only
+# coromesh-sidecar with its own identity, not registered. tcp: one frontend instance,
+# and a computation's time is the frontend's own business (no http-mode timeout).
+_topology_start_ingress() {
+  local port="${TOPO_FRONTEND_PORT:-0}" admin
+  read -r admin < <(free_ports 1 "$TOPO_DIR/ports-given")
+  [ "$port" != 0 ] || read -r port < <(free_ports 1 "$TOPO_DIR/ports-given")
+  ! port_busy "$port" || die "port $port (frontend-ingress) is taken by another process"
+  proc_start "$TOPO_DIR" frontend-ingress "${TOPO_BIN:-$COROMESH_ROOT/build/bin}/coromesh-sidecar" \
+    --consul "$TOPO_CONSUL_ADDR" --port "$admin" --log-level "${TOPO_LOG_LEVEL:-info}" \
+    --service ingress --upstream "frontend:$port:tcp"
+  printf 'frontend-ingress\tingress\tfrontend\t-\t%s\t%s\tfrontend:%s\n' "$port" "$admin" "$port" \
+    >>"$TOPO_DIR/topology.tsv"
 }
 
 # _topology_start_instance S N: instance N of the service in row S of the table, and
-# its sidecar; appends both to topology.tsv.
+# its sidecar; appends both to topology.tsv. With TOPO_PROXY=native (and a service not
+# marked topology_sidecar_only) the instance is Connect-native and has no sidecar: its
+# port takes Connect mTLS, /health and /metrics are on the loopback admin port (its
+# Meta metrics_port), and it finds its callees in Consul by service name (the table's
+# upstreams are not used: no COROMESH_UPSTREAMS).
 _topology_start_instance() {
   local s="$1" n="$2" name="${topo_names[$1]}" id="${topo_names[$1]}-$2"
-  local port public admin pair key service up service_upstreams=""
-  local -a command=() sidecar_upstreams=()
+  local port public admin pair key service up service_upstreams="" native=0 metrics
+  local -a command=() sidecar_upstreams=() mesh_env=()
   IFS=$'\x1f' read -ra command <<<"${topo_commands[$s]}"
   read -r port public admin < <(free_ports 3 "$TOPO_DIR/ports-given")
-  [ "${topo_ports[$s]}" = 0 ] || port="${topo_ports[$s]}"
+  if [ "${TOPO_PROXY:-coromesh}" = native ] && [[ "$topo_sidecar_only" != *" $name "* ]]; then
+    native=1
+  fi
+  # A native frontend's fixed port is its ingress's (_topology_start_ingress).
+  if [ "${topo_ports[$s]}" != 0 ] && ! { [ "$native" -eq 1 ] && [ "$name" = frontend ]; }; then
+    port="${topo_ports[$s]}"
+  fi
   ! port_busy "$port" || die "port $port ($id) is taken by another process"
-  if [ -n "${topo_upstreams[$s]}" ]; then
+  if [ "$native" -eq 1 ]; then
+    mesh_env=(COROMESH_MESH=native COROMESH_ADMIN_PORT="$admin")
+    metrics="$admin"
+  else
     for pair in ${topo_upstreams[$s]//,/ }; do
       key="${pair%%=*}" service="${pair#*=}"
       read -r up < <(free_ports 1 "$TOPO_DIR/ports-given")
       sidecar_upstreams+=("$service:$up")
       service_upstreams+="${service_upstreams:+,}$key=127.0.0.1:$up"
     done
+    mesh_env=(COROMESH_UPSTREAMS="$service_upstreams")
+    metrics="$port"
   fi
   proc_start "$TOPO_DIR" "$id" env COROMESH_SERVICE_NAME="$name" COROMESH_INSTANCE_ID="$id" \
     COROMESH_BIND_ADDRESS=127.0.0.1 COROMESH_PORT="$port" \
     COROMESH_CONSUL_ADDR="$TOPO_CONSUL_ADDR" CONSUL_HTTP_ADDR="$TOPO_CONSUL_ADDR" \
     COROMESH_CONSUL_CHECK_INTERVAL="${TOPO_CHECK_INTERVAL:-2s}" \
-    COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" COROMESH_UPSTREAMS="$service_upstreams" \
-    "${command[@]}"
-  printf '%s\tservice\t%s\t%s\t%s\t%s\t-\n' "$id" "$name" "$id" "$port" "$port" \
+    COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" "${mesh_env[@]}" "${command[@]}"
+  printf '%s\tservice\t%s\t%s\t%s\t%s\t-\n' "$id" "$name" "$id" "$port" "$metrics" \
     >>"$TOPO_DIR/topology.tsv"
+  [ "$native" -eq 0 ] || return 0
   _topology_sidecar "$id-sidecar" "$name" "$id" "$n" "$port" "$public" "$admin" \
     "${sidecar_upstreams[@]}"
   local upstream_list="${sidecar_upstreams[*]}"
@@ -209,7 +259,7 @@ _topology_not_ready() {
       tail -15 "$TOPO_DIR/$proc.log" >&2
       die "$proc exited during start-up (log: $TOPO_DIR/$proc.log)"
     fi
-    grep -qxF "$id" <<<"$passing" || echo "$id not passing in Consul"
+    [ "$id" = - ] || grep -qxF "$id" <<<"$passing" || echo "$id not passing in Consul"
     if [ "$upstreams" != - ]; then
       for up in ${upstreams//,/ }; do
         port_busy "${up##*:}" || echo "$proc: upstream listener ${up} not open"
@@ -258,6 +308,7 @@ topology_status() {
     local ports="port $port"
     [ "$metrics" = - ] || [ "$metrics" = "$port" ] || ports+=" metrics $metrics"
     [ "$upstreams" = - ] || ports+=" upstreams $upstreams"
+    [ "$id" != - ] || h=-
     printf '%-22s %-8s %-8s %-6s %-28s %-9s %s\n' "$proc" "$role" "${pid:--}" "$state" "$id" \
       "${h:-absent}" "$ports"
   done < <(topology_rows)

@@ -7,9 +7,13 @@
 #   3. both instances of every operator service got calls (their own /metrics);
 #   4. with one add-svc instance killed (SIGKILL) in the middle of a stream of
 #      requests, every answer stays right;
-#   5. Prometheus sees the request counters rise (the frontend's and its sidecar's).
+#   5. Prometheus sees the request counters rise (the frontend's and its sidecar's; with
+#      TOPO_PROXY=native the frontend's own client-side calls).
 #
-#   tests/e2e/calculator_mesh.sh [BIN_DIR=build/bin]
+#   [TOPO_PROXY=coromesh|native] tests/e2e/calculator_mesh.sh [BIN_DIR=build/bin]
+# TOPO_PROXY=native: the same checks against the Connect-native topology (no sidecars
+# but mod-svc's; the frontend reached through its ingress sidecar), which also shows
+# that each native operator's own metrics (its admin port) saw its share of the calls.
 # Every process it starts is stopped by PID on exit, whatever the outcome.
 set -euo pipefail
 COROMESH_SCRIPT=e2e
@@ -23,7 +27,7 @@ prom_query() {
 }
 
 # ---------------------------------------------------------------- 1. discovery
-want_targets=$(topology_rows | awk -F'\t' '$6 != "-" {print $4}' | sort)
+want_targets=$(topology_metrics_targets | sort)
 deadline=$((SECONDS + 60))
 while :; do
   up_targets=$(platform_prometheus_targets "$platform_prometheus_addr" 2>/dev/null |
@@ -35,8 +39,14 @@ wanted:
 $want_targets"
   sleep 0.5
 done
-sidecars=$(grep -c -- '-sidecar-proxy$' <<<"$want_targets")
-[ "$sidecars" -eq 11 ] || fail "expected 11 sidecar targets, found $sidecars"
+# One sidecar per instance, or with native services only mod-svc's two.
+want_sidecars=11 want_native=0
+[ "$TOPO_PROXY" != native ] || want_sidecars=2 want_native=9
+sidecars=$(grep -c -- '-sidecar-proxy$' <<<"$want_targets" || true)
+[ "$sidecars" -eq "$want_sidecars" ] || fail "expected $want_sidecars sidecar targets, found $sidecars"
+native=$(curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/services" |
+  jq '[.[] | select(.Connect.Native == true)] | length')
+[ "$native" -eq "$want_native" ] || fail "expected $want_native Connect-native registrations, found $native"
 pass "Prometheus scrapes all $(wc -l <<<"$want_targets") services and sidecars, found through Consul"
 
 # ---------------------------------------------------------------- 2. expressions
@@ -97,7 +107,11 @@ pass "both instances of every operator service got calls"
 
 # ---------------------------------------------------------------- 4. an instance killed
 computes_before=$(prom_query 'sum(coromesh_http_server_requests_total{service="frontend",operation="compute"})')
-sidecar_before=$(prom_query 'sum(coromesh_sidecar_upstream_requests_total{service="frontend-sidecar-proxy",upstream="add-svc"})')
+# The frontend's add calls: counted by its sidecar's upstream, or natively by its client.
+add_calls='sum(coromesh_sidecar_upstream_requests_total{service="frontend-sidecar-proxy",upstream="add-svc"})'
+[ "$TOPO_PROXY" != native ] ||
+  add_calls='sum(coromesh_qos_calls_total{service="frontend",operation="add",side="client"})'
+sidecar_before=$(prom_query "$add_calls")
 # Two clients, each a stream of the seed's request; add-svc-1 dies once both are going.
 clients=()
 for client in 1 2; do
@@ -128,7 +142,7 @@ pass "add-svc-1 killed (pid $victim) after $answers_at_kill answers: all 90 answ
 deadline=$((SECONDS + 60))
 while :; do
   computes_after=$(prom_query 'sum(coromesh_http_server_requests_total{service="frontend",operation="compute"})')
-  sidecar_after=$(prom_query 'sum(coromesh_sidecar_upstream_requests_total{service="frontend-sidecar-proxy",upstream="add-svc"})')
+  sidecar_after=$(prom_query "$add_calls")
   # 90 computations since the first reading; the seed's expression makes 8 additions.
   if awk -v a="${computes_after:-0}" -v b="${computes_before:-0}" \
     -v c="${sidecar_after:-0}" -v d="${sidecar_before:-0}" 'BEGIN {exit !(a - b >= 90 && c - d >= 720)}'; then
@@ -136,9 +150,9 @@ while :; do
   fi
   [ "$SECONDS" -lt "$deadline" ] || fail "Prometheus's counters did not rise enough in 60 s:" \
     "frontend computes $computes_before -> $computes_after, its sidecar's add-svc requests" \
-    "$sidecar_before -> $sidecar_after"
+    "$sidecar_before -> $sidecar_after ($add_calls)"
   sleep 0.5
 done
 pass "Prometheus: frontend computes $computes_before -> $computes_after," \
-  "its sidecar's add-svc requests $sidecar_before -> $sidecar_after"
+  "its add-svc calls $sidecar_before -> $sidecar_after ($add_calls)"
 echo "PASS"
