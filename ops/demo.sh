@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one-command demo: the calculator mesh on this machine.
-#   ./ops/demo.sh up [--nomad|--native]
+#   ./ops/demo.sh up [--nomad|--native|--secure]
 #                        set up, build, then start a Consul dev agent (127.0.0.1:8500),
 #                        two instances of add-svc, sub-svc, mul-svc, div-svc and mod-svc
 #                        (Python) and one
@@ -11,6 +11,11 @@
 #                        --nomad: the same topology as Nomad jobs (ops/nomad/) on a
 #                        `nomad agent -dev` (UI http://127.0.0.1:4646)
 #                        --native (Connect-native services, no sidecars): not yet
+#                        --secure: Consul with ACLs on and default policy deny, a
+#                        "*" -> "*" deny intention plus frontend -> each operator, one
+#                        token per service and per sidecar, Prometheus with its own
+#                        read-only token; every token in ops/.demo/acl/ (0600), never
+#                        printed (README, "Running with ACLs")
 #   ./ops/demo.sh status       each process, its PID, whether it runs, its Consul health
 #   ./ops/demo.sh click [EXPR] POST the seed's expression (or EXPR) to the frontend
 #   ./ops/demo.sh bench [--duration S] [--rounds N] [--with-tcp]
@@ -46,10 +51,17 @@ export TOPO_PROXY=coromesh TOPO_UPSTREAM_MODE=http TOPO_CHECK_INTERVAL=2s
 
 nomad_dir="$state/nomad"
 
-# running_mode: how the running demo was started (processes or nomad), or nothing.
+# running_mode: how the running demo was started (processes, nomad or secure), or nothing.
 running_mode() {
   if [ -f "$state/mode" ]; then cat "$state/mode"; fi
 }
+
+# secure mode: the topology's and this script's Consul calls use the bootstrap token;
+# Consul and Prometheus start with ACLs (PLATFORM_ACL).
+use_secure_mode() {
+  export PLATFORM_ACL=1 TOPO_ACL_RUN="$state"
+}
+[ "$(running_mode)" != secure ] || use_secure_mode
 
 not_yet() {
   echo "[demo] $1: not yet available" >&2
@@ -102,8 +114,10 @@ cmd_up() {
     "") ;;
     --nomad) runner=nomad ;;
     --native) runner=native ;;
-    *) die "up: unknown option $1 (--nomad, --native)" ;;
+    --secure) runner=secure ;;
+    *) die "up: unknown option $1 (--nomad, --native, --secure)" ;;
   esac
+  [ "$runner" != secure ] || use_secure_mode
   # Where other ways of running the same topology plug in.
   case "$runner" in
     native) not_yet "up --native (Connect-native services without sidecars)" ;;
@@ -118,7 +132,7 @@ cmd_up() {
   "$COROMESH_ROOT/ops/setup.sh"
   build
 
-  step "consul agent -dev"
+  step "consul agent -dev${PLATFORM_ACL:+ (ACLs on, default deny)}"
   platform_start_consul "$state" "$consul_port"
   step_done "$consul_addr"
   step "prometheus"
@@ -165,6 +179,11 @@ MSG
   else
     echo "  logs: ops/.demo/<process>.log (add-svc-1.log, add-svc-1-sidecar.log, frontend-1.log, consul.log, ...)"
   fi
+  if [ "$runner" = secure ]; then
+    echo "  ACLs: default deny; tokens (0600) in ops/.demo/acl/: bootstrap.token (the operator's:"
+    echo "        CONSUL_HTTP_TOKEN_FILE=ops/.demo/acl/bootstrap.token consul intention list),"
+    echo "        <service>.token and <service>-sidecar.token, prometheus.token"
+  fi
 }
 
 cmd_status() {
@@ -199,7 +218,7 @@ cmd_status() {
   if proc_alive "$state" consul; then
     # The QoS each service declared (published in its registration's Meta), and where
     # an operator overrides it live.
-    curl -fsS "http://$consul_addr/v1/agent/services" |
+    _topology_consul_curl -fsS "http://$consul_addr/v1/agent/services" |
       jq -r '[.[] | select(.Meta.qos_overrides != null)] | group_by(.Service)[] | .[0]
              | .Meta.qos_overrides as $kv | .Meta | to_entries[]
              | select(.key | startswith("qos_") and . != "qos_overrides")
@@ -255,7 +274,7 @@ case "${1:-}" in
     ;;
   down) cmd_down ;;
   *)
-    echo "usage: $0 up [--nomad|--native] | status | click [EXPRESSION] | bench [--duration S] [--rounds N] [--with-tcp] | down" >&2
+    echo "usage: $0 up [--nomad|--native|--secure] | status | click [EXPRESSION] | bench [--duration S] [--rounds N] [--with-tcp] | down" >&2
     exit 2
     ;;
 esac
