@@ -224,7 +224,8 @@ cmd_status() {
              | select(.key | startswith("qos_") and . != "qos_overrides")
              | (.key | ltrimstr("qos_") | sub("^client_"; "client/")) as $op
              | "[demo] QoS \($kv)\($op): \(.value)"' || true
-    echo "[demo] (override one live: consul kv put <key> '{\"rate_limit\": {\"permits\": 2, \"period\": \"1s\"}}')"
+    echo "[demo] (override one live:${TOPO_ACL_RUN:+ CONSUL_HTTP_TOKEN_FILE=ops/.demo/acl/bootstrap.token}" \
+      "consul kv put <key> '{\"rate_limit\": {\"permits\": 2, \"period\": \"1s\"}}')"
   fi
 }
 
