@@ -270,6 +270,9 @@ case "${1:-}" in
   status) cmd_status ;;
   click) cmd_click "${@:2}" ;;
   bench)
+    # Its peer, `consul connect proxy`, registers "<service>-proxy", which a service
+    # identity token does not cover.
+    [ "$(running_mode)" != secure ] || die "bench: not on the secure demo yet; './ops/demo.sh down', then 'up'"
     source "$COROMESH_ROOT/ops/lib/bench.sh"
     cmd_bench "${@:2}"
     ;;

@@ -50,9 +50,8 @@ _bench_cleanup() {
   local dir
   for dir in $(_bench_dirs); do
     dir="${dir%/}"
-    # In secure mode (TOPO_ACL_RUN set) each bench Consul has its own bootstrap token.
     TOPO_DIR="$dir" TOPO_CONSUL_ADDR="$(cat "$dir/consul.addr" 2>/dev/null || echo 127.0.0.1:1)" \
-      TOPO_ACL_RUN="${TOPO_ACL_RUN:+$dir}" topology_stop >/dev/null
+      topology_stop >/dev/null
     platform_stop "$dir"
     rm -rf "$dir"
   done
@@ -68,7 +67,7 @@ _bench_start() {
   echo "$platform_consul_addr" >"$dir/consul.addr"
   (
     export TOPO_DIR="$dir" TOPO_CONSUL_ADDR="$platform_consul_addr" TOPO_PROXY="$2"
-    export TOPO_UPSTREAM_MODE="$3" TOPO_FRONTEND_PORT=0 TOPO_ACL_RUN="${TOPO_ACL_RUN:+$dir}"
+    export TOPO_UPSTREAM_MODE="$3" TOPO_FRONTEND_PORT=0
     topology_up
     topology_wait_ready 120
   ) || die "the $label topology did not come up (logs: $dir)"
