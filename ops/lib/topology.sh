@@ -22,8 +22,8 @@
 #                        each service (from UPSTREAMS), and gives every service and every
 #                        sidecar its own token (service identity; TOPO_ACL_RUN/acl/
 #                        NAME.token and NAME-sidecar.token, 0600) through its token file;
-#                        this library's own Consul calls use the bootstrap token. Empty
-#                        (default): a Consul without ACLs
+#                        this library's own Consul calls use the bootstrap token; only
+#                        with TOPO_PROXY=coromesh. Empty (default): a Consul without ACLs
 #
 # The services are a table (topology_calculator below); one line adds a service:
 #   topology_service NAME INSTANCES PORT UPSTREAMS COMMAND...
@@ -173,7 +173,6 @@ _topology_sidecar() {
     consul)
       # As the seed's Nomad jobs ran it; -register-id keeps two instances apart. It
       # registers "<name>-proxy" with a TTL check and serves no metrics.
-      [ -z "$token" ] || args+=(-token-file "$token")
       for up in "${upstreams[@]}"; do args+=(-upstream "$up"); done
       proc_start "$TOPO_DIR" "$proc" consul connect proxy -http-addr "$TOPO_CONSUL_ADDR" \
         -log-level "${TOPO_LOG_LEVEL:-info}" -service "$name" \
@@ -194,6 +193,9 @@ topology_up() {
     native) die "TOPO_PROXY=native (Connect-native services, no sidecars): not yet available" ;;
     *) die "TOPO_PROXY=${TOPO_PROXY}: expected coromesh, consul or native" ;;
   esac
+  # `consul connect proxy` registers "<service>-proxy": outside a service identity.
+  [ -z "${TOPO_ACL_RUN:-}" ] || [ "${TOPO_PROXY:-coromesh}" = coromesh ] ||
+    die "topology: TOPO_ACL_RUN (secure mode) needs TOPO_PROXY=coromesh"
   [ "${#topo_names[@]}" -gt 0 ] || topology_calculator
   mkdir -p "$TOPO_DIR"
   if topology_running; then
