@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one-command demo: the calculator mesh on this machine.
-#   ./ops/demo.sh up [--nomad|--native]
+#   ./ops/demo.sh up [--nomad|--native|--secure]
 #                        set up, build, then start a Consul dev agent (127.0.0.1:8500),
 #                        two instances of add-svc, sub-svc, mul-svc, div-svc and mod-svc
 #                        (Python) and one
@@ -13,6 +13,11 @@
 #                        --native: the C++ services Connect-native (no sidecars; they
 #                        find each other in Consul by name), mod-svc behind its sidecar,
 #                        the frontend on 127.0.0.1:8080 through an upstream-only sidecar
+#                        --secure: Consul with ACLs on and default policy deny, a
+#                        "*" -> "*" deny intention plus frontend -> each operator, one
+#                        token per service and per sidecar, Prometheus with its own
+#                        read-only token; every token in ops/.demo/acl/ (0600), never
+#                        printed (README, "Running with ACLs")
 #   ./ops/demo.sh status       each process, its PID, whether it runs, its Consul health
 #   ./ops/demo.sh click [EXPR] POST the seed's expression (or EXPR) to the frontend
 #   ./ops/demo.sh bench [--duration S] [--rounds N] [--with-tcp]
@@ -48,10 +53,17 @@ export TOPO_PROXY=coromesh TOPO_UPSTREAM_MODE=http TOPO_CHECK_INTERVAL=2s
 
 nomad_dir="$state/nomad"
 
-# running_mode: how the running demo was started (processes or nomad), or nothing.
+# running_mode: how the running demo was started (processes, nomad or secure), or nothing.
 running_mode() {
   if [ -f "$state/mode" ]; then cat "$state/mode"; fi
 }
+
+# secure mode: the topology's and this script's Consul calls use the bootstrap token;
+# Consul and Prometheus start with ACLs (PLATFORM_ACL).
+use_secure_mode() {
+  export PLATFORM_ACL=1 TOPO_ACL_RUN="$state"
+}
+[ "$(running_mode)" != secure ] || use_secure_mode
 
 # build: the binaries the topology runs, no more (tests and benchmarks build in test.sh).
 build() {
@@ -102,9 +114,11 @@ cmd_up() {
     "") ;;
     --nomad) runner=nomad ;;
     --native) runner=native ;;
-    *) die "up: unknown option $1 (--nomad, --native)" ;;
+    --secure) runner=secure ;;
+    *) die "up: unknown option $1 (--nomad, --native, --secure)" ;;
   esac
   [ "$runner" != native ] || export TOPO_PROXY=native
+  [ "$runner" != secure ] || use_secure_mode
   mkdir -p "$state"
   local running
   running=$(running_mode)
@@ -115,7 +129,7 @@ cmd_up() {
   "$COROMESH_ROOT/ops/setup.sh"
   build
 
-  step "consul agent -dev"
+  step "consul agent -dev${PLATFORM_ACL:+ (ACLs on, default deny)}"
   platform_start_consul "$state" "$consul_port"
   step_done "$consul_addr"
   step "prometheus"
@@ -167,6 +181,11 @@ MSG
   else
     echo "  logs: ops/.demo/<process>.log (add-svc-1.log, add-svc-1-sidecar.log, frontend-1.log, consul.log, ...)"
   fi
+  if [ "$runner" = secure ]; then
+    echo "  ACLs: default deny; tokens (0600) in ops/.demo/acl/: bootstrap.token (the operator's:"
+    echo "        CONSUL_HTTP_TOKEN_FILE=ops/.demo/acl/bootstrap.token consul intention list),"
+    echo "        <service>.token and <service>-sidecar.token, prometheus.token"
+  fi
 }
 
 cmd_status() {
@@ -201,13 +220,14 @@ cmd_status() {
   if proc_alive "$state" consul; then
     # The QoS each service declared (published in its registration's Meta), and where
     # an operator overrides it live.
-    curl -fsS "http://$consul_addr/v1/agent/services" |
+    _topology_consul_curl -fsS "http://$consul_addr/v1/agent/services" |
       jq -r '[.[] | select(.Meta.qos_overrides != null)] | group_by(.Service)[] | .[0]
              | .Meta.qos_overrides as $kv | .Meta | to_entries[]
              | select(.key | startswith("qos_") and . != "qos_overrides")
              | (.key | ltrimstr("qos_") | sub("^client_"; "client/")) as $op
              | "[demo] QoS \($kv)\($op): \(.value)"' || true
-    echo "[demo] (override one live: consul kv put <key> '{\"rate_limit\": {\"permits\": 2, \"period\": \"1s\"}}')"
+    echo "[demo] (override one live:${TOPO_ACL_RUN:+ CONSUL_HTTP_TOKEN_FILE=ops/.demo/acl/bootstrap.token}" \
+      "consul kv put <key> '{\"rate_limit\": {\"permits\": 2, \"period\": \"1s\"}}')"
   fi
 }
 
@@ -252,12 +272,15 @@ case "${1:-}" in
   status) cmd_status ;;
   click) cmd_click "${@:2}" ;;
   bench)
+    # Its peer, `consul connect proxy`, registers "<service>-proxy", which a service
+    # identity token does not cover.
+    [ "$(running_mode)" != secure ] || die "bench: not on the secure demo yet; './ops/demo.sh down', then 'up'"
     source "$COROMESH_ROOT/ops/lib/bench.sh"
     cmd_bench "${@:2}"
     ;;
   down) cmd_down ;;
   *)
-    echo "usage: $0 up [--nomad|--native] | status | click [EXPRESSION] | bench [--duration S] [--rounds N] [--with-tcp] | down" >&2
+    echo "usage: $0 up [--nomad|--native|--secure] | status | click [EXPRESSION] | bench [--duration S] [--rounds N] [--with-tcp] | down" >&2
     exit 2
     ;;
 esac

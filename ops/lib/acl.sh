@@ -107,29 +107,58 @@ _acl_token_file() {
   printf '%s/%s.token\n' "$dir" "$name"
 }
 
-# acl_service_token ADDR RUN_DIR SERVICE: a token for SERVICE and its sidecar: the
+# acl_service_token ADDR RUN_DIR SERVICE [NAME]: a token for SERVICE and its sidecar: the
 # service identity (service:write on SERVICE and SERVICE-sidecar-proxy, read on every
 # service and node: registration, leaf certificate, intentions, upstream discovery) and
-# read on its live QoS override keys (coromesh/qos/SERVICE/). Prints the token file.
+# read on its live QoS override keys (coromesh/qos/SERVICE/). Kept in NAME.token (NAME
+# defaults to SERVICE: one token per process kind, e.g. add-svc and add-svc-sidecar).
+# Prints the token file.
 acl_service_token() {
-  local addr=$1 run=$2 service=$3
+  local addr=$1 run=$2 service=$3 name=${4:-$3}
   _acl_policy "$addr" "$run" "coromesh-qos-$service" \
     "key_prefix \"coromesh/qos/$service/\" { policy = \"read\" }" || return 1
-  _acl_token_file "$addr" "$run" "$service" -description "coromesh service $service" \
+  _acl_token_file "$addr" "$run" "$name" -description "coromesh $name (service $service)" \
     -service-identity "$service" -policy-name "coromesh-qos-$service"
 }
 
-# acl_rotate_token ADDR RUN_DIR SERVICE: a new token replaces SERVICE.token (the running
-# processes read it at their next Consul call and register again with it), then the old
-# one is revoked.
+# acl_ensure_service_token ADDR RUN_DIR SERVICE [NAME]: as acl_service_token, but an
+# existing NAME.token the agent still accepts is kept (a second `up` makes no new
+# token; a restarted dev agent, which forgot every token, gets new ones).
+acl_ensure_service_token() {
+  local file
+  file="$(acl_dir "$2")/${4:-$3}.token"
+  if [ -s "$file" ] && CONSUL_HTTP_ADDR="$1" CONSUL_HTTP_TOKEN="" CONSUL_HTTP_TOKEN_FILE="$file" \
+    consul acl token read -self >/dev/null 2>&1; then
+    printf '%s\n' "$file"
+    return 0
+  fi
+  acl_service_token "$@"
+}
+
+# acl_rotate_token ADDR RUN_DIR SERVICE [NAME]: a new token replaces NAME.token (the
+# running processes read it at their next Consul call and register again with it), then
+# the old one is revoked.
 acl_rotate_token() {
-  local addr=$1 run=$2 service=$3 dir old
+  local addr=$1 run=$2 service=$3 name=${4:-$3} dir old
   dir=$(acl_dir "$run")
-  old=$(cat "$dir/$service.accessor")
-  acl_service_token "$addr" "$run" "$service" >/dev/null || return 1
+  old=$(cat "$dir/$name.accessor")
+  acl_service_token "$addr" "$run" "$service" "$name" >/dev/null || return 1
   # Give the processes a resync interval (5s by default) to pick the new token up.
   sleep "${ACL_ROTATE_GRACE:-6}"
   _acl_consul "$addr" "$run" acl token delete -accessor-id "$old" >/dev/null
+}
+
+# acl_curl_header RUN_DIR: a file holding "X-Consul-Token: <bootstrap token>" (0600), for
+# `curl -H @FILE`: the operator's own HTTP calls to Consul, with no token on a command
+# line. Prints its path.
+acl_curl_header() {
+  local dir
+  dir=$(acl_dir "$1")
+  (
+    umask 077
+    printf 'X-Consul-Token: %s\n' "$(cat "$dir/bootstrap.token")" >"$dir/bootstrap.header"
+  )
+  printf '%s/bootstrap.header\n' "$dir"
 }
 
 # acl_prometheus_token ADDR RUN_DIR: read on every service, node and agent: what

@@ -12,16 +12,24 @@
 #                                           empty catalog and a new CA); server: a
 #                                           one-node server with Connect and its data
 #                                           in DIR/consul-data (a restart keeps both)
+#                                           PLATFORM_ACL=1: ACLs on, default policy
+#                                           deny (ops/lib/acl.sh), the bootstrap token
+#                                           in DIR/acl/bootstrap.token (0600); returns
+#                                           once the agent accepts it
 #   platform_start_prometheus DIR PORT CONSUL_ADDR SCRAPE_INTERVAL
 #                                           ops/prometheus/prometheus.yml.in rendered
 #                                           into DIR; returns once ready; sets
-#                                           $platform_prometheus_addr
+#                                           $platform_prometheus_addr. PLATFORM_ACL=1:
+#                                           consul_sd_configs with its own read-only
+#                                           token (DIR/acl/prometheus.token)
 #   platform_stop DIR                       Prometheus, then Consul
 #   platform_prometheus_targets ADDR        one line per active target: "SERVICE INSTANCE HEALTH"
 
 _platform_lib="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=processes.sh
 source "$_platform_lib/processes.sh"
+# shellcheck source=acl.sh
+source "$_platform_lib/acl.sh"
 
 # _platform_wait SECONDS NAME DIR CHECK...: runs CHECK every 0.2 s until it succeeds;
 # fails with the process's log when it exits or the time is up.
@@ -63,12 +71,19 @@ platform_start_consul() {
         ;;
       *) die "PLATFORM_CONSUL_MODE=${PLATFORM_CONSUL_MODE}: expected dev or server" ;;
     esac
+    if [ "${PLATFORM_ACL:-0}" = 1 ]; then
+      acl_init "$dir"
+      mode+=("$(acl_consul_args "$dir")")
+    fi
     proc_start "$dir" consul consul agent "${mode[@]}" -node=coromesh -bind=127.0.0.1 \
       -client=127.0.0.1 -advertise=127.0.0.1 -http-port="$http_port" -dns-port="$dns" \
       -serf-lan-port="$lan" -serf-wan-port="$wan" -server-port="$server" \
       -grpc-port="$grpc" -grpc-tls-port="$grpc_tls" -log-level=warn
   fi
   _platform_wait 60 consul "$dir" _consul_ready "$platform_consul_addr"
+  if [ "${PLATFORM_ACL:-0}" = 1 ]; then
+    acl_wait_ready "$platform_consul_addr" "$dir" || die "consul: ACLs not ready (log: $dir/consul.log)"
+  fi
 }
 
 _prometheus_ready() { curl -fsS --max-time 2 -o /dev/null "http://$1/-/ready" 2>/dev/null; }
@@ -82,6 +97,12 @@ platform_start_prometheus() {
     sed -e "s/__CONSUL_ADDR__/$consul_addr/" -e "s/__SCRAPE_INTERVAL__/$interval/g" \
       -e "s#__RULES_DIR__#$COROMESH_ROOT/ops/prometheus/rules#g" \
       "$COROMESH_ROOT/ops/prometheus/prometheus.yml.in" >"$dir/prometheus.yml"
+    if [ "${PLATFORM_ACL:-0}" = 1 ]; then
+      local token_file
+      token_file=$(acl_prometheus_token "$consul_addr" "$dir") || die "prometheus: no Consul token"
+      acl_prometheus_config "$dir/prometheus.yml" "$dir/prometheus-acl.yml" "$token_file"
+      mv -f "$dir/prometheus-acl.yml" "$dir/prometheus.yml"
+    fi
     proc_start "$dir" prometheus prometheus --config.file="$dir/prometheus.yml" \
       --storage.tsdb.path="$dir/prometheus-data" \
       --web.listen-address="$platform_prometheus_addr" --log.level=warn

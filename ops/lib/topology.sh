@@ -23,6 +23,14 @@
 #   TOPO_CHECK_INTERVAL  Consul check interval of services and sidecars (default 2s)
 #   TOPO_LOG_LEVEL       log level of services and sidecars (default info)
 #   TOPO_FRONTEND_PORT   the frontend's port (default 0: a free one)
+#   TOPO_ACL_RUN         secure mode: the run directory of ops/lib/acl.sh whose bootstrap
+#                        token manages the (ACL-enabled) Consul agent. topology_up then
+#                        writes the "*" -> "*" deny intention and one allow per caller of
+#                        each service (from UPSTREAMS), and gives every service and every
+#                        sidecar its own token (service identity; TOPO_ACL_RUN/acl/
+#                        NAME.token and NAME-sidecar.token, 0600) through its token file;
+#                        this library's own Consul calls use the bootstrap token; only
+#                        with TOPO_PROXY=coromesh. Empty (default): a Consul without ACLs
 #
 # The services are a table (topology_calculator below); one line adds a service:
 #   topology_service NAME INSTANCES PORT UPSTREAMS COMMAND...
@@ -51,6 +59,8 @@
 _topology_lib="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=processes.sh
 source "$_topology_lib/processes.sh"
+# shellcheck source=acl.sh
+source "$_topology_lib/acl.sh"
 
 topo_names=()
 topo_instances=()
@@ -121,6 +131,44 @@ topology_running() {
   [ "$count" -gt 0 ]
 }
 
+# _topology_consul_curl CURL-ARGS...: curl, with the bootstrap token in secure mode (from
+# a header file: never on a command line).
+_topology_consul_curl() {
+  if [ -n "${TOPO_ACL_RUN:-}" ]; then
+    curl -H "@$(acl_curl_header "$TOPO_ACL_RUN")" "$@"
+  else
+    curl "$@"
+  fi
+}
+
+# _topology_token NAME SERVICE: in secure mode, the token file of NAME (SERVICE's
+# identity), made once and kept while the agent accepts it; nothing otherwise.
+_topology_token() {
+  [ -n "${TOPO_ACL_RUN:-}" ] || return 0
+  acl_ensure_service_token "$TOPO_CONSUL_ADDR" "$TOPO_ACL_RUN" "$2" "$1" ||
+    die "topology: no Consul token for $1"
+}
+
+# _topology_intentions: in secure mode, "*" -> "*" deny and, for every service, an allow
+# from each service that lists it as an upstream.
+_topology_intentions() {
+  [ -n "${TOPO_ACL_RUN:-}" ] || return 0
+  local -A callers=()
+  local s pair destination
+  for s in "${!topo_names[@]}"; do
+    for pair in ${topo_upstreams[$s]//,/ }; do
+      destination="${pair#*=}"
+      callers[$destination]+="${callers[$destination]:+ }${topo_names[$s]}"
+    done
+  done
+  acl_deny_all "$TOPO_CONSUL_ADDR" "$TOPO_ACL_RUN" || die "topology: cannot write the deny intention"
+  for destination in "${!callers[@]}"; do
+    # shellcheck disable=SC2086 # the callers, one word each
+    acl_allow "$TOPO_CONSUL_ADDR" "$TOPO_ACL_RUN" "$destination" ${callers[$destination]} ||
+      die "topology: cannot write the intentions of $destination"
+  done
+}
+
 # _topology_sidecar PROCESS SERVICE INSTANCE_ID N SERVICE_PORT PUBLIC_PORT ADMIN_PORT
 #                   [UPSTREAM_SERVICE:PORT...]
 # starts the sidecar of instance N of SERVICE with TOPO_PROXY's command; sets
@@ -129,9 +177,11 @@ _topology_sidecar() {
   local proc="$1" name="$2" id="$3" n="$4" port="$5" public="$6" admin="$7"
   shift 7
   local -a upstreams=("$@") args=()
-  local up
+  local up token
+  token=$(_topology_token "$name-sidecar" "$name")
   case "${TOPO_PROXY:-coromesh}" in
     coromesh | native) # native: a service that cannot be native keeps coromesh-sidecar
+      [ -z "$token" ] || args+=(--consul-token-file "$token")
       for up in "${upstreams[@]}"; do args+=(--upstream "$up:${TOPO_UPSTREAM_MODE:-http}"); done
       proc_start "$TOPO_DIR" "$proc" "${TOPO_BIN:-$COROMESH_ROOT/build/bin}/coromesh-sidecar" \
         --consul "$TOPO_CONSUL_ADDR" --port "$admin" --log-level "${TOPO_LOG_LEVEL:-info}" \
@@ -161,6 +211,9 @@ topology_up() {
     coromesh | consul | native) ;;
     *) die "TOPO_PROXY=${TOPO_PROXY}: expected coromesh, consul or native" ;;
   esac
+  # `consul connect proxy` registers "<service>-proxy": outside a service identity.
+  [ -z "${TOPO_ACL_RUN:-}" ] || [ "${TOPO_PROXY:-coromesh}" = coromesh ] ||
+    die "topology: TOPO_ACL_RUN (secure mode) needs TOPO_PROXY=coromesh"
   [ "${#topo_names[@]}" -gt 0 ] || topology_calculator
   mkdir -p "$TOPO_DIR"
   if topology_running; then
@@ -169,6 +222,7 @@ topology_up() {
   fi
   topology_stop # what a partial earlier run left
   : >"$TOPO_DIR/topology.tsv"
+  _topology_intentions
   local s n
   for s in "${!topo_names[@]}"; do
     for ((n = 1; n <= topo_instances[s]; n++)); do
@@ -203,7 +257,10 @@ _topology_start_ingress() {
 _topology_start_instance() {
   local s="$1" n="$2" name="${topo_names[$1]}" id="${topo_names[$1]}-$2"
   local port public admin pair key service up service_upstreams="" native=0 metrics
-  local -a command=() sidecar_upstreams=() mesh_env=()
+  local -a command=() sidecar_upstreams=() mesh_env=() token_env=()
+  local token
+  token=$(_topology_token "$name" "$name")
+  [ -z "$token" ] || token_env=(COROMESH_CONSUL_TOKEN_FILE="$token")
   IFS=$'\x1f' read -ra command <<<"${topo_commands[$s]}"
   read -r port public admin < <(free_ports 3 "$TOPO_DIR/ports-given")
   if [ "${TOPO_PROXY:-coromesh}" = native ] && [[ "$topo_sidecar_only" != *" $name "* ]]; then
@@ -231,7 +288,8 @@ _topology_start_instance() {
     COROMESH_BIND_ADDRESS=127.0.0.1 COROMESH_PORT="$port" \
     COROMESH_CONSUL_ADDR="$TOPO_CONSUL_ADDR" CONSUL_HTTP_ADDR="$TOPO_CONSUL_ADDR" \
     COROMESH_CONSUL_CHECK_INTERVAL="${TOPO_CHECK_INTERVAL:-2s}" \
-    COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" "${mesh_env[@]}" "${command[@]}"
+    COROMESH_LOG_LEVEL="${TOPO_LOG_LEVEL:-info}" "${mesh_env[@]}" "${token_env[@]}" \
+    "${command[@]}"
   printf '%s\tservice\t%s\t%s\t%s\t%s\t-\n' "$id" "$name" "$id" "$port" "$metrics" \
     >>"$TOPO_DIR/topology.tsv"
   [ "$native" -eq 0 ] || return 0
@@ -245,7 +303,7 @@ _topology_start_instance() {
 
 # _topology_passing_ids: the Consul service IDs whose every check passes.
 _topology_passing_ids() {
-  curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/checks" 2>/dev/null |
+  _topology_consul_curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/checks" 2>/dev/null |
     jq -r '[.[]] | group_by(.ServiceID) | .[] | select(all(.Status == "passing")) | .[0].ServiceID'
 }
 
@@ -288,7 +346,7 @@ topology_wait_ready() {
 # _topology_health_by_id: "ID STATUS" for every service on the agent, STATUS the
 # worst of its checks.
 _topology_health_by_id() {
-  curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/checks" 2>/dev/null |
+  _topology_consul_curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/checks" 2>/dev/null |
     jq -r '[.[]] | group_by(.ServiceID) | .[]
            | "\(.[0].ServiceID) \(if all(.Status == "passing") then "passing"
                                  elif any(.Status == "critical") then "critical"
@@ -327,11 +385,11 @@ topology_stop() {
   # behind until Consul reaps it; remove it now.
   if curl -fsS --max-time 2 -o /dev/null "http://$TOPO_CONSUL_ADDR/v1/status/leader" 2>/dev/null; then
     local registered
-    registered=$(curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/services" | jq -r 'keys[]')
+    registered=$(_topology_consul_curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/services" | jq -r 'keys[]')
     for id in "${ids[@]}"; do
       if grep -qxF "$id" <<<"$registered"; then
         echo "[${COROMESH_SCRIPT:-ops}] $id was still registered in Consul: deregistered"
-        curl -fsS --max-time 5 -X PUT -o /dev/null \
+        _topology_consul_curl -fsS --max-time 5 -X PUT -o /dev/null \
           "http://$TOPO_CONSUL_ADDR/v1/agent/service/deregister/$id" || true
       fi
     done

@@ -14,6 +14,12 @@
 # TOPO_PROXY=native: the same checks against the Connect-native topology (no sidecars
 # but mod-svc's; the frontend reached through its ingress sidecar), which also shows
 # that each native operator's own metrics (its admin port) saw its share of the calls.
+# E2E_MODE=secure (tests/e2e/lib.sh): all of it on a locked-down Consul (ACLs, default
+# deny, a token per process kind; Prometheus with its own), and then:
+#   6. without the frontend -> add-svc allow, additions fail with the authorization
+#      reason while the other operators answer; with it back, additions work again;
+#   7. no token appears in any log of the run.
+#   [E2E_MODE=secure] tests/e2e/calculator_mesh.sh [BIN_DIR=build/bin]
 # Every process it starts is stopped by PID on exit, whatever the outcome.
 set -euo pipefail
 COROMESH_SCRIPT=e2e
@@ -155,4 +161,52 @@ while :; do
 done
 pass "Prometheus: frontend computes $computes_before -> $computes_after," \
   "its add-svc calls $sidecar_before -> $sidecar_after ($add_calls)"
+[ "${E2E_MODE:-}" = secure ] || {
+  echo "PASS"
+  exit 0
+}
+
+# ---------------------------------------------------------------- 6. intentions
+_topology_consul_curl -fsS --max-time 5 -X DELETE -o /dev/null \
+  "http://$TOPO_CONSUL_ADDR/v1/config/service-intentions/add-svc"
+deadline=$((SECONDS + 30))
+while :; do
+  got=$(compute '{"expression":"2+3"}')
+  [ "${got%% *}" = 200 ] || break
+  [ "$SECONDS" -lt "$deadline" ] || fail "additions still answer 30 s after the allow went: $got"
+  sleep 0.6 # longer than the operators' idle timeout: the next call is a new connection
+done
+echo "  2+3 without the allow: $got"
+status=${got%% *} body=${got#* }
+# The frontend's sidecar finds no add-svc endpoint that accepts it.
+[ "$status" = 502 ] && [ "$(jq -r .error <<<"$body")" = upstream_unavailable ] ||
+  fail "an addition without the allow: got $got, want 502 upstream_unavailable"
+refusals=$(cat "$work"/add-svc-*-sidecar.log | grep -c 'sidecar.inbound.refused.*reason=unauthorized' || true)
+[ "$refusals" -gt 0 ] || fail "no add-svc sidecar logged an unauthorized refusal"
+grep -h 'reason=unauthorized' "$work"/add-svc-*-sidecar.log | grep -q 'Matched L4 intention: default/\* => default/\*' ||
+  fail "the refusals do not carry Consul's reason: $(grep -h 'reason=unauthorized' "$work"/add-svc-*-sidecar.log | head -2)"
+expect "(8-2)*3/2" 200 9
+expect "7%4*3" 200 9
+acl_allow "$TOPO_CONSUL_ADDR" "$TOPO_ACL_RUN" add-svc frontend
+deadline=$((SECONDS + 30))
+until [ "$(compute '{"expression":"2+3"}')" = '200 {"result":5}' ]; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "additions still fail 30 s after the allow came back"
+  sleep 0.6
+done
+pass "without the frontend -> add-svc allow: $status ($(jq -r '.error // empty' <<<"$body" 2>/dev/null)), $refusals refusals" \
+  "logged with Consul's reason; sub, mul, div, mod answer; the allow back: additions answer"
+
+# ---------------------------------------------------------------- 7. no token printed
+tokens=("$work"/acl/*.token)
+# bootstrap, prometheus, and one per service and one per sidecar of 6 services
+[ "${#tokens[@]}" -eq 14 ] || fail "expected 14 token files, found ${#tokens[@]}: ${tokens[*]}"
+[ "$(cat "${tokens[@]}" | sort -u | wc -l)" -eq 14 ] || fail "two token files hold the same token"
+for token_file in "${tokens[@]}"; do
+  [ "$(stat -c %a "$token_file")" = 600 ] || fail "$token_file is not 0600"
+  if grep -lF -- "$(cat "$token_file")" "$work"/*.log "$work"/*.cmd; then
+    fail "the token of $(basename "$token_file") is in the logs or command lines above"
+  fi
+done
+logs=("$work"/*.log)
+pass "none of the 14 tokens is in any of the ${#logs[@]} logs or any command line"
 echo "PASS"

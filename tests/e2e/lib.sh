@@ -11,6 +11,10 @@
 #   compute BODY                         POSTs BODY to the frontend: "STATUS RESPONSE-BODY"
 #   consul_registered_ids                the IDs of every service registered on the agent
 #
+# E2E_MODE=secure: the topology of `./ops/demo.sh up --secure`: Consul with ACLs on and
+# default policy deny, default-deny intentions plus one allow per caller, a token per
+# service and per sidecar, all in $work/acl (ops/lib/acl.sh).
+#
 # On a failure the last lines of every log are printed before the run directory goes.
 _e2e_lib="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../../ops/lib/common.sh
@@ -62,6 +66,17 @@ e2e_mesh_up() {
 
   work=$(mktemp -d "${TMPDIR:-/tmp}/coromesh-${COROMESH_SCRIPT:-e2e}.XXXXXX")
   export TOPO_DIR="$work"
+  case "${E2E_MODE:-}" in
+    "") ;;
+    secure)
+      export PLATFORM_ACL=1 TOPO_ACL_RUN="$work"
+      # Intentions are checked when a connection is set up: a short idle timeout makes
+      # the frontend's next call to an operator after a pause a new connection, so a
+      # removed allow shows within a second.
+      export COROMESH_HTTP_IDLE_TIMEOUT=300ms
+      ;;
+    *) die "E2E_MODE=$E2E_MODE: expected secure or nothing" ;;
+  esac
   trap _e2e_cleanup EXIT
   trap 'exit 130' INT TERM
 
@@ -90,5 +105,6 @@ compute() {
 }
 
 consul_registered_ids() {
-  curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/services" | jq -r 'keys[]'
+  _topology_consul_curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/services" |
+    jq -r 'keys[]'
 }
