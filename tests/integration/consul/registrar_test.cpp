@@ -73,6 +73,40 @@ TEST_F(RegistrarIntegration, ReregistersAfterAnAgentRestartAndDeregistersAtShutd
   EXPECT_NE(log.find("event=consul.deregistered id=it-reg-1"), std::string::npos) << log;
 }
 
+// An agent restart must not wait for the resync tick (here 60 s, far past the deadline):
+// the blocking query on the registration fails as the agent stops, and the short probes
+// that follow find the new agent and re-register at once.
+TEST_F(RegistrarIntegration, ReregistersAsSoonAsARestartedAgentAnswers) {
+  ServiceRegistration web{.id = "it-prompt-1", .name = "it-prompt", .port = 7012};
+  Registrar registrar(agent_, web,
+                      {.resync_interval = 60s, .retry_initial = 50ms, .retry_max = 500ms});
+  run([&]() -> asio::awaitable<void> {
+    RunningRegistrar running(ioc_, registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 5s));
+    co_await sleep_for(300ms);  // the blocking query on the registration is in place
+
+    co_await off_loop([&] { consul_.restart(); });
+    auto restarted = std::chrono::steady_clock::now();
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registrations() == 2; }, 10s))
+        << "not re-registered within 10s of the agent's restart (resync every 60s)";
+    std::cout << "[ consul ] re-registered "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - restarted)
+                     .count()
+              << "ms after the agent came back\n";
+    EXPECT_TRUE(co_await agent_.agent_service("it-prompt-1"));
+
+    // The registration lost while the agent stays up (an operator's deregistration):
+    // back at once too.
+    co_await agent_.deregister_service("it-prompt-1");
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registrations() == 3; }, 10s));
+    EXPECT_TRUE(co_await agent_.agent_service("it-prompt-1"));
+    co_await registrar.shutdown();
+    EXPECT_TRUE(running.finished);
+    EXPECT_FALSE(running.error);
+  }());
+}
+
 TEST_F(RegistrarIntegration, WaitsForAnAgentThatIsNotUpYet) {
   ServiceRegistration early{.id = "it-early-1", .name = "it-early", .port = 7011};
   Registrar registrar(agent_, early, kFast);
