@@ -118,6 +118,13 @@ TEST_F(EndpointWatchIntegration, FollowsSidecarsComingAndGoingAndOutlivesTheAgen
   EXPECT_EQ(seen, (std::vector<Ids>{{}, {"p1"}, {"p1", "p2"}, {"p2"}}));
 }
 
+// A sidecar of "b" whose check passes: an endpoint of b.
+asio::awaitable<void> add_passing_sidecar(consul::AgentClient& agent, const std::string& id,
+                                          std::uint16_t port) {
+  co_await agent.register_service(sidecar(id, "b", port));
+  co_await agent.pass_ttl(consul::ttl_check_id(id));
+}
+
 // Runs an EndpointWatch in the background until stop().
 struct RunningWatch {
   RunningWatch(asio::io_context& ioc, EndpointWatch& watch) {
@@ -142,8 +149,7 @@ TEST_F(EndpointWatchIntegration, KeepsItsEndpointsWhileARestartedAgentIsEmpty) {
   EndpointWatch watch(agent_, "b", {.backoff_initial = 50ms, .backoff_max = 500ms},
                       EndpointKind::connect, /*restart_grace=*/60s);
   run([&]() -> asio::awaitable<void> {
-    co_await agent_.register_service(sidecar("p1", "b", 21201));
-    co_await agent_.pass_ttl(consul::ttl_check_id("p1"));
+    co_await add_passing_sidecar(agent_, "p1", 21201);
     RunningWatch running(ioc_, watch);
     EXPECT_EQ(ids_of(co_await watch.ready()), (std::vector<std::string>{"p1"}));
 
@@ -157,8 +163,7 @@ TEST_F(EndpointWatchIntegration, KeepsItsEndpointsWhileARestartedAgentIsEmpty) {
     EXPECT_FALSE(emptied) << "the empty answer of the restarted agent was published";
 
     // The instance registers again (a new ID here, to see the answer applied).
-    co_await agent_.register_service(sidecar("p1-again", "b", 21202));
-    co_await agent_.pass_ttl(consul::ttl_check_id("p1-again"));
+    co_await add_passing_sidecar(agent_, "p1-again", 21202);
     EXPECT_TRUE(co_await eventually(
         [&] { return ids_of(watch.snapshot()) == std::vector<std::string>{"p1-again"}; }, 10s));
 
@@ -174,8 +179,7 @@ TEST_F(EndpointWatchIntegration, PublishesTheEmptySetOnceTheGraceRunsOut) {
   EndpointWatch watch(agent_, "b", {.backoff_initial = 50ms, .backoff_max = 500ms},
                       EndpointKind::connect, /*restart_grace=*/1500ms);
   run([&]() -> asio::awaitable<void> {
-    co_await agent_.register_service(sidecar("p1", "b", 21301));
-    co_await agent_.pass_ttl(consul::ttl_check_id("p1"));
+    co_await add_passing_sidecar(agent_, "p1", 21301);
     RunningWatch running(ioc_, watch);
     EXPECT_EQ(ids_of(co_await watch.ready()), (std::vector<std::string>{"p1"}));
     auto held = watch.snapshot();
@@ -193,8 +197,7 @@ TEST_F(EndpointWatchIntegration, StopsPromptlyDuringAHold) {
   EndpointWatch watch(agent_, "b", {.backoff_initial = 50ms, .backoff_max = 500ms},
                       EndpointKind::connect, /*restart_grace=*/60s);
   run([&]() -> asio::awaitable<void> {
-    co_await agent_.register_service(sidecar("p1", "b", 21401));
-    co_await agent_.pass_ttl(consul::ttl_check_id("p1"));
+    co_await add_passing_sidecar(agent_, "p1", 21401);
     RunningWatch running(ioc_, watch);
     co_await watch.ready();
     co_await off_loop([&] { consul_.restart(); });
@@ -212,8 +215,7 @@ TEST_F(EndpointWatchIntegration, OtherServicesSidecarsAreNotEndpoints) {
     co_await agent_.register_service(sidecar("c1", "c", 21101));
     co_await agent_.pass_ttl(consul::ttl_check_id("c1"));
     co_await agent_.register_service({.id = "b-plain", .name = "b", .port = 9001});
-    co_await agent_.register_service(sidecar("b1", "b", 21102));
-    co_await agent_.pass_ttl(consul::ttl_check_id("b1"));
+    co_await add_passing_sidecar(agent_, "b1", 21102);
 
     asio::cancellation_signal stop;
     bool finished = false;

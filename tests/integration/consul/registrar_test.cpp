@@ -16,6 +16,14 @@ const RegistrarOptions kFast{.resync_interval = 200ms,
                              .retry_max = 500ms,
                              .shutdown_step_timeout = 2s};
 
+void print_reregistered_since(std::chrono::steady_clock::time_point restarted) {
+  std::cout << "[ consul ] re-registered "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - restarted)
+                   .count()
+            << "ms after the agent came back\n";
+}
+
 // Starts registrar.run() in the background and records how it ended.
 struct RunningRegistrar {
   RunningRegistrar(asio::io_context& ioc, Registrar& registrar) {
@@ -48,11 +56,7 @@ TEST_F(RegistrarIntegration, ReregistersAfterAnAgentRestartAndDeregistersAtShutd
     auto restarted = std::chrono::steady_clock::now();
     EXPECT_TRUE(co_await eventually([&] { return registrar.registrations() == 2; }, 5s))
         << "not re-registered within 5s of the agent's restart";
-    std::cout << "[ consul ] re-registered "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - restarted)
-                     .count()
-              << "ms after the agent came back\n";
+    print_reregistered_since(restarted);
     EXPECT_TRUE(co_await agent_.agent_service("it-reg-1"));
     auto passing = [&]() -> asio::awaitable<bool> {
       co_return (co_await agent_.health_service("it-reg", true, {})).value.size() == 1;
@@ -89,11 +93,7 @@ TEST_F(RegistrarIntegration, ReregistersAsSoonAsARestartedAgentAnswers) {
     auto restarted = std::chrono::steady_clock::now();
     EXPECT_TRUE(co_await eventually([&] { return registrar.registrations() == 2; }, 10s))
         << "not re-registered within 10s of the agent's restart (resync every 60s)";
-    std::cout << "[ consul ] re-registered "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - restarted)
-                     .count()
-              << "ms after the agent came back\n";
+    print_reregistered_since(restarted);
     EXPECT_TRUE(co_await agent_.agent_service("it-prompt-1"));
 
     // The registration lost while the agent stays up (an operator's deregistration):
