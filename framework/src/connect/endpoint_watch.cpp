@@ -6,7 +6,9 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 #include <optional>
@@ -19,8 +21,13 @@ namespace coromesh::connect {
 namespace asio = boost::asio;
 
 EndpointWatch::EndpointWatch(consul::AgentClient& consul, std::string service,
-                             consul::WatchOptions options, EndpointKind kind)
-    : consul_(consul), service_(std::move(service)), options_(options), kind_(kind) {}
+                             consul::WatchOptions options, EndpointKind kind,
+                             std::chrono::milliseconds restart_grace)
+    : consul_(consul),
+      service_(std::move(service)),
+      options_(options),
+      kind_(kind),
+      restart_grace_(restart_grace) {}
 
 EndpointWatch::~EndpointWatch() {
   // Only reached with waiters left when the owner broke the contract (destroyed it while
@@ -41,14 +48,71 @@ asio::awaitable<void> EndpointWatch::run() {
       watch.wake_waiters(asio::error::operation_aborted);
     }
   } stop_waiters{*this};
-  consul::WatchCallback<std::vector<consul::ServiceInstance>> on_change =
-      [this](const std::vector<consul::ServiceInstance>& instances) { publish(instances); };
-  if (kind_ == EndpointKind::plain) {
-    co_await consul::watch_health_service(consul_, service_, /*passing_only=*/true,
-                                          std::move(on_change), options_);
-  } else {
-    co_await consul::watch_health_connect(consul_, service_, /*passing_only=*/true,
-                                          std::move(on_change), options_);
+  // The grace timer lives in this frame, so nothing outlives it; the member pointer to
+  // it is cleared on every way out, before the frame goes.
+  asio::steady_timer grace_timer(co_await asio::this_coro::executor,
+                                 asio::steady_timer::time_point::max());
+  struct ForgetTimer {
+    EndpointWatch& watch;
+    ~ForgetTimer() {
+      watch.grace_timer_ = nullptr;
+      watch.hold_until_.reset();
+    }
+  } forget_timer{*this};
+  grace_timer_ = &grace_timer;
+  consul::InstancesCallback on_change =
+      [this](const std::vector<consul::ServiceInstance>& instances,
+             consul::WatchDelivery delivery) { on_answer(instances, delivery); };
+  auto answers = kind_ == EndpointKind::plain
+                     ? consul::watch_health_service(consul_, service_, /*passing_only=*/true,
+                                                    std::move(on_change), options_)
+                     : consul::watch_health_connect(consul_, service_, /*passing_only=*/true,
+                                                    std::move(on_change), options_);
+  // Both end together: cancelling run() cancels both, and `||` cancels the other one.
+  using namespace asio::experimental::awaitable_operators;
+  co_await (std::move(answers) || expire_holds(grace_timer));
+}
+
+void EndpointWatch::on_answer(const std::vector<consul::ServiceInstance>& instances,
+                              consul::WatchDelivery delivery) {
+  auto current = snapshot();
+  if (instances.empty() && current && !current->empty()) {
+    auto now = std::chrono::steady_clock::now();
+    if (!hold_until_ && delivery.after_disruption) {
+      hold_until_ = now + restart_grace_;
+      grace_timer_->expires_at(*hold_until_);
+      log::warn("connect.endpoints.held", {{"service", service_},
+                                           {"endpoints", current->size()},
+                                           {"grace", restart_grace_},
+                                           {"why", "empty answer right after an agent outage"}});
+      return;
+    }
+    if (hold_until_ && now < *hold_until_) {
+      return;  // still empty, still within the grace: keep the last endpoints
+    }
+  }
+  if (hold_until_) {
+    hold_until_.reset();
+    grace_timer_->expires_at(asio::steady_timer::time_point::max());
+  }
+  publish(instances);
+}
+
+asio::awaitable<void> EndpointWatch::expire_holds(asio::steady_timer& grace_timer) {
+  for (;;) {
+    // on_answer() moving the expiry ends this wait early (operation_aborted): look again.
+    co_await grace_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
+      co_return;
+    }
+    if (hold_until_ && std::chrono::steady_clock::now() >= *hold_until_) {
+      hold_until_.reset();
+      grace_timer.expires_at(asio::steady_timer::time_point::max());
+      log::warn("connect.endpoints.hold_expired",
+                {{"service", service_}, {"grace", restart_grace_}});
+      publish({});
+    }
   }
 }
 

@@ -89,12 +89,20 @@ asio::awaitable<void> Registrar::keep() {
   if (!registered) {
     co_return;
   }
+  Backoff outage_probe(options_.outage_probe_initial, options_.outage_probe_max);
   for (;;) {
-    // An update() waiting to be sent goes at once, unless sending just failed.
-    if (sent_generation_ == generation_ || resync_failures_ > 0) {
-      wake_->expires_after(options_.resync_interval);
+    if (resync_failures_ > 0) {
+      // The agent stopped answering: probe it often, so that a restarted agent gets the
+      // registration back soon after it answers again (resync() re-registers).
+      wake_->expires_after(outage_probe.next());
       co_await wake_->async_wait(use_tuple);
+    } else if (sent_generation_ == generation_) {
+      outage_probe.reset();
+      // The resync tick, an update() (it cancels wake_), or the agent losing us.
+      wake_->expires_after(options_.resync_interval);
+      co_await (wake_->async_wait(use_tuple) || registration_lost());
     }
+    // (An update() waiting to be sent goes at once.)
     bool stop = co_await cancelled();
     if (stop) {
       co_return;
@@ -180,6 +188,31 @@ asio::awaitable<void> Registrar::resync() {
   }
   if (resync_failures_++ == 0) {
     log::warn("consul.resync.error", {{"id", service_id_}, {"error", error}});
+  }
+}
+
+asio::awaitable<void> Registrar::registration_lost() {
+  std::string hash;  // empty: the first query answers at once, with the current hash
+  for (;;) {
+    HashQueryResult<std::optional<AgentService>> answer;
+    try {
+      answer = co_await consul_.agent_service_blocking(
+          service_id_, {.hash = hash, .wait = options_.resync_interval});
+    } catch (const std::exception&) {
+      co_return;  // the agent went away (or the call was cancelled): check now
+    }
+    if (!answer.value) {
+      co_return;  // the agent no longer has it: re-register now
+    }
+    if (answer.hash.empty()) {
+      // The agent cannot hold this query: leave it to the resync tick, which `||` in
+      // keep() is waiting for and which cancels this wait.
+      asio::steady_timer never(co_await asio::this_coro::executor,
+                               asio::steady_timer::time_point::max());
+      co_await never.async_wait(use_tuple);
+      co_return;
+    }
+    hash = std::move(answer.hash);
   }
 }
 

@@ -38,6 +38,7 @@ WatchLoop::Verdict WatchLoop::accept(std::uint64_t index) {
     }
   }
   bool recovering = std::exchange(recovering_, false);
+  disrupted_ = recovering;
   // An index of 0 would make the next query return at once, forever: Consul's docs say
   // to treat it as 1.
   index = std::max<std::uint64_t>(index, 1);
@@ -49,6 +50,7 @@ WatchLoop::Verdict WatchLoop::accept(std::uint64_t index) {
     log::info("consul.watch.index_reset",
               {{"watch", name_}, {"from", query_index_}, {"to", index}});
     query_index_ = 0;
+    disrupted_ = true;
   } else {
     query_index_ = index;
   }
@@ -98,9 +100,9 @@ void WatchLoop::callback_failed() const noexcept {
 // The queries are built as named locals, not as lambdas inside the co_await expression:
 // g++ 12 destroys a capturing lambda temporary there twice.
 
-boost::asio::awaitable<void> watch_health_service(
-    AgentClient& consul, std::string service, bool passing_only,
-    WatchCallback<std::vector<ServiceInstance>> on_change, WatchOptions options) {
+boost::asio::awaitable<void> watch_health_service(AgentClient& consul, std::string service,
+                                                  bool passing_only, InstancesCallback on_change,
+                                                  WatchOptions options) {
   WatchQuery<std::vector<ServiceInstance>> query = [&consul, service,
                                                     passing_only](QueryOptions next) {
     return consul.health_service(service, passing_only, next);
@@ -108,9 +110,20 @@ boost::asio::awaitable<void> watch_health_service(
   co_await watch(std::string("health:") + service, std::move(query), std::move(on_change), options);
 }
 
-boost::asio::awaitable<void> watch_health_connect(
+boost::asio::awaitable<void> watch_health_service(
     AgentClient& consul, std::string service, bool passing_only,
     WatchCallback<std::vector<ServiceInstance>> on_change, WatchOptions options) {
+  InstancesCallback deliver = [on_change = std::move(on_change)](
+                                  const std::vector<ServiceInstance>& instances, WatchDelivery) {
+    on_change(instances);
+  };
+  co_await watch_health_service(consul, std::move(service), passing_only, std::move(deliver),
+                                options);
+}
+
+boost::asio::awaitable<void> watch_health_connect(AgentClient& consul, std::string service,
+                                                  bool passing_only, InstancesCallback on_change,
+                                                  WatchOptions options) {
   WatchQuery<std::vector<ServiceInstance>> query = [&consul, service,
                                                     passing_only](QueryOptions next) {
     return consul.health_connect(service, passing_only, next);

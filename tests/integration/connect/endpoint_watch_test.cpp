@@ -118,6 +118,95 @@ TEST_F(EndpointWatchIntegration, FollowsSidecarsComingAndGoingAndOutlivesTheAgen
   EXPECT_EQ(seen, (std::vector<Ids>{{}, {"p1"}, {"p1", "p2"}, {"p2"}}));
 }
 
+// A sidecar of "b" whose check passes: an endpoint of b.
+asio::awaitable<void> add_passing_sidecar(consul::AgentClient& agent, const std::string& id,
+                                          std::uint16_t port) {
+  co_await agent.register_service(sidecar(id, "b", port));
+  co_await agent.pass_ttl(consul::ttl_check_id(id));
+}
+
+// Runs an EndpointWatch in the background until stop().
+struct RunningWatch {
+  RunningWatch(asio::io_context& ioc, EndpointWatch& watch) {
+    asio::co_spawn(ioc, watch.run(),
+                   asio::bind_cancellation_slot(stop_signal.slot(), [this](std::exception_ptr e) {
+                     finished = true;
+                     error = e;
+                   }));
+  }
+  asio::awaitable<bool> stop() {
+    stop_signal.emit(asio::cancellation_type::terminal);
+    co_return co_await eventually([this] { return finished; }, 2s) && !error;
+  }
+  asio::cancellation_signal stop_signal;
+  bool finished = false;
+  std::exception_ptr error;
+};
+
+// A -dev agent restarts empty and the instances come back as their registrars resync:
+// the empty answer in between must not empty the snapshot.
+TEST_F(EndpointWatchIntegration, KeepsItsEndpointsWhileARestartedAgentIsEmpty) {
+  EndpointWatch watch(agent_, "b", {.backoff_initial = 50ms, .backoff_max = 500ms},
+                      EndpointKind::connect, /*restart_grace=*/60s);
+  run([&]() -> asio::awaitable<void> {
+    co_await add_passing_sidecar(agent_, "p1", 21201);
+    RunningWatch running(ioc_, watch);
+    EXPECT_EQ(ids_of(co_await watch.ready()), (std::vector<std::string>{"p1"}));
+
+    co_await off_loop([&] { consul_.restart(); });
+    // The watch reconnects (backoff ≤ 500 ms) and sees the empty agent; sample well past.
+    bool emptied = false;
+    for (int i = 0; i < 100 && !emptied; ++i) {
+      emptied = ids_of(watch.snapshot()).empty();
+      co_await sleep_for(30ms);
+    }
+    EXPECT_FALSE(emptied) << "the empty answer of the restarted agent was published";
+
+    // The instance registers again (a new ID here, to see the answer applied).
+    co_await add_passing_sidecar(agent_, "p1-again", 21202);
+    EXPECT_TRUE(co_await eventually(
+        [&] { return ids_of(watch.snapshot()) == std::vector<std::string>{"p1-again"}; }, 10s));
+
+    // With the agent up, a deregistration empties the set at once: no grace.
+    co_await agent_.deregister_service("p1-again");
+    EXPECT_TRUE(co_await eventually([&] { return ids_of(watch.snapshot()).empty(); }, 5s));
+    EXPECT_TRUE(co_await running.stop());
+  }());
+}
+
+// Nobody comes back: after the grace the empty set is published.
+TEST_F(EndpointWatchIntegration, PublishesTheEmptySetOnceTheGraceRunsOut) {
+  EndpointWatch watch(agent_, "b", {.backoff_initial = 50ms, .backoff_max = 500ms},
+                      EndpointKind::connect, /*restart_grace=*/1500ms);
+  run([&]() -> asio::awaitable<void> {
+    co_await add_passing_sidecar(agent_, "p1", 21301);
+    RunningWatch running(ioc_, watch);
+    EXPECT_EQ(ids_of(co_await watch.ready()), (std::vector<std::string>{"p1"}));
+    auto held = watch.snapshot();
+
+    co_await off_loop([&] { consul_.restart(); });
+    EXPECT_TRUE(co_await eventually([&] { return ids_of(watch.snapshot()).empty(); }, 10s))
+        << "the held endpoints were never given up";
+    EXPECT_EQ(watch.snapshot()->generation, held->generation + 1);
+    EXPECT_TRUE(co_await running.stop());
+  }());
+}
+
+// Stopped in the middle of a hold: run() ends promptly, the grace timer with it.
+TEST_F(EndpointWatchIntegration, StopsPromptlyDuringAHold) {
+  EndpointWatch watch(agent_, "b", {.backoff_initial = 50ms, .backoff_max = 500ms},
+                      EndpointKind::connect, /*restart_grace=*/60s);
+  run([&]() -> asio::awaitable<void> {
+    co_await add_passing_sidecar(agent_, "p1", 21401);
+    RunningWatch running(ioc_, watch);
+    co_await watch.ready();
+    co_await off_loop([&] { consul_.restart(); });
+    co_await sleep_for(1500ms);  // the empty answer arrived and is held
+    EXPECT_EQ(ids_of(watch.snapshot()), (std::vector<std::string>{"p1"}));
+    EXPECT_TRUE(co_await running.stop());
+  }());
+}
+
 TEST_F(EndpointWatchIntegration, OtherServicesSidecarsAreNotEndpoints) {
   EndpointWatch watch(agent_, "b", {.backoff_initial = 50ms, .backoff_max = 500ms});
   run([&]() -> asio::awaitable<void> {
@@ -126,8 +215,7 @@ TEST_F(EndpointWatchIntegration, OtherServicesSidecarsAreNotEndpoints) {
     co_await agent_.register_service(sidecar("c1", "c", 21101));
     co_await agent_.pass_ttl(consul::ttl_check_id("c1"));
     co_await agent_.register_service({.id = "b-plain", .name = "b", .port = 9001});
-    co_await agent_.register_service(sidecar("b1", "b", 21102));
-    co_await agent_.pass_ttl(consul::ttl_check_id("b1"));
+    co_await add_passing_sidecar(agent_, "b1", 21102);
 
     asio::cancellation_signal stop;
     bool finished = false;

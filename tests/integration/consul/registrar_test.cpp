@@ -16,6 +16,14 @@ const RegistrarOptions kFast{.resync_interval = 200ms,
                              .retry_max = 500ms,
                              .shutdown_step_timeout = 2s};
 
+void print_reregistered_since(std::chrono::steady_clock::time_point restarted) {
+  std::cout << "[ consul ] re-registered "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - restarted)
+                   .count()
+            << "ms after the agent came back\n";
+}
+
 // Starts registrar.run() in the background and records how it ended.
 struct RunningRegistrar {
   RunningRegistrar(asio::io_context& ioc, Registrar& registrar) {
@@ -48,11 +56,7 @@ TEST_F(RegistrarIntegration, ReregistersAfterAnAgentRestartAndDeregistersAtShutd
     auto restarted = std::chrono::steady_clock::now();
     EXPECT_TRUE(co_await eventually([&] { return registrar.registrations() == 2; }, 5s))
         << "not re-registered within 5s of the agent's restart";
-    std::cout << "[ consul ] re-registered "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - restarted)
-                     .count()
-              << "ms after the agent came back\n";
+    print_reregistered_since(restarted);
     EXPECT_TRUE(co_await agent_.agent_service("it-reg-1"));
     auto passing = [&]() -> asio::awaitable<bool> {
       co_return (co_await agent_.health_service("it-reg", true, {})).value.size() == 1;
@@ -71,6 +75,36 @@ TEST_F(RegistrarIntegration, ReregistersAfterAnAgentRestartAndDeregistersAtShutd
       << log;
   EXPECT_NE(log.find("event=consul.maintenance id=it-reg-1"), std::string::npos) << log;
   EXPECT_NE(log.find("event=consul.deregistered id=it-reg-1"), std::string::npos) << log;
+}
+
+// An agent restart must not wait for the resync tick (here 60 s, far past the deadline):
+// the blocking query on the registration fails as the agent stops, and the short probes
+// that follow find the new agent and re-register at once.
+TEST_F(RegistrarIntegration, ReregistersAsSoonAsARestartedAgentAnswers) {
+  ServiceRegistration web{.id = "it-prompt-1", .name = "it-prompt", .port = 7012};
+  Registrar registrar(agent_, web,
+                      {.resync_interval = 60s, .retry_initial = 50ms, .retry_max = 500ms});
+  run([&]() -> asio::awaitable<void> {
+    RunningRegistrar running(ioc_, registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 5s));
+    co_await sleep_for(300ms);  // the blocking query on the registration is in place
+
+    co_await off_loop([&] { consul_.restart(); });
+    auto restarted = std::chrono::steady_clock::now();
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registrations() == 2; }, 10s))
+        << "not re-registered within 10s of the agent's restart (resync every 60s)";
+    print_reregistered_since(restarted);
+    EXPECT_TRUE(co_await agent_.agent_service("it-prompt-1"));
+
+    // The registration lost while the agent stays up (an operator's deregistration):
+    // back at once too.
+    co_await agent_.deregister_service("it-prompt-1");
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registrations() == 3; }, 10s));
+    EXPECT_TRUE(co_await agent_.agent_service("it-prompt-1"));
+    co_await registrar.shutdown();
+    EXPECT_TRUE(running.finished);
+    EXPECT_FALSE(running.error);
+  }());
 }
 
 TEST_F(RegistrarIntegration, WaitsForAnAgentThatIsNotUpYet) {

@@ -63,9 +63,11 @@ class ScriptedQuery {
 
 // Runs a watch over `script` until the script is played out, then cancels it the way a
 // service's shutdown would, and returns the values the callback saw.
-// `also`, if given, runs after each value is recorded (and may throw).
+// `also`, if given, runs after each value is recorded (and may throw); `deliveries`, if
+// given, records what the watch said about each value.
 std::vector<int> play(ScriptedQuery& script, WatchOptions options = {.wait = 30s},
-                      WatchCallback<int> also = {}) {
+                      WatchCallback<int> also = {},
+                      std::vector<WatchDelivery>* deliveries = nullptr) {
   asio::io_context ioc;
   std::vector<int> seen;
   run_async(ioc, [&]() -> asio::awaitable<void> {
@@ -75,8 +77,11 @@ std::vector<int> play(ScriptedQuery& script, WatchOptions options = {.wait = 30s
     asio::co_spawn(co_await asio::this_coro::executor,
                    watch<int>(
                        "test", script.query(),
-                       [&](const int& value) {
+                       [&](const int& value, WatchDelivery delivery) {
                          seen.push_back(value);
+                         if (deliveries != nullptr) {
+                           deliveries->push_back(delivery);
+                         }
                          if (also) {
                            also(value);
                          }
@@ -169,6 +174,20 @@ TEST(ConsulWatch, ANewValueAtTheSameIndexIsDelivered) {
                         ScriptedQuery::Indexed{4, 41}, ScriptedQuery::Indexed{4, 41}});
   EXPECT_EQ(play(script, {.wait = 30s, .backoff_initial = 1ms, .backoff_max = 1ms}),
             (std::vector<int>{40, 41}));
+}
+
+TEST(ConsulWatch, FlagsTheFirstAnswerAfterAFailureOrAnIndexReset) {
+  // What EndpointWatch relies on to doubt a restarted agent's empty answer.
+  ScriptedQuery script({4u, "agent restarting", 5u, 7u, 3u, 8u});
+  std::vector<WatchDelivery> deliveries;
+  EXPECT_EQ(
+      play(script, {.wait = 30s, .backoff_initial = 1ms, .backoff_max = 1ms}, {}, &deliveries),
+      (std::vector<int>{4, 5, 7, 3, 8}));
+  std::vector<bool> disrupted;
+  for (const auto& delivery : deliveries) {
+    disrupted.push_back(delivery.after_disruption);
+  }
+  EXPECT_EQ(disrupted, (std::vector<bool>{false, true, false, true, false}));
 }
 
 TEST(ConsulWatch, StopsPromptlyWhenCancelledDuringBackoff) {

@@ -17,6 +17,18 @@
 // by consul::watch) and never clear it, so traffic keeps flowing to the cached endpoints.
 // An empty snapshot means Consul answered "no passing endpoint".
 //
+// An agent back from an outage may answer before it knows again what it knew: a -dev
+// agent (or one without persisted registrations) restarts empty, and the instances come
+// back one by one as their registrars resync. So an EMPTY answer that comes right after a
+// disruption (the first answer after failed queries, or one whose index went backwards:
+// consul::WatchDelivery) while the snapshot holds endpoints is not applied at once: the
+// last endpoints are kept for up to `restart_grace` (by default 10 s, twice the
+// registrar's resync interval), until a non-empty answer arrives (applied at once, even
+// if smaller than before). If the grace runs out with no instance back, the empty set is
+// published then. Any other empty answer (instances deregistered or failing while the
+// agent stayed up) is applied at once, as before. Logged: connect.endpoints.held when a
+// hold starts, connect.endpoints.hold_expired when the grace runs out.
+//
 // Ownership and threads: run() is a coroutine for the AgentClient's executor; the
 // AgentClient and this object must outlive its frame (in a service, destroy them after
 // the IoPool's destroy_abandoned_work(), which may be what ends that frame). snapshot() may be
@@ -27,10 +39,13 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/system/error_code.hpp>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,8 +66,11 @@ class EndpointWatch {
  public:
   using Snapshot = std::shared_ptr<const EndpointSet>;
 
+  static constexpr std::chrono::milliseconds kDefaultRestartGrace{10'000};
+
   EndpointWatch(consul::AgentClient& consul, std::string service, consul::WatchOptions options = {},
-                EndpointKind kind = EndpointKind::connect);
+                EndpointKind kind = EndpointKind::connect,
+                std::chrono::milliseconds restart_grace = kDefaultRestartGrace);
   ~EndpointWatch();
   EndpointWatch(const EndpointWatch&) = delete;
   EndpointWatch& operator=(const EndpointWatch&) = delete;
@@ -82,7 +100,12 @@ class EndpointWatch {
     ReadyHandler handler;
   };
 
+  // Each answer of the watch: published, or held back (see the header's comment).
+  void on_answer(const std::vector<consul::ServiceInstance>& instances,
+                 consul::WatchDelivery delivery);
   void publish(const std::vector<consul::ServiceInstance>& instances);
+  // Publishes the empty set once a hold's grace has run out; returns when cancelled.
+  boost::asio::awaitable<void> expire_holds(boost::asio::steady_timer& grace_timer);
   // Completes every waiter with `ec` (on its own executor).
   void wake_waiters(boost::system::error_code ec);
   void cancel_waiter(std::uint64_t id);
@@ -93,7 +116,12 @@ class EndpointWatch {
   consul::WatchOptions options_;
   EndpointKind kind_;
   AtomicSnapshot<EndpointSet> snapshot_;
+  std::chrono::milliseconds restart_grace_;
   std::uint64_t generation_ = 0;  // only touched by run()'s callback
+  // Only touched by run()'s coroutines: set while an empty answer after a disruption is
+  // held back. The timer is a local of run()'s frame, null outside it.
+  std::optional<std::chrono::steady_clock::time_point> hold_until_;
+  boost::asio::steady_timer* grace_timer_ = nullptr;
 
   // Only the (rare) ready() waits take this lock; snapshot() never does.
   std::mutex waiters_mutex_;

@@ -5,7 +5,13 @@
 //   run()      registers (retrying with backoff while the agent is unreachable), then
 //              every resync_interval checks that the agent still has it and registers
 //              again when it does not (an agent restart loses dev-mode and non-persisted
-//              registrations) — logged as consul.reregistered;
+//              registrations) — logged as consul.reregistered. Between two checks it
+//              holds a blocking query on its own registration, so that the agent going
+//              away (the query fails) or losing the registration (it answers "none")
+//              starts a check at once; while the agent is unreachable it is probed at
+//              outage_probe_initial, doubling up to outage_probe_max, so that a
+//              restarted agent has the registration back within about outage_probe_max
+//              of answering, not at the next resync tick;
 //   update()   replaces what is registered (say, the Meta after a live QoS override):
 //              run() registers the new registration at once, and again at each resync
 //              until the agent has accepted it;
@@ -37,6 +43,9 @@ struct RegistrarOptions {
   std::chrono::milliseconds resync_interval = std::chrono::seconds(5);
   std::chrono::milliseconds retry_initial = std::chrono::milliseconds(100);
   std::chrono::milliseconds retry_max = std::chrono::seconds(5);
+  // The probes of an agent that stopped answering after the registration (see run()).
+  std::chrono::milliseconds outage_probe_initial = std::chrono::milliseconds(100);
+  std::chrono::milliseconds outage_probe_max = std::chrono::seconds(1);
   // Limit for each shutdown step (maintenance, deregistration): a dead agent must not
   // hold up the process' exit.
   std::chrono::milliseconds shutdown_step_timeout = std::chrono::seconds(2);
@@ -74,6 +83,9 @@ class Registrar {
   boost::asio::awaitable<void> keep();
   boost::asio::awaitable<bool> register_with_retry();
   boost::asio::awaitable<void> resync();
+  // Returns when the agent says the registration is gone or changed, or cannot be asked;
+  // never when the agent cannot block on the query (the resync tick then does the work).
+  boost::asio::awaitable<void> registration_lost();
   boost::asio::awaitable<void> bounded_step(std::string step_name,
                                             boost::asio::awaitable<void> step);
 

@@ -24,6 +24,12 @@
 // the callback (any std::exception, std::bad_alloc included) is logged
 // (consul.watch.callback_failed) and the watch goes on with the next change.
 //
+// A callback may also take a WatchDelivery, which says whether the answer is the first
+// after a disruption (failed queries, or an index that went backwards): an agent that
+// just restarted may answer before it knows again what it knew (a -dev agent, or one
+// without persisted registrations, comes back empty), which a caller may want to treat
+// with suspicion (connect::EndpointWatch does).
+//
 // Threading: runs on the AgentClient's executor; the callback is invoked there, inline:
 // keep it short, or co_spawn the work it starts. `consul` must outlive the watch.
 
@@ -56,6 +62,15 @@ using WatchQuery = std::function<boost::asio::awaitable<QueryResult<T>>(QueryOpt
 template <class T>
 using WatchCallback = std::function<void(const T&)>;
 
+// What a callback is told about an answer besides its value.
+struct WatchDelivery {
+  // The first answer after failed queries, or one whose index went backwards: the agent
+  // may have restarted and not have its registrations back yet.
+  bool after_disruption = false;
+};
+template <class T>
+using WatchDeliveryCallback = std::function<void(const T&, WatchDelivery)>;
+
 namespace detail {
 
 // The non-generic part of watch(): index bookkeeping, backoff and logging.
@@ -72,6 +87,8 @@ class WatchLoop {
   QueryOptions next_query() const noexcept;
   // Takes a successful answer's index and says whether the callback should see it.
   Verdict accept(std::uint64_t index);
+  // Whether the answer accept() last took came right after a disruption (see WatchDelivery).
+  bool disrupted() const noexcept { return disrupted_; }
   // After a failed query: logs if it starts a streak, then sleeps the backoff delay.
   boost::asio::awaitable<void> failed(std::string error);
   // The callback threw the exception being handled: logs it (never throws).
@@ -86,6 +103,7 @@ class WatchLoop {
   // Non-zero after a failure: the shorter wait of the next blocking queries (see failed()).
   std::chrono::milliseconds probation_wait_{};
   bool recovering_ = false;  // the next answer is the first after a failure
+  bool disrupted_ = false;   // the last accepted answer followed a failure or an index reset
 };
 
 inline bool cancelled(const boost::asio::cancellation_state& state) noexcept {
@@ -97,7 +115,7 @@ inline bool cancelled(const boost::asio::cancellation_state& state) noexcept {
 // The generic loop; `name` appears in log lines ("health:add", "kv:config/add").
 template <class T>
 boost::asio::awaitable<void> watch(std::string name, WatchQuery<T> query,
-                                   WatchCallback<T> on_change, WatchOptions options = {}) {
+                                   WatchDeliveryCallback<T> on_change, WatchOptions options = {}) {
   detail::WatchLoop loop(std::move(name), options);
   // The last value delivered, to tell after a failure whether a same-index answer is new.
   std::optional<T> last;
@@ -139,7 +157,7 @@ boost::asio::awaitable<void> watch(std::string name, WatchQuery<T> query,
       // A callback that throws loses this change only, not the watch (the next change
       // is delivered as usual).
       try {
-        on_change(result->value);
+        on_change(result->value, WatchDelivery{.after_disruption = loop.disrupted()});
       } catch (...) {
         loop.callback_failed();
       }
@@ -147,15 +165,29 @@ boost::asio::awaitable<void> watch(std::string name, WatchQuery<T> query,
   }
 }
 
+// The same for a callback that only wants the value.
+template <class T>
+boost::asio::awaitable<void> watch(std::string name, WatchQuery<T> query,
+                                   WatchCallback<T> on_change, WatchOptions options = {}) {
+  WatchDeliveryCallback<T> deliver = [on_change = std::move(on_change)](
+                                         const T& value, WatchDelivery) { on_change(value); };
+  co_await watch(std::move(name), std::move(query), std::move(deliver), options);
+}
+
+using InstancesCallback = WatchDeliveryCallback<std::vector<ServiceInstance>>;
+
 // GET /v1/health/service/<service>[?passing], blocking.
+boost::asio::awaitable<void> watch_health_service(AgentClient& consul, std::string service,
+                                                  bool passing_only, InstancesCallback on_change,
+                                                  WatchOptions options = {});
 boost::asio::awaitable<void> watch_health_service(
     AgentClient& consul, std::string service, bool passing_only,
     WatchCallback<std::vector<ServiceInstance>> on_change, WatchOptions options = {});
 
 // GET /v1/health/connect/<service>[?passing], blocking: the sidecars in front of it.
-boost::asio::awaitable<void> watch_health_connect(
-    AgentClient& consul, std::string service, bool passing_only,
-    WatchCallback<std::vector<ServiceInstance>> on_change, WatchOptions options = {});
+boost::asio::awaitable<void> watch_health_connect(AgentClient& consul, std::string service,
+                                                  bool passing_only, InstancesCallback on_change,
+                                                  WatchOptions options = {});
 
 // GET /v1/kv/<key>, blocking; the callback sees nullopt while the key does not exist.
 boost::asio::awaitable<void> watch_kv(AgentClient& consul, std::string key,
