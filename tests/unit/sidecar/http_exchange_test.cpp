@@ -31,7 +31,8 @@ using namespace std::chrono_literals;
 // passes on is recorded ("<method> <target> <body>") and answered 200.
 class Exchanges {
  public:
-  Exchanges() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+  explicit Exchanges(std::chrono::milliseconds idle = 5s)
+      : idle_(idle), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
     asio::co_spawn(io_, serve(), asio::detached);
     thread_ = std::thread([this] { io_.run_for(30s); });
     client_.connect(acceptor_.local_endpoint());
@@ -72,6 +73,14 @@ class Exchanges {
     return answer;
   }
 
+  // Whether the server closed the connection (rather than 5 s passing in silence).
+  bool closed_by_server() {
+    timeval timeout{.tv_sec = 5, .tv_usec = 0};
+    ::setsockopt(client_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    char byte = 0;
+    return ::recv(client_.native_handle(), &byte, 1, 0) == 0;
+  }
+
   std::string exchange(const std::vector<std::string>& pieces,
                        std::chrono::milliseconds pause = 0ms) {
     send(pieces, pause);
@@ -87,7 +96,7 @@ class Exchanges {
   asio::awaitable<void> serve() {
     auto server = co_await acceptor_.async_accept(asio::use_awaitable);
     co_await serve_http_exchanges(
-        server, 5s, [this](http::Request request) { return answer(std::move(request)); });
+        server, idle_, [this](http::Request request) { return answer(std::move(request)); });
     // Half-close and keep the socket: a close with unread bytes would reset the
     // connection and could take the answer with it.
     boost::system::error_code ignored;
@@ -96,6 +105,9 @@ class Exchanges {
   }
 
   asio::awaitable<http::Response> answer(http::Request request) {
+    if (request.target() == "/slow") {  // answered after twice the idle timeout
+      co_await asio::steady_timer(io_, 2 * idle_).async_wait(asio::as_tuple(asio::use_awaitable));
+    }
     {
       std::lock_guard lock(mutex_);
       forwarded_.push_back(std::string(request.method_string()) + " " +
@@ -108,6 +120,7 @@ class Exchanges {
     co_return response;
   }
 
+  std::chrono::milliseconds idle_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
   tcp::socket client_{io_};
@@ -192,6 +205,21 @@ TEST(SidecarHttpExchange, TraceWithContentIsRefused) {
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 400 ")) << answer;
   EXPECT_NE(answer.find("TRACE"), std::string::npos) << answer;
   EXPECT_TRUE(exchanges.forwarded().empty());
+}
+
+// The idle timeout counts the wait for a request only: an answer slower than it is
+// still delivered, and a connection silent for that long is closed.
+TEST(SidecarHttpExchange, IdleConnectionsAreClosedButSlowAnswersAreNot) {
+  Exchanges exchanges(300ms);
+  exchanges.send({"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"});
+  EXPECT_TRUE(exchanges.read("ok").starts_with("HTTP/1.1 200 "));
+  exchanges.send({"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"});
+  EXPECT_TRUE(exchanges.read("ok").starts_with("HTTP/1.1 200 "));
+  const auto silent_from = std::chrono::steady_clock::now();
+
+  EXPECT_TRUE(exchanges.closed_by_server());
+  EXPECT_GE(std::chrono::steady_clock::now() - silent_from, 250ms);
+  EXPECT_EQ(exchanges.forwarded(), (std::vector<std::string>{"GET /slow ", "GET /fast "}));
 }
 
 }  // namespace
