@@ -9,8 +9,10 @@
 //   });
 //
 // Returns when the client closes, idles for `idle` between requests, sends something
-// that is not HTTP (closed without an answer: there is no one to tell), or asks to
-// close. Headers are limited to kHeaderLimit and bodies to kBodyLimit.
+// that is not HTTP (closed without an answer: there is no one to tell), sends a request
+// that cannot be passed on (answered by refusal_of, then closed), or asks to close.
+// Headers are limited to kHeaderLimit (as a whole, however they arrive) and bodies to
+// kBodyLimit.
 //
 // Threads: on the client's executor; `client` and `forward` must outlive the call.
 
@@ -21,12 +23,13 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <chrono>
+#include <optional>
 #include <string_view>
 #include <variant>
 
+#include "coromesh/http/framing.hpp"
 #include "coromesh/http/message.hpp"
 
 namespace coromesh::sidecar {
@@ -40,6 +43,14 @@ bool is_idempotent(http::Verb method) noexcept;
 // The path of a request target ("/a/b?x=1" -> "/a/b"), what route timeouts match.
 std::string_view target_path(std::string_view target) noexcept;
 
+// The answer to a request that is read (`read_error`) but must not be passed on, after
+// which the connection is closed: 431 for a header over kHeaderLimit, 413 for a body
+// over kBodyLimit, 400 for a Transfer-Encoding not ending in chunked (RFC 9112 §6.3: its
+// length is unknown, so its body would be taken for the next request) and for a TRACE
+// with content (RFC 9110 §9.3.8; Beast refuses to send one). Nothing otherwise.
+std::optional<http::Response> refusal_of(const boost::beast::error_code& read_error,
+                                         const http::framing::RequestParser& parser);
+
 template <class Stream, class Forward>
 boost::asio::awaitable<void> serve_http_exchanges(Stream& client, std::chrono::nanoseconds idle,
                                                   Forward forward) {
@@ -50,14 +61,21 @@ boost::asio::awaitable<void> serve_http_exchanges(Stream& client, std::chrono::n
   boost::beast::flat_buffer buffer;
   asio::steady_timer idle_timer(co_await asio::this_coro::executor);
   for (;;) {
-    beast_http::request_parser<beast_http::string_body> parser;
+    http::framing::RequestParser parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(kBodyLimit);
     idle_timer.expires_after(idle);
-    auto read = co_await (beast_http::async_read(client, buffer, parser, use_tuple) ||
+    auto read = co_await (http::framing::read_message(client, buffer, parser, kHeaderLimit) ||
                           idle_timer.async_wait(use_tuple));
-    if (read.index() == 1 || std::get<0>(std::get<0>(read))) {
-      co_return;  // idle, closed, or not HTTP: the client's business, nothing to answer
+    if (read.index() == 1) {
+      co_return;  // idle: the client's business, nothing to answer
+    }
+    if (auto refusal = refusal_of(std::get<0>(read), parser)) {
+      co_await beast_http::async_write(client, *refusal, use_tuple);
+      co_return;  // what follows on the connection cannot be told apart from this request
+    }
+    if (std::get<0>(read)) {
+      co_return;  // closed, or not HTTP: nothing to answer
     }
     http::Request request = parser.release();
     const bool keep_alive = request.keep_alive();

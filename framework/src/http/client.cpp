@@ -12,7 +12,6 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <optional>
 #include <string>
@@ -21,6 +20,7 @@
 
 #include "client_pool.hpp"
 #include "client_tls.hpp"
+#include "coromesh/http/framing.hpp"
 #include "tls_support.hpp"
 
 namespace coromesh::http {
@@ -31,6 +31,7 @@ namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kHeaderLimit = 64 * 1024;  // of a response
 
 class ClientCategory final : public std::error_category {
  public:
@@ -240,11 +241,12 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream, Request& request
   beast::flat_buffer buffer;
   beast::http::response_parser<beast::http::string_body> parser;
   parser.body_limit(options.body_limit);
-  parser.header_limit(64 * 1024);
+  parser.header_limit(kHeaderLimit);
   if (request.method() == Verb::head) {
     parser.skip(true);
   }
-  auto [read_ec, read] = co_await beast::http::async_read(stream, buffer, parser, use_tuple);
+  // The whole header counted against the limit, however it is split (see framing.hpp).
+  const auto read_ec = co_await framing::read_message(stream, buffer, parser, kHeaderLimit);
   if (read_ec == beast::error::timeout) {
     co_return failed(ClientErrc::timeout,
                      "timed out after " + elapsed_ms(start) +
@@ -254,6 +256,10 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream, Request& request
   if (read_ec == beast::http::error::body_limit) {
     co_return failed(ClientErrc::bad_response,
                      "response body exceeds " + std::to_string(options.body_limit) + " bytes");
+  }
+  if (read_ec == beast::http::error::header_limit) {
+    co_return failed(ClientErrc::bad_response,
+                     "response header exceeds " + std::to_string(kHeaderLimit) + " bytes");
   }
   if (is_parse_error(read_ec)) {
     co_return failed(ClientErrc::bad_response, "bad response: " + read_ec.message());

@@ -16,9 +16,9 @@
 #include <cerrno>
 
 #include "coromesh/http/error.hpp"
+#include "coromesh/http/framing.hpp"
 #include "coromesh/http/trace_context.hpp"
 #include "coromesh/log/logger.hpp"
-#include "request_framing.hpp"
 #include "server_state.hpp"
 #include "wire.hpp"
 
@@ -31,9 +31,9 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-using detail::has_unframed_transfer_encoding;
-using detail::read_rest_of_header;
-using detail::RequestParser;
+using framing::has_unframed_transfer_encoding;
+using framing::read_rest_of_header;
+using framing::RequestParser;
 
 // Sets `id` to the trace id of a valid W3C `traceparent` (00-<32 hex>-<16 hex>-<2 hex>),
 // else to a fresh random one so every request can be followed through the logs. The

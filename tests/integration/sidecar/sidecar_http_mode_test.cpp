@@ -92,6 +92,24 @@ TEST_F(SidecarHttpMode, ARouteTimeoutAnswers504AndNeverSendsAPostTwice) {
   EXPECT_EQ(connection.request("GET", "/fast").first, 200) << "other routes keep the default";
 }
 
+// Requests that cannot be passed on safely are answered 400 and the connection closed,
+// and nothing reaches a backend: a Transfer-Encoding not ending in chunked (its body
+// would have been forwarded as a request of its own) and a TRACE with content (the
+// HTTP client throws on one: the connection used to drop without an answer).
+TEST_F(SidecarHttpMode, RefusesRequestsItCannotPassOnSafely) {
+  const int before = b1_.requests() + b2_.requests();
+  const auto smuggled = exchange(a_upstream_,
+                                 "POST /a HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: gzip\r\n\r\n"
+                                 "GET /smuggled HTTP/1.1\r\nHost: b\r\n\r\n",
+                                 10s, false);
+  EXPECT_TRUE(smuggled.starts_with("HTTP/1.1 400 ")) << smuggled << a_sidecar_->log_tail();
+  const auto trace = exchange(
+      a_upstream_, "TRACE /t HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\nhello", 10s, false);
+  EXPECT_TRUE(trace.starts_with("HTTP/1.1 400 ")) << trace << a_sidecar_->log_tail();
+  EXPECT_EQ(b1_.requests() + b2_.requests(), before) << "nothing passed on";
+  EXPECT_EQ(HttpConnection(a_upstream_).request("GET", "/after").first, 200);
+}
+
 TEST_F(SidecarHttpMode, StoppingOneInstanceFailsNoRequest) {
   HttpConnection connection(a_upstream_);
   int failures = 0;

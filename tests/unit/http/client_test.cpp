@@ -299,6 +299,41 @@ TEST_F(HttpClient, OversizedBodyIsBadResponse) {
   });
 }
 
+// Beast 1.81 compares header_limit with one put()'s bytes only, and its first put() takes
+// the whole fields it sees without counting them: a response header 400 bytes over the
+// limit whose first 500 bytes came in a read of their own was accepted. (The client's
+// buffer is fresh for each response and reads 512 bytes first, so the excess was small.)
+// The client counts the whole header now (framing.hpp).
+TEST_F(HttpClient, ResponseHeaderArrivingInPiecesIsLimitedAsAWhole) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    co_await read_request(stream, buffer);
+    std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n";
+    while (head.size() < 64 * 1024 + 400) {
+      head += "a:b\r\n";
+    }
+    head += "\r\n";
+    const std::size_t first = 500;
+    for (std::size_t at = 0; at < head.size(); at += at == 0 ? first : 4096) {
+      auto piece = head.substr(at, at == 0 ? first : 4096);
+      auto [ec, n] = co_await asio::async_write(stream, asio::buffer(piece), use_tuple);
+      if (ec) {
+        co_return;
+      }
+      co_await sleep_for(2ms);
+    }
+    co_await wait_for_close(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    auto error = co_await call_error(http.get(server.destination(), "/", 5s));
+    EXPECT_EQ(error.code(), ClientErrc::bad_response) << error.what();
+    EXPECT_NE(std::string(error.what()).find("response header exceeds 65536 bytes"),
+              std::string::npos)
+        << error.what();
+  });
+}
+
 TEST_F(HttpClient, IdleConnectionClosedByTheServerIsReplacedTransparently) {
   bool first_closed = false;
   TestServer server(ioc_, [&](beast::tcp_stream& stream, int n) -> asio::awaitable<void> {
