@@ -7,6 +7,7 @@
 // The first byte picks the form (query or JSON) and the struct, the rest is the input.
 // Long run: tests/fuzz/README.md.
 #include <boost/describe.hpp>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -62,6 +63,23 @@ namespace {
 
 namespace http = coromesh::http;
 
+// Equal, except that a double read back from JSON may be one ulp off: Boost 1.81's JSON
+// parser is not correctly rounded ("9.223378465203775E19", which it serialized itself,
+// parses one ulp high; Boost 1.83 added number_precision::precise). Query strings go
+// through std::from_chars and read back exactly.
+template <class T>
+bool reads_back_as(const T& read_back, const T& original) {
+  return read_back == original;
+}
+bool reads_back_as(const fuzz::Scalars& read_back, const fuzz::Scalars& original) {
+  auto same = read_back;
+  if (std::nextafter(original.ratio, HUGE_VAL) == read_back.ratio ||
+      std::nextafter(original.ratio, -HUGE_VAL) == read_back.ratio) {
+    same.ratio = original.ratio;
+  }
+  return same == original;
+}
+
 void check(bool condition) {
   if (!condition) {
     std::abort();  // libFuzzer reports the input that got here
@@ -89,7 +107,7 @@ void bind_query_and_read_back(std::string_view query) {
     return;
   }
   check(http::bind_query<T>(http::to_query(*value)) == *value);
-  check(http::bind_json<T>(http::to_json(*value)) == *value);
+  check(reads_back_as(http::bind_json<T>(http::to_json(*value)), *value));
 }
 
 template <class T>
@@ -101,7 +119,7 @@ void bind_json_and_read_back(std::string_view body) {
     check_refusal(error);
     return;
   }
-  check(http::bind_json<T>(http::to_json(*value)) == *value);
+  check(reads_back_as(http::bind_json<T>(http::to_json(*value)), *value));
 }
 
 }  // namespace

@@ -217,6 +217,8 @@ void json_to(const boost::json::value& v, const std::string& path, double& out) 
   if (!v.is_number()) {
     throw_invalid_json(path, "expected a number");
   }
+  // Boost 1.81's parser is not correctly rounded: a few doubles (e.g. 9.223378465203775E19)
+  // come out one ulp off, so a double read from JSON may differ from from_chars's by that.
   out = v.to_number<double>();
   // Boost.JSON reads 1e999 as infinity; refused as in a query string, and because no
   // JSON answer could carry it back.
