@@ -62,6 +62,19 @@ else
   step_done "all ${#packages[@]} present"
 fi
 
+# build_go_tool SCRIPT WHAT BINARY VERSION_ARGS...: runs ops/SCRIPT (idempotent: quick
+# when the binary is current), then ends the step with the first line of its version.
+build_go_tool() {
+  local script="$1" what="$2" binary="$3" build_log version
+  shift 3
+  if ! build_log=$("$COROMESH_ROOT/ops/$script" 2>&1); then
+    echo "$build_log" >&2
+    die "building $what from Go modules failed (see above)"
+  fi
+  version=$("$binary" "$@" 2>&1)
+  step_done "${version%%$'\n'*}"
+}
+
 step "consul"
 consul_bin="$COROMESH_TOOLS/bin/consul"
 pinned=$(sed -nE 's#^[[:space:]]*github\.com/hashicorp/consul[[:space:]]+v([0-9][^[:space:]]*).*#\1#p' \
@@ -74,25 +87,10 @@ if [ ! -x "$consul_bin" ] && system_consul=$(command -v consul 2>/dev/null); the
     ln -sf "$system_consul" "$consul_bin"
   fi
 fi
-if ! build_log=$("$COROMESH_ROOT/ops/build-consul.sh" 2>&1); then
-  echo "$build_log" >&2
-  die "building Consul v$pinned from Go modules failed (see above)"
-fi
-consul_version=$("$consul_bin" version)
-step_done "${consul_version%%$'\n'*}"
+build_go_tool build-consul.sh "Consul v$pinned" "$consul_bin" version
 
 step "nomad"
-if ! build_log=$("$COROMESH_ROOT/ops/build-nomad.sh" 2>&1); then
-  echo "$build_log" >&2
-  die "building Nomad from Go modules failed (see above)"
-fi
-nomad_version=$("$COROMESH_TOOLS/bin/nomad" version)
-step_done "${nomad_version%%$'\n'*}"
+build_go_tool build-nomad.sh Nomad "$COROMESH_TOOLS/bin/nomad" version
 
 step "prometheus (web UI) + promtool"
-if ! build_log=$("$COROMESH_ROOT/ops/build-prometheus.sh" 2>&1); then
-  echo "$build_log" >&2
-  die "building Prometheus from Go modules failed (see above)"
-fi
-prometheus_version=$("$COROMESH_TOOLS/bin/prometheus" --version 2>&1)
-step_done "${prometheus_version%%$'\n'*}"
+build_go_tool build-prometheus.sh Prometheus "$COROMESH_TOOLS/bin/prometheus" --version
