@@ -105,6 +105,8 @@ asio::awaitable<void> http_accept(tcp::acceptor& acceptor, std::string tag,
   }
 }
 
+}  // namespace
+
 // A blocking loopback connection with send/receive timeouts; -1 when it cannot connect.
 int connect_blocking(std::uint16_t port, std::chrono::milliseconds timeout) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -122,8 +124,6 @@ int connect_blocking(std::uint16_t port, std::chrono::milliseconds timeout) {
   }
   return fd;
 }
-
-}  // namespace
 
 TaggedEchoServer::TaggedEchoServer(std::string tag)
     : tag_(std::move(tag)), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {

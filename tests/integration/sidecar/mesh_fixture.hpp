@@ -83,6 +83,10 @@ class HttpConnection {
   std::unique_ptr<Impl> impl_;
 };
 
+// A blocking connection to 127.0.0.1:port with send and receive timeouts (a hostile
+// client's raw socket); -1 when it cannot connect. The caller closes it.
+int connect_blocking(std::uint16_t port, std::chrono::milliseconds timeout);
+
 // Connects to 127.0.0.1:port, sends `payload`, half-closes (unless told not to), and
 // reads until the peer closes. "" when the connection fails or is closed without an
 // answer.

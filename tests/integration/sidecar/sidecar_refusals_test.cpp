@@ -18,23 +18,6 @@ namespace {
 
 namespace json = boost::json;
 
-// A blocking loopback connection to `port` whose reads give up after `read_timeout`;
-// -1 when the connection fails.
-int connect_loopback(std::uint16_t port, std::chrono::seconds read_timeout) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{.tv_sec = static_cast<time_t>(read_timeout.count()), .tv_usec = 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
 // A ClientHello's first bytes (a handshake record header), then nothing.
 constexpr unsigned char kPartialClientHello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};
 
@@ -149,7 +132,7 @@ TEST_F(SidecarRefusals, OldTlsVersionsAreRefused) {
 }
 
 TEST_F(SidecarRefusals, AClientStallingMidHandshakeIsCutOffAtTheDeadline) {
-  const int fd = connect_loopback(b_public_, 10s);
+  const int fd = connect_blocking(b_public_, 10s);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::send(fd, kPartialClientHello, sizeof kPartialClientHello, MSG_NOSIGNAL), 6);
   const auto started = std::chrono::steady_clock::now();
@@ -172,7 +155,7 @@ TEST_F(SidecarRefusals, AStormOfHalfOpenAndGarbageHandshakesIsBounded) {
   const double timeouts_before = refused("handshake_timeout");
   const double failures_before = refused("handshake_failed");
   auto open = [&] {
-    const int fd = connect_loopback(b_public_, 15s);
+    const int fd = connect_blocking(b_public_, 15s);
     EXPECT_GE(fd, 0);
     return fd;
   };
