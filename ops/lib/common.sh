@@ -23,7 +23,11 @@ step_done() {
 }
 # die "message": names the step that broke and exits non-zero.
 die() {
-  echo "[${COROMESH_SCRIPT:-ops}] FAILED in step '${_step_name:-?}': $*" >&2
+  if [ -n "$_step_name" ]; then
+    echo "[${COROMESH_SCRIPT:-ops}] FAILED in step '$_step_name': $*" >&2
+  else
+    echo "[${COROMESH_SCRIPT:-ops}] $*" >&2
+  fi
   exit 1
 }
 
