@@ -252,7 +252,7 @@ cmd_down() {
   # What a bench interrupted by SIGKILL left beside the demo.
   source "$COROMESH_ROOT/ops/lib/bench.sh"
   _bench_cleanup
-  if [ -d "$nomad_dir" ]; then
+  if [ "$(running_mode)" = nomad ] || [ -f "$nomad_dir/nomad.pid" ]; then
     "$COROMESH_ROOT/ops/nomad/run.sh" down --run-dir "$nomad_dir" || echo "[demo] ops/nomad/run.sh down failed" >&2
   fi
   topology_stop
