@@ -86,6 +86,13 @@ class NativeMesh : public ::testing::Test {
     return metric_sum(service.metrics().render(), family, labels);
   }
 
+  void deny(const std::string& source, const std::string& destination) {
+    const auto answer = consul_.api(
+        "PUT", "/v1/connect/intentions/exact?source=" + source + "&destination=" + destination,
+        R"({"Action": "deny"})");
+    ASSERT_EQ(answer.status, 200) << answer.body;
+  }
+
   ConsulAgent consul_;
   TempDir logs_{"coromesh-native-test"};
   std::vector<std::unique_ptr<Service>> services_;
@@ -212,6 +219,87 @@ TEST_F(NativeMesh, InteroperatesWithConsulConnectProxyBothWays) {
   EXPECT_NE(answer.second.find("/svc/other"), std::string::npos) << answer.second;
 }
 
+// The deny intention holds wherever the two ends are a native service and a proxy.
+TEST_F(NativeMesh, ACoromeshSidecarRefusesADeniedNativeCaller) {
+  auto& plain = plain_whoami("via-sidecar");
+  const auto public_port = free_port();
+  SidecarProcess sidecar(
+      consul_, logs_.path(), "whoami-sidecar",
+      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
+       "--listen", "127.0.0.1:" + std::to_string(public_port), "--register"});
+  deny("intruder", "whoami");
+  auto& friendly = native_caller("friendly");
+  auto& allowed = friendly.client(whoami);
+  ASSERT_TRUE(first_reply(friendly, allowed)) << last_error_ << sidecar.log_tail();
+  auto& intruder = native_caller("intruder");
+  auto& refused = intruder.client(whoami);
+  EXPECT_FALSE(first_reply(intruder, refused, 5s)) << "a denied caller gets no answer";
+  EXPECT_GE(sidecar.metric("coromesh_sidecar_handshakes_total", {R"(reason="unauthorized")"}), 1)
+      << sidecar.metrics();
+}
+
+TEST_F(NativeMesh, ANativeServiceRefusesADeniedCoromeshSidecarCaller) {
+  auto& callee = native_whoami();
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 1); }, 30s));
+  deny("outsider", "whoami");
+  const auto upstream_port = free_port();
+  SidecarProcess sidecar(
+      consul_, logs_.path(), "outsider-sidecar",
+      {"--service", "outsider", "--upstream", "whoami:" + std::to_string(upstream_port)});
+  ASSERT_TRUE(
+      wait_until([&] { return sidecar.metric("coromesh_sidecar_upstream_endpoints") == 1; }, 30s));
+  for (int i = 0; i < 5; ++i) {
+    const auto answer = HttpConnection(upstream_port).request("GET", "/api/v1/whoami");
+    EXPECT_NE(answer.first, 200) << answer.second;
+  }
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return metric(callee, "coromesh_connect_native_handshakes_total",
+                      {R"(result="refused")", R"(reason="unauthorized")"}) >= 1;
+      },
+      5s));
+}
+
+TEST_F(NativeMesh, DenyIntentionsHoldBetweenNativeServicesAndConsulsProxy) {
+  // A native caller denied at Consul's inbound proxy.
+  auto& plain = plain_whoami("via-consul-proxy");
+  const auto ports = free_ports(2);
+  auto inbound = consul_connect_proxy(
+      consul_, logs_.path(), "whoami-consul-proxy",
+      {"-service", "whoami", "-service-addr", "127.0.0.1:" + std::to_string(plain.port()),
+       "-listen", "127.0.0.1:" + std::to_string(ports[0]), "-register"});
+  deny("intruder", "whoami");
+  auto& friendly = native_caller("friendly");
+  auto& allowed = friendly.client(whoami);
+  ASSERT_TRUE(first_reply(friendly, allowed)) << last_error_ << inbound->log_tail();
+  auto& intruder = native_caller("intruder");
+  auto& refused = intruder.client(whoami);
+  EXPECT_FALSE(first_reply(intruder, refused, 5s)) << "Consul's proxy let a denied caller in";
+
+  // Consul's upstream listener, for a denied service, refused by a native service.
+  auto& native = keep(start_whoami(consul_, config::MeshMode::native));
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 2); }, 30s));
+  deny("outsider", "whoami");
+  auto outbound = consul_connect_proxy(
+      consul_, logs_.path(), "outsider-consul-proxy",
+      {"-service", "outsider", "-upstream", "whoami:" + std::to_string(ports[1])});
+  EXPECT_TRUE(wait_until(
+      [&] {
+        HttpConnection(ports[1]).request("GET", "/api/v1/whoami");
+        return metric(native, "coromesh_connect_native_handshakes_total",
+                      {R"(result="refused")", R"(reason="unauthorized")"}) >= 1;
+      },
+      30s, 200ms))
+      << outbound->log_tail();
+  int answered = 0;
+  for (int i = 0; i < 10; ++i) {
+    const auto answer = HttpConnection(ports[1]).request("GET", "/api/v1/whoami");
+    answered +=
+        answer.first == 200 && answer.second.find(native.instance_id()) != std::string::npos;
+  }
+  EXPECT_EQ(answered, 0) << "the native service answered a denied caller";
+}
+
 TEST_F(NativeMesh, ACaRootRotationDoesNotBreakLiveTraffic) {
   auto& callee = native_whoami();
   ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 1); }, 30s));
@@ -248,6 +336,47 @@ TEST_F(NativeMesh, ACaRootRotationDoesNotBreakLiveTraffic) {
   auto& later = native_caller("later");
   auto& later_client = later.client(whoami);
   EXPECT_TRUE(first_reply(later, later_client)) << last_error_;
+}
+
+// The same through a coromesh-sidecar: a native caller keeps reaching the sidecar-fronted
+// service while both take leaves of the new root.
+TEST_F(NativeMesh, ACaRootRotationKeepsNativeToSidecarTrafficFlowing) {
+  auto& plain = plain_whoami("via-sidecar");
+  const auto public_port = free_port();
+  SidecarProcess sidecar(
+      consul_, logs_.path(), "whoami-sidecar",
+      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
+       "--listen", "127.0.0.1:" + std::to_string(public_port), "--register"});
+  auto& caller = native_caller("caller");
+  auto& client = caller.client(whoami);
+  ASSERT_TRUE(first_reply(caller, client)) << last_error_ << sidecar.log_tail();
+  const auto sidecar_expiry_before =
+      sidecar.metric("coromesh_sidecar_leaf_expiry_timestamp_seconds");
+  const auto caller_expiry_before =
+      metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {});
+
+  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
+  const auto answer = consul_.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  int calls = 0;
+  int failures = 0;
+  const bool rotated = wait_until(
+      [&] {
+        try {
+          call_whoami(caller, client);
+        } catch (const std::exception& e) {
+          ++failures;
+          last_error_ = e.what();
+        }
+        ++calls;
+        return sidecar.metric("coromesh_sidecar_leaf_expiry_timestamp_seconds") !=
+                   sidecar_expiry_before &&
+               metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {}) !=
+                   caller_expiry_before;
+      },
+      90s, 200ms);
+  EXPECT_TRUE(rotated) << "both ends took a leaf of the new root";
+  EXPECT_EQ(failures, 0) << "of " << calls << " calls; last: " << last_error_;
 }
 
 }  // namespace
