@@ -10,6 +10,7 @@
 #include <chrono>
 #include <coromesh/metrics/registry.hpp>
 #include <coromesh/service/service.hpp>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -371,6 +372,117 @@ TEST_F(NativeMesh, ACaRootRotationKeepsNativeToSidecarTrafficFlowing) {
         ++calls;
         return sidecar.metric("coromesh_sidecar_leaf_expiry_timestamp_seconds") !=
                    sidecar_expiry_before &&
+               metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {}) !=
+                   caller_expiry_before;
+      },
+      90s, 200ms);
+  EXPECT_TRUE(rotated) << "both ends took a leaf of the new root";
+  EXPECT_EQ(failures, 0) << "of " << calls << " calls; last: " << last_error_;
+}
+
+// A CA root rotation while new connections keep coming through a proxy's upstream
+// listener (each request a fresh connection, so a fresh handshake with whatever leaves
+// the two ends hold): `upstream` is coromesh-sidecar's or `consul connect proxy`'s.
+void expect_rotation_keeps_upstream_traffic(const ConsulAgent& consul, Service& callee,
+                                            std::uint16_t upstream_port,
+                                            const std::function<double()>& proxy_generation) {
+  const auto callee_expiry_before = metric_sum(
+      callee.metrics().render(), "coromesh_connect_native_leaf_expiry_timestamp_seconds", {});
+  const auto proxy_before = proxy_generation();
+  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
+  const auto answer = consul.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  int calls = 0;
+  int failures = 0;
+  std::string last;
+  const bool rotated = wait_until(
+      [&] {
+        const auto reply = HttpConnection(upstream_port).request("GET", "/api/v1/whoami");
+        ++calls;
+        if (reply.first != 200) {
+          ++failures;
+          last = std::to_string(reply.first) + " " + reply.second;
+        }
+        return metric_sum(callee.metrics().render(),
+                          "coromesh_connect_native_leaf_expiry_timestamp_seconds",
+                          {}) != callee_expiry_before &&
+               proxy_generation() != proxy_before;
+      },
+      90s, 200ms);
+  EXPECT_TRUE(rotated) << "both ends took a leaf of the new root";
+  EXPECT_EQ(failures, 0) << "of " << calls << " requests; last: " << last;
+}
+
+TEST_F(NativeMesh, ACaRootRotationKeepsSidecarToNativeTrafficFlowing) {
+  auto& callee = native_whoami();
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 1); }, 30s));
+  const auto upstream_port = free_port();
+  SidecarProcess sidecar(
+      consul_, logs_.path(), "caller-sidecar",
+      {"--service", "caller", "--upstream", "whoami:" + std::to_string(upstream_port)});
+  ASSERT_TRUE(wait_until(
+      [&] { return HttpConnection(upstream_port).request("GET", "/api/v1/whoami").first == 200; },
+      30s, 200ms))
+      << sidecar.log_tail();
+  expect_rotation_keeps_upstream_traffic(consul_, callee, upstream_port, [&] {
+    return sidecar.metric("coromesh_sidecar_leaf_expiry_timestamp_seconds");
+  });
+}
+
+// Consul's proxy takes its leaves from its agent: the agent's leaf for that service tells
+// when the proxy has one of the new root.
+std::function<double()> agent_leaf_serial_hash(const ConsulAgent& consul, std::string service) {
+  return [&consul, service = std::move(service)] {
+    const auto leaf = consul.api("GET", "/v1/agent/connect/ca/leaf/" + service);
+    return static_cast<double>(std::hash<std::string>{}(leaf.status == 200 ? leaf.body : ""));
+  };
+}
+
+TEST_F(NativeMesh, ACaRootRotationKeepsConsulProxyToNativeTrafficFlowing) {
+  auto& callee = native_whoami();
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 1); }, 30s));
+  const auto upstream_port = free_port();
+  auto outbound = consul_connect_proxy(
+      consul_, logs_.path(), "other-consul-proxy",
+      {"-service", "other", "-upstream", "whoami:" + std::to_string(upstream_port)});
+  ASSERT_TRUE(wait_until(
+      [&] { return HttpConnection(upstream_port).request("GET", "/api/v1/whoami").first == 200; },
+      30s, 200ms))
+      << outbound->log_tail();
+  expect_rotation_keeps_upstream_traffic(consul_, callee, upstream_port,
+                                         agent_leaf_serial_hash(consul_, "other"));
+}
+
+TEST_F(NativeMesh, ACaRootRotationKeepsNativeToConsulProxyTrafficFlowing) {
+  auto& plain = plain_whoami("via-consul-proxy");
+  const auto listen_port = free_port();
+  auto inbound = consul_connect_proxy(
+      consul_, logs_.path(), "whoami-consul-proxy",
+      {"-service", "whoami", "-service-addr", "127.0.0.1:" + std::to_string(plain.port()),
+       "-listen", "127.0.0.1:" + std::to_string(listen_port), "-register"});
+  auto& caller = native_caller("caller");
+  auto& client = caller.client(whoami);
+  ASSERT_TRUE(first_reply(caller, client)) << last_error_ << inbound->log_tail();
+  const auto proxy_leaf = agent_leaf_serial_hash(consul_, "whoami");
+  const auto proxy_before = proxy_leaf();
+  const auto caller_expiry_before =
+      metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {});
+
+  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
+  const auto answer = consul_.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  int calls = 0;
+  int failures = 0;
+  const bool rotated = wait_until(
+      [&] {
+        try {
+          call_whoami(caller, client);
+        } catch (const std::exception& e) {
+          ++failures;
+          last_error_ = e.what();
+        }
+        ++calls;
+        return proxy_leaf() != proxy_before &&
                metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {}) !=
                    caller_expiry_before;
       },
