@@ -30,11 +30,9 @@ config::Address parse_listen(std::string_view text) {
 }
 
 connect::BalancePolicy parse_policy(std::string_view text) {
-  for (auto policy : {connect::BalancePolicy::round_robin, connect::BalancePolicy::least_request,
-                      connect::BalancePolicy::p2c_ewma}) {
-    if (connect::to_string(policy) == text) {
-      return policy;
-    }
+  if (auto policy = connect::BalancePolicy::round_robin;
+      connect::parse_balance_policy(text, policy)) {
+    return policy;
   }
   throw config::InvalidValue("'" + std::string(text) +
                              "' is not round_robin, least_request or p2c_ewma");

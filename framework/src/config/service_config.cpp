@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "coromesh/connect/load_balancer.hpp"
 #include "coromesh/consul/token_source.hpp"
 
 namespace coromesh::config {
@@ -245,6 +246,19 @@ void declare_service_settings(OptionSet& options, ServiceConfig& c) {
                 if (!parse_mesh_mode(v, c.mesh)) {
                   throw InvalidValue(quote_value(v) + " is not a mesh mode (sidecar, native)");
                 }
+              });
+  options.add({.flag = "balance",
+               .env = {"COROMESH_BALANCE"},
+               .help = "How calls to a service found in Consul by name spread over its "
+                       "instances."},
+              "<round_robin|least_request|p2c_ewma>", c.balance, [&c](std::string_view v) {
+                if (auto policy = connect::BalancePolicy::round_robin;
+                    !connect::parse_balance_policy(v, policy)) {
+                  throw InvalidValue(quote_value(v) +
+                                     " is not a balancing policy (round_robin, least_request, "
+                                     "p2c_ewma)");
+                }
+                c.balance = std::string(v);
               });
   options.add_port(c.admin_port,
                    {.flag = "admin-port",

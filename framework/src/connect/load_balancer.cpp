@@ -26,6 +26,17 @@ std::string_view to_string(BalancePolicy policy) noexcept {
   return "unknown";
 }
 
+bool parse_balance_policy(std::string_view text, BalancePolicy& out) noexcept {
+  for (auto policy :
+       {BalancePolicy::round_robin, BalancePolicy::least_request, BalancePolicy::p2c_ewma}) {
+    if (to_string(policy) == text) {
+      out = policy;
+      return true;
+    }
+  }
+  return false;
+}
+
 namespace detail {
 
 // One endpoint's counters and estimates. Every field is atomic: picks and outcomes on

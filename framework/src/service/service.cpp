@@ -448,6 +448,9 @@ std::shared_ptr<DiscoveredUpstream> Service::discovered_upstream(const std::stri
     return it->second.upstream;
   }
   DiscoveredUpstreamOptions options{.service = service};
+  // Validated when the configuration was read.
+  connect::parse_balance_policy(impl_->config.balance, options.balance.policy);
+  const auto policy = options.balance.policy;
   if (impl_->native) {
     options.kind = connect::EndpointKind::connect;
     options.tls = impl_->native->client_tls(service);
@@ -455,8 +458,9 @@ std::shared_ptr<DiscoveredUpstream> Service::discovered_upstream(const std::stri
   Impl::Discovery discovery{
       std::make_shared<DiscoveredUpstream>(*impl_->consul_client, std::move(options)),
       std::make_shared<asio::cancellation_signal>()};
-  log::info("service.discovery",
-            {{"service", service}, {"endpoints", impl_->native ? "connect (mTLS)" : "plain"}});
+  log::info("service.discovery", {{"service", service},
+                                  {"endpoints", impl_->native ? "connect (mTLS)" : "plain"},
+                                  {"balance", std::string(connect::to_string(policy))}});
   if (impl_->watching_endpoints) {
     impl_->watch_endpoints(discovery);
   }

@@ -305,6 +305,15 @@ TEST(ServiceConfig, MeshModeIsSidecarUnlessToldNative) {
   EXPECT_NE(refused.find("not a mesh mode (sidecar, native)"), std::string::npos) << refused;
 }
 
+TEST(ServiceConfig, BalanceIsRoundRobinUnlessToldOtherwise) {
+  EXPECT_EQ(run({}).config->balance, "round_robin");
+  EXPECT_EQ(run({"--balance=p2c_ewma"}).config->balance, "p2c_ewma");
+  EXPECT_EQ(run({}, {{"COROMESH_BALANCE", "least_request"}}).config->balance, "least_request");
+  const auto refused = error({"--balance=random"});
+  EXPECT_NE(refused.find("--balance"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("not a balancing policy"), std::string::npos) << refused;
+}
+
 TEST(ServiceConfig, BadUpstreamsNameTheSettingAndTheProblem) {
   EXPECT_NE(error({"--upstreams=add"}).find("'add' is not name=host:port"), std::string::npos);
   EXPECT_NE(error({"--upstreams=add=127.0.0.1"}).find("--upstreams"), std::string::npos);

@@ -84,6 +84,9 @@ struct ServiceConfig {
   std::map<std::string, Address> upstreams{};
   MeshMode mesh = MeshMode::sidecar;
   std::uint16_t admin_port = 0;  // native mode: /health and /metrics in plain HTTP, loopback
+  // How calls to a service found in Consul (served_by) spread over its instances:
+  // round_robin, least_request or p2c_ewma (connect/load_balancer.hpp).
+  std::string balance = "round_robin";
   log::Level log_level = log::Level::info;
   HttpServerLimits http{};
   std::chrono::nanoseconds check_interval = std::chrono::seconds(10);  // Consul HTTP check

@@ -67,6 +67,8 @@ namespace coromesh::connect {
 
 enum class BalancePolicy : std::uint8_t { round_robin, least_request, p2c_ewma };
 std::string_view to_string(BalancePolicy policy) noexcept;
+// Reads a policy by its to_string() name; false (and `out` untouched) for anything else.
+bool parse_balance_policy(std::string_view text, BalancePolicy& out) noexcept;
 
 // How a picked call ended, from the balancer's point of view.
 enum class Outcome : std::uint8_t {
