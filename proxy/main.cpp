@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "coromesh/config/service_config.hpp"
+#include "coromesh/connect/load_balancer.hpp"
 #include "coromesh/service/service.hpp"
 #include "src/registration_lookup.hpp"
 #include "src/sidecar.hpp"
@@ -29,6 +30,9 @@ int main(int argc, char** argv) {
          sidecar::declare_sidecar_settings(options, settings);
        }});
   settings.instance_id = config.instance_id;
+  // --balance is the framework's setting (validated when read): for the sidecar, how each
+  // upstream's connections (tcp) or requests (http) spread over its endpoints.
+  connect::parse_balance_policy(config.balance, settings.balance);
   std::string admin_name = settings.proxy_name();
   try {
     sidecar::validate(settings);

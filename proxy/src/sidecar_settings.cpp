@@ -29,15 +29,6 @@ config::Address parse_listen(std::string_view text) {
   return config::parse_address(text);
 }
 
-connect::BalancePolicy parse_policy(std::string_view text) {
-  if (auto policy = connect::BalancePolicy::round_robin;
-      connect::parse_balance_policy(text, policy)) {
-    return policy;
-  }
-  throw config::InvalidValue("'" + std::string(text) +
-                             "' is not round_robin, least_request or p2c_ewma");
-}
-
 }  // namespace
 
 UpstreamSpec parse_upstream(std::string_view text) {
@@ -152,9 +143,6 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
                                 "blocking queries otherwise), and the pause after a failed "
                                 "read."},
                        std::chrono::milliseconds(100), std::chrono::minutes(10));
-  options.add({.flag = "balance", .help = "Upstream balancing policy."},
-              "<round_robin|least_request|p2c_ewma>", "round_robin",
-              [&s](std::string_view v) { s.balance = parse_policy(v); });
   options.add_duration(s.http_timeout,
                        {.flag = "http-timeout",
                         .help = "http mode: deadline of one request, retries included "

@@ -46,7 +46,6 @@ TEST(SidecarSettings, RefusesBadUpstreamsAndIncompleteForms) {
   EXPECT_THROW(parse({"--upstream", ":9000"}), config::ConfigError);
   EXPECT_THROW(parse({"--upstream", "sub:0"}), config::ConfigError);
   EXPECT_THROW(parse({"--upstream", "sub:9000:udp"}), config::ConfigError);
-  EXPECT_THROW(parse({"--balance", "random"}), config::ConfigError);
   EXPECT_THROW(validate(parse({})), config::ConfigError) << "neither form";
   EXPECT_THROW(validate(parse({"--service", "a", "--listen", ":1"})), config::ConfigError)
       << "no --service-addr";
