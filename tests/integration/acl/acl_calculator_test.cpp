@@ -14,6 +14,7 @@
 #include "calculator_processes.hpp"
 #include "consul_acl.hpp"
 #include "mesh_fixture.hpp"
+#include "suite_setup.hpp"
 
 namespace coromesh::testing {
 namespace {
@@ -26,42 +27,44 @@ constexpr const char* kMeshOperations[] = {"add", "sub", "mul", "div"};
 class AclCalculator : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir("coromesh-acl-calculator");
-    consul_ = new ConsulAgent({.acl = true});
-    deny_all_intentions(*consul_);
-    std::vector<std::string> frontend_args{"--service", "frontend"};
-    std::string upstreams;
-    for (const char* op : kMeshOperations) {
-      set_intentions(*consul_, op, {{"frontend", "allow"}});
-      const auto [public_port, upstream_port] = [] {
-        const auto ports = free_ports(2);
-        return std::pair{ports[0], ports[1]};
-      }();
-      // Intentions are checked when a connection is set up, as with Consul's own proxies:
-      // a short idle timeout makes the frontend's next call after a pause a new one.
-      operators_[op] =
-          new ServiceProcess(std::string(op) + "-svc", dir_->path(), {"--http-idle-timeout=300ms"});
-      sidecars_[op] =
-          new SidecarProcess(*consul_, dir_->path(), std::string(op) + "-sidecar",
-                             {"--service", op, "--service-addr", operators_[op]->address(),
-                              "--listen", "127.0.0.1:" + std::to_string(public_port), "--register",
-                              "--consul-token-file", token_file(op)});
-      frontend_args.insert(frontend_args.end(),
-                           {"--upstream", std::string(op) + ":" + std::to_string(upstream_port)});
-      upstreams += std::string(op) + "=127.0.0.1:" + std::to_string(upstream_port) + ",";
-    }
-    frontend_args.insert(frontend_args.end(), {"--consul-token-file", token_file("frontend")});
-    sidecars_["frontend"] =
-        new SidecarProcess(*consul_, dir_->path(), "frontend-sidecar", frontend_args);
-    mod_ = new ServiceProcess("mod-svc", dir_->path());  // % is not under test: called directly
-    frontend_ = new ServiceProcess("frontend", dir_->path(),
-                                   {"--upstreams=" + upstreams + "mod=" + mod_->address()});
-    for (const char* op : kMeshOperations) {
-      if (!wait_until([&] { return connect_endpoints_passing(*consul_, op, 1); }, 60s, 100ms)) {
-        throw std::runtime_error(std::string(op) + "'s sidecar never passed its checks:\n" +
-                                 sidecars_[op]->log_tail());
+    coromesh::testing::suite_set_up_or_exit("AclCalculator", [] {
+      dir_ = new TempDir("coromesh-acl-calculator");
+      consul_ = new ConsulAgent({.acl = true});
+      deny_all_intentions(*consul_);
+      std::vector<std::string> frontend_args{"--service", "frontend"};
+      std::string upstreams;
+      for (const char* op : kMeshOperations) {
+        set_intentions(*consul_, op, {{"frontend", "allow"}});
+        const auto [public_port, upstream_port] = [] {
+          const auto ports = free_ports(2);
+          return std::pair{ports[0], ports[1]};
+        }();
+        // Intentions are checked when a connection is set up, as with Consul's own proxies:
+        // a short idle timeout makes the frontend's next call after a pause a new one.
+        operators_[op] = new ServiceProcess(std::string(op) + "-svc", dir_->path(),
+                                            {"--http-idle-timeout=300ms"});
+        sidecars_[op] =
+            new SidecarProcess(*consul_, dir_->path(), std::string(op) + "-sidecar",
+                               {"--service", op, "--service-addr", operators_[op]->address(),
+                                "--listen", "127.0.0.1:" + std::to_string(public_port),
+                                "--register", "--consul-token-file", token_file(op)});
+        frontend_args.insert(frontend_args.end(),
+                             {"--upstream", std::string(op) + ":" + std::to_string(upstream_port)});
+        upstreams += std::string(op) + "=127.0.0.1:" + std::to_string(upstream_port) + ",";
       }
-    }
+      frontend_args.insert(frontend_args.end(), {"--consul-token-file", token_file("frontend")});
+      sidecars_["frontend"] =
+          new SidecarProcess(*consul_, dir_->path(), "frontend-sidecar", frontend_args);
+      mod_ = new ServiceProcess("mod-svc", dir_->path());  // % is not under test: called directly
+      frontend_ = new ServiceProcess("frontend", dir_->path(),
+                                     {"--upstreams=" + upstreams + "mod=" + mod_->address()});
+      for (const char* op : kMeshOperations) {
+        if (!wait_until([&] { return connect_endpoints_passing(*consul_, op, 1); }, 60s, 100ms)) {
+          throw std::runtime_error(std::string(op) + "'s sidecar never passed its checks:\n" +
+                                   sidecars_[op]->log_tail());
+        }
+      }
+    });
   }
 
   static void TearDownTestSuite() {

@@ -12,6 +12,7 @@
 #include "http_fetch.hpp"
 #include "mesh_fixture.hpp"
 #include "prometheus_server.hpp"
+#include "suite_setup.hpp"
 #include "test_env.hpp"
 
 namespace coromesh::testing {
@@ -20,7 +21,10 @@ namespace {
 class AclRegistration : public ::testing::Test {
  protected:
   // One locked-down agent for the suite: each test uses service names of its own.
-  static void SetUpTestSuite() { consul_ = new ConsulAgent({.acl = true}); }
+  static void SetUpTestSuite() {
+    coromesh::testing::suite_set_up_or_exit("AclRegistration",
+                                            [] { consul_ = new ConsulAgent({.acl = true}); });
+  }
   static void TearDownTestSuite() {
     delete consul_;
     consul_ = nullptr;

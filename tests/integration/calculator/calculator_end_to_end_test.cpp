@@ -11,6 +11,7 @@
 
 #include "calculator_processes.hpp"
 #include "http_fetch.hpp"
+#include "suite_setup.hpp"
 #include "test_env.hpp"
 
 namespace calculator::testing {
@@ -21,10 +22,12 @@ const std::string kSeedExpression = "1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5";
 class CalculatorEndToEndTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new coromesh::testing::TempDir("coromesh-calculator");
-    operators_ = new OperatorInstances(dir_->path());
-    frontend_ =
-        new ServiceProcess("frontend", dir_->path(), {"--upstreams=" + operators_->upstreams()});
+    coromesh::testing::suite_set_up_or_exit("CalculatorEndToEndTest", [] {
+      dir_ = new coromesh::testing::TempDir("coromesh-calculator");
+      operators_ = new OperatorInstances(dir_->path());
+      frontend_ =
+          new ServiceProcess("frontend", dir_->path(), {"--upstreams=" + operators_->upstreams()});
+    });
   }
   static void TearDownTestSuite() {
     delete frontend_;

@@ -16,6 +16,7 @@
 #include "consul_agent.hpp"
 #include "mesh_fixture.hpp"
 #include "prometheus_server.hpp"
+#include "suite_setup.hpp"
 #include "test_certificate_authority.hpp"
 
 namespace calculator::testing {
@@ -59,35 +60,37 @@ double mod_svc_requests(std::uint16_t port, const std::string& code) {
 class ModSvcMeshTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new coromesh::testing::TempDir("coromesh-mod-svc");
-    consul_ = new ConsulAgent();
-    const auto ports = coromesh::testing::free_ports(3);
-    mod_port_ = ports[0];
-    public_port_ = ports[1];
-    upstream_port_ = ports[2];
-    mod_svc_ = start_mod_svc(*consul_, dir_->path(), "mod-svc-1", mod_port_).release();
-    mod_sidecar_ =
-        new SidecarProcess(*consul_, dir_->path(), "mod-svc-sidecar",
-                           {"--service", "mod-svc", "--service-id", "mod-svc-1", "--service-addr",
-                            "127.0.0.1:" + std::to_string(mod_port_), "--listen",
-                            "127.0.0.1:" + std::to_string(public_port_), "--register"});
-    frontend_sidecar_ = new SidecarProcess(
-        *consul_, dir_->path(), "frontend-sidecar",
-        {"--service", "frontend", "--upstream", "mod-svc:" + std::to_string(upstream_port_)});
-    if (!wait_until(
-            [] { return coromesh::testing::connect_endpoints_passing(*consul_, "mod-svc", 1); },
-            60s, 100ms)) {
-      throw std::runtime_error("mod-svc's sidecar never passed its checks:\n" +
-                               mod_sidecar_->log_tail());
-    }
-    for (const char* op : {"add", "sub", "mul", "div"}) {
-      operators_[op] = new ServiceProcess(std::string(op) + "-svc", dir_->path());
-    }
-    std::string upstreams = "mod=127.0.0.1:" + std::to_string(upstream_port_);
-    for (const auto& [op, service] : operators_) {
-      upstreams += "," + op + "=" + service->address();
-    }
-    frontend_ = new ServiceProcess("frontend", dir_->path(), {"--upstreams=" + upstreams});
+    coromesh::testing::suite_set_up_or_exit("ModSvcMeshTest", [] {
+      dir_ = new coromesh::testing::TempDir("coromesh-mod-svc");
+      consul_ = new ConsulAgent();
+      const auto ports = coromesh::testing::free_ports(3);
+      mod_port_ = ports[0];
+      public_port_ = ports[1];
+      upstream_port_ = ports[2];
+      mod_svc_ = start_mod_svc(*consul_, dir_->path(), "mod-svc-1", mod_port_).release();
+      mod_sidecar_ =
+          new SidecarProcess(*consul_, dir_->path(), "mod-svc-sidecar",
+                             {"--service", "mod-svc", "--service-id", "mod-svc-1", "--service-addr",
+                              "127.0.0.1:" + std::to_string(mod_port_), "--listen",
+                              "127.0.0.1:" + std::to_string(public_port_), "--register"});
+      frontend_sidecar_ = new SidecarProcess(
+          *consul_, dir_->path(), "frontend-sidecar",
+          {"--service", "frontend", "--upstream", "mod-svc:" + std::to_string(upstream_port_)});
+      if (!wait_until(
+              [] { return coromesh::testing::connect_endpoints_passing(*consul_, "mod-svc", 1); },
+              60s, 100ms)) {
+        throw std::runtime_error("mod-svc's sidecar never passed its checks:\n" +
+                                 mod_sidecar_->log_tail());
+      }
+      for (const char* op : {"add", "sub", "mul", "div"}) {
+        operators_[op] = new ServiceProcess(std::string(op) + "-svc", dir_->path());
+      }
+      std::string upstreams = "mod=127.0.0.1:" + std::to_string(upstream_port_);
+      for (const auto& [op, service] : operators_) {
+        upstreams += "," + op + "=" + service->address();
+      }
+      frontend_ = new ServiceProcess("frontend", dir_->path(), {"--upstreams=" + upstreams});
+    });
   }
 
   static void TearDownTestSuite() {
