@@ -27,6 +27,14 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
+// Gives the Connect CA a new root key (Consul then re-signs every leaf, each with a
+// random delay of up to a minute).
+void rotate_ca_root(const ConsulAgent& consul) {
+  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
+  const auto answer = consul.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
+  ASSERT_EQ(answer.status, 200) << answer.body;
+}
+
 class NativeMesh : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -92,6 +100,29 @@ class NativeMesh : public ::testing::Test {
         "PUT", "/v1/connect/intentions/exact?source=" + source + "&destination=" + destination,
         R"({"Action": "deny"})");
     ASSERT_EQ(answer.status, 200) << answer.body;
+  }
+
+  // Calls through `client` until `rotated` (both ends hold leaves of the new root); none
+  // may fail.
+  template <class Client>
+  void expect_calls_survive_rotation(Service& caller, Client& client,
+                                     const std::function<bool()>& rotated, const char* what) {
+    int calls = 0;
+    int failures = 0;
+    const bool done = wait_until(
+        [&] {
+          try {
+            call_whoami(caller, client);
+          } catch (const std::exception& e) {
+            ++failures;
+            last_error_ = e.what();
+          }
+          ++calls;
+          return rotated();
+        },
+        90s, 200ms);
+    EXPECT_TRUE(done) << what;
+    EXPECT_EQ(failures, 0) << "of " << calls << " calls; last: " << last_error_;
   }
 
   ConsulAgent consul_;
@@ -310,29 +341,15 @@ TEST_F(NativeMesh, ACaRootRotationDoesNotBreakLiveTraffic) {
   const auto expiry_before =
       metric(callee, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {});
 
-  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
-  const auto answer = consul_.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
-  ASSERT_EQ(answer.status, 200) << answer.body;
-  // Calls go on through the rotation, until both sides hold leaves of the new root
-  // (Consul re-signs them with a random delay of up to a minute); none may fail.
-  int calls = 0;
-  int failures = 0;
-  const bool rotated = wait_until(
+  rotate_ca_root(consul_);
+  expect_calls_survive_rotation(
+      caller, client,
       [&] {
-        try {
-          call_whoami(caller, client);
-        } catch (const std::exception& e) {
-          ++failures;
-          last_error_ = e.what();
-        }
-        ++calls;
         return metric(callee, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {}) !=
                    expiry_before &&
                metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {}) != 0;
       },
-      90s, 200ms);
-  EXPECT_TRUE(rotated) << "the callee took a leaf of the new root";
-  EXPECT_EQ(failures, 0) << "of " << calls << " calls; last: " << last_error_;
+      "the callee took a leaf of the new root");
   // A new caller, which only ever had the new root's leaf, is served too.
   auto& later = native_caller("later");
   auto& later_client = later.client(whoami);
@@ -356,28 +373,16 @@ TEST_F(NativeMesh, ACaRootRotationKeepsNativeToSidecarTrafficFlowing) {
   const auto caller_expiry_before =
       metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {});
 
-  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
-  const auto answer = consul_.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
-  ASSERT_EQ(answer.status, 200) << answer.body;
-  int calls = 0;
-  int failures = 0;
-  const bool rotated = wait_until(
+  rotate_ca_root(consul_);
+  expect_calls_survive_rotation(
+      caller, client,
       [&] {
-        try {
-          call_whoami(caller, client);
-        } catch (const std::exception& e) {
-          ++failures;
-          last_error_ = e.what();
-        }
-        ++calls;
         return sidecar.metric("coromesh_sidecar_leaf_expiry_timestamp_seconds") !=
                    sidecar_expiry_before &&
                metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {}) !=
                    caller_expiry_before;
       },
-      90s, 200ms);
-  EXPECT_TRUE(rotated) << "both ends took a leaf of the new root";
-  EXPECT_EQ(failures, 0) << "of " << calls << " calls; last: " << last_error_;
+      "both ends took a leaf of the new root");
 }
 
 // A CA root rotation while new connections keep coming through a proxy's upstream
@@ -389,9 +394,7 @@ void expect_rotation_keeps_upstream_traffic(const ConsulAgent& consul, Service& 
   const auto callee_expiry_before = metric_sum(
       callee.metrics().render(), "coromesh_connect_native_leaf_expiry_timestamp_seconds", {});
   const auto proxy_before = proxy_generation();
-  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
-  const auto answer = consul.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
-  ASSERT_EQ(answer.status, 200) << answer.body;
+  rotate_ca_root(consul);
   int calls = 0;
   int failures = 0;
   std::string last;
@@ -468,27 +471,15 @@ TEST_F(NativeMesh, ACaRootRotationKeepsNativeToConsulProxyTrafficFlowing) {
   const auto caller_expiry_before =
       metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {});
 
-  json::object config{{"Provider", "consul"}, {"Config", {{"PrivateKey", new_ec_key_pem()}}}};
-  const auto answer = consul_.api("PUT", "/v1/connect/ca/configuration", json::serialize(config));
-  ASSERT_EQ(answer.status, 200) << answer.body;
-  int calls = 0;
-  int failures = 0;
-  const bool rotated = wait_until(
+  rotate_ca_root(consul_);
+  expect_calls_survive_rotation(
+      caller, client,
       [&] {
-        try {
-          call_whoami(caller, client);
-        } catch (const std::exception& e) {
-          ++failures;
-          last_error_ = e.what();
-        }
-        ++calls;
         return proxy_leaf() != proxy_before &&
                metric(caller, "coromesh_connect_native_leaf_expiry_timestamp_seconds", {}) !=
                    caller_expiry_before;
       },
-      90s, 200ms);
-  EXPECT_TRUE(rotated) << "both ends took a leaf of the new root";
-  EXPECT_EQ(failures, 0) << "of " << calls << " calls; last: " << last_error_;
+      "both ends took a leaf of the new root");
 }
 
 }  // namespace
