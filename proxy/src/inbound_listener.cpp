@@ -170,6 +170,11 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
     context_.metrics.authorization_denied(connect::to_string(decision.source));
     refuse("unauthorized", decision.reason.empty() ? decision.detail : decision.reason,
            verdict.peer->uri());
+    if (target_.mode == ListenerMode::http && tls.next_layer().is_open()) {
+      co_await (
+          answer_refused(tls, connect::refusal_answer(decision, target_.service, *verdict.peer)) ||
+          cut_off.async_wait(use_tuple));
+    }
     co_return;
   }
   if (!tls.next_layer().is_open()) {
@@ -177,7 +182,8 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   }
   context_.metrics.handshake(metrics_.listener, "accepted", "");
   if (target_.mode == ListenerMode::http) {
-    co_await (serve_http(tls, verdict.peer->uri(), thread) || cut_off.async_wait(use_tuple));
+    co_await (serve_http(tls, *verdict.peer, connect::peer_serial(tls.native_handle()), thread) ||
+              cut_off.async_wait(use_tuple));
   } else {
     co_await pipe_to_local(tls, local);
   }
