@@ -67,8 +67,11 @@ void InboundListener::start(runtime::IoPool& pool) {
   acceptor_->listen(asio::socket_base::max_listen_connections);
   port_ = acceptor_->local_endpoint().port();
   if (target_.mode == ListenerMode::http) {
+    const http::ClientOptions options{.connect_timeout =
+                                          std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              context_.settings.connect_timeout)};
     for (std::size_t i = 0; i < pool.size(); ++i) {
-      local_clients_.push_back(std::make_unique<http::Client>(pool.executor(i)));
+      local_clients_.push_back(std::make_unique<http::Client>(pool.executor(i), options));
     }
   }
   log::info("sidecar.inbound.listening", {{"address", listen_.host},
