@@ -19,7 +19,9 @@
 #   tests/integration/hostile/idle_connections.sh [BIN_DIR=build/bin] [ROWS_FILE]
 # ROWS_FILE receives the Markdown rows for RELIABILITY.md. IDLE_CONNECTIONS (10000)
 # changes the count, IDLE_RSS_BOUND_MIB (150) the bound; 0 reports RSS without checking
-# it (sanitizer builds, whose allocators quarantine freed memory). Registered in ctest as integration.idle_connections (about 30 s).
+# it (sanitizer builds, whose allocators quarantine freed memory). IDLE_TLS_SEND_FIRST=HEX
+# has each connection to the TLS port send those bytes first (160301020001: a ClientHello
+# that stalls after its record header and 1 byte). Registered in ctest as integration.idle_connections (about 30 s).
 set -euo pipefail
 COROMESH_SCRIPT=idle-connections
 export COROMESH_SCRIPT
@@ -92,7 +94,10 @@ failed=0
 idle --name mul-svc --port "$svc_port" --pid "$mul_pid" \
   --good-url "http://127.0.0.1:$svc_port/api/v1/execute?l=6&r=7" --expect 42 \
   --rss-bound-mib "$rss_bound" || failed=1
-idle --name "coromesh-sidecar public (TLS) port" --port "$public_port" --pid "$sidecar_pid" \
+tls_case="coromesh-sidecar public (TLS) port"
+[ -z "${IDLE_TLS_SEND_FIRST:-}" ] || tls_case+=", each sending $IDLE_TLS_SEND_FIRST then stalling"
+idle --name "$tls_case" --port "$public_port" --pid "$sidecar_pid" \
+  --send-first "${IDLE_TLS_SEND_FIRST:-}" \
   --good-url "$through_mesh" --expect 42 --rss-bound-mib "$rss_bound" || failed=1
 idle --name "coromesh-sidecar upstream listener (http mode)" --port "$upstream_port" \
   --pid "$ingress_pid" --good-url "$through_mesh" --expect 42 --rss-bound-mib "$rss_bound" || failed=1
