@@ -120,7 +120,7 @@ def main():
     parser.add_argument("--row", help="append a Markdown row to this file")
     args = parser.parse_args()
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < args.connections + 200:
         sys.exit("idle_connections: the descriptor limit (%d) is below %d connections" %
                  (hard, args.connections))
