@@ -6,7 +6,8 @@
                         [--row FILE]
 
 Opens N TCP connections to 127.0.0.1:PORT that never send a byte (to a TLS port: never
-a ClientHello; with --send-first, only those bytes), all at once, then: a good request (GET URL, answered 200 BODY) while
+a ClientHello; with --send-first, only those bytes; with --request-first, one request
+each, answered, then nothing: keep-alive connections), all at once, then: a good request (GET URL, answered 200 BODY) while
 they are open; every connection must be closed by the process (its header, handshake or
 idle timeout) within S seconds of the last one opening; the process (PID) must still
 run and serve the good request afterwards; its RSS growth while they were open must
@@ -65,16 +66,48 @@ def good_request(url, expect):
     return ok, (time.monotonic() - start) * 1000, got
 
 
-def open_all(port, count, first=b""):
+def read_answer(sock):
+    """One HTTP/1.1 answer with a Content-Length, read whole: (status, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed before an answer")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed in the middle of an answer")
+        body += chunk
+    return int(head.split(b" ")[1]), body.decode("utf-8", "replace")
+
+
+def open_all(port, count, first=b"", request=None, expect=None):
     """count connections, opened one after the other (each connect completes in the
-    kernel; the process accepts them at its own pace), each sending `first`."""
+    kernel; the process accepts them at its own pace), each sending `first`; with
+    `request` (a path), each is a keep-alive connection that had one request answered
+    (`expect`) before it went idle: sent 100 connections at a time, then answered."""
     sockets = []
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         if first:
             sock.sendall(first)
-        sock.setblocking(False)
+        if request:
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % request.encode())
         sockets.append(sock)
+        if request and (len(sockets) % 100 == 0 or len(sockets) == count):
+            for waiting in sockets[-(len(sockets) % 100 or 100):]:
+                status, body = read_answer(waiting)
+                if status != 200 or body != expect:
+                    raise RuntimeError("keep-alive request answered %d %r" % (status, body))
+    for sock in sockets:
+        sock.setblocking(False)
     return sockets
 
 
@@ -117,6 +150,9 @@ def main():
     parser.add_argument("--send-first", default="",
                         help="hex bytes each connection sends once, then nothing more (e.g. "
                         "the first bytes of a TLS record: a ClientHello that stalls)")
+    parser.add_argument("--request-first", metavar="PATH",
+                        help="each connection has a GET PATH answered (--expect) first, "
+                        "then idles as a keep-alive connection")
     parser.add_argument("--row", help="append a Markdown row to this file")
     args = parser.parse_args()
 
@@ -132,7 +168,8 @@ def main():
                  (args.name, got))
     rss_before, fds_before = rss_mib(args.pid), fd_count(args.pid)
     started = time.monotonic()
-    sockets = open_all(args.port, args.connections, bytes.fromhex(args.send_first))
+    sockets = open_all(args.port, args.connections, bytes.fromhex(args.send_first),
+                       args.request_first, args.expect)
     opened_in = time.monotonic() - started
     # The process has them all once its descriptors say so (a few seconds at most).
     fds_open = fd_count(args.pid)

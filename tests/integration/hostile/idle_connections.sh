@@ -7,8 +7,8 @@
 #   its sidecar's public port    TLS (--handshake-timeout=5s): TCP connections that never
 #                                send a ClientHello
 #   an upstream listener         the plain, http-mode listener of an upstream-only sidecar
-#                                (--idle-timeout=5s; the default is 10 min): connections
-#                                that never send a request
+#                                (--idle-timeout=5s; the default is 10 min): keep-alive
+#                                connections, each idle after one request answered
 #
 # Each must keep serving a good request (GET /api/v1/execute?l=6&r=7 = 42, through both
 # sidecars for the last two) while they are open, close every one of them at its
@@ -99,7 +99,8 @@ tls_case="coromesh-sidecar public (TLS) port"
 idle --name "$tls_case" --port "$public_port" --pid "$sidecar_pid" \
   --send-first "${IDLE_TLS_SEND_FIRST:-}" \
   --good-url "$through_mesh" --expect 42 --rss-bound-mib "$rss_bound" || failed=1
-idle --name "coromesh-sidecar upstream listener (http mode)" --port "$upstream_port" \
-  --pid "$ingress_pid" --good-url "$through_mesh" --expect 42 --rss-bound-mib "$rss_bound" || failed=1
+idle --name "coromesh-sidecar upstream listener (http mode), keep-alive after one request" \
+  --port "$upstream_port" --pid "$ingress_pid" --request-first "/api/v1/execute?l=6&r=7" \
+  --good-url "$through_mesh" --expect 42 --rss-bound-mib "$rss_bound" || failed=1
 [ "$failed" -eq 0 ] || die "a listener did not hold up under $count idle connections"
 echo "PASS"
