@@ -147,6 +147,7 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
         co_return failed(metrics_.faults.timeout, http::Status::gateway_timeout,
                          "deadline_exceeded", "no answer from the local service in time");
       case http::ClientErrc::connect_failed:
+      case http::ClientErrc::connect_timeout:
         co_return failed(metrics_.faults.transport, http::Status::service_unavailable,
                          "local_unavailable", "the local service refuses connections");
       default:
