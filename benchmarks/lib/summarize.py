@@ -104,6 +104,14 @@ def read_goals(path):
     return goals
 
 
+def read_text(path):
+    """The file's text without surrounding blanks; '' when there is no such file."""
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip()
+
+
 def fmt(value):
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
@@ -124,8 +132,7 @@ class Suite:
         self.name = os.path.basename(directory.rstrip("/"))
         self.dir = directory
         self.samples, self.units = read_samples(os.path.join(directory, "samples.tsv"))
-        baseline = os.path.join(directory, "baseline")
-        self.baseline = open(baseline, encoding="utf-8").read().strip() if os.path.exists(baseline) else None
+        self.baseline = read_text(os.path.join(directory, "baseline")) or None
         self.goals = read_goals(os.path.join(directory, "goals.tsv"))
         self.subjects = list(OrderedDict.fromkeys(s for _, s, _ in self.samples))
         if self.baseline in self.subjects:  # the baseline first in every table
@@ -291,9 +298,9 @@ def main():
     try:
         suites = [Suite(d) for d in suite_dirs]
         out = [f"# Benchmark results {os.path.basename(os.path.abspath(results))}", ""]
-        machine = os.path.join(results, "machine.txt")
-        if os.path.exists(machine):
-            out += ["```", open(machine, encoding="utf-8").read().rstrip(), "```", ""]
+        machine = read_text(os.path.join(results, "machine.txt"))
+        if machine:
+            out += ["```", machine, "```", ""]
         missed = []
         for suite in suites:
             for goal, rows in suite.check_goals():
