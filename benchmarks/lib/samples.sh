@@ -9,8 +9,10 @@
 #                                       appends one measured figure
 #   wrk_samples CASE SUBJECT ROUND RAW  the figures of one wrk run made with
 #                                       benchmarks/lib/latency.lua (req_per_s, p50_ms,
-#                                       p99_ms, p999_ms); fails when wrk served nothing or
-#                                       more than 1% of the requests failed
+#                                       p99_ms, p999_ms; req_per_s counts 2xx/3xx answers,
+#                                       others are non_2xx_per_s); fails when wrk served
+#                                       nothing or more than 1% of the requests met a
+#                                       socket error
 #   bench_baseline SUBJECT              writes $BENCH_OUT/baseline
 #   bench_goal METRIC SUBJECT OP VALUE [vs=SUBJECT] [case=GLOB]
 #                                       appends a goal to $BENCH_OUT/goals.tsv
@@ -37,14 +39,19 @@ wrk_samples() {
   local case="$1" subject="$2" round="$3" raw="$4" line
   line=$(grep '^latency_summary ' "$raw" | tail -1) ||
     { echo "wrk_samples: $subject at $case: no summary in $raw (wrk failed?):" >&2; tail -5 "$raw" >&2; return 1; }
-  # latency_summary requests errors seconds p50_us p99_us p999_us
-  local _ requests errors seconds p50 p99 p999
-  read -r _ requests errors seconds p50 p99 p999 <<<"$line"
-  if [ "$requests" -eq 0 ] || [ $((errors * 100)) -gt "$requests" ]; then
-    echo "wrk_samples: $subject at $case: $errors errors in $requests requests ($raw)" >&2
+  # latency_summary requests errors seconds p50_us p99_us p999_us non_2xx
+  local _ requests errors seconds p50 p99 p999 non_2xx
+  read -r _ requests errors seconds p50 p99 p999 non_2xx <<<"$line"
+  if [ "$requests" -eq "$non_2xx" ] || [ $(((errors - non_2xx) * 100)) -gt "$requests" ]; then
+    echo "wrk_samples: $subject at $case: $requests requests, $non_2xx answered other than" \
+      "2xx/3xx, $((errors - non_2xx)) socket errors ($raw)" >&2
     return 1
   fi
-  sample "$case" "$subject" "$round" req_per_s "$(awk -v n="$requests" -v s="$seconds" 'BEGIN {printf "%.1f", n / s}')" "1/s"
+  # Answers other than 2xx/3xx (a declared rate limit's 429) are not counted as served.
+  sample "$case" "$subject" "$round" req_per_s \
+    "$(awk -v n="$((requests - non_2xx))" -v s="$seconds" 'BEGIN {printf "%.1f", n / s}')" "1/s"
+  [ "$non_2xx" -eq 0 ] || sample "$case" "$subject" "$round" non_2xx_per_s \
+    "$(awk -v n="$non_2xx" -v s="$seconds" 'BEGIN {printf "%.1f", n / s}')" "1/s"
   sample "$case" "$subject" "$round" p50_ms "$(awk -v v="$p50" 'BEGIN {printf "%.4f", v / 1000}')" ms
   sample "$case" "$subject" "$round" p99_ms "$(awk -v v="$p99" 'BEGIN {printf "%.4f", v / 1000}')" ms
   sample "$case" "$subject" "$round" p999_ms "$(awk -v v="$p999" 'BEGIN {printf "%.4f", v / 1000}')" ms

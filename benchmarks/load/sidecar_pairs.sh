@@ -299,7 +299,8 @@ if [ -n "$out" ]; then
 fi
 if [ -n "$export_dir" ]; then
   mkdir -p "$export_dir"
-  cp "$results" "$newconn" "$idle_file" "$held" "$summary" "$work"/wrk-*.txt "$export_dir/"
+  cp "$results" "$newconn" "$idle_file" "$held" "$summary" "$export_dir/"
+  for raw in "$work"/wrk-*.txt; do [ ! -f "$raw" ] || cp "$raw" "$export_dir/"; done
 fi
 # A path that should have run but served nothing, or failed more than 1% of its
 # requests (socket errors, non-2xx), fails the run: that is the smoke test's point.

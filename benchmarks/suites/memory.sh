@@ -99,7 +99,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
   log "round $round/$BENCH_ROUNDS: proxy pairs (benchmarks/load/sidecar_pairs.sh --rounds 0)"
   export_dir="$BENCH_OUT/raw/pairs-r$round"
   SIDECAR_BIN="$BENCH_BIN/coromesh-sidecar" "$COROMESH_ROOT/benchmarks/load/sidecar_pairs.sh" \
-    --rounds 0 --hold "$hold" --export "$export_dir" >"$BENCH_OUT/raw/pairs-r$round.log" 2>&1 ||
+    --rounds 0 --hold "$hold" --export "$export_dir" --out "$export_dir/sidecar_pairs.txt" >"$BENCH_OUT/raw/pairs-r$round.log" 2>&1 ||
     die "sidecar_pairs.sh failed: $(tail -20 "$BENCH_OUT/raw/pairs-r$round.log")"
   # idle.tsv: path, RSS KiB list (out,in); held.tsv (header): path, held, RSS KiB list.
   python3 - "$export_dir" "$round" "$held_case" "$hold" >>"$BENCH_OUT/samples.tsv" <<'PY'
