@@ -5,7 +5,9 @@
 //
 //   beast_raw_server --port N [--threads N=1]
 //
-// Listens on 127.0.0.1; SIGINT/SIGTERM stop it.
+// Listens on 127.0.0.1; SIGINT/SIGTERM stop it. Each thread runs its own io_context and
+// its own acceptor on the port (SO_REUSEPORT: the kernel spreads the connections), as
+// nginx's workers do: no state is shared between threads.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -14,10 +16,10 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -29,14 +31,16 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-asio::awaitable<void> serve_connection(tcp::socket socket) {
-  boost::beast::tcp_stream stream(std::move(socket));
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+asio::awaitable<void> serve_connection(tcp::socket stream) {
   boost::beast::flat_buffer buffer;
   for (;;) {
     http::request<http::string_body> request;
     auto [read_error, read_bytes] =
         co_await http::async_read(stream, buffer, request, asio::as_tuple(asio::use_awaitable));
-    if (read_error) co_return;  // the client closed, or sent something that is not HTTP
+    if (read_error)
+      co_return;  // the client closed, or sent something that is not HTTP
     http::response<http::string_body> response{http::status::ok, request.version()};
     response.set(http::field::content_type, "text/plain");
     response.keep_alive(request.keep_alive());
@@ -44,15 +48,18 @@ asio::awaitable<void> serve_connection(tcp::socket socket) {
     response.prepare_payload();
     auto [write_error, written] =
         co_await http::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
-    if (write_error || !response.keep_alive()) co_return;
+    if (write_error || !response.keep_alive())
+      co_return;
   }
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor) {
+asio::awaitable<void> accept_loop(tcp::acceptor acceptor) {
   for (;;) {
     auto [error, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-    if (error == asio::error::operation_aborted) co_return;
-    if (error) continue;  // e.g. EMFILE: the next accept may succeed
+    if (error == asio::error::operation_aborted)
+      co_return;
+    if (error)
+      continue;  // e.g. EMFILE: the next accept may succeed
     socket.set_option(tcp::no_delay(true));
     asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket)), asio::detached);
   }
@@ -79,23 +86,34 @@ int main(int argc, char** argv) {
       return fail_usage("bad argument " + std::string(flag) + " " + argv[i + 1]);
     }
   }
-  if (port == 0 || argc % 2 == 0) return fail_usage("--port is required");
+  if (port == 0 || argc % 2 == 0)
+    return fail_usage("--port is required");
 
-  asio::io_context io(threads);
-  tcp::acceptor acceptor(io);
   const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
-  acceptor.open(endpoint.protocol());
-  acceptor.set_option(tcp::acceptor::reuse_address(true));
-  acceptor.bind(endpoint);
-  acceptor.listen(4096);
-  asio::co_spawn(io, accept_loop(acceptor), asio::detached);
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  for (int i = 0; i < threads; ++i) {
+    auto& io = *contexts.emplace_back(std::make_unique<asio::io_context>(1));
+    tcp::acceptor acceptor(io);
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(tcp::acceptor::reuse_address(true));
+    acceptor.set_option(ReusePort(true));
+    acceptor.bind(endpoint);
+    acceptor.listen(4096);
+    asio::co_spawn(io, accept_loop(std::move(acceptor)), asio::detached);
+  }
 
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
+  asio::signal_set signals(*contexts.front(), SIGINT, SIGTERM);
+  signals.async_wait([&contexts](const boost::system::error_code&, int) {
+    for (auto& io : contexts)
+      io->stop();
+  });
 
   std::vector<std::thread> workers;
-  for (int i = 1; i < threads; ++i) workers.emplace_back([&io] { io.run(); });
-  io.run();
-  for (auto& worker : workers) worker.join();
+  for (int i = 1; i < threads; ++i) {
+    workers.emplace_back([&io = *contexts[static_cast<std::size_t>(i)]] { io.run(); });
+  }
+  contexts.front()->run();
+  for (auto& worker : workers)
+    worker.join();
   return 0;
 }
