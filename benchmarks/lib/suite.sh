@@ -26,6 +26,8 @@ source "$bench_lib/samples.sh"
 source "$COROMESH_ROOT/benchmarks/load/lib/proc_stats.sh"
 # shellcheck source=../../ops/lib/processes.sh
 source "$COROMESH_ROOT/ops/lib/processes.sh" # free_ports
+# shellcheck source=nginx_hello.sh
+source "$bench_lib/nginx_hello.sh"
 
 suite="${suite:?set suite=<name> before sourcing suite.sh}"
 die() { echo "[$suite] $*" >&2; exit 1; }
@@ -86,24 +88,7 @@ wait_http() {
 
 start_nginx_hello() {
   local workers="$1" port="$2" dir="$work/nginx-$2"
-  mkdir -p "$dir"
-  cat >"$dir/nginx.conf" <<CONF
-daemon off;
-worker_processes $workers;
-worker_rlimit_nofile 20000;
-error_log stderr warn;
-pid $dir/nginx.pid;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server {
-    listen 127.0.0.1:$port backlog=4096;
-    location / { return 200 "hello"; }
-  }
-}
-CONF
+  nginx_hello_conf "$dir" "$port" "$workers"
   suite_start "nginx-$port" nginx -p "$dir" -c "$dir/nginx.conf"
 }
 
