@@ -35,6 +35,11 @@ from collections import OrderedDict
 COMPARE = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
 
+# Distinct line colours for up to 12 subjects (gnuplot's default cycle repeats after 8).
+COLORS = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#e51e10",
+          "#000000", "#a0522d", "#808080", "#ff69b4", "#2e8b57"]
+
+
 class Malformed(Exception):
     pass
 
@@ -259,6 +264,7 @@ class Suite:
                     f"set xlabel '{x_name}'",
                     f"set ylabel '{metric} ({self.units.get(metric, '')})'",
                     "set key outside right top", "set grid", "set yrange [0:*]",
+                ] + [f"set linetype {i + 1} lc rgb '{c}' lw 2 pt {i + 1}" for i, c in enumerate(COLORS)] + [
                     "set offsets graph 0.05, graph 0.05, 0, 0",
                 ]
                 if logx:
