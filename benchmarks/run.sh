@@ -78,6 +78,8 @@ if [ -z "$build_dir" ]; then
 fi
 [ -f "$build_dir/build.ninja" ] || [ -f "$build_dir/Makefile" ] ||
   die "$build_dir is not a configured build tree"
+# Absolute: suites start their processes from their own working directories.
+build_dir=$(cd "$build_dir" && pwd)
 target_args=()
 if [ "$all_targets" -eq 0 ]; then
   mapfile -t unique < <(printf '%s\n' "${targets[@]}" | sort -u)
@@ -91,7 +93,8 @@ if ! cmake --build "$build_dir" -j "${JOBS:-2}" "${target_args[@]}" >"$build_dir
 fi
 step_done "${target_args[*]:-all targets} in $build_dir"
 
-date_dir="$results_root/$(date -u +%Y-%m-%d)"
+mkdir -p "$results_root"
+date_dir="$(cd "$results_root" && pwd)/$(date -u +%Y-%m-%d)"
 mkdir -p "$date_dir"
 # The machine and how busy it is: other work on it moves every figure.
 {
