@@ -36,8 +36,8 @@ COMPARE = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator
 
 
 # Distinct line colours for up to 12 subjects (gnuplot's default cycle repeats after 8).
-COLORS = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#e51e10",
-          "#000000", "#a0522d", "#808080", "#ff69b4", "#2e8b57"]
+COLORS = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#e51e10", "#0072b2", "#000000",
+          "#a0522d", "#808080", "#ff69b4", "#2e8b57", "#c8b400"]
 
 
 class Malformed(Exception):
