@@ -13,6 +13,9 @@
 #     which the project relies on. Its web UI is built with node/npm (node >= 20, which
 #     this machine kind provides; Debian 12's own is 18) and embedded.
 #   - chromium (headless: the web UI tests and ops/prometheus/screenshot.sh)
+#   --benchmarks: also what benchmarks/run.sh needs beyond that: gnuplot (the plots),
+#     Maven and a JDK (the JMH peer of the qos suite). The Go peer of the http suite is
+#     built by CMake with the machine's Go toolchain (/usr/local/go), as Consul is.
 set -euo pipefail
 COROMESH_SCRIPT=setup
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -31,6 +34,11 @@ packages=(
   wrk nginx-light libnginx-mod-stream
   chromium
 )
+case "${1:-}" in
+  "") ;;
+  --benchmarks) packages+=(gnuplot-nox maven default-jdk-headless) ;;
+  *) echo "usage: ops/setup.sh [--benchmarks]" >&2; exit 2 ;;
+esac
 
 step "debian packages"
 missing=()

@@ -76,7 +76,8 @@ if [ "${1:-}" = "--sanitizers" ]; then
   exit 0
 fi
 
-"$COROMESH_ROOT/ops/setup.sh"
+# --benchmarks: the benchmark-smoke test runs benchmarks/run.sh, which plots with gnuplot.
+"$COROMESH_ROOT/ops/setup.sh" --benchmarks
 
 configure_and_build "${BUILD_DIR:-$COROMESH_ROOT/build}" "${COROMESH_SANITIZER:-}"
 

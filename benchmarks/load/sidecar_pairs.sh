@@ -20,6 +20,7 @@
 #
 #   benchmarks/load/sidecar_pairs.sh [--rounds N=3] [--duration S=10]
 #       [--connections "50 5"] [--hold N=1000] [--out FILE] [--short] [--profile PATH]
+#       [--export DIR]
 #
 #   --short   1 round, 2 s, 5 connections, 200 held connections: proves the harness
 #             works in well under a minute (ctest label benchmark-smoke); writes no
@@ -27,6 +28,12 @@
 #   --profile PATH   perf record (flat, by symbol) of PATH's proxies during its first
 #             round at the first concurrency; the report is written beside --out as
 #             sidecar_pairs.perf-PATH.txt (or printed). PATH: consul, nginx, coromesh-tcp...
+#   --export DIR  keeps the raw figures in DIR for benchmarks/suites/sidecar.sh: every
+#             wrk output, rounds.tsv, newconn.tsv, idle.tsv, held.tsv (the columns are
+#             those of lib/summarize_pairs.py; lib/pairs_to_samples.py reads them).
+# Each round also measures new connections per second through each path (wrk with
+# "Connection: close" for a third of --duration: every request a new client connection,
+# so a new mutual-TLS connection between the proxies of a tcp pair).
 # Without --short the summary goes to benchmarks/results/<date>/sidecar_pairs.txt too.
 # Environment: CONSUL_BIN, SIDECAR_BIN (default build/bin/coromesh-sidecar),
 # SIDECAR_ARGS (extra flags for both sidecars, e.g. "--threads 1"), WRK_THREADS (2).
@@ -47,6 +54,7 @@ hold=1000
 out=""
 short=0
 profile=""
+export_dir=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -56,6 +64,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --short) short=1; shift ;;
     --profile) profile="$2"; shift 2 ;;
+    --export) export_dir="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -167,7 +176,7 @@ measure() {
   (sleep "$(awk -v d="$duration" 'BEGIN {print d * 0.8}')"
     rss_list ${proxies[$path]} >"$work/rss-load") &
   sampler=$!
-  wrk -t "$wrk_threads" -c "$conns" -d "${duration}s" --latency \
+  wrk -t "$wrk_threads" -c "$conns" -d "${duration}s" --latency -s "$latency_lua" \
     "http://127.0.0.1:${port[$path]}/" >"$raw" 2>&1 || true
   wait "$sampler" 2>/dev/null || true
   after=$(cpu_ticks ${proxies[$path]})
@@ -189,6 +198,21 @@ start_profile() {
   start "perf-$1" perf record -F 499 -p "$list" -o "$work/perf-$1.data" -- sleep "$duration"
 }
 
+# measure_new_connections ROUND CONNECTIONS PATH: wrk with "Connection: close" (each
+# request on a new connection); appends round, connections, path, requests/s, errors.
+measure_new_connections() {
+  local raw="$work/wrk-new-$1-$2-$3.txt"
+  wrk -t "$wrk_threads" -c "$2" -d "${newconn_duration}s" -H "Connection: close" \
+    -s "$latency_lua" "http://127.0.0.1:${port[$3]}/" >"$raw" 2>&1 || true
+  awk -v r="$1" -v c="$2" -v p="$3" '/^latency_summary / {
+      printf "%s\t%s\t%s\t%.1f\t%d\t%d\n", r, c, p, $2 / $4, $2, $3; found = 1 }
+    END { if (!found) printf "%s\t%s\t%s\t0\t0\t0\n", r, c, p }' "$raw" >>"$newconn"
+}
+latency_lua="$here/../lib/latency.lua"
+newconn="$work/newconn.tsv"
+printf 'round\tconnections\tpath\tconn_per_s\trequests\terrors\n' >"$newconn"
+newconn_duration=$(( (duration + 2) / 3 ))
+
 read -ra concurrency <<<"$connections"
 [ -z "$profile" ] || [ -n "${port[$profile]:-}" ] || [ "$profile" = direct ] ||
   die "--profile $profile: no such path (${paths[*]})"
@@ -202,6 +226,10 @@ for ((round = 1; round <= rounds; round++)); do
       log "round $round/$rounds, $conns connections: $path"
       measure "$round" "$conns" "$path"
     done
+  done
+  for path in "${paths[@]}"; do
+    log "round $round/$rounds, new connections at ${concurrency[-1]}: $path"
+    measure_new_connections "$round" "${concurrency[-1]}" "$path"
   done
 done
 
@@ -269,10 +297,18 @@ if [ -n "$out" ]; then
   cp "$summary" "$out"
   echo "written: $out"
 fi
+if [ -n "$export_dir" ]; then
+  mkdir -p "$export_dir"
+  cp "$results" "$newconn" "$idle_file" "$held" "$summary" "$export_dir/"
+  for raw in "$work"/wrk-*.txt; do [ ! -f "$raw" ] || cp "$raw" "$export_dir/"; done
+fi
 # A path that should have run but served nothing, or failed more than 1% of its
 # requests (socket errors, non-2xx), fails the run: that is the smoke test's point.
 awk -F'\t' '
   NR > 1 && ($9 == 0 || $4 == 0) { bad = 1; print "path " $3 " served no request in round " $1 " at " $2 " connections" > "/dev/stderr" }
   NR > 1 && $9 > 0 && $10 * 100 > $9 { bad = 1; print "path " $3 ": " $10 " errors in " $9 " requests, round " $1 " at " $2 " connections" > "/dev/stderr" }
   END { exit bad }' "$results"
+awk -F'\t' 'NR > 1 && ($5 == 0 || $6 * 100 > $5) { bad = 1
+    print "path " $3 ": new connections failed: " $6 " errors in " $5 " requests, round " $1 > "/dev/stderr" }
+  END { exit bad }' "$newconn"
 exit "$status"

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Opens N keep-alive HTTP connections to 127.0.0.1:PORT and holds them open.
 
-    hold_connections.py PORT N READY_FILE [HOLD_SECONDS=60]
+    hold_connections.py PORT N READY_FILE [HOLD_SECONDS=60] [PATH=/]
 
-Each connection sends one GET and reads its whole response, so the request has
+Each connection sends one GET PATH and reads its whole response, so the request has
 crossed every hop of a proxy pair and each hop holds its side of the connection.
 Then the number of connections that got a response is written to READY_FILE and
 the process sleeps (bounded by HOLD_SECONDS) until the caller stops it.
@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: keep-alive\r\n\r\n"
+REQUEST = "GET {} HTTP/1.1\r\nHost: bench\r\nConnection: keep-alive\r\n\r\n"
 
 
 def read_response(sock):
@@ -41,6 +41,7 @@ def read_response(sock):
 def main():
     port, count, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     hold_seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 60.0
+    request = REQUEST.format(sys.argv[5] if len(sys.argv) > 5 else "/").encode()
     deadline = time.monotonic() + 60.0
     held, failed = [], 0
     for _ in range(count):
@@ -48,7 +49,7 @@ def main():
             break
         try:
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            sock.sendall(REQUEST)
+            sock.sendall(request)
             if read_response(sock):
                 held.append(sock)
             else:

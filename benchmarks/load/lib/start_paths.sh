@@ -8,6 +8,8 @@
 # free loopback ports below the ephemeral range; every call here passes
 # $work/ports-given, so no port is handed out twice in a run.
 source "$here/../../ops/lib/processes.sh"
+# shellcheck source=../../lib/nginx_hello.sh
+source "$here/../lib/nginx_hello.sh" # nginx_hello_conf
 
 # start NAME CMD...: runs CMD in the background, logs in $work/NAME.log; sets $started.
 # Its working directory is $work: Consul's dev agent reads relative paths (services/)
@@ -56,24 +58,7 @@ start_consul_agent() {
 # start_backend: nginx, one worker, `return 200`; sets $backend_port; path "direct".
 start_backend() {
   read -r backend_port < <(free_ports 1 "$work/ports-given")
-  mkdir -p "$work/backend"
-  cat >"$work/backend/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-error_log stderr warn;
-pid $work/backend/nginx.pid;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  # Keep-alive for the whole run: a reconnect through a pair would measure handshakes.
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server {
-    listen 127.0.0.1:$backend_port backlog=4096;
-    location / { return 200 "hello"; }
-  }
-}
-CONF
+  nginx_hello_conf "$work/backend" "$backend_port" 1
   log "backend nginx on 127.0.0.1:$backend_port"
   start backend nginx -p "$work/backend" -c "$work/backend/nginx.conf"
   paths+=(direct)

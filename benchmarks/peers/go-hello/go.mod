@@ -1,0 +1,3 @@
+module coromesh.bench/go-hello
+
+go 1.22
