@@ -263,10 +263,14 @@ class Suite:
                     f"{' ' + group if group else ''}, median and min-max over rounds'",
                     f"set xlabel '{x_name}'",
                     f"set ylabel '{metric} ({self.units.get(metric, '')})'",
-                    "set key outside right top", "set grid", "set yrange [0:*]",
-                ] + [f"set linetype {i + 1} lc rgb '{c}' lw 2 pt {i + 1}" for i, c in enumerate(COLORS)] + [
-                    "set offsets graph 0.05, graph 0.05, 0, 0",
+                    "set key outside right top", "set grid",
                 ]
+                # From zero, unless a figure can be negative (added latency over direct, on a
+                # loaded machine): gnuplot refuses a plot whose every point is out of range.
+                if min(p[2] for _, pts in series for p in pts) >= 0:
+                    script.append("set yrange [0:*]")
+                script += [f"set linetype {i + 1} lc rgb '{c}' lw 2 pt {i + 1}" for i, c in enumerate(COLORS)]
+                script.append("set offsets graph 0.05, graph 0.05, 0, 0")
                 if logx:
                     script.append("set logscale x 10")
                 if not numeric:

@@ -1,6 +1,8 @@
 """benchmarks/lib/summarize.py: medians, spreads, ratios to the baseline, and goals
-checked case by case, on samples written here (no benchmark is run, nothing plotted)."""
+checked case by case, on samples written here (no benchmark is run; one test plots,
+with gnuplot from ./ops/setup.sh --benchmarks)."""
 import os
+import shutil
 import tempfile
 import unittest
 
@@ -87,6 +89,18 @@ class SummarizeTest(unittest.TestCase):
             f.write("m a about 1\n")
         with self.assertRaisesRegex(summarize.Malformed, r"goals.tsv:1: unknown operator 'about'"):
             summarize.Suite(path)
+
+    def test_a_figure_below_zero_is_plotted(self):
+        # Latency added over direct can come out negative on a loaded machine; a y axis
+        # fixed from zero made gnuplot fail the whole summary ("all points y value undefined").
+        gnuplot = shutil.which("gnuplot")
+        self.assertIsNotNone(gnuplot, "gnuplot not found: run ./ops/setup.sh --benchmarks")
+        samples = rows("conns=5", "ours", "added_p99_ms", [-0.4, -0.2, -0.3], unit="ms")
+        suite = summarize.Suite(suite_dir(self.root, samples))
+        plots = os.path.join(self.root, "plots")
+        made = suite.plot(plots, gnuplot)
+        self.assertEqual(made, {"added_p99_ms": ["http-added_p99_ms.png"]})
+        self.assertGreater(os.path.getsize(os.path.join(plots, "http-added_p99_ms.png")), 1000)
 
 
 if __name__ == "__main__":
