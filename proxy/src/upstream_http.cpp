@@ -82,13 +82,9 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   const bool idempotent = is_idempotent(request.method());
   // The route's timeout (--route-timeout), else --http-timeout: the whole budget,
   // retries included.
-  auto deadline = qos::Deadline::after(std::chrono::duration_cast<qos::Duration>(
-      context_.settings.timeout_for(target_path(request.target()))));
-  if (const auto header = request.find(qos::kDeadlineHeader); header != request.end()) {
-    if (const auto parsed = qos::parse_deadline_header(header->value())) {
-      deadline = deadline.min(parsed.deadline);
-    }
-  }
+  const auto deadline = forwarded_deadline(
+      request, std::chrono::duration_cast<qos::Duration>(
+                   context_.settings.timeout_for(target_path(request.target()))));
   request.keep_alive(true);  // upstream connections are pooled, whatever the client does
   const auto snapshot = co_await endpoints();
   std::vector<std::string> tried;
