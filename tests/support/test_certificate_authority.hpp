@@ -160,6 +160,7 @@ class TestCertificateAuthority {
     return "spiffe://" + trust_domain_ + "/ns/default/dc/dc1/svc/" + service;
   }
 
+  const std::string& root_cert_pem() const noexcept { return root_pem_; }
   // The body of PUT /v1/connect/ca/configuration making this CA Consul's (provider
   // "consul" with this root and its key). Consul keeps its trust domain.
   std::string consul_ca_config_json() const {

@@ -17,6 +17,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <cctype>
 #include <coromesh/connect/tls_contexts.hpp>
 #include <coromesh/metrics/registry.hpp>
 #include <coromesh/service/service.hpp>
@@ -91,6 +92,10 @@ class CertificateValidity : public ::testing::Test {
     const auto answer =
         consul_.api("PUT", "/v1/connect/ca/configuration", ca_.consul_ca_config_json());
     ASSERT_EQ(answer.status, 200) << answer.body;
+    // Every process started from here on must trust it from its first roots (else a
+    // leaf of it would be refused as untrusted_chain): wait for the agent to serve it.
+    ASSERT_TRUE(wait_until([&] { return agent_serves_test_root(); }, 30s, 100ms))
+        << consul_.api("GET", "/v1/agent/connect/ca/roots").body;
   }
   void TearDown() override {
     for (auto& service : services_) {
@@ -99,6 +104,22 @@ class CertificateValidity : public ::testing::Test {
     }
   }
 
+  bool agent_serves_test_root() {
+    const auto roots = json::parse(consul_.api("GET", "/v1/agent/connect/ca/roots").body);
+    auto trimmed = [](std::string_view pem) {
+      while (!pem.empty() && std::isspace(static_cast<unsigned char>(pem.back()))) {
+        pem.remove_suffix(1);
+      }
+      return pem;
+    };
+    for (const auto& root : roots.at("Roots").as_array()) {
+      if (root.at("Active").as_bool() &&
+          trimmed(root.at("RootCert").as_string()) == trimmed(ca_.root_cert_pem())) {
+        return true;
+      }
+    }
+    return false;
+  }
   // A Consul-issued leaf for `service`: valid, of the test's root.
   PemPair consul_leaf(const std::string& service) {
     const auto leaf = json::parse(consul_.api("GET", "/v1/agent/connect/ca/leaf/" + service).body);
@@ -145,13 +166,13 @@ TEST_F(CertificateValidity, TheSidecarRefusesClientLeavesOutOfTheirValidityPerio
   const auto good_client = client_context(good.cert_pem, good.key_pem);
   auto served = [&] { return tls_exchange(public_port, good_client.get(), "hi") == "b1:hi"; };
   ASSERT_TRUE(wait_until(served, 30s, 100ms)) << sidecar.log_tail();
+  // The positive control of the test's own CA: a leaf of it in its validity period.
+  EXPECT_EQ(tls_exchange(public_port, client_with(ca_.leaf("a")).get(), "ok"), "b1:ok");
 
   const auto expired = ca_.leaf("a", std::nullopt, kExpired);
   const auto early = ca_.leaf("a", std::nullopt, kNotYetValid);
   EXPECT_EQ(tls_exchange(public_port, client_with(expired).get(), "x"), "");
   EXPECT_EQ(tls_exchange(public_port, client_with(early).get(), "x"), "");
-  // The positive control of the same CA: a leaf of it in its validity period is served.
-  EXPECT_EQ(tls_exchange(public_port, client_with(ca_.leaf("a")).get(), "ok"), "b1:ok");
 
   auto refused = [&](const std::string& reason) {
     return sidecar.metric(
@@ -179,6 +200,9 @@ TEST_F(CertificateValidity, ANativeServiceRefusesClientLeavesOutOfTheirValidityP
     return tls_exchange(callee.port(), good_client.get(), request).starts_with("HTTP/1.1 200");
   };
   ASSERT_TRUE(wait_until(served, 30s, 100ms));
+  EXPECT_TRUE(tls_exchange(callee.port(), client_with(ca_.leaf("caller")).get(), request)
+                  .starts_with("HTTP/1.1 200"))
+      << "a valid leaf of the test's CA is served";
 
   EXPECT_EQ(tls_exchange(callee.port(),
                          client_with(ca_.leaf("caller", std::nullopt, kExpired)).get(), request),
