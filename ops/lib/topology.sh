@@ -181,7 +181,9 @@ _topology_sidecar() {
   token=$(_topology_token "$name-sidecar" "$name")
   case "${TOPO_PROXY:-coromesh}" in
     coromesh | native) # native: a service that cannot be native keeps coromesh-sidecar
-      [ -z "$token" ] || args+=(--consul-token-file "$token")
+      # Secure mode: http inbound (L7), so a caller the intentions refuse is answered 403
+      # with Consul's reason rather than a closed connection.
+      [ -z "$token" ] || args+=(--consul-token-file "$token" --protocol http)
       for up in "${upstreams[@]}"; do args+=(--upstream "$up:${TOPO_UPSTREAM_MODE:-http}"); done
       proc_start "$TOPO_DIR" "$proc" "${TOPO_BIN:-$COROMESH_ROOT/build/bin}/coromesh-sidecar" \
         --consul "$TOPO_CONSUL_ADDR" --port "$admin" --log-level "${TOPO_LOG_LEVEL:-info}" \

@@ -10,9 +10,10 @@
 //
 // Returns when the client closes, idles for `idle` between requests, sends something
 // that is not HTTP (closed without an answer: there is no one to tell), sends a request
-// that cannot be passed on (answered by refusal_of, then closed), or asks to close.
-// Headers are limited to kHeaderLimit (as a whole, however they arrive) and bodies to
-// kBodyLimit.
+// that cannot be passed on (answered by refusal_of, then closed), or asks to close; or
+// when `*close_after` (if given) is true once `forward` has answered: that answer is sent
+// with `Connection: close` and is the last one. Headers are limited to kHeaderLimit (as a
+// whole, however they arrive) and bodies to kBodyLimit.
 //
 // Threads: on the client's executor; `client` and `forward` must outlive the call.
 
@@ -72,7 +73,8 @@ std::optional<http::Response> refusal_of(const boost::beast::error_code& read_er
 
 template <class Stream, class Forward>
 boost::asio::awaitable<void> serve_http_exchanges(Stream& client, std::chrono::nanoseconds idle,
-                                                  Forward forward) {
+                                                  Forward forward,
+                                                  const bool* close_after = nullptr) {
   namespace asio = boost::asio;
   namespace beast_http = boost::beast::http;
   using namespace asio::experimental::awaitable_operators;
@@ -97,8 +99,9 @@ boost::asio::awaitable<void> serve_http_exchanges(Stream& client, std::chrono::n
       co_return;  // closed, or not HTTP: nothing to answer
     }
     http::Request request = parser.release();
-    const bool keep_alive = request.keep_alive();
+    bool keep_alive = request.keep_alive();
     http::Response response = co_await forward(std::move(request));
+    keep_alive = keep_alive && (close_after == nullptr || !*close_after);
     response.keep_alive(keep_alive);
     auto [write_error, written] = co_await beast_http::async_write(client, response, use_tuple);
     if (write_error || !keep_alive) {

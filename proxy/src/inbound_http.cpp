@@ -4,6 +4,15 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "coromesh/connect/authorizer.hpp"
 #include "coromesh/http/error.hpp"
 #include "coromesh/log/logger.hpp"
 #include "coromesh/qos/deadline.hpp"
@@ -13,19 +22,78 @@
 namespace coromesh::sidecar {
 
 namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-asio::awaitable<void> InboundListener::serve_http(TlsStream& tls, std::string peer,
-                                                  std::size_t thread) {
+namespace {
+// How long an authorization holds on an open http-mode connection: the Authorizer's own
+// cache lifetime, so asking again costs the agent nothing more than new connections do.
+constexpr std::chrono::seconds kReauthorizeInterval{1};
+}  // namespace
+
+asio::awaitable<void> InboundListener::serve_http(TlsStream& tls, connect::SpiffeId peer,
+                                                  std::string peer_serial, std::size_t thread) {
   metrics_.active->Increment();
   metrics_.total->Increment();
   struct Leave {
     prometheus::Gauge* active;
     ~Leave() { active->Decrement(); }  // also when the cut-off cancels us mid-request
   } leave{metrics_.active};
-  co_await serve_http_exchanges(tls, context_.settings.idle_timeout,
-                                [this, &peer, thread](http::Request request) {
-                                  return forward_local(std::move(request), peer, thread);
-                                });
+  const std::string peer_uri = peer.uri();
+  auto authorized_at = std::chrono::steady_clock::now();
+  bool refused = false;
+  co_await serve_http_exchanges(
+      tls, context_.settings.idle_timeout,
+      [&](http::Request request) -> asio::awaitable<http::Response> {
+        if (std::chrono::steady_clock::now() - authorized_at >= kReauthorizeInterval) {
+          const auto decision = co_await asio::co_spawn(
+              context_.consul_executor,
+              context_.authorizer.authorize(target_.service, peer, peer_serial),
+              asio::use_awaitable);
+          if (!decision.authorized) {
+            refused = true;
+            context_.metrics.authorization_denied(connect::to_string(decision.source));
+            log::write_limited(
+                log::Level::warn, "sidecar.inbound.refused", "unauthorized",
+                {{"reason", "unauthorized"},
+                 {"peer", peer_uri},
+                 {"detail", decision.reason.empty() ? decision.detail : decision.reason},
+                 {"on", "open connection"}});
+            const auto answer = connect::refusal_answer(decision, target_.service, peer);
+            co_return http::make_error_response(static_cast<http::Status>(answer.status),
+                                                answer.code, answer.reason, request.version(),
+                                                false);
+          }
+          authorized_at = std::chrono::steady_clock::now();
+        }
+        co_return co_await forward_local(std::move(request), peer_uri, thread);
+      },
+      &refused);
+}
+
+asio::awaitable<void> InboundListener::answer_refused(TlsStream& tls,
+                                                      http::PeerVerdict::Answer answer) {
+  // The request is read whole before the answer (a close with unread data would reset
+  // the connection and could lose the answer), but a refused peer's body is not worth
+  // more than this: past it the connection is only closed.
+  constexpr std::uint64_t kRefusedBodyLimit = 64 * 1024;
+  http::framing::RequestParser parser;
+  parser.header_limit(kHeaderLimit);
+  parser.body_limit(kRefusedBodyLimit);
+  boost::beast::flat_buffer buffer;
+  asio::steady_timer deadline(co_await asio::this_coro::executor);
+  deadline.expires_after(context_.settings.handshake_timeout);
+  auto read = co_await (http::framing::read_message(tls, buffer, parser, kHeaderLimit) ||
+                        deadline.async_wait(use_tuple));
+  if (read.index() == 1 || std::get<0>(read)) {
+    co_return;  // silent, slow or not HTTP: closed as in tcp mode
+  }
+  auto response = http::make_error_response(static_cast<http::Status>(answer.status), answer.code,
+                                            answer.reason, parser.get().version(), false);
+  deadline.expires_after(context_.settings.handshake_timeout);
+  co_await (boost::beast::http::async_write(tls, response, use_tuple) ||
+            deadline.async_wait(use_tuple));
+  tls.shutdown_send();  // close_notify: the answer is complete, not truncated
 }
 
 asio::awaitable<http::Response> InboundListener::forward_local(http::Request request,
@@ -71,6 +139,7 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
         co_return failed(metrics_.faults.timeout, http::Status::gateway_timeout,
                          "deadline_exceeded", "no answer from the local service in time");
       case http::ClientErrc::connect_failed:
+      case http::ClientErrc::connect_timeout:
         co_return failed(metrics_.faults.transport, http::Status::service_unavailable,
                          "local_unavailable", "the local service refuses connections");
       default:

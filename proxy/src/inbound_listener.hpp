@@ -22,7 +22,15 @@
 //      answer was lost or malformed), never retried: the local service is the only one.
 // A peer refused at 1–3 is closed, logged (`sidecar.inbound.refused`, rate-limited per
 // reason) and counted in coromesh_sidecar_handshakes_total{result="refused",reason}; the
-// listener keeps serving everyone else.
+// listener keeps serving everyone else. In http mode a peer refused at 3 (verified, but
+// the intentions deny it) is first told why: its first request is answered 403
+// `unauthorized` with Consul's reason (503 `authorization_unavailable` when the agent
+// could not decide), as Envoy's L7 RBAC filter answers; tcp mode has no protocol to say
+// it in, and only closes, as Consul's and Envoy's L4 proxies do. http mode also asks
+// again on an open connection, at most once per kReauthorizeInterval (as Envoy's HTTP
+// RBAC filter judges every request): a removed allow refuses the next requests, with the
+// same answer, rather than only the next connections; tcp mode cannot (a byte stream
+// cannot be refused halfway), and checks at connection set-up only, as Consul's proxy.
 //
 // Threads: start() before the pool runs; stop() on the consul executor (where the
 // acceptor lives). Accepted connections are spread over the pool's io threads.
@@ -35,7 +43,9 @@
 #include <string>
 #include <vector>
 
+#include "coromesh/connect/spiffe_id.hpp"
 #include "coromesh/http/client.hpp"
+#include "coromesh/http/tls.hpp"
 #include "coromesh/runtime/io_pool.hpp"
 #include "http_exchange.hpp"
 #include "pump.hpp"
@@ -65,7 +75,10 @@ class InboundListener {
   // tcp mode: the local connection and the pumps.
   boost::asio::awaitable<void> pipe_to_local(TlsStream& tls, TcpSocket& local);
   // http mode (inbound_http.cpp): requests of one verified caller until it closes.
-  boost::asio::awaitable<void> serve_http(TlsStream& tls, std::string peer, std::size_t thread);
+  boost::asio::awaitable<void> serve_http(TlsStream& tls, connect::SpiffeId peer,
+                                          std::string peer_serial, std::size_t thread);
+  // http mode, a refused peer: reads its first request and answers it with `answer`.
+  boost::asio::awaitable<void> answer_refused(TlsStream& tls, http::PeerVerdict::Answer answer);
   boost::asio::awaitable<http::Response> forward_local(http::Request request,
                                                        const std::string& peer, std::size_t thread);
   void refuse(std::string_view reason, std::string_view detail, const std::string& peer);

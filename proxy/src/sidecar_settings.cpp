@@ -128,8 +128,8 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
                        std::chrono::milliseconds(10), std::chrono::minutes(1));
   options.add_duration(s.connect_timeout,
                        {.flag = "connect-timeout",
-                        .help = "Deadline of each connection to an upstream endpoint or the local "
-                                "service."},
+                        .help = "Deadline of each TCP connect to an upstream endpoint or the "
+                                "local service (the TLS handshake has --handshake-timeout)."},
                        std::chrono::milliseconds(10), std::chrono::minutes(1));
   options.add_duration(s.idle_timeout,
                        {.flag = "idle-timeout",

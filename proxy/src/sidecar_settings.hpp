@@ -70,7 +70,11 @@ struct SidecarSettings {
   std::vector<UpstreamSpec> upstreams;
 
   std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(5);
-  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(2);
+  // A TCP connect to an upstream endpoint or the local service. Loopback or a LAN answers
+  // a SYN in well under a millisecond, whatever the peer's load; no answer in 250 ms means
+  // a black-holed endpoint (or an overflowing accept queue), and another endpoint is
+  // tried within the request's budget (the frontend's calls have 1 s per attempt).
+  std::chrono::nanoseconds connect_timeout = std::chrono::milliseconds(250);
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes(10);
   std::chrono::nanoseconds registration_poll = std::chrono::seconds(2);  // -sidecar-for
   connect::BalancePolicy balance = connect::BalancePolicy::round_robin;

@@ -26,6 +26,7 @@ struct Failure {
 Failure classify(const http::ClientError& error) {
   switch (static_cast<http::ClientErrc>(error.code().value())) {
     case http::ClientErrc::connect_failed:
+    case http::ClientErrc::connect_timeout:
     case http::ClientErrc::tls_handshake:
     case http::ClientErrc::peer_rejected:
       return {connect::Outcome::connect_failure, true};
@@ -37,8 +38,13 @@ Failure classify(const http::ClientError& error) {
 }  // namespace
 
 void UpstreamListener::start_http(runtime::IoPool& pool) {
+  // --connect-timeout: an endpoint that does not answer the TCP connect (black-holed) is
+  // left for another one within the request's budget, not waited on until it is spent.
+  const http::ClientOptions options{
+      .connect_timeout =
+          std::chrono::duration_cast<std::chrono::milliseconds>(context_.settings.connect_timeout)};
   for (std::size_t i = 0; i < pool.size(); ++i) {
-    http_clients_.push_back(std::make_unique<http::Client>(pool.executor(i)));
+    http_clients_.push_back(std::make_unique<http::Client>(pool.executor(i), options));
   }
   auto& certificates = context_.certificates;
   http_tls_ = std::make_shared<const http::ClientTls>(http::ClientTls{

@@ -182,6 +182,9 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
     }
     set_no_delay(dial);
     stream = std::make_unique<TlsStream>(std::move(dial), tls_context, TlsSocket::Role::client);
+    // The TCP connect is the peer's kernel's answer, the handshake its process's: each
+    // has its own bound.
+    deadline.expires_after(context_.settings.handshake_timeout);
     auto handshake = co_await (stream->handshake() || deadline.async_wait(use_tuple));
     if (handshake.index() == 1) {
       fail("handshake_timeout", "no complete handshake before the deadline");

@@ -14,6 +14,13 @@
 #                   CA) is on disk (ops/lib/platform.sh, PLATFORM_CONSUL_MODE=server)
 #   hung            add-svc-1 frozen (SIGSTOP) for 8 s, so it accepts and never answers:
 #                   zero errors (deadlines and retries), a mul-only probe keeps its latency
+#   blackhole       an extra add-svc endpoint registered at a port whose SYNs vanish
+#                   (tests/e2e/blackhole.py), its TTL check kept passing for 8 s (the
+#                   black hole is between caller and instance: the instance's own agent
+#                   sees it alive), then failed: zero errors; the frontend's sidecar's
+#                   connect timeout fires and the request goes to a healthy instance, no
+#                   request pays the operators' 1 s deadline; a mul-only probe keeps its
+#                   latency; the endpoint leaves once its check fails
 #   sigterm         SIGTERM, then restart, of an operator (add-svc-1), the Python one
 #                   (mod-svc-1), a sidecar (sub-svc-2's) and last the frontend's sidecar,
 #                   under a client that retries: zero failed requests, nothing of a
@@ -31,12 +38,12 @@ source "$here/lib.sh"
 
 scenario="${1:-}"
 case "$scenario" in
-  kill9 | consul-restart | hung | sigterm) ;;
+  kill9 | consul-restart | hung | blackhole | sigterm) ;;
   consul-restart-server)
     export PLATFORM_CONSUL_MODE=server
     scenario=consul-restart
     ;;
-  *) die "usage: tests/e2e/faults.sh kill9|consul-restart|consul-restart-server|hung|sigterm [BIN_DIR]" ;;
+  *) die "usage: tests/e2e/faults.sh kill9|consul-restart|consul-restart-server|hung|blackhole|sigterm [BIN_DIR]" ;;
 esac
 workers="${FAULT_WORKERS:-4}"
 seed_body='{"expression":"1+1+2+3+4+5+6-1-2-3-4-5-6+9+8-4-5"}'
@@ -122,6 +129,22 @@ sidecar_endpoints() {
   port=$(topology_rows | awk -F'\t' -v p="$1" '$1 == p {print $6}')
   curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics" |
     awk -v up="upstream=\"$2\"" '/^coromesh_sidecar_upstream_endpoints/ && index($0, up) {print $2}'
+}
+
+# metric_sum PROC NAME [LABEL=\"VALUE\"...]: the sum of PROC's samples of NAME (its
+# /metrics) whose labels include every one given.
+metric_sum() {
+  local port proc="$1" name="$2"
+  shift 2
+  port=$(topology_rows | awk -F'\t' -v p="$proc" '$1 == p {print $6}')
+  curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics" |
+    awk -v name="$name" -v wanted="$*" '
+      index($0, name "{") == 1 || index($0, name " ") == 1 {
+        n = split(wanted, labels, " ")
+        for (i = 1; i <= n; i++) if (!index($0, labels[i])) next
+        s += $NF
+      }
+      END {print s + 0}'
 }
 
 # ---------------------------------------------------------------- scenarios
@@ -244,6 +267,98 @@ scenario_hung() {
     fail "the mul-only probe's p99 was $(field "$probe" during_p99_ms) ms while add-svc-1 hung" \
       "(bound $bound ms)"
   pass "add-svc-1 hung for 8 s under load: no client-visible error; mul calls kept their latency"
+}
+
+scenario_blackhole() {
+  python3 "$here/blackhole.py" --port-file "$work/blackhole.port" --duration 200 &
+  load_pids+=($!)
+  local deadline=$((SECONDS + 10))
+  until [ -s "$work/blackhole.port" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "tests/e2e/blackhole.py gave no port in 10 s"
+    sleep 0.1
+  done
+  local hole_port hole_id=add-svc-blackhole-sidecar-proxy check_id=add-svc-blackhole-alive
+  hole_port=$(cat "$work/blackhole.port")
+  local consul="http://$TOPO_CONSUL_ADDR/v1/agent"
+  load_start seed "$seed_body" '{"result":9}' "$workers"
+  load_start probe '{"expression":"6*7"}' '{"result":42}' 1
+  load_wait_requests seed 50
+  load_wait_requests probe 20
+  local timeouts_before
+  timeouts_before=$(metric_sum frontend-1-sidecar coromesh_sidecar_request_failures_total \
+    'listener="add-svc"' 'fault="timeout"')
+  event inject
+  # A third add-svc endpoint, as an instance's sidecar registers itself, at the black hole.
+  jq -n --arg id "$hole_id" --arg check "$check_id" --argjson port "$hole_port" '{
+      ID: $id, Name: "add-svc-sidecar-proxy", Kind: "connect-proxy",
+      Address: "127.0.0.1", Port: $port,
+      Proxy: {DestinationServiceName: "add-svc", LocalServicePort: 1},
+      Check: {CheckID: $check, Name: "alive, as its own agent sees it", TTL: "5s",
+              Status: "passing"}}' |
+    _topology_consul_curl -fsS --max-time 5 -X PUT --data @- "$consul/service/register" ||
+    fail "could not register the black-holed add-svc endpoint"
+  local injected=$SECONDS seen="" removed=""
+  while [ "$(sidecar_endpoints frontend-1-sidecar add-svc)" != 3 ]; do
+    [ $((SECONDS - injected)) -lt 10 ] || fail "the frontend's sidecar never had the black-holed endpoint"
+    sleep 0.1
+  done
+  seen=$((SECONDS - injected))
+  # 8 s during which Consul still calls it passing.
+  while [ $((SECONDS - injected)) -lt 8 ]; do
+    _topology_consul_curl -fsS --max-time 5 -X PUT "$consul/check/pass/$check_id" >/dev/null
+    sleep 1
+  done
+  _topology_consul_curl -fsS --max-time 5 -X PUT "$consul/check/fail/$check_id" >/dev/null
+  event check_failed
+  local failed_at
+  failed_at=$(date +%s.%N)
+  while [ "$(sidecar_endpoints frontend-1-sidecar add-svc)" != 2 ]; do
+    [ $((SECONDS - injected)) -lt 30 ] || fail "the black-holed endpoint was still there 30 s after its check failed"
+    sleep 0.1
+  done
+  removed=$(awk -v a="$failed_at" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  event restore
+  sleep 3
+  load_stop
+  _topology_consul_curl -fsS --max-time 5 -X PUT "$consul/service/deregister/$hole_id" >/dev/null || true
+  local summary probe connect_timeouts retries timeouts
+  summary=$(load_report seed)
+  probe=$(load_report probe)
+  print_summary seed "$summary"
+  print_summary probe "$probe"
+  connect_timeouts=$(metric_sum frontend-1-sidecar coromesh_sidecar_upstream_connect_failures_total \
+    'upstream="add-svc"' 'reason="connect timed out"')
+  retries=$(metric_sum frontend-1-sidecar coromesh_sidecar_upstream_retries_total 'upstream="add-svc"')
+  timeouts=$(($(metric_sum frontend-1-sidecar coromesh_sidecar_request_failures_total \
+    'listener="add-svc"' 'fault="timeout"') - timeouts_before))
+  # The frontend's sidecar's outlier detection (5 failures in a row) ejects it, long
+  # before Consul's check does.
+  local ejected_ts ejected="never"
+  ejected_ts=$(grep -m1 "event=connect.endpoint.ejected service=add-svc endpoint=[^ ]*$hole_id" \
+    "$work/frontend-1-sidecar.log" | sed 's/^ts=\([^ ]*\) .*/\1/' || true)
+  if [ -n "$ejected_ts" ]; then
+    ejected=$(awk -v a="$(awk '$2 == "inject" {print $1}' "$work/events")" \
+      -v b="$(date -d "$ejected_ts" +%s.%N)" 'BEGIN {printf "%.2f s after the registration", b - a}')
+  fi
+  echo "  black-holed add-svc endpoint at 127.0.0.1:$hole_port: in the frontend's sidecar's" \
+    "endpoints ${seen} s after its registration; $connect_timeouts connect timeouts there," \
+    "$retries add requests retried on another endpoint, $timeouts add requests that ran out" \
+    "of their deadline; ejected by its outlier detection $ejected; out of its endpoints" \
+    "${removed} s after its check failed"
+  [ "$(field "$summary" errors)" -eq 0 ] || fail "$(field "$summary" errors) client-visible errors with a black-holed add-svc endpoint"
+  [ "$(field "$probe" errors)" -eq 0 ] || fail "the mul-only probe failed $(field "$probe" errors) requests"
+  [ "$connect_timeouts" -ge 1 ] || fail "no connect timeout counted: was the black hole ever dialled?"
+  [ -n "$ejected_ts" ] || fail "the frontend's sidecar never ejected the black-holed endpoint"
+  # The connect timeout (250 ms), not the operators' 1 s deadline, is what a request pays
+  # for the black hole: none of its add calls ran out of time in the sidecar.
+  [ "$timeouts" -eq 0 ] || fail "$timeouts add requests spent their whole deadline on the black hole"
+  local bound
+  bound=$(jq -r '[250, 5 * .before_p99_ms] | max' <<<"$probe")
+  awk -v m="$(field "$probe" during_p99_ms)" -v b="$bound" 'BEGIN {exit !(m < b)}' ||
+    fail "the mul-only probe's p99 was $(field "$probe" during_p99_ms) ms with the black hole" \
+      "(bound $bound ms)"
+  pass "a black-holed add-svc endpoint for 8 s under load: no client-visible error, connect" \
+    "timeouts and retries, mul calls kept their latency, gone once its check failed"
 }
 
 scenario_sigterm() {

@@ -33,6 +33,22 @@ std::string_view to_string(Decision::Source source) noexcept {
   return "unavailable";
 }
 
+http::PeerVerdict::Answer refusal_answer(const Decision& decision, std::string_view target_service,
+                                         const SpiffeId& client) {
+  const bool intentions_decided = decision.source != Decision::Source::unavailable &&
+                                  decision.source != Decision::Source::error;
+  if (!intentions_decided) {
+    return {.status = 503,
+            .code = "authorization_unavailable",
+            .reason = std::string(target_service) + " could not ask Consul whether " +
+                      client.service + " may call it; retry later or another instance"};
+  }
+  return {.status = 403,
+          .code = "unauthorized",
+          .reason = std::string(target_service) + " does not accept calls from " + client.service +
+                    ": " + (decision.reason.empty() ? "denied by Consul" : decision.reason)};
+}
+
 Authorizer::Authorizer(consul::AgentClient& consul, AuthorizerOptions options)
     : consul_(consul), options_(std::move(options)) {
   if (options_.max_entries == 0) {

@@ -1,5 +1,6 @@
 #include "coromesh/http/client.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -53,6 +54,8 @@ class ClientCategory final : public std::error_category {
         return "TLS handshake failed";
       case ClientErrc::peer_rejected:
         return "TLS peer rejected";
+      case ClientErrc::connect_timeout:
+        return "connect timed out";
     }
     return "unknown client error";
   }
@@ -168,6 +171,19 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
   auto fail = [&](ClientErrc errc, const std::string& why) {
     return ClientError(errc, "connect to " + label + " failed: " + why);
   };
+  // The connect has its own, shorter bound (ClientOptions::connect_timeout); which of the
+  // two ended it decides the error: the call's deadline is `timeout`, the connect's own
+  // `connect_timeout` (nothing was sent: the caller may go elsewhere).
+  const auto connect_by = std::min(deadline, Clock::now() + options.connect_timeout);
+  auto timed_out = [&](const std::string& what) {
+    if (connect_by < deadline) {
+      return ClientError(ClientErrc::connect_timeout,
+                         "connect to " + label + ": " + what + " within the connect timeout of " +
+                             std::to_string(options.connect_timeout.count()) + "ms");
+    }
+    return ClientError(ClientErrc::timeout,
+                       "connect to " + label + " timed out after " + elapsed_ms(start));
+  };
 
   tcp::resolver::results_type endpoints;
   error_code ec;
@@ -178,12 +194,12 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
   } else {
     // tcp_stream's deadline does not cover name resolution; a timer races it instead.
     tcp::resolver resolver(executor);
-    asio::steady_timer timer(executor, deadline);
+    asio::steady_timer timer(executor, connect_by);
     auto done = co_await (
         resolver.async_resolve(destination.host, std::to_string(destination.port), use_tuple) ||
         timer.async_wait(use_tuple));
     if (done.index() == 1) {
-      throw fail(ClientErrc::timeout, "resolving timed out after " + elapsed_ms(start));
+      throw timed_out("no address resolved");
     }
     auto [resolve_ec, results] = std::get<0>(std::move(done));
     throw_if_aborted(resolve_ec);
@@ -194,16 +210,16 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
   }
 
   beast::tcp_stream stream(executor);
-  stream.expires_at(deadline);
+  stream.expires_at(connect_by);
   auto [connect_ec, endpoint] = co_await stream.async_connect(endpoints, use_tuple);
   if (connect_ec == beast::error::timeout) {
-    throw ClientError(ClientErrc::timeout,
-                      "connect to " + label + " timed out after " + elapsed_ms(start));
+    throw timed_out("no answer to the TCP connect");
   }
   throw_if_aborted(connect_ec);
   if (connect_ec) {
     throw fail(ClientErrc::connect_failed, connect_ec.message());
   }
+  stream.expires_at(deadline);  // the TLS handshake and the exchange: the call's deadline
   stream.socket().set_option(tcp::no_delay(true), ec);  // requests are written in one go
   ++opened;
   if (destination.tls) {

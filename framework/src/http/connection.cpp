@@ -235,10 +235,9 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
       if (observer) {
         observer->request_started(route);
       }
-      if (connection.refuse_requests) {
-        response = make_error_response(Status::service_unavailable, "shutting_down",
-                                       "the service is shutting down; retry another instance",
-                                       request.version(), false);
+      if (const auto& canned = connection.canned_answer) {
+        response = make_error_response(static_cast<Status>(canned->status), canned->code,
+                                       canned->reason, request.version(), false);
       } else if (path.empty() || path.front() != '/') {
         response = make_error_response(Status::bad_request, "malformed_request",
                                        "request target must be an absolute path", request.version(),

@@ -220,7 +220,10 @@ asio::awaitable<void> Server::State::accept_loop() {
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     auto connection = std::make_shared<detail::Connection>(std::move(socket));
-    connection->refuse_requests = draining.load();
+    if (draining.load()) {
+      connection->canned_answer = PeerVerdict::Answer{
+          503, "shutting_down", "the service is shutting down; retry another instance"};
+    }
     connection->tls = tls.has_value();
     {
       std::lock_guard lock(mutex);

@@ -46,11 +46,13 @@ struct Connection {
   bool busy = false;             // a request is being read, handled or answered
   bool reading_request = false;  // part of a request has arrived, the rest is awaited
   bool closing = false;          // close after the current response
-  bool refuse_requests = false;  // accepted during a drain: answer 503 shutting_down
-  bool cut_off = false;          // closed by a drain whose grace ran out, mid-request
-  bool timed_out = false;        // closed by the watchdog: the deadline passed
-  bool tls = false;              // served over TLS: a drain closes it with close_notify
-  std::string peer_identity;     // over TLS, what the peer check named the client
+  // Every request is answered with this, and the connection closed: 503 shutting_down
+  // on a connection accepted during a drain, a refused peer's answer (PeerVerdict).
+  std::optional<PeerVerdict::Answer> canned_answer;
+  bool cut_off = false;       // closed by a drain whose grace ran out, mid-request
+  bool timed_out = false;     // closed by the watchdog: the deadline passed
+  bool tls = false;           // served over TLS: a drain closes it with close_notify
+  std::string peer_identity;  // over TLS, what the peer check named the client
   // Terminal cancellation of the connection's coroutine, handler included: the last
   // step of a drain whose grace period ran out.
   boost::asio::cancellation_signal cancel;

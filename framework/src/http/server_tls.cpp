@@ -162,12 +162,17 @@ asio::awaitable<void> Server::State::serve_tls(detail::Connection& connection) {
     verdict = decided ? std::move(*decided) : PeerVerdict::refuse("authorization failed");
   }
   if (!verdict.accepted()) {
-    // No HTTP answer, no close_notify: the peer learns nothing beyond the closed socket.
     record_handshake(TlsHandshakeResult::refused, verdict.reason(), peer_address);
-    co_return;
+    if (!verdict.answer()) {
+      // No HTTP answer, no close_notify: the peer learns nothing beyond the closed socket.
+      co_return;
+    }
+    // A verified peer told why: its first request is answered, then the session closed.
+    connection.canned_answer = verdict.answer();
+  } else {
+    record_handshake(TlsHandshakeResult::accepted, {}, peer_address);
+    connection.peer_identity = verdict.identity();
   }
-  record_handshake(TlsHandshakeResult::accepted, {}, peer_address);
-  connection.peer_identity = verdict.identity();
 
   co_await serve_requests(connection, stream);
 

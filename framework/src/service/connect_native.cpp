@@ -136,7 +136,8 @@ http::ServerTls ConnectNative::server_tls(std::chrono::milliseconds handshake_ti
               {{"peer", identity},
                {"reason", decision.reason.empty() ? decision.detail : decision.reason},
                {"source", connect::to_string(decision.source)}});
-          co_return http::PeerVerdict::refuse("unauthorized");
+          co_return http::PeerVerdict::refuse(
+              "unauthorized", connect::refusal_answer(decision, service, *parsed.id));
         }
         co_return http::PeerVerdict::accept(std::move(identity));
       },

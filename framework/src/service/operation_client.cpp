@@ -52,7 +52,8 @@ OperationTransport::OperationTransport(std::vector<asio::any_io_executor> execut
     throw std::invalid_argument("OperationClient: the upstream needs a host and a port");
   }
   for (auto& executor : executors) {
-    auto client = std::make_unique<http::Client>(executor);
+    auto client = std::make_unique<http::Client>(
+        executor, http::ClientOptions{.connect_timeout = options_.connect_timeout});
     clients_.push_back(std::make_unique<PerExecutor>(
         PerExecutor{std::move(executor), std::move(client), nullptr}));
   }

@@ -4,8 +4,10 @@
 //
 //   frontend --op=127.0.0.1:U--> frontend sidecar ==mTLS==> <op> sidecar --> <op>-svc
 //
-// The seed's expression is answered; removing the frontend -> add allow makes additions
-// fail (add's sidecar logs Consul's reason) while the other operators keep working.
+// The operators' sidecars serve http mode (L7, as Consul advises for intentions): the seed's
+// expression is answered; removing the frontend -> add allow makes additions fail with
+// Consul's reason (add's sidecar answers 403 with it, the frontend passes it on, and logs
+// it) while the other operators keep working.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -43,11 +45,11 @@ class AclCalculator : public ::testing::Test {
         // a short idle timeout makes the frontend's next call after a pause a new one.
         operators_[op] = new ServiceProcess(std::string(op) + "-svc", dir_->path(),
                                             {"--http-idle-timeout=300ms"});
-        sidecars_[op] =
-            new SidecarProcess(*consul_, dir_->path(), std::string(op) + "-sidecar",
-                               {"--service", op, "--service-addr", operators_[op]->address(),
-                                "--listen", "127.0.0.1:" + std::to_string(public_port),
-                                "--register", "--consul-token-file", token_file(op)});
+        sidecars_[op] = new SidecarProcess(
+            *consul_, dir_->path(), std::string(op) + "-sidecar",
+            {"--service", op, "--service-addr", operators_[op]->address(), "--listen",
+             "127.0.0.1:" + std::to_string(public_port), "--register", "--consul-token-file",
+             token_file(op), "--protocol", "http"});
         frontend_args.insert(frontend_args.end(),
                              {"--upstream", std::string(op) + ":" + std::to_string(upstream_port)});
         upstreams += std::string(op) + "=127.0.0.1:" + std::to_string(upstream_port) + ",";
@@ -116,6 +118,14 @@ TEST_F(AclCalculator, WithoutTheAddAllowAdditionsFailAndTheOtherOperatorsWork) {
       20s, 600ms))
       << refused.status << " " << refused.body;
   std::cout << "addition without the allow: " << refused.status << " " << refused.body << "\n";
+  // The frontend's dependency refused it: not the user's fault (5xx), and the user is told
+  // whose refusal it was and Consul's reason.
+  EXPECT_EQ(refused.status, 502) << refused.body;
+  EXPECT_NE(refused.body.find(R"("error":"unauthorized")"), std::string::npos) << refused.body;
+  EXPECT_NE(refused.body.find("add does not accept calls from frontend: Matched L4 intention: "
+                              "default/* => default/*"),
+            std::string::npos)
+      << refused.body;
   const auto product = compute(*frontend_, "(8-2)*3/2");
   EXPECT_EQ(product.status, 200) << product.body;
   EXPECT_EQ(product.body, R"({"result":9})");

@@ -95,6 +95,42 @@ class NativeMesh : public ::testing::Test {
     return metric_sum(service.metrics().render(), family, labels);
   }
 
+  // Calls until the callee answers with an error (certificates and Consul's answers take
+  // a moment after start-up); nullopt if it never does within `patience`.
+  template <class Client>
+  std::optional<RemoteError> first_refusal(Service& caller, Client& client,
+                                           std::chrono::milliseconds patience = 15s) {
+    std::optional<RemoteError> refusal;
+    wait_until(
+        [&] {
+          try {
+            call_whoami(caller, client);
+            last_error_ = "answered";
+          } catch (const RemoteError& e) {
+            refusal = e;
+            return true;
+          } catch (const std::exception& e) {
+            last_error_ = e.what();
+          }
+          return false;
+        },
+        patience, 200ms);
+    return refusal;
+  }
+  // A denied caller is told why: 403 `unauthorized` with Consul's reason.
+  void expect_told_unauthorized(const std::optional<RemoteError>& refusal,
+                                const std::string& caller) {
+    ASSERT_TRUE(refusal) << "no refusal answer; last: " << last_error_;
+    EXPECT_EQ(refusal->status(), 403u) << refusal->what();
+    EXPECT_EQ(refusal->code(), "unauthorized") << refusal->what();
+    EXPECT_NE(refusal->reason().find("whoami does not accept calls from " + caller),
+              std::string::npos)
+        << refusal->what();
+    EXPECT_NE(refusal->reason().find("intention"), std::string::npos)
+        << "Consul's reason: " << refusal->what();
+    std::cout << "refusal: " << refusal->what() << "\n";
+  }
+
   void deny(const std::string& source, const std::string& destination) {
     const auto answer = consul_.api(
         "PUT", "/v1/connect/intentions/exact?source=" + source + "&destination=" + destination,
@@ -172,7 +208,7 @@ TEST_F(NativeMesh, ADenyIntentionRefusesTheCallerAndIsCounted) {
             200);
   auto& intruder = native_caller("intruder");
   auto& refused = intruder.client(whoami);
-  EXPECT_FALSE(first_reply(intruder, refused, 5s)) << "a denied caller gets no answer";
+  expect_told_unauthorized(first_refusal(intruder, refused), "intruder");
   EXPECT_GE(metric(callee, "coromesh_connect_native_handshakes_total",
                    {R"(result="refused")", R"(reason="unauthorized")"}),
             1);
@@ -265,9 +301,41 @@ TEST_F(NativeMesh, ACoromeshSidecarRefusesADeniedNativeCaller) {
   ASSERT_TRUE(first_reply(friendly, allowed)) << last_error_ << sidecar.log_tail();
   auto& intruder = native_caller("intruder");
   auto& refused = intruder.client(whoami);
+  // tcp mode (L4): nothing to say it in; the connection is closed, as by Consul's proxy.
   EXPECT_FALSE(first_reply(intruder, refused, 5s)) << "a denied caller gets no answer";
+  EXPECT_FALSE(first_refusal(intruder, refused, 2s)) << "an L4 refusal has no HTTP answer";
   EXPECT_GE(sidecar.metric("coromesh_sidecar_handshakes_total", {R"(reason="unauthorized")"}), 1)
       << sidecar.metrics();
+}
+
+TEST_F(NativeMesh, ACoromeshSidecarInHttpModeTellsADeniedNativeCallerWhy) {
+  auto& plain = plain_whoami("via-sidecar");
+  const auto public_port = free_port();
+  SidecarProcess sidecar(
+      consul_, logs_.path(), "whoami-sidecar",
+      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
+       "--listen", "127.0.0.1:" + std::to_string(public_port), "--register", "--protocol", "http"});
+  deny("intruder", "whoami");
+  auto& intruder = native_caller("intruder");
+  auto& refused = intruder.client(whoami);
+  expect_told_unauthorized(first_refusal(intruder, refused), "intruder");
+  EXPECT_GE(sidecar.metric("coromesh_sidecar_handshakes_total", {R"(reason="unauthorized")"}), 1)
+      << sidecar.metrics();
+  EXPECT_EQ(sidecar.metric("coromesh_sidecar_inbound_requests_total"), 0)
+      << "a refused request reached the local service";
+  auto& friendly = native_caller("friendly");
+  auto& allowed = friendly.client(whoami);
+  ASSERT_TRUE(first_reply(friendly, allowed)) << last_error_ << sidecar.log_tail();
+
+  // http mode judges requests, not only connections: once the allow is gone, the next
+  // request on the connection already open is refused with the reason.
+  const auto refused_handshakes =
+      sidecar.metric("coromesh_sidecar_handshakes_total", {R"(reason="unauthorized")"});
+  deny("friendly", "whoami");
+  expect_told_unauthorized(first_refusal(friendly, allowed), "friendly");
+  EXPECT_EQ(sidecar.metric("coromesh_sidecar_handshakes_total", {R"(reason="unauthorized")"}),
+            refused_handshakes)
+      << "refused at a new handshake, not on the open connection";
 }
 
 TEST_F(NativeMesh, ANativeServiceRefusesADeniedCoromeshSidecarCaller) {
@@ -280,9 +348,13 @@ TEST_F(NativeMesh, ANativeServiceRefusesADeniedCoromeshSidecarCaller) {
       {"--service", "outsider", "--upstream", "whoami:" + std::to_string(upstream_port)});
   ASSERT_TRUE(
       wait_until([&] { return sidecar.metric("coromesh_sidecar_upstream_endpoints") == 1; }, 30s));
+  // The sidecar's upstream is tcp mode: the native callee's HTTP answer passes through.
   for (int i = 0; i < 5; ++i) {
     const auto answer = HttpConnection(upstream_port).request("GET", "/api/v1/whoami");
-    EXPECT_NE(answer.first, 200) << answer.second;
+    EXPECT_EQ(answer.first, 403) << answer.second;
+    EXPECT_NE(answer.second.find(R"("error":"unauthorized")"), std::string::npos) << answer.second;
+    EXPECT_NE(answer.second.find("whoami does not accept calls from outsider"), std::string::npos)
+        << answer.second;
   }
   EXPECT_TRUE(wait_until(
       [&] {

@@ -117,6 +117,33 @@ TEST_F(AuthorizerTest, APairNeverSeenWhileTheAgentIsDownIsDenied) {
   EXPECT_TRUE(ask(authorizer, "b", "a").authorized) << "the agent back: asked again";
 }
 
+// What a refused caller is told: the intentions' verdict is the caller's to fix (403,
+// with Consul's reason); an agent that could not decide is the callee's trouble (503,
+// nothing of the agent's complaint).
+TEST_F(AuthorizerTest, ARefusalAnswerTellsDeniedFromUndecided) {
+  auto authorizer = make();
+  denied_.insert("a->b");
+  const auto denied = refusal_answer(ask(authorizer, "b", "a"), "b", client("a"));
+  EXPECT_EQ(denied.status, 403u);
+  EXPECT_EQ(denied.code, "unauthorized");
+  EXPECT_EQ(denied.reason, "b does not accept calls from a: Matched L4 intention");
+
+  consul_.reachable = false;
+  const auto undecided = ask(authorizer, "b", "c");
+  ASSERT_EQ(undecided.source, Source::unavailable);
+  const auto unavailable = refusal_answer(undecided, "b", client("c"));
+  EXPECT_EQ(unavailable.status, 503u);
+  EXPECT_EQ(unavailable.code, "authorization_unavailable");
+  EXPECT_EQ(unavailable.reason,
+            "b could not ask Consul whether c may call it; retry later or "
+            "another instance");
+
+  now_ += 2s;                                    // past the cache's TTL
+  const auto stale = ask(authorizer, "b", "a");  // the last decision, kept through the outage
+  ASSERT_EQ(stale.source, Source::stale);
+  EXPECT_EQ(refusal_answer(stale, "b", client("a")).status, 403u);
+}
+
 TEST_F(AuthorizerTest, AServerErrorIsAnOutageButARefusedRequestIsNot) {
   auto authorizer = make({.ttl = 1s});
   ASSERT_TRUE(ask(authorizer, "b", "a").authorized);

@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "black_hole.hpp"
+
 namespace coromesh::http {
 namespace {
 
@@ -262,6 +264,50 @@ TEST_F(HttpClient, ConnectRefusedIsConnectFailedAndNamesTheDestination) {
     EXPECT_EQ(error.code(), ClientErrc::connect_failed);
     auto expected = "connect to 127.0.0.1:" + std::to_string(port) + " failed: Connection refused";
     EXPECT_TRUE(std::string_view(error.what()).starts_with(expected)) << error.what();
+  });
+}
+
+// A black-holed address (SYNs vanish): the connect's own bound ends the call long before
+// its deadline, as connect_timeout (nothing sent: the caller may try elsewhere).
+TEST_F(HttpClient, ABlackHoledAddressEndsAtTheConnectTimeoutNotTheDeadline) {
+  const testing::BlackHole hole;
+  auto& http = client({.connect_timeout = 200ms});
+  run([&]() -> asio::awaitable<void> {
+    const auto start = Client::Clock::now();
+    auto error = co_await call_error(http.get({hole.host(), hole.port()}, "/", 30s));
+    const auto elapsed = Client::Clock::now() - start;
+    EXPECT_EQ(error.code(), ClientErrc::connect_timeout) << error.what();
+    EXPECT_GE(elapsed, 190ms);
+    EXPECT_LT(elapsed, 5s) << "the 30 s deadline, not the 200 ms connect timeout, ended it";
+    EXPECT_NE(std::string(error.what()).find("within the connect timeout of 200ms"),
+              std::string::npos)
+        << error.what();
+  });
+}
+
+// When the deadline comes before the connect timeout, it is the call's timeout.
+TEST_F(HttpClient, ADeadlineBeforeTheConnectTimeoutIsATimeout) {
+  const testing::BlackHole hole;
+  auto& http = client({.connect_timeout = 5s});
+  run([&]() -> asio::awaitable<void> {
+    auto error = co_await call_error(http.get({hole.host(), hole.port()}, "/", 200ms));
+    EXPECT_EQ(error.code(), ClientErrc::timeout) << error.what();
+  });
+}
+
+// The connect timeout bounds the TCP connect only: a server that takes longer than it to
+// answer is still waited for, up to the deadline.
+TEST_F(HttpClient, TheConnectTimeoutDoesNotBoundTheExchange) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    auto request = co_await read_request(stream, buffer);
+    co_await sleep_for(400ms);
+    co_await write_response(stream, echo_target(*request));
+  });
+  auto& http = client({.connect_timeout = 100ms});
+  run([&]() -> asio::awaitable<void> {
+    auto response = co_await http.get(server.destination(), "/late", 5s);
+    EXPECT_EQ(response.body(), "/late");
   });
 }
 

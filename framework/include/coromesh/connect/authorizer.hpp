@@ -36,10 +36,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "coromesh/connect/spiffe_id.hpp"
 #include "coromesh/consul/agent_client.hpp"
+#include "coromesh/http/tls.hpp"
 
 namespace coromesh::connect {
 
@@ -68,6 +70,14 @@ struct Decision {
   std::string detail;  // why the agent could not decide (stale, unavailable, error)
 };
 std::string_view to_string(Decision::Source source) noexcept;
+
+// What a caller that `decision` refuses is told over its verified session, in HTTP terms
+// (http::PeerVerdict::Answer): 403 `unauthorized` with Consul's reason when the intentions
+// deny it — the caller's mesh configuration to fix, which no retry cures; 503
+// `authorization_unavailable` when the agent could not decide (another instance may be
+// able to). The agent's own complaint is the callee's business and stays in its log.
+http::PeerVerdict::Answer refusal_answer(const Decision& decision, std::string_view target_service,
+                                         const SpiffeId& client);
 
 class Authorizer {
  public:

@@ -9,8 +9,8 @@
 // io_context, not one shared across threads.
 //
 // Errors are thrown as ClientError (a std::system_error whose code is a ClientErrc):
-// connect_failed, timeout, bad_response, connection_closed, outcome_unknown, and over TLS
-// tls_handshake and peer_rejected. A response with any
+// connect_failed, connect_timeout, timeout, bad_response, connection_closed,
+// outcome_unknown, and over TLS tls_handshake and peer_rejected. A response with any
 // status code, 5xx included, is a successful call: the status is the caller's to judge.
 // A call can also be cancelled through the awaiting coroutine's cancellation slot (e.g.
 // `co_await (client.send(...) || timer.async_wait(...))`); it then ends with
@@ -47,6 +47,10 @@ enum class ClientErrc {
   // TLS: the handshake succeeded but ClientTls::verify_peer refused the server (e.g. its
   // certificate names another service). Nothing was sent.
   peer_rejected,
+  // The TCP connect got no answer within ClientOptions::connect_timeout, well before the
+  // call's deadline (a black-holed address: SYNs vanish). Nothing was sent: another
+  // endpoint may be tried for any method. (When the deadline comes first, it is timeout.)
+  connect_timeout,
 };
 const std::error_category& client_category() noexcept;
 std::error_code make_error_code(ClientErrc e) noexcept;
@@ -68,6 +72,14 @@ struct ClientOptions {
   // so the caller gets outcome_unknown. Off for long polls (Consul blocking queries):
   // there the failure is news — the server restarted — and the caller must see it.
   bool retry_closed_pooled_connection = true;
+  // Bounds the TCP connect (and name resolution) of a new connection, within the call's
+  // deadline. A SYN-ACK comes from the peer's kernel, whatever its load, within one round
+  // trip; a second without one is the first SYN retransmission: the address is
+  // black-holed (or its listener's accept queue overflows), and failing with
+  // connect_timeout lets the caller try another endpoint instead of spending its whole
+  // deadline there. Not the TLS handshake, which needs the peer process: the deadline
+  // bounds that.
+  std::chrono::milliseconds connect_timeout{1'000};
 };
 
 struct Destination {

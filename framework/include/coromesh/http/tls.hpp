@@ -18,6 +18,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -45,15 +46,32 @@ class PeerVerdict {
   // `reason` is short and of bounded variety ("wrong trust domain", "service denied"): it
   // labels counters and log lines.
   static PeerVerdict refuse(std::string reason) { return {false, std::move(reason)}; }
+  // Refused, but told why in HTTP terms: every request on the session is answered with
+  // `answer` (its status, `{"error": code, "reason": reason}`) and the connection closed,
+  // as Envoy's L7 RBAC filter answers 403. Only for a peer whose certificate was verified
+  // (it is who it says it is), so telling it the reason leaks nothing to strangers.
+  struct Answer {
+    unsigned status = 403;
+    std::string code;
+    std::string reason;
+  };
+  static PeerVerdict refuse(std::string reason, Answer answer) {
+    PeerVerdict verdict{false, std::move(reason)};
+    verdict.answer_ = std::move(answer);
+    return verdict;
+  }
 
   bool accepted() const noexcept { return accepted_; }
   const std::string& identity() const noexcept { return text_; }  // when accepted
   const std::string& reason() const noexcept { return text_; }    // when refused
+  // When refused with an answer: what each request is answered with.
+  const std::optional<Answer>& answer() const noexcept { return answer_; }
 
  private:
   PeerVerdict(bool accepted, std::string text) : accepted_(accepted), text_(std::move(text)) {}
   bool accepted_;
   std::string text_;
+  std::optional<Answer> answer_;
 };
 
 // Inspects the peer of a completed handshake (SSL_get0_peer_certificate and friends).
@@ -76,8 +94,9 @@ struct ServerTls {
   // empty identity (plain HTTPS). A refused peer is closed without an HTTP answer.
   PeerCheck accept_peer;
   // Empty: every peer accept_peer accepts is served. Otherwise a refusal closes the
-  // connection like accept_peer's (counted as `refused`, with the verdict's reason);
-  // the answer must come within handshake_timeout, counted from the handshake's end.
+  // connection like accept_peer's (counted as `refused`, with the verdict's reason) —
+  // after answering the peer's requests with the verdict's answer, if it has one; the
+  // verdict must come within handshake_timeout, counted from the handshake's end.
   PeerAuthorization authorize_peer;
   // Names a failed handshake's reason for counters and logs (e.g. the Connect module's
   // classify_handshake_failure: "no_certificate", "untrusted_chain"). Empty: OpenSSL's

@@ -79,6 +79,13 @@ struct OperationClientOptions {
   QosMetrics* metrics = nullptr;
   // Bounds an exchange that has no deadline at all (no caller deadline, no timeout policy).
   std::chrono::milliseconds default_timeout{30'000};
+  // Bounds the TCP connect of each new connection within the attempt's deadline
+  // (http::ClientOptions::connect_timeout): the callee is the caller's sidecar on
+  // loopback or an instance in the same network, whose kernel answers a SYN in well under
+  // a millisecond. A black-holed endpoint then fails the attempt with connect_timeout (a
+  // transport fault: retried, on another endpoint when discovered) after this, instead
+  // of using up the attempt's deadline. The same default as coromesh-sidecar's.
+  std::chrono::milliseconds connect_timeout{250};
 };
 
 namespace detail {
