@@ -1,8 +1,34 @@
 #include "http_exchange.hpp"
 
+#include <boost/beast/core/string.hpp>
+
 #include "coromesh/http/error.hpp"
 
 namespace coromesh::sidecar {
+
+namespace {
+
+// Whether the request's transfer coding is anything but a lone `chunked` (already known
+// to end in chunked): "gzip, chunked", a coding with parameters, several fields.
+bool has_coding_besides_chunked(const http::framing::RequestParser& parser) {
+  const auto& header = parser.get();
+  int fields = 0;
+  bool only_chunked = true;
+  for (auto [it, end] = header.equal_range(http::Field::transfer_encoding); it != end; ++it) {
+    auto value = it->value();
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+      value.remove_prefix(1);
+    }
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+      value.remove_suffix(1);
+    }
+    only_chunked = only_chunked && boost::beast::iequals(value, "chunked");
+    ++fields;
+  }
+  return fields > 0 && (fields > 1 || !only_chunked);
+}
+
+}  // namespace
 
 bool is_idempotent(http::Verb method) noexcept {
   switch (method) {
@@ -39,11 +65,39 @@ std::optional<http::Response> refusal_of(const boost::beast::error_code& read_er
     return refuse(http::Status::bad_request, "malformed_request",
                   "Transfer-Encoding must end in chunked");
   }
+  if (has_coding_besides_chunked(parser)) {
+    // The body is still in that coding, and the request goes on with a Content-Length
+    // (http::Client's prepare_payload), which would leave "Transfer-Encoding: gzip" next
+    // to it: a message framed two ways (RFC 9112 §6.1 forbids sending both). A coding we
+    // do not implement: 501, as RFC 9112 §6.1 advises (Envoy answers the same).
+    return refuse(http::Status::not_implemented, "unsupported_transfer_coding",
+                  "only the chunked transfer coding is supported");
+  }
   if (parser.get().method() == http::Verb::trace && !parser.get().body().empty()) {
     return refuse(http::Status::bad_request, "malformed_request",
                   "a TRACE request must not have content");
   }
   return std::nullopt;
+}
+
+qos::Deadline forwarded_deadline(const http::Request& request, qos::Duration route_timeout) {
+  auto deadline = qos::Deadline::after(route_timeout);
+  if (const auto header = request.find(qos::kDeadlineHeader); header != request.end()) {
+    if (const auto parsed = qos::parse_deadline_header(header->value())) {
+      deadline = deadline.min(parsed.deadline);
+    }
+  }
+  return deadline;
+}
+
+void rewrite_inbound_request(http::Request& request, const qos::Deadline& deadline,
+                             std::string_view peer) {
+  if (request.find(qos::kDeadlineHeader) != request.end()) {
+    request.set(qos::kDeadlineHeader, deadline.header_value());
+  }
+  request.erase(kPeerHeader);
+  request.set(kPeerHeader, peer);
+  request.keep_alive(true);
 }
 
 std::string_view target_path(std::string_view target) noexcept {

@@ -32,11 +32,28 @@
 
 #include "coromesh/http/framing.hpp"
 #include "coromesh/http/message.hpp"
+#include "coromesh/qos/deadline.hpp"
 
 namespace coromesh::sidecar {
 
 inline constexpr std::uint64_t kHeaderLimit = 64 * 1024;
 inline constexpr std::uint64_t kBodyLimit = 16 * 1024 * 1024;
+
+// The header carrying the verified caller's SPIFFE ID to the local service.
+inline constexpr std::string_view kPeerHeader = "x-coromesh-peer";
+
+// The deadline of a request passed on: `route_timeout` from now, shortened by the
+// caller's x-coromesh-deadline-ms when it sent a valid one (an invalid one is ignored,
+// as a service ignores it).
+qos::Deadline forwarded_deadline(const http::Request& request, qos::Duration route_timeout);
+
+// The public listener's rewrite of a caller's request before it goes to the local
+// service: x-coromesh-deadline-ms, when the caller sent one, re-stated as what is left
+// of `deadline`; every x-coromesh-peer the caller sent replaced by one naming `peer`
+// (only the sidecar says who the caller is); keep-alive, as the local connections are
+// pooled whatever the caller does.
+void rewrite_inbound_request(http::Request& request, const qos::Deadline& deadline,
+                             std::string_view peer);
 
 // RFC 9110 §9.2.2: what may be sent again when the first answer was lost.
 bool is_idempotent(http::Verb method) noexcept;
@@ -48,7 +65,9 @@ std::string_view target_path(std::string_view target) noexcept;
 // which the connection is closed: 431 for a header over kHeaderLimit, 413 for a body
 // over kBodyLimit, 400 for a Transfer-Encoding not ending in chunked (RFC 9112 §6.3: its
 // length is unknown, so its body would be taken for the next request) and for a TRACE
-// with content (RFC 9110 §9.3.8; Beast refuses to send one). Nothing otherwise.
+// with content (RFC 9110 §9.3.8; Beast refuses to send one), 501 for a transfer coding
+// other than a lone chunked (e.g. "gzip, chunked": its body cannot be passed on intact).
+// Nothing otherwise.
 std::optional<http::Response> refusal_of(const boost::beast::error_code& read_error,
                                          const http::framing::RequestParser& parser);
 

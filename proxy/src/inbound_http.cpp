@@ -101,18 +101,10 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
                                                                std::size_t thread) {
   const auto received = std::chrono::steady_clock::now();
   const unsigned version = request.version();
-  auto deadline = qos::Deadline::after(std::chrono::duration_cast<qos::Duration>(
-      context_.settings.timeout_for(target_path(request.target()))));
-  if (const auto header = request.find(qos::kDeadlineHeader); header != request.end()) {
-    if (const auto parsed = qos::parse_deadline_header(header->value())) {
-      deadline = deadline.min(parsed.deadline);
-    }
-    request.set(qos::kDeadlineHeader, deadline.header_value());
-  }
-  // Only this sidecar says who the caller is: every copy the caller sent goes first.
-  request.erase(kPeerHeader);
-  request.set(kPeerHeader, peer);
-  request.keep_alive(true);  // the local connections are pooled, whatever the caller does
+  const auto deadline = forwarded_deadline(
+      request, std::chrono::duration_cast<qos::Duration>(
+                   context_.settings.timeout_for(target_path(request.target()))));
+  rewrite_inbound_request(request, deadline, peer);
 
   auto observe = [&](std::size_t status_class) {
     metrics_.requests_by_class[status_class]->Increment();

@@ -47,6 +47,7 @@
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/tls.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "http_exchange.hpp"
 #include "pump.hpp"
 #include "sidecar_context.hpp"
 
@@ -57,9 +58,6 @@ struct InboundTarget {
   boost::asio::ip::tcp::endpoint local;  // the local service
   ListenerMode mode = ListenerMode::tcp;
 };
-
-// http mode: the header carrying the verified caller's SPIFFE ID to the local service.
-inline constexpr std::string_view kPeerHeader = "x-coromesh-peer";
 
 class InboundListener {
  public:

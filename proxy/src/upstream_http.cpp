@@ -58,7 +58,22 @@ void UpstreamListener::start_http(runtime::IoPool& pool) {
             return verdict ? http::PeerVerdict::accept(verdict.peer->uri())
                            : http::PeerVerdict::refuse(std::string(to_string(verdict.refusal)));
           },
-      .pool_key = "connect:" + spec_.service});
+      .pool_key = "connect:" + spec_.service,
+      .describe_failure =
+          [](SSL* ssl, const boost::system::error_code& error) {
+            return std::string(to_string(connect::classify_handshake_failure(ssl, error).refusal));
+          },
+      // Counted as tcp mode counts them (connect_upstream): a failed handshake and a
+      // refused peer are both "refused", by reason; a timeout is a connect failure only.
+      .on_handshake =
+          [metrics = &context_.metrics, listener = metrics_.listener](
+              http::TlsHandshakeResult result, std::string_view reason) {
+            if (result == http::TlsHandshakeResult::accepted) {
+              metrics->handshake(listener, "accepted", "");
+            } else if (result != http::TlsHandshakeResult::timed_out) {
+              metrics->handshake(listener, "refused", reason);
+            }
+          }});
 }
 
 asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_t thread) {
@@ -73,13 +88,9 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   const bool idempotent = is_idempotent(request.method());
   // The route's timeout (--route-timeout), else --http-timeout: the whole budget,
   // retries included.
-  auto deadline = qos::Deadline::after(std::chrono::duration_cast<qos::Duration>(
-      context_.settings.timeout_for(target_path(request.target()))));
-  if (const auto header = request.find(qos::kDeadlineHeader); header != request.end()) {
-    if (const auto parsed = qos::parse_deadline_header(header->value())) {
-      deadline = deadline.min(parsed.deadline);
-    }
-  }
+  const auto deadline = forwarded_deadline(
+      request, std::chrono::duration_cast<qos::Duration>(
+                   context_.settings.timeout_for(target_path(request.target()))));
   request.keep_alive(true);  // upstream connections are pooled, whatever the client does
   const auto snapshot = co_await endpoints();
   std::vector<std::string> tried;

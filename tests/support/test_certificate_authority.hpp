@@ -10,6 +10,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -79,16 +81,18 @@ inline void add_extension(X509* cert, int nid, const std::string& value) {
   X509_EXTENSION_free(ext);
 }
 
-// An unsigned certificate for `key` named `common_name`, valid from a minute ago for
-// `lifetime_seconds`.
+// An unsigned certificate for `key` named `common_name`, valid from `not_before_seconds`
+// (relative to now; by default a minute ago) to `not_after_seconds` from now.
 inline Cert new_cert(EVP_PKEY* key, const std::string& common_name, long serial,
-                     long lifetime_seconds) {
+                     long not_after_seconds, long not_before_seconds = -60) {
   Cert cert(X509_new());
   require(cert != nullptr, "X509_new");
   require(X509_set_version(cert.get(), 2) == 1, "X509_set_version");
   require(ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial) == 1, "serial");
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -60);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), lifetime_seconds);
+  require(X509_gmtime_adj(X509_getm_notBefore(cert.get()), not_before_seconds) != nullptr,
+          "notBefore");
+  require(X509_gmtime_adj(X509_getm_notAfter(cert.get()), not_after_seconds) != nullptr,
+          "notAfter");
   require(X509_set_pubkey(cert.get(), key) == 1, "X509_set_pubkey");
   X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
@@ -123,7 +127,16 @@ inline PemPair self_signed(const std::string& uri) {
   return {cert_pem(cert.get()), key_pem(key.get())};
 }
 
-// A Connect-like CA: one EC root for `trust_domain`, leaves in Consul's shape.
+// When a leaf is valid, relative to now: by default from a minute ago for three days.
+// Past bounds make an expired leaf, future ones a leaf not valid yet.
+struct LeafValidity {
+  std::chrono::seconds not_before{-60};
+  std::chrono::seconds not_after{3 * 86400};
+};
+
+// A Connect-like CA: one EC root for `trust_domain`, leaves in Consul's shape. Its root
+// and key can be handed to Consul (consul_ca_config_json) so that Consul's own leaves
+// and this CA's chain to the same root.
 class TestCertificateAuthority {
  public:
   explicit TestCertificateAuthority(
@@ -147,6 +160,17 @@ class TestCertificateAuthority {
     return "spiffe://" + trust_domain_ + "/ns/default/dc/dc1/svc/" + service;
   }
 
+  const std::string& root_cert_pem() const noexcept { return root_pem_; }
+  // The body of PUT /v1/connect/ca/configuration making this CA Consul's (provider
+  // "consul" with this root and its key). Consul keeps its trust domain.
+  std::string consul_ca_config_json() const {
+    namespace json = boost::json;
+    return json::serialize(json::object{
+        {"Provider", "consul"},
+        {"Config",
+         json::object{{"PrivateKey", cert_detail::key_pem(key_.get())}, {"RootCert", root_pem_}}}});
+  }
+
   consul::CaRoots roots() const {
     return {
         .trust_domain = trust_domain_,
@@ -157,11 +181,13 @@ class TestCertificateAuthority {
   // A leaf for `service` whose URI SANs are `uris` (by default the service's SPIFFE ID;
   // pass {} for none, or several).
   consul::LeafCertificate leaf(const std::string& service,
-                               std::optional<std::vector<std::string>> uris = std::nullopt) {
+                               std::optional<std::vector<std::string>> uris = std::nullopt,
+                               LeafValidity validity = {}) {
     using namespace cert_detail;
     auto key = ec_key();
     long serial = ++serial_;
-    auto cert = new_cert(key.get(), service, serial, 3 * 86400);
+    auto cert = new_cert(key.get(), service, serial, static_cast<long>(validity.not_after.count()),
+                         static_cast<long>(validity.not_before.count()));
     require(X509_set_issuer_name(cert.get(), X509_get_subject_name(root_.get())) == 1, "issuer");
     add_extension(cert.get(), NID_basic_constraints, "critical,CA:FALSE");
     add_extension(cert.get(), NID_key_usage, "critical,digitalSignature,keyEncipherment");
@@ -177,8 +203,8 @@ class TestCertificateAuthority {
             .private_key_pem = key_pem(key.get()),
             .service = service,
             .service_uri = names.empty() ? std::string() : names.front(),
-            .valid_after = now - std::chrono::minutes(1),
-            .valid_before = now + std::chrono::hours(72)};
+            .valid_after = now + validity.not_before,
+            .valid_before = now + validity.not_after};
   }
 
  private:

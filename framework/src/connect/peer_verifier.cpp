@@ -43,6 +43,20 @@ std::vector<std::string> uri_sans(X509* cert) {
   return uris;
 }
 
+// A chain OpenSSL did not accept (its verify result, not X509_V_OK): a certificate out
+// of its validity period is told apart from one that does not chain to a root at all.
+PeerVerification refuse_chain(long verify_result) {
+  const char* detail = X509_verify_cert_error_string(verify_result);
+  switch (verify_result) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return refuse(PeerRefusal::expired_certificate, detail);
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return refuse(PeerRefusal::not_yet_valid_certificate, detail);
+    default:
+      return refuse(PeerRefusal::untrusted_chain, detail);
+  }
+}
+
 }  // namespace
 
 std::string_view to_string(PeerRefusal refusal) noexcept {
@@ -51,6 +65,10 @@ std::string_view to_string(PeerRefusal refusal) noexcept {
       return "no_certificate";
     case PeerRefusal::untrusted_chain:
       return "untrusted_chain";
+    case PeerRefusal::expired_certificate:
+      return "expired_certificate";
+    case PeerRefusal::not_yet_valid_certificate:
+      return "not_yet_valid_certificate";
     case PeerRefusal::no_spiffe_uri:
       return "no_spiffe_uri";
     case PeerRefusal::invalid_spiffe_uri:
@@ -73,7 +91,7 @@ PeerVerification verify_peer(SSL* ssl, const PeerExpectation& expected) {
   // The contexts of tls_contexts.hpp fail the handshake on a bad chain; this check keeps
   // the verdict right for a stream set up with any other context.
   if (auto result = SSL_get_verify_result(ssl); result != X509_V_OK) {
-    return refuse(PeerRefusal::untrusted_chain, X509_verify_cert_error_string(result));
+    return refuse_chain(result);
   }
   auto uris = uri_sans(cert.get());
   if (uris.empty()) {
@@ -107,8 +125,8 @@ PeerVerification classify_handshake_failure(SSL* ssl, const boost::system::error
     }
     if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
       auto result = SSL_get_verify_result(ssl);
-      return refuse(PeerRefusal::untrusted_chain,
-                    result != X509_V_OK ? X509_verify_cert_error_string(result) : ec.message());
+      return result != X509_V_OK ? refuse_chain(result)
+                                 : refuse(PeerRefusal::untrusted_chain, ec.message());
     }
   }
   return refuse(PeerRefusal::handshake_failed, ec.message());

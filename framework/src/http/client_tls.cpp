@@ -33,7 +33,13 @@ asio::awaitable<ClientConnection> start_client_tls(beast::tcp_stream tcp, const 
   }
   auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::client,
                                               asio::as_tuple(asio::use_awaitable));
+  auto tell = [&tls](TlsHandshakeResult result, std::string_view reason) {
+    if (tls.on_handshake) {
+      tls.on_handshake(result, reason);
+    }
+  };
   if (ec == beast::error::timeout) {
+    tell(TlsHandshakeResult::timed_out, "handshake timed out");
     auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
     throw ClientError(ClientErrc::timeout, "TLS handshake with " + label + " timed out after " +
@@ -43,16 +49,22 @@ asio::awaitable<ClientConnection> start_client_tls(beast::tcp_stream tcp, const 
     throw boost::system::system_error(ec);  // the caller cancelled: not a ClientError
   }
   if (ec) {
+    const auto openssl_reason = describe_tls_failure(ec);
+    const auto reason = tls.describe_failure ? tls.describe_failure(session, ec) : openssl_reason;
+    tell(TlsHandshakeResult::failed, reason);
     throw ClientError(ClientErrc::tls_handshake,
-                      "TLS handshake with " + label + " failed: " + describe_tls_failure(ec));
+                      "TLS handshake with " + label + " failed: " + reason +
+                          (reason == openssl_reason ? "" : " (" + openssl_reason + ")"));
   }
   if (tls.verify_peer) {
     auto verdict = tls.verify_peer(session);
     if (!verdict.accepted()) {
+      tell(TlsHandshakeResult::refused, verdict.reason());
       throw ClientError(ClientErrc::peer_rejected,
                         "TLS peer " + label + " rejected: " + verdict.reason());
     }
   }
+  tell(TlsHandshakeResult::accepted, {});
   co_return connection;
 }
 

@@ -57,6 +57,12 @@ class CertificateGauges final : public prometheus::Collectable {
   std::weak_ptr<const connect::CertificateSource> source_;
 };
 
+// A failed handshake's reason, either side: the Connect module's refusal names
+// (untrusted_chain, expired_certificate, no_certificate, handshake_failed, ...).
+std::string handshake_failure_reason(SSL* session, const boost::system::error_code& error) {
+  return std::string(to_string(connect::classify_handshake_failure(session, error).refusal));
+}
+
 }  // namespace
 
 ConnectNative::ConnectNative(asio::any_io_executor executor, consul::AgentClient& consul,
@@ -70,7 +76,14 @@ ConnectNative::ConnectNative(asio::any_io_executor executor, consul::AgentClient
                       .Help("mTLS handshakes of this Connect-native service's port, by result "
                             "and the reason of a refusal or failure (e.g. unauthorized, "
                             "untrusted_chain).")
-                      .Register(*metrics.prometheus_registry())) {
+                      .Register(*metrics.prometheus_registry())),
+      upstream_handshakes_(
+          prometheus::BuildCounter()
+              .Name("coromesh_connect_native_upstream_handshakes_total")
+              .Help("mTLS handshakes of this service's typed clients with the Connect endpoints "
+                    "of a callee (upstream), by result and the reason of a refusal or failure "
+                    "(e.g. expired_certificate, unexpected_service).")
+              .Register(*metrics.prometheus_registry())) {
   metrics.add_collectable(std::make_shared<CertificateGauges>(
       std::weak_ptr<const connect::CertificateSource>(certificates_)));
 }
@@ -128,11 +141,7 @@ http::ServerTls ConnectNative::server_tls(std::chrono::milliseconds handshake_ti
         }
         co_return http::PeerVerdict::accept(std::move(identity));
       },
-      .describe_failure =
-          [](SSL* session, const boost::system::error_code& error) {
-            return std::string(
-                to_string(connect::classify_handshake_failure(session, error).refusal));
-          }};
+      .describe_failure = handshake_failure_reason};
 }
 
 std::shared_ptr<const http::ClientTls> ConnectNative::client_tls(const std::string& service) const {
@@ -149,7 +158,18 @@ std::shared_ptr<const http::ClientTls> ConnectNative::client_tls(const std::stri
             return verdict ? http::PeerVerdict::accept(verdict.peer->uri())
                            : http::PeerVerdict::refuse(std::string(to_string(verdict.refusal)));
           },
-      .pool_key = "connect:" + service});
+      .pool_key = "connect:" + service,
+      .describe_failure = handshake_failure_reason,
+      // The family lives in the metrics registry, which outlives the typed clients.
+      .on_handshake =
+          [family = &upstream_handshakes_, service](http::TlsHandshakeResult result,
+                                                    std::string_view reason) {
+            family
+                ->Add({{"upstream", service},
+                       {"result", std::string(http::to_string(result))},
+                       {"reason", std::string(reason)}})
+                .Increment();
+          }});
 }
 
 void ConnectNative::count_handshake(http::TlsHandshakeResult result, std::string_view reason) {

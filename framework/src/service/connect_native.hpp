@@ -48,7 +48,8 @@ class ConnectNative {
 
   // The server side: every connection mTLS, peers authorized by intentions.
   http::ServerTls server_tls(std::chrono::milliseconds handshake_timeout);
-  // The client side towards `service`'s Connect endpoints.
+  // The client side towards `service`'s Connect endpoints; each handshake counted in
+  // coromesh_connect_native_upstream_handshakes_total{upstream=service,result,reason}.
   std::shared_ptr<const http::ClientTls> client_tls(const std::string& service) const;
 
   // The http::ServerObserver hook: counts every handshake of the mTLS port.
@@ -64,6 +65,7 @@ class ConnectNative {
   connect::Authorizer authorizer_;
   boost::asio::cancellation_signal stop_certificates_;
   prometheus::Family<prometheus::Counter>& handshakes_;
+  prometheus::Family<prometheus::Counter>& upstream_handshakes_;
 };
 
 }  // namespace coromesh::detail

@@ -92,10 +92,11 @@ TEST_F(SidecarHttpMode, ARouteTimeoutAnswers504AndNeverSendsAPostTwice) {
   EXPECT_EQ(connection.request("GET", "/fast").first, 200) << "other routes keep the default";
 }
 
-// Requests that cannot be passed on safely are answered 400 and the connection closed,
-// and nothing reaches a backend: a Transfer-Encoding not ending in chunked (its body
-// would have been forwarded as a request of its own) and a TRACE with content (the
-// HTTP client throws on one: the connection used to drop without an answer).
+// Requests that cannot be passed on safely are answered 400 (501 for a transfer coding
+// besides chunked) and the connection closed, and nothing reaches a backend: a
+// Transfer-Encoding not ending in chunked (its body would have been forwarded as a
+// request of its own), a TRACE with content (the HTTP client throws on one: the
+// connection used to drop without an answer), "gzip, chunked".
 TEST_F(SidecarHttpMode, RefusesRequestsItCannotPassOnSafely) {
   const int before = b1_.requests() + b2_.requests();
   const auto smuggled = exchange(a_upstream_,
@@ -106,6 +107,13 @@ TEST_F(SidecarHttpMode, RefusesRequestsItCannotPassOnSafely) {
   const auto trace = exchange(
       a_upstream_, "TRACE /t HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\nhello", 10s, false);
   EXPECT_TRUE(trace.starts_with("HTTP/1.1 400 ")) << trace << a_sidecar_->log_tail();
+  // A coding besides chunked: its body cannot go on intact (found by fuzz_sidecar_http).
+  const auto gzipped =
+      exchange(a_upstream_,
+               "POST /a HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: gzip, chunked\r\n"
+               "\r\n5\r\nhello\r\n0\r\n\r\n",
+               10s, false);
+  EXPECT_TRUE(gzipped.starts_with("HTTP/1.1 501 ")) << gzipped << a_sidecar_->log_tail();
   EXPECT_EQ(b1_.requests() + b2_.requests(), before) << "nothing passed on";
   EXPECT_EQ(HttpConnection(a_upstream_).request("GET", "/after").first, 200);
 }

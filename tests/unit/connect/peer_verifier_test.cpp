@@ -92,6 +92,47 @@ TEST_F(PeerVerifierTest, RefusesACertificateOfAnotherCa) {
   EXPECT_FALSE(pair->exchanged);
 }
 
+// Leaves of the mesh's own CA out of their validity period: refused on either side, by
+// a reason of their own (an operator's first question is "expired, or not ours?").
+constexpr coromesh::testing::LeafValidity kExpired{.not_before = -std::chrono::hours(48),
+                                                   .not_after = -std::chrono::hours(24)};
+constexpr coromesh::testing::LeafValidity kNotYetValid{.not_before = std::chrono::hours(24),
+                                                       .not_after = std::chrono::hours(48)};
+
+TEST_F(PeerVerifierTest, TheServerRefusesAClientLeafOutOfItsValidityPeriod) {
+  auto expired = handshake(ca_.leaf("a", std::nullopt, kExpired));
+  EXPECT_EQ(expired->server_view.refusal, PeerRefusal::expired_certificate)
+      << to_string(expired->server_view.refusal) << ": " << expired->server_view.detail;
+  EXPECT_EQ(expired->server_view.detail, "certificate has expired");
+  EXPECT_FALSE(expired->exchanged);
+
+  auto early = handshake(ca_.leaf("a", std::nullopt, kNotYetValid));
+  EXPECT_EQ(early->server_view.refusal, PeerRefusal::not_yet_valid_certificate)
+      << to_string(early->server_view.refusal) << ": " << early->server_view.detail;
+  EXPECT_FALSE(early->exchanged);
+}
+
+TEST_F(PeerVerifierTest, TheClientRefusesAServerLeafOutOfItsValidityPeriod) {
+  server_leaf_ = ca_.leaf("b", std::nullopt, kExpired);
+  auto expired = handshake(ca_.leaf("a"));
+  EXPECT_EQ(expired->client_view.refusal, PeerRefusal::expired_certificate)
+      << to_string(expired->client_view.refusal) << ": " << expired->client_view.detail;
+  EXPECT_FALSE(expired->exchanged);
+
+  server_leaf_ = ca_.leaf("b", std::nullopt, kNotYetValid);
+  auto early = handshake(ca_.leaf("a"));
+  EXPECT_EQ(early->client_view.refusal, PeerRefusal::not_yet_valid_certificate)
+      << to_string(early->client_view.refusal) << ": " << early->client_view.detail;
+  EXPECT_FALSE(early->exchanged);
+}
+
+TEST_F(PeerVerifierTest, AnExpiredLeafOfAnotherCaIsUntrustedFirst) {
+  TestCertificateAuthority other(ca_.trust_domain(), "other-root");
+  auto pair = handshake(other.leaf("a", std::nullopt, kExpired));
+  EXPECT_EQ(pair->server_view.refusal, PeerRefusal::untrusted_chain)
+      << to_string(pair->server_view.refusal) << ": " << pair->server_view.detail;
+}
+
 TEST_F(PeerVerifierTest, TheClientRefusesAServerOfAnotherService) {
   auto pair = handshake(ca_.leaf("a"), "c");
   EXPECT_TRUE(pair->server_view);
@@ -113,6 +154,8 @@ TEST_F(PeerVerifierTest, RefusesTls11) {
 TEST(PeerRefusal, NamesAreMetricLabels) {
   EXPECT_EQ(to_string(PeerRefusal::no_certificate), "no_certificate");
   EXPECT_EQ(to_string(PeerRefusal::untrusted_chain), "untrusted_chain");
+  EXPECT_EQ(to_string(PeerRefusal::expired_certificate), "expired_certificate");
+  EXPECT_EQ(to_string(PeerRefusal::not_yet_valid_certificate), "not_yet_valid_certificate");
   EXPECT_EQ(to_string(PeerRefusal::no_spiffe_uri), "no_spiffe_uri");
   EXPECT_EQ(to_string(PeerRefusal::invalid_spiffe_uri), "invalid_spiffe_uri");
   EXPECT_EQ(to_string(PeerRefusal::wrong_trust_domain), "wrong_trust_domain");

@@ -115,6 +115,46 @@ TEST_F(HttpTls, ClientRefusesAServerNamingAnotherService) {
   EXPECT_EQ(client.idle_connections(), 0u);
 }
 
+// The client's own hooks: a failed handshake named by describe_failure (in the error and
+// to on_handshake), a refused server and an accepted one told to on_handshake.
+TEST_F(HttpTls, ClientHandshakesAreNamedAndToldToTheirObserver) {
+  server_context_.set(server_context(
+      ca_.leaf("api", std::nullopt, {.not_before = -std::chrono::hours(48), .not_after = -1h})));
+  start_server();
+  std::vector<std::pair<TlsHandshakeResult, std::string>> seen;
+  auto observed = [&](Destination to) {
+    auto tls = std::make_shared<ClientTls>(*to.tls);
+    tls->describe_failure = [](SSL* session, const boost::system::error_code& error) {
+      return std::string(
+          connect::to_string(connect::classify_handshake_failure(session, error).refusal));
+    };
+    tls->on_handshake = [&seen](TlsHandshakeResult result, std::string_view reason) {
+      seen.emplace_back(result, std::string(reason));
+    };
+    to.tls = std::move(tls);
+    return to;
+  };
+  Client client(ioc_.get_executor());
+  auto expired = whoami_error(client, observed(destination(client_context(ca_.leaf("web")))));
+  EXPECT_EQ(expired.code(), ClientErrc::tls_handshake);
+  EXPECT_NE(std::string(expired.what()).find("expired_certificate (certificate verify failed)"),
+            std::string::npos)
+      << expired.what();
+
+  server_context_.set(server_context(ca_.leaf("api")));
+  EXPECT_EQ(
+      whoami_error(client, observed(destination(client_context(ca_.leaf("web")), "b"))).code(),
+      ClientErrc::peer_rejected);
+  EXPECT_EQ(whoami(client, observed(destination(client_context(ca_.leaf("web"))))).result_int(),
+            200);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0],
+            std::make_pair(TlsHandshakeResult::failed, std::string("expired_certificate")));
+  EXPECT_EQ(seen[1].first, TlsHandshakeResult::refused);
+  EXPECT_TRUE(seen[1].second.starts_with("unexpected_service")) << seen[1].second;
+  EXPECT_EQ(seen[2], std::make_pair(TlsHandshakeResult::accepted, std::string()));
+}
+
 TEST_F(HttpTls, StalledHandshakeIsCutAtTheHandshakeTimeout) {
   start_server(300ms);
   auto closed = run(ioc_, [&]() -> asio::awaitable<bool> {

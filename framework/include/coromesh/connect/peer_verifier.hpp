@@ -33,8 +33,14 @@ namespace coromesh::connect {
 
 // Why a peer is refused; the names are metric labels and log values.
 enum class PeerRefusal : std::uint8_t {
-  no_certificate,      // the peer sent none
-  untrusted_chain,     // it does not chain to a CA root (self-signed, another CA, expired)
+  no_certificate,   // the peer sent none
+  untrusted_chain,  // it does not chain to a CA root (self-signed, another CA)
+  // It chains to a CA root, but a certificate of the chain (as a rule the leaf: a peer
+  // that missed a rotation, a clock far off) is past its notAfter, or before its
+  // notBefore. OpenSSL checks validity after trust, so a foreign certificate that has
+  // also expired stays untrusted_chain.
+  expired_certificate,
+  not_yet_valid_certificate,
   no_spiffe_uri,       // a valid certificate without a URI SAN
   invalid_spiffe_uri,  // URI SANs that are not exactly one Connect service identity
   wrong_trust_domain,  // a Connect identity of another cluster
@@ -59,8 +65,9 @@ struct PeerVerification {
 
 // After a handshake that succeeded.
 PeerVerification verify_peer(SSL* ssl, const PeerExpectation& expected);
-// After a handshake that failed: the refusal the failure amounts to (untrusted_chain
-// when OpenSSL's chain check failed, no_certificate when the client sent none).
+// After a handshake that failed: the refusal the failure amounts to (untrusted_chain,
+// expired_certificate or not_yet_valid_certificate when OpenSSL's chain check failed,
+// no_certificate when the client sent none).
 PeerVerification classify_handshake_failure(SSL* ssl, const boost::system::error_code& ec);
 
 template <class Stream>

@@ -127,6 +127,14 @@ struct ClientTls {
   // present another certificate or accept other servers distinct keys. Empty means
   // server_name.
   std::string pool_key;
+  // Names a failed handshake's reason, as ServerTls::describe_failure does (e.g.
+  // "expired_certificate" for a server whose leaf has expired); it leads the
+  // ClientError's message and goes to on_handshake. Empty: OpenSSL's reason.
+  std::function<std::string(SSL* session, const boost::system::error_code& error)> describe_failure;
+  // Told how the handshake of each new connection ended, for counters: accepted (empty
+  // reason), failed (describe_failure's reason), refused (verify_peer's reason) or
+  // timed_out. Called on the connection's io thread; must not block or throw.
+  std::function<void(TlsHandshakeResult result, std::string_view reason)> on_handshake;
 };
 
 }  // namespace coromesh::http
