@@ -16,6 +16,8 @@
 # case on each topology in turn (A B C A B C ...). Figures: req_per_s, p50/p99/p99.9
 # (wrk_samples), cpu_s_per_100k (CPU time of every service and sidecar of the mesh per
 # 100k requests). A run with a failed request or a wrong answer fails the suite.
+# bench-targets: add-svc sub-svc mul-svc div-svc mod-svc frontend coromesh-sidecar
+# bench-minutes-per-round: 2.5
 set -euo pipefail
 COROMESH_SCRIPT=bench-calculator
 # shellcheck source=ops/lib/common.sh

@@ -20,6 +20,8 @@
 # The JMH jar is built by Maven (java, mvn: ./ops/setup.sh --benchmarks) once per
 # version of the peer's sources and JDK, and kept in ~/.cache/coromesh/resilience4j-jmh/
 # (the first build downloads its dependencies from Maven Central into ~/.m2).
+# bench-targets: bench_qos bench_qos_chain
+# bench-minutes-per-round: 2.5
 set -euo pipefail
 # shellcheck source=benchmarks/lib/samples.sh
 source "$COROMESH_ROOT/benchmarks/lib/samples.sh"
