@@ -21,7 +21,6 @@ bench_qos's bare function call) stay in the raw output only. Fails when a benchm
 error or the file holds none of the benchmarks expected.
 """
 import json
-import re
 import sys
 
 # Google Benchmark name (before "/real_time") -> subject; BM_Chain/<kind> is
@@ -61,16 +60,15 @@ def gbench_rows(kind, doc, round_):
 
 def jmh_rows(doc, round_):
     for b in doc:
-        method = b["benchmark"].rsplit(".", 1)[1]
+        subject = "resilience4j-" + b.get("params", {}).get("subject", "?").replace("_", "-")
         metric = b["primaryMetric"]
         if metric["scoreUnit"] != "ns/op":
-            sys.exit(f"qos_samples: {b['benchmark']}: unit {metric['scoreUnit']}, expected ns/op")
-        subject = "resilience4j-" + re.sub("_", "-", method)
+            sys.exit(f"qos_samples: {subject}: unit {metric['scoreUnit']}, expected ns/op")
         case = f"threads={b['threads']}"
         cpu = b.get("secondaryMetrics", {})
         calls = cpu.get("cpuCalls", {}).get("score", 0)
         if not calls:
-            sys.exit(f"qos_samples: {b['benchmark']}: no cpuCalls counted (fewer than 1024 calls?)")
+            sys.exit(f"qos_samples: {subject}: no cpuCalls counted (fewer than 1024 calls?)")
         yield case, subject, round_, "ns_per_call", cpu["cpuNanos"]["score"] / calls, "ns"
         yield case, subject, round_, "wall_ns_per_call", metric["score"], "ns"
 

@@ -10,11 +10,12 @@ def gbench(name, threads, real, cpu, **extra):
             "threads": threads, "real_time": real, "cpu_time": cpu, "time_unit": "ns", **extra}
 
 
-def jmh(method, threads, score, cpu_nanos=None, cpu_calls=None):
+def jmh(subject, threads, score, cpu_nanos=None, cpu_calls=None):
     secondary = {}
     if cpu_calls is not None:
         secondary = {"cpuNanos": {"score": cpu_nanos}, "cpuCalls": {"score": cpu_calls}}
-    return {"benchmark": f"coromesh.bench.QosChainBenchmark.{method}", "threads": threads,
+    return {"benchmark": "coromesh.bench.QosChainBenchmark.call", "threads": threads,
+            "params": {"subject": subject},
             "primaryMetric": {"score": score, "scoreUnit": "ns/op"},
             "secondaryMetrics": secondary}
 

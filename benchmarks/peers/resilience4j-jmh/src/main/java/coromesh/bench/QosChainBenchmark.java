@@ -28,6 +28,7 @@ import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
@@ -38,7 +39,7 @@ import org.openjdk.jmh.annotations.TearDown;
  * operation's QoS chain costs per call, built from resilience4j 2.4.0 decorators the
  * way a JVM team would stack them, around a call that completes at once.
  *
- * <p>Every method is one call through its decorators, shared by all benchmark threads
+ * <p>call() is one call through the decorators of `subject`, shared by all benchmark threads
  * (Scope.Benchmark), as coromesh's chain is shared by a service's io threads. Run with
  * -t 1 and -t 2; JMH's AverageTime is the wall time per call seen by each thread, and
  * the secondary metrics cpuNanos / cpuCalls the calling threads' CPU time per call
@@ -111,29 +112,30 @@ public class QosChainBenchmark {
   }
 
   private ScheduledThreadPoolExecutor scheduler;
-  private Supplier<CompletionStage<Long>> bareCall;
-  private Supplier<CompletionStage<Long>> chainCall;
-  private Supplier<CompletionStage<Long>> timeoutCall;
-  private Supplier<CompletionStage<Long>> retryCall;
-  private Supplier<CompletionStage<Long>> breakerCall;
-  private Supplier<CompletionStage<Long>> rateLimitCall;
-  private Supplier<CompletionStage<Long>> bulkheadCall;
-  private Supplier<CompletionStage<Long>> metricsCall;
+  // What one call goes through: the chain, one policy alone, or nothing (bare).
+  @Param({"bare", "chain", "timeout", "retry", "circuit_breaker", "rate_limit", "bulkhead", "metrics"})
+  public String subject;
+
+  private Supplier<CompletionStage<Long>> measured;
   private volatile long value = 41;
 
   @Setup
   public void build() {
     scheduler = new ScheduledThreadPoolExecutor(1);
     scheduler.setRemoveOnCancelPolicy(true);
-    bareCall = () -> CompletableFuture.completedFuture(value + 1);
-
-    chainCall = retry(breaker(rateLimit(timeout(bulkhead(metrics(bareCall, "chain"))))));
-    timeoutCall = timeout(bareCall);
-    retryCall = retry(bareCall);
-    breakerCall = breaker(bareCall);
-    rateLimitCall = rateLimit(bareCall);
-    bulkheadCall = bulkhead(bareCall);
-    metricsCall = metrics(bareCall, "metrics");
+    Supplier<CompletionStage<Long>> bare = () -> CompletableFuture.completedFuture(value + 1);
+    measured =
+        switch (subject) {
+          case "bare" -> bare;
+          case "chain" -> retry(breaker(rateLimit(timeout(bulkhead(metrics(bare))))));
+          case "timeout" -> timeout(bare);
+          case "retry" -> retry(bare);
+          case "circuit_breaker" -> breaker(bare);
+          case "rate_limit" -> rateLimit(bare);
+          case "bulkhead" -> bulkhead(bare);
+          case "metrics" -> metrics(bare);
+          default -> throw new IllegalArgumentException("no subject " + subject);
+        };
   }
 
   @TearDown
@@ -198,10 +200,9 @@ public class QosChainBenchmark {
   }
 
   // Each call's result and duration (coromesh: metrics{}).
-  private Supplier<CompletionStage<Long>> metrics(
-      Supplier<CompletionStage<Long>> next, String operation) {
-    Timer ok = timer(operation, "ok");
-    Timer error = timer(operation, "error");
+  private Supplier<CompletionStage<Long>> metrics(Supplier<CompletionStage<Long>> next) {
+    Timer ok = timer("ok");
+    Timer error = timer("error");
     return () -> {
       long start = System.nanoTime();
       return next.get()
@@ -212,59 +213,19 @@ public class QosChainBenchmark {
     };
   }
 
-  private Timer timer(String operation, String result) {
+  private Timer timer(String result) {
     Duration[] bounds = new Duration[BUCKETS_SECONDS.length];
     for (int i = 0; i < bounds.length; i++) {
       bounds[i] = Duration.ofNanos((long) (BUCKETS_SECONDS[i] * 1e9));
     }
     return Timer.builder("bench_qos_calls")
-        .tag("operation", operation)
         .tag("result", result)
         .serviceLevelObjectives(bounds)
         .register(registry);
   }
 
-  private static long call(Supplier<CompletionStage<Long>> supplier) {
-    return supplier.get().toCompletableFuture().join();
-  }
-
   @Benchmark
-  public long bare(CpuTime cpu) {
-    return cpu.count(call(bareCall));
-  }
-
-  @Benchmark
-  public long chain(CpuTime cpu) {
-    return cpu.count(call(chainCall));
-  }
-
-  @Benchmark
-  public long timeout(CpuTime cpu) {
-    return cpu.count(call(timeoutCall));
-  }
-
-  @Benchmark
-  public long retry(CpuTime cpu) {
-    return cpu.count(call(retryCall));
-  }
-
-  @Benchmark
-  public long circuit_breaker(CpuTime cpu) {
-    return cpu.count(call(breakerCall));
-  }
-
-  @Benchmark
-  public long rate_limit(CpuTime cpu) {
-    return cpu.count(call(rateLimitCall));
-  }
-
-  @Benchmark
-  public long bulkhead(CpuTime cpu) {
-    return cpu.count(call(bulkheadCall));
-  }
-
-  @Benchmark
-  public long metrics(CpuTime cpu) {
-    return cpu.count(call(metricsCall));
+  public long call(CpuTime cpu) {
+    return cpu.count(measured.get().toCompletableFuture().join());
   }
 }
