@@ -26,6 +26,8 @@ source "$COROMESH_ROOT/ops/lib/common.sh"
 source "$COROMESH_ROOT/ops/lib/platform.sh"
 # shellcheck source=ops/lib/topology.sh
 source "$COROMESH_ROOT/ops/lib/topology.sh"
+# Absolute: the mesh's processes run in their own run directories.
+BENCH_BIN=$(cd "$BENCH_BIN" && pwd) || die "BENCH_BIN: no such directory"
 # The run directory of the topologies (one bench-<subject>/ each), in the build tree.
 state="$(dirname "$BENCH_BIN")/bench-calculator"
 # shellcheck source=ops/lib/bench.sh
