@@ -12,8 +12,9 @@
 //                           (no retry), the timeout in deadline mode
 //   BM_FullChainPreemptive  the same with the preemptive timeout, the default mode (the
 //                           io_context's deadline watchdog and an inline child coroutine)
-//   BM_OnePolicy/<kind>     a chain of that one policy (at its defaults; metrics with
-//                           its Prometheus observer): what each policy adds on its own
+//   BM_Chain/<kind>         a chain of that one policy (at its defaults; metrics with
+//                           its Prometheus observer); BM_Chain/no_policy: an empty
+//                           chain, what the chain itself costs around any policy
 //
 // Each runs on 1 thread and on 2 threads sharing one chain (two io threads of a service).
 // The overhead is the difference from BM_BareCall at the same thread count; the goal is
@@ -61,8 +62,9 @@ enum class Subject : std::uint8_t {
   bulkhead,
   adaptive_limit,
   metrics,
+  no_policy,
 };
-constexpr std::size_t kSubjects = static_cast<std::size_t>(Subject::metrics) + 1;
+constexpr std::size_t kSubjects = static_cast<std::size_t>(Subject::no_policy) + 1;
 
 qos::PolicySet policies_of(Subject subject) {
   qos::PolicySet set;
@@ -109,6 +111,8 @@ qos::PolicySet policies_of(Subject subject) {
       break;
     case Subject::metrics:
       set.metrics_policy = qos::metrics{};
+      break;
+    case Subject::no_policy:  // what the chain itself costs, whatever it holds
       break;
   }
   return set;
@@ -203,6 +207,7 @@ BENCHMARK_CAPTURE(BM_Chain, adaptive_limit, Subject::adaptive_limit)
     ->Threads(2)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_Chain, metrics, Subject::metrics)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Chain, no_policy, Subject::no_policy)->Threads(1)->Threads(2)->UseRealTime();
 
 }  // namespace
 

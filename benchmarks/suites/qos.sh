@@ -6,6 +6,8 @@
 #
 #   coromesh-chain, coromesh-<policy>     bench_qos_chain: the chain an OperationQos
 #                                         builds around an awaited call
+#   coromesh-no-policy                    an empty chain (metrics observer included, as
+#                                         in a service): the chain's own cost
 #   coromesh-bare                         the same awaited call without a chain
 #   coromesh-core-<policy>                bench_qos: the policy objects alone
 #   resilience4j-chain, -<policy>, -bare  the JMH peer (CompletionStage decorators)
@@ -67,6 +69,8 @@ jmh_jar() {
     mv "$build/target/benchmarks.jar" "$cache/benchmarks.jar.tmp"
     mv "$cache/benchmarks.jar.tmp" "$cache/benchmarks.jar"
     rm -rf "$build"
+    # The jars of earlier versions of the peer are of no more use.
+    find "${cache%/*}" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +
   fi
   echo "$cache/benchmarks.jar"
 }
