@@ -23,7 +23,7 @@
 # version of the peer's sources and JDK, and kept in ~/.cache/coromesh/resilience4j-jmh/
 # (the first build downloads its dependencies from Maven Central into ~/.m2).
 # bench-targets: bench_qos bench_qos_chain
-# bench-minutes-per-round: 3
+# bench-minutes-per-round: 3.5
 set -euo pipefail
 # shellcheck source=benchmarks/lib/samples.sh
 source "$COROMESH_ROOT/benchmarks/lib/samples.sh"
