@@ -104,7 +104,7 @@ mkdir -p "$date_dir"
     "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
   echo "kernel:  $(uname -sr)"
   echo "start:   $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-} >"$date_dir/machine.txt"
+} >"$date_dir/.this-run.txt"
 
 # The suites print their own expected duration in full mode (their `# bench-minutes:` line).
 if [ "$mode" = full ]; then
@@ -138,7 +138,15 @@ for suite in "${suites[@]}"; do
   step_done "$count samples"
 done
 echo "end:     $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)" \
-  >>"$date_dir/machine.txt"
+  >>"$date_dir/.this-run.txt"
+# Each suite keeps the record of the run that measured it; the day's machine.txt lists
+# every run whose figures summary.md shows (suites of an earlier run the same day stay).
+for suite in "${suites[@]}"; do cp "$date_dir/.this-run.txt" "$date_dir/$suite/machine.txt"; done
+rm -f "$date_dir/.this-run.txt"
+for record in "$date_dir"/*/machine.txt; do
+  cat "$record"
+  echo
+done | awk 'BEGIN {RS = ""; ORS = "\n\n"} !seen[$0]++' >"$date_dir/machine.txt"
 
 step "summary"
 python3 "$COROMESH_ROOT/benchmarks/lib/summarize.py" "$date_dir" || die "summarize.py failed"

@@ -13,6 +13,10 @@
 # after the other, after a 2 s warm-up of each; the figures and the ratios to the
 # Consul-proxy topology are printed and kept in ops/.demo/bench-<time>.txt. Exits non-zero when a topology answered wrongly or
 # failed requests.
+#
+# benchmarks/suites/calculator.sh (benchmarks/run.sh calculator) starts its three
+# topologies with _bench_start and stops them with _bench_cleanup, with `state` set to
+# its own run directory in the build tree.
 
 _bench_load="$COROMESH_ROOT/benchmarks/load"
 # shellcheck source=../../benchmarks/load/lib/proc_stats.sh
