@@ -48,8 +48,9 @@ configure_and_build() {
 # including those of the child processes the integration tests start (our services,
 # whose logs are temporary), is written to <build dir>/sanitizer-reports; any file there
 # fails the run and is printed. (TSan's suppressions of third-party false positives are
-# added by the tests' own environment: tests/sanitizers/tsan.supp.) Tests labelled
-# `uninstrumented` run none of our compiled code and are left to the main run.
+# added by the tests' own environment: tests/sanitizers/tsan.supp.) Left to the main
+# run: tests labelled `uninstrumented` (they run none of our compiled code) and
+# `latency` (the fault scenarios, whose assertions are latencies under load).
 sanitizer_suites() {
   local sanitizer="$1" build_dir="$2"
   shift 2
@@ -70,7 +71,7 @@ sanitizer_suites() {
     UBSAN_OPTIONS="log_path=$reports/$sanitizer:print_stacktrace=1" \
     TSAN_OPTIONS="log_path=$reports/$sanitizer" \
     ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" \
-    -L "$labels" -LE '^uninstrumented$' "$@" | tee "$build_dir/ctest.log" || status=$?
+    -L "$labels" -LE '^(uninstrumented|latency)$' "$@" | tee "$build_dir/ctest.log" || status=$?
   if compgen -G "$reports/*" >/dev/null; then
     for report in "$reports"/*; do
       echo "--- $report" >&2
