@@ -3,8 +3,12 @@
 # Prometheus, the install check, the format check). Exits non-zero on any failure.
 #   ./ops/test.sh                 everything
 #   ./ops/test.sh -L unit         only the hermetic unit tests (ctest arguments pass through)
-#   ./ops/test.sh --sanitizers    the unit and integration suites under ASan+UBSan
-#                                 (build-asan), then under TSan (build-tsan)
+#   ./ops/test.sh --sanitizers    the same code under sanitizers, in two more trees:
+#                                 ASan+UBSan (build-asan): every unit and integration
+#                                 test; TSan (build-tsan): every unit test and the
+#                                 integration suites labelled `tsan` (tests/CMakeLists.txt
+#                                 says which and why). Any sanitizer report fails the run.
+# CI (.ci/run) runs both: ./ops/test.sh, then ./ops/test.sh --sanitizers.
 # Environment: BUILD_DIR (default build), COROMESH_SANITIZER (address|thread),
 #              JOBS (default 2, the machine's size), CXX (default clang++-16).
 set -euo pipefail
@@ -13,10 +17,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 jobs="${JOBS:-2}"
 
-# configure_and_build <build dir> <sanitizer or ''> [cmake options...]
+# configure_and_build <build dir> <sanitizer or ''> <target> [cmake options...]
 configure_and_build() {
-  local build_dir="$1" sanitizer="$2"
-  shift 2
+  local build_dir="$1" sanitizer="$2" target="$3"
+  shift 3
   mkdir -p "$build_dir"
   step "configure${sanitizer:+ ($sanitizer)}"
   local cxx
@@ -27,24 +31,35 @@ configure_and_build() {
   step_done "$cxx"
 
   step "build${sanitizer:+ ($sanitizer)}"
-  if ! cmake --build "$build_dir" -j "$jobs" >"$build_dir/build.log" 2>&1; then
+  if ! cmake --build "$build_dir" -j "$jobs" --target "$target" >"$build_dir/build.log" 2>&1; then
     grep -E "error|FAILED" -A3 "$build_dir/build.log" | head -60 >&2
     die "build failed (full log: $build_dir/build.log)"
   fi
   step_done
 }
 
-# sanitizer_suites <address|thread> <build dir> [ctest args...]: the unit and integration
-# suites in an instrumented tree. Every report, including those of the child processes
-# the integration tests start (our services, whose logs are temporary), is written to
-# <build dir>/sanitizer-reports; any file there fails the run and is printed. (TSan's
-# suppressions of third-party false positives are added by the tests' own environment:
-# tests/sanitizers/tsan.supp.) The fuzz test runs under ASan only (libFuzzer needs it).
+# sanitizer_suites <address|thread> <build dir> [ctest args...]: the suites of one
+# sanitizer (tests/CMakeLists.txt says which run under which) in an instrumented tree.
+# The trees are built for a cold CI run's speed: -O0 with line tables only (a report
+# still names file and line; -O0 compiles the Beast-heavy sources ~2.5x faster than
+# -O1, and the tests wait on sockets far more than they compute), no benchmarks, no
+# fuzzers (they are always built with ASan+UBSan, so the main run has them), and the
+# TSan tree only the `tsan_suites` target. Every report,
+# including those of the child processes the integration tests start (our services,
+# whose logs are temporary), is written to <build dir>/sanitizer-reports; any file there
+# fails the run and is printed. (TSan's suppressions of third-party false positives are
+# added by the tests' own environment: tests/sanitizers/tsan.supp.) Left to the main
+# run: tests labelled `uninstrumented` (they run none of our compiled code) and
+# `latency` (the fault scenarios, whose assertions are latencies under load).
 sanitizer_suites() {
   local sanitizer="$1" build_dir="$2"
   shift 2
-  # The benchmarks are not run here; building them would only cost time.
-  configure_and_build "$build_dir" "$sanitizer" -DCOROMESH_BUILD_BENCHMARKS=OFF
+  local target=all labels='^(unit|integration)$'
+  if [ "$sanitizer" = thread ]; then
+    target=tsan_suites labels='^(unit|tsan)$'
+  fi
+  configure_and_build "$build_dir" "$sanitizer" "$target" -DCOROMESH_BUILD_BENCHMARKS=OFF \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O0 -gline-tables-only -DNDEBUG"
   local reports="$build_dir/sanitizer-reports"
   rm -rf "$reports"
   mkdir -p "$reports"
@@ -56,7 +71,7 @@ sanitizer_suites() {
     UBSAN_OPTIONS="log_path=$reports/$sanitizer:print_stacktrace=1" \
     TSAN_OPTIONS="log_path=$reports/$sanitizer" \
     ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" \
-    -L '^(unit|integration)$' "$@" || status=$?
+    -L "$labels" -LE '^(uninstrumented|latency)$' "$@" | tee "$build_dir/ctest.log" || status=$?
   if compgen -G "$reports/*" >/dev/null; then
     for report in "$reports"/*; do
       echo "--- $report" >&2
@@ -65,7 +80,9 @@ sanitizer_suites() {
     die "$(ls "$reports" | wc -l) sanitizer report(s) in $reports"
   fi
   [ "$status" -eq 0 ] || die "ctest failed under $sanitizer"
-  step_done
+  local count
+  count=$(grep -Eo 'tests failed out of [0-9]+' "$build_dir/ctest.log" | grep -Eo '[0-9]+$')
+  step_done "$count tests passed, 0 reports"
 }
 
 if [ "${1:-}" = "--sanitizers" ]; then
@@ -79,7 +96,7 @@ fi
 # --benchmarks: the benchmark-smoke test runs benchmarks/run.sh, which plots with gnuplot.
 "$COROMESH_ROOT/ops/setup.sh" --benchmarks
 
-configure_and_build "${BUILD_DIR:-$COROMESH_ROOT/build}" "${COROMESH_SANITIZER:-}"
+configure_and_build "${BUILD_DIR:-$COROMESH_ROOT/build}" "${COROMESH_SANITIZER:-}" all
 
 step "test"
 ctest --test-dir "${BUILD_DIR:-$COROMESH_ROOT/build}" --output-on-failure -j "$jobs" "$@"

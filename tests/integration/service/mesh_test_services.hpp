@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "consul_agent.hpp"
 
@@ -47,7 +48,12 @@ inline config::ServiceConfig mesh_service_config(const ConsulAgent& consul, std:
   config.io_threads = 2;
   config.log_level = log::Level::warn;
   config.shutdown_grace = 2s;
-  config.check_interval = 200ms;
+  // The check's timeout is its interval (framework/src/service/service.cpp). 200 ms is
+  // too short a deadline for /health in an instrumented test process sharing 2 cores
+  // with other tests: an ASan run (2026-11-29) saw whoami's check go critical, so calls
+  // failed with "no passing instance" during the CA rotation tests. Under a sanitizer
+  // the interval (and timeout) is 1 s; every wait on Consul here allows 30 s or more.
+  config.check_interval = std::string_view(COROMESH_TEST_SANITIZER).empty() ? 200ms : 1s;
   config.consul_resync_interval = 1s;
   config.mesh = mesh;
   return config;
