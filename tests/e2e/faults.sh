@@ -6,7 +6,9 @@
 #   kill9           add-svc-1 killed (SIGKILL): zero client-visible errors (the
 #                   frontend's retries, the sidecars' http mode), the frontend's sidecar
 #                   drops it from its endpoints; restarted 4 s after that, it gets
-#                   calls again
+#                   calls again. With TOPO_PROXY=native the same against Connect-native
+#                   services (the frontend's own client retries, ejects and follows
+#                   Consul's Connect endpoints)
 #   consul-restart  the Consul agent stopped (SIGTERM) for 5 s and started again on the
 #                   same port (a -dev agent: empty catalog, a new CA): traffic goes on,
 #                   every service and sidecar registers again by itself
@@ -122,6 +124,12 @@ operator_calls() {
     awk -v op="operation=\"$2\"" '/^coromesh_http_server_requests_total/ && index($0, op) && /code="200"/ {s += $2} END {print s + 0}'
 }
 
+# connect_passing SERVICE: how many Connect endpoints of SERVICE Consul lists as passing
+# (what a Connect-native caller follows).
+connect_passing() {
+  curl -fsS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/health/connect/$1?passing" | jq length
+}
+
 # sidecar_endpoints PROC UPSTREAM: the endpoints sidecar PROC has for UPSTREAM (its
 # coromesh_sidecar_upstream_endpoints gauge).
 sidecar_endpoints() {
@@ -156,18 +164,29 @@ scenario_kill9() {
   victim=$(proc_pid "$work" add-svc-1)
   kill -KILL "$victim"
   local killed_at=$SECONDS taken_out
-  # Consul's check of add-svc-1's sidecar (an alias of add-svc-1) fails, and the
-  # frontend's sidecar drops the endpoint it watches.
-  while [ "$(sidecar_endpoints frontend-1-sidecar add-svc)" != 1 ]; do
-    [ $((SECONDS - killed_at)) -lt 30 ] || fail "the frontend's sidecar still had 2 add-svc endpoints 30 s after the kill"
-    sleep 0.2
-  done
+  if [ "$TOPO_PROXY" = native ]; then
+    # No sidecar: the frontend's own client follows add-svc's Connect endpoints, which
+    # lose add-svc-1 once Consul's check of it fails (the client's outlier ejection may
+    # act before that).
+    while [ "$(connect_passing add-svc)" != 1 ]; do
+      [ $((SECONDS - killed_at)) -lt 30 ] || fail "Consul still listed 2 passing add-svc endpoints 30 s after the kill"
+      sleep 0.2
+    done
+  else
+    # Consul's check of add-svc-1's sidecar (an alias of add-svc-1) fails, and the
+    # frontend's sidecar drops the endpoint it watches.
+    while [ "$(sidecar_endpoints frontend-1-sidecar add-svc)" != 1 ]; do
+      [ $((SECONDS - killed_at)) -lt 30 ] || fail "the frontend's sidecar still had 2 add-svc endpoints 30 s after the kill"
+      sleep 0.2
+    done
+  fi
   taken_out=$((SECONDS - killed_at))
   sleep 4
   event restore
   proc_restart "$work" add-svc-1
-  local waited
-  waited=$(wait_passing 60 add-svc-1 add-svc-1-sidecar-proxy)
+  local waited ids=(add-svc-1)
+  [ "$TOPO_PROXY" = native ] || ids+=(add-svc-1-sidecar-proxy)
+  waited=$(wait_passing 60 "${ids[@]}")
   local calls_before calls_after deadline=$((SECONDS + 30))
   calls_before=$(operator_calls add-svc-1 add)
   while :; do
@@ -181,7 +200,7 @@ scenario_kill9() {
   local summary
   summary=$(load_report seed)
   print_summary seed "$summary"
-  echo "  add-svc-1 killed: out of the frontend sidecar's add-svc endpoints ${taken_out} s later;" \
+  echo "  add-svc-1 killed ($TOPO_PROXY topology): out of the frontend's add-svc endpoints ${taken_out} s later;" \
     "restarted 4 s after that: passing in Consul ${waited} s later, then served $calls_after add calls"
   [ "$(field "$summary" errors)" -eq 0 ] || fail "$(field "$summary" errors) client-visible errors after add-svc-1 was killed"
   pass "kill -9 of add-svc-1 under load: no client-visible error; it rejoined when restarted"
