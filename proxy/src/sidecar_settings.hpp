@@ -75,6 +75,12 @@ struct SidecarSettings {
   // a black-holed endpoint (or an overflowing accept queue), and another endpoint is
   // tried within the request's budget (the frontend's calls have 1 s per attempt).
   std::chrono::nanoseconds connect_timeout = std::chrono::milliseconds(250);
+  // How long a connection or request arriving in the first moments after start-up waits
+  // for what only Consul can give: the first leaf certificate, the first endpoints. The
+  // handshake's deadline, not the connect timeout: a connect is a round trip on the
+  // network, these are answers from the agent, and failing early would blame (and eject)
+  // healthy endpoints for the sidecar's own missing certificate.
+  std::chrono::nanoseconds startup_patience() const noexcept { return handshake_timeout; }
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes(10);
   std::chrono::nanoseconds registration_poll = std::chrono::seconds(2);  // -sidecar-for
   connect::BalancePolicy balance = connect::BalancePolicy::round_robin;

@@ -93,6 +93,14 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
                    context_.settings.timeout_for(target_path(request.target()))));
   request.keep_alive(true);  // upstream connections are pooled, whatever the client does
   const auto snapshot = co_await endpoints();
+  // Our own leaf first: without it every attempt would fail, and each failure be held
+  // against a healthy endpoint (outlier ejection) for what is this sidecar's state.
+  const bool have_leaf = context_.certificates.client_context() != nullptr ||
+                         co_await current_tls_context(
+                             context_.certificates, false,
+                             std::min<std::chrono::nanoseconds>(
+                                 context_.settings.startup_patience(),
+                                 deadline.when() - std::chrono::steady_clock::now())) != nullptr;
   std::vector<std::string> tried;
   std::optional<http::Response> last;  // a retryable 502/503, answered if nothing better comes
   const auto received = std::chrono::steady_clock::now();
@@ -115,6 +123,11 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
     return http::make_error_response(status, error, reason, version);
   };
+  if (!have_leaf) {
+    co_return failed(metrics_.faults.transport, http::Status::service_unavailable,
+                     "no_certificate_yet",
+                     "this sidecar has no leaf certificate from Consul yet; retry shortly");
+  }
   for (std::uint32_t attempt = 0; attempt < context_.settings.upstream_attempts; ++attempt) {
     if (deadline.expired()) {
       break;

@@ -120,9 +120,10 @@ asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints() 
   if (auto now = watch_.snapshot()) {
     co_return now;
   }
-  // Consul has not answered yet (the first moments after start-up): wait a little.
+  // Consul has not answered yet (the first moments after start-up): wait for it, as long
+  // as for the first leaf (kStartupPatience, not the much shorter connect timeout).
   asio::steady_timer deadline(co_await asio::this_coro::executor,
-                              context_.settings.connect_timeout);
+                              context_.settings.startup_patience());
   auto first = co_await (watch_.ready() || deadline.async_wait(use_tuple));
   if (first.index() == 0) {
     co_return std::get<0>(std::move(first));
@@ -160,7 +161,7 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
       continue;
     }
     auto tls_context = co_await current_tls_context(context_.certificates, false,
-                                                    context_.settings.connect_timeout);
+                                                    context_.settings.startup_patience());
     if (!tls_context) {
       fail("no_certificate_yet", "the leaf certificate has not arrived from Consul");
       co_return std::nullopt;
