@@ -124,7 +124,10 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
               "<name:port[:tcp|http]>", "",
               [&s](std::string_view v) { s.upstreams.push_back(parse_upstream(v)); });
   options.add_duration(s.handshake_timeout,
-                       {.flag = "handshake-timeout", .help = "Deadline of each TLS handshake."},
+                       {.flag = "handshake-timeout",
+                        .help = "Deadline of each TLS handshake; also how long a connection "
+                                "or request arriving at start-up waits for the sidecar's first "
+                                "leaf certificate and endpoints."},
                        std::chrono::milliseconds(10), std::chrono::minutes(1));
   options.add_duration(s.connect_timeout,
                        {.flag = "connect-timeout",
