@@ -14,6 +14,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <type_traits>
 
 #include "consul_agent.hpp"
 #include "mesh_fixture.hpp"
@@ -71,51 +72,50 @@ class NativeMesh : public ::testing::Test {
     service->start();
     return keep(std::move(service));
   }
-  // Calls until one succeeds (the callee's certificates and Consul's answers take a
-  // moment after start-up), then returns that reply; nullopt after `patience`.
-  template <class Client>
-  std::optional<WhoamiReply> first_reply(Service& caller, Client& client,
-                                         std::chrono::milliseconds patience = 30s) {
-    std::optional<WhoamiReply> reply;
+  // Calls until one call ends as `Outcome`: a WhoamiReply, or the callee's RemoteError
+  // answer (certificates and Consul's answers take a moment after start-up); any other
+  // end is kept in last_error_. nullopt if none does within `patience`.
+  template <class Outcome, class Client>
+  std::optional<Outcome> first(Service& caller, Client& client,
+                               std::chrono::milliseconds patience) {
+    std::optional<Outcome> outcome;
     wait_until(
         [&] {
           try {
-            reply = call_whoami(caller, client);
-            return true;
-          } catch (const std::exception& e) {
-            last_error_ = e.what();
-            return false;
-          }
-        },
-        patience, 200ms);
-    return reply;
-  }
-  static double metric(Service& service, const std::string& family,
-                       const std::vector<std::string>& labels) {
-    return metric_sum(service.metrics().render(), family, labels);
-  }
-
-  // Calls until the callee answers with an error (certificates and Consul's answers take
-  // a moment after start-up); nullopt if it never does within `patience`.
-  template <class Client>
-  std::optional<RemoteError> first_refusal(Service& caller, Client& client,
-                                           std::chrono::milliseconds patience = 15s) {
-    std::optional<RemoteError> refusal;
-    wait_until(
-        [&] {
-          try {
-            call_whoami(caller, client);
+            auto reply = call_whoami(caller, client);
+            if constexpr (std::is_same_v<Outcome, WhoamiReply>) {
+              outcome = std::move(reply);
+              return true;
+            }
             last_error_ = "answered";
           } catch (const RemoteError& e) {
-            refusal = e;
-            return true;
+            if constexpr (std::is_same_v<Outcome, RemoteError>) {
+              outcome = e;
+              return true;
+            }
+            last_error_ = e.what();
           } catch (const std::exception& e) {
             last_error_ = e.what();
           }
           return false;
         },
         patience, 200ms);
-    return refusal;
+    return outcome;
+  }
+  template <class Client>
+  std::optional<WhoamiReply> first_reply(Service& caller, Client& client,
+                                         std::chrono::milliseconds patience = 30s) {
+    return first<WhoamiReply>(caller, client, patience);
+  }
+  static double metric(Service& service, const std::string& family,
+                       const std::vector<std::string>& labels) {
+    return metric_sum(service.metrics().render(), family, labels);
+  }
+
+  template <class Client>
+  std::optional<RemoteError> first_refusal(Service& caller, Client& client,
+                                           std::chrono::milliseconds patience = 15s) {
+    return first<RemoteError>(caller, client, patience);
   }
   // A denied caller is told why: 403 `unauthorized` with Consul's reason.
   void expect_told_unauthorized(const std::optional<RemoteError>& refusal,
