@@ -64,6 +64,18 @@ class NativeMesh : public ::testing::Test {
     service->start();
     return keep(std::move(service));
   }
+  // coromesh-sidecar in front of `plain` (whoami in sidecar mode), registered as its
+  // Connect endpoint; `extra` adds to its command line.
+  SidecarProcess& whoami_sidecar(Service& plain, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"--service",      "whoami",
+                                  "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
+                                  "--listen",       "127.0.0.1:" + std::to_string(free_port()),
+                                  "--register"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    sidecars_.push_back(
+        std::make_unique<SidecarProcess>(consul_, logs_.path(), "whoami-sidecar", args));
+    return *sidecars_.back();
+  }
   // A caller that only calls (not registered: its leaf is enough to be a client).
   Service& native_caller(const std::string& name) {
     auto config = mesh_service_config(consul_, name, config::MeshMode::native);
@@ -164,6 +176,7 @@ class NativeMesh : public ::testing::Test {
   ConsulAgent consul_;
   TempDir logs_{"coromesh-native-test"};
   std::vector<std::unique_ptr<Service>> services_;
+  std::vector<std::unique_ptr<SidecarProcess>> sidecars_;  // stopped before the services
   std::string last_error_;
 };
 
@@ -221,11 +234,7 @@ TEST_F(NativeMesh, ADenyIntentionRefusesTheCallerAndIsCounted) {
 TEST_F(NativeMesh, NativeCallsAServiceBehindCoromeshSidecar) {
   // whoami in sidecar mode, fronted by our sidecar (its Connect endpoint).
   auto& plain = plain_whoami("via-sidecar");
-  const auto public_port = free_port();
-  SidecarProcess sidecar(
-      consul_, logs_.path(), "whoami-sidecar",
-      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
-       "--listen", "127.0.0.1:" + std::to_string(public_port), "--register"});
+  auto& sidecar = whoami_sidecar(plain);
   auto& caller = native_caller("caller");
   auto& client = caller.client(whoami);
   const auto reply = first_reply(caller, client);
@@ -290,11 +299,7 @@ TEST_F(NativeMesh, InteroperatesWithConsulConnectProxyBothWays) {
 // The deny intention holds wherever the two ends are a native service and a proxy.
 TEST_F(NativeMesh, ACoromeshSidecarRefusesADeniedNativeCaller) {
   auto& plain = plain_whoami("via-sidecar");
-  const auto public_port = free_port();
-  SidecarProcess sidecar(
-      consul_, logs_.path(), "whoami-sidecar",
-      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
-       "--listen", "127.0.0.1:" + std::to_string(public_port), "--register"});
+  auto& sidecar = whoami_sidecar(plain);
   deny("intruder", "whoami");
   auto& friendly = native_caller("friendly");
   auto& allowed = friendly.client(whoami);
@@ -310,11 +315,7 @@ TEST_F(NativeMesh, ACoromeshSidecarRefusesADeniedNativeCaller) {
 
 TEST_F(NativeMesh, ACoromeshSidecarInHttpModeTellsADeniedNativeCallerWhy) {
   auto& plain = plain_whoami("via-sidecar");
-  const auto public_port = free_port();
-  SidecarProcess sidecar(
-      consul_, logs_.path(), "whoami-sidecar",
-      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
-       "--listen", "127.0.0.1:" + std::to_string(public_port), "--register", "--protocol", "http"});
+  auto& sidecar = whoami_sidecar(plain, {"--protocol", "http"});
   deny("intruder", "whoami");
   auto& intruder = native_caller("intruder");
   auto& refused = intruder.client(whoami);
@@ -432,11 +433,7 @@ TEST_F(NativeMesh, ACaRootRotationDoesNotBreakLiveTraffic) {
 // service while both take leaves of the new root.
 TEST_F(NativeMesh, ACaRootRotationKeepsNativeToSidecarTrafficFlowing) {
   auto& plain = plain_whoami("via-sidecar");
-  const auto public_port = free_port();
-  SidecarProcess sidecar(
-      consul_, logs_.path(), "whoami-sidecar",
-      {"--service", "whoami", "--service-addr", "127.0.0.1:" + std::to_string(plain.port()),
-       "--listen", "127.0.0.1:" + std::to_string(public_port), "--register"});
+  auto& sidecar = whoami_sidecar(plain);
   auto& caller = native_caller("caller");
   auto& client = caller.client(whoami);
   ASSERT_TRUE(first_reply(caller, client)) << last_error_ << sidecar.log_tail();
