@@ -56,7 +56,8 @@ InboundListener::InboundListener(SidecarContext& context, config::Address listen
     : context_(context),
       listen_(std::move(listen)),
       target_(std::move(target)),
-      metrics_(context.metrics.inbound()) {}
+      metrics_(context.metrics.inbound()),
+      handshakes_(context.settings.max_pending_handshakes) {}
 
 void InboundListener::start(runtime::IoPool& pool) {
   acceptor_.emplace(context_.consul_executor);
@@ -139,14 +140,27 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
       co_return;  // cut off by the shutdown
     }
   }
+  // From here until the handshake is done the connection holds TLS state: it counts
+  // against --max-pending-handshakes, and may be shed (closed) as the oldest in flight.
+  bool shed = false;
+  TcpSocket* handshaking = &socket;  // where the socket is while the slot lives
+  auto slot = handshakes_.enter(executor, [&shed, &handshaking] {
+    shed = true;
+    close_quietly(*handshaking);
+  });
   // The context current now: a rotation later does not touch this connection.
   const auto tls_context =
       co_await current_tls_context(context_.certificates, true, settings.handshake_timeout);
+  if (shed) {
+    refuse("handshake_shed", "the oldest of too many handshakes in flight", peer_address);
+    co_return;
+  }
   if (!tls_context) {
     refuse("no_certificate_yet", "the leaf certificate has not arrived from Consul", peer_address);
     co_return;
   }
   TlsStream tls(std::move(socket), tls_context, TlsSocket::Role::server);
+  handshaking = &tls.next_layer();
   TcpSocket local(executor);
   // http mode: a request in flight to the local service is not on either socket; the
   // cut-off ends it through this timer (see below).
@@ -158,6 +172,11 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   });
 
   auto handshake = co_await (tls.handshake() || deadline.async_wait(use_tuple));
+  slot.reset();  // no longer sheddable: what follows holds no handshake buffers
+  if (shed) {
+    refuse("handshake_shed", "the oldest of too many handshakes in flight", peer_address);
+    co_return;
+  }
   if (handshake.index() == 1) {
     refuse("handshake_timeout", "no complete handshake before the deadline", peer_address);
     co_return;

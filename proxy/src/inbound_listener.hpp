@@ -5,7 +5,8 @@
 //
 // Per connection (one coroutine on one io thread, owning both streams):
 //   1. TLS handshake as server with the current leaf and roots (TLS 1.2 minimum), under
-//      --handshake-timeout;
+//      --handshake-timeout, begun at the client's first byte; at most
+//      --max-pending-handshakes in flight, the oldest shed past that (handshake_limit.hpp);
 //   2. the peer's chain (OpenSSL, against every root), SPIFFE ID and trust domain
 //      (connect::verify_peer);
 //   3. authorization: may that service call ours? (connect::Authorizer, on the agent's
@@ -47,6 +48,7 @@
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/tls.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "handshake_limit.hpp"
 #include "http_exchange.hpp"
 #include "pump.hpp"
 #include "sidecar_context.hpp"
@@ -88,6 +90,7 @@ class InboundListener {
   InboundTarget target_;
   ListenerMetrics metrics_;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
+  HandshakeLimit handshakes_;  // --max-pending-handshakes
   std::uint16_t port_ = 0;
   std::size_t next_thread_ = 0;  // accept_loop's round robin over the pool
   // http mode: one pooled client to the local service per io thread (index = executor).

@@ -129,6 +129,12 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
                                 "or request arriving at start-up waits for the sidecar's first "
                                 "leaf certificate and endpoints."},
                        std::chrono::milliseconds(10), std::chrono::minutes(1));
+  options.add_integer(s.max_pending_handshakes,
+                      {.flag = "max-pending-handshakes",
+                       .help = "TLS handshakes in flight at the public port; past this the "
+                               "oldest is closed (counted as handshake_shed), so stalled "
+                               "handshakes cannot hold memory or lock real peers out."},
+                      1, 1'000'000);
   options.add_duration(s.connect_timeout,
                        {.flag = "connect-timeout",
                         .help = "Deadline of each TCP connect to an upstream endpoint or the "

@@ -70,6 +70,10 @@ struct SidecarSettings {
   std::vector<UpstreamSpec> upstreams;
 
   std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(5);
+  // TLS handshakes in flight at the public port (each ~51 KiB of OpenSSL state until it
+  // ends): past this the oldest is shed (handshake_limit.hpp). ~52 MiB at the default;
+  // a real peer's handshake takes milliseconds, so only floods come near it.
+  std::uint32_t max_pending_handshakes = 1024;
   // A TCP connect to an upstream endpoint or the local service. Loopback or a LAN answers
   // a SYN in well under a millisecond, whatever the peer's load; no answer in 250 ms means
   // a black-holed endpoint (or an overflowing accept queue), and another endpoint is

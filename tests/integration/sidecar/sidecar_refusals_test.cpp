@@ -2,9 +2,11 @@
 // reason, and none taking the sidecar down: after every one, legitimate traffic through
 // A's sidecar still reaches B.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json/parse.hpp>
 #include <cerrno>
 #include <thread>
@@ -23,15 +25,21 @@ constexpr unsigned char kPartialClientHello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0
 
 class SidecarRefusals : public ::testing::Test {
  protected:
+  // More flags for B's sidecar (a derived fixture's).
+  virtual std::vector<std::string> b_sidecar_flags() const { return {"--handshake-timeout", "1s"}; }
+
   void SetUp() override {
     const auto ports = free_ports(3);
     b_public_ = ports[0];
     a_upstream_ = ports[2];
-    b_sidecar_ = std::make_unique<SidecarProcess>(
-        consul_, logs_.path(), "b-sidecar",
-        std::vector<std::string>{"--service", "b", "--service-addr", b_.address(), "--listen",
-                                 "127.0.0.1:" + std::to_string(b_public_), "--register",
-                                 "--handshake-timeout", "1s"});
+    auto b_flags =
+        std::vector<std::string>{"--service",  "b",        "--service-addr",
+                                 b_.address(), "--listen", "127.0.0.1:" + std::to_string(b_public_),
+                                 "--register"};
+    for (auto& flag : b_sidecar_flags()) {
+      b_flags.push_back(std::move(flag));
+    }
+    b_sidecar_ = std::make_unique<SidecarProcess>(consul_, logs_.path(), "b-sidecar", b_flags);
     a_sidecar_ = std::make_unique<SidecarProcess>(
         consul_, logs_.path(), "a-sidecar",
         std::vector<std::string>{"--service", "a", "--service-addr", a_.address(), "--listen",
@@ -197,6 +205,67 @@ TEST_F(SidecarRefusals, AStormOfHalfOpenAndGarbageHandshakesIsBounded) {
       10s))
       << b_sidecar_->metrics();
   expect_still_serving();
+}
+
+// Past --max-pending-handshakes the oldest handshake in flight is shed: a flood of
+// stalled ClientHellos cannot hold more than the bound's memory, and cannot lock a real
+// peer out (its handshake is always among the newest). The 30 s handshake deadline is
+// far off, so whatever closes the stalled ones in this test is the shedding.
+class SidecarHandshakeBound : public SidecarRefusals {
+ protected:
+  static constexpr int kBound = 16;
+  std::vector<std::string> b_sidecar_flags() const override {
+    return {"--handshake-timeout", "30s", "--max-pending-handshakes", std::to_string(kBound)};
+  }
+};
+
+TEST_F(SidecarHandshakeBound, TheOldestStalledHandshakesAreShedAndRealPeersStillGetIn) {
+  constexpr int kStalled = 100;
+  const double shed_before = refused("handshake_shed");
+  std::vector<int> stalled;
+  for (int i = 0; i < kStalled; ++i) {
+    const int fd = connect_blocking(b_public_, 15s);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::send(fd, kPartialClientHello, sizeof kPartialClientHello, MSG_NOSIGNAL), 6);
+    stalled.push_back(fd);
+  }
+  ASSERT_TRUE(
+      wait_until([&] { return refused("handshake_shed") - shed_before >= kStalled - kBound; }, 10s))
+      << "the sidecar did not shed the handshakes past its bound\n"
+      << b_sidecar_->metrics();
+  // Which ones the sidecar closed: the oldest (the two io threads may take the first
+  // bytes of neighbours in either order, so only the older half is asserted one by one).
+  auto closed_by_sidecar = [](int fd) {
+    pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
+    if (::poll(&ready, 1, 100) != 1) {
+      return false;
+    }
+    char byte;
+    const auto n = ::recv(fd, &byte, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  };
+  std::vector<bool> closed;
+  for (const int fd : stalled) {
+    closed.push_back(closed_by_sidecar(fd));
+  }
+  EXPECT_EQ(std::count(closed.begin(), closed.end(), true), kStalled - kBound);
+  EXPECT_EQ(std::count(closed.begin(), closed.begin() + kStalled / 2, true), kStalled / 2)
+      << "the oldest are shed first";
+  // Real peers get in while kBound stalled handshakes are in flight (the 30 s deadline is
+  // far off): a client with a good leaf, and A's sidecar (a new mutual-TLS connection to
+  // B for each call). The first sheds the oldest stalled handshake left (the bound is
+  // full); the second finds a free slot, the first having finished.
+  const auto leaf = consul_leaf("a");
+  EXPECT_EQ(tls_exchange(b_public_, client_context(leaf.cert_pem, leaf.key_pem).get(), "hi"),
+            "b1:hi")
+      << b_sidecar_->log_tail();
+  expect_still_serving();
+  EXPECT_TRUE(wait_until(
+      [&] { return refused("handshake_shed") - shed_before >= kStalled - kBound + 1; }, 10s))
+      << b_sidecar_->metrics();
+  for (const int fd : stalled) {
+    ::close(fd);
+  }
 }
 
 }  // namespace

@@ -41,6 +41,15 @@ TEST(SidecarSettings, TakesConsulsSingleDashSpelling) {
   EXPECT_NO_THROW(validate(s));
 }
 
+TEST(SidecarSettings, BoundsTheHandshakesInFlight) {
+  EXPECT_EQ(parse({}).max_pending_handshakes, 1024u) << "the default";
+  EXPECT_EQ(parse({"--max-pending-handshakes", "16"}).max_pending_handshakes, 16u);
+  EXPECT_THROW(parse({"--max-pending-handshakes", "0"}), config::ConfigError)
+      << "zero would shed every handshake";
+  EXPECT_THROW(parse({"--max-pending-handshakes", "-1"}), config::ConfigError);
+  EXPECT_THROW(parse({"--max-pending-handshakes", "lots"}), config::ConfigError);
+}
+
 TEST(SidecarSettings, RefusesBadUpstreamsAndIncompleteForms) {
   EXPECT_THROW(parse({"--upstream", "sub"}), config::ConfigError);
   EXPECT_THROW(parse({"--upstream", ":9000"}), config::ConfigError);
