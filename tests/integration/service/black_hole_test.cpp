@@ -21,6 +21,7 @@
 #include <string>
 
 #include "http_fetch.hpp"
+#include "in_process_service.hpp"
 
 namespace {
 
@@ -49,13 +50,7 @@ COROMESH_OPERATION(relay_long, GET, "/api/v1/relay_long", Ping, Ping);
 class BlackHoledCallee : public ::testing::Test {
  protected:
   void SetUp() override {
-    coromesh::config::ServiceConfig config;
-    config.name = "relay";
-    config.consul_register = false;
-    config.io_threads = 1;
-    config.log_level = coromesh::log::Level::error;
-    config.shutdown_grace = 1s;
-    relay = std::make_unique<coromesh::Service>(config);
+    relay = std::make_unique<coromesh::Service>(coromesh::testing::in_process("relay"));
     const coromesh::http::Destination hole_address{hole.host(), hole.port()};
     relay_through(relay_short, relay->client(ping_short, hole_address));
     relay_through(relay_long, relay->client(ping_long, hole_address));

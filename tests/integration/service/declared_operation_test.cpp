@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "http_fetch.hpp"
+#include "in_process_service.hpp"
 
 namespace {
 
@@ -61,13 +62,7 @@ COROMESH_OPERATION(guarded, POST, "/api/v1/guarded", Probe, Seen,
                    QOS(qos::bulkhead{1}, qos::fallback{&refused}));
 
 coromesh::config::ServiceConfig in_process(std::string name) {
-  coromesh::config::ServiceConfig config;
-  config.name = std::move(name);
-  config.consul_register = false;
-  config.io_threads = 1;
-  config.log_level = coromesh::log::Level::warn;
-  config.shutdown_grace = 1s;
-  return config;
+  return coromesh::testing::in_process(std::move(name), coromesh::log::Level::warn);
 }
 
 class DeclaredOperation : public ::testing::Test {

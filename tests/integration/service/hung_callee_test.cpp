@@ -22,6 +22,7 @@
 
 #include "http_fetch.hpp"
 #include "hung_server.hpp"
+#include "in_process_service.hpp"
 
 namespace {
 
@@ -43,15 +44,7 @@ COROMESH_OPERATION(echo, GET, "/api/v1/echo", Ping, Ping,
 COROMESH_OPERATION(relay_hung, GET, "/api/v1/relay_hung", Ping, Ping);
 COROMESH_OPERATION(relay_ok, GET, "/api/v1/relay_ok", Ping, Ping);
 
-coromesh::config::ServiceConfig in_process(const std::string& name) {
-  coromesh::config::ServiceConfig config;
-  config.name = name;
-  config.consul_register = false;
-  config.io_threads = 1;
-  config.log_level = coromesh::log::Level::error;
-  config.shutdown_grace = 1s;
-  return config;
-}
+using coromesh::testing::in_process;
 
 class HungCallee : public ::testing::Test {
  protected:

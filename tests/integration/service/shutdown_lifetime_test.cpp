@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "http_fetch.hpp"
+#include "in_process_service.hpp"
 
 namespace {
 
@@ -85,14 +86,8 @@ int requests_in_flight(const coromesh::metrics::MetricsRegistry& metrics) {
 
 TEST(ShutdownLifetime, FramesCutOffByShutdownUnwindBeforeTheServiceIsDestroyed) {
   auto seen = std::make_shared<Observations>();
-  coromesh::config::ServiceConfig config;
-  config.name = "napper";
-  config.consul_register = false;
-  config.io_threads = 1;
-  config.log_level = coromesh::log::Level::error;
-  config.shutdown_grace = 200ms;
-
-  auto service = std::make_unique<coromesh::Service>(config);
+  auto service = std::make_unique<coromesh::Service>(
+      coromesh::testing::in_process("napper", coromesh::log::Level::error, 200ms));
   service->metrics().add_collectable(std::make_shared<RegistryProbe>(seen));
   service->serve(nap, [seen](Nap in) -> asio::awaitable<std::int64_t> {
     const FrameProbe probe(seen);
