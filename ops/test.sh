@@ -8,7 +8,7 @@
 #                                 test; TSan (build-tsan): every unit test and the
 #                                 integration suites labelled `tsan` (tests/CMakeLists.txt
 #                                 says which and why). Any sanitizer report fails the run.
-# CI (.ci/run) runs ./ops/test.sh; the sanitizer runs join it once verified (.ci/run).
+# CI (.ci/run) runs ./ops/test.sh, then ./ops/test.sh --sanitizers.
 # Environment: BUILD_DIR (default build), COROMESH_SANITIZER (address|thread),
 #              JOBS (default 2, the machine's size), CXX (default clang++-16).
 set -euo pipefail
