@@ -33,11 +33,10 @@ namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 // For the request loop's own reads and writes: no cancellation slot, so the operation
-// does not hook a cancellation handler into the coroutine's slot and unhook it again
-// (a measurable share of a small request at 1,000 connections, BENCHMARKS.md). Nothing
-// is lost: whatever ends a connection early (a drain, the watchdog) cancels or closes
-// the socket, which aborts these operations; the connection's cancellation signal is
-// for the handler's own awaits.
+// does not emplace a cancellation handler in the coroutine's slot and destroy it again
+// on completion. Nothing is lost: whatever ends a connection early (a drain, the
+// watchdog) cancels or closes the socket, which aborts these operations; the
+// connection's cancellation signal is for the handler's own awaits.
 auto socket_io() {
   return asio::bind_cancellation_slot(asio::cancellation_slot(), kUseTuple);
 }
