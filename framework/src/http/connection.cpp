@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -31,6 +32,14 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+// For the request loop's own reads and writes: no cancellation slot, so the operation
+// does not emplace a cancellation handler in the coroutine's slot and destroy it again
+// on completion. Nothing is lost: whatever ends a connection early (a drain, the
+// watchdog) cancels or closes the socket, which aborts these operations; the
+// connection's cancellation signal is for the handler's own awaits.
+auto socket_io() {
+  return asio::bind_cancellation_slot(asio::cancellation_slot(), kUseTuple);
+}
 using framing::has_unframed_transfer_encoding;
 using framing::read_rest_of_header;
 using framing::RequestParser;
@@ -153,7 +162,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     // applies here, the much shorter header timeout only once a request has begun.
     if (buffer.size() == 0) {
       connection.expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
-      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kUseTuple);
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), socket_io());
       if (ec) {
         break;
       }
@@ -309,7 +318,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     out.clear();
     detail::append_response(response, out);
     connection.expires_after(limits.write_timeout);
-    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kUseTuple);
+    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), socket_io());
     if (observer) {
       // Counted as what happened to the exchange: the handler's status only when the
       // answer was delivered to a client still there.

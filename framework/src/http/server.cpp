@@ -191,6 +191,10 @@ const std::string& request_timeout_answer() {
 asio::awaitable<void> Server::State::accept_loop() {
   auto self = shared_from_this();
   asio::steady_timer backoff(acceptor.get_executor());
+  // The batch below takes the connections already waiting with plain non-blocking
+  // accepts; the asynchronous accept is unaffected by this flag.
+  boost::system::error_code ignored;
+  acceptor.non_blocking(true, ignored);
   while (acceptor.is_open()) {
     auto [ec, socket] =
         co_await acceptor.async_accept(pool.next_executor(), asio::as_tuple(asio::use_awaitable));
@@ -204,39 +208,56 @@ asio::awaitable<void> Server::State::accept_loop() {
       co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
     }
-    last_accept.store(std::chrono::steady_clock::now().time_since_epoch().count(),
-                      std::memory_order_relaxed);
-    auto executor = socket.get_executor();
-    if (connection_count.load() >= limits.max_connections) {
-      if (tls) {
-        // A TLS client could not read a plain answer: closing is all it can get.
-        boost::system::error_code ignored;
-        socket.close(ignored);
-      } else {
-        runtime::spawn(executor, reject_over_limit(std::move(socket)), "http.reject");
+    admit(std::move(socket));
+    // Take every connection already in the backlog now: one per asynchronous accept
+    // would cost a trip through the io_context's whole queue each, and a burst of 1,000
+    // connections was then accepted over seconds while the first ones were served
+    // (wrk timeouts at 1,000 connections, BENCHMARKS.md). A failure here (would_block,
+    // EMFILE) ends the batch; the next asynchronous accept reports a real one.
+    for (std::size_t i = 1; i < kAcceptBatch && acceptor.is_open(); ++i) {
+      boost::system::error_code batch_error;
+      auto more = acceptor.accept(pool.next_executor(), batch_error);
+      if (batch_error) {
+        break;
       }
-      continue;
+      admit(std::move(more));
     }
-    boost::system::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    auto connection = std::make_shared<detail::Connection>(std::move(socket));
-    if (draining.load()) {
-      connection->canned_answer = PeerVerdict::Answer{
-          503, "shutting_down", "the service is shutting down; retry another instance"};
-    }
-    connection->tls = tls.has_value();
-    {
-      std::lock_guard lock(mutex);
-      connections.push_front(connection);
-      connection->registry_position = connections.begin();
-    }
-    ++connection_count;
-    runtime::spawn(executor, watch(connection), "http.connection.watchdog");
-    auto slot = connection->cancel.slot();
-    asio::co_spawn(
-        executor, serve(std::move(connection)),
-        asio::bind_cancellation_slot(slot, runtime::LogEscapedException{"http.connection"}));
   }
+}
+
+void Server::State::admit(tcp::socket socket) {
+  last_accept.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                    std::memory_order_relaxed);
+  auto executor = socket.get_executor();
+  if (connection_count.load() >= limits.max_connections) {
+    if (tls) {
+      // A TLS client could not read a plain answer: closing is all it can get.
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    } else {
+      runtime::spawn(executor, reject_over_limit(std::move(socket)), "http.reject");
+    }
+    return;
+  }
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  auto connection = std::make_shared<detail::Connection>(std::move(socket));
+  if (draining.load()) {
+    connection->canned_answer = PeerVerdict::Answer{
+        503, "shutting_down", "the service is shutting down; retry another instance"};
+  }
+  connection->tls = tls.has_value();
+  {
+    std::lock_guard lock(mutex);
+    connections.push_front(connection);
+    connection->registry_position = connections.begin();
+  }
+  ++connection_count;
+  runtime::spawn(executor, watch(connection), "http.connection.watchdog");
+  auto slot = connection->cancel.slot();
+  asio::co_spawn(
+      executor, serve(std::move(connection)),
+      asio::bind_cancellation_slot(slot, runtime::LogEscapedException{"http.connection"}));
 }
 
 std::chrono::steady_clock::duration Server::State::watchdog_period() const {

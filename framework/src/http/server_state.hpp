@@ -68,6 +68,9 @@ namespace coromesh::http {
 
 // A drain also waits until no connection has arrived for this long.
 inline constexpr std::chrono::milliseconds kDrainQuietPeriod{200};
+// At most this many connections are taken from the backlog per trip through the
+// io_context's queue (the accept loop's batch).
+inline constexpr std::size_t kAcceptBatch = 64;
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
   State(runtime::IoPool& p, const Router& r, ServerLimits l, ServerObserver* o)
@@ -89,6 +92,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::atomic<std::chrono::steady_clock::rep> last_accept{0};
 
   boost::asio::awaitable<void> accept_loop();
+  // Registers an accepted connection and starts serving it (or refuses it over the
+  // connection limit).
+  void admit(boost::asio::ip::tcp::socket socket);
   boost::asio::awaitable<void> serve(std::shared_ptr<detail::Connection> connection);
   // The request loop over `stream`: tcp::socket or TlsServerStream (connection.cpp).
   template <class Stream>

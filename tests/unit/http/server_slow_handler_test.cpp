@@ -99,5 +99,32 @@ TEST(HttpServerSlowHandler, RequestCutOffByTheDrainIsCounted503) {
   EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
 }
 
+// The request loop's own reads and writes are not cancelled through the connection's
+// cancellation slot: a drain reaches an answer stuck on a client that does not read by
+// cancelling the socket, well before the write timeout.
+TEST(HttpServerSlowHandler, AnswerTheClientDoesNotReadIsCutOffByTheDrain) {
+  RecordingObserver observer;
+  ServerLimits limits;
+  limits.max_body_bytes = 24 * 1024 * 1024;
+  limits.write_timeout = 60s;
+  ServerFixture fx(limits, 1, &observer);
+  asio::io_context ioc;
+  asio::ip::tcp::socket socket(ioc);
+  socket.open(asio::ip::tcp::v4());
+  socket.set_option(asio::socket_base::receive_buffer_size(4096));
+  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  // Echoed back, 16 MB cannot fit the socket buffers of a client that reads nothing.
+  const std::string body(16 * 1024 * 1024, 'x');
+  asio::write(socket, asio::buffer("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\n\r\n"));
+  asio::write(socket, asio::buffer(body));
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.server().in_flight() == 1; }, 5s));
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(fx.shutdown(200ms), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 20s) << "ended by the drain, not a timeout";
+  EXPECT_EQ(fx.server().active_connections(), 0u);
+  EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
+}
+
 }  // namespace
 }  // namespace coromesh::http::testing
