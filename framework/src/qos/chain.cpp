@@ -137,7 +137,11 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
       // Declared before `rest`: its signal must outlive the rest's cancellation state.
       WatchedDeadline watch(executor, steady_time(cutoff_deadline.when(), start));
       CancellableCall rest(std::move(executor));
-      rest.start(run_from(end, invocation, terminal), watch.slot());
+      if (end == interceptors_.size()) {
+        terminal.start_cancellable(terminal.call, invocation, rest, watch.slot());
+      } else {
+        rest.start(run_from(end, invocation, terminal), watch.slot());
+      }
       if (!rest.finished()) {
         co_await rest.wait(watch.signal());
       }

@@ -71,6 +71,7 @@
 #include <utility>
 #include <vector>
 
+#include "coromesh/qos/cancellable_call.hpp"
 #include "coromesh/qos/clock.hpp"
 #include "coromesh/qos/deadline.hpp"
 #include "coromesh/qos/fault.hpp"
@@ -170,10 +171,14 @@ class TypedInvocation final : public Invocation {
 };
 
 // The call at the end of the chain, type-erased by Chain<R>: `run(call, invocation)`
-// runs it once and stores its result in the invocation. Points at the call, which lives
-// in the Chain<R>::run frame for the whole invocation.
+// runs it once and stores its result in the invocation; `start_cancellable` does the
+// same as the child of `child` (CancellableCall::start_entry), in one coroutine frame
+// instead of two. Points at the call, which lives in the Chain<R>::run frame for the
+// whole invocation.
 struct Terminal {
   boost::asio::awaitable<void> (*run)(const void* call, Invocation& invocation);
+  void (*start_cancellable)(const void* call, Invocation& invocation, CancellableCall& child,
+                            boost::asio::cancellation_slot slot);
   const void* call;
 
   boost::asio::awaitable<void> operator()(Invocation& invocation) const {
@@ -380,7 +385,7 @@ class Chain {
   template <class F>
   boost::asio::awaitable<R> run(F call, CallOptions options) const {
     TypedInvocation<R> invocation(core_, options);
-    const Terminal terminal{&invoke_erased<F>, &call};
+    const Terminal terminal{&invoke_erased<F>, &start_cancellable<F>, &call};
     co_await core_.run_from(0, invocation, terminal);
     if (!invocation.has_result()) {
       throw std::logic_error("qos chain: an interceptor completed without calling next");
@@ -397,11 +402,38 @@ class Chain {
   static boost::asio::awaitable<void> invoke(const F& call, Invocation& inv) {
     auto& typed = static_cast<TypedInvocation<R>&>(inv);
     typed.clear_result();
+    typed.set_result(co_await start_call(call, inv));
+  }
+
+  template <class F>
+  static boost::asio::awaitable<R> start_call(const F& call, const Invocation& inv) {
     if constexpr (std::is_invocable_v<const F&, const Invocation&>) {
-      typed.set_result(co_await call(inv));
+      return call(inv);
     } else {
-      typed.set_result(co_await call());
+      return call();
     }
+  }
+
+  template <class F>
+  static void start_cancellable(const void* call, Invocation& inv, CancellableCall& child,
+                                boost::asio::cancellation_slot slot) {
+    child.start_entry(cancellable_entry(*static_cast<const F*>(call), inv, &child), slot);
+  }
+
+  // invoke() as the bottom frame of a CancellableCall's child.
+  template <class F>
+  static CancellableCall::Entry cancellable_entry(const F& call, Invocation& inv,
+                                                  CancellableCall* child) {
+    CancellableCall::Link link(child);
+    std::exception_ptr error;
+    try {
+      auto& typed = static_cast<TypedInvocation<R>&>(inv);
+      typed.clear_result();
+      typed.set_result(co_await start_call(call, inv));
+    } catch (...) {
+      error = std::current_exception();
+    }
+    link.finish(std::move(error));
   }
 
   ChainCore core_;
