@@ -13,9 +13,6 @@ namespace asio = boost::asio;
 
 // --- Invocation / Next / ChainCore ------------------------------------------------------
 
-Invocation::Invocation(const ChainCore& core, CallOptions options) noexcept
-    : core_(&core), options_(options) {}
-
 const std::string& Invocation::operation() const noexcept {
   return core_->operation();
 }

@@ -107,7 +107,8 @@ struct CallOptions {
 // attempt number; the typed result lives in TypedInvocation<R>.
 class Invocation {
  public:
-  Invocation(const ChainCore& core, CallOptions options) noexcept;
+  Invocation(const ChainCore& core, CallOptions options) noexcept
+      : core_(&core), options_(options) {}
   virtual ~Invocation() = default;
   Invocation(const Invocation&) = delete;
   Invocation& operator=(const Invocation&) = delete;
