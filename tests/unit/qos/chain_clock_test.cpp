@@ -12,9 +12,11 @@
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "coromesh/qos/interceptors.hpp"
+#include "run_awaitable.hpp"
 
 namespace coromesh::qos {
 namespace {
@@ -22,13 +24,7 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-template <class T>
-T run(asio::io_context& io, asio::awaitable<T> work) {
-  auto future = asio::co_spawn(io, std::move(work), asio::use_future);
-  io.run();
-  io.restart();
-  return future.get();
-}
+using test_support::run;
 
 // A clock that moves 1 ms forward on every read: the n-th read (0-based) returns
 // base + n ms. A time handed down instead of read again shows in the number of reads and
@@ -52,6 +48,14 @@ std::shared_ptr<Interceptor> deadline_timeout() {
                                               TimeoutMode::deadline);
 }
 
+// retry(timeout(call)) on `clock`, the retry with `budget`.
+Chain<int> retry_then_timeout(const Clock& clock, std::shared_ptr<RetryBudget> budget) {
+  return Chain<int>(
+      {std::make_shared<RetryInterceptor>(kNoBackoff, RetryOptions{.budget = std::move(budget)}),
+       deadline_timeout()},
+      {.clock = &clock});
+}
+
 // A call that records the deadline each attempt saw and fails the first `failures`.
 struct Attempts {
   int failures = 0;
@@ -73,10 +77,8 @@ Chain<int>::InvocationCall call_of(Attempts& attempts) {
 TEST(ChainClock, RetryHandsItsClockReadToThePoliciesAfterIt) {
   asio::io_context io;
   SteppingClock clock(Duration(1h));
-  auto budget = std::make_shared<RetryBudget>(RetryBudgetConfig{}, clock);
-  Chain<int> chain({std::make_shared<RetryInterceptor>(kNoBackoff, RetryOptions{.budget = budget}),
-                    deadline_timeout()},
-                   {.clock = &clock});
+  const Chain<int> chain =
+      retry_then_timeout(clock, std::make_shared<RetryBudget>(RetryBudgetConfig{}, clock));
   const int before = clock.reads();
   Attempts attempts;
   EXPECT_EQ(run(io, chain.execute_with(call_of(attempts))), 42);
@@ -89,10 +91,8 @@ TEST(ChainClock, RetryHandsItsClockReadToThePoliciesAfterIt) {
 TEST(ChainClock, ARetriedAttemptStartsAtATimeReadAfterTheFirstEnded) {
   asio::io_context io;
   SteppingClock clock(Duration(1h));
-  auto budget = std::make_shared<RetryBudget>(RetryBudgetConfig{}, clock);
-  Chain<int> chain({std::make_shared<RetryInterceptor>(kNoBackoff, RetryOptions{.budget = budget}),
-                    deadline_timeout()},
-                   {.clock = &clock});
+  const Chain<int> chain =
+      retry_then_timeout(clock, std::make_shared<RetryBudget>(RetryBudgetConfig{}, clock));
   Attempts attempts{.failures = 1};
   EXPECT_EQ(run(io, chain.execute_with(call_of(attempts))), 42);
   ASSERT_EQ(attempts.deadlines.size(), 2U);
@@ -108,9 +108,7 @@ TEST(ChainClock, ABudgetOnAnotherClockKeepsReadingItsOwn) {
   ManualClock budget_clock;
   auto budget = std::make_shared<RetryBudget>(
       RetryBudgetConfig{.ratio = 1.0, .min_retries_per_second = 0, .ttl = 10s}, budget_clock);
-  Chain<int> chain({std::make_shared<RetryInterceptor>(kNoBackoff, RetryOptions{.budget = budget}),
-                    deadline_timeout()},
-                   {.clock = &chain_clock});
+  const Chain<int> chain = retry_then_timeout(chain_clock, budget);
   Attempts attempts;
   EXPECT_EQ(run(io, chain.execute_with(call_of(attempts))), 42);
   EXPECT_EQ(budget->available(), 1U);
