@@ -20,40 +20,34 @@ namespace asio = boost::asio;
 using Executor = asio::any_io_executor;
 
 // Lives in the child's entry frame: tells the parent how the child ended.
-struct CancellableCall::ChildLink {
-  CancellableCall* parent;
-
-  explicit ChildLink(CancellableCall* call) noexcept : parent(call) {}
-  ChildLink(const ChildLink&) = delete;
-  ChildLink& operator=(const ChildLink&) = delete;
-
-  // The child is destroyed without finishing (its io_context torn down while it was
-  // suspended): destroy the parked waiter with it, never resume it.
-  ~ChildLink() {
-    if (CancellableCall* call = std::exchange(parent, nullptr)) {
-      auto waiter = std::exchange(call->waiter_, std::nullopt);
-      // `waiter` (and with it the waiting coroutine) is destroyed here, after the
-      // parent's state is no longer touched.
-    }
+CancellableCall::Link::~Link() {
+  if (CancellableCall* call = std::exchange(parent_, nullptr)) {
+    auto waiter = std::exchange(call->waiter_, std::nullopt);
+    // `waiter` (and with it the waiting coroutine) is destroyed here, after the
+    // parent's state is no longer touched.
   }
+}
 
-  void finish(std::exception_ptr error) {
-    CancellableCall* call = std::exchange(parent, nullptr);
-    call->error_ = std::move(error);
-    call->finished_ = true;
-    if (call->waiter_) {
-      // The parent is suspended in wait(): resume it through the executor, never
-      // inline (this frame is still on the stack).
-      auto waiter = std::move(*call->waiter_);
-      call->waiter_.reset();
-      asio::post(call->executor_, std::move(waiter));
-    }
+void CancellableCall::Link::finish(std::exception_ptr error) {
+  CancellableCall* call = std::exchange(parent_, nullptr);
+  call->error_ = std::move(error);
+  call->finished_ = true;
+  if (call->waiter_) {
+    // The parent is suspended in wait(): resume it through the executor, never
+    // inline (this frame is still on the stack).
+    auto waiter = std::move(*call->waiter_);
+    call->waiter_.reset();
+    asio::post(call->executor_, std::move(waiter));
   }
-};
+}
 
 void CancellableCall::start(asio::awaitable<void> call, asio::cancellation_slot slot) {
-  asio::detail::awaitable_thread<Executor> thread(child_entry(std::move(call), this), executor_,
-                                                  slot, asio::cancellation_state(slot));
+  start_entry(child_entry(std::move(call), this), slot);
+}
+
+void CancellableCall::start_entry(Entry entry, asio::cancellation_slot slot) {
+  asio::detail::awaitable_thread<Executor> thread(std::move(entry), executor_, slot,
+                                                  asio::cancellation_state(slot));
   // Runs the child until it completes or suspends; a suspended child's thread moves into
   // the handler of the operation it waits for.
   thread.launch();
@@ -82,9 +76,9 @@ void CancellableCall::park(asio::any_completion_handler<void()> waiter,
   }
 }
 
-asio::awaitable<asio::detail::awaitable_thread_entry_point, Executor> CancellableCall::child_entry(
-    asio::awaitable<void> call, CancellableCall* parent) {
-  ChildLink link(parent);
+CancellableCall::Entry CancellableCall::child_entry(asio::awaitable<void> call,
+                                                    CancellableCall* parent) {
+  Link link(parent);
   std::exception_ptr error;
   try {
     co_await std::move(call);

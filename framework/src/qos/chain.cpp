@@ -13,9 +13,6 @@ namespace asio = boost::asio;
 
 // --- Invocation / Next / ChainCore ------------------------------------------------------
 
-Invocation::Invocation(const ChainCore& core, CallOptions options) noexcept
-    : core_(&core), options_(options) {}
-
 const std::string& Invocation::operation() const noexcept {
   return core_->operation();
 }
@@ -41,6 +38,10 @@ void Invocation::reject(std::string_view policy, Reason reason) const {
 
 asio::awaitable<void> Next::operator()() const {
   return core_->run_from(index_, *invocation_, *terminal_);
+}
+
+asio::awaitable<void> Next::starting_at(Clock::time_point now) const {
+  return core_->run_from(index_, *invocation_, *terminal_, now);
 }
 
 ChainCore::ChainCore(std::vector<std::shared_ptr<Interceptor>> interceptors, ChainOptions options)
@@ -85,12 +86,13 @@ void ChainCore::notify_rejection(std::string_view policy, Reason reason) const {
 }
 
 asio::awaitable<void> ChainCore::run_from(std::size_t index, Invocation& invocation,
-                                          const Terminal& terminal) const {
+                                          const Terminal& terminal,
+                                          std::optional<Clock::time_point> now) const {
   if (index >= interceptors_.size()) {
     return terminal(invocation);
   }
   if (synchronous_[index] != nullptr) {
-    return run_segment(index, invocation, terminal);
+    return run_segment(index, invocation, terminal, now);
   }
   return interceptors_[index]->around(invocation, Next(*this, index + 1, invocation, terminal));
 }
@@ -106,9 +108,11 @@ asio::awaitable<void> ChainCore::run_from(std::size_t index, Invocation& invocat
 // see the rest's own outcome and that one and those outside it see deadline_exceeded, as
 // in the nested form where the timeout wraps the inner ones.
 asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invocation,
-                                             const Terminal& terminal) const {
+                                             const Terminal& terminal,
+                                             std::optional<Clock::time_point> now) const {
   const std::size_t end = segment_end_[begin];
-  const auto start = clock().now();
+  // A time handed down by the caller is still the time (it has not suspended since).
+  const auto start = now ? *now : clock().now();
   invocation.set_phase_time(start);
   std::size_t admitted = begin;
   std::size_t cutoff = end;  // the preempting interceptor with the earliest deadline
@@ -126,11 +130,15 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
     if (cutoff == end) {
       co_await run_from(end, invocation, terminal);
     } else {
-      const auto executor = co_await asio::this_coro::executor;
+      auto executor = co_await asio::this_coro::executor;
       // Declared before `rest`: its signal must outlive the rest's cancellation state.
       WatchedDeadline watch(executor, steady_time(cutoff_deadline.when(), start));
-      CancellableCall rest(executor);
-      rest.start(run_from(end, invocation, terminal), watch.slot());
+      CancellableCall rest(std::move(executor));
+      if (end == interceptors_.size()) {
+        terminal.start_cancellable(terminal.call, invocation, rest, watch.slot());
+      } else {
+        rest.start(run_from(end, invocation, terminal), watch.slot());
+      }
       if (!rest.finished()) {
         co_await rest.wait(watch.signal());
       }

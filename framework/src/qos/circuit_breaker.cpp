@@ -202,7 +202,10 @@ void CircuitBreaker::append_locked(bool failure, bool slow, Clock::time_point no
       ++ring_filled_;
     }
     slot = static_cast<std::uint8_t>((failure ? kFailureBit : 0) | (slow ? kSlowBit : 0));
-    ring_next_ = (ring_next_ + 1) % ring_.size();
+    // Wraps without a division: folding a batch of successes appends 32 at a time.
+    if (++ring_next_ == ring_.size()) {
+      ring_next_ = 0;
+    }
   } else {
     const auto epoch = epoch_of(now);
     expire_buckets(epoch);

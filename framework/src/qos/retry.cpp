@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "coromesh/qos/thread_shard.hpp"
+
 namespace coromesh::qos {
 
 void check(const RetryConfig& config, Duration overall_timeout, Duration per_attempt_timeout,
@@ -65,43 +67,100 @@ RetryBudget::RetryBudget(RetryBudgetConfig config, const Clock& clock)
   if (auto error = validate(config_); !error.empty()) {
     throw std::invalid_argument(std::string(error));
   }
-  buckets_.assign(config_.buckets, Bucket{});
+  const auto width = config_.ttl.count() / static_cast<Duration::rep>(config_.buckets);
+  bucket_width_ = width > 0 ? width : 1;
+  buckets_ = std::vector<Bucket>(config_.buckets);
+  lines_per_shard_ = (config_.buckets + kPerLine - 1) / kPerLine;
+  request_lines_ = std::vector<RequestLine>(kShards * lines_per_shard_);
 }
 
-RetryBudget::Bucket& RetryBudget::current(Clock::time_point now) {
+std::int64_t RetryBudget::epoch_of(Clock::time_point now) const noexcept {
+  return now > origin_ ? (now - origin_).count() / bucket_width_ : 0;
+}
+
+std::atomic<std::uint64_t>& RetryBudget::requests_of(std::size_t shard,
+                                                     std::size_t bucket) noexcept {
+  return request_lines_[shard * lines_per_shard_ + bucket / kPerLine].count[bucket % kPerLine];
+}
+
+std::uint64_t RetryBudget::requests_in(std::size_t bucket) const noexcept {
+  std::uint64_t sum = 0;
+  for (std::size_t shard = 0; shard < kShards; ++shard) {
+    sum +=
+        request_lines_[shard * lines_per_shard_ + bucket / kPerLine].count[bucket % kPerLine].load(
+            std::memory_order_relaxed);
+  }
+  return sum;
+}
+
+void RetryBudget::reset_locked(std::size_t bucket, std::int64_t epoch) noexcept {
+  for (std::size_t shard = 0; shard < kShards; ++shard) {
+    requests_of(shard, bucket).store(0, std::memory_order_relaxed);
+  }
+  buckets_[bucket].retries = 0;
+  // Published after the zeroing: a fast-path request that sees this epoch counts on top.
+  buckets_[bucket].epoch.store(epoch, std::memory_order_release);
+}
+
+std::size_t RetryBudget::current_locked(Clock::time_point now) {
   const auto n = static_cast<std::int64_t>(buckets_.size());
-  const auto width = config_.ttl.count() / n;
-  const auto epoch = now > origin_ ? (now - origin_).count() / (width > 0 ? width : 1) : 0;
-  for (auto& b : buckets_) {
-    if (b.epoch >= 0 && b.epoch <= epoch - n) {
-      b = Bucket{};
+  const auto epoch = epoch_of(now);
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    const auto e = buckets_[i].epoch.load(std::memory_order_relaxed);
+    if (e >= 0 && e <= epoch - n) {
+      reset_locked(i, -1);
     }
   }
-  auto& b = buckets_[static_cast<std::size_t>(epoch % n)];
-  if (b.epoch != epoch) {
-    b = Bucket{epoch, 0, 0};
+  const auto index = static_cast<std::size_t>(epoch % n);
+  if (buckets_[index].epoch.load(std::memory_order_relaxed) != epoch) {
+    reset_locked(index, epoch);
   }
-  return b;
+  return index;
 }
 
 double RetryBudget::allowance() const {
-  std::uint64_t requests = 0;
-  for (const auto& b : buckets_) {
-    requests += b.requests;
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    total += requests_in(i);
   }
   const double ttl_seconds = std::chrono::duration<double>(config_.ttl).count();
   return static_cast<double>(config_.min_retries_per_second) * ttl_seconds +
-         config_.ratio * static_cast<double>(requests);
+         config_.ratio * static_cast<double>(total);
 }
 
 void RetryBudget::on_request() {
+  on_request(clock_->now());
+}
+
+void RetryBudget::on_request(Clock::time_point now) {
+  const std::size_t shard = thread_shard() % kShards;
+  const Duration::rep since = now > origin_ ? (now - origin_).count() : 0;
+  const std::uint64_t hint = current_hint_.load(std::memory_order_relaxed);
+  auto epoch = static_cast<std::int64_t>(hint >> 16);
+  auto index = static_cast<std::size_t>(hint & 0xffffU);
+  const Duration::rep from = epoch * bucket_width_;  // <= some earlier `since`: no overflow
+  if (since < from || since - from >= bucket_width_) {
+    epoch = since / bucket_width_;
+    index = static_cast<std::size_t>(epoch % static_cast<std::int64_t>(buckets_.size()));
+    if (epoch < (std::int64_t{1} << 47)) {
+      current_hint_.store(static_cast<std::uint64_t>(epoch) << 16 | index,
+                          std::memory_order_relaxed);
+    }
+  }
+  // The bucket is already the current one: count without the lock. (Under the lock,
+  // sliding the window would change nothing else a reader sees: every reader slides it
+  // itself before summing.)
+  if (buckets_[index].epoch.load(std::memory_order_acquire) == epoch) {
+    requests_of(shard, index).fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   std::lock_guard lock(mutex_);
-  ++current(clock_->now()).requests;
+  requests_of(shard, current_locked(now)).fetch_add(1, std::memory_order_relaxed);
 }
 
 Admission RetryBudget::try_retry() {
   std::lock_guard lock(mutex_);
-  auto& bucket = current(clock_->now());
+  const std::size_t index = current_locked(clock_->now());
   std::uint64_t retries = 0;
   for (const auto& b : buckets_) {
     retries += b.retries;
@@ -109,13 +168,13 @@ Admission RetryBudget::try_retry() {
   if (static_cast<double>(retries + 1) > allowance() + 1e-9) {
     return Admission::rejected(Reason::budget_exhausted);
   }
-  ++bucket.retries;
+  ++buckets_[index].retries;
   return Admission::granted();
 }
 
 std::uint64_t RetryBudget::available() {
   std::lock_guard lock(mutex_);
-  current(clock_->now());
+  current_locked(clock_->now());
   std::uint64_t retries = 0;
   for (const auto& b : buckets_) {
     retries += b.retries;

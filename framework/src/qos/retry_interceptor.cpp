@@ -45,14 +45,26 @@ Duration RetryInterceptor::next_backoff(std::uint32_t retry) {
 }
 
 asio::awaitable<void> RetryInterceptor::around(Invocation& invocation, Next next) {
+  // The budget counts the request at the time the first attempt starts: one clock read,
+  // handed to the rest of the chain too (no suspension between the read and the start).
+  std::optional<Clock::time_point> first_start;
   if (options_.budget) {
-    options_.budget->on_request();
+    if (&options_.budget->clock() == &invocation.clock()) {
+      first_start = invocation.clock().now();
+      options_.budget->on_request(*first_start);
+    } else {
+      options_.budget->on_request();
+    }
   }
   for (std::uint32_t attempt = 1;; ++attempt) {
     invocation.set_attempt(attempt);
     std::exception_ptr error;
     try {
-      co_await next();
+      if (attempt == 1 && first_start) {
+        co_await next.starting_at(*first_start);
+      } else {
+        co_await next();
+      }
       co_return;
     } catch (...) {
       error = std::current_exception();

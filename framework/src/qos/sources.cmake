@@ -1,6 +1,7 @@
 # Sources of the qos module (see framework/CMakeLists.txt): the hermetic QoS policies.
 list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/qos/clock.cpp
+  src/qos/thread_shard.cpp
   src/qos/reason.cpp
   src/qos/circuit_breaker.cpp
   src/qos/rate_limiter.cpp

@@ -15,17 +15,11 @@
 #include "coromesh/log/logger.hpp"
 #include "coromesh/metrics/http_server_metrics.hpp"
 #include "coromesh/metrics/registry.hpp"
+#include "coromesh/qos/thread_shard.hpp"
 
 namespace coromesh {
 
 namespace {
-
-// A small number per thread, assigned on first use: io threads get distinct shards.
-std::size_t shard_index() noexcept {
-  static std::atomic<std::size_t> next{0};
-  thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
-  return mine;
-}
 
 // How often each (policy, reason) refused a call. The pairs an operation side can
 // produce are few and fixed by its policies, so they live in a small append-only table:
@@ -114,22 +108,23 @@ class SideMetrics final : public qos::CallObserver {
   const std::string& side() const noexcept { return side_; }
 
   void observe(Result result, qos::Duration elapsed) noexcept override {
-    Shard& shard = shards_[shard_index() % kShards];
-    shard.results[static_cast<std::size_t>(result)].fetch_add(1, std::memory_order_relaxed);
+    const qos::ShardSlot slot = qos::owned_shard();
+    Shard& shard = shards_[slot.index];
+    qos::add_to_shard(shard.results[static_cast<std::size_t>(result)], 1, slot);
     const double seconds = std::chrono::duration<double>(elapsed).count();
     std::size_t bucket = 0;
     while (bucket < bounds_.size() && seconds > bounds_[bucket]) {
       ++bucket;
     }
-    shard.buckets[bucket].fetch_add(1, std::memory_order_relaxed);
+    qos::add_to_shard(shard.buckets[bucket], 1, slot);
     const auto ns = elapsed.count() > 0 ? static_cast<std::uint64_t>(elapsed.count()) : 0U;
-    shard.sum_ns.fetch_add(ns, std::memory_order_relaxed);
+    qos::add_to_shard(shard.sum_ns, ns, slot);
   }
 
   void reject(std::string_view policy, qos::Reason reason) noexcept {
-    Shard& shard = shards_[shard_index() % kShards];
-    shard.results[static_cast<std::size_t>(Result::rejected)].fetch_add(1,
-                                                                        std::memory_order_relaxed);
+    const qos::ShardSlot slot = qos::owned_shard();
+    qos::add_to_shard(shards_[slot.index].results[static_cast<std::size_t>(Result::rejected)], 1,
+                      slot);
     rejections_.count(policy, reason);
   }
 
@@ -178,7 +173,9 @@ class SideMetrics final : public qos::CallObserver {
   }
 
  private:
-  static constexpr std::size_t kShards = 8;
+  // Each thread counts in its own shard while there are owned ones left (plain stores),
+  // else in a shared one (fetch_add): qos::owned_shard().
+  static constexpr std::size_t kShards = qos::kOwnedShards + qos::kSharedShards;
   struct alignas(64) Shard {
     std::array<std::atomic<std::uint64_t>, 3> results{};
     std::atomic<std::uint64_t> sum_ns{0};

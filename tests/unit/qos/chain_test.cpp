@@ -23,6 +23,7 @@
 #include "coromesh/qos/interceptors.hpp"
 #include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/remote_error.hpp"
+#include "run_awaitable.hpp"
 
 namespace coromesh::qos {
 namespace {
@@ -32,14 +33,7 @@ using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Runs `work` on `io` until everything queued is done; returns its result (or throws).
-template <class T>
-T run(asio::io_context& io, asio::awaitable<T> work) {
-  auto future = asio::co_spawn(io, std::move(work), asio::use_future);
-  io.run();
-  io.restart();
-  return future.get();
-}
+using test_support::run;
 
 // A transport failure (a reset connection) whose what() is "boom": what retry retries.
 struct Boom : boost::system::system_error {

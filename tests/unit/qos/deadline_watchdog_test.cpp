@@ -24,6 +24,7 @@
 #include <stdexcept>
 
 #include "coromesh/qos/cancellable_call.hpp"
+#include "run_awaitable.hpp"
 
 namespace coromesh::qos {
 namespace {
@@ -86,13 +87,7 @@ asio::awaitable<Ended> watched(asio::awaitable<void> call, SteadyClock::duration
   co_return ended;
 }
 
-template <class T>
-T run(asio::io_context& io, asio::awaitable<T> work) {
-  auto future = asio::co_spawn(io, std::move(work), asio::use_future);
-  io.run();
-  io.restart();
-  return future.get();
-}
+using test_support::run;
 
 TEST(DeadlineWatchdog, CutsOffACallBlockedTenTimesPastItsDeadline) {
   asio::io_context io(1);

@@ -26,6 +26,7 @@
 #include "coromesh/qos/interceptors.hpp"
 #include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/remote_error.hpp"
+#include "run_awaitable.hpp"
 
 namespace coromesh::qos {
 namespace {
@@ -33,13 +34,7 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-template <class T>
-T run(asio::io_context& io, asio::awaitable<T> work) {
-  auto future = asio::co_spawn(io, std::move(work), asio::use_future);
-  io.run();
-  io.restart();
-  return future.get();
-}
+using test_support::run;
 
 using Thrower = std::function<void()>;
 

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 namespace coromesh::qos {
@@ -160,6 +162,65 @@ TEST(RetryBudget, OldRetriesStopCounting) {
   EXPECT_FALSE(budget.try_retry());  // all ten still inside the 10 s window
   clock.advance(5s);
   EXPECT_TRUE(budget.try_retry());
+}
+
+// on_request(now) counts at the time it is given (the chain's read, handed down), not
+// at the budget clock's own time.
+TEST(RetryBudget, OnRequestCountsAtTheTimeGiven) {
+  ManualClock clock;
+  RetryBudget budget({.ratio = 1.0, .min_retries_per_second = 0, .ttl = 10s}, clock);
+  budget.on_request(clock.now() + 9500ms);  // the last bucket of the first window
+  clock.advance(10200ms);                   // a request counted at the start is gone here
+  EXPECT_EQ(budget.available(), 1U);
+  clock.advance(9s);  // and this one is gone too, 10 s after its own bucket
+  EXPECT_EQ(budget.available(), 0U);
+}
+
+// Requests are counted without the lock while their bucket is current; each still
+// lands in its own bucket and ages out with it.
+TEST(RetryBudget, EachRequestAgesOutWithItsOwnBucket) {
+  ManualClock clock;
+  RetryBudget budget({.ratio = 1.0, .min_retries_per_second = 0, .ttl = 10s}, clock);
+  const auto start = clock.now();
+  for (int second = 0; second < 15; ++second) {
+    budget.on_request(start + std::chrono::seconds(second) + 500ms);
+    budget.on_request(start + std::chrono::seconds(second) + 700ms);
+    clock.set(start + std::chrono::seconds(second) + 800ms);
+    // The requests of the last 10 one-second buckets, two in each.
+    EXPECT_EQ(budget.available(), static_cast<std::uint64_t>(2 * std::min(second + 1, 10)))
+        << "at second " << second;
+  }
+}
+
+// A request at an earlier time than the one before (a time read before another
+// thread's) is counted in its own, earlier bucket, not in the last one used.
+TEST(RetryBudget, AnEarlierTimeCountsInItsOwnBucket) {
+  ManualClock clock;
+  RetryBudget budget({.ratio = 1.0, .min_retries_per_second = 0, .ttl = 10s}, clock);
+  const auto start = clock.now();
+  budget.on_request(start + 5500ms);
+  budget.on_request(start + 2500ms);
+  clock.set(start + 12700ms);  // buckets up to 2 s have aged out, the one at 5 s has not
+  EXPECT_EQ(budget.available(), 1U);
+}
+
+TEST(RetryBudget, RequestsFromManyThreadsAllCount) {
+  ManualClock clock;
+  RetryBudget budget({.ratio = 1.0, .min_retries_per_second = 0, .ttl = 10s}, clock);
+  constexpr int kThreads = 12;  // more than the budget's shards: some threads share one
+  constexpr int kEach = 2000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&budget, &clock] {
+      for (int i = 0; i < kEach; ++i) {
+        budget.on_request(clock.now());
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(budget.available(), static_cast<std::uint64_t>(kThreads * kEach));
 }
 
 }  // namespace

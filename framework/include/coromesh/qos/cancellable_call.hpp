@@ -51,6 +51,29 @@ class CancellableCall {
   // call has completed or first suspended. Call once.
   void start(boost::asio::awaitable<void> call, boost::asio::cancellation_slot slot);
 
+  // The bottom frame of a child thread.
+  using Entry = boost::asio::awaitable<boost::asio::detail::awaitable_thread_entry_point,
+                                       boost::asio::any_io_executor>;
+  // Reports how the child ended. An entry coroutine of one's own (start_entry) declares a
+  // Link to its CancellableCall first thing and calls finish() once, as its last step,
+  // with the exception its work ended with (or none).
+  class Link {
+   public:
+    explicit Link(CancellableCall* call) noexcept : parent_(call) {}
+    Link(const Link&) = delete;
+    Link& operator=(const Link&) = delete;
+    // The child is destroyed without finishing (its io_context torn down while it was
+    // suspended): destroys the parked waiter with it, never resumes it.
+    ~Link();
+    void finish(std::exception_ptr error);
+
+   private:
+    CancellableCall* parent_;
+  };
+  // start(), with the child's bottom frame written by the caller: a typed call awaited
+  // in the entry itself saves the frame of an awaitable<void> around it. Call once.
+  void start_entry(Entry entry, boost::asio::cancellation_slot slot);
+
   bool finished() const noexcept { return finished_; }
 
   // Completes once the call has finished; forwards the waiter's cancellation to
@@ -65,12 +88,8 @@ class CancellableCall {
   }
 
  private:
-  struct ChildLink;
-
   // The child thread's bottom frame: runs the call, then reports to `parent`.
-  static boost::asio::awaitable<boost::asio::detail::awaitable_thread_entry_point,
-                                boost::asio::any_io_executor>
-  child_entry(boost::asio::awaitable<void> call, CancellableCall* parent);
+  static Entry child_entry(boost::asio::awaitable<void> call, CancellableCall* parent);
   void park(boost::asio::any_completion_handler<void()> waiter,
             boost::asio::cancellation_signal& forward);
 

@@ -71,6 +71,7 @@
 #include <utility>
 #include <vector>
 
+#include "coromesh/qos/cancellable_call.hpp"
 #include "coromesh/qos/clock.hpp"
 #include "coromesh/qos/deadline.hpp"
 #include "coromesh/qos/fault.hpp"
@@ -106,7 +107,8 @@ struct CallOptions {
 // attempt number; the typed result lives in TypedInvocation<R>.
 class Invocation {
  public:
-  Invocation(const ChainCore& core, CallOptions options) noexcept;
+  Invocation(const ChainCore& core, CallOptions options) noexcept
+      : core_(&core), options_(options) {}
   virtual ~Invocation() = default;
   Invocation(const Invocation&) = delete;
   Invocation& operator=(const Invocation&) = delete;
@@ -169,13 +171,33 @@ class TypedInvocation final : public Invocation {
   std::optional<R> result_;
 };
 
+// The call at the end of the chain, type-erased by Chain<R>: `run(call, invocation)`
+// runs it once and stores its result in the invocation; `start_cancellable` does the
+// same as the child of `child` (CancellableCall::start_entry), in one coroutine frame
+// instead of two. Points at the call, which lives in the Chain<R>::run frame for the
+// whole invocation.
+struct Terminal {
+  boost::asio::awaitable<void> (*run)(const void* call, Invocation& invocation);
+  void (*start_cancellable)(const void* call, Invocation& invocation, CancellableCall& child,
+                            boost::asio::cancellation_slot slot);
+  const void* call;
+
+  boost::asio::awaitable<void> operator()(Invocation& invocation) const {
+    return run(call, invocation);
+  }
+};
+
 // The rest of the chain after an interceptor. Cheap to copy; valid while the invocation
 // runs. Each call runs the remaining interceptors and the call once more.
-using Terminal = std::function<boost::asio::awaitable<void>(Invocation&)>;
 
 class Next {
  public:
   boost::asio::awaitable<void> operator()() const;
+  // The same, for an interceptor that has just read the chain's clock (Invocation::clock)
+  // and not suspended since: the rest of the chain takes `now` as the time it starts
+  // instead of reading the clock again. Passing a time read before a suspension would
+  // misstate every duration and deadline measured from it.
+  boost::asio::awaitable<void> starting_at(Clock::time_point now) const;
 
  private:
   friend class ChainCore;
@@ -307,9 +329,11 @@ class ChainCore {
   const Clock& clock() const noexcept { return *options_.clock; }
   FaultClassifier classifier() const noexcept { return options_.classify; }
 
-  // Runs interceptors [index, end) and then `terminal`.
+  // Runs interceptors [index, end) and then `terminal`. `now`: the chain's clock read by
+  // the caller with no suspension since (see Next::starting_at), or nullopt.
   boost::asio::awaitable<void> run_from(std::size_t index, Invocation& invocation,
-                                        const Terminal& terminal) const;
+                                        const Terminal& terminal,
+                                        std::optional<Clock::time_point> now = std::nullopt) const;
 
  private:
   // `when` on the chain's clock as a steady_clock time (`now`: the chain clock's now).
@@ -317,7 +341,8 @@ class ChainCore {
                                                     Clock::time_point now) const;
   // Runs the synchronous interceptors [begin, segment_end_[begin]) around the rest.
   boost::asio::awaitable<void> run_segment(std::size_t begin, Invocation& invocation,
-                                           const Terminal& terminal) const;
+                                           const Terminal& terminal,
+                                           std::optional<Clock::time_point> now) const;
 
   std::vector<std::shared_ptr<Interceptor>> interceptors_;
   // For a synchronous interceptor at i: the cast pointer, and the index just past the
@@ -361,7 +386,7 @@ class Chain {
   template <class F>
   boost::asio::awaitable<R> run(F call, CallOptions options) const {
     TypedInvocation<R> invocation(core_, options);
-    const Terminal terminal = [&call](Invocation& inv) { return invoke(call, inv); };
+    const Terminal terminal{&invoke_erased<F>, &start_cancellable<F>, &call};
     co_await core_.run_from(0, invocation, terminal);
     if (!invocation.has_result()) {
       throw std::logic_error("qos chain: an interceptor completed without calling next");
@@ -370,16 +395,46 @@ class Chain {
   }
 
   template <class F>
+  static boost::asio::awaitable<void> invoke_erased(const void* call, Invocation& inv) {
+    return invoke(*static_cast<const F*>(call), inv);
+  }
+
+  template <class F>
   static boost::asio::awaitable<void> invoke(const F& call, Invocation& inv) {
     auto& typed = static_cast<TypedInvocation<R>&>(inv);
     typed.clear_result();
-    std::optional<R> value;
+    typed.set_result(co_await start_call(call, inv));
+  }
+
+  template <class F>
+  static boost::asio::awaitable<R> start_call(const F& call, const Invocation& inv) {
     if constexpr (std::is_invocable_v<const F&, const Invocation&>) {
-      value.emplace(co_await call(inv));
+      return call(inv);
     } else {
-      value.emplace(co_await call());
+      return call();
     }
-    typed.set_result(std::move(*value));
+  }
+
+  template <class F>
+  static void start_cancellable(const void* call, Invocation& inv, CancellableCall& child,
+                                boost::asio::cancellation_slot slot) {
+    child.start_entry(cancellable_entry(*static_cast<const F*>(call), inv, &child), slot);
+  }
+
+  // invoke() as the bottom frame of a CancellableCall's child.
+  template <class F>
+  static CancellableCall::Entry cancellable_entry(const F& call, Invocation& inv,
+                                                  CancellableCall* child) {
+    CancellableCall::Link link(child);
+    std::exception_ptr error;
+    try {
+      auto& typed = static_cast<TypedInvocation<R>&>(inv);
+      typed.clear_result();
+      typed.set_result(co_await start_call(call, inv));
+    } catch (...) {
+      error = std::current_exception();
+    }
+    link.finish(std::move(error));
   }
 
   ChainCore core_;

@@ -20,9 +20,14 @@
 // over a sliding `ttl` window, retries are allowed while
 //   retries < min_retries_per_second * ttl_seconds + ratio * requests.
 // Defaults (Linkerd): ratio 0.2, min 10 retries per second, ttl 10 s. A retry the budget
-// refuses fails with Reason::budget_exhausted. Thread-safe (a mutex guards the window).
+// refuses fails with Reason::budget_exhausted. Thread-safe: a mutex guards the window's
+// retries and its sliding; a request is counted without it (a per-thread relaxed counter
+// in the current bucket) unless it is the first of a new bucket, and at a time the
+// caller read already when it has one (the retry interceptor hands down the time it
+// read for the chain), so counting requests costs no clock read and no lock.
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -206,27 +211,52 @@ class RetryBudget {
 
   // Every original request (not retries) deposits into the budget.
   void on_request();
+  // The same at `now`, a time the caller just read from clock() (saves a read).
+  void on_request(Clock::time_point now);
   // Asks to retry once; rejected with Reason::budget_exhausted when the budget is spent.
   Admission try_retry();
 
   // Retries still allowed right now.
   std::uint64_t available();
   const RetryBudgetConfig& config() const noexcept { return config_; }
+  const Clock& clock() const noexcept { return *clock_; }
 
  private:
+  // One slice of the window. `epoch` is written under mutex_ only, but read without it
+  // by on_request's fast path; `retries` is mutex_'s.
   struct Bucket {
-    std::int64_t epoch = -1;
-    std::uint64_t requests = 0;
+    std::atomic<std::int64_t> epoch{-1};  // -1: empty
     std::uint64_t retries = 0;
   };
-  Bucket& current(Clock::time_point now);
+  // The requests of each bucket, per thread shard: shard s counts bucket b in
+  // request_lines_[s * lines_per_shard_ + b / kPerLine].count[b % kPerLine]. Relaxed
+  // increments; zeroed under mutex_ before the bucket's epoch is published.
+  static constexpr std::size_t kShards = 8;
+  static constexpr std::size_t kPerLine = 8;
+  struct alignas(64) RequestLine {
+    std::array<std::atomic<std::uint64_t>, kPerLine> count{};
+  };
+
+  std::int64_t epoch_of(Clock::time_point now) const noexcept;
+  std::atomic<std::uint64_t>& requests_of(std::size_t shard, std::size_t bucket) noexcept;
+  std::uint64_t requests_in(std::size_t bucket) const noexcept;
+  void reset_locked(std::size_t bucket, std::int64_t epoch) noexcept;
+  // Slides the window to `now` and returns the current bucket's index.
+  std::size_t current_locked(Clock::time_point now);
   double allowance() const;
 
   RetryBudgetConfig config_;
   const Clock* clock_;
   Clock::time_point origin_;
+  Duration::rep bucket_width_;  // ns, at least 1
+  // The bucket of the last request counted, as epoch << 16 | index (index < 1000), so
+  // that the next one in the same bucket skips two divisions. A hint: checked against
+  // the time before use, and left alone past epoch 2^47.
+  std::atomic<std::uint64_t> current_hint_{0};
   std::mutex mutex_;
   std::vector<Bucket> buckets_;
+  std::size_t lines_per_shard_;
+  std::vector<RequestLine> request_lines_;
 };
 
 }  // namespace coromesh::qos

@@ -1,12 +1,24 @@
 #pragma once
 
-// A small number per thread, for policies that keep per-thread shards of a hot counter
-// (each shard on its own cache line) so io threads sharing one policy do not bounce one
-// line between their cores. Assigned on a thread's first use, in order: a service's io
-// threads get distinct numbers. Callers take it modulo their shard count.
+// Per-thread shards of hot counters, so io threads sharing one policy or one metric do
+// not bounce one cache line between their cores. Callers keep each shard on its own
+// cache line.
+//
+// thread_shard(): a small number per thread, assigned on a thread's first use, in
+// order: a service's io threads get distinct numbers. Callers take it modulo their shard
+// count; threads may share a shard, so its counters take read-modify-writes.
+//
+// owned_shard(): a shard the calling thread owns alone while it lives, for counters only
+// their shard's thread writes: the owner adds with a relaxed load and store (add_to_shard)
+// instead of a locked read-modify-write. kOwnedShards slots are handed out on a thread's
+// first call and handed back when it exits (the next owner sees everything the last one
+// wrote); a thread that finds none free gets one of kSharedShards shared shards, where
+// add_to_shard uses fetch_add. Callers keep kOwnedShards + kSharedShards shards, indexed
+// by ShardSlot::index.
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 namespace coromesh::qos {
 
@@ -14,6 +26,26 @@ inline std::size_t thread_shard() noexcept {
   static std::atomic<std::size_t> next{0};
   thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
   return mine;
+}
+
+inline constexpr std::size_t kOwnedShards = 8;
+inline constexpr std::size_t kSharedShards = 8;
+
+struct ShardSlot {
+  std::size_t index = 0;   // < kOwnedShards + kSharedShards
+  bool exclusive = false;  // index < kOwnedShards: no other thread writes this shard
+};
+
+ShardSlot owned_shard() noexcept;
+
+// Adds `n` to `counter` in the calling thread's shard `slot` (from owned_shard()).
+inline void add_to_shard(std::atomic<std::uint64_t>& counter, std::uint64_t n,
+                         const ShardSlot& slot) noexcept {
+  if (slot.exclusive) {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  } else {
+    counter.fetch_add(n, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace coromesh::qos

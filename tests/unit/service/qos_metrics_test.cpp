@@ -1,0 +1,71 @@
+// QosMetrics counts every call exactly when many io threads report at once: more
+// threads than owned shards, so both the owned (plain store) and the shared (fetch_add)
+// paths count (qos::owned_shard()).
+
+#include "coromesh/service/qos_metrics.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coromesh/metrics/registry.hpp"
+#include "coromesh/qos/thread_shard.hpp"
+
+namespace coromesh {
+namespace {
+
+using namespace std::chrono_literals;
+using Result = qos::CallObserver::Result;
+
+// The value of the exposition line that starts with `series` (name and labels).
+std::string value_of(const std::string& text, const std::string& series) {
+  const auto at = text.find(series + " ");
+  if (at == std::string::npos) {
+    return "<no " + series + ">";
+  }
+  const auto from = at + series.size() + 1;
+  return text.substr(from, text.find('\n', from) - from);
+}
+
+TEST(QosMetrics, CountsEveryCallFromManyThreads) {
+  metrics::MetricsRegistry registry;
+  QosMetrics qos_metrics(registry);
+  const auto observer = qos_metrics.observer("add", "server");
+  const auto reject = qos_metrics.rejection_hook("add", "server");
+  constexpr int kThreads = static_cast<int>(qos::kOwnedShards) + 4;
+  constexpr int kEach = 5000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&observer, &reject] {
+      for (int i = 0; i < kEach; ++i) {
+        observer->observe(Result::ok, 2ms);
+        observer->observe(Result::error, 2ms);
+        if (i % 10 == 0) {
+          reject("bulkhead", qos::Reason::bulkhead_full);
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  const std::string text = registry.render();
+  const std::string labels_ok = R"({operation="add",result="ok",side="server"})";
+  const std::string labels_error = R"({operation="add",result="error",side="server"})";
+  const std::string labels_rejected = R"({operation="add",result="rejected",side="server"})";
+  EXPECT_EQ(value_of(text, "coromesh_qos_calls_total" + labels_ok),
+            std::to_string(kThreads * kEach));
+  EXPECT_EQ(value_of(text, "coromesh_qos_calls_total" + labels_error),
+            std::to_string(kThreads * kEach));
+  EXPECT_EQ(value_of(text, "coromesh_qos_calls_total" + labels_rejected),
+            std::to_string(kThreads * kEach / 10));
+  EXPECT_EQ(
+      value_of(text, R"(coromesh_qos_call_duration_seconds_count{operation="add",side="server"})"),
+      std::to_string(2 * kThreads * kEach));
+}
+
+}  // namespace
+}  // namespace coromesh
