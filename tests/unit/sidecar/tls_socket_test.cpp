@@ -4,6 +4,7 @@
 #include "src/tls_socket.hpp"
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <openssl/bio.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -181,6 +182,16 @@ void count_reads_into(TlsSocket& socket, int& reads) {
   BIO_set_callback_ex(bio, count_reads);
 }
 
+// For a socket waiting for its next record without having asked OpenSSL: its record
+// buffer (~17 KiB) must be freed already, as OpenSSL frees it when a read() returns
+// EAGAIN, so that an idle connection holds none.
+void expect_no_read_buffer(TlsSocket& waiting) {
+  const auto heap_while_waiting = mallinfo2().uordblks;
+  SSL_free_buffers(waiting.native_handle());
+  EXPECT_LT(heap_while_waiting - mallinfo2().uordblks, 4096U)
+      << "an idle connection holds a read buffer";
+}
+
 // One read_some (the pumps) or one async_read_some (Beast) of whatever is there.
 asio::awaitable<std::string> read_once(TlsSocket& socket, bool as_asio_stream) {
   std::array<char, 4096> buffer{};
@@ -198,7 +209,8 @@ asio::awaitable<std::string> read_once(TlsSocket& socket, bool as_asio_stream) {
 // Read-ahead takes both of two records already in the socket with one read(), and the
 // second is then delivered from OpenSSL's buffer (nothing more arrives: a read that
 // waited on the socket would hang); a read after data waits for the socket before
-// calling read(), so a record that arrives later costs one read() and no EAGAIN.
+// calling read(), so a record that arrives later costs one read() and no EAGAIN, and
+// holds no record buffer while it waits.
 void expect_one_read_per_arrival(bool as_asio_stream) {
   Pair p;
   int reads = 0;
@@ -225,6 +237,7 @@ void expect_one_read_per_arrival(bool as_asio_stream) {
         reads = 0;
         third = co_await read_once(*p.server, as_asio_stream);
         EXPECT_EQ(reads, 1) << "read() calls for one record that arrived while waiting";
+        expect_no_read_buffer(*p.client);  // waiting for our close_notify
         p.server->shutdown_send();
       },
       [&]() -> asio::awaitable<void> {
@@ -233,6 +246,7 @@ void expect_one_read_per_arrival(bool as_asio_stream) {
         co_await p.client->write_all(bytes("first"));
         co_await p.client->write_all(bytes("second"));
         EXPECT_EQ(co_await read_once(*p.client, false), "more");
+        expect_no_read_buffer(*p.server);  // waiting for "third"
         co_await p.client->write_all(bytes("third"));
         boost::system::error_code end;
         co_await read_to_end(*p.client, end);
@@ -249,6 +263,34 @@ TEST(TlsSocket, ReadSomeTakesRecordsWithOneReadEachAndStrandsNone) {
 
 TEST(TlsSocket, AsyncReadSomeTakesRecordsWithOneReadEachAndStrandsNone) {
   expect_one_read_per_arrival(true);
+}
+
+TEST(TlsSocket, AClientWaitingAfterItsFirstAnswerHoldsNoReadBuffer) {
+  // The upstream listener's side of a kept-alive connection: request, then the answer
+  // (after the server's session tickets), then idle.
+  Pair p;
+  bool client_waiting = false;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        EXPECT_EQ(co_await read_once(*p.server, false), "request");
+        co_await p.server->write_all(bytes("answer"));
+        asio::steady_timer poll(p.server->get_executor());
+        for (int i = 0; i < 5000 && !client_waiting; ++i) {
+          poll.expires_after(1ms);
+          co_await poll.async_wait(asio::use_awaitable);
+        }
+        expect_no_read_buffer(*p.client);
+        p.server->shutdown_send();
+      },
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.client->handshake());
+        co_await p.client->write_all(bytes("request"));
+        EXPECT_EQ(co_await read_once(*p.client, false), "answer");
+        client_waiting = true;
+        boost::system::error_code end;
+        co_await read_to_end(*p.client, end);
+      });
 }
 
 TEST(TlsSocket, APeersBareFinEndsItsStreamAndLeavesOursWritable) {
