@@ -126,6 +126,10 @@ class TlsSocket {
         self.complete({}, 0);
         return;
       }
+      if (!write && tls->read_wait_first()) {
+        tls->socket_.async_wait(boost::asio::ip::tcp::socket::wait_read, std::move(self));
+        return;
+      }
       int want = 0;
       boost::system::error_code error;
       const std::size_t moved = tls->try_io(write, buffer, want, error);
@@ -140,6 +144,13 @@ class TlsSocket {
     }
   };
 
+  // Whether a read should wait for the socket before calling SSL_read (and then does:
+  // the flag is cleared). True when the last SSL_read returned data and OpenSSL holds no
+  // byte of the socket's: a request/response stream has then most likely nothing more
+  // to read, and SSL_read would only make a read() that returns EAGAIN before the wait.
+  // Waiting first cannot miss data already there: asio re-arms the descriptor for each
+  // wait (epoll_ctl MOD), and the kernel reports it at once if it is readable.
+  bool read_wait_first() noexcept;
   // The error for a failed OpenSSL call (`result` its return value).
   boost::system::error_code error_for(int result);
   boost::asio::awaitable<boost::system::error_code> wait(int ssl_error);
@@ -147,6 +158,7 @@ class TlsSocket {
   boost::asio::ip::tcp::socket socket_;
   std::shared_ptr<boost::asio::ssl::context> context_;
   SSL* ssl_ = nullptr;
+  bool last_read_had_data_ = false;  // see read_wait_first()
 };
 
 }  // namespace coromesh::sidecar

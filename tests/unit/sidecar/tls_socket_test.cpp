@@ -4,12 +4,15 @@
 #include "src/tls_socket.hpp"
 
 #include <gtest/gtest.h>
+#include <malloc.h>
+#include <openssl/bio.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -161,6 +164,133 @@ TEST(TlsSocket, IsAnAsioStreamThatBeastSpeaksHttpOn) {
       });
   EXPECT_EQ(received_target, "/echo");
   EXPECT_TRUE(received_body == body) << "the body came back intact";
+}
+
+// Counts the read() calls OpenSSL makes on a TlsSocket's descriptor (those that return
+// EAGAIN too): the syscalls the read path costs.
+long count_reads(BIO* bio, int operation, const char*, std::size_t, int, long, int result,
+                 std::size_t*) {
+  if (operation == (BIO_CB_READ | BIO_CB_RETURN)) {
+    ++*reinterpret_cast<int*>(BIO_get_callback_arg(bio));
+  }
+  return (operation & BIO_CB_RETURN) != 0 ? result : 1;
+}
+
+void count_reads_into(TlsSocket& socket, int& reads) {
+  BIO* bio = SSL_get_rbio(socket.native_handle());
+  BIO_set_callback_arg(bio, reinterpret_cast<char*>(&reads));
+  BIO_set_callback_ex(bio, count_reads);
+}
+
+// For a socket waiting for its next record without having asked OpenSSL: its record
+// buffer (~17 KiB) must be freed already, as OpenSSL frees it when a read() returns
+// EAGAIN, so that an idle connection holds none.
+void expect_no_read_buffer(TlsSocket& waiting) {
+  const auto heap_while_waiting = mallinfo2().uordblks;
+  SSL_free_buffers(waiting.native_handle());
+  EXPECT_LT(heap_while_waiting - mallinfo2().uordblks, 4096U)
+      << "an idle connection holds a read buffer";
+}
+
+// One read_some (the pumps) or one async_read_some (Beast) of whatever is there.
+asio::awaitable<std::string> read_once(TlsSocket& socket, bool as_asio_stream) {
+  std::array<char, 4096> buffer{};
+  std::size_t n = 0;
+  if (as_asio_stream) {
+    n = co_await socket.async_read_some(asio::buffer(buffer), asio::use_awaitable);
+  } else {
+    boost::system::error_code ec;
+    std::tie(ec, n) = co_await socket.read_some(std::as_writable_bytes(std::span(buffer)));
+    EXPECT_FALSE(ec) << ec.message();
+  }
+  co_return std::string(buffer.data(), n);
+}
+
+// Read-ahead takes both of two records already in the socket with one read(), and the
+// second is then delivered from OpenSSL's buffer (nothing more arrives: a read that
+// waited on the socket would hang); a read after data waits for the socket before
+// calling read(), so a record that arrives later costs one read() and no EAGAIN, and
+// holds no record buffer while it waits.
+void expect_one_read_per_arrival(bool as_asio_stream) {
+  Pair p;
+  int reads = 0;
+  std::string first, second, third;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        co_await p.server->write_all(bytes("go"));
+        auto& socket = p.server->next_layer();
+        asio::steady_timer poll(socket.get_executor());
+        // Two records of 5 + 1 (type) + 16 (tag) bytes around "first" and "second".
+        constexpr std::size_t kBothRecords = 22 + 5 + 22 + 6;
+        for (int i = 0; i < 5000 && socket.available() < kBothRecords; ++i) {
+          poll.expires_after(1ms);
+          co_await poll.async_wait(asio::use_awaitable);
+        }
+        EXPECT_EQ(socket.available(), kBothRecords);
+        count_reads_into(*p.server, reads);
+        first = co_await read_once(*p.server, as_asio_stream);
+        EXPECT_EQ(socket.available(), 0U) << "the second record was left in the socket";
+        second = co_await read_once(*p.server, as_asio_stream);
+        EXPECT_EQ(reads, 1);
+        co_await p.server->write_all(bytes("more"));
+        reads = 0;
+        third = co_await read_once(*p.server, as_asio_stream);
+        EXPECT_EQ(reads, 1) << "read() calls for one record that arrived while waiting";
+        expect_no_read_buffer(*p.client);  // waiting for our close_notify
+        p.server->shutdown_send();
+      },
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.client->handshake());
+        EXPECT_EQ(co_await read_once(*p.client, false), "go");
+        co_await p.client->write_all(bytes("first"));
+        co_await p.client->write_all(bytes("second"));
+        EXPECT_EQ(co_await read_once(*p.client, false), "more");
+        expect_no_read_buffer(*p.server);  // waiting for "third"
+        co_await p.client->write_all(bytes("third"));
+        boost::system::error_code end;
+        co_await read_to_end(*p.client, end);
+        EXPECT_EQ(end, asio::error::eof) << end.message();
+      });
+  EXPECT_EQ(first, "first");
+  EXPECT_EQ(second, "second");
+  EXPECT_EQ(third, "third");
+}
+
+TEST(TlsSocket, ReadSomeTakesRecordsWithOneReadEachAndStrandsNone) {
+  expect_one_read_per_arrival(false);
+}
+
+TEST(TlsSocket, AsyncReadSomeTakesRecordsWithOneReadEachAndStrandsNone) {
+  expect_one_read_per_arrival(true);
+}
+
+TEST(TlsSocket, AClientWaitingAfterItsFirstAnswerHoldsNoReadBuffer) {
+  // The upstream listener's side of a kept-alive connection: request, then the answer
+  // (after the server's session tickets), then idle.
+  Pair p;
+  bool client_waiting = false;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        EXPECT_EQ(co_await read_once(*p.server, false), "request");
+        co_await p.server->write_all(bytes("answer"));
+        asio::steady_timer poll(p.server->get_executor());
+        for (int i = 0; i < 5000 && !client_waiting; ++i) {
+          poll.expires_after(1ms);
+          co_await poll.async_wait(asio::use_awaitable);
+        }
+        expect_no_read_buffer(*p.client);
+        p.server->shutdown_send();
+      },
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.client->handshake());
+        co_await p.client->write_all(bytes("request"));
+        EXPECT_EQ(co_await read_once(*p.client, false), "answer");
+        client_waiting = true;
+        boost::system::error_code end;
+        co_await read_to_end(*p.client, end);
+      });
 }
 
 TEST(TlsSocket, APeersBareFinEndsItsStreamAndLeavesOursWritable) {
