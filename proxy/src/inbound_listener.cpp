@@ -139,6 +139,19 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
     if (!socket.is_open()) {
       co_return;  // cut off by the shutdown
     }
+    // Readable may mean closed: a TCP health check (Consul's own, on this port) or a port
+    // scan connects and hangs up. Such a connection takes no handshake slot (it would
+    // shed a real handshake); it is counted apart, so that handshake_failed means real
+    // attempts.
+    std::byte first;
+    boost::system::error_code peek_error;
+    socket.non_blocking(true, peek_error);  // as TlsSocket sets it: never wait here
+    const auto peeked =
+        socket.receive(asio::buffer(&first, 1), TcpSocket::message_peek, peek_error);
+    if (peeked == 0 && peek_error != asio::error::would_block) {
+      context_.metrics.handshake(metrics_.listener, "refused", "closed_before_handshake");
+      co_return;
+    }
   }
   // From here until the handshake is done the connection holds TLS state: it counts
   // against --max-pending-handshakes, and may be shed (closed) as the oldest in flight.

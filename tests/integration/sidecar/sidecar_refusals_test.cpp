@@ -251,6 +251,26 @@ TEST_F(SidecarHandshakeBound, TheOldestStalledHandshakesAreShedAndRealPeersStill
   EXPECT_EQ(std::count(closed.begin(), closed.end(), true), kStalled - kBound);
   EXPECT_EQ(std::count(closed.begin(), closed.begin() + kStalled / 2, true), kStalled / 2)
       << "the oldest are shed first";
+  // A TCP health check (connect, hang up: Consul checks this port so) takes no slot: it
+  // sheds nothing, with the bound full.
+  const double shed_so_far = refused("handshake_shed");
+  const double closed_before = refused("closed_before_handshake");
+  for (int i = 0; i < 5; ++i) {
+    const int fd = connect_blocking(b_public_, 15s);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+  }
+  EXPECT_TRUE(
+      wait_until([&] { return refused("closed_before_handshake") - closed_before >= 5; }, 10s))
+      << b_sidecar_->metrics();
+  std::this_thread::sleep_for(500ms);  // a shed would have closed one of ours by now
+  int still_open = 0;
+  for (std::size_t i = 0; i < stalled.size(); ++i) {
+    pollfd ready{.fd = stalled[i], .events = POLLIN, .revents = 0};
+    still_open += closed[i] ? 0 : (::poll(&ready, 1, 0) == 0 ? 1 : 0);
+  }
+  EXPECT_EQ(still_open, kBound) << "a hang-up shed a handshake";
+  EXPECT_EQ(refused("handshake_shed"), shed_so_far);
   // Real peers get in while kBound stalled handshakes are in flight (the 30 s deadline is
   // far off): a client with a good leaf, and A's sidecar (a new mutual-TLS connection to
   // B for each call). The first sheds the oldest stalled handshake left (the bound is
