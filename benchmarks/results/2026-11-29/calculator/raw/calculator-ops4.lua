@@ -1,9 +1,9 @@
 -- ops=4 for benchmarks/suites/calculator.sh
 expression = "1+1-6+2-7"
 expected = "-9"
-dofile("/work/wt-benchqos/benchmarks/load/calculator.lua")
+dofile("/work/main/benchmarks/load/calculator.lua")
 local check_answers = done
-dofile("/work/wt-benchqos/benchmarks/lib/latency.lua")
+dofile("/work/main/benchmarks/lib/latency.lua")
 local print_latency = done
 function done(summary, latency, requests)
   check_answers(summary, latency, requests)
