@@ -10,6 +10,20 @@ namespace coromesh::sidecar {
 
 namespace asio = boost::asio;
 
+void post_close(std::mutex& mutex, std::shared_ptr<CloseHandle> handle) {
+  auto executor = handle->executor;
+  asio::post(executor, [&mutex, handle = std::move(handle)] {
+    std::function<void()> close;
+    {
+      const std::lock_guard lock(mutex);
+      close = handle->close;
+    }
+    if (close) {
+      close();  // on the connection's own thread, while its frame still exists
+    }
+  });
+}
+
 ConnectionRegistry::Ticket::~Ticket() {
   const std::lock_guard lock(registry_->mutex_);
   (*entry_)->close = nullptr;  // a cut-off already posted finds nothing to close
@@ -32,16 +46,7 @@ std::size_t ConnectionRegistry::active() const {
 std::size_t ConnectionRegistry::cut_off() {
   const std::lock_guard lock(mutex_);
   for (const auto& entry : entries_) {
-    asio::post(entry->executor, [this, entry] {
-      std::function<void()> close;
-      {
-        const std::lock_guard inner(mutex_);
-        close = entry->close;
-      }
-      if (close) {
-        close();  // on the connection's own thread, while its frame still exists
-      }
-    });
+    post_close(mutex_, entry);
   }
   return entries_.size();
 }

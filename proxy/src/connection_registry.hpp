@@ -23,11 +23,20 @@
 
 namespace coromesh::sidecar {
 
+// One connection's way to be closed from another thread: its executor, and a function
+// that closes its sockets, cleared (under the owner's mutex, on `executor`) when the
+// connection ends. Shared by ConnectionRegistry and HandshakeLimit.
+struct CloseHandle {
+  boost::asio::any_io_executor executor;
+  std::function<void()> close;
+};
+
+// Posts `handle`'s close to its executor; there it runs only if the connection has not
+// ended in the meantime (`mutex` guards `close`, and must outlive the posted call).
+void post_close(std::mutex& mutex, std::shared_ptr<CloseHandle> handle);
+
 class ConnectionRegistry {
-  struct Entry {
-    boost::asio::any_io_executor executor;
-    std::function<void()> close;  // cleared (on `executor`) when the connection ends
-  };
+  using Entry = CloseHandle;
 
  public:
   class Ticket {

@@ -1,12 +1,10 @@
 #include "handshake_limit.hpp"
 
-#include <boost/asio/post.hpp>
-
 namespace coromesh::sidecar {
 
 HandshakeLimit::Slot::~Slot() {
   const std::lock_guard lock(limit_->mutex_);
-  entry_->shed = nullptr;  // a shed already posted finds nothing to close
+  entry_->handle.close = nullptr;  // a shed already posted finds nothing to close
   if (entry_->listed) {
     limit_->entries_.erase(position_);
   }
@@ -15,7 +13,7 @@ HandshakeLimit::Slot::~Slot() {
 std::unique_ptr<HandshakeLimit::Slot> HandshakeLimit::enter(boost::asio::any_io_executor executor,
                                                             std::function<void()> shed,
                                                             std::size_t* shed_count) {
-  auto entry = std::make_shared<Entry>(Entry{std::move(executor), std::move(shed)});
+  auto entry = std::make_shared<Entry>(Entry{{std::move(executor), std::move(shed)}});
   std::shared_ptr<Entry> oldest;
   std::unique_ptr<Slot> slot;
   {
@@ -32,16 +30,7 @@ std::unique_ptr<HandshakeLimit::Slot> HandshakeLimit::enter(boost::asio::any_io_
     *shed_count = oldest ? 1 : 0;
   }
   if (oldest) {
-    boost::asio::post(oldest->executor, [this, oldest] {
-      std::function<void()> close;
-      {
-        const std::lock_guard lock(mutex_);
-        close = oldest->shed;
-      }
-      if (close) {
-        close();  // on the handshake's own thread, while its frame still exists
-      }
-    });
+    post_close(mutex_, std::shared_ptr<CloseHandle>(oldest, &oldest->handle));
   }
   return slot;
 }

@@ -11,11 +11,11 @@
 // peer out, where refusing newcomers would lock every peer out until the stalled ones
 // time out. A shed peer is counted (reason `handshake_shed`) like any other refusal.
 //
-// A handshake enters with the executor it runs on and a function that closes its socket;
-// the returned Slot leaves on destruction. Shedding posts the close function to that
-// executor (a socket is only touched on its own thread) and is skipped if the handshake
-// ended in the meantime (the Slot clears it, on that thread, before the frame and its
-// socket go away) — the pattern of ConnectionRegistry.
+// A handshake enters with the executor it runs on and a function that closes its socket
+// (a CloseHandle, connection_registry.hpp); the returned Slot leaves on destruction.
+// Shedding posts the close function to that executor (post_close: a socket is only
+// touched on its own thread) and is skipped if the handshake ended in the meantime (the
+// Slot clears it, on that thread, before the frame and its socket go away).
 //
 // Threads: enter() and in_flight() from any thread; a Slot is destroyed on its executor.
 
@@ -26,13 +26,14 @@
 #include <memory>
 #include <mutex>
 
+#include "connection_registry.hpp"
+
 namespace coromesh::sidecar {
 
 class HandshakeLimit {
   struct Entry {
-    boost::asio::any_io_executor executor;
-    std::function<void()> shed;  // cleared (on `executor`) when the handshake ends
-    bool listed = true;          // false once shed: it left the list then
+    CloseHandle handle;  // its `close` sheds the handshake
+    bool listed = true;  // false once shed: it left the list then
   };
   using Entries = std::list<std::shared_ptr<Entry>>;
 
