@@ -1,7 +1,9 @@
 #include "test_env.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -64,19 +66,60 @@ std::pair<int, std::uint16_t> bind_loopback(std::uint16_t port) {
   return {fd, ntohs(addr.sin_port)};
 }
 
+}  // namespace
+
+// A claim is a file named after the port, created exclusively; one older than
+// kPortReservation is stale and taken over.
+bool claim_port(std::uint16_t port) {
+  static const auto directory = [] {
+    auto path = std::filesystem::temp_directory_path() / "coromesh-test-ports";
+    std::error_code ignored;
+    std::filesystem::create_directories(path, ignored);
+    return path;
+  }();
+  const auto claim = directory / std::to_string(port);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const int fd = ::open(claim.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+    if (fd >= 0) {
+      ::close(fd);
+      return true;
+    }
+    if (errno != EEXIST) {
+      return true;  // no claims possible here (read-only /tmp): the probe alone decides
+    }
+    std::error_code error;
+    const auto written = std::filesystem::last_write_time(claim, error);
+    if (error) {
+      continue;  // removed meanwhile: try to create it again
+    }
+    if (std::filesystem::file_time_type::clock::now() - written < kPortReservation) {
+      return false;
+    }
+    std::filesystem::remove(claim, error);  // stale: a test long finished held it
+  }
+  return false;
+}
+
+namespace {
+
 // A free port below Linux's ephemeral range (32768-60999): a port the kernel hands out
 // for bind(0) is also what it hands out for outgoing connections, so between our probe
 // and the server's bind a client socket (the Consul agent's own, another test's) could
-// take it. Random, so parallel tests rarely probe the same one; the kernel's choice
-// after 64 taken tries.
+// take it. Random, so parallel tests rarely probe the same one, and claimed
+// (claim_port) so they never get the same one; the kernel's choice after
+// 64 taken tries.
 std::pair<int, std::uint16_t> bind_unused() {
   thread_local std::mt19937 rng(std::random_device{}());
   std::uniform_int_distribution<int> range(20000, 32000);
   for (int i = 0; i < 64; ++i) {
     auto bound = bind_loopback(static_cast<std::uint16_t>(range(rng)));
-    if (bound.first >= 0) {
+    if (bound.first < 0) {
+      continue;
+    }
+    if (claim_port(bound.second)) {
       return bound;
     }
+    ::close(bound.first);
   }
   return bind_loopback(0);
 }

@@ -26,11 +26,21 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it).
+// A TCP port on 127.0.0.1 that was free a moment ago, claimed (claim_port) so that no
+// other test process is handed it for kPortReservation.
 std::uint16_t free_port();
 // `count` distinct such ports: all are held open while the next is picked, so the
 // kernel cannot hand out the same one twice.
 std::vector<std::uint16_t> free_ports(std::size_t count);
+
+// How long a port free_port() handed out stays reserved for the test that asked for it:
+// time to start the process that binds it.
+inline constexpr std::chrono::minutes kPortReservation{2};
+// Claims `port` among every test process on the machine: the probe's socket is closed
+// before the test's server binds the port, and in that gap a test running in parallel
+// (ctest -j) could probe the same free port and be handed it too. False when another
+// test (or this one) claimed it less than kPortReservation ago.
+bool claim_port(std::uint16_t port);
 
 // Polls `done` every `interval` until it returns true or `timeout` passes.
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
