@@ -4,7 +4,9 @@
 # (ops/lib/bench.sh's _bench_start, the topology of ./ops/demo.sh bench), never on the
 # demo's fixed ports:
 #
-#   coromesh-sidecar  every service behind coromesh-sidecar (http upstreams)
+#   coromesh-sidecar  every service behind coromesh-sidecar (http upstreams, as the
+#                     demo runs them: per-call balancing, retries, per-route metrics)
+#   coromesh-sidecar-tcp  the same with tcp upstreams: byte streams, like Consul's
 #   coromesh-native   the C++ services Connect-native, mod-svc behind its sidecar, the
 #                     frontend reached through an upstream-only sidecar
 #   consul-proxy      `consul connect proxy` as every sidecar, as the seed ran it
@@ -17,7 +19,7 @@
 # (wrk_samples), cpu_s_per_100k (CPU time of every service and sidecar of the mesh per
 # 100k requests). A run with a failed request or a wrong answer fails the suite.
 # bench-targets: add-svc sub-svc mul-svc div-svc mod-svc frontend coromesh-sidecar
-# bench-minutes-per-round: 2.5
+# bench-minutes-per-round: 3.3
 set -euo pipefail
 COROMESH_SCRIPT=bench-calculator
 # shellcheck source=ops/lib/common.sh
@@ -37,11 +39,13 @@ source "$COROMESH_ROOT/benchmarks/lib/samples.sh"
 
 raw="$BENCH_OUT/raw"
 export TOPO_BIN="$BENCH_BIN"
-subjects=(coromesh-sidecar coromesh-native consul-proxy)
-declare -A proxy_of=([coromesh-sidecar]=coromesh [coromesh-native]=native [consul-proxy]=consul)
-# coromesh-sidecar's upstreams in http mode, as the demo runs them; `consul connect
-# proxy` has tcp only.
-declare -A upstream_mode_of=([coromesh-sidecar]=http [coromesh-native]=http [consul-proxy]=tcp)
+subjects=(coromesh-sidecar coromesh-sidecar-tcp coromesh-native consul-proxy)
+declare -A proxy_of=([coromesh-sidecar]=coromesh [coromesh-sidecar-tcp]=coromesh
+  [coromesh-native]=native [consul-proxy]=consul)
+# coromesh-sidecar's upstreams in http mode, as the demo runs them, and in tcp mode, the
+# like-for-like peer of `consul connect proxy`, which has tcp only.
+declare -A upstream_mode_of=([coromesh-sidecar]=http [coromesh-sidecar-tcp]=tcp
+  [coromesh-native]=http [consul-proxy]=tcp)
 declare -A frontends=() dirs=()
 
 if [ "$BENCH_MODE" = short ]; then
@@ -171,4 +175,5 @@ done
 bench_baseline consul-proxy
 # The goals: the calculator >= 3x its Consul-proxy variant, >= 5x native.
 bench_goal req_per_s coromesh-sidecar "ratio>=" 3
+bench_goal req_per_s coromesh-sidecar-tcp "ratio>=" 3
 bench_goal req_per_s coromesh-native "ratio>=" 5
