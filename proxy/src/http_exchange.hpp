@@ -23,13 +23,18 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <chrono>
+#include <exception>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <tuple>
 #include <variant>
 
+#include "coromesh/http/flat_write.hpp"
 #include "coromesh/http/framing.hpp"
 #include "coromesh/http/message.hpp"
 #include "coromesh/qos/deadline.hpp"
@@ -71,42 +76,114 @@ std::string_view target_path(std::string_view target) noexcept;
 std::optional<http::Response> refusal_of(const boost::beast::error_code& read_error,
                                          const http::framing::RequestParser& parser);
 
+namespace detail {
+
+// What the idle watch of one connection reads: since when the exchanges have been waiting
+// for the next request (nothing while one is being answered).
+struct IdleWatch {
+  std::optional<std::chrono::steady_clock::time_point> waiting_since;
+};
+
+// Ends a pending read of `stream` with operation_aborted (a read already done is left
+// alone: its request is answered).
+template <class Stream>
+void cancel_pending_read(Stream& stream) {
+  boost::system::error_code ignored;
+  if constexpr (requires { stream.next_layer(); }) {
+    stream.next_layer().cancel(ignored);
+  } else {
+    stream.cancel(ignored);
+  }
+}
+
+// The idle timeout of a connection, as one timer that wakes up once per `idle` rather
+// than a timer armed and cancelled around every read: cancels the pending read once the
+// connection has waited `idle` for a request. Runs until cancelled.
+template <class Stream>
+boost::asio::awaitable<void> watch_idle(Stream& stream, std::chrono::nanoseconds idle,
+                                        const IdleWatch& watch) {
+  namespace asio = boost::asio;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto check_at = std::chrono::steady_clock::now() + idle;
+  for (;;) {
+    timer.expires_at(check_at);
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      co_return;  // the exchanges are over
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (watch.waiting_since && now - *watch.waiting_since >= idle) {
+      cancel_pending_read(stream);
+      check_at = now + idle;
+    } else {
+      check_at = watch.waiting_since ? *watch.waiting_since + idle : now + idle;
+    }
+  }
+}
+
+template <class Stream, class Forward>
+boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
+                                             const bool* close_after, IdleWatch& watch,
+                                             std::exception_ptr& failure) {
+  namespace asio = boost::asio;
+  namespace beast_http = boost::beast::http;
+  constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+  boost::beast::flat_buffer buffer;
+  std::string out;  // each answer in one buffer, one write (http/flat_write.hpp)
+  // Not thrown on: the idle watch beside this loop ends only when this returns.
+  try {
+    for (;;) {
+      http::framing::RequestParser parser;
+      parser.header_limit(kHeaderLimit);
+      parser.body_limit(kBodyLimit);
+      watch.waiting_since = std::chrono::steady_clock::now();
+      const auto read_error =
+          co_await http::framing::read_message(client, buffer, parser, kHeaderLimit);
+      watch.waiting_since.reset();
+      if (auto refusal = refusal_of(read_error, parser)) {
+        co_await beast_http::async_write(client, *refusal, use_tuple);
+        co_return;  // what follows on the connection cannot be told apart from this request
+      }
+      if (read_error) {
+        co_return;  // closed, idle (the watch cancelled the read), or not HTTP: no answer
+      }
+      http::Request request = parser.release();
+      bool keep_alive = request.keep_alive();
+      http::Response response = co_await forward(std::move(request));
+      keep_alive = keep_alive && (close_after == nullptr || !*close_after);
+      response.keep_alive(keep_alive);
+      boost::system::error_code write_error;
+      if (response.chunked()) {  // its body is re-encoded in chunks: Beast's serializer does that
+        std::tie(write_error, std::ignore) =
+            co_await beast_http::async_write(client, response, use_tuple);
+      } else {
+        out.clear();
+        http::append_response_as_is(response, out);
+        std::tie(write_error, std::ignore) =
+            co_await asio::async_write(client, asio::buffer(out), use_tuple);
+      }
+      if (write_error || !keep_alive) {
+        co_return;
+      }
+    }
+  } catch (...) {
+    failure = std::current_exception();
+  }
+}
+
+}  // namespace detail
+
 template <class Stream, class Forward>
 boost::asio::awaitable<void> serve_http_exchanges(Stream& client, std::chrono::nanoseconds idle,
                                                   Forward forward,
                                                   const bool* close_after = nullptr) {
-  namespace asio = boost::asio;
-  namespace beast_http = boost::beast::http;
-  using namespace asio::experimental::awaitable_operators;
-  constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-  boost::beast::flat_buffer buffer;
-  asio::steady_timer idle_timer(co_await asio::this_coro::executor);
-  for (;;) {
-    http::framing::RequestParser parser;
-    parser.header_limit(kHeaderLimit);
-    parser.body_limit(kBodyLimit);
-    idle_timer.expires_after(idle);
-    auto read = co_await (http::framing::read_message(client, buffer, parser, kHeaderLimit) ||
-                          idle_timer.async_wait(use_tuple));
-    if (read.index() == 1) {
-      co_return;  // idle: the client's business, nothing to answer
-    }
-    if (auto refusal = refusal_of(std::get<0>(read), parser)) {
-      co_await beast_http::async_write(client, *refusal, use_tuple);
-      co_return;  // what follows on the connection cannot be told apart from this request
-    }
-    if (std::get<0>(read)) {
-      co_return;  // closed, or not HTTP: nothing to answer
-    }
-    http::Request request = parser.release();
-    bool keep_alive = request.keep_alive();
-    http::Response response = co_await forward(std::move(request));
-    keep_alive = keep_alive && (close_after == nullptr || !*close_after);
-    response.keep_alive(keep_alive);
-    auto [write_error, written] = co_await beast_http::async_write(client, response, use_tuple);
-    if (write_error || !keep_alive) {
-      co_return;
-    }
+  using namespace boost::asio::experimental::awaitable_operators;
+  detail::IdleWatch watch;
+  std::exception_ptr failure;
+  co_await (detail::serve_exchanges(client, forward, close_after, watch, failure) ||
+            detail::watch_idle(client, idle, watch));
+  if (failure) {
+    std::rethrow_exception(failure);
   }
 }
 

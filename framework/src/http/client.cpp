@@ -8,6 +8,7 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -16,11 +17,13 @@
 #include <boost/beast/http/write.hpp>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <variant>
 
 #include "client_pool.hpp"
 #include "client_tls.hpp"
+#include "coromesh/http/flat_write.hpp"
 #include "coromesh/http/framing.hpp"
 #include "tls_support.hpp"
 
@@ -154,7 +157,8 @@ struct Client::Impl {
                                                     Clock::time_point start);
   // Stream: beast::tcp_stream or ClientConnection::Tls.
   template <class Stream>
-  asio::awaitable<Attempt> exchange(Stream& stream, Request& request, const std::string& label,
+  asio::awaitable<Attempt> exchange(Stream& stream, detail::ClientConnection& connection,
+                                    Request& request, const std::string& label,
                                     Clock::time_point deadline, Clock::time_point start);
 
   asio::any_io_executor executor;
@@ -229,22 +233,39 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
 }
 
 template <class Stream>
-asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream, Request& request,
-                                                const std::string& label,
+asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
+                                                detail::ClientConnection& connection,
+                                                Request& request, const std::string& label,
                                                 Clock::time_point deadline,
                                                 Clock::time_point start) {
-  std::string what = std::string(request.method_string()) + " " + std::string(request.target()) +
-                     " to " + label + ": ";
   Attempt attempt;
-  auto failed = [&](ClientErrc errc, std::string why) {
+  auto failed = [&](ClientErrc errc, const std::string& why) {
     attempt.errc = errc;
-    attempt.error = what + why;
+    attempt.error = std::string(request.method_string()) + " " + std::string(request.target()) +
+                    " to " + label + ": " + why;
     return attempt;
   };
 
-  beast::get_lowest_layer(stream).expires_at(deadline);
-  auto [write_ec, written] = co_await beast::http::async_write(stream, request, use_tuple);
-  if (write_ec == beast::error::timeout) {
+  // The call's deadline, armed once for the write and every read (not the stream's).
+  beast::get_lowest_layer(stream).expires_never();
+  auto& call_deadline = connection.deadline;
+  call_deadline.arm(beast::get_lowest_layer(stream).socket(), deadline);
+  struct Disarm {
+    detail::CallDeadline& deadline;
+    ~Disarm() { deadline.disarm(); }
+  } disarm{call_deadline};
+  auto& buffers = connection.buffers;
+  error_code write_ec;
+  if (request.chunked()) {  // (not after prepare_payload: a string body has a length)
+    std::tie(write_ec, std::ignore) = co_await beast::http::async_write(stream, request, use_tuple);
+  } else {
+    // One buffer, one write: over TLS one record (see http/flat_write.hpp).
+    buffers.write.clear();
+    append_request(request, buffers.write);
+    std::tie(write_ec, std::ignore) =
+        co_await asio::async_write(stream, asio::buffer(buffers.write), use_tuple);
+  }
+  if (write_ec && call_deadline.fired()) {
     co_return failed(ClientErrc::timeout, "timed out after " + elapsed_ms(start) + " sending");
   }
   throw_if_aborted(write_ec);
@@ -254,7 +275,9 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream, Request& request
                      "connection lost while sending: " + write_ec.message());
   }
 
-  beast::flat_buffer buffer;
+  // The connection's own read buffer: empty here (a connection is parked only when its
+  // last response left nothing behind), and its memory is reused from call to call.
+  beast::flat_buffer& buffer = buffers.read;
   beast::http::response_parser<beast::http::string_body> parser;
   parser.body_limit(options.body_limit);
   parser.header_limit(kHeaderLimit);
@@ -263,7 +286,7 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream, Request& request
   }
   // The whole header counted against the limit, however it is split (see framing.hpp).
   const auto read_ec = co_await framing::read_message(stream, buffer, parser, kHeaderLimit);
-  if (read_ec == beast::error::timeout) {
+  if (read_ec && call_deadline.fired()) {
     co_return failed(ClientErrc::timeout,
                      "timed out after " + elapsed_ms(start) +
                          (parser.got_some() ? " reading the response" : " waiting for a response"));
@@ -300,8 +323,10 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream, Request& request
   // Reuse only what is known to be clean: both sides keep-alive (HTTP/1.0 and
   // `Connection: close` say no), the body was framed by a length, and nothing beyond
   // this response arrived.
-  attempt.reusable = parser.keep_alive() && request.keep_alive() && buffer.size() == 0;
+  attempt.reusable =
+      parser.keep_alive() && request.keep_alive() && buffer.size() == 0 && !call_deadline.fired();
   attempt.response = parser.release();
+  buffers.release_if_large();
   co_return attempt;
 }
 
@@ -341,7 +366,9 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
       connection.emplace(co_await impl_->connect(destination, label, deadline, start));
     }
     auto attempt = co_await std::visit(
-        [&](auto& stream) { return impl_->exchange(stream, request, label, deadline, start); },
+        [&](auto& stream) {
+          return impl_->exchange(stream, *connection, request, label, deadline, start);
+        },
         connection->stream);
     if (attempt.response) {
       if (attempt.reusable) {

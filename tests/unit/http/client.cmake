@@ -1,2 +1,1 @@
-# http::Client against in-process loopback servers (included by CMakeLists.txt here).
-coromesh_add_test(unit_http_client LABEL unit SOURCES client_test.cpp)
+coromesh_add_test(unit_http_client LABEL unit SOURCES client_test.cpp flat_write_test.cpp)

@@ -10,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
@@ -537,6 +538,103 @@ TEST_F(HttpClient, ConcurrentCallsUseSeparateConnectionsAndThePoolIsCapped) {
   EXPECT_EQ(http.idle_connections(), 2u);
   http.close_idle();
   EXPECT_EQ(http.idle_connections(), 0u);
+}
+
+// A connection's read and write buffers are reused from call to call (and given back
+// after a large exchange): each call on it still gets exactly its own response, whatever
+// came before.
+TEST(HttpClientBuffers, EachCallOnAReusedConnectionGetsItsOwnBytes) {
+  asio::io_context ioc;
+  auto pattern = [](std::size_t size, char salt) {
+    std::string text;
+    for (std::size_t i = 0; text.size() < size; ++i) {
+      text += std::to_string(i) + salt;
+    }
+    return text;
+  };
+  TestServer server(ioc, [&](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    while (auto request = co_await read_request(stream, buffer)) {
+      Response response(Status::ok, 11);
+      if (request->target() == "/big") {
+        response.body() = pattern(300'000, 'b');
+      } else if (request->method() == Verb::post) {
+        response.body() = "echo:" + request->body();
+      } else {
+        response.body() = std::string(request->target());
+      }
+      co_await write_response(stream, std::move(response));
+    }
+  });
+  Client http(ioc.get_executor());
+  bool done = false;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        EXPECT_EQ((co_await http.get(server.destination(), "/big", 5s)).body(),
+                  pattern(300'000, 'b'));
+        EXPECT_EQ((co_await http.get(server.destination(), "/small", 5s)).body(), "/small");
+        Request post(Verb::post, "/echo", 11);
+        post.body() = pattern(200'000, 'p');
+        EXPECT_EQ(
+            (co_await http.send(server.destination(), post, Client::Clock::now() + 5s)).body(),
+            "echo:" + pattern(200'000, 'p'));
+        post.body() = "short";
+        EXPECT_EQ(
+            (co_await http.send(server.destination(), post, Client::Clock::now() + 5s)).body(),
+            "echo:short");
+        EXPECT_EQ((co_await http.get(server.destination(), "/last", 5s)).body(), "/last");
+        done = true;
+      },
+      [&](const std::exception_ptr& error) {
+        ioc.stop();
+        if (error) {
+          std::rethrow_exception(error);
+        }
+      });
+  ioc.run_for(20s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(http.connections_opened(), 1u);
+  EXPECT_EQ(server.connections(), 1);
+}
+
+// One timer per call bounds the whole exchange: a server that stops in the middle of
+// the body (the client between two reads of it) still ends the call at its deadline.
+TEST_F(HttpClient, TimesOutAgainstAServerThatStallsMidResponse) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    co_await read_request(stream, buffer);
+    const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789";
+    co_await asio::async_write(stream, asio::buffer(head), use_tuple);
+    co_await wait_for_close(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    auto start = Client::Clock::now();
+    auto error = co_await call_error(http.get(server.destination(), "/stall", 200ms));
+    auto elapsed = Client::Clock::now() - start;
+    EXPECT_GE(elapsed, 190ms);
+    EXPECT_LT(elapsed, 2s);
+    EXPECT_EQ(error.code(), ClientErrc::timeout);
+    EXPECT_NE(std::string(error.what()).find("reading the response"), std::string::npos)
+        << error.what();
+  });
+}
+
+// The deadline of a call that has ended is disarmed: its time passing later never
+// closes the connection, parked or carrying the next call.
+TEST_F(HttpClient, TheDeadlineOfAFinishedCallNeverClosesItsConnection) {
+  TestServer server(ioc_, keep_alive_session);
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_EQ((co_await http.get(server.destination(), "/quick", 100ms)).body(), "/quick");
+    }
+    co_await sleep_for(300ms);  // past every deadline above
+    EXPECT_EQ((co_await http.get(server.destination(), "/later", 2s)).body(), "/later");
+  });
+  EXPECT_EQ(http.connections_opened(), 1u);
+  EXPECT_EQ(server.connections(), 1);
 }
 
 }  // namespace

@@ -97,6 +97,16 @@ boost::asio::awaitable<beast::error_code> read_message(Stream& stream, beast::fl
     }
   }
   parser.eager(true);
+  // The body (or all of it) usually came with the header: parsed here, it needs no
+  // beast::http::async_read, whose composed operation costs a trip through the
+  // scheduler even when it reads nothing.
+  if (!parser.is_done() && buffer.size() > 0) {
+    const auto used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec && ec != beast::http::error::need_more) {
+      co_return ec;
+    }
+  }
   if (!parser.is_done()) {
     auto [read_error, n] = co_await beast::http::async_read(
         stream, buffer, parser, boost::asio::as_tuple(boost::asio::use_awaitable));

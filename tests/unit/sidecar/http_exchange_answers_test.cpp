@@ -1,0 +1,124 @@
+// How serve_http_exchanges sends `forward`'s answers back (one flat write, or Beast's
+// chunked encoding for a chunked answer) and what it does when `forward` throws.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "src/http_exchange.hpp"
+
+namespace coromesh::sidecar {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+using Answer = std::function<http::Response(const http::Request&)>;
+
+// Sends `requests` on one connection served by serve_http_exchanges (idle timeout 30 s)
+// whose forward answers with `answer`; returns what came back until the server closed,
+// and in `failure` what serve_http_exchanges threw (if it returned at all within 10 s).
+std::string exchange(const std::string& requests, const Answer& answer,
+                     std::exception_ptr* failure = nullptr, bool* returned = nullptr) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto server = co_await acceptor.async_accept(asio::use_awaitable);
+        co_await serve_http_exchanges(
+            server, 30s, [&](http::Request request) -> asio::awaitable<http::Response> {
+              co_return answer(request);
+            });
+      },
+      [&](const std::exception_ptr& error) {
+        if (failure != nullptr) {
+          *failure = error;
+        }
+        if (returned != nullptr) {
+          *returned = true;
+        }
+        io.stop();
+      });
+  std::thread thread([&io] { io.run_for(10s); });
+  tcp::socket client(io);
+  client.connect(acceptor.local_endpoint());
+  ::send(client.native_handle(), requests.data(), requests.size(), MSG_NOSIGNAL);
+  timeval timeout{.tv_sec = 5, .tv_usec = 0};
+  ::setsockopt(client.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string received;
+  char chunk[4096];
+  for (;;) {
+    const auto n = ::recv(client.native_handle(), chunk, sizeof chunk, 0);
+    if (n <= 0) {
+      break;
+    }
+    received.append(chunk, static_cast<std::size_t>(n));
+  }
+  thread.join();
+  return received;
+}
+
+http::Response ok(const http::Request& request, std::string body) {
+  http::Response response(http::Status::ok, request.version());
+  response.body() = std::move(body);
+  response.prepare_payload();
+  return response;
+}
+
+TEST(SidecarHttpAnswers, EachAnswerOfAKeptAliveConnectionIsFramedByItsLength) {
+  const auto received = exchange(
+      "GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      [](const http::Request& request) {
+        return ok(request, "body of " + std::string(request.target()));
+      });
+  EXPECT_EQ(received,
+            "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nbody of /one"
+            "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbody of /two")
+      << received;
+}
+
+// An upstream's chunked answer arrives decoded, its Transfer-Encoding kept: it goes on
+// chunked again, never as raw bytes under a chunked header.
+TEST(SidecarHttpAnswers, AChunkedAnswerIsPassedOnChunked) {
+  const auto received = exchange("GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                 [](const http::Request& request) {
+                                   http::Response response(http::Status::ok, request.version());
+                                   response.chunked(true);
+                                   response.body() = "hello";
+                                   return response;
+                                 });
+  EXPECT_TRUE(received.starts_with("HTTP/1.1 200 OK\r\n")) << received;
+  EXPECT_NE(received.find("Transfer-Encoding: chunked\r\n"), std::string::npos) << received;
+  EXPECT_TRUE(received.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n")) << received;
+}
+
+// The exchanges run beside their idle watch; an exception from forward must still end
+// them at once (and reach the caller), not wait for the watch.
+TEST(SidecarHttpAnswers, AnExceptionFromForwardEndsTheExchangesAndReachesTheCaller) {
+  std::exception_ptr failure;
+  bool returned = false;
+  const auto started = std::chrono::steady_clock::now();
+  const auto received = exchange(
+      "GET /boom HTTP/1.1\r\nHost: x\r\n\r\n",
+      [](const http::Request&) -> http::Response { throw std::runtime_error("boom"); }, &failure,
+      &returned);
+  EXPECT_TRUE(returned);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 8s);
+  EXPECT_TRUE(received.empty()) << received;
+  ASSERT_TRUE(failure);
+  EXPECT_THROW(std::rethrow_exception(failure), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace coromesh::sidecar
