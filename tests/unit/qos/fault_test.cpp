@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/error.hpp"
@@ -207,6 +208,28 @@ TEST(FaultSemantics, TimedOutCallsShrinkTheAdaptiveLimit) {
   EXPECT_EQ(calls, 10);
   EXPECT_LT(limit->limit(), 20U);
   EXPECT_EQ(limit->in_flight(), 0U);
+}
+
+// Was: a bulkhead with a wait queue is an asynchronous interceptor, so the adaptive limit
+// behind it ran in a segment of its own and classified the timeout's cut-off before the
+// timeout had said it was one: a neutral cancellation, the limit stayed at 20.
+TEST(FaultSemantics, TimedOutCallsShrinkTheLimitBehindAQueuedBulkhead) {
+  asio::io_context io;
+  auto limit = std::make_shared<AdaptiveLimit>(AdaptiveLimitConfig{.initial_limit = 20});
+  auto bulkhead = std::make_shared<Bulkhead>(
+      BulkheadConfig{.max_concurrent = 4, .max_queue = 4, .max_wait = 1s});
+  Chain<int> chain({std::make_shared<TimeoutInterceptor>(2ms),
+                    std::make_shared<BulkheadInterceptor>(bulkhead),
+                    std::make_shared<AdaptiveLimitInterceptor>(limit)});
+  ASSERT_EQ(chain.order(), (std::vector<std::string>{"timeout", "bulkhead", "adaptive_limit"}));
+  int calls = 0;
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_THROW(run(io, chain.execute([&calls] { return slow(10s, &calls); })), QosRejected);
+  }
+  EXPECT_EQ(calls, 10);
+  EXPECT_LT(limit->limit(), 20U);
+  EXPECT_EQ(limit->in_flight(), 0U);
+  EXPECT_EQ(bulkhead->in_use(), 0U);
 }
 
 // The caller going away is not the callee's fault: neutral for the limit and the breaker.
