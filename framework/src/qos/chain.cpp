@@ -37,6 +37,11 @@ void Invocation::reject(std::string_view policy, Reason reason) const {
   throw QosRejected(std::string(policy), reason);
 }
 
+void Invocation::cut_off(std::string_view policy) const {
+  core_->notify_rejection(policy, Reason::deadline_exceeded);
+  throw QosRejected::cut_off_by(std::string(policy));
+}
+
 asio::awaitable<void> Next::operator()() const {
   return core_->run_from(index_, *invocation_, *terminal_);
 }
@@ -182,7 +187,7 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
         }
         // ...the cutoff and those outside it see the deadline it enforced.
         admitted = cutoff + 1;
-        invocation.reject(interceptors_[cutoff]->name(), Reason::deadline_exceeded);
+        invocation.cut_off(interceptors_[cutoff]->name());
       }
     }
   } catch (...) {

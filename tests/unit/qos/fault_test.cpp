@@ -100,8 +100,10 @@ std::vector<Row> rows() {
       {"connection_closed", client_error(ClientErrc::connection_closed), FaultClass::transport,
        true, true, true},
       {"client_timeout", client_error(ClientErrc::timeout), FaultClass::timeout, true, true, true},
-      {"deadline_exceeded", [] { throw QosRejected("timeout", Reason::deadline_exceeded); },
-       FaultClass::timeout, true, true, true},
+      {"cut_off", [] { throw QosRejected::cut_off_by("timeout"); }, FaultClass::timeout, true, true,
+       true},
+      {"deadline_spent", [] { throw QosRejected("deadline", Reason::deadline_exceeded); },
+       FaultClass::rejected, false, false, true},
       {"cancelled", [] { throw boost::system::system_error(asio::error::operation_aborted); },
        FaultClass::cancelled, false, false, false},
       {"rate_limited", [] { throw QosRejected("rate_limit", Reason::rate_limited); },
@@ -168,8 +170,9 @@ FaultClass default_class(const Thrower& thrower) {
 TEST(DefaultClassifier, KnowsRejectionsSystemErrorsAndExceptions) {
   EXPECT_EQ(default_class([] { throw QosRejected("bulkhead", Reason::bulkhead_full); }),
             FaultClass::rejected);
+  EXPECT_EQ(default_class([] { throw QosRejected::cut_off_by("timeout"); }), FaultClass::timeout);
   EXPECT_EQ(default_class([] { throw QosRejected("timeout", Reason::deadline_exceeded); }),
-            FaultClass::timeout);
+            FaultClass::rejected);
   EXPECT_EQ(
       default_class([] { throw boost::system::system_error(asio::error::operation_aborted); }),
       FaultClass::cancelled);
@@ -230,6 +233,35 @@ TEST(FaultSemantics, TimedOutCallsShrinkTheLimitBehindAQueuedBulkhead) {
   EXPECT_LT(limit->limit(), 20U);
   EXPECT_EQ(limit->in_flight(), 0U);
   EXPECT_EQ(bulkhead->in_use(), 0U);
+}
+
+// Was: a call whose deadline its caller had already spent was refused before it started
+// (by the timeout, or by the client stub before sending), and the breaker outside counted
+// that refusal as a timeout of the callee: callers sending spent deadlines opened the
+// circuit for everyone else.
+TEST(FaultSemantics, ASpentDeadlineIsNotTheCalleesFailure) {
+  asio::io_context io;
+  ManualClock clock;
+  auto breaker = std::make_shared<CircuitBreaker>(
+      CircuitBreakerConfig{.window_size = 1, .minimum_calls = 1, .wait_in_open = 1h}, clock);
+  Chain<int> chain({std::make_shared<CircuitBreakerInterceptor>(breaker),
+                    std::make_shared<TimeoutInterceptor>(1s)},
+                   {.clock = &clock, .classify = classify_service_fault});
+  int calls = 0;
+  const CallOptions spent{.deadline = Deadline::after(0ms, clock)};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THROW(run(io, chain.execute([&calls] { return slow(10s, &calls); }, spent)),
+                 QosRejected);
+  }
+  EXPECT_EQ(calls, 0);
+  // The client stub's own check before sending (operation_client.cpp) throws the same.
+  EXPECT_THROW(run(io, chain.execute([&calls] {
+                 return throwing([] { throw QosRejected("deadline", Reason::deadline_exceeded); },
+                                 &calls);
+               })),
+               QosRejected);
+  EXPECT_EQ(breaker->state(), CircuitBreaker::State::closed);
+  EXPECT_EQ(breaker->snapshot().calls, 0U);
 }
 
 // The caller going away is not the callee's fault: neutral for the limit and the breaker.

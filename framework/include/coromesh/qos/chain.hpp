@@ -134,6 +134,9 @@ class Invocation {
 
   // Runs the chain's rejection hook, then throws QosRejected(policy, reason).
   [[noreturn]] void reject(std::string_view policy, Reason reason) const;
+  // The same for a preemptive timeout that has cut the running call off at its deadline:
+  // throws QosRejected::cut_off_by(policy) (deadline_exceeded, a timeout: fault.hpp).
+  [[noreturn]] void cut_off(std::string_view policy) const;
 
   // The fault `error` is, classified once by the chain's classifier: the same exception
   // seen again further out (it travels through every interceptor) is not classified
