@@ -19,6 +19,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -288,6 +289,35 @@ TEST(FaultSemantics, TheCallerGoingAwayIsNeutral) {
   EXPECT_EQ(limit->in_flight(), 0U);
   EXPECT_EQ(breaker->state(), CircuitBreaker::State::closed);
   EXPECT_EQ(breaker->snapshot().calls, 0U);
+}
+
+// Was: a call whose caller left while it waited in the bulkhead's queue was refused with
+// bulkhead_full: a rejection counted, and logged, for a call nobody refused (and a call
+// the timeout cut off there was counted twice, as the bulkhead's and the timeout's).
+TEST(FaultSemantics, LeavingTheBulkheadQueueIsNotARejection) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::io_context io;
+  auto bulkhead = std::make_shared<Bulkhead>(
+      BulkheadConfig{.max_concurrent = 1, .max_queue = 1, .max_wait = 10s});
+  Chain<int> chain({std::make_shared<BulkheadInterceptor>(bulkhead)});
+  std::vector<std::string> rejections;
+  chain.on_rejection([&rejections](std::string_view policy, Reason reason) {
+    rejections.push_back(std::string(policy) + ":" + std::string(to_string(reason)));
+  });
+  const Bulkhead::Permit taken = bulkhead->try_acquire();  // the one slot is busy
+  ASSERT_TRUE(taken);
+  int calls = 0;
+  auto caller = [&]() -> asio::awaitable<int> {
+    asio::steady_timer gives_up(co_await asio::this_coro::executor, 5ms);
+    auto winner = co_await (chain.execute([&calls] { return slow(10s, &calls); }) ||
+                            gives_up.async_wait(asio::use_awaitable));
+    co_return static_cast<int>(winner.index());
+  };
+  EXPECT_EQ(run(io, caller()), 1);
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(rejections, std::vector<std::string>{});
+  EXPECT_EQ(bulkhead->queued(), 0U);
+  EXPECT_EQ(bulkhead->in_use(), 1U);  // the slot taken above, nothing else
 }
 
 // Was: the shop's 404 unknown_sku came back as a 200 with the fallback value.
