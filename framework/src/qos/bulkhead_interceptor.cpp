@@ -1,5 +1,8 @@
 #include "coromesh/qos/bulkhead_interceptor.hpp"
 
+#include <boost/asio/error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/system/system_error.hpp>
 #include <stdexcept>
 #include <utility>
 
@@ -38,6 +41,10 @@ asio::awaitable<void> BulkheadInterceptor::around(Invocation& invocation, Next n
       deadline.is_set() ? deadline.remaining(invocation.clock()) : Duration::max();
   Bulkhead::Permit permit = co_await bulkhead_->acquire(limit);
   if (!permit) {
+    const auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
+      throw boost::system::system_error(asio::error::operation_aborted, "bulkhead queue");
+    }
     invocation.reject(name(), deadline.is_set() && deadline.expired(invocation.clock())
                                   ? Reason::deadline_exceeded
                                   : permit.reason());

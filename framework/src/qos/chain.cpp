@@ -24,7 +24,8 @@ const Clock& Invocation::clock() const noexcept {
 const Fault& Invocation::fault(const std::exception_ptr& error) {
   if (!last_fault_ || last_fault_->error != error) {
     last_fault_ = Fault::from(error, core_->classifier());
-    if (last_fault_->kind == FaultClass::cancelled && attempt_timed_out_) {
+    if (last_fault_->kind == FaultClass::cancelled && cutoff_watch_ != nullptr &&
+        cutoff_watch_->expired()) {
       last_fault_->kind = FaultClass::timeout;
     }
   }
@@ -34,6 +35,11 @@ const Fault& Invocation::fault(const std::exception_ptr& error) {
 void Invocation::reject(std::string_view policy, Reason reason) const {
   core_->notify_rejection(policy, reason);
   throw QosRejected(std::string(policy), reason);
+}
+
+void Invocation::cut_off(std::string_view policy) const {
+  core_->notify_rejection(policy, Reason::deadline_exceeded);
+  throw QosRejected::cut_off_by(std::string(policy));
 }
 
 asio::awaitable<void> Next::operator()() const {
@@ -97,6 +103,24 @@ asio::awaitable<void> ChainCore::run_from(std::size_t index, Invocation& invocat
   return interceptors_[index]->around(invocation, Next(*this, index + 1, invocation, terminal));
 }
 
+namespace {
+
+// Puts the invocation's outer cut-off watch back on every way out of a preempted segment.
+class CutoffWatchScope {
+ public:
+  CutoffWatchScope(Invocation& invocation, const WatchedDeadline& watch) noexcept
+      : invocation_(invocation), outer_(invocation.set_cutoff_watch(&watch)) {}
+  ~CutoffWatchScope() { invocation_.set_cutoff_watch(outer_); }
+  CutoffWatchScope(const CutoffWatchScope&) = delete;
+  CutoffWatchScope& operator=(const CutoffWatchScope&) = delete;
+
+ private:
+  Invocation& invocation_;
+  const WatchedDeadline* outer_;
+};
+
+}  // namespace
+
 // One coroutine frame for a whole run of synchronous interceptors: their request phases
 // outermost first, the rest of the chain, then the outcome phases innermost first for
 // those that admitted the call. A rejection in a request phase is a fault for the ones
@@ -133,6 +157,7 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
       auto executor = co_await asio::this_coro::executor;
       // Declared before `rest`: its signal must outlive the rest's cancellation state.
       WatchedDeadline watch(executor, steady_time(cutoff_deadline.when(), start));
+      const CutoffWatchScope cutoff_scope(invocation, watch);
       CancellableCall rest(std::move(executor));
       if (end == interceptors_.size()) {
         terminal.start_cancellable(terminal.call, invocation, rest, watch.slot());
@@ -154,17 +179,15 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
           rest_error = std::current_exception();
         }
         // The cancellation the cut-off caused is a timeout for them, not the caller going
-        // away (the breaker and the adaptive limit count it).
-        invocation.set_attempt_timed_out(true);
+        // away (the breaker and the adaptive limit count it): `watch` has expired.
         const Fault* rest_fault = rest_error ? &invocation.fault(rest_error) : nullptr;
         const Outcome inner{clock().now() - start, rest_fault};
         for (std::size_t k = admitted; k-- > cutoff + 1;) {
           synchronous_[k]->on_outcome(invocation, inner);
         }
-        invocation.set_attempt_timed_out(false);
         // ...the cutoff and those outside it see the deadline it enforced.
         admitted = cutoff + 1;
-        invocation.reject(interceptors_[cutoff]->name(), Reason::deadline_exceeded);
+        invocation.cut_off(interceptors_[cutoff]->name());
       }
     }
   } catch (...) {

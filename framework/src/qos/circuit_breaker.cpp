@@ -130,9 +130,16 @@ Admission CircuitBreaker::acquire() {
   return Admission::granted();
 }
 
-void CircuitBreaker::release_permission() {
+bool CircuitBreaker::admitted_before_opening_locked(Duration elapsed) const {
+  // While OPEN nothing is admitted, so a call that started before the breaker opened was
+  // admitted while it was CLOSED: no probe.
+  return clock_->now() - elapsed < opened_at_;
+}
+
+void CircuitBreaker::release_permission(Duration elapsed) {
   std::lock_guard lock(mutex_);
-  if (state_ == State::half_open && half_open_issued_ > half_open_calls_) {
+  if (state_ == State::half_open && half_open_issued_ > half_open_calls_ &&
+      !admitted_before_opening_locked(elapsed)) {
     --half_open_issued_;
   }
 }
@@ -164,6 +171,9 @@ void CircuitBreaker::record(bool failure, Duration duration) {
   const bool timed = config_.window_type == WindowType::time_based;
   const auto now = timed ? clock_->now() : Clock::time_point{};
   if (state_ == State::half_open) {
+    if (admitted_before_opening_locked(duration)) {
+      return;  // says nothing about the probes
+    }
     ++half_open_calls_;
     half_open_failures_ += failure ? 1U : 0U;
     half_open_slow_ += slow ? 1U : 0U;

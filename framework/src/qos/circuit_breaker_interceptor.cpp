@@ -25,7 +25,7 @@ void CircuitBreakerInterceptor::on_outcome(Invocation&, const Outcome& outcome) 
   if (outcome.ok()) {
     breaker_->on_success(outcome.elapsed);
   } else if (!counts_against_callee(outcome.fault->kind)) {
-    breaker_->release_permission();
+    breaker_->release_permission(outcome.elapsed);
   } else {
     breaker_->on_failure(outcome.elapsed);
   }

@@ -42,8 +42,9 @@ FaultClassification classify_fault(const std::exception_ptr& error) noexcept {
   try {
     std::rethrow_exception(error);
   } catch (const QosRejected& rejected) {
-    return {rejected.reason() == Reason::deadline_exceeded ? FaultClass::timeout
-                                                           : FaultClass::rejected};
+    // Only a call cut off while it ran was slow; a spent deadline refused before the call
+    // started is, like every other refusal, a local policy saying no.
+    return {rejected.cut_off() ? FaultClass::timeout : FaultClass::rejected};
   } catch (const boost::system::system_error& e) {
     return {system_error_class(e.code())};
   } catch (const std::system_error& e) {

@@ -8,4 +8,10 @@ QosRejected::QosRejected(std::string policy, Reason reason)
       policy_(std::move(policy)),
       reason_(reason) {}
 
+QosRejected QosRejected::cut_off_by(std::string policy) {
+  QosRejected rejected(std::move(policy), Reason::deadline_exceeded);
+  rejected.cut_off_ = true;
+  return rejected;
+}
+
 }  // namespace coromesh::qos

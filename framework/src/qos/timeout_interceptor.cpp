@@ -62,7 +62,7 @@ asio::awaitable<void> TimeoutInterceptor::around(Invocation& invocation, Next ne
   watch.release();
   invocation.set_attempt_deadline(Deadline::none());
   if (watch.expired()) {
-    invocation.reject(name(), Reason::deadline_exceeded);
+    invocation.cut_off(name());
   }
   call.rethrow();
 }

@@ -63,9 +63,7 @@ std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error
   try {
     std::rethrow_exception(error);
   } catch (const qos::QosRejected&) {
-    // Our own policy said no (a spent deadline, say): the endpoint was not involved. The
-    // classifier calls a spent deadline a timeout, which is right for the call's
-    // breaker but not for the endpoint.
+    // Our own policy said no (a spent deadline, say): the endpoint was not involved.
     return std::nullopt;
   } catch (...) {
   }

@@ -145,6 +145,31 @@ TEST(CircuitBreaker, ReleasedProbeCanBeReissued) {
   EXPECT_TRUE(cb.acquire());
 }
 
+// Was: a call admitted while the breaker was CLOSED that ended after it had gone
+// HALF_OPEN counted as a probe: its late outcome decided HALF_OPEN while the real probe
+// was still out (this one, slow, reopened the breaker; a fast one closed it), and its
+// cancellation gave back a probe permit it never held.
+TEST(CircuitBreaker, CallsAdmittedBeforeItOpenedDoNotDecideTheProbes) {
+  ManualClock clock;
+  auto config = small_count_window();
+  config.permitted_calls_in_half_open = 1;
+  CircuitBreaker cb(config, clock);
+  ASSERT_TRUE(cb.acquire());  // two old calls, admitted while CLOSED, still out
+  ASSERT_TRUE(cb.acquire());
+  clock.advance(1ms);
+  open(cb);
+  clock.advance(10s);
+  ASSERT_TRUE(cb.acquire());  // the one probe
+  ASSERT_EQ(cb.state(), State::half_open);
+  const Duration old_call = 10s + 1ms;  // how long the old calls have been out
+  cb.on_success(old_call);
+  EXPECT_EQ(cb.state(), State::half_open);
+  cb.release_permission(old_call);  // the other one cancelled
+  EXPECT_FALSE(cb.acquire()) << "a second probe was let in";
+  cb.on_success(1ms);  // the probe
+  EXPECT_EQ(cb.state(), State::closed);
+}
+
 TEST(CircuitBreaker, SlowCallsOpenIt) {
   ManualClock clock;
   auto config = small_count_window();

@@ -19,7 +19,9 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
+#include <vector>
 
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/error.hpp"
@@ -99,8 +101,10 @@ std::vector<Row> rows() {
       {"connection_closed", client_error(ClientErrc::connection_closed), FaultClass::transport,
        true, true, true},
       {"client_timeout", client_error(ClientErrc::timeout), FaultClass::timeout, true, true, true},
-      {"deadline_exceeded", [] { throw QosRejected("timeout", Reason::deadline_exceeded); },
-       FaultClass::timeout, true, true, true},
+      {"cut_off", [] { throw QosRejected::cut_off_by("timeout"); }, FaultClass::timeout, true, true,
+       true},
+      {"deadline_spent", [] { throw QosRejected("deadline", Reason::deadline_exceeded); },
+       FaultClass::rejected, false, false, true},
       {"cancelled", [] { throw boost::system::system_error(asio::error::operation_aborted); },
        FaultClass::cancelled, false, false, false},
       {"rate_limited", [] { throw QosRejected("rate_limit", Reason::rate_limited); },
@@ -167,8 +171,9 @@ FaultClass default_class(const Thrower& thrower) {
 TEST(DefaultClassifier, KnowsRejectionsSystemErrorsAndExceptions) {
   EXPECT_EQ(default_class([] { throw QosRejected("bulkhead", Reason::bulkhead_full); }),
             FaultClass::rejected);
+  EXPECT_EQ(default_class([] { throw QosRejected::cut_off_by("timeout"); }), FaultClass::timeout);
   EXPECT_EQ(default_class([] { throw QosRejected("timeout", Reason::deadline_exceeded); }),
-            FaultClass::timeout);
+            FaultClass::rejected);
   EXPECT_EQ(
       default_class([] { throw boost::system::system_error(asio::error::operation_aborted); }),
       FaultClass::cancelled);
@@ -209,6 +214,57 @@ TEST(FaultSemantics, TimedOutCallsShrinkTheAdaptiveLimit) {
   EXPECT_EQ(limit->in_flight(), 0U);
 }
 
+// Was: a bulkhead with a wait queue is an asynchronous interceptor, so the adaptive limit
+// behind it ran in a segment of its own and classified the timeout's cut-off before the
+// timeout had said it was one: a neutral cancellation, the limit stayed at 20.
+TEST(FaultSemantics, TimedOutCallsShrinkTheLimitBehindAQueuedBulkhead) {
+  asio::io_context io;
+  auto limit = std::make_shared<AdaptiveLimit>(AdaptiveLimitConfig{.initial_limit = 20});
+  auto bulkhead = std::make_shared<Bulkhead>(
+      BulkheadConfig{.max_concurrent = 4, .max_queue = 4, .max_wait = 1s});
+  Chain<int> chain({std::make_shared<TimeoutInterceptor>(2ms),
+                    std::make_shared<BulkheadInterceptor>(bulkhead),
+                    std::make_shared<AdaptiveLimitInterceptor>(limit)});
+  ASSERT_EQ(chain.order(), (std::vector<std::string>{"timeout", "bulkhead", "adaptive_limit"}));
+  int calls = 0;
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_THROW(run(io, chain.execute([&calls] { return slow(10s, &calls); })), QosRejected);
+  }
+  EXPECT_EQ(calls, 10);
+  EXPECT_LT(limit->limit(), 20U);
+  EXPECT_EQ(limit->in_flight(), 0U);
+  EXPECT_EQ(bulkhead->in_use(), 0U);
+}
+
+// Was: a call whose deadline its caller had already spent was refused before it started
+// (by the timeout, or by the client stub before sending), and the breaker outside counted
+// that refusal as a timeout of the callee: callers sending spent deadlines opened the
+// circuit for everyone else.
+TEST(FaultSemantics, ASpentDeadlineIsNotTheCalleesFailure) {
+  asio::io_context io;
+  ManualClock clock;
+  auto breaker = std::make_shared<CircuitBreaker>(
+      CircuitBreakerConfig{.window_size = 1, .minimum_calls = 1, .wait_in_open = 1h}, clock);
+  Chain<int> chain({std::make_shared<CircuitBreakerInterceptor>(breaker),
+                    std::make_shared<TimeoutInterceptor>(1s)},
+                   {.clock = &clock, .classify = classify_service_fault});
+  int calls = 0;
+  const CallOptions spent{.deadline = Deadline::after(0ms, clock)};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THROW(run(io, chain.execute([&calls] { return slow(10s, &calls); }, spent)),
+                 QosRejected);
+  }
+  EXPECT_EQ(calls, 0);
+  // The client stub's own check before sending (operation_client.cpp) throws the same.
+  EXPECT_THROW(run(io, chain.execute([&calls] {
+                 return throwing([] { throw QosRejected("deadline", Reason::deadline_exceeded); },
+                                 &calls);
+               })),
+               QosRejected);
+  EXPECT_EQ(breaker->state(), CircuitBreaker::State::closed);
+  EXPECT_EQ(breaker->snapshot().calls, 0U);
+}
+
 // The caller going away is not the callee's fault: neutral for the limit and the breaker.
 TEST(FaultSemantics, TheCallerGoingAwayIsNeutral) {
   using namespace asio::experimental::awaitable_operators;
@@ -233,6 +289,35 @@ TEST(FaultSemantics, TheCallerGoingAwayIsNeutral) {
   EXPECT_EQ(limit->in_flight(), 0U);
   EXPECT_EQ(breaker->state(), CircuitBreaker::State::closed);
   EXPECT_EQ(breaker->snapshot().calls, 0U);
+}
+
+// Was: a call whose caller left while it waited in the bulkhead's queue was refused with
+// bulkhead_full: a rejection counted, and logged, for a call nobody refused (and a call
+// the timeout cut off there was counted twice, as the bulkhead's and the timeout's).
+TEST(FaultSemantics, LeavingTheBulkheadQueueIsNotARejection) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::io_context io;
+  auto bulkhead = std::make_shared<Bulkhead>(
+      BulkheadConfig{.max_concurrent = 1, .max_queue = 1, .max_wait = 10s});
+  Chain<int> chain({std::make_shared<BulkheadInterceptor>(bulkhead)});
+  std::vector<std::string> rejections;
+  chain.on_rejection([&rejections](std::string_view policy, Reason reason) {
+    rejections.push_back(std::string(policy) + ":" + std::string(to_string(reason)));
+  });
+  const Bulkhead::Permit taken = bulkhead->try_acquire();  // the one slot is busy
+  ASSERT_TRUE(taken);
+  int calls = 0;
+  auto caller = [&]() -> asio::awaitable<int> {
+    asio::steady_timer gives_up(co_await asio::this_coro::executor, 5ms);
+    auto winner = co_await (chain.execute([&calls] { return slow(10s, &calls); }) ||
+                            gives_up.async_wait(asio::use_awaitable));
+    co_return static_cast<int>(winner.index());
+  };
+  EXPECT_EQ(run(io, caller()), 1);
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(rejections, std::vector<std::string>{});
+  EXPECT_EQ(bulkhead->queued(), 0U);
+  EXPECT_EQ(bulkhead->in_use(), 1U);  // the slot taken above, nothing else
 }
 
 // Was: the shop's 404 unknown_sku came back as a 200 with the fallback value.

@@ -14,7 +14,9 @@ namespace coromesh::qos {
 
 // Holds a Bulkhead slot around the rest of the chain; rejected with bulkhead_full.
 // Without a wait queue it is synchronous (try_enter / leave); with one, acquire() may
-// wait in the queue (never past the invocation's deadline).
+// wait in the queue (never past the invocation's deadline). A wait ended by a cancellation
+// (the caller gone, or a preemptive timeout's cut-off) is no refusal: it ends with the
+// cancellation (operation_aborted), which the chain classifies, and no rejection is counted.
 class BulkheadInterceptor final : public SynchronousInterceptor {
  public:
   explicit BulkheadInterceptor(std::shared_ptr<Bulkhead> bulkhead,

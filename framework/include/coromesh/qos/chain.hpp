@@ -96,6 +96,7 @@ inline constexpr int custom = 1000;
 using RejectionHook = std::function<void(std::string_view policy, Reason reason)>;
 
 class ChainCore;
+class WatchedDeadline;
 
 // Per-call options given to Chain::execute.
 struct CallOptions {
@@ -133,15 +134,23 @@ class Invocation {
 
   // Runs the chain's rejection hook, then throws QosRejected(policy, reason).
   [[noreturn]] void reject(std::string_view policy, Reason reason) const;
+  // The same for a preemptive timeout that has cut the running call off at its deadline:
+  // throws QosRejected::cut_off_by(policy) (deadline_exceeded, a timeout: fault.hpp).
+  [[noreturn]] void cut_off(std::string_view policy) const;
 
   // The fault `error` is, classified once by the chain's classifier: the same exception
   // seen again further out (it travels through every interceptor) is not classified
-  // again. A cancellation while the attempt's timeout had fired is a timeout.
+  // again. A cancellation once the attempt's preemptive timeout has fired is a timeout.
   const Fault& fault(const std::exception_ptr& error);
 
-  // Set by a preemptive timeout when its timer fires, just before it cancels the rest of
-  // the chain, so the cancellation the inner interceptors see is classified a timeout.
-  void set_attempt_timed_out(bool timed_out) noexcept { attempt_timed_out_ = timed_out; }
+  // The preemptive timeout's watch over the rest of the chain, set by the chain segment
+  // that runs the rest under it for as long as it does (null: none); returns the one it
+  // replaces, for the segment to put back. The watch is read when a fault is classified,
+  // so the cut-off is a timeout for every interceptor that sees it first, those in later
+  // segments (past an asynchronous interceptor such as a queued bulkhead) included.
+  const WatchedDeadline* set_cutoff_watch(const WatchedDeadline* watch) noexcept {
+    return std::exchange(cutoff_watch_, watch);
+  }
 
   virtual bool has_result() const noexcept = 0;
   virtual void clear_result() noexcept = 0;
@@ -152,7 +161,7 @@ class Invocation {
   Deadline attempt_deadline_{};
   Clock::time_point phase_time_{};
   std::uint32_t attempt_ = 1;
-  bool attempt_timed_out_ = false;
+  const WatchedDeadline* cutoff_watch_ = nullptr;
   std::optional<Fault> last_fault_;
 };
 

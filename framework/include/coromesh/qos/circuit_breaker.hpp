@@ -10,7 +10,9 @@
 // Use: `acquire()` before the call (rejected with Reason::circuit_open while OPEN or when
 // HALF_OPEN has handed out all its probes), then exactly one of `on_success(duration)` /
 // `on_failure(duration)` after it. A call slower than slow_call_duration counts as slow
-// whatever its outcome. Results recorded while OPEN are ignored.
+// whatever its outcome. Results recorded while OPEN are ignored, and so are, while
+// HALF_OPEN, those of calls admitted before the breaker opened (`duration` says when the
+// call started): only the probes decide HALF_OPEN.
 //
 // Defaults (resilience4j CircuitBreakerConfig): count-based window of 100 calls,
 // failure-rate threshold 50 %, slow-call-rate threshold 100 %, slow-call duration 60 s,
@@ -115,7 +117,9 @@ class CircuitBreaker {
   void on_success(Duration duration);
   void on_failure(Duration duration);
   // Gives back a half-open probe permit without recording an outcome (call cancelled).
-  void release_permission();
+  // `elapsed`: how long ago the call was admitted; a call admitted before the breaker
+  // opened held no probe permit and gives none back.
+  void release_permission(Duration elapsed = Duration::zero());
 
   State state() const;
   Snapshot snapshot() const;
@@ -132,6 +136,8 @@ class CircuitBreaker {
   };
 
   void record(bool failure, Duration duration);
+  // Whether a call admitted `elapsed` ago came in before the breaker last opened.
+  bool admitted_before_opening_locked(Duration elapsed) const;
   void append_locked(bool failure, bool slow, Clock::time_point now);
   // Folds every shard's pending successes into the window (CLOSED), or drops them.
   void fold_successes_locked();

@@ -14,10 +14,13 @@
 //   transport       failure  drop      yes          yes        no answer: connect
 //                                                              refused, reset, closed
 //   timeout         failure  drop      yes (2)      yes        a deadline exceeded, or
-//                                                              cancelled by a timeout
+//                                                              a call a timeout cut off
+//                                                              (QosRejected::cut_off())
 //   cancelled       neutral  neutral   never        never      the caller went away
 //   rejected        neutral  neutral   never        yes        a QosRejected: a local
-//                                                              policy said no
+//                                                              policy said no, a spent
+//                                                              deadline included (the
+//                                                              call never started)
 //
 //   breaker:  failure = on_failure (counts toward opening), neutral = the permit is given
 //             back unrecorded. adaptive: drop = an AIMD decrease, neutral = release().

@@ -102,17 +102,29 @@ class [[nodiscard]] Admission {
 
 // Thrown by the QoS chain when a policy refuses a call. what() reads
 // "qos policy '<policy>' rejected the call: <reason>".
+//
+// A refusal happens before the call starts, with one exception: a preemptive timeout
+// cuts a running call off at its deadline (cut_off()). Whose fault differs (fault.hpp):
+// a call cut off was too slow (a timeout, the callee's), while a deadline_exceeded
+// refusal of a call that never started (its caller's deadline already spent) involved
+// no callee at all.
 class QosRejected : public std::runtime_error {
  public:
   QosRejected(std::string policy, Reason reason);
 
+  // deadline_exceeded for a call `policy` cut off while it ran.
+  static QosRejected cut_off_by(std::string policy);
+
   const std::string& policy() const noexcept { return policy_; }
   Reason reason() const noexcept { return reason_; }
   unsigned http_status() const noexcept { return qos::http_status(reason_); }
+  // True for a call cut off while it ran; false for one refused before it started.
+  bool cut_off() const noexcept { return cut_off_; }
 
  private:
   std::string policy_;
   Reason reason_;
+  bool cut_off_ = false;
 };
 
 }  // namespace coromesh::qos
