@@ -1,5 +1,7 @@
 #include "coromesh/service/fault_classifier.hpp"
 
+#include <utility>
+
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/error.hpp"
 #include "coromesh/service/remote_error.hpp"
@@ -14,6 +16,42 @@ qos::FaultClassification by_status(unsigned status) noexcept {
 }
 
 }  // namespace
+
+DependencyRefused::DependencyRefused(qos::QosRejected refusal)
+    : std::runtime_error("a call of this service's was refused by its " + refusal.policy() + ": " +
+                         refusal.what()),
+      refusal_(std::move(refusal)) {}
+
+unsigned upstream_error_status(unsigned upstream_status) noexcept {
+  switch (upstream_status) {
+    case 504:
+    case 408:
+      return 504;
+    case 503:
+    case 429:
+      return 503;
+    default:
+      return 502;
+  }
+}
+
+unsigned DependencyRefused::http_status() const noexcept {
+  return refusal_.reason() == qos::Reason::deadline_exceeded ? 504 : 503;
+}
+
+qos::FaultClassification classify_served_fault(const std::exception_ptr& error) noexcept {
+  try {
+    std::rethrow_exception(error);
+  } catch (const RemoteError& e) {
+    // Answered 502, 503 or 504: a 5xx, whatever the upstream's status was.
+    return {qos::FaultClass::callee_failure, upstream_error_status(e.status())};
+  } catch (const DependencyRefused& e) {
+    const auto status = e.http_status();
+    return {status == 504 ? qos::FaultClass::timeout : qos::FaultClass::callee_failure, status};
+  } catch (...) {
+    return classify_service_fault(error);
+  }
+}
 
 qos::FaultClassification classify_service_fault(const std::exception_ptr& error) noexcept {
   try {

@@ -524,7 +524,7 @@ QosMetrics& Service::qos_metrics() {
 qos::BuildOptions Service::server_build_options(const std::string& operation) {
   return qos::BuildOptions{.clock = nullptr,
                            .observer = impl_->qos_metrics.observer(operation, "server"),
-                           .classify = classify_service_fault};
+                           .classify = classify_served_fault};
 }
 
 qos::RejectionHook Service::server_rejection_hook(const std::string& operation) {
@@ -628,11 +628,17 @@ http::Response rejection_response(const qos::QosRejected& rejected) {
 }
 
 http::Response upstream_error_response(const RemoteError& error) {
-  const unsigned status = error.status();
-  const http::Status mapped = status == 504 || status == 408   ? http::Status::gateway_timeout
-                              : status == 503 || status == 429 ? http::Status::service_unavailable
-                                                               : http::Status::bad_gateway;
-  return http::make_error_response(mapped, error.code(), error.what());
+  return http::make_error_response(static_cast<http::Status>(upstream_error_status(error.status())),
+                                   error.code(), error.what());
+}
+
+http::Response dependency_refused_response(const DependencyRefused& refused) {
+  const auto& refusal = refused.refusal();
+  boost::json::object body{{"error", qos::to_string(refusal.reason())},
+                           {"reason", refused.what()},
+                           {"policy", refusal.policy()}};
+  return http::make_json_response(static_cast<http::Status>(refused.http_status()),
+                                  boost::json::serialize(body));
 }
 
 http::Response transport_error_response(const http::ClientError& error) {

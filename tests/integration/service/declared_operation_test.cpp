@@ -34,8 +34,9 @@ struct Probe {
   std::int64_t value = 0;
   std::optional<std::int64_t> delay_ms;    // the relay waits this long before its call
   std::optional<std::int64_t> fail_first;  // echo answers 503 to its first N calls
+  std::optional<std::int64_t> refuse;      // echo answers 400 (the caller erred) when set
 };
-BOOST_DESCRIBE_STRUCT(Probe, (), (value, delay_ms, fail_first))
+BOOST_DESCRIBE_STRUCT(Probe, (), (value, delay_ms, fail_first, refuse))
 
 struct Seen {
   std::int64_t value = 0;
@@ -51,6 +52,10 @@ COROMESH_OPERATION(
                qos::circuit_breaker{
                    .failure_rate = 0.5, .window = 4, .minimum_calls = 4, .open_for = 60s}));
 COROMESH_OPERATION(relay, GET, "/api/v1/relay", Probe, Seen, QOS(qos::timeout{5s}));
+// The relay again, behind a breaker of its own that opens after two failures.
+COROMESH_OPERATION(guarded_relay, GET, "/api/v1/guarded-relay", Probe, Seen,
+                   QOS(qos::circuit_breaker{
+                       .failure_rate = 0.5, .window = 2, .minimum_calls = 2, .open_for = 60s}));
 // One at a time, the second caller refused; a POST (JSON body) answered by a fallback
 // when the bulkhead of `guarded` refuses.
 COROMESH_OPERATION(gate, GET, "/api/v1/gate", Probe, Seen, QOS(qos::bulkhead{1}));
@@ -72,6 +77,10 @@ class DeclaredOperation : public ::testing::Test {
     echo_service->serve(
         echo, [this](Probe in, const coromesh::CallContext& call) -> asio::awaitable<Seen> {
           const auto n = ++echo_calls;
+          if (in.refuse) {
+            throw coromesh::http::HttpError(coromesh::http::Status::bad_request, "refused",
+                                            "refusing on purpose");
+          }
           if (in.fail_first && n <= *in.fail_first) {
             throw coromesh::http::HttpError(coromesh::http::Status::service_unavailable, "flaky",
                                             "failing on purpose");
@@ -104,8 +113,13 @@ class DeclaredOperation : public ::testing::Test {
                                      std::chrono::milliseconds(*in.delay_ms));
             co_await timer.async_wait(asio::use_awaitable);
           }
-          Probe onward{in.value, std::nullopt, in.fail_first};
+          Probe onward{in.value, std::nullopt, in.fail_first, in.refuse};
           co_return co_await echo_client.execute(onward, call);
+        });
+    relay_service->serve(
+        guarded_relay,
+        [&echo_client](Probe in, const coromesh::CallContext& call) -> asio::awaitable<Seen> {
+          co_return co_await echo_client.execute(in, call);  // echo's errors escape
         });
     relay_service->start();
   }
@@ -221,6 +235,44 @@ TEST_F(DeclaredOperation, TheCallersBreakerOpensAndStopsCallingTheCallee) {
     EXPECT_NE(metrics.body.find(series), std::string::npos) << series << "\n"
                                                             << metrics.body.substr(0, 4000);
   }
+}
+
+TEST_F(DeclaredOperation, ARefusalOfTheHandlersOwnCallIsTheOperationsFailureNotItsRefusal) {
+  // As above, echo's breaker (relay's client side) opens during the second call and
+  // refuses the third. Those refusals reach relay's caller as 503 circuit_open, which
+  // its client counts as relay's failure: relay's own chain must count them so too, not
+  // as refusals of relay's own policies (which it has none of but a timeout).
+  for (int i = 0; i < 3; ++i) {
+    auto answer = relay_get("value=1&fail_first=1000");
+    EXPECT_EQ(answer.status, 503) << answer.body;
+  }
+  auto refused = relay_get("value=1&fail_first=1000");
+  EXPECT_EQ(body_of(refused).at("error").as_string(), "circuit_open");
+  EXPECT_EQ(body_of(refused).at("policy").as_string(), "circuit_breaker");
+  auto metrics = coromesh::testing::http_fetch("127.0.0.1", relay_service->port(), "/metrics");
+  for (const char* series :
+       {R"(coromesh_qos_calls_total{operation="relay",result="error",side="server"} 4)",
+        R"(coromesh_qos_calls_total{operation="relay",result="rejected",side="server"} 0)"}) {
+    EXPECT_NE(metrics.body.find(series), std::string::npos) << series << "\n"
+                                                            << metrics.body.substr(0, 4000);
+  }
+}
+
+TEST_F(DeclaredOperation, AnUpstreams4xxThatEscapesAHandlerIsTheOperationsOwnFailure) {
+  // echo says 400 to what guarded_relay sent it: guarded_relay's caller did nothing wrong
+  // and is answered 502, so guarded_relay's breaker counts it as a failure and opens.
+  for (int i = 0; i < 2; ++i) {
+    auto answer = coromesh::testing::http_fetch("127.0.0.1", relay_service->port(),
+                                                "/api/v1/guarded-relay?value=1&refuse=1");
+    EXPECT_EQ(answer.status, 502) << answer.body;
+    EXPECT_EQ(body_of(answer).at("error").as_string(), "refused");
+  }
+  ASSERT_EQ(echo_calls.load(), 2) << "echo's 400 is the caller's fault: never retried";
+  auto refused = coromesh::testing::http_fetch("127.0.0.1", relay_service->port(),
+                                               "/api/v1/guarded-relay?value=1&refuse=1");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(body_of(refused).at("error").as_string(), "circuit_open");
+  EXPECT_EQ(echo_calls.load(), 2) << "guarded_relay's open breaker still ran the handler";
 }
 
 TEST_F(DeclaredOperation, AServiceMakesOneClientPerOperationWhateverTheThread) {

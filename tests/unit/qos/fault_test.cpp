@@ -189,6 +189,61 @@ TEST(DefaultClassifier, KnowsRejectionsSystemErrorsAndExceptions) {
             FaultClass::callee_failure);
 }
 
+// --- a server chain's classifier ------------------------------------------------------------
+
+FaultClassification served(const Thrower& thrower) {
+  try {
+    thrower();
+  } catch (...) {
+    return classify_served_fault(std::current_exception());
+  }
+  return {};
+}
+
+TEST(ServedClassifier, JudgesWhatEscapesAHandlerByWhatItsCallerIsAnswered) {
+  struct Case {
+    const char* name;
+    Thrower thrower;
+    FaultClass kind;
+    unsigned status;
+  };
+  const Case cases[] = {
+      // The handler's upstream refused what this service sent: answered 502, our failure.
+      {"upstream 400", [] { throw RemoteError(400, "invalid_field", ""); },
+       FaultClass::callee_failure, 502},
+      {"upstream 429", [] { throw RemoteError(429, "rate_limited", ""); },
+       FaultClass::callee_failure, 503},
+      {"upstream 504", [] { throw RemoteError(504, "deadline_exceeded", ""); },
+       FaultClass::callee_failure, 504},
+      {"upstream 500", [] { throw RemoteError(500, "internal", ""); }, FaultClass::callee_failure,
+       502},
+      // The handler's own call refused by its QoS: answered 503, or 504 for the deadline.
+      {"own call's breaker open",
+       [] { throw DependencyRefused(QosRejected("circuit_breaker", Reason::circuit_open)); },
+       FaultClass::callee_failure, 503},
+      {"own call's rate limit",
+       [] { throw DependencyRefused(QosRejected("rate_limit", Reason::rate_limited)); },
+       FaultClass::callee_failure, 503},
+      {"own call's deadline spent",
+       [] { throw DependencyRefused(QosRejected("deadline", Reason::deadline_exceeded)); },
+       FaultClass::timeout, 504},
+      // The rest as on the client side: a handler's own 4xx is its caller's fault, and
+      // this operation's own policies refuse rather than fail.
+      {"handler's 400",
+       [] { throw http::HttpError(http::Status::bad_request, "invalid_field", "no"); },
+       FaultClass::caller_error, 400},
+      {"own bulkhead", [] { throw QosRejected("bulkhead", Reason::bulkhead_full); },
+       FaultClass::rejected, 0},
+  };
+  for (const auto& c : cases) {
+    const auto got = served(c.thrower);
+    EXPECT_EQ(to_string(got.kind), to_string(c.kind)) << c.name;
+    if (c.status != 0) {
+      EXPECT_EQ(got.status, c.status) << c.name;
+    }
+  }
+}
+
 // --- the failures of issue 8 ---------------------------------------------------------------
 
 asio::awaitable<int> slow(Duration duration, int* calls) {

@@ -15,15 +15,48 @@
 //   http::ClientError connect / closed         transport
 //   anything else                              qos::classify_fault
 //
-// A RemoteError inside a handler (its own upstream erred) is judged by the same status:
-// a server chain sees its upstream's 5xx as its own failure.
+// A server chain judges what escapes its handler by what the handler's caller is
+// answered (classify_served_fault): a RemoteError of the handler's own call is answered
+// 502/503/504 (service.hpp's upstream_error_response), so it is this operation's
+// failure whatever the upstream's status, a 4xx included (the caller sent nothing
+// wrong: this service sent its upstream something it refused). Likewise a QosRejected
+// of the handler's own call (its upstream's breaker open, its rate limit, a spent
+// deadline) is not a refusal by this operation's policies: the server wraps it in a
+// DependencyRefused, answered 503 (504 for a spent deadline) and classified
+// callee_failure (timeout): the caller's client counts the same answer against us.
 
 #include <exception>
+#include <stdexcept>
 
 #include "coromesh/qos/fault.hpp"
+#include "coromesh/qos/reason.hpp"
 
 namespace coromesh {
 
 qos::FaultClassification classify_service_fault(const std::exception_ptr& error) noexcept;
+
+// What a service answers its caller for an upstream's error status its handler let
+// escape: 504 for the upstream's 504 and 408 (time ran out), 503 for its 503 and 429
+// (overload: another instance may do), 502 for anything else.
+unsigned upstream_error_status(unsigned upstream_status) noexcept;
+
+// A QosRejected of one of a handler's own calls, on its way out of the handler: kept
+// apart from the QosRejected of the operation's own policies (which are refusals, not
+// failures) by its type.
+class DependencyRefused : public std::runtime_error {
+ public:
+  explicit DependencyRefused(qos::QosRejected refusal);
+
+  const qos::QosRejected& refusal() const noexcept { return refusal_; }
+  // 504 for a spent or cut-off deadline, 503 for any other refusal.
+  unsigned http_status() const noexcept;
+
+ private:
+  qos::QosRejected refusal_;
+};
+
+// The classifier of a served operation's chain (see above); the rest as
+// classify_service_fault.
+qos::FaultClassification classify_served_fault(const std::exception_ptr& error) noexcept;
 
 }  // namespace coromesh

@@ -62,6 +62,7 @@
 #include "coromesh/qos/operation_qos.hpp"
 #include "coromesh/service/component.hpp"
 #include "coromesh/service/discovered_upstream.hpp"
+#include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/operation.hpp"
 #include "coromesh/service/operation_client.hpp"
 #include "coromesh/service/remote_error.hpp"
@@ -242,6 +243,9 @@ http::Response rejection_response(const qos::QosRejected& rejected);
 // A callee's error seen by this service's own call: 504 for a timeout, 503 for overload
 // and open circuits, 502 otherwise, with the callee's error code.
 http::Response upstream_error_response(const RemoteError& error);
+// A handler's own call refused by that call's QoS: 503 (504 for a deadline), the
+// refusal's reason as the error.
+http::Response dependency_refused_response(const DependencyRefused& refused);
 // A call of this service's that got no answer: 504 deadline_exceeded for a timeout, 502
 // upstream_unavailable otherwise.
 http::Response transport_error_response(const http::ClientError& error);
@@ -292,12 +296,18 @@ Service& Service::serve(const Op& op, F fn) {
                                    CallContext{deadline, context.trace_id, &context}};
                  typename qos::Chain<Result>::InvocationCall attempt =
                      [&bound](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
-                   if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
-                     CallContext this_attempt = bound.call;
-                     this_attempt.deadline = invocation.deadline();
-                     co_return co_await bound.fn(bound.arg, this_attempt);
-                   } else {
-                     co_return co_await bound.fn(bound.arg);
+                   // A refusal of the handler's own call leaves it as this operation's
+                   // failure, not as a refusal by its own policies (fault_classifier.hpp).
+                   try {
+                     if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
+                       CallContext this_attempt = bound.call;
+                       this_attempt.deadline = invocation.deadline();
+                       co_return co_await bound.fn(bound.arg, this_attempt);
+                     } else {
+                       co_return co_await bound.fn(bound.arg);
+                     }
+                   } catch (const qos::QosRejected& refusal) {
+                     throw DependencyRefused(refusal);
                    }
                  };
                  const qos::CallOptions options{.deadline = deadline, .idempotent = idempotent};
@@ -308,6 +318,8 @@ Service& Service::serve(const Op& op, F fn) {
                    response.emplace(http::to_response(std::move(result)));
                  } catch (const qos::QosRejected& rejected) {
                    response.emplace(detail::rejection_response(rejected));
+                 } catch (const DependencyRefused& refused) {
+                   response.emplace(detail::dependency_refused_response(refused));
                  } catch (const RemoteError& error) {
                    response.emplace(detail::upstream_error_response(error));
                  } catch (const http::ClientError& error) {
