@@ -15,6 +15,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <cerrno>
+#include <type_traits>
 
 #include "coromesh/http/error.hpp"
 #include "coromesh/http/framing.hpp"
@@ -107,6 +108,21 @@ bool peer_has_closed(tcp::socket& socket) {
   return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
+// Plain TCP: the answer is sent at once with one non-blocking send(). A small answer
+// nearly always fits the socket's send buffer, and then it costs no reactor operation
+// and no trip through the io_context's queue (async_write always posts its completion,
+// even when its first send wrote everything). Returns how much was sent; what did not
+// fit (the client reads slowly) is left to async_write. `ec` is set only for a real
+// failure, not for a full send buffer. The socket is in non-blocking mode (serve()).
+std::size_t send_without_waiting(tcp::socket& socket, std::string_view bytes,
+                                 boost::system::error_code& ec) {
+  auto n = socket.write_some(asio::buffer(bytes), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec = {};
+  }
+  return n;
+}
+
 }  // namespace
 
 namespace {
@@ -144,6 +160,9 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
   if (tls) {
     co_await serve_tls(*connection);
   } else {
+    // For send_without_waiting; Asio's asynchronous operations are unaffected.
+    boost::system::error_code ignored;
+    connection->socket.non_blocking(true, ignored);
     co_await serve_requests(*connection, connection->socket);
   }
 }
@@ -151,17 +170,23 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
 template <class Stream>
 asio::awaitable<void> Server::State::serve_requests(detail::Connection& connection,
                                                     Stream& stream) {
+  using Clock = std::chrono::steady_clock;
   std::string out;       // the serialized response, reused across requests
   std::string trace_id;  // likewise
   // The buffer may hold at most one full request plus a little pipelined data.
   beast::flat_buffer buffer(limits.max_header_bytes + limits.max_body_bytes + 16 * 1024);
   std::size_t served = 0;
+  // When the previous answer went out (or the connection opened): the idle timeout
+  // counts from there. Reused rather than read again, as are the other clock readings
+  // below: three per request instead of five.
+  auto last_answered = Clock::now();
 
   while (!connection.closing) {
     // Wait for the first byte of the next request: the idle (keep-alive) timeout
     // applies here, the much shorter header timeout only once a request has begun.
     if (buffer.size() == 0) {
-      connection.expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
+      connection.expires_at(last_answered +
+                            (served == 0 ? limits.header_timeout : limits.idle_timeout));
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), socket_io());
       if (ec) {
         break;
@@ -171,7 +196,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     connection.busy = true;
     connection.reading_request = true;
     ++in_flight;
-    auto started = std::chrono::steady_clock::now();
+    const auto started = Clock::now();
 
     RequestParser parser;
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
@@ -311,14 +336,24 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     }
     // A client that hung up while its request was handled is still sent the answer (one
     // that only half-closed may read it), but the request is not counted as served.
-    const bool client_gone = std::chrono::steady_clock::now() - started >= kHangUpCheckAfter &&
-                             peer_has_closed(connection.socket);
+    const auto handled = Clock::now();
+    const bool client_gone =
+        handled - started >= kHangUpCheckAfter && peer_has_closed(connection.socket);
     keep_alive = keep_alive && !client_gone;
     response.keep_alive(keep_alive);
     out.clear();
     detail::append_response(response, out);
-    connection.expires_after(limits.write_timeout);
-    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), socket_io());
+    connection.expires_at(handled + limits.write_timeout);
+    boost::system::error_code wec;
+    std::size_t sent = 0;
+    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+      sent = send_without_waiting(stream, out, wec);
+    }
+    if (sent < out.size() && !wec) {
+      auto [ec, n] = co_await asio::async_write(stream, asio::buffer(out) + sent, socket_io());
+      wec = ec;
+    }
+    last_answered = Clock::now();
     if (observer) {
       // Counted as what happened to the exchange: the handler's status only when the
       // answer was delivered to a client still there.
@@ -328,7 +363,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
       } else if (client_gone || wec) {
         status = kClientClosedRequest;
       }
-      observer->request_finished(route, status, std::chrono::steady_clock::now() - started);
+      observer->request_finished(route, status, last_answered - started);
     }
     --in_flight;
     connection.busy = false;

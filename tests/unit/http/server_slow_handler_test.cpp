@@ -126,5 +126,46 @@ TEST(HttpServerSlowHandler, AnswerTheClientDoesNotReadIsCutOffByTheDrain) {
   EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
 }
 
+// An answer is sent inline while it fits the socket's buffers and by an asynchronous
+// write from where that stopped: a client that reads only after a pause gets every byte,
+// in order, and the connection serves its next request as usual.
+TEST(HttpServerSlowHandler, AnswerLargerThanTheSocketBuffersReachesALateReaderWhole) {
+  RecordingObserver observer;
+  ServerLimits limits;
+  limits.max_body_bytes = 8 * 1024 * 1024;
+  ServerFixture fx(limits, 1, &observer);
+  asio::io_context ioc;
+  asio::ip::tcp::socket socket(ioc);
+  socket.open(asio::ip::tcp::v4());
+  socket.set_option(asio::socket_base::receive_buffer_size(4096));
+  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  std::string body(4 * 1024 * 1024, '\0');
+  for (std::size_t i = 0; i < body.size(); ++i) {
+    body[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);  // misplaced bytes show
+  }
+  asio::write(socket, asio::buffer("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\n\r\n"));
+  asio::write(socket, asio::buffer(body));
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.server().in_flight() == 1; }, 5s));
+  std::this_thread::sleep_for(300ms);  // the server has filled the buffers meanwhile
+  std::string received;
+  auto header_end = asio::read_until(socket, asio::dynamic_buffer(received), "\r\n\r\n");
+  ASSERT_NE(received.find("Content-Length: " + std::to_string(body.size())), std::string::npos)
+      << received.substr(0, header_end);
+  received.erase(0, header_end);
+  if (received.size() < body.size()) {
+    asio::read(socket, asio::dynamic_buffer(received),
+               asio::transfer_exactly(body.size() - received.size()));
+  }
+  EXPECT_TRUE(received == body) << "the echoed body differs from what was sent";
+  asio::write(socket, asio::buffer(std::string_view("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::string next;
+  asio::read_until(socket, asio::dynamic_buffer(next), "hello");
+  EXPECT_EQ(next.rfind("HTTP/1.1 200", 0), 0u) << next;
+  // Counted once the write has completed, which may be just after the client has read.
+  EXPECT_TRUE(coromesh::testing::wait_until([&] { return observer.statuses().size() == 2; }, 5s));
+  EXPECT_EQ(observer.statuses(), (std::vector<unsigned>{200, 200}));
+}
+
 }  // namespace
 }  // namespace coromesh::http::testing
