@@ -41,6 +41,16 @@ class RecordingObserver final : public ServerObserver {
   std::vector<unsigned> statuses_;
 };
 
+// A client whose socket buffers fill up after a few KiB of an answer it does not read.
+asio::ip::tcp::socket connect_with_a_small_receive_buffer(asio::io_context& ioc,
+                                                          std::uint16_t port) {
+  asio::ip::tcp::socket socket(ioc);
+  socket.open(asio::ip::tcp::v4());
+  socket.set_option(asio::socket_base::receive_buffer_size(4096));
+  socket.connect({asio::ip::make_address("127.0.0.1"), port});
+  return socket;
+}
+
 TEST(HttpServerSlowHandler, HandlerSlowerThanTheHeaderTimeoutIsAnsweredInFull) {
   ServerLimits limits;
   limits.header_timeout = 200ms;
@@ -109,10 +119,7 @@ TEST(HttpServerSlowHandler, AnswerTheClientDoesNotReadIsCutOffByTheDrain) {
   limits.write_timeout = 60s;
   ServerFixture fx(limits, 1, &observer);
   asio::io_context ioc;
-  asio::ip::tcp::socket socket(ioc);
-  socket.open(asio::ip::tcp::v4());
-  socket.set_option(asio::socket_base::receive_buffer_size(4096));
-  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  auto socket = connect_with_a_small_receive_buffer(ioc, fx.port());
   // Echoed back, 16 MB cannot fit the socket buffers of a client that reads nothing.
   const std::string body(16 * 1024 * 1024, 'x');
   asio::write(socket, asio::buffer("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
@@ -135,10 +142,7 @@ TEST(HttpServerSlowHandler, AnswerLargerThanTheSocketBuffersReachesALateReaderWh
   limits.max_body_bytes = 8 * 1024 * 1024;
   ServerFixture fx(limits, 1, &observer);
   asio::io_context ioc;
-  asio::ip::tcp::socket socket(ioc);
-  socket.open(asio::ip::tcp::v4());
-  socket.set_option(asio::socket_base::receive_buffer_size(4096));
-  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  auto socket = connect_with_a_small_receive_buffer(ioc, fx.port());
   std::string body(4 * 1024 * 1024, '\0');
   for (std::size_t i = 0; i < body.size(); ++i) {
     body[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);  // misplaced bytes show
