@@ -33,6 +33,8 @@ struct Connection {
   void expires_after(std::chrono::steady_clock::duration timeout) {
     deadline = std::chrono::steady_clock::now() + timeout;
   }
+  // The same, from a clock reading the caller already has.
+  void expires_at(std::chrono::steady_clock::time_point at) { deadline = at; }
   // No deadline: while a handler runs, the connection waits for our answer, not for the
   // client, so no read timeout applies (the handler's own QoS and deadline bound it).
   void expires_never() { deadline = std::chrono::steady_clock::time_point::max(); }

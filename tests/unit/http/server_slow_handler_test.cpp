@@ -41,6 +41,16 @@ class RecordingObserver final : public ServerObserver {
   std::vector<unsigned> statuses_;
 };
 
+// A client whose socket buffers fill up after a few KiB of an answer it does not read.
+asio::ip::tcp::socket connect_with_a_small_receive_buffer(asio::io_context& ioc,
+                                                          std::uint16_t port) {
+  asio::ip::tcp::socket socket(ioc);
+  socket.open(asio::ip::tcp::v4());
+  socket.set_option(asio::socket_base::receive_buffer_size(4096));
+  socket.connect({asio::ip::make_address("127.0.0.1"), port});
+  return socket;
+}
+
 TEST(HttpServerSlowHandler, HandlerSlowerThanTheHeaderTimeoutIsAnsweredInFull) {
   ServerLimits limits;
   limits.header_timeout = 200ms;
@@ -109,10 +119,7 @@ TEST(HttpServerSlowHandler, AnswerTheClientDoesNotReadIsCutOffByTheDrain) {
   limits.write_timeout = 60s;
   ServerFixture fx(limits, 1, &observer);
   asio::io_context ioc;
-  asio::ip::tcp::socket socket(ioc);
-  socket.open(asio::ip::tcp::v4());
-  socket.set_option(asio::socket_base::receive_buffer_size(4096));
-  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  auto socket = connect_with_a_small_receive_buffer(ioc, fx.port());
   // Echoed back, 16 MB cannot fit the socket buffers of a client that reads nothing.
   const std::string body(16 * 1024 * 1024, 'x');
   asio::write(socket, asio::buffer("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
@@ -124,6 +131,44 @@ TEST(HttpServerSlowHandler, AnswerTheClientDoesNotReadIsCutOffByTheDrain) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 20s) << "ended by the drain, not a timeout";
   EXPECT_EQ(fx.server().active_connections(), 0u);
   EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
+}
+
+// An answer is sent inline while it fits the socket's buffers and by an asynchronous
+// write from where that stopped: a client that reads only after a pause gets every byte,
+// in order, and the connection serves its next request as usual.
+TEST(HttpServerSlowHandler, AnswerLargerThanTheSocketBuffersReachesALateReaderWhole) {
+  RecordingObserver observer;
+  ServerLimits limits;
+  limits.max_body_bytes = 8 * 1024 * 1024;
+  ServerFixture fx(limits, 1, &observer);
+  asio::io_context ioc;
+  auto socket = connect_with_a_small_receive_buffer(ioc, fx.port());
+  std::string body(4 * 1024 * 1024, '\0');
+  for (std::size_t i = 0; i < body.size(); ++i) {
+    body[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);  // misplaced bytes show
+  }
+  asio::write(socket, asio::buffer("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\n\r\n"));
+  asio::write(socket, asio::buffer(body));
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.server().in_flight() == 1; }, 5s));
+  std::this_thread::sleep_for(300ms);  // the server has filled the buffers meanwhile
+  std::string received;
+  auto header_end = asio::read_until(socket, asio::dynamic_buffer(received), "\r\n\r\n");
+  ASSERT_NE(received.find("Content-Length: " + std::to_string(body.size())), std::string::npos)
+      << received.substr(0, header_end);
+  received.erase(0, header_end);
+  if (received.size() < body.size()) {
+    asio::read(socket, asio::dynamic_buffer(received),
+               asio::transfer_exactly(body.size() - received.size()));
+  }
+  EXPECT_TRUE(received == body) << "the echoed body differs from what was sent";
+  asio::write(socket, asio::buffer(std::string_view("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::string next;
+  asio::read_until(socket, asio::dynamic_buffer(next), "hello");
+  EXPECT_EQ(next.rfind("HTTP/1.1 200", 0), 0u) << next;
+  // Counted once the write has completed, which may be just after the client has read.
+  EXPECT_TRUE(coromesh::testing::wait_until([&] { return observer.statuses().size() == 2; }, 5s));
+  EXPECT_EQ(observer.statuses(), (std::vector<unsigned>{200, 200}));
 }
 
 }  // namespace

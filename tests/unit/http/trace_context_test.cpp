@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace coromesh::http {
 namespace {
@@ -38,6 +41,28 @@ TEST(TraceContext, RandomIdsAreHexOfTheLengthAskedAndDiffer) {
   EXPECT_NE(a, b);
   assign_random_hex_id(b, 16);
   EXPECT_EQ(b.size(), 16U);
+}
+
+// The generator is a per-thread counter under a mixing function: every id of a thread
+// differs (a generator stuck on one state, or one that repeated, would fail here), and
+// threads start at unrelated points.
+TEST(TraceContext, RandomIdsDoNotRepeatWithinOrAcrossThreads) {
+  std::set<std::string> seen;
+  auto draw = [](std::vector<std::string>& into) {
+    std::string id;
+    for (int i = 0; i < 20'000; ++i) {
+      assign_random_hex_id(id, 16);
+      into.push_back(id);
+    }
+  };
+  std::vector<std::string> here;
+  std::vector<std::string> there;
+  draw(here);
+  std::thread other([&] { draw(there); });
+  other.join();
+  seen.insert(here.begin(), here.end());
+  seen.insert(there.begin(), there.end());
+  EXPECT_EQ(seen.size(), here.size() + there.size());
 }
 
 TEST(TraceContext, MakeTraceparentContinuesAValidTraceAndStartsOtherwise) {
