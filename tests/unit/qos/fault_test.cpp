@@ -253,6 +253,19 @@ asio::awaitable<int> slow(Duration duration, int* calls) {
   co_return 7;
 }
 
+// One call of `chain` (a slow one) whose caller gives up after 5 ms, cancelling it from
+// outside the chain; returns which side won (1: the caller's timer).
+int run_leaving_caller(asio::io_context& io, Chain<int>& chain, int& calls) {
+  using namespace asio::experimental::awaitable_operators;
+  auto caller = [&]() -> asio::awaitable<int> {
+    asio::steady_timer gives_up(co_await asio::this_coro::executor, 5ms);
+    auto winner = co_await (chain.execute([&calls] { return slow(10s, &calls); }) ||
+                            gives_up.async_wait(asio::use_awaitable));
+    co_return static_cast<int>(winner.index());
+  };
+  return run(io, caller());
+}
+
 // Was: the timeout cancelled the call, the adaptive limit inside it saw a neutral
 // cancellation, and ten timed-out calls left the limit at 20.
 TEST(FaultSemantics, TimedOutCallsShrinkTheAdaptiveLimit) {
@@ -322,7 +335,6 @@ TEST(FaultSemantics, ASpentDeadlineIsNotTheCalleesFailure) {
 
 // The caller going away is not the callee's fault: neutral for the limit and the breaker.
 TEST(FaultSemantics, TheCallerGoingAwayIsNeutral) {
-  using namespace asio::experimental::awaitable_operators;
   asio::io_context io;
   auto limit = std::make_shared<AdaptiveLimit>(AdaptiveLimitConfig{.initial_limit = 20});
   auto breaker = std::make_shared<CircuitBreaker>(
@@ -331,14 +343,7 @@ TEST(FaultSemantics, TheCallerGoingAwayIsNeutral) {
                     std::make_shared<CircuitBreakerInterceptor>(breaker, 650),
                     std::make_shared<AdaptiveLimitInterceptor>(limit)});
   int calls = 0;
-  auto caller = [&]() -> asio::awaitable<int> {
-    asio::steady_timer gives_up(co_await asio::this_coro::executor, 5ms);
-    // The timer wins and the call is cancelled from outside the chain.
-    auto winner = co_await (chain.execute([&calls] { return slow(10s, &calls); }) ||
-                            gives_up.async_wait(asio::use_awaitable));
-    co_return static_cast<int>(winner.index());
-  };
-  EXPECT_EQ(run(io, caller()), 1);
+  EXPECT_EQ(run_leaving_caller(io, chain, calls), 1);
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(limit->limit(), 20U);
   EXPECT_EQ(limit->in_flight(), 0U);
@@ -350,7 +355,6 @@ TEST(FaultSemantics, TheCallerGoingAwayIsNeutral) {
 // bulkhead_full: a rejection counted, and logged, for a call nobody refused (and a call
 // the timeout cut off there was counted twice, as the bulkhead's and the timeout's).
 TEST(FaultSemantics, LeavingTheBulkheadQueueIsNotARejection) {
-  using namespace asio::experimental::awaitable_operators;
   asio::io_context io;
   auto bulkhead = std::make_shared<Bulkhead>(
       BulkheadConfig{.max_concurrent = 1, .max_queue = 1, .max_wait = 10s});
@@ -362,13 +366,7 @@ TEST(FaultSemantics, LeavingTheBulkheadQueueIsNotARejection) {
   const Bulkhead::Permit taken = bulkhead->try_acquire();  // the one slot is busy
   ASSERT_TRUE(taken);
   int calls = 0;
-  auto caller = [&]() -> asio::awaitable<int> {
-    asio::steady_timer gives_up(co_await asio::this_coro::executor, 5ms);
-    auto winner = co_await (chain.execute([&calls] { return slow(10s, &calls); }) ||
-                            gives_up.async_wait(asio::use_awaitable));
-    co_return static_cast<int>(winner.index());
-  };
-  EXPECT_EQ(run(io, caller()), 1);
+  EXPECT_EQ(run_leaving_caller(io, chain, calls), 1);
   EXPECT_EQ(calls, 0);
   EXPECT_EQ(rejections, std::vector<std::string>{});
   EXPECT_EQ(bulkhead->queued(), 0U);
