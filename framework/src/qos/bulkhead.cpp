@@ -10,6 +10,8 @@
 #include <string>
 #include <utility>
 
+#include "coromesh/qos/thread_shard.hpp"
+
 namespace coromesh::qos {
 
 namespace asio = boost::asio;
@@ -66,7 +68,11 @@ void Bulkhead::Permit::release() noexcept {
   }
 }
 
-Bulkhead::Bulkhead(BulkheadConfig config) : config_(config) {
+Bulkhead::Bulkhead(BulkheadConfig config)
+    : config_(config),
+      // Small enough that the pool seldom runs dry while shards hold spare permits.
+      pool_batch_(std::max<std::int64_t>(1, config.max_concurrent / (2 * kShards))),
+      pooled_(config.max_concurrent) {
   if (auto error = validate(config_); !error.empty()) {
     throw std::invalid_argument(std::string(error));
   }
@@ -81,20 +87,43 @@ Bulkhead::Permit Bulkhead::try_acquire() {
 
 Admission Bulkhead::try_enter() {
   if (config_.max_queue == 0) {
-    // No queue can ever form: a bounded increment is the whole admission.
-    std::uint32_t current = in_use_.load(std::memory_order_relaxed);
-    while (current < config_.max_concurrent) {
-      if (in_use_.compare_exchange_weak(current, current + 1, std::memory_order_acquire,
-                                        std::memory_order_relaxed)) {
+    // No queue can ever form: a permit from this thread's shard is the whole admission.
+    auto& own_free = shards_[thread_shard() % kShards].free;
+    std::int64_t free = own_free.load(std::memory_order_relaxed);
+    while (free > 0) {
+      if (own_free.compare_exchange_weak(free, free - 1, std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
         return Admission::granted();
       }
     }
-    return Admission::rejected(Reason::bulkhead_full);
+    return enter_from_pool(own_free);
   }
   std::lock_guard lock(mutex_);
   if (in_use_ < config_.max_concurrent && queue_.empty()) {
     ++in_use_;
     return Admission::granted();
+  }
+  return Admission::rejected(Reason::bulkhead_full);
+}
+
+Admission Bulkhead::enter_from_pool(std::atomic<std::int64_t>& own_free) {
+  std::lock_guard lock(mutex_);
+  if (pooled_ > 0) {
+    const std::int64_t taken = std::min(pooled_, pool_batch_);
+    pooled_ -= taken;
+    if (taken > 1) {
+      own_free.fetch_add(taken - 1, std::memory_order_release);  // one is this call's
+    }
+    return Admission::granted();
+  }
+  // The pool is dry: the free permits are in shards, kept by the threads that released
+  // them. Take a whole shard's (this thread's too: a release may have just landed there).
+  for (auto& shard : shards_) {
+    const std::int64_t free = shard.free.exchange(0, std::memory_order_acquire);
+    if (free > 0) {
+      own_free.fetch_add(free - 1, std::memory_order_release);
+      return Admission::granted();
+    }
   }
   return Admission::rejected(Reason::bulkhead_full);
 }
@@ -138,11 +167,8 @@ asio::awaitable<Bulkhead::Permit> Bulkhead::acquire(Duration wait_limit) {
 
 void Bulkhead::release() noexcept {
   if (config_.max_queue == 0) {
-    std::uint32_t current = in_use_.load(std::memory_order_relaxed);
-    while (current > 0 &&
-           !in_use_.compare_exchange_weak(current, current - 1, std::memory_order_release,
-                                          std::memory_order_relaxed)) {
-    }
+    // Kept by this thread for its next call; other threads take it when they run dry.
+    shards_[thread_shard() % kShards].free.fetch_add(1, std::memory_order_release);
     return;
   }
   std::shared_ptr<Waiter> next;
@@ -166,7 +192,17 @@ void Bulkhead::release() noexcept {
 
 std::uint32_t Bulkhead::in_use() const {
   std::lock_guard lock(mutex_);
-  return in_use_;
+  if (config_.max_queue > 0) {
+    return in_use_;
+  }
+  // A snapshot: calls on other threads may take or give back permits while it sums.
+  std::int64_t free = pooled_;
+  for (const auto& shard : shards_) {
+    free += shard.free.load(std::memory_order_relaxed);
+  }
+  const std::int64_t held = static_cast<std::int64_t>(config_.max_concurrent) - free;
+  return static_cast<std::uint32_t>(
+      std::clamp<std::int64_t>(held, 0, static_cast<std::int64_t>(config_.max_concurrent)));
 }
 
 std::size_t Bulkhead::queued() const {

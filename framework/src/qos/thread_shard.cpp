@@ -15,7 +15,9 @@ thread_local ShardSlot my_slot{};
 thread_local bool my_slot_assigned = false;
 
 ShardSlot shared_slot() noexcept {
-  return ShardSlot{kOwnedShards + thread_shard() % kSharedShards, false};
+  static std::atomic<std::size_t> next{0};
+  thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
+  return ShardSlot{kOwnedShards + mine % kSharedShards, false};
 }
 
 // Hands the owned slot back when its thread exits. Once it has, the thread (should it

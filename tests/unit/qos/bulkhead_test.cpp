@@ -63,6 +63,33 @@ TEST(Bulkhead, GrantsUpToCapacityWithoutQueue) {
   EXPECT_FALSE(bulkhead.try_acquire());
 }
 
+// Without a queue each thread keeps the permits it gives back (its shard); a thread that
+// runs dry takes them from the others, so the capacity is the same from every thread.
+TEST(Bulkhead, PermitsGivenBackOnOneThreadServeAnother) {
+  Bulkhead bulkhead({.max_concurrent = 40});
+  auto hold_all_then_give_back = [&] {
+    std::vector<Bulkhead::Permit> held;
+    for (int i = 0; i < 40; ++i) {
+      held.push_back(bulkhead.try_acquire());
+      EXPECT_TRUE(held.back()) << "permit " << i;
+    }
+    EXPECT_FALSE(bulkhead.try_acquire());
+    EXPECT_EQ(bulkhead.in_use(), 40U);
+  };
+  std::thread(hold_all_then_give_back).join();  // all 40 now sit in that thread's shard
+  EXPECT_EQ(bulkhead.in_use(), 0U);
+  hold_all_then_give_back();
+  std::thread(hold_all_then_give_back).join();
+  // Held here, given back on another thread: still 40 in all.
+  std::vector<Bulkhead::Permit> here;
+  for (int i = 0; i < 40; ++i) {
+    here.push_back(bulkhead.try_acquire());
+  }
+  std::thread([&] { here.clear(); }).join();
+  EXPECT_EQ(bulkhead.in_use(), 0U);
+  hold_all_then_give_back();
+}
+
 TEST(Bulkhead, QueuedWaiterGetsTheReleasedPermitInOrder) {
   asio::io_context io;
   Bulkhead bulkhead({.max_concurrent = 1, .max_queue = 2, .max_wait = 10s});

@@ -126,6 +126,12 @@ TEST(Concurrency, QueuelessBulkheadNeverOverAdmitsAndEndsEmpty) {
   });
   EXPECT_LE(worst.load(), 3);
   EXPECT_EQ(bulkhead.in_use(), 0U);
+  // Wherever the four threads left their permits, this one can hold all three again.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(bulkhead.try_enter()) << "permit " << i;
+  }
+  EXPECT_FALSE(bulkhead.try_enter());
+  EXPECT_EQ(bulkhead.in_use(), 3U);
 }
 
 // Calls on two threads while overrides are applied on a third: every call completes on

@@ -1,5 +1,7 @@
 // owned_shard(): threads alive at the same time never own the same shard, the ones that
 // find none free share, and a thread's shard is handed to the next thread once it exits.
+// thread_shard(): a long-lived thread and a new one get different shards, however many
+// threads came and went in between.
 
 #include "coromesh/qos/thread_shard.hpp"
 
@@ -70,6 +72,19 @@ TEST(OwnedShard, AnExitedThreadsShardGoesToTheNextThread) {
   // Every thread of the first batch has exited: as many shards are free again.
   EXPECT_EQ(owners(slots_of_threads_alive_together(kOwnedShards)), first);
   EXPECT_EQ(owners(slots_of_threads_alive_together(kOwnedShards)), first);
+}
+
+TEST(ThreadShard, ALongLivedThreadAndANewOneNeverShareAShard) {
+  // The policies keep 8 shards; the calling thread stands for a service's first io thread.
+  constexpr std::size_t kPolicyShards = 8;
+  const std::size_t mine = thread_shard() % kPolicyShards;
+  // Numbers handed out once per thread ever (the old scheme) give the 8th thread after
+  // this one the same shard: two io threads then bounce one cache line per call.
+  for (int i = 0; i < 3 * static_cast<int>(kPolicyShards); ++i) {
+    std::size_t theirs = 0;
+    std::thread([&] { theirs = thread_shard() % kPolicyShards; }).join();
+    EXPECT_NE(theirs, mine) << "thread " << i << " after this one";
+  }
 }
 
 TEST(OwnedShard, AddToShardAddsOwnedOrShared) {

@@ -15,18 +15,28 @@
 // Defaults (resilience4j SemaphoreBulkhead): 25 concurrent calls, no queue (max_queue 0,
 // max_wait 0: reject when full). With max_queue > 0, max_wait must be positive.
 //
-// Threading: acquire/try_acquire/release may be called from any thread and any executor
-// (one mutex guards the counters and the queue). Each waiter waits on a steady_timer bound
-// to its own coroutine's executor; a release on another thread wakes it by posting the
-// timer's cancel to that executor, so the waiter always resumes on its own executor. The
-// Bulkhead, and the executors of coroutines waiting in it, must outlive every waiter and
-// every Permit. If a waiting coroutine is destroyed (its io_context torn down), it leaves
-// the queue, or gives back a permit that was handed to it. A wait cancelled through Asio's
-// per-operation cancellation (e.g. `acquire() || timer`) ends like a timeout: bulkhead_full.
+// Threading: acquire/try_acquire/release may be called from any thread and any executor.
+// Without a queue (max_queue 0) the free permits sit in per-thread shards: a thread takes
+// and gives back its own shard's permits with one atomic operation on its own cache line,
+// so io threads sharing a bulkhead do not contend for one counter per call. A thread whose
+// shard is empty takes a few from the common pool, or, with the pool empty, the free
+// permits other threads' shards keep (under a mutex); only when all those are in use is
+// the call refused. Never more than max_concurrent at once. Near capacity, a call that
+// races with a release on another thread may be refused although that permit came back a
+// moment before (as with any counter read concurrently with a release). With a queue one
+// mutex guards the count and the queue (FIFO hand-over needs it). Each waiter waits on a
+// steady_timer bound to its own coroutine's executor; a release on another thread wakes it by
+// posting the timer's cancel to that executor, so the waiter always resumes on its own executor.
+// The Bulkhead, and the executors of coroutines waiting in it, must outlive every waiter and every
+// Permit. If a waiting coroutine is destroyed (its io_context torn down), it leaves the queue, or
+// gives back a permit that was handed to it. A wait cancelled through Asio's per-operation
+// cancellation (e.g. `acquire() || timer`) ends like a timeout: bulkhead_full.
 
+#include <array>
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -113,12 +123,25 @@ class Bulkhead {
   struct WaitGuard;
   void release() noexcept;
 
+  // Without a queue: takes a permit from the pool or from other threads' shards.
+  Admission enter_from_pool(std::atomic<std::int64_t>& own_free);
+
+  static constexpr std::size_t kShards = 8;  // indexed by thread_shard() % kShards
+  struct alignas(64) Shard {
+    std::atomic<std::int64_t> free{0};  // permits free for this shard's threads
+  };
+
   BulkheadConfig config_;
+  std::int64_t pool_batch_;  // permits a shard takes from the pool at once
   mutable std::mutex mutex_;
-  // Atomic so that a bulkhead without a queue (max_queue 0, the queue always empty) needs
-  // no lock; with a queue every access is also under mutex_.
-  std::atomic<std::uint32_t> in_use_{0};
+  // Without a queue: free permits in no shard (every permit is in the pool, in a shard or
+  // held by a call). With a queue: unused.
+  std::int64_t pooled_ = 0;
+  // With a queue: the permits held by calls (a hand-over keeps it the same). Without:
+  // unused.
+  std::uint32_t in_use_ = 0;
   std::deque<std::shared_ptr<Waiter>> queue_;
+  std::array<Shard, kShards> shards_{};
 };
 
 }  // namespace coromesh::qos

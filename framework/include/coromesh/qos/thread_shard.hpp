@@ -4,9 +4,11 @@
 // not bounce one cache line between their cores. Callers keep each shard on its own
 // cache line.
 //
-// thread_shard(): a small number per thread, assigned on a thread's first use, in
-// order: a service's io threads get distinct numbers. Callers take it modulo their shard
-// count; threads may share a shard, so its counters take read-modify-writes.
+// thread_shard(): a small number per thread: its owned_shard() index. Up to kOwnedShards
+// live threads get distinct numbers, however many threads came and went before them (a
+// number handed out once per thread ever made a service's two io threads share a shard
+// after a few short-lived threads). Callers take it modulo their shard count; threads may
+// share a shard, so its counters take read-modify-writes.
 //
 // owned_shard(): a shard the calling thread owns alone while it lives, for counters only
 // their shard's thread writes: the owner adds with a relaxed load and store (add_to_shard)
@@ -22,12 +24,6 @@
 
 namespace coromesh::qos {
 
-inline std::size_t thread_shard() noexcept {
-  static std::atomic<std::size_t> next{0};
-  thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed);
-  return mine;
-}
-
 inline constexpr std::size_t kOwnedShards = 8;
 inline constexpr std::size_t kSharedShards = 8;
 
@@ -37,6 +33,10 @@ struct ShardSlot {
 };
 
 ShardSlot owned_shard() noexcept;
+
+inline std::size_t thread_shard() noexcept {
+  return owned_shard().index;
+}
 
 // Adds `n` to `counter` in the calling thread's shard `slot` (from owned_shard()).
 inline void add_to_shard(std::atomic<std::uint64_t>& counter, std::uint64_t n,
