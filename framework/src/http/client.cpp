@@ -59,6 +59,8 @@ class ClientCategory final : public std::error_category {
         return "TLS peer rejected";
       case ClientErrc::connect_timeout:
         return "connect timed out";
+      case ClientErrc::discovery_unavailable:
+        return "no answer from service discovery yet";
     }
     return "unknown client error";
   }

@@ -16,9 +16,12 @@ MetricsInterceptor::MetricsInterceptor(std::shared_ptr<CallObserver> observer,
 
 void MetricsInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
   using Result = CallObserver::Result;
-  const Result result = outcome.ok()            ? Result::ok
-                        : outcome.fault->reason ? Result::rejected
-                                                : Result::error;
+  // A refusal: a policy's (it has a reason) or one the classifier found, such as a
+  // service's discovery with no answer yet (the call never left).
+  const Result result = outcome.ok() ? Result::ok
+                        : outcome.fault->reason || outcome.fault->kind == FaultClass::rejected
+                            ? Result::rejected
+                            : Result::error;
   observer_->observe(result, outcome.elapsed);
 }
 

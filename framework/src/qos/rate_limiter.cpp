@@ -121,6 +121,7 @@ LeakyBucket::LeakyBucket(LeakyBucketConfig config, const Clock& clock)
     : config_((check(config), config)),
       clock_(&clock),
       per_ns_(units_per_ns(config.rate, config.period)),
+      interval_(Duration(std::llround(1.0 / per_ns_))),
       last_(clock.now()) {}
 
 void LeakyBucket::leak(Clock::time_point now) {
@@ -135,30 +136,98 @@ Admission LeakyBucket::try_acquire() {
 }
 
 Admission LeakyBucket::try_acquire_at(Clock::time_point now) {
-  auto delay = schedule_at(now);
-  return delay ? Admission::granted() : Admission::rejected(Reason::rate_limited);
+  return schedule_at(now, Duration::max()).admission;
 }
 
-std::optional<Duration> LeakyBucket::try_schedule() {
-  return schedule_at(clock_->now());
+LeakyBucket::Turn LeakyBucket::try_schedule(Duration max_wait) {
+  return schedule_at(clock_->now(), max_wait);
 }
 
-std::optional<Duration> LeakyBucket::schedule_at(Clock::time_point now) {
+LeakyBucket::Turn LeakyBucket::schedule_at(Clock::time_point now, Duration max_wait) {
+  const auto granted = [now, max_wait](Clock::time_point start) -> Turn {
+    const Duration wait = start - now;
+    // A turn that is now is never refused here: the deadline's own checks do that.
+    if (wait > Duration::zero() && wait >= max_wait) {
+      return {Admission::rejected(Reason::deadline_exceeded)};
+    }
+    return {Admission::granted(), start, wait};
+  };
   std::lock_guard lock(mutex_);
   leak(now);
+  forget_spent_turns(now);
+  if (!given_back_.empty()) {
+    // A turn given back comes before every turn at the end of the schedule, and its unit
+    // is still in the bucket: taking it again changes no level.
+    Turn turn = granted(std::max(given_back_.front(), now));
+    if (turn.admission) {
+      given_back_.pop_front();
+    }
+    return turn;
+  }
   if (level_ + 1.0 > static_cast<double>(config_.capacity) + kEpsilon) {
-    return std::nullopt;
+    return {Admission::rejected(Reason::rate_limited)};
   }
   // The new drop leaves after everything already in the bucket has leaked out.
-  const auto wait = Duration(std::llround(level_ / per_ns_));
-  level_ += 1.0;
-  return wait;
+  Turn turn = granted(now + Duration(std::llround(level_ / per_ns_)));
+  if (turn.admission) {
+    level_ += 1.0;
+  }
+  return turn;
+}
+
+double LeakyBucket::unleaked(Clock::time_point start, Clock::time_point now) const noexcept {
+  const double left = static_cast<double>((start + interval_ - now).count()) * per_ns_;
+  return std::clamp(left, 0.0, 1.0);
+}
+
+bool LeakyBucket::is_last_turn(Clock::time_point start, Clock::time_point now) const noexcept {
+  // The last turn starts one interval before the bucket is empty (rounding aside).
+  const auto last_start = now + Duration(std::llround(level_ / per_ns_)) - interval_;
+  return std::chrono::abs(last_start - start) * 2 < interval_;
+}
+
+void LeakyBucket::forget_spent_turns(Clock::time_point now) noexcept {
+  // A turn given back whose time is over was lost; its unit has leaked out of level_.
+  while (!given_back_.empty() && given_back_.front() + interval_ <= now) {
+    given_back_.pop_front();
+  }
+}
+
+void LeakyBucket::give_back(Clock::time_point start) noexcept {
+  std::lock_guard lock(mutex_);
+  const auto now = clock_->now();
+  leak(now);
+  forget_spent_turns(now);
+  if (unleaked(start, now) <= 0.0) {
+    return;
+  }
+  if (!is_last_turn(start, now)) {
+    // A hole in the schedule: the next call takes it (turns after it keep their times).
+    try {
+      given_back_.insert(std::upper_bound(given_back_.begin(), given_back_.end(), start), start);
+    } catch (...) {
+      // Out of memory: the turn stays taken, as if its call had run.
+    }
+    return;
+  }
+  // The end of the schedule moves back, over the holes just before it too.
+  level_ = std::max(0.0, level_ - unleaked(start, now));
+  while (!given_back_.empty() && is_last_turn(given_back_.back(), now)) {
+    level_ = std::max(0.0, level_ - unleaked(given_back_.back(), now));
+    given_back_.pop_back();
+  }
 }
 
 double LeakyBucket::level() {
   std::lock_guard lock(mutex_);
-  leak(clock_->now());
-  return level_;
+  const auto now = clock_->now();
+  leak(now);
+  forget_spent_turns(now);
+  double level = level_;
+  for (const auto start : given_back_) {
+    level -= unleaked(start, now);
+  }
+  return std::max(0.0, level);
 }
 
 }  // namespace coromesh::qos

@@ -48,6 +48,12 @@ qos::FaultClassification classify_served_fault(const std::exception_ptr& error) 
   } catch (const DependencyRefused& e) {
     const auto status = e.http_status();
     return {status == 504 ? qos::FaultClass::timeout : qos::FaultClass::callee_failure, status};
+  } catch (const http::ClientError& e) {
+    if (e.code() == http::ClientErrc::discovery_unavailable) {
+      // Answered 503 like a DependencyRefused: this service could not serve.
+      return {qos::FaultClass::callee_failure, 503};
+    }
+    return classify_service_fault(error);
   } catch (...) {
     return classify_service_fault(error);
   }
@@ -66,6 +72,10 @@ qos::FaultClassification classify_service_fault(const std::exception_ptr& error)
     }
     if (e.code() == http::ClientErrc::bad_response) {
       return {qos::FaultClass::callee_failure};
+    }
+    if (e.code() == http::ClientErrc::discovery_unavailable) {
+      // Our own discovery has no answer yet: the callee was never reached. A refusal.
+      return {qos::FaultClass::rejected};
     }
     return {qos::FaultClass::transport};
   } catch (...) {

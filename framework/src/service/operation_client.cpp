@@ -116,15 +116,24 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
   // Held by this frame: the upstream outlives the attempt even if the client's owner
   // dropped it meanwhile.
   const std::shared_ptr<DiscoveredUpstream> upstream = options_.discovered;
-  const auto snapshot = co_await upstream->endpoints(until);
+  // Consul's first answer is awaited for half the time the attempt has left at most, so a
+  // Consul that does not answer is reported as such well before the attempt's deadline,
+  // where its timeout would cut the call off as the callee's timeout.
+  const auto now = std::chrono::steady_clock::now();
+  const auto snapshot = co_await upstream->endpoints(now + (until - now) / 2);
   forget_departed(own, snapshot);
   if (!snapshot) {
-    throw http::ClientError(
-        http::ClientErrc::connect_failed,
-        "no answer from Consul yet about the instances of '" + upstream->service() + "'");
+    // The callee was never reached: our own discovery is not ready. A refusal, answered
+    // 503 (fault_classifier.hpp): no failure of the callee's breaker, no retry.
+    throw http::ClientError(http::ClientErrc::discovery_unavailable,
+                            "no answer from Consul yet about the instances of '" +
+                                upstream->service() + "': nothing was sent");
   }
   connect::Pick pick = upstream->pick(snapshot, trail.tried);
   if (!pick) {
+    // Consul answered: no instance of the callee passes its health checks, it is down. Its
+    // failure, as a refused connect would be (transport): it counts toward its breaker, and
+    // a retry after the backoff may find an instance back.
     throw http::ClientError(http::ClientErrc::connect_failed,
                             "'" + upstream->service() + "' has no passing instance in Consul");
   }

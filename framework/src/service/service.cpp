@@ -646,6 +646,10 @@ http::Response transport_error_response(const http::ClientError& error) {
     return http::make_error_response(http::Status::gateway_timeout, "deadline_exceeded",
                                      error.what());
   }
+  if (error.code() == http::ClientErrc::discovery_unavailable) {
+    return http::make_error_response(http::Status::service_unavailable, "discovery_unavailable",
+                                     error.what());
+  }
   return http::make_error_response(http::Status::bad_gateway, "upstream_unavailable", error.what());
 }
 

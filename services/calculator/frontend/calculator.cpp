@@ -98,10 +98,16 @@ boost::asio::awaitable<std::int64_t> Calculator::call_operator(expression::Op op
     throw HttpError(status, std::string(coromesh::qos::to_string(rejected.reason())),
                     "operation " + describe(op, l, r) + " failed: " + rejected.what());
   } catch (const coromesh::http::ClientError& error) {
-    const bool timed_out = error.code() == coromesh::http::ClientErrc::timeout;
-    throw HttpError(timed_out ? Status::gateway_timeout : Status::bad_gateway,
-                    timed_out ? "deadline_exceeded" : "upstream_unavailable",
-                    "operation " + describe(op, l, r) + " failed: " + error.what());
+    // As the framework answers a handler's own call that got no answer (service.hpp).
+    const std::string why = "operation " + describe(op, l, r) + " failed: " + error.what();
+    if (error.code() == coromesh::http::ClientErrc::timeout) {
+      throw HttpError(Status::gateway_timeout, "deadline_exceeded", why);
+    }
+    if (error.code() == coromesh::http::ClientErrc::discovery_unavailable) {
+      // Consul has not answered about the operator's instances yet: we are not ready.
+      throw HttpError(Status::service_unavailable, "discovery_unavailable", why);
+    }
+    throw HttpError(Status::bad_gateway, "upstream_unavailable", why);
   }
 }
 

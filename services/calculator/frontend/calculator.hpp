@@ -12,7 +12,8 @@
 //                               422 overflow / division_by_zero, the operator's verdict
 //                               passed on (it is about the user's numbers);
 //   an operator's failure       502 (it failed or answered nonsense), 503 (overloaded,
-//                               circuit open, unreachable instances), 504 (timed out), with
+//                               circuit open, unreachable instances, no answer from Consul
+//                               about its instances yet), 504 (timed out), with
 //                               the callee's error code and a reason naming the operation
 //                               and its operands: "operation div(7, 0) failed: ...".
 //

@@ -101,6 +101,9 @@ std::vector<Row> rows() {
       {"connection_closed", client_error(ClientErrc::connection_closed), FaultClass::transport,
        true, true, true},
       {"client_timeout", client_error(ClientErrc::timeout), FaultClass::timeout, true, true, true},
+      // Consul has not answered yet: the callee was never reached, our own refusal.
+      {"discovery_unavailable", client_error(ClientErrc::discovery_unavailable),
+       FaultClass::rejected, false, false, true},
       {"cut_off", [] { throw QosRejected::cut_off_by("timeout"); }, FaultClass::timeout, true, true,
        true},
       {"deadline_spent", [] { throw QosRejected("deadline", Reason::deadline_exceeded); },
@@ -227,6 +230,10 @@ TEST(ServedClassifier, JudgesWhatEscapesAHandlerByWhatItsCallerIsAnswered) {
       {"own call's deadline spent",
        [] { throw DependencyRefused(QosRejected("deadline", Reason::deadline_exceeded)); },
        FaultClass::timeout, 504},
+      // The handler's own call found no answer from Consul: answered 503, our failure.
+      {"own call's discovery not ready",
+       [] { throw http::ClientError(http::ClientErrc::discovery_unavailable, "no answer"); },
+       FaultClass::callee_failure, 503},
       // The rest as on the client side: a handler's own 4xx is its caller's fault, and
       // this operation's own policies refuse rather than fail.
       {"handler's 400",

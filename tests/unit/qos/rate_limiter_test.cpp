@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <optional>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 namespace coromesh::qos {
 namespace {
@@ -138,15 +140,82 @@ TEST(LeakyBucket, HoldsTheLongRunRate) {
   EXPECT_NEAR(total, 5 + 999, 1);
 }
 
+// The wait for each turn, or nullopt when refused.
+std::optional<Duration> wait_for_turn(LeakyBucket& bucket, Duration max_wait = Duration::max()) {
+  const auto turn = bucket.try_schedule(max_wait);
+  return turn.admission ? std::optional(turn.wait) : std::nullopt;
+}
+
 TEST(LeakyBucket, ScheduleSmoothsTheOutput) {
   ManualClock clock;
   LeakyBucket bucket({.rate = 10, .period = 1s, .capacity = 3}, clock);
-  EXPECT_EQ(bucket.try_schedule(), Duration::zero());
-  EXPECT_EQ(bucket.try_schedule(), Duration(100ms));
-  EXPECT_EQ(bucket.try_schedule(), Duration(200ms));
-  EXPECT_EQ(bucket.try_schedule(), std::nullopt);
+  EXPECT_EQ(wait_for_turn(bucket), Duration::zero());
+  EXPECT_EQ(wait_for_turn(bucket), Duration(100ms));
+  EXPECT_EQ(wait_for_turn(bucket), Duration(200ms));
+  EXPECT_EQ(wait_for_turn(bucket), std::nullopt);
+  EXPECT_EQ(bucket.try_schedule().admission.reason(), Reason::rate_limited);
   clock.advance(100ms);
-  EXPECT_EQ(bucket.try_schedule(), Duration(200ms));
+  const auto turn = bucket.try_schedule();
+  EXPECT_EQ(turn.wait, Duration(200ms));
+  EXPECT_EQ(turn.start, clock.now() + 200ms);
+}
+
+TEST(LeakyBucket, ATurnPastTheMaxWaitIsRefusedAndTakesNothing) {
+  ManualClock clock;
+  LeakyBucket bucket({.rate = 10, .period = 1s, .capacity = 5}, clock);
+  EXPECT_EQ(wait_for_turn(bucket, 0ms), Duration::zero()) << "a turn now is never too late";
+  EXPECT_EQ(bucket.try_schedule(100ms).admission.reason(), Reason::deadline_exceeded);
+  EXPECT_EQ(bucket.try_schedule(50ms).admission.reason(), Reason::deadline_exceeded);
+  EXPECT_DOUBLE_EQ(bucket.level(), 1.0);
+  EXPECT_EQ(wait_for_turn(bucket, 101ms), Duration(100ms));
+}
+
+TEST(LeakyBucket, TheLastTurnGivenBackShortensTheSchedule) {
+  ManualClock clock;
+  LeakyBucket bucket({.rate = 10, .period = 1s, .capacity = 3}, clock);
+  EXPECT_EQ(wait_for_turn(bucket), Duration::zero());
+  const auto second = bucket.try_schedule();
+  ASSERT_EQ(second.wait, Duration(100ms));
+  clock.advance(30ms);
+  bucket.give_back(second.start);
+  EXPECT_NEAR(bucket.level(), 0.7, 1e-9);
+  EXPECT_EQ(wait_for_turn(bucket), Duration(70ms)) << "the turn given back, not one after it";
+}
+
+// A turn given back in the middle of the schedule is a hole the next call fills; the
+// turns after it keep their times and the end of the schedule stays where it was.
+TEST(LeakyBucket, ATurnGivenBackInTheMiddleIsTakenByTheNextCall) {
+  ManualClock clock;
+  LeakyBucket bucket({.rate = 10, .period = 1s, .capacity = 4}, clock);
+  std::vector<LeakyBucket::Turn> turns;
+  for (int i = 0; i < 4; ++i) {
+    turns.push_back(bucket.try_schedule());
+  }
+  EXPECT_EQ(wait_for_turn(bucket), std::nullopt) << "full";
+  bucket.give_back(turns[1].start);
+  bucket.give_back(turns[2].start);
+  EXPECT_DOUBLE_EQ(bucket.level(), 2.0);
+  EXPECT_EQ(wait_for_turn(bucket, 150ms), Duration(100ms));
+  EXPECT_EQ(wait_for_turn(bucket, 150ms), std::nullopt) << "the next hole is 200 ms away";
+  EXPECT_EQ(wait_for_turn(bucket), Duration(200ms));
+  EXPECT_EQ(wait_for_turn(bucket), std::nullopt) << "full again";
+  // Given back again, the last two turns shorten the schedule, over the hole before them.
+  bucket.give_back(turns[2].start);
+  bucket.give_back(turns[3].start);
+  EXPECT_DOUBLE_EQ(bucket.level(), 2.0);
+  EXPECT_EQ(wait_for_turn(bucket), Duration(200ms));
+}
+
+TEST(LeakyBucket, ATurnGivenBackTooLateIsLost) {
+  ManualClock clock;
+  LeakyBucket bucket({.rate = 10, .period = 1s, .capacity = 3}, clock);
+  const auto first = bucket.try_schedule();
+  EXPECT_EQ(wait_for_turn(bucket), Duration(100ms));
+  EXPECT_EQ(wait_for_turn(bucket), Duration(200ms));
+  clock.advance(150ms);  // the first turn is over, the second half spent
+  bucket.give_back(first.start);
+  EXPECT_NEAR(bucket.level(), 1.5, 1e-9) << "nothing left of the first turn to give back";
+  EXPECT_EQ(wait_for_turn(bucket), Duration(150ms));
 }
 
 TEST(LeakyBucket, RejectsZeroRate) {

@@ -75,6 +75,8 @@ TEST(EndpointOutcome, CancellationAndLocalRefusalsAreNobodysFault) {
   EXPECT_EQ(outcome_of(boost::system::system_error(boost::asio::error::operation_aborted)),
             std::nullopt);
   EXPECT_EQ(outcome_of(qos::QosRejected("deadline", qos::Reason::deadline_exceeded)), std::nullopt);
+  EXPECT_EQ(outcome_of(http::ClientError(http::ClientErrc::discovery_unavailable, "")),
+            std::nullopt);
 }
 
 }  // namespace

@@ -1,18 +1,26 @@
 // QosMetrics counts every call exactly when many io threads report at once: more
 // threads than owned shards, so both the owned (plain store) and the shared (fetch_add)
-// paths count (qos::owned_shard()).
+// paths count (qos::owned_shard()); and which result a call's fault is counted as.
 
 #include "coromesh/service/qos_metrics.hpp"
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "coromesh/http/client.hpp"
 #include "coromesh/metrics/registry.hpp"
+#include "coromesh/qos/chain.hpp"
+#include "coromesh/qos/metrics_interceptor.hpp"
 #include "coromesh/qos/thread_shard.hpp"
+#include "coromesh/service/fault_classifier.hpp"
 
 namespace coromesh {
 namespace {
@@ -65,6 +73,36 @@ TEST(QosMetrics, CountsEveryCallFromManyThreads) {
   EXPECT_EQ(
       value_of(text, R"(coromesh_qos_call_duration_seconds_count{operation="add",side="server"})"),
       std::to_string(2 * kThreads * kEach));
+}
+
+// A call that never left because Consul had not answered yet is a refusal in the call
+// metrics, not an error of the callee (fault_classifier.hpp); a refused connect is an error.
+TEST(QosMetrics, ACallDiscoveryCouldNotPlaceIsRejectedNotAnError) {
+  metrics::MetricsRegistry registry;
+  QosMetrics qos_metrics(registry);
+  const qos::Chain<int> chain(
+      {std::make_shared<qos::MetricsInterceptor>(qos_metrics.observer("add", "client"))},
+      {.classify = classify_service_fault});
+  boost::asio::io_context io;
+  for (const auto code :
+       {http::ClientErrc::discovery_unavailable, http::ClientErrc::connect_failed}) {
+    const qos::Chain<int>::Call call = [code]() -> boost::asio::awaitable<int> {
+      throw http::ClientError(code, "add-svc");
+      co_return 0;
+    };
+    auto future = boost::asio::co_spawn(io, chain.execute(call), boost::asio::use_future);
+    io.run();
+    io.restart();
+    EXPECT_THROW(future.get(), http::ClientError);
+  }
+  const std::string text = registry.render();
+  EXPECT_EQ(
+      value_of(text,
+               R"(coromesh_qos_calls_total{operation="add",result="rejected",side="client"})"),
+      "1");
+  EXPECT_EQ(
+      value_of(text, R"(coromesh_qos_calls_total{operation="add",result="error",side="client"})"),
+      "1");
 }
 
 }  // namespace

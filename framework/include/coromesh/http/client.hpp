@@ -10,7 +10,8 @@
 //
 // Errors are thrown as ClientError (a std::system_error whose code is a ClientErrc):
 // connect_failed, connect_timeout, timeout, bad_response, connection_closed,
-// outcome_unknown, and over TLS tls_handshake and peer_rejected. A response with any
+// outcome_unknown, and over TLS tls_handshake and peer_rejected (discovery_unavailable is
+// thrown by the typed clients built on it, never by the Client itself). A response with any
 // status code, 5xx included, is a successful call: the status is the caller's to judge.
 // A call can also be cancelled through the awaiting coroutine's cancellation slot (e.g.
 // `co_await (client.send(...) || timer.async_wait(...))`); it then ends with
@@ -51,6 +52,11 @@ enum class ClientErrc {
   // call's deadline (a black-holed address: SYNs vanish). Nothing was sent: another
   // endpoint may be tried for any method. (When the deadline comes first, it is timeout.)
   connect_timeout,
+  // Not the client's own: a typed client calling a service found in Consul has no answer
+  // from Consul yet about its instances, so there is no endpoint to call. Nothing was sent
+  // and the callee was not involved: the caller's own mesh plumbing is not ready. Counted
+  // as a refusal, not as the callee's failure (service/fault_classifier.hpp); answered 503.
+  discovery_unavailable,
 };
 const std::error_category& client_category() noexcept;
 std::error_code make_error_code(ClientErrc e) noexcept;

@@ -20,7 +20,10 @@
 //   rejected        neutral  neutral   never        yes        a QosRejected: a local
 //                                                              policy said no, a spent
 //                                                              deadline included (the
-//                                                              call never started)
+//                                                              call never started); in
+//                                                              service/, also a call
+//                                                              Consul had not yet told
+//                                                              where to send
 //
 //   breaker:  failure = on_failure (counts toward opening), neutral = the permit is given
 //             back unrecorded. adaptive: drop = an AIMD decrease, neutral = release().

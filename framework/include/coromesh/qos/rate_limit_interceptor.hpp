@@ -18,7 +18,8 @@ namespace coromesh::qos {
 // With a leaky bucket and `shape`, it is the seed's queue drained at a fixed rate: an
 // admitted call waits its turn (LeakyBucket::try_schedule) on an asio timer so calls
 // leave at exactly the bucket's rate, a full bucket rejects, and a call whose turn would
-// come after its deadline is rejected with deadline_exceeded at once instead of waiting.
+// come after its deadline is rejected with deadline_exceeded at once instead of waiting
+// (taking no turn). A call cancelled or destroyed while it waits gives its turn back.
 class RateLimitInterceptor final : public SynchronousInterceptor {
  public:
   explicit RateLimitInterceptor(std::shared_ptr<TokenBucket> bucket,

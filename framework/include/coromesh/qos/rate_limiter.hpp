@@ -11,9 +11,12 @@
 // LeakyBucket — the seed series' queue drained at a fixed rate, as a meter: every admitted
 // call pours one unit into a bucket of `capacity` units that leaks `rate` units per
 // `period`; a call is admitted while level + 1 <= capacity. `try_schedule()` is the
-// shaping variant: it also tells how long the admitted call must wait for its turn so the
-// output leaves at exactly the fixed rate (level / leak rate). Defaults: 50 per 1 s,
-// capacity 50.
+// shaping variant: it gives the admitted call a turn — when it may start so the output
+// leaves at exactly the fixed rate, one turn every period / rate — and refuses, taking
+// nothing, a call whose turn would come too late for its deadline. A call that took a turn
+// and will not run (cancelled while it waited) gives it back (`give_back`): the next call
+// takes that turn instead of one at the end of the schedule, so no turn is lost and no
+// later call is pushed out. Defaults: 50 per 1 s, capacity 50.
 //
 // Thread-safety: both may be shared by any number of threads (a mutex guards the level).
 // A TokenBucket with a burst of 128 or more lets each thread take single tokens from a
@@ -27,8 +30,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <mutex>
-#include <optional>
 #include <string_view>
 
 #include "coromesh/qos/clock.hpp"
@@ -127,22 +130,42 @@ class LeakyBucket {
   // Meter: admit if level + 1 <= capacity.
   Admission try_acquire();
   Admission try_acquire_at(Clock::time_point now);
-  // Shaper: as try_acquire, and on success the delay after which the call should start so
-  // admitted calls leave the bucket at the fixed rate. nullopt when the bucket is full.
-  std::optional<Duration> try_schedule();
+  // A shaped call's turn: when it starts and how long from now that is.
+  struct Turn {
+    Admission admission = Admission::granted();
+    Clock::time_point start{};  // when granted
+    Duration wait{};            // start - now, when granted
+  };
+  // Shaper: the earliest free turn. Refused with rate_limited when the bucket is full, and
+  // with deadline_exceeded when the turn is not now and `max_wait` or more away (the
+  // caller's deadline would pass first); a refused call takes no turn.
+  Turn try_schedule(Duration max_wait = Duration::max());
+  // Gives back the turn starting at `start` that its call will not use. A turn already
+  // over is left as it is (it was spent); the last turn of the schedule shortens it.
+  void give_back(Clock::time_point start) noexcept;
+  // The units in the bucket, turns given back and not taken again excluded.
   double level();
   const LeakyBucketConfig& config() const noexcept { return config_; }
 
  private:
   void leak(Clock::time_point now);
-  std::optional<Duration> schedule_at(Clock::time_point now);
+  Turn schedule_at(Clock::time_point now, Duration max_wait);
+  // The part of the unit of the turn starting at `start` not yet leaked at `now` (0..1).
+  double unleaked(Clock::time_point start, Clock::time_point now) const noexcept;
+  bool is_last_turn(Clock::time_point start, Clock::time_point now) const noexcept;
+  void forget_spent_turns(Clock::time_point now) noexcept;
 
   LeakyBucketConfig config_;
   const Clock* clock_;
-  double per_ns_;  // units leaked per nanosecond
+  double per_ns_;      // units leaked per nanosecond
+  Duration interval_;  // between two turns: period / rate
   std::mutex mutex_;
-  double level_ = 0.0;
+  double level_ = 0.0;  // turns given back included
   Clock::time_point last_;
+  // Under mutex_: the start of each turn given back and not taken again, earliest first,
+  // none of them the last turn of the schedule; each still counts in level_. At most
+  // `capacity` (each is a unit in the bucket).
+  std::deque<Clock::time_point> given_back_;
 };
 
 }  // namespace coromesh::qos

@@ -13,6 +13,10 @@
 //   http::ClientError timeout                  timeout
 //   http::ClientError bad_response             callee_failure  (it answered, with garbage)
 //   http::ClientError connect / closed         transport
+//   http::ClientError discovery_unavailable    rejected        (Consul has not answered yet:
+//                                                               the callee was never
+//                                                               reached; no breaker failure,
+//                                                               no retry)
 //   anything else                              qos::classify_fault
 //
 // A server chain judges what escapes its handler by what the handler's caller is
@@ -23,7 +27,9 @@
 // of the handler's own call (its upstream's breaker open, its rate limit, a spent
 // deadline) is not a refusal by this operation's policies: the server wraps it in a
 // DependencyRefused, answered 503 (504 for a spent deadline) and classified
-// callee_failure (timeout): the caller's client counts the same answer against us.
+// callee_failure (timeout): the caller's client counts the same answer against us. So is
+// a handler's own call that found no answer from Consul (discovery_unavailable): 503,
+// callee_failure.
 
 #include <exception>
 #include <stdexcept>

@@ -246,7 +246,8 @@ http::Response upstream_error_response(const RemoteError& error);
 // A handler's own call refused by that call's QoS: 503 (504 for a deadline), the
 // refusal's reason as the error.
 http::Response dependency_refused_response(const DependencyRefused& refused);
-// A call of this service's that got no answer: 504 deadline_exceeded for a timeout, 502
+// A call of this service's that got no answer: 504 deadline_exceeded for a timeout, 503
+// discovery_unavailable when Consul had not answered about the callee yet, 502
 // upstream_unavailable otherwise.
 http::Response transport_error_response(const http::ClientError& error);
 }  // namespace detail
