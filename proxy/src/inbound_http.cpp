@@ -5,7 +5,6 @@
 #include <prometheus/histogram.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -16,6 +15,7 @@
 #include "coromesh/http/error.hpp"
 #include "coromesh/log/logger.hpp"
 #include "coromesh/qos/deadline.hpp"
+#include "coromesh/runtime/run_on.hpp"
 #include "http_exchange.hpp"
 #include "inbound_listener.hpp"
 
@@ -46,10 +46,11 @@ asio::awaitable<void> InboundListener::serve_http(TlsStream& tls, connect::Spiff
       tls, context_.settings.idle_timeout,
       [&](http::Request request) -> asio::awaitable<http::Response> {
         if (std::chrono::steady_clock::now() - authorized_at >= kReauthorizeInterval) {
-          const auto decision = co_await asio::co_spawn(
+          // run_on, not co_spawn + use_awaitable: a cut-off racing the answer must not
+          // reach freed memory (coromesh/runtime/run_on.hpp).
+          const auto decision = co_await runtime::run_on(
               context_.consul_executor,
-              context_.authorizer.authorize(target_.service, peer, peer_serial),
-              asio::use_awaitable);
+              context_.authorizer.authorize(target_.service, peer, peer_serial));
           if (!decision.authorized) {
             refused = true;
             context_.metrics.authorization_denied(connect::to_string(decision.source));

@@ -4,7 +4,6 @@
 #include <openssl/ssl.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -15,6 +14,7 @@
 #include "coromesh/connect/peer_serial.hpp"
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/log/logger.hpp"
+#include "coromesh/runtime/run_on.hpp"
 
 namespace coromesh::sidecar {
 
@@ -211,11 +211,10 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
     co_return;
   }
 
-  const auto decision = co_await asio::co_spawn(
+  const auto decision = co_await runtime::run_on(
       context_.consul_executor,
       context_.authorizer.authorize(target_.service, *verdict.peer,
-                                    connect::peer_serial(tls.native_handle())),
-      asio::use_awaitable);
+                                    connect::peer_serial(tls.native_handle())));
   if (!decision.authorized) {
     context_.metrics.authorization_denied(connect::to_string(decision.source));
     refuse("unauthorized", decision.reason.empty() ? decision.detail : decision.reason,

@@ -33,6 +33,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -116,6 +117,13 @@ class TlsSocket {
       if (!started) {
         started = true;
         boost::asio::post(tls->socket_.get_executor(), std::move(self));
+        return;
+      }
+      // A cancellation emitted while this step was queued reached no operation (a post
+      // cannot be cancelled) and would be lost: the wait below would then hold on until
+      // the peer sends (or reads), long past the `||` deadline that asked to stop.
+      if (self.cancelled() != boost::asio::cancellation_type::none) {
+        self.complete(boost::asio::error::operation_aborted, 0);
         return;
       }
       if (waited) {

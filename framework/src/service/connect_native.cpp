@@ -13,6 +13,7 @@
 #include "coromesh/log/logger.hpp"
 #include "coromesh/metrics/registry.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "coromesh/runtime/run_on.hpp"
 
 namespace coromesh::detail {
 
@@ -127,9 +128,10 @@ http::ServerTls ConnectNative::server_tls(std::chrono::milliseconds handshake_ti
           co_return http::PeerVerdict::refuse("invalid_spiffe_uri");
         }
         std::string serial = connect::peer_serial(session);
-        const auto decision = co_await asio::co_spawn(
-            executor, authorizer->authorize(service, *parsed.id, std::move(serial)),
-            asio::use_awaitable);
+        // run_on, not co_spawn + use_awaitable: a drain cancelling the connection as the
+        // answer arrives must not reach freed memory (coromesh/runtime/run_on.hpp).
+        const auto decision = co_await runtime::run_on(
+            executor, authorizer->authorize(service, *parsed.id, std::move(serial)));
         if (!decision.authorized) {
           log::write_limited(
               log::Level::warn, "connect_native.unauthorized", identity,

@@ -7,7 +7,10 @@
 #include <malloc.h>
 #include <openssl/bio.h>
 
+#include <array>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -17,6 +20,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <csignal>
+#include <optional>
 
 #include "coromesh/connect/peer_serial.hpp"
 #include "coromesh/connect/peer_verifier.hpp"
@@ -347,6 +351,32 @@ TEST(TlsSocket, AClientOfAnotherCaFailsTheHandshakeAsAnUntrustedChain) {
       });
   EXPECT_FALSE(verdict);
   EXPECT_EQ(verdict.refusal, connect::PeerRefusal::untrusted_chain) << verdict.detail;
+}
+
+// A cancellation that arrives between an async_read_some's initiation and its first step
+// (posted: see IoOp) must still end it. `||` emits it at once when its other side
+// completes, e.g. answer_refused's deadline firing in that moment; lost, the read would
+// wait for a byte from a peer that may never send one.
+TEST(TlsSocket, ACancellationBeforeTheFirstStepOfAnAsyncReadEndsIt) {
+  Pair p;
+  p.run([&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.server->handshake()); },
+        [&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.client->handshake()); });
+  p.io.restart();
+  asio::cancellation_signal cancel;
+  std::optional<boost::system::error_code> read_end;
+  std::array<char, 64> buffer{};
+  p.client->async_read_some(
+      asio::buffer(buffer),
+      asio::bind_cancellation_slot(
+          cancel.slot(), [&](boost::system::error_code ec, std::size_t) { read_end = ec; }));
+  cancel.emit(asio::cancellation_type::terminal);  // the first step is still queued
+  // The server sends nothing: only the cancellation can end the read. The bound only
+  // keeps a failure from hanging the test.
+  for (int i = 0; i < 300 && !read_end; ++i) {
+    p.io.run_for(10ms);
+  }
+  ASSERT_TRUE(read_end) << "the cancellation was lost: the read still waits for the peer";
+  EXPECT_EQ(*read_end, asio::error::operation_aborted) << read_end->message();
 }
 
 }  // namespace
