@@ -88,18 +88,41 @@ void CircuitBreaker::update_batching_locked() {
 
 void CircuitBreaker::fold_successes_locked() {
   for (auto& shard : pending_successes_) {
-    std::uint32_t pending = shard.pending.exchange(0, std::memory_order_acq_rel);
-    if (state_ != State::closed) {
-      continue;  // counted as the breaker opened: ignored, like any record while OPEN
+    fold_shard_locked(shard);
+  }
+}
+
+void CircuitBreaker::fold_shard_locked(SuccessShard& shard) {
+  std::uint32_t pending = shard.pending.exchange(0, std::memory_order_acq_rel);
+  if (state_ != State::closed) {
+    return;  // counted as the breaker opened: ignored, like any record while OPEN
+  }
+  // More successes than the ring holds leave only successes in it.
+  if (pending > ring_.size()) {
+    pending = static_cast<std::uint32_t>(ring_.size());
+  }
+  append_successes_locked(pending);
+}
+
+void CircuitBreaker::append_successes_locked(std::uint32_t n) {
+  // Batching is only on for a count-based window, which needs no time (a time-based one
+  // has no ring, and never a pending success).
+  if (ring_.empty()) {
+    return;
+  }
+  for (; n > 0 && ring_filled_ < ring_.size(); --n) {
+    append_locked(false, false, Clock::time_point{});
+  }
+  // The ring is full: each success replaces the oldest outcome, and the call count stays.
+  while (n > 0) {
+    const std::size_t run = std::min<std::size_t>(n, ring_.size() - ring_next_);
+    for (std::size_t i = ring_next_; i < ring_next_ + run; ++i) {
+      failures_ -= (ring_[i] & kFailureBit) != 0 ? 1U : 0U;
+      slow_ -= (ring_[i] & kSlowBit) != 0 ? 1U : 0U;
+      ring_[i] = 0;
     }
-    // More successes than the ring holds leave only successes in it.
-    if (pending > ring_.size()) {
-      pending = static_cast<std::uint32_t>(ring_.size());
-    }
-    // Batching is only on for a count-based window, which needs no time.
-    for (; pending > 0; --pending) {
-      append_locked(false, false, Clock::time_point{});
-    }
+    ring_next_ = ring_next_ + run == ring_.size() ? 0 : ring_next_ + run;
+    n -= static_cast<std::uint32_t>(run);
   }
 }
 
@@ -150,8 +173,10 @@ void CircuitBreaker::on_success(Duration duration) {
     if (shard.pending.fetch_add(1, std::memory_order_relaxed) + 1 < kSuccessBatch) {
       return;
     }
+    // Only this thread's: the other threads' shards stay on their cores (successes may
+    // go into the window in any order: each one replaces an outcome, none can open it).
     std::lock_guard lock(mutex_);
-    fold_successes_locked();
+    fold_shard_locked(shard);
     update_batching_locked();
     return;
   }
@@ -212,7 +237,6 @@ void CircuitBreaker::append_locked(bool failure, bool slow, Clock::time_point no
       ++ring_filled_;
     }
     slot = static_cast<std::uint8_t>((failure ? kFailureBit : 0) | (slow ? kSlowBit : 0));
-    // Wraps without a division: folding a batch of successes appends 32 at a time.
     if (++ring_next_ == ring_.size()) {
       ring_next_ = 0;
     }

@@ -4,15 +4,12 @@ namespace coromesh::qos {
 
 namespace {
 
+using detail::my_slot;
+
 static_assert(kOwnedShards <= 64, "the owned slots are the bits of one word");
 
 // Bit i set: owned slot i has a live owner.
 std::atomic<std::uint64_t> taken_slots{0};
-
-// Trivially destructible, so still readable by whatever runs during the thread's exit
-// (another thread_local's destructor counting a last call).
-thread_local ShardSlot my_slot{};
-thread_local bool my_slot_assigned = false;
 
 ShardSlot shared_slot() noexcept {
   static std::atomic<std::size_t> next{0};
@@ -57,15 +54,20 @@ ShardSlot take_slot() noexcept {
 
 }  // namespace
 
-ShardSlot owned_shard() noexcept {
-  if (!my_slot_assigned) {
-    my_slot_assigned = true;
-    my_slot = take_slot();
-    if (my_slot.exclusive) {
-      thread_local SlotReleaser releaser;  // constructed here: released at thread exit
-    }
+namespace detail {
+
+constinit thread_local ShardSlot my_slot{};
+constinit thread_local bool my_slot_assigned = false;
+
+ShardSlot assign_owned_shard() noexcept {
+  my_slot_assigned = true;
+  my_slot = take_slot();
+  if (my_slot.exclusive) {
+    thread_local SlotReleaser releaser;  // constructed here: released at thread exit
   }
   return my_slot;
 }
+
+}  // namespace detail
 
 }  // namespace coromesh::qos

@@ -273,6 +273,31 @@ TEST(CircuitBreaker, ManySuccessesThenFailuresOpenAtTheSameCallAsOneByOne) {
   EXPECT_EQ(failures, 50);  // the 50th failure makes 50 of the last 100
 }
 
+// A folded batch replaces the oldest outcomes across the ring's end, failures among them.
+TEST(CircuitBreaker, AFoldedBatchReplacesOldFailuresAcrossTheRingsEnd) {
+  ManualClock clock;
+  CircuitBreaker cb({.window_size = 40, .failure_rate_threshold = 0.5, .minimum_calls = 40}, clock);
+  for (int i = 0; i < 40; ++i) {
+    call(cb, i % 4 != 0);  // 10 failures
+  }
+  for (int i = 0; i < 5; ++i) {
+    call(cb, false);  // the ring's next slot is now 5
+  }
+  EXPECT_EQ(cb.snapshot().failures, 13U);
+  for (std::uint32_t i = 0; i < 2 * CircuitBreaker::kSuccessBatch; ++i) {
+    call(cb, true);  // two batches: slots 5..36, then 37..39 and 0..28
+  }
+  auto snapshot = cb.snapshot();
+  EXPECT_EQ(snapshot.calls, 40U);
+  EXPECT_EQ(snapshot.failures, 0U);
+  int failures = 0;
+  while (cb.state() == State::closed && failures < 40) {
+    call(cb, false);
+    ++failures;
+  }
+  EXPECT_EQ(failures, 20);  // 20 of the last 40
+}
+
 TEST(CircuitBreaker, BatchedSuccessesFromTwoThreadsAreAllCounted) {
   CircuitBreaker cb({.window_size = 100, .minimum_calls = 100});
   for (int i = 0; i < 100; ++i) {

@@ -148,6 +148,10 @@ class CircuitBreaker {
   void expire_buckets(std::int64_t epoch);
   Snapshot snapshot_locked(Clock::time_point now) const;
   std::int64_t epoch_of(Clock::time_point now) const;
+  struct SuccessShard;
+  void fold_shard_locked(SuccessShard& shard);
+  // `n` successes of a count-based window, at most its size.
+  void append_successes_locked(std::uint32_t n);
 
   CircuitBreakerConfig config_;
   const Clock* clock_;

@@ -32,7 +32,22 @@ struct ShardSlot {
   bool exclusive = false;  // index < kOwnedShards: no other thread writes this shard
 };
 
-ShardSlot owned_shard() noexcept;
+namespace detail {
+// The calling thread's slot, once assigned. Trivially destructible, so still readable by
+// whatever runs during the thread's exit (another thread_local's destructor counting a
+// last call). constinit: read inline, with no call to a thread_local wrapper.
+extern constinit thread_local ShardSlot my_slot;
+extern constinit thread_local bool my_slot_assigned;
+ShardSlot assign_owned_shard() noexcept;
+}  // namespace detail
+
+// Inline: every policy on a call's path asks for it.
+inline ShardSlot owned_shard() noexcept {
+  if (detail::my_slot_assigned) [[likely]] {
+    return detail::my_slot;
+  }
+  return detail::assign_owned_shard();
+}
 
 inline std::size_t thread_shard() noexcept {
   return owned_shard().index;
