@@ -25,6 +25,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -39,7 +40,9 @@ boost::asio::awaitable<T> run_on(boost::asio::any_io_executor executor,
                                  boost::asio::awaitable<T> task) {
   namespace asio = boost::asio;
   auto forwarded = std::make_shared<asio::cancellation_signal>();
-  auto slot = (co_await asio::this_coro::cancellation_state).slot();
+  // Two statements: GCC 12 cannot deduce `(co_await ...).slot()` in a template.
+  const asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
+  auto slot = state.slot();
   if (slot.is_connected()) {
     // Runs on the canceller's thread; the emit itself only on `executor`, with the
     // signal kept alive by the queued call.
