@@ -29,7 +29,7 @@ void LogInterceptor::on_outcome(Invocation& invocation, const Outcome& outcome) 
                            {"reason", to_string(*fault.reason)}});
   } else {
     log::warn("qos.call", {{"operation", invocation.operation()},
-                           {"outcome", "error"},
+                           {"outcome", fault.refused() ? "rejected" : "error"},
                            {"fault", to_string(fault.kind)},
                            {"attempts", invocation.attempt()},
                            {"duration_s", outcome.elapsed},

@@ -16,12 +16,9 @@ MetricsInterceptor::MetricsInterceptor(std::shared_ptr<CallObserver> observer,
 
 void MetricsInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
   using Result = CallObserver::Result;
-  // A refusal: a policy's (it has a reason) or one the classifier found, such as a
-  // service's discovery with no answer yet (the call never left).
-  const Result result = outcome.ok() ? Result::ok
-                        : outcome.fault->reason || outcome.fault->kind == FaultClass::rejected
-                            ? Result::rejected
-                            : Result::error;
+  const Result result = outcome.ok()               ? Result::ok
+                        : outcome.fault->refused() ? Result::rejected
+                                                   : Result::error;
   observer_->observe(result, outcome.elapsed);
 }
 

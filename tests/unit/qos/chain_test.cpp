@@ -862,5 +862,29 @@ TEST(Chain, LogWritesOutcomeAndReason) {
   EXPECT_THAT(out, HasSubstr("policy=rate_limit reason=rate_limited"));
 }
 
+// A refusal the classifier finds (a service's discovery with no answer yet) is logged as
+// the metrics count it: rejected, not error.
+FaultClassification refusing_classifier(const std::exception_ptr&) noexcept {
+  return {FaultClass::rejected};
+}
+
+TEST(Chain, LogCallsAClassifiersRefusalRejected) {
+  asio::io_context io;
+  Chain<int> chain({std::make_shared<LogInterceptor>()},
+                   {.operation = "add", .classify = refusing_classifier});
+  const auto previous = log::level();
+  log::set_level(log::Level::info);
+  ::testing::internal::CaptureStderr();
+  auto not_ready = []() -> asio::awaitable<int> {
+    throw std::runtime_error("no answer from Consul yet");
+    co_return 0;
+  };
+  EXPECT_THROW(run(io, chain.execute(not_ready)), std::runtime_error);
+  coromesh::log::flush();
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  log::set_level(previous);
+  EXPECT_THAT(out, HasSubstr("outcome=rejected fault=rejected"));
+}
+
 }  // namespace
 }  // namespace coromesh::qos

@@ -82,6 +82,11 @@ struct Fault {
   std::string message;           // what() of a std::exception, else "unknown exception"
   unsigned status = 0;           // the HTTP status the classifier found, 0 for none
 
+  // A refusal: a policy's (a QosRejected) or one the classifier found, such as a
+  // service's discovery with no answer yet (the call never left). What metrics count
+  // and logs say as "rejected".
+  bool refused() const noexcept { return reason.has_value() || kind == FaultClass::rejected; }
+
   static Fault from(std::exception_ptr error, FaultClassifier classify = classify_fault);
 };
 
