@@ -128,6 +128,12 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
       metrics_.faults.callee_failure->Increment();
     }
     co_return response;
+  } catch (const boost::system::system_error& cut) {
+    // Cancelled by the connection's cut-off at the end of a drain: no answer to count.
+    if (cut.code() == asio::error::operation_aborted) {
+      metrics_.faults.cancelled->Increment();
+    }
+    throw;
   } catch (const http::ClientError& error) {
     log::write_limited(log::Level::warn, "sidecar.inbound.request_failed", "local",
                        {{"local", local.host + ":" + std::to_string(local.port)},

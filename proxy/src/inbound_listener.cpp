@@ -125,19 +125,30 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   set_no_delay(socket);
   // The handshake's deadline counts from the accept.
   asio::steady_timer deadline(executor, settings.handshake_timeout);
+  // In the drain's registry from the accept on, whatever the connection waits for: its
+  // first byte, the leaf certificate, the handshake, authorization, or (http mode) the
+  // local service's answer to a request in flight. Not all of those are on a socket, so
+  // the cut-off also fires `cut_off`, which the waits race.
+  std::optional<TlsStream> tls;  // holds the socket once TLS begins
+  TcpSocket local(executor);
+  asio::steady_timer cut_off(executor, asio::steady_timer::time_point::max());
+  const auto ticket = context_.connections.enter(executor, [&socket, &tls, &local, &cut_off] {
+    close_quietly(tls ? tls->next_layer() : socket);
+    close_quietly(local);
+    cut_off.cancel();
+  });
   {
     // Nothing of TLS is set up before the client's first byte: an SSL object in its
     // handshake holds ~45 KiB, and 10 000 connections that never send a ClientHello made
     // a sidecar hold 460 MiB (tests/integration/hostile/idle_connections.sh).
-    const auto waiting = context_.connections.enter(executor, [&socket] { close_quietly(socket); });
     auto first_byte = co_await (socket.async_wait(TcpSocket::wait_read, use_tuple) ||
                                 deadline.async_wait(use_tuple));
+    if (!socket.is_open()) {
+      co_return;  // cut off by the shutdown
+    }
     if (first_byte.index() == 1) {
       refuse("handshake_timeout", "no ClientHello before the deadline", peer_address);
       co_return;
-    }
-    if (!socket.is_open()) {
-      co_return;  // cut off by the shutdown
     }
     // Readable may mean closed: a TCP health check (Consul's own, on this port) or a port
     // scan connects and hangs up. Such a connection takes no handshake slot (it would
@@ -156,14 +167,18 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   // From here until the handshake is done the connection holds TLS state: it counts
   // against --max-pending-handshakes, and may be shed (closed) as the oldest in flight.
   bool shed = false;
-  TcpSocket* handshaking = &socket;  // where the socket is while the slot lives
-  auto slot = handshakes_.enter(executor, [&shed, &handshaking] {
+  auto slot = handshakes_.enter(executor, [&shed, &socket, &tls] {
     shed = true;
-    close_quietly(*handshaking);
+    close_quietly(tls ? tls->next_layer() : socket);
   });
   // The context current now: a rotation later does not touch this connection.
-  const auto tls_context =
-      co_await current_tls_context(context_.certificates, true, settings.handshake_timeout);
+  auto leaf =
+      co_await (current_tls_context(context_.certificates, true, settings.handshake_timeout) ||
+                cut_off.async_wait(use_tuple));
+  if (leaf.index() == 1) {
+    co_return;  // cut off by the shutdown
+  }
+  const auto tls_context = std::get<0>(std::move(leaf));
   if (shed) {
     refuse("handshake_shed", "the oldest of too many handshakes in flight", peer_address);
     co_return;
@@ -172,30 +187,23 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
     refuse("no_certificate_yet", "the leaf certificate has not arrived from Consul", peer_address);
     co_return;
   }
-  TlsStream tls(std::move(socket), tls_context, TlsSocket::Role::server);
-  handshaking = &tls.next_layer();
-  TcpSocket local(executor);
-  // http mode: a request in flight to the local service is not on either socket; the
-  // cut-off ends it through this timer (see below).
-  asio::steady_timer cut_off(executor, asio::steady_timer::time_point::max());
-  const auto ticket = context_.connections.enter(executor, [&tls, &local, &cut_off] {
-    close_quietly(tls.next_layer());
-    close_quietly(local);
-    cut_off.cancel();
-  });
+  auto& stream = tls.emplace(std::move(socket), tls_context, TlsSocket::Role::server);
 
-  auto handshake = co_await (tls.handshake() || deadline.async_wait(use_tuple));
+  auto handshake = co_await (stream.handshake() || deadline.async_wait(use_tuple));
   slot.reset();  // no longer sheddable: what follows holds no handshake buffers
   if (shed) {
     refuse("handshake_shed", "the oldest of too many handshakes in flight", peer_address);
     co_return;
+  }
+  if (!stream.next_layer().is_open()) {
+    co_return;  // cut off by the shutdown: not the peer's failed handshake
   }
   if (handshake.index() == 1) {
     refuse("handshake_timeout", "no complete handshake before the deadline", peer_address);
     co_return;
   }
   const auto handshake_error = std::get<0>(handshake);
-  if (handshake_error && BIO_number_read(SSL_get_rbio(tls.native_handle())) == 0) {
+  if (handshake_error && BIO_number_read(SSL_get_rbio(stream.native_handle())) == 0) {
     // Not a TLS client at all: a TCP health check (Consul's own, on this port) or a port
     // scan. Counted apart so that the handshake_failed count means real attempts.
     context_.metrics.handshake(metrics_.listener, "refused", "closed_before_handshake");
@@ -203,38 +211,41 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   }
   const auto verdict =
       handshake_error
-          ? connect::classify_handshake_failure(tls.native_handle(), handshake_error)
-          : connect::verify_peer(tls.native_handle(),
+          ? connect::classify_handshake_failure(stream.native_handle(), handshake_error)
+          : connect::verify_peer(stream.native_handle(),
                                  {.trust_domain = context_.certificates.trust_domain()});
   if (!verdict) {
     refuse(connect::to_string(verdict.refusal), verdict.detail, peer_address);
     co_return;
   }
 
-  const auto decision = co_await runtime::run_on(
-      context_.consul_executor,
-      context_.authorizer.authorize(target_.service, *verdict.peer,
-                                    connect::peer_serial(tls.native_handle())));
+  auto asked = co_await (runtime::run_on(context_.consul_executor,
+                                         context_.authorizer.authorize(
+                                             target_.service, *verdict.peer,
+                                             connect::peer_serial(stream.native_handle()))) ||
+                         cut_off.async_wait(use_tuple));
+  if (asked.index() == 1) {
+    co_return;  // cut off by the shutdown while authorization was asked
+  }
+  const auto& decision = std::get<0>(asked);
   if (!decision.authorized) {
     context_.metrics.authorization_denied(connect::to_string(decision.source));
     refuse("unauthorized", decision.reason.empty() ? decision.detail : decision.reason,
            verdict.peer->uri());
-    if (target_.mode == ListenerMode::http && tls.next_layer().is_open()) {
-      co_await (
-          answer_refused(tls, connect::refusal_answer(decision, target_.service, *verdict.peer)) ||
-          cut_off.async_wait(use_tuple));
+    if (target_.mode == ListenerMode::http && stream.next_layer().is_open()) {
+      co_await (answer_refused(stream,
+                               connect::refusal_answer(decision, target_.service, *verdict.peer)) ||
+                cut_off.async_wait(use_tuple));
     }
     co_return;
   }
-  if (!tls.next_layer().is_open()) {
-    co_return;  // cut off by the shutdown while authorization was asked
-  }
   context_.metrics.handshake(metrics_.listener, "accepted", "");
   if (target_.mode == ListenerMode::http) {
-    co_await (serve_http(tls, *verdict.peer, connect::peer_serial(tls.native_handle()), thread) ||
-              cut_off.async_wait(use_tuple));
+    co_await (
+        serve_http(stream, *verdict.peer, connect::peer_serial(stream.native_handle()), thread) ||
+        cut_off.async_wait(use_tuple));
   } else {
-    co_await pipe_to_local(tls, local);
+    co_await pipe_to_local(stream, local);
   }
 }
 

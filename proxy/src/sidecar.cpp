@@ -87,13 +87,21 @@ asio::awaitable<std::shared_ptr<asio::ssl::context>> current_tls_context(
     co_return context;
   }
   asio::steady_timer poll(co_await asio::this_coro::executor);
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
   const auto give_up = std::chrono::steady_clock::now() + patience;
   while (!context && std::chrono::steady_clock::now() < give_up) {
     poll.expires_after(std::chrono::milliseconds(20));
     co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
+    throw_if_cancelled(cancellation);
     context = server ? certificates.server_context() : certificates.client_context();
   }
   co_return context;
+}
+
+void throw_if_cancelled(const asio::cancellation_state& state) {
+  if (state.cancelled() != asio::cancellation_type::none) {
+    throw boost::system::system_error(asio::error::operation_aborted);
+  }
 }
 
 std::shared_ptr<Sidecar> Sidecar::install(Service& service, SidecarSettings settings) {

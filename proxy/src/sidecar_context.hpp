@@ -7,6 +7,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <memory>
@@ -34,8 +35,14 @@ struct SidecarContext {
 
 // The current TLS context for `role`; in the first moments after start-up, before
 // Consul has sent the leaf, waits for it (polling, on the caller's executor) up to
-// `patience`. Null when it did not come.
+// `patience`. Null when it did not come. A cancelled wait throws operation_aborted.
 boost::asio::awaitable<std::shared_ptr<boost::asio::ssl::context>> current_tls_context(
     const connect::CertificateSource& certificates, bool server, std::chrono::nanoseconds patience);
+
+// Throws operation_aborted once `state` (a coroutine's, from this_coro::cancellation_state)
+// has been cancelled. For the moment after a `||` with a timer: a cancellation ends both
+// branches, the timer's among them, and the timer's "fired" must then not be read as a
+// timeout to blame on someone.
+void throw_if_cancelled(const boost::asio::cancellation_state& state);
 
 }  // namespace coromesh::sidecar

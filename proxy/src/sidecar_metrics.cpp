@@ -85,7 +85,8 @@ void SidecarMetrics::add_http_handles(ListenerMetrics& metrics) {
       .timeout = &request_failures_.Add({{"listener", listener}, {"fault", "timeout"}}),
       .transport = &request_failures_.Add({{"listener", listener}, {"fault", "transport"}}),
       .callee_failure =
-          &request_failures_.Add({{"listener", listener}, {"fault", "callee_failure"}})};
+          &request_failures_.Add({{"listener", listener}, {"fault", "callee_failure"}}),
+      .cancelled = &request_failures_.Add({{"listener", listener}, {"fault", "cancelled"}})};
 }
 
 ListenerMetrics SidecarMetrics::inbound() {

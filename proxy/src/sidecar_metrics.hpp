@@ -48,6 +48,8 @@ struct FaultCounters {
   prometheus::Counter* timeout = nullptr;
   prometheus::Counter* transport = nullptr;
   prometheus::Counter* callee_failure = nullptr;
+  // In flight when the drain's grace ran out: this sidecar's shutdown, nobody's fault.
+  prometheus::Counter* cancelled = nullptr;
 };
 
 struct ListenerMetrics {

@@ -158,6 +158,13 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
         continue;
       }
       co_return answered(std::move(response));
+    } catch (const boost::system::system_error& cut) {
+      // Cancelled (serve's cut-off at the end of a drain): no answer, nobody's fault; the
+      // pick is abandoned, not held against the endpoint.
+      if (cut.code() == asio::error::operation_aborted) {
+        metrics_.faults.cancelled->Increment();
+      }
+      throw;
     } catch (const http::ClientError& error) {
       const auto failure = classify(error);
       pick.done(std::chrono::steady_clock::now() - started, failure.outcome);

@@ -124,7 +124,9 @@ asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints() 
   // as for the first leaf (kStartupPatience, not the much shorter connect timeout).
   asio::steady_timer deadline(co_await asio::this_coro::executor,
                               context_.settings.startup_patience());
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
   auto first = co_await (watch_.ready() || deadline.async_wait(use_tuple));
+  throw_if_cancelled(cancellation);  // not "Consul did not answer"
   if (first.index() == 0) {
     co_return std::get<0>(std::move(first));
   }
@@ -134,6 +136,9 @@ asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints() 
 asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::connect_upstream(
     TcpSocket& client) {
   const auto executor = co_await asio::this_coro::executor;
+  // Cut off by a drain (serve), nothing below is the endpoint's fault: no failure is
+  // counted or held against it.
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
   const auto snapshot = co_await endpoints();
   std::vector<std::string> tried;
   for (std::uint32_t attempt = 0; attempt < context_.settings.upstream_attempts; ++attempt) {
@@ -166,16 +171,14 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
       fail("no_certificate_yet", "the leaf certificate has not arrived from Consul");
       co_return std::nullopt;
     }
+    // A drain cancels this coroutine (serve): the dial, the handshake and the timer below
+    // end with it.
     TcpSocket dial(executor);
-    // The client may give up while we dial: closing it must also abort the dial.
     std::unique_ptr<TlsStream> stream;
-    const auto ticket = context_.connections.enter(executor, [&dial, &stream, &client] {
-      close_quietly(stream ? stream->next_layer() : dial);
-      close_quietly(client);
-    });
     asio::steady_timer deadline(executor, context_.settings.connect_timeout);
     auto dialed = co_await (dial.async_connect({ip, endpoint.port}, use_tuple) ||
                             deadline.async_wait(use_tuple));
+    throw_if_cancelled(cancellation);
     if (dialed.index() == 1 || std::get<0>(std::get<0>(dialed))) {
       fail(dialed.index() == 1 ? "connect_timeout" : "connect_refused",
            dialed.index() == 1 ? "timeout" : std::get<0>(std::get<0>(dialed)).message());
@@ -187,6 +190,7 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
     // has its own bound.
     deadline.expires_after(context_.settings.handshake_timeout);
     auto handshake = co_await (stream->handshake() || deadline.async_wait(use_tuple));
+    throw_if_cancelled(cancellation);
     if (handshake.index() == 1) {
       fail("handshake_timeout", "no complete handshake before the deadline");
       continue;
@@ -214,30 +218,40 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
 asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thread) {
   const auto executor = co_await asio::this_coro::executor;
   set_no_delay(client);
+  // In the drain's registry from the accept on, whatever the connection is waiting for:
+  // Consul's first answer, the leaf certificate, the dial, the handshake, or (http mode)
+  // the upstream's answer to a request in flight. None of those is on the client
+  // socket, so closing it is not enough: the cut-off also fires `cut_off`, which cancels
+  // whichever of them is pending (and with it the request to the upstream).
+  asio::steady_timer cut_off(executor, asio::steady_timer::time_point::max());
+  TlsStream* server = nullptr;  // set once connected (tcp mode)
+  const auto ticket = context_.connections.enter(executor, [&cut_off, &client, &server] {
+    cut_off.cancel();
+    close_quietly(client);
+    if (server != nullptr) {
+      close_quietly(server->next_layer());
+    }
+  });
   if (spec_.mode == ListenerMode::http) {
-    const auto ticket = context_.connections.enter(executor, [&client] { close_quietly(client); });
     metrics_.active->Increment();
     metrics_.total->Increment();
-    co_await serve_http(client, thread);
+    co_await (serve_http(client, thread) || cut_off.async_wait(use_tuple));
     metrics_.active->Decrement();
     co_return;
   }
-  auto connected = co_await connect_upstream(client);
-  if (!connected) {
-    co_return;  // closing the client tells it: nothing to reach
+  auto connecting = co_await (connect_upstream(client) || cut_off.async_wait(use_tuple));
+  if (connecting.index() == 1 || !std::get<0>(connecting)) {
+    co_return;  // cut off, or nothing to reach: closing the client tells it so
   }
-  auto& server = *connected->stream;
-  const auto ticket = context_.connections.enter(executor, [&server, &client] {
-    close_quietly(server.next_layer());
-    close_quietly(client);
-  });
+  auto& connected = *std::get<0>(connecting);
+  server = connected.stream.get();
   const auto started = std::chrono::steady_clock::now();
   metrics_.active->Increment();
   metrics_.total->Increment();
-  co_await splice(client, server, context_.settings.idle_timeout, metrics_.bytes_from_client,
+  co_await splice(client, *server, context_.settings.idle_timeout, metrics_.bytes_from_client,
                   metrics_.bytes_to_client);
   metrics_.active->Decrement();
-  connected->pick.done(std::chrono::steady_clock::now() - started, connect::Outcome::success);
+  connected.pick.done(std::chrono::steady_clock::now() - started, connect::Outcome::success);
 }
 
 }  // namespace coromesh::sidecar

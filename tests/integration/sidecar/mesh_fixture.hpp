@@ -126,7 +126,7 @@ class SidecarProcess {
   double metric(const std::string& family, const std::vector<std::string>& label_parts = {}) const {
     return metric_sum(metrics(), family, label_parts);
   }
-  std::string log_tail() const { return process_->log_tail(); }
+  std::string log_tail(std::size_t max_bytes = 4000) const { return process_->log_tail(max_bytes); }
   ChildProcess& process() { return *process_; }
 
  private:

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <thread>
 
 #include "mesh_fixture.hpp"
 
@@ -152,6 +153,34 @@ TEST_F(SidecarHttpMode, StoppingOneInstanceFailsNoRequest) {
   EXPECT_EQ(failures, 0) << a_sidecar_->log_tail();
   EXPECT_TRUE(wait_until(
       [&] { return a_sidecar_->metric("coromesh_sidecar_upstream_endpoints") == 1; }, 10s));
+}
+
+// At the end of the grace a drain cuts off a request still in flight to the upstream
+// (every backend answers /slow after 2 s), rather than closing only the client's socket
+// and leaving the request to run past the drain's last wait: the drain ends with no
+// connection left over, and the request counts as cancelled, nobody's failure.
+TEST_F(SidecarHttpMode, ADrainCutsOffARequestInFlightToTheUpstream) {
+  const auto port = free_port();
+  SidecarProcess draining(consul_, logs_.path(), "draining-sidecar",
+                          {"--service", "a2", "--upstream", "b:" + std::to_string(port) + ":http",
+                           "--shutdown-grace", "300ms"});
+  ASSERT_TRUE(
+      wait_until([&] { return draining.metric("coromesh_sidecar_upstream_endpoints") == 2; }, 30s));
+  ASSERT_EQ(HttpConnection(port).request("GET", "/warm").first, 200) << draining.log_tail();
+  const int before = b1_.requests() + b2_.requests();
+  std::pair<int, std::string> slow{-1, ""};
+  std::thread client([&] { slow = HttpConnection(port).request("GET", "/slow/cut"); });
+  const bool reached = wait_until([&] { return b1_.requests() + b2_.requests() > before; }, 10s);
+  draining.process().signal(SIGTERM);
+  const auto exit_code = draining.process().wait_exit(10s);
+  client.join();
+  ASSERT_TRUE(reached) << "the request never reached a backend" << draining.log_tail();
+  EXPECT_EQ(exit_code, 0) << draining.log_tail();
+  EXPECT_EQ(slow.first, 0) << "cut off at the grace, before the backend's answer: " << slow.second;
+  const auto log = draining.log_tail(64 * 1024);
+  EXPECT_EQ(log.find("sidecar.drain.unfinished"), std::string::npos) << log;
+  EXPECT_EQ(log.find("sidecar.upstream.request_failed"), std::string::npos)
+      << "a cut-off is not the endpoint's failure: " << log;
 }
 
 TEST_F(SidecarHttpMode, ReachesConsulsOwnInboundProxy) {

@@ -7,7 +7,9 @@
 #include <boost/json/serialize.hpp>
 #include <map>
 #include <random>
+#include <thread>
 
+#include "black_hole.hpp"
 #include "mesh_fixture.hpp"
 #include "test_certificate_authority.hpp"
 
@@ -246,6 +248,42 @@ TEST_F(SidecarMesh, SigtermDrainsOpenConnectionsThenCutsThemOffAtTheGrace) {
   // Phase 2: at the grace the rest is cut off and the process exits cleanly.
   EXPECT_EQ(b_sidecar->process().wait_exit(10s), 0) << b_sidecar->log_tail();
   EXPECT_EQ(open.request("GET", "/after").first, 0);
+}
+
+// A tcp-mode connection still dialing its upstream (a black-holed endpoint) is in the
+// drain's registry: the drain waits for it up to the grace, then cuts it off; the
+// aborted dial is not counted as the endpoint's connect failure.
+TEST_F(SidecarMesh, ADrainCutsOffAConnectionStillDialingItsUpstream) {
+  const BlackHole hole;
+  const json::object registration{{"Name", "held"},
+                                  {"ID", "held-1"},
+                                  {"Address", "127.0.0.1"},
+                                  {"Port", hole.port()},
+                                  {"Connect", json::object{{"Native", true}}}};
+  const auto answer =
+      consul_.api("PUT", "/v1/agent/service/register", json::serialize(registration));
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  const auto port = free_port();
+  SidecarProcess draining(consul_, logs_.path(), "draining-sidecar",
+                          {"--service", "a", "--upstream", "held:" + std::to_string(port),
+                           "--connect-timeout", "60s", "--shutdown-grace", "300ms"});
+  ASSERT_TRUE(
+      wait_until([&] { return draining.metric("coromesh_sidecar_upstream_endpoints") == 1; }, 30s));
+  const int client = connect_blocking(port, 10s);
+  ASSERT_GE(client, 0);
+  // The dial begins once the sidecar has its leaf: its handshake counter would move only
+  // after the dial, so give it time rather than a signal to wait on.
+  std::this_thread::sleep_for(1s);
+  draining.process().signal(SIGTERM);
+  EXPECT_EQ(draining.process().wait_exit(10s), 0) << draining.log_tail();
+  char byte = 0;
+  EXPECT_EQ(::recv(client, &byte, 1, 0), 0) << "closed by the cut-off";
+  ::close(client);
+  const auto log = draining.log_tail(64 * 1024);
+  EXPECT_NE(log.find("cut_off=1"), std::string::npos) << log;
+  EXPECT_EQ(log.find("sidecar.upstream.connect_failed"), std::string::npos)
+      << "an aborted dial is not the endpoint's failure: " << log;
+  EXPECT_EQ(log.find("sidecar.drain.unfinished"), std::string::npos) << log;
 }
 
 TEST_F(SidecarMesh, ACaRootRotationReachesBothSidecarsWithoutCuttingOpenConnections) {
