@@ -101,6 +101,8 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
                              std::min<std::chrono::nanoseconds>(
                                  context_.settings.startup_patience(),
                                  deadline.when() - std::chrono::steady_clock::now())) != nullptr;
+  const bool carries_deadline = request.find(qos::kDeadlineHeader) != request.end();
+  const std::size_t endpoint_total = snapshot ? snapshot->size() : 0;
   std::vector<std::string> tried;
   std::optional<http::Response> last;  // a retryable 502/503, answered if nothing better comes
   const auto received = std::chrono::steady_clock::now();
@@ -141,8 +143,13 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
     }
     const auto& endpoint = pick.endpoint();
     tried.push_back(endpoint.key);
-    http::Request attempt_request = request;  // kept whole for a retry
-    if (request.find(qos::kDeadlineHeader) != request.end()) {
+    // Kept whole for a retry, unless none can follow (no attempt or no untried endpoint
+    // left): then it is moved, not copied (a copy allocates every field again).
+    const bool last_attempt =
+        attempt + 1 >= context_.settings.upstream_attempts || tried.size() >= endpoint_total;
+    http::Request attempt_request =
+        last_attempt ? http::Request(std::move(request)) : http::Request(request);
+    if (carries_deadline) {
       attempt_request.set(qos::kDeadlineHeader, deadline.header_value());
     }
     const auto started = std::chrono::steady_clock::now();
