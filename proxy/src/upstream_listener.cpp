@@ -140,6 +140,19 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
   // counted or held against it.
   const auto cancellation = co_await asio::this_coro::cancellation_state;
   const auto snapshot = co_await endpoints();
+  // Our own leaf before any endpoint is picked: without it every dial would fail, and
+  // each failure be held against a healthy endpoint (outlier ejection) for what is this
+  // sidecar's state.
+  const auto tls_context = co_await current_tls_context(context_.certificates, false,
+                                                        context_.settings.startup_patience());
+  if (!tls_context) {
+    context_.metrics.upstream_connect_failure(spec_.service, "no_certificate_yet");
+    log::write_limited(log::Level::warn, "sidecar.upstream.connect_failed", spec_.service,
+                       {{"upstream", spec_.service},
+                        {"reason", "no_certificate_yet"},
+                        {"detail", "the leaf certificate has not arrived from Consul"}});
+    co_return std::nullopt;
+  }
   std::vector<std::string> tried;
   for (std::uint32_t attempt = 0; attempt < context_.settings.upstream_attempts; ++attempt) {
     auto pick = balancer_.pick(snapshot, tried);
@@ -164,12 +177,6 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
     if (ec) {
       fail("bad_address", endpoint.address);
       continue;
-    }
-    auto tls_context = co_await current_tls_context(context_.certificates, false,
-                                                    context_.settings.startup_patience());
-    if (!tls_context) {
-      fail("no_certificate_yet", "the leaf certificate has not arrived from Consul");
-      co_return std::nullopt;
     }
     // A drain cancels this coroutine (serve): the dial, the handshake and the timer below
     // end with it.

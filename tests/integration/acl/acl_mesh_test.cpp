@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
+#include <map>
 
 #include "consul_acl.hpp"
 #include "mesh_fixture.hpp"
@@ -144,6 +145,50 @@ TEST_F(AclMesh, ARevokedTokenKeepsKnownCallersServedAndARewrittenTokenFileRecove
   std::this_thread::sleep_for(1500ms);
   EXPECT_EQ(b_forbidden(), settled) << "still forbidden after the rotation";
   EXPECT_EQ(exchange(a_upstream_, "ping"), "b1:ping");
+}
+
+// A sidecar whose token cannot get its own leaf (here: another service's token) fails
+// every connection on "no certificate yet", and blames no endpoint for it: once a
+// rewritten token file brings the leaf, its connections spread over both of B's
+// instances. Blamed, one of them had been ejected (5 failures in a row) for 30 s.
+TEST_F(AclMesh, ASidecarWithoutItsOwnLeafHoldsNoFailureAgainstAnEndpoint) {
+  set_intentions(consul_, "b", {{"a", "allow"}, {"c", "allow"}});
+  TaggedEchoServer b2("b2");
+  const auto ports = free_ports(2);
+  SidecarProcess b2_sidecar(consul_, dir_.path(), "b2-sidecar",
+                            {"--service", "b", "--service-addr", b2.address(), "--listen",
+                             "127.0.0.1:" + std::to_string(ports[0]), "--register", "--instance-id",
+                             "b2-sidecar-proxy", "--consul-token-file", b_file_.string()});
+  const auto c_file = dir_.path() / "c.token";
+  write_token_file(c_file, a_token_.secret_id);  // not c's: Consul refuses c's leaf
+  const auto c_upstream = ports[1];
+  SidecarProcess c_sidecar(
+      consul_, dir_.path(), "c-sidecar",
+      {"--service", "c", "--upstream", "b:" + std::to_string(c_upstream), "--consul-token-file",
+       c_file.string(), "--handshake-timeout", "500ms"});
+  ASSERT_TRUE(
+      wait_until([&] { return c_sidecar.metric("coromesh_sidecar_upstream_endpoints") == 2; }, 30s))
+      << c_sidecar.log_tail();
+  // Five failures in a row on each endpoint, were they blamed.
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(exchange(c_upstream, "early", 5s), "") << c_sidecar.log_tail();
+  }
+  EXPECT_EQ(c_sidecar.metric("coromesh_sidecar_upstream_connect_failures_total",
+                             {R"(reason="no_certificate_yet")"}),
+            12);
+
+  const auto c_token = create_service_token(consul_, "c");
+  write_token_file(c_file, c_token.secret_id);
+  ASSERT_TRUE(
+      wait_until([&] { return exchange(c_upstream, "ping", 2s).ends_with(":ping"); }, 30s, 200ms))
+      << c_sidecar.log_tail();
+  std::map<std::string, int> by_instance;
+  for (int i = 0; i < 20; ++i) {
+    const auto answer = exchange(c_upstream, "x", 5s);
+    ++by_instance[answer.substr(0, answer.find(':'))];
+  }
+  EXPECT_GE(by_instance["b1"], 5) << "an endpoint was ejected for the sidecar's own state";
+  EXPECT_GE(by_instance["b2"], 5) << "an endpoint was ejected for the sidecar's own state";
 }
 
 }  // namespace
