@@ -13,6 +13,7 @@
 
 #include "coromesh/connect/peer_serial.hpp"
 #include "coromesh/connect/peer_verifier.hpp"
+#include "coromesh/connect/tls_session_cache.hpp"
 #include "coromesh/log/logger.hpp"
 #include "coromesh/runtime/run_on.hpp"
 
@@ -239,7 +240,8 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
     }
     co_return;
   }
-  context_.metrics.handshake(metrics_.listener, "accepted", "");
+  context_.metrics.handshake(metrics_.listener, "accepted",
+                             connect::resumed(stream.native_handle()) ? "resumed" : "");
   if (target_.mode == ListenerMode::http) {
     co_await (
         serve_http(stream, *verdict.peer, connect::peer_serial(stream.native_handle()), thread) ||

@@ -193,6 +193,7 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
     }
     set_no_delay(dial);
     stream = std::make_unique<TlsStream>(std::move(dial), tls_context, TlsSocket::Role::client);
+    sessions_->offer(stream->native_handle(), endpoint.key, tls_context);
     // The TCP connect is the peer's kernel's answer, the handshake its process's: each
     // has its own bound.
     deadline.expires_after(context_.settings.handshake_timeout);
@@ -214,7 +215,8 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
       fail(connect::to_string(verdict.refusal), verdict.detail);
       continue;
     }
-    context_.metrics.handshake(metrics_.listener, "accepted", "");
+    context_.metrics.handshake(metrics_.listener, "accepted",
+                               connect::resumed(stream->native_handle()) ? "resumed" : "");
     metrics_.connect_duration->Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     co_return Connected{.stream = std::move(stream), .pick = std::move(pick)};

@@ -9,7 +9,8 @@
 // --connect-timeout; the peer must chain to the roots and name the upstream service
 // (spiffe://…/svc/<service>); on any failure the endpoint's failure is reported to the
 // balancer (outlier ejection) and another endpoint is tried, up to --upstream-attempts.
-// Then the two pumps.
+// Then the two pumps. Each endpoint's last TLS session is kept (connect::TlsSessionCache):
+// the next connection to it resumes that session, an abbreviated handshake.
 //
 // http mode (spec.mode == http, see upstream_http.cpp): the listener speaks HTTP/1.1 to
 // the local client and sends each request on its own to an endpoint chosen for it, over
@@ -34,6 +35,7 @@
 
 #include "coromesh/connect/endpoint_watch.hpp"
 #include "coromesh/connect/load_balancer.hpp"
+#include "coromesh/connect/tls_session_cache.hpp"
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/message.hpp"
 #include "coromesh/runtime/io_pool.hpp"
@@ -76,6 +78,9 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
   ListenerMetrics metrics_;
   connect::EndpointWatch watch_;
   connect::LoadBalancer balancer_;
+  // tcp mode: the last session of each endpoint, for the next connection to resume.
+  std::shared_ptr<connect::TlsSessionCache> sessions_ =
+      std::make_shared<connect::TlsSessionCache>();
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
   boost::asio::cancellation_signal stop_watch_;
   std::uint16_t port_ = 0;

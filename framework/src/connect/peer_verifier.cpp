@@ -93,6 +93,19 @@ PeerVerification verify_peer(SSL* ssl, const PeerExpectation& expected) {
   if (auto result = SSL_get_verify_result(ssl); result != X509_V_OK) {
     return refuse_chain(result);
   }
+  if (SSL_session_reused(ssl) == 1) {
+    // The chain was verified at the full handshake this session resumes (tls_session_cache.hpp),
+    // minutes ago at most; the certificate may have expired since. (0 from the
+    // comparison: a time OpenSSL cannot read, refused as expired.)
+    if (X509_cmp_current_time(X509_get0_notAfter(cert.get())) <= 0) {
+      return refuse(PeerRefusal::expired_certificate,
+                    "the resumed session's certificate has expired");
+    }
+    if (X509_cmp_current_time(X509_get0_notBefore(cert.get())) > 0) {
+      return refuse(PeerRefusal::not_yet_valid_certificate,
+                    "the resumed session's certificate is not valid yet");
+    }
+  }
   auto uris = uri_sans(cert.get());
   if (uris.empty()) {
     return refuse(PeerRefusal::no_spiffe_uri, "the certificate has no URI SAN");

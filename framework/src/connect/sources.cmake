@@ -4,6 +4,7 @@
 list(APPEND COROMESH_FRAMEWORK_SOURCES
   src/connect/spiffe_id.cpp
   src/connect/tls_contexts.cpp
+  src/connect/tls_session_cache.cpp
   src/connect/peer_verifier.cpp
   src/connect/certificate_source.cpp
   src/connect/authorizer.cpp

@@ -9,6 +9,8 @@
 #include <boost/system/error_code.hpp>
 #include <string>
 
+#include "coromesh/connect/tls_session_cache.hpp"
+
 namespace coromesh::connect {
 namespace {
 
@@ -24,6 +26,7 @@ constexpr const char* kTls12Ciphers =
 // refuses to resume sessions of verified clients (and a new context per generation means
 // sessions never cross a rotation).
 constexpr unsigned char kSessionIdContext[] = "coromesh-connect";
+constexpr long kSessionLifetimeSeconds = 300;
 
 void check(const boost::system::error_code& ec, std::string_view what) {
   if (ec) {
@@ -75,6 +78,12 @@ std::shared_ptr<ssl::context> make_tls_context(TlsRole role, const consul::LeafC
   if (role == TlsRole::server) {
     mode |= ssl::verify_fail_if_no_peer_cert;
     SSL_CTX_set_session_id_context(native, kSessionIdContext, sizeof(kSessionIdContext) - 1);
+    // How long a ticket this context issues may be resumed: short, so that a resumed
+    // connection stands on a full handshake of a few minutes ago (verify_peer also
+    // checks that the certificate the session carries is still valid).
+    SSL_CTX_set_timeout(native, kSessionLifetimeSeconds);
+  } else {
+    TlsSessionCache::install_on(native);
   }
   context->set_verify_mode(mode);
   return context;

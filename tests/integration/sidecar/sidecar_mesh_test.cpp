@@ -201,6 +201,11 @@ TEST_F(SidecarMesh, InteroperatesWithConsulConnectProxyBothWays) {
   payload.back() = '\n';
   EXPECT_TRUE(exchange(a_to_c, payload, 10s, false) == "c1:" + payload)
       << "256 KiB through Consul's inbound proxy";
+  // New connections offer the session of the last one (Go's server may resume it or not):
+  // each must work either way.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(exchange(a_to_c, "again\n", 10s, false), "c1:again\n") << a_sidecar->log_tail();
+  }
 
   // Consul's upstream listener dialing our inbound one.
   auto d_proxy =
@@ -211,6 +216,25 @@ TEST_F(SidecarMesh, InteroperatesWithConsulConnectProxyBothWays) {
   EXPECT_TRUE(exchange(consul_to_b, payload, 10s, false) == "b1:" + payload)
       << "256 KiB from Consul's upstream listener";
   EXPECT_GE(b_sidecar->metric("coromesh_sidecar_handshakes_total", {R"(result="accepted")"}), 2);
+}
+
+// Each new connection to an endpoint resumes the TLS session of the one before: both
+// sidecars count the resumed handshakes, and the bytes still come from the right place.
+TEST_F(SidecarMesh, NewConnectionsToAnEndpointResumeItsLastTlsSession) {
+  TaggedEchoServer a("a"), b("b1");
+  const auto ports = free_ports(3);
+  auto b_sidecar = sidecar("b-sidecar", "b", b, ports[0]);
+  auto a_sidecar =
+      sidecar("a-sidecar", "a", a, ports[1], {"--upstream", "b:" + std::to_string(ports[2])});
+  ASSERT_TRUE(reaches(ports[2], {"b1"})) << a_sidecar->log_tail() << b_sidecar->log_tail();
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(exchange(ports[2], "n" + std::to_string(i), 5s), "b1:n" + std::to_string(i));
+  }
+  const std::vector<std::string> resumed{R"(result="accepted")", R"(reason="resumed")"};
+  EXPECT_GE(a_sidecar->metric("coromesh_sidecar_handshakes_total", resumed), 9)
+      << a_sidecar->metrics();
+  EXPECT_GE(b_sidecar->metric("coromesh_sidecar_handshakes_total", resumed), 9)
+      << b_sidecar->metrics();
 }
 
 TEST_F(SidecarMesh, SigtermDrainsOpenConnectionsThenCutsThemOffAtTheGrace) {
