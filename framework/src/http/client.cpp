@@ -36,6 +36,8 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kHeaderLimit = 64 * 1024;  // of a response
+// Interim (1xx) responses skipped before the final one; more is a bad response.
+constexpr std::size_t kMaxInterimResponses = 8;
 
 class ClientCategory final : public std::error_category {
  public:
@@ -124,6 +126,11 @@ bool is_parse_error(const error_code& ec) {
   static const auto& category = make_error_code(beast::http::error::bad_version).category();
   return ec.category() == category && ec != beast::http::error::end_of_stream &&
          ec != beast::http::error::partial_message;
+}
+
+// 1xx but 101, which switches the connection to another protocol.
+bool is_interim(unsigned status) {
+  return status >= 100 && status < 200 && status != 101;
 }
 
 struct Attempt {
@@ -280,18 +287,37 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   // The connection's own read buffer: empty here (a connection is parked only when its
   // last response left nothing behind), and its memory is reused from call to call.
   beast::flat_buffer& buffer = buffers.read;
-  beast::http::response_parser<beast::http::string_body> parser;
-  parser.body_limit(options.body_limit);
-  parser.header_limit(kHeaderLimit);
-  if (request.method() == Verb::head) {
-    parser.skip(true);
+  // RFC 9110 §15.2: interim (1xx) responses may come before the final one, asked for or
+  // not (100 Continue, 102 Processing, 103 Early Hints). They carry nothing this client
+  // uses and are skipped, each with a parser of its own; a bounded number of them, so a
+  // callee sending nothing else cannot keep the call reading until its deadline.
+  std::optional<beast::http::response_parser<beast::http::string_body>> parser;
+  error_code read_ec;
+  std::size_t interim = 0;
+  for (;; ++interim) {
+    if (interim > kMaxInterimResponses) {
+      co_return failed(ClientErrc::bad_response, "bad response: more than " +
+                                                     std::to_string(kMaxInterimResponses) +
+                                                     " interim (1xx) responses");
+    }
+    parser.emplace();
+    parser->body_limit(options.body_limit);
+    parser->header_limit(kHeaderLimit);
+    if (request.method() == Verb::head) {
+      parser->skip(true);
+    }
+    // The whole header counted against the limit, however it is split (see framing.hpp).
+    read_ec = co_await framing::read_message(stream, buffer, *parser, kHeaderLimit);
+    if (read_ec || !is_interim(parser->get().result_int())) {
+      break;
+    }
   }
-  // The whole header counted against the limit, however it is split (see framing.hpp).
-  const auto read_ec = co_await framing::read_message(stream, buffer, parser, kHeaderLimit);
+  // Bytes of an answer came (an interim response counts): the callee had the request.
+  const bool got_some = interim > 0 || parser->got_some();
   if (read_ec && call_deadline.fired()) {
     co_return failed(ClientErrc::timeout,
                      "timed out after " + elapsed_ms(start) +
-                         (parser.got_some() ? " reading the response" : " waiting for a response"));
+                         (got_some ? " reading the response" : " waiting for a response"));
   }
   throw_if_aborted(read_ec);
   if (read_ec == beast::http::error::body_limit) {
@@ -306,13 +332,13 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
     co_return failed(ClientErrc::bad_response, "bad response: " + read_ec.message());
   }
   if (read_ec) {
-    if (!parser.got_some() && detail::is_tls_failure(read_ec)) {
+    if (!got_some && detail::is_tls_failure(read_ec)) {
       // A TLS 1.3 server checks our certificate after our side of the handshake is done:
       // its refusal arrives as an alert in place of the response.
       co_return failed(ClientErrc::tls_handshake, "the server ended the TLS session: " +
                                                       detail::describe_tls_failure(read_ec));
     }
-    if (!parser.got_some() && closed_before_response(read_ec)) {
+    if (!got_some && closed_before_response(read_ec)) {
       attempt.closed_before_response = true;
       co_return failed(ClientErrc::outcome_unknown,
                        "closed the connection before responding; the request may or may not "
@@ -322,12 +348,17 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
                      "connection lost while reading the response: " + read_ec.message());
   }
 
+  if (parser->get().result() == Status::switching_protocols) {
+    // Never asked for (no Upgrade is sent): what follows on the connection is not HTTP.
+    co_return failed(ClientErrc::bad_response, "bad response: 101 Switching Protocols unasked");
+  }
+
   // Reuse only what is known to be clean: both sides keep-alive (HTTP/1.0 and
   // `Connection: close` say no), the body was framed by a length, and nothing beyond
   // this response arrived.
   attempt.reusable =
-      parser.keep_alive() && request.keep_alive() && buffer.size() == 0 && !call_deadline.fired();
-  attempt.response = parser.release();
+      parser->keep_alive() && request.keep_alive() && buffer.size() == 0 && !call_deadline.fired();
+  attempt.response = parser->release();
   buffers.release_if_large();
   co_return attempt;
 }
