@@ -278,11 +278,21 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
     co_return failed(ClientErrc::timeout, "timed out after " + elapsed_ms(start) + " sending");
   }
   throw_if_aborted(write_ec);
-  if (write_ec) {
+  // A callee may answer before it has read the whole request (a 413 for a body too large,
+  // a 401 before the upload) and close: the rest of the write then fails with a reset,
+  // but the answer is already here to read (RFC 9112 §9.6: the client should watch for
+  // it while sending). It is the callee's verdict, often the caller's own fault; reporting
+  // a lost connection instead blamed the callee (a transport failure for its breaker) and
+  // invited a retry of the same doomed request. Only without such an answer is the
+  // write's failure the call's.
+  const bool sent = !write_ec;
+  if (!sent) {
     attempt.closed_before_response = closed_before_response(write_ec);
-    co_return failed(ClientErrc::connection_closed,
-                     "connection lost while sending: " + write_ec.message());
   }
+  auto failed_sending = [&] {
+    return failed(ClientErrc::connection_closed,
+                  "connection lost while sending: " + write_ec.message());
+  };
 
   // The connection's own read buffer: empty here (a connection is parked only when its
   // last response left nothing behind), and its memory is reused from call to call.
@@ -320,6 +330,9 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
                          (got_some ? " reading the response" : " waiting for a response"));
   }
   throw_if_aborted(read_ec);
+  if (read_ec && !sent) {
+    co_return failed_sending();
+  }
   if (read_ec == beast::http::error::body_limit) {
     co_return failed(ClientErrc::bad_response,
                      "response body exceeds " + std::to_string(options.body_limit) + " bytes");
@@ -356,8 +369,8 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   // Reuse only what is known to be clean: both sides keep-alive (HTTP/1.0 and
   // `Connection: close` say no), the body was framed by a length, and nothing beyond
   // this response arrived.
-  attempt.reusable =
-      parser->keep_alive() && request.keep_alive() && buffer.size() == 0 && !call_deadline.fired();
+  attempt.reusable = sent && parser->keep_alive() && request.keep_alive() && buffer.size() == 0 &&
+                     !call_deadline.fired();
   attempt.response = parser->release();
   buffers.release_if_large();
   co_return attempt;

@@ -88,5 +88,61 @@ TEST_F(HttpClient, EndlessInterimResponsesAreBadResponse) {
   });
 }
 
+// Reads a request's header only, answers 413 at once and closes with the body unread
+// (the kernel then resets the connection): the callee refusing an upload early.
+asio::awaitable<void> refuse_upload_early(beast::tcp_stream& stream) {
+  beast::flat_buffer buffer;
+  beast::http::request_parser<beast::http::string_body> parser;
+  co_await beast::http::async_read_header(stream, buffer, parser, use_tuple);
+  const std::string refusal =
+      "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo big!";
+  co_await asio::async_write(stream, asio::buffer(refusal), use_tuple);
+  stream.socket().close();
+}
+
+// Far more than loopback's socket buffers hold: the write is still going when the
+// callee's reset arrives.
+Request large_upload(Verb method) {
+  Request request(method, "/upload", 11);
+  request.body() = std::string(32 * 1024 * 1024, 'x');
+  return request;
+}
+
+// The write failed with a reset and the client reported a lost connection (transport:
+// the callee's failure for its breaker, retried by a retry policy) although the callee
+// had answered, and the answer was the caller's fault.
+TEST_F(HttpClient, AnAnswerBeforeTheRequestIsWrittenIsTheAnswer) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    co_await refuse_upload_early(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    auto response = co_await http.send(server.destination(), large_upload(Verb::post),
+                                       Client::Clock::now() + 5s);
+    EXPECT_EQ(response.result_int(), 413u);
+    EXPECT_EQ(response.body(), "too big!");
+  });
+  EXPECT_EQ(http.idle_connections(), 0u);
+}
+
+// On a pooled connection the reset also looked like the race with the callee's idle
+// close, and an idempotent request went out a second time on a new connection.
+TEST_F(HttpClient, AnEarlyAnswerOnAPooledConnectionIsNotTakenForItsIdleClose) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    auto request = co_await read_request(stream, buffer);
+    co_await write_response(stream, echo_target(*request));
+    co_await refuse_upload_early(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    co_await http.get(server.destination(), "/first", 5s);
+    auto response = co_await http.send(server.destination(), large_upload(Verb::put),
+                                       Client::Clock::now() + 5s);
+    EXPECT_EQ(response.result_int(), 413u);
+  });
+  EXPECT_EQ(server.connections(), 1) << "the upload was sent again";
+}
+
 }  // namespace
 }  // namespace coromesh::http
