@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -368,8 +369,13 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
 
   // Reuse only what is known to be clean: both sides keep-alive (HTTP/1.0 and
   // `Connection: close` say no), the body was framed by a length, and nothing beyond
-  // this response arrived.
-  attempt.reusable = sent && parser->keep_alive() && request.keep_alive() && buffer.size() == 0 &&
+  // this response arrived (over TLS, nothing waits in the TLS layer either: the pool's
+  // check of the socket cannot see it, and the next call would take it for its answer).
+  bool nothing_beyond = buffer.size() == 0;
+  if constexpr (std::is_same_v<Stream, detail::ClientConnection::Tls>) {
+    nothing_beyond = nothing_beyond && !detail::tls_holds_unread_bytes(stream.native_handle());
+  }
+  attempt.reusable = sent && parser->keep_alive() && request.keep_alive() && nothing_beyond &&
                      !call_deadline.fired();
   attempt.response = parser->release();
   buffers.release_if_large();
