@@ -363,8 +363,10 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   }
 
   if (parser->get().result() == Status::switching_protocols) {
-    // Never asked for (no Upgrade is sent): what follows on the connection is not HTTP.
-    co_return failed(ClientErrc::bad_response, "bad response: 101 Switching Protocols unasked");
+    // What follows on the connection is another protocol, which this client cannot speak
+    // (it sends no Upgrade of its own): not an answer to return, nor a connection to keep.
+    co_return failed(ClientErrc::bad_response,
+                     "bad response: 101 Switching Protocols to a protocol the client cannot speak");
   }
 
   // Reuse only what is known to be clean: both sides keep-alive (HTTP/1.0 and
