@@ -144,5 +144,57 @@ TEST_F(HttpClient, AnEarlyAnswerOnAPooledConnectionIsNotTakenForItsIdleClose) {
   EXPECT_EQ(server.connections(), 1) << "the upload was sent again";
 }
 
+// Bodies cut short or framed in ways RFC 9112 refuses: the callee's broken answer
+// (bad_response), or a connection lost mid-response (connection_closed, never a retry
+// that might repeat the request's effect), and in no case a connection kept.
+struct BrokenFraming {
+  const char* name;
+  const char* raw;
+  ClientErrc expected;
+};
+
+class HttpClientBrokenFraming : public HttpClient,
+                                public ::testing::WithParamInterface<BrokenFraming> {};
+
+TEST_P(HttpClientBrokenFraming, IsAClearErrorAndLeavesThePoolEmpty) {
+  // Answers, then closes: what was sent is all there is.
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    co_await read_request(stream, buffer);
+    const std::string raw = GetParam().raw;
+    co_await asio::async_write(stream, asio::buffer(raw), use_tuple);
+    stream.socket().close();
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    auto error = co_await call_error(http.get(server.destination(), "/", 2s));
+    EXPECT_EQ(error.code(), GetParam().expected) << error.what();
+  });
+  EXPECT_EQ(http.idle_connections(), 0u);
+  EXPECT_EQ(server.connections(), 1) << "a GET answered in part was sent again";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Responses, HttpClientBrokenFraming,
+    ::testing::Values(
+        BrokenFraming{"ChunkedCutShort",
+                      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nab",
+                      ClientErrc::connection_closed},
+        BrokenFraming{"LengthCutShort", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel",
+                      ClientErrc::connection_closed},
+        BrokenFraming{"BadChunkSize",
+                      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n",
+                      ClientErrc::bad_response},
+        BrokenFraming{"LengthAndChunked",
+                      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "5\r\nhello\r\n0\r\n\r\n",
+                      ClientErrc::bad_response},
+        BrokenFraming{"TwoLengths",
+                      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+                      ClientErrc::bad_response},
+        BrokenFraming{"BadStatusLine", "HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n",
+                      ClientErrc::bad_response}),
+    [](const ::testing::TestParamInfo<BrokenFraming>& info) { return info.param.name; });
+
 }  // namespace
 }  // namespace coromesh::http
