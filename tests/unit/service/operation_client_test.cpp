@@ -1,0 +1,143 @@
+// OperationClient against a loopback callee that answers with raw bytes: what the
+// caller's chain is handed for the callee's error answers.
+
+#include "coromesh/service/operation_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/describe.hpp>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <string>
+
+#include "coromesh/service/operation.hpp"
+#include "coromesh/service/remote_error.hpp"
+
+namespace coromesh {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+struct Question {
+  std::int64_t n = 0;
+};
+BOOST_DESCRIBE_STRUCT(Question, (), (n))
+
+COROMESH_OPERATION(ask, GET, "/ask", Question, std::int64_t);
+
+// Accepts connections on loopback and answers every request with `raw`.
+class RawCallee {
+ public:
+  RawCallee(asio::io_context& io, std::string raw)
+      : acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), raw_(std::move(raw)) {
+    asio::co_spawn(io, accept_loop(), asio::detached);
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [error, socket] = co_await acceptor_.async_accept(use_tuple);
+      if (error) {
+        co_return;
+      }
+      asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket)), asio::detached);
+    }
+  }
+  asio::awaitable<void> serve(tcp::socket socket) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      http::Request request;
+      auto [read_error, n] = co_await beast::http::async_read(socket, buffer, request, use_tuple);
+      if (read_error) {
+        co_return;
+      }
+      co_await asio::async_write(socket, asio::buffer(raw_), use_tuple);
+    }
+  }
+
+  tcp::acceptor acceptor_;
+  std::string raw_;
+};
+
+std::string error_answer(unsigned status, const std::string& body) {
+  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\n" +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// The RemoteError the call ends with; fails the test if it ends otherwise.
+RemoteError remote_error_of(const std::string& answer) {
+  asio::io_context io;
+  RawCallee callee(io, answer);
+  OperationClient client(ask, io.get_executor(), {.upstream = {"127.0.0.1", callee.port()}});
+  std::exception_ptr outcome;
+  bool done = false;
+  asio::co_spawn(io, client.execute(Question{.n = 1}), [&](std::exception_ptr e, std::int64_t) {
+    outcome = e;
+    done = true;
+    io.stop();  // the callee serves on until the io_context goes
+  });
+  io.run_for(std::chrono::seconds(10));
+  if (!done || !outcome) {
+    ADD_FAILURE() << (done ? "the call succeeded" : "the call did not end within 10s");
+    return RemoteError(0, "", "");
+  }
+  try {
+    std::rethrow_exception(outcome);
+  } catch (const RemoteError& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a RemoteError: " << e.what();
+  }
+  return RemoteError(0, "", "");
+}
+
+TEST(OperationClientErrors, CarryTheCalleesStatusCodeAndReason) {
+  const auto error =
+      remote_error_of(error_answer(503, R"({"error": "overloaded", "reason": "try later"})"));
+  EXPECT_EQ(error.status(), 503u);
+  EXPECT_EQ(error.code(), "overloaded");
+  EXPECT_EQ(error.reason(), "try later");
+}
+
+// A callee's error code and reason end in this service's logs and, for an upstream error
+// a handler lets escape, in its own answer to its caller, hop after hop. Only a reason
+// that was not JSON was clipped: a JSON one of megabytes made an exception message,
+// log lines and answers of megabytes.
+TEST(OperationClientErrors, AreClippedHoweverLongTheCalleeMadeThem) {
+  const std::string huge(1024 * 1024, 'x');
+  const auto error = remote_error_of(
+      error_answer(500, R"({"error": ")" + huge + R"(", "reason": ")" + huge + R"("})"));
+  EXPECT_EQ(error.status(), 500u);
+  EXPECT_LE(error.code().size(), 100u);
+  EXPECT_LE(error.reason().size(), 300u);
+  EXPECT_LE(std::string(error.what()).size(), 500u);
+}
+
+// Clipped on a character boundary: the clip goes on in JSON answers.
+TEST(OperationClientErrors, AreClippedBetweenCharacters) {
+  std::string long_reason;
+  while (long_reason.size() < 1000) {
+    long_reason += "\u00e9";  // é, two bytes in UTF-8: an even byte count ends each one
+  }
+  const auto error = remote_error_of(error_answer(503, R"({"reason": "x)" + long_reason + R"("})"));
+  ASSERT_FALSE(error.reason().empty());
+  EXPECT_NE(static_cast<unsigned char>(error.reason().back()), 0xC3u)
+      << "the clip ends with the first byte of a character";
+}
+
+}  // namespace
+}  // namespace coromesh
