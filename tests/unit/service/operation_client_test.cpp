@@ -1,5 +1,5 @@
-// OperationClient against a loopback callee that answers with raw bytes: what the
-// caller's chain is handed for the callee's error answers.
+// OperationClient against a loopback callee that answers with raw bytes (the http::Client
+// tests' server): what the caller's chain is handed for the callee's error answers.
 
 #include "coromesh/service/operation_client.hpp"
 
@@ -7,19 +7,17 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/describe.hpp>
 #include <chrono>
 #include <cstdint>
 #include <exception>
 #include <string>
 
+#include "../http/client_fixture.hpp"
 #include "coromesh/service/operation.hpp"
 #include "coromesh/service/remote_error.hpp"
 
@@ -28,8 +26,7 @@ namespace {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-using tcp = asio::ip::tcp;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+using http::client_testing::use_tuple;
 
 struct Question {
   std::int64_t n = 0;
@@ -38,40 +35,15 @@ BOOST_DESCRIBE_STRUCT(Question, (), (n))
 
 COROMESH_OPERATION(ask, GET, "/ask", Question, std::int64_t);
 
-// Accepts connections on loopback and answers every request with `raw`.
-class RawCallee {
- public:
-  RawCallee(asio::io_context& io, std::string raw)
-      : acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), raw_(std::move(raw)) {
-    asio::co_spawn(io, accept_loop(), asio::detached);
-  }
-  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
-
- private:
-  asio::awaitable<void> accept_loop() {
-    for (;;) {
-      auto [error, socket] = co_await acceptor_.async_accept(use_tuple);
-      if (error) {
-        co_return;
-      }
-      asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket)), asio::detached);
-    }
-  }
-  asio::awaitable<void> serve(tcp::socket socket) {
+// Answers every request on a connection with `raw`.
+http::client_testing::TestServer::Session answer_every_request_with(std::string raw) {
+  return [raw](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
     beast::flat_buffer buffer;
-    for (;;) {
-      http::Request request;
-      auto [read_error, n] = co_await beast::http::async_read(socket, buffer, request, use_tuple);
-      if (read_error) {
-        co_return;
-      }
-      co_await asio::async_write(socket, asio::buffer(raw_), use_tuple);
+    while (co_await http::client_testing::read_request(stream, buffer)) {
+      co_await asio::async_write(stream, asio::buffer(raw), use_tuple);
     }
-  }
-
-  tcp::acceptor acceptor_;
-  std::string raw_;
-};
+  };
+}
 
 std::string error_answer(unsigned status, const std::string& body) {
   return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\n" +
@@ -81,8 +53,8 @@ std::string error_answer(unsigned status, const std::string& body) {
 // The RemoteError the call ends with; fails the test if it ends otherwise.
 RemoteError remote_error_of(const std::string& answer) {
   asio::io_context io;
-  RawCallee callee(io, answer);
-  OperationClient client(ask, io.get_executor(), {.upstream = {"127.0.0.1", callee.port()}});
+  http::client_testing::TestServer callee(io, answer_every_request_with(answer));
+  OperationClient client(ask, io.get_executor(), {.upstream = callee.destination()});
   std::exception_ptr outcome;
   bool done = false;
   asio::co_spawn(io, client.execute(Question{.n = 1}), [&](std::exception_ptr e, std::int64_t) {
