@@ -338,6 +338,11 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
     co_return failed(ClientErrc::bad_response,
                      "response body exceeds " + std::to_string(options.body_limit) + " bytes");
   }
+  if (read_ec == beast::http::error::buffer_overflow) {
+    co_return failed(ClientErrc::bad_response,
+                     "response framing (a chunk-size line or the trailers) exceeds " +
+                         std::to_string(detail::ClientBuffers::kReadLimit) + " bytes");
+  }
   if (read_ec == beast::http::error::header_limit) {
     co_return failed(ClientErrc::bad_response,
                      "response header exceeds " + std::to_string(kHeaderLimit) + " bytes");

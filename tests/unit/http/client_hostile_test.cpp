@@ -196,5 +196,39 @@ INSTANTIATE_TEST_SUITE_P(
                       ClientErrc::bad_response}),
     [](const ::testing::TestParamInfo<BrokenFraming>& info) { return info.param.name; });
 
+// A chunk-size line or a trailer section without end: Beast 1.81 bounds neither (only
+// the body's bytes count against body_limit), so the client buffered whatever the callee
+// sent until the deadline: 40 MiB of one chunk extension made 40 MiB of memory.
+class HttpClientEndlessFramingLine : public HttpClient,
+                                     public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(HttpClientEndlessFramingLine, IsBadResponseOnceItOutgrowsTheReadBuffer) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    co_await read_request(stream, buffer);
+    const std::string head =
+        std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n") + GetParam();
+    co_await asio::async_write(stream, asio::buffer(head), use_tuple);
+    const std::string endless(64 * 1024, 'a');
+    for (int i = 0; i < 64; ++i) {  // 4 MiB, until the client stops reading
+      auto [error, n] = co_await asio::async_write(stream, asio::buffer(endless), use_tuple);
+      if (error) {
+        co_return;
+      }
+    }
+    co_await wait_for_close(stream);
+  });
+  auto& http = client({.body_limit = 1024 * 1024});
+  run([&]() -> asio::awaitable<void> {
+    auto error = co_await call_error(http.get(server.destination(), "/", 5s));
+    EXPECT_EQ(error.code(), ClientErrc::bad_response) << error.what();
+    EXPECT_NE(std::string(error.what()).find("exceeds"), std::string::npos) << error.what();
+  });
+  EXPECT_EQ(http.idle_connections(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Responses, HttpClientEndlessFramingLine,
+                         ::testing::Values("5;extension=", "0\r\nX-Trailer: "));
+
 }  // namespace
 }  // namespace coromesh::http
