@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -36,6 +37,8 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kHeaderLimit = 64 * 1024;  // of a response
+// Interim (1xx) responses skipped before the final one; more is a bad response.
+constexpr std::size_t kMaxInterimResponses = 8;
 
 class ClientCategory final : public std::error_category {
  public:
@@ -124,6 +127,11 @@ bool is_parse_error(const error_code& ec) {
   static const auto& category = make_error_code(beast::http::error::bad_version).category();
   return ec.category() == category && ec != beast::http::error::end_of_stream &&
          ec != beast::http::error::partial_message;
+}
+
+// 1xx but 101, which switches the connection to another protocol.
+bool is_interim(unsigned status) {
+  return status >= 100 && status < 200 && status != 101;
 }
 
 struct Attempt {
@@ -271,32 +279,69 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
     co_return failed(ClientErrc::timeout, "timed out after " + elapsed_ms(start) + " sending");
   }
   throw_if_aborted(write_ec);
-  if (write_ec) {
+  // A callee may answer before it has read the whole request (a 413 for a body too large,
+  // a 401 before the upload) and close: the rest of the write then fails with a reset,
+  // but the answer is already here to read (RFC 9112 §9.6: the client should watch for
+  // it while sending). It is the callee's verdict, often the caller's own fault; reporting
+  // a lost connection instead blamed the callee (a transport failure for its breaker) and
+  // invited a retry of the same doomed request. Only without such an answer is the
+  // write's failure the call's.
+  const bool sent = !write_ec;
+  if (!sent) {
     attempt.closed_before_response = closed_before_response(write_ec);
-    co_return failed(ClientErrc::connection_closed,
-                     "connection lost while sending: " + write_ec.message());
   }
+  auto failed_sending = [&] {
+    return failed(ClientErrc::connection_closed,
+                  "connection lost while sending: " + write_ec.message());
+  };
 
   // The connection's own read buffer: empty here (a connection is parked only when its
   // last response left nothing behind), and its memory is reused from call to call.
   beast::flat_buffer& buffer = buffers.read;
-  beast::http::response_parser<beast::http::string_body> parser;
-  parser.body_limit(options.body_limit);
-  parser.header_limit(kHeaderLimit);
-  if (request.method() == Verb::head) {
-    parser.skip(true);
+  // RFC 9110 §15.2: interim (1xx) responses may come before the final one, asked for or
+  // not (100 Continue, 102 Processing, 103 Early Hints). They carry nothing this client
+  // uses and are skipped, each with a parser of its own; a bounded number of them, so a
+  // callee sending nothing else cannot keep the call reading until its deadline.
+  std::optional<beast::http::response_parser<beast::http::string_body>> parser;
+  error_code read_ec;
+  std::size_t interim = 0;
+  for (;; ++interim) {
+    if (interim > kMaxInterimResponses) {
+      co_return failed(ClientErrc::bad_response, "bad response: more than " +
+                                                     std::to_string(kMaxInterimResponses) +
+                                                     " interim (1xx) responses");
+    }
+    parser.emplace();
+    parser->body_limit(options.body_limit);
+    parser->header_limit(kHeaderLimit);
+    if (request.method() == Verb::head) {
+      parser->skip(true);
+    }
+    // The whole header counted against the limit, however it is split (see framing.hpp).
+    read_ec = co_await framing::read_message(stream, buffer, *parser, kHeaderLimit);
+    if (read_ec || !is_interim(parser->get().result_int())) {
+      break;
+    }
   }
-  // The whole header counted against the limit, however it is split (see framing.hpp).
-  const auto read_ec = co_await framing::read_message(stream, buffer, parser, kHeaderLimit);
+  // Bytes of an answer came (an interim response counts): the callee had the request.
+  const bool got_some = interim > 0 || parser->got_some();
   if (read_ec && call_deadline.fired()) {
     co_return failed(ClientErrc::timeout,
                      "timed out after " + elapsed_ms(start) +
-                         (parser.got_some() ? " reading the response" : " waiting for a response"));
+                         (got_some ? " reading the response" : " waiting for a response"));
   }
   throw_if_aborted(read_ec);
+  if (read_ec && !sent) {
+    co_return failed_sending();
+  }
   if (read_ec == beast::http::error::body_limit) {
     co_return failed(ClientErrc::bad_response,
                      "response body exceeds " + std::to_string(options.body_limit) + " bytes");
+  }
+  if (read_ec == beast::http::error::buffer_overflow) {
+    co_return failed(ClientErrc::bad_response,
+                     "response framing (a chunk-size line or the trailers) exceeds " +
+                         std::to_string(detail::ClientBuffers::kReadLimit) + " bytes");
   }
   if (read_ec == beast::http::error::header_limit) {
     co_return failed(ClientErrc::bad_response,
@@ -306,13 +351,13 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
     co_return failed(ClientErrc::bad_response, "bad response: " + read_ec.message());
   }
   if (read_ec) {
-    if (!parser.got_some() && detail::is_tls_failure(read_ec)) {
+    if (!got_some && detail::is_tls_failure(read_ec)) {
       // A TLS 1.3 server checks our certificate after our side of the handshake is done:
       // its refusal arrives as an alert in place of the response.
       co_return failed(ClientErrc::tls_handshake, "the server ended the TLS session: " +
                                                       detail::describe_tls_failure(read_ec));
     }
-    if (!parser.got_some() && closed_before_response(read_ec)) {
+    if (!got_some && closed_before_response(read_ec)) {
       attempt.closed_before_response = true;
       co_return failed(ClientErrc::outcome_unknown,
                        "closed the connection before responding; the request may or may not "
@@ -322,12 +367,24 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
                      "connection lost while reading the response: " + read_ec.message());
   }
 
+  if (parser->get().result() == Status::switching_protocols) {
+    // What follows on the connection is another protocol, which this client cannot speak
+    // (it sends no Upgrade of its own): not an answer to return, nor a connection to keep.
+    co_return failed(ClientErrc::bad_response,
+                     "bad response: 101 Switching Protocols to a protocol the client cannot speak");
+  }
+
   // Reuse only what is known to be clean: both sides keep-alive (HTTP/1.0 and
   // `Connection: close` say no), the body was framed by a length, and nothing beyond
-  // this response arrived.
-  attempt.reusable =
-      parser.keep_alive() && request.keep_alive() && buffer.size() == 0 && !call_deadline.fired();
-  attempt.response = parser.release();
+  // this response arrived (over TLS, nothing waits in the TLS layer either: the pool's
+  // check of the socket cannot see it, and the next call would take it for its answer).
+  bool nothing_beyond = buffer.size() == 0;
+  if constexpr (std::is_same_v<Stream, detail::ClientConnection::Tls>) {
+    nothing_beyond = nothing_beyond && !detail::tls_holds_unread_bytes(stream.native_handle());
+  }
+  attempt.reusable = sent && parser->keep_alive() && request.keep_alive() && nothing_beyond &&
+                     !call_deadline.fired();
+  attempt.response = parser->release();
   buffers.release_if_large();
   co_return attempt;
 }

@@ -32,9 +32,15 @@ struct ClientBuffers {
   // Beyond this a buffer is given back after the call: a connection parked after one
   // large exchange must not keep its memory while idle.
   static constexpr std::size_t kKeptCapacity = 16 * 1024;
+  // The most of a response held unparsed at once. A valid one never needs more than its
+  // header (limited to 64 KiB) and one 64 KiB read; Beast's parser takes body bytes as
+  // they come but bounds neither a chunk-size line nor the trailers, which a callee could
+  // otherwise stretch until the deadline, all of it in memory. Reading past this fails
+  // with buffer_overflow.
+  static constexpr std::size_t kReadLimit = 128 * 1024;
 
   std::string write;
-  boost::beast::flat_buffer read;
+  boost::beast::flat_buffer read{kReadLimit};
 
   void release_if_large() {
     if (write.capacity() > kKeptCapacity) {

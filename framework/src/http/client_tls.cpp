@@ -1,5 +1,6 @@
 #include "client_tls.hpp"
 
+#include <openssl/bio.h>
 #include <openssl/ssl.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -66,6 +67,10 @@ asio::awaitable<ClientConnection> start_client_tls(beast::tcp_stream tcp, const 
   }
   tell(TlsHandshakeResult::accepted, {});
   co_return connection;
+}
+
+bool tls_holds_unread_bytes(SSL* session) noexcept {
+  return SSL_pending(session) > 0 || BIO_ctrl_pending(SSL_get_rbio(session)) > 0;
 }
 
 }  // namespace coromesh::http::detail

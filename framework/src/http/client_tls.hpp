@@ -3,6 +3,8 @@
 // Internal: the TLS half of http::Client's connect: handshake and peer check on a fresh
 // TCP connection to a destination with ClientTls.
 
+#include <openssl/ssl.h>
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <chrono>
@@ -20,5 +22,11 @@ namespace coromesh::http::detail {
 boost::asio::awaitable<ClientConnection> start_client_tls(
     boost::beast::tcp_stream tcp, const ClientTls& tls, const std::string& label,
     std::chrono::steady_clock::time_point start);
+
+// Whether the TLS layer under `session` holds bytes the reader has not taken: decrypted
+// ones (SSL_pending) or records received and not yet decrypted (in Asio's BIO pair,
+// read off the socket with the last record asked for). Neither shows in the read buffer
+// or on the socket.
+bool tls_holds_unread_bytes(SSL* session) noexcept;
 
 }  // namespace coromesh::http::detail

@@ -318,6 +318,14 @@ void override_kind(std::optional<P>& slot, const json::value& value) {
   slot = policy;
 }
 
+// Whether `overridden` lets retries run a call whatever its method where `base` did not.
+bool lifts_idempotent_only(const PolicySet& base, const PolicySet& overridden) {
+  auto any_method = [](const PolicySet& set) {
+    return set.retry_policy && !set.retry_policy->config().idempotent_only;
+  };
+  return any_method(overridden) && !any_method(base);
+}
+
 }  // namespace
 
 PolicySet apply_override(const PolicySet& base, std::string_view document) {
@@ -351,6 +359,14 @@ PolicySet apply_override(const PolicySet& base, std::string_view document) {
   }
   if (auto error = validate(set); !error.empty()) {
     throw std::invalid_argument(std::string(error));
+  }
+  if (lifts_idempotent_only(base, set)) {
+    // Only the declaration may let retries send a non-idempotent call (a POST) again:
+    // qos::retry{.non_idempotent = true}, checked against the method when it compiles.
+    // An operator's override doing it would repeat calls that may have taken effect.
+    throw std::invalid_argument(
+        "retry: idempotent_only cannot be turned off by an override; a non-idempotent "
+        "operation declares qos::retry{.non_idempotent = true} if retrying it is safe");
   }
   return set;
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
+#include <string>
+#include <string_view>
 #include <utility>
 
 #include "coromesh/http/trace_context.hpp"
@@ -18,8 +20,25 @@ namespace asio = boost::asio;
 
 namespace {
 
-// The callee's `{"error": ..., "reason": ...}`, or a code made from the status.
+// At most `limit` bytes of `text`, not cut inside a UTF-8 sequence (the clip goes into
+// JSON answers).
+std::string clipped(std::string_view text, std::size_t limit) {
+  if (text.size() <= limit) {
+    return std::string(text);
+  }
+  std::size_t end = limit;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0U) == 0x80U) {
+    --end;  // text[end] continues the sequence before it: cut before that sequence
+  }
+  return std::string(text.substr(0, end));
+}
+
+// The callee's `{"error": ..., "reason": ...}`, or a code made from the status. Both are
+// the callee's words, clipped: they go into this service's logs and, for an error a
+// handler lets escape, into its own answer to its caller, hop after hop.
 [[noreturn]] void throw_remote_error(const http::Response& response) {
+  constexpr std::size_t kMaxCode = 64;
+  constexpr std::size_t kMaxReason = 200;
   const unsigned status = response.result_int();
   std::string code = "http_" + std::to_string(status);
   std::string reason;
@@ -28,14 +47,13 @@ namespace {
   if (!ec && parsed.is_object()) {
     const auto& object = parsed.get_object();
     if (const auto* error = object.if_contains("error"); error != nullptr && error->is_string()) {
-      code = std::string(error->get_string());
+      code = clipped(error->get_string(), kMaxCode);
     }
     if (const auto* why = object.if_contains("reason"); why != nullptr && why->is_string()) {
-      reason = std::string(why->get_string());
+      reason = clipped(why->get_string(), kMaxReason);
     }
   } else {
-    constexpr std::size_t kMaxReason = 200;
-    reason = response.body().substr(0, kMaxReason);
+    reason = clipped(response.body(), kMaxReason);
   }
   throw RemoteError(status, std::move(code), std::move(reason));
 }

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/system/system_error.hpp>
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -356,6 +358,45 @@ TEST(OperationQos, TheOverallTimeoutBoundsTheCallersDeadline) {
   std::tie(overall, attempt) = observe({.deadline = Deadline::after(30ms, clock)});
   EXPECT_EQ(overall, 30ms);
   EXPECT_EQ(attempt, 30ms);
+}
+
+// Only an operation's declaration may let retries send a non-idempotent call (a POST)
+// again: qos::retry{.non_idempotent = true}, which the compiler checks against the
+// method. A live override turning idempotent_only off was accepted, and from then on a
+// POST that lost its connection after being sent (it may have taken effect) went out
+// again, behind the declaration's back.
+TEST(Overrides, CannotLetRetriesSendANonIdempotentCallAgain) {
+  const auto declared =
+      to_policy_set(client(retry{.base_backoff = 1ms, .max_backoff = 1ms, .budget = false}));
+  EXPECT_NE(refusal(declared, R"({"retry": {"idempotent_only": false}})"), "accepted");
+  EXPECT_NE(refusal(PolicySet{}, R"({"retry": {"max_attempts": 3, "idempotent_only": false}})"),
+            "accepted");
+
+  OperationQos<int> op("pay", declared, nullptr, {}, {});
+  try {
+    op.apply(apply_override(declared, R"({"retry": {"idempotent_only": false}})"));
+  } catch (const std::invalid_argument&) {
+  }
+  int sent = 0;
+  typename Chain<int>::Call post = [&]() -> asio::awaitable<int> {
+    ++sent;
+    throw boost::system::system_error(asio::error::connection_reset);
+    co_return 0;
+  };
+  asio::io_context io;
+  auto future = asio::co_spawn(io, op.execute(post, {.idempotent = false}), asio::use_future);
+  io.run();
+  EXPECT_THROW(future.get(), boost::system::system_error);
+  EXPECT_EQ(sent, 1) << "a non-idempotent call was sent again";
+}
+
+// Where the declaration lifted it, an override may keep it lifted or change the rest.
+TEST(Overrides, KeepTheDeclaredPermissionToRetryANonIdempotentCall) {
+  const auto declared = to_policy_set(client(retry{.non_idempotent = true}));
+  EXPECT_EQ(refusal(declared, R"({"retry": {"idempotent_only": false, "max_attempts": 2}})"),
+            "accepted");
+  const auto any_method = to_policy_set(client(retry{.idempotent_only = false}));
+  EXPECT_EQ(refusal(any_method, R"({"retry": {"max_attempts": 2}})"), "accepted");
 }
 
 }  // namespace

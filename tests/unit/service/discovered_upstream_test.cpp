@@ -5,8 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
+#include <chrono>
+#include <coromesh/consul/http_agent_client.hpp>
 #include <coromesh/http/error.hpp>
 #include <coromesh/qos/reason.hpp>
 #include <coromesh/service/operation.hpp>
@@ -77,6 +84,38 @@ TEST(EndpointOutcome, CancellationAndLocalRefusalsAreNobodysFault) {
   EXPECT_EQ(outcome_of(qos::QosRejected("deadline", qos::Reason::deadline_exceeded)), std::nullopt);
   EXPECT_EQ(outcome_of(http::ClientError(http::ClientErrc::discovery_unavailable, "")),
             std::nullopt);
+}
+
+// Before Consul's first answer a call waits for it, racing a timer. A caller cancelling
+// that wait (a preemptive timeout, a `||`, the caller going away) cancelled the timer
+// too, whose completion was taken for "no answer in time": the call ended as
+// discovery_unavailable, a refusal (counted as rejected, a fallback's to answer) instead
+// of a cancellation.
+TEST(DiscoveredUpstreamEndpoints, CancellingTheWaitForConsulIsACancellation) {
+  namespace asio = boost::asio;
+  using namespace std::chrono_literals;
+  asio::io_context io;
+  // Never asked: run() is not spawned, so Consul never answers.
+  consul::HttpAgentClient consul(io.get_executor(), {.address = "127.0.0.1:1"});
+  DiscoveredUpstream upstream(consul, {.service = "add-svc"});
+  asio::cancellation_signal cancel;
+  std::optional<std::exception_ptr> outcome;
+  asio::co_spawn(io, upstream.endpoints(std::chrono::steady_clock::now() + 30s),
+                 asio::bind_cancellation_slot(
+                     cancel.slot(), [&](std::exception_ptr error, DiscoveredUpstream::Snapshot) {
+                       outcome = error;
+                     }));
+  asio::steady_timer soon(io, 20ms);
+  soon.async_wait(
+      [&](const boost::system::error_code&) { cancel.emit(asio::cancellation_type::terminal); });
+  io.run_for(10s);
+  ASSERT_TRUE(outcome.has_value()) << "the wait did not end within 10s";
+  ASSERT_TRUE(*outcome) << "a cancelled wait ended as if Consul had not answered in time";
+  try {
+    std::rethrow_exception(*outcome);
+  } catch (const boost::system::system_error& e) {
+    EXPECT_EQ(e.code(), asio::error::operation_aborted) << e.what();
+  }
 }
 
 }  // namespace

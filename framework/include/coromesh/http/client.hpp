@@ -13,6 +13,10 @@
 // outcome_unknown, and over TLS tls_handshake and peer_rejected (discovery_unavailable is
 // thrown by the typed clients built on it, never by the Client itself). A response with any
 // status code, 5xx included, is a successful call: the status is the caller's to judge.
+// Interim (1xx) responses before it are skipped, up to 8 (more, or a 101 switching to a
+// protocol the client cannot speak, is bad_response); an answer the server sends before
+// it has read the whole request (a 413 for an upload) is the call's answer, even when the
+// rest of the request could not be written.
 // A call can also be cancelled through the awaiting coroutine's cancellation slot (e.g.
 // `co_await (client.send(...) || timer.async_wait(...))`); it then ends with
 // boost::system::system_error(operation_aborted) and its connection is closed, not pooled.

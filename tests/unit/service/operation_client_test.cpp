@@ -1,0 +1,149 @@
+// OperationClient against a loopback callee that answers with raw bytes (the http::Client
+// tests' server): what the caller's chain is handed for the callee's error answers.
+
+#include "coromesh/service/operation_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/describe.hpp>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <string>
+
+#include "../http/client_fixture.hpp"
+#include "coromesh/service/operation.hpp"
+#include "coromesh/service/remote_error.hpp"
+
+namespace coromesh {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using http::client_testing::use_tuple;
+
+struct Question {
+  std::int64_t n = 0;
+};
+BOOST_DESCRIBE_STRUCT(Question, (), (n))
+
+COROMESH_OPERATION(ask, GET, "/ask", Question, std::int64_t);
+// The same behind a preemptive timeout: the call runs as a child coroutine the deadline
+// watchdog may cancel.
+COROMESH_OPERATION(ask_in_time, GET, "/ask", Question, std::int64_t,
+                   CLIENT_QOS(qos::timeout{std::chrono::seconds(30)}));
+
+// Answers every request on a connection with `raw`.
+http::client_testing::TestServer::Session answer_every_request_with(std::string raw) {
+  return [raw](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    while (co_await http::client_testing::read_request(stream, buffer)) {
+      co_await asio::async_write(stream, asio::buffer(raw), use_tuple);
+    }
+  };
+}
+
+std::string error_answer(unsigned status, const std::string& body) {
+  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\n" +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// The RemoteError the call ends with; fails the test if it ends otherwise.
+RemoteError remote_error_of(const std::string& answer) {
+  asio::io_context io;
+  http::client_testing::TestServer callee(io, answer_every_request_with(answer));
+  OperationClient client(ask, io.get_executor(), {.upstream = callee.destination()});
+  std::exception_ptr outcome;
+  bool done = false;
+  asio::co_spawn(io, client.execute(Question{.n = 1}), [&](std::exception_ptr e, std::int64_t) {
+    outcome = e;
+    done = true;
+    io.stop();  // the callee serves on until the io_context goes
+  });
+  io.run_for(std::chrono::seconds(10));
+  if (!done || !outcome) {
+    ADD_FAILURE() << (done ? "the call succeeded" : "the call did not end within 10s");
+    return RemoteError(0, "", "");
+  }
+  try {
+    std::rethrow_exception(outcome);
+  } catch (const RemoteError& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a RemoteError: " << e.what();
+  }
+  return RemoteError(0, "", "");
+}
+
+TEST(OperationClientErrors, CarryTheCalleesStatusCodeAndReason) {
+  const auto error =
+      remote_error_of(error_answer(503, R"({"error": "overloaded", "reason": "try later"})"));
+  EXPECT_EQ(error.status(), 503u);
+  EXPECT_EQ(error.code(), "overloaded");
+  EXPECT_EQ(error.reason(), "try later");
+}
+
+// A callee's error code and reason end in this service's logs and, for an upstream error
+// a handler lets escape, in its own answer to its caller, hop after hop. Only a reason
+// that was not JSON was clipped: a JSON one of megabytes made an exception message,
+// log lines and answers of megabytes.
+TEST(OperationClientErrors, AreClippedHoweverLongTheCalleeMadeThem) {
+  const std::string huge(1024 * 1024, 'x');
+  const auto error = remote_error_of(
+      error_answer(500, R"({"error": ")" + huge + R"(", "reason": ")" + huge + R"("})"));
+  EXPECT_EQ(error.status(), 500u);
+  EXPECT_LE(error.code().size(), 100u);
+  EXPECT_LE(error.reason().size(), 300u);
+  EXPECT_LE(std::string(error.what()).size(), 500u);
+}
+
+// Clipped on a character boundary: the clip goes on in JSON answers.
+TEST(OperationClientErrors, AreClippedBetweenCharacters) {
+  std::string long_reason;
+  while (long_reason.size() < 1000) {
+    long_reason += "\u00e9";  // é, two bytes in UTF-8: an even byte count ends each one
+  }
+  const auto error = remote_error_of(error_answer(503, R"({"reason": "x)" + long_reason + R"("})"));
+  ASSERT_FALSE(error.reason().empty());
+  EXPECT_NE(static_cast<unsigned char>(error.reason().back()), 0xC3u)
+      << "the clip ends with the first byte of a character";
+}
+
+// A service's shutdown destroys the io_context's pending work while its clients still
+// exist: a call waiting for its answer, inside a preemptive timeout, unwinds then (its
+// connection, its deadline timer, the watchdog's registration, the child coroutine and
+// its waiter), touching nothing already gone. ASan's to judge; here, that it never
+// completes.
+TEST(OperationClientLifetime, AShutdownWithACallInFlightUnwindsIt) {
+  struct StoppableIo : asio::io_context {
+    using asio::io_context::shutdown;
+  };
+  StoppableIo io;
+  bool asked = false;
+  http::client_testing::TestServer callee(
+      io, [&asked](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+        beast::flat_buffer buffer;
+        co_await http::client_testing::read_request(stream, buffer);
+        asked = true;
+        co_await http::client_testing::wait_for_close(stream);
+      });
+  OperationClient client(ask_in_time, io.get_executor(), {.upstream = callee.destination()});
+  bool completed = false;
+  asio::co_spawn(io, client.execute(Question{.n = 1}),
+                 [&](std::exception_ptr, std::int64_t) { completed = true; });
+  for (int i = 0; i < 1000 && !asked; ++i) {
+    io.run_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(asked) << "the callee never got the request";
+  io.shutdown();
+  EXPECT_FALSE(completed);
+}
+
+}  // namespace
+}  // namespace coromesh
