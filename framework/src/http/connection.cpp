@@ -259,6 +259,18 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     if (read_error) {
       failure = classify_read_error(read_error, limits);
       if (!failure) {
+        if (connection.timed_out) {
+          // The request had begun and stopped arriving: the watchdog has answered it 408
+          // (or, over TLS, closed it). Refused before routing like a 431 or a 413, so
+          // counted and logged like them, or slowloris would never show in the metrics.
+          log::info("http.request.rejected", {{"code", "request_timeout"},
+                                              {"reason", "the request did not arrive in time"}});
+          if (observer) {
+            observer->request_started(nullptr);
+            observer->request_finished(nullptr, static_cast<unsigned>(Status::request_timeout),
+                                       Clock::now() - started);
+          }
+        }
         break;  // the cleanup counts the request out
       }
     } else if (has_unframed_transfer_encoding(parser)) {
