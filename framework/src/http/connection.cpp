@@ -88,6 +88,12 @@ std::optional<ReadFailure> classify_read_error(const beast::error_code& ec,
   return std::nullopt;
 }
 
+// A handler's bug as the client sees it: no internals, the log says more.
+Response handler_failed_response(unsigned version) {
+  return make_error_response(Status::internal_server_error, "internal",
+                             "the handler failed; see the service log", version);
+}
+
 bool expects_continue(const Request& request) {
   return beast::iequals(request[Field::expect], "100-continue");
 }
@@ -336,9 +342,14 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
                 "http.handler.exception",
                 {{"operation", route->operation}, {"trace_id", trace_id}, {"error", e.what()}});
           }
-          response =
-              make_error_response(Status::internal_server_error, "internal",
-                                  "the handler failed; see the service log", request.version());
+          response = handler_failed_response(request.version());
+        }
+        if (detail::has_unsafe_field(response)) {
+          // Typically a request's bytes echoed into a header: sent, the client would write
+          // the rest of our answer. A handler bug, answered as one.
+          log::error("http.handler.unsafe_header",
+                     {{"operation", route->operation}, {"trace_id", trace_id}});
+          response = handler_failed_response(request.version());
         }
       }
       response.version(request.version());

@@ -103,6 +103,31 @@ TEST(HttpServerLimits, ErrorAnswersQuotingTheRequestAreValidUtf8) {
   EXPECT_EQ(fx.get("/hello").status, 200);
 }
 
+// Response splitting: a typed string may hold CR LF (%0D%0A), and Beast takes any bytes
+// as a field value. A handler echoing one into a header must not let the client write
+// the rest of the answer: the server refuses to send such a response, as a handler bug.
+TEST(HttpServerLimits, AHeaderValueWithALineBreakIsNeverSent) {
+  ServerFixture fx;
+  auto fine = fx.get("/greet?name=ann");
+  EXPECT_EQ(fine.status, 200);
+  EXPECT_EQ(fine.headers["x-greeting"], "ann");
+  auto answer = fx.raw(
+      "GET /greet?name=x%0D%0ASet-Cookie:%20session=stolen%0D%0A%0D%0Aforged HTTP/1.1\r\n"
+      "Host: x\r\n\r\n"
+      "GET /greet?name=a%0Ab HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /greet?name=a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(answer.find("Set-Cookie"), std::string::npos) << answer;
+  EXPECT_EQ(answer.find("forged"), std::string::npos) << answer;
+  EXPECT_EQ(answer.find('\0'), std::string::npos);
+  std::size_t errors = 0;
+  for (auto at = answer.find("HTTP/1.1 500 "); at != std::string::npos;
+       at = answer.find("HTTP/1.1 500 ", at + 1)) {
+    ++errors;
+  }
+  EXPECT_EQ(errors, 3u) << answer;
+  EXPECT_EQ(fx.get("/hello").status, 200);
+}
+
 TEST(HttpServerLimits, ADuplicatedTypedParameterIs400) {
   ServerFixture fx;
   auto twice = fx.get("/sum?l=1&r=2&l=40");

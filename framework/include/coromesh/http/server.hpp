@@ -15,6 +15,7 @@
 // handler runs (its QoS policies and deadline bound it) nor while the answer is written.
 //   more than max_connections open            -> 503, connection closed
 //   unknown path -> 404; known path, other method -> 405 with `Allow`
+//   a handler's answer with CR, LF or NUL in a field -> 500 (never sent: response splitting)
 // With enable_tls() every connection first completes a TLS handshake within
 // ServerTls::handshake_timeout and passes the peer check; the limits above apply alike
 // (over max_connections a TLS connection is closed, not answered: it cannot read HTTP).
