@@ -343,6 +343,14 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
                 {{"operation", route->operation}, {"trace_id", trace_id}, {"error", e.what()}});
           }
           response = handler_failed_response(request.version());
+        } catch (...) {
+          // Not a std::exception (a library's own type, a thrown int): still the handler's
+          // failure. Escaping, it would end the connection unanswered, and the observer
+          // would never hear the request finish (its in-flight gauge would stay up).
+          log::error("http.handler.exception", {{"operation", route->operation},
+                                                {"trace_id", trace_id},
+                                                {"error", "not a std::exception"}});
+          response = handler_failed_response(request.version());
         }
         if (detail::has_unsafe_field(response)) {
           // Typically a request's bytes echoed into a header: sent, the client would write

@@ -68,6 +68,11 @@ ServerFixture::ServerFixture(ServerLimits limits, std::size_t threads, ServerObs
     throw std::runtime_error("secret internal detail");
     co_return text("unreachable");
   });
+  router_.add(Verb::get, "/throw-other", "throw_other",
+              [](RequestContext&) -> asio::awaitable<Response> {
+                throw 42;  // NOLINT: a handler throwing something that is not an exception
+                co_return text("unreachable");
+              });
   router_.add(Verb::get, "/error", "error", [](RequestContext&) -> asio::awaitable<Response> {
     throw HttpError(Status::conflict, "already_there", "the item exists");
     co_return text("unreachable");

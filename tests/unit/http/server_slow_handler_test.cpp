@@ -128,6 +128,19 @@ TEST(HttpServerSlowHandler, ARequestThatStopsArrivingIsCounted408) {
   EXPECT_EQ(observer.statuses(), (std::vector<unsigned>{408, 200}));
 }
 
+// Whatever a handler throws is its failure, answered 500 and counted as such: an
+// exception of a type not derived from std::exception too.
+TEST(HttpServerSlowHandler, AHandlerThrowingANonStandardExceptionIsAnswered500AndCounted) {
+  RecordingObserver observer;
+  ServerFixture fx({}, 1, &observer);
+  auto answer = fx.get("/throw-other");
+  EXPECT_EQ(answer.status, 500) << answer.error;
+  EXPECT_EQ(answer.body,
+            R"({"error":"internal","reason":"the handler failed; see the service log"})");
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return !observer.statuses().empty(); }, 5s));
+  EXPECT_EQ(observer.statuses(), std::vector<unsigned>{500});
+}
+
 // The request loop's own reads and writes are not cancelled through the connection's
 // cancellation slot: a drain reaches an answer stuck on a client that does not read by
 // cancelling the socket, well before the write timeout.
