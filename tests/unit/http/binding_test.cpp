@@ -113,8 +113,8 @@ struct Scaled {
 };
 BOOST_DESCRIBE_STRUCT(Scaled, (), (factor))
 
-// A double outside float's range converted to float is undefined behaviour (UBSan's
-// float-cast-overflow), in practice infinity, which no JSON answer can carry.
+// A double outside float's range became an infinite float (undefined by the standard,
+// inf under IEEE 754), which a double member refuses and no JSON answer can carry.
 TEST(BindQuery, AFloatOutOfItsRangeIsRefused) {
   EXPECT_EQ(reason_of([] { bind_query<Scaled>("factor=1e300"); }, "invalid_field"),
             "query parameter 'factor': '1e300' is out of range");

@@ -128,8 +128,9 @@ bool is_valid_utf8(std::string_view text) noexcept;
 // for quoting a client's bytes in a JSON answer.
 std::string to_valid_utf8(std::string_view text);
 
-// Whether a finite double converts to T without overflow: converting one beyond T's
-// range is undefined behaviour (UBSan's float-cast-overflow), in practice infinity.
+// Whether a finite double converts to T without overflow. Beyond T's range the C++
+// standard leaves the conversion undefined and IEEE 754 makes it infinity: a value
+// refused for a double (parse_scalar, json_to) would reach a float member as inf.
 template <class T>
 constexpr bool fits_floating(double value) noexcept {
   if constexpr (sizeof(T) >= sizeof(double)) {
