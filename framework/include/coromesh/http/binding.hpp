@@ -12,7 +12,8 @@
 // Member types: integers, floating point, bool, std::string, std::optional<T> (may be
 // absent), std::vector<T> and nested described structs (JSON only). A binding failure
 // throws HttpError 400 whose code is `missing_field` or `invalid_field` and whose
-// reason names the field and what was wrong with it.
+// reason names the field and what was wrong with it (a query parameter given twice is
+// `invalid_field`: which copy counts would be a guess).
 
 #include <boost/describe.hpp>
 #include <boost/json/value.hpp>
