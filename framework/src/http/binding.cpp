@@ -37,46 +37,73 @@ bool parse_integer(std::string_view text, T& out, std::string& why) {
 
 }  // namespace
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence at text[i], or 0 when there is none. The
+// range its second byte must fall in (Table 3-7 of the Unicode standard) rules out
+// overlongs, surrogates and > U+10FFFF.
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i) noexcept {
+  const auto lead = static_cast<unsigned char>(text[i]);
+  if (lead < 0x80) {
+    return 1;
+  }
+  std::size_t length = 0;
+  unsigned char low = 0x80;
+  unsigned char high = 0xBF;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    low = lead == 0xE0 ? 0xA0 : 0x80;
+    high = lead == 0xED ? 0x9F : 0xBF;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    low = lead == 0xF0 ? 0x90 : 0x80;
+    high = lead == 0xF4 ? 0x8F : 0xBF;
+  } else {
+    return 0;
+  }
+  if (text.size() - i < length) {
+    return 0;
+  }
+  for (std::size_t k = 1; k < length; ++k) {
+    const auto byte = static_cast<unsigned char>(text[i + k]);
+    const unsigned char min = k == 1 ? low : 0x80;
+    const unsigned char max = k == 1 ? high : 0xBF;
+    if (byte < min || byte > max) {
+      return 0;
+    }
+  }
+  return length;
+}
+
+}  // namespace
+
 bool is_valid_utf8(std::string_view text) noexcept {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    // The length of the sequence and the range its second byte must fall in (Table 3-7
-    // of the Unicode standard), which rules out overlongs, surrogates and > U+10FFFF.
-    std::size_t length = 0;
-    unsigned char low = 0x80;
-    unsigned char high = 0xBF;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-      length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-      length = 3;
-      low = lead == 0xE0 ? 0xA0 : 0x80;
-      high = lead == 0xED ? 0x9F : 0xBF;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-      length = 4;
-      low = lead == 0xF0 ? 0x90 : 0x80;
-      high = lead == 0xF4 ? 0x8F : 0xBF;
-    } else {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto length = utf8_sequence_length(text, i);
+    if (length == 0) {
       return false;
-    }
-    if (text.size() - i < length) {
-      return false;
-    }
-    for (std::size_t k = 1; k < length; ++k) {
-      const auto byte = static_cast<unsigned char>(text[i + k]);
-      const unsigned char min = k == 1 ? low : 0x80;
-      const unsigned char max = k == 1 ? high : 0xBF;
-      if (byte < min || byte > max) {
-        return false;
-      }
     }
     i += length;
   }
   return true;
+}
+
+std::string to_valid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const auto length = utf8_sequence_length(text, i);
+    if (length == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+      ++i;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
 }
 
 bool parse_scalar(std::string_view text, std::int64_t& out, std::string& why) {
@@ -138,6 +165,7 @@ void append_query_param(std::string& out, std::string_view name, const boost::js
 }
 
 std::optional<std::string> query_value(std::string_view query, std::string_view name) {
+  std::optional<std::string> found;
   while (!query.empty()) {
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
@@ -150,14 +178,19 @@ std::optional<std::string> query_value(std::string_view query, std::string_view 
     if (key != name) {
       continue;
     }
+    // Refused rather than first (or last) wins: whatever checked the request before us (a
+    // proxy, a WAF) may have read the other copy.
+    if (found) {
+      throw_invalid("query parameter", name, "given more than once");
+    }
     std::string value;
     auto raw = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
     if (!percent_decode(raw, value, true)) {
       throw_invalid("query parameter", name, "malformed percent-escape");
     }
-    return value;
+    found = std::move(value);
   }
-  return std::nullopt;
+  return found;
 }
 
 void throw_missing(std::string_view where, std::string_view field) {

@@ -88,6 +88,12 @@ std::optional<ReadFailure> classify_read_error(const beast::error_code& ec,
   return std::nullopt;
 }
 
+// A handler's bug as the client sees it: no internals, the log says more.
+Response handler_failed_response(unsigned version) {
+  return make_error_response(Status::internal_server_error, "internal",
+                             "the handler failed; see the service log", version);
+}
+
 bool expects_continue(const Request& request) {
   return beast::iequals(request[Field::expect], "100-continue");
 }
@@ -259,6 +265,18 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     if (read_error) {
       failure = classify_read_error(read_error, limits);
       if (!failure) {
+        if (connection.timed_out) {
+          // The request had begun and stopped arriving: the watchdog has answered it 408
+          // (or, over TLS, closed it). Refused before routing like a 431 or a 413, so
+          // counted and logged like them, or slowloris would never show in the metrics.
+          log::info("http.request.rejected", {{"code", "request_timeout"},
+                                              {"reason", "the request did not arrive in time"}});
+          if (observer) {
+            observer->request_started(nullptr);
+            observer->request_finished(nullptr, static_cast<unsigned>(Status::request_timeout),
+                                       Clock::now() - started);
+          }
+        }
         break;  // the cleanup counts the request out
       }
     } else if (has_unframed_transfer_encoding(parser)) {
@@ -324,9 +342,22 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
                 "http.handler.exception",
                 {{"operation", route->operation}, {"trace_id", trace_id}, {"error", e.what()}});
           }
-          response =
-              make_error_response(Status::internal_server_error, "internal",
-                                  "the handler failed; see the service log", request.version());
+          response = handler_failed_response(request.version());
+        } catch (...) {
+          // Not a std::exception (a library's own type, a thrown int): still the handler's
+          // failure. Escaping, it would end the connection unanswered, and the observer
+          // would never hear the request finish (its in-flight gauge would stay up).
+          log::error("http.handler.exception", {{"operation", route->operation},
+                                                {"trace_id", trace_id},
+                                                {"error", "not a std::exception"}});
+          response = handler_failed_response(request.version());
+        }
+        if (detail::has_unsafe_field(response)) {
+          // Typically a request's bytes echoed into a header: sent, the client would write
+          // the rest of our answer. A handler bug, answered as one.
+          log::error("http.handler.unsafe_header",
+                     {{"operation", route->operation}, {"trace_id", trace_id}});
+          response = handler_failed_response(request.version());
         }
       }
       response.version(request.version());

@@ -20,7 +20,14 @@ Response make_error_response(Status status, std::string_view code, std::string_v
                              unsigned version, bool keep_alive) {
   boost::json::object body;
   body["error"] = code;
-  body["reason"] = reason;
+  // Reasons quote the request (a parameter, the path), whose bytes may not be UTF-8 or
+  // may have been clipped mid-character; Boost.JSON writes strings' bytes unchecked, and
+  // the answer must stay JSON a client can parse (RFC 8259 §8.1).
+  if (binding_detail::is_valid_utf8(reason)) {
+    body["reason"] = reason;
+  } else {
+    body["reason"] = binding_detail::to_valid_utf8(reason);
+  }
   return make_json_response(status, boost::json::serialize(body), version, keep_alive);
 }
 

@@ -122,6 +122,7 @@ TlsCounters Server::tls_counters() const {
 
 void Server::State::close_all(bool only_idle) {
   std::lock_guard lock(mutex);
+  closed = closed || !only_idle;
   for (const auto& connection : connections) {
     // Each connection is closed on its own thread, where its coroutine runs.
     asio::post(connection->socket.get_executor(), [connection, only_idle] {
@@ -249,6 +250,12 @@ void Server::State::admit(tcp::socket socket) {
   connection->tls = tls.has_value();
   {
     std::lock_guard lock(mutex);
+    if (closed) {
+      // Its accept completed after the drain's last step (the listener's close is posted
+      // behind it): closed here, or it would live on until its own timeout.
+      connection->socket.close(ignored);
+      return;
+    }
     connections.push_front(connection);
     connection->registry_position = connections.begin();
   }

@@ -87,6 +87,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   std::mutex mutex;
   std::list<std::shared_ptr<detail::Connection>> connections;
+  // The drain's last step has closed every connection (under `mutex`): one whose accept
+  // completes after it is closed at once, as nothing else would close it.
+  bool closed = false;
   std::atomic<std::size_t> connection_count{0};
   std::atomic<std::size_t> in_flight{0};
   std::atomic<bool> draining{false};

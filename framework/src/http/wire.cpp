@@ -49,6 +49,17 @@ void append_fields_and_body(const Fields& fields, const std::string& body, std::
 
 namespace detail {
 
+bool has_unsafe_field(const Response& response) noexcept {
+  constexpr std::string_view kUnsafe("\r\n\0", 3);
+  for (const auto& field : response) {
+    if (field.name_string().find_first_of(kUnsafe) != std::string_view::npos ||
+        field.value().find_first_of(kUnsafe) != std::string_view::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void append_response(const Response& response, std::string& out) {
   append_status_line(response, out);
   bool has_length = false;

@@ -14,4 +14,9 @@ namespace coromesh::http::detail {
 // and is not chunked, the blank line and the body (unless `omit_body`, for HEAD).
 void append_response(const Response& response, std::string& out);
 
+// Whether a field's name or value holds CR, LF or NUL: written as they are, they would
+// end the field early and let whoever chose the bytes write fields or a body of their
+// own (response splitting). Beast's fields accept any bytes.
+bool has_unsafe_field(const Response& response) noexcept;
+
 }  // namespace coromesh::http::detail

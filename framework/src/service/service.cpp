@@ -143,6 +143,12 @@ struct Service::Impl final : http::ServerObserver {
     return (operation.side == "client" ? "qos_client_" : "qos_") + operation.name;
   }
   asio::awaitable<void> shutdown_sequence();
+  static void log_component_failure(const ServiceComponent& component, std::string_view step,
+                                    const std::exception& error) {
+    log::error(
+        "service.component_failed",
+        {{"component", std::string(component.name())}, {"step", step}, {"error", error.what()}});
+  }
   void wait_for_signals();
 };
 
@@ -384,15 +390,25 @@ asio::awaitable<void> Service::Impl::shutdown_sequence() {
   if (admin_server) {
     admin_server->stop_accepting();
   }
+  // A component that throws is logged and passed over: the sequence must reach the
+  // pool's terminate() below, without which wait() never returns.
   for (const auto& component : components) {
-    co_await component->stop_accepting();
+    try {
+      co_await component->stop_accepting();
+    } catch (const std::exception& e) {
+      log_component_failure(*component, "stop_accepting", e);
+    }
   }
   // Phase 2: let in-flight requests finish, then cancel what is left.
   auto grace = std::chrono::duration_cast<std::chrono::milliseconds>(config.shutdown_grace);
   const auto deadline = std::chrono::steady_clock::now() + grace;
   auto cut_off = co_await server->drain(grace);
   for (const auto& component : components) {
-    cut_off += co_await component->drain(deadline);
+    try {
+      cut_off += co_await component->drain(deadline);
+    } catch (const std::exception& e) {
+      log_component_failure(*component, "drain", e);
+    }
   }
   if (admin_server) {
     cut_off += co_await admin_server->drain(std::chrono::milliseconds(200));

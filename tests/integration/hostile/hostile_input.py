@@ -382,6 +382,12 @@ def query_strings(run, hello):
         ("query: NUL byte %00 (escaped in the answer)", "name=a%00b", 200, None),
         ("query: optional integer past int64", "name=x&delay_ms=9223372036854775808", 400,
          "invalid_field"),
+        # The error's reason quotes the value: its JSON must still parse (UTF-8).
+        ("query: integer not UTF-8 %FF (quoted in the 400)", "name=x&delay_ms=%FF", 400,
+         "invalid_field"),
+        ("query: quote clipped inside a character", "name=x&delay_ms=" + "1" * 63 + "%C3%A9",
+         400, "invalid_field"),
+        ("query: parameter given twice", "name=a&name=b", 400, "invalid_field"),
     ]
     for case, query, status, code in cases:
         run.expect(hello, case, get("/api/v1/hello?" + query), status, code, good=good)

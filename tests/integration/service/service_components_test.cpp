@@ -14,7 +14,9 @@
 #include <coromesh/consul/agent_client.hpp>
 #include <coromesh/runtime/io_pool.hpp>
 #include <coromesh/service/service.hpp>
+#include <future>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -116,6 +118,44 @@ TEST(ServiceComponents, AComponentStartsBeforeRegistrationAndDrainsAfterDeregist
   const std::vector<std::string> expected{"start threads=2", "stop_accepting registered=no",
                                           "drain deadline_in_future=yes"};
   EXPECT_EQ(calls, expected);
+}
+
+// A component whose shutdown steps throw: the service still drains and exits.
+class FailingComponent final : public ServiceComponent {
+ public:
+  std::string_view name() const noexcept override { return "failing"; }
+  void start(runtime::IoPool&) override {}
+  asio::awaitable<void> stop_accepting() override {
+    throw std::runtime_error("stop_accepting failed");
+    co_return;
+  }
+  asio::awaitable<std::size_t> drain(std::chrono::steady_clock::time_point) override {
+    throw std::runtime_error("drain failed");
+    co_return 0;
+  }
+};
+
+// The shutdown coroutine used to end at the component's exception, before the pool's
+// terminate(): wait() never returned, and only a second signal (a forced exit) ended
+// the process.
+TEST(ServiceComponents, AComponentThatThrowsInItsShutdownDoesNotHangTheService) {
+  config::ServiceConfig config;
+  config.name = "failing-part";
+  config.consul_register = false;
+  config.io_threads = 1;
+  config.shutdown_grace = 200ms;
+  config.log_level = log::Level::error;
+  Service service(config);
+  service.add_component(std::make_shared<FailingComponent>());
+  service.start();
+  service.request_shutdown();
+  auto exit_code = std::async(std::launch::async, [&service] { return service.wait(); });
+  const bool ended = exit_code.wait_for(20s) == std::future_status::ready;
+  if (!ended) {
+    service.pool().terminate();  // so that the test itself ends
+  }
+  EXPECT_TRUE(ended) << "the shutdown stopped at the component's exception";
+  exit_code.get();
 }
 
 TEST(ServiceComponents, TheAgentClientIsThereWithoutSelfRegistration) {

@@ -96,6 +96,34 @@ TEST(BindQuery, StringsMustBeValidUtf8) {
   EXPECT_FALSE(binding_detail::is_valid_utf8("\xF5\x80\x80\x80"));
 }
 
+// A parameter given twice is ambiguous: a proxy or WAF in front may have checked the other
+// copy (HTTP parameter pollution). Taking the first silently was a choice nobody could see.
+TEST(BindQuery, ADuplicatedParameterIsRefused) {
+  EXPECT_EQ(reason_of([] { bind_query<Operands>("l=1&r=2&l=3"); }, "invalid_field"),
+            "query parameter 'l': given more than once");
+  // The same name however it is spelled on the wire.
+  EXPECT_EQ(reason_of([] { bind_query<Operands>("l=1&r=2&%6C=3"); }, "invalid_field"),
+            "query parameter 'l': given more than once");
+  // Parameters the struct does not have are still ignored, repeated or not.
+  EXPECT_EQ(bind_query<Operands>("x=1&l=4&x=2&r=5").r, 5);
+}
+
+struct Scaled {
+  float factor = 0;
+};
+BOOST_DESCRIBE_STRUCT(Scaled, (), (factor))
+
+// A double outside float's range became an infinite float (undefined by the standard,
+// inf under IEEE 754), which a double member refuses and no JSON answer can carry.
+TEST(BindQuery, AFloatOutOfItsRangeIsRefused) {
+  EXPECT_EQ(reason_of([] { bind_query<Scaled>("factor=1e300"); }, "invalid_field"),
+            "query parameter 'factor': '1e300' is out of range");
+  EXPECT_EQ(reason_of([] { bind_json<Scaled>(R"({"factor":-1e300})"); }, "invalid_field"),
+            "JSON body field 'factor': value is out of range");
+  EXPECT_FLOAT_EQ(bind_query<Scaled>("factor=0.25").factor, 0.25F);
+  EXPECT_FLOAT_EQ(bind_json<Scaled>(R"({"factor":-2.5})").factor, -2.5F);
+}
+
 // Found by fuzz.request_binding: Boost.JSON reads 1e316 as infinity, which bound to a
 // double and then serialized to something no JSON parser reads back.
 TEST(BindJson, NumbersMustBeFinite) {

@@ -19,6 +19,11 @@ struct SumArgs {
 };
 BOOST_DESCRIBE_STRUCT(SumArgs, (), (l, r))
 
+struct GreetArgs {
+  std::string name;
+};
+BOOST_DESCRIBE_STRUCT(GreetArgs, (), (name))
+
 Response text(std::string body) {
   Response res{Status::ok, 11};
   res.set(Field::content_type, "text/plain");
@@ -52,10 +57,22 @@ ServerFixture::ServerFixture(ServerLimits limits, std::size_t threads, ServerObs
     ++slow_finished;
     co_return text("slept");
   });
+  router_.add(Verb::get, "/greet", "greet", [](RequestContext& ctx) -> asio::awaitable<Response> {
+    // A handler that echoes a typed parameter into a header, as a careless one might.
+    auto args = bind_query<GreetArgs>(ctx.query);
+    auto res = text("hi");
+    res.set("X-Greeting", args.name);
+    co_return res;
+  });
   router_.add(Verb::get, "/throw", "throw", [](RequestContext&) -> asio::awaitable<Response> {
     throw std::runtime_error("secret internal detail");
     co_return text("unreachable");
   });
+  router_.add(Verb::get, "/throw-other", "throw_other",
+              [](RequestContext&) -> asio::awaitable<Response> {
+                throw 42;  // NOLINT: a handler throwing something that is not an exception
+                co_return text("unreachable");
+              });
   router_.add(Verb::get, "/error", "error", [](RequestContext&) -> asio::awaitable<Response> {
     throw HttpError(Status::conflict, "already_there", "the item exists");
     co_return text("unreachable");

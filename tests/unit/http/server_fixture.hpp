@@ -15,7 +15,9 @@ namespace coromesh::http::testing {
 class ServerFixture {
  public:
   // Routes: GET /hello -> "hello"; GET /items/{id}; POST /echo (body back);
-  // GET /sum?l=&r= (typed binding); GET /slow?ms= (sleeps); GET /throw; GET /error.
+  // GET /sum?l=&r= (typed binding); GET /slow?ms= (sleeps); GET /throw;
+  // GET /throw-other (throws an int); GET /error;
+  // GET /greet?name= (echoes `name` in the X-Greeting header).
   // `observer`, when given, must outlive the fixture.
   explicit ServerFixture(ServerLimits limits = {}, std::size_t threads = 1,
                          ServerObserver* observer = nullptr);

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "coromesh/http/binding.hpp"
 #include "server_fixture.hpp"
 
 namespace coromesh::http::testing {
@@ -74,6 +75,65 @@ TEST(HttpServerLimits, MalformedRequestsAre400) {
     EXPECT_NE(answer.find(R"("error":"malformed_request")"), std::string::npos) << answer;
   }
   EXPECT_EQ(fx.get("/hello").status, 200);
+}
+
+// Error answers quote the request (a parameter's value, the path): the quote must not
+// make the JSON body invalid UTF-8 (RFC 8259), whether the client sent bytes that are
+// not UTF-8 or the quote was clipped in the middle of a character.
+TEST(HttpServerLimits, ErrorAnswersQuotingTheRequestAreValidUtf8) {
+  ServerFixture fx;
+  auto body_of = [](const std::string& answer) {
+    auto at = answer.find("\r\n\r\n");
+    return at == std::string::npos ? std::string() : answer.substr(at + 4);
+  };
+  auto not_utf8 = fx.get("/sum?l=%FF&r=1");
+  EXPECT_EQ(not_utf8.status, 400);
+  EXPECT_TRUE(binding_detail::is_valid_utf8(not_utf8.body)) << not_utf8.body;
+  // 63 ASCII bytes then 'é': the reason's quote is clipped at 64 bytes, inside the 'é'.
+  auto clipped = fx.get("/sum?l=" + std::string(63, 'a') + "%C3%A9&r=1");
+  EXPECT_EQ(clipped.status, 400);
+  EXPECT_TRUE(binding_detail::is_valid_utf8(clipped.body)) << clipped.body;
+  auto raw_path = fx.raw("GET /\xFF\xFE HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(raw_path.starts_with("HTTP/1.1 404 ")) << raw_path;
+  EXPECT_TRUE(binding_detail::is_valid_utf8(body_of(raw_path))) << raw_path;
+  auto raw_key =
+      fx.raw("GET /sum?\xC3%zz=1&l=1&r=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(raw_key.starts_with("HTTP/1.1 400 ")) << raw_key;
+  EXPECT_TRUE(binding_detail::is_valid_utf8(body_of(raw_key))) << raw_key;
+  EXPECT_EQ(fx.get("/hello").status, 200);
+}
+
+// Response splitting: a typed string may hold CR LF (%0D%0A), and Beast takes any bytes
+// as a field value. A handler echoing one into a header must not let the client write
+// the rest of the answer: the server refuses to send such a response, as a handler bug.
+TEST(HttpServerLimits, AHeaderValueWithALineBreakIsNeverSent) {
+  ServerFixture fx;
+  auto fine = fx.get("/greet?name=ann");
+  EXPECT_EQ(fine.status, 200);
+  EXPECT_EQ(fine.headers["x-greeting"], "ann");
+  auto answer = fx.raw(
+      "GET /greet?name=x%0D%0ASet-Cookie:%20session=stolen%0D%0A%0D%0Aforged HTTP/1.1\r\n"
+      "Host: x\r\n\r\n"
+      "GET /greet?name=a%0Ab HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /greet?name=a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(answer.find("Set-Cookie"), std::string::npos) << answer;
+  EXPECT_EQ(answer.find("forged"), std::string::npos) << answer;
+  EXPECT_EQ(answer.find('\0'), std::string::npos);
+  std::size_t errors = 0;
+  for (auto at = answer.find("HTTP/1.1 500 "); at != std::string::npos;
+       at = answer.find("HTTP/1.1 500 ", at + 1)) {
+    ++errors;
+  }
+  EXPECT_EQ(errors, 3u) << answer;
+  EXPECT_EQ(fx.get("/hello").status, 200);
+}
+
+TEST(HttpServerLimits, ADuplicatedTypedParameterIs400) {
+  ServerFixture fx;
+  auto twice = fx.get("/sum?l=1&r=2&l=40");
+  EXPECT_EQ(twice.status, 400);
+  EXPECT_EQ(twice.body,
+            R"({"error":"invalid_field","reason":"query parameter 'l': given more than once"})");
 }
 
 TEST(HttpServerLimits, RelativeTargetIs400) {

@@ -109,6 +109,38 @@ TEST(HttpServerSlowHandler, RequestCutOffByTheDrainIsCounted503) {
   EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
 }
 
+// The watchdog answers a request that stops arriving with 408 like the other requests
+// refused before routing (431, 413, 400): counted by the observer (the service's
+// requests_total, operation "unmatched") and logged, not only visible to the client.
+TEST(HttpServerSlowHandler, ARequestThatStopsArrivingIsCounted408) {
+  RecordingObserver observer;
+  ServerLimits limits;
+  limits.header_timeout = 300ms;
+  ServerFixture fx(limits, 1, &observer);
+  auto answer = fx.raw("GET /hello HTTP/1.1\r\nHost:", 5s);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 408 ")) << answer;
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return !observer.statuses().empty(); }, 5s));
+  EXPECT_EQ(observer.statuses(), std::vector<unsigned>{408});
+  // A keep-alive connection idle past its timeout had no request: nothing to count.
+  EXPECT_EQ(fx.get("/hello").status, 200);
+  EXPECT_TRUE(coromesh::testing::wait_until([&] { return observer.statuses().size() == 2; }, 5s));
+  EXPECT_EQ(fx.raw("", 2s), "");
+  EXPECT_EQ(observer.statuses(), (std::vector<unsigned>{408, 200}));
+}
+
+// Whatever a handler throws is its failure, answered 500 and counted as such: an
+// exception of a type not derived from std::exception too.
+TEST(HttpServerSlowHandler, AHandlerThrowingANonStandardExceptionIsAnswered500AndCounted) {
+  RecordingObserver observer;
+  ServerFixture fx({}, 1, &observer);
+  auto answer = fx.get("/throw-other");
+  EXPECT_EQ(answer.status, 500) << answer.error;
+  EXPECT_EQ(answer.body,
+            R"({"error":"internal","reason":"the handler failed; see the service log"})");
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return !observer.statuses().empty(); }, 5s));
+  EXPECT_EQ(observer.statuses(), std::vector<unsigned>{500});
+}
+
 // The request loop's own reads and writes are not cancelled through the connection's
 // cancellation slot: a drain reaches an answer stuck on a client that does not read by
 // cancelling the socket, well before the write timeout.

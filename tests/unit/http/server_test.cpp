@@ -1,11 +1,16 @@
 #include "coromesh/http/server.hpp"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <array>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
+#include <future>
 #include <thread>
 
 #include "server_fixture.hpp"
@@ -175,6 +180,40 @@ TEST(HttpServer, ConnectionsDuringTheDrainGet503ShuttingDown) {
   EXPECT_EQ(res.status, 503) << res.error;
   EXPECT_NE(res.body.find(R"("error":"shutting_down")"), std::string::npos) << res.body;
   EXPECT_EQ(res.headers["connection"], "close");
+}
+
+// A connection whose accept completes just after the drain's last step (it was in the
+// backlog as the drain ended) used to be admitted after every connection had been closed:
+// nothing closed it, so it held its io thread's work until its own header timeout, and
+// a pool stopped after the drain could not join. Here the io thread is kept busy while
+// the client connects and the drain is queued, so the accept completes right after it.
+TEST(HttpServer, AConnectionAcceptedAsTheDrainEndsIsClosedToo) {
+  namespace asio = boost::asio;
+  ServerLimits limits;
+  limits.header_timeout = std::chrono::seconds(60);
+  ServerFixture fx(limits);
+  fx.server().stop_accepting();
+  std::promise<void> busy;
+  asio::post(fx.pool().executor(0), [&busy] {
+    busy.set_value();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  });
+  busy.get_future().wait();
+  asio::io_context ioc;
+  asio::ip::tcp::socket late(ioc);
+  late.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  auto drained = asio::co_spawn(fx.pool().executor(0),
+                                fx.server().drain(std::chrono::milliseconds(0)), asio::use_future);
+  EXPECT_EQ(drained.get(), 0u);
+  // Closed by the server (EOF or a reset), well before the 60 s header timeout.
+  ::pollfd ready{.fd = late.native_handle(), .events = POLLIN, .revents = 0};
+  ASSERT_EQ(::poll(&ready, 1, 10'000), 1) << "the late connection is still open";
+  std::array<char, 256> bytes{};
+  boost::system::error_code ec;
+  late.read_some(asio::buffer(bytes), ec);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+  EXPECT_TRUE(coromesh::testing::wait_until([&] { return fx.server().active_connections() == 0; },
+                                            std::chrono::seconds(5)));
 }
 
 TEST(HttpServer, ServesFromSeveralThreads) {

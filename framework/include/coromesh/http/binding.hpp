@@ -12,13 +12,15 @@
 // Member types: integers, floating point, bool, std::string, std::optional<T> (may be
 // absent), std::vector<T> and nested described structs (JSON only). A binding failure
 // throws HttpError 400 whose code is `missing_field` or `invalid_field` and whose
-// reason names the field and what was wrong with it.
+// reason names the field and what was wrong with it (a query parameter given twice is
+// `invalid_field`: which copy counts would be a guess).
 
 #include <boost/describe.hpp>
 #include <boost/json/value.hpp>
 #include <boost/mp11/algorithm.hpp>
 #include <boost/mp11/list.hpp>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -123,6 +125,22 @@ std::optional<std::string> query_value(std::string_view query, std::string_view 
 // Whether `text` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
 // nothing past U+10FFFF).
 bool is_valid_utf8(std::string_view text) noexcept;
+// `text` with every byte that does not begin a well-formed sequence replaced by U+FFFD,
+// for quoting a client's bytes in a JSON answer.
+std::string to_valid_utf8(std::string_view text);
+
+// Whether a finite double converts to T without overflow. Beyond T's range the C++
+// standard leaves the conversion undefined and IEEE 754 makes it infinity: a value
+// refused for a double (parse_scalar, json_to) would reach a float member as inf.
+template <class T>
+constexpr bool fits_floating(double value) noexcept {
+  if constexpr (sizeof(T) >= sizeof(double)) {
+    return true;
+  } else {
+    return value >= -static_cast<double>(std::numeric_limits<T>::max()) &&
+           value <= static_cast<double>(std::numeric_limits<T>::max());
+  }
+}
 
 template <class T>
 void from_text(std::string_view text, std::string_view field, T& out) {
@@ -160,6 +178,9 @@ void from_text(std::string_view text, std::string_view field, T& out) {
     double wide = 0;
     if (!parse_scalar(text, wide, why)) {
       throw_invalid("query parameter", field, why);
+    }
+    if (!fits_floating<T>(wide)) {
+      throw_invalid("query parameter", field, "'" + std::string(text) + "' is out of range");
     }
     out = static_cast<T>(wide);
   } else {
@@ -211,6 +232,9 @@ void json_to(const boost::json::value& v, const std::string& path, T& out) {
   } else if constexpr (std::is_floating_point_v<T>) {
     double wide = 0;
     json_to(v, path, wide);
+    if (!fits_floating<T>(wide)) {
+      throw_invalid_json(path, "value is out of range");
+    }
     out = static_cast<T>(wide);
   } else if constexpr (is_vector<T>::value) {
     if (!v.is_array()) {

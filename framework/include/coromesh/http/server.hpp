@@ -15,6 +15,7 @@
 // handler runs (its QoS policies and deadline bound it) nor while the answer is written.
 //   more than max_connections open            -> 503, connection closed
 //   unknown path -> 404; known path, other method -> 405 with `Allow`
+//   a handler's answer with CR, LF or NUL in a field -> 500 (never sent: response splitting)
 // With enable_tls() every connection first completes a TLS handshake within
 // ServerTls::handshake_timeout and passes the peer check; the limits above apply alike
 // (over max_connections a TLS connection is closed, not answered: it cannot read HTTP).
@@ -58,7 +59,9 @@ inline constexpr unsigned kClientClosedRequest = 499;
 // Told about every request that reached routing; `route` is null for 404/405 and for
 // requests rejected before routing (those are reported with operation "unmatched").
 // `status` is what the exchange came to: the answer's status when it was delivered,
-// kClientClosedRequest when the client was gone, 503 when a drain cut the request off.
+// kClientClosedRequest when the client was gone, 503 when a drain cut the request off,
+// 408 when the request began but did not arrive within the header or body timeout
+// (answered 408 over plain TCP; over TLS the connection is only closed).
 // Called on the connection's io thread: implementations must be thread-safe.
 class ServerObserver {
  public:

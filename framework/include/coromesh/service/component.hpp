@@ -14,6 +14,8 @@
 // Threads: start() runs on the thread calling Service::start(), before the io threads
 // run; stop_accepting() and drain() are awaited by the shutdown coroutine on the pool's
 // executor 0 — a component whose work runs on other executors posts to them.
+// An exception from stop_accepting() or drain() is logged (service.component_failed)
+// and the shutdown goes on.
 
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
