@@ -122,15 +122,8 @@ asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints() 
   }
   // Consul has not answered yet (the first moments after start-up): wait for it, as long
   // as for the first leaf (kStartupPatience, not the much shorter connect timeout).
-  asio::steady_timer deadline(co_await asio::this_coro::executor,
-                              context_.settings.startup_patience());
-  const auto cancellation = co_await asio::this_coro::cancellation_state;
-  auto first = co_await (watch_.ready() || deadline.async_wait(use_tuple));
-  throw_if_cancelled(cancellation);  // not "Consul did not answer"
-  if (first.index() == 0) {
-    co_return std::get<0>(std::move(first));
-  }
-  co_return nullptr;
+  co_return co_await watch_.ready_until(std::chrono::steady_clock::now() +
+                                        context_.settings.startup_patience());
 }
 
 asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::connect_upstream(

@@ -134,6 +134,25 @@ void EndpointWatch::publish(const std::vector<consul::ServiceInstance>& instance
   }
 }
 
+asio::awaitable<EndpointWatch::Snapshot> EndpointWatch::ready_until(
+    std::chrono::steady_clock::time_point until) {
+  using namespace asio::experimental::awaitable_operators;
+  if (auto now = snapshot()) {
+    co_return now;
+  }
+  asio::steady_timer give_up(co_await asio::this_coro::executor, until);
+  auto first = co_await (ready() || give_up.async_wait(asio::as_tuple(asio::use_awaitable)));
+  if (first.index() == 0) {
+    co_return std::get<0>(std::move(first));
+  }
+  // A cancellation ends the timer too, aborted: that is the caller's cancellation, not
+  // Consul failing to answer in time.
+  if (const auto [ec] = std::get<1>(first); ec == asio::error::operation_aborted) {
+    throw boost::system::system_error(ec);
+  }
+  co_return nullptr;
+}
+
 asio::awaitable<EndpointWatch::Snapshot> EndpointWatch::ready() {
   if (auto now = snapshot()) {
     co_return now;

@@ -1,12 +1,6 @@
 #include "coromesh/service/discovered_upstream.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/error.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/system/system_error.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <stdexcept>
 
 #include "coromesh/qos/reason.hpp"
@@ -15,7 +9,6 @@
 namespace coromesh {
 
 namespace asio = boost::asio;
-using namespace asio::experimental::awaitable_operators;
 
 DiscoveredUpstream::DiscoveredUpstream(consul::AgentClient& consul,
                                        DiscoveredUpstreamOptions options)
@@ -38,17 +31,7 @@ asio::awaitable<DiscoveredUpstream::Snapshot> DiscoveredUpstream::endpoints(
     co_return now;
   }
   // The first moments after start-up: Consul has not answered yet.
-  asio::steady_timer give_up(co_await asio::this_coro::executor, until);
-  auto first = co_await (watch_.ready() || give_up.async_wait(asio::as_tuple(asio::use_awaitable)));
-  if (first.index() == 0) {
-    co_return std::get<0>(std::move(first));
-  }
-  // The timer also ends, aborted, when the caller cancels the wait: that is no answer
-  // from Consul in time (a refusal upstream) but the caller's cancellation.
-  if (const auto [ec] = std::get<1>(first); ec == asio::error::operation_aborted) {
-    throw boost::system::system_error(ec);
-  }
-  co_return nullptr;
+  co_return co_await watch_.ready_until(until);
 }
 
 connect::Pick DiscoveredUpstream::pick(const Snapshot& snapshot,

@@ -92,6 +92,11 @@ class EndpointWatch {
   // cancelled (e.g. `co_await (watch.ready() || timer.async_wait())`) or run() ends first.
   boost::asio::awaitable<Snapshot> ready();
 
+  // ready(), bounded: null when Consul has not answered by `until` (the first moments
+  // after start-up). A cancellation of the awaiting coroutine still throws
+  // operation_aborted, never passes for "no answer in time".
+  boost::asio::awaitable<Snapshot> ready_until(std::chrono::steady_clock::time_point until);
+
  private:
   using ReadyHandler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
   struct Waiter {
