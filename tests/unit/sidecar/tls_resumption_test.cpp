@@ -94,14 +94,22 @@ class TlsResumption : public ::testing::Test {
       connect::make_tls_context(connect::TlsRole::client, ca_.leaf("a"), ca_.roots());
   std::shared_ptr<connect::TlsSessionCache> sessions_ =
       std::make_shared<connect::TlsSessionCache>();
+
+  // One connection through this fixture's cache (by default from client_ to server_).
+  Outcome connect_to(const std::string& destination,
+                     const std::shared_ptr<asio::ssl::context>& client = nullptr,
+                     const std::shared_ptr<asio::ssl::context>& server = nullptr) {
+    return connect_once(client ? client : client_, server ? server : server_, *sessions_,
+                        destination, ca_.trust_domain());
+  }
 };
 
 TEST_F(TlsResumption, TheSecondConnectionToADestinationResumesAndStillProvesWhoIsWho) {
-  const auto first = connect_once(client_, server_, *sessions_, "b-1", ca_.trust_domain());
+  const auto first = connect_to("b-1");
   EXPECT_FALSE(first.client_resumed);
   EXPECT_EQ(sessions_->size(), 1U) << "the ticket the server sent was kept";
   for (int i = 0; i < 3; ++i) {
-    const auto again = connect_once(client_, server_, *sessions_, "b-1", ca_.trust_domain());
+    const auto again = connect_to("b-1");
     EXPECT_TRUE(again.client_resumed);
     EXPECT_TRUE(again.server_resumed);
     ASSERT_TRUE(again.server_saw) << again.server_saw.detail;
@@ -112,29 +120,28 @@ TEST_F(TlsResumption, TheSecondConnectionToADestinationResumesAndStillProvesWhoI
 }
 
 TEST_F(TlsResumption, ASessionIsOfferedOnlyToItsDestination) {
-  connect_once(client_, server_, *sessions_, "b-1", ca_.trust_domain());
-  const auto other = connect_once(client_, server_, *sessions_, "b-2", ca_.trust_domain());
+  connect_to("b-1");
+  const auto other = connect_to("b-2");
   EXPECT_FALSE(other.client_resumed);
   EXPECT_EQ(sessions_->size(), 2U);
 }
 
 TEST_F(TlsResumption, ANewClientContextStartsOverWithAFullHandshake) {
-  connect_once(client_, server_, *sessions_, "b-1", ca_.trust_domain());
+  connect_to("b-1");
   // A new leaf (certificate_source.hpp builds a new context for it).
   const auto rotated =
       connect::make_tls_context(connect::TlsRole::client, ca_.leaf("a"), ca_.roots());
-  const auto after = connect_once(rotated, server_, *sessions_, "b-1", ca_.trust_domain());
+  const auto after = connect_to("b-1", rotated);
   EXPECT_FALSE(after.client_resumed);
   ASSERT_TRUE(after.server_saw) << after.server_saw.detail;
-  EXPECT_TRUE(connect_once(rotated, server_, *sessions_, "b-1", ca_.trust_domain()).client_resumed)
-      << "the new context's own session is kept";
+  EXPECT_TRUE(connect_to("b-1", rotated).client_resumed) << "the new context's own session is kept";
 }
 
 TEST_F(TlsResumption, ANewServerContextRefusesTheOldTicketsAndHandshakesInFull) {
-  connect_once(client_, server_, *sessions_, "b-1", ca_.trust_domain());
+  connect_to("b-1");
   const auto rotated_server =
       connect::make_tls_context(connect::TlsRole::server, ca_.leaf("b"), ca_.roots());
-  const auto after = connect_once(client_, rotated_server, *sessions_, "b-1", ca_.trust_domain());
+  const auto after = connect_to("b-1", nullptr, rotated_server);
   EXPECT_FALSE(after.client_resumed);
   EXPECT_FALSE(after.server_resumed);
   ASSERT_TRUE(after.server_saw) << after.server_saw.detail;
@@ -144,10 +151,10 @@ TEST_F(TlsResumption, ANewServerContextRefusesTheOldTicketsAndHandshakesInFull) 
 // full handshake, whatever the client kept. One second here.
 TEST_F(TlsResumption, TheServerRefusesASessionOlderThanItsLifetime) {
   SSL_CTX_set_timeout(server_->native_handle(), 1);
-  connect_once(client_, server_, *sessions_, "b-1", ca_.trust_domain());
-  EXPECT_TRUE(connect_once(client_, server_, *sessions_, "b-1", ca_.trust_domain()).client_resumed);
+  connect_to("b-1");
+  EXPECT_TRUE(connect_to("b-1").client_resumed);
   std::this_thread::sleep_for(2100ms);
-  const auto late = connect_once(client_, server_, *sessions_, "b-1", ca_.trust_domain());
+  const auto late = connect_to("b-1");
   EXPECT_FALSE(late.client_resumed);
   EXPECT_FALSE(late.server_resumed);
 }
@@ -157,10 +164,10 @@ TEST_F(TlsResumption, TheServerRefusesASessionOlderThanItsLifetime) {
 TEST_F(TlsResumption, AResumedSessionWhoseCertificateHasExpiredIsRefused) {
   const auto short_lived = connect::make_tls_context(
       connect::TlsRole::client, ca_.leaf("a", std::nullopt, {.not_after = 2s}), ca_.roots());
-  const auto first = connect_once(short_lived, server_, *sessions_, "b-1", ca_.trust_domain());
+  const auto first = connect_to("b-1", short_lived);
   ASSERT_TRUE(first.server_saw) << first.server_saw.detail;
   std::this_thread::sleep_for(3s);
-  const auto late = connect_once(short_lived, server_, *sessions_, "b-1", ca_.trust_domain());
+  const auto late = connect_to("b-1", short_lived);
   ASSERT_TRUE(late.server_resumed);
   ASSERT_FALSE(late.server_saw);
   EXPECT_EQ(late.server_saw.refusal, connect::PeerRefusal::expired_certificate)
