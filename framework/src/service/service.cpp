@@ -103,6 +103,10 @@ struct Service::Impl final : http::ServerObserver {
   std::vector<std::function<void(consul::ServiceRegistration&)>> registration_shapers;
   std::unique_ptr<consul::Registrar> registrar;
   std::atomic<bool> shutting_down{false};
+  // The operator has signalled once; only the signal handler (executor 0) reads and sets
+  // it. Separate from shutting_down: a service shutting itself down (Consul refused its
+  // registration) must still drain gracefully on the operator's first SIGTERM.
+  bool signalled = false;
   std::atomic<int> exit_code{0};
   bool started = false;
   bool from_command_line = false;  // configuration errors exit 2 instead of throwing
@@ -361,11 +365,12 @@ void Service::Impl::wait_for_signals() {
     if (ec) {
       return;
     }
-    if (shutting_down.load()) {
+    if (signalled) {
       log::warn("service.forced_exit", {{"signal", signo}});
       log::flush(std::chrono::milliseconds(500));  // _Exit skips the atexit flush
       std::_Exit(130);
     }
+    signalled = true;
     log::info("service.signal", {{"signal", signo}});
     request_shutdown();
     wait_for_signals();

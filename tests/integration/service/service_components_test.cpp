@@ -4,10 +4,14 @@
 // mTLS port) that Prometheus still scrapes on the service's own port (Meta metrics_port).
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 #include <chrono>
@@ -18,6 +22,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "consul_agent.hpp"
@@ -156,6 +161,52 @@ TEST(ServiceComponents, AComponentThatThrowsInItsShutdownDoesNotHangTheService) 
   }
   EXPECT_TRUE(ended) << "the shutdown stopped at the component's exception";
   exit_code.get();
+}
+
+// A component whose drain takes `for_how_long`: a shutdown that is still under way.
+class SlowDrainComponent final : public ServiceComponent {
+ public:
+  explicit SlowDrainComponent(std::chrono::milliseconds for_how_long) : for_(for_how_long) {}
+  std::string_view name() const noexcept override { return "slow-drain"; }
+  void start(runtime::IoPool& pool) override { executor_ = pool.executor(0); }
+  asio::awaitable<void> stop_accepting() override { co_return; }
+  asio::awaitable<std::size_t> drain(std::chrono::steady_clock::time_point) override {
+    draining = true;
+    asio::steady_timer timer(executor_, for_);
+    co_await timer.async_wait(asio::use_awaitable);
+    co_return 0;
+  }
+  std::atomic<bool> draining{false};
+
+ private:
+  std::chrono::milliseconds for_;
+  asio::any_io_executor executor_;
+};
+
+// A service shutting itself down (as when Consul refuses its registration) took the
+// operator's first SIGTERM for a second one and exited 130 at once, cutting off what it
+// was draining. The first signal now joins the graceful shutdown; only a second forces.
+TEST(ServiceComponentsDeathTest, TheOperatorsFirstSignalDuringASelfShutdownDrainsGracefully) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        config::ServiceConfig config;
+        config.name = "self-stopping";
+        config.consul_register = false;
+        config.io_threads = 1;
+        config.log_level = log::Level::error;
+        Service service(config);
+        auto slow = std::make_shared<SlowDrainComponent>(500ms);
+        service.add_component(slow);
+        service.start();
+        service.request_shutdown();
+        for (int i = 0; i < 500 && !slow->draining; ++i) {
+          std::this_thread::sleep_for(10ms);
+        }
+        ::kill(::getpid(), SIGTERM);
+        std::_Exit(service.wait() == 0 && slow->draining ? 7 : 1);
+      },
+      ::testing::ExitedWithCode(7), "");
 }
 
 TEST(ServiceComponents, TheAgentClientIsThereWithoutSelfRegistration) {
