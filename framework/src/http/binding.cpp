@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "coromesh/http/router.hpp"
+#include "json_duplicate_keys.hpp"
 
 namespace coromesh::http::binding_detail {
 namespace {
@@ -268,6 +269,9 @@ boost::json::value parse_json_body(std::string_view body) {
   if (ec) {
     throw HttpError(Status::bad_request, "invalid_json",
                     "request body is not valid JSON: " + ec.message());
+  }
+  if (auto path = find_duplicate_key(body)) {
+    throw_invalid_json(clip(*path), "given more than once");
   }
   return value;
 }

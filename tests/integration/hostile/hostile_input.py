@@ -351,6 +351,8 @@ def json_bodies(run, frontend):
         ("JSON: truncated", b'{"expression":"1+', 400, "invalid_json"),
         ("JSON: trailing garbage", b'{"expression":"1"}xyz', 400, "invalid_json"),
         ("JSON: wrong type", b'{"expression":5}', 400, "invalid_field"),
+        ("JSON: key given twice", b'{"expression":"1+1","expression":"2*3"}', 400,
+         "invalid_field"),
         ("JSON: not an object", b'["1+2"]', 400, "invalid_field"),
         ("JSON: empty body", b"", 400, "invalid_json"),
         ("JSON: nested 10000 deep", b"[" * 10000 + b"]" * 10000, 400, "invalid_json"),

@@ -166,6 +166,32 @@ TEST(BindJson, ErrorsNameTheBodyFieldPath) {
             "JSON body field 'l': expected an integer");
 }
 
+// Boost.JSON keeps the last copy of a key given twice; as with a query parameter given
+// twice, whatever read the body before us may have taken the other one.
+TEST(BindJson, AKeyGivenTwiceInAnObjectIsRefused) {
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":1,"r":2,"l":40})"); }, "invalid_field"),
+            "JSON body field 'l': given more than once");
+  // The same key however it is escaped.
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":1,"r":2,"\u006c":40})"); }, "invalid_field"),
+            "JSON body field 'l': given more than once");
+  EXPECT_EQ(
+      reason_of([] { bind_json<Order>(R"({"id":"o","lines":[{"l":1,"r":2},{"r":1,"r":2}]})"); },
+                "invalid_field"),
+      "JSON body field 'lines[1].r': given more than once");
+  // In a member the struct does not have, too: the body is ambiguous either way.
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":1,"r":2,"x":[0,{"a":1,"a":2}]})"); },
+                      "invalid_field"),
+            "JSON body field 'x[1].a': given more than once");
+  // A hostile key is clipped in the answer.
+  const std::string long_key(5000, 'k');
+  const auto body = R"({")" + long_key + R"(":1,")" + long_key + R"(":2})";
+  EXPECT_LT(reason_of([&] { bind_json<Operands>(body); }, "invalid_field").size(), 200U);
+  // The same key in different objects is no duplicate.
+  const auto order = bind_json<Order>(R"({"id":"o","lines":[{"l":1,"r":2},{"l":3,"r":4}]})");
+  ASSERT_EQ(order.lines.size(), 2U);
+  EXPECT_EQ(order.lines[1].l, 3);
+}
+
 TEST(BindJson, MalformedAndHostileBodiesAreInvalidJson) {
   reason_of([] { bind_json<Operands>(R"({"l":1,)"); }, "invalid_json");
   reason_of([] { bind_json<Operands>(""); }, "invalid_json");
