@@ -16,9 +16,10 @@ MetricsInterceptor::MetricsInterceptor(std::shared_ptr<CallObserver> observer,
 
 void MetricsInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
   using Result = CallObserver::Result;
-  const Result result = outcome.ok()               ? Result::ok
-                        : outcome.fault->refused() ? Result::rejected
-                                                   : Result::error;
+  const Result result = outcome.ok()                                   ? Result::ok
+                        : outcome.fault->refused()                     ? Result::rejected
+                        : outcome.fault->kind == FaultClass::cancelled ? Result::cancelled
+                                                                       : Result::error;
   observer_->observe(result, outcome.elapsed);
 }
 

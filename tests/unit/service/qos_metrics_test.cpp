@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/system/system_error.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -103,6 +105,32 @@ TEST(QosMetrics, ACallDiscoveryCouldNotPlaceIsRejectedNotAnError) {
   EXPECT_EQ(
       value_of(text, R"(coromesh_qos_calls_total{operation="add",result="error",side="client"})"),
       "1");
+}
+
+// A call its caller gave up (a server drain cutting a request off shows to the handler as
+// operation_aborted) is nobody's failure: counted result="cancelled", not as an error.
+TEST(QosMetrics, ACallItsCallerCancelledIsCancelledNotAnError) {
+  metrics::MetricsRegistry registry;
+  QosMetrics qos_metrics(registry);
+  const qos::Chain<int> chain(
+      {std::make_shared<qos::MetricsInterceptor>(qos_metrics.observer("add", "server"))},
+      {.classify = classify_served_fault});
+  boost::asio::io_context io;
+  const qos::Chain<int>::Call call = []() -> boost::asio::awaitable<int> {
+    throw boost::system::system_error(boost::asio::error::operation_aborted);
+    co_return 0;
+  };
+  auto future = boost::asio::co_spawn(io, chain.execute(call), boost::asio::use_future);
+  io.run();
+  EXPECT_THROW(future.get(), boost::system::system_error);
+  const std::string text = registry.render();
+  EXPECT_EQ(
+      value_of(text,
+               R"(coromesh_qos_calls_total{operation="add",result="cancelled",side="server"})"),
+      "1");
+  EXPECT_EQ(
+      value_of(text, R"(coromesh_qos_calls_total{operation="add",result="error",side="server"})"),
+      "0");
 }
 
 }  // namespace
