@@ -22,6 +22,7 @@
 #include "coromesh/qos/chain.hpp"
 #include "coromesh/qos/metrics_interceptor.hpp"
 #include "coromesh/qos/thread_shard.hpp"
+#include "coromesh/qos/timeout_interceptor.hpp"
 #include "coromesh/service/fault_classifier.hpp"
 
 namespace coromesh {
@@ -131,6 +132,34 @@ TEST(QosMetrics, ACallItsCallerCancelledIsCancelledNotAnError) {
   EXPECT_EQ(
       value_of(text, R"(coromesh_qos_calls_total{operation="add",result="error",side="server"})"),
       "0");
+}
+
+// Was: a refusal by a policy inside the metrics interceptor (any weight puts it there,
+// e.g. metrics{.weight = 50} to time whole calls) was counted twice as result="rejected":
+// once by the rejection hook, once by the observer that saw it come back.
+TEST(QosMetrics, ARefusalInsideTheMetricsInterceptorIsCountedOnce) {
+  metrics::MetricsRegistry registry;
+  QosMetrics qos_metrics(registry);
+  qos::Chain<int> chain(
+      {std::make_shared<qos::MetricsInterceptor>(qos_metrics.observer("add", "client"), 50),
+       std::make_shared<qos::TimeoutInterceptor>(1s)},
+      {.classify = classify_service_fault});
+  chain.on_rejection(qos_metrics.rejection_hook("add", "client"));
+  ASSERT_EQ(chain.order(), (std::vector<std::string>{"metrics", "timeout"}));
+  boost::asio::io_context io;
+  const qos::Chain<int>::Call call = []() -> boost::asio::awaitable<int> { co_return 1; };
+  const qos::CallOptions spent{.deadline = qos::Deadline::after(0ms)};
+  auto future = boost::asio::co_spawn(io, chain.execute(call, spent), boost::asio::use_future);
+  io.run();
+  EXPECT_THROW(future.get(), qos::QosRejected);
+  const std::string text = registry.render();
+  EXPECT_EQ(
+      value_of(text,
+               R"(coromesh_qos_calls_total{operation="add",result="rejected",side="client"})"),
+      "1");
+  EXPECT_EQ(value_of(text, R"(coromesh_qos_rejections_total{operation="add",policy="timeout",)"
+                           R"(reason="deadline_exceeded",side="client"})"),
+            "1");
 }
 
 }  // namespace

@@ -29,7 +29,10 @@ class CallObserver {
   virtual void observe(Result result, Duration elapsed) noexcept = 0;
 };
 
-// Reports every call's result and duration to a CallObserver.
+// Reports every call's result and duration to a CallObserver, except a refusal the
+// chain's rejection hook was told of (Invocation::notified): with the default weights none
+// reaches it, and one that does (a policy given a weight inside this one) was counted
+// there.
 class MetricsInterceptor final : public SynchronousInterceptor {
  public:
   explicit MetricsInterceptor(std::shared_ptr<CallObserver> observer,
