@@ -172,7 +172,9 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
         co_await rest.wait(watch.signal());
       }
       watch.release();
-      if (!watch.expired()) {
+      // Cut off only when the watchdog's cancellation reached the rest while it ran: a
+      // rest that finished just before the watchdog fired keeps what it came to.
+      if (!watch.expired() || !rest.cancelled()) {
         rest.rethrow();
       } else {
         // Cut off: the ones inside the cutoff see what the rest came to...
