@@ -284,7 +284,8 @@ class SynchronousInterceptor : public Interceptor {
   // runs the rest as a cancellable child coroutine watched by the io_context's
   // DeadlineWatchdog; once that deadline passes the rest is cancelled, the interceptors
   // inside this one see the rest's own outcome (the cancellation), and this one and those
-  // outside it see QosRejected(this->name(), deadline_exceeded).
+  // outside it see QosRejected(this->name(), deadline_exceeded). A rest that had finished
+  // before the cancellation reached it (its waiter not yet resumed) keeps its outcome.
   virtual bool preempts() const noexcept { return false; }
 
   // The nested form of the same phases (used when run outside a chain segment).
