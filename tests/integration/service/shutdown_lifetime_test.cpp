@@ -82,6 +82,16 @@ class FrameProbe {
   std::shared_ptr<Observations> seen_;
 };
 
+// A handler that naps `ms` milliseconds, with a FrameProbe in its frame.
+auto napper(std::shared_ptr<Observations> seen) {
+  return [seen = std::move(seen)](Nap in) -> asio::awaitable<std::int64_t> {
+    const FrameProbe probe(seen);
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(in.ms));
+    co_await timer.async_wait(asio::use_awaitable);
+    co_return in.ms;
+  };
+}
+
 // The service's gauge of requests being served, read from its own exposition.
 int requests_in_flight(const coromesh::metrics::MetricsRegistry& metrics) {
   const std::string text = metrics.render();
@@ -95,12 +105,7 @@ TEST(ShutdownLifetime, FramesCutOffByShutdownUnwindBeforeTheServiceIsDestroyed) 
   auto service = std::make_unique<coromesh::Service>(
       coromesh::testing::in_process("napper", coromesh::log::Level::error, 200ms));
   service->metrics().add_collectable(std::make_shared<RegistryProbe>(seen));
-  service->serve(nap, [seen](Nap in) -> asio::awaitable<std::int64_t> {
-    const FrameProbe probe(seen);
-    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(in.ms));
-    co_await timer.async_wait(asio::use_awaitable);
-    co_return in.ms;
-  });
+  service->serve(nap, napper(seen));
   service->start();
   const auto port = service->port();
 
@@ -152,12 +157,7 @@ TEST(ShutdownLifetime, ARequestTheDrainCutsOffIsCountedCancelledAndHeldAgainstNo
   auto seen = std::make_shared<Observations>();
   auto service = std::make_unique<coromesh::Service>(
       coromesh::testing::in_process("napper", coromesh::log::Level::error, 200ms));
-  service->serve(judged_nap, [seen](Nap in) -> asio::awaitable<std::int64_t> {
-    const FrameProbe probe(seen);
-    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(in.ms));
-    co_await timer.async_wait(asio::use_awaitable);
-    co_return in.ms;
-  });
+  service->serve(judged_nap, napper(seen));
   service->start();
   const auto port = service->port();
   std::thread caller([port] {

@@ -12,6 +12,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/system/system_error.hpp>
 #include <chrono>
+#include <exception>
 #include <memory>
 #include <string>
 #include <thread>
@@ -108,6 +109,26 @@ TEST(QosMetrics, ACallDiscoveryCouldNotPlaceIsRejectedNotAnError) {
       "1");
 }
 
+// Runs one call of `chain` on a fresh io_context; returns how it failed (null: it did not).
+std::exception_ptr failure_of(const qos::Chain<int>& chain, const qos::Chain<int>::Call& call,
+                              qos::CallOptions options = {}) {
+  boost::asio::io_context io;
+  auto future = boost::asio::co_spawn(io, chain.execute(call, options), boost::asio::use_future);
+  io.run();
+  try {
+    future.get();
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+
+// coromesh_qos_calls_total of operation "add" for `result` and `side`.
+std::string calls_of(const std::string& text, const std::string& result, const std::string& side) {
+  return value_of(text, R"(coromesh_qos_calls_total{operation="add",result=")" + result +
+                            R"(",side=")" + side + R"("})");
+}
+
 // A call its caller gave up (a server drain cutting a request off shows to the handler as
 // operation_aborted) is nobody's failure: counted result="cancelled", not as an error.
 TEST(QosMetrics, ACallItsCallerCancelledIsCancelledNotAnError) {
@@ -116,22 +137,13 @@ TEST(QosMetrics, ACallItsCallerCancelledIsCancelledNotAnError) {
   const qos::Chain<int> chain(
       {std::make_shared<qos::MetricsInterceptor>(qos_metrics.observer("add", "server"))},
       {.classify = classify_served_fault});
-  boost::asio::io_context io;
-  const qos::Chain<int>::Call call = []() -> boost::asio::awaitable<int> {
+  EXPECT_TRUE(failure_of(chain, []() -> boost::asio::awaitable<int> {
     throw boost::system::system_error(boost::asio::error::operation_aborted);
     co_return 0;
-  };
-  auto future = boost::asio::co_spawn(io, chain.execute(call), boost::asio::use_future);
-  io.run();
-  EXPECT_THROW(future.get(), boost::system::system_error);
+  }));
   const std::string text = registry.render();
-  EXPECT_EQ(
-      value_of(text,
-               R"(coromesh_qos_calls_total{operation="add",result="cancelled",side="server"})"),
-      "1");
-  EXPECT_EQ(
-      value_of(text, R"(coromesh_qos_calls_total{operation="add",result="error",side="server"})"),
-      "0");
+  EXPECT_EQ(calls_of(text, "cancelled", "server"), "1");
+  EXPECT_EQ(calls_of(text, "error", "server"), "0");
 }
 
 // Was: a refusal by a policy inside the metrics interceptor (any weight puts it there,
@@ -146,17 +158,11 @@ TEST(QosMetrics, ARefusalInsideTheMetricsInterceptorIsCountedOnce) {
       {.classify = classify_service_fault});
   chain.on_rejection(qos_metrics.rejection_hook("add", "client"));
   ASSERT_EQ(chain.order(), (std::vector<std::string>{"metrics", "timeout"}));
-  boost::asio::io_context io;
-  const qos::Chain<int>::Call call = []() -> boost::asio::awaitable<int> { co_return 1; };
   const qos::CallOptions spent{.deadline = qos::Deadline::after(0ms)};
-  auto future = boost::asio::co_spawn(io, chain.execute(call, spent), boost::asio::use_future);
-  io.run();
-  EXPECT_THROW(future.get(), qos::QosRejected);
+  EXPECT_TRUE(failure_of(
+      chain, []() -> boost::asio::awaitable<int> { co_return 1; }, spent));
   const std::string text = registry.render();
-  EXPECT_EQ(
-      value_of(text,
-               R"(coromesh_qos_calls_total{operation="add",result="rejected",side="client"})"),
-      "1");
+  EXPECT_EQ(calls_of(text, "rejected", "client"), "1");
   EXPECT_EQ(value_of(text, R"(coromesh_qos_rejections_total{operation="add",policy="timeout",)"
                            R"(reason="deadline_exceeded",side="client"})"),
             "1");
