@@ -32,6 +32,7 @@ void CancellableCall::Link::finish(std::exception_ptr error) {
   CancellableCall* call = std::exchange(parent_, nullptr);
   call->error_ = std::move(error);
   call->finished_ = true;
+  call->cancelled_ = call->state_.cancelled() != asio::cancellation_type::none;
   if (call->waiter_) {
     // The parent is suspended in wait(): resume it through the executor, never
     // inline (this frame is still on the stack).
@@ -46,8 +47,8 @@ void CancellableCall::start(asio::awaitable<void> call, asio::cancellation_slot 
 }
 
 void CancellableCall::start_entry(Entry entry, asio::cancellation_slot slot) {
-  asio::detail::awaitable_thread<Executor> thread(std::move(entry), executor_, slot,
-                                                  asio::cancellation_state(slot));
+  state_ = asio::cancellation_state(slot);
+  asio::detail::awaitable_thread<Executor> thread(std::move(entry), executor_, slot, state_);
   // Runs the child until it completes or suspends; a suspended child's thread moves into
   // the handler of the operation it waits for.
   thread.launch();

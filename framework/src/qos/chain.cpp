@@ -34,12 +34,16 @@ const Fault& Invocation::fault(const std::exception_ptr& error) {
 
 void Invocation::reject(std::string_view policy, Reason reason) const {
   core_->notify_rejection(policy, reason);
-  throw QosRejected(std::string(policy), reason);
+  QosRejected rejected(std::string(policy), reason);
+  rejected.set_notified_by(core_);
+  throw rejected;
 }
 
 void Invocation::cut_off(std::string_view policy) const {
   core_->notify_rejection(policy, Reason::deadline_exceeded);
-  throw QosRejected::cut_off_by(std::string(policy));
+  QosRejected rejected = QosRejected::cut_off_by(std::string(policy));
+  rejected.set_notified_by(core_);
+  throw rejected;
 }
 
 asio::awaitable<void> Next::operator()() const {
@@ -168,7 +172,9 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
         co_await rest.wait(watch.signal());
       }
       watch.release();
-      if (!watch.expired()) {
+      // Cut off only when the watchdog's cancellation reached the rest while it ran: a
+      // rest that finished just before the watchdog fired keeps what it came to.
+      if (!watch.expired() || !rest.cancelled()) {
         rest.rethrow();
       } else {
         // Cut off: the ones inside the cutoff see what the rest came to...

@@ -65,6 +65,7 @@ Fault Fault::from(std::exception_ptr error, FaultClassifier classify) {
   } catch (const QosRejected& rejected) {
     fault.reason = rejected.reason();
     fault.policy = rejected.policy();
+    fault.notified_by = rejected.notified_by();
     fault.message = rejected.what();
   } catch (const std::exception& exception) {
     fault.message = exception.what();

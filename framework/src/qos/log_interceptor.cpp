@@ -29,7 +29,9 @@ void LogInterceptor::on_outcome(Invocation& invocation, const Outcome& outcome) 
                            {"reason", to_string(*fault.reason)}});
   } else {
     log::warn("qos.call", {{"operation", invocation.operation()},
-                           {"outcome", fault.refused() ? "rejected" : "error"},
+                           {"outcome", fault.refused()                       ? "rejected"
+                                       : fault.kind == FaultClass::cancelled ? "cancelled"
+                                                                             : "error"},
                            {"fault", to_string(fault.kind)},
                            {"attempts", invocation.attempt()},
                            {"duration_s", outcome.elapsed},

@@ -14,11 +14,17 @@ MetricsInterceptor::MetricsInterceptor(std::shared_ptr<CallObserver> observer,
   }
 }
 
-void MetricsInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
+void MetricsInterceptor::on_outcome(Invocation& invocation, const Outcome& outcome) noexcept {
   using Result = CallObserver::Result;
-  const Result result = outcome.ok()               ? Result::ok
-                        : outcome.fault->refused() ? Result::rejected
-                                                   : Result::error;
+  if (!outcome.ok() && invocation.notified(*outcome.fault)) {
+    // A refusal by a policy inside this one (a weight put it there): the rejection hook
+    // has counted it already, as result="rejected" and by policy and reason.
+    return;
+  }
+  const Result result = outcome.ok()                                   ? Result::ok
+                        : outcome.fault->refused()                     ? Result::rejected
+                        : outcome.fault->kind == FaultClass::cancelled ? Result::cancelled
+                                                                       : Result::error;
   observer_->observe(result, outcome.elapsed);
 }
 

@@ -61,7 +61,7 @@ asio::awaitable<void> TimeoutInterceptor::around(Invocation& invocation, Next ne
   }
   watch.release();
   invocation.set_attempt_deadline(Deadline::none());
-  if (watch.expired()) {
+  if (watch.expired() && call.cancelled()) {  // as in ChainCore::run_segment
     invocation.cut_off(name());
   }
   call.rethrow();

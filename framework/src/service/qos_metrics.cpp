@@ -130,14 +130,13 @@ class SideMetrics final : public qos::CallObserver {
 
   void collect(prometheus::MetricFamily& calls, prometheus::MetricFamily& durations,
                prometheus::MetricFamily& rejections) const {
-    static constexpr const char* kNames[] = {"ok", "error", "rejected"};
-    for (std::size_t i = 0; i < 3; ++i) {
+    for (std::size_t i = 0; i < kResults; ++i) {
       std::uint64_t total = 0;
       for (const auto& shard : shards_) {
         total += shard.results[i].load(std::memory_order_relaxed);
       }
       prometheus::ClientMetric metric;
-      metric.label = {{"operation", operation_}, {"result", kNames[i]}, {"side", side_}};
+      metric.label = {{"operation", operation_}, {"result", kResultNames[i]}, {"side", side_}};
       metric.counter.value = static_cast<double>(total);
       calls.metric.push_back(std::move(metric));
     }
@@ -177,7 +176,7 @@ class SideMetrics final : public qos::CallObserver {
   // else in a shared one (fetch_add): qos::owned_shard().
   static constexpr std::size_t kShards = qos::kOwnedShards + qos::kSharedShards;
   struct alignas(64) Shard {
-    std::array<std::atomic<std::uint64_t>, 3> results{};
+    std::array<std::atomic<std::uint64_t>, kResults> results{};
     std::atomic<std::uint64_t> sum_ns{0};
     std::unique_ptr<std::atomic<std::uint64_t>[]> buckets;  // a separate allocation each
   };

@@ -5,6 +5,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -147,6 +149,7 @@ struct Service::Impl final : http::ServerObserver {
     return (operation.side == "client" ? "qos_client_" : "qos_") + operation.name;
   }
   asio::awaitable<void> shutdown_sequence();
+  asio::awaitable<void> let_cut_off_requests_unwind();
   static void log_component_failure(const ServiceComponent& component, std::string_view step,
                                     const std::exception& error) {
     log::error(
@@ -418,6 +421,9 @@ asio::awaitable<void> Service::Impl::shutdown_sequence() {
   if (admin_server) {
     cut_off += co_await admin_server->drain(std::chrono::milliseconds(200));
   }
+  if (cut_off > 0) {
+    co_await let_cut_off_requests_unwind();
+  }
   // The calls that needed them have finished or been cut off: stop following Consul.
   {
     const std::lock_guard lock(declared_mutex);
@@ -434,6 +440,30 @@ asio::awaitable<void> Service::Impl::shutdown_sequence() {
   boost::system::error_code ignored;
   signals.cancel(ignored);
   pool.terminate();
+}
+
+// The drain only signals the requests it cuts off; their handlers end as their cancelled
+// operations complete, which the pool runs after this. Terminating the pool first would
+// destroy those frames unresumed (destroy_abandoned_work): the QoS chains would never see
+// the cancellation (coromesh_qos_calls_total would not count the call at all, as
+// `cancelled` or anything else). A handler that ignores its cancellation is not waited
+// for past a short bound.
+asio::awaitable<void> Service::Impl::let_cut_off_requests_unwind() {
+  constexpr auto kBound = 500ms;
+  const auto until = std::chrono::steady_clock::now() + kBound;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto unwinding = [this] {
+    return server->in_flight() > 0 || (admin_server && admin_server->in_flight() > 0);
+  };
+  while (unwinding() && std::chrono::steady_clock::now() < until) {
+    timer.expires_after(2ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  if (unwinding()) {
+    log::warn("service.shutdown.still_running",
+              {{"requests", server->in_flight() + (admin_server ? admin_server->in_flight() : 0)},
+               {"waited", kBound}});
+  }
 }
 
 void Service::Impl::start_native(const http::ServerLimits& limits) {

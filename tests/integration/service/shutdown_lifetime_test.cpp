@@ -39,6 +39,12 @@ BOOST_DESCRIBE_STRUCT(Nap, (), (ms))
 COROMESH_OPERATION(nap, GET, "/api/v1/nap", Nap, std::int64_t,
                    QOS(qos::bulkhead{.max_concurrent = 1, .max_queue = 4, .max_wait = 10s}));
 
+// Every policy that judges the callee, tuned so that one failure would show: a breaker
+// that opens on its first failed call, an adaptive limit that a drop would lower below 20.
+COROMESH_OPERATION(judged_nap, GET, "/api/v1/judged_nap", Nap, std::int64_t,
+                   QOS(qos::circuit_breaker{.failure_rate = 0.5, .window = 1, .minimum_calls = 1},
+                       qos::adaptive_limit{.initial_limit = 20}, qos::timeout{.per_attempt = 30s}));
+
 struct Observations {
   std::atomic<int> frames_entered{0};
   std::atomic<bool> registry_gone{false};
@@ -76,6 +82,16 @@ class FrameProbe {
   std::shared_ptr<Observations> seen_;
 };
 
+// A handler that naps `ms` milliseconds, with a FrameProbe in its frame.
+auto napper(std::shared_ptr<Observations> seen) {
+  return [seen = std::move(seen)](Nap in) -> asio::awaitable<std::int64_t> {
+    const FrameProbe probe(seen);
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(in.ms));
+    co_await timer.async_wait(asio::use_awaitable);
+    co_return in.ms;
+  };
+}
+
 // The service's gauge of requests being served, read from its own exposition.
 int requests_in_flight(const coromesh::metrics::MetricsRegistry& metrics) {
   const std::string text = metrics.render();
@@ -89,12 +105,7 @@ TEST(ShutdownLifetime, FramesCutOffByShutdownUnwindBeforeTheServiceIsDestroyed) 
   auto service = std::make_unique<coromesh::Service>(
       coromesh::testing::in_process("napper", coromesh::log::Level::error, 200ms));
   service->metrics().add_collectable(std::make_shared<RegistryProbe>(seen));
-  service->serve(nap, [seen](Nap in) -> asio::awaitable<std::int64_t> {
-    const FrameProbe probe(seen);
-    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(in.ms));
-    co_await timer.async_wait(asio::use_awaitable);
-    co_return in.ms;
-  });
+  service->serve(nap, napper(seen));
   service->start();
   const auto port = service->port();
 
@@ -128,6 +139,52 @@ TEST(ShutdownLifetime, FramesCutOffByShutdownUnwindBeforeTheServiceIsDestroyed) 
   EXPECT_EQ(seen->frames_unwound_after_registry.load(), 0)
       << "a handler frame outlived the service's metrics registry";
   EXPECT_TRUE(seen->registry_gone.load());
+}
+
+// The value of the exposition line that starts with `series`, or "" when none does.
+std::string value_of(const std::string& text, const std::string& series) {
+  const auto at = text.find(series + " ");
+  if (at == std::string::npos) {
+    return "";
+  }
+  const auto from = at + series.size() + 1;
+  return text.substr(from, text.find('\n', from) - from);
+}
+
+// A request the drain cuts off is cancelled, not failed: its own result in the call
+// metrics, no failure of the breaker (it stays closed), no drop of the adaptive limit.
+TEST(ShutdownLifetime, ARequestTheDrainCutsOffIsCountedCancelledAndHeldAgainstNoOne) {
+  auto seen = std::make_shared<Observations>();
+  auto service = std::make_unique<coromesh::Service>(
+      coromesh::testing::in_process("napper", coromesh::log::Level::error, 200ms));
+  service->serve(judged_nap, napper(seen));
+  service->start();
+  const auto port = service->port();
+  std::thread caller([port] {
+    coromesh::testing::http_fetch("127.0.0.1", port, "/api/v1/judged_nap?ms=10000",
+                                  {.timeout = 15s});
+  });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (seen->frames_entered.load() < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(seen->frames_entered.load(), 1) << "the request never reached its handler";
+  service->request_shutdown();
+  service->wait();
+  const std::string text = service->metrics().render();
+  service.reset();
+  caller.join();
+
+  const std::string calls = R"(coromesh_qos_calls_total{operation="judged_nap",result=")";
+  EXPECT_EQ(value_of(text, calls + R"(cancelled",side="server"})"), "1") << text;
+  EXPECT_EQ(value_of(text, calls + R"(error",side="server"})"), "0");
+  EXPECT_EQ(value_of(text, calls + R"(ok",side="server"})"), "0");
+  EXPECT_EQ(value_of(text, R"(coromesh_qos_circuit_breaker_state{operation="judged_nap",)"
+                           R"(side="server",state="closed"})"),
+            "1");
+  EXPECT_EQ(
+      value_of(text, R"(coromesh_qos_concurrency_limit{operation="judged_nap",side="server"})"),
+      "20");
 }
 
 }  // namespace

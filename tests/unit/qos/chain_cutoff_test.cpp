@@ -13,6 +13,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -22,6 +23,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "coromesh/qos/deadline_watchdog.hpp"
@@ -140,6 +142,42 @@ TEST_P(ChainCutOff, DestroyingTheContextWithCallsSuspendedIsSafe) {
   }  // frames, children, nodes and the watchdog are all torn down here
   EXPECT_EQ(finished, 0);
   EXPECT_EQ(returned, 0);
+}
+
+// A call that completes just before its deadline, while the io thread is too busy to
+// resume its waiter at once. Its timer (2 ms before the deadline) and the watchdog's both
+// come due while the thread is blocked, so both completions are queued together, the
+// call's first: the call returns its value, then the watchdog fires, then the waiter
+// resumes. The call was never cut off: nothing was cancelled.
+asio::awaitable<int> completes_just_before_a_busy_deadline(Duration deadline_in, int* finished) {
+  const auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor, deadline_in - 2ms);
+  // Runs once this call has suspended: keeps the thread past the deadline.
+  asio::post(executor, [deadline_in] { std::this_thread::sleep_for(deadline_in + 30ms); });
+  co_await timer.async_wait(asio::use_awaitable);
+  ++*finished;
+  co_return 7;
+}
+
+// Was: the watchdog marked the deadline expired even though the call had already
+// returned, and the chain threw its value away as deadline_exceeded (a breaker failure,
+// a 504 for work done, a retry of a call that had succeeded).
+TEST_P(ChainCutOff, ACallThatReturnedBeforeTheWatchdogFiredKeepsItsValue) {
+  asio::io_context io(1);
+  Chain<int> chain(timeout_chain(20ms, GetParam()));
+  int finished = 0;
+  auto future = asio::co_spawn(io, chain.execute([&finished] {
+    return completes_just_before_a_busy_deadline(20ms, &finished);
+  }),
+                               asio::use_future);
+  io.run();
+  EXPECT_EQ(finished, 1);
+  try {
+    EXPECT_EQ(future.get(), 7);
+  } catch (const QosRejected& rejected) {
+    ADD_FAILURE() << "a call that returned was cut off: " << rejected.what();
+  }
+  EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 0U);
 }
 
 INSTANTIATE_TEST_SUITE_P(Rest, ChainCutOff, ::testing::Values(true, false),

@@ -442,5 +442,35 @@ TEST(FaultSemantics, AFaultIsClassifiedOnce) {
   EXPECT_EQ(classifications, 1);
 }
 
+// Was: the fallback chose by the exception's type, not by the fault's class: a call a
+// preemptive timeout cut off (a timeout, thrown as a QosRejected) was left unanswered by a
+// fallback for errors only, and a call discovery could not place (a refusal, thrown as a
+// ClientError) was answered by a fallback for rejections not at all, by one for errors
+// only instead.
+TEST(FaultSemantics, FallbackFollowsTheClassNotTheExceptionType) {
+  const ChainOptions options{.classify = classify_service_fault};
+  const auto fallback_for = [&options](FallbackFilter filter) {
+    return Chain<int>({std::make_shared<Fallback<int>>(Fallback<int>::value(-1), filter)}, options);
+  };
+  const Chain<int> errors_only = fallback_for({.rejections = false, .errors = true});
+  const Chain<int> rejections_only = fallback_for({.rejections = true, .errors = false});
+  const Thrower cut_off = [] { throw QosRejected::cut_off_by("timeout"); };
+  const Thrower unplaced = [] {
+    throw http::ClientError(http::ClientErrc::discovery_unavailable, "upstream");
+  };
+  EXPECT_TRUE(run_failing(errors_only, cut_off).value) << "a cut-off is a timeout: an error";
+  EXPECT_FALSE(run_failing(rejections_only, cut_off).value) << "a cut-off is no refusal";
+  EXPECT_TRUE(run_failing(rejections_only, unplaced).value) << "an unplaced call is a refusal";
+  EXPECT_FALSE(run_failing(errors_only, unplaced).value) << "an unplaced call is no error";
+  // A reason filter picks among the refusals; a refusal without a reason matches none.
+  const Chain<int> open_circuit_only =
+      fallback_for({.errors = false, .reasons = {Reason::circuit_open}});
+  EXPECT_TRUE(
+      run_failing(open_circuit_only, [] { throw QosRejected("cb", Reason::circuit_open); }).value);
+  EXPECT_FALSE(
+      run_failing(open_circuit_only, [] { throw QosRejected("rl", Reason::rate_limited); }).value);
+  EXPECT_FALSE(run_failing(open_circuit_only, unplaced).value);
+}
+
 }  // namespace
 }  // namespace coromesh::qos

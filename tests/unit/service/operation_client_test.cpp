@@ -18,7 +18,9 @@
 #include <string>
 
 #include "../http/client_fixture.hpp"
+#include "coromesh/metrics/registry.hpp"
 #include "coromesh/service/operation.hpp"
+#include "coromesh/service/qos_metrics.hpp"
 #include "coromesh/service/remote_error.hpp"
 
 namespace coromesh {
@@ -143,6 +145,39 @@ TEST(OperationClientLifetime, AShutdownWithACallInFlightUnwindsIt) {
   ASSERT_TRUE(asked) << "the callee never got the request";
   io.shutdown();
   EXPECT_FALSE(completed);
+}
+
+// Was: a call whose caller's deadline was already spent was refused by the client stub
+// before sending, but told to no rejection hook: counted as a rejected call with no
+// coromesh_qos_rejections_total line saying which policy refused it and why.
+TEST(OperationClientRefusals, ASpentDeadlineIsCountedLikeEveryOtherRefusal) {
+  asio::io_context io;
+  metrics::MetricsRegistry registry;
+  QosMetrics qos_metrics(registry);
+  http::client_testing::TestServer callee(io, answer_every_request_with(error_answer(200, "1")));
+  OperationClient client(ask, io.get_executor(),
+                         {.upstream = callee.destination(), .metrics = &qos_metrics});
+  std::exception_ptr outcome;
+  const Question question{.n = 1};
+  asio::co_spawn(
+      io,
+      client.execute(question,
+                     CallContext{.deadline = qos::Deadline::after(std::chrono::milliseconds(0))}),
+      [&](std::exception_ptr e, std::int64_t) {
+        outcome = e;
+        io.stop();
+      });
+  io.run_for(std::chrono::seconds(10));
+  ASSERT_TRUE(outcome) << "the call with a spent deadline was sent";
+  EXPECT_THROW(std::rethrow_exception(outcome), qos::QosRejected);
+  const std::string text = registry.render();
+  EXPECT_NE(text.find(R"(coromesh_qos_rejections_total{operation="ask",policy="deadline",)"
+                      R"(reason="deadline_exceeded",side="client"} 1)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find(R"(coromesh_qos_calls_total{operation="ask",result="rejected",side="client"} 1)"),
+      std::string::npos);
 }
 
 }  // namespace

@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/system/system_error.hpp>
 #include <chrono>
+#include <exception>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,6 +23,7 @@
 #include "coromesh/qos/chain.hpp"
 #include "coromesh/qos/metrics_interceptor.hpp"
 #include "coromesh/qos/thread_shard.hpp"
+#include "coromesh/qos/timeout_interceptor.hpp"
 #include "coromesh/service/fault_classifier.hpp"
 
 namespace coromesh {
@@ -103,6 +107,65 @@ TEST(QosMetrics, ACallDiscoveryCouldNotPlaceIsRejectedNotAnError) {
   EXPECT_EQ(
       value_of(text, R"(coromesh_qos_calls_total{operation="add",result="error",side="client"})"),
       "1");
+}
+
+// Runs one call of `chain` on a fresh io_context; returns how it failed (null: it did not).
+std::exception_ptr failure_of(const qos::Chain<int>& chain, const qos::Chain<int>::Call& call,
+                              qos::CallOptions options = {}) {
+  boost::asio::io_context io;
+  auto future = boost::asio::co_spawn(io, chain.execute(call, options), boost::asio::use_future);
+  io.run();
+  try {
+    future.get();
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+
+// coromesh_qos_calls_total of operation "add" for `result` and `side`.
+std::string calls_of(const std::string& text, const std::string& result, const std::string& side) {
+  return value_of(text, R"(coromesh_qos_calls_total{operation="add",result=")" + result +
+                            R"(",side=")" + side + R"("})");
+}
+
+// A call its caller gave up (a server drain cutting a request off shows to the handler as
+// operation_aborted) is nobody's failure: counted result="cancelled", not as an error.
+TEST(QosMetrics, ACallItsCallerCancelledIsCancelledNotAnError) {
+  metrics::MetricsRegistry registry;
+  QosMetrics qos_metrics(registry);
+  const qos::Chain<int> chain(
+      {std::make_shared<qos::MetricsInterceptor>(qos_metrics.observer("add", "server"))},
+      {.classify = classify_served_fault});
+  EXPECT_TRUE(failure_of(chain, []() -> boost::asio::awaitable<int> {
+    throw boost::system::system_error(boost::asio::error::operation_aborted);
+    co_return 0;
+  }));
+  const std::string text = registry.render();
+  EXPECT_EQ(calls_of(text, "cancelled", "server"), "1");
+  EXPECT_EQ(calls_of(text, "error", "server"), "0");
+}
+
+// Was: a refusal by a policy inside the metrics interceptor (any weight puts it there,
+// e.g. metrics{.weight = 50} to time whole calls) was counted twice as result="rejected":
+// once by the rejection hook, once by the observer that saw it come back.
+TEST(QosMetrics, ARefusalInsideTheMetricsInterceptorIsCountedOnce) {
+  metrics::MetricsRegistry registry;
+  QosMetrics qos_metrics(registry);
+  qos::Chain<int> chain(
+      {std::make_shared<qos::MetricsInterceptor>(qos_metrics.observer("add", "client"), 50),
+       std::make_shared<qos::TimeoutInterceptor>(1s)},
+      {.classify = classify_service_fault});
+  chain.on_rejection(qos_metrics.rejection_hook("add", "client"));
+  ASSERT_EQ(chain.order(), (std::vector<std::string>{"metrics", "timeout"}));
+  const qos::CallOptions spent{.deadline = qos::Deadline::after(0ms)};
+  EXPECT_TRUE(failure_of(
+      chain, []() -> boost::asio::awaitable<int> { co_return 1; }, spent));
+  const std::string text = registry.render();
+  EXPECT_EQ(calls_of(text, "rejected", "client"), "1");
+  EXPECT_EQ(value_of(text, R"(coromesh_qos_rejections_total{operation="add",policy="timeout",)"
+                           R"(reason="deadline_exceeded",side="client"})"),
+            "1");
 }
 
 }  // namespace

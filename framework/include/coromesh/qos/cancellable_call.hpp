@@ -34,6 +34,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <exception>
 #include <optional>
 
@@ -75,6 +76,10 @@ class CancellableCall {
   void start_entry(Entry entry, boost::asio::cancellation_slot slot);
 
   bool finished() const noexcept { return finished_; }
+  // Whether a cancellation had reached the call by the time it finished. A deadline that
+  // expired after the call had finished (its waiter not yet resumed) cut nothing off.
+  // Precondition: finished().
+  bool cancelled() const noexcept { return cancelled_; }
 
   // Completes once the call has finished; forwards the waiter's cancellation to
   // `forward` meanwhile. Precondition: start() was called.
@@ -95,7 +100,11 @@ class CancellableCall {
 
   boost::asio::any_io_executor executor_;
   bool finished_ = false;
+  bool cancelled_ = false;
   std::exception_ptr error_;
+  // The child's cancellation state (its impl lives in the signal behind the slot, which
+  // outlives the call): read when the child finishes.
+  boost::asio::cancellation_state state_;
   // The suspended waiter, while it waits. Destroyed by the child if the child is
   // destroyed without finishing (which destroys the waiter's coroutine).
   std::optional<boost::asio::any_completion_handler<void()>> waiter_;

@@ -132,7 +132,8 @@ class Invocation {
   std::uint32_t attempt() const noexcept { return attempt_; }
   void set_attempt(std::uint32_t attempt) noexcept { attempt_ = attempt; }
 
-  // Runs the chain's rejection hook, then throws QosRejected(policy, reason).
+  // Runs the chain's rejection hook, then throws QosRejected(policy, reason), marked as
+  // told to this chain's hook (QosRejected::notified_by).
   [[noreturn]] void reject(std::string_view policy, Reason reason) const;
   // The same for a preemptive timeout that has cut the running call off at its deadline:
   // throws QosRejected::cut_off_by(policy) (deadline_exceeded, a timeout: fault.hpp).
@@ -142,6 +143,10 @@ class Invocation {
   // seen again further out (it travels through every interceptor) is not classified
   // again. A cancellation once the attempt's preemptive timeout has fired is a timeout.
   const Fault& fault(const std::exception_ptr& error);
+  // Whether `fault` is a refusal this chain's rejection hook was already told of (by
+  // reject() or cut_off()): an observer outside the refusing policy must not count it
+  // again.
+  bool notified(const Fault& fault) const noexcept { return fault.notified_by == core_; }
 
   // The preemptive timeout's watch over the rest of the chain, set by the chain segment
   // that runs the rest under it for as long as it does (null: none); returns the one it
@@ -279,7 +284,8 @@ class SynchronousInterceptor : public Interceptor {
   // runs the rest as a cancellable child coroutine watched by the io_context's
   // DeadlineWatchdog; once that deadline passes the rest is cancelled, the interceptors
   // inside this one see the rest's own outcome (the cancellation), and this one and those
-  // outside it see QosRejected(this->name(), deadline_exceeded).
+  // outside it see QosRejected(this->name(), deadline_exceeded). A rest that had finished
+  // before the cancellation reached it (its waiter not yet resumed) keeps its outcome.
   virtual bool preempts() const noexcept { return false; }
 
   // The nested form of the same phases (used when run outside a chain segment).

@@ -2,6 +2,7 @@
 
 // Fallback: turns a fault of the rest of the chain into a value (a chain interceptor).
 
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
 #include <exception>
 #include <functional>
@@ -18,8 +19,11 @@ namespace coromesh::qos {
 // Which faults a Fallback turns into a value (fault.hpp has the classes). A cancellation
 // never: the caller is gone.
 struct FallbackFilter {
-  bool rejections = true;         // QosRejected (any reason unless `reasons` is set)
-  bool errors = true;             // the callee's failures, transport errors, timeouts
+  bool rejections = true;         // refusals: a policy's QosRejected (any reason unless
+                                  // `reasons` is set), a spent deadline, a call discovery
+                                  // could not place
+  bool errors = true;             // the callee's failures, transport errors, timeouts (a
+                                  // preemptive timeout's cut-off included)
   bool caller_errors = false;     // a 4xx: the caller's own fault, e.g. a 404 unknown_sku
   std::vector<Reason> reasons{};  // empty: every reason
 };
@@ -42,26 +46,21 @@ class Fallback final : public Interceptor {
     return [v = std::move(value)](const Fault&) { return v; };
   }
 
+  // By the fault's class (fault.hpp), not by the exception's type: a call a preemptive
+  // timeout cut off is a timeout (an error) although thrown as a QosRejected, and a call
+  // discovery could not place is a refusal although thrown as a ClientError.
   bool applies(const Fault& fault) const {
-    if (fault.kind == FaultClass::cancelled) {
-      return false;
-    }
-    if (fault.kind == FaultClass::caller_error) {
-      return filter_.caller_errors;
-    }
-    if (!fault.reason) {
-      return filter_.errors && fallback_by_default(fault.kind);
-    }
-    if (!filter_.rejections) {
-      return false;
-    }
-    if (filter_.reasons.empty()) {
-      return true;
-    }
-    for (Reason r : filter_.reasons) {
-      if (r == *fault.reason) {
-        return true;
-      }
+    switch (fault.kind) {
+      case FaultClass::cancelled:
+        return false;
+      case FaultClass::caller_error:
+        return filter_.caller_errors;
+      case FaultClass::rejected:
+        return filter_.rejections && matches_reasons(fault);
+      case FaultClass::callee_failure:
+      case FaultClass::transport:
+      case FaultClass::timeout:
+        return filter_.errors && fallback_by_default(fault.kind);
     }
     return false;
   }
@@ -86,6 +85,15 @@ class Fallback final : public Interceptor {
   }
 
  private:
+  // A refusal without a reason (discovery had no answer) matches only an empty filter.
+  bool matches_reasons(const Fault& fault) const {
+    if (filter_.reasons.empty()) {
+      return true;
+    }
+    return fault.reason && std::find(filter_.reasons.begin(), filter_.reasons.end(),
+                                     *fault.reason) != filter_.reasons.end();
+  }
+
   Function fn_;
   FallbackFilter filter_;
 };

@@ -77,10 +77,11 @@ FaultClassification classify_fault(const std::exception_ptr& error) noexcept;
 struct Fault {
   std::exception_ptr error;
   FaultClass kind = FaultClass::callee_failure;
-  std::optional<Reason> reason;  // set for a QosRejected
-  std::string policy;            // the rejecting policy for a QosRejected
-  std::string message;           // what() of a std::exception, else "unknown exception"
-  unsigned status = 0;           // the HTTP status the classifier found, 0 for none
+  std::optional<Reason> reason;       // set for a QosRejected
+  std::string policy;                 // the rejecting policy for a QosRejected
+  std::string message;                // what() of a std::exception, else "unknown exception"
+  unsigned status = 0;                // the HTTP status the classifier found, 0 for none
+  const void* notified_by = nullptr;  // QosRejected::notified_by() of a QosRejected
 
   // A refusal: a policy's (a QosRejected) or one the classifier found, such as a
   // service's discovery with no answer yet (the call never left). What metrics count

@@ -121,10 +121,16 @@ class QosRejected : public std::runtime_error {
   // True for a call cut off while it ran; false for one refused before it started.
   bool cut_off() const noexcept { return cut_off_; }
 
+  // The chain (its ChainCore) whose rejection hook was told of this refusal, which then
+  // counted it; null for one thrown outside a chain's Invocation::reject / cut_off.
+  const void* notified_by() const noexcept { return notified_by_; }
+  void set_notified_by(const void* chain) noexcept { notified_by_ = chain; }
+
  private:
   std::string policy_;
   Reason reason_;
   bool cut_off_ = false;
+  const void* notified_by_ = nullptr;
 };
 
 }  // namespace coromesh::qos

@@ -265,7 +265,13 @@ class OperationClient {
           detail::throw_undecodable_response(name, e.what());
         }
       };
-      co_await transport.exchange(*prepared, invocation.deadline(), *attempts, read_body);
+      try {
+        co_await transport.exchange(*prepared, invocation.deadline(), *attempts, read_body);
+      } catch (const qos::QosRejected& refused) {
+        // The spent deadline exchange() refuses before sending: a refusal of this chain,
+        // told to its rejection hook (the metrics) like the policies' own.
+        invocation.reject(refused.policy(), refused.reason());
+      }
       co_return std::move(*result);
     };
     const qos::CallOptions options{.deadline = parent.deadline, .idempotent = op_.idempotent()};

@@ -4,7 +4,9 @@
 //
 //   coromesh_qos_calls_total{operation,side,result}                   counter
 //       result: ok | error — an attempt that reached the call, as the chain's innermost
-//               point saw it; rejected — a call a QoS policy of this side refused
+//               point saw it; rejected — a call a QoS policy of this side refused;
+//               cancelled — an attempt its caller gave up (a server drain cutting a
+//               request off, a caller cancelling its call): nobody's failure
 //   coromesh_qos_call_duration_seconds{operation,side}                histogram (attempts)
 //   coromesh_qos_rejections_total{operation,side,policy,reason}       counter
 //   coromesh_qos_circuit_breaker_state{operation,side,state}          gauge, 1 for the
