@@ -70,7 +70,7 @@ asio::awaitable<void> RetryInterceptor::around(Invocation& invocation, Next next
       error = std::current_exception();
     }
     const Fault& fault = invocation.fault(error);
-    if (!retryable(fault, attempt, invocation.idempotent())) {
+    if (invocation.unrepeatable() || !retryable(fault, attempt, invocation.idempotent())) {
       std::rethrow_exception(error);
     }
     const Duration backoff = next_backoff(attempt);

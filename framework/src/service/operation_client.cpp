@@ -58,6 +58,15 @@ std::string clipped(std::string_view text, std::size_t limit) {
   throw RemoteError(status, std::move(code), std::move(reason));
 }
 
+// Called as a request goes out (it may take effect even if the call then fails): a
+// non-idempotent call made by a served operation's code keeps that operation's retry from
+// running the code, and sending the request, again.
+void mark_sending(const OperationRequest& request) noexcept {
+  if (request.sent_within != nullptr) {
+    request.sent_within->mark_unrepeatable();
+  }
+}
+
 }  // namespace
 
 OperationTransport::OperationTransport(std::vector<asio::any_io_executor> executors,
@@ -117,10 +126,11 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
     message.body() = request.body;
   }
   if (options_.discovered) {
-    co_await exchange_discovered(own, std::move(message), until, trail, read_body);
+    co_await exchange_discovered(own, request, std::move(message), until, trail, read_body);
     co_return;
   }
   message.set(http::Field::host, options_.upstream.host);
+  mark_sending(request);
   http::Response response = co_await own.client->send(options_.upstream, std::move(message), until);
   if (response.result_int() / 100 != 2) {
     throw_remote_error(response);
@@ -129,8 +139,9 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
 }
 
 asio::awaitable<void> OperationTransport::exchange_discovered(
-    PerExecutor& own, http::Request message, std::chrono::steady_clock::time_point until,
-    AttemptTrail& trail, const BodyReader& read_body) const {
+    PerExecutor& own, const OperationRequest& request, http::Request message,
+    std::chrono::steady_clock::time_point until, AttemptTrail& trail,
+    const BodyReader& read_body) const {
   // Held by this frame: the upstream outlives the attempt even if the client's owner
   // dropped it meanwhile.
   const std::shared_ptr<DiscoveredUpstream> upstream = options_.discovered;
@@ -163,6 +174,7 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
   const auto started = std::chrono::steady_clock::now();
   std::exception_ptr failure;
   try {
+    mark_sending(request);
     http::Response response = co_await own.client->send(destination, std::move(message), until);
     if (response.result_int() / 100 != 2) {
       throw_remote_error(response);

@@ -348,6 +348,27 @@ TEST(Chain, RetrySkipsNonIdempotentCalls) {
   EXPECT_EQ(script.calls, 1);
 }
 
+// A call whose code sent something that must not be sent twice (a served operation's
+// handler that made a POST downstream) is not run again, even by a retry that would retry
+// any method.
+TEST(Chain, RetryNeverRunsAgainACallMarkedUnrepeatable) {
+  asio::io_context io;
+  RetryConfig any_method = kFastRetry;
+  any_method.idempotent_only = false;
+  Chain<int> chain({std::make_shared<RetryInterceptor>(any_method)});
+  int calls = 0;
+  Chain<int>::InvocationCall marks =
+      [&calls](const Invocation& invocation) -> asio::awaitable<int> {
+    if (++calls == 2) {
+      invocation.mark_unrepeatable();
+    }
+    throw Boom();
+    co_return 0;
+  };
+  expect_boom([&] { run(io, chain.execute_with(std::move(marks))); });
+  EXPECT_EQ(calls, 2) << "the first failure (nothing marked) is retried, the second is not";
+}
+
 TEST(Chain, RetryDoesNotStartABackoffPastTheDeadline) {
   asio::io_context io;
   ManualClock clock;

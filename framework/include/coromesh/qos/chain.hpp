@@ -56,6 +56,7 @@
 // Set the rejection hook before the first execute(). The chain and its interceptors must
 // outlive every invocation.
 
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstddef>
@@ -123,6 +124,13 @@ class Invocation {
   void set_attempt_deadline(Deadline deadline) noexcept { attempt_deadline_ = deadline; }
   bool idempotent() const noexcept { return options_.idempotent; }
 
+  // The code behind this call has sent a request downstream that must not be sent twice
+  // (a non-idempotent call through a typed client, which marks it): no retry may run the
+  // call again, whatever its own method or its retry's idempotent_only say. Const: the
+  // served operation's code holds the invocation as const (CallContext::invocation).
+  void mark_unrepeatable() const noexcept { unrepeatable_.store(true, std::memory_order_relaxed); }
+  bool unrepeatable() const noexcept { return unrepeatable_.load(std::memory_order_relaxed); }
+
   // When the current run of request phases began, read once from the chain's clock so
   // that each synchronous interceptor need not read it again.
   Clock::time_point phase_time() const noexcept { return phase_time_; }
@@ -168,6 +176,8 @@ class Invocation {
   std::uint32_t attempt_ = 1;
   const WatchedDeadline* cutoff_watch_ = nullptr;
   std::optional<Fault> last_fault_;
+  // Atomic: the marking call may run as a preemptive timeout's child coroutine.
+  mutable std::atomic<bool> unrepeatable_{false};
 };
 
 template <class R>

@@ -73,6 +73,10 @@ struct CallContext {
   qos::Deadline deadline{};     // what this attempt must finish by (none: no deadline)
   std::string_view trace_id{};  // W3C trace id (32 hex) to continue; empty starts a new trace
   const http::RequestContext* request = nullptr;  // server side: the HTTP request
+  // Server side: the attempt of the served operation running this code. A typed client
+  // call that sends a non-idempotent request marks it, so that the operation's own retry
+  // does not run the code, and send that request, again.
+  const qos::Invocation* invocation = nullptr;
 };
 
 // A declaration's problem as the pieces of its message, each a string literal or the

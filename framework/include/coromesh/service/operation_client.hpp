@@ -97,6 +97,9 @@ struct OperationRequest {
   std::string query;     // GET/HEAD/DELETE
   std::string body;      // others (JSON)
   std::string trace_id;  // the caller's, copied: a detached call may outlive its parent
+  // A non-idempotent call made by a served operation's code: that operation's attempt,
+  // marked unrepeatable as the request goes out (CallContext::invocation). Else null.
+  const qos::Invocation* sent_within = nullptr;
 };
 
 // What one execute() remembers across its attempts: the endpoints tried (a retry goes to
@@ -136,7 +139,9 @@ class OperationTransport {
     std::shared_ptr<const connect::EndpointSet> seen;
   };
   PerExecutor& state_for(const boost::asio::any_io_executor& executor) const;
-  boost::asio::awaitable<void> exchange_discovered(PerExecutor& own, http::Request message,
+  boost::asio::awaitable<void> exchange_discovered(PerExecutor& own,
+                                                   const OperationRequest& request,
+                                                   http::Request message,
                                                    std::chrono::steady_clock::time_point until,
                                                    AttemptTrail& trail,
                                                    const BodyReader& read_body) const;
@@ -240,7 +245,12 @@ class OperationClient {
   boost::asio::awaitable<Result> call(Arg arg, CallContext parent) const {
     // Built once for every attempt; the attempts reach it through one pointer, so the
     // std::function below holds it without allocating.
-    detail::OperationRequest request{op_.method, op_.path, {}, {}, std::string(parent.trace_id)};
+    detail::OperationRequest request{op_.method,
+                                     op_.path,
+                                     {},
+                                     {},
+                                     std::string(parent.trace_id),
+                                     op_.idempotent() ? nullptr : parent.invocation};
     if (op_.method == http::Verb::get || op_.method == http::Verb::head ||
         op_.method == http::Verb::delete_) {
       request.query = http::to_query(arg);

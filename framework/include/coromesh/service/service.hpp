@@ -303,6 +303,7 @@ Service& Service::serve(const Op& op, F fn) {
                      if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
                        CallContext this_attempt = bound.call;
                        this_attempt.deadline = invocation.deadline();
+                       this_attempt.invocation = &invocation;
                        co_return co_await bound.fn(bound.arg, this_attempt);
                      } else {
                        co_return co_await bound.fn(bound.arg);
