@@ -64,6 +64,8 @@ class ClientCategory final : public std::error_category {
         return "connect timed out";
       case ClientErrc::discovery_unavailable:
         return "no answer from service discovery yet";
+      case ClientErrc::identity_unavailable:
+        return "no certificate of the caller's own yet";
     }
     return "unknown client error";
   }
