@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -15,6 +14,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/write.hpp>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -136,6 +136,48 @@ bool is_interim(unsigned status) {
   return status >= 100 && status < 200 && status != 101;
 }
 
+// One name resolution in flight, owned by its own completion handler: Asio's resolver runs
+// getaddrinfo() on a private thread and can neither cancel it nor complete before it
+// returns (a cancellation only turns its eventual result into operation_aborted). A call
+// that waited for it would answer its caller's cancellation, or its own deadline, only
+// once the lookup gave up (seconds, with a name server that does not answer). So the
+// call waits on `wake` instead, and the lookup, abandoned, ends on its own without
+// touching the call's frame.
+struct PendingResolution {
+  explicit PendingResolution(const asio::any_io_executor& executor)
+      : resolver(executor), wake(executor) {}
+  tcp::resolver resolver;
+  asio::steady_timer wake;  // cancelled when the answer is in
+  std::optional<std::pair<error_code, tcp::resolver::results_type>> answer;
+};
+
+// Resolves `destination` by `until`: its answer (an error included), or nullopt when
+// `until` came first. Throws operation_aborted at once when the awaiting coroutine is
+// cancelled, whether or not getaddrinfo() is still running.
+asio::awaitable<std::optional<std::pair<error_code, tcp::resolver::results_type>>> resolve_until(
+    const Destination& destination, Client::Clock::time_point until) {
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  auto pending = std::make_shared<PendingResolution>(co_await asio::this_coro::executor);
+  pending->wake.expires_at(until);
+  pending->resolver.async_resolve(destination.host, std::to_string(destination.port),
+                                  [pending](error_code ec, tcp::resolver::results_type results) {
+                                    if (ec != asio::error::operation_aborted) {
+                                      pending->answer.emplace(ec, std::move(results));
+                                    }
+                                    pending->wake.cancel();
+                                  });
+  const auto [woken] = co_await pending->wake.async_wait(use_tuple);
+  if (pending->answer) {
+    co_return std::move(pending->answer);
+  }
+  pending->resolver.cancel();  // its answer, when getaddrinfo() returns, is dropped
+  if (woken == asio::error::operation_aborted ||
+      cancellation.cancelled() != asio::cancellation_type::none) {
+    throw boost::system::system_error(asio::error::operation_aborted);
+  }
+  co_return std::nullopt;
+}
+
 struct Attempt {
   std::optional<Response> response;
   bool reusable = false;  // the connection may carry another request
@@ -183,7 +225,6 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
                                                                 const std::string& label,
                                                                 Clock::time_point deadline,
                                                                 Clock::time_point start) {
-  using namespace asio::experimental::awaitable_operators;
   auto fail = [&](ClientErrc errc, const std::string& why) {
     return ClientError(errc, "connect to " + label + " failed: " + why);
   };
@@ -208,17 +249,11 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
     endpoints = tcp::resolver::results_type::create(tcp::endpoint(address, destination.port),
                                                     destination.host, "");
   } else {
-    // tcp_stream's deadline does not cover name resolution; a timer races it instead.
-    tcp::resolver resolver(executor);
-    asio::steady_timer timer(executor, connect_by);
-    auto done = co_await (
-        resolver.async_resolve(destination.host, std::to_string(destination.port), use_tuple) ||
-        timer.async_wait(use_tuple));
-    if (done.index() == 1) {
+    auto resolved = co_await resolve_until(destination, connect_by);
+    if (!resolved) {
       throw timed_out("no address resolved");
     }
-    auto [resolve_ec, results] = std::get<0>(std::move(done));
-    throw_if_aborted(resolve_ec);
+    auto [resolve_ec, results] = std::move(*resolved);
     if (resolve_ec) {
       throw fail(ClientErrc::connect_failed, resolve_ec.message());
     }
