@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -178,6 +179,74 @@ asio::awaitable<std::optional<std::pair<error_code, tcp::resolver::results_type>
   co_return std::nullopt;
 }
 
+// How the request's write ended; `done` once it has.
+struct RequestWrite {
+  bool done = false;
+  error_code ec;
+};
+
+// Writes `request` (one buffer, one write: over TLS one record, see http/flat_write.hpp;
+// a chunked one through Beast's serializer).
+template <class Stream>
+asio::awaitable<void> write_request(Stream& stream, Request& request, std::string& flat,
+                                    RequestWrite& write) {
+  if (request.chunked()) {  // (not after prepare_payload: a string body has a length)
+    std::tie(write.ec, std::ignore) = co_await beast::http::async_write(stream, request, use_tuple);
+  } else {
+    flat.clear();
+    append_request(request, flat);
+    std::tie(write.ec, std::ignore) =
+        co_await asio::async_write(stream, asio::buffer(flat), use_tuple);
+  }
+  write.done = true;
+}
+
+// How the response's read ended: its error, the interim responses skipped, and whether it
+// stopped a write still going.
+struct ResponseRead {
+  error_code ec;
+  std::size_t interim = 0;
+  bool stopped_write = false;
+};
+
+// Reads the final response into `parser`. RFC 9110 §15.2: interim (1xx) responses may come
+// before it, asked for or not (100 Continue, 102 Processing, 103 Early Hints). They carry
+// nothing this client uses and are skipped, each with a parser of its own; a bounded
+// number of them (more: read.interim > kMaxInterimResponses), so a callee sending nothing
+// else cannot keep the call reading until its deadline. Once it ends, a write still going
+// is stopped (the connection is then never reused): the callee has answered, or the
+// connection is lost, before it read the whole request.
+template <class Stream>
+asio::awaitable<void> read_response(
+    Stream& stream, beast::flat_buffer& buffer,
+    std::optional<beast::http::response_parser<beast::http::string_body>>& parser, Verb method,
+    std::size_t body_limit, const RequestWrite& write, ResponseRead& read) {
+  for (;; ++read.interim) {
+    if (read.interim > kMaxInterimResponses) {
+      break;
+    }
+    parser.emplace();
+    parser->body_limit(body_limit);
+    parser->header_limit(kHeaderLimit);
+    if (method == Verb::head) {
+      parser->skip(true);
+    }
+    // The whole header counted against the limit, however it is split (see framing.hpp).
+    read.ec = co_await framing::read_message(stream, buffer, *parser, kHeaderLimit);
+    if (read.ec || !is_interim(parser->get().result_int())) {
+      break;
+    }
+  }
+  if (!write.done) {
+    // Our side of the connection shut: the write waiting for room fails (broken pipe)
+    // and so does any next step of it. A cancel() would reach only a step waiting right
+    // now, not one whose completion is already queued and is followed by another.
+    read.stopped_write = true;
+    error_code ignored;
+    beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+}
+
 struct Attempt {
   std::optional<Response> response;
   bool reusable = false;  // the connection may carry another request
@@ -301,73 +370,57 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
     detail::CallDeadline& deadline;
     ~Disarm() { deadline.disarm(); }
   } disarm{call_deadline};
+  using namespace asio::experimental::awaitable_operators;
   auto& buffers = connection.buffers;
-  error_code write_ec;
-  if (request.chunked()) {  // (not after prepare_payload: a string body has a length)
-    std::tie(write_ec, std::ignore) = co_await beast::http::async_write(stream, request, use_tuple);
-  } else {
-    // One buffer, one write: over TLS one record (see http/flat_write.hpp).
-    buffers.write.clear();
-    append_request(request, buffers.write);
-    std::tie(write_ec, std::ignore) =
-        co_await asio::async_write(stream, asio::buffer(buffers.write), use_tuple);
-  }
-  if (write_ec && call_deadline.fired()) {
-    co_return failed(ClientErrc::timeout, "timed out after " + elapsed_ms(start) + " sending");
-  }
-  throw_if_aborted(write_ec);
-  // A callee may answer before it has read the whole request (a 413 for a body too large,
-  // a 401 before the upload) and close: the rest of the write then fails with a reset,
-  // but the answer is already here to read (RFC 9112 §9.6: the client should watch for
-  // it while sending). It is the callee's verdict, often the caller's own fault; reporting
-  // a lost connection instead blamed the callee (a transport failure for its breaker) and
-  // invited a retry of the same doomed request. Only without such an answer is the
-  // write's failure the call's.
-  const bool sent = !write_ec;
-  if (!sent) {
-    attempt.closed_before_response = closed_before_response(write_ec);
-  }
-  auto failed_sending = [&] {
-    return failed(ClientErrc::connection_closed,
-                  "connection lost while sending: " + write_ec.message());
-  };
-
+  // The response is read while the request is written, not after: a callee may answer
+  // before it has read the whole request (a 413 for a body too large, a 401 before the
+  // upload), and then either close (the rest of the write fails with a reset) or simply
+  // stop reading, so the write stalls once the socket buffers are full. Either way its
+  // answer is here to read (RFC 9112 §9.6: the client should watch for it while sending),
+  // and it is the callee's verdict, often the caller's own fault. Reporting a lost
+  // connection, or waiting for the deadline, instead blamed the callee (transport or
+  // timeout, for its breaker) and invited a retry of the same doomed request. The read,
+  // once it has ended, stops a write still going (its socket's operations cancelled):
+  // such a connection, its request half-sent, is never reused.
   // The connection's own read buffer: empty here (a connection is parked only when its
   // last response left nothing behind), and its memory is reused from call to call.
   beast::flat_buffer& buffer = buffers.read;
-  // RFC 9110 §15.2: interim (1xx) responses may come before the final one, asked for or
-  // not (100 Continue, 102 Processing, 103 Early Hints). They carry nothing this client
-  // uses and are skipped, each with a parser of its own; a bounded number of them, so a
-  // callee sending nothing else cannot keep the call reading until its deadline.
   std::optional<beast::http::response_parser<beast::http::string_body>> parser;
-  error_code read_ec;
-  std::size_t interim = 0;
-  for (;; ++interim) {
-    if (interim > kMaxInterimResponses) {
-      co_return failed(ClientErrc::bad_response, "bad response: more than " +
-                                                     std::to_string(kMaxInterimResponses) +
-                                                     " interim (1xx) responses");
-    }
-    parser.emplace();
-    parser->body_limit(options.body_limit);
-    parser->header_limit(kHeaderLimit);
-    if (request.method() == Verb::head) {
-      parser->skip(true);
-    }
-    // The whole header counted against the limit, however it is split (see framing.hpp).
-    read_ec = co_await framing::read_message(stream, buffer, *parser, kHeaderLimit);
-    if (read_ec || !is_interim(parser->get().result_int())) {
-      break;
-    }
+  RequestWrite write;
+  ResponseRead read;
+  co_await (
+      write_request(stream, request, buffers.write, write) &&
+      read_response(stream, buffer, parser, request.method(), options.body_limit, write, read));
+  const error_code write_ec = write.ec;
+  const error_code read_ec = read.ec;
+  const bool sent = write.done && !write_ec;
+  const bool got_some = read.interim > 0 || parser->got_some();
+  if (read.interim > kMaxInterimResponses) {
+    co_return failed(ClientErrc::bad_response, "bad response: more than " +
+                                                   std::to_string(kMaxInterimResponses) +
+                                                   " interim (1xx) responses");
   }
-  // Bytes of an answer came (an interim response counts): the callee had the request.
-  const bool got_some = interim > 0 || parser->got_some();
-  if (read_ec && call_deadline.fired()) {
-    co_return failed(ClientErrc::timeout,
-                     "timed out after " + elapsed_ms(start) +
-                         (got_some ? " reading the response" : " waiting for a response"));
+  if ((read_ec || (write_ec && !read.stopped_write)) && call_deadline.fired()) {
+    co_return failed(ClientErrc::timeout, "timed out after " + elapsed_ms(start) +
+                                              (!sent      ? " sending"
+                                               : got_some ? " reading the response"
+                                                          : " waiting for a response"));
   }
+  // The caller's cancellation (the write's own, unless the read stopped it).
   throw_if_aborted(read_ec);
+  if (!read.stopped_write) {
+    throw_if_aborted(write_ec);
+  }
+  // Why the connection went while the request was still going out: the write's error,
+  // or the read's when the read ended first (and stopped the write).
+  const error_code send_ec = read.stopped_write ? read_ec : write_ec;
+  if (!sent) {
+    attempt.closed_before_response = closed_before_response(send_ec);
+  }
+  auto failed_sending = [&] {
+    return failed(ClientErrc::connection_closed,
+                  "connection lost while sending: " + send_ec.message());
+  };
   if (read_ec && !sent) {
     co_return failed_sending();
   }
@@ -419,8 +472,8 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   if constexpr (std::is_same_v<Stream, detail::ClientConnection::Tls>) {
     nothing_beyond = nothing_beyond && !detail::tls_holds_unread_bytes(stream.native_handle());
   }
-  attempt.reusable = sent && parser->keep_alive() && request.keep_alive() && nothing_beyond &&
-                     !call_deadline.fired();
+  attempt.reusable = sent && !read.stopped_write && parser->keep_alive() && request.keep_alive() &&
+                     nothing_beyond && !call_deadline.fired();
   attempt.response = parser->release();
   buffers.release_if_large();
   co_return attempt;

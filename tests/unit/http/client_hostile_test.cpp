@@ -144,6 +144,41 @@ TEST_F(HttpClient, AnEarlyAnswerOnAPooledConnectionIsNotTakenForItsIdleClose) {
   EXPECT_EQ(server.connections(), 1) << "the upload was sent again";
 }
 
+// A callee that answers early (413 after the header) but neither reads the rest of the
+// body nor closes: the client's write stalls once the socket buffers are full. The answer
+// is complete all the same, and it is the call's (RFC 9112 §9.6: watch for it while
+// sending); the connection, its request half-written, is never reused. The client only
+// read after its write had ended, so the call waited for its deadline and ended as a
+// timeout (the callee's fault, retried) instead of the callee's 413. (The deadline is
+// beyond the 10 s the fixture gives a test body: waiting for it fails the test.)
+TEST_F(HttpClient, AnEarlyAnswerWhileTheCalleeStopsReadingEndsTheCallWithIt) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    beast::http::request_parser<beast::http::string_body> parser;
+    co_await beast::http::async_read_header(stream, buffer, parser, use_tuple);
+    const std::string refusal =
+        "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!";
+    co_await asio::async_write(stream, asio::buffer(refusal), use_tuple);
+    // Keeps the connection open, reading nothing more, until the client closes it (the
+    // test's io_context ends this coroutine otherwise).
+    asio::steady_timer hold(stream.get_executor(), std::chrono::minutes(1));
+    co_await hold.async_wait(use_tuple);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    try {
+      auto response = co_await http.send(server.destination(), large_upload(Verb::put),
+                                         Client::Clock::now() + 30s);
+      EXPECT_EQ(response.result_int(), 413u);
+      EXPECT_EQ(response.body(), "too big!");
+    } catch (const ClientError& e) {
+      ADD_FAILURE() << "the early answer was not taken: " << e.what();
+    }
+  });
+  EXPECT_EQ(http.idle_connections(), 0u) << "a connection with half a request was pooled";
+  EXPECT_EQ(server.connections(), 1) << "the upload was sent again";
+}
+
 // Bodies cut short or framed in ways RFC 9112 refuses: the callee's broken answer
 // (bad_response), or a connection lost mid-response (connection_closed, never a retry
 // that might repeat the request's effect), and in no case a connection kept.

@@ -17,7 +17,9 @@
 // Interim (1xx) responses before it are skipped, up to 8 (more, or a 101 switching to a
 // protocol the client cannot speak, is bad_response); an answer the server sends before
 // it has read the whole request (a 413 for an upload) is the call's answer, even when the
-// rest of the request could not be written.
+// rest of the request could not be written: the response is read while the request is
+// written, so a server that answers and then stops reading ends the call at once, and
+// such a connection, its request half-sent, is never reused.
 // A call can also be cancelled through the awaiting coroutine's cancellation slot (e.g.
 // `co_await (client.send(...) || timer.async_wait(...))`); it then ends with
 // boost::system::system_error(operation_aborted) and its connection is closed, not pooled.
