@@ -23,7 +23,9 @@
 #include <utility>
 #include <variant>
 
+#include "client_exchange.hpp"
 #include "client_pool.hpp"
+#include "client_resolve.hpp"
 #include "client_tls.hpp"
 #include "coromesh/http/flat_write.hpp"
 #include "coromesh/http/framing.hpp"
@@ -37,9 +39,6 @@ namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t kHeaderLimit = 64 * 1024;  // of a response
-// Interim (1xx) responses skipped before the final one; more is a bad response.
-constexpr std::size_t kMaxInterimResponses = 8;
 
 class ClientCategory final : public std::error_category {
  public:
@@ -132,121 +131,6 @@ bool is_parse_error(const error_code& ec) {
          ec != beast::http::error::partial_message;
 }
 
-// 1xx but 101, which switches the connection to another protocol.
-bool is_interim(unsigned status) {
-  return status >= 100 && status < 200 && status != 101;
-}
-
-// One name resolution in flight, owned by its own completion handler: Asio's resolver runs
-// getaddrinfo() on a private thread and can neither cancel it nor complete before it
-// returns (a cancellation only turns its eventual result into operation_aborted). A call
-// that waited for it would answer its caller's cancellation, or its own deadline, only
-// once the lookup gave up (seconds, with a name server that does not answer). So the
-// call waits on `wake` instead, and the lookup, abandoned, ends on its own without
-// touching the call's frame.
-struct PendingResolution {
-  explicit PendingResolution(const asio::any_io_executor& executor)
-      : resolver(executor), wake(executor) {}
-  tcp::resolver resolver;
-  asio::steady_timer wake;  // cancelled when the answer is in
-  std::optional<std::pair<error_code, tcp::resolver::results_type>> answer;
-};
-
-// Resolves `destination` by `until`: its answer (an error included), or nullopt when
-// `until` came first. Throws operation_aborted at once when the awaiting coroutine is
-// cancelled, whether or not getaddrinfo() is still running.
-asio::awaitable<std::optional<std::pair<error_code, tcp::resolver::results_type>>> resolve_until(
-    const Destination& destination, Client::Clock::time_point until) {
-  const auto cancellation = co_await asio::this_coro::cancellation_state;
-  auto pending = std::make_shared<PendingResolution>(co_await asio::this_coro::executor);
-  pending->wake.expires_at(until);
-  pending->resolver.async_resolve(destination.host, std::to_string(destination.port),
-                                  [pending](error_code ec, tcp::resolver::results_type results) {
-                                    if (ec != asio::error::operation_aborted) {
-                                      pending->answer.emplace(ec, std::move(results));
-                                    }
-                                    pending->wake.cancel();
-                                  });
-  const auto [woken] = co_await pending->wake.async_wait(use_tuple);
-  if (pending->answer) {
-    co_return std::move(pending->answer);
-  }
-  pending->resolver.cancel();  // its answer, when getaddrinfo() returns, is dropped
-  if (woken == asio::error::operation_aborted ||
-      cancellation.cancelled() != asio::cancellation_type::none) {
-    throw boost::system::system_error(asio::error::operation_aborted);
-  }
-  co_return std::nullopt;
-}
-
-// How the request's write ended; `done` once it has.
-struct RequestWrite {
-  bool done = false;
-  error_code ec;
-};
-
-// Writes `request` (one buffer, one write: over TLS one record, see http/flat_write.hpp;
-// a chunked one through Beast's serializer).
-template <class Stream>
-asio::awaitable<void> write_request(Stream& stream, Request& request, std::string& flat,
-                                    RequestWrite& write) {
-  if (request.chunked()) {  // (not after prepare_payload: a string body has a length)
-    std::tie(write.ec, std::ignore) = co_await beast::http::async_write(stream, request, use_tuple);
-  } else {
-    flat.clear();
-    append_request(request, flat);
-    std::tie(write.ec, std::ignore) =
-        co_await asio::async_write(stream, asio::buffer(flat), use_tuple);
-  }
-  write.done = true;
-}
-
-// How the response's read ended: its error, the interim responses skipped, and whether it
-// stopped a write still going.
-struct ResponseRead {
-  error_code ec;
-  std::size_t interim = 0;
-  bool stopped_write = false;
-};
-
-// Reads the final response into `parser`. RFC 9110 §15.2: interim (1xx) responses may come
-// before it, asked for or not (100 Continue, 102 Processing, 103 Early Hints). They carry
-// nothing this client uses and are skipped, each with a parser of its own; a bounded
-// number of them (more: read.interim > kMaxInterimResponses), so a callee sending nothing
-// else cannot keep the call reading until its deadline. Once it ends, a write still going
-// is stopped (the connection is then never reused): the callee has answered, or the
-// connection is lost, before it read the whole request.
-template <class Stream>
-asio::awaitable<void> read_response(
-    Stream& stream, beast::flat_buffer& buffer,
-    std::optional<beast::http::response_parser<beast::http::string_body>>& parser, Verb method,
-    std::size_t body_limit, const RequestWrite& write, ResponseRead& read) {
-  for (;; ++read.interim) {
-    if (read.interim > kMaxInterimResponses) {
-      break;
-    }
-    parser.emplace();
-    parser->body_limit(body_limit);
-    parser->header_limit(kHeaderLimit);
-    if (method == Verb::head) {
-      parser->skip(true);
-    }
-    // The whole header counted against the limit, however it is split (see framing.hpp).
-    read.ec = co_await framing::read_message(stream, buffer, *parser, kHeaderLimit);
-    if (read.ec || !is_interim(parser->get().result_int())) {
-      break;
-    }
-  }
-  if (!write.done) {
-    // Our side of the connection shut: the write waiting for room fails (broken pipe)
-    // and so does any next step of it. A cancel() would reach only a step waiting right
-    // now, not one whose completion is already queued and is followed by another.
-    read.stopped_write = true;
-    error_code ignored;
-    beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
-  }
-}
-
 struct Attempt {
   std::optional<Response> response;
   bool reusable = false;  // the connection may carry another request
@@ -318,7 +202,7 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
     endpoints = tcp::resolver::results_type::create(tcp::endpoint(address, destination.port),
                                                     destination.host, "");
   } else {
-    auto resolved = co_await resolve_until(destination, connect_by);
+    auto resolved = co_await detail::resolve_until(destination, connect_by);
     if (!resolved) {
       throw timed_out("no address resolved");
     }
@@ -386,18 +270,18 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   // last response left nothing behind), and its memory is reused from call to call.
   beast::flat_buffer& buffer = buffers.read;
   std::optional<beast::http::response_parser<beast::http::string_body>> parser;
-  RequestWrite write;
-  ResponseRead read;
-  co_await (
-      write_request(stream, request, buffers.write, write) &&
-      read_response(stream, buffer, parser, request.method(), options.body_limit, write, read));
+  detail::RequestWrite write;
+  detail::ResponseRead read;
+  co_await (detail::write_request(stream, request, buffers.write, write) &&
+            detail::read_response(stream, buffer, parser, request.method(), options.body_limit,
+                                  write, read));
   const error_code write_ec = write.ec;
   const error_code read_ec = read.ec;
   const bool sent = write.done && !write_ec;
   const bool got_some = read.interim > 0 || parser->got_some();
-  if (read.interim > kMaxInterimResponses) {
+  if (read.interim > detail::kMaxInterimResponses) {
     co_return failed(ClientErrc::bad_response, "bad response: more than " +
-                                                   std::to_string(kMaxInterimResponses) +
+                                                   std::to_string(detail::kMaxInterimResponses) +
                                                    " interim (1xx) responses");
   }
   if ((read_ec || (write_ec && !read.stopped_write)) && call_deadline.fired()) {
@@ -435,7 +319,7 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   }
   if (read_ec == beast::http::error::header_limit) {
     co_return failed(ClientErrc::bad_response,
-                     "response header exceeds " + std::to_string(kHeaderLimit) + " bytes");
+                     "response header exceeds " + std::to_string(detail::kHeaderLimit) + " bytes");
   }
   if (is_parse_error(read_ec)) {
     co_return failed(ClientErrc::bad_response, "bad response: " + read_ec.message());
