@@ -88,15 +88,20 @@ TEST_F(HttpClient, EndlessInterimResponsesAreBadResponse) {
   });
 }
 
-// Reads a request's header only, answers 413 at once and closes with the body unread
-// (the kernel then resets the connection): the callee refusing an upload early.
-asio::awaitable<void> refuse_upload_early(beast::tcp_stream& stream) {
+// Reads a request's header only and answers 413 at once, the body unread: the callee
+// refusing an upload early. `connection` is the refusal's Connection header value.
+asio::awaitable<void> answer_upload_early(beast::tcp_stream& stream, std::string connection) {
   beast::flat_buffer buffer;
   beast::http::request_parser<beast::http::string_body> parser;
   co_await beast::http::async_read_header(stream, buffer, parser, use_tuple);
-  const std::string refusal =
-      "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo big!";
+  const std::string refusal = "HTTP/1.1 413 Payload Too Large\r\nConnection: " + connection +
+                              "\r\nContent-Length: 8\r\n\r\ntoo big!";
   co_await asio::async_write(stream, asio::buffer(refusal), use_tuple);
+}
+
+// ... then closes (the kernel then resets the connection).
+asio::awaitable<void> refuse_upload_early(beast::tcp_stream& stream) {
+  co_await answer_upload_early(stream, "close");
   stream.socket().close();
 }
 
@@ -153,12 +158,7 @@ TEST_F(HttpClient, AnEarlyAnswerOnAPooledConnectionIsNotTakenForItsIdleClose) {
 // beyond the 10 s the fixture gives a test body: waiting for it fails the test.)
 TEST_F(HttpClient, AnEarlyAnswerWhileTheCalleeStopsReadingEndsTheCallWithIt) {
   TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
-    beast::flat_buffer buffer;
-    beast::http::request_parser<beast::http::string_body> parser;
-    co_await beast::http::async_read_header(stream, buffer, parser, use_tuple);
-    const std::string refusal =
-        "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!";
-    co_await asio::async_write(stream, asio::buffer(refusal), use_tuple);
+    co_await answer_upload_early(stream, "keep-alive");
     // Keeps the connection open, reading nothing more, until the client closes it (the
     // test's io_context ends this coroutine otherwise).
     asio::steady_timer hold(stream.get_executor(), std::chrono::minutes(1));

@@ -148,12 +148,21 @@ TEST(OperationClientLifetime, AShutdownWithACallInFlightUnwindsIt) {
   EXPECT_FALSE(completed);
 }
 
-// mTLS whose own certificate has not arrived (a Connect-native service's leaf before
-// Consul issued it); `arrived` none until set.
-std::shared_ptr<const http::ClientTls> tls_without_own_certificate() {
-  return std::make_shared<const http::ClientTls>(
-      http::ClientTls{.context = [] { return std::shared_ptr<http::TlsContext>(); }});
-}
+// A callee reached over mTLS by a caller whose own certificate has not arrived (a
+// Connect-native service's leaf before Consul issued it).
+struct CalleeWithoutOwnCertificate {
+  explicit CalleeWithoutOwnCertificate(asio::io_context& io)
+      : callee(io, answer_every_request_with(error_answer(200, "1"))) {}
+
+  OperationClientOptions options(std::chrono::milliseconds timeout) const {
+    auto upstream = callee.destination();
+    upstream.tls = std::make_shared<const http::ClientTls>(
+        http::ClientTls{.context = [] { return std::shared_ptr<http::TlsContext>(); }});
+    return {.upstream = upstream, .default_timeout = timeout};
+  }
+
+  http::client_testing::TestServer callee;
+};
 
 // How a call ended: its exception (null: it succeeded) once `done`.
 struct CallEnd {
@@ -167,11 +176,8 @@ struct CallEnd {
 // (tls_handshake: a transport fault held against the callee).
 TEST(OperationClientOwnCertificate, MissingUntilTheDeadlineIsTheCallersOwnRefusalNothingSent) {
   asio::io_context io;
-  http::client_testing::TestServer callee(io, answer_every_request_with(error_answer(200, "1")));
-  auto upstream = callee.destination();
-  upstream.tls = tls_without_own_certificate();
-  OperationClient client(ask, io.get_executor(),
-                         {.upstream = upstream, .default_timeout = std::chrono::milliseconds(400)});
+  CalleeWithoutOwnCertificate setup(io);
+  OperationClient client(ask, io.get_executor(), setup.options(std::chrono::milliseconds(400)));
   CallEnd end;
   asio::co_spawn(io, client.execute(Question{.n = 1}), [&](std::exception_ptr e, std::int64_t) {
     end = {true, e};
@@ -190,17 +196,14 @@ TEST(OperationClientOwnCertificate, MissingUntilTheDeadlineIsTheCallersOwnRefusa
     ADD_FAILURE() << "not a ClientError: " << e.what();
   }
   EXPECT_EQ(classify_service_fault(end.error).kind, qos::FaultClass::rejected);
-  EXPECT_EQ(callee.connections(), 0) << "the callee was dialled without a certificate";
+  EXPECT_EQ(setup.callee.connections(), 0) << "the callee was dialled without a certificate";
 }
 
 // Cancelled while waiting for its own certificate, a call ends as a cancellation.
 TEST(OperationClientOwnCertificate, ACancellationDuringTheWaitIsACancellation) {
   asio::io_context io;
-  http::client_testing::TestServer callee(io, answer_every_request_with(error_answer(200, "1")));
-  auto upstream = callee.destination();
-  upstream.tls = tls_without_own_certificate();
-  OperationClient client(ask, io.get_executor(),
-                         {.upstream = upstream, .default_timeout = std::chrono::seconds(30)});
+  CalleeWithoutOwnCertificate setup(io);
+  OperationClient client(ask, io.get_executor(), setup.options(std::chrono::seconds(30)));
   asio::cancellation_signal cancel;
   CallEnd end;
   asio::co_spawn(
@@ -217,7 +220,7 @@ TEST(OperationClientOwnCertificate, ACancellationDuringTheWaitIsACancellation) {
   ASSERT_TRUE(end.done) << "the cancelled call did not end within 5s";
   ASSERT_TRUE(end.error) << "the call succeeded";
   EXPECT_EQ(classify_service_fault(end.error).kind, qos::FaultClass::cancelled);
-  EXPECT_EQ(callee.connections(), 0);
+  EXPECT_EQ(setup.callee.connections(), 0);
 }
 
 }  // namespace
