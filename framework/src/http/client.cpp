@@ -264,8 +264,8 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   // and it is the callee's verdict, often the caller's own fault. Reporting a lost
   // connection, or waiting for the deadline, instead blamed the callee (transport or
   // timeout, for its breaker) and invited a retry of the same doomed request. The read,
-  // once it has ended, stops a write still going (its socket's operations cancelled):
-  // such a connection, its request half-sent, is never reused.
+  // once it has ended, stops a write still going (read_response): such a connection, its
+  // request half-sent, is never reused.
   // The connection's own read buffer: empty here (a connection is parked only when its
   // last response left nothing behind), and its memory is reused from call to call.
   beast::flat_buffer& buffer = buffers.read;
