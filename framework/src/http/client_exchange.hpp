@@ -25,6 +25,10 @@
 namespace coromesh::http::detail {
 
 inline constexpr std::size_t kHeaderLimit = 64 * 1024;  // of a response
+// A request body up to this size is written without a read beside it: with its header
+// it stays well under a TCP socket's smallest default send buffer on Linux (16 KiB,
+// net.ipv4.tcp_wmem), so the write completes whether or not the callee reads.
+inline constexpr std::size_t kWrittenAtOnce = 8 * 1024;
 // Interim (1xx) responses skipped before the final one; more is a bad response.
 inline constexpr std::size_t kMaxInterimResponses = 8;
 
