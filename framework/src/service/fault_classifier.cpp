@@ -49,7 +49,8 @@ qos::FaultClassification classify_served_fault(const std::exception_ptr& error) 
     const auto status = e.http_status();
     return {status == 504 ? qos::FaultClass::timeout : qos::FaultClass::callee_failure, status};
   } catch (const http::ClientError& e) {
-    if (e.code() == http::ClientErrc::discovery_unavailable) {
+    if (e.code() == http::ClientErrc::discovery_unavailable ||
+        e.code() == http::ClientErrc::identity_unavailable) {
       // Answered 503 like a DependencyRefused: this service could not serve.
       return {qos::FaultClass::callee_failure, 503};
     }
@@ -73,8 +74,10 @@ qos::FaultClassification classify_service_fault(const std::exception_ptr& error)
     if (e.code() == http::ClientErrc::bad_response) {
       return {qos::FaultClass::callee_failure};
     }
-    if (e.code() == http::ClientErrc::discovery_unavailable) {
-      // Our own discovery has no answer yet: the callee was never reached. A refusal.
+    if (e.code() == http::ClientErrc::discovery_unavailable ||
+        e.code() == http::ClientErrc::identity_unavailable) {
+      // Our own discovery has no answer yet, or our own leaf has not arrived: the callee
+      // was never reached. A refusal.
       return {qos::FaultClass::rejected};
     }
     return {qos::FaultClass::transport};

@@ -1,6 +1,9 @@
 #include "coromesh/service/operation_client.hpp"
 
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 #include <string>
@@ -67,6 +70,49 @@ void mark_sending(const OperationRequest& request) noexcept {
   }
 }
 
+// Returns once `tls` (null: plain, nothing to wait for) has a certificate of this caller's
+// own: in Connect-native mode this service's leaf, which Consul issues a moment after
+// start-up, or only once a token that may fetch it is in place. Without it every handshake
+// fails, and each failure would be held against whichever healthy endpoint was picked
+// (its outlier ejection, the callee's breaker, a retry): so it is awaited before any pick,
+// as the sidecar does (proxy/src/upstream_listener.cpp). Throws identity_unavailable when
+// `until` comes first, operation_aborted when the awaiting coroutine is cancelled.
+// Polls: the certificate source publishes on Consul's executor, and its readers may be on
+// any thread; a caller waits at most until its leaf comes, which is rare and short.
+asio::awaitable<void> await_own_certificate(std::shared_ptr<const http::ClientTls> tls,
+                                            std::chrono::steady_clock::time_point until,
+                                            std::string_view callee) {
+  if (!tls || !tls->context || tls->context()) {
+    co_return;
+  }
+  constexpr auto kPollInterval = std::chrono::milliseconds(20);
+  const auto started = std::chrono::steady_clock::now();
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  asio::steady_timer poll(co_await asio::this_coro::executor);
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) {
+      const auto waited =
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count();
+      throw http::ClientError(
+          http::ClientErrc::identity_unavailable,
+          "this caller has no TLS certificate of its own yet (Connect-native: its leaf from "
+          "Consul) after waiting " +
+              std::to_string(waited) + "ms: no endpoint of '" + std::string(callee) +
+              "' was picked, nothing was sent");
+    }
+    poll.expires_at(std::min(until, now + kPollInterval));
+    const auto [ec] = co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted ||
+        cancellation.cancelled() != asio::cancellation_type::none) {
+      throw boost::system::system_error(asio::error::operation_aborted);
+    }
+    if (tls->context()) {
+      co_return;
+    }
+  }
+}
+
 }  // namespace
 
 OperationTransport::OperationTransport(std::vector<asio::any_io_executor> executors,
@@ -129,6 +175,12 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
     co_await exchange_discovered(own, request, std::move(message), until, trail, read_body);
     co_return;
   }
+  // Half the attempt's time at most, like discovery's wait below: a missing certificate is
+  // reported as such, before the attempt's timeout would cut it off as the callee's.
+  const auto now = std::chrono::steady_clock::now();
+  co_await await_own_certificate(
+      options_.upstream.tls, now + (until - now) / 2,
+      options_.upstream.host + ":" + std::to_string(options_.upstream.port));
   message.set(http::Field::host, options_.upstream.host);
   mark_sending(request);
   http::Response response = co_await own.client->send(options_.upstream, std::move(message), until);
@@ -145,11 +197,13 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
   // Held by this frame: the upstream outlives the attempt even if the client's owner
   // dropped it meanwhile.
   const std::shared_ptr<DiscoveredUpstream> upstream = options_.discovered;
-  // Consul's first answer is awaited for half the time the attempt has left at most, so a
-  // Consul that does not answer is reported as such well before the attempt's deadline,
-  // where its timeout would cut the call off as the callee's timeout.
+  // Consul's first answer, and our own certificate, are awaited until half the time the
+  // attempt has left at most, so a Consul that does not answer (or a leaf that has not
+  // come) is reported as such well before the attempt's deadline, where its timeout would
+  // cut the call off as the callee's timeout.
   const auto now = std::chrono::steady_clock::now();
-  const auto snapshot = co_await upstream->endpoints(now + (until - now) / 2);
+  const auto patience = now + (until - now) / 2;
+  const auto snapshot = co_await upstream->endpoints(patience);
   forget_departed(own, snapshot);
   if (!snapshot) {
     // The callee was never reached: our own discovery is not ready. A refusal, answered
@@ -158,6 +212,7 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
                             "no answer from Consul yet about the instances of '" +
                                 upstream->service() + "': nothing was sent");
   }
+  co_await await_own_certificate(upstream->tls(), patience, upstream->service());
   connect::Pick pick = upstream->pick(snapshot, trail.tried);
   if (!pick) {
     // Consul answered: no instance of the callee passes its health checks, it is down. Its

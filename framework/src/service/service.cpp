@@ -701,6 +701,10 @@ http::Response transport_error_response(const http::ClientError& error) {
     return http::make_error_response(http::Status::service_unavailable, "discovery_unavailable",
                                      error.what());
   }
+  if (error.code() == http::ClientErrc::identity_unavailable) {
+    return http::make_error_response(http::Status::service_unavailable, "identity_unavailable",
+                                     error.what());
+  }
   return http::make_error_response(http::Status::bad_gateway, "upstream_unavailable", error.what());
 }
 

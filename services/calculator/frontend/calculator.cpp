@@ -107,6 +107,10 @@ boost::asio::awaitable<std::int64_t> Calculator::call_operator(expression::Op op
       // Consul has not answered about the operator's instances yet: we are not ready.
       throw HttpError(Status::service_unavailable, "discovery_unavailable", why);
     }
+    if (error.code() == coromesh::http::ClientErrc::identity_unavailable) {
+      // Connect-native: our own leaf has not come from Consul yet: we are not ready.
+      throw HttpError(Status::service_unavailable, "identity_unavailable", why);
+    }
     throw HttpError(Status::bad_gateway, "upstream_unavailable", why);
   }
 }

@@ -88,15 +88,20 @@ TEST_F(HttpClient, EndlessInterimResponsesAreBadResponse) {
   });
 }
 
-// Reads a request's header only, answers 413 at once and closes with the body unread
-// (the kernel then resets the connection): the callee refusing an upload early.
-asio::awaitable<void> refuse_upload_early(beast::tcp_stream& stream) {
+// Reads a request's header only and answers 413 at once, the body unread: the callee
+// refusing an upload early. `connection` is the refusal's Connection header value.
+asio::awaitable<void> answer_upload_early(beast::tcp_stream& stream, std::string connection) {
   beast::flat_buffer buffer;
   beast::http::request_parser<beast::http::string_body> parser;
   co_await beast::http::async_read_header(stream, buffer, parser, use_tuple);
-  const std::string refusal =
-      "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo big!";
+  const std::string refusal = "HTTP/1.1 413 Payload Too Large\r\nConnection: " + connection +
+                              "\r\nContent-Length: 8\r\n\r\ntoo big!";
   co_await asio::async_write(stream, asio::buffer(refusal), use_tuple);
+}
+
+// ... then closes (the kernel then resets the connection).
+asio::awaitable<void> refuse_upload_early(beast::tcp_stream& stream) {
+  co_await answer_upload_early(stream, "close");
   stream.socket().close();
 }
 
@@ -141,6 +146,36 @@ TEST_F(HttpClient, AnEarlyAnswerOnAPooledConnectionIsNotTakenForItsIdleClose) {
                                        Client::Clock::now() + 5s);
     EXPECT_EQ(response.result_int(), 413u);
   });
+  EXPECT_EQ(server.connections(), 1) << "the upload was sent again";
+}
+
+// A callee that answers early (413 after the header) but neither reads the rest of the
+// body nor closes: the client's write stalls once the socket buffers are full. The answer
+// is complete all the same, and it is the call's (RFC 9112 §9.6: watch for it while
+// sending); the connection, its request half-written, is never reused. The client only
+// read after its write had ended, so the call waited for its deadline and ended as a
+// timeout (the callee's fault, retried) instead of the callee's 413. (The deadline is
+// beyond the 10 s the fixture gives a test body: waiting for it fails the test.)
+TEST_F(HttpClient, AnEarlyAnswerWhileTheCalleeStopsReadingEndsTheCallWithIt) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    co_await answer_upload_early(stream, "keep-alive");
+    // Keeps the connection open, reading nothing more, until the client closes it (the
+    // test's io_context ends this coroutine otherwise).
+    asio::steady_timer hold(stream.get_executor(), std::chrono::minutes(1));
+    co_await hold.async_wait(use_tuple);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    try {
+      auto response = co_await http.send(server.destination(), large_upload(Verb::put),
+                                         Client::Clock::now() + 30s);
+      EXPECT_EQ(response.result_int(), 413u);
+      EXPECT_EQ(response.body(), "too big!");
+    } catch (const ClientError& e) {
+      ADD_FAILURE() << "the early answer was not taken: " << e.what();
+    }
+  });
+  EXPECT_EQ(http.idle_connections(), 0u) << "a connection with half a request was pooled";
   EXPECT_EQ(server.connections(), 1) << "the upload was sent again";
 }
 

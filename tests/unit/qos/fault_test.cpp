@@ -104,6 +104,9 @@ std::vector<Row> rows() {
       // Consul has not answered yet: the callee was never reached, our own refusal.
       {"discovery_unavailable", client_error(ClientErrc::discovery_unavailable),
        FaultClass::rejected, false, false, true},
+      // Nor without our own leaf (Connect-native): no endpoint picked, nothing sent.
+      {"identity_unavailable", client_error(ClientErrc::identity_unavailable), FaultClass::rejected,
+       false, false, true},
       {"cut_off", [] { throw QosRejected::cut_off_by("timeout"); }, FaultClass::timeout, true, true,
        true},
       {"deadline_spent", [] { throw QosRejected("deadline", Reason::deadline_exceeded); },
@@ -233,6 +236,9 @@ TEST(ServedClassifier, JudgesWhatEscapesAHandlerByWhatItsCallerIsAnswered) {
       // The handler's own call found no answer from Consul: answered 503, our failure.
       {"own call's discovery not ready",
        [] { throw http::ClientError(http::ClientErrc::discovery_unavailable, "no answer"); },
+       FaultClass::callee_failure, 503},
+      {"own call without its own leaf",
+       [] { throw http::ClientError(http::ClientErrc::identity_unavailable, "no leaf"); },
        FaultClass::callee_failure, 503},
       // The rest as on the client side: a handler's own 4xx is its caller's fault, and
       // this operation's own policies refuse rather than fail.

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -19,6 +21,7 @@
 
 #include "../http/client_fixture.hpp"
 #include "coromesh/metrics/registry.hpp"
+#include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/operation.hpp"
 #include "coromesh/service/qos_metrics.hpp"
 #include "coromesh/service/remote_error.hpp"
@@ -178,6 +181,79 @@ TEST(OperationClientRefusals, ASpentDeadlineIsCountedLikeEveryOtherRefusal) {
   EXPECT_NE(
       text.find(R"(coromesh_qos_calls_total{operation="ask",result="rejected",side="client"} 1)"),
       std::string::npos);
+// A callee reached over mTLS by a caller whose own certificate has not arrived (a
+// Connect-native service's leaf before Consul issued it).
+struct CalleeWithoutOwnCertificate {
+  explicit CalleeWithoutOwnCertificate(asio::io_context& io)
+      : callee(io, answer_every_request_with(error_answer(200, "1"))) {}
+
+  OperationClientOptions options(std::chrono::milliseconds timeout) const {
+    auto upstream = callee.destination();
+    upstream.tls = std::make_shared<const http::ClientTls>(
+        http::ClientTls{.context = [] { return std::shared_ptr<http::TlsContext>(); }});
+    return {.upstream = upstream, .default_timeout = timeout};
+  }
+
+  http::client_testing::TestServer callee;
+};
+
+// How a call ended: its exception (null: it succeeded) once `done`.
+struct CallEnd {
+  bool done = false;
+  std::exception_ptr error;
+};
+
+// A caller without a certificate of its own waits for it, and when the attempt's time
+// runs out first, says so without having picked or dialled anyone: a refusal of its own,
+// not the callee's (transport) fault. It used to dial and fail the handshake
+// (tls_handshake: a transport fault held against the callee).
+TEST(OperationClientOwnCertificate, MissingUntilTheDeadlineIsTheCallersOwnRefusalNothingSent) {
+  asio::io_context io;
+  CalleeWithoutOwnCertificate setup(io);
+  OperationClient client(ask, io.get_executor(), setup.options(std::chrono::milliseconds(400)));
+  CallEnd end;
+  asio::co_spawn(io, client.execute(Question{.n = 1}), [&](std::exception_ptr e, std::int64_t) {
+    end = {true, e};
+    io.stop();
+  });
+  io.run_for(std::chrono::seconds(10));
+  ASSERT_TRUE(end.done) << "the call did not end within 10s";
+  ASSERT_TRUE(end.error) << "the call succeeded";
+  try {
+    std::rethrow_exception(end.error);
+  } catch (const http::ClientError& e) {
+    EXPECT_EQ(e.code(), http::ClientErrc::identity_unavailable) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no TLS certificate of its own"), std::string::npos)
+        << e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a ClientError: " << e.what();
+  }
+  EXPECT_EQ(classify_service_fault(end.error).kind, qos::FaultClass::rejected);
+  EXPECT_EQ(setup.callee.connections(), 0) << "the callee was dialled without a certificate";
+}
+
+// Cancelled while waiting for its own certificate, a call ends as a cancellation.
+TEST(OperationClientOwnCertificate, ACancellationDuringTheWaitIsACancellation) {
+  asio::io_context io;
+  CalleeWithoutOwnCertificate setup(io);
+  OperationClient client(ask, io.get_executor(), setup.options(std::chrono::seconds(30)));
+  asio::cancellation_signal cancel;
+  CallEnd end;
+  asio::co_spawn(
+      io, client.execute(Question{.n = 1}),
+      asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, std::int64_t) {
+        end = {true, e};
+      }));
+  io.run_for(std::chrono::milliseconds(200));
+  ASSERT_FALSE(end.done) << "the call did not wait for its certificate";
+  cancel.emit(asio::cancellation_type::terminal);
+  for (int i = 0; i < 500 && !end.done; ++i) {
+    io.run_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(end.done) << "the cancelled call did not end within 5s";
+  ASSERT_TRUE(end.error) << "the call succeeded";
+  EXPECT_EQ(classify_service_fault(end.error).kind, qos::FaultClass::cancelled);
+  EXPECT_EQ(setup.callee.connections(), 0);
 }
 
 }  // namespace

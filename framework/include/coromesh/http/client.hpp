@@ -10,13 +10,16 @@
 //
 // Errors are thrown as ClientError (a std::system_error whose code is a ClientErrc):
 // connect_failed, connect_timeout, timeout, bad_response, connection_closed,
-// outcome_unknown, and over TLS tls_handshake and peer_rejected (discovery_unavailable is
-// thrown by the typed clients built on it, never by the Client itself). A response with any
+// outcome_unknown, and over TLS tls_handshake and peer_rejected (discovery_unavailable and
+// identity_unavailable are thrown by the typed clients built on it, never by the Client
+// itself). A response with any
 // status code, 5xx included, is a successful call: the status is the caller's to judge.
 // Interim (1xx) responses before it are skipped, up to 8 (more, or a 101 switching to a
 // protocol the client cannot speak, is bad_response); an answer the server sends before
 // it has read the whole request (a 413 for an upload) is the call's answer, even when the
-// rest of the request could not be written.
+// rest of the request could not be written: the response is read while the request is
+// written, so a server that answers and then stops reading ends the call at once, and
+// such a connection, its request half-sent, is never reused.
 // A call can also be cancelled through the awaiting coroutine's cancellation slot (e.g.
 // `co_await (client.send(...) || timer.async_wait(...))`); it then ends with
 // boost::system::system_error(operation_aborted) and its connection is closed, not pooled.
@@ -61,6 +64,12 @@ enum class ClientErrc {
   // and the callee was not involved: the caller's own mesh plumbing is not ready. Counted
   // as a refusal, not as the callee's failure (service/fault_classifier.hpp); answered 503.
   discovery_unavailable,
+  // Not the client's own either: a typed client with mTLS (Connect-native) still has no
+  // certificate of its own (Consul has not issued this service's leaf yet, or its token
+  // may not fetch it) when the call's time to wait for it ran out. No endpoint was picked
+  // and nothing was sent: the caller's own identity is not ready, no callee's fault.
+  // Counted as a refusal like discovery_unavailable; answered 503.
+  identity_unavailable,
 };
 const std::error_category& client_category() noexcept;
 std::error_code make_error_code(ClientErrc e) noexcept;

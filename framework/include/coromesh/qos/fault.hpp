@@ -23,7 +23,8 @@
 //                                                              call never started); in
 //                                                              service/, also a call
 //                                                              Consul had not yet told
-//                                                              where to send
+//                                                              where to send, or made
+//                                                              before its own leaf came
 //
 //   breaker:  failure = on_failure (counts toward opening), neutral = the permit is given
 //             back unrecorded. adaptive: drop = an AIMD decrease, neutral = release().

@@ -72,6 +72,8 @@ class DiscoveredUpstream {
   http::Destination destination_of(const connect::Endpoint& endpoint) const;
 
   const std::string& service() const noexcept { return options_.service; }
+  // The mTLS set-up of every endpoint (null for plain ones).
+  const std::shared_ptr<const http::ClientTls>& tls() const noexcept { return options_.tls; }
   connect::EndpointKind kind() const noexcept { return options_.kind; }
   std::vector<connect::EndpointStats> endpoint_stats() const { return balancer_.endpoint_stats(); }
 

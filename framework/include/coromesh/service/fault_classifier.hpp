@@ -14,6 +14,7 @@
 //   http::ClientError bad_response             callee_failure  (it answered, with garbage)
 //   http::ClientError connect / closed         transport
 //   http::ClientError discovery_unavailable    rejected        (Consul has not answered yet:
+//                     identity_unavailable                      or our own leaf is missing:
 //                                                               the callee was never
 //                                                               reached; no breaker failure,
 //                                                               no retry)
@@ -28,8 +29,8 @@
 // deadline) is not a refusal by this operation's policies: the server wraps it in a
 // DependencyRefused, answered 503 (504 for a spent deadline) and classified
 // callee_failure (timeout): the caller's client counts the same answer against us. So is
-// a handler's own call that found no answer from Consul (discovery_unavailable): 503,
-// callee_failure.
+// a handler's own call that found no answer from Consul (discovery_unavailable) or no
+// leaf of its own (identity_unavailable): 503, callee_failure.
 
 #include <exception>
 #include <stdexcept>
