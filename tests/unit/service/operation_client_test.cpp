@@ -181,6 +181,8 @@ TEST(OperationClientRefusals, ASpentDeadlineIsCountedLikeEveryOtherRefusal) {
   EXPECT_NE(
       text.find(R"(coromesh_qos_calls_total{operation="ask",result="rejected",side="client"} 1)"),
       std::string::npos);
+}
+
 // A callee reached over mTLS by a caller whose own certificate has not arrived (a
 // Connect-native service's leaf before Consul issued it).
 struct CalleeWithoutOwnCertificate {
