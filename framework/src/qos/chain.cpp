@@ -1,7 +1,9 @@
 #include "coromesh/qos/chain.hpp"
 
 #include <algorithm>
+#include <boost/asio/error.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/system/system_error.hpp>
 
 #include "coromesh/log/logger.hpp"
 #include "coromesh/qos/cancellable_call.hpp"
@@ -107,6 +109,12 @@ asio::awaitable<void> ChainCore::run_from(std::size_t index, Invocation& invocat
   return interceptors_[index]->around(invocation, Next(*this, index + 1, invocation, terminal));
 }
 
+void refuse_if_cancelled(const asio::cancellation_state& state) {
+  if (state.cancelled() != asio::cancellation_type::none) {
+    throw boost::system::system_error(asio::error::operation_aborted, "qos chain: not started");
+  }
+}
+
 namespace {
 
 // Puts the invocation's outer cut-off watch back on every way out of a preempted segment.
@@ -162,6 +170,9 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
       // Declared before `rest`: its signal must outlive the rest's cancellation state.
       WatchedDeadline watch(executor, steady_time(cutoff_deadline.when(), start));
       const CutoffWatchScope cutoff_scope(invocation, watch);
+      // The rest runs with a cancellation state of its own: whether the caller has given
+      // up already is asked here.
+      refuse_if_cancelled(co_await asio::this_coro::cancellation_state);
       CancellableCall rest(std::move(executor));
       if (end == interceptors_.size()) {
         terminal.start_cancellable(terminal.call, invocation, rest, watch.slot());

@@ -3,9 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -765,6 +768,63 @@ TEST(Chain, BulkheadQueueNeverWaitsPastTheDeadline) {
     EXPECT_EQ(rejected.reason(), Reason::deadline_exceeded);
   }
   EXPECT_EQ(calls, 1);
+}
+
+// A drain cancels the queued call, then the call holding the slot unwinds and hands the
+// slot over before the queued one resumes. In a coroutine that handles its cancellation
+// itself (the HTTP server's connections: throw_if_cancelled(false)) nothing else stops it:
+// the handler started after the cut-off, and ran on until the pool was torn down.
+// With a preemptive timeout inside the bulkhead, the call runs as a child coroutine with
+// a cancellation state of its own, started once the bulkhead has admitted it.
+void expect_a_queued_call_cut_off_as_it_is_admitted_not_to_start(bool with_timeout_inside) {
+  asio::io_context io;
+  auto bulkhead = std::make_shared<Bulkhead>(
+      BulkheadConfig{.max_concurrent = 1, .max_queue = 1, .max_wait = 10s});
+  std::vector<std::shared_ptr<Interceptor>> interceptors{std::make_shared<BulkheadInterceptor>(
+      bulkhead, with_timeout_inside ? std::optional<int>(weights::timeout - 1) : std::nullopt)};
+  if (with_timeout_inside) {
+    interceptors.push_back(std::make_shared<TimeoutInterceptor>(10s));
+  }
+  Chain<int> chain(std::move(interceptors));
+  int calls = 0;
+  const Chain<int>::Call call = [&calls] { return slow(1ms, 7, &calls); };
+  Bulkhead::Permit holder = bulkhead->try_acquire();
+  ASSERT_TRUE(holder);
+  auto as_the_server_runs_it = [&]() -> asio::awaitable<int> {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    co_return co_await chain.execute(call);
+  };
+  asio::cancellation_signal cut;
+  std::exception_ptr ended;
+  bool done = false;
+  asio::co_spawn(io, as_the_server_runs_it(),
+                 asio::bind_cancellation_slot(cut.slot(), [&](std::exception_ptr e, int) {
+                   done = true;
+                   ended = e;
+                 }));
+  io.run_for(20ms);
+  ASSERT_FALSE(done) << "the call did not queue";
+  // In one go, as the drain's cut-off runs: the cancellation, then the slot handed over.
+  asio::post(io, [&] {
+    cut.emit(asio::cancellation_type::terminal);
+    holder = Bulkhead::Permit();
+  });
+  for (int i = 0; i < 100 && !done; ++i) {
+    io.run_for(10ms);
+  }
+  ASSERT_TRUE(done);
+  EXPECT_EQ(calls, 0) << "a call cancelled while it queued was started";
+  ASSERT_TRUE(ended);
+  EXPECT_THROW(std::rethrow_exception(ended), boost::system::system_error);
+  EXPECT_EQ(bulkhead->in_use(), 0U);
+}
+
+TEST(Chain, BulkheadQueuedCallCancelledAsItIsAdmittedDoesNotStart) {
+  expect_a_queued_call_cut_off_as_it_is_admitted_not_to_start(false);
+}
+
+TEST(Chain, BulkheadQueuedCallCancelledAsItIsAdmittedDoesNotStartItsTimeout) {
+  expect_a_queued_call_cut_off_as_it_is_admitted_not_to_start(true);
 }
 
 TEST(Chain, AdaptiveLimitRejectsOverTheLimit) {

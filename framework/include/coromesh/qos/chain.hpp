@@ -58,6 +58,8 @@
 
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -194,6 +196,13 @@ class TypedInvocation final : public Invocation {
  private:
   std::optional<R> result_;
 };
+
+// Throws operation_aborted once `state` (the coroutine's about to start the call) has
+// been cancelled: a call whose caller has given up does not start. It matters where the
+// caller's coroutine handles its cancellation itself (throw_if_cancelled(false), as the
+// HTTP server's connections do): a call queued in a bulkhead, cut off by a drain just
+// before the slot was handed to it, would otherwise resume with its permit and run.
+void refuse_if_cancelled(const boost::asio::cancellation_state& state);
 
 // The call at the end of the chain, type-erased by Chain<R>: `run(call, invocation)`
 // runs it once and stores its result in the invocation; `start_cancellable` does the
@@ -426,6 +435,7 @@ class Chain {
 
   template <class F>
   static boost::asio::awaitable<void> invoke(const F& call, Invocation& inv) {
+    refuse_if_cancelled(co_await boost::asio::this_coro::cancellation_state);
     auto& typed = static_cast<TypedInvocation<R>&>(inv);
     typed.clear_result();
     typed.set_result(co_await start_call(call, inv));
