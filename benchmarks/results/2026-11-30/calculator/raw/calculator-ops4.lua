@@ -1,0 +1,11 @@
+-- ops=4 for benchmarks/suites/calculator.sh
+expression = "1+1-6+2-7"
+expected = "-9"
+dofile("/work/main/benchmarks/load/calculator.lua")
+local check_answers = done
+dofile("/work/main/benchmarks/lib/latency.lua")
+local print_latency = done
+function done(summary, latency, requests)
+  check_answers(summary, latency, requests)
+  print_latency(summary, latency, requests)
+end
