@@ -3,15 +3,12 @@
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <set>
 
 #include "coromesh/consul/agent_client.hpp"
+#include "coromesh/http/tls.hpp"
 #include "coromesh/log/logger.hpp"
 #include "coromesh/metrics/registry.hpp"
 #include "coromesh/runtime/io_pool.hpp"
@@ -82,20 +79,16 @@ class SidecarGauges final : public prometheus::Collectable {
 asio::awaitable<std::shared_ptr<asio::ssl::context>> current_tls_context(
     const connect::CertificateSource& certificates, bool server,
     std::chrono::nanoseconds patience) {
-  auto context = server ? certificates.server_context() : certificates.client_context();
-  if (context) {
+  // The source outlives every listener and connection that asks (sidecar_context.hpp).
+  auto provide = [&certificates, server] {
+    return server ? certificates.server_context() : certificates.client_context();
+  };
+  if (auto context = provide()) {
     co_return context;
   }
-  asio::steady_timer poll(co_await asio::this_coro::executor);
-  const auto cancellation = co_await asio::this_coro::cancellation_state;
-  const auto give_up = std::chrono::steady_clock::now() + patience;
-  while (!context && std::chrono::steady_clock::now() < give_up) {
-    poll.expires_after(std::chrono::milliseconds(20));
-    co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
-    throw_if_cancelled(cancellation);
-    context = server ? certificates.server_context() : certificates.client_context();
-  }
-  co_return context;
+  co_return co_await http::await_tls_context(
+      provide, std::chrono::steady_clock::now() +
+                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(patience));
 }
 
 void throw_if_cancelled(const asio::cancellation_state& state) {

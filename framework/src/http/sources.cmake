@@ -5,4 +5,4 @@ list(APPEND COROMESH_FRAMEWORK_SOURCES
 list(APPEND COROMESH_FRAMEWORK_SOURCES src/http/client.cpp src/http/client_pool.cpp
   src/http/client_resolve.cpp)
 list(APPEND COROMESH_FRAMEWORK_SOURCES src/http/server_tls.cpp src/http/client_tls.cpp
-  src/http/tls_support.cpp)
+  src/http/tls_support.cpp src/http/await_tls_context.cpp)

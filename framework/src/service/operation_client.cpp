@@ -1,9 +1,6 @@
 #include "coromesh/service/operation_client.hpp"
 
 #include <algorithm>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 #include <string>
@@ -77,40 +74,24 @@ void mark_sending(const OperationRequest& request) noexcept {
 // (its outlier ejection, the callee's breaker, a retry): so it is awaited before any pick,
 // as the sidecar does (proxy/src/upstream_listener.cpp). Throws identity_unavailable when
 // `until` comes first, operation_aborted when the awaiting coroutine is cancelled.
-// Polls: the certificate source publishes on Consul's executor, and its readers may be on
-// any thread; a caller waits at most until its leaf comes, which is rare and short.
 asio::awaitable<void> await_own_certificate(std::shared_ptr<const http::ClientTls> tls,
                                             std::chrono::steady_clock::time_point until,
                                             std::string_view callee) {
   if (!tls || !tls->context || tls->context()) {
     co_return;
   }
-  constexpr auto kPollInterval = std::chrono::milliseconds(20);
   const auto started = std::chrono::steady_clock::now();
-  const auto cancellation = co_await asio::this_coro::cancellation_state;
-  asio::steady_timer poll(co_await asio::this_coro::executor);
-  for (;;) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= until) {
-      const auto waited =
-          std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count();
-      throw http::ClientError(
-          http::ClientErrc::identity_unavailable,
-          "this caller has no TLS certificate of its own yet (Connect-native: its leaf from "
-          "Consul) after waiting " +
-              std::to_string(waited) + "ms: no endpoint of '" + std::string(callee) +
-              "' was picked, nothing was sent");
-    }
-    poll.expires_at(std::min(until, now + kPollInterval));
-    const auto [ec] = co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (ec == asio::error::operation_aborted ||
-        cancellation.cancelled() != asio::cancellation_type::none) {
-      throw boost::system::system_error(asio::error::operation_aborted);
-    }
-    if (tls->context()) {
-      co_return;
-    }
+  if (co_await http::await_tls_context(tls->context, until)) {
+    co_return;
   }
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+  throw http::ClientError(http::ClientErrc::identity_unavailable,
+                          "this caller has no TLS certificate of its own yet (Connect-native: "
+                          "its leaf from Consul) after waiting " +
+                              std::to_string(waited) + "ms: no endpoint of '" +
+                              std::string(callee) + "' was picked, nothing was sent");
 }
 
 }  // namespace

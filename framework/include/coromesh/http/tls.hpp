@@ -37,6 +37,17 @@ using TlsContext = boost::asio::ssl::context;
 // the next handshake at once, and connections already open are not disturbed.
 using TlsContextProvider = std::function<std::shared_ptr<TlsContext>()>;
 
+// The context `provider` gives for the next handshake, waiting for one up to `until`:
+// for the first moments after start-up, before Consul has issued this service's Connect
+// leaf (or before a token that may fetch it is in place). A handshake without one would
+// fail, and the failure would be held against the peer. Returns null when `until` came
+// first; throws operation_aborted when the awaiting coroutine is cancelled.
+// Polls every 20 ms on the caller's executor: the provider is fed on another thread
+// (Consul's), its readers may be on any, and the wait is rare and short. Call it once the
+// provider has said null: it takes the provider by value, so the frame owns what it calls.
+boost::asio::awaitable<std::shared_ptr<TlsContext>> await_tls_context(
+    TlsContextProvider provider, std::chrono::steady_clock::time_point until);
+
 // What a peer check decides about the other side of a completed handshake.
 class PeerVerdict {
  public:
