@@ -1,13 +1,12 @@
 #include "coromesh/http/binding.hpp"
 
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 
 #include "coromesh/http/router.hpp"
-#include "json_duplicate_keys.hpp"
+#include "json_body_parser.hpp"
 
 namespace coromesh::http::binding_detail {
 namespace {
@@ -262,18 +261,17 @@ void json_to(const boost::json::value& v, const std::string& path, double& out) 
 }
 
 boost::json::value parse_json_body(std::string_view body) {
-  boost::system::error_code ec;
-  boost::json::parse_options options;
-  options.max_depth = 32;  // deeply nested hostile input is refused, not recursed into
-  auto value = boost::json::parse(body, ec, {}, options);
-  if (ec) {
+  // Deeply nested hostile input is refused, not recursed into.
+  constexpr std::size_t kMaxDepth = 32;
+  auto parsed = parse_json_refusing_duplicate_keys(body, kMaxDepth);
+  if (parsed.duplicate_key) {
+    throw_invalid_json(clip(*parsed.duplicate_key), "given more than once");
+  }
+  if (parsed.error) {
     throw HttpError(Status::bad_request, "invalid_json",
-                    "request body is not valid JSON: " + ec.message());
+                    "request body is not valid JSON: " + parsed.error.message());
   }
-  if (auto path = find_duplicate_key(body)) {
-    throw_invalid_json(clip(*path), "given more than once");
-  }
-  return value;
+  return std::move(parsed.value);
 }
 
 }  // namespace coromesh::http::binding_detail

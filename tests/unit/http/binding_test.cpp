@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json/parse.hpp>
+
 namespace coromesh::http::testing_binding {
 
 struct Operands {
@@ -192,9 +194,31 @@ TEST(BindJson, AKeyGivenTwiceInAnObjectIsRefused) {
   EXPECT_EQ(order.lines[1].l, 3);
 }
 
+// The body is parsed in one pass that builds the value and checks keys as they come: it
+// must build exactly what Boost.JSON's own parser builds, every kind of value included.
+TEST(BindJson, TheOnePassParserBuildsWhatBoostJsonParses) {
+  const std::vector<std::string> documents = {
+      R"({"l":1,"r":-2})",
+      R"({"s":"a\u0041\n\"q\"","e":"","k\u00e9y":"\ud83d\ude00"})",
+      R"([0,-1,18446744073709551615,-9223372036854775808,1.5,-2.5e-3,1e300,true,false,null])",
+      R"({"nested":{"a":[{"b":[[],{}]},[1,[2,[3]]]],"c":{"d":{"e":{}}}}})",
+      R"(  "bare string"  )",
+      "42",
+      R"({"long":")" + std::string(40000, 'x') + R"(","n":)" + std::string(300, '9') + "}",
+  };
+  for (const auto& document : documents) {
+    EXPECT_EQ(binding_detail::parse_json_body(document), boost::json::parse(document))
+        << document.substr(0, 200);
+  }
+}
+
 TEST(BindJson, MalformedAndHostileBodiesAreInvalidJson) {
   reason_of([] { bind_json<Operands>(R"({"l":1,)"); }, "invalid_json");
   reason_of([] { bind_json<Operands>(""); }, "invalid_json");
+  // A whole value followed by more than whitespace.
+  reason_of([] { bind_json<Operands>(R"({"l":1,"r":2} x)"); }, "invalid_json");
+  reason_of([] { bind_json<Operands>(R"({"l":1,"r":2}{"l":3,"r":4})"); }, "invalid_json");
+  EXPECT_EQ(bind_json<Operands>(" {\"l\":1,\"r\":2}\r\n\t ").r, 2);
   std::string deep(100000, '[');
   reason_of([&] { bind_json<Operands>(deep); }, "invalid_json");
 }
