@@ -41,6 +41,10 @@ void Invocation::reject(std::string_view policy, Reason reason) const {
   throw rejected;
 }
 
+void Invocation::note_refusal(std::string_view policy, Reason reason) const {
+  core_->notify_rejection(policy, reason);
+}
+
 void Invocation::cut_off(std::string_view policy) const {
   core_->notify_rejection(policy, Reason::deadline_exceeded);
   QosRejected rejected = QosRejected::cut_off_by(std::string(policy));

@@ -81,7 +81,12 @@ asio::awaitable<void> RetryInterceptor::around(Invocation& invocation, Next next
     if (options_.budget) {
       const Admission admission = options_.budget->try_retry();
       if (!admission) {
-        invocation.reject(name(), admission.reason());
+        // The budget declines to try again; it does not answer for the callee. The call
+        // ends with the last attempt's own fault (as Envoy's, Finagle's and gRPC's retry
+        // budgets do), so its status, breaker and fallback follow whose fault that was;
+        // the refusal is counted (coromesh_qos_rejections_total, reason budget_exhausted).
+        invocation.note_refusal(name(), admission.reason());
+        std::rethrow_exception(error);
       }
     }
     if (backoff > Duration::zero()) {

@@ -91,7 +91,7 @@ boost::asio::awaitable<std::int64_t> Calculator::call_operator(expression::Op op
     throw HttpError(status_for_callee(error.status()), error.code(),
                     "operation " + describe(op, l, r) + " failed: " + error.reason());
   } catch (const coromesh::qos::QosRejected& rejected) {
-    // Our own client refused to call (open circuit, spent retry budget, deadline): the
+    // Our own client refused to call (open circuit, spent deadline): the
     // operator is unavailable to us, never the user's fault, so never a 4xx.
     const Status status =
         rejected.http_status() == 504 ? Status::gateway_timeout : Status::service_unavailable;

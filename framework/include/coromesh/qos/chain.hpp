@@ -145,6 +145,9 @@ class Invocation {
   // Runs the chain's rejection hook, then throws QosRejected(policy, reason), marked as
   // told to this chain's hook (QosRejected::notified_by).
   [[noreturn]] void reject(std::string_view policy, Reason reason) const;
+  // Runs the chain's rejection hook only: for a policy that declines to do more for a call
+  // (a retry its budget refuses) and lets the call end with the fault it already has.
+  void note_refusal(std::string_view policy, Reason reason) const;
   // The same for a preemptive timeout that has cut the running call off at its deadline:
   // throws QosRejected::cut_off_by(policy) (deadline_exceeded, a timeout: fault.hpp).
   [[noreturn]] void cut_off(std::string_view policy) const;

@@ -9,7 +9,8 @@
 //   rate_limited         "rate_limited"        429 Too Many Requests
 //   bulkhead_full        "bulkhead_full"       503 Service Unavailable
 //   concurrency_limited  "concurrency_limited" 503 Service Unavailable
-//   budget_exhausted     "budget_exhausted"    503 Service Unavailable
+//   budget_exhausted     "budget_exhausted"    (counted only: a retry the budget refuses
+//                                              leaves the call its last attempt's fault)
 
 #include <cstdint>
 #include <optional>

@@ -20,7 +20,8 @@
 // over a sliding `ttl` window, retries are allowed while
 //   retries < min_retries_per_second * ttl_seconds + ratio * requests.
 // Defaults (Linkerd): ratio 0.2, min 10 retries per second, ttl 10 s. A retry the budget
-// refuses fails with Reason::budget_exhausted. Thread-safe: a mutex guards the window's
+// refuses is an Admission rejected with Reason::budget_exhausted (the retry interceptor
+// then ends the call with its last attempt's fault). Thread-safe: a mutex guards the window's
 // retries and its sliding; a request is counted without it (a per-thread relaxed counter
 // in the current bucket) unless it is the first of a new bucket, and at a time the
 // caller read already when it has one (the retry interceptor hands down the time it

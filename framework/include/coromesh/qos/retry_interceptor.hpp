@@ -17,8 +17,10 @@
 namespace coromesh::qos {
 
 struct RetryOptions {
-  std::shared_ptr<RetryBudget> budget{};  // optional; a refused retry -> budget_exhausted
-  std::uint64_t seed = 0x5eed;            // jitter RNG seed (deterministic tests)
+  // Optional. A retry it refuses is not made: the call ends with the last attempt's own
+  // fault, and the refusal reaches the rejection hook (reason budget_exhausted).
+  std::shared_ptr<RetryBudget> budget{};
+  std::uint64_t seed = 0x5eed;  // jitter RNG seed (deterministic tests)
   // Retry an attempt that timed out (FaultClass::timeout: a per-attempt timeout further
   // in, Envoy's per_try_timeout); other rejections are never retried.
   bool retry_attempt_timeouts = true;
