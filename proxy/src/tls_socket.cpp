@@ -106,6 +106,15 @@ bool TlsSocket::read_wait_first() noexcept {
   return true;
 }
 
+asio::awaitable<error_code> TlsSocket::wait_until_readable() {
+  if (SSL_has_pending(ssl_) != 0) {
+    co_return error_code{};
+  }
+  last_read_had_data_ = false;  // waited here: read_some() must not wait again
+  SSL_free_buffers(ssl_);       // does nothing while a record or a write is pending
+  co_return co_await wait(SSL_ERROR_WANT_READ);
+}
+
 asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::read_some(
     std::span<std::byte> buffer) {
   if (read_wait_first()) {

@@ -66,6 +66,11 @@ class TlsSocket {
   // At least one byte, or an error (eof / stream_truncated at the end).
   boost::asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> read_some(
       std::span<std::byte> buffer);
+  // For a reader that holds no buffer while it waits (the sidecar's pumps): returns at
+  // once when OpenSSL already holds bytes of the socket, else frees OpenSSL's empty
+  // record buffers and waits until the socket is readable. The next read_some() then
+  // calls SSL_read at once. Cancellation ends the wait with operation_aborted.
+  boost::asio::awaitable<boost::system::error_code> wait_until_readable();
   // All of `data`, or an error; returns how much was written.
   boost::asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write_all(
       std::span<const std::byte> data);

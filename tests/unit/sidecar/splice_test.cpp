@@ -2,11 +2,13 @@
 // exercised by the integration tests against Consul-issued certificates).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
@@ -82,6 +84,54 @@ TEST(Splice, CarriesBothDirectionsAndPassesEachHalfCloseOn) {
   EXPECT_EQ(at_server, request);
   EXPECT_EQ(at_client, "answer:200000");
   EXPECT_TRUE(s.done) << "both directions ended: the splice returned";
+}
+
+// Request/response traffic, as a keep-alive connection carries it: each read empties the
+// source, so each pump waits for the next message holding no buffer. Every message must
+// still arrive, including one sent while the pump's last write was in flight.
+TEST(Splice, PingPongTrafficArrivesWholeAndAnIdleConnectionHoldsNoPumpBuffer) {
+  Spliced s;
+  s.start(10s);
+  ASSERT_EQ(pump_buffers_held(), 0U);
+  constexpr int kRoundTrips = 200;
+  int answered = 0;
+  std::size_t held_while_idle = 99;
+  asio::co_spawn(
+      s.io,
+      [&]() -> asio::awaitable<void> {
+        // The server echoes what it reads, message by message.
+        for (;;) {
+          std::array<char, 64> chunk{};
+          auto [ec, n] = co_await s.server.async_read_some(asio::buffer(chunk),
+                                                           asio::as_tuple(asio::use_awaitable));
+          if (ec) {
+            co_return;
+          }
+          co_await asio::async_write(s.server, asio::buffer(chunk.data(), n), asio::use_awaitable);
+        }
+      },
+      asio::detached);
+  asio::co_spawn(
+      s.io,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < kRoundTrips; ++i) {
+          const std::string message = "ping " + std::to_string(i) + ";";
+          co_await asio::async_write(s.client, asio::buffer(message), asio::use_awaitable);
+          std::string echoed(message.size(), '\0');
+          co_await asio::async_read(s.client, asio::buffer(echoed), asio::use_awaitable);
+          EXPECT_EQ(echoed, message);
+          ++answered;
+        }
+        asio::steady_timer settle(s.io, 50ms);
+        co_await settle.async_wait(asio::use_awaitable);
+        held_while_idle = pump_buffers_held();
+        s.io.stop();
+      },
+      asio::detached);
+  s.io.run_for(10s);
+  EXPECT_EQ(answered, kRoundTrips);
+  EXPECT_EQ(held_while_idle, 0U) << "an idle spliced connection still holds pump buffers";
+  EXPECT_FALSE(s.done) << "the splice ended: the test measured nothing";
 }
 
 TEST(Splice, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
