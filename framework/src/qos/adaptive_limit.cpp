@@ -73,6 +73,23 @@ void AdaptiveLimit::on_sample(Duration latency, bool ok) {
   }
 }
 
+void AdaptiveLimit::reconfigure(AdaptiveLimitConfig config) {
+  if (auto error = validate(config); !error.empty()) {
+    throw std::invalid_argument(std::string(error));
+  }
+  std::lock_guard lock(mutex_);
+  const bool restart = config.initial_limit != config_.initial_limit;
+  config_ = config;
+  limit_ = restart ? static_cast<double>(config.initial_limit)
+                   : std::clamp(limit_, static_cast<double>(config.min_limit),
+                                static_cast<double>(config.max_limit));
+}
+
+AdaptiveLimitConfig AdaptiveLimit::config() const {
+  std::lock_guard lock(mutex_);
+  return config_;
+}
+
 std::uint32_t AdaptiveLimit::limit() const {
   std::lock_guard lock(mutex_);
   return static_cast<std::uint32_t>(std::floor(limit_));

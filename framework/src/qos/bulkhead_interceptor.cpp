@@ -17,6 +17,7 @@ BulkheadInterceptor::BulkheadInterceptor(std::shared_ptr<Bulkhead> bulkhead,
   if (!bulkhead_) {
     throw std::invalid_argument("bulkhead: null bulkhead");
   }
+  synchronous_ = bulkhead_->config().max_queue == 0;
 }
 
 void BulkheadInterceptor::on_request(Invocation& invocation) {

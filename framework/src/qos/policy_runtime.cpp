@@ -69,19 +69,34 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
                         return std::make_shared<TokenBucket>(p.token_bucket_config(), clock);
                       });
   }
-  out.bulkhead = reuse_or_make(spec.bulkhead_policy, old ? &old->bulkhead_policy : nullptr,
-                               previous ? &previous->bulkhead : nullptr, [](const bulkhead& p) {
-                                 return std::make_shared<Bulkhead>(p.config());
-                               });
-  out.adaptive = reuse_or_make(
-      spec.adaptive_policy, old ? &old->adaptive_policy : nullptr,
-      previous ? &previous->adaptive : nullptr,
-      [&](const adaptive_limit& p) { return std::make_shared<AdaptiveLimit>(p.config(), clock); });
+  // A concurrency limit is resized, never replaced, while its kind stays declared: a new
+  // object would not count the calls in flight on the old one, and admit them over again.
+  const bool resize_bulkhead = spec.bulkhead_policy && previous != nullptr && previous->bulkhead;
+  if (resize_bulkhead) {
+    out.bulkhead = previous->bulkhead;
+  } else if (spec.bulkhead_policy) {
+    out.bulkhead = std::make_shared<Bulkhead>(spec.bulkhead_policy->config());
+  }
+  const bool resize_adaptive = spec.adaptive_policy && previous != nullptr && previous->adaptive;
+  if (resize_adaptive) {
+    out.adaptive = previous->adaptive;
+  } else if (spec.adaptive_policy) {
+    out.adaptive = std::make_shared<AdaptiveLimit>(spec.adaptive_policy->config(), clock);
+  }
   if (spec.retry_policy && spec.retry_policy->budget) {
     out.budget = reuse_or_make(spec.retry_policy, old ? &old->retry_policy : nullptr,
                                previous ? &previous->budget : nullptr, [&](const retry& p) {
                                  return std::make_shared<RetryBudget>(p.budget_config(), clock);
                                });
+  }
+
+  // In place, after everything that could fail: validate(spec) passed, so these cannot.
+  // The BulkheadInterceptor below reads the new queue setting.
+  if (resize_bulkhead && old->bulkhead_policy != spec.bulkhead_policy) {
+    out.bulkhead->reconfigure(spec.bulkhead_policy->config());
+  }
+  if (resize_adaptive && old->adaptive_policy != spec.adaptive_policy) {
+    out.adaptive->reconfigure(spec.adaptive_policy->config());
   }
 
   auto& chain = out.interceptors;

@@ -110,6 +110,32 @@ TEST(AdaptiveLimit, FixedTargetAndBaselineWindow) {
   EXPECT_EQ(drifting.baseline(), 8ms);  // two windows back is forgotten
 }
 
+// New bounds keep the learned limit inside them and the calls in flight counted; a new
+// initial_limit restarts the limit there.
+TEST(AdaptiveLimit, ReconfigureClampsTheLearnedLimitAndKeepsTheCallsInFlight) {
+  ManualClock clock;
+  AdaptiveLimit limit({.initial_limit = 10, .latency_target = 50ms}, clock);
+  wave(limit, 10, 40ms);
+  ASSERT_EQ(limit.limit(), 14U);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(limit.acquire());
+  }
+  limit.reconfigure({.initial_limit = 10, .max_limit = 12, .latency_target = 50ms});
+  EXPECT_EQ(limit.limit(), 12U) << "the learned 14, clamped";
+  EXPECT_EQ(limit.in_flight(), 5U);
+  limit.reconfigure({.initial_limit = 3, .max_limit = 12, .latency_target = 50ms});
+  EXPECT_EQ(limit.limit(), 3U) << "a new initial_limit restarts there";
+  EXPECT_FALSE(limit.acquire());
+  for (int i = 0; i < 3; ++i) {
+    limit.release();
+  }
+  EXPECT_TRUE(limit.acquire()) << "2 in flight, limit 3";
+  EXPECT_FALSE(limit.acquire());
+  EXPECT_THROW(limit.reconfigure({.initial_limit = 20, .max_limit = 4}), std::invalid_argument);
+  EXPECT_EQ(limit.limit(), 3U);
+  EXPECT_EQ(limit.config().max_limit, 12U);
+}
+
 TEST(AdaptiveLimit, RejectsNonsenseConfig) {
   EXPECT_THROW(AdaptiveLimit({.min_limit = 0}), std::invalid_argument);
   EXPECT_THROW(AdaptiveLimit({.initial_limit = 300}), std::invalid_argument);

@@ -211,6 +211,123 @@ TEST(Bulkhead, ManyWaitersAcrossThreadsNeverExceedCapacity) {
   EXPECT_EQ(bulkhead.in_use(), 0U);
 }
 
+// --- reconfigure ------------------------------------------------------------------------
+
+// Permits held on other threads and free ones sitting in their shards: a shrink retires
+// the free ones at once and the held ones as they come back, and admits nothing meanwhile.
+TEST(Bulkhead, ShrinkRetiresPermitsWhereverTheyAre) {
+  Bulkhead bulkhead({.max_concurrent = 8});
+  std::vector<Bulkhead::Permit> there;  // 6 held, taken on another thread
+  std::thread([&] {
+    for (int i = 0; i < 8; ++i) {
+      there.push_back(bulkhead.try_acquire());
+    }
+    there.resize(6);  // 2 given back there: free in that thread's shard
+  }).join();
+  ASSERT_EQ(bulkhead.in_use(), 6U);
+  bulkhead.reconfigure({.max_concurrent = 3});
+  EXPECT_EQ(bulkhead.config().max_concurrent, 3U);
+  EXPECT_EQ(bulkhead.in_use(), 6U);
+  for (int held = 6; held >= 3; --held) {
+    EXPECT_FALSE(bulkhead.try_acquire()) << held << " held";
+    std::thread([&] { there.pop_back(); }).join();
+  }
+  EXPECT_EQ(bulkhead.in_use(), 2U);
+  auto a = bulkhead.try_acquire();
+  EXPECT_TRUE(a);
+  EXPECT_FALSE(bulkhead.try_acquire());
+  there.clear();
+  a.release();
+  EXPECT_EQ(bulkhead.in_use(), 0U);
+  std::vector<Bulkhead::Permit> all;
+  for (int i = 0; i < 3; ++i) {
+    all.push_back(bulkhead.try_acquire());
+    EXPECT_TRUE(all.back()) << "permit " << i;
+  }
+  EXPECT_FALSE(bulkhead.try_acquire());
+}
+
+// A grow pays off what a shrink still owed before it adds free permits.
+TEST(Bulkhead, GrowAfterShrinkCountsTheCallsStillHeld) {
+  Bulkhead bulkhead({.max_concurrent = 4});
+  std::vector<Bulkhead::Permit> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(bulkhead.try_acquire());
+  }
+  bulkhead.reconfigure({.max_concurrent = 1});
+  EXPECT_FALSE(bulkhead.try_acquire());
+  bulkhead.reconfigure({.max_concurrent = 6});
+  auto a = bulkhead.try_acquire();
+  auto b = bulkhead.try_acquire();
+  EXPECT_TRUE(a && b);
+  EXPECT_FALSE(bulkhead.try_acquire());
+  EXPECT_EQ(bulkhead.in_use(), 6U);
+}
+
+TEST(Bulkhead, ShrinkWithAQueueHoldsTheWaitersUntilBelowTheNewLimit) {
+  asio::io_context io;
+  Bulkhead bulkhead({.max_concurrent = 3, .max_queue = 2, .max_wait = 10s});
+  std::vector<std::shared_ptr<Slot>> running;
+  for (int i = 0; i < 3; ++i) {
+    running.push_back(spawn_acquire(io, bulkhead));
+  }
+  auto waiter = spawn_acquire(io, bulkhead);
+  io.poll();
+  ASSERT_EQ(bulkhead.queued(), 1U);
+  bulkhead.reconfigure({.max_concurrent = 1, .max_queue = 2, .max_wait = 10s});
+  running[0]->permit.release();
+  running[1]->permit.release();
+  io.poll();
+  EXPECT_FALSE(waiter->done) << "1 still held: the new limit";
+  running[2]->permit.release();
+  io.poll();
+  ASSERT_TRUE(waiter->done);
+  EXPECT_TRUE(waiter->permit);
+  EXPECT_EQ(bulkhead.in_use(), 1U);
+}
+
+// From no queue to a queue and back, with permits held across both changes: each is
+// given back once, and waiters queued before the queue went away are still served.
+TEST(Bulkhead, SwitchingTheQueueOnAndOffKeepsTheCount) {
+  asio::io_context io;
+  Bulkhead bulkhead({.max_concurrent = 2});
+  auto a = bulkhead.try_acquire();
+  auto b = bulkhead.try_acquire();
+  bulkhead.reconfigure({.max_concurrent = 2, .max_queue = 2, .max_wait = 10s});
+  auto waiter = spawn_acquire(io, bulkhead);
+  io.poll();
+  ASSERT_EQ(bulkhead.queued(), 1U);
+  bulkhead.reconfigure({.max_concurrent = 2});  // no queue: no new waiter, this one stays
+  EXPECT_FALSE(bulkhead.try_acquire()) << "no barging past the waiter";
+  auto refused = spawn_acquire(io, bulkhead);
+  io.poll();
+  ASSERT_TRUE(refused->done);
+  EXPECT_FALSE(refused->permit);
+  a.release();
+  io.poll();
+  ASSERT_TRUE(waiter->done);
+  EXPECT_TRUE(waiter->permit);
+  EXPECT_EQ(bulkhead.in_use(), 2U);
+  b.release();
+  waiter->permit.release();
+  EXPECT_EQ(bulkhead.in_use(), 0U);
+  auto c = bulkhead.try_acquire();
+  auto d = bulkhead.try_acquire();
+  EXPECT_TRUE(c && d);
+  EXPECT_FALSE(bulkhead.try_acquire());
+}
+
+TEST(Bulkhead, ReconfigureRefusesWhatCannotWorkAndKeepsTheLimits) {
+  Bulkhead bulkhead({.max_concurrent = 2});
+  EXPECT_THROW(bulkhead.reconfigure({.max_concurrent = 0}), std::invalid_argument);
+  EXPECT_THROW(bulkhead.reconfigure({.max_queue = 1}), std::invalid_argument);
+  EXPECT_EQ(bulkhead.config().max_concurrent, 2U);
+  auto a = bulkhead.try_acquire();
+  auto b = bulkhead.try_acquire();
+  EXPECT_TRUE(a && b);
+  EXPECT_FALSE(bulkhead.try_acquire());
+}
+
 TEST(Bulkhead, RejectsZeroCapacity) {
   EXPECT_THROW(Bulkhead({.max_concurrent = 0}), std::invalid_argument);
   EXPECT_THROW(Bulkhead({.max_queue = 3}), std::invalid_argument);  // queue without wait

@@ -134,6 +134,95 @@ TEST(Concurrency, QueuelessBulkheadNeverOverAdmitsAndEndsEmpty) {
   EXPECT_EQ(bulkhead.in_use(), 3U);
 }
 
+// Two threads take and give back permits (each holding up to 6) while a third resizes the
+// bulkhead between 8 and 2, with and without a queue. Once a resize to 2 has returned, a
+// permit taken while it is in force leaves at most 2 held: the calls from before may still
+// run, but nothing is admitted beside them until fewer than 2 do. At the end every permit
+// is back, wherever the threads and the resizes left it. (Also run under ThreadSanitizer.)
+TEST(Concurrency, ResizingABulkheadUnderLoadKeepsTheNewLimit) {
+  Bulkhead bulkhead({.max_concurrent = 8});
+  const BulkheadConfig configs[] = {
+      {.max_concurrent = 8},
+      {.max_concurrent = 2},
+      {.max_concurrent = 8, .max_queue = 4, .max_wait = 1s},
+      {.max_concurrent = 2, .max_queue = 4, .max_wait = 1s},
+  };
+  std::atomic<int> held{0};             // raised after a permit is taken, lowered before it goes
+  std::atomic<std::uint64_t> epoch{0};  // odd while a resize to 2 has returned and holds
+  std::atomic<std::uint64_t> steps{0};
+  std::atomic<int> checked{0};  // permits taken wholly within an odd epoch
+  std::atomic<int> over{0};     // ... that left more than 2 held
+  std::atomic<bool> done{false};
+  std::thread resizer([&] {
+    bool small = false;
+    for (int round = 0; round < 200; ++round) {
+      if (round % 2 == 0) {
+        if (small) {
+          epoch.fetch_add(1);  // even before it grows
+        }
+        small = false;
+        bulkhead.reconfigure(configs[round % 4]);
+      } else {
+        bulkhead.reconfigure(configs[round % 4]);
+        epoch.fetch_add(1);  // odd once the shrink has returned
+        small = true;
+      }
+      const std::uint64_t until = steps.load() + 400;
+      for (int spin = 0; steps.load() < until && spin < 1'000'000; ++spin) {
+        std::this_thread::yield();
+      }
+    }
+    done = true;
+  });
+  auto worker = [&](std::uint32_t rng) {
+    int mine = 0;
+    while (!done.load()) {
+      rng = rng * 1664525U + 1013904223U;
+      if (mine < 6 && (rng >> 16) % 3 != 0) {
+        const std::uint64_t before = epoch.load();
+        if (bulkhead.try_enter()) {
+          ++mine;
+          const int now = ++held;
+          if (before % 2 == 1 && epoch.load() == before) {
+            ++checked;
+            if (now > 2) {
+              ++over;
+            }
+          }
+        }
+      } else if (mine > 0) {
+        --mine;
+        --held;
+        bulkhead.leave();
+      }
+      ++steps;
+    }
+    for (; mine > 0; --mine) {
+      --held;
+      bulkhead.leave();
+    }
+  };
+  std::thread a(worker, 1U);
+  std::thread b(worker, 2U);
+  a.join();
+  b.join();
+  resizer.join();
+  EXPECT_EQ(over.load(), 0) << "of " << checked.load() << " taken under a limit of 2";
+  EXPECT_GT(checked.load(), 0);
+  EXPECT_EQ(bulkhead.in_use(), 0U);
+  for (const auto& config : {configs[0], configs[3]}) {
+    bulkhead.reconfigure(config);
+    for (std::uint32_t i = 0; i < config.max_concurrent; ++i) {
+      EXPECT_TRUE(bulkhead.try_enter()) << "permit " << i << " of " << config.max_concurrent;
+    }
+    EXPECT_FALSE(bulkhead.try_enter());
+    for (std::uint32_t i = 0; i < config.max_concurrent; ++i) {
+      bulkhead.leave();
+    }
+    EXPECT_EQ(bulkhead.in_use(), 0U);
+  }
+}
+
 // Calls on two threads while overrides are applied on a third: every call completes on
 // some published chain, none is lost or sees a half-built one.
 TEST(Concurrency, OperationQosSwapsUnderLoad) {

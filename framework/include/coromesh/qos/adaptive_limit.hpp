@@ -15,6 +15,11 @@
 // Defaults: initial 20, min 1, max 200, backoff ratio 0.9, timeout 5 s (AIMDLimit's), no
 // fixed target, tolerance 2.0, baseline window 60 s.
 //
+// `reconfigure()` takes new bounds in place (a live override does it): the calls in flight
+// keep counting, so a lower limit admits nothing new until they drop below it. The learned
+// limit is kept, clamped into [min_limit, max_limit], unless initial_limit changed: then it
+// restarts there. The latency baseline is kept.
+//
 // Thread-safety: may be shared by any number of threads (a mutex guards the state).
 
 #include <chrono>
@@ -78,11 +83,14 @@ class AdaptiveLimit {
   void on_sample(Duration latency, bool ok);
   void release();
 
+  // Throws std::invalid_argument when validate(config) is not empty (nothing changes then).
+  void reconfigure(AdaptiveLimitConfig config);
+
   std::uint32_t limit() const;
   std::uint32_t in_flight() const;
   // The latency baseline (zero before the first good sample).
   Duration baseline() const;
-  const AdaptiveLimitConfig& config() const noexcept { return config_; }
+  AdaptiveLimitConfig config() const;  // a copy: reconfigure() may change it meanwhile
 
  private:
   Duration baseline_locked() const;

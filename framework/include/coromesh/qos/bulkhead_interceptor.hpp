@@ -23,13 +23,16 @@ class BulkheadInterceptor final : public SynchronousInterceptor {
                                std::optional<int> weight = std::nullopt,
                                std::string name = "bulkhead");
   Bulkhead& bulkhead() const noexcept { return *bulkhead_; }
-  bool synchronous() const noexcept override { return bulkhead_->config().max_queue == 0; }
+  // Fixed when the interceptor is made (a chain reads it once): a reconfigured bulkhead
+  // serves both its acquire paths whatever its queue.
+  bool synchronous() const noexcept override { return synchronous_; }
   void on_request(Invocation& invocation) override;
   void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
   boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
 
  private:
   std::shared_ptr<Bulkhead> bulkhead_;
+  bool synchronous_ = true;
 };
 
 }  // namespace coromesh::qos

@@ -36,7 +36,8 @@
 namespace coromesh::qos {
 
 // The running objects of one side of one operation. Immutable once built; shared by
-// every call that started while it was current.
+// every call that started while it was current. The policy objects are shared with the
+// next build too (an override's): a later build may resize its bulkhead and adaptive limit.
 struct PolicyObjects {
   PolicySet spec;
   std::shared_ptr<CircuitBreaker> breaker;
@@ -57,8 +58,12 @@ struct BuildOptions {
 
 // Builds the objects for `spec`. Policy objects whose declaration did not change are
 // taken over from `previous` (so changing the rate limit keeps the breaker's window and
-// the bulkhead's in-flight count). Throws std::invalid_argument with validate(spec)'s
-// message when the set cannot work.
+// the bulkhead's in-flight count). A bulkhead or an adaptive limit still declared is taken
+// over even when its declaration changed, and resized in place (Bulkhead::reconfigure,
+// AdaptiveLimit::reconfigure): the calls in flight on `previous`'s chain keep counting
+// against the new limit, so a shrink admits nothing new until they drop below it, and a
+// grow admits queued calls at once. Throws std::invalid_argument with validate(spec)'s
+// message when the set cannot work (and then changes nothing in `previous`).
 std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
                                                     const PolicyObjects* previous,
                                                     const BuildOptions& options);
