@@ -155,7 +155,10 @@ TEST(Concurrency, ResizingABulkheadUnderLoadKeepsTheNewLimit) {
   std::atomic<bool> done{false};
   std::thread resizer([&] {
     bool small = false;
-    for (int round = 0; round < 200; ++round) {
+    // At least 200 rounds, and on until 50 permits were taken under a limit of 2: the
+    // workers may hold more than 2 through a whole short round, so that none is taken in
+    // it (bounded: 20,000 rounds).
+    for (int round = 0; round < 200 || (checked.load() < 50 && round < 20'000); ++round) {
       if (round % 2 == 0) {
         if (small) {
           epoch.fetch_add(1);  // even before it grows
