@@ -49,7 +49,8 @@ http::Destination DiscoveredUpstream::destination_of(const connect::Endpoint& en
   return http::Destination{endpoint.address, endpoint.port, options_.tls};
 }
 
-std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error) noexcept {
+std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error,
+                                                 bool attempt_deadline_passed) noexcept {
   try {
     std::rethrow_exception(error);
   } catch (const qos::QosRejected&) {
@@ -77,6 +78,11 @@ std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error
       }
       return connect::Outcome::callee_failure;
     case qos::FaultClass::cancelled:
+      // Once the attempt's deadline has passed, whoever stopped waiting (our preemptive
+      // timeout's watchdog, a moment before the client's own timer) the endpoint had not
+      // answered in time: its timeout, as the client's timer would have said.
+      return attempt_deadline_passed ? std::optional(connect::Outcome::callee_failure)
+                                     : std::nullopt;
     case qos::FaultClass::rejected:
       return std::nullopt;
   }

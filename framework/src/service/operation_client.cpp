@@ -221,10 +221,12 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
     failure = std::current_exception();
   }
   if (failure) {
-    if (const auto outcome = endpoint_outcome(failure)) {
-      pick.done(std::chrono::steady_clock::now() - started, *outcome);
+    const auto ended = std::chrono::steady_clock::now();
+    if (const auto outcome = endpoint_outcome(failure, ended >= until)) {
+      pick.done(ended - started, *outcome);
     }
-    // else: cancelled, or refused by a local policy: the Pick is abandoned, nobody's fault.
+    // else: cancelled in time, or refused by a local policy: the Pick is abandoned,
+    // nobody's fault.
   }
   // The endpoint may have left while this call was out (and another call on this thread
   // may have seen the news first): the connection this call just parked must not wait

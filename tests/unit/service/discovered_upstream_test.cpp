@@ -86,6 +86,26 @@ TEST(EndpointOutcome, CancellationAndLocalRefusalsAreNobodysFault) {
             std::nullopt);
 }
 
+// The client's own timer and a preemptive timeout's watchdog both end an attempt at its
+// deadline, and either may fire first. When the watchdog won, the client saw a plain
+// cancellation and the endpoint that had not answered in time was held to nothing.
+TEST(EndpointOutcome, ACancellationOnceTheDeadlineHasPassedIsTheEndpointsTimeout) {
+  const auto cancelled =
+      std::make_exception_ptr(boost::system::system_error(boost::asio::error::operation_aborted));
+  EXPECT_EQ(endpoint_outcome(cancelled, /*attempt_deadline_passed=*/true),
+            connect::Outcome::callee_failure);
+  EXPECT_EQ(endpoint_outcome(cancelled, /*attempt_deadline_passed=*/false), std::nullopt);
+  // Our own refusals stay ours, whenever they come.
+  EXPECT_EQ(endpoint_outcome(std::make_exception_ptr(
+                                 qos::QosRejected("deadline", qos::Reason::deadline_exceeded)),
+                             true),
+            std::nullopt);
+  EXPECT_EQ(endpoint_outcome(std::make_exception_ptr(
+                                 http::ClientError(http::ClientErrc::discovery_unavailable, "")),
+                             true),
+            std::nullopt);
+}
+
 // Before Consul's first answer a call waits for it, racing a timer. A caller cancelling
 // that wait (a preemptive timeout, a `||`, the caller going away) cancelled the timer
 // too, whose completion was taken for "no answer in time": the call ended as

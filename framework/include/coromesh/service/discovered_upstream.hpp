@@ -93,9 +93,15 @@ class DiscoveredUpstream {
 //   transport: connect_failed, tls_handshake,      connect_failure (nothing reached it)
 //              peer_rejected
 //   transport: closed, outcome_unknown             callee_failure (it dropped the call)
-//   cancelled, any local qos::QosRejected          nullopt: nobody's fault, not recorded
+//   cancelled before the attempt's deadline,       nullopt: nobody's fault, not recorded
+//   any local qos::QosRejected
+//   cancelled once the attempt's deadline has      callee_failure: it did not answer in
+//   passed (`attempt_deadline_passed`)             time, whoever stopped waiting first
 //
-// Both failures count toward the endpoint's outlier ejection.
-std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error) noexcept;
+// Both failures count toward the endpoint's outlier ejection. The deadline matters because
+// the client's own timer and a preemptive timeout's watchdog both end an attempt at its
+// deadline: whichever fires first, the endpoint is held to the same timeout.
+std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error,
+                                                 bool attempt_deadline_passed = false) noexcept;
 
 }  // namespace coromesh
