@@ -23,6 +23,14 @@ const Clock& Invocation::clock() const noexcept {
   return core_->clock();
 }
 
+std::shared_ptr<UnrepeatableMarks> Invocation::unrepeatable_marks() const {
+  std::call_once(marks_made_, [this] {
+    marks_owner_ = std::make_shared<UnrepeatableMarks>();
+    marks_.store(marks_owner_.get(), std::memory_order_release);
+  });
+  return marks_owner_;
+}
+
 const Fault& Invocation::fault(const std::exception_ptr& error) {
   if (!last_fault_ || last_fault_->error != error) {
     last_fault_ = Fault::from(error, core_->classifier());

@@ -58,12 +58,35 @@ std::string clipped(std::string_view text, std::size_t limit) {
   throw RemoteError(status, std::move(code), std::move(reason));
 }
 
-// Called as a request goes out (it may take effect even if the call then fails): a
-// non-idempotent call made by a served operation's code keeps that operation's retry from
-// running the code, and sending the request, again.
-void mark_sending(const OperationRequest& request) noexcept {
-  if (request.sent_within != nullptr) {
-    request.sent_within->mark_unrepeatable();
+// Whether a failed call's request certainly never reached the callee's code: no
+// connection came up, or its TLS handshake failed (http::ClientErrc).
+bool never_left(const http::ClientError& error) noexcept {
+  const auto code = error.code();
+  return code == http::ClientErrc::connect_failed || code == http::ClientErrc::connect_timeout ||
+         code == http::ClientErrc::tls_handshake || code == http::ClientErrc::peer_rejected;
+}
+
+// Sends `message`. A non-idempotent call made by a served operation's code keeps that
+// operation's retry from running the code, and sending the request, again: its attempt is
+// marked unrepeatable as the request goes out, before the connect (a preemptive timeout may
+// cut this frame off mid-send, and the retry then decides before anything here runs again),
+// and the mark is taken back only when the request certainly never left.
+asio::awaitable<http::Response> send_marked(http::Client& client, const OperationRequest& request,
+                                            http::Destination destination, http::Request message,
+                                            std::chrono::steady_clock::time_point until) {
+  // Held by this frame, whatever the request is destroyed with.
+  const std::shared_ptr<qos::UnrepeatableMarks> sent_within = request.sent_within;
+  if (!sent_within) {
+    co_return co_await client.send(std::move(destination), std::move(message), until);
+  }
+  sent_within->mark();
+  try {
+    co_return co_await client.send(std::move(destination), std::move(message), until);
+  } catch (const http::ClientError& error) {
+    if (never_left(error)) {
+      sent_within->unmark_unsent();
+    }
+    throw;
   }
 }
 
@@ -163,8 +186,8 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
       options_.upstream.tls, now + (until - now) / 2,
       options_.upstream.host + ":" + std::to_string(options_.upstream.port));
   message.set(http::Field::host, options_.upstream.host);
-  mark_sending(request);
-  http::Response response = co_await own.client->send(options_.upstream, std::move(message), until);
+  http::Response response =
+      co_await send_marked(*own.client, request, options_.upstream, std::move(message), until);
   if (response.result_int() / 100 != 2) {
     throw_remote_error(response);
   }
@@ -210,8 +233,8 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
   const auto started = std::chrono::steady_clock::now();
   std::exception_ptr failure;
   try {
-    mark_sending(request);
-    http::Response response = co_await own.client->send(destination, std::move(message), until);
+    http::Response response =
+        co_await send_marked(*own.client, request, destination, std::move(message), until);
     if (response.result_int() / 100 != 2) {
       throw_remote_error(response);
     }

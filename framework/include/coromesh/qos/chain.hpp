@@ -66,6 +66,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -107,6 +108,23 @@ struct CallOptions {
   bool idempotent = true;  // retry only retries idempotent calls unless told otherwise
 };
 
+// The requests sent on behalf of one call that must not be sent twice (non-idempotent
+// calls its code made through typed clients): while any is marked, no retry runs the call
+// again. Counted, each mark taken back when its request is known never to have left (its
+// connect failed): one that did leave, or may still, keeps the call unrepeatable whatever
+// the others came to. Shared by the call and the requests, which may outlive it.
+class UnrepeatableMarks {
+ public:
+  // As a request goes out (before its connect: a retry may decide while it is in flight).
+  void mark() noexcept { count_.fetch_add(1, std::memory_order_relaxed); }
+  // Takes back one mark() whose request never left.
+  void unmark_unsent() noexcept { count_.fetch_sub(1, std::memory_order_relaxed); }
+  bool any() const noexcept { return count_.load(std::memory_order_relaxed) > 0; }
+
+ private:
+  std::atomic<std::uint32_t> count_{0};
+};
+
 // The state of one call travelling through the chain. Interceptors read it and write the
 // attempt number; the typed result lives in TypedInvocation<R>.
 class Invocation {
@@ -131,7 +149,18 @@ class Invocation {
   // call again, whatever its own method or its retry's idempotent_only say. Const: the
   // served operation's code holds the invocation as const (CallContext::invocation).
   void mark_unrepeatable() const noexcept { unrepeatable_.store(true, std::memory_order_relaxed); }
-  bool unrepeatable() const noexcept { return unrepeatable_.load(std::memory_order_relaxed); }
+  bool unrepeatable() const noexcept {
+    if (unrepeatable_.load(std::memory_order_relaxed)) {
+      return true;
+    }
+    const UnrepeatableMarks* marks = marks_.load(std::memory_order_acquire);
+    return marks != nullptr && marks->any();
+  }
+  // The same for the requests the code behind this call sends through typed clients, each
+  // marked as it goes out and unmarked if it never left (UnrepeatableMarks). Created on
+  // first use; shared, so that a call outliving this invocation (one its code detached)
+  // marks nothing freed. Take it before the call starts (OperationClient::execute does).
+  std::shared_ptr<UnrepeatableMarks> unrepeatable_marks() const;
 
   // When the current run of request phases began, read once from the chain's clock so
   // that each synchronous interceptor need not read it again.
@@ -183,6 +212,10 @@ class Invocation {
   std::optional<Fault> last_fault_;
   // Atomic: the marking call may run as a preemptive timeout's child coroutine.
   mutable std::atomic<bool> unrepeatable_{false};
+  // unrepeatable_marks(): made once; marks_ is published after marks_owner_ is set.
+  mutable std::once_flag marks_made_;
+  mutable std::shared_ptr<UnrepeatableMarks> marks_owner_;
+  mutable std::atomic<const UnrepeatableMarks*> marks_{nullptr};
 };
 
 template <class R>

@@ -97,9 +97,10 @@ struct OperationRequest {
   std::string query;     // GET/HEAD/DELETE
   std::string body;      // others (JSON)
   std::string trace_id;  // the caller's, copied: a detached call may outlive its parent
-  // A non-idempotent call made by a served operation's code: that operation's attempt,
-  // marked unrepeatable as the request goes out (CallContext::invocation). Else null.
-  const qos::Invocation* sent_within = nullptr;
+  // A non-idempotent call made by a served operation's code: the marks of that
+  // operation's attempt (CallContext::invocation), marked as the request goes out and
+  // unmarked if it never left. Shared: a detached call may outlive the attempt. Else null.
+  std::shared_ptr<qos::UnrepeatableMarks> sent_within;
 };
 
 // What one execute() remembers across its attempts: the endpoints tried (a retry goes to
@@ -200,10 +201,10 @@ class OperationClient {
   // g++ < 13: an argument with a destructor must come as an lvalue (see the top of this
   // file). The lvalue overloads copy it outside the co_await operand, which is safe.
   boost::asio::awaitable<Result> execute(const Arg& arg) const {
-    return call(arg, {});
+    return call(arg, {}, {}, nullptr);
   }
   boost::asio::awaitable<Result> execute(const Arg& arg, CallContext parent) const {
-    return call(arg, parent);
+    return call(arg, parent.deadline, std::string(parent.trace_id), marks_of(parent));
   }
   boost::asio::awaitable<Result> execute(Arg&& arg) const {
     return execute(std::move(arg), CallContext{});
@@ -215,14 +216,14 @@ class OperationClient {
                   "destructor. Bind the argument to a local and pass the lvalue "
                   "(Arg a{...}; co_await client.execute(a, call);), or build with clang++-16 "
                   "(the default) or g++ >= 13.");
-    return call(std::move(arg), parent);
+    return call(std::move(arg), parent.deadline, std::string(parent.trace_id), marks_of(parent));
   }
 #else
   boost::asio::awaitable<Result> execute(Arg arg) const {
-    return call(std::move(arg), {});
+    return call(std::move(arg), {}, {}, nullptr);
   }
   boost::asio::awaitable<Result> execute(Arg arg, CallContext parent) const {
-    return call(std::move(arg), parent);
+    return call(std::move(arg), parent.deadline, std::string(parent.trace_id), marks_of(parent));
   }
 #endif
 
@@ -239,18 +240,27 @@ class OperationClient {
   }
 
  private:
+  // What this call keeps of its caller's attempt: the marks its request sets when it may
+  // not be sent twice. Taken in execute(), while the caller's CallContext is surely valid:
+  // the coroutine's body may first run after the caller's code has returned (co_spawn).
+  std::shared_ptr<qos::UnrepeatableMarks> marks_of(const CallContext& parent) const {
+    if (op_.idempotent() || parent.invocation == nullptr) {
+      return nullptr;
+    }
+    return parent.invocation->unrepeatable_marks();
+  }
+
   // The coroutine behind every execute(). Its parameters are always initialized by a
   // plain call inside execute(), never in the caller's co_await operand, and none has a
-  // default argument: both would be temporaries g++ 12 destroys twice.
-  boost::asio::awaitable<Result> call(Arg arg, CallContext parent) const {
+  // default argument: both would be temporaries g++ 12 destroys twice. They are copies of
+  // what the caller's CallContext points at (its trace id into the server's request, its
+  // attempt), made in execute(): a detached call may outlive them.
+  boost::asio::awaitable<Result> call(Arg arg, qos::Deadline deadline, std::string trace_id,
+                                      std::shared_ptr<qos::UnrepeatableMarks> sent_within) const {
     // Built once for every attempt; the attempts reach it through one pointer, so the
     // std::function below holds it without allocating.
-    detail::OperationRequest request{op_.method,
-                                     op_.path,
-                                     {},
-                                     {},
-                                     std::string(parent.trace_id),
-                                     op_.idempotent() ? nullptr : parent.invocation};
+    detail::OperationRequest request{
+        op_.method, op_.path, {}, {}, std::move(trace_id), std::move(sent_within)};
     if (op_.method == http::Verb::get || op_.method == http::Verb::head ||
         op_.method == http::Verb::delete_) {
       request.query = http::to_query(arg);
@@ -284,7 +294,7 @@ class OperationClient {
       }
       co_return std::move(*result);
     };
-    const qos::CallOptions options{.deadline = parent.deadline, .idempotent = op_.idempotent()};
+    const qos::CallOptions options{.deadline = deadline, .idempotent = op_.idempotent()};
     co_return co_await qos_->execute_with(std::move(attempt), options);
   }
 
