@@ -22,6 +22,7 @@ CircuitBreaker::CircuitBreaker(CircuitBreakerConfig config, const Clock& clock)
   if (auto error = validate(config_); !error.empty()) {
     throw std::invalid_argument(std::string(error));
   }
+  slow_call_ns_.store(config_.slow_call_duration.count(), std::memory_order_relaxed);
   if (config_.window_type == WindowType::count_based) {
     ring_.assign(config_.window_size, 0);
   } else {
@@ -63,14 +64,83 @@ void CircuitBreaker::transition(State to, Clock::time_point now) {
   if (to == State::open) {
     opened_at_ = now;
   }
+  if (to == State::half_open) {
+    half_open_permits_ = config_.permitted_calls_in_half_open;
+  }
   if (to == State::closed) {
     reset_window();
   }
   // Successes counted for the state left behind say nothing about the new one.
+  drop_pending_successes_locked();
+  update_batching_locked();
+}
+
+void CircuitBreaker::drop_pending_successes_locked() {
   for (auto& shard : pending_successes_) {
     shard.pending.store(0, std::memory_order_relaxed);
   }
+}
+
+void CircuitBreaker::resize_ring_locked(std::uint32_t size) {
+  std::vector<std::uint8_t> ring(size, 0);  // first: a bad_alloc changes nothing
+  const std::size_t old_size = ring_.size();
+  const std::size_t keep = std::min<std::size_t>(ring_filled_, size);
+  // The newest outcome is just before ring_next_ (full or not): keep the last `keep`.
+  const std::size_t first = (ring_next_ + old_size - keep) % old_size;
+  calls_ = failures_ = slow_ = 0;
+  for (std::size_t i = 0; i < keep; ++i) {
+    const std::uint8_t outcome = ring_[(first + i) % old_size];
+    ring[i] = outcome;
+    ++calls_;
+    failures_ += (outcome & kFailureBit) != 0 ? 1U : 0U;
+    slow_ += (outcome & kSlowBit) != 0 ? 1U : 0U;
+  }
+  ring_ = std::move(ring);
+  ring_filled_ = keep;
+  ring_next_ = keep == ring_.size() ? 0 : keep;
+}
+
+void CircuitBreaker::reconfigure(CircuitBreakerConfig config) {
+  if (auto error = validate(config); !error.empty()) {
+    throw std::invalid_argument(std::string(error));
+  }
+  std::lock_guard lock(mutex_);
+  const bool same_type = config.window_type == config_.window_type;
+  if (config.window_type == WindowType::count_based) {
+    if (!same_type) {
+      // From a time-based window: its buckets cannot be told apart as calls. The outcomes
+      // are forgotten (the state is not), as a transition to CLOSED would.
+      std::vector<std::uint8_t> ring(config.window_size, 0);
+      ring_ = std::move(ring);
+      buckets_.clear();
+      reset_window();
+      drop_pending_successes_locked();
+    } else if (config.window_size != config_.window_size) {
+      fold_successes_locked();  // into the old ring, which keeps its newest outcomes
+      resize_ring_locked(config.window_size);
+    }
+  } else if (!same_type || config.window_duration != config_.window_duration ||
+             config.window_buckets != config_.window_buckets) {
+    // To a time-based window, or to other buckets: the recorded outcomes are forgotten
+    // (they cannot be re-bucketed), the state is not. An empty ring_ marks a time-based
+    // window for the success batching, which stays off.
+    std::vector<Bucket> buckets(config.window_buckets, Bucket{});
+    buckets_ = std::move(buckets);
+    ring_.clear();
+    reset_window();
+    drop_pending_successes_locked();
+    origin_ = clock_->now();
+  }
+  // The wait in OPEN keeps opened_at_, so a new wait_in_open counts from there; a half-open
+  // trial keeps half_open_permits_; thresholds are read at the next outcome.
+  config_ = config;
+  slow_call_ns_.store(config_.slow_call_duration.count(), std::memory_order_relaxed);
   update_batching_locked();
+}
+
+CircuitBreakerConfig CircuitBreaker::config() const {
+  std::lock_guard lock(mutex_);
+  return config_;
 }
 
 void CircuitBreaker::update_batching_locked() {
@@ -144,7 +214,7 @@ Admission CircuitBreaker::acquire() {
       return Admission::granted();
     }
     case State::half_open:
-      if (half_open_issued_ < config_.permitted_calls_in_half_open) {
+      if (half_open_issued_ < half_open_permits_) {
         ++half_open_issued_;
         return Admission::granted();
       }
@@ -168,7 +238,10 @@ void CircuitBreaker::release_permission(Duration elapsed) {
 }
 
 void CircuitBreaker::on_success(Duration duration) {
-  if (duration < config_.slow_call_duration && batch_successes_.load(std::memory_order_acquire)) {
+  // Without the lock, a reconfigure() may change slow_call_duration meanwhile: the call is
+  // classified by the old value or the new one, as if it ended before or after it.
+  if (duration.count() < slow_call_ns_.load(std::memory_order_relaxed) &&
+      batch_successes_.load(std::memory_order_acquire)) {
     auto& shard = pending_successes_[thread_shard() % kShards];
     if (shard.pending.fetch_add(1, std::memory_order_relaxed) + 1 < kSuccessBatch) {
       return;
@@ -187,11 +260,11 @@ void CircuitBreaker::on_failure(Duration duration) {
 }
 
 void CircuitBreaker::record(bool failure, Duration duration) {
-  const bool slow = duration >= config_.slow_call_duration;
   std::lock_guard lock(mutex_);
   if (state_ == State::open) {
     return;
   }
+  const bool slow = duration >= config_.slow_call_duration;
   // Only the time-based window and a transition need the time: read it lazily.
   const bool timed = config_.window_type == WindowType::time_based;
   const auto now = timed ? clock_->now() : Clock::time_point{};
@@ -202,7 +275,7 @@ void CircuitBreaker::record(bool failure, Duration duration) {
     ++half_open_calls_;
     half_open_failures_ += failure ? 1U : 0U;
     half_open_slow_ += slow ? 1U : 0U;
-    if (half_open_calls_ >= config_.permitted_calls_in_half_open) {
+    if (half_open_calls_ >= half_open_permits_) {
       const bool bad =
           rate(half_open_failures_, half_open_calls_) >= config_.failure_rate_threshold ||
           rate(half_open_slow_, half_open_calls_) >= config_.slow_call_rate_threshold;

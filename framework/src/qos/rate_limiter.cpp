@@ -23,7 +23,15 @@ void check(const Config& config) {
 double units_per_ns(std::uint64_t units, Duration period) {
   return static_cast<double>(units) / static_cast<double>(period.count());
 }
+
+Duration turn_interval(double per_ns) {
+  return Duration(std::llround(1.0 / per_ns));
+}
 }  // namespace
+
+std::uint64_t TokenBucket::lease_size_for(std::uint64_t burst) {
+  return std::clamp<std::uint64_t>(burst / (8 * kShards), 1, 64);
+}
 
 TokenBucket::TokenBucket(TokenBucketConfig config, const Clock& clock)
     : config_((check(config), config)),
@@ -31,7 +39,7 @@ TokenBucket::TokenBucket(TokenBucketConfig config, const Clock& clock)
       per_ns_(units_per_ns(config.permits, config.period)),
       tokens_(static_cast<double>(config.burst)),
       last_(clock.now()),
-      lease_size_(std::clamp<std::uint64_t>(config.burst / (8 * kShards), 1, 64)) {}
+      lease_size_(lease_size_for(config.burst)) {}
 
 void TokenBucket::refill(Clock::time_point now) {
   if (now > last_) {
@@ -64,7 +72,8 @@ Admission TokenBucket::acquire_leased(Clock::time_point now) {
   // One token for this call and, when the shard's lease is spent, a new lease from the
   // whole tokens there are (another thread sharing the shard may have renewed it).
   const auto whole = static_cast<std::uint64_t>(tokens_ + kEpsilon);
-  const std::uint64_t take = spent ? std::min(lease_size_, whole) : 1;
+  const std::uint64_t take =
+      spent ? std::min(lease_size_.load(std::memory_order_relaxed), whole) : 1;
   tokens_ = std::max(0.0, tokens_ - static_cast<double>(take));
   if (take > 1) {
     leased_[shard] = take - 1;
@@ -79,7 +88,7 @@ Admission TokenBucket::try_acquire(std::uint64_t tokens) {
 }
 
 Admission TokenBucket::try_acquire_at(Clock::time_point now, std::uint64_t tokens) {
-  if (tokens == 1 && lease_size_ > 1) {
+  if (tokens == 1 && lease_size_.load(std::memory_order_relaxed) > 1) {
     return acquire_leased(now);
   }
   const auto wanted = static_cast<double>(tokens);
@@ -117,11 +126,34 @@ Duration TokenBucket::time_until(std::uint64_t tokens) {
   return Duration(static_cast<Duration::rep>(std::ceil(missing / per_ns_ - 1e-3)));
 }
 
+void TokenBucket::reconfigure(TokenBucketConfig config) {
+  check(config);
+  std::lock_guard lock(mutex_);
+  refill(clock_->now());  // what the old rate added up to now
+  // The unused leases come back: their tokens are available now, and a smaller burst may
+  // not hold them. A thread taking from its lease meanwhile either took its token before
+  // the exchange or finds the lease spent and comes to the lock.
+  for (std::size_t shard = 0; shard < kShards; ++shard) {
+    tokens_ += static_cast<double>(leases_[shard].left.exchange(0, std::memory_order_acquire));
+    leased_[shard] = 0;
+  }
+  leased_total_ = 0;
+  config_ = config;
+  per_ns_ = units_per_ns(config.permits, config.period);
+  tokens_ = std::min(tokens_, static_cast<double>(config.burst));
+  lease_size_.store(lease_size_for(config.burst), std::memory_order_relaxed);
+}
+
+TokenBucketConfig TokenBucket::config() const {
+  std::lock_guard lock(mutex_);
+  return config_;
+}
+
 LeakyBucket::LeakyBucket(LeakyBucketConfig config, const Clock& clock)
     : config_((check(config), config)),
       clock_(&clock),
       per_ns_(units_per_ns(config.rate, config.period)),
-      interval_(Duration(std::llround(1.0 / per_ns_))),
+      interval_(turn_interval(per_ns_)),
       last_(clock.now()) {}
 
 void LeakyBucket::leak(Clock::time_point now) {
@@ -216,6 +248,23 @@ void LeakyBucket::give_back(Clock::time_point start) noexcept {
     level_ = std::max(0.0, level_ - unleaked(given_back_.back(), now));
     given_back_.pop_back();
   }
+}
+
+void LeakyBucket::reconfigure(LeakyBucketConfig config) {
+  check(config);
+  std::lock_guard lock(mutex_);
+  const auto now = clock_->now();
+  leak(now);  // at the old rate up to now
+  forget_spent_turns(now);
+  // level_ stays, even above the new capacity: the calls it counts were admitted.
+  config_ = config;
+  per_ns_ = units_per_ns(config.rate, config.period);
+  interval_ = turn_interval(per_ns_);
+}
+
+LeakyBucketConfig LeakyBucket::config() const {
+  std::lock_guard lock(mutex_);
+  return config_;
 }
 
 double LeakyBucket::level() {

@@ -332,5 +332,107 @@ TEST(CircuitBreaker, RejectsNonsenseConfig) {
   static_assert(!validate(CircuitBreakerConfig{.minimum_calls = 0}).empty());
 }
 
+// reconfigure(): the state survives, the newest outcomes that fit the new window stay, and
+// new thresholds wait for the next outcome.
+TEST(CircuitBreaker, ReconfigureKeepsTheNewestOutcomesAndEvaluatesOnTheNextCall) {
+  ManualClock clock;
+  auto config = small_count_window();
+  config.failure_rate_threshold = 0.75;
+  CircuitBreaker cb(config, clock);
+  call(cb, false);
+  call(cb, false);
+  call(cb, true);
+  call(cb, true);
+  ASSERT_EQ(cb.state(), State::closed);  // 50 % < 75 %
+  config.window_size = 2;
+  cb.reconfigure(config);
+  auto s = cb.snapshot();
+  EXPECT_EQ(s.calls, 2U);
+  EXPECT_EQ(s.failures, 0U) << "the newest two were successes";
+  config.window_size = 8;
+  cb.reconfigure(config);
+  call(cb, false);
+  s = cb.snapshot();
+  EXPECT_EQ(s.calls, 3U);
+  EXPECT_EQ(s.failures, 1U);
+  EXPECT_EQ(cb.config().window_size, 8U);
+
+  // A threshold the window is already over opens it at the next outcome, not at once.
+  config.window_size = 2;
+  config.failure_rate_threshold = 0.5;
+  cb.reconfigure(config);  // keeps [success, failure]: 50 %
+  EXPECT_EQ(cb.state(), State::closed);
+  call(cb, false);  // [failure, failure]
+  EXPECT_EQ(cb.state(), State::open);
+}
+
+TEST(CircuitBreaker, ReconfiguredHalfOpenProbesApplyToTheNextTrial) {
+  ManualClock clock;
+  auto config = small_count_window();  // 2 probes
+  CircuitBreaker cb(config, clock);
+  open(cb);
+  clock.advance(10s);
+  ASSERT_TRUE(cb.acquire());
+  ASSERT_EQ(cb.state(), State::half_open);
+  config.permitted_calls_in_half_open = 4;
+  cb.reconfigure(config);
+  EXPECT_TRUE(cb.acquire());
+  EXPECT_FALSE(cb.acquire()) << "this trial keeps its 2 probes";
+  cb.on_failure(1ms);
+  cb.on_failure(1ms);
+  ASSERT_EQ(cb.state(), State::open);
+  clock.advance(10s);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(cb.acquire()) << "probe " << i << " of the next trial";
+  }
+  EXPECT_FALSE(cb.acquire());
+  EXPECT_EQ(cb.state(), State::half_open);
+}
+
+// A new window type forgets the outcomes, never the state; the new window then works.
+TEST(CircuitBreaker, ReconfiguringTheWindowTypeKeepsTheState) {
+  ManualClock clock;
+  auto config = small_count_window();
+  CircuitBreaker cb(config, clock);
+  open(cb);
+  config.window_type = WindowType::time_based;
+  config.window_duration = 10s;
+  config.window_buckets = 10;
+  cb.reconfigure(config);
+  EXPECT_EQ(cb.state(), State::open);
+  EXPECT_FALSE(cb.acquire());
+  clock.advance(10s);
+  call(cb, true);
+  call(cb, true);
+  ASSERT_EQ(cb.state(), State::closed);
+  for (int i = 0; i < 4; ++i) {
+    call(cb, false);
+    clock.advance(1s);
+  }
+  EXPECT_EQ(cb.state(), State::open) << "the time-based window counts";
+  EXPECT_THROW(cb.reconfigure({.window_size = 0}), std::invalid_argument);
+  EXPECT_EQ(cb.config().window_type, WindowType::time_based) << "a refused config changes nothing";
+}
+
+// A success counted in a thread's shard when the window shrinks is folded into the old
+// window first, so the newest outcomes are the ones kept.
+TEST(CircuitBreaker, ReconfigureFoldsTheBatchedSuccessesFirst) {
+  ManualClock clock;
+  auto config = small_count_window();
+  config.failure_rate_threshold = 0.75;
+  CircuitBreaker cb(config, clock);
+  call(cb, false);
+  call(cb, true);
+  call(cb, true);
+  call(cb, true);   // full, 25 %: further fast successes are batched
+  call(cb, false);  // [S, S, S, F]
+  call(cb, true);   // batched: in the shard, not yet in the ring
+  config.window_size = 1;
+  cb.reconfigure(config);
+  const auto s = cb.snapshot();
+  EXPECT_EQ(s.calls, 1U);
+  EXPECT_EQ(s.failures, 0U) << "the newest outcome is the batched success";
+}
+
 }  // namespace
 }  // namespace coromesh::qos

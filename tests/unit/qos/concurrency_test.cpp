@@ -226,6 +226,67 @@ TEST(Concurrency, ResizingABulkheadUnderLoadKeepsTheNewLimit) {
   }
 }
 
+// Calls on two threads while a third reconfigures the breaker and both rate limiters, the
+// way live overrides do (also run under ThreadSanitizer). The clock is frozen, so nothing
+// refills or leaks: whatever reconfigure() does, the token bucket admits at most its first
+// burst and the leaky bucket at most its largest capacity; the breaker's window (resized
+// with successes batched in the shards meanwhile) keeps its counts consistent.
+TEST(Concurrency, ReconfiguringTheBreakerAndRateLimitersUnderLoad) {
+  ManualClock clock;
+  auto breaker_config = [](bool small) {
+    return CircuitBreakerConfig{.window_size = small ? 16U : 64U,
+                                .failure_rate_threshold = 0.9,
+                                .slow_call_duration = small ? 30s : 60s,
+                                .minimum_calls = 64,
+                                .wait_in_open = 1h,
+                                .permitted_calls_in_half_open = small ? 2U : 4U};
+  };
+  CircuitBreaker breaker(breaker_config(false), clock);
+  TokenBucket tokens({.permits = 4096, .period = 1s, .burst = 4096}, clock);
+  LeakyBucket leaky({.rate = 10, .period = 1s, .capacity = 1000}, clock);
+  std::atomic<int> token_admitted{0};
+  std::atomic<int> leaky_admitted{0};
+  std::atomic<int> workers_left{2};
+  std::thread reconfigurer([&] {
+    for (int round = 0; workers_left.load() > 0 && round < 100'000; ++round) {
+      const bool small = round % 2 == 1;
+      breaker.reconfigure(breaker_config(small));
+      tokens.reconfigure(
+          {.permits = small ? 100U : 4096U, .period = 1s, .burst = small ? 100U : 4096U});
+      leaky.reconfigure({.rate = 10, .period = 1s, .capacity = small ? 100U : 1000U});
+      std::this_thread::yield();
+    }
+  });
+  auto worker = [&](std::uint32_t rng) {
+    for (int i = 0; i < 20'000; ++i) {
+      rng = rng * 1664525U + 1013904223U;
+      if (breaker.acquire()) {
+        (rng >> 16) % 8 == 0 ? breaker.on_failure(1ms) : breaker.on_success(1ms);
+      }
+      token_admitted += tokens.try_acquire().is_granted() ? 1 : 0;
+      leaky_admitted += leaky.try_acquire().is_granted() ? 1 : 0;
+    }
+    --workers_left;
+  };
+  std::thread a(worker, 1U);
+  std::thread b(worker, 2U);
+  a.join();
+  b.join();
+  reconfigurer.join();
+  EXPECT_LE(token_admitted.load(), 4096);
+  EXPECT_LE(leaky_admitted.load(), 1000);
+  EXPECT_EQ(breaker.state(), CircuitBreaker::State::closed) << "12.5 % failures, threshold 90 %";
+  breaker.reconfigure(breaker_config(false));
+  const auto s = breaker.snapshot();
+  EXPECT_LE(s.calls, 64U);
+  EXPECT_LE(s.failures, s.calls);
+  EXPECT_LE(s.slow_calls, s.calls);
+  // Tokens are only taken or clamped away, never added: what is left and what was taken
+  // (leases included) fit in the first burst.
+  tokens.reconfigure({.permits = 4096, .period = 1s, .burst = 4096});
+  EXPECT_LE(tokens.available() + token_admitted.load(), 4096.0 + 1e-6);
+}
+
 // Calls on two threads while overrides are applied on a third: every call completes on
 // some published chain, none is lost or sees a half-built one.
 TEST(Concurrency, OperationQosSwapsUnderLoad) {

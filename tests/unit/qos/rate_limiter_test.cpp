@@ -223,5 +223,75 @@ TEST(LeakyBucket, RejectsZeroRate) {
   EXPECT_THROW(LeakyBucket({.capacity = 0}), std::invalid_argument);
 }
 
+TEST(TokenBucket, ReconfigureKeepsTheTokensAvailableUpToTheNewBurst) {
+  ManualClock clock;
+  TokenBucket bucket({.permits = 10, .period = 1s, .burst = 10}, clock);
+  ASSERT_TRUE(bucket.try_acquire());
+  ASSERT_TRUE(bucket.try_acquire());
+  bucket.reconfigure({.permits = 20, .period = 1s, .burst = 20});
+  EXPECT_DOUBLE_EQ(bucket.available(), 8.0) << "a larger burst adds no tokens";
+  bucket.reconfigure({.permits = 5, .period = 1s, .burst = 5});
+  EXPECT_DOUBLE_EQ(bucket.available(), 5.0) << "clamped to the smaller burst";
+  clock.advance(200ms);
+  EXPECT_DOUBLE_EQ(bucket.available(), 5.0);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(bucket.try_acquire());
+  }
+  EXPECT_FALSE(bucket.try_acquire());
+  clock.advance(200ms);  // one token at 5/s
+  EXPECT_TRUE(bucket.try_acquire());
+  EXPECT_FALSE(bucket.try_acquire());
+  EXPECT_EQ(bucket.config().burst, 5U);
+  EXPECT_THROW(bucket.reconfigure({.permits = 0}), std::invalid_argument);
+  EXPECT_EQ(bucket.config().permits, 5U);
+}
+
+// A lease held by a thread comes back: its tokens count, and a smaller burst holds them.
+TEST(TokenBucket, ReconfigureTakesTheLeasesBack) {
+  ManualClock clock;
+  TokenBucket bucket({.permits = 1024, .period = 1s, .burst = 1024}, clock);
+  ASSERT_TRUE(bucket.try_acquire());  // takes a lease
+  EXPECT_DOUBLE_EQ(bucket.available(), 1023.0);
+  bucket.reconfigure({.permits = 1024, .period = 1s, .burst = 1024});
+  EXPECT_DOUBLE_EQ(bucket.available(), 1023.0);
+  bucket.reconfigure({.permits = 100, .period = 1s, .burst = 100});
+  EXPECT_DOUBLE_EQ(bucket.available(), 100.0);
+  int admitted = 0;
+  for (int i = 0; i < 200; ++i) {
+    admitted += bucket.try_acquire().is_granted() ? 1 : 0;
+  }
+  EXPECT_EQ(admitted, 100);
+  bucket.reconfigure({.permits = 1024, .period = 1s, .burst = 1024});  // leasing again
+  clock.advance(1s);
+  admitted = 0;
+  for (int i = 0; i < 2000; ++i) {
+    admitted += bucket.try_acquire().is_granted() ? 1 : 0;
+  }
+  EXPECT_EQ(admitted, 1024);
+}
+
+TEST(LeakyBucket, ReconfigureLeaksAtTheNewRateFromNow) {
+  ManualClock clock;
+  LeakyBucket bucket({.rate = 10, .period = 1s, .capacity = 10}, clock);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(bucket.try_acquire());
+  }
+  clock.advance(500ms);  // 5 leaked at 10/s
+  bucket.reconfigure({.rate = 1, .period = 1s, .capacity = 20});
+  EXPECT_NEAR(bucket.level(), 5.0, 1e-6);
+  clock.advance(1s);  // 1 leaked at 1/s
+  EXPECT_NEAR(bucket.level(), 4.0, 1e-6);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_TRUE(bucket.try_acquire()) << "unit " << i << " of the new capacity";
+  }
+  EXPECT_FALSE(bucket.try_acquire());
+  // A shaped call's turn follows the new rate: the 20 units ahead leak at 1/s.
+  bucket.reconfigure({.rate = 1, .period = 1s, .capacity = 21});
+  const auto turn = bucket.try_schedule();
+  ASSERT_TRUE(turn.admission);
+  EXPECT_NEAR(std::chrono::duration<double>(turn.wait).count(), 20.0, 1e-6);
+  EXPECT_EQ(bucket.config().capacity, 21U);
+}
+
 }  // namespace
 }  // namespace coromesh::qos

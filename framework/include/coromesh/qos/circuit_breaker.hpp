@@ -19,12 +19,25 @@
 // minimum 100 calls, 60 s in OPEN, 10 permitted calls in HALF_OPEN. A time-based window
 // covers `window_duration` (default 60 s) split into `window_buckets` (default 10) buckets.
 //
+// `reconfigure()` takes a new configuration in place (a live override does it; resilience4j
+// replaces the breaker instead, and a replaced breaker starts CLOSED). The state survives:
+// an OPEN breaker stays open, and the wait already started keeps its start, so a new
+// wait_in_open counts from when it opened (one already longer than the new wait lets the
+// next acquire() in as a probe). New thresholds, minimum_calls and slow_call_duration
+// apply from the next outcome recorded (reconfigure() itself opens or closes nothing). A
+// half-open trial under way keeps its number of probes; a new permitted_calls_in_half_open
+// applies to the next trial. A new count-based window size keeps the newest outcomes that
+// fit; a change of window type, or of a time-based window's duration or buckets, forgets
+// the outcomes recorded (they cannot be re-bucketed), never the state.
+//
 // Thread-safety: one CircuitBreaker may be shared by any number of threads (a mutex guards
-// the state). The hot path takes no lock: acquire() while CLOSED reads one atomic, and a
-// fast success (shorter than slow_call_duration) while CLOSED with a full count-based
-// window whose rates are under both thresholds is only counted in the calling thread's
-// shard; the shards are folded into the window (as successes) under the lock before the
-// next failure or slow call is recorded, before snapshot(), and every
+// the state, the configuration included). The hot path takes no lock: acquire() while
+// CLOSED reads one atomic, and a fast success (shorter than slow_call_duration, read from
+// an atomic copy: a call ending as reconfigure() runs is judged by the old or the new
+// value) while CLOSED with a full count-based window whose rates are under both
+// thresholds is only counted in the calling thread's shard; the shards are folded into
+// the window (as successes) under the lock before the next failure or slow call is
+// recorded, before snapshot(), before a reconfigure() resizes the window, and every
 // kSuccessBatch successes of a shard. Such a success can never open the breaker (it
 // replaces the window's oldest outcome: no rate goes up), so deferring it changes no
 // transition; the only difference is the order of outcomes within a batch.
@@ -125,7 +138,12 @@ class CircuitBreaker {
   Snapshot snapshot() const;
   // Number of state transitions since construction (for metrics and tests).
   std::uint64_t transitions() const;
-  const CircuitBreakerConfig& config() const noexcept { return config_; }
+
+  // Takes `config` in place, keeping the state (above). Any thread, concurrently with calls
+  // on others. Throws std::invalid_argument when validate(config) is not empty (nothing
+  // changes then).
+  void reconfigure(CircuitBreakerConfig config);
+  CircuitBreakerConfig config() const;  // a copy: reconfigure() may change it meanwhile
 
  private:
   struct Bucket {
@@ -145,6 +163,10 @@ class CircuitBreaker {
   void update_batching_locked();
   void transition(State to, Clock::time_point now);
   void reset_window();
+  // Successes counted in the shards for a window that is gone: forgotten.
+  void drop_pending_successes_locked();
+  // A count-based window of `size` calls holding the newest outcomes that fit.
+  void resize_ring_locked(std::uint32_t size);
   void expire_buckets(std::int64_t epoch);
   Snapshot snapshot_locked(Clock::time_point now) const;
   std::int64_t epoch_of(Clock::time_point now) const;
@@ -153,7 +175,7 @@ class CircuitBreaker {
   // `n` successes of a count-based window, at most its size.
   void append_successes_locked(std::uint32_t n);
 
-  CircuitBreakerConfig config_;
+  CircuitBreakerConfig config_;  // guarded by mutex_ (reconfigure() changes it)
   const Clock* clock_;
   mutable std::mutex mutex_;
   State state_ = State::closed;
@@ -163,6 +185,8 @@ class CircuitBreaker {
   // Read on every call, written rarely: a cache line of their own, away from the lock.
   alignas(64) std::atomic<State> published_state_{State::closed};
   std::atomic<bool> batch_successes_{false};  // see update_batching_locked()
+  // config_.slow_call_duration, for on_success() to classify a call without the lock.
+  std::atomic<Duration::rep> slow_call_ns_{0};
   // Fast successes counted per thread, not yet in the window.
   struct alignas(64) SuccessShard {
     std::atomic<std::uint32_t> pending{0};
@@ -182,7 +206,8 @@ class CircuitBreaker {
   std::uint32_t calls_ = 0;
   std::uint32_t failures_ = 0;
   std::uint32_t slow_ = 0;
-  // Half-open probes.
+  // Half-open probes. The trial's number of probes is fixed when it starts.
+  std::uint32_t half_open_permits_ = 0;
   std::uint32_t half_open_issued_ = 0;
   std::uint32_t half_open_calls_ = 0;
   std::uint32_t half_open_failures_ = 0;

@@ -18,13 +18,20 @@
 // takes that turn instead of one at the end of the schedule, so no turn is lost and no
 // later call is pushed out. Defaults: 50 per 1 s, capacity 50.
 //
+// `reconfigure()` takes a new configuration in place (a live override does it; as
+// resilience4j's RateLimiter.changeLimitForPeriod): what was spent stays spent. A
+// TokenBucket keeps the tokens available now, at most the new burst, and refills at the
+// new rate from now on. A LeakyBucket keeps its level, even above a smaller capacity (the
+// calls already admitted stay admitted; no new one is until the level leaks below it), and
+// leaks at the new rate from now on; turns already given out keep their start times.
+//
 // Thread-safety: both may be shared by any number of threads (a mutex guards the level).
 // A TokenBucket with a burst of 128 or more lets each thread take single tokens from a
 // lease of up to 64 (burst / 64) taken from the bucket at once, so io threads sharing it
 // do not all take its lock per call. Leased tokens still count against the burst, so
 // the bucket never admits more than the burst at once nor more than the rate in the long
 // run; a lease a thread leaves unused (it stops calling) holds its tokens aside, at most
-// burst / 8 over all threads.
+// burst / 8 over all threads (reconfigure() takes the unused leases back).
 
 #include <array>
 #include <atomic>
@@ -92,11 +99,16 @@ class TokenBucket {
   double available();
   // How long until `tokens` would be available (zero if they are now); for Retry-After.
   Duration time_until(std::uint64_t tokens = 1);
-  const TokenBucketConfig& config() const noexcept { return config_; }
+
+  // Takes `config` in place (above). Any thread, concurrently with calls on others. Throws
+  // std::invalid_argument when validate(config) is not empty (nothing changes then).
+  void reconfigure(TokenBucketConfig config);
+  TokenBucketConfig config() const;  // a copy: reconfigure() may change it meanwhile
 
  private:
   void refill(Clock::time_point now);
   Admission acquire_leased(Clock::time_point now);
+  static std::uint64_t lease_size_for(std::uint64_t burst);
   double leased_left() const;  // tokens still in the shards' leases
 
   static constexpr std::size_t kShards = 8;
@@ -104,13 +116,16 @@ class TokenBucket {
     std::atomic<std::uint64_t> left{0};  // tokens this shard may still take unlocked
   };
 
+  // Guarded by mutex_, like everything below but lease_size_ and leases_.
   TokenBucketConfig config_;
   const Clock* clock_;
   double per_ns_;  // tokens per nanosecond
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   double tokens_;
   Clock::time_point last_;
-  std::uint64_t lease_size_;  // 1: no leasing (small bursts)
+  // 1: no leasing (small bursts). Read without the lock to choose a path; a stale value is
+  // harmless (the locked path reads it again).
+  std::atomic<std::uint64_t> lease_size_;
   // Under mutex_: the tokens of each shard's current lease and their sum, counted as
   // still in the bucket (refill stops at burst minus leased_total_) until the shard
   // comes back with its lease spent.
@@ -145,7 +160,11 @@ class LeakyBucket {
   void give_back(Clock::time_point start) noexcept;
   // The units in the bucket, turns given back and not taken again excluded.
   double level();
-  const LeakyBucketConfig& config() const noexcept { return config_; }
+
+  // Takes `config` in place (above). Any thread, concurrently with calls on others. Throws
+  // std::invalid_argument when validate(config) is not empty (nothing changes then).
+  void reconfigure(LeakyBucketConfig config);
+  LeakyBucketConfig config() const;  // a copy: reconfigure() may change it meanwhile
 
  private:
   void leak(Clock::time_point now);
@@ -155,16 +174,17 @@ class LeakyBucket {
   bool is_last_turn(Clock::time_point start, Clock::time_point now) const noexcept;
   void forget_spent_turns(Clock::time_point now) noexcept;
 
+  // Guarded by mutex_, like everything below.
   LeakyBucketConfig config_;
   const Clock* clock_;
   double per_ns_;      // units leaked per nanosecond
   Duration interval_;  // between two turns: period / rate
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   double level_ = 0.0;  // turns given back included
   Clock::time_point last_;
   // Under mutex_: the start of each turn given back and not taken again, earliest first,
   // none of them the last turn of the schedule; each still counts in level_. At most
-  // `capacity` (each is a unit in the bucket).
+  // `capacity` (each is a unit in the bucket; the capacity before a reconfigure() too).
   std::deque<Clock::time_point> given_back_;
 };
 
