@@ -51,26 +51,33 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
   const PolicySet* old = previous != nullptr ? &previous->spec : nullptr;
   auto& out = *objects;
 
-  out.breaker =
-      reuse_or_make(spec.breaker_policy, old ? &old->breaker_policy : nullptr,
-                    previous ? &previous->breaker : nullptr, [&](const circuit_breaker& p) {
-                      return std::make_shared<CircuitBreaker>(p.config(), clock);
-                    });
-  if (spec.rate_limit_policy && spec.rate_limit_policy->algorithm == RateAlgorithm::leaky_bucket) {
-    out.leaky_bucket =
-        reuse_or_make(spec.rate_limit_policy, old ? &old->rate_limit_policy : nullptr,
-                      previous ? &previous->leaky_bucket : nullptr, [&](const rate_limit& p) {
-                        return std::make_shared<LeakyBucket>(p.leaky_bucket_config(), clock);
-                      });
-  } else {
-    out.token_bucket =
-        reuse_or_make(spec.rate_limit_policy, old ? &old->rate_limit_policy : nullptr,
-                      previous ? &previous->token_bucket : nullptr, [&](const rate_limit& p) {
-                        return std::make_shared<TokenBucket>(p.token_bucket_config(), clock);
-                      });
+  // A stateful policy is reconfigured, never replaced, while its kind stays declared: a new
+  // breaker would start CLOSED (and let calls through to the callee that opened it), a new
+  // rate limiter full (and admit a burst over the limit), a new concurrency limit would not
+  // count the calls in flight on the old one, and admit them over again.
+  const bool keep_breaker = spec.breaker_policy && previous != nullptr && previous->breaker;
+  if (keep_breaker) {
+    out.breaker = previous->breaker;
+  } else if (spec.breaker_policy) {
+    out.breaker = std::make_shared<CircuitBreaker>(spec.breaker_policy->config(), clock);
   }
-  // A concurrency limit is resized, never replaced, while its kind stays declared: a new
-  // object would not count the calls in flight on the old one, and admit them over again.
+  // A change of algorithm is a new limiter: a level and tokens do not translate.
+  const bool leaky =
+      spec.rate_limit_policy && spec.rate_limit_policy->algorithm == RateAlgorithm::leaky_bucket;
+  const bool keep_leaky = leaky && previous != nullptr && previous->leaky_bucket;
+  const bool keep_token =
+      spec.rate_limit_policy && !leaky && previous != nullptr && previous->token_bucket;
+  if (keep_leaky) {
+    out.leaky_bucket = previous->leaky_bucket;
+  } else if (keep_token) {
+    out.token_bucket = previous->token_bucket;
+  } else if (leaky) {
+    out.leaky_bucket =
+        std::make_shared<LeakyBucket>(spec.rate_limit_policy->leaky_bucket_config(), clock);
+  } else if (spec.rate_limit_policy) {
+    out.token_bucket =
+        std::make_shared<TokenBucket>(spec.rate_limit_policy->token_bucket_config(), clock);
+  }
   const bool resize_bulkhead = spec.bulkhead_policy && previous != nullptr && previous->bulkhead;
   if (resize_bulkhead) {
     out.bulkhead = previous->bulkhead;
@@ -92,6 +99,16 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
 
   // In place, after everything that could fail: validate(spec) passed, so these cannot.
   // The BulkheadInterceptor below reads the new queue setting.
+  if (keep_breaker && old->breaker_policy != spec.breaker_policy) {
+    out.breaker->reconfigure(spec.breaker_policy->config());
+  }
+  const bool rate_changed = old != nullptr && old->rate_limit_policy != spec.rate_limit_policy;
+  if (keep_leaky && rate_changed) {
+    out.leaky_bucket->reconfigure(spec.rate_limit_policy->leaky_bucket_config());
+  }
+  if (keep_token && rate_changed) {
+    out.token_bucket->reconfigure(spec.rate_limit_policy->token_bucket_config());
+  }
   if (resize_bulkhead && old->bulkhead_policy != spec.bulkhead_policy) {
     out.bulkhead->reconfigure(spec.bulkhead_policy->config());
   }

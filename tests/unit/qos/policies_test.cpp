@@ -311,8 +311,12 @@ TEST(OperationQos, ApplySwapsTheRateLimitAndKeepsTheBreaker) {
   op.apply(apply_override(op.declared(), R"({"rate_limit": {"permits": 100}})"));
   EXPECT_EQ(op.objects()->breaker, breaker_before);
   EXPECT_EQ(op.current().rate_limit_policy->permits, 100U);
+  // The token spent stays spent; the new rate refills from the override on.
+  EXPECT_THROW(run_once(io, op), QosRejected);
+  clock.advance(20ms);
   EXPECT_EQ(run_once(io, op), 7);
   EXPECT_EQ(run_once(io, op), 7);
+  EXPECT_THROW(run_once(io, op), QosRejected);
 }
 
 TEST(OperationQos, AFailedApplyKeepsTheRunningPolicies) {

@@ -222,3 +222,133 @@ TEST(PolicyResize, ShrinkingAnAdaptiveLimitCountsTheCallsInFlight) {
 
 }  // namespace
 }  // namespace coromesh::qos
+
+// The circuit breaker and the rate limiters likewise: an override reconfigures them in
+// place, so an OPEN breaker stays open and the tokens a burst spent stay spent.
+namespace coromesh::qos {
+namespace {
+
+using namespace std::chrono_literals;
+
+PolicySet breaker_declaration() {
+  return to_policy_set(server(circuit_breaker{.failure_rate = 0.5,
+                                              .window = 4,
+                                              .minimum_calls = 4,
+                                              .open_for = 10s,
+                                              .half_open_calls = 2}));
+}
+
+void open_breaker(CircuitBreaker& breaker) {
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(breaker.acquire());
+    breaker.on_failure(1ms);
+  }
+  ASSERT_EQ(breaker.state(), CircuitBreaker::State::open);
+}
+
+// A breaker opened on a failing callee; an operator raises its threshold. The callee is as
+// broken as before: the breaker must stay open, not be replaced by a closed one.
+TEST(PolicyResize, AnOpenBreakerStaysOpenWhenItsThresholdIsOverridden) {
+  ManualClock clock;
+  const auto declared = breaker_declaration();
+  OperationQos<int> op("op", declared, nullptr, {.clock = &clock}, {});
+  const auto before = op.objects()->breaker;
+  open_breaker(*before);
+
+  op.apply(apply_override(declared, R"({"circuit_breaker": {"failure_rate": 0.9}})"));
+  auto& breaker = *op.objects()->breaker;
+  EXPECT_EQ(breaker.state(), CircuitBreaker::State::open);
+  const Admission admission = breaker.acquire();
+  EXPECT_FALSE(admission) << "an override let a call through to the failing callee";
+  if (!admission) {
+    EXPECT_EQ(admission.reason(), Reason::circuit_open);
+  }
+  EXPECT_EQ(op.objects()->breaker.get(), before.get()) << "the override reconfigures it";
+  EXPECT_EQ(breaker.config().failure_rate_threshold, 0.9);
+  clock.advance(10s);
+  EXPECT_TRUE(breaker.acquire()) << "half-open after the wait";
+  EXPECT_EQ(breaker.state(), CircuitBreaker::State::half_open);
+}
+
+// A new wait in OPEN counts from when the breaker opened, not from the override.
+TEST(PolicyResize, AnOverriddenBreakerWaitCountsFromWhenItOpened) {
+  ManualClock clock;
+  const auto declared = breaker_declaration();
+  OperationQos<int> op("op", declared, nullptr, {.clock = &clock}, {});
+  open_breaker(*op.objects()->breaker);
+
+  clock.advance(6s);  // 4 s left of the declared 10 s
+  op.apply(apply_override(declared, R"({"circuit_breaker": {"open_for": "8s"}})"));
+  auto& breaker = *op.objects()->breaker;
+  clock.advance(1s);  // 7 s since it opened
+  EXPECT_FALSE(breaker.acquire()) << "7 s into a wait of 8 s";
+  clock.advance(1s);  // 8 s
+  EXPECT_TRUE(breaker.acquire()) << "8 s since it opened: half-open";
+  EXPECT_EQ(breaker.state(), CircuitBreaker::State::half_open);
+
+  // Open again, then shorten the wait below the time already waited: half-open at once.
+  breaker.on_failure(1ms);
+  ASSERT_TRUE(breaker.acquire());
+  breaker.on_failure(1ms);
+  ASSERT_EQ(breaker.state(), CircuitBreaker::State::open);
+  clock.advance(3s);
+  op.apply(apply_override(declared, R"({"circuit_breaker": {"open_for": "2s"}})"));
+  EXPECT_TRUE(op.objects()->breaker->acquire()) << "3 s waited, 2 s needed";
+}
+
+// A burst spent the bucket; an override that raises the rate must not refill it: the new
+// rate applies from the override on.
+TEST(PolicyResize, OverridingARateLimitKeepsTheTokensSpent) {
+  ManualClock clock;
+  const auto declared = to_policy_set(server(rate_limit{.permits = 10, .period = 1s}));
+  OperationQos<int> op("op", declared, nullptr, {.clock = &clock}, {});
+  const auto before = op.objects()->token_bucket;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(before->try_acquire()) << "token " << i;
+  }
+
+  op.apply(apply_override(declared, R"({"rate_limit": {"permits": 20}})"));
+  auto& bucket = *op.objects()->token_bucket;
+  int admitted = 0;
+  for (int i = 0; i < 30; ++i) {
+    admitted += bucket.try_acquire().is_granted() ? 1 : 0;
+  }
+  EXPECT_EQ(admitted, 0) << "the override refilled the bucket";
+  EXPECT_EQ(op.objects()->token_bucket.get(), before.get());
+  clock.advance(100ms);  // 2 tokens at the new rate of 20/s
+  EXPECT_TRUE(bucket.try_acquire());
+  EXPECT_TRUE(bucket.try_acquire());
+  EXPECT_FALSE(bucket.try_acquire());
+
+  // A change of algorithm is a new limiter.
+  op.apply(apply_override(declared, R"({"rate_limit": {"algorithm": "leaky_bucket"}})"));
+  EXPECT_EQ(op.objects()->token_bucket, nullptr);
+  ASSERT_NE(op.objects()->leaky_bucket, nullptr);
+}
+
+// The units admitted stay in the bucket: a smaller capacity admits nothing until they leak
+// below it at the new rate.
+TEST(PolicyResize, OverridingALeakyBucketKeepsItsLevel) {
+  ManualClock clock;
+  const auto declared = to_policy_set(
+      server(rate_limit{.permits = 10, .period = 1s, .algorithm = RateAlgorithm::leaky_bucket}));
+  OperationQos<int> op("op", declared, nullptr, {.clock = &clock}, {});
+  const auto before = op.objects()->leaky_bucket;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(before->try_acquire()) << "unit " << i;
+  }
+
+  op.apply(apply_override(declared, R"({"rate_limit": {"permits": 5}})"));
+  auto& bucket = *op.objects()->leaky_bucket;
+  EXPECT_EQ(op.objects()->leaky_bucket.get(), before.get());
+  EXPECT_DOUBLE_EQ(bucket.level(), 10.0);
+  EXPECT_FALSE(bucket.try_acquire()) << "10 admitted, capacity 5";
+  clock.advance(1s);  // leaks 5 at the new rate: 5 left, still full
+  EXPECT_FALSE(bucket.try_acquire());
+  clock.advance(200ms);  // 4 left
+  EXPECT_TRUE(bucket.try_acquire());
+  EXPECT_FALSE(bucket.try_acquire());
+}
+
+}  // namespace
+}  // namespace coromesh::qos

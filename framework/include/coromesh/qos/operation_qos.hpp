@@ -10,8 +10,9 @@
 // A call runs on the chain that was current when it started, so a swap never disturbs
 // calls in flight. Policy objects whose declaration is unchanged move
 // to the new chain (build_policies), so an override of one policy resets no other state. A
-// bulkhead or adaptive limit the override changes moves too, resized in place: the calls
-// in flight on the old chain count against the new limit.
+// circuit breaker, rate limiter, bulkhead or adaptive limit the override changes moves too,
+// reconfigured in place: an open breaker stays open, spent tokens stay spent, and the
+// calls in flight on the old chain count against a new concurrency limit.
 //
 // Threads: execute() from any number of threads; apply() from any thread. The chain and
 // its objects are immutable once published. The hot path reads the current chain with

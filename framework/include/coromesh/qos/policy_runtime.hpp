@@ -37,7 +37,7 @@ namespace coromesh::qos {
 
 // The running objects of one side of one operation. Immutable once built; shared by
 // every call that started while it was current. The policy objects are shared with the
-// next build too (an override's): a later build may resize its bulkhead and adaptive limit.
+// next build too (an override's): a later build may reconfigure them in place.
 struct PolicyObjects {
   PolicySet spec;
   std::shared_ptr<CircuitBreaker> breaker;
@@ -58,12 +58,16 @@ struct BuildOptions {
 
 // Builds the objects for `spec`. Policy objects whose declaration did not change are
 // taken over from `previous` (so changing the rate limit keeps the breaker's window and
-// the bulkhead's in-flight count). A bulkhead or an adaptive limit still declared is taken
-// over even when its declaration changed, and resized in place (Bulkhead::reconfigure,
-// AdaptiveLimit::reconfigure): the calls in flight on `previous`'s chain keep counting
-// against the new limit, so a shrink admits nothing new until they drop below it, and a
-// grow admits queued calls at once. Throws std::invalid_argument with validate(spec)'s
-// message when the set cannot work (and then changes nothing in `previous`).
+// the bulkhead's in-flight count). A circuit breaker, a rate limiter (of the same
+// algorithm), a bulkhead or an adaptive limit still declared is taken over even when its
+// declaration changed, and reconfigured in place (CircuitBreaker::reconfigure,
+// TokenBucket::reconfigure, LeakyBucket::reconfigure, Bulkhead::reconfigure,
+// AdaptiveLimit::reconfigure): an OPEN breaker stays open, tokens spent stay spent, a leaky
+// bucket keeps its level, and the calls in flight on `previous`'s chain keep counting
+// against a new concurrency limit, so a shrink admits nothing new until they drop below
+// it, and a grow admits queued calls at once. A rate limit switched to the other algorithm
+// gets a new limiter. Throws std::invalid_argument with validate(spec)'s message when the
+// set cannot work (and then changes nothing in `previous`).
 std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
                                                     const PolicyObjects* previous,
                                                     const BuildOptions& options);
