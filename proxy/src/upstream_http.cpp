@@ -105,6 +105,9 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   const std::size_t endpoint_total = snapshot ? snapshot->size() : 0;
   std::vector<std::string> tried;
   std::optional<http::Response> last;  // a retryable 502/503, answered if nothing better comes
+  // Whether an attempt reached an endpoint and lost or garbled its answer: if every attempt
+  // fails, the 502 is then the callees' failure, not a transport one (nothing reached).
+  bool reached_callee = false;
   const auto received = std::chrono::steady_clock::now();
   auto answered = [&](http::Response response) {
     const auto status_class = std::min<unsigned>(response.result_int() / 100, 5);
@@ -175,6 +178,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
     } catch (const http::ClientError& error) {
       const auto failure = classify(error);
       pick.done(std::chrono::steady_clock::now() - started, failure.outcome);
+      reached_callee = reached_callee || !failure.nothing_sent;
       context_.metrics.upstream_connect_failure(spec_.service, error.code().message());
       log::write_limited(log::Level::warn, "sidecar.upstream.request_failed", spec_.service,
                          {{"upstream", spec_.service},
@@ -198,7 +202,8 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
     co_return failed(metrics_.faults.timeout, http::Status::gateway_timeout, "deadline_exceeded",
                      "no answer from " + spec_.service + " in time");
   }
-  co_return failed(metrics_.faults.transport, http::Status::bad_gateway, "upstream_unavailable",
+  co_return failed(reached_callee ? metrics_.faults.callee_failure : metrics_.faults.transport,
+                   http::Status::bad_gateway, "upstream_unavailable",
                    "no endpoint of " + spec_.service + " answered");
 }
 

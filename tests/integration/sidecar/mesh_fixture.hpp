@@ -47,8 +47,9 @@ class TaggedEchoServer {
 
 // A plain HTTP/1.1 backend (keep-alive): GET/POST anything answers 200 with
 // "<tag>|<traceparent>|<x-coromesh-deadline-ms>|<x-coromesh-peer>" (empty fields when
-// absent), except paths starting /fail, answered 503, and paths starting /slow, answered
-// after 2 s. Counts requests and connections. Own thread until destroyed.
+// absent), except paths starting /fail, answered 503, paths starting /slow, answered
+// after 2 s, and paths starting /drop, read and then closed without an answer. Counts
+// requests and connections. Own thread until destroyed.
 class TaggedHttpServer {
  public:
   explicit TaggedHttpServer(std::string tag);

@@ -79,6 +79,25 @@ TEST_F(SidecarHttpMode, Retries503OnlyForIdempotentRequests) {
   EXPECT_GE(a_sidecar_->metric("coromesh_sidecar_upstream_retries_total"), 1);
 }
 
+// Every endpoint reads the GET and closes without an answer (/drop): each is tried once,
+// and the 502 that follows is the callees' failure (their answers were lost), not a
+// transport failure (which says nothing reached them).
+TEST_F(SidecarHttpMode, AnswersLostByEveryEndpointAreTheCalleesFailure) {
+  HttpConnection connection(a_upstream_);
+  const int before = b1_.requests() + b2_.requests();
+  const auto [status, body] = connection.request("GET", "/drop");
+  EXPECT_EQ(status, 502) << body << a_sidecar_->log_tail();
+  EXPECT_EQ(b1_.requests() + b2_.requests() - before, 2) << "each endpoint once";
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="b")", R"(fault="callee_failure")"}),
+            1)
+      << a_sidecar_->metrics();
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="b")", R"(fault="transport")"}),
+            0)
+      << "the requests reached both endpoints: " << a_sidecar_->metrics();
+}
+
 TEST_F(SidecarHttpMode, ARouteTimeoutAnswers504AndNeverSendsAPostTwice) {
   HttpConnection connection(a_upstream_);
   // Every backend answers /slow after 2 s; the route's budget is 300 ms.
