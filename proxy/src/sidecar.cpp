@@ -142,7 +142,7 @@ void Sidecar::start(runtime::IoPool& pool) {
   if (inbound_) {
     inbound_->start(pool);
   }
-  apply_upstreams(settings_.upstreams);
+  apply_upstreams(settings_.upstreams, false);
   if (!settings_.sidecar_for.empty()) {
     asio::co_spawn(
         context_.consul_executor, follow_registration(),
@@ -178,7 +178,7 @@ std::map<std::string, std::size_t> Sidecar::upstream_endpoints() const {
   return out;
 }
 
-void Sidecar::apply_upstreams(const std::vector<UpstreamSpec>& wanted) {
+void Sidecar::apply_upstreams(const std::vector<UpstreamSpec>& wanted, bool live) {
   std::set<std::string> keep;
   for (const auto& spec : wanted) {
     keep.insert(upstream_key(spec));
@@ -203,8 +203,10 @@ void Sidecar::apply_upstreams(const std::vector<UpstreamSpec>& wanted) {
     try {
       listener->start(*pool_);
     } catch (const std::exception& e) {
-      if (!settings_.sidecar_for.empty() && !upstreams_.empty()) {
-        // A live change that cannot bind must not take the running sidecar down.
+      if (live) {
+        // A live change that cannot bind must not take the running sidecar down, nor end
+        // the registration's follower (whatever else is open: the failed one may have
+        // replaced the only upstream).
         log::error("sidecar.upstream.bind_failed",
                    {{"upstream", spec.service}, {"port", spec.port}, {"error", e.what()}});
         continue;

@@ -63,7 +63,9 @@ class Sidecar final : public ServiceComponent, public std::enable_shared_from_th
  private:
   void shape(consul::ServiceRegistration& registration) const;
   // Opens listeners for new upstreams and closes those no longer wanted (consul executor).
-  void apply_upstreams(const std::vector<UpstreamSpec>& wanted);
+  // At start-up (`live` false) a listener that cannot bind throws: a configuration error.
+  // A live change (`live`, the followed registration) logs it and goes on.
+  void apply_upstreams(const std::vector<UpstreamSpec>& wanted, bool live);
   // -sidecar-for: follows the registration with hash-based blocking queries (a poll
   // every --registration-poll when the agent cannot block) and applies its upstreams.
   boost::asio::awaitable<void> follow_registration();

@@ -60,7 +60,7 @@ void Sidecar::apply_registration_change(const consul::AgentService& registration
   for (const auto& upstream : registration.proxy->upstreams) {
     wanted.push_back(upstream_from(upstream));
   }
-  apply_upstreams(wanted);
+  apply_upstreams(wanted, true);
   // The public listener is bound once: a new port or protocol needs a restart.
   SidecarSettings now = settings_;
   try {

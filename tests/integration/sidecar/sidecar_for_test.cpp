@@ -68,6 +68,50 @@ TEST_F(SidecarFor, ReadsTheRegistrationAndAppliesNewUpstreamsWithoutRestart) {
   EXPECT_TRUE(e_sidecar.process().running());
 }
 
+// A live change whose new upstream cannot bind (its port is taken) is logged and passed
+// over, and the registration is followed on: a later change is applied. Here the failing
+// upstream replaces the only one, so no listener is left open when the bind fails.
+TEST_F(SidecarFor, AnUpstreamThatCannotBindLeavesTheRegistrationFollowed) {
+  TaggedEchoServer b("b1"), e("e1");
+  const auto ports = free_ports(4);
+  const std::uint16_t b_public = ports[0], e_public = ports[1], e_to_b = ports[2],
+                      e_to_b_later = ports[3];
+  auto b_sidecar = b_sidecar_for(b, b_public);
+  auto register_e = [&](std::uint16_t upstream_port) {
+    json::object upstream{{"DestinationName", "b"}, {"LocalBindPort", upstream_port}};
+    json::object body{
+        {"Name", "e"},
+        {"ID", "e-1"},
+        {"Port", e.port()},
+        {"Connect",
+         json::object{
+             {"SidecarService",
+              json::object{{"Port", e_public},
+                           {"Proxy", json::object{{"Upstreams", json::array{upstream}}}}}}}}};
+    return consul_.api("PUT", "/v1/agent/service/register", json::serialize(body)).status;
+  };
+  ASSERT_EQ(register_e(e_to_b), 200);
+  SidecarProcess e_sidecar(consul_, logs_.path(), "e-sidecar",
+                           {"-sidecar-for", "e-1", "--registration-poll", "30s"});
+  ASSERT_TRUE(reaches(e_to_b, {"b1"})) << e_sidecar.log_tail();
+
+  // Someone else listens on the port the next registration names.
+  TaggedEchoServer squatter("squatter");
+  ASSERT_EQ(register_e(squatter.port()), 200);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return e_sidecar.log_tail(64 * 1024).find("sidecar.upstream.bind_failed") !=
+               std::string::npos;
+      },
+      10s))
+      << e_sidecar.log_tail();
+
+  ASSERT_EQ(register_e(e_to_b_later), 200);
+  EXPECT_TRUE(reaches(e_to_b_later, {"b1"}, 10s))
+      << "the change after a failed bind was not applied: " << e_sidecar.log_tail(16 * 1024);
+  EXPECT_TRUE(e_sidecar.process().running());
+}
+
 TEST_F(SidecarFor, FindsAProxyRegisteredUnderAnotherIdByItsDestination) {
   TaggedEchoServer b("b1"), f("f1");
   const auto ports = free_ports(3);
