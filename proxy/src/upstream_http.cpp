@@ -92,7 +92,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
       request, std::chrono::duration_cast<qos::Duration>(
                    context_.settings.timeout_for(target_path(request.target()))));
   request.keep_alive(true);  // upstream connections are pooled, whatever the client does
-  const auto snapshot = co_await endpoints();
+  const auto snapshot = co_await endpoints(deadline.when());
   // Our own leaf first: without it every attempt would fail, and each failure be held
   // against a healthy endpoint (outlier ejection) for what is this sidecar's state.
   const bool have_leaf = context_.certificates.client_context() != nullptr ||

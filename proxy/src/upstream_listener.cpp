@@ -116,14 +116,18 @@ asio::awaitable<void> UpstreamListener::accept_loop(runtime::IoPool& pool) {
   }
 }
 
-asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints() {
+asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints(
+    std::chrono::steady_clock::time_point until) {
   if (auto now = watch_.snapshot()) {
     co_return now;
   }
   // Consul has not answered yet (the first moments after start-up): wait for it, as long
-  // as for the first leaf (kStartupPatience, not the much shorter connect timeout).
-  co_return co_await watch_.ready_until(std::chrono::steady_clock::now() +
-                                        context_.settings.startup_patience());
+  // as for the first leaf (kStartupPatience, not the much shorter connect timeout), but
+  // not past the deadline of the request that waits.
+  co_return co_await watch_.ready_until(
+      std::min(until, std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              context_.settings.startup_patience())));
 }
 
 asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::connect_upstream(

@@ -69,7 +69,10 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
   boost::asio::awaitable<void> serve_http(TcpSocket& client, std::size_t thread);
   boost::asio::awaitable<http::Response> forward(http::Request request, std::size_t thread);
   boost::asio::awaitable<std::optional<Connected>> connect_upstream(TcpSocket& client);
-  boost::asio::awaitable<connect::EndpointWatch::Snapshot> endpoints();
+  // The latest endpoints; before Consul's first answer, waits for it up to the start-up
+  // patience or `until` (an http request's deadline), whichever comes first.
+  boost::asio::awaitable<connect::EndpointWatch::Snapshot> endpoints(
+      std::chrono::steady_clock::time_point until = std::chrono::steady_clock::time_point::max());
   // http mode: the per-thread clients and their mTLS set-up (upstream_http.cpp).
   void start_http(runtime::IoPool& pool);
 

@@ -2,10 +2,12 @@
 // of one client connection over B's instances, through their coromesh sidecars (tcp
 // inbound) over Consul-issued mTLS; retries, ejection-worthy failures, headers passed on.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <map>
 #include <thread>
 
+#include "hung_server.hpp"
 #include "mesh_fixture.hpp"
 
 namespace coromesh::testing {
@@ -200,6 +202,39 @@ TEST_F(SidecarHttpMode, ADrainCutsOffARequestInFlightToTheUpstream) {
   EXPECT_EQ(log.find("sidecar.drain.unfinished"), std::string::npos) << log;
   EXPECT_EQ(log.find("sidecar.upstream.request_failed"), std::string::npos)
       << "a cut-off is not the endpoint's failure: " << log;
+}
+
+// A request's budget bounds its wait for what only Consul gives (the first endpoints, the
+// leaf): with an agent that never answers, a request with 300 ms left is answered once
+// they are spent, not held for the whole start-up patience (--handshake-timeout, here
+// 60 s; it used to be answered 503 no_certificate_yet after those 60 s).
+TEST(SidecarHttpModeStartUp, ARequestsDeadlineBoundsItsWaitForTheFirstEndpoints) {
+  const HungServer silent_consul;
+  TempDir logs{"coromesh-sidecar-test"};
+  const auto ports = free_ports(2);
+  const std::uint16_t admin = ports[0], upstream = ports[1];
+  ChildProcess sidecar({(binary_dir() / "coromesh-sidecar").string(), "--consul",
+                        "127.0.0.1:" + std::to_string(silent_consul.port()), "--port",
+                        std::to_string(admin), "--threads", "2", "--service", "a4", "--upstream",
+                        "b:" + std::to_string(upstream) + ":http", "--handshake-timeout", "60s"},
+                       logs.path() / "silent-consul-sidecar.log");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const int fd = connect_blocking(upstream, 1s);
+        if (fd >= 0) {
+          ::close(fd);
+        }
+        return fd >= 0 || !sidecar.running();
+      },
+      15s))
+      << sidecar.log_tail();
+  ASSERT_TRUE(sidecar.running()) << sidecar.log_tail();
+  const auto asked = std::chrono::steady_clock::now();
+  const auto [status, body] =
+      HttpConnection(upstream).request("GET", "/x", {{"x-coromesh-deadline-ms", "300"}});
+  const auto waited = std::chrono::steady_clock::now() - asked;
+  EXPECT_TRUE(status == 503 || status == 504) << status << " " << body << sidecar.log_tail();
+  EXPECT_LT(waited, 20s) << "held past its 300 ms budget, for the start-up patience: " << body;
 }
 
 TEST_F(SidecarHttpMode, ReachesConsulsOwnInboundProxy) {
