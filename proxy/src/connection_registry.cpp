@@ -29,12 +29,16 @@ void post_close(std::mutex& mutex, std::shared_ptr<CloseHandle> handle) {
 ConnectionRegistry::Ticket::~Ticket() {
   const std::lock_guard lock(registry_->mutex_);
   (*entry_)->close = nullptr;  // a cut-off already posted finds nothing to close
+  (*entry_)->drain = nullptr;
   registry_->entries_.erase(entry_);
 }
 
 std::unique_ptr<ConnectionRegistry::Ticket> ConnectionRegistry::enter(
-    asio::any_io_executor executor, std::function<void()> close) {
-  auto entry = std::make_shared<Entry>(Entry{std::move(executor), std::move(close)});
+    asio::any_io_executor executor, std::function<void()> close, std::function<void()> drain) {
+  auto entry = std::make_shared<Entry>();
+  entry->executor = std::move(executor);
+  entry->close = std::move(close);
+  entry->drain = std::move(drain);
   const std::lock_guard lock(mutex_);
   entries_.push_front(std::move(entry));
   return std::make_unique<Ticket>(*this, entries_.begin());
@@ -43,6 +47,25 @@ std::unique_ptr<ConnectionRegistry::Ticket> ConnectionRegistry::enter(
 std::size_t ConnectionRegistry::active() const {
   const std::lock_guard lock(mutex_);
   return entries_.size();
+}
+
+void ConnectionRegistry::begin_drain() {
+  const std::lock_guard lock(mutex_);
+  for (const auto& entry : entries_) {
+    if (!entry->drain) {
+      continue;
+    }
+    asio::post(entry->executor, [this, entry] {
+      std::function<void()> drain;
+      {
+        const std::lock_guard lock(mutex_);
+        drain = entry->drain;
+      }
+      if (drain) {
+        drain();  // on the connection's own thread, while its frame still exists
+      }
+    });
+  }
 }
 
 std::size_t ConnectionRegistry::cut_off() {

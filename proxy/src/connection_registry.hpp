@@ -36,7 +36,11 @@ struct CloseHandle {
 void post_close(std::mutex& mutex, std::shared_ptr<CloseHandle> handle);
 
 class ConnectionRegistry {
-  using Entry = CloseHandle;
+  // `drain` (may be empty) tells the connection that the sidecar drains; cleared with
+  // `close` when the connection ends.
+  struct Entry : CloseHandle {
+    std::function<void()> drain;
+  };
 
  public:
   class Ticket {
@@ -53,11 +57,17 @@ class ConnectionRegistry {
   };
 
   // `close` must close the connection's sockets; it is called on `executor` only while
-  // the returned ticket lives.
+  // the returned ticket lives. So is `drain`, if given, once begin_drain() is called.
   [[nodiscard]] std::unique_ptr<Ticket> enter(boost::asio::any_io_executor executor,
-                                              std::function<void()> close);
+                                              std::function<void()> close,
+                                              std::function<void()> drain = {});
 
   std::size_t active() const;
+
+  // The drain begins (the listeners are closed): calls each open connection's `drain`, on
+  // its executor, so that those which can end early (an http-mode connection between
+  // requests) do, before the grace runs out.
+  void begin_drain();
 
   // Closes every connection still open; returns how many there were.
   std::size_t cut_off();

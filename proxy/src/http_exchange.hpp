@@ -11,11 +11,13 @@
 // Returns when the client closes, idles for `idle` between requests, sends something
 // that is not HTTP (closed without an answer: there is no one to tell), sends a request
 // that cannot be passed on (answered by refusal_of, then closed), or asks to close; or
-// when `*close_after` (if given) is true once `forward` has answered: that answer is sent
-// with `Connection: close` and is the last one. Headers are limited to kHeaderLimit (as a
-// whole, however they arrive) and bodies to kBodyLimit.
+// when `control->close_after` (if given) is true once `forward` has answered: that answer
+// is sent with `Connection: close` and is the last one; or when drain_exchanges() finds
+// it waiting for a request. Headers are limited to kHeaderLimit (as a whole, however they
+// arrive) and bodies to kBodyLimit.
 //
-// Threads: on the client's executor; `client` and `forward` must outlive the call.
+// Threads: on the client's executor; `client`, `forward` and `control` must outlive the
+// call.
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -76,6 +78,14 @@ std::string_view target_path(std::string_view target) noexcept;
 std::optional<http::Response> refusal_of(const boost::beast::error_code& read_error,
                                          const http::framing::RequestParser& parser);
 
+// What the owner of a connection and its exchanges tell each other, on the connection's
+// executor: the owner sets `close_after` to make the next answer the last one; the
+// exchanges keep `waiting` true while they wait for a request with none in hand.
+struct ExchangeControl {
+  bool close_after = false;
+  bool waiting = false;
+};
+
 namespace detail {
 
 // What the idle watch of one connection reads: since when the exchanges have been waiting
@@ -123,7 +133,7 @@ boost::asio::awaitable<void> watch_idle(Stream& stream, std::chrono::nanoseconds
 
 template <class Stream, class Forward>
 boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
-                                             const bool* close_after, IdleWatch& watch,
+                                             ExchangeControl* control, IdleWatch& watch,
                                              std::exception_ptr& failure) {
   namespace asio = boost::asio;
   namespace beast_http = boost::beast::http;
@@ -137,9 +147,15 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
       parser.header_limit(kHeaderLimit);
       parser.body_limit(kBodyLimit);
       watch.waiting_since = std::chrono::steady_clock::now();
+      if (control != nullptr) {
+        control->waiting = true;
+      }
       const auto read_error =
           co_await http::framing::read_message(client, buffer, parser, kHeaderLimit);
       watch.waiting_since.reset();
+      if (control != nullptr) {
+        control->waiting = false;
+      }
       if (auto refusal = refusal_of(read_error, parser)) {
         co_await beast_http::async_write(client, *refusal, use_tuple);
         co_return;  // what follows on the connection cannot be told apart from this request
@@ -150,7 +166,7 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
       http::Request request = parser.release();
       bool keep_alive = request.keep_alive();
       http::Response response = co_await forward(std::move(request));
-      keep_alive = keep_alive && (close_after == nullptr || !*close_after);
+      keep_alive = keep_alive && (control == nullptr || !control->close_after);
       response.keep_alive(keep_alive);
       boost::system::error_code write_error;
       if (response.chunked()) {  // its body is re-encoded in chunks: Beast's serializer does that
@@ -176,14 +192,27 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
 template <class Stream, class Forward>
 boost::asio::awaitable<void> serve_http_exchanges(Stream& client, std::chrono::nanoseconds idle,
                                                   Forward forward,
-                                                  const bool* close_after = nullptr) {
+                                                  ExchangeControl* control = nullptr) {
   using namespace boost::asio::experimental::awaitable_operators;
   detail::IdleWatch watch;
   std::exception_ptr failure;
-  co_await (detail::serve_exchanges(client, forward, close_after, watch, failure) ||
+  co_await (detail::serve_exchanges(client, forward, control, watch, failure) ||
             detail::watch_idle(client, idle, watch));
   if (failure) {
     std::rethrow_exception(failure);
+  }
+}
+
+// A drain's word to the exchanges served on `client` under `control` (on the connection's
+// executor), as the framework's own server drains: the answer in hand, if any, is the
+// last one (Connection: close); a connection waiting for its next request is closed now,
+// rather than held open until the drain's grace runs out and then cut off, perhaps with
+// a request in flight.
+template <class Stream>
+void drain_exchanges(ExchangeControl& control, Stream& client) {
+  control.close_after = true;
+  if (control.waiting) {
+    detail::cancel_pending_read(client);
   }
 }
 

@@ -32,7 +32,8 @@ constexpr std::chrono::seconds kReauthorizeInterval{1};
 }  // namespace
 
 asio::awaitable<void> InboundListener::serve_http(TlsStream& tls, connect::SpiffeId peer,
-                                                  std::string peer_serial, std::size_t thread) {
+                                                  std::string peer_serial, std::size_t thread,
+                                                  ExchangeControl& control) {
   metrics_.active->Increment();
   metrics_.total->Increment();
   struct Leave {
@@ -41,7 +42,6 @@ asio::awaitable<void> InboundListener::serve_http(TlsStream& tls, connect::Spiff
   } leave{metrics_.active};
   const std::string peer_uri = peer.uri();
   auto authorized_at = std::chrono::steady_clock::now();
-  bool refused = false;
   co_await serve_http_exchanges(
       tls, context_.settings.idle_timeout,
       [&](http::Request request) -> asio::awaitable<http::Response> {
@@ -52,7 +52,7 @@ asio::awaitable<void> InboundListener::serve_http(TlsStream& tls, connect::Spiff
               context_.consul_executor,
               context_.authorizer.authorize(target_.service, peer, peer_serial));
           if (!decision.authorized) {
-            refused = true;
+            control.close_after = true;  // refused: this answer is the last one
             context_.metrics.authorization_denied(connect::to_string(decision.source));
             log::write_limited(
                 log::Level::warn, "sidecar.inbound.refused", "unauthorized",
@@ -69,7 +69,7 @@ asio::awaitable<void> InboundListener::serve_http(TlsStream& tls, connect::Spiff
         }
         co_return co_await forward_local(std::move(request), peer_uri, thread);
       },
-      &refused);
+      &control);
 }
 
 asio::awaitable<void> InboundListener::answer_refused(TlsStream& tls,

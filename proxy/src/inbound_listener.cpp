@@ -133,11 +133,24 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   std::optional<TlsStream> tls;  // holds the socket once TLS begins
   TcpSocket local(executor);
   asio::steady_timer cut_off(executor, asio::steady_timer::time_point::max());
-  const auto ticket = context_.connections.enter(executor, [&socket, &tls, &local, &cut_off] {
-    close_quietly(tls ? tls->next_layer() : socket);
-    close_quietly(local);
-    cut_off.cancel();
-  });
+  // http mode: a drain closes the connection between requests, or after the answer in
+  // hand (before the exchanges begin, their first answer is the last one).
+  ExchangeControl exchanges;
+  const auto ticket = context_.connections.enter(
+      executor,
+      [&socket, &tls, &local, &cut_off] {
+        close_quietly(tls ? tls->next_layer() : socket);
+        close_quietly(local);
+        cut_off.cancel();
+      },
+      target_.mode == ListenerMode::http ? std::function<void()>([&exchanges, &tls] {
+        if (tls) {
+          drain_exchanges(exchanges, *tls);
+        } else {
+          exchanges.close_after = true;
+        }
+      })
+                                         : nullptr);
   {
     // Nothing of TLS is set up before the client's first byte: an SSL object in its
     // handshake holds ~45 KiB, and 10 000 connections that never send a ClientHello made
@@ -243,9 +256,9 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   context_.metrics.handshake(metrics_.listener, "accepted",
                              connect::resumed(stream.native_handle()) ? "resumed" : "");
   if (target_.mode == ListenerMode::http) {
-    co_await (
-        serve_http(stream, *verdict.peer, connect::peer_serial(stream.native_handle()), thread) ||
-        cut_off.async_wait(use_tuple));
+    co_await (serve_http(stream, *verdict.peer, connect::peer_serial(stream.native_handle()),
+                         thread, exchanges) ||
+              cut_off.async_wait(use_tuple));
   } else {
     co_await pipe_to_local(stream, local);
   }

@@ -76,9 +76,11 @@ class InboundListener {
   boost::asio::awaitable<void> serve(TcpSocket socket, std::size_t thread);
   // tcp mode: the local connection and the pumps.
   boost::asio::awaitable<void> pipe_to_local(TlsStream& tls, TcpSocket& local);
-  // http mode (inbound_http.cpp): requests of one verified caller until it closes.
+  // http mode (inbound_http.cpp): requests of one verified caller until it closes (or a
+  // drain ends it through `control`).
   boost::asio::awaitable<void> serve_http(TlsStream& tls, connect::SpiffeId peer,
-                                          std::string peer_serial, std::size_t thread);
+                                          std::string peer_serial, std::size_t thread,
+                                          ExchangeControl& control);
   // http mode, a refused peer: reads its first request and answers it with `answer`.
   boost::asio::awaitable<void> answer_refused(TlsStream& tls, http::PeerVerdict::Answer answer);
   boost::asio::awaitable<http::Response> forward_local(http::Request request,

@@ -156,10 +156,13 @@ asio::awaitable<void> Sidecar::stop_accepting() {
   if (inbound_) {
     inbound_->stop();
   }
-  const std::lock_guard lock(upstreams_mutex_);
-  for (const auto& [key, upstream] : upstreams_) {
-    upstream->stop();
+  {
+    const std::lock_guard lock(upstreams_mutex_);
+    for (const auto& [key, upstream] : upstreams_) {
+      upstream->stop();
+    }
   }
+  connections_.begin_drain();
   co_return;
 }
 

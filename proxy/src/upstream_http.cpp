@@ -76,10 +76,12 @@ void UpstreamListener::start_http(runtime::IoPool& pool) {
           }});
 }
 
-asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_t thread) {
+asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_t thread,
+                                                   ExchangeControl& control) {
   co_await serve_http_exchanges(
       client, context_.settings.idle_timeout,
-      [this, thread](http::Request request) { return forward(std::move(request), thread); });
+      [this, thread](http::Request request) { return forward(std::move(request), thread); },
+      &control);
 }
 
 asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,

@@ -231,17 +231,24 @@ asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thre
   // whichever of them is pending (and with it the request to the upstream).
   asio::steady_timer cut_off(executor, asio::steady_timer::time_point::max());
   TlsStream* server = nullptr;  // set once connected (tcp mode)
-  const auto ticket = context_.connections.enter(executor, [&cut_off, &client, &server] {
-    cut_off.cancel();
-    close_quietly(client);
-    if (server != nullptr) {
-      close_quietly(server->next_layer());
-    }
-  });
-  if (spec_.mode == ListenerMode::http) {
+  ExchangeControl exchanges;    // http mode
+  const bool http_mode = spec_.mode == ListenerMode::http;
+  const auto ticket = context_.connections.enter(
+      executor,
+      [&cut_off, &client, &server] {
+        cut_off.cancel();
+        close_quietly(client);
+        if (server != nullptr) {
+          close_quietly(server->next_layer());
+        }
+      },
+      http_mode
+          ? std::function<void()>([&exchanges, &client] { drain_exchanges(exchanges, client); })
+          : nullptr);
+  if (http_mode) {
     metrics_.active->Increment();
     metrics_.total->Increment();
-    co_await (serve_http(client, thread) || cut_off.async_wait(use_tuple));
+    co_await (serve_http(client, thread, exchanges) || cut_off.async_wait(use_tuple));
     metrics_.active->Decrement();
     co_return;
   }

@@ -39,6 +39,7 @@
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/message.hpp"
 #include "coromesh/runtime/io_pool.hpp"
+#include "http_exchange.hpp"
 #include "pump.hpp"
 #include "sidecar_context.hpp"
 
@@ -65,8 +66,9 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
   boost::asio::awaitable<void> accept_loop(runtime::IoPool& pool);
   boost::asio::awaitable<void> serve(TcpSocket client, std::size_t thread);
   // http mode (upstream_http.cpp): requests of one client connection, on io thread
-  // `thread`, until it closes or idles.
-  boost::asio::awaitable<void> serve_http(TcpSocket& client, std::size_t thread);
+  // `thread`, until it closes or idles (or a drain ends it through `control`).
+  boost::asio::awaitable<void> serve_http(TcpSocket& client, std::size_t thread,
+                                          ExchangeControl& control);
   boost::asio::awaitable<http::Response> forward(http::Request request, std::size_t thread);
   boost::asio::awaitable<std::optional<Connected>> connect_upstream(TcpSocket& client);
   // The latest endpoints; before Consul's first answer, waits for it up to the start-up

@@ -90,5 +90,19 @@ TEST_F(SidecarInboundHttp, ARouteTimeoutAnswers504AndCountsATimeout) {
   EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_inbound_requests_total", {R"(code="local")"}), 1);
 }
 
+// A drain closes the kept-alive connections that wait for their next request at once, as
+// the framework's own server does, instead of holding them open until the grace runs out
+// and then cutting them off (the caller's next request on such a connection, sent in the
+// meantime, would be cut off in flight); one of them is here, and the drain cuts off none.
+TEST_F(SidecarInboundHttp, ADrainClosesAKeptAliveConnectionBetweenRequestsAtOnce) {
+  HttpConnection connection(a_upstream_);
+  ASSERT_EQ(connection.request("GET", "/one").first, 200) << b_sidecar_->log_tail();
+  b_sidecar_->process().signal(SIGTERM);
+  EXPECT_EQ(b_sidecar_->process().wait_exit(10s), 0) << b_sidecar_->log_tail();
+  const auto log = b_sidecar_->log_tail(64 * 1024);
+  EXPECT_NE(log.find("event=service.shutdown.done cut_off=0 "), std::string::npos) << log;
+  EXPECT_EQ(connection.request("GET", "/two").first, 0) << "closed by the drain";
+}
+
 }  // namespace
 }  // namespace coromesh::testing
