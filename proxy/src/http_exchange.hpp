@@ -88,6 +88,13 @@ struct ExchangeControl {
 
 namespace detail {
 
+// Whether an answer to a request (HEAD or not) can have content (RFC 9110 §6.4.1): not a
+// 1xx, 204 or 304, nor any answer to HEAD.
+inline bool may_have_content(const http::Response& response, bool head) noexcept {
+  const auto status = response.result_int();
+  return !head && status >= 200 && status != 204 && status != 304;
+}
+
 // What the idle watch of one connection reads: since when the exchanges have been waiting
 // for the next request (nothing while one is being answered).
 struct IdleWatch {
@@ -165,9 +172,16 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
       }
       http::Request request = parser.release();
       bool keep_alive = request.keep_alive();
+      const bool head = request.method() == http::Verb::head;
       http::Response response = co_await forward(std::move(request));
       keep_alive = keep_alive && (control == nullptr || !control->close_after);
       response.keep_alive(keep_alive);
+      if (!response.chunked() && !response.has_content_length() &&
+          may_have_content(response, head)) {
+        // Its upstream framed it by closing (no length, not chunked): here the connection
+        // goes on, so the body needs a length of its own.
+        response.content_length(response.body().size());
+      }
       boost::system::error_code write_error;
       if (response.chunked()) {  // its body is re-encoded in chunks: Beast's serializer does that
         std::tie(write_error, std::ignore) =

@@ -7,12 +7,17 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include "coromesh/http/client.hpp"
 #include "src/http_exchange.hpp"
 
 namespace coromesh::sidecar {
@@ -118,6 +123,93 @@ TEST(SidecarHttpAnswers, AnExceptionFromForwardEndsTheExchangesAndReachesTheCall
   EXPECT_TRUE(received.empty()) << received;
   ASSERT_TRUE(failure);
   EXPECT_THROW(std::rethrow_exception(failure), std::runtime_error);
+}
+
+// An upstream that frames its answer by closing the connection ("Connection: close", no
+// Content-Length: HTTP/1.0-style servers, or any server that just closes). The sidecar's
+// client reads it whole; the answer it passes on over a kept-alive connection must then
+// carry a length of its own, or its client cannot tell where it ends: it would read the
+// next answer as more body, or wait for a close that never comes.
+TEST(SidecarHttpAnswers, AnAnswerFramedByItsUpstreamsCloseIsPassedOnWithALength) {
+  asio::io_context io;
+  tcp::acceptor backend(io, {asio::ip::make_address("127.0.0.1"), 0});
+  std::thread backend_thread([&backend] {
+    for (int i = 0; i < 2; ++i) {
+      boost::system::error_code ec;
+      tcp::socket socket = backend.accept(ec);
+      if (ec) {
+        return;
+      }
+      std::string request;
+      char chunk[1024];
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        const auto n = socket.read_some(asio::buffer(chunk), ec);
+        if (ec) {
+          return;
+        }
+        request.append(chunk, n);
+      }
+      const std::string answer = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello";
+      asio::write(socket, asio::buffer(answer), ec);
+    }  // closed: the end of the body
+  });
+  const auto upstream = backend.local_endpoint().port();
+  tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  http::Client client(io.get_executor());
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto server = co_await acceptor.async_accept(asio::use_awaitable);
+        co_await serve_http_exchanges(
+            server, 30s, [&](http::Request request) -> asio::awaitable<http::Response> {
+              co_return co_await client.send({"127.0.0.1", upstream, {}}, std::move(request),
+                                             std::chrono::steady_clock::now() + 5s);
+            });
+      },
+      [&](const std::exception_ptr&) { io.stop(); });
+  std::thread thread([&io] { io.run_for(10s); });
+  tcp::socket caller(io);
+  caller.connect(acceptor.local_endpoint());
+  const std::string requests =
+      "GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ::send(caller.native_handle(), requests.data(), requests.size(), MSG_NOSIGNAL);
+  timeval timeout{.tv_sec = 5, .tv_usec = 0};
+  ::setsockopt(caller.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string received;
+  char chunk[4096];
+  for (;;) {
+    const auto n = ::recv(caller.native_handle(), chunk, sizeof chunk, 0);
+    if (n <= 0) {
+      break;
+    }
+    received.append(chunk, static_cast<std::size_t>(n));
+  }
+  thread.join();
+  backend.close();
+  backend_thread.join();
+
+  // Read back as the caller's HTTP client reads them: two answers, each body whole.
+  namespace bhttp = boost::beast::http;
+  boost::beast::flat_buffer buffer;
+  buffer.commit(asio::buffer_copy(buffer.prepare(received.size()), asio::buffer(received)));
+  for (const char* which : {"first", "second"}) {
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.eager(true);
+    boost::system::error_code ec;
+    // A stream that ends here: what the caller has once the connection closed.
+    while (!parser.is_done() && !ec) {
+      const auto n = parser.put(buffer.data(), ec);
+      buffer.consume(n);
+      if (n == 0 && !parser.is_done()) {
+        parser.put_eof(ec);
+        break;
+      }
+    }
+    ASSERT_TRUE(parser.is_done()) << which << " answer: " << ec.message() << "\n" << received;
+    EXPECT_EQ(parser.get().body(), "hello") << which << " answer of:\n" << received;
+  }
+  EXPECT_EQ(buffer.size(), 0u) << received;
 }
 
 }  // namespace
