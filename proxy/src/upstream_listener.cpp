@@ -3,11 +3,14 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -28,6 +31,53 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 void close_quietly(TcpSocket& socket) {
   boost::system::error_code ignored;
   socket.close(ignored);
+}
+
+using Resolved = std::pair<boost::system::error_code, tcp::resolver::results_type>;
+
+// An endpoint's addresses: its IP literal as it is, or its host name (Consul takes any
+// name as a service's Address) resolved by `until`; nullopt when `until` came first.
+// Asio's resolver runs getaddrinfo() on a private thread that it can neither cancel nor
+// leave early, so the lookup is owned by its own handler and the wait is on a timer: a
+// cancellation or `until` ends the wait at once, and the abandoned lookup ends on its own
+// (as http::Client resolves, framework/src/http/client_resolve.cpp). Throws
+// operation_aborted when the awaiting coroutine is cancelled.
+asio::awaitable<std::optional<Resolved>> resolve_until(
+    const connect::Endpoint& endpoint, std::chrono::steady_clock::time_point until) {
+  boost::system::error_code ec;
+  const auto ip = asio::ip::make_address(endpoint.address, ec);
+  if (!ec) {
+    co_return Resolved{{},
+                       tcp::resolver::results_type::create(tcp::endpoint(ip, endpoint.port),
+                                                           endpoint.address, "")};
+  }
+  struct Pending {
+    explicit Pending(const asio::any_io_executor& executor) : resolver(executor), wake(executor) {}
+    tcp::resolver resolver;
+    asio::steady_timer wake;  // cancelled when the answer is in
+    std::optional<Resolved> answer;
+  };
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  auto pending = std::make_shared<Pending>(co_await asio::this_coro::executor);
+  pending->wake.expires_at(until);
+  pending->resolver.async_resolve(
+      endpoint.address, std::to_string(endpoint.port),
+      [pending](boost::system::error_code error, tcp::resolver::results_type results) {
+        if (error != asio::error::operation_aborted) {
+          pending->answer.emplace(error, std::move(results));
+        }
+        pending->wake.cancel();
+      });
+  const auto [woken] = co_await pending->wake.async_wait(use_tuple);
+  if (pending->answer) {
+    co_return std::move(pending->answer);
+  }
+  pending->resolver.cancel();  // its answer, when getaddrinfo() returns, is dropped
+  if (woken == asio::error::operation_aborted ||
+      cancellation.cancelled() != asio::cancellation_type::none) {
+    throw boost::system::system_error(asio::error::operation_aborted);
+  }
+  co_return std::nullopt;
 }
 
 }  // namespace
@@ -169,18 +219,23 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
                           {"reason", reason},
                           {"detail", detail}});
     };
-    boost::system::error_code ec;
-    const auto ip = asio::ip::make_address(endpoint.address, ec);
-    if (ec) {
-      fail("bad_address", endpoint.address);
-      continue;
-    }
-    // A drain cancels this coroutine (serve): the dial, the handshake and the timer below
-    // end with it.
+    // A drain cancels this coroutine (serve): the lookup, the dial, the handshake and the
+    // timer below end with it.
     TcpSocket dial(executor);
     std::unique_ptr<TlsStream> stream;
     asio::steady_timer deadline(executor, context_.settings.connect_timeout);
-    auto dialed = co_await (dial.async_connect({ip, endpoint.port}, use_tuple) ||
+    // A host name is looked up within the connect timeout, as the connect itself is.
+    auto resolved = co_await resolve_until(endpoint, deadline.expiry());
+    throw_if_cancelled(cancellation);
+    if (!resolved) {
+      fail("connect_timeout", "no address resolved for " + endpoint.address);
+      continue;
+    }
+    if (resolved->first) {
+      fail("bad_address", endpoint.address + ": " + resolved->first.message());
+      continue;
+    }
+    auto dialed = co_await (asio::async_connect(dial, resolved->second, use_tuple) ||
                             deadline.async_wait(use_tuple));
     throw_if_cancelled(cancellation);
     if (dialed.index() == 1 || std::get<0>(std::get<0>(dialed))) {

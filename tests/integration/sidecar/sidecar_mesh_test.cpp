@@ -95,6 +95,33 @@ TEST_F(SidecarMesh, CarriesBytesBothWaysThroughTwoSidecarsAndDeregistersOnStop) 
   EXPECT_EQ(consul_.api("GET", "/v1/agent/service/b-sidecar-proxy").status, 404);
 }
 
+// Consul takes any host name as a service's Address; `consul connect proxy` dials such an
+// endpoint by resolving it, and so does the http mode (http::Client). The tcp mode must
+// too, rather than refuse the endpoint as a "bad_address" and hold that against it.
+TEST_F(SidecarMesh, ReachesAnEndpointRegisteredUnderAHostName) {
+  TaggedEchoServer a("a"), b("b1");
+  const auto ports = free_ports(3);
+  const std::uint16_t b_public = ports[0], a_public = ports[1], a_upstream = ports[2];
+  // B's sidecar, registered by hand (no --register) with a host name for its address.
+  SidecarProcess b_sidecar(consul_, logs_.path(), "b-sidecar",
+                           {"--service", "b", "--service-addr", b.address(), "--listen",
+                            "127.0.0.1:" + std::to_string(b_public)});
+  json::object proxy{
+      {"Kind", "connect-proxy"},
+      {"Name", "b-sidecar-proxy"},
+      {"ID", "b-by-name"},
+      {"Address", "localhost"},
+      {"Port", b_public},
+      {"Proxy", json::object{{"DestinationServiceName", "b"}, {"LocalServicePort", b.port()}}}};
+  ASSERT_EQ(consul_.api("PUT", "/v1/agent/service/register", json::serialize(proxy)).status, 200);
+  auto a_sidecar =
+      sidecar("a-sidecar", "a", a, a_public, {"--upstream", "b:" + std::to_string(a_upstream)});
+  EXPECT_TRUE(reaches(a_upstream, {"b1"}, 15s)) << a_sidecar->log_tail() << b_sidecar.log_tail();
+  EXPECT_EQ(a_sidecar->metric("coromesh_sidecar_upstream_connect_failures_total",
+                              {R"(reason="bad_address")"}),
+            0);
+}
+
 TEST_F(SidecarMesh, ADenyIntentionRefusesNewConnectionsAndDeletingItRestoresThem) {
   TaggedEchoServer a("a"), b("b1");
   const auto ports = free_ports(3);
