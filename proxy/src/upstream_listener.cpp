@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "coromesh/connect/peer_verifier.hpp"
+#include "coromesh/http/resolve.hpp"
 #include "coromesh/log/logger.hpp"
 #include "inbound_listener.hpp"
 
@@ -31,53 +32,6 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 void close_quietly(TcpSocket& socket) {
   boost::system::error_code ignored;
   socket.close(ignored);
-}
-
-using Resolved = std::pair<boost::system::error_code, tcp::resolver::results_type>;
-
-// An endpoint's addresses: its IP literal as it is, or its host name (Consul takes any
-// name as a service's Address) resolved by `until`; nullopt when `until` came first.
-// Asio's resolver runs getaddrinfo() on a private thread that it can neither cancel nor
-// leave early, so the lookup is owned by its own handler and the wait is on a timer: a
-// cancellation or `until` ends the wait at once, and the abandoned lookup ends on its own
-// (as http::Client resolves, framework/src/http/client_resolve.cpp). Throws
-// operation_aborted when the awaiting coroutine is cancelled.
-asio::awaitable<std::optional<Resolved>> resolve_until(
-    const connect::Endpoint& endpoint, std::chrono::steady_clock::time_point until) {
-  boost::system::error_code ec;
-  const auto ip = asio::ip::make_address(endpoint.address, ec);
-  if (!ec) {
-    co_return Resolved{{},
-                       tcp::resolver::results_type::create(tcp::endpoint(ip, endpoint.port),
-                                                           endpoint.address, "")};
-  }
-  struct Pending {
-    explicit Pending(const asio::any_io_executor& executor) : resolver(executor), wake(executor) {}
-    tcp::resolver resolver;
-    asio::steady_timer wake;  // cancelled when the answer is in
-    std::optional<Resolved> answer;
-  };
-  const auto cancellation = co_await asio::this_coro::cancellation_state;
-  auto pending = std::make_shared<Pending>(co_await asio::this_coro::executor);
-  pending->wake.expires_at(until);
-  pending->resolver.async_resolve(
-      endpoint.address, std::to_string(endpoint.port),
-      [pending](boost::system::error_code error, tcp::resolver::results_type results) {
-        if (error != asio::error::operation_aborted) {
-          pending->answer.emplace(error, std::move(results));
-        }
-        pending->wake.cancel();
-      });
-  const auto [woken] = co_await pending->wake.async_wait(use_tuple);
-  if (pending->answer) {
-    co_return std::move(pending->answer);
-  }
-  pending->resolver.cancel();  // its answer, when getaddrinfo() returns, is dropped
-  if (woken == asio::error::operation_aborted ||
-      cancellation.cancelled() != asio::cancellation_type::none) {
-    throw boost::system::system_error(asio::error::operation_aborted);
-  }
-  co_return std::nullopt;
 }
 
 }  // namespace
@@ -225,7 +179,8 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
     std::unique_ptr<TlsStream> stream;
     asio::steady_timer deadline(executor, context_.settings.connect_timeout);
     // A host name is looked up within the connect timeout, as the connect itself is.
-    auto resolved = co_await resolve_until(endpoint, deadline.expiry());
+    auto resolved =
+        co_await http::resolve_until(endpoint.address, endpoint.port, deadline.expiry());
     throw_if_cancelled(cancellation);
     if (!resolved) {
       fail("connect_timeout", "no address resolved for " + endpoint.address);

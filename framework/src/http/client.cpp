@@ -25,10 +25,10 @@
 
 #include "client_exchange.hpp"
 #include "client_pool.hpp"
-#include "client_resolve.hpp"
 #include "client_tls.hpp"
 #include "coromesh/http/flat_write.hpp"
 #include "coromesh/http/framing.hpp"
+#include "coromesh/http/resolve.hpp"
 #include "tls_support.hpp"
 
 namespace coromesh::http {
@@ -195,22 +195,13 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
                        "connect to " + label + " timed out after " + elapsed_ms(start));
   };
 
-  tcp::resolver::results_type endpoints;
-  error_code ec;
-  auto address = asio::ip::make_address(destination.host, ec);
-  if (!ec) {
-    endpoints = tcp::resolver::results_type::create(tcp::endpoint(address, destination.port),
-                                                    destination.host, "");
-  } else {
-    auto resolved = co_await detail::resolve_until(destination, connect_by);
-    if (!resolved) {
-      throw timed_out("no address resolved");
-    }
-    auto [resolve_ec, results] = std::move(*resolved);
-    if (resolve_ec) {
-      throw fail(ClientErrc::connect_failed, resolve_ec.message());
-    }
-    endpoints = std::move(results);
+  auto resolved = co_await resolve_until(destination.host, destination.port, connect_by);
+  if (!resolved) {
+    throw timed_out("no address resolved");
+  }
+  auto [resolve_ec, endpoints] = std::move(*resolved);
+  if (resolve_ec) {
+    throw fail(ClientErrc::connect_failed, resolve_ec.message());
   }
 
   beast::tcp_stream stream(executor);
@@ -224,6 +215,7 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
     throw fail(ClientErrc::connect_failed, connect_ec.message());
   }
   stream.expires_at(deadline);  // the TLS handshake and the exchange: the call's deadline
+  error_code ec;
   stream.socket().set_option(tcp::no_delay(true), ec);  // requests are written in one go
   ++opened;
   if (destination.tls) {

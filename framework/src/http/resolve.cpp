@@ -1,4 +1,4 @@
-#include "client_resolve.hpp"
+#include "coromesh/http/resolve.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-namespace coromesh::http::detail {
+namespace coromesh::http {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -36,11 +36,18 @@ struct PendingResolution {
 }  // namespace
 
 asio::awaitable<std::optional<ResolveAnswer>> resolve_until(
-    const Destination& destination, std::chrono::steady_clock::time_point until) {
+    std::string host, std::uint16_t port, std::chrono::steady_clock::time_point until) {
+  error_code not_literal;
+  const auto address = asio::ip::make_address(host, not_literal);
+  if (!not_literal) {
+    co_return ResolveAnswer{{},
+                            tcp::resolver::results_type::create(tcp::endpoint(address, port), host,
+                                                                std::to_string(port))};
+  }
   const auto cancellation = co_await asio::this_coro::cancellation_state;
   auto pending = std::make_shared<PendingResolution>(co_await asio::this_coro::executor);
   pending->wake.expires_at(until);
-  pending->resolver.async_resolve(destination.host, std::to_string(destination.port),
+  pending->resolver.async_resolve(host, std::to_string(port),
                                   [pending](error_code ec, tcp::resolver::results_type results) {
                                     if (ec != asio::error::operation_aborted) {
                                       pending->answer.emplace(ec, std::move(results));
@@ -59,4 +66,4 @@ asio::awaitable<std::optional<ResolveAnswer>> resolve_until(
   co_return std::nullopt;
 }
 
-}  // namespace coromesh::http::detail
+}  // namespace coromesh::http
