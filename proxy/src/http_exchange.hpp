@@ -30,6 +30,7 @@
 #include <boost/beast/http/write.hpp>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -81,9 +82,12 @@ std::optional<http::Response> refusal_of(const boost::beast::error_code& read_er
 // What the owner of a connection and its exchanges tell each other, on the connection's
 // executor: the owner sets `close_after` to make the next answer the last one; the
 // exchanges keep `waiting` true while they wait for a request with none in hand.
+// The exchanges call `refused` (if set) for each request they answer themselves as
+// refusal_of() says (malformed, too large, a framing that cannot be passed on).
 struct ExchangeControl {
   bool close_after = false;
   bool waiting = false;
+  std::function<void()> refused;
 };
 
 namespace detail {
@@ -164,6 +168,9 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
         control->waiting = false;
       }
       if (auto refusal = refusal_of(read_error, parser)) {
+        if (control != nullptr && control->refused) {
+          control->refused();
+        }
         co_await beast_http::async_write(client, *refusal, use_tuple);
         co_return;  // what follows on the connection cannot be told apart from this request
       }

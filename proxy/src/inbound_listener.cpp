@@ -136,6 +136,13 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   // http mode: a drain closes the connection between requests, or after the answer in
   // hand (before the exchanges begin, their first answer is the last one).
   ExchangeControl exchanges;
+  if (target_.mode == ListenerMode::http) {
+    exchanges.refused = [local = metrics_.requests_by_class[0],
+                         fault = metrics_.faults.caller_error] {
+      local->Increment();
+      fault->Increment();
+    };
+  }
   const auto ticket = context_.connections.enter(
       executor,
       [&socket, &tls, &local, &cut_off] {

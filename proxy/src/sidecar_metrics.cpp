@@ -86,6 +86,7 @@ void SidecarMetrics::add_http_handles(ListenerMetrics& metrics) {
       .transport = &request_failures_.Add({{"listener", listener}, {"fault", "transport"}}),
       .callee_failure =
           &request_failures_.Add({{"listener", listener}, {"fault", "callee_failure"}}),
+      .caller_error = &request_failures_.Add({{"listener", listener}, {"fault", "caller_error"}}),
       .cancelled = &request_failures_.Add({{"listener", listener}, {"fault", "cancelled"}})};
 }
 

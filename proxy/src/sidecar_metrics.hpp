@@ -19,7 +19,9 @@
 //   coromesh_sidecar_request_failures_total{listener,fault}  http mode: requests that
 //     failed, by whose fault (qos::FaultClass names): timeout (a deadline or route
 //     timeout passed: 504), transport (nothing reached: 502/503), callee_failure (a 5xx
-//     answer, or a lost or malformed one)
+//     answer, or a lost or malformed one), caller_error (a request the sidecar refused as
+//     it came: malformed, too large, a framing it cannot pass on; answered 400, 413,
+//     431 or 501 by the sidecar itself, counted as code="local" too)
 //   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds,
 //   coromesh_sidecar_tls_material_generation (read at scrape time, see SidecarGauges)
 //
@@ -48,6 +50,8 @@ struct FaultCounters {
   prometheus::Counter* timeout = nullptr;
   prometheus::Counter* transport = nullptr;
   prometheus::Counter* callee_failure = nullptr;
+  // Refused as it came (http_exchange.hpp refusal_of): the caller's error.
+  prometheus::Counter* caller_error = nullptr;
   // In flight when the drain's grace ran out: this sidecar's shutdown, nobody's fault.
   prometheus::Counter* cancelled = nullptr;
 };

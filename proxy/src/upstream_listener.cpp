@@ -256,6 +256,11 @@ asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thre
           ? std::function<void()>([&exchanges, &client] { drain_exchanges(exchanges, client); })
           : nullptr);
   if (http_mode) {
+    exchanges.refused = [counters = metrics_.requests_by_class[0],
+                         fault = metrics_.faults.caller_error] {
+      counters->Increment();
+      fault->Increment();
+    };
     metrics_.active->Increment();
     metrics_.total->Increment();
     co_await (serve_http(client, thread, exchanges) || cut_off.async_wait(use_tuple));

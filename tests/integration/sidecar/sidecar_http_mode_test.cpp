@@ -137,6 +137,15 @@ TEST_F(SidecarHttpMode, RefusesRequestsItCannotPassOnSafely) {
                10s, false);
   EXPECT_TRUE(gzipped.starts_with("HTTP/1.1 501 ")) << gzipped << a_sidecar_->log_tail();
   EXPECT_EQ(b1_.requests() + b2_.requests(), before) << "nothing passed on";
+  // Each refusal is counted once, as the caller's error answered by the sidecar itself.
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="b")", R"(fault="caller_error")"}),
+            3)
+      << a_sidecar_->metrics();
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_upstream_requests_total",
+                               {R"(upstream="b")", R"(code="local")"}),
+            3)
+      << a_sidecar_->metrics();
   EXPECT_EQ(HttpConnection(a_upstream_).request("GET", "/after").first, 200);
 }
 
