@@ -25,6 +25,23 @@ class SidecarFor : public ::testing::Test {
                                  "127.0.0.1:" + std::to_string(port), "--register"});
   }
 
+  // Registers service e-1 (on `port`) whose sidecar (on `sidecar_port`) has one upstream,
+  // b, bound on `upstream_port`; returns the agent's status.
+  int register_e_with_upstream_b(std::uint16_t port, std::uint16_t sidecar_port,
+                                 std::uint16_t upstream_port) {
+    json::object upstream{{"DestinationName", "b"}, {"LocalBindPort", upstream_port}};
+    json::object body{
+        {"Name", "e"},
+        {"ID", "e-1"},
+        {"Port", port},
+        {"Connect",
+         json::object{
+             {"SidecarService",
+              json::object{{"Port", sidecar_port},
+                           {"Proxy", json::object{{"Upstreams", json::array{upstream}}}}}}}}};
+    return consul_.api("PUT", "/v1/agent/service/register", json::serialize(body)).status;
+  }
+
   ConsulAgent consul_;
   TempDir logs_{"coromesh-sidecar-test"};
 };
@@ -36,17 +53,7 @@ TEST_F(SidecarFor, ReadsTheRegistrationAndAppliesNewUpstreamsWithoutRestart) {
                       e_to_b_later = ports[3];
   auto b_sidecar = b_sidecar_for(b, b_public);
   auto register_e = [&](std::uint16_t upstream_port) {
-    json::object upstream{{"DestinationName", "b"}, {"LocalBindPort", upstream_port}};
-    json::object body{
-        {"Name", "e"},
-        {"ID", "e-1"},
-        {"Port", e.port()},
-        {"Connect",
-         json::object{
-             {"SidecarService",
-              json::object{{"Port", e_public},
-                           {"Proxy", json::object{{"Upstreams", json::array{upstream}}}}}}}}};
-    return consul_.api("PUT", "/v1/agent/service/register", json::serialize(body)).status;
+    return register_e_with_upstream_b(e.port(), e_public, upstream_port);
   };
   ASSERT_EQ(register_e(e_to_b), 200);
   // A 30s poll would miss every deadline below: the registration is followed with
@@ -78,17 +85,7 @@ TEST_F(SidecarFor, AnUpstreamThatCannotBindLeavesTheRegistrationFollowed) {
                       e_to_b_later = ports[3];
   auto b_sidecar = b_sidecar_for(b, b_public);
   auto register_e = [&](std::uint16_t upstream_port) {
-    json::object upstream{{"DestinationName", "b"}, {"LocalBindPort", upstream_port}};
-    json::object body{
-        {"Name", "e"},
-        {"ID", "e-1"},
-        {"Port", e.port()},
-        {"Connect",
-         json::object{
-             {"SidecarService",
-              json::object{{"Port", e_public},
-                           {"Proxy", json::object{{"Upstreams", json::array{upstream}}}}}}}}};
-    return consul_.api("PUT", "/v1/agent/service/register", json::serialize(body)).status;
+    return register_e_with_upstream_b(e.port(), e_public, upstream_port);
   };
   ASSERT_EQ(register_e(e_to_b), 200);
   SidecarProcess e_sidecar(consul_, logs_.path(), "e-sidecar",

@@ -29,6 +29,24 @@ using namespace std::chrono_literals;
 
 using Answer = std::function<http::Response(const http::Request&)>;
 
+// Sends `requests` on `socket` and returns everything that comes back until the peer
+// closes (or 5 s pass without a byte).
+std::string send_and_read_to_close(tcp::socket& socket, const std::string& requests) {
+  ::send(socket.native_handle(), requests.data(), requests.size(), MSG_NOSIGNAL);
+  timeval timeout{.tv_sec = 5, .tv_usec = 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string received;
+  char chunk[4096];
+  for (;;) {
+    const auto n = ::recv(socket.native_handle(), chunk, sizeof chunk, 0);
+    if (n <= 0) {
+      break;
+    }
+    received.append(chunk, static_cast<std::size_t>(n));
+  }
+  return received;
+}
+
 // Sends `requests` on one connection served by serve_http_exchanges (idle timeout 30 s)
 // whose forward answers with `answer`; returns what came back until the server closed,
 // and in `failure` what serve_http_exchanges threw (if it returned at all within 10 s).
@@ -57,18 +75,7 @@ std::string exchange(const std::string& requests, const Answer& answer,
   std::thread thread([&io] { io.run_for(10s); });
   tcp::socket client(io);
   client.connect(acceptor.local_endpoint());
-  ::send(client.native_handle(), requests.data(), requests.size(), MSG_NOSIGNAL);
-  timeval timeout{.tv_sec = 5, .tv_usec = 0};
-  ::setsockopt(client.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  std::string received;
-  char chunk[4096];
-  for (;;) {
-    const auto n = ::recv(client.native_handle(), chunk, sizeof chunk, 0);
-    if (n <= 0) {
-      break;
-    }
-    received.append(chunk, static_cast<std::size_t>(n));
-  }
+  std::string received = send_and_read_to_close(client, requests);
   thread.join();
   return received;
 }
@@ -173,18 +180,7 @@ TEST(SidecarHttpAnswers, AnAnswerFramedByItsUpstreamsCloseIsPassedOnWithALength)
   const std::string requests =
       "GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
       "GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  ::send(caller.native_handle(), requests.data(), requests.size(), MSG_NOSIGNAL);
-  timeval timeout{.tv_sec = 5, .tv_usec = 0};
-  ::setsockopt(caller.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  std::string received;
-  char chunk[4096];
-  for (;;) {
-    const auto n = ::recv(caller.native_handle(), chunk, sizeof chunk, 0);
-    if (n <= 0) {
-      break;
-    }
-    received.append(chunk, static_cast<std::size_t>(n));
-  }
+  std::string received = send_and_read_to_close(caller, requests);
   thread.join();
   backend.close();
   backend_thread.join();
