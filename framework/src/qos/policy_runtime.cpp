@@ -37,6 +37,20 @@ std::shared_ptr<Object> reuse_or_make(const std::optional<Spec>& now,
   return make(*now);
 }
 
+// The previous object while its policy stays declared (it is reconfigured in place), a new
+// one from `make` when there is none, nullptr when the policy is not declared.
+template <class Object, class Make>
+std::shared_ptr<Object> kept_or_made(bool declared, const std::shared_ptr<Object>* previous,
+                                     Make make) {
+  if (!declared) {
+    return nullptr;
+  }
+  if (previous != nullptr && *previous) {
+    return *previous;
+  }
+  return make();
+}
+
 }  // namespace
 
 std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
@@ -55,41 +69,26 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
   // breaker would start CLOSED (and let calls through to the callee that opened it), a new
   // rate limiter full (and admit a burst over the limit), a new concurrency limit would not
   // count the calls in flight on the old one, and admit them over again.
-  const bool keep_breaker = spec.breaker_policy && previous != nullptr && previous->breaker;
-  if (keep_breaker) {
-    out.breaker = previous->breaker;
-  } else if (spec.breaker_policy) {
-    out.breaker = std::make_shared<CircuitBreaker>(spec.breaker_policy->config(), clock);
-  }
+  const auto before = [previous](auto member) { return previous ? &(previous->*member) : nullptr; };
+  out.breaker = kept_or_made(spec.breaker_policy.has_value(), before(&PolicyObjects::breaker), [&] {
+    return std::make_shared<CircuitBreaker>(spec.breaker_policy->config(), clock);
+  });
   // A change of algorithm is a new limiter: a level and tokens do not translate.
   const bool leaky =
       spec.rate_limit_policy && spec.rate_limit_policy->algorithm == RateAlgorithm::leaky_bucket;
-  const bool keep_leaky = leaky && previous != nullptr && previous->leaky_bucket;
-  const bool keep_token =
-      spec.rate_limit_policy && !leaky && previous != nullptr && previous->token_bucket;
-  if (keep_leaky) {
-    out.leaky_bucket = previous->leaky_bucket;
-  } else if (keep_token) {
-    out.token_bucket = previous->token_bucket;
-  } else if (leaky) {
-    out.leaky_bucket =
-        std::make_shared<LeakyBucket>(spec.rate_limit_policy->leaky_bucket_config(), clock);
-  } else if (spec.rate_limit_policy) {
-    out.token_bucket =
-        std::make_shared<TokenBucket>(spec.rate_limit_policy->token_bucket_config(), clock);
-  }
-  const bool resize_bulkhead = spec.bulkhead_policy && previous != nullptr && previous->bulkhead;
-  if (resize_bulkhead) {
-    out.bulkhead = previous->bulkhead;
-  } else if (spec.bulkhead_policy) {
-    out.bulkhead = std::make_shared<Bulkhead>(spec.bulkhead_policy->config());
-  }
-  const bool resize_adaptive = spec.adaptive_policy && previous != nullptr && previous->adaptive;
-  if (resize_adaptive) {
-    out.adaptive = previous->adaptive;
-  } else if (spec.adaptive_policy) {
-    out.adaptive = std::make_shared<AdaptiveLimit>(spec.adaptive_policy->config(), clock);
-  }
+  out.leaky_bucket = kept_or_made(leaky, before(&PolicyObjects::leaky_bucket), [&] {
+    return std::make_shared<LeakyBucket>(spec.rate_limit_policy->leaky_bucket_config(), clock);
+  });
+  out.token_bucket =
+      kept_or_made(spec.rate_limit_policy && !leaky, before(&PolicyObjects::token_bucket), [&] {
+        return std::make_shared<TokenBucket>(spec.rate_limit_policy->token_bucket_config(), clock);
+      });
+  out.bulkhead =
+      kept_or_made(spec.bulkhead_policy.has_value(), before(&PolicyObjects::bulkhead),
+                   [&] { return std::make_shared<Bulkhead>(spec.bulkhead_policy->config()); });
+  out.adaptive = kept_or_made(
+      spec.adaptive_policy.has_value(), before(&PolicyObjects::adaptive),
+      [&] { return std::make_shared<AdaptiveLimit>(spec.adaptive_policy->config(), clock); });
   if (spec.retry_policy && spec.retry_policy->budget) {
     out.budget = reuse_or_make(spec.retry_policy, old ? &old->retry_policy : nullptr,
                                previous ? &previous->budget : nullptr, [&](const retry& p) {
@@ -99,21 +98,24 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
 
   // In place, after everything that could fail: validate(spec) passed, so these cannot.
   // The BulkheadInterceptor below reads the new queue setting.
-  if (keep_breaker && old->breaker_policy != spec.breaker_policy) {
-    out.breaker->reconfigure(spec.breaker_policy->config());
-  }
-  const bool rate_changed = old != nullptr && old->rate_limit_policy != spec.rate_limit_policy;
-  if (keep_leaky && rate_changed) {
-    out.leaky_bucket->reconfigure(spec.rate_limit_policy->leaky_bucket_config());
-  }
-  if (keep_token && rate_changed) {
-    out.token_bucket->reconfigure(spec.rate_limit_policy->token_bucket_config());
-  }
-  if (resize_bulkhead && old->bulkhead_policy != spec.bulkhead_policy) {
-    out.bulkhead->reconfigure(spec.bulkhead_policy->config());
-  }
-  if (resize_adaptive && old->adaptive_policy != spec.adaptive_policy) {
-    out.adaptive->reconfigure(spec.adaptive_policy->config());
+  if (previous != nullptr) {
+    const auto kept = [](const auto& now, const auto& was) { return now && now == was; };
+    if (kept(out.breaker, previous->breaker) && old->breaker_policy != spec.breaker_policy) {
+      out.breaker->reconfigure(spec.breaker_policy->config());
+    }
+    const bool rate_changed = old->rate_limit_policy != spec.rate_limit_policy;
+    if (kept(out.leaky_bucket, previous->leaky_bucket) && rate_changed) {
+      out.leaky_bucket->reconfigure(spec.rate_limit_policy->leaky_bucket_config());
+    }
+    if (kept(out.token_bucket, previous->token_bucket) && rate_changed) {
+      out.token_bucket->reconfigure(spec.rate_limit_policy->token_bucket_config());
+    }
+    if (kept(out.bulkhead, previous->bulkhead) && old->bulkhead_policy != spec.bulkhead_policy) {
+      out.bulkhead->reconfigure(spec.bulkhead_policy->config());
+    }
+    if (kept(out.adaptive, previous->adaptive) && old->adaptive_policy != spec.adaptive_policy) {
+      out.adaptive->reconfigure(spec.adaptive_policy->config());
+    }
   }
 
   auto& chain = out.interceptors;
