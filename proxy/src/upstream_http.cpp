@@ -24,15 +24,11 @@ struct Failure {
 };
 
 Failure classify(const http::ClientError& error) {
-  switch (static_cast<http::ClientErrc>(error.code().value())) {
-    case http::ClientErrc::connect_failed:
-    case http::ClientErrc::connect_timeout:
-    case http::ClientErrc::tls_handshake:
-    case http::ClientErrc::peer_rejected:
-      return {connect::Outcome::connect_failure, true};
-    default:  // timeout, bad or lost response: the endpoint failed the call
-      return {connect::Outcome::callee_failure, false};
+  if (http::never_reached(error.code())) {
+    return {connect::Outcome::connect_failure, true};
   }
+  // timeout, bad or lost response: the endpoint failed the call
+  return {connect::Outcome::callee_failure, false};
 }
 
 }  // namespace

@@ -152,6 +152,11 @@ std::error_code make_error_code(ClientErrc e) noexcept {
   return {static_cast<int>(e), client_category()};
 }
 
+bool never_reached(const std::error_code& code) noexcept {
+  return code == ClientErrc::connect_failed || code == ClientErrc::connect_timeout ||
+         code == ClientErrc::tls_handshake || code == ClientErrc::peer_rejected;
+}
+
 struct Client::Impl {
   Impl(asio::any_io_executor ex, ClientOptions opts)
       : executor(std::move(ex)),

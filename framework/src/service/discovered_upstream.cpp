@@ -69,9 +69,7 @@ std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error
       try {
         std::rethrow_exception(error);
       } catch (const http::ClientError& e) {
-        const auto code = e.code();
-        if (code == http::ClientErrc::connect_failed || code == http::ClientErrc::connect_timeout ||
-            code == http::ClientErrc::tls_handshake || code == http::ClientErrc::peer_rejected) {
+        if (http::never_reached(e.code())) {
           return connect::Outcome::connect_failure;
         }
       } catch (...) {

@@ -58,14 +58,6 @@ std::string clipped(std::string_view text, std::size_t limit) {
   throw RemoteError(status, std::move(code), std::move(reason));
 }
 
-// Whether a failed call's request certainly never reached the callee's code: no
-// connection came up, or its TLS handshake failed (http::ClientErrc).
-bool never_left(const http::ClientError& error) noexcept {
-  const auto code = error.code();
-  return code == http::ClientErrc::connect_failed || code == http::ClientErrc::connect_timeout ||
-         code == http::ClientErrc::tls_handshake || code == http::ClientErrc::peer_rejected;
-}
-
 // Sends `message`. A non-idempotent call made by a served operation's code keeps that
 // operation's retry from running the code, and sending the request, again: its attempt is
 // marked unrepeatable as the request goes out, before the connect (a preemptive timeout may
@@ -76,14 +68,13 @@ asio::awaitable<http::Response> send_marked(http::Client& client, const Operatio
                                             std::chrono::steady_clock::time_point until) {
   // Held by this frame, whatever the request is destroyed with.
   const std::shared_ptr<qos::UnrepeatableMarks> sent_within = request.sent_within;
-  if (!sent_within) {
-    co_return co_await client.send(std::move(destination), std::move(message), until);
+  if (sent_within) {
+    sent_within->mark();
   }
-  sent_within->mark();
   try {
     co_return co_await client.send(std::move(destination), std::move(message), until);
   } catch (const http::ClientError& error) {
-    if (never_left(error)) {
+    if (sent_within && http::never_reached(error.code())) {
       sent_within->unmark_unsent();
     }
     throw;

@@ -74,6 +74,13 @@ enum class ClientErrc {
 const std::error_category& client_category() noexcept;
 std::error_code make_error_code(ClientErrc e) noexcept;
 
+// Whether a call that failed with `code` certainly never reached the destination's code:
+// no connection came up (connect_failed, connect_timeout) or its TLS handshake failed
+// (tls_handshake, peer_rejected). Nothing was sent, so another endpoint may be tried, or
+// the request sent again, whatever its method; the failure is the connect's, not the
+// callee's answer.
+bool never_reached(const std::error_code& code) noexcept;
+
 class ClientError : public std::system_error {
  public:
   ClientError(ClientErrc code, const std::string& what)
