@@ -8,7 +8,8 @@
 //   coromesh_sidecar_bytes_total{listener,direction}   direction: from_client | to_client
 //   coromesh_sidecar_handshakes_total{listener,result,reason}
 //   coromesh_sidecar_authorization_denials_total{source}
-//   coromesh_sidecar_upstream_connect_failures_total{upstream,reason}
+//   coromesh_sidecar_upstream_connect_failures_total{upstream,reason}  an endpoint not
+//     reached (or none to try), by a fixed vocabulary (proxy/README.md), both modes
 //   coromesh_sidecar_upstream_connect_duration_seconds{upstream}  (TCP + TLS + checks)
 //   coromesh_sidecar_upstream_requests_total{upstream,code}  http mode: 2xx … 5xx, or
 //     "local" for an answer the sidecar made itself (no endpoint, every attempt failed)

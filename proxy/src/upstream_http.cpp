@@ -3,6 +3,9 @@
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 
+#include <optional>
+#include <string_view>
+
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/http/error.hpp"
 #include "coromesh/http/tls.hpp"
@@ -29,6 +32,20 @@ Failure classify(const http::ClientError& error) {
   }
   // timeout, bad or lost response: the endpoint failed the call
   return {connect::Outcome::callee_failure, false};
+}
+
+// upstream_connect_failures_total's reason for a failed call, in tcp mode's words
+// (connect_upstream), or none when the connection came up: a lost answer or a request
+// timeout is the request's failure (request_failures_total), not the connect's. A failed
+// or refused TLS handshake is counted where it happens, with its refusal (on_handshake).
+std::optional<std::string_view> connect_failure_reason(const std::error_code& code) {
+  if (code == http::ClientErrc::connect_failed) {
+    return "connect_refused";
+  }
+  if (code == http::ClientErrc::connect_timeout) {
+    return "connect_timeout";
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -60,14 +77,18 @@ void UpstreamListener::start_http(runtime::IoPool& pool) {
             return std::string(to_string(connect::classify_handshake_failure(ssl, error).refusal));
           },
       // Counted as tcp mode counts them (connect_upstream): a failed handshake and a
-      // refused peer are both "refused", by reason; a timeout is a connect failure only.
+      // refused peer are both "refused" and a connect failure, by reason; a timeout is a
+      // connect failure only ("handshake_timeout").
       .on_handshake =
           [metrics = &context_.metrics, listener = metrics_.listener](
               http::TlsHandshakeResult result, std::string_view reason) {
             if (result == http::TlsHandshakeResult::accepted) {
               metrics->handshake(listener, "accepted", "");
-            } else if (result != http::TlsHandshakeResult::timed_out) {
+            } else if (result == http::TlsHandshakeResult::timed_out) {
+              metrics->upstream_connect_failure(listener, "handshake_timeout");
+            } else {
               metrics->handshake(listener, "refused", reason);
+              metrics->upstream_connect_failure(listener, reason);
             }
           }});
 }
@@ -177,7 +198,9 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
       const auto failure = classify(error);
       pick.done(std::chrono::steady_clock::now() - started, failure.outcome);
       reached_callee = reached_callee || !failure.nothing_sent;
-      context_.metrics.upstream_connect_failure(spec_.service, error.code().message());
+      if (const auto reason = connect_failure_reason(error.code())) {
+        context_.metrics.upstream_connect_failure(spec_.service, *reason);
+      }
       log::write_limited(log::Level::warn, "sidecar.upstream.request_failed", spec_.service,
                          {{"upstream", spec_.service},
                           {"endpoint", endpoint.address + ":" + std::to_string(endpoint.port)},
@@ -199,6 +222,13 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   if (deadline.expired(qos::Clock::steady())) {
     co_return failed(metrics_.faults.timeout, http::Status::gateway_timeout, "deadline_exceeded",
                      "no answer from " + spec_.service + " in time");
+  }
+  if (tried.empty()) {
+    // Nothing to try (Consul knows no passing instance): 503, as Envoy answers "no healthy
+    // upstream", and no endpoint is to blame.
+    context_.metrics.upstream_connect_failure(spec_.service, "no_endpoint");
+    co_return failed(metrics_.faults.transport, http::Status::service_unavailable, "no_endpoint",
+                     "no healthy instance of " + spec_.service + " in Consul");
   }
   co_return failed(reached_callee ? metrics_.faults.callee_failure : metrics_.faults.transport,
                    http::Status::bad_gateway, "upstream_unavailable",

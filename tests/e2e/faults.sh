@@ -346,7 +346,7 @@ scenario_blackhole() {
   print_summary seed "$summary"
   print_summary probe "$probe"
   connect_timeouts=$(metric_sum frontend-1-sidecar coromesh_sidecar_upstream_connect_failures_total \
-    'upstream="add-svc"' 'reason="connect timed out"')
+    'upstream="add-svc"' 'reason="connect_timeout"')
   retries=$(metric_sum frontend-1-sidecar coromesh_sidecar_upstream_retries_total 'upstream="add-svc"')
   timeouts=$(($(metric_sum frontend-1-sidecar coromesh_sidecar_request_failures_total \
     'listener="add-svc"' 'fault="timeout"') - timeouts_before))

@@ -98,6 +98,10 @@ TEST_F(SidecarHttpMode, AnswersLostByEveryEndpointAreTheCalleesFailure) {
                                {R"(listener="b")", R"(fault="transport")"}),
             0)
       << "the requests reached both endpoints: " << a_sidecar_->metrics();
+  // A lost answer is the request's failure, not the connect's: it used to be counted with
+  // the client's message as the reason ("connection closed ...").
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_upstream_connect_failures_total"), 0)
+      << a_sidecar_->metrics();
 }
 
 TEST_F(SidecarHttpMode, ARouteTimeoutAnswers504AndNeverSendsAPostTwice) {
@@ -244,6 +248,37 @@ TEST(SidecarHttpModeStartUp, ARequestsDeadlineBoundsItsWaitForTheFirstEndpoints)
   const auto waited = std::chrono::steady_clock::now() - asked;
   EXPECT_TRUE(status == 503 || status == 504) << status << " " << body << sidecar.log_tail();
   EXPECT_LT(waited, 20s) << "held past its 300 ms budget, for the start-up patience: " << body;
+}
+
+// A service Consul knows no passing instance of: 503 (as Envoy's "no healthy upstream"),
+// counted as a transport failure and a connect failure "no_endpoint". It used to be 502,
+// the answer for endpoints that were tried and failed.
+TEST_F(SidecarHttpMode, AnUpstreamWithNoInstanceAnswers503) {
+  const auto port = free_port();
+  SidecarProcess lonely(
+      consul_, logs_.path(), "lonely-sidecar",
+      {"--service", "a5", "--upstream", "nobody:" + std::to_string(port) + ":http"});
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const int fd = connect_blocking(port, 1s);
+        if (fd >= 0) {
+          ::close(fd);
+        }
+        return fd >= 0;
+      },
+      30s))
+      << lonely.log_tail();
+  const auto [status, body] = HttpConnection(port).request("GET", "/x");
+  EXPECT_EQ(status, 503) << body << lonely.log_tail();
+  EXPECT_NE(body.find("no_endpoint"), std::string::npos) << body;
+  EXPECT_EQ(lonely.metric("coromesh_sidecar_upstream_connect_failures_total",
+                          {R"(upstream="nobody")", R"(reason="no_endpoint")"}),
+            1)
+      << lonely.metrics();
+  EXPECT_EQ(lonely.metric("coromesh_sidecar_request_failures_total",
+                          {R"(listener="nobody")", R"(fault="transport")"}),
+            1)
+      << lonely.metrics();
 }
 
 TEST_F(SidecarHttpMode, ReachesConsulsOwnInboundProxy) {
