@@ -7,69 +7,123 @@
 
 namespace coromesh::qos {
 
-AdaptiveLimit::AdaptiveLimit(AdaptiveLimitConfig config, const Clock& clock)
-    : config_(config),
-      clock_(&clock),
-      limit_(static_cast<double>(config.initial_limit)),
-      window_start_(clock.now()) {
-  if (auto error = validate(config_); !error.empty()) {
-    throw std::invalid_argument(std::string(error));
+namespace {
+
+static_assert(std::atomic<double>::is_always_lock_free);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free &&
+              sizeof(float) + sizeof(std::uint32_t) == sizeof(std::uint64_t));
+
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
+// Lowers `target` to `value` if it is lower (std::atomic has no fetch_min before C++26).
+void lower_to(std::atomic<Duration::rep>& target, Duration::rep value) noexcept {
+  auto seen = target.load(kRelaxed);
+  while (value < seen && !target.compare_exchange_weak(seen, value, kRelaxed)) {
   }
 }
 
-Admission AdaptiveLimit::acquire() {
-  std::lock_guard lock(mutex_);
-  if (static_cast<double>(in_flight_) + 1.0 > std::floor(limit_)) {
-    return Admission::rejected(Reason::concurrency_limited);
+}  // namespace
+
+AdaptiveLimit::AdaptiveLimit(AdaptiveLimitConfig config, const Clock& clock)
+    : config_(config),
+      clock_(&clock),
+      limit_(LimitWord{static_cast<float>(config.initial_limit), 0}),
+      window_start_(clock.now().time_since_epoch().count()) {
+  if (auto error = validate(config_); !error.empty()) {
+    throw std::invalid_argument(std::string(error));
   }
-  ++in_flight_;
+  store_tuning(config_);
+}
+
+void AdaptiveLimit::store_tuning(const AdaptiveLimitConfig& config) noexcept {
+  tuning_.min_limit.store(static_cast<double>(config.min_limit), kRelaxed);
+  tuning_.max_limit.store(static_cast<double>(config.max_limit), kRelaxed);
+  tuning_.backoff_ratio.store(config.backoff_ratio, kRelaxed);
+  tuning_.timeout.store(config.timeout.count(), kRelaxed);
+  tuning_.latency_target.store(config.latency_target.count(), kRelaxed);
+  tuning_.tolerance.store(config.tolerance, kRelaxed);
+  tuning_.baseline_window.store(config.baseline_window.count(), kRelaxed);
+}
+
+Admission AdaptiveLimit::acquire() {
+  const auto limit = std::floor(static_cast<double>(limit_.load(std::memory_order_acquire).limit));
+  auto in_flight = in_flight_.load(kRelaxed);
+  do {
+    if (static_cast<double>(in_flight) + 1.0 > limit) {
+      return Admission::rejected(Reason::concurrency_limited);
+    }
+  } while (!in_flight_.compare_exchange_weak(in_flight, in_flight + 1, kRelaxed));
   return Admission::granted();
 }
 
 void AdaptiveLimit::release() {
-  std::lock_guard lock(mutex_);
-  if (in_flight_ > 0) {
-    --in_flight_;
+  auto in_flight = in_flight_.load(kRelaxed);
+  while (in_flight > 0 && !in_flight_.compare_exchange_weak(in_flight, in_flight - 1, kRelaxed)) {
   }
 }
 
-Duration AdaptiveLimit::baseline_locked() const {
-  const auto b = std::min(current_min_, previous_min_);
-  return b == Duration::max() ? Duration::zero() : b;
+Duration AdaptiveLimit::baseline_now() const noexcept {
+  const auto b = std::min(current_min_.load(kRelaxed), previous_min_.load(kRelaxed));
+  return b == Duration::max().count() ? Duration::zero() : Duration(b);
 }
 
-void AdaptiveLimit::on_sample(Duration latency, bool ok) {
-  std::lock_guard lock(mutex_);
-  const auto in_flight = in_flight_;
-  if (in_flight_ > 0) {
-    --in_flight_;
+void AdaptiveLimit::turn_window(Clock::time_point now) {
+  const auto window = tuning_.baseline_window.load(kRelaxed);
+  const auto at = now.time_since_epoch().count();
+  if (at - window_start_.load(kRelaxed) < window) {
+    return;
   }
-  const auto now = clock_->now();
-  if (now - window_start_ >= config_.baseline_window) {
-    // Two windows back is forgotten: the baseline follows a service that got slower.
-    previous_min_ =
-        now - window_start_ >= 2 * config_.baseline_window ? Duration::max() : current_min_;
-    current_min_ = Duration::max();
-    window_start_ = now;
+  // Rare (once a window): the turn moves three values together, so it takes the mutex and
+  // looks again; samples meanwhile keep lowering whichever minimum is current.
+  std::lock_guard lock(config_mutex_);
+  const auto started = window_start_.load(kRelaxed);
+  if (at - started < window) {
+    return;
   }
-  bool bad = !ok || latency >= config_.timeout;
-  if (!bad) {
-    if (config_.latency_target > Duration::zero()) {
-      bad = latency > config_.latency_target;
-    } else if (const auto base = baseline_locked(); base > Duration::zero()) {
-      bad = static_cast<double>(latency.count()) >
-            config_.tolerance * static_cast<double>(base.count());
+  // Two windows back is forgotten: the baseline follows a service that got slower.
+  previous_min_.store(
+      at - started >= 2 * window ? Duration::max().count() : current_min_.load(kRelaxed), kRelaxed);
+  current_min_.store(Duration::max().count(), kRelaxed);
+  window_start_.store(at, kRelaxed);
+}
+
+void AdaptiveLimit::on_sample(Duration latency, bool ok, Clock::time_point now) {
+  // The in-flight count this call saw, itself included: whether the limit was in use.
+  auto in_flight = in_flight_.load(kRelaxed);
+  while (in_flight > 0 && !in_flight_.compare_exchange_weak(in_flight, in_flight - 1, kRelaxed)) {
+  }
+  turn_window(now);
+  auto word = limit_.load(std::memory_order_acquire);
+  for (;;) {
+    // Read after the word: a generation seen here was published after its tuning.
+    const Duration timeout(tuning_.timeout.load(kRelaxed));
+    const Duration target(tuning_.latency_target.load(kRelaxed));
+    bool bad = !ok || latency >= timeout;
+    if (!bad) {
+      if (target > Duration::zero()) {
+        bad = latency > target;
+      } else if (const auto base = baseline_now(); base > Duration::zero()) {
+        bad = static_cast<double>(latency.count()) >
+              tuning_.tolerance.load(kRelaxed) * static_cast<double>(base.count());
+      }
     }
-  }
-  if (ok && latency < current_min_ && latency < config_.timeout) {
-    current_min_ = std::max(latency, Duration(1));
-  }
-  const auto lo = static_cast<double>(config_.min_limit);
-  const auto hi = static_cast<double>(config_.max_limit);
-  if (bad) {
-    limit_ = std::max(lo, limit_ * config_.backoff_ratio);
-  } else if (static_cast<double>(in_flight) * 2.0 >= limit_) {
-    limit_ = std::min(hi, limit_ + 1.0);
+    const auto limit = static_cast<double>(word.limit);
+    double next = limit;
+    if (bad) {
+      next =
+          std::max(tuning_.min_limit.load(kRelaxed), limit * tuning_.backoff_ratio.load(kRelaxed));
+    } else if (static_cast<double>(in_flight) * 2.0 >= limit) {
+      next = std::min(tuning_.max_limit.load(kRelaxed), limit + 1.0);
+    }
+    if (next == limit ||
+        limit_.compare_exchange_weak(word, LimitWord{static_cast<float>(next), word.generation},
+                                     std::memory_order_acq_rel, std::memory_order_acquire)) {
+      // The baseline learns the sample after judging it, as it always has.
+      if (ok && latency < timeout) {
+        lower_to(current_min_, std::max(latency, Duration(1)).count());
+      }
+      return;
+    }
   }
 }
 
@@ -77,32 +131,38 @@ void AdaptiveLimit::reconfigure(AdaptiveLimitConfig config) {
   if (auto error = validate(config); !error.empty()) {
     throw std::invalid_argument(std::string(error));
   }
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(config_mutex_);
   const bool restart = config.initial_limit != config_.initial_limit;
   config_ = config;
-  limit_ = restart ? static_cast<double>(config.initial_limit)
-                   : std::clamp(limit_, static_cast<double>(config.min_limit),
-                                static_cast<double>(config.max_limit));
+  store_tuning(config_);
+  // After the tuning: a sample that sees the new generation reads the new bounds, and one
+  // computed under the old ones fails its exchange and is made again.
+  auto word = limit_.load(std::memory_order_acquire);
+  LimitWord next{};
+  do {
+    next.limit = restart ? static_cast<float>(config.initial_limit)
+                         : std::clamp(word.limit, static_cast<float>(config.min_limit),
+                                      static_cast<float>(config.max_limit));
+    next.generation = word.generation + 1;
+  } while (!limit_.compare_exchange_weak(word, next, std::memory_order_acq_rel,
+                                         std::memory_order_acquire));
 }
 
 AdaptiveLimitConfig AdaptiveLimit::config() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(config_mutex_);
   return config_;
 }
 
 std::uint32_t AdaptiveLimit::limit() const {
-  std::lock_guard lock(mutex_);
-  return static_cast<std::uint32_t>(std::floor(limit_));
+  return static_cast<std::uint32_t>(std::floor(limit_.load(std::memory_order_acquire).limit));
 }
 
 std::uint32_t AdaptiveLimit::in_flight() const {
-  std::lock_guard lock(mutex_);
-  return in_flight_;
+  return in_flight_.load(kRelaxed);
 }
 
 Duration AdaptiveLimit::baseline() const {
-  std::lock_guard lock(mutex_);
-  return baseline_locked();
+  return baseline_now();
 }
 
 }  // namespace coromesh::qos

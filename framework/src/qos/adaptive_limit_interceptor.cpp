@@ -23,11 +23,11 @@ void AdaptiveLimitInterceptor::on_request(Invocation& invocation) {
 
 void AdaptiveLimitInterceptor::on_outcome(Invocation&, const Outcome& outcome) noexcept {
   if (outcome.ok()) {
-    limit_->on_sample(outcome.elapsed, true);
+    limit_->on_sample(outcome.elapsed, true, outcome.ended);
   } else if (!counts_against_callee(outcome.fault->kind)) {
     limit_->release();
   } else {
-    limit_->on_sample(outcome.elapsed, false);
+    limit_->on_sample(outcome.elapsed, false, outcome.ended);
   }
 }
 

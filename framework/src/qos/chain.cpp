@@ -210,7 +210,8 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
         // The cancellation the cut-off caused is a timeout for them, not the caller going
         // away (the breaker and the adaptive limit count it): `watch` has expired.
         const Fault* rest_fault = rest_error ? &invocation.fault(rest_error) : nullptr;
-        const Outcome inner{clock().now() - start, rest_fault};
+        const auto ended = clock().now();
+        const Outcome inner{ended - start, rest_fault, ended};
         for (std::size_t k = admitted; k-- > cutoff + 1;) {
           synchronous_[k]->on_outcome(invocation, inner);
         }
@@ -223,7 +224,8 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
     error = std::current_exception();
   }
   const Fault* fault = error ? &invocation.fault(error) : nullptr;
-  const Outcome outcome{clock().now() - start, fault};
+  const auto ended = clock().now();
+  const Outcome outcome{ended - start, fault, ended};
   for (std::size_t k = admitted; k-- > begin;) {
     synchronous_[k]->on_outcome(invocation, outcome);
   }
@@ -254,7 +256,8 @@ asio::awaitable<void> SynchronousInterceptor::around(Invocation& invocation, Nex
     error = std::current_exception();
   }
   const Fault* fault = error ? &invocation.fault(error) : nullptr;
-  on_outcome(invocation, Outcome{invocation.clock().now() - start, fault});
+  const auto ended = invocation.clock().now();
+  on_outcome(invocation, Outcome{ended - start, fault, ended});
   if (error) {
     std::rethrow_exception(error);
   }

@@ -130,5 +130,23 @@ TEST(ChainClock, WithoutABudgetRetryReadsNoClock) {
   EXPECT_EQ(attempts.deadlines[0].when(), clock.at(0) + 100ms);
 }
 
+// The adaptive limit's sample and its baseline window take the time the chain read where
+// the call ended, instead of reading the clock a third time (the limit is on the chain's
+// clock here, so a read of its own would show).
+TEST(ChainClock, TheAdaptiveLimitTakesTheTimeTheChainReadAtTheEnd) {
+  asio::io_context io;
+  SteppingClock clock(Duration(1h));
+  auto limit = std::make_shared<AdaptiveLimit>(AdaptiveLimitConfig{.baseline_window = 1ms}, clock);
+  Chain<int> chain({deadline_timeout(), std::make_shared<AdaptiveLimitInterceptor>(limit)},
+                   {.clock = &clock});
+  const int before = clock.reads();
+  Attempts attempts;
+  EXPECT_EQ(run(io, chain.execute_with(call_of(attempts))), 42);
+  EXPECT_EQ(clock.reads() - before, 2);  // where the policies start, where they end
+  EXPECT_EQ(limit->in_flight(), 0U);
+  // The window (1 ms) turned at the end's time: the sample, 1 ms, is in the new one.
+  EXPECT_EQ(limit->baseline(), 1ms);
+}
+
 }  // namespace
 }  // namespace coromesh::qos

@@ -72,6 +72,33 @@ TEST(Concurrency, AdaptiveLimitBalancesInFlight) {
   EXPECT_LE(limit.limit(), 64U);
 }
 
+// Samples on four threads while a fifth moves the bounds: the limit ends inside the
+// bounds in force, every call counted out. A sample computed under bounds replaced since
+// (the lock-free update) must not land.
+TEST(Concurrency, AdaptiveLimitSamplesWhileItsBoundsMove) {
+  ManualClock clock;
+  AdaptiveLimit limit({.initial_limit = 8, .max_limit = 64}, clock);
+  std::atomic<bool> sampling{true};
+  std::thread mover([&] {
+    for (std::uint32_t i = 0; sampling.load(); ++i) {
+      limit.reconfigure({.initial_limit = 8, .min_limit = 2 + i % 3, .max_limit = 12 + i % 40});
+    }
+  });
+  on_threads(4, [&] {
+    for (int i = 0; i < 5000; ++i) {
+      if (limit.acquire()) {
+        limit.on_sample(1ms, i % 97 != 0);
+      }
+    }
+  });
+  sampling = false;
+  mover.join();
+  const auto bounds = limit.config();
+  EXPECT_EQ(limit.in_flight(), 0U);
+  EXPECT_GE(limit.limit(), bounds.min_limit);
+  EXPECT_LE(limit.limit(), bounds.max_limit);
+}
+
 TEST(Concurrency, BreakerOpensOnceUnderConcurrentFailures) {
   ManualClock clock;
   CircuitBreaker cb({.window_size = 50, .minimum_calls = 50}, clock);

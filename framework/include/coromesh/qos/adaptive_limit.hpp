@@ -20,8 +20,15 @@
 // limit is kept, clamped into [min_limit, max_limit], unless initial_limit changed: then it
 // restarts there. The latency baseline is kept.
 //
-// Thread-safety: may be shared by any number of threads (a mutex guards the state).
+// Thread-safety: may be shared by any number of threads. A call's acquire and sample are
+// lock-free (atomics: the in-flight count, the limit, the baseline's minimum), so callers
+// on several threads meet on cache lines, not in a mutex; only a baseline window's turn
+// and reconfigure() take one. The limit and the generation of the configuration it was
+// computed under change together (one 64-bit word): a sample that read the bounds of a
+// configuration that reconfigure() has replaced since does not land, and is made again
+// under the new ones, so the limit never leaves the bounds in force.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -80,7 +87,9 @@ class AdaptiveLimit {
   AdaptiveLimit& operator=(const AdaptiveLimit&) = delete;
 
   Admission acquire();
-  void on_sample(Duration latency, bool ok);
+  // `now` is when the call ended, on this limit's clock (the chain has read it already).
+  void on_sample(Duration latency, bool ok, Clock::time_point now);
+  void on_sample(Duration latency, bool ok) { on_sample(latency, ok, clock_->now()); }
   void release();
 
   // Throws std::invalid_argument when validate(config) is not empty (nothing changes then).
@@ -93,16 +102,41 @@ class AdaptiveLimit {
   AdaptiveLimitConfig config() const;  // a copy: reconfigure() may change it meanwhile
 
  private:
-  Duration baseline_locked() const;
+  // What a sample reads of the configuration, each field on its own: reconfigure() writes
+  // them before it moves the generation (see the top of this file).
+  struct Tuning {
+    std::atomic<double> min_limit;
+    std::atomic<double> max_limit;
+    std::atomic<double> backoff_ratio;
+    std::atomic<Duration::rep> timeout;
+    std::atomic<Duration::rep> latency_target;
+    std::atomic<double> tolerance;
+    std::atomic<Duration::rep> baseline_window;
+  };
+  // The limit (a float: exact for whole numbers far past any max_limit that makes sense)
+  // and the configuration's generation, in one word.
+  struct LimitWord {
+    float limit;
+    std::uint32_t generation;
+  };
 
-  AdaptiveLimitConfig config_;
+  void store_tuning(const AdaptiveLimitConfig& config) noexcept;
+  // Starts a new baseline window if `now` is past the current one's end.
+  void turn_window(Clock::time_point now);
+  Duration baseline_now() const noexcept;
+
+  mutable std::mutex config_mutex_;  // reconfigure() and config(); also a window's turn
+  AdaptiveLimitConfig config_;       // guarded by config_mutex_
+  Tuning tuning_;
   const Clock* clock_;
-  mutable std::mutex mutex_;
-  double limit_;
-  std::uint32_t in_flight_ = 0;
-  Clock::time_point window_start_;
-  Duration current_min_ = Duration::max();
-  Duration previous_min_ = Duration::max();
+  std::atomic<LimitWord> limit_;
+  std::atomic<Clock::time_point::rep> window_start_;
+  std::atomic<Duration::rep> current_min_{Duration::max().count()};
+  std::atomic<Duration::rep> previous_min_{Duration::max().count()};
+  // Written by every call: last, on a cache line of its own (the class is aligned to it),
+  // so that the words a call only reads (the limit, the tuning, the window) stay in the
+  // other threads' caches.
+  alignas(64) std::atomic<std::uint32_t> in_flight_{0};
 };
 
 }  // namespace coromesh::qos

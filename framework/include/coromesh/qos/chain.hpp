@@ -309,8 +309,9 @@ class Interceptor {
 
 // What the rest of the chain came to, as a synchronous interceptor's outcome phase sees it.
 struct Outcome {
-  Duration elapsed;    // how long the rest of the chain took (chain's clock)
-  const Fault* fault;  // nullptr on success
+  Duration elapsed;         // how long the rest of the chain took (chain's clock)
+  const Fault* fault;       // nullptr on success
+  Clock::time_point ended;  // when it ended (the chain's clock, read once for both)
 
   bool ok() const noexcept { return fault == nullptr; }
 };
