@@ -251,8 +251,9 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   const auto& decision = std::get<0>(asked);
   if (!decision.authorized) {
     context_.metrics.authorization_denied(connect::to_string(decision.source));
-    refuse("unauthorized", decision.reason.empty() ? decision.detail : decision.reason,
-           verdict.peer->uri());
+    // Counted by whose verdict it was: an agent that could not decide is not a denied caller.
+    refuse(connect::refusal_reason(decision),
+           decision.reason.empty() ? decision.detail : decision.reason, verdict.peer->uri());
     if (target_.mode == ListenerMode::http && stream.next_layer().is_open()) {
       co_await (answer_refused(stream,
                                connect::refusal_answer(decision, target_.service, *verdict.peer)) ||

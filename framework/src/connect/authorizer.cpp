@@ -33,11 +33,25 @@ std::string_view to_string(Decision::Source source) noexcept {
   return "unavailable";
 }
 
+namespace {
+
+bool decided_by_intentions(const Decision& decision) noexcept {
+  return decision.source != Decision::Source::unavailable &&
+         decision.source != Decision::Source::error;
+}
+
+}  // namespace
+
+std::string_view refusal_reason(const Decision& decision) noexcept {
+  if (decided_by_intentions(decision) || decision.reason.empty()) {
+    return "unauthorized";
+  }
+  return decision.reason;
+}
+
 http::PeerVerdict::Answer refusal_answer(const Decision& decision, std::string_view target_service,
                                          const SpiffeId& client) {
-  const bool intentions_decided = decision.source != Decision::Source::unavailable &&
-                                  decision.source != Decision::Source::error;
-  if (!intentions_decided) {
+  if (!decided_by_intentions(decision)) {
     return {.status = 503,
             .code = "authorization_unavailable",
             .reason = std::string(target_service) + " could not ask Consul whether " +

@@ -122,6 +122,44 @@ TEST_F(SidecarMesh, ReachesAnEndpointRegisteredUnderAHostName) {
             0);
 }
 
+// With the agent gone, a caller B's sidecar has never decided on is refused (failing
+// closed), and counted as what it is: Consul could not be asked, not an intention that
+// denies A (which an operator would go and fix).
+TEST_F(SidecarMesh, ACallerConsulCouldNotDecideOnIsNotCountedAsDeniedByTheIntentions) {
+  TaggedEchoServer a("a"), b("b1");
+  const auto ports = free_ports(3);
+  auto b_sidecar = sidecar("b-sidecar", "b", b, ports[0]);
+  auto a_sidecar =
+      sidecar("a-sidecar", "a", a, ports[1], {"--upstream", "b:" + std::to_string(ports[2])});
+  // A has B's endpoint and its own leaf, B its leaf; no connection yet, so B has no
+  // decision about A to fall back on.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return a_sidecar->metric("coromesh_sidecar_upstream_endpoints") == 1 &&
+               a_sidecar->metric("coromesh_sidecar_tls_material_generation") >= 1 &&
+               b_sidecar->metric("coromesh_sidecar_tls_material_generation") >= 1;
+      },
+      30s))
+      << a_sidecar->log_tail() << b_sidecar->log_tail();
+  consul_.stop();
+  EXPECT_EQ(exchange(ports[2], "ping", 5s), "") << "refused: nothing to go on";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return b_sidecar->metric(
+                   "coromesh_sidecar_handshakes_total",
+                   {R"(result="refused")", R"(reason="authorization_unavailable")"}) >= 1;
+      },
+      10s))
+      << b_sidecar->metrics() << b_sidecar->log_tail();
+  EXPECT_EQ(b_sidecar->metric("coromesh_sidecar_handshakes_total",
+                              {R"(result="refused")", R"(reason="unauthorized")"}),
+            0)
+      << "no intention denied A" << b_sidecar->metrics();
+  EXPECT_GE(b_sidecar->metric("coromesh_sidecar_authorization_denials_total",
+                              {R"(source="unavailable")"}),
+            1);
+}
+
 TEST_F(SidecarMesh, ADenyIntentionRefusesNewConnectionsAndDeletingItRestoresThem) {
   TaggedEchoServer a("a"), b("b1");
   const auto ports = free_ports(3);

@@ -127,6 +127,7 @@ TEST_F(AuthorizerTest, ARefusalAnswerTellsDeniedFromUndecided) {
   EXPECT_EQ(denied.status, 403u);
   EXPECT_EQ(denied.code, "unauthorized");
   EXPECT_EQ(denied.reason, "b does not accept calls from a: Matched L4 intention");
+  EXPECT_EQ(refusal_reason(ask(authorizer, "b", "a")), "unauthorized");
 
   consul_.reachable = false;
   const auto undecided = ask(authorizer, "b", "c");
@@ -134,6 +135,7 @@ TEST_F(AuthorizerTest, ARefusalAnswerTellsDeniedFromUndecided) {
   const auto unavailable = refusal_answer(undecided, "b", client("c"));
   EXPECT_EQ(unavailable.status, 503u);
   EXPECT_EQ(unavailable.code, "authorization_unavailable");
+  EXPECT_EQ(refusal_reason(undecided), "authorization_unavailable") << "not a denied caller";
   EXPECT_EQ(unavailable.reason,
             "b could not ask Consul whether c may call it; retry later or "
             "another instance");
@@ -142,6 +144,7 @@ TEST_F(AuthorizerTest, ARefusalAnswerTellsDeniedFromUndecided) {
   const auto stale = ask(authorizer, "b", "a");  // the last decision, kept through the outage
   ASSERT_EQ(stale.source, Source::stale);
   EXPECT_EQ(refusal_answer(stale, "b", client("a")).status, 403u);
+  EXPECT_EQ(refusal_reason(stale), "unauthorized") << "the intentions' verdict, kept";
 }
 
 TEST_F(AuthorizerTest, AServerErrorIsAnOutageButARefusedRequestIsNot) {

@@ -71,6 +71,12 @@ struct Decision {
 };
 std::string_view to_string(Decision::Source source) noexcept;
 
+// The refusal's reason as a handshake metric or log counts it, by whose verdict it was:
+// "unauthorized" when the intentions denied the caller (asked, cached or stale), else the
+// decision's own reason, "authorization_unavailable" or "authorization_error": an agent
+// that could not decide is not a denied caller.
+std::string_view refusal_reason(const Decision& decision) noexcept;
+
 // What a caller that `decision` refuses is told over its verified session, in HTTP terms
 // (http::PeerVerdict::Answer): 403 `unauthorized` with Consul's reason when the intentions
 // deny it — the caller's mesh configuration to fix, which no retry cures; 503
