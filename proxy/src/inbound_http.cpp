@@ -54,9 +54,10 @@ asio::awaitable<void> InboundListener::serve_http(TlsStream& tls, connect::Spiff
           if (!decision.authorized) {
             control.close_after = true;  // refused: this answer is the last one
             context_.metrics.authorization_denied(connect::to_string(decision.source));
+            const auto reason = connect::refusal_reason(decision);
             log::write_limited(
-                log::Level::warn, "sidecar.inbound.refused", "unauthorized",
-                {{"reason", "unauthorized"},
+                log::Level::warn, "sidecar.inbound.refused", reason,
+                {{"reason", reason},
                  {"peer", peer_uri},
                  {"detail", decision.reason.empty() ? decision.detail : decision.reason},
                  {"on", "open connection"}});
