@@ -228,7 +228,8 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
     // upstream", and no endpoint is to blame.
     context_.metrics.upstream_connect_failure(spec_.service, "no_endpoint");
     co_return failed(metrics_.faults.transport, http::Status::service_unavailable, "no_endpoint",
-                     "no healthy instance of " + spec_.service + " in Consul");
+                     snapshot ? "no healthy instance of " + spec_.service + " in Consul"
+                              : "no answer from Consul about " + spec_.service + " yet");
   }
   co_return failed(reached_callee ? metrics_.faults.callee_failure : metrics_.faults.transport,
                    http::Status::bad_gateway, "upstream_unavailable",
