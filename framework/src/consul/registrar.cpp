@@ -167,6 +167,13 @@ asio::awaitable<void> Registrar::resync() {
                  {"why", sent_generation_ != sending ? "changed" : "new credentials"}});
       sent_generation_ = sending;
       sent_credentials_ = credentials;
+      if (!registered_) {
+        // A resync had found the registration gone and failed to put it back: this
+        // registration is the one that did.
+        registered_ = true;
+        ++registrations_;
+        log::info("consul.reregistered", {{"service", registration_.name}, {"id", service_id_}});
+      }
     } else if (auto held = co_await consul_.agent_service(service_id_); !held) {
       registered_ = false;
       co_await consul_.register_service(registration_);

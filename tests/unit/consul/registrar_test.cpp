@@ -152,6 +152,38 @@ TEST_F(ConsulRegistrar, AnUpdateTheAgentRefusesIsSentAgainAtTheNextResync) {
   ::testing::internal::GetCapturedStderr();
 }
 
+TEST_F(ConsulRegistrar, AnUpdateThatPutsALostServiceBackLeavesItRegistered) {
+  // The agent lost the instance (a restart) and refused it back for a while; the update
+  // that then reaches it registers the instance again, as a re-registration would.
+  Registrar registrar(agent_, kWeb, kFast);
+  ServiceRegistration changed = kWeb;
+  changed.meta["qos_add"] = "bulkhead=1";
+  ::testing::internal::CaptureStderr();
+  run_async(ioc_, [&]() -> asio::awaitable<void> {
+    start(registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 2s));
+    agent_.reject_status = 500;
+    agent_.services.clear();
+    EXPECT_TRUE(co_await eventually([&] { return !registrar.registered(); }, 2s));
+    registrar.update(changed);
+    agent_.reject_status = 0;
+    EXPECT_TRUE(co_await eventually(
+        [&] {
+          return agent_.services.contains("web-1") &&
+                 agent_.services.at("web-1").meta.contains("qos_add");
+        },
+        2s));
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 1s))
+        << "the agent holds the registration, yet registered() says it does not";
+    co_await registrar.shutdown();
+  }());
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(registrar.registrations(), 2u) << "the update was the instance's re-registration";
+  EXPECT_EQ(agent_.count("maintenance web-1 on"), 1u)
+      << "shutdown must take the registered instance through maintenance";
+}
+
 TEST_F(ConsulRegistrar, RegistersAgainWithNewCredentials) {
   // The agent syncs a registration with the token it came with: a rotated (and the old
   // one revoked) token must be handed over by registering again.
