@@ -708,6 +708,20 @@ http::Response transport_error_response(const http::ClientError& error) {
   return http::make_error_response(http::Status::bad_gateway, "upstream_unavailable", error.what());
 }
 
+http::Response dependency_error_response(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const qos::QosRejected& refusal) {
+    return dependency_refused_response(DependencyRefused(refusal));
+  } catch (const DependencyRefused& refused) {
+    return dependency_refused_response(refused);
+  } catch (const RemoteError& remote) {
+    return upstream_error_response(remote);
+  } catch (const http::ClientError& unanswered) {
+    return transport_error_response(unanswered);
+  }
+}
+
 }  // namespace detail
 runtime::IoPool& Service::pool() {
   return impl_->pool;

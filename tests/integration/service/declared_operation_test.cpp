@@ -8,6 +8,8 @@
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -388,6 +390,49 @@ TEST(DeclaredOperationConfig, AClientFindsItsUpstreamInTheConfiguration) {
   caller.wait();
   echo_service.request_shutdown();
   echo_service.wait();
+}
+
+TEST_F(DeclaredOperation, AnUpstreamsTroubleEscapingATypedRouteIsAnsweredAsServeAnswersIt) {
+  // A route<Arg> handler has no QoS chain of its own, but the errors of its own calls
+  // are the same upstream trouble a served operation answers 502/503/504: never a 500,
+  // which says this service's code failed.
+  coromesh::Service plain(in_process("plain-relay"));
+  auto& echo_client = plain.client(echo, {.host = "127.0.0.1", .port = echo_service->port()});
+  std::uint16_t nobody = 0;
+  {
+    asio::io_context ioc;
+    asio::ip::tcp::acceptor closed(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+    nobody = closed.local_endpoint().port();
+  }  // closed: connections to it are refused
+  auto& gate_client = plain.client(gate, {.host = "127.0.0.1", .port = nobody});
+  plain.route<Probe>(coromesh::http::Verb::get, "/api/v1/plain-relay", "plain_relay",
+                     [&echo_client](Probe in) -> asio::awaitable<Seen> {
+                       co_return co_await echo_client.execute(in);
+                     });
+  plain.route<Probe>(coromesh::http::Verb::get, "/api/v1/plain-gate", "plain_gate",
+                     [&gate_client](Probe in) -> asio::awaitable<Seen> {
+                       co_return co_await gate_client.execute(in);
+                     });
+  plain.start();
+  auto get = [&](const std::string& target) {
+    return coromesh::testing::http_fetch("127.0.0.1", plain.port(), target);
+  };
+  auto refused = get("/api/v1/plain-relay?value=1&refuse=1");
+  EXPECT_EQ(refused.status, 502) << refused.body;
+  EXPECT_EQ(body_of(refused).at("error").as_string(), "refused") << refused.body;
+  for (int i = 0; i < 2; ++i) {  // 3 attempts each: the second call opens echo's breaker
+    auto failing = get("/api/v1/plain-relay?value=1&fail_first=1000");
+    EXPECT_EQ(failing.status, 503) << failing.body;
+  }
+  auto unreachable = get("/api/v1/plain-gate?value=1");
+  EXPECT_EQ(unreachable.status, 502) << unreachable.body;
+  EXPECT_EQ(body_of(unreachable).at("error").as_string(), "upstream_unavailable")
+      << unreachable.body;
+  auto open = get("/api/v1/plain-relay?value=1&fail_first=1000");
+  EXPECT_EQ(open.status, 503) << open.body;
+  EXPECT_EQ(body_of(open).at("error").as_string(), "circuit_open") << open.body;
+  plain.request_shutdown();
+  plain.wait();
 }
 
 TEST_F(DeclaredOperation, ADownCalleeIsABadGateway) {

@@ -48,6 +48,7 @@
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -81,6 +82,14 @@ namespace coromesh {
 
 class QosMetrics;
 
+namespace detail {
+// What a handler without a QoS chain of its own (Service::route<Arg>) answers for an error
+// of its own call that escaped it: a QosRejected or DependencyRefused as
+// dependency_refused_response, a RemoteError as upstream_error_response, a
+// http::ClientError as transport_error_response. Rethrows any other exception.
+http::Response dependency_error_response(const std::exception_ptr& error);
+}  // namespace detail
+
 class Service {
  public:
   // Parses flags, environment and config file; --help prints and exits 0, a bad
@@ -93,11 +102,30 @@ class Service {
   Service& operator=(const Service&) = delete;
 
   // Adds an operation whose argument struct is bound from the query (GET) or the JSON
-  // body (other methods); see http/typed_handler.hpp.
+  // body (other methods); see http/typed_handler.hpp. An error of the handler's own call
+  // (a typed client's) that escapes it is answered as serve() answers it: the callee's
+  // error 502/503/504, a refusal by that call's QoS 503/504, no answer 502/503/504 (see
+  // detail::dependency_error_response); it is upstream trouble, not this handler's bug.
   template <class Arg, class F>
   Service& route(http::Verb method, std::string_view path, std::string operation, F f) {
+    // http::typed_handler's body, with the dependency's errors answered: one coroutine
+    // frame per request, as there.
     router().add(method, path, std::move(operation),
-                 http::typed_handler<Arg>(method, std::move(f)));
+                 [method, f = std::move(f)](
+                     http::RequestContext& context) -> boost::asio::awaitable<http::Response> {
+                   Arg arg = http::bind_request<Arg>(method, context);
+                   std::exception_ptr failure;
+                   try {
+                     if constexpr (std::is_invocable_v<F&, Arg, http::RequestContext&>) {
+                       co_return http::to_response(co_await f(std::move(arg), context));
+                     } else {
+                       co_return http::to_response(co_await f(std::move(arg)));
+                     }
+                   } catch (...) {
+                     failure = std::current_exception();
+                   }
+                   co_return detail::dependency_error_response(failure);
+                 });
     return *this;
   }
   // Serves a declared operation with `fn(Arg)` or `fn(Arg, const CallContext&)`
