@@ -138,8 +138,11 @@ http::ServerTls ConnectNative::server_tls(std::chrono::milliseconds handshake_ti
               {{"peer", identity},
                {"reason", decision.reason.empty() ? decision.detail : decision.reason},
                {"source", connect::to_string(decision.source)}});
+          // Counted by whose verdict it was, as the sidecar counts it: an agent that could
+          // not decide is not a denied caller.
           co_return http::PeerVerdict::refuse(
-              "unauthorized", connect::refusal_answer(decision, service, *parsed.id));
+              std::string(connect::refusal_reason(decision)),
+              connect::refusal_answer(decision, service, *parsed.id));
         }
         co_return http::PeerVerdict::accept(std::move(identity));
       },

@@ -234,6 +234,34 @@ TEST_F(NativeMesh, ADenyIntentionRefusesTheCallerAndIsCounted) {
   EXPECT_TRUE(first_reply(friendly, allowed)) << last_error_;
 }
 
+TEST_F(NativeMesh, ACallerConsulCouldNotDecideOnIsNotCountedAsDeniedByTheIntentions) {
+  auto& callee = native_whoami();
+  ASSERT_TRUE(wait_until([&] { return connect_endpoints_passing(consul_, "whoami", 1); }, 30s));
+  auto& caller = native_caller("caller");
+  auto& client = caller.client(whoami);
+  // The caller's own leaf and the callee's endpoint are in, but no call was made: the
+  // callee has no decision about this caller to fall back on once the agent is gone.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto endpoints = client.transport().options().discovered->snapshot();
+        return metric(caller, "coromesh_connect_native_tls_material_generation", {}) >= 1 &&
+               endpoints && !endpoints->empty();
+      },
+      30s));
+  consul_.stop();
+  const auto refusal = first_refusal(caller, client);
+  ASSERT_TRUE(refusal) << "no refusal answer; last: " << last_error_;
+  EXPECT_EQ(refusal->status(), 503u) << refusal->what();
+  EXPECT_EQ(refusal->code(), "authorization_unavailable") << refusal->what();
+  EXPECT_EQ(metric(callee, "coromesh_connect_native_handshakes_total",
+                   {R"(result="refused")", R"(reason="unauthorized")"}),
+            0)
+      << "no intention denied the caller: Consul could not be asked";
+  EXPECT_GE(metric(callee, "coromesh_connect_native_handshakes_total",
+                   {R"(result="refused")", R"(reason="authorization_unavailable")"}),
+            1);
+}
+
 TEST_F(NativeMesh, NativeCallsAServiceBehindCoromeshSidecar) {
   // whoami in sidecar mode, fronted by our sidecar (its Connect endpoint).
   auto& plain = plain_whoami("via-sidecar");
