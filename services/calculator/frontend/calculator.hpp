@@ -18,8 +18,10 @@
 //                               and its operands: "operation div(7, 0) failed: ...".
 //
 // Threads and lifetimes: built before service.run() from the service whose clients it
-// uses, and must outlive it; compute() runs on the service's io threads, any number at
-// once.
+// uses, and must outlive service.run(), where the last compute() ends (main.cpp declares
+// it after the service, so it is destroyed first: a compute() frame cut off by the drain
+// and freed later by ~Service runs no code of it, its destructors only free its own
+// locals). compute() runs on the service's io threads, any number at once.
 
 #include <array>
 #include <boost/asio/awaitable.hpp>
