@@ -12,8 +12,9 @@
 // that is not HTTP (closed without an answer: there is no one to tell), sends a request
 // that cannot be passed on (answered by refusal_of, then closed), or asks to close; or
 // when `control->close_after` (if given) is true once `forward` has answered: that answer
-// is sent with `Connection: close` and is the last one; or when drain_exchanges() finds
-// it waiting for a request. Headers are limited to kHeaderLimit (as a whole, however they
+// is sent with `Connection: close` and is the last one (set while the answer is being
+// written, the connection ends once it is); or when drain_exchanges() finds it waiting
+// for a request. Headers are limited to kHeaderLimit (as a whole, however they
 // arrive) and bodies to kBodyLimit.
 //
 // Threads: on the client's executor; `client`, `forward` and `control` must outlive the
@@ -199,7 +200,10 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
         std::tie(write_error, std::ignore) =
             co_await asio::async_write(client, asio::buffer(out), use_tuple);
       }
-      if (write_error || !keep_alive) {
+      // A drain that came while the answer was being written (drain_exchanges found
+      // neither a read to cancel nor an answer still to mark) ends the connection here,
+      // rather than leaving it to wait for a request that it would only answer as the last.
+      if (write_error || !keep_alive || (control != nullptr && control->close_after)) {
         co_return;
       }
     }

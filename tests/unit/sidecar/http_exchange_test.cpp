@@ -11,6 +11,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
@@ -95,8 +96,10 @@ class Exchanges {
  private:
   asio::awaitable<void> serve() {
     auto server = co_await acceptor_.async_accept(asio::use_awaitable);
+    server_ = &server;
     co_await serve_http_exchanges(
-        server, idle_, [this](http::Request request) { return answer(std::move(request)); });
+        server, idle_, [this](http::Request request) { return answer(std::move(request)); },
+        &control_);
     // Half-close and keep the socket: a close with unread bytes would reset the
     // connection and could take the answer with it.
     boost::system::error_code ignored;
@@ -107,6 +110,11 @@ class Exchanges {
   asio::awaitable<http::Response> answer(http::Request request) {
     if (request.target() == "/slow") {  // answered after twice the idle timeout
       co_await asio::steady_timer(io_, 2 * idle_).async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (request.target() == "/drain-while-answering") {
+      // Runs once this answer is marked keep-alive and its write has begun: the write's
+      // completion is queued behind it (one thread, handlers in order).
+      asio::post(io_, [this] { drain_exchanges(control_, *server_); });
     }
     {
       std::lock_guard lock(mutex_);
@@ -124,6 +132,8 @@ class Exchanges {
   asio::io_context io_;
   tcp::acceptor acceptor_;
   tcp::socket client_{io_};
+  tcp::socket* server_ = nullptr;  // the accepted connection, while it is served
+  ExchangeControl control_;
   std::thread thread_;
   std::mutex mutex_;
   std::vector<std::string> forwarded_;
@@ -244,6 +254,20 @@ TEST(SidecarHttpExchange, IdleConnectionsAreClosedButSlowAnswersAreNot) {
   EXPECT_TRUE(exchanges.closed_by_server());
   EXPECT_GE(std::chrono::steady_clock::now() - silent_from, 900ms);
   EXPECT_EQ(exchanges.forwarded(), (std::vector<std::string>{"GET /slow ", "GET /fast "}));
+}
+
+// A drain that comes while an answer is being written finds no read to cancel and an
+// answer already marked keep-alive: the connection ends once that answer is out, rather
+// than waiting for a next request until it idles out (an upstream removed from the
+// registration has no cut-off at a grace's end to close it).
+TEST(SidecarHttpExchange, ADrainWhileAnAnswerIsWrittenClosesTheConnectionAfterIt) {
+  Exchanges exchanges(20s);
+  exchanges.send({"GET /drain-while-answering HTTP/1.1\r\nHost: x\r\n\r\n"});
+  const auto answer = exchanges.read("ok");
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200 ")) << answer;
+  EXPECT_EQ(answer.find("Connection: close"), std::string::npos)
+      << "the drain came before the answer was marked: not the case this test is for";
+  EXPECT_TRUE(exchanges.closed_by_server()) << "still open 5 s after its last answer";
 }
 
 }  // namespace
