@@ -34,11 +34,13 @@ ConnectionRegistry::Ticket::~Ticket() {
 }
 
 std::unique_ptr<ConnectionRegistry::Ticket> ConnectionRegistry::enter(
-    asio::any_io_executor executor, std::function<void()> close, std::function<void()> drain) {
+    asio::any_io_executor executor, std::function<void()> close, std::function<void()> drain,
+    const void* listener) {
   auto entry = std::make_shared<Entry>();
   entry->executor = std::move(executor);
   entry->close = std::move(close);
   entry->drain = std::move(drain);
+  entry->listener = listener;
   const std::lock_guard lock(mutex_);
   entries_.push_front(std::move(entry));
   return std::make_unique<Ticket>(*this, entries_.begin());
@@ -49,12 +51,13 @@ std::size_t ConnectionRegistry::active() const {
   return entries_.size();
 }
 
-void ConnectionRegistry::begin_drain() {
+void ConnectionRegistry::post_drains(const void* only) {
   const std::lock_guard lock(mutex_);
   for (const auto& entry : entries_) {
-    if (!entry->drain) {
+    if (!entry->drain || (only != nullptr && entry->listener != only)) {
       continue;
     }
+    // The registry outlives the io threads (sidecar_context.hpp); the entry is held here.
     asio::post(entry->executor, [this, entry] {
       std::function<void()> drain;
       {
@@ -65,6 +68,16 @@ void ConnectionRegistry::begin_drain() {
         drain();  // on the connection's own thread, while its frame still exists
       }
     });
+  }
+}
+
+void ConnectionRegistry::begin_drain() {
+  post_drains(nullptr);
+}
+
+void ConnectionRegistry::begin_drain(const void* listener) {
+  if (listener != nullptr) {
+    post_drains(listener);
   }
 }
 

@@ -9,8 +9,15 @@
 // thread, and a connection that ended in the meantime is skipped (the ticket clears its
 // entry on that same thread before the frame, and the sockets, go away).
 //
-// Threads: enter(), active() and cut_off() from any thread; a Ticket is destroyed on the
-// connection's executor.
+// A connection may name the listener it came through (`listener`, a tag compared and
+// never dereferenced): begin_drain(listener) then drains that listener's connections
+// only, when a live change removes it while the sidecar runs on. The registry, not the
+// listener, keeps that bookkeeping: what is posted to a connection's executor refers to
+// the registry (the Sidecar's, which outlives the io threads) and never to a listener,
+// which may be gone by the time it runs.
+//
+// Threads: enter(), active(), begin_drain() and cut_off() from any thread; a Ticket is
+// destroyed on the connection's executor.
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -36,10 +43,12 @@ struct CloseHandle {
 void post_close(std::mutex& mutex, std::shared_ptr<CloseHandle> handle);
 
 class ConnectionRegistry {
-  // `drain` (may be empty) tells the connection that the sidecar drains; cleared with
-  // `close` when the connection ends.
+  // `drain` (may be empty) tells the connection that the sidecar (or its listener)
+  // drains; cleared with `close` when the connection ends. `listener` names the listener
+  // it came through (null: none named), only ever compared.
   struct Entry : CloseHandle {
     std::function<void()> drain;
+    const void* listener = nullptr;
   };
 
  public:
@@ -57,10 +66,14 @@ class ConnectionRegistry {
   };
 
   // `close` must close the connection's sockets; it is called on `executor` only while
-  // the returned ticket lives. So is `drain`, if given, once begin_drain() is called.
+  // the returned ticket lives. So is `drain`, if given, once begin_drain() is called (or
+  // begin_drain(listener) with the `listener` given here). A connection that enters after
+  // that is not drained by it: an upstream listener's sees that its listener has stopped
+  // and drains itself (UpstreamListener::serve); any other is cut off at the grace.
   [[nodiscard]] std::unique_ptr<Ticket> enter(boost::asio::any_io_executor executor,
                                               std::function<void()> close,
-                                              std::function<void()> drain = {});
+                                              std::function<void()> drain = {},
+                                              const void* listener = nullptr);
 
   std::size_t active() const;
 
@@ -68,6 +81,10 @@ class ConnectionRegistry {
   // its executor, so that those which can end early (an http-mode connection between
   // requests) do, before the grace runs out.
   void begin_drain();
+  // The same for the connections that entered naming `listener` (not null), and no
+  // other: a listener removed while the sidecar runs on. `listener` must be alive during
+  // the call (its connections hold it), so that no other listener can have its address.
+  void begin_drain(const void* listener);
 
   // Closes every connection still open; returns how many there were.
   std::size_t cut_off();
@@ -77,6 +94,10 @@ class ConnectionRegistry {
   boost::asio::awaitable<std::size_t> drain(std::chrono::steady_clock::time_point deadline);
 
  private:
+  // Posts the `drain` of every entry that came through `only`, or of every entry when
+  // `only` is null.
+  void post_drains(const void* only);
+
   mutable std::mutex mutex_;
   std::list<std::shared_ptr<Entry>> entries_;
 };

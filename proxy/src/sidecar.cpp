@@ -194,7 +194,7 @@ void Sidecar::apply_upstreams(const std::vector<UpstreamSpec>& wanted, bool live
     }
     log::info("sidecar.upstream.removed",
               {{"upstream", it->second->spec().service}, {"port", it->second->port()}});
-    it->second->stop();
+    it->second->retire();
     it = upstreams_.erase(it);
   }
   for (const auto& spec : wanted) {

@@ -17,7 +17,9 @@
 // with hash-based blocking queries on /v1/agent/service/<id> (a change arrives within
 // the agent's answer time; a poll every --registration-poll only when the agent sends no
 // content hash) and its upstreams applied without a restart (new listeners opened,
-// removed ones closed; their open connections finish on their own). The sidecar then
+// removed or replaced ones closed and their own connections drained: http mode's end
+// between requests, or after the answer in hand; tcp mode's run on to their natural
+// end, UpstreamListener::retire). The sidecar then
 // registers only its admin port, as `<proxy-id>-admin` (tag `metrics`, Meta
 // `metrics_port` and `proxy_id`), for Prometheus' Consul discovery.
 //

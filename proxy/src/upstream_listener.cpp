@@ -84,15 +84,30 @@ void UpstreamListener::start(runtime::IoPool& pool) {
 }
 
 void UpstreamListener::stop() {
-  if (stopped_) {
+  if (stopped_.exchange(true)) {
     return;
   }
-  stopped_ = true;
   if (acceptor_) {
     boost::system::error_code ignored;
     acceptor_->close(ignored);
   }
   stop_watch_.emit(asio::cancellation_type::terminal);
+}
+
+void UpstreamListener::retire() {
+  stop();
+  // The registry's drain is posted to each connection's executor and refers to the
+  // registry only (the Sidecar's, outliving the io threads), never to this listener; a
+  // connection that enters after this call sees stopped_ and drains itself (serve).
+  //
+  // Only http mode has a drain: its connections between requests close now, one with a
+  // request in flight after that request's answer (Connection: close). A tcp-mode
+  // connection runs on to its natural end, as Envoy's listener drain leaves TCP: a byte
+  // stream has no point at which it can be ended without cutting something off, and it
+  // still ends at --idle-timeout without traffic. The sidecar's --shutdown-grace is not
+  // applied: it bounds a process's exit, and here the process goes on (a later shutdown
+  // still finds these connections in the registry and cuts them off at its grace).
+  context_.connections.begin_drain(this);
 }
 
 asio::awaitable<void> UpstreamListener::accept_loop(runtime::IoPool& pool) {
@@ -254,7 +269,14 @@ asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thre
       },
       http_mode
           ? std::function<void()>([&exchanges, &client] { drain_exchanges(exchanges, client); })
-          : nullptr);
+          : nullptr,
+      this);
+  if (http_mode && stopped_) {
+    // Accepted before the listener stopped, in the registry only after its drain went
+    // through (retire, or the sidecar's): drained here. Not yet waiting for a request, its
+    // first answer is its last, as with any drain before the exchanges begin.
+    drain_exchanges(exchanges, client);
+  }
   if (http_mode) {
     exchanges.refused = [counters = metrics_.requests_by_class[0],
                          fault = metrics_.faults.caller_error] {

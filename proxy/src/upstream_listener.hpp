@@ -20,12 +20,15 @@
 // re-encoded per attempt and traceparent passed on unchanged.
 //
 // Ownership: shared. Each connection coroutine and the watch coroutine hold the
-// listener, so stop() (an upstream removed from the registration) closes the acceptor
-// and the watch while connections already open finish on their own.
+// listener, so stop() closes the acceptor and the watch while the connections already
+// open go on; retire() (an upstream removed from the registration) also drains them, as
+// a whole sidecar's drain would, and they end on their own: http mode between requests
+// at once, after the answer in hand otherwise; tcp mode at its natural end.
 //
-// Threads: start() and stop() on the consul executor (where the acceptor and the watch
-// live); connections run on the pool's io threads.
+// Threads: start(), stop() and retire() on the consul executor (where the acceptor and
+// the watch live); connections run on the pool's io threads.
 
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -52,7 +55,12 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
 
   // Binds the loopback port (throws if it cannot), starts the watch and accepting.
   void start(runtime::IoPool& pool);
+  // Stops accepting and the watch. Draining the open connections is the caller's (the
+  // whole sidecar's drain), or retire()'s.
   void stop();
+  // stop(), and drains this listener's own connections (the sidecar's other listeners
+  // go on): the upstream is no longer in the registration.
+  void retire();
 
   const UpstreamSpec& spec() const noexcept { return spec_; }
   std::uint16_t port() const noexcept { return port_; }
@@ -89,7 +97,9 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
   boost::asio::cancellation_signal stop_watch_;
   std::uint16_t port_ = 0;
-  bool stopped_ = false;
+  // Set by stop() (consul executor), read by connections as they begin (io threads): one
+  // that begins after a drain has gone through the registry drains itself.
+  std::atomic<bool> stopped_ = false;
   std::size_t next_thread_ = 0;  // accept_loop's round robin over the pool
   // http mode: one pooled client per io thread (index = pool executor), and the mTLS
   // set-up every connection to an endpoint uses.

@@ -12,6 +12,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
+#include <map>
+#include <string>
 
 #include "src/connection_registry.hpp"
 #include "src/pump.hpp"
@@ -178,6 +180,35 @@ TEST(ConnectionRegistry, CutOffClosesWhatIsStillOpenOnItsOwnExecutor) {
   EXPECT_EQ(drained.get(), 1u) << "one connection was cut off";
   EXPECT_TRUE(ended);
   EXPECT_EQ(registry.active(), 0u);
+}
+
+// An upstream removed from the registration drains its own connections and no other
+// listener's, each on its own executor; one that ends before its drain runs is skipped,
+// and one without a drain (tcp mode) is left alone.
+TEST(ConnectionRegistry, BeginDrainOfAListenerDrainsItsOwnConnectionsOnly) {
+  asio::io_context io;
+  ConnectionRegistry registry;
+  const int removed = 0, kept = 0;  // two listeners, by address
+  std::map<std::string, int> drains;
+  const auto enter = [&](const int* listener, std::string name) {
+    return registry.enter(
+        io.get_executor(), [] {}, [&drains, name] { ++drains[name]; }, listener);
+  };
+  const auto waiting = enter(&removed, "removed");
+  const auto other = enter(&kept, "kept");
+  auto ending = enter(&removed, "removed-then-ended");
+  const auto tcp = registry.enter(
+      io.get_executor(), [] {}, {}, &removed);
+  registry.begin_drain(&removed);
+  ending.reset();  // ends while its drain is posted, before it runs
+  io.run();
+  EXPECT_EQ(drains, (std::map<std::string, int>{{"removed", 1}})) << "only its own, still open";
+  EXPECT_EQ(registry.active(), 3u) << "a drain is a word to the connection, not a close";
+
+  registry.begin_drain();  // the whole sidecar's drain still reaches every connection
+  io.restart();
+  io.run();
+  EXPECT_EQ(drains, (std::map<std::string, int>{{"removed", 2}, {"kept", 1}}));
 }
 
 }  // namespace
