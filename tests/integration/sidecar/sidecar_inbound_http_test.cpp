@@ -4,6 +4,8 @@
 // B over pooled connections, naming the verified caller in x-coromesh-peer.
 #include <gtest/gtest.h>
 
+#include <boost/json/parse.hpp>
+
 #include "mesh_fixture.hpp"
 
 namespace coromesh::testing {
@@ -25,6 +27,7 @@ class SidecarInboundHttp : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto ports = free_ports(2);
+    b_public_ = ports[0];
     a_upstream_ = ports[1];
     b_sidecar_ = std::make_unique<SidecarProcess>(
         consul_, logs_.path(), "b-sidecar",
@@ -43,7 +46,7 @@ class SidecarInboundHttp : public ::testing::Test {
   ConsulAgent consul_;
   TempDir logs_{"coromesh-sidecar-test"};
   TaggedHttpServer b_{"b1"};
-  std::uint16_t a_upstream_ = 0;
+  std::uint16_t b_public_ = 0, a_upstream_ = 0;
   std::unique_ptr<SidecarProcess> b_sidecar_, a_sidecar_;
 };
 
@@ -102,6 +105,53 @@ TEST_F(SidecarInboundHttp, ADrainClosesAKeptAliveConnectionBetweenRequestsAtOnce
   const auto log = b_sidecar_->log_tail(64 * 1024);
   EXPECT_NE(log.find("event=service.shutdown.done cut_off=0 "), std::string::npos) << log;
   EXPECT_EQ(connection.request("GET", "/two").first, 0) << "closed by the drain";
+}
+
+// What the public listener cannot pass on safely, a caller with a valid Connect leaf
+// sending it straight to B's sidecar over mTLS (not through A's sidecar, which could
+// shape it): a Transfer-Encoding not ending in chunked (its body would be taken for a
+// request of its own) is answered 400, a header over 64 KiB 431, by the sidecar itself;
+// nothing reaches the service, and each refusal counts once as the caller's error,
+// answered locally.
+TEST_F(SidecarInboundHttp, RefusesRequestsItCannotPassOnAndCountsEachOnce) {
+  const auto leaf = boost::json::parse(consul_.api("GET", "/v1/agent/connect/ca/leaf/a").body);
+  const auto context = client_context(std::string(leaf.at("CertPEM").as_string()),
+                                      std::string(leaf.at("PrivateKeyPEM").as_string()));
+  const auto caller_errors = [&] {
+    return b_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                              {R"(listener="inbound")", R"(fault="caller_error")"});
+  };
+  const auto local_answers = [&] {
+    return b_sidecar_->metric("coromesh_sidecar_inbound_requests_total", {R"(code="local")"});
+  };
+  const int before = b_.requests();
+  ASSERT_EQ(caller_errors(), 0) << b_sidecar_->metrics();
+  ASSERT_EQ(local_answers(), 0) << b_sidecar_->metrics();
+
+  const auto malformed =
+      tls_exchange(b_public_, context.get(),
+                   "POST /a HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: gzip\r\n\r\n"
+                   "GET /smuggled HTTP/1.1\r\nHost: b\r\n\r\n",
+                   10s);
+  EXPECT_TRUE(malformed.starts_with("HTTP/1.1 400 ")) << malformed << b_sidecar_->log_tail();
+  EXPECT_EQ(caller_errors(), 1) << b_sidecar_->metrics();
+  EXPECT_EQ(local_answers(), 1) << b_sidecar_->metrics();
+
+  // Just over the limit, ending the request: the sidecar has read all of it when it
+  // answers, so its close cannot reset the connection before the answer is read.
+  std::string oversized = "GET /big HTTP/1.1\r\nHost: b\r\n";
+  while (oversized.size() < 64 * 1024 + 64) {
+    oversized += "a:b\r\n";
+  }
+  oversized += "\r\n";
+  const auto too_large = tls_exchange(b_public_, context.get(), oversized, 10s);
+  EXPECT_TRUE(too_large.starts_with("HTTP/1.1 431 "))
+      << too_large.substr(0, 200) << b_sidecar_->log_tail();
+  EXPECT_EQ(caller_errors(), 2) << b_sidecar_->metrics();
+  EXPECT_EQ(local_answers(), 2) << b_sidecar_->metrics();
+
+  EXPECT_EQ(b_.requests(), before) << "nothing passed on";
+  EXPECT_EQ(HttpConnection(a_upstream_).request("GET", "/after").first, 200);
 }
 
 }  // namespace
