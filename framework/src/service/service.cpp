@@ -542,6 +542,11 @@ Service::~Service() {
 }
 
 http::Router& Service::router() {
+  // The io threads read the routes without a lock once the service has started (and the
+  // per-route metrics are sized then): a route added later would race them.
+  if (impl_->started) {
+    throw std::logic_error("Service::route() after start(): the routes are fixed by then");
+  }
   return impl_->router;
 }
 metrics::MetricsRegistry& Service::metrics() {

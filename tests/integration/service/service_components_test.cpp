@@ -229,6 +229,13 @@ TEST(ServiceComponents, TheAgentClientIsThereWithoutSelfRegistration) {
                    asio::use_future)
                    .get();
   EXPECT_TRUE(found);
+  // The io threads read the routes without a lock from start() on: a route added then is
+  // refused, as serve() is, rather than racing them.
+  EXPECT_THROW(service.route(http::Verb::get, "/late", "late",
+                             [](http::RequestContext&) -> asio::awaitable<http::Response> {
+                               co_return http::make_text_response(http::Status::ok, "late");
+                             }),
+               std::logic_error);
   service.request_shutdown();
   EXPECT_EQ(service.wait(), 0);
 }

@@ -190,6 +190,7 @@ class Service {
   // coroutines there). Exists whether or not the service registers itself.
   consul::AgentClient& consul_agent();
 
+  // Before start() only (std::logic_error after it), as every route() and serve().
   http::Router& router();
   metrics::MetricsRegistry& metrics();
   QosMetrics& qos_metrics();
