@@ -11,6 +11,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -58,7 +59,8 @@ asio::awaitable<void> echo_accept(tcp::acceptor& acceptor, std::string tag) {
   }
 }
 
-asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<int>& requests) {
+asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<int>& requests,
+                               TaggedHttpServer::HeldRequests& held) {
   namespace bhttp = boost::beast::http;
   boost::beast::flat_buffer buffer;
   for (;;) {
@@ -81,6 +83,12 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
       asio::steady_timer slow(socket.get_executor(), std::chrono::seconds(2));
       co_await slow.async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    if (request.target().starts_with("/hold") && !held.released) {
+      asio::steady_timer hold(socket.get_executor(), std::chrono::seconds(30));
+      const auto waiting = held.waiting.insert(held.waiting.end(), &hold);
+      co_await hold.async_wait(asio::as_tuple(asio::use_awaitable));
+      held.waiting.erase(waiting);
+    }
     bhttp::response<bhttp::string_body> response(
         fail ? bhttp::status::service_unavailable : bhttp::status::ok, request.version());
     response.body() = tag + "|" + field("traceparent") + "|" + field("x-coromesh-deadline-ms") +
@@ -96,14 +104,15 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
 }
 
 asio::awaitable<void> http_accept(tcp::acceptor& acceptor, std::string tag,
-                                  std::atomic<int>& requests, std::atomic<int>& connections) {
+                                  std::atomic<int>& requests, std::atomic<int>& connections,
+                                  TaggedHttpServer::HeldRequests& held) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
     if (ec) {
       co_return;
     }
     ++connections;
-    asio::co_spawn(acceptor.get_executor(), http_one(std::move(socket), tag, requests),
+    asio::co_spawn(acceptor.get_executor(), http_one(std::move(socket), tag, requests, held),
                    asio::detached);
   }
 }
@@ -143,13 +152,22 @@ TaggedEchoServer::~TaggedEchoServer() {
 TaggedHttpServer::TaggedHttpServer(std::string tag)
     : tag_(std::move(tag)), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
   port_ = acceptor_.local_endpoint().port();
-  asio::co_spawn(io_, http_accept(acceptor_, tag_, requests_, connections_), asio::detached);
+  asio::co_spawn(io_, http_accept(acceptor_, tag_, requests_, connections_, held_), asio::detached);
   thread_ = std::thread([this] { io_.run(); });
 }
 
 TaggedHttpServer::~TaggedHttpServer() {
   io_.stop();
   thread_.join();
+}
+
+void TaggedHttpServer::release_held() {
+  asio::post(io_, [this] {
+    held_.released = true;
+    for (auto* waiting : held_.waiting) {
+      waiting->cancel();
+    }
+  });
 }
 
 struct HttpConnection::Impl {

@@ -9,8 +9,10 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,8 +50,9 @@ class TaggedEchoServer {
 // A plain HTTP/1.1 backend (keep-alive): GET/POST anything answers 200 with
 // "<tag>|<traceparent>|<x-coromesh-deadline-ms>|<x-coromesh-peer>" (empty fields when
 // absent), except paths starting /fail, answered 503, paths starting /slow, answered
-// after 2 s, and paths starting /drop, read and then closed without an answer. Counts
-// requests and connections. Own thread until destroyed.
+// after 2 s, paths starting /hold, answered once release_held() is called (30 s at most),
+// and paths starting /drop, read and then closed without an answer. Counts requests and
+// connections. Own thread until destroyed.
 class TaggedHttpServer {
  public:
   explicit TaggedHttpServer(std::string tag);
@@ -58,9 +61,19 @@ class TaggedHttpServer {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   int requests() const noexcept { return requests_.load(); }
   int connections() const noexcept { return connections_.load(); }
+  // Answers every /hold request held now, and any that comes later at once: a test
+  // decides when the backend answers instead of racing a fixed delay.
+  void release_held();
+
+  // The /hold requests waiting (on the server's thread only).
+  struct HeldRequests {
+    bool released = false;
+    std::list<boost::asio::steady_timer*> waiting;
+  };
 
  private:
   std::string tag_;
+  HeldRequests held_;  // before io_: the frames io_ destroys may point at it
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
