@@ -117,6 +117,9 @@ expect "welcome through the typed client" 200 \
 expect "welcome with a bad JSON body" 400 \
   '{"error":"invalid_field","reason":"JSON body field '"'"'name'"'"': expected a string"}' \
   -d '{"name":5}' "$welcome_url"
+expect "welcome without visit (a default initializer is not optional)" 400 \
+  '{"error":"missing_field","reason":"JSON body field '"'"'visit'"'"' is required"}' \
+  -d '{"name":"mesh"}' "$welcome_url"
 
 stop greeter-svc "$greeter_svc_pid"
 expect "welcome with greeter-svc stopped (fallback)" 200 \
