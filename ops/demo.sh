@@ -9,7 +9,7 @@
 #                        through Consul; returns once all are passing and scraped.
 #                        Running it again is safe (what runs is kept).
 #                        --nomad: the same topology as Nomad jobs (ops/nomad/) on a
-#                        `nomad agent -dev` (UI http://127.0.0.1:4646)
+#                        `nomad agent -dev` (HTTP API http://127.0.0.1:4646; this Nomad is built without its web UI)
 #                        --native: the C++ services Connect-native (no sidecars; they
 #                        find each other in Consul by name), mod-svc behind its sidecar,
 #                        the frontend on 127.0.0.1:8080 through an upstream-only sidecar
@@ -141,7 +141,7 @@ cmd_up() {
     "$COROMESH_ROOT/ops/nomad/run.sh" up --consul "$consul_addr" --frontend-port "$frontend_port" \
       --run-dir "$nomad_dir" >"$state/nomad-up.log" 2>&1 ||
       { tail -20 "$state/nomad-up.log" >&2; die "ops/nomad/run.sh up failed (log: $state/nomad-up.log)"; }
-    step_done "every allocation running, all passing in Consul (Nomad UI http://127.0.0.1:4646)"
+    step_done "every allocation running, all passing in Consul (Nomad API http://127.0.0.1:4646)"
   else
     echo "$runner" >"$state/mode"
     step "services and sidecars"

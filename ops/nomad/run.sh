@@ -270,7 +270,7 @@ cmd_up() {
   step_done "$instances allocations running, all checks passing, the frontend's sidecar sees every instance"
   cat <<MSG
 [nomad] frontend: http://$(cat "$run_dir/frontend.addr")/api/v1/compute
-[nomad] Nomad UI/API: $NOMAD_ADDR (e.g. NOMAD_ADDR=$NOMAD_ADDR $nomad job status $job_name)
+[nomad] Nomad API: $NOMAD_ADDR (e.g. NOMAD_ADDR=$NOMAD_ADDR $nomad job status $job_name)
 [nomad] task logs: $nomad alloc logs <alloc> service|sidecar; agent log: $run_dir/nomad.log
 MSG
 }
