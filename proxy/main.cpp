@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   connect::parse_balance_policy(config.balance, settings.balance);
   std::string admin_name = settings.proxy_name();
   try {
-    sidecar::validate(settings);
+    sidecar::validate(settings, config.consul_register);
     if (!settings.sidecar_for.empty()) {
       const auto registration =
           sidecar::find_proxy_registration(config, settings.sidecar_for, settings.proxy_id());

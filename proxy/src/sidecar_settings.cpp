@@ -174,7 +174,7 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
                       1, 16);
 }
 
-void validate(const SidecarSettings& s) {
+void validate(const SidecarSettings& s, bool self_registration) {
   if (!s.sidecar_for.empty()) {
     if (!s.service.empty() || s.register_proxy || !s.upstreams.empty() || s.listen.port != 0 ||
         s.inbound_mode != ListenerMode::tcp) {
@@ -191,6 +191,11 @@ void validate(const SidecarSettings& s) {
   // -service a -upstream b:9191` does: nothing to register, no local service to reach.
   if (s.listen.port != 0 && s.service_address.port == 0) {
     throw config::ConfigError("--service-addr: required with --listen");
+  }
+  if (s.register_proxy && !self_registration) {
+    throw config::ConfigError(
+        "--register and --no-consul-register contradict each other (--register is what "
+        "registers the standalone sidecar; leave it out to register nothing)");
   }
   if (s.register_proxy && s.listen.port == 0) {
     throw config::ConfigError("--register: needs --listen (the public port to register)");

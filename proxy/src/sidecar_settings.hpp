@@ -108,7 +108,9 @@ struct SidecarSettings {
 void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& settings);
 
 // Checks the combination after parsing; throws config::ConfigError naming the setting.
-void validate(const SidecarSettings& settings);
+// `self_registration` is the framework's --consul-register (false: --no-consul-register),
+// which --register would silently override in the standalone form.
+void validate(const SidecarSettings& settings, bool self_registration = true);
 
 }  // namespace coromesh::sidecar
 

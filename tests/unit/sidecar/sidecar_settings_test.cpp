@@ -76,6 +76,10 @@ TEST(SidecarSettings, RefusesBadUpstreamsAndIncompleteForms) {
   EXPECT_THROW(validate(with({"--upstream", "b:9000", "--upstream", "c:9000"})),
                config::ConfigError)
       << "one port, two listeners";
+  EXPECT_NO_THROW(validate(with({"--register"}), true));
+  EXPECT_NO_THROW(validate(with({}), false)) << "--no-consul-register alone: nothing registered";
+  EXPECT_THROW(validate(with({"--register"}), false), config::ConfigError)
+      << "--register with --no-consul-register: it used to register anyway";
   EXPECT_THROW(validate(parse({"-sidecar-for", "a-1", "--upstream", "b:1"})), config::ConfigError)
       << "both forms";
 }
