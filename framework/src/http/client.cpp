@@ -167,10 +167,11 @@ struct Client::Impl {
                                                     const std::string& label,
                                                     Clock::time_point deadline,
                                                     Clock::time_point start);
-  // Stream: beast::tcp_stream or ClientConnection::Tls.
+  // Stream: beast::tcp_stream or ClientConnection::Tls. `reused`: the connection carried
+  // an exchange before this one (its handshake is long done).
   template <class Stream>
   asio::awaitable<Attempt> exchange(Stream& stream, detail::ClientConnection& connection,
-                                    Request& request, const std::string& label,
+                                    Request& request, const std::string& label, bool reused,
                                     Clock::time_point deadline, Clock::time_point start);
 
   asio::any_io_executor executor;
@@ -233,7 +234,7 @@ template <class Stream>
 asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
                                                 detail::ClientConnection& connection,
                                                 Request& request, const std::string& label,
-                                                Clock::time_point deadline,
+                                                bool reused, Clock::time_point deadline,
                                                 Clock::time_point start) {
   Attempt attempt;
   auto failed = [&](ClientErrc errc, const std::string& why) {
@@ -332,9 +333,12 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
     co_return failed(ClientErrc::bad_response, "bad response: " + read_ec.message());
   }
   if (read_ec) {
-    if (!got_some && detail::is_tls_failure(read_ec)) {
+    if (!got_some && !reused && detail::is_tls_failure(read_ec)) {
       // A TLS 1.3 server checks our certificate after our side of the handshake is done:
-      // its refusal arrives as an alert in place of the response.
+      // its refusal arrives as an alert in place of the response. Only on a new
+      // connection: on a reused one the server accepted us long ago and the request was
+      // delivered, so a TLS failure there is a lost connection (the request may have been
+      // processed), never a request that did not leave (never_reached).
       co_return failed(ClientErrc::tls_handshake, "the server ended the TLS session: " +
                                                       detail::describe_tls_failure(read_ec));
     }
@@ -407,7 +411,7 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
     }
     auto attempt = co_await std::visit(
         [&](auto& stream) {
-          return impl_->exchange(stream, *connection, request, label, deadline, start);
+          return impl_->exchange(stream, *connection, request, label, reused, deadline, start);
         },
         connection->stream);
     if (attempt.response) {

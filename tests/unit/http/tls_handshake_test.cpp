@@ -12,6 +12,9 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
 
 #include "coromesh/http/tls.hpp"
 #include "tls_fixture.hpp"
@@ -257,6 +260,67 @@ TEST_F(HttpTls, ClientRefusesTls11EvenWhenItsContextAllowsIt) {
   auto to_old = destination(permissive(client_context(ca_.leaf("web")), 0), "api",
                             acceptor.local_endpoint().port());
   EXPECT_EQ(whoami_error(client, to_old).code(), ClientErrc::tls_handshake);
+}
+
+// A bare TLS server (outside http::Server) that answers the first request on its one
+// connection, then reads the second and, in place of its answer, sends bytes that are no
+// TLS record (a peer's TLS stack gone wrong): the client's read of that answer fails
+// with an OpenSSL error. `delivered` counts the requests it read.
+asio::awaitable<void> answer_once_then_break_tls(tcp::acceptor& acceptor,
+                                                 std::shared_ptr<ssl::context> context,
+                                                 int& delivered) {
+  auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+  ssl::stream<tcp::socket> stream(std::move(socket), *context);
+  co_await stream.async_handshake(ssl::stream_base::server, asio::use_awaitable);
+  boost::beast::flat_buffer buffer;
+  Request first;
+  co_await boost::beast::http::async_read(stream, buffer, first, asio::use_awaitable);
+  ++delivered;
+  Response answer{Status::ok, 11};
+  answer.body() = "first";
+  answer.keep_alive(true);
+  answer.prepare_payload();
+  co_await boost::beast::http::async_write(stream, answer, asio::use_awaitable);
+  Request second;
+  co_await boost::beast::http::async_read(stream, buffer, second, asio::use_awaitable);
+  ++delivered;
+  co_await asio::async_write(stream.next_layer(),
+                             asio::buffer(std::string_view("HTTP/1.1 200 OK\r\n\r\n")),
+                             asio::use_awaitable);
+  char byte = 0;
+  co_await stream.next_layer().async_read_some(asio::buffer(&byte, 1), use_tuple);
+}
+
+// Was: a TLS failure in place of the answer was always reported as tls_handshake, which
+// never_reached() counts as a request that never left (the typed client then gives a
+// served operation's retry back its freedom to send a POST again, and the endpoint's
+// outlier ejection records a connect failure). On a pooled connection the handshake was
+// done long ago and the request was delivered: its outcome is unknown, not unsent.
+TEST_F(HttpTls, ATlsFailureInPlaceOfAnAnswerOnAPooledConnectionIsNotAnUnsentRequest) {
+  tcp::acceptor acceptor(ioc_, {asio::ip::make_address("127.0.0.1"), 0});
+  int delivered = 0;
+  asio::co_spawn(ioc_,
+                 answer_once_then_break_tls(acceptor, server_context(ca_.leaf("api")), delivered),
+                 asio::detached);
+  Client client(ioc_.get_executor());
+  auto to = destination(client_context(ca_.leaf("web")), "api", acceptor.local_endpoint().port());
+  // Both calls in one run: between them the server waits for the second request.
+  auto [first, error] =
+      run(ioc_, [&]() -> asio::awaitable<std::pair<std::string, std::optional<ClientError>>> {
+        auto answer = co_await client.get(to, "/whoami", 5s);
+        try {
+          co_await client.get(to, "/whoami", 5s);
+        } catch (const ClientError& e) {
+          co_return std::pair{answer.body(), std::optional(e)};
+        }
+        co_return std::pair{answer.body(), std::optional<ClientError>()};
+      }());
+  EXPECT_EQ(first, "first");
+  ASSERT_TRUE(error) << "the second call succeeded";
+  EXPECT_EQ(delivered, 2) << "the second request did not reach the server";
+  EXPECT_EQ(client.connections_opened(), 1u);
+  EXPECT_NE(error->code(), ClientErrc::tls_handshake) << error->what();
+  EXPECT_FALSE(never_reached(error->code())) << error->what();
 }
 
 }  // namespace
