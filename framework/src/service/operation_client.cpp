@@ -63,9 +63,17 @@ std::string clipped(std::string_view text, std::size_t limit) {
 // marked unrepeatable as the request goes out, before the connect (a preemptive timeout may
 // cut this frame off mid-send, and the retry then decides before anything here runs again),
 // and the mark is taken back only when the request certainly never left.
+//
+// `deadline` (when set) goes on the request as what is left of it now, as the request goes
+// out: not before the waits for Consul's first answer or for this caller's own certificate,
+// whose time the callee does not have (qos/deadline.hpp).
 asio::awaitable<http::Response> send_marked(http::Client& client, const OperationRequest& request,
                                             http::Destination destination, http::Request message,
-                                            std::chrono::steady_clock::time_point until) {
+                                            std::chrono::steady_clock::time_point until,
+                                            qos::Deadline deadline) {
+  if (deadline.is_set()) {
+    message.set(std::string(qos::kDeadlineHeader), deadline.header_value());
+  }
   // Held by this frame, whatever the request is destroyed with.
   const std::shared_ptr<qos::UnrepeatableMarks> sent_within = request.sent_within;
   if (sent_within) {
@@ -159,7 +167,6 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
     if (deadline.expired()) {
       throw qos::QosRejected("deadline", qos::Reason::deadline_exceeded);
     }
-    message.set(std::string(qos::kDeadlineHeader), deadline.header_value());
     until = std::min(until, deadline.when());
   }
   if (!request.body.empty()) {
@@ -167,7 +174,8 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
     message.body() = request.body;
   }
   if (options_.discovered) {
-    co_await exchange_discovered(own, request, std::move(message), until, trail, read_body);
+    co_await exchange_discovered(own, request, std::move(message), until, deadline, trail,
+                                 read_body);
     co_return;
   }
   // Half the attempt's time at most, like discovery's wait below: a missing certificate is
@@ -177,8 +185,8 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
       options_.upstream.tls, now + (until - now) / 2,
       options_.upstream.host + ":" + std::to_string(options_.upstream.port));
   message.set(http::Field::host, options_.upstream.host);
-  http::Response response =
-      co_await send_marked(*own.client, request, options_.upstream, std::move(message), until);
+  http::Response response = co_await send_marked(*own.client, request, options_.upstream,
+                                                 std::move(message), until, deadline);
   if (response.result_int() / 100 != 2) {
     throw_remote_error(response);
   }
@@ -187,7 +195,7 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
 
 asio::awaitable<void> OperationTransport::exchange_discovered(
     PerExecutor& own, const OperationRequest& request, http::Request message,
-    std::chrono::steady_clock::time_point until, AttemptTrail& trail,
+    std::chrono::steady_clock::time_point until, qos::Deadline deadline, AttemptTrail& trail,
     const BodyReader& read_body) const {
   // Held by this frame: the upstream outlives the attempt even if the client's owner
   // dropped it meanwhile.
@@ -224,8 +232,8 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
   const auto started = std::chrono::steady_clock::now();
   std::exception_ptr failure;
   try {
-    http::Response response =
-        co_await send_marked(*own.client, request, destination, std::move(message), until);
+    http::Response response = co_await send_marked(*own.client, request, destination,
+                                                   std::move(message), until, deadline);
     if (response.result_int() / 100 != 2) {
       throw_remote_error(response);
     }

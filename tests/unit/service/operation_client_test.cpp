@@ -20,7 +20,9 @@
 #include <string>
 
 #include "../http/client_fixture.hpp"
+#include "coromesh/consul/agent_client.hpp"
 #include "coromesh/metrics/registry.hpp"
+#include "coromesh/service/discovered_upstream.hpp"
 #include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/operation.hpp"
 #include "coromesh/service/qos_metrics.hpp"
@@ -256,6 +258,108 @@ TEST(OperationClientOwnCertificate, ACancellationDuringTheWaitIsACancellation) {
   ASSERT_TRUE(end.error) << "the call succeeded";
   EXPECT_EQ(classify_service_fault(end.error).kind, qos::FaultClass::cancelled);
   EXPECT_EQ(setup.callee.connections(), 0);
+}
+
+// A Consul agent whose first answer about a service's instances (one: `callee`) comes
+// only after `delay`, as in a service's first moments; later queries block.
+class LateConsul final : public consul::AgentClient {
+ public:
+  LateConsul(http::Destination callee, std::chrono::milliseconds delay)
+      : callee_(std::move(callee)), delay_(delay) {}
+
+  Task<consul::QueryResult<std::vector<consul::ServiceInstance>>> health_service(
+      std::string name, bool, consul::QueryOptions) override {
+    asio::steady_timer wait(co_await asio::this_coro::executor,
+                            answered_ ? std::chrono::hours(1) : delay_);
+    co_await wait.async_wait(use_tuple);
+    if (answered_) {
+      throw std::runtime_error("blocked query ended");
+    }
+    answered_ = true;
+    co_return consul::QueryResult<std::vector<consul::ServiceInstance>>{
+        {{.node = "n1",
+          .id = name + "-1",
+          .name = name,
+          .address = callee_.host,
+          .port = callee_.port,
+          .status = consul::HealthStatus::passing}},
+        10};
+  }
+
+  Task<void> register_service(consul::ServiceRegistration) override { throw unexpected(); }
+  Task<void> deregister_service(std::string) override { throw unexpected(); }
+  Task<void> set_maintenance(std::string, bool, std::string) override { throw unexpected(); }
+  Task<void> update_ttl(std::string, consul::HealthStatus, std::string) override {
+    throw unexpected();
+  }
+  Task<std::optional<consul::AgentService>> agent_service(std::string) override {
+    throw unexpected();
+  }
+  Task<consul::QueryResult<std::vector<consul::ServiceInstance>>> health_connect(
+      std::string, bool, consul::QueryOptions) override {
+    throw unexpected();
+  }
+  Task<consul::QueryResult<std::optional<consul::KvEntry>>> kv_get(std::string,
+                                                                   consul::QueryOptions) override {
+    throw unexpected();
+  }
+  Task<bool> kv_put(std::string, std::string) override { throw unexpected(); }
+  Task<consul::QueryResult<consul::CaRoots>> connect_ca_roots(consul::QueryOptions) override {
+    throw unexpected();
+  }
+  Task<consul::QueryResult<consul::LeafCertificate>> connect_ca_leaf(
+      std::string, consul::QueryOptions) override {
+    throw unexpected();
+  }
+  Task<consul::AuthorizeResult> connect_authorize(std::string, std::string, std::string) override {
+    throw unexpected();
+  }
+
+ private:
+  static std::logic_error unexpected() { return std::logic_error("not scripted"); }
+  http::Destination callee_;
+  std::chrono::milliseconds delay_;
+  bool answered_ = false;
+};
+
+// Was: the attempt's remaining deadline went into `x-coromesh-deadline-ms` before the
+// call waited for Consul's first answer (up to half of it), so the callee was handed
+// time the caller had already spent: it went on working after the caller had given up.
+// The header says what is left when the request goes out (qos/deadline.hpp).
+TEST(OperationClientDeadline, TheHeaderLeavesOutTheWaitForDiscovery) {
+  asio::io_context io;
+  std::string header;
+  http::client_testing::TestServer callee(
+      io, [&header](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+        beast::flat_buffer buffer;
+        while (auto request = co_await http::client_testing::read_request(stream, buffer)) {
+          header = std::string((*request)[qos::kDeadlineHeader]);
+          const std::string answer = error_answer(200, "1");
+          co_await asio::async_write(stream, asio::buffer(answer), use_tuple);
+        }
+      });
+  LateConsul consul(callee.destination(), std::chrono::milliseconds(500));
+  auto upstream = std::make_shared<DiscoveredUpstream>(
+      consul,
+      DiscoveredUpstreamOptions{.service = "add-svc", .kind = connect::EndpointKind::plain});
+  asio::cancellation_signal stop_watch;
+  asio::co_spawn(
+      io, upstream->run(),
+      asio::bind_cancellation_slot(stop_watch.slot(), [&io](std::exception_ptr) { io.stop(); }));
+  OperationClient client(ask, io.get_executor(), {.discovered = upstream});
+  const Question question{.n = 1};
+  // Made before Consul is first asked: its answer comes 500 ms or more into these 2 s.
+  const CallContext parent{.deadline = qos::Deadline::after(std::chrono::milliseconds(2000))};
+  CallEnd end;
+  asio::co_spawn(io, client.execute(question, parent), [&](std::exception_ptr e, std::int64_t) {
+    end = {true, e};
+    stop_watch.emit(asio::cancellation_type::terminal);
+  });
+  io.run_for(std::chrono::seconds(10));
+  ASSERT_TRUE(end.done) << "the call did not end within 10s";
+  ASSERT_FALSE(end.error) << "the call failed";
+  ASSERT_FALSE(header.empty()) << "no deadline header";
+  EXPECT_LE(std::stoll(header), 1500) << "the callee was given the time spent waiting for Consul";
 }
 
 }  // namespace

@@ -144,7 +144,7 @@ class OperationTransport {
                                                    const OperationRequest& request,
                                                    http::Request message,
                                                    std::chrono::steady_clock::time_point until,
-                                                   AttemptTrail& trail,
+                                                   qos::Deadline deadline, AttemptTrail& trail,
                                                    const BodyReader& read_body) const;
   // Closes the idle connections to endpoints that `now` no longer has.
   void forget_departed(PerExecutor& own,
