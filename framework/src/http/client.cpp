@@ -307,7 +307,10 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   // or the read's when the read ended first (and stopped the write).
   const error_code send_ec = read.stopped_write ? read_ec : write_ec;
   if (!sent) {
-    attempt.closed_before_response = closed_before_response(send_ec);
+    // Only with nothing of an answer read: a callee that has begun to answer took the
+    // request, and the same one again may meet another answer (the race with an idle
+    // close never gets this far).
+    attempt.closed_before_response = !got_some && closed_before_response(send_ec);
   }
   auto failed_sending = [&] {
     return failed(ClientErrc::connection_closed,

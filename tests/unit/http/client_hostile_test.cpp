@@ -149,6 +149,48 @@ TEST_F(HttpClient, AnEarlyAnswerOnAPooledConnectionIsNotTakenForItsIdleClose) {
   EXPECT_EQ(server.connections(), 1) << "the upload was sent again";
 }
 
+// Reads a request's header only, starts an answer (its header and part of its body) and
+// closes with the request's body unread: the kernel resets the connection.
+asio::awaitable<void> answer_upload_partly_then_close(beast::tcp_stream& stream) {
+  beast::flat_buffer buffer;
+  beast::http::request_parser<beast::http::string_body> parser;
+  co_await beast::http::async_read_header(stream, buffer, parser, use_tuple);
+  const std::string start = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nstored";
+  co_await asio::async_write(stream, asio::buffer(start), use_tuple);
+  stream.socket().close();
+}
+
+// Was: with the write still going, a reset after part of the answer was taken for the
+// race with the callee's idle close (nothing of the answer seen), and the idempotent
+// upload went out again on a new connection. The callee had taken the request and
+// started answering it: a second one may meet another answer (a DELETE's 404, a
+// conditional PUT's 412) in place of the first one's, which was lost.
+TEST_F(HttpClient, APartialAnswerOnAPooledConnectionIsNeverFollowedByAResend) {
+  TestServer server(ioc_, [](beast::tcp_stream& stream, int n) -> asio::awaitable<void> {
+    if (n > 1) {
+      co_await refuse_upload_early(stream);  // the answer a second upload would meet
+      co_return;
+    }
+    beast::flat_buffer buffer;
+    auto request = co_await read_request(stream, buffer);
+    co_await write_response(stream, echo_target(*request));
+    co_await answer_upload_partly_then_close(stream);
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    co_await http.get(server.destination(), "/first", 5s);
+    try {
+      auto response = co_await http.send(server.destination(), large_upload(Verb::put),
+                                         Client::Clock::now() + 5s);
+      ADD_FAILURE() << "the upload was answered " << response.result_int() << " "
+                    << response.body();
+    } catch (const ClientError& e) {
+      EXPECT_EQ(e.code(), ClientErrc::connection_closed) << e.what();
+    }
+  });
+  EXPECT_EQ(server.connections(), 1) << "the upload was sent again";
+}
+
 // A callee that answers early (413 after the header) but neither reads the rest of the
 // body nor closes: the client's write stalls once the socket buffers are full. The answer
 // is complete all the same, and it is the call's (RFC 9112 §9.6: watch for it while
