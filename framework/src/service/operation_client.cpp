@@ -162,12 +162,15 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
                                               : std::string(request.path) + "?" + request.query,
                         11};
   message.set(http::kTraceParentHeader, http::make_traceparent(request.trace_id));
+  // The attempt's deadline, which the callee is told (send_marked); default_timeout only
+  // for a call without one. (A cap below the deadline would cut off, and charge with a
+  // timeout, a callee still within the time it was given.)
   auto until = std::chrono::steady_clock::now() + options_.default_timeout;
   if (deadline.is_set()) {
     if (deadline.expired()) {
       throw qos::QosRejected("deadline", qos::Reason::deadline_exceeded);
     }
-    until = std::min(until, deadline.when());
+    until = deadline.when();
   }
   if (!request.body.empty()) {
     message.set(http::Field::content_type, "application/json");

@@ -362,5 +362,43 @@ TEST(OperationClientDeadline, TheHeaderLeavesOutTheWaitForDiscovery) {
   EXPECT_LE(std::stoll(header), 1500) << "the callee was given the time spent waiting for Consul";
 }
 
+// Was: default_timeout, which is to bound a call without any deadline, also cut short a
+// call whose caller gave it more: the callee, told it had 2 s (the deadline header),
+// answered in 500 ms and was charged a timeout at 200 ms (its breaker's failure, its
+// outlier ejection, a retry).
+TEST(OperationClientDeadline, TheDefaultTimeoutBoundsOnlyACallWithoutADeadline) {
+  asio::io_context io;
+  http::client_testing::TestServer callee(
+      io, [](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+        beast::flat_buffer buffer;
+        co_await http::client_testing::read_request(stream, buffer);
+        co_await http::client_testing::sleep_for(std::chrono::milliseconds(500));
+        const std::string answer = error_answer(200, "7");
+        co_await asio::async_write(stream, asio::buffer(answer), use_tuple);
+      });
+  OperationClient client(
+      ask, io.get_executor(),
+      {.upstream = callee.destination(), .default_timeout = std::chrono::milliseconds(200)});
+  const Question question{.n = 1};
+  const CallContext parent{.deadline = qos::Deadline::after(std::chrono::seconds(5))};
+  CallEnd end;
+  std::int64_t answer = 0;
+  asio::co_spawn(io, client.execute(question, parent), [&](std::exception_ptr e, std::int64_t n) {
+    end = {true, e};
+    answer = n;
+    io.stop();
+  });
+  io.run_for(std::chrono::seconds(10));
+  ASSERT_TRUE(end.done) << "the call did not end within 10s";
+  if (end.error) {
+    try {
+      std::rethrow_exception(end.error);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "the call failed: " << e.what();
+    }
+  }
+  EXPECT_EQ(answer, 7);
+}
+
 }  // namespace
 }  // namespace coromesh
