@@ -19,6 +19,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <concepts>
+#include <exception>
 #include <string>
 #include <type_traits>
 
@@ -52,16 +53,32 @@ Arg bind_request(Verb method, const RequestContext& context) {
   return bind_json<Arg>(context.request.body());
 }
 
-// `f` is called as f(Arg) or f(Arg, RequestContext&) and returns awaitable<Result>.
+// Answers an exception that escaped the handler, or rethrows it (to the connection's own
+// handling: HttpError's status, else 500).
+using HandlerErrorAnswer = Response (*)(const std::exception_ptr& error);
+
+// `f` is called as f(Arg) or f(Arg, RequestContext&) and returns awaitable<Result>. With
+// `on_error`, what `f` throws is answered by it (binding errors are not: they are the
+// caller's 400 as always).
 template <class Arg, class F>
-Handler typed_handler(Verb method, F f) {
-  return [method, f = std::move(f)](RequestContext& context) -> boost::asio::awaitable<Response> {
+Handler typed_handler(Verb method, F f, HandlerErrorAnswer on_error = nullptr) {
+  return [method, f = std::move(f),
+          on_error](RequestContext& context) -> boost::asio::awaitable<Response> {
     Arg arg = bind_request<Arg>(method, context);
-    if constexpr (std::is_invocable_v<F&, Arg, RequestContext&>) {
-      co_return to_response(co_await f(std::move(arg), context));
-    } else {
-      co_return to_response(co_await f(std::move(arg)));
+    std::exception_ptr failure;
+    try {
+      if constexpr (std::is_invocable_v<F&, Arg, RequestContext&>) {
+        co_return to_response(co_await f(std::move(arg), context));
+      } else {
+        co_return to_response(co_await f(std::move(arg)));
+      }
+    } catch (...) {
+      if (on_error == nullptr) {
+        throw;
+      }
+      failure = std::current_exception();
     }
+    co_return on_error(failure);
   };
 }
 

@@ -108,24 +108,9 @@ class Service {
   // detail::dependency_error_response); it is upstream trouble, not this handler's bug.
   template <class Arg, class F>
   Service& route(http::Verb method, std::string_view path, std::string operation, F f) {
-    // http::typed_handler's body, with the dependency's errors answered: one coroutine
-    // frame per request, as there.
-    router().add(method, path, std::move(operation),
-                 [method, f = std::move(f)](
-                     http::RequestContext& context) -> boost::asio::awaitable<http::Response> {
-                   Arg arg = http::bind_request<Arg>(method, context);
-                   std::exception_ptr failure;
-                   try {
-                     if constexpr (std::is_invocable_v<F&, Arg, http::RequestContext&>) {
-                       co_return http::to_response(co_await f(std::move(arg), context));
-                     } else {
-                       co_return http::to_response(co_await f(std::move(arg)));
-                     }
-                   } catch (...) {
-                     failure = std::current_exception();
-                   }
-                   co_return detail::dependency_error_response(failure);
-                 });
+    router().add(
+        method, path, std::move(operation),
+        http::typed_handler<Arg>(method, std::move(f), &detail::dependency_error_response));
     return *this;
   }
   // Serves a declared operation with `fn(Arg)` or `fn(Arg, const CallContext&)`
