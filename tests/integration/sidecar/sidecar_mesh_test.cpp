@@ -38,6 +38,21 @@ class SidecarMesh : public ::testing::Test {
     return std::make_unique<SidecarProcess>(consul_, logs_.path(), log_name, args);
   }
 
+  // A's sidecar with an upstream to B's, each in front of its backend: the pair most
+  // tests here start from. `upstream` is A's listener for b.
+  struct Pair {
+    std::unique_ptr<SidecarProcess> b_sidecar, a_sidecar;
+    std::uint16_t upstream = 0;
+  };
+  Pair a_to_b(const TaggedEchoServer& a, const TaggedEchoServer& b) {
+    const auto ports = free_ports(3);
+    Pair pair{.b_sidecar = sidecar("b-sidecar", "b", b, ports[0]),
+              .a_sidecar = sidecar("a-sidecar", "a", a, ports[1],
+                                   {"--upstream", "b:" + std::to_string(ports[2])}),
+              .upstream = ports[2]};
+    return pair;
+  }
+
   ConsulAgent consul_;
   TempDir logs_{"coromesh-sidecar-test"};
 };
@@ -127,10 +142,7 @@ TEST_F(SidecarMesh, ReachesAnEndpointRegisteredUnderAHostName) {
 // denies A (which an operator would go and fix).
 TEST_F(SidecarMesh, ACallerConsulCouldNotDecideOnIsNotCountedAsDeniedByTheIntentions) {
   TaggedEchoServer a("a"), b("b1");
-  const auto ports = free_ports(3);
-  auto b_sidecar = sidecar("b-sidecar", "b", b, ports[0]);
-  auto a_sidecar =
-      sidecar("a-sidecar", "a", a, ports[1], {"--upstream", "b:" + std::to_string(ports[2])});
+  auto [b_sidecar, a_sidecar, upstream] = a_to_b(a, b);
   // A has B's endpoint and its own leaf, B its leaf; no connection yet, so B has no
   // decision about A to fall back on.
   ASSERT_TRUE(wait_until(
@@ -142,7 +154,7 @@ TEST_F(SidecarMesh, ACallerConsulCouldNotDecideOnIsNotCountedAsDeniedByTheIntent
       30s))
       << a_sidecar->log_tail() << b_sidecar->log_tail();
   consul_.stop();
-  EXPECT_EQ(exchange(ports[2], "ping", 5s), "") << "refused: nothing to go on";
+  EXPECT_EQ(exchange(upstream, "ping", 5s), "") << "refused: nothing to go on";
   EXPECT_TRUE(wait_until(
       [&] {
         return b_sidecar->metric(
@@ -162,11 +174,8 @@ TEST_F(SidecarMesh, ACallerConsulCouldNotDecideOnIsNotCountedAsDeniedByTheIntent
 
 TEST_F(SidecarMesh, ADenyIntentionRefusesNewConnectionsAndDeletingItRestoresThem) {
   TaggedEchoServer a("a"), b("b1");
-  const auto ports = free_ports(3);
-  auto b_sidecar = sidecar("b-sidecar", "b", b, ports[0]);
-  auto a_sidecar =
-      sidecar("a-sidecar", "a", a, ports[1], {"--upstream", "b:" + std::to_string(ports[2])});
-  ASSERT_TRUE(reaches(ports[2], {"b1"})) << a_sidecar->log_tail() << b_sidecar->log_tail();
+  auto [b_sidecar, a_sidecar, upstream] = a_to_b(a, b);
+  ASSERT_TRUE(reaches(upstream, {"b1"})) << a_sidecar->log_tail() << b_sidecar->log_tail();
 
   ASSERT_EQ(consul_
                 .api("PUT", "/v1/connect/intentions/exact?source=a&destination=b",
@@ -174,8 +183,8 @@ TEST_F(SidecarMesh, ADenyIntentionRefusesNewConnectionsAndDeletingItRestoresThem
                 .status,
             200);
   // The authorizer caches a decision for a second.
-  EXPECT_TRUE(wait_until([&] { return exchange(ports[2], "ping", 2s).empty(); }, 10s, 200ms));
-  EXPECT_EQ(exchange(ports[2], "ping", 2s), "") << "every new connection is refused";
+  EXPECT_TRUE(wait_until([&] { return exchange(upstream, "ping", 2s).empty(); }, 10s, 200ms));
+  EXPECT_EQ(exchange(upstream, "ping", 2s), "") << "every new connection is refused";
   EXPECT_GE(b_sidecar->metric("coromesh_sidecar_authorization_denials_total"), 2);
   EXPECT_GE(b_sidecar->metric("coromesh_sidecar_handshakes_total",
                               {R"(result="refused")", R"(reason="unauthorized")"}),
@@ -183,7 +192,7 @@ TEST_F(SidecarMesh, ADenyIntentionRefusesNewConnectionsAndDeletingItRestoresThem
 
   ASSERT_EQ(consul_.api("DELETE", "/v1/connect/intentions/exact?source=a&destination=b").status,
             200);
-  EXPECT_TRUE(reaches(ports[2], {"b1"}, 10s)) << b_sidecar->log_tail();
+  EXPECT_TRUE(reaches(upstream, {"b1"}, 10s)) << b_sidecar->log_tail();
 }
 
 TEST_F(SidecarMesh, TwoInstancesShareTheConnectionsRoundRobin) {
@@ -287,13 +296,10 @@ TEST_F(SidecarMesh, InteroperatesWithConsulConnectProxyBothWays) {
 // sidecars count the resumed handshakes, and the bytes still come from the right place.
 TEST_F(SidecarMesh, NewConnectionsToAnEndpointResumeItsLastTlsSession) {
   TaggedEchoServer a("a"), b("b1");
-  const auto ports = free_ports(3);
-  auto b_sidecar = sidecar("b-sidecar", "b", b, ports[0]);
-  auto a_sidecar =
-      sidecar("a-sidecar", "a", a, ports[1], {"--upstream", "b:" + std::to_string(ports[2])});
-  ASSERT_TRUE(reaches(ports[2], {"b1"})) << a_sidecar->log_tail() << b_sidecar->log_tail();
+  auto [b_sidecar, a_sidecar, upstream] = a_to_b(a, b);
+  ASSERT_TRUE(reaches(upstream, {"b1"})) << a_sidecar->log_tail() << b_sidecar->log_tail();
   for (int i = 0; i < 10; ++i) {
-    EXPECT_EQ(exchange(ports[2], "n" + std::to_string(i), 5s), "b1:n" + std::to_string(i));
+    EXPECT_EQ(exchange(upstream, "n" + std::to_string(i), 5s), "b1:n" + std::to_string(i));
   }
   const std::vector<std::string> resumed{R"(result="accepted")", R"(reason="resumed")"};
   EXPECT_GE(a_sidecar->metric("coromesh_sidecar_handshakes_total", resumed), 9)
