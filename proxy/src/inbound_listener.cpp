@@ -137,11 +137,7 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   // hand (before the exchanges begin, their first answer is the last one).
   ExchangeControl exchanges;
   if (target_.mode == ListenerMode::http) {
-    exchanges.refused = [local = metrics_.requests_by_class[0],
-                         fault = metrics_.faults.caller_error] {
-      local->Increment();
-      fault->Increment();
-    };
+    exchanges.refused = metrics_.refusal_counter();
   }
   const auto ticket = context_.connections.enter(
       executor,

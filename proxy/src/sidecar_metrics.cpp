@@ -133,6 +133,13 @@ void SidecarMetrics::handshake(const std::string& listener, std::string_view res
       .Increment();
 }
 
+std::function<void()> ListenerMetrics::refusal_counter() const {
+  return [local = requests_by_class[0], fault = faults.caller_error] {
+    local->Increment();
+    fault->Increment();
+  };
+}
+
 void SidecarMetrics::authorization_denied(std::string_view source) {
   denials_.Add({{"source", std::string(source)}}).Increment();
 }

@@ -38,6 +38,7 @@
 #include <prometheus/histogram.h>
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -70,6 +71,10 @@ struct ListenerMetrics {
   prometheus::Counter* retries = nullptr;
   prometheus::Histogram* request_duration = nullptr;
   FaultCounters faults;
+
+  // http mode: counts one request the sidecar refused as it came (ExchangeControl::refused):
+  // code="local", fault="caller_error".
+  std::function<void()> refusal_counter() const;
 };
 
 class SidecarMetrics {

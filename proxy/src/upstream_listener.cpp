@@ -278,11 +278,7 @@ asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thre
     drain_exchanges(exchanges, client);
   }
   if (http_mode) {
-    exchanges.refused = [counters = metrics_.requests_by_class[0],
-                         fault = metrics_.faults.caller_error] {
-      counters->Increment();
-      fault->Increment();
-    };
+    exchanges.refused = metrics_.refusal_counter();
     metrics_.active->Increment();
     metrics_.total->Increment();
     co_await (serve_http(client, thread, exchanges) || cut_off.async_wait(use_tuple));
