@@ -246,12 +246,6 @@ consul::ServiceRegistration Service::Impl::registration() const {
   check.interval = std::chrono::duration_cast<std::chrono::milliseconds>(config.check_interval);
   check.timeout = std::min<std::chrono::milliseconds>(check.interval, 5s);
   check.deregister_critical_service_after = 1min;
-  // Registered only once the server answers (and, native, once the leaf is here:
-  // keep_registered), which is all /health checks: passing from the start, rather than
-  // critical for up to an interval until Consul first runs the check, while discovery's
-  // ?passing answers leave the new instance out (and a served_by caller with no other
-  // instance fails).
-  check.initial_status = "passing";
   reg.check = check;
   for (const auto& shape : registration_shapers) {
     shape(reg);

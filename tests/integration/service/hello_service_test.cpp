@@ -116,17 +116,6 @@ TEST(HelloService, RegistersWithConsulAndPassesItsCheck) {
   std::cout << "[ consul ] " << hello.instance_id() << " registered and passing\n";
 }
 
-// A new instance is passing as soon as it is registered (it registers only once it
-// answers), not critical until Consul first runs its check, at a random moment within
-// the interval (here a minute): callers asking for ?passing instances see it at once.
-TEST(HelloService, IsPassingAsSoonAsItIsRegistered) {
-  ConsulAgent consul;
-  HelloService hello(&consul, {"--consul-check-interval", "60s"});
-  ASSERT_TRUE(wait_until([&] { return health_of(consul, "hello", false).size() == 1; }, 15s));
-  EXPECT_EQ(health_of(consul, "hello", true).size(), 1U)
-      << "registered, but left out of ?passing answers until its first check";
-}
-
 TEST(HelloService, ReRegistersAfterTheConsulAgentRestarts) {
   ConsulAgent consul;
   HelloService hello(&consul);

@@ -85,10 +85,6 @@ TEST(ConsulJsonCodec, EncodesARegistrationWithAnHttpCheck) {
   EXPECT_EQ(check.at("Interval"), "1000ms");
   EXPECT_EQ(check.at("Timeout"), "500ms");
   EXPECT_EQ(check.at("DeregisterCriticalServiceAfter"), "60000ms");
-  EXPECT_FALSE(check.contains("Status")) << "Consul's default, critical, unless asked";
-  registration.check =
-      HttpCheck{.url = "http://127.0.0.1:9001/health", .initial_status = "passing"};
-  EXPECT_EQ(json::parse(encode_registration(registration)).at("Check").at("Status"), "passing");
   EXPECT_FALSE(body.contains("Kind"));
   EXPECT_FALSE(body.contains("Proxy"));
 }

@@ -30,10 +30,6 @@ struct HttpCheck {
   std::string method;  // empty: GET
   // Consul removes the service after its check has been critical this long; unset: never.
   std::optional<std::chrono::milliseconds> deregister_critical_service_after;
-  // The status until Consul first runs the check, which it does at a random moment within
-  // the first interval: empty is Consul's default, critical. "passing" for a service that
-  // registers only once it answers, so that callers need not wait up to an interval.
-  std::string initial_status;
 };
 
 // The service reports itself with pass/warn/fail_ttl (check ID ttl_check_id(service_id))
