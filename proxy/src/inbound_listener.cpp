@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <variant>
 
+#include "accept_loop.hpp"
 #include "coromesh/connect/peer_serial.hpp"
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/connect/tls_session_cache.hpp"
@@ -93,23 +94,21 @@ void InboundListener::stop() {
 }
 
 asio::awaitable<void> InboundListener::accept_loop(runtime::IoPool& pool) {
-  for (;;) {
-    const std::size_t thread = next_thread_++ % pool.size();
-    auto [ec, socket] = co_await acceptor_->async_accept(pool.executor(thread), use_tuple);
-    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
-      co_return;
-    }
-    if (ec) {
-      // EMFILE and friends: keep the listener, and let the condition pass.
-      log::write_limited(log::Level::warn, "sidecar.inbound.accept_failed", "accept",
-                         {{"error", ec.message()}});
-      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
-      co_await pause.async_wait(use_tuple);
-      continue;
-    }
-    auto executor = socket.get_executor();
-    runtime::spawn(executor, serve(std::move(socket), thread), "sidecar.inbound.connection");
-  }
+  co_await accept_connections(*acceptor_, pool,
+                              {.admit =
+                                   [this](TcpSocket socket, std::size_t thread) {
+                                     auto executor = socket.get_executor();
+                                     runtime::spawn(executor, serve(std::move(socket), thread),
+                                                    "sidecar.inbound.connection");
+                                   },
+                               .failed =
+                                   [](const boost::system::error_code& error) {
+                                     // EMFILE and friends: keep the listener, and let the condition
+                                     // pass.
+                                     log::write_limited(log::Level::warn,
+                                                        "sidecar.inbound.accept_failed", "accept",
+                                                        {{"error", error.message()}});
+                                   }});
 }
 
 void InboundListener::refuse(std::string_view reason, std::string_view detail,

@@ -94,7 +94,6 @@ class InboundListener {
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
   HandshakeLimit handshakes_;  // --max-pending-handshakes
   std::uint16_t port_ = 0;
-  std::size_t next_thread_ = 0;  // accept_loop's round robin over the pool
   // http mode: one pooled client to the local service per io thread (index = executor).
   std::vector<std::unique_ptr<http::Client>> local_clients_;
 };

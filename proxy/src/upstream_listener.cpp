@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "accept_loop.hpp"
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/http/resolve.hpp"
 #include "coromesh/log/logger.hpp"
@@ -111,28 +112,24 @@ void UpstreamListener::retire() {
 }
 
 asio::awaitable<void> UpstreamListener::accept_loop(runtime::IoPool& pool) {
-  for (;;) {
-    const std::size_t thread = next_thread_++ % pool.size();
-    auto [ec, socket] = co_await acceptor_->async_accept(pool.executor(thread), use_tuple);
-    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
-      co_return;
-    }
-    if (ec) {
-      log::write_limited(log::Level::warn, "sidecar.upstream.accept_failed", spec_.service,
-                         {{"upstream", spec_.service}, {"error", ec.message()}});
-      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
-      co_await pause.async_wait(use_tuple);
-      continue;
-    }
-    auto executor = socket.get_executor();
-    runtime::spawn(
-        executor,
-        [](std::shared_ptr<UpstreamListener> self, TcpSocket client,
-           std::size_t on) -> asio::awaitable<void> {
-          co_await self->serve(std::move(client), on);
-        }(shared_from_this(), std::move(socket), thread),
-        "sidecar.upstream.connection");
-  }
+  co_await accept_connections(
+      *acceptor_, pool,
+      {.admit =
+           [this](TcpSocket client, std::size_t thread) {
+             auto executor = client.get_executor();
+             runtime::spawn(
+                 executor,
+                 [](std::shared_ptr<UpstreamListener> self, TcpSocket socket,
+                    std::size_t on) -> asio::awaitable<void> {
+                   co_await self->serve(std::move(socket), on);
+                 }(shared_from_this(), std::move(client), thread),
+                 "sidecar.upstream.connection");
+           },
+       .failed =
+           [this](const boost::system::error_code& error) {
+             log::write_limited(log::Level::warn, "sidecar.upstream.accept_failed", spec_.service,
+                                {{"upstream", spec_.service}, {"error", error.message()}});
+           }});
 }
 
 asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints(

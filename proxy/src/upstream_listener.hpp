@@ -100,7 +100,6 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
   // Set by stop() (consul executor), read by connections as they begin (io threads): one
   // that begins after a drain has gone through the registry drains itself.
   std::atomic<bool> stopped_ = false;
-  std::size_t next_thread_ = 0;  // accept_loop's round robin over the pool
   // http mode: one pooled client per io thread (index = pool executor), and the mTLS
   // set-up every connection to an endpoint uses.
   std::vector<std::unique_ptr<http::Client>> http_clients_;
