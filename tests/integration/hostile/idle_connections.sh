@@ -67,14 +67,18 @@ trap 'exit 130' INT TERM
 platform_start_consul "$work" 0
 consul_addr="$platform_consul_addr"
 read -r svc_port public_port admin_port ingress_admin upstream_port < <(free_ports 5 "$work/ports-given")
+# Consul's checks every 2 s, with a 2 s timeout: a connect whose SYN the flood's full
+# accept queue dropped is retried by the kernel after 1 s, which a 1 s check's 1 s timeout
+# would not wait for, taking the port out of the mesh until its next check.
+check_interval=2s
 
 proc_start "$work" mul-svc env COROMESH_SERVICE_NAME=mul-svc COROMESH_INSTANCE_ID=mul-svc-1 \
   COROMESH_BIND_ADDRESS=127.0.0.1 COROMESH_PORT="$svc_port" COROMESH_CONSUL_ADDR="$consul_addr" \
-  COROMESH_CONSUL_CHECK_INTERVAL=1s "$bin/mul-svc" --http-max-connections=12000 \
+  COROMESH_CONSUL_CHECK_INTERVAL="$check_interval" "$bin/mul-svc" --http-max-connections=12000 \
   --http-header-timeout=5s
 mul_pid=$proc_started
 proc_start "$work" mul-svc-sidecar "$bin/coromesh-sidecar" --consul "$consul_addr" \
-  --port "$admin_port" --consul-check-interval 1s --service mul-svc --service-id mul-svc-1 \
+  --port "$admin_port" --consul-check-interval "$check_interval" --service mul-svc --service-id mul-svc-1 \
   --service-addr "127.0.0.1:$svc_port" --listen "127.0.0.1:$public_port" --register \
   --handshake-timeout 5s
 sidecar_pid=$proc_started
