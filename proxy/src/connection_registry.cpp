@@ -42,47 +42,62 @@ std::unique_ptr<ConnectionRegistry::Ticket> ConnectionRegistry::enter(
   entry->drain = std::move(drain);
   entry->listener = listener;
   const std::lock_guard lock(mutex_);
-  entries_.push_front(std::move(entry));
+  entries_.push_front(entry);
+  // Accepted before the listener closed, entering after the drain began: ended as the
+  // connections already here were (they run once this coroutine next waits).
+  if (cut_) {
+    post_close(mutex_, entry);
+  } else if (draining_ && entry->drain) {
+    post_drain(entry);
+  }
   return std::make_unique<Ticket>(*this, entries_.begin());
 }
 
 std::size_t ConnectionRegistry::active() const {
   const std::lock_guard lock(mutex_);
-  return entries_.size();
+  return entries_.size() + admitted_.load();
+}
+
+void ConnectionRegistry::post_drain(std::shared_ptr<Entry> entry) {
+  auto executor = entry->executor;
+  // The registry outlives the io threads (sidecar_context.hpp); the entry is held here.
+  asio::post(executor, [this, entry = std::move(entry)] {
+    std::function<void()> drain;
+    {
+      const std::lock_guard lock(mutex_);
+      drain = entry->drain;
+    }
+    if (drain) {
+      drain();  // on the connection's own thread, while its frame still exists
+    }
+  });
 }
 
 void ConnectionRegistry::post_drains(const void* only) {
-  const std::lock_guard lock(mutex_);
   for (const auto& entry : entries_) {
     if (!entry->drain || (only != nullptr && entry->listener != only)) {
       continue;
     }
-    // The registry outlives the io threads (sidecar_context.hpp); the entry is held here.
-    asio::post(entry->executor, [this, entry] {
-      std::function<void()> drain;
-      {
-        const std::lock_guard lock(mutex_);
-        drain = entry->drain;
-      }
-      if (drain) {
-        drain();  // on the connection's own thread, while its frame still exists
-      }
-    });
+    post_drain(entry);
   }
 }
 
 void ConnectionRegistry::begin_drain() {
+  const std::lock_guard lock(mutex_);  // one step: an entry is drained here or by enter()
+  draining_ = true;
   post_drains(nullptr);
 }
 
 void ConnectionRegistry::begin_drain(const void* listener) {
   if (listener != nullptr) {
+    const std::lock_guard lock(mutex_);
     post_drains(listener);
   }
 }
 
 std::size_t ConnectionRegistry::cut_off() {
   const std::lock_guard lock(mutex_);
+  cut_ = true;
   for (const auto& entry : entries_) {
     post_close(mutex_, entry);
   }

@@ -16,9 +16,16 @@
 // the registry (the Sidecar's, which outlives the io threads) and never to a listener,
 // which may be gone by the time it runs.
 //
-// Threads: enter(), active(), begin_drain() and cut_off() from any thread; a Ticket is
-// destroyed on the connection's executor.
+// A connection accepted but not yet entered (its coroutine is posted to its io thread)
+// holds an Admission, taken by the accept loop: drain() waits for it as for an entered
+// one, and one that enters after begin_drain() or cut_off() is drained or closed as if it
+// had been there. Without it, a connection accepted just before the listener closed
+// could enter after the drain had found none left, and be torn down with the io threads.
+//
+// Threads: admit(), enter(), active(), begin_drain() and cut_off() from any thread; a
+// Ticket is destroyed on the connection's executor, an Admission on any thread.
 
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
@@ -27,6 +34,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 namespace coromesh::sidecar {
 
@@ -52,6 +60,28 @@ class ConnectionRegistry {
   };
 
  public:
+  // Held from the accept until the connection has entered (release()) or its coroutine
+  // is gone without entering (destruction).
+  class Admission {
+   public:
+    explicit Admission(ConnectionRegistry& registry) : registry_(&registry) {
+      registry_->admitted_.fetch_add(1);
+    }
+    Admission(Admission&& other) noexcept : registry_(std::exchange(other.registry_, nullptr)) {}
+    Admission& operator=(Admission&&) = delete;
+    Admission(const Admission&) = delete;
+    Admission& operator=(const Admission&) = delete;
+    ~Admission() { release(); }
+    void release() noexcept {
+      if (registry_ != nullptr) {
+        std::exchange(registry_, nullptr)->admitted_.fetch_sub(1);
+      }
+    }
+
+   private:
+    ConnectionRegistry* registry_;
+  };
+
   class Ticket {
    public:
     Ticket(ConnectionRegistry& registry, std::list<std::shared_ptr<Entry>>::iterator entry)
@@ -65,16 +95,21 @@ class ConnectionRegistry {
     std::list<std::shared_ptr<Entry>>::iterator entry_;
   };
 
+  // A connection just accepted, not yet entered (see Admission).
+  [[nodiscard]] Admission admit() { return Admission(*this); }
+
   // `close` must close the connection's sockets; it is called on `executor` only while
   // the returned ticket lives. So is `drain`, if given, once begin_drain() is called (or
   // begin_drain(listener) with the `listener` given here). A connection that enters after
-  // that is not drained by it: an upstream listener's sees that its listener has stopped
-  // and drains itself (UpstreamListener::serve); any other is cut off at the grace.
+  // begin_drain() is drained at once, after cut_off() closed at once; one that enters
+  // after begin_drain(listener) is not drained by it: an upstream listener's sees that its
+  // listener has stopped and drains itself (UpstreamListener::serve).
   [[nodiscard]] std::unique_ptr<Ticket> enter(boost::asio::any_io_executor executor,
                                               std::function<void()> close,
                                               std::function<void()> drain = {},
                                               const void* listener = nullptr);
 
+  // Connections entered and not yet ended, or admitted and not yet entered.
   std::size_t active() const;
 
   // The drain begins (the listeners are closed): calls each open connection's `drain`, on
@@ -95,11 +130,17 @@ class ConnectionRegistry {
 
  private:
   // Posts the `drain` of every entry that came through `only`, or of every entry when
-  // `only` is null.
+  // `only` is null. With mutex_ held.
   void post_drains(const void* only);
+  // Posts `entry`'s drain to its executor, where it runs if the connection is still open.
+  // With mutex_ held.
+  void post_drain(std::shared_ptr<Entry> entry);
 
   mutable std::mutex mutex_;
   std::list<std::shared_ptr<Entry>> entries_;
+  bool draining_ = false;  // begin_drain() was called
+  bool cut_ = false;       // cut_off() was called
+  std::atomic<std::size_t> admitted_{0};
 };
 
 }  // namespace coromesh::sidecar

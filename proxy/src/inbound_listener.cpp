@@ -94,21 +94,17 @@ void InboundListener::stop() {
 }
 
 asio::awaitable<void> InboundListener::accept_loop(runtime::IoPool& pool) {
-  co_await accept_connections(*acceptor_, pool,
-                              {.admit =
-                                   [this](TcpSocket socket, std::size_t thread) {
-                                     auto executor = socket.get_executor();
-                                     runtime::spawn(executor, serve(std::move(socket), thread),
-                                                    "sidecar.inbound.connection");
-                                   },
-                               .failed =
-                                   [](const boost::system::error_code& error) {
-                                     // EMFILE and friends: keep the listener, and let the condition
-                                     // pass.
-                                     log::write_limited(log::Level::warn,
-                                                        "sidecar.inbound.accept_failed", "accept",
-                                                        {{"error", error.message()}});
-                                   }});
+  const auto admit = [this](TcpSocket socket, std::size_t thread) {
+    auto executor = socket.get_executor();
+    runtime::spawn(executor, serve(std::move(socket), thread, context_.connections.admit()),
+                   "sidecar.inbound.connection");
+  };
+  // EMFILE and friends: keep the listener, and let the condition pass.
+  const auto failed = [](const boost::system::error_code& error) {
+    log::write_limited(log::Level::warn, "sidecar.inbound.accept_failed", "accept",
+                       {{"error", error.message()}});
+  };
+  co_await accept_connections(*acceptor_, pool, {.admit = admit, .failed = failed});
 }
 
 void InboundListener::refuse(std::string_view reason, std::string_view detail,
@@ -118,7 +114,8 @@ void InboundListener::refuse(std::string_view reason, std::string_view detail,
                      {{"reason", reason}, {"peer", peer}, {"detail", detail}});
 }
 
-asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t thread) {
+asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t thread,
+                                             ConnectionRegistry::Admission admission) {
   const auto executor = co_await asio::this_coro::executor;
   const auto& settings = context_.settings;
   const std::string peer_address = remote_of(socket);
@@ -153,6 +150,7 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
         }
       })
                                          : nullptr);
+  admission.release();
   {
     // Nothing of TLS is set up before the client's first byte: an SSL object in its
     // handshake holds ~45 KiB, and 10 000 connections that never send a ClientHello made

@@ -73,7 +73,8 @@ class InboundListener {
 
  private:
   boost::asio::awaitable<void> accept_loop(runtime::IoPool& pool);
-  boost::asio::awaitable<void> serve(TcpSocket socket, std::size_t thread);
+  boost::asio::awaitable<void> serve(TcpSocket socket, std::size_t thread,
+                                     ConnectionRegistry::Admission admission);
   // tcp mode: the local connection and the pumps.
   boost::asio::awaitable<void> pipe_to_local(TlsStream& tls, TcpSocket& local);
   // http mode (inbound_http.cpp): requests of one verified caller until it closes (or a

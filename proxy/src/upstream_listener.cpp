@@ -112,24 +112,21 @@ void UpstreamListener::retire() {
 }
 
 asio::awaitable<void> UpstreamListener::accept_loop(runtime::IoPool& pool) {
-  co_await accept_connections(
-      *acceptor_, pool,
-      {.admit =
-           [this](TcpSocket client, std::size_t thread) {
-             auto executor = client.get_executor();
-             runtime::spawn(
-                 executor,
-                 [](std::shared_ptr<UpstreamListener> self, TcpSocket socket,
-                    std::size_t on) -> asio::awaitable<void> {
-                   co_await self->serve(std::move(socket), on);
-                 }(shared_from_this(), std::move(client), thread),
-                 "sidecar.upstream.connection");
-           },
-       .failed =
-           [this](const boost::system::error_code& error) {
-             log::write_limited(log::Level::warn, "sidecar.upstream.accept_failed", spec_.service,
-                                {{"upstream", spec_.service}, {"error", error.message()}});
-           }});
+  const auto admit = [this](TcpSocket client, std::size_t thread) {
+    auto executor = client.get_executor();
+    runtime::spawn(
+        executor,
+        [](std::shared_ptr<UpstreamListener> self, TcpSocket socket, std::size_t on,
+           ConnectionRegistry::Admission admission) -> asio::awaitable<void> {
+          co_await self->serve(std::move(socket), on, std::move(admission));
+        }(shared_from_this(), std::move(client), thread, context_.connections.admit()),
+        "sidecar.upstream.connection");
+  };
+  const auto failed = [this](const boost::system::error_code& error) {
+    log::write_limited(log::Level::warn, "sidecar.upstream.accept_failed", spec_.service,
+                       {{"upstream", spec_.service}, {"error", error.message()}});
+  };
+  co_await accept_connections(*acceptor_, pool, {.admit = admit, .failed = failed});
 }
 
 asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints(
@@ -243,7 +240,8 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
   co_return std::nullopt;
 }
 
-asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thread) {
+asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thread,
+                                              ConnectionRegistry::Admission admission) {
   const auto executor = co_await asio::this_coro::executor;
   set_no_delay(client);
   // In the drain's registry from the accept on, whatever the connection is waiting for:
@@ -268,6 +266,7 @@ asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thre
           ? std::function<void()>([&exchanges, &client] { drain_exchanges(exchanges, client); })
           : nullptr,
       this);
+  admission.release();
   if (http_mode && stopped_) {
     // Accepted before the listener stopped, in the registry only after its drain went
     // through (retire, or the sidecar's): drained here. Not yet waiting for a request, its

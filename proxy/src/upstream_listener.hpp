@@ -72,7 +72,8 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
   struct Connected;
 
   boost::asio::awaitable<void> accept_loop(runtime::IoPool& pool);
-  boost::asio::awaitable<void> serve(TcpSocket client, std::size_t thread);
+  boost::asio::awaitable<void> serve(TcpSocket client, std::size_t thread,
+                                     ConnectionRegistry::Admission admission);
   // http mode (upstream_http.cpp): requests of one client connection, on io thread
   // `thread`, until it closes or idles (or a drain ends it through `control`).
   boost::asio::awaitable<void> serve_http(TcpSocket& client, std::size_t thread,

@@ -13,6 +13,8 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "src/connection_registry.hpp"
@@ -209,6 +211,56 @@ TEST(ConnectionRegistry, BeginDrainOfAListenerDrainsItsOwnConnectionsOnly) {
   io.restart();
   io.run();
   EXPECT_EQ(drains, (std::map<std::string, int>{{"removed", 2}, {"kept", 1}}));
+}
+
+// A connection accepted just before the listener closed enters after the drain began
+// (its coroutine was posted to its io thread): it is drained as the others were, and
+// after the cut-off closed at once, instead of serving on until the io threads stop.
+TEST(ConnectionRegistry, AConnectionEnteringAfterTheDrainBeganIsEndedAsTheOthersWere) {
+  asio::io_context io;
+  ConnectionRegistry registry;
+  int drained = 0, closed = 0;
+  registry.begin_drain();
+  const auto late = registry.enter(
+      io.get_executor(), [&] { ++closed; }, [&] { ++drained; });
+  EXPECT_EQ(drained, 0) << "posted to its executor, never run inside enter()";
+  io.run();
+  EXPECT_EQ(drained, 1);
+  EXPECT_EQ(registry.cut_off(), 1u);
+  const auto later = registry.enter(
+      io.get_executor(), [&] { ++closed; }, [&] { ++drained; });
+  io.restart();
+  io.run();
+  EXPECT_EQ(closed, 2) << "the one cut off, and the one entering after the cut-off";
+}
+
+// drain() counts a connection from its accept on: one whose coroutine has not entered
+// yet is waited for, not left to be torn down with the io threads.
+TEST(ConnectionRegistry, DrainWaitsForAConnectionAcceptedButNotYetEntered) {
+  asio::io_context io;
+  ConnectionRegistry registry;
+  auto admission = std::make_optional(registry.admit());
+  EXPECT_EQ(registry.active(), 1u);
+  bool entered = false, drain_ended_before_the_entry = false;
+  asio::steady_timer arrives(io, 100ms);
+  std::unique_ptr<ConnectionRegistry::Ticket> ticket;
+  arrives.async_wait([&](auto) {
+    ticket = registry.enter(
+        io.get_executor(), [] {}, [&] { ticket.reset(); });
+    admission->release();
+    entered = true;
+  });
+  asio::co_spawn(io, registry.drain(std::chrono::steady_clock::now() + 5s),
+                 [&](std::exception_ptr, std::size_t cut) {
+                   drain_ended_before_the_entry = !entered;
+                   EXPECT_EQ(cut, 0u) << "the late connection was drained, not cut off";
+                 });
+  registry.begin_drain();
+  io.run();
+  EXPECT_FALSE(drain_ended_before_the_entry);
+  EXPECT_EQ(registry.active(), 0u);
+  admission.reset();
+  EXPECT_EQ(registry.active(), 0u) << "a released admission counts once";
 }
 
 }  // namespace
