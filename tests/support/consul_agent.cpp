@@ -32,6 +32,9 @@ ConsulAgent::ConsulAgent(ConsulAgentOptions options) : options_(options) {
     management_token_ = random_uuid();
     write_acl_config();
   }
+  if (!options_.extra_config.empty()) {
+    write_extra_config();
+  }
   // A port found free can be taken by another test (or an outgoing connection) before the
   // agent binds it: that start is retried on new ports; any other failure is reported.
   constexpr int kAttempts = 4;
@@ -78,6 +81,14 @@ void ConsulAgent::write_acl_config() const {
   }
 }
 
+void ConsulAgent::write_extra_config() const {
+  std::ofstream out(dir_.path() / "extra.hcl");
+  out << options_.extra_config << '\n';
+  if (!out.flush()) {
+    throw std::runtime_error("cannot write " + (dir_.path() / "extra.hcl").string());
+  }
+}
+
 void ConsulAgent::start() {
   auto binary = consul_binary();
   auto log = dir_.path() / ("consul-" + std::to_string(generation_++) + ".log");
@@ -99,6 +110,9 @@ void ConsulAgent::start() {
                                 "-log-level=warn"};
   if (options_.acl) {
     argv.push_back("-config-file=" + (dir_.path() / "acl.hcl").string());
+  }
+  if (!options_.extra_config.empty()) {
+    argv.push_back("-config-file=" + (dir_.path() / "extra.hcl").string());
   }
   process_ = std::make_unique<ChildProcess>(argv, log);
 

@@ -33,6 +33,9 @@ struct ConsulPorts {
 
 struct ConsulAgentOptions {
   bool acl = false;
+  // More agent configuration (HCL), e.g. "limits { http_max_conns_per_client = 8 }" for
+  // an agent that answers 429 to a client past its connection limit.
+  std::string extra_config;
 };
 
 class ConsulAgent {
@@ -67,6 +70,7 @@ class ConsulAgent {
   void start();
 
   void write_acl_config() const;
+  void write_extra_config() const;
 
   ConsulAgentOptions options_;
   TempDir dir_{"coromesh-consul"};

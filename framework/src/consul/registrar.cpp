@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <utility>
+#include <variant>
 
 #include "coromesh/consul/backoff.hpp"
 #include "coromesh/log/logger.hpp"
@@ -90,7 +91,9 @@ asio::awaitable<void> Registrar::keep() {
     co_return;
   }
   Backoff outage_probe(options_.outage_probe_initial, options_.outage_probe_max);
+  bool hold_query = true;
   for (;;) {
+    bool query_failed = false;
     if (resync_failures_ > 0) {
       // The agent stopped answering: probe it often, so that a restarted agent gets the
       // registration back soon after it answers again (resync() re-registers).
@@ -100,7 +103,12 @@ asio::awaitable<void> Registrar::keep() {
       outage_probe.reset();
       // The resync tick, an update() (it cancels wake_), or the agent losing us.
       wake_->expires_after(options_.resync_interval);
-      co_await (wake_->async_wait(use_tuple) || registration_lost());
+      if (hold_query) {
+        auto woken = co_await (wake_->async_wait(use_tuple) || registration_lost());
+        query_failed = woken.index() == 1 && std::get<1>(woken) == Lost::query_failed;
+      } else {
+        co_await wake_->async_wait(use_tuple);
+      }
     }
     // (An update() waiting to be sent goes at once.)
     bool stop = co_await cancelled();
@@ -108,6 +116,12 @@ asio::awaitable<void> Registrar::keep() {
       co_return;
     }
     co_await resync();
+    // A blocking query that failed while the agent answers the resync would fail again at
+    // once (an agent at its per-client connection limit answers the query's own new
+    // connection with 429): holding it again would loop on the agent. Until the next
+    // tick, the tick alone does the checking; an agent that went away fails the resync
+    // too, and the outage probes then lead back to the blocking query.
+    hold_query = !(query_failed && resync_failures_ == 0);
   }
 }
 
@@ -198,7 +212,7 @@ asio::awaitable<void> Registrar::resync() {
   }
 }
 
-asio::awaitable<void> Registrar::registration_lost() {
+asio::awaitable<Registrar::Lost> Registrar::registration_lost() {
   std::string hash;  // empty: the first query answers at once, with the current hash
   for (;;) {
     HashQueryResult<std::optional<AgentService>> answer;
@@ -206,10 +220,10 @@ asio::awaitable<void> Registrar::registration_lost() {
       answer = co_await consul_.agent_service_blocking(
           service_id_, {.hash = hash, .wait = options_.resync_interval});
     } catch (const std::exception&) {
-      co_return;  // the agent went away (or the call was cancelled): check now
+      co_return Lost::query_failed;  // the agent went away (or the call was cancelled)
     }
     if (!answer.value) {
-      co_return;  // the agent no longer has it: re-register now
+      co_return Lost::gone;  // the agent no longer has it: re-register now
     }
     if (answer.hash.empty()) {
       // The agent cannot hold this query: leave it to the resync tick, which `||` in
@@ -217,7 +231,7 @@ asio::awaitable<void> Registrar::registration_lost() {
       asio::steady_timer never(co_await asio::this_coro::executor,
                                asio::steady_timer::time_point::max());
       co_await never.async_wait(use_tuple);
-      co_return;
+      co_return Lost::query_failed;
     }
     hash = std::move(answer.hash);
   }

@@ -86,8 +86,9 @@ inline asio::awaitable<void> off_loop(std::function<void()> blocking) {
 
 class ConsulIntegration : public ::testing::Test {
  protected:
-  ConsulIntegration()
-      : agent_(ioc_.get_executor(),
+  explicit ConsulIntegration(coromesh::testing::ConsulAgentOptions options = {})
+      : consul_(std::move(options)),
+        agent_(ioc_.get_executor(),
                {.address = consul_.http_address(), .request_timeout = std::chrono::seconds(2)}) {}
 
   // Runs a test body until it returns; a body still running after `limit` fails the test.

@@ -142,5 +142,48 @@ TEST_F(RegistrarIntegration, ARejectedRegistrationStopsRunWithTheReason) {
   }
 }
 
+// An agent at its per-client connection limit (limits.http_max_conns_per_client) answers
+// a new connection with 429 and closes it, while the connection it already serves keeps
+// working. The registrar's blocking query on its registration needs a connection of its
+// own: it fails at once, the resync that follows succeeds on the pooled connection, and
+// the registrar must then leave the checking to its resync tick, not hold the failing
+// query again at once, over and over.
+class ConnectionLimitedAgent : public ConsulIntegration {
+ protected:
+  ConnectionLimitedAgent()
+      : ConsulIntegration({.extra_config = "limits { http_max_conns_per_client = 1 }"}) {}
+
+  std::uint64_t requests() const {
+    std::uint64_t total = 0;
+    for (const auto count : agent_.request_counts()) {
+      total += count;
+    }
+    return total;
+  }
+};
+
+TEST_F(ConnectionLimitedAgent, ABlockingQueryTheAgentRefusesDoesNotMakeTheRegistrarSpin) {
+  ServiceRegistration web{.id = "it-limited-1", .name = "it-limited", .port = 7013};
+  Registrar registrar(agent_, web,
+                      {.resync_interval = 60s, .retry_initial = 50ms, .retry_max = 500ms});
+  run([&]() -> asio::awaitable<void> {
+    RunningRegistrar running(ioc_, registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 5s));
+    const auto after_registration = requests();
+    co_await sleep_for(1s);  // the registrar's traffic while nothing changes
+    const auto calls = requests() - after_registration;
+    std::cout << "[ consul ] " << calls << " calls to the agent in 1s after registering (";
+    for (std::size_t i = 0; i < kRequestOutcomes; ++i) {
+      std::cout << (i == 0 ? "" : " ") << to_string(static_cast<RequestOutcome>(i)) << '='
+                << agent_.request_counts()[i];
+    }
+    std::cout << ")\n";
+    EXPECT_LT(calls, 20u) << "the registrar keeps calling an agent that has nothing new";
+    co_await registrar.shutdown();
+    EXPECT_TRUE(running.finished);
+    EXPECT_FALSE(running.error);
+  }());
+}
+
 }  // namespace
 }  // namespace coromesh::consul

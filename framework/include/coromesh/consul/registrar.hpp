@@ -83,9 +83,13 @@ class Registrar {
   boost::asio::awaitable<void> keep();
   boost::asio::awaitable<bool> register_with_retry();
   boost::asio::awaitable<void> resync();
+  enum class Lost : std::uint8_t {
+    gone,          // the agent answered that it does not hold the registration
+    query_failed,  // the query failed: the agent may be gone, or refuses the query
+  };
   // Returns when the agent says the registration is gone or changed, or cannot be asked;
   // never when the agent cannot block on the query (the resync tick then does the work).
-  boost::asio::awaitable<void> registration_lost();
+  boost::asio::awaitable<Lost> registration_lost();
   boost::asio::awaitable<void> bounded_step(std::string step_name,
                                             boost::asio::awaitable<void> step);
 
