@@ -46,4 +46,8 @@ ConsulError::ConsulError(std::string request, int status, std::string_view body,
       status_(status),
       body_(excerpt(body)) {}
 
+bool ConsulError::caller_fault() const noexcept {
+  return status_ >= 400 && status_ < 500 && status_ != 429;
+}
+
 }  // namespace coromesh::consul

@@ -142,7 +142,7 @@ asio::awaitable<bool> Registrar::register_with_retry() {
                                       {"attempts", backoff.failures() + 1}});
       co_return true;
     } catch (const ConsulError& e) {
-      if (e.status() >= 400 && e.status() < 500) {
+      if (e.caller_fault()) {
         log::error("consul.register.rejected", {{"id", service_id_}, {"error", e.what()}});
         fatal_ = std::current_exception();
         co_return false;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/ip/tcp.hpp>
+
 #include "consul_test_fixture.hpp"
 #include "coromesh/log/logger.hpp"
 
@@ -161,6 +163,33 @@ class ConnectionLimitedAgent : public ConsulIntegration {
     return total;
   }
 };
+
+// Another client holding the one connection the agent allows: the agent answers 429 Too
+// Many Requests, an agent too busy for us right now, not a refusal of the registration.
+// The registrar waits for it with backoff as for an agent not up yet; it must not end
+// run() as if the registration itself were invalid (the service would exit).
+TEST_F(ConnectionLimitedAgent, A429IsWaitedOutNotTakenForARejectedRegistration) {
+  asio::ip::tcp::socket other(ioc_);
+  other.connect({asio::ip::make_address("127.0.0.1"), consul_.http_port()});
+  // Once the agent counts that connection, it refuses the next one.
+  ASSERT_TRUE(coromesh::testing::wait_until(
+      [&] { return consul_.api("GET", "/v1/status/leader").status == 429; },
+      std::chrono::seconds(5), std::chrono::milliseconds(20)));
+  ServiceRegistration web{.id = "it-busy-1", .name = "it-busy", .port = 7014};
+  Registrar registrar(agent_, web, kFast);
+  run([&]() -> asio::awaitable<void> {
+    RunningRegistrar running(ioc_, registrar);
+    const auto refused = static_cast<std::size_t>(RequestOutcome::rejected);
+    EXPECT_TRUE(co_await eventually(
+        [&] { return running.finished || agent_.request_counts()[refused] >= 2; }, 5s));
+    EXPECT_FALSE(running.finished) << "run() ended on a 429";
+    other.close();
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 5s));
+    co_await registrar.shutdown();
+    EXPECT_TRUE(running.finished);
+    EXPECT_FALSE(running.error);
+  }());
+}
 
 TEST_F(ConnectionLimitedAgent, ABlockingQueryTheAgentRefusesDoesNotMakeTheRegistrarSpin) {
   ServiceRegistration web{.id = "it-limited-1", .name = "it-limited", .port = 7013};

@@ -22,6 +22,13 @@ class ConsulError : public std::runtime_error {
   const std::string& request() const noexcept { return request_; }
   int status() const noexcept { return status_; }
   const std::string& body_excerpt() const noexcept { return body_; }
+  // Whether the caller's request or credentials are what is wrong: any 4xx but 429.
+  // Sending the same again cannot help (a configuration error, an ACL token without the
+  // right). A 429 is the agent asking to slow down (a client past
+  // limits.http_max_conns_per_client, the Connect CA's signing rate limit) and a 5xx its
+  // own failure: both are worth retrying later, with backoff. A 2xx that does not decode
+  // is not the caller's either.
+  bool caller_fault() const noexcept;
 
  private:
   std::string request_;

@@ -61,7 +61,8 @@ class Registrar {
   Registrar& operator=(const Registrar&) = delete;
 
   // Returns after shutdown() (or when cancelled). Throws ConsulError if the agent rejects
-  // the registration itself (4xx): a configuration error, which retrying cannot fix.
+  // the registration itself (a 4xx but 429, ConsulError::caller_fault()): a configuration
+  // error, which retrying cannot fix. A 429 (the agent too busy) is retried like a 5xx.
   boost::asio::awaitable<void> run();
 
   // Replaces the registration (its ID must not change; throws std::invalid_argument if
