@@ -152,13 +152,14 @@ asio::awaitable<Decision> Authorizer::ask_agent(const std::string& key,
         // keep their last decision, as in an outage, until a valid token is back.
         co_return fall_back(key, e.what());
       }
-      if (e.status() >= 400 && e.status() < 500) {
+      if (e.caller_fault()) {
         log::write_limited(
             log::Level::warn, "connect.authorize.refused", target_service,
             {{"target", target_service}, {"client", client_uri}, {"error", e.what()}});
         co_return Decision{false, "authorization_error", Decision::Source::error, e.what()};
       }
-      co_return fall_back(key, e.what());  // 5xx, or a 2xx that does not decode
+      // 5xx, a 429 (the agent too busy for us), or a 2xx that does not decode.
+      co_return fall_back(key, e.what());
     } catch (const std::exception& e) {
       co_return fall_back(key, e.what());  // transport: unreachable, reset, timed out
     }

@@ -57,5 +57,44 @@ TEST_F(AuthorizerIntegration, KeepsTheLastDecisionWhileTheAgentIsDown) {
   }());
 }
 
+// A 429 is the agent too busy for this client (here: past its per-client connection
+// limit), not a refusal of the request: like an outage, a caller decided before keeps
+// its last decision, instead of being refused with authorization_error.
+class AuthorizerOnALimitedAgent : public ConnectIntegration {
+ protected:
+  AuthorizerOnALimitedAgent()
+      : ConnectIntegration({.extra_config = "limits { http_max_conns_per_client = 1 }"}) {}
+};
+
+TEST_F(AuthorizerOnALimitedAgent, A429KeepsTheLastDecisionAsAnOutageWould) {
+  auto now = std::chrono::steady_clock::now();
+  Authorizer authorizer(agent_, {.ttl = 1s, .now = [&] { return now; }});
+  asio::ip::tcp::socket other(ioc_);
+  run([&]() -> asio::awaitable<void> {
+    // The fixture's own last connection may still count against the limit for a moment.
+    std::string trust_domain;
+    auto read_roots = [&]() -> asio::awaitable<bool> {
+      try {
+        trust_domain = (co_await agent_.connect_ca_roots({})).value.trust_domain;
+      } catch (const consul::ConsulError&) {
+      }
+      co_return !trust_domain.empty();
+    };
+    EXPECT_TRUE(co_await consul::eventually_async(read_roots, 5s));
+    SpiffeId a{trust_domain, "default", "dc1", "a"};
+    auto first = co_await authorizer.authorize("b", a, "01");
+    EXPECT_TRUE(first.authorized);
+    EXPECT_EQ(first.source, Decision::Source::agent) << first.detail;
+
+    agent_.close_idle();  // our next call needs a new connection...
+    EXPECT_TRUE(consul::take_the_only_connection(consul_, other));  // ...which gets a 429
+    now += 2s;  // past the TTL: the agent is asked again
+    auto busy = co_await authorizer.authorize("b", a, "01");
+    EXPECT_TRUE(busy.authorized) << busy.reason << ": " << busy.detail;
+    EXPECT_EQ(busy.source, Decision::Source::stale) << busy.detail;
+    EXPECT_NE(busy.detail.find("429"), std::string::npos) << busy.detail;
+  }());
+}
+
 }  // namespace
 }  // namespace coromesh::connect

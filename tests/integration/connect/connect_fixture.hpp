@@ -19,6 +19,8 @@ using namespace std::chrono_literals;
 
 class ConnectIntegration : public consul::ConsulIntegration {
  protected:
+  using consul::ConsulIntegration::ConsulIntegration;
+
   // Stops every source the way a shutdown does (terminal cancellation) and checks that
   // each run() returned, before the sources are destroyed.
   ~ConnectIntegration() override {

@@ -12,6 +12,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
@@ -82,6 +83,33 @@ inline asio::awaitable<void> off_loop(std::function<void()> blocking) {
   if (error) {
     std::rethrow_exception(error);
   }
+}
+
+// For an agent started with limits { http_max_conns_per_client = 1 }: connects `other`
+// (a socket on any io_context) and returns once the agent counts it, so that it answers
+// every other new connection from this host with 429 Too Many Requests; false if that did
+// not happen within 5s. A connection the agent has not yet seen close still counts: an
+// `other` refused because of it (answered 429 and closed) is tried again.
+inline bool take_the_only_connection(const coromesh::testing::ConsulAgent& consul,
+                                     asio::ip::tcp::socket& other) {
+  return coromesh::testing::wait_until(
+      [&] {
+        boost::system::error_code ignored;
+        other.close(ignored);
+        other.connect({asio::ip::make_address("127.0.0.1"), consul.http_port()});
+        if (consul.api("GET", "/v1/status/leader").status != 429) {
+          return false;
+        }
+        // The agent handles new connections in order: had it refused `other`, its 429
+        // would be here before the probe's.
+        other.non_blocking(true);
+        char byte = 0;
+        boost::system::error_code read;
+        other.read_some(asio::buffer(&byte, 1), read);
+        other.non_blocking(false);
+        return read == asio::error::would_block;
+      },
+      std::chrono::seconds(5), std::chrono::milliseconds(50));
 }
 
 class ConsulIntegration : public ::testing::Test {

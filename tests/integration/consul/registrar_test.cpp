@@ -2,8 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/asio/ip/tcp.hpp>
-
 #include "consul_test_fixture.hpp"
 #include "coromesh/log/logger.hpp"
 
@@ -170,11 +168,7 @@ class ConnectionLimitedAgent : public ConsulIntegration {
 // run() as if the registration itself were invalid (the service would exit).
 TEST_F(ConnectionLimitedAgent, A429IsWaitedOutNotTakenForARejectedRegistration) {
   asio::ip::tcp::socket other(ioc_);
-  other.connect({asio::ip::make_address("127.0.0.1"), consul_.http_port()});
-  // Once the agent counts that connection, it refuses the next one.
-  ASSERT_TRUE(coromesh::testing::wait_until(
-      [&] { return consul_.api("GET", "/v1/status/leader").status == 429; },
-      std::chrono::seconds(5), std::chrono::milliseconds(20)));
+  ASSERT_TRUE(take_the_only_connection(consul_, other));
   ServiceRegistration web{.id = "it-busy-1", .name = "it-busy", .port = 7014};
   Registrar registrar(agent_, web, kFast);
   run([&]() -> asio::awaitable<void> {

@@ -14,14 +14,15 @@
 // the key: intentions name services, not certificates. Concurrent callers asking for a
 // pair that is not cached share one agent call.
 //
-// When the agent cannot decide — unreachable, timed out, 5xx, or an answer that does not
-// decode — the last decision known for that pair is returned, however old, marked
-// `stale`: an outage neither opens the mesh nor cuts the callers it already knew.
-// A pair never decided before is denied with reason `authorization_unavailable`
-// (failing closed where there is nothing to go on). A 4xx (a request the agent refuses,
-// e.g. an ACL token without rights) is a configuration error, not an outage: denied with
-// reason `authorization_error`, cache untouched; except a 403 for a pair decided before
-// (a token revoked at run time), answered like an outage with the last decision.
+// When the agent cannot decide — unreachable, timed out, 5xx, 429 (too busy for us), or an
+// answer that does not decode — the last decision known for that pair is returned,
+// however old, marked `stale`: an outage neither opens the mesh nor cuts the callers it
+// already knew. A pair never decided before is denied with reason
+// `authorization_unavailable` (failing closed where there is nothing to go on). Any other
+// 4xx (a request the agent refuses, e.g. an ACL token without rights:
+// consul::ConsulError::caller_fault()) is a configuration error, not an outage: denied
+// with reason `authorization_error`, cache untouched; except a 403 for a pair decided
+// before (a token revoked at run time), answered like an outage with the last decision.
 //
 // Threads: bound to the AgentClient's executor; call authorize() from coroutines on it.
 // `consul` must outlive the authorizer; destroy it only when no authorize() is running.
