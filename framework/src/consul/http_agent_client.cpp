@@ -102,6 +102,8 @@ std::string_view to_string(RequestOutcome outcome) noexcept {
       return "failed";
     case RequestOutcome::unreachable:
       return "unreachable";
+    case RequestOutcome::throttled:
+      return "throttled";
   }
   return "unknown";
 }
@@ -200,6 +202,7 @@ AgentClient::Task<HttpAgentClient::Answer> HttpAgentClient::call(http::Verb verb
   count(status / 100 == 2   ? RequestOutcome::ok
         : status == 404     ? RequestOutcome::not_found
         : status == 403     ? RequestOutcome::forbidden
+        : status == 429     ? RequestOutcome::throttled
         : status / 100 == 4 ? RequestOutcome::rejected
                             : RequestOutcome::failed);
   if (!answer.ok()) {

@@ -39,11 +39,12 @@ enum class RequestOutcome : std::uint8_t {
   ok,           // 2xx
   not_found,    // 404: an answer for some calls (no such key, no such service)
   forbidden,    // 403: the ACL token lacks a permission, or is unknown (revoked)
-  rejected,     // any other 4xx
+  rejected,     // any other 4xx but 429: the caller's request (ConsulError::caller_fault())
   failed,       // 5xx: Consul's own failure
   unreachable,  // no answer: connect failure, timeout, broken connection
+  throttled,    // 429: the agent asks this client to slow down (too many connections)
 };
-inline constexpr std::size_t kRequestOutcomes = 6;
+inline constexpr std::size_t kRequestOutcomes = 7;
 std::string_view to_string(RequestOutcome outcome) noexcept;
 using RequestCounts = std::array<std::uint64_t, kRequestOutcomes>;  // by RequestOutcome
 
