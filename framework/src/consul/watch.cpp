@@ -27,7 +27,12 @@ QueryOptions WatchLoop::next_query() const noexcept {
 }
 
 WatchLoop::Verdict WatchLoop::accept(std::uint64_t index) {
-  if (backoff_.failures() > 0) {
+  // Only an answered blocking query ends a failure streak. The query right after a
+  // failure does not block and goes where any call goes: an agent that answers it but
+  // fails every blocking query (one at its per-client connection limit refuses the new
+  // connection a blocking query needs, with 429) would otherwise start a new streak at
+  // the first backoff delay each time, retrying and logging at that pace forever.
+  if (backoff_.failures() > 0 && query_index_ != 0) {
     log::info("consul.watch.recovered", {{"watch", name_}, {"failures", backoff_.failures()}});
     backoff_.reset();
   }

@@ -114,6 +114,16 @@ TEST_F(WatchIntegration, SurvivesAnAgentRestart) {
     ServiceRegistration after{.id = "it-restart-2", .name = "it-restart", .port = 7003};
     co_await agent_.register_service(after);
     EXPECT_TRUE(co_await eventually([&] { return snapshots.last_is({"it-restart-2"}); }, 5s));
+    // That answer may have come from the non-blocking query that follows a failure; the
+    // failure streak ends (consul.watch.recovered) with an answered blocking query, which
+    // the next change brings.
+    ServiceRegistration third{.id = "it-restart-3", .name = "it-restart", .port = 7004};
+    co_await agent_.register_service(third);
+    EXPECT_TRUE(co_await eventually(
+        [&] {
+          return snapshots.last_is({"it-restart-2", "it-restart-3"});
+        },
+        5s));
     EXPECT_TRUE(co_await watch.stop());
   }());
   coromesh::log::flush();  // lines reach stderr from the logger's own thread
@@ -130,6 +140,42 @@ TEST_F(WatchIntegration, SurvivesAnAgentRestart) {
   };
   EXPECT_GE(count("event=consul.watch.error"), 1u) << log;
   EXPECT_EQ(count("event=consul.watch.error"), count("event=consul.watch.recovered")) << log;
+}
+
+// An agent at its per-client connection limit answers every new connection with 429 and
+// keeps serving the ones it has: the watch's first query (not blocking, on the pooled
+// connection of ordinary calls) succeeds, each blocking query (which needs a connection
+// of its own) fails at once. That is one failure streak, not a recovery each time: the
+// backoff must grow, and the streak be logged once.
+class ConnectionLimitedWatch : public ConsulIntegration {
+ protected:
+  ConnectionLimitedWatch()
+      : ConsulIntegration({.extra_config = "limits { http_max_conns_per_client = 1 }"}) {}
+};
+
+TEST_F(ConnectionLimitedWatch, BlockingQueriesTheAgentRefusesBackOffAsOneStreak) {
+  std::size_t answers = 0;
+  std::uint64_t refused = 0;
+  ::testing::internal::CaptureStderr();
+  run([&]() -> asio::awaitable<void> {
+    BackgroundWatch watch(ioc_, watch_kv(agent_, "it/limited", [&](const auto&) { ++answers; }));
+    EXPECT_TRUE(co_await eventually([&] { return answers > 0; }, 5s));
+    co_await sleep_for(2s);  // the watch's traffic meanwhile (not an assertion)
+    refused = agent_.request_counts()[static_cast<std::size_t>(RequestOutcome::throttled)];
+    EXPECT_TRUE(co_await watch.stop());
+  }());
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
+  auto log = ::testing::internal::GetCapturedStderr();
+  std::size_t errors = 0;
+  for (auto at = log.find("event=consul.watch.error"); at != std::string::npos;
+       at = log.find("event=consul.watch.error", at + 1)) {
+    ++errors;
+  }
+  std::cout << "[ consul ] " << refused << " blocking queries refused with 429 in 2s, " << errors
+            << " consul.watch.error lines\n";
+  // Backoff from 100 ms, each delay at least half the doubling one: at most 6 in 2 s.
+  EXPECT_LE(refused, 10u) << "the watch retried without backing off";
+  EXPECT_EQ(errors, 1u) << log;
 }
 
 }  // namespace

@@ -129,8 +129,17 @@ TEST(ConsulWatch, TreatsAZeroIndexAsOne) {
   EXPECT_EQ(sent_indexes(script), (std::vector<std::uint64_t>{0, 1, 1}));
 }
 
+std::size_t occurrences(const std::string& log, std::string_view event) {
+  std::size_t n = 0;
+  for (auto at = log.find(event); at != std::string::npos; at = log.find(event, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
 TEST(ConsulWatch, RetriesFailuresWithBackoffAndLogsOncePerStreak) {
-  ScriptedQuery script({"agent down", "agent down", "agent down", 4u, "again", 4u, 6u});
+  // Each streak ends when a blocking query is answered (index 5, then 6).
+  ScriptedQuery script({"agent down", "agent down", "agent down", 4u, 5u, "again", 5u, 6u});
   ::testing::internal::CaptureStderr();
   auto start = std::chrono::steady_clock::now();
   auto seen = play(script, {.wait = 30s, .backoff_initial = 20ms, .backoff_max = 1s});
@@ -138,8 +147,8 @@ TEST(ConsulWatch, RetriesFailuresWithBackoffAndLogsOncePerStreak) {
   coromesh::log::flush();  // lines reach stderr from the logger's own thread
   auto log = ::testing::internal::GetCapturedStderr();
 
-  EXPECT_EQ(seen, (std::vector<int>{4, 6}));
-  EXPECT_EQ(sent_indexes(script), (std::vector<std::uint64_t>{0, 0, 0, 0, 4, 0, 4, 6}))
+  EXPECT_EQ(seen, (std::vector<int>{4, 5, 6}));
+  EXPECT_EQ(sent_indexes(script), (std::vector<std::uint64_t>{0, 0, 0, 0, 4, 5, 0, 5, 6}))
       << "after a failure, one non-blocking query (the agent may have restarted)";
   // Delays of at least 10, 20, 40 (first streak) and 10ms (second): jittered halves.
   EXPECT_GE(elapsed, 80ms);
@@ -153,6 +162,29 @@ TEST(ConsulWatch, RetriesFailuresWithBackoffAndLogsOncePerStreak) {
   EXPECT_EQ(count("event=consul.watch.error"), 2u) << log;
   EXPECT_EQ(count("event=consul.watch.recovered"), 2u) << log;
   EXPECT_NE(log.find("error=\"agent down\""), std::string::npos) << log;
+}
+
+// The query right after a failure does not block: its answer says the agent answers, not
+// that blocking queries work again. An agent that answers it and fails every blocking
+// query (one at its connection limit) is one failure streak, backed off and logged once.
+TEST(ConsulWatch, ANonBlockingAnswerDoesNotEndAFailureStreak) {
+  ScriptedQuery script({"refused", 4u, "refused", 4u, "refused", 4u, "refused", 4u, 6u});
+  ::testing::internal::CaptureStderr();
+  auto start = std::chrono::steady_clock::now();
+  auto seen = play(script, {.wait = 30s, .backoff_initial = 20ms, .backoff_max = 1s});
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
+  auto log = ::testing::internal::GetCapturedStderr();
+
+  EXPECT_EQ(seen, (std::vector<int>{4, 6}));
+  EXPECT_EQ(sent_indexes(script), (std::vector<std::uint64_t>{0, 0, 4, 0, 4, 0, 4, 0, 4, 6}));
+  // Delays of at least 10, 20, 40 and 80ms (jittered halves of a growing backoff), not
+  // four times the first one.
+  EXPECT_GE(elapsed, 150ms);
+  EXPECT_EQ(occurrences(log, "event=consul.watch.error"), 1u) << log;
+  EXPECT_EQ(occurrences(log, "event=consul.watch.recovered"), 1u) << log;
+  EXPECT_NE(log.find("event=consul.watch.recovered watch=test failures=4"), std::string::npos)
+      << log;
 }
 
 TEST(ConsulWatch, AfterAFailureBlocksOnlyBrieflyAtFirst) {

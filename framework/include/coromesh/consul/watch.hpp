@@ -19,7 +19,8 @@
 // briefly at first (1s, doubling up to `wait`) so that an index from the new agent's
 // future cannot hang the watch for the whole wait. Failures are
 // retried with exponential backoff and jitter, logged once per failure streak
-// (consul.watch.error) and once when it ends (consul.watch.recovered); a watch never
+// (consul.watch.error) and once when it ends (consul.watch.recovered): when a blocking
+// query is answered again, not the non-blocking one after each failure; a watch never
 // gives up by itself. It ends only when cancelled (returning normally): an exception from
 // the callback (any std::exception, std::bad_alloc included) is logged
 // (consul.watch.callback_failed) and the watch goes on with the next change.
