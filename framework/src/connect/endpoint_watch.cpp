@@ -11,6 +11,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
+#include <exception>
 #include <optional>
 #include <utility>
 
@@ -140,10 +141,28 @@ asio::awaitable<EndpointWatch::Snapshot> EndpointWatch::ready_until(
   if (auto now = snapshot()) {
     co_return now;
   }
+  // ready()'s failure (the watch ended) comes back as a value: `||` waits for the first
+  // *success*, and would otherwise hold the caller until `until`, then return null as if
+  // Consul had not answered in time.
+  struct Answer {
+    Snapshot snapshot;
+    std::exception_ptr failure;
+  };
+  auto answer = [this]() -> asio::awaitable<Answer> {
+    try {
+      co_return Answer{co_await ready(), nullptr};
+    } catch (const boost::system::system_error&) {
+      co_return Answer{nullptr, std::current_exception()};
+    }
+  };
   asio::steady_timer give_up(co_await asio::this_coro::executor, until);
-  auto first = co_await (ready() || give_up.async_wait(asio::as_tuple(asio::use_awaitable)));
+  auto first = co_await (answer() || give_up.async_wait(asio::as_tuple(asio::use_awaitable)));
   if (first.index() == 0) {
-    co_return std::get<0>(std::move(first));
+    auto ready_answer = std::get<0>(std::move(first));
+    if (ready_answer.failure) {
+      std::rethrow_exception(ready_answer.failure);
+    }
+    co_return std::move(ready_answer.snapshot);
   }
   // A cancellation ends the timer too, aborted: that is the caller's cancellation, not
   // Consul failing to answer in time.

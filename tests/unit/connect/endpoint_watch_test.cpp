@@ -257,6 +257,39 @@ TEST(EndpointWatch, StoppingTheWatchFailsReadyInsteadOfHangingIt) {
   }());
 }
 
+// ready_until() as ready(): a watch that has ended (shutdown) fails it at once, it does not
+// hold the caller until the deadline and then pass for "Consul did not answer in time".
+TEST(EndpointWatch, StoppingTheWatchFailsReadyUntilAtOnceNotAtItsDeadline) {
+  asio::io_context ioc;
+  ScriptedConnectAgent agent({});
+  EndpointWatch watch(agent, "b", kQuickRetries);
+  const auto far = std::chrono::steady_clock::now() + 1h;
+  run_async(ioc, [&]() -> asio::awaitable<void> {
+    Running running(ioc, watch);
+    std::exception_ptr waiting_error;
+    bool waiting_finished = false;
+    asio::co_spawn(ioc, watch.ready_until(far), [&](std::exception_ptr e, auto) {
+      waiting_error = e;
+      waiting_finished = true;
+    });
+    co_await sleep_for(5ms);
+    running.stop();
+    EXPECT_TRUE(co_await eventually([&] { return waiting_finished && running.finished; }, 5s))
+        << "ready_until() kept waiting for its deadline after the watch ended";
+    coromesh::testing::expect_operation_aborted(waiting_error);
+
+    // And one called after the end fails at once too.
+    std::exception_ptr late_error;
+    bool late_finished = false;
+    asio::co_spawn(ioc, watch.ready_until(far), [&](std::exception_ptr e, auto) {
+      late_error = e;
+      late_finished = true;
+    });
+    EXPECT_TRUE(co_await eventually([&] { return late_finished; }, 5s));
+    coromesh::testing::expect_operation_aborted(late_error);
+  }());
+}
+
 TEST(EndpointWatch, ReadyResumesOnTheWaitersOwnThread) {
   asio::io_context watch_ioc;
   asio::io_context caller_ioc;
