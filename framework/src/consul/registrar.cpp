@@ -99,7 +99,9 @@ asio::awaitable<void> Registrar::keep() {
       // registration back soon after it answers again (resync() re-registers).
       wake_->expires_after(outage_probe.next());
       co_await wake_->async_wait(use_tuple);
-    } else if (sent_generation_ == generation_) {
+    } else if (sent_generation_ == generation_ || resync_refusals_ > 0) {
+      // (An update the agent refused waits for the tick too: sending it again at once
+      // would only be refused again.)
       outage_probe.reset();
       // The resync tick, an update() (it cancels wake_), or the agent losing us.
       wake_->expires_after(options_.resync_interval);
@@ -170,6 +172,7 @@ asio::awaitable<bool> Registrar::register_with_retry() {
 
 asio::awaitable<void> Registrar::resync() {
   std::string error;
+  bool refused = false;
   try {
     const std::uint64_t sending = generation_;
     const std::uint64_t credentials = consul_.credentials_generation();
@@ -195,11 +198,19 @@ asio::awaitable<void> Registrar::resync() {
       ++registrations_;
       log::info("consul.reregistered", {{"service", registration_.name}, {"id", service_id_}});
     }
-    if (resync_failures_ > 0) {
-      log::info("consul.resync.recovered", {{"id", service_id_}, {"failures", resync_failures_}});
+    if (resync_failures_ + resync_refusals_ > 0) {
+      log::info("consul.resync.recovered",
+                {{"id", service_id_}, {"failures", resync_failures_ + resync_refusals_}});
       resync_failures_ = 0;
+      resync_refusals_ = 0;
     }
     co_return;
+  } catch (const ConsulError& e) {
+    error = e.what();
+    // The agent answers, and refuses our request or credentials (a token revoked at run
+    // time, an update it finds invalid): not an outage to probe for, the resync tick
+    // tries again.
+    refused = e.caller_fault();
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -207,8 +218,15 @@ asio::awaitable<void> Registrar::resync() {
   if (stop) {
     co_return;
   }
-  if (resync_failures_++ == 0) {
+  if (resync_failures_ + resync_refusals_ == 0) {
     log::warn("consul.resync.error", {{"id", service_id_}, {"error", error}});
+  }
+  if (refused) {
+    ++resync_refusals_;
+    resync_failures_ = 0;
+  } else {
+    ++resync_failures_;
+    resync_refusals_ = 0;
   }
 }
 

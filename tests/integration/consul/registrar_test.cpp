@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "consul_acl.hpp"
 #include "consul_test_fixture.hpp"
 #include "coromesh/log/logger.hpp"
 
@@ -207,6 +208,42 @@ TEST_F(ConnectionLimitedAgent, ABlockingQueryTheAgentRefusesDoesNotMakeTheRegist
     EXPECT_LT(calls, 20u) << "the registrar keeps calling an agent that has nothing new";
     co_await registrar.shutdown();
     EXPECT_TRUE(running.finished);
+    EXPECT_FALSE(running.error);
+  }());
+}
+
+// A token revoked at run time: every call is refused with 403 "ACL not found". That is
+// the caller's credentials, not an agent gone away: the registrar checks again at its
+// resync tick, as when the agent refuses an update, rather than probing it as fast as
+// it probes an agent that stopped answering (outage_probe_*: here 100 ms up to 1 s).
+class RegistrarWithAcl : public ConsulIntegration {
+ protected:
+  RegistrarWithAcl() : ConsulIntegration({.acl = true}) {}
+};
+
+TEST_F(RegistrarWithAcl, ARevokedTokenIsCheckedAtTheResyncTickNotProbedAsAnOutage) {
+  const auto token = coromesh::testing::create_service_token(consul_, "it-acl");
+  HttpAgentClient client(ioc_.get_executor(), {.address = consul_.http_address(),
+                                               .token = token.secret_id,
+                                               .request_timeout = std::chrono::seconds(2)});
+  ServiceRegistration web{.id = "it-acl-1", .name = "it-acl", .port = 7015};
+  Registrar registrar(client, web, {.resync_interval = 5s});
+  const auto forbidden = [&] {
+    return client.request_counts()[static_cast<std::size_t>(RequestOutcome::forbidden)];
+  };
+  run([&]() -> asio::awaitable<void> {
+    RunningRegistrar running(ioc_, registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 5s));
+    coromesh::testing::delete_token(consul_, token);
+    EXPECT_TRUE(co_await eventually([&] { return forbidden() > 0; }, 10s));
+    const auto first = forbidden();
+    co_await sleep_for(4s);  // the registrar's calls meanwhile (not an assertion)
+    const auto refused = forbidden() - first;
+    std::cout << "[ consul ] " << refused << " refused calls in the 4s after the first\n";
+    // At the tick: one blocking query and one check, each refused, per 5 s.
+    EXPECT_LE(refused, 3u) << "a 403 was probed like an agent outage";
+    EXPECT_FALSE(running.finished);
+    co_await registrar.shutdown();
     EXPECT_FALSE(running.error);
   }());
 }

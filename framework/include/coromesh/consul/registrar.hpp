@@ -11,7 +11,9 @@
 //              starts a check at once; while the agent is unreachable it is probed at
 //              outage_probe_initial, doubling up to outage_probe_max, so that a
 //              restarted agent has the registration back within about outage_probe_max
-//              of answering, not at the next resync tick;
+//              of answering, not at the next resync tick. An agent that answers but
+//              refuses a check (403: a revoked token; 400) is not an outage: asked again
+//              at the next tick;
 //   update()   replaces what is registered (say, the Meta after a live QoS override):
 //              run() registers the new registration at once, and again at each resync
 //              until the agent has accepted it;
@@ -110,7 +112,8 @@ class Registrar {
   bool stopping_ = false;
   bool registered_ = false;
   std::uint64_t registrations_ = 0;
-  unsigned resync_failures_ = 0;
+  unsigned resync_failures_ = 0;  // resyncs in a row the agent did not answer (an outage)
+  unsigned resync_refusals_ = 0;  // resyncs in a row it refused (ConsulError::caller_fault())
   std::exception_ptr fatal_;
 };
 
