@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <boost/asio/error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
 #include "coromesh/log/logger.hpp"
@@ -85,11 +87,14 @@ ChainCore::ChainCore(std::vector<std::shared_ptr<Interceptor>> interceptors, Cha
   synchronous_.assign(n, nullptr);
   segment_end_.assign(n, n);
   preempts_.assign(n, 0);
+  retrying_.assign(n, nullptr);
   for (std::size_t i = n; i-- > 0;) {
     if (interceptors_[i]->synchronous()) {
       synchronous_[i] = static_cast<SynchronousInterceptor*>(interceptors_[i].get());
       preempts_[i] = synchronous_[i]->preempts() ? 1 : 0;
       segment_end_[i] = (i + 1 < n && synchronous_[i + 1] != nullptr) ? segment_end_[i + 1] : i + 1;
+    } else if (i + 1 < n && synchronous_[i + 1] != nullptr) {
+      retrying_[i] = dynamic_cast<RetryingInterceptor*>(interceptors_[i].get());
     }
   }
 }
@@ -116,7 +121,12 @@ asio::awaitable<void> ChainCore::run_from(std::size_t index, Invocation& invocat
     return terminal(invocation);
   }
   if (synchronous_[index] != nullptr) {
-    return run_segment(index, invocation, terminal, now);
+    return run_segment(index, invocation, terminal, now, nullptr);
+  }
+  if (retrying_[index] != nullptr) {
+    // Its attempts run in the segment's frame. Like its nested form it reads the clock
+    // itself (on_call) rather than taking `now`.
+    return run_segment(index + 1, invocation, terminal, std::nullopt, retrying_[index]);
   }
   return interceptors_[index]->around(invocation, Next(*this, index + 1, invocation, terminal));
 }
@@ -155,82 +165,106 @@ class CutoffWatchScope {
 // interceptor set. If that deadline passes, the interceptors inside the one that set it
 // see the rest's own outcome and that one and those outside it see deadline_exceeded, as
 // in the nested form where the timeout wraps the inner ones.
+//
+// With `retry`, the frame runs the retrying interceptor's loop around all of that, step
+// for step as its nested form (RetryingInterceptor::around) does: each attempt is one
+// pass of the segment, whose outcome phases have run before retry sees the fault.
 asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invocation,
                                              const Terminal& terminal,
-                                             std::optional<Clock::time_point> now) const {
+                                             std::optional<Clock::time_point> now,
+                                             RetryingInterceptor* retry) const {
+  if (retry != nullptr) {
+    now = retry->on_call(invocation);
+  }
   const std::size_t end = segment_end_[begin];
-  // A time handed down by the caller is still the time (it has not suspended since).
-  const auto start = now ? *now : clock().now();
-  invocation.set_phase_time(start);
-  std::size_t admitted = begin;
-  std::size_t cutoff = end;  // the preempting interceptor with the earliest deadline
-  Deadline cutoff_deadline;
-  std::exception_ptr error;
-  try {
-    for (; admitted < end; ++admitted) {
-      synchronous_[admitted]->on_request(invocation);
-      if (preempts_[admitted] != 0 &&
-          (cutoff == end || invocation.deadline().when() < cutoff_deadline.when())) {
-        cutoff = admitted;
-        cutoff_deadline = invocation.deadline();
-      }
+  for (std::uint32_t attempt = 1;; ++attempt) {
+    if (retry != nullptr) {
+      invocation.set_attempt(attempt);
     }
-    if (cutoff == end) {
-      co_await run_from(end, invocation, terminal);
-    } else {
-      auto executor = co_await asio::this_coro::executor;
-      // Declared before `rest`: its signal must outlive the rest's cancellation state.
-      WatchedDeadline watch(executor, steady_time(cutoff_deadline.when(), start));
-      const CutoffWatchScope cutoff_scope(invocation, watch);
-      // The rest runs with a cancellation state of its own: whether the caller has given
-      // up already is asked here.
-      refuse_if_cancelled(co_await asio::this_coro::cancellation_state);
-      CancellableCall rest(std::move(executor));
-      if (end == interceptors_.size()) {
-        terminal.start_cancellable(terminal.call, invocation, rest, watch.slot());
-      } else {
-        rest.start(run_from(end, invocation, terminal), watch.slot());
+    // A time handed down by the caller is still the time (it has not suspended since).
+    const auto start = now ? *now : clock().now();
+    invocation.set_phase_time(start);
+    std::size_t admitted = begin;
+    std::size_t cutoff = end;  // the preempting interceptor with the earliest deadline
+    Deadline cutoff_deadline;
+    std::exception_ptr error;
+    try {
+      for (; admitted < end; ++admitted) {
+        synchronous_[admitted]->on_request(invocation);
+        if (preempts_[admitted] != 0 &&
+            (cutoff == end || invocation.deadline().when() < cutoff_deadline.when())) {
+          cutoff = admitted;
+          cutoff_deadline = invocation.deadline();
+        }
       }
-      if (!rest.finished()) {
-        co_await rest.wait(watch.signal());
-      }
-      watch.release();
-      // Cut off only when the watchdog's cancellation reached the rest while it ran: a
-      // rest that finished just before the watchdog fired keeps what it came to.
-      if (!watch.expired() || !rest.cancelled()) {
-        rest.rethrow();
+      if (cutoff == end) {
+        co_await run_from(end, invocation, terminal);
       } else {
-        // Cut off: the ones inside the cutoff see what the rest came to...
-        std::exception_ptr rest_error;
-        try {
+        auto executor = co_await asio::this_coro::executor;
+        // Declared before `rest`: its signal must outlive the rest's cancellation state.
+        WatchedDeadline watch(executor, steady_time(cutoff_deadline.when(), start));
+        const CutoffWatchScope cutoff_scope(invocation, watch);
+        // The rest runs with a cancellation state of its own: whether the caller has
+        // given up already is asked here.
+        refuse_if_cancelled(co_await asio::this_coro::cancellation_state);
+        CancellableCall rest(std::move(executor));
+        if (end == interceptors_.size()) {
+          terminal.start_cancellable(terminal.call, invocation, rest, watch.slot());
+        } else {
+          rest.start(run_from(end, invocation, terminal), watch.slot());
+        }
+        if (!rest.finished()) {
+          co_await rest.wait(watch.signal());
+        }
+        watch.release();
+        // Cut off only when the watchdog's cancellation reached the rest while it ran: a
+        // rest that finished just before the watchdog fired keeps what it came to.
+        if (!watch.expired() || !rest.cancelled()) {
           rest.rethrow();
-        } catch (...) {
-          rest_error = std::current_exception();
+        } else {
+          // Cut off: the ones inside the cutoff see what the rest came to...
+          std::exception_ptr rest_error;
+          try {
+            rest.rethrow();
+          } catch (...) {
+            rest_error = std::current_exception();
+          }
+          // The cancellation the cut-off caused is a timeout for them, not the caller
+          // going away (the breaker and the adaptive limit count it): `watch` has expired.
+          const Fault* rest_fault = rest_error ? &invocation.fault(rest_error) : nullptr;
+          const auto ended = clock().now();
+          const Outcome inner{ended - start, rest_fault, ended};
+          for (std::size_t k = admitted; k-- > cutoff + 1;) {
+            synchronous_[k]->on_outcome(invocation, inner);
+          }
+          // ...the cutoff and those outside it see the deadline it enforced.
+          admitted = cutoff + 1;
+          invocation.cut_off(interceptors_[cutoff]->name());
         }
-        // The cancellation the cut-off caused is a timeout for them, not the caller going
-        // away (the breaker and the adaptive limit count it): `watch` has expired.
-        const Fault* rest_fault = rest_error ? &invocation.fault(rest_error) : nullptr;
-        const auto ended = clock().now();
-        const Outcome inner{ended - start, rest_fault, ended};
-        for (std::size_t k = admitted; k-- > cutoff + 1;) {
-          synchronous_[k]->on_outcome(invocation, inner);
-        }
-        // ...the cutoff and those outside it see the deadline it enforced.
-        admitted = cutoff + 1;
-        invocation.cut_off(interceptors_[cutoff]->name());
       }
+    } catch (...) {
+      error = std::current_exception();
     }
-  } catch (...) {
-    error = std::current_exception();
-  }
-  const Fault* fault = error ? &invocation.fault(error) : nullptr;
-  const auto ended = clock().now();
-  const Outcome outcome{ended - start, fault, ended};
-  for (std::size_t k = admitted; k-- > begin;) {
-    synchronous_[k]->on_outcome(invocation, outcome);
-  }
-  if (error) {
-    std::rethrow_exception(error);
+    const Fault* fault = error ? &invocation.fault(error) : nullptr;
+    const auto ended = clock().now();
+    const Outcome outcome{ended - start, fault, ended};
+    for (std::size_t k = admitted; k-- > begin;) {
+      synchronous_[k]->on_outcome(invocation, outcome);
+    }
+    if (!error) {
+      co_return;
+    }
+    if (retry == nullptr) {
+      std::rethrow_exception(error);
+    }
+    const std::optional<Duration> backoff = retry->on_attempt_fault(invocation, error, attempt);
+    if (!backoff) {
+      std::rethrow_exception(error);
+    }
+    if (*backoff > Duration::zero()) {
+      co_await RetryingInterceptor::wait_backoff(*backoff);
+    }
+    now.reset();
   }
 }
 
@@ -241,6 +275,43 @@ std::chrono::steady_clock::time_point ChainCore::steady_time(Clock::time_point w
     return when;
   }
   return std::chrono::steady_clock::now() + (when - now);
+}
+
+// --- Retrying interceptors ---------------------------------------------------------------
+
+asio::awaitable<void> RetryingInterceptor::wait_backoff(Duration backoff) {
+  if (backoff > Duration::zero()) {
+    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer timer(executor, backoff);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+// The nested form of the loop ChainCore::run_segment runs when a synchronous interceptor
+// follows: the same steps in the same order.
+asio::awaitable<void> RetryingInterceptor::around(Invocation& invocation, Next next) {
+  const std::optional<Clock::time_point> first_start = on_call(invocation);
+  for (std::uint32_t attempt = 1;; ++attempt) {
+    invocation.set_attempt(attempt);
+    std::exception_ptr error;
+    try {
+      if (attempt == 1 && first_start) {
+        co_await next.starting_at(*first_start);
+      } else {
+        co_await next();
+      }
+      co_return;
+    } catch (...) {
+      error = std::current_exception();
+    }
+    const std::optional<Duration> backoff = on_attempt_fault(invocation, error, attempt);
+    if (!backoff) {
+      std::rethrow_exception(error);
+    }
+    if (*backoff > Duration::zero()) {
+      co_await wait_backoff(*backoff);
+    }
+  }
 }
 
 // --- Synchronous and phase interceptors -------------------------------------------------

@@ -1,17 +1,12 @@
 #include "coromesh/qos/retry_interceptor.hpp"
 
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <utility>
 
 namespace coromesh::qos {
 
-namespace asio = boost::asio;
-
 RetryInterceptor::RetryInterceptor(RetryConfig config, RetryOptions options,
                                    std::optional<int> weight, std::string name)
-    : Interceptor(std::move(name), weight, weights::retry),
+    : RetryingInterceptor(std::move(name), weight, weights::retry),
       policy_(config),
       options_(std::move(options)),
       rng_(options_.seed) {}
@@ -44,9 +39,9 @@ Duration RetryInterceptor::next_backoff(std::uint32_t retry) {
   return policy_.backoff(retry, rng_);
 }
 
-asio::awaitable<void> RetryInterceptor::around(Invocation& invocation, Next next) {
-  // The budget counts the request at the time the first attempt starts: one clock read,
-  // handed to the rest of the chain too (no suspension between the read and the start).
+// The budget counts the request at the time the first attempt starts: one clock read,
+// handed to the rest of the chain too (no suspension between the read and the start).
+std::optional<Clock::time_point> RetryInterceptor::on_call(Invocation& invocation) {
   std::optional<Clock::time_point> first_start;
   if (options_.budget) {
     if (&options_.budget->clock() == &invocation.clock()) {
@@ -56,45 +51,33 @@ asio::awaitable<void> RetryInterceptor::around(Invocation& invocation, Next next
       options_.budget->on_request();
     }
   }
-  for (std::uint32_t attempt = 1;; ++attempt) {
-    invocation.set_attempt(attempt);
-    std::exception_ptr error;
-    try {
-      if (attempt == 1 && first_start) {
-        co_await next.starting_at(*first_start);
-      } else {
-        co_await next();
-      }
-      co_return;
-    } catch (...) {
-      error = std::current_exception();
-    }
-    const Fault& fault = invocation.fault(error);
-    if (invocation.unrepeatable() || !retryable(fault, attempt, invocation.idempotent())) {
-      std::rethrow_exception(error);
-    }
-    const Duration backoff = next_backoff(attempt);
-    if (invocation.deadline().is_set() &&
-        backoff >= invocation.deadline().remaining(invocation.clock())) {
-      std::rethrow_exception(error);
-    }
-    if (options_.budget) {
-      const Admission admission = options_.budget->try_retry();
-      if (!admission) {
-        // The budget declines to try again; it does not answer for the callee. The call
-        // ends with the last attempt's own fault (as Envoy's, Finagle's and gRPC's retry
-        // budgets do), so its status, breaker and fallback follow whose fault that was;
-        // the refusal is counted (coromesh_qos_rejections_total, reason budget_exhausted).
-        invocation.note_refusal(name(), admission.reason());
-        std::rethrow_exception(error);
-      }
-    }
-    if (backoff > Duration::zero()) {
-      auto executor = co_await asio::this_coro::executor;
-      asio::steady_timer timer(executor, backoff);
-      co_await timer.async_wait(asio::use_awaitable);
+  return first_start;
+}
+
+std::optional<Duration> RetryInterceptor::on_attempt_fault(Invocation& invocation,
+                                                           const std::exception_ptr& error,
+                                                           std::uint32_t attempt) {
+  const Fault& fault = invocation.fault(error);
+  if (invocation.unrepeatable() || !retryable(fault, attempt, invocation.idempotent())) {
+    return std::nullopt;
+  }
+  const Duration backoff = next_backoff(attempt);
+  if (invocation.deadline().is_set() &&
+      backoff >= invocation.deadline().remaining(invocation.clock())) {
+    return std::nullopt;
+  }
+  if (options_.budget) {
+    const Admission admission = options_.budget->try_retry();
+    if (!admission) {
+      // The budget declines to try again; it does not answer for the callee. The call
+      // ends with the last attempt's own fault (as Envoy's, Finagle's and gRPC's retry
+      // budgets do), so its status, breaker and fallback follow whose fault that was;
+      // the refusal is counted (coromesh_qos_rejections_total, reason budget_exhausted).
+      invocation.note_refusal(name(), admission.reason());
+      return std::nullopt;
     }
   }
+  return backoff;
 }
 
 }  // namespace coromesh::qos

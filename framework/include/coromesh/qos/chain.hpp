@@ -307,6 +307,41 @@ class Interceptor {
   bool explicit_weight_;
 };
 
+// An interceptor that runs the rest of the chain once per attempt until an attempt
+// succeeds or it declines another: retry. Its decisions are synchronous hooks, so that
+// the chain can run its attempts in the frame of the synchronous segment that follows it
+// (ChainCore::run_segment: one coroutine frame and one dispatch less per call, the
+// attempts looping there only after a fault). around() is the same loop in the nested
+// form, for when no synchronous interceptor follows; both run exactly these steps:
+//
+//   now = on_call(invocation)                   once, before the first attempt
+//   for attempt = 1, 2, ...:
+//     invocation.set_attempt(attempt)
+//     the rest of the chain (attempt 1 starting at `now` if set: Next::starting_at)
+//     success: done
+//     backoff = on_attempt_fault(invocation, error, attempt)
+//     none: the call ends with `error`; else wait_backoff(backoff)
+class RetryingInterceptor : public Interceptor {
+ public:
+  using Interceptor::Interceptor;
+
+  // The call's request phase, before its first attempt. Returns the time it read from
+  // the chain's clock (Invocation::clock) with no suspension since, if it read one: the
+  // first attempt starts at that time instead of reading the clock again.
+  virtual std::optional<Clock::time_point> on_call(Invocation& invocation) = 0;
+  // Attempt `attempt` (1-based) ended with `error` (the rest's outcome phases have run):
+  // the backoff to wait before the next attempt, or nullopt to end the call with `error`.
+  virtual std::optional<Duration> on_attempt_fault(Invocation& invocation,
+                                                   const std::exception_ptr& error,
+                                                   std::uint32_t attempt) = 0;
+
+  // Waits `backoff` on the calling coroutine's executor (a timer; the caller's
+  // cancellation ends it). Nothing for a zero backoff.
+  static boost::asio::awaitable<void> wait_backoff(Duration backoff);
+
+  boost::asio::awaitable<void> around(Invocation& invocation, Next next) final;
+};
+
 // What the rest of the chain came to, as a synchronous interceptor's outcome phase sees it.
 struct Outcome {
   Duration elapsed;         // how long the rest of the chain took (chain's clock)
@@ -392,6 +427,11 @@ class ChainCore {
   }
   // Their names, outermost first.
   std::vector<std::string> order() const;
+  // Whether the retrying interceptor at `index` (outermost first) runs its attempts in
+  // the frame of the synchronous segment after it rather than in its own (for tests).
+  bool attempts_in_segment(std::size_t index) const noexcept {
+    return index < retrying_.size() && retrying_[index] != nullptr;
+  }
 
   void on_rejection(RejectionHook hook) { hook_ = std::move(hook); }
   void notify_rejection(std::string_view policy, Reason reason) const;
@@ -410,10 +450,12 @@ class ChainCore {
   // `when` on the chain's clock as a steady_clock time (`now`: the chain clock's now).
   std::chrono::steady_clock::time_point steady_time(Clock::time_point when,
                                                     Clock::time_point now) const;
-  // Runs the synchronous interceptors [begin, segment_end_[begin]) around the rest.
+  // Runs the synchronous interceptors [begin, segment_end_[begin]) around the rest;
+  // with `retry` (the retrying interceptor just before them), once per attempt it makes.
   boost::asio::awaitable<void> run_segment(std::size_t begin, Invocation& invocation,
                                            const Terminal& terminal,
-                                           std::optional<Clock::time_point> now) const;
+                                           std::optional<Clock::time_point> now,
+                                           RetryingInterceptor* retry) const;
 
   std::vector<std::shared_ptr<Interceptor>> interceptors_;
   // For a synchronous interceptor at i: the cast pointer, and the index just past the
@@ -421,6 +463,9 @@ class ChainCore {
   std::vector<SynchronousInterceptor*> synchronous_;
   std::vector<std::size_t> segment_end_;
   std::vector<std::uint8_t> preempts_;  // synchronous_[i]->preempts(), read once
+  // For a retrying interceptor at i followed by a synchronous one: the cast pointer (its
+  // attempts run in the segment at i + 1). nullptr for the others.
+  std::vector<RetryingInterceptor*> retrying_;
   ChainOptions options_;
   RejectionHook hook_;
 };

@@ -5,6 +5,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,12 +33,23 @@ struct RetryOptions {
 // backoff on an asio timer between attempts. Each original call deposits into the budget; each
 // retry asks it. A retry is not started when its backoff would end past the overall deadline: the
 // last fault is rethrown instead.
-class RetryInterceptor final : public Interceptor {
+//
+// A RetryingInterceptor: when synchronous interceptors follow it (the default order), the
+// chain runs its attempts in their segment's frame (see chain.hpp); the decisions below are
+// the same either way.
+class RetryInterceptor final : public RetryingInterceptor {
  public:
   explicit RetryInterceptor(RetryConfig config, RetryOptions options = {},
                             std::optional<int> weight = std::nullopt, std::string name = "retry");
   const RetryPolicy& policy() const noexcept { return policy_; }
-  boost::asio::awaitable<void> around(Invocation& invocation, Next next) override;
+
+  // Deposits the request into the budget; at the chain's clock's time, read here and
+  // returned, when the budget keeps the same clock.
+  std::optional<Clock::time_point> on_call(Invocation& invocation) override;
+  // Retries a retryable fault of a repeatable call while attempts, the deadline and the
+  // budget allow: returns the jittered backoff, or nullopt.
+  std::optional<Duration> on_attempt_fault(Invocation& invocation, const std::exception_ptr& error,
+                                           std::uint32_t attempt) override;
 
  private:
   bool retryable(const Fault& fault, std::uint32_t attempts, bool idempotent) const;
