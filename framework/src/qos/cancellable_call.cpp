@@ -38,7 +38,7 @@ void CancellableCall::Link::finish(std::exception_ptr error) {
     // inline (this frame is still on the stack).
     auto waiter = std::move(*call->waiter_);
     call->waiter_.reset();
-    asio::post(call->executor_, std::move(waiter));
+    asio::post(*call->executor_, std::move(waiter));
   }
 }
 
@@ -48,7 +48,7 @@ void CancellableCall::start(asio::awaitable<void> call, asio::cancellation_slot 
 
 void CancellableCall::start_entry(Entry entry, asio::cancellation_slot slot) {
   state_ = asio::cancellation_state(slot);
-  asio::detail::awaitable_thread<Executor> thread(std::move(entry), executor_, slot, state_);
+  asio::detail::awaitable_thread<Executor> thread(std::move(entry), *executor_, slot, state_);
   // Runs the child until it completes or suspends; a suspended child's thread moves into
   // the handler of the operation it waits for.
   thread.launch();
@@ -65,7 +65,7 @@ asio::awaitable<void> CancellableCall::wait(asio::cancellation_signal& forward) 
 void CancellableCall::park(asio::any_completion_handler<void()> waiter,
                            asio::cancellation_signal& forward) {
   if (finished_) {
-    asio::post(executor_, std::move(waiter));  // finished between wait() and here
+    asio::post(*executor_, std::move(waiter));  // finished between wait() and here
     return;
   }
   waiter_.emplace(std::move(waiter));

@@ -200,14 +200,15 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
       if (cutoff == end) {
         co_await run_from(end, invocation, terminal);
       } else {
-        auto executor = co_await asio::this_coro::executor;
-        // Declared before `rest`: its signal must outlive the rest's cancellation state.
+        // Both declared before `rest`: `rest` keeps the executor by reference, and the
+        // watch's signal must outlive the rest's cancellation state.
+        const auto executor = co_await asio::this_coro::executor;
         WatchedDeadline watch(executor, steady_time(cutoff_deadline.when(), start));
         const CutoffWatchScope cutoff_scope(invocation, watch);
         // The rest runs with a cancellation state of its own: whether the caller has
         // given up already is asked here.
         refuse_if_cancelled(co_await asio::this_coro::cancellation_state);
-        CancellableCall rest(std::move(executor));
+        CancellableCall rest(executor);
         if (end == interceptors_.size()) {
           terminal.start_cancellable(terminal.call, invocation, rest, watch.slot());
         } else {

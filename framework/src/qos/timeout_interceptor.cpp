@@ -52,7 +52,8 @@ asio::awaitable<void> TimeoutInterceptor::around(Invocation& invocation, Next ne
   const auto steady_deadline = &clock == &Clock::steady()
                                    ? attempt.when()
                                    : std::chrono::steady_clock::now() + (attempt.when() - now);
-  // Declared before `call`: its signal must outlive the call's cancellation state.
+  // Declared before `call`: its signal must outlive the call's cancellation state (and
+  // `executor`, which `call` keeps by reference, likewise).
   WatchedDeadline watch(executor, steady_deadline);
   CancellableCall call(executor);
   call.start(next(), watch.slot());

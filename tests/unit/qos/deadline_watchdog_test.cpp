@@ -22,6 +22,7 @@
 #include <boost/system/system_error.hpp>
 #include <chrono>
 #include <stdexcept>
+#include <type_traits>
 
 #include "coromesh/qos/cancellable_call.hpp"
 #include "run_awaitable.hpp"
@@ -186,6 +187,10 @@ TEST(DeadlineWatchdog, DestroyingTheContextWithCallsSuspendedIsSafe) {
   }  // frames, child calls, nodes and the watchdog are all torn down here
   EXPECT_EQ(finished, 0);
 }
+
+// The child keeps the caller's executor by reference: a temporary one would dangle.
+static_assert(!std::is_constructible_v<CancellableCall, asio::any_io_executor&&>);
+static_assert(std::is_constructible_v<CancellableCall, const asio::any_io_executor&>);
 
 TEST(DeadlineWatchdog, RefusesAnExecutorThatIsNotAnIoContext) {
   asio::io_context io(1);

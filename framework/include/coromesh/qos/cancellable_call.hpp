@@ -3,7 +3,7 @@
 // Runs an awaitable as a child coroutine of the calling one, with a cancellation slot of
 // its own, for the price of a coroutine frame when the call completes without suspending.
 //
-//   CancellableCall call(executor);
+//   CancellableCall call(executor);          // executor: a local declared before it
 //   call.start(next(), watch.slot());         // runs the call inline until it suspends
 //   if (!call.finished()) {
 //     co_await call.wait(watch.signal());     // only a call that really waited gets here
@@ -42,8 +42,12 @@ namespace coromesh::qos {
 
 class CancellableCall {
  public:
-  explicit CancellableCall(boost::asio::any_io_executor executor) noexcept
-      : executor_(std::move(executor)) {}
+  // `executor`: the caller's (co_await this_coro::executor), kept by reference: declare
+  // it before the CancellableCall, in the same frame, so that it outlives the call. A
+  // temporary would not: that overload is deleted.
+  explicit CancellableCall(const boost::asio::any_io_executor& executor) noexcept
+      : executor_(&executor) {}
+  explicit CancellableCall(boost::asio::any_io_executor&&) = delete;
   CancellableCall(const CancellableCall&) = delete;
   CancellableCall& operator=(const CancellableCall&) = delete;
   ~CancellableCall() = default;
@@ -98,7 +102,8 @@ class CancellableCall {
   void park(boost::asio::any_completion_handler<void()> waiter,
             boost::asio::cancellation_signal& forward);
 
-  boost::asio::any_io_executor executor_;
+  // The caller's: the child thread's is copied from it, and a waiter is resumed on it.
+  const boost::asio::any_io_executor* executor_;
   bool finished_ = false;
   bool cancelled_ = false;
   std::exception_ptr error_;
