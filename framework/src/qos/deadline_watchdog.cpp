@@ -3,6 +3,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/strand.hpp>
 #include <stdexcept>
+#include <vector>
 
 namespace coromesh::qos {
 
@@ -12,8 +13,82 @@ std::atomic<std::uint64_t> DeadlineWatchdog::generation_{0};
 
 // --- WatchedDeadline --------------------------------------------------------------------
 
-WatchedDeadline::WatchedDeadline(asio::io_context& io, time_point deadline) : deadline_(deadline) {
-  DeadlineWatchdog::of(io).add(*this);
+namespace {
+
+// Whether this thread's spares are destroyed (thread exit): a node destroyed after that
+// (a frame torn down by a static io_context) deletes its signal instead. Trivially
+// destructible, so it stays readable when the spares are gone.
+constinit thread_local bool t_spares_gone = false;
+
+// A thread's used cancellation signals, kept for the next WatchedDeadline made on it.
+class SpareSignals {
+ public:
+  SpareSignals() = default;
+  SpareSignals(const SpareSignals&) = delete;
+  SpareSignals& operator=(const SpareSignals&) = delete;
+  ~SpareSignals() {
+    t_spares_gone = true;
+    for (asio::cancellation_signal* signal : spares_) {
+      delete signal;
+    }
+  }
+
+  asio::cancellation_signal* take() {
+    if (spares_.empty()) {
+      return new asio::cancellation_signal;
+    }
+    asio::cancellation_signal* signal = spares_.back();
+    spares_.pop_back();
+    return signal;
+  }
+
+  void give_back(asio::cancellation_signal* signal) noexcept {
+    // Beyond a burst's worth, let the memory go.
+    if (spares_.size() >= kMaxSpares) {
+      delete signal;
+      return;
+    }
+    try {
+      spares_.push_back(signal);
+    } catch (...) {
+      delete signal;
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMaxSpares = 64;
+  std::vector<asio::cancellation_signal*> spares_;
+};
+
+thread_local SpareSignals t_spares;
+
+asio::cancellation_signal* take_signal() {
+  return t_spares_gone ? new asio::cancellation_signal : t_spares.take();
+}
+
+void give_back_signal(asio::cancellation_signal* signal) noexcept {
+  if (t_spares_gone) {
+    delete signal;
+  } else {
+    t_spares.give_back(signal);
+  }
+}
+
+}  // namespace
+
+WatchedDeadline::WatchedDeadline(asio::io_context& io, time_point deadline)
+    : deadline_(deadline), signal_(take_signal()) {
+  try {
+    DeadlineWatchdog::of(io).add(*this);
+  } catch (...) {
+    give_back_signal(signal_);
+    throw;
+  }
+}
+
+WatchedDeadline::~WatchedDeadline() {
+  release();
+  give_back_signal(signal_);
 }
 
 namespace {
@@ -156,7 +231,7 @@ void DeadlineWatchdog::on_timer(bool aborted) {
     WatchedDeadline* node = overdue;
     overdue = node->next_;
     node->next_ = nullptr;
-    node->signal_.emit(asio::cancellation_type::terminal);
+    node->signal_->emit(asio::cancellation_type::terminal);
   }
 }
 

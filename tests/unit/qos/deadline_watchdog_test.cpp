@@ -21,7 +21,9 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/system/system_error.hpp>
 #include <chrono>
+#include <memory>
 #include <stdexcept>
+#include <thread>
 #include <type_traits>
 
 #include "coromesh/qos/cancellable_call.hpp"
@@ -185,6 +187,61 @@ TEST(DeadlineWatchdog, DestroyingTheContextWithCallsSuspendedIsSafe) {
     io.run_for(20ms);
     EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 10U);
   }  // frames, child calls, nodes and the watchdog are all torn down here
+  EXPECT_EQ(finished, 0);
+}
+
+// Two nodes made one after the other, the first on the stack and the second on the heap:
+// the same signal only when the second took the first's from this thread's spares.
+asio::awaitable<bool> two_nodes_share_a_signal() {
+  const auto executor = co_await asio::this_coro::executor;
+  const asio::cancellation_signal* first = nullptr;
+  {
+    WatchedDeadline watch(executor, SteadyClock::now() + 1h);
+    first = &watch.signal();
+  }
+  auto watch = std::make_unique<WatchedDeadline>(executor, SteadyClock::now() + 1h);
+  co_return first == &watch->signal();
+}
+
+// A node's signal is a used one when this thread has one spare (it keeps the memory of
+// the cancellation state last bound to it): a call cut off through a signal leaves it
+// emitted, and the next call given that signal must start uncancelled and still be cut
+// off at its own deadline, not before.
+TEST(DeadlineWatchdog, ASignalUsedByACallCutOffServesTheNextCallsAfresh) {
+  asio::io_context io(1);
+  EXPECT_TRUE(run(io, two_nodes_share_a_signal())) << "the spare signal was not used again";
+  const Ended cut_off = run(io, watched(sleep_for(10s), 10ms));
+  EXPECT_TRUE(cut_off.expired);
+  EXPECT_TRUE(cut_off.aborted);
+  int calls = 0;
+  const Ended at_once = run(io, watched(completes_at_once(&calls), 10s));
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(at_once.expired);
+  EXPECT_FALSE(at_once.aborted);
+  EXPECT_FALSE(at_once.threw);
+  const Ended in_time = run(io, watched(sleep_for(20ms), 10s));
+  EXPECT_FALSE(in_time.expired);
+  EXPECT_FALSE(in_time.aborted) << "cancelled through the state a former call left";
+  const Ended cut_again = run(io, watched(sleep_for(10s), 10ms));
+  EXPECT_TRUE(cut_again.expired);
+  EXPECT_TRUE(cut_again.aborted);
+  EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 0U);
+}
+
+// Nodes made by the thread that ran the context and destroyed by another (the context
+// torn down after its thread has exited, its spare signals with it). Under ASan this
+// checks that each node's signal outlives the calls bound to it and is freed once.
+TEST(DeadlineWatchdog, NodesMadeOnAThreadThatHasExitedAreDestroyedSafely) {
+  int finished = 0;
+  {
+    asio::io_context io(1);
+    for (int i = 0; i < 10; ++i) {
+      asio::co_spawn(io, watched_then_count(&finished), asio::detached);
+    }
+    std::thread runner([&io] { io.run_for(20ms); });
+    runner.join();
+    EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 10U);
+  }
   EXPECT_EQ(finished, 0);
 }
 

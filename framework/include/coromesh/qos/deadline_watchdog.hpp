@@ -53,14 +53,14 @@ class WatchedDeadline {
   // The same for the io_context behind `executor` (an io_context's executor or a strand
   // of one). Throws std::logic_error for any other kind of executor.
   WatchedDeadline(const boost::asio::any_io_executor& executor, time_point deadline);
-  ~WatchedDeadline() { release(); }
+  ~WatchedDeadline();
   WatchedDeadline(const WatchedDeadline&) = delete;
   WatchedDeadline& operator=(const WatchedDeadline&) = delete;
 
   // The slot to bind the call's cancellation to; the watchdog emits a terminal
   // cancellation on it once the deadline has passed.
-  boost::asio::cancellation_slot slot() noexcept { return signal_.slot(); }
-  boost::asio::cancellation_signal& signal() noexcept { return signal_; }
+  boost::asio::cancellation_slot slot() noexcept { return signal_->slot(); }
+  boost::asio::cancellation_signal& signal() noexcept { return *signal_; }
   time_point deadline() const noexcept { return deadline_; }
   // True once the watchdog has cut the call off.
   bool expired() const noexcept { return expired_; }
@@ -75,7 +75,12 @@ class WatchedDeadline {
   WatchedDeadline* next_ = nullptr;
   time_point deadline_;
   bool expired_ = false;
-  boost::asio::cancellation_signal signal_;
+  // Borrowed from the spare signals of the thread that made this node and given back to
+  // the spares of the thread that destroys it. A signal keeps the memory of the
+  // cancellation state last bound to its slot (the call's), so binding the next call's
+  // state to a used signal allocates nothing. What was bound to it before is gone by then:
+  // it is bound to a call that must end before this node does (see CancellableCall).
+  boost::asio::cancellation_signal* signal_;
 };
 
 class DeadlineWatchdog final : public boost::asio::execution_context::service {
