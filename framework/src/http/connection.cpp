@@ -377,10 +377,12 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
       }
     }
     // A client that hung up while its request was handled is still sent the answer (one
-    // that only half-closed may read it), but the request is not counted as served.
+    // that only half-closed may read it), but the request is not counted as served. Not
+    // asked while pipelined requests wait in the buffer: the FIN then only follows them
+    // (a client that sent its requests and half-closed), and they are still answered.
     const auto handled = Clock::now();
-    const bool client_gone =
-        handled - started >= kHangUpCheckAfter && peer_has_closed(connection.socket);
+    const bool client_gone = buffer.size() == 0 && handled - started >= kHangUpCheckAfter &&
+                             peer_has_closed(connection.socket);
     keep_alive = keep_alive && !client_gone;
     response.keep_alive(keep_alive);
     out.clear();

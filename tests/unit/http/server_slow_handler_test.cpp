@@ -109,6 +109,30 @@ TEST(HttpServerSlowHandler, RequestCutOffByTheDrainIsCounted503) {
   EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
 }
 
+// A client may pipeline its requests and then half-close its side (`printf ... | nc -N`):
+// it still reads every answer. The hang-up check after a slow handler must not take the
+// FIN behind the pipelined requests for a client that has gone: those requests are
+// already in the server's buffer, waiting for their answers.
+TEST(HttpServerSlowHandler, PipelinedRequestsOfAHalfClosedClientAreAllAnswered) {
+  RecordingObserver observer;
+  ServerFixture fx({}, 1, &observer);
+  asio::io_context ioc;
+  asio::ip::tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  asio::write(socket, asio::buffer(std::string_view("GET /slow?l=50 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                                    "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")));
+  socket.shutdown(asio::ip::tcp::socket::shutdown_send);
+  std::string answer;
+  boost::system::error_code ec;
+  asio::read(socket, asio::dynamic_buffer(answer), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+  EXPECT_NE(answer.find("slept"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("hello"), std::string::npos) << "the second request was dropped:\n"
+                                                     << answer;
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return !observer.statuses().empty(); }, 5s));
+  EXPECT_EQ(observer.statuses().front(), 200u) << "the first answer reached a client still there";
+}
+
 // The watchdog answers a request that stops arriving with 408 like the other requests
 // refused before routing (431, 413, 400): counted by the observer (the service's
 // requests_total, operation "unmatched") and logged, not only visible to the client.
