@@ -231,6 +231,13 @@ void Server::State::admit(tcp::socket socket) {
                     std::memory_order_relaxed);
   auto executor = socket.get_executor();
   if (connection_count.load() >= limits.max_connections) {
+    // Refused for our own want of capacity: counted as the 503 it is (no request was read,
+    // so under no route), or an overload would never show in the request metrics.
+    if (observer) {
+      observer->request_started(nullptr);
+      observer->request_finished(nullptr, static_cast<unsigned>(Status::service_unavailable),
+                                 std::chrono::steady_clock::duration::zero());
+    }
     if (tls) {
       // A TLS client could not read a plain answer: closing is all it can get.
       boost::system::error_code ignored;

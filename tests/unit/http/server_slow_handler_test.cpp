@@ -109,6 +109,28 @@ TEST(HttpServerSlowHandler, RequestCutOffByTheDrainIsCounted503) {
   EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
 }
 
+// A connection refused at max_connections is answered 503 overloaded before a byte of its
+// request is read: still an exchange the service's metrics must count (operation
+// "unmatched", code 503), or an overload would never show in requests_total.
+TEST(HttpServerCounting, AConnectionRefusedAtTheLimitIsCounted503) {
+  RecordingObserver observer;
+  ServerLimits limits;
+  limits.max_connections = 1;
+  limits.header_timeout = 2s;
+  ServerFixture fx(limits, 1, &observer);
+  asio::io_context ioc;
+  asio::ip::tcp::socket holder(ioc);  // holds the only slot, sends nothing
+  holder.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  ASSERT_TRUE(
+      coromesh::testing::wait_until([&] { return fx.server().active_connections() == 1; }, 5s));
+  auto refused = fx.get("/hello");
+  EXPECT_EQ(refused.status, 503) << refused.error;
+  holder.close();
+  ASSERT_TRUE(
+      coromesh::testing::wait_until([&] { return fx.server().active_connections() == 0; }, 5s));
+  EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
+}
+
 // A client may pipeline its requests and then half-close its side (`printf ... | nc -N`):
 // it still reads every answer. The hang-up check after a slow handler must not take the
 // FIN behind the pipelined requests for a client that has gone: those requests are

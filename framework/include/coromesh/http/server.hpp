@@ -57,7 +57,8 @@ struct ServerLimits {
 inline constexpr unsigned kClientClosedRequest = 499;
 
 // Told about every request that reached routing; `route` is null for 404/405 and for
-// requests rejected before routing (those are reported with operation "unmatched").
+// requests rejected before routing (those are reported with operation "unmatched"),
+// a connection refused over max_connections included (503, though no request was read).
 // `status` is what the exchange came to: the answer's status when it was delivered,
 // kClientClosedRequest when the client was gone, 503 when a drain cut the request off,
 // 408 when the request began but did not arrive within the header or body timeout
