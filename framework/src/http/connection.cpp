@@ -360,9 +360,17 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
           response = handler_failed_response(request.version());
         }
       }
+      // The handler's wish is read before the answer takes the request's version: an
+      // answer built as HTTP/1.1 without a Connection field means keep-alive, but the same
+      // answer as HTTP/1.0 would read as close, and HTTP/1.0 keep-alive never held.
+      const bool handler_keeps_alive = response.keep_alive();
       response.version(request.version());
-      keep_alive = request.keep_alive() && response.keep_alive() && !connection.closing &&
-                   !draining.load(std::memory_order_relaxed);
+      // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; the
+      // connection is closed after it, whatever it asked.
+      const bool faulty_framing =
+          request.version() < 11 && request.find(Field::transfer_encoding) != request.end();
+      keep_alive = request.keep_alive() && handler_keeps_alive && !faulty_framing &&
+                   !connection.closing && !draining.load(std::memory_order_relaxed);
       if (request.method() == Verb::head) {
         response.prepare_payload();
         auto length = response.body().size();

@@ -186,6 +186,21 @@ TEST(HttpServerLimits, TransferEncodingNotEndingInChunkedIs400) {
   EXPECT_EQ(fx.send("POST", "/echo", "after").body, "after");
 }
 
+// RFC 9112 §6.1: HTTP/1.0 has no Transfer-Encoding, so an HTTP/1.0 request carrying one
+// MUST be treated as having faulty framing (an HTTP/1.0 hop in front reads its body
+// another way) and the connection closed after it, even when it asks for keep-alive:
+// what follows it on the connection may be a smuggled request.
+TEST(HttpServerLimits, AnHttp10RequestWithTransferEncodingClosesTheConnection) {
+  ServerFixture fx;
+  auto answer = fx.raw(
+      "POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+      "GET /hello HTTP/1.0\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(answer.starts_with("HTTP/1.0 200 OK\r\n")) << answer;
+  EXPECT_EQ(answer.find("Connection: keep-alive"), std::string::npos) << answer;
+  EXPECT_EQ(answer.find("hello"), std::string::npos) << "served after faulty framing: " << answer;
+}
+
 TEST(HttpServerLimits, SilentConnectionIsClosedAtTheHeaderTimeout) {
   ServerLimits limits;
   limits.header_timeout = 300ms;

@@ -94,6 +94,20 @@ TEST(HttpServer, Http10WithoutKeepAliveIsClosedAfterOneResponse) {
   EXPECT_NE(answer.find("HTTP/1.0 200 OK"), std::string::npos) << answer;
 }
 
+// HTTP/1.0 keep-alive (RFC 9112 Appendix C.2.2), as ApacheBench's `ab -k` and older
+// proxies use it: a request with `Connection: keep-alive` is answered with it and the
+// connection serves the next request.
+TEST(HttpServer, Http10KeepAliveServesTheNextRequest) {
+  ServerFixture fx;
+  auto answer = fx.raw(
+      "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+      "GET /items/2 HTTP/1.0\r\n\r\n");
+  EXPECT_TRUE(answer.starts_with("HTTP/1.0 200 OK\r\n")) << answer;
+  EXPECT_NE(answer.find("Connection: keep-alive"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("item 2"), std::string::npos) << "the second request went unanswered\n"
+                                                      << answer;
+}
+
 // Reads from a blocking socket until `marker` has arrived (or 5 s pass).
 std::string read_until(boost::asio::ip::tcp::socket& socket, std::string_view marker) {
   std::string received;
