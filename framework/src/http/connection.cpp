@@ -94,8 +94,9 @@ Response handler_failed_response(unsigned version) {
                              "the handler failed; see the service log", version);
 }
 
+// An HTTP/1.0 client knows no 1xx answers: its expectation is ignored (RFC 9110 §10.1.1).
 bool expects_continue(const Request& request) {
-  return beast::iequals(request[Field::expect], "100-continue");
+  return request.version() >= 11 && beast::iequals(request[Field::expect], "100-continue");
 }
 
 // True when the client has closed its side of the connection (FIN or reset) while its

@@ -143,6 +143,28 @@ TEST(HttpServer, ExpectContinueIsAnsweredBeforeTheBody) {
   EXPECT_NE(answer.find("ping"), std::string::npos) << answer;
 }
 
+// RFC 9110 §10.1.1: a server MUST ignore a 100-continue expectation in an HTTP/1.0
+// request. An HTTP/1.0 client knows no 1xx answers: it would take "100 Continue" for the
+// final answer to its request.
+TEST(HttpServer, ExpectContinueInAnHttp10RequestIsIgnored) {
+  ServerFixture fx;
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), fx.port()});
+  timeval timeout{5, 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  boost::asio::write(
+      socket, boost::asio::buffer(std::string_view("POST /echo HTTP/1.0\r\nExpect: 100-continue\r\n"
+                                                   "Content-Length: 4\r\n\r\n")));
+  // The server has read the header alone: the body below comes in a later read.
+  ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.server().in_flight() == 1; },
+                                            std::chrono::seconds(5)));
+  boost::asio::write(socket, boost::asio::buffer(std::string_view("ping")));
+  auto answer = read_until(socket, "ping");
+  EXPECT_EQ(answer.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << answer;
+  EXPECT_NE(answer.find("ping"), std::string::npos) << answer;
+}
+
 TEST(HttpServer, ExpectContinueWithTheBodyAlreadySentIsServedDirectly) {
   ServerFixture fx;
   auto answer = fx.raw(
