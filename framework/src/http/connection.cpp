@@ -94,6 +94,27 @@ Response handler_failed_response(unsigned version) {
                              "the handler failed; see the service log", version);
 }
 
+// RFC 9112 §2.2: empty lines (CRLF, or a bare LF) received before a request-line are
+// ignored; some clients end a POST body with an extra CRLF. Consumes them; true when
+// nothing else is in `buffer`. Not a way to hold a connection: the wait for the next
+// request keeps its deadline, which counts from the last answer.
+bool skip_empty_lines(beast::flat_buffer& buffer) {
+  const auto* data = static_cast<const char*>(buffer.data().data());
+  const std::size_t size = buffer.size();
+  std::size_t skipped = 0;
+  while (skipped < size) {
+    if (data[skipped] == '\n') {
+      skipped += 1;
+    } else if (data[skipped] == '\r' && skipped + 1 < size && data[skipped + 1] == '\n') {
+      skipped += 2;
+    } else {
+      break;
+    }
+  }
+  buffer.consume(skipped);
+  return skipped > 0 && buffer.size() == 0;
+}
+
 // An HTTP/1.0 client knows no 1xx answers: its expectation is ignored (RFC 9110 §10.1.1).
 bool expects_continue(const Request& request) {
   return request.version() >= 11 && beast::iequals(request[Field::expect], "100-continue");
@@ -208,6 +229,9 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
         break;
       }
       buffer.commit(n);
+    }
+    if (skip_empty_lines(buffer)) {
+      continue;  // only empty lines so far: still waiting for a request, as before
     }
     connection.busy = true;
     connection.reading_request = true;

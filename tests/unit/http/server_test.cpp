@@ -88,6 +88,20 @@ TEST(HttpServer, KeepAliveServesPipelinedRequestsOnOneConnection) {
   EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
 }
 
+// RFC 9112 §2.2: a server SHOULD ignore empty lines before a request-line; some clients
+// end a POST body with an extra CRLF. The next request on the connection is served, not
+// refused as malformed.
+TEST(HttpServer, EmptyLinesBeforeARequestAreIgnored) {
+  ServerFixture fx;
+  auto answer = fx.raw(
+      "\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\r\n"
+      "\r\nGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200 OK\r\n")) << answer;
+  EXPECT_NE(answer.find("abc"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("hello"), std::string::npos) << answer;
+  EXPECT_EQ(answer.find("400 Bad Request"), std::string::npos) << answer;
+}
+
 TEST(HttpServer, Http10WithoutKeepAliveIsClosedAfterOneResponse) {
   ServerFixture fx;
   auto answer = fx.raw("GET /hello HTTP/1.0\r\n\r\n");
