@@ -1,5 +1,7 @@
 #include "coromesh/http/server.hpp"
 
+#include <sys/socket.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
@@ -120,6 +122,17 @@ TlsCounters Server::tls_counters() const {
   return counters;
 }
 
+namespace {
+
+// True when the peer has sent bytes that nobody has read yet (a request, for an idle
+// connection). Peeks without blocking or consuming.
+bool has_pending_bytes(tcp::socket& socket) {
+  char byte = 0;
+  return ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+}  // namespace
+
 void Server::State::close_all(bool only_idle) {
   std::lock_guard lock(mutex);
   closed = closed || !only_idle;
@@ -130,16 +143,17 @@ void Server::State::close_all(bool only_idle) {
       if (!only_idle && connection->busy) {
         connection->cut_off = true;
       }
-      if (!only_idle || !connection->busy) {
-        boost::system::error_code ignored;
-        // An idle TLS connection is only woken up: its coroutine then ends the session
-        // with close_notify (bounded by the watchdog), which a shutdown would prevent.
-        if (only_idle && connection->tls) {
-          connection->socket.cancel(ignored);
-        } else {
-          connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
-          connection->socket.cancel(ignored);
-        }
+      boost::system::error_code ignored;
+      if (!only_idle) {
+        connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
+        connection->socket.cancel(ignored);
+      } else if (!connection->busy && !has_pending_bytes(connection->socket)) {
+        // An idle connection is only woken up: its coroutine then closes it (a TLS one with
+        // close_notify, bounded by the watchdog). Not shut down: a request whose read has
+        // completed but whose coroutine has not run yet would find its answer's write
+        // refused. One whose bytes have arrived but are not read yet is left alone: it is in
+        // flight, and is answered with Connection: close (`closing`).
+        connection->socket.cancel(ignored);
       }
       if (!only_idle) {
         connection->cancel.emit(asio::cancellation_type::terminal);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -230,6 +231,44 @@ TEST(HttpServer, ConnectionsDuringTheDrainGet503ShuttingDown) {
   EXPECT_EQ(res.status, 503) << res.error;
   EXPECT_NE(res.body.find(R"("error":"shutting_down")"), std::string::npos) << res.body;
   EXPECT_EQ(res.headers["connection"], "close");
+}
+
+// stop_accepting() closes the idle keep-alive connections, but a request that has
+// already arrived on one (in the socket, not yet read by its coroutine) is not idle: it is
+// in flight, and is answered (with Connection: close) instead of being dropped unanswered.
+// The io thread is held while the request arrives and stop_accepting() is queued, so the
+// close is decided with the request waiting.
+TEST(HttpServer, ARequestArrivedOnAnIdleConnectionIsAnsweredByTheDrain) {
+  namespace asio = boost::asio;
+  ServerFixture fx;
+  asio::io_context ioc;
+  asio::ip::tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
+  timeval timeout{5, 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  asio::write(socket, asio::buffer(std::string_view("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")));
+  ASSERT_NE(read_until(socket, "hello").find("hello"), std::string::npos);
+  // The connection is idle now. Hold its io thread.
+  std::promise<void> held;
+  std::promise<void> release;
+  asio::post(fx.pool().executor(0), [&] {
+    held.set_value();
+    release.get_future().wait();
+  });
+  held.get_future().wait();
+  asio::write(socket, asio::buffer(std::string_view("GET /items/7 HTTP/1.1\r\nHost: x\r\n\r\n")));
+  // Until the server's kernel has acknowledged every byte: the request is in its socket.
+  int unacknowledged = 1;
+  while (unacknowledged > 0) {
+    ASSERT_EQ(::ioctl(socket.native_handle(), TIOCOUTQ, &unacknowledged), 0);
+    std::this_thread::yield();
+  }
+  fx.server().stop_accepting();
+  release.set_value();
+  auto answer = read_until(socket, "item 7");
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200 OK\r\n")) << answer;
+  EXPECT_NE(answer.find("item 7"), std::string::npos) << "the request was dropped:\n" << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
 }
 
 // A connection whose accept completes just after the drain's last step (it was in the
