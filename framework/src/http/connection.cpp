@@ -383,6 +383,13 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
           log::error("http.handler.unsafe_header",
                      {{"operation", route->operation}, {"trace_id", trace_id}});
           response = handler_failed_response(request.version());
+        } else if (response.result_int() < 200) {
+          // An interim status is never a final answer: sent as one, the client would wait
+          // on for the real answer.
+          log::error("http.handler.informational_answer", {{"operation", route->operation},
+                                                           {"trace_id", trace_id},
+                                                           {"status", response.result_int()}});
+          response = handler_failed_response(request.version());
         }
       }
       // The handler's wish is read before the answer takes the request's version: an
@@ -396,7 +403,9 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
           request.version() < 11 && request.find(Field::transfer_encoding) != request.end();
       keep_alive = request.keep_alive() && handler_keeps_alive && !faulty_framing &&
                    !connection.closing && !draining.load(std::memory_order_relaxed);
-      if (request.method() == Verb::head) {
+      // A 204 or 304 has no content to announce or to leave out (append_response sends
+      // none), and prepare_payload() would throw for one a handler gave a body.
+      if (request.method() == Verb::head && !detail::has_no_content(response.result_int())) {
         response.prepare_payload();
         auto length = response.body().size();
         response.body().clear();

@@ -60,13 +60,30 @@ bool has_unsafe_field(const Response& response) noexcept {
   return false;
 }
 
+bool has_no_content(unsigned status) noexcept {
+  return status < 200 || status == 204 || status == 304;
+}
+
 void append_response(const Response& response, std::string& out) {
   append_status_line(response, out);
-  bool has_length = false;
+  const unsigned status = response.result_int();
+  // RFC 9110 §8.6: no Content-Length (nor, RFC 9112 §6.1, Transfer-Encoding) in a 1xx or
+  // 204 answer; a 304 keeps the one its handler gave (the representation's length) but
+  // gets none made up here.
+  const bool never_framed = status < 200 || status == 204;
+  bool has_length = has_no_content(status);
   for (const auto& field : response) {
-    has_length = has_length || field.name() == Field::content_length ||
-                 field.name() == Field::transfer_encoding;
+    const bool framing =
+        field.name() == Field::content_length || field.name() == Field::transfer_encoding;
+    if (framing && never_framed) {
+      continue;
+    }
+    has_length = has_length || framing;
     append_field(field.name_string(), field.value(), out);
+  }
+  if (has_no_content(status)) {
+    out += "\r\n";  // and no content, whatever the body holds (RFC 9110 §6.4.1)
+    return;
   }
   const auto& body = response.body();
   if (!has_length) {

@@ -10,8 +10,12 @@
 
 namespace coromesh::http::detail {
 
+// Whether an answer with this status has no content (RFC 9110 §6.4.1: 1xx, 204, 304).
+bool has_no_content(unsigned status) noexcept;
+
 // Appends the status line, the fields, a Content-Length when the response has none
-// and is not chunked, the blank line and the body (unless `omit_body`, for HEAD).
+// and is not chunked, the blank line and the body. An answer that has no content
+// (has_no_content) is written without its body, and a 1xx or 204 without framing fields.
 void append_response(const Response& response, std::string& out);
 
 // Whether a field's name or value holds CR, LF or NUL: written as they are, they would

@@ -16,6 +16,9 @@
 //   more than max_connections open            -> 503, connection closed
 //   unknown path -> 404; known path, other method -> 405 with `Allow`
 //   a handler's answer with CR, LF or NUL in a field -> 500 (never sent: response splitting)
+//   a handler's answer with an interim (1xx) status  -> 500 (it is never a final answer)
+//   a handler's 204 or 304 -> sent without content whatever its body, and a 204 without
+//   Content-Length (RFC 9110 §6.4.1, §8.6): no stray bytes ahead of the next answer
 // With enable_tls() every connection first completes a TLS handshake within
 // ServerTls::handshake_timeout and passes the peer check; the limits above apply alike
 // (over max_connections a TLS connection is closed, not answered: it cannot read HTTP).
