@@ -136,6 +136,17 @@ TEST(HttpServerLimits, ADuplicatedTypedParameterIs400) {
             R"({"error":"invalid_field","reason":"query parameter 'l': given more than once"})");
 }
 
+// A value quoted in the reason may hold a NUL once its escapes are decoded: the reason is
+// sent whole, not cut short there (where a C string would end).
+TEST(HttpServerLimits, AReasonQuotingANulIsSentWhole) {
+  ServerFixture fx;
+  auto answer = fx.get("/sum?l=1%00&r=2");
+  EXPECT_EQ(answer.status, 400);
+  EXPECT_EQ(
+      answer.body,
+      R"({"error":"invalid_field","reason":"query parameter 'l': '1\u0000' is not an integer"})");
+}
+
 TEST(HttpServerLimits, RelativeTargetIs400) {
   ServerFixture fx;
   auto answer = fx.raw("GET hello HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -18,15 +18,21 @@ namespace coromesh::http {
 class HttpError : public std::runtime_error {
  public:
   HttpError(Status status, std::string code, std::string reason)
-      : std::runtime_error(reason), status_(status), code_(std::move(code)) {}
+      : std::runtime_error(reason),
+        status_(status),
+        code_(std::move(code)),
+        reason_(std::move(reason)) {}
 
   Status status() const noexcept { return status_; }
   const std::string& code() const noexcept { return code_; }
-  std::string_view reason() const noexcept { return what(); }
+  // Whole: what() ends at the first NUL, which a reason quoting a decoded request value
+  // may hold.
+  std::string_view reason() const noexcept { return reason_; }
 
  private:
   Status status_;
   std::string code_;
+  std::string reason_;
 };
 
 // Builds `{"error": code, "reason": reason}` with the given status, JSON content type,
