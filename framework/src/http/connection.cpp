@@ -120,6 +120,16 @@ bool expects_continue(const Request& request) {
   return request.version() >= 11 && beast::iequals(request[Field::expect], "100-continue");
 }
 
+// Whether the request loop will refuse `request` before any handler sees it, whatever its
+// body: a canned answer (a drain, a refused peer), a target that is not a path, no route.
+bool refused_whatever_the_body(const Router& router, const detail::Connection& connection,
+                               const Request& request) {
+  const auto target = std::string_view(request.target());
+  const auto path = target.substr(0, target.find('?'));
+  return connection.canned_answer || path.empty() || path.front() != '/' ||
+         router.match(request.method(), path).route == nullptr;
+}
+
 // True when the client has closed its side of the connection (FIN or reset) while its
 // request was being handled. Peeks without blocking and without consuming pipelined
 // bytes; one recv() per response, much cheaper than a watch on the socket per request.
@@ -264,14 +274,22 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
         read_error = {};
       }
     }
+    // The client waits for 100 Continue before it sends the body: a request refused
+    // whatever its body is answered at once instead (RFC 9110 §10.1.1), and the connection
+    // closed after the answer, since the body it did not ask for may still follow.
+    bool body_unread = false;
     if (!read_error && !parser.is_done()) {
       if (expects_continue(parser.get())) {
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        connection.expires_after(limits.write_timeout);
-        auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(kContinue), kUseTuple);
-        read_error = wec;
+        if (refused_whatever_the_body(router, connection, parser.get())) {
+          body_unread = true;
+        } else {
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          connection.expires_after(limits.write_timeout);
+          auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(kContinue), kUseTuple);
+          read_error = wec;
+        }
       }
-      if (!read_error) {
+      if (!read_error && !body_unread) {
         connection.expires_after(limits.body_timeout);
         auto [bec, bn] = co_await beast::http::async_read(stream, buffer, parser, kUseTuple);
         read_error = bec;
@@ -401,7 +419,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
       // connection is closed after it, whatever it asked.
       const bool faulty_framing =
           request.version() < 11 && request.find(Field::transfer_encoding) != request.end();
-      keep_alive = request.keep_alive() && handler_keeps_alive && !faulty_framing &&
+      keep_alive = request.keep_alive() && handler_keeps_alive && !faulty_framing && !body_unread &&
                    !connection.closing && !draining.load(std::memory_order_relaxed);
       // A 204 or 304 has no content to announce or to leave out (append_response sends
       // none), and prepare_payload() would throw for one a handler gave a body.

@@ -180,6 +180,33 @@ TEST(HttpServer, ExpectContinueInAnHttp10RequestIsIgnored) {
   EXPECT_NE(answer.find("ping"), std::string::npos) << answer;
 }
 
+// The point of `Expect: 100-continue` is to let the server refuse before the body is
+// sent: a request that will be refused whatever its body (no route, a draining server)
+// is answered at once, not asked for its body first, and the connection is then closed
+// (the unread body cannot be told from a next request).
+TEST(HttpServer, ExpectContinueToARequestThatWillBeRefusedIsAnsweredWithoutTheBody) {
+  ServerFixture fx;
+  for (const bool draining : {false, true}) {
+    if (draining) {
+      fx.server().stop_accepting();
+    }
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket socket(io);
+    socket.connect({boost::asio::ip::make_address("127.0.0.1"), fx.port()});
+    timeval timeout{5, 0};
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    const std::string target = draining ? "/echo" : "/nope";
+    boost::asio::write(socket, boost::asio::buffer("POST " + target +
+                                                   " HTTP/1.1\r\nHost: x\r\n"
+                                                   "Expect: 100-continue\r\n"
+                                                   "Content-Length: 4\r\n\r\n"));
+    auto answer = read_until(socket, "\r\n\r\n");
+    const std::string expected = draining ? "HTTP/1.1 503 " : "HTTP/1.1 404 ";
+    EXPECT_EQ(answer.rfind(expected, 0), 0u) << target << ":\n" << answer;
+    EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+  }
+}
+
 TEST(HttpServer, ExpectContinueWithTheBodyAlreadySentIsServedDirectly) {
   ServerFixture fx;
   auto answer = fx.raw(
