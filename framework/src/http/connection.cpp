@@ -304,6 +304,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     Response response;
     const Route* route = nullptr;
     bool keep_alive = false;
+    bool head = false;
     std::optional<ReadFailure> failure;
     if (read_error) {
       failure = classify_read_error(read_error, limits);
@@ -421,14 +422,8 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
           request.version() < 11 && request.find(Field::transfer_encoding) != request.end();
       keep_alive = request.keep_alive() && handler_keeps_alive && !faulty_framing && !body_unread &&
                    !connection.closing && !draining.load(std::memory_order_relaxed);
-      // A 204 or 304 has no content to announce or to leave out (append_response sends
-      // none), and prepare_payload() would throw for one a handler gave a body.
-      if (request.method() == Verb::head && !detail::has_no_content(response.result_int())) {
-        response.prepare_payload();
-        auto length = response.body().size();
-        response.body().clear();
-        response.content_length(length);
-      }
+      // Answered without its body, but with the length a GET would be told.
+      head = request.method() == Verb::head;
       if (log::enabled(log::Level::debug)) {
         log::debug("http.request", {{"method", std::string(request.method_string())},
                                     {"path", path},
@@ -446,7 +441,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     keep_alive = keep_alive && !client_gone;
     response.keep_alive(keep_alive);
     out.clear();
-    detail::append_response(response, out);
+    detail::append_response(response, out, head);
     connection.expires_at(handled + limits.write_timeout);
     boost::system::error_code wec;
     std::size_t sent = 0;

@@ -64,36 +64,34 @@ bool has_no_content(unsigned status) noexcept {
   return status < 200 || status == 204 || status == 304;
 }
 
-void append_response(const Response& response, std::string& out) {
+void append_response(const Response& response, std::string& out, bool head) {
   append_status_line(response, out);
   const unsigned status = response.result_int();
-  // RFC 9110 §8.6: no Content-Length (nor, RFC 9112 §6.1, Transfer-Encoding) in a 1xx or
-  // 204 answer; a 304 keeps the one its handler gave (the representation's length) but
-  // gets none made up here.
-  const bool never_framed = status < 200 || status == 204;
-  bool has_length = has_no_content(status);
+  // The framing is the body's, whatever the handler left in the fields: a stale length
+  // would have the client read into the next answer on the connection. Except in a 304,
+  // whose Content-Length (if its handler gave one) is the representation's (RFC 9110
+  // §8.6); no answer without content gets one made up, and a 1xx or 204 none at all.
+  const bool keeps_its_length = status == 304;
   for (const auto& field : response) {
-    const bool framing =
-        field.name() == Field::content_length || field.name() == Field::transfer_encoding;
-    if (framing && never_framed) {
-      continue;
+    const bool framing = field.name() == Field::transfer_encoding ||
+                         (field.name() == Field::content_length && !keeps_its_length);
+    if (!framing) {
+      append_field(field.name_string(), field.value(), out);
     }
-    has_length = has_length || framing;
-    append_field(field.name_string(), field.value(), out);
   }
   if (has_no_content(status)) {
     out += "\r\n";  // and no content, whatever the body holds (RFC 9110 §6.4.1)
     return;
   }
   const auto& body = response.body();
-  if (!has_length) {
-    char length[24];
-    const auto [end, ec] = std::to_chars(length, length + sizeof(length), body.size());
-    append_field("Content-Length", std::string_view(length, static_cast<std::size_t>(end - length)),
-                 out);
-  }
+  char length[24];
+  const auto [end, ec] = std::to_chars(length, length + sizeof(length), body.size());
+  append_field("Content-Length", std::string_view(length, static_cast<std::size_t>(end - length)),
+               out);
   out += "\r\n";
-  out += body;
+  if (!head) {
+    out += body;
+  }
 }
 
 }  // namespace detail

@@ -13,10 +13,12 @@ namespace coromesh::http::detail {
 // Whether an answer with this status has no content (RFC 9110 §6.4.1: 1xx, 204, 304).
 bool has_no_content(unsigned status) noexcept;
 
-// Appends the status line, the fields, a Content-Length when the response has none
-// and is not chunked, the blank line and the body. An answer that has no content
-// (has_no_content) is written without its body, and a 1xx or 204 without framing fields.
-void append_response(const Response& response, std::string& out);
+// Appends the status line, the fields, the blank line and the body, framed by a
+// Content-Length of the body's size in place of any framing field the response holds.
+// An answer that has no content (has_no_content) is written without its body, a 1xx or
+// 204 without framing fields, a 304 with the Content-Length it has, if any. With `head`
+// (the answer to a HEAD) the body is left out and its length still announced.
+void append_response(const Response& response, std::string& out, bool head = false);
 
 // Whether a field's name or value holds CR, LF or NUL: written as they are, they would
 // end the field early and let whoever chose the bytes write fields or a body of their

@@ -67,6 +67,19 @@ class AnswerServer {
                 [](RequestContext&) -> asio::awaitable<Response> {
                   co_return answer(Status::continue_, "");
                 });
+    router_.add(Verb::get, "/wrong-length", "wrong_length",
+                [](RequestContext&) -> asio::awaitable<Response> {
+                  auto res = answer(Status::ok, "a longer body");
+                  res.body() = "short";  // changed after its length was set
+                  co_return res;
+                });
+    router_.add(Verb::get, "/says-chunked", "says_chunked",
+                [](RequestContext&) -> asio::awaitable<Response> {
+                  Response res{Status::ok, 11};
+                  res.set(Field::transfer_encoding, "chunked");
+                  res.body() = "not chunked";
+                  co_return res;
+                });
     router_.add(Verb::get, "/hello", "hello", [](RequestContext&) -> asio::awaitable<Response> {
       co_return answer(Status::ok, "hello");
     });
@@ -145,6 +158,28 @@ TEST(HttpServerAnswerFraming, HeadOfA204WithABodyIsAnsweredAndCounted) {
   EXPECT_EQ(answers[0].result_int(), 204u) << wire;
   ASSERT_TRUE(coromesh::testing::wait_until([&] { return !observer.statuses().empty(); }, 5s));
   EXPECT_EQ(observer.statuses(), std::vector<unsigned>{204});
+}
+
+// Framing is the server's, not the handler's: the body a handler answers is what the
+// client is told to read, whatever Content-Length or Transfer-Encoding the handler left
+// in the answer. Trusted, a stale length left the client reading the next answer's
+// bytes as this one's body (or this one's as the next answer): one request's answer
+// corrupting another's, on a connection a sidecar may share between callers.
+TEST(HttpServerAnswerFraming, TheBodyIsFramedAsItIsWhateverTheHandlerSaid) {
+  AnswerServer server;
+  for (const std::string path : {"/wrong-length", "/says-chunked"}) {
+    auto wire = server.raw("GET " + path +
+                           " HTTP/1.1\r\nHost: x\r\n\r\n"
+                           "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    auto answers = parse_answers(wire, {false, false});
+    ASSERT_EQ(answers.size(), 2u) << path << ":\n" << wire;
+    EXPECT_EQ(answers[0].body(), path == "/wrong-length" ? "short" : "not chunked") << wire;
+    EXPECT_EQ(answers[1].body(), "hello") << wire;
+  }
+  // HEAD is told the length of what GET would answer.
+  auto wire = server.raw("HEAD /wrong-length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(wire.find("Content-Length: 5\r\n"), std::string::npos) << wire;
+  EXPECT_TRUE(wire.ends_with("\r\n\r\n")) << wire;
 }
 
 // A 1xx is never a final answer: sent as one, the client would wait on for the real one.

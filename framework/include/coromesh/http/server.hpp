@@ -19,6 +19,8 @@
 //   a handler's answer with an interim (1xx) status  -> 500 (it is never a final answer)
 //   a handler's 204 or 304 -> sent without content whatever its body, and a 204 without
 //   Content-Length (RFC 9110 §6.4.1, §8.6): no stray bytes ahead of the next answer
+//   any other answer is framed by its body's own length, whatever Content-Length or
+//   Transfer-Encoding the handler left in it
 // With enable_tls() every connection first completes a TLS handshake within
 // ServerTls::handshake_timeout and passes the peer check; the limits above apply alike
 // (over max_connections a TLS connection is closed, not answered: it cannot read HTTP).
