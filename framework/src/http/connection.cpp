@@ -3,6 +3,7 @@
 // The loop is a template over the stream (plain TCP or TLS, see server_tls.cpp), so the
 // plain path pays nothing for TLS.
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -136,8 +137,15 @@ bool refused_whatever_the_body(const Router& router, const detail::Connection& c
 // Asked only of requests that took kHangUpCheckAfter or more: a client does not give up
 // on a faster answer, and on a small request the peek was one system call in three
 // (benchmarks/suites/http.sh against a raw Beast server, BENCHMARKS.md).
+// Over TLS a client that leaves ends its session first: the peek finds its close_notify's
+// bytes, never the end behind them, so there the FIN itself is asked for (POLLRDHUP,
+// pending bytes or not). A TLS client does not half-close to pipeline.
 constexpr std::chrono::milliseconds kHangUpCheckAfter{1};
-bool peer_has_closed(tcp::socket& socket) {
+bool peer_has_closed(tcp::socket& socket, bool tls) {
+  if (tls) {
+    pollfd watched{socket.native_handle(), POLLRDHUP, 0};
+    return ::poll(&watched, 1, 0) > 0 && (watched.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  }
   char byte = 0;
   auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) {
@@ -437,7 +445,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     // (a client that sent its requests and half-closed), and they are still answered.
     const auto handled = Clock::now();
     const bool client_gone = buffer.size() == 0 && handled - started >= kHangUpCheckAfter &&
-                             peer_has_closed(connection.socket);
+                             peer_has_closed(connection.socket, connection.tls);
     keep_alive = keep_alive && !client_gone;
     response.keep_alive(keep_alive);
     out.clear();

@@ -9,9 +9,11 @@
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <exception>
@@ -113,7 +115,16 @@ class ContextSlot {
 class HandshakeRecorder final : public ServerObserver {
  public:
   void request_started(const Route*) override {}
-  void request_finished(const Route*, unsigned, std::chrono::steady_clock::duration) override {}
+  void request_finished(const Route*, unsigned status,
+                        std::chrono::steady_clock::duration) override {
+    std::lock_guard lock(mutex_);
+    statuses_.push_back(status);
+  }
+  // What every finished request came to, as the service's requests_total counts it.
+  std::vector<unsigned> statuses() const {
+    std::lock_guard lock(mutex_);
+    return statuses_;
+  }
   void tls_handshake_finished(TlsHandshakeResult result, std::string_view reason) override {
     std::lock_guard lock(mutex_);
     outcomes_.emplace_back(result, std::string(reason));
@@ -126,6 +137,7 @@ class HandshakeRecorder final : public ServerObserver {
  private:
   mutable std::mutex mutex_;
   std::vector<std::pair<TlsHandshakeResult, std::string>> outcomes_;
+  std::vector<unsigned> statuses_;
 };
 
 class HttpTls : public ::testing::Test {
@@ -138,6 +150,12 @@ class HttpTls : public ::testing::Test {
                   response.body() = std::string(ctx.peer_identity);
                   co_return response;
                 });
+    router_.add(Verb::get, "/slow", "slow", [this](RequestContext&) -> asio::awaitable<Response> {
+      ++slow_started_;
+      asio::steady_timer timer(co_await asio::this_coro::executor, 300ms);
+      co_await timer.async_wait(asio::use_awaitable);
+      co_return Response{Status::ok, 11};
+    });
   }
 
   ~HttpTls() override {
@@ -230,6 +248,7 @@ class HttpTls : public ::testing::Test {
   Router router_;
   std::unique_ptr<Server> server_;
   asio::io_context ioc_;
+  std::atomic<int> slow_started_{0};
   long served_by_serial_ = 0;  // the last server certificate a client's check saw
   // Set before start_server(): the server's awaited authorization step.
   PeerAuthorization authorize_;

@@ -142,6 +142,34 @@ TEST_F(HttpTls, DrainEndsAnIdleTlsConnectionWithCloseNotify) {
   EXPECT_TRUE(eventually([&] { return server_->active_connections() == 0; }));
 }
 
+// A client that ends its TLS session (close_notify, then its socket closed) while its
+// request is handled has gone, as over plain TCP: counted 499, not as an answer served.
+TEST_F(HttpTls, AClientThatEndsItsSessionMidRequestIsCounted499) {
+  start_server();
+  auto context = client_context(ca_.leaf("web"));
+  ssl::stream<tcp::socket> stream(ioc_, *context);
+  ASSERT_TRUE(run(ioc_, [&]() -> asio::awaitable<bool> {
+    co_await stream.next_layer().async_connect(
+        {asio::ip::make_address("127.0.0.1"), server_->port()}, asio::use_awaitable);
+    co_await stream.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+    Request request{Verb::get, "/slow", 11};
+    request.set(Field::host, "api");
+    co_await boost::beast::http::async_write(stream, request, asio::use_awaitable);
+    co_return true;
+  }()));
+  ASSERT_TRUE(eventually([&] { return slow_started_.load() == 1; }));
+  // The client gives up: close_notify, then (not waiting long for the server's, which a
+  // server busy with the request does not send) the socket.
+  ASSERT_TRUE(run(ioc_, [&]() -> asio::awaitable<bool> {
+    asio::steady_timer patience(ioc_, 100ms);
+    co_await (stream.async_shutdown(use_tuple) || patience.async_wait(use_tuple));
+    co_return true;
+  }()));
+  stream.next_layer().close();
+  ASSERT_TRUE(eventually([&] { return !handshakes_.statuses().empty(); }));
+  EXPECT_EQ(handshakes_.statuses(), std::vector<unsigned>{kClientClosedRequest});
+}
+
 // A callee that writes a response nobody asked for right behind the real one (a bug, or
 // a server confused about which request it answers). Over plain TCP such bytes show in
 // the client's read buffer or on the socket, and the connection is not reused. Over TLS
