@@ -6,30 +6,6 @@
 
 namespace coromesh::sidecar {
 
-namespace {
-
-// Whether the request's transfer coding is anything but a lone `chunked` (already known
-// to end in chunked): "gzip, chunked", a coding with parameters, several fields.
-bool has_coding_besides_chunked(const http::framing::RequestParser& parser) {
-  const auto& header = parser.get();
-  int fields = 0;
-  bool only_chunked = true;
-  for (auto [it, end] = header.equal_range(http::Field::transfer_encoding); it != end; ++it) {
-    auto value = it->value();
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
-      value.remove_prefix(1);
-    }
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
-      value.remove_suffix(1);
-    }
-    only_chunked = only_chunked && boost::beast::iequals(value, "chunked");
-    ++fields;
-  }
-  return fields > 0 && (fields > 1 || !only_chunked);
-}
-
-}  // namespace
-
 bool is_idempotent(http::Verb method) noexcept {
   switch (method) {
     case http::Verb::get:
@@ -65,7 +41,7 @@ std::optional<http::Response> refusal_of(const boost::beast::error_code& read_er
     return refuse(http::Status::bad_request, "malformed_request",
                   "Transfer-Encoding must end in chunked");
   }
-  if (has_coding_besides_chunked(parser)) {
+  if (http::framing::has_coding_besides_chunked(parser)) {
     // The body is still in that coding, and the request goes on with a Content-Length
     // (http::Client's prepare_payload), which would leave "Transfer-Encoding: gzip" next
     // to it: a message framed two ways (RFC 9112 §6.1 forbids sending both). A coding we

@@ -334,6 +334,11 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
     } else if (has_unframed_transfer_encoding(parser)) {
       failure = ReadFailure{Status::bad_request, "malformed_request",
                             "Transfer-Encoding must end in chunked"};
+    } else if (framing::has_coding_besides_chunked(parser)) {
+      // De-chunked, the body is still gzip (or another coding): a handler would take it
+      // for the plain body.
+      failure = ReadFailure{Status::not_implemented, "unsupported_transfer_coding",
+                            "only the chunked transfer coding is supported"};
     }
     if (failure) {
       log::info("http.request.rejected", {{"code", failure->code}, {"reason", failure->reason}});

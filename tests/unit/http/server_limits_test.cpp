@@ -77,6 +77,21 @@ TEST(HttpServerLimits, MalformedRequestsAre400) {
   EXPECT_EQ(fx.get("/hello").status, 200);
 }
 
+// A transfer coding besides chunked ("gzip, chunked"): de-chunked, the body is still in
+// that coding, and a handler would take it for the plain body. 501, as the sidecar's
+// http mode answers (RFC 9112 §6.1), and the connection closed.
+TEST(HttpServerLimits, ATransferCodingBesidesChunkedIs501) {
+  ServerFixture fx;
+  for (const char* codings : {"gzip, chunked", "deflate,chunked", "chunked;x=1"}) {
+    auto answer = fx.raw(std::string("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ") +
+                         codings + "\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 501 ")) << codings << ": " << answer.substr(0, 200);
+    EXPECT_NE(answer.find(R"("error":"unsupported_transfer_coding")"), std::string::npos) << answer;
+    EXPECT_EQ(answer.find("hello"), std::string::npos) << "the body reached the handler";
+  }
+  EXPECT_EQ(fx.send("POST", "/echo", "small").body, "small");
+}
+
 // Error answers quote the request (a parameter's value, the path): the quote must not
 // make the JSON body invalid UTF-8 (RFC 8259), whether the client sent bytes that are
 // not UTF-8 or the quote was clipped in the middle of a character.

@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -31,6 +32,29 @@ using RequestParser = beast::http::request_parser<beast::http::string_body>;
 inline bool has_unframed_transfer_encoding(const RequestParser& parser) {
   const auto& header = parser.get();
   return header.find(Field::transfer_encoding) != header.end() && !parser.chunked();
+}
+
+// Whether a request whose Transfer-Encoding ends in `chunked` (checked first, above) has
+// any coding besides a lone `chunked`: "gzip, chunked", a coding with parameters, several
+// fields. Its body is still in that coding once de-chunked: a coding not implemented here,
+// answered 501 (RFC 9112 §6.1 advises it; Envoy answers the same), rather than handed on
+// as if it were plain.
+inline bool has_coding_besides_chunked(const RequestParser& parser) {
+  const auto& header = parser.get();
+  int fields = 0;
+  bool only_chunked = true;
+  for (auto [it, end] = header.equal_range(Field::transfer_encoding); it != end; ++it) {
+    auto value = it->value();
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+      value.remove_prefix(1);
+    }
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+      value.remove_suffix(1);
+    }
+    only_chunked = only_chunked && beast::iequals(value, "chunked");
+    ++fields;
+  }
+  return fields > 0 && (fields > 1 || !only_chunked);
 }
 
 // Reads the rest of a message header into `parser`, which has taken `taken` bytes of it.
