@@ -14,6 +14,7 @@
 
 #include "coromesh/http/server.hpp"
 #include "http_fetch.hpp"
+#include "recording_observer.hpp"
 #include "test_env.hpp"
 
 namespace coromesh::http::testing {
@@ -22,24 +23,6 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using namespace std::chrono_literals;
-
-class RecordingObserver final : public ServerObserver {
- public:
-  void request_started(const Route*) override {}
-  void request_finished(const Route*, unsigned status,
-                        std::chrono::steady_clock::duration) override {
-    std::lock_guard lock(mutex_);
-    statuses_.push_back(status);
-  }
-  std::vector<unsigned> statuses() const {
-    std::lock_guard lock(mutex_);
-    return statuses_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<unsigned> statuses_;
-};
 
 Response answer(Status status, std::string body) {
   Response res{status, 11};

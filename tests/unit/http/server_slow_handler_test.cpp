@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "coromesh/http/server.hpp"
+#include "recording_observer.hpp"
 #include "server_fixture.hpp"
 
 namespace coromesh::http::testing {
@@ -21,25 +22,6 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-
-// Records the status of every finished request, as the service's metrics would count it.
-class RecordingObserver final : public ServerObserver {
- public:
-  void request_started(const Route*) override {}
-  void request_finished(const Route*, unsigned status,
-                        std::chrono::steady_clock::duration) override {
-    std::lock_guard lock(mutex_);
-    statuses_.push_back(status);
-  }
-  std::vector<unsigned> statuses() const {
-    std::lock_guard lock(mutex_);
-    return statuses_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<unsigned> statuses_;
-};
 
 // A client whose socket buffers fill up after a few KiB of an answer it does not read.
 asio::ip::tcp::socket connect_with_a_small_receive_buffer(asio::io_context& ioc,

@@ -31,6 +31,7 @@
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/server.hpp"
 #include "coromesh/http/tls.hpp"
+#include "recording_observer.hpp"
 #include "test_certificate_authority.hpp"
 
 namespace coromesh::http::testing {
@@ -111,20 +112,10 @@ class ContextSlot {
   std::shared_ptr<ssl::context> current_;
 };
 
-// Records every TLS handshake's outcome, as a service's metrics would count them.
-class HandshakeRecorder final : public ServerObserver {
+// Records every TLS handshake's outcome besides every finished request's status, as a
+// service's metrics would count them.
+class HandshakeRecorder final : public RecordingObserver {
  public:
-  void request_started(const Route*) override {}
-  void request_finished(const Route*, unsigned status,
-                        std::chrono::steady_clock::duration) override {
-    std::lock_guard lock(mutex_);
-    statuses_.push_back(status);
-  }
-  // What every finished request came to, as the service's requests_total counts it.
-  std::vector<unsigned> statuses() const {
-    std::lock_guard lock(mutex_);
-    return statuses_;
-  }
   void tls_handshake_finished(TlsHandshakeResult result, std::string_view reason) override {
     std::lock_guard lock(mutex_);
     outcomes_.emplace_back(result, std::string(reason));
@@ -135,9 +126,7 @@ class HandshakeRecorder final : public ServerObserver {
   }
 
  private:
-  mutable std::mutex mutex_;
-  std::vector<std::pair<TlsHandshakeResult, std::string>> outcomes_;
-  std::vector<unsigned> statuses_;
+  std::vector<std::pair<TlsHandshakeResult, std::string>> outcomes_;  // under mutex_
 };
 
 class HttpTls : public ::testing::Test {
