@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
+#include <cstdint>
 #include <future>
 #include <thread>
 
@@ -123,6 +124,15 @@ TEST(HttpServer, Http10KeepAliveServesTheNextRequest) {
                                                       << answer;
 }
 
+// A blocking client connection to the fixture's server whose reads give up after 5 s.
+boost::asio::ip::tcp::socket connect_blocking(boost::asio::io_context& io, std::uint16_t port) {
+  boost::asio::ip::tcp::socket socket(io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  timeval timeout{5, 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  return socket;
+}
+
 // Reads from a blocking socket until `marker` has arrived (or 5 s pass).
 std::string read_until(boost::asio::ip::tcp::socket& socket, std::string_view marker) {
   std::string received;
@@ -143,10 +153,7 @@ std::string read_until(boost::asio::ip::tcp::socket& socket, std::string_view ma
 TEST(HttpServer, ExpectContinueIsAnsweredBeforeTheBody) {
   ServerFixture fx;
   boost::asio::io_context io;
-  boost::asio::ip::tcp::socket socket(io);
-  socket.connect({boost::asio::ip::make_address("127.0.0.1"), fx.port()});
-  timeval timeout{5, 0};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  auto socket = connect_blocking(io, fx.port());
   boost::asio::write(socket, boost::asio::buffer(std::string_view(
                                  "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                                  "Content-Length: 4\r\nConnection: close\r\n\r\n")));
@@ -164,10 +171,7 @@ TEST(HttpServer, ExpectContinueIsAnsweredBeforeTheBody) {
 TEST(HttpServer, ExpectContinueInAnHttp10RequestIsIgnored) {
   ServerFixture fx;
   boost::asio::io_context io;
-  boost::asio::ip::tcp::socket socket(io);
-  socket.connect({boost::asio::ip::make_address("127.0.0.1"), fx.port()});
-  timeval timeout{5, 0};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  auto socket = connect_blocking(io, fx.port());
   boost::asio::write(
       socket, boost::asio::buffer(std::string_view("POST /echo HTTP/1.0\r\nExpect: 100-continue\r\n"
                                                    "Content-Length: 4\r\n\r\n")));
@@ -191,10 +195,7 @@ TEST(HttpServer, ExpectContinueToARequestThatWillBeRefusedIsAnsweredWithoutTheBo
       fx.server().stop_accepting();
     }
     boost::asio::io_context io;
-    boost::asio::ip::tcp::socket socket(io);
-    socket.connect({boost::asio::ip::make_address("127.0.0.1"), fx.port()});
-    timeval timeout{5, 0};
-    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    auto socket = connect_blocking(io, fx.port());
     const std::string target = draining ? "/echo" : "/nope";
     boost::asio::write(socket, boost::asio::buffer("POST " + target +
                                                    " HTTP/1.1\r\nHost: x\r\n"
@@ -269,10 +270,7 @@ TEST(HttpServer, ARequestArrivedOnAnIdleConnectionIsAnsweredByTheDrain) {
   namespace asio = boost::asio;
   ServerFixture fx;
   asio::io_context ioc;
-  asio::ip::tcp::socket socket(ioc);
-  socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});
-  timeval timeout{5, 0};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  auto socket = connect_blocking(ioc, fx.port());
   asio::write(socket, asio::buffer(std::string_view("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")));
   ASSERT_NE(read_until(socket, "hello").find("hello"), std::string::npos);
   // The connection is idle now. Hold its io thread.

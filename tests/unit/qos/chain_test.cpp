@@ -27,6 +27,7 @@
 #include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/remote_error.hpp"
 #include "run_awaitable.hpp"
+#include "scripted_call.hpp"
 
 namespace coromesh::qos {
 namespace {
@@ -38,29 +39,10 @@ using ::testing::HasSubstr;
 
 using test_support::run;
 
-// A transport failure (a reset connection) whose what() is "boom": what retry retries.
-struct Boom : boost::system::system_error {
-  Boom() : boost::system::system_error(asio::error::connection_reset) {}
-  const char* what() const noexcept override { return "boom"; }
-};
-
-// A call that fails `failures` times with Boom, then returns 42.
-struct Script {
-  int calls = 0;
-  int failures = 0;
-};
-
-asio::awaitable<int> scripted(Script& script) {
-  ++script.calls;
-  if (script.calls <= script.failures) {
-    throw Boom();
-  }
-  co_return 42;
-}
-
-Chain<int>::Call scripted_call(Script& script) {
-  return [&script] { return scripted(script); };
-}
+using testing::Boom;
+using testing::Script;
+using testing::scripted;
+using testing::scripted_call;
 
 // A call that takes `duration` of real time (cancellable), then returns `value`.
 asio::awaitable<int> slow(Duration duration, int value, int* calls) {

@@ -35,6 +35,7 @@
 #include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/remote_error.hpp"
 #include "run_awaitable.hpp"
+#include "scripted_call.hpp"
 
 namespace coromesh::qos {
 namespace {
@@ -90,27 +91,10 @@ class RetryForms : public ::testing::TestWithParam<Form> {
 };
 
 // A transport failure (retryable).
-struct Reset : boost::system::system_error {
-  Reset() : boost::system::system_error(asio::error::connection_reset) {}
-};
-
-// Fails the first `failures` calls with Reset, then returns 42.
-struct Script {
-  int calls = 0;
-  int failures = 0;
-};
-
-asio::awaitable<int> scripted(Script& script) {
-  ++script.calls;
-  if (script.calls <= script.failures) {
-    throw Reset();
-  }
-  co_return 42;
-}
-
-Chain<int>::Call scripted_call(Script& script) {
-  return [&script] { return scripted(script); };
-}
+using Reset = testing::Boom;
+using testing::Script;
+using testing::scripted;
+using testing::scripted_call;
 
 constexpr RetryConfig kNoBackoff{
     .max_attempts = 4, .base_backoff = 0ms, .max_backoff = 0ms, .jitter = Jitter::none};
