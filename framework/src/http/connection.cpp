@@ -390,8 +390,10 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
           response = make_error_response(e.status(), e.code(), e.reason(), request.version());
         } catch (const std::exception& e) {
           const auto* system = dynamic_cast<const boost::system::system_error*>(&e);
-          if (system && system->code() == asio::error::operation_aborted && connection.closing) {
-            // Cancelled by a drain whose grace ran out: expected, not a handler bug.
+          if (system && system->code() == asio::error::operation_aborted && connection.cut_off) {
+            // Cancelled by a drain whose grace ran out: expected, not a handler bug. Only
+            // `cut_off` says so: `closing` is set from the drain's start, and a handler whose
+            // own operation was aborted during the grace period has failed like any other.
             log::info("http.request.cancelled",
                       {{"operation", route->operation}, {"trace_id", trace_id}});
           } else {

@@ -1,6 +1,7 @@
 #include "server_fixture.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/describe.hpp>
@@ -34,7 +35,7 @@ Response text(std::string body) {
 }  // namespace
 
 ServerFixture::ServerFixture(ServerLimits limits, std::size_t threads, ServerObserver* observer)
-    : pool_(threads) {
+    : pool_(threads), gate_(pool_.context(0), asio::steady_timer::time_point::max()) {
   router_.add(Verb::get, "/hello", "hello",
               [](RequestContext&) -> asio::awaitable<Response> { co_return text("hello"); });
   router_.add(Verb::get, "/items/{id}", "item",
@@ -56,6 +57,11 @@ ServerFixture::ServerFixture(ServerLimits limits, std::size_t threads, ServerObs
     co_await timer.async_wait(asio::use_awaitable);
     ++slow_finished;
     co_return text("slept");
+  });
+  router_.add(Verb::get, "/gated", "gated", [this](RequestContext&) -> asio::awaitable<Response> {
+    ++gated_started;
+    co_await gate_.async_wait(asio::use_awaitable);  // throws operation_aborted when cancelled
+    co_return text("unreachable");
   });
   router_.add(Verb::get, "/greet", "greet", [](RequestContext& ctx) -> asio::awaitable<Response> {
     // A handler that echoes a typed parameter into a header, as a careless one might.
@@ -97,6 +103,10 @@ std::size_t ServerFixture::shutdown(std::chrono::milliseconds grace) {
   pool_.stop();
   pool_.join();
   return result;
+}
+
+void ServerFixture::cancel_gate() {
+  asio::post(gate_.get_executor(), [this] { gate_.cancel(); });
 }
 
 coromesh::testing::FetchResult ServerFixture::get(const std::string& target) {

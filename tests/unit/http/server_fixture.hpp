@@ -17,7 +17,9 @@ class ServerFixture {
   // Routes: GET /hello -> "hello"; GET /items/{id}; POST /echo (body back);
   // GET /sum?l=&r= (typed binding); GET /slow?ms= (sleeps); GET /throw;
   // GET /throw-other (throws an int); GET /error;
-  // GET /greet?name= (echoes `name` in the X-Greeting header).
+  // GET /greet?name= (echoes `name` in the X-Greeting header);
+  // GET /gated (waits until cancel_gate(), then fails with the wait's operation_aborted:
+  // a handler whose own operation was cancelled by something other than a drain).
   // `observer`, when given, must outlive the fixture.
   explicit ServerFixture(ServerLimits limits = {}, std::size_t threads = 1,
                          ServerObserver* observer = nullptr);
@@ -34,11 +36,16 @@ class ServerFixture {
   // Runs drain() on the pool and waits for its result.
   std::size_t shutdown(std::chrono::milliseconds grace);
 
+  // Cancels the wait of every /gated request, on the pool's first thread.
+  void cancel_gate();
+
   std::atomic<int> slow_started{0};
   std::atomic<int> slow_finished{0};
+  std::atomic<int> gated_started{0};
 
  private:
   runtime::IoPool pool_;
+  boost::asio::steady_timer gate_;  // never expires: only cancel_gate() ends its waits
   Router router_;
   std::unique_ptr<Server> server_;
   bool stopped_ = false;

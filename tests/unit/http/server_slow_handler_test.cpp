@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "coromesh/http/server.hpp"
+#include "coromesh/log/logger.hpp"
 #include "recording_observer.hpp"
 #include "server_fixture.hpp"
 
@@ -81,14 +82,57 @@ TEST(HttpServerSlowHandler, ClientGoneBeforeTheAnswerIsCounted499) {
   EXPECT_EQ(fx.slow_finished.load(), 1) << "the handler itself ran to completion";
 }
 
+// Log lines written while `body` runs, at level info and above.
+template <class Body>
+std::string logged_during(Body body) {
+  const auto previous = log::level();
+  log::set_level(log::Level::info);
+  ::testing::internal::CaptureStderr();
+  body();
+  log::flush();  // lines reach stderr from the logger's own thread
+  auto lines = ::testing::internal::GetCapturedStderr();
+  log::set_level(previous);
+  return lines;
+}
+
 TEST(HttpServerSlowHandler, RequestCutOffByTheDrainIsCounted503) {
   RecordingObserver observer;
   ServerFixture fx({}, 1, &observer);
-  std::thread client([&] { fx.get("/slow?l=5000"); });
-  ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.slow_started.load() == 1; }, 5s));
-  EXPECT_EQ(fx.shutdown(200ms), 1u);
-  client.join();
+  const auto lines = logged_during([&] {
+    std::thread client([&] { fx.get("/slow?l=5000"); });
+    ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.slow_started.load() == 1; }, 5s));
+    EXPECT_EQ(fx.shutdown(200ms), 1u);
+    client.join();
+  });
   EXPECT_EQ(observer.statuses(), std::vector<unsigned>{503});
+  // The drain's own cancellation is expected, not a handler failure.
+  EXPECT_NE(lines.find("level=info event=http.request.cancelled operation=slow"), std::string::npos)
+      << lines;
+  EXPECT_EQ(lines.find("http.handler.exception"), std::string::npos) << lines;
+}
+
+// A handler whose own operation ends in operation_aborted while a drain waits for it (its
+// grace period not over, the connection not cut off) has failed like any handler: logged
+// as an error, not as the drain's cancellation. Only a connection the drain actually cut
+// off makes operation_aborted the drain's doing.
+TEST(HttpServerSlowHandler, AHandlerAbortedByItselfDuringTheGraceIsLoggedAsItsFailure) {
+  RecordingObserver observer;
+  ServerFixture fx({}, 1, &observer);
+  coromesh::testing::FetchResult answer;
+  const auto lines = logged_during([&] {
+    std::thread client([&] { answer = fx.get("/gated"); });
+    ASSERT_TRUE(coromesh::testing::wait_until([&] { return fx.gated_started.load() == 1; }, 5s));
+    fx.server().stop_accepting();  // the drain has begun: the connection is `closing`
+    fx.cancel_gate();              // queued after stop_accepting's work on the same thread
+    client.join();
+    EXPECT_EQ(fx.shutdown(5s), 0u) << "nothing was left for the drain to cut off";
+  });
+  EXPECT_EQ(answer.status, 500) << answer.error;
+  EXPECT_EQ(observer.statuses(), std::vector<unsigned>{500});
+  EXPECT_NE(lines.find("level=error event=http.handler.exception operation=gated"),
+            std::string::npos)
+      << lines;
+  EXPECT_EQ(lines.find("http.request.cancelled"), std::string::npos) << lines;
 }
 
 // A connection refused at max_connections is answered 503 overloaded before a byte of its
