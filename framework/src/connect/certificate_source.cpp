@@ -44,11 +44,35 @@ asio::awaitable<void> CertificateSource::run() {
   // Both watches end together: on cancellation each returns, and `&&` forwards the
   // cancellation to both. The callbacks never throw (see rebuild()), so neither watch
   // ends by itself.
-  co_await (std::move(roots_watch) && std::move(leaf_watch));
+  std::exception_ptr error;
+  std::string why = "stopped";
+  try {
+    co_await (std::move(roots_watch) && std::move(leaf_watch));
+  } catch (const std::exception& e) {
+    error = std::current_exception();
+    why = e.what();
+  } catch (...) {
+    error = std::current_exception();
+    why = "unknown exception";
+  }
+  ended(std::move(why));
+  if (error) {
+    std::rethrow_exception(error);
+  }
+}
+
+void CertificateSource::ended(std::string why) {
+  ended_ = std::move(why);
+  first_material_.cancel();  // wakes every ready(): without material, it fails
 }
 
 asio::awaitable<void> CertificateSource::ready() {
   while (generation_.load() == 0) {
+    if (ended_) {
+      throw CertificateSourceStopped("connect: the certificate source of '" + service_ +
+                                     "' ended before Consul issued its certificate (" + *ended_ +
+                                     ")");
+    }
     co_await first_material_.async_wait(asio::as_tuple(asio::use_awaitable));
     auto state = co_await asio::this_coro::cancellation_state;
     if (state.cancelled() != asio::cancellation_type::none && generation_.load() == 0) {

@@ -315,7 +315,20 @@ void Service::Impl::start() {
 asio::awaitable<void> Service::Impl::keep_registered() {
   if (native) {
     // Nobody is sent here before this instance can present its certificate.
-    co_await native->ready();
+    try {
+      co_await native->ready();
+    } catch (const connect::CertificateSourceStopped& e) {
+      // A shutdown before Consul issued the certificate stops its source: nothing to
+      // register. Outside a shutdown, the source failed: this instance can never serve.
+      if (shutting_down.load()) {
+        log::info("service.not_registered", {{"why", "shut down before its certificate"}});
+        co_return;
+      }
+      log::error("service.certificate_unavailable", {{"error", e.what()}});
+      exit_code = 1;
+      request_shutdown();
+      co_return;
+    }
   }
   try {
     co_await registrar->run();

@@ -55,6 +55,63 @@ TEST_F(CertificateSourceIntegration, FetchesALeafAndTheRootsOfARegisteredService
   }());
 }
 
+// A waiter of ready() outlives no certificate source: once run() has ended without a
+// certificate (here the shutdown's terminal cancellation, while the agent is down so none
+// can come), ready() fails at once with an error that says so, and so does any ready()
+// called afterwards, instead of waiting for a certificate that nothing will fetch.
+TEST_F(CertificateSourceIntegration, ReadyFailsOnceRunHasEndedWithoutACertificate) {
+  CertificateSource certs(ioc_.get_executor(), agent_, "a",
+                          {.watch = {.wait = 5s, .backoff_initial = 50ms, .backoff_max = 200ms}});
+  asio::cancellation_signal stop_run;
+  asio::cancellation_signal cancel_ready;
+  bool run_ended = false;
+  struct Waiter {
+    bool ended = false;
+    std::exception_ptr error;
+  };
+  Waiter first;
+  Waiter later;
+  auto wait_ready = [&](Waiter& waiter, asio::cancellation_slot slot) {
+    asio::co_spawn(ioc_, certs.ready(),
+                   asio::bind_cancellation_slot(slot, [&waiter](std::exception_ptr e) {
+                     waiter.ended = true;
+                     waiter.error = e;
+                   }));
+  };
+  auto says_stopped = [](const Waiter& waiter) {
+    try {
+      std::rethrow_exception(waiter.error);
+    } catch (const CertificateSourceStopped& e) {
+      return std::string(e.what()).find("'a'") != std::string::npos;
+    } catch (...) {
+    }
+    return false;
+  };
+  run([&]() -> asio::awaitable<void> {
+    co_await consul::off_loop([&] { consul_.stop(); });  // no certificate can arrive
+    asio::co_spawn(ioc_, certs.run(),
+                   asio::bind_cancellation_slot(stop_run.slot(),
+                                                [&](std::exception_ptr) { run_ended = true; }));
+    wait_ready(first, cancel_ready.slot());
+    co_await consul::sleep_for(300ms);  // both under way, the watches retrying (not an assertion)
+    EXPECT_FALSE(first.ended);
+    stop_run.emit(asio::cancellation_type::terminal);
+    EXPECT_TRUE(co_await consul::eventually([&] { return run_ended; }, 5s));
+    EXPECT_TRUE(co_await consul::eventually([&] { return first.ended; }, 5s))
+        << "ready() still waits after run() has ended";
+    wait_ready(later, {});
+    EXPECT_TRUE(co_await consul::eventually([&] { return later.ended; }, 5s))
+        << "a ready() called after run() ended waits";
+    if (!first.ended) {
+      cancel_ready.emit(asio::cancellation_type::terminal);  // not to leave it behind
+      co_await consul::eventually([&] { return first.ended; }, 5s);
+    }
+  }());
+  EXPECT_EQ(certs.generation(), 0u);
+  EXPECT_TRUE(first.error && says_stopped(first)) << "not a CertificateSourceStopped naming 'a'";
+  EXPECT_TRUE(later.error && says_stopped(later)) << "not a CertificateSourceStopped naming 'a'";
+}
+
 TEST_F(CertificateSourceIntegration, MutualTlsBetweenTwoServicesVerifiesBothPeers) {
   auto& a = source("a");
   auto& b = source("b");

@@ -26,8 +26,11 @@
 // Lifetime: run() returns when its coroutine receives terminal cancellation (what the
 // two-phase shutdown and `bind_cancellation_slot(stop.slot(), …)` + `stop.emit(terminal)`
 // send), even mid blocking query; the published material
-// stays readable afterwards. Destroy the source only after run() has returned and no
-// ready() is waiting; `consul` must outlive run().
+// stays readable afterwards. A run() that ends (stopped, or by an exception) before the
+// first material was published makes every ready() waiting, and every later one, throw
+// CertificateSourceStopped: nothing would fetch a certificate for them any more.
+// Destroy the source only after run() has returned and no ready() is waiting; `consul`
+// must outlive run().
 
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
@@ -39,6 +42,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "coromesh/consul/agent_client.hpp"
@@ -57,6 +61,13 @@ struct TlsMaterial {
   std::shared_ptr<boost::asio::ssl::context> client;
 };
 
+// Thrown by ready() once run() has ended without a certificate: the source will never
+// have one (a shutdown before Consul issued it, or run() failed; what() says which).
+class CertificateSourceStopped : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 struct CertificateSourceOptions {
   consul::WatchOptions watch;
 };
@@ -72,7 +83,8 @@ class CertificateSource {
   // Watches the leaf and the roots until cancelled. Call once.
   boost::asio::awaitable<void> run();
   // Returns once the first material is published (at once if it already is). Throws
-  // boost::system::system_error(operation_aborted) if its own coroutine is cancelled first.
+  // boost::system::system_error(operation_aborted) if its own coroutine is cancelled first,
+  // CertificateSourceStopped if run() has ended (or ends) before the first material.
   boost::asio::awaitable<void> ready();
 
   // The current material; nullptr before the first.
@@ -94,6 +106,9 @@ class CertificateSource {
   void on_leaf(const consul::LeafCertificate& leaf);
   // Builds and publishes new material from the latest leaf and roots, once both arrived.
   void rebuild();
+  // run() has ended, for `why`: wakes ready() waiters, which then fail unless material
+  // was published.
+  void ended(std::string why);
 
   boost::asio::any_io_executor executor_;
   consul::AgentClient& consul_;
@@ -103,8 +118,11 @@ class CertificateSource {
   // The latest answers; touched only on the executor.
   std::optional<consul::CaRoots> roots_;
   std::optional<consul::LeafCertificate> leaf_;
-  // Wakes ready() waiters: never expires by itself, cancelled on the first publication.
+  // Wakes ready() waiters: never expires by itself, cancelled on the first publication
+  // and when run() ends.
   boost::asio::steady_timer first_material_;
+  // Why run() ended ("stopped", or its exception); nullopt while it has not. Executor only.
+  std::optional<std::string> ended_;
 
   mutable std::mutex mutex_;
   std::shared_ptr<const TlsMaterial> current_;  // guarded by mutex_
