@@ -7,7 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -21,6 +24,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/system/system_error.hpp>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -140,6 +144,42 @@ TEST(DeadlineWatchdog, ThousandsOfCallsLeaveNothingRegisteredAndDoNotHoldRun) {
   EXPECT_EQ(calls, 6000);
   EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 0U);
   EXPECT_TRUE(DeadlineWatchdog::of(io).armed());
+}
+
+// A call suspended on something that is not Asio work: its handler parked by hand until
+// its cancellation, as a wait completed from another thread or another io_context is
+// (EndpointWatch::ready() on a context other than the watch's). Nothing else keeps run()
+// going.
+asio::awaitable<void> parked_until_cancelled() {
+  co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(boost::system::error_code)>(
+      [](auto handler) {
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        auto executor = asio::get_associated_executor(handler);
+        auto parked =
+            std::make_shared<asio::any_completion_handler<void(boost::system::error_code)>>(
+                std::move(handler));
+        slot.assign([parked, executor](asio::cancellation_type) {
+          asio::post(executor, [parked] { (*parked)(asio::error::operation_aborted); });
+        });
+      },
+      asio::use_awaitable);
+}
+
+// The watchdog's timer is not work (see the header): what keeps io_context::run() going
+// until a watched call is cut off is the coroutine the watch lives in, whose co_spawn
+// holds work on its executor until it ends. That is how the chain and the timeout
+// interceptor use it, so a call waiting on something that is not work itself is still
+// cut off at its deadline by a plain run(), with no work guard of the caller's.
+TEST(DeadlineWatchdog, AWatchInACoroutineIsCutOffByRunWhateverTheCallWaitsOn) {
+  asio::io_context io(1);
+  auto future = asio::co_spawn(io, watched(parked_until_cancelled(), 20ms), asio::use_future);
+  io.run();
+  ASSERT_EQ(future.wait_for(0s), std::future_status::ready)
+      << "run() returned with the watched call still suspended and not cut off";
+  const Ended ended = future.get();
+  EXPECT_TRUE(ended.expired);
+  EXPECT_TRUE(ended.aborted);
+  EXPECT_EQ(DeadlineWatchdog::of(io).registered(), 0U);
 }
 
 TEST(DeadlineWatchdog, AnEarlierDeadlineRearmsTheTimer) {

@@ -15,9 +15,20 @@
 // expired, and re-arms for the earliest deadline still registered. Registering a deadline
 // no earlier than the armed one (the steady state of calls sharing a timeout) touches no
 // timer; a call leaving does not cancel the timer either: it fires once more, finds
-// nothing overdue and stays idle. The armed timer does not count as work: it never keeps
-// io_context::run() from returning (so a call suspended on something that is not work
-// either, which no Asio I/O object is, is cut off only once run() is called again).
+// nothing overdue and stays idle.
+//
+// Requirement: keep the io_context running while a WatchedDeadline is registered. The
+// watchdog does not hold work for it: its timer never keeps io_context::run() from
+// returning (it would hold run() until the earliest deadline after every call had left,
+// and a work count per call costs two atomic operations on the chain's hot path for
+// nothing its users need). Declared in a coroutine started with co_spawn, as the chain
+// and TimeoutInterceptor do, a watch needs nothing more: co_spawn holds work on the
+// coroutine's executor until the coroutine ends, so run() goes on until the call has
+// finished or been cut off, whatever the call waits on; an IoPool holds work guards as
+// well. Only a watch used outside such a coroutine (a plain completion handler bound to
+// slot()) needs the caller's own executor_work_guard until the call ends, or run() may
+// return before the deadline, leaving the call neither finished nor cut off until run()
+// is called again.
 //
 // Threading: the watchdog and every WatchedDeadline of an io_context belong to the one
 // thread running that io_context (coromesh's IoPool model: one thread per context).
@@ -48,7 +59,8 @@ class WatchedDeadline {
  public:
   using time_point = std::chrono::steady_clock::time_point;
 
-  // Registers `deadline` with the watchdog of `io`. Called on io's thread.
+  // Registers `deadline` with the watchdog of `io`. Called on io's thread. Not work: see
+  // "Requirement" above (a watch in a co_spawn'ed coroutine needs nothing more).
   WatchedDeadline(boost::asio::io_context& io, time_point deadline);
   // The same for the io_context behind `executor` (an io_context's executor or a strand
   // of one). Throws std::logic_error for any other kind of executor.
