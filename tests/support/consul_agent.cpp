@@ -1,5 +1,6 @@
 #include "consul_agent.hpp"
 
+#include <csignal>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -157,8 +158,21 @@ std::string ConsulAgent::log_text() const {
   return text;
 }
 
+void ConsulAgent::freeze() {
+  if (process_) {
+    process_->signal(SIGSTOP);
+  }
+}
+
+void ConsulAgent::thaw() {
+  if (process_) {
+    process_->signal(SIGCONT);
+  }
+}
+
 void ConsulAgent::stop() {
   if (process_) {
+    process_->signal(SIGCONT);  // a frozen agent would not see the SIGTERM
     process_->stop(std::chrono::seconds(10));
     process_.reset();
   }

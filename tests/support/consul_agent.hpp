@@ -54,6 +54,11 @@ class ConsulAgent {
   void restart();
   void stop();
   bool running() const noexcept { return process_ != nullptr; }
+  // Freezes the agent (SIGSTOP), a hung process: the kernel still accepts connections for
+  // it, and nothing reads or answers them. thaw() (SIGCONT) lets it go on; stop() thaws a
+  // frozen agent first.
+  void freeze();
+  void thaw();
 
   // Calls the agent's HTTP API, e.g. api("GET", "/v1/health/service/web"); with ACLs,
   // as the operator (the management token) unless `token` is given.

@@ -1,10 +1,6 @@
 #include "coromesh/connect/authorizer.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
@@ -122,26 +118,22 @@ asio::awaitable<Decision> Authorizer::ask_agent(const std::string& key,
                                                 const std::string& target_service,
                                                 const std::string& client_uri,
                                                 const std::string& client_cert_serial) {
-  // The call races a timer; a parallel group (not `||`, which waits for the first
-  // *success*) ends both as soon as either completes. It also waits for the cancelled
-  // one to finish, so nothing of this frame is used after it returns.
-  auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer timer(executor, options_.timeout);
-  auto [order, timer_error, call_error, result] =
-      co_await asio::experimental::make_parallel_group(
-          timer.async_wait(asio::deferred),
-          asio::co_spawn(executor,
-                         consul_.connect_authorize(target_service, client_uri, client_cert_serial),
-                         asio::deferred))
-          .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+  // The bound goes to the call itself, not to a timer racing it: an agent that does not
+  // answer then ends the call as a timeout, which the Consul client classifies and counts
+  // (coromesh_consul_requests_total{outcome="timeout"}) like any call of its own. A timer
+  // here would cancel the call instead, and a hung agent would be counted nowhere.
+  consul::AuthorizeResult result;
+  std::exception_ptr call_error;
+  try {
+    result = co_await consul_.connect_authorize(target_service, client_uri, client_cert_serial,
+                                                options_.timeout);
+  } catch (...) {
+    call_error = std::current_exception();
+  }
 
   auto state = co_await asio::this_coro::cancellation_state;
   if (state.cancelled() != asio::cancellation_type::none) {
     throw boost::system::system_error(asio::error::operation_aborted);
-  }
-  if (order[0] == 0) {
-    co_return fall_back(
-        key, "the agent did not answer within " + std::to_string(options_.timeout.count()) + "ms");
   }
   if (call_error) {
     try {
@@ -161,7 +153,8 @@ asio::awaitable<Decision> Authorizer::ask_agent(const std::string& key,
       // 5xx, a 429 (the agent too busy for us), or a 2xx that does not decode.
       co_return fall_back(key, e.what());
     } catch (const std::exception& e) {
-      co_return fall_back(key, e.what());  // transport: unreachable, reset, timed out
+      // Transport: unreachable, reset, or no answer within options_.timeout.
+      co_return fall_back(key, e.what());
     }
   }
   remember(key, result);

@@ -1,5 +1,6 @@
 #include "coromesh/consul/http_agent_client.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <stdexcept>
 #include <utility>
@@ -104,6 +105,8 @@ std::string_view to_string(RequestOutcome outcome) noexcept {
       return "unreachable";
     case RequestOutcome::throttled:
       return "throttled";
+    case RequestOutcome::timeout:
+      return "timeout";
   }
   return "unknown";
 }
@@ -168,11 +171,9 @@ void HttpAgentClient::close_idle() {
   long_poll_.close_idle();
 }
 
-AgentClient::Task<HttpAgentClient::Answer> HttpAgentClient::call(http::Verb verb,
-                                                                 std::string target,
-                                                                 std::string body,
-                                                                 std::chrono::milliseconds wait,
-                                                                 std::string_view content_type) {
+AgentClient::Task<HttpAgentClient::Answer> HttpAgentClient::call(
+    http::Verb verb, std::string target, std::string body, std::chrono::milliseconds wait,
+    std::string_view content_type, std::chrono::milliseconds timeout) {
   http::Request request(verb, target, 11);
   // Read for every call, blocking queries included: a rewritten token file is in force
   // from the next call on.
@@ -184,8 +185,13 @@ AgentClient::Task<HttpAgentClient::Answer> HttpAgentClient::call(http::Verb verb
     request.set(http::Field::content_type, content_type);
     request.body() = std::move(body);
   }
+  // A caller's own bound, when shorter, replaces the request timeout: the deadline passes
+  // here, and the call is counted as timed out, instead of the caller cancelling it.
+  const auto bound = timeout > std::chrono::milliseconds::zero()
+                         ? std::min(timeout, options_.request_timeout)
+                         : options_.request_timeout;
   // Consul adds up to wait/16 to a blocking query's wait, to spread herds of watchers.
-  auto deadline = http::Client::Clock::now() + options_.request_timeout + wait + wait / 16;
+  auto deadline = http::Client::Clock::now() + bound + wait + wait / 16;
   Answer answer;
   // The query string is left out of messages: it carries nothing that identifies the
   // failure better than the path, and keeps log lines short.
@@ -194,8 +200,11 @@ AgentClient::Task<HttpAgentClient::Answer> HttpAgentClient::call(http::Verb verb
   auto& pool = wait > std::chrono::milliseconds::zero() ? long_poll_ : http_;
   try {
     answer.response = co_await pool.send(destination_, std::move(request), deadline);
-  } catch (const http::ClientError&) {
-    count(RequestOutcome::unreachable);
+  } catch (const http::ClientError& e) {
+    // One classification: a deadline that passed is a timeout (the agent hung), anything
+    // else that left no answer is a transport failure.
+    count(e.code() == http::ClientErrc::timeout ? RequestOutcome::timeout
+                                                : RequestOutcome::unreachable);
     throw;
   }
   const int status = answer.status();
@@ -337,10 +346,12 @@ AgentClient::Task<QueryResult<LeafCertificate>> HttpAgentClient::connect_ca_leaf
 }
 
 AgentClient::Task<AuthorizeResult> HttpAgentClient::connect_authorize(
-    std::string target, std::string client_cert_uri, std::string client_cert_serial) {
+    std::string target, std::string client_cert_uri, std::string client_cert_serial,
+    std::chrono::milliseconds timeout) {
   auto answer =
       co_await call(http::Verb::post, "/v1/agent/connect/authorize",
-                    detail::encode_authorize_request(target, client_cert_uri, client_cert_serial));
+                    detail::encode_authorize_request(target, client_cert_uri, client_cert_serial),
+                    {}, "application/json", timeout);
   if (!answer.ok()) {
     answer.reject();
   }

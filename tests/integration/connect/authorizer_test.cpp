@@ -57,6 +57,34 @@ TEST_F(AuthorizerIntegration, KeepsTheLastDecisionWhileTheAgentIsDown) {
   }());
 }
 
+// A hung agent (frozen: the kernel accepts, nothing answers) is an outage for the
+// authorizer once its timeout has passed, and for the metrics a call to Consul that timed
+// out: coromesh_consul_requests_total counts it once, with the outcome `timeout`, as the
+// Consul client classifies it. (The authorizer's own timer used to cancel the call,
+// which then counted nowhere.)
+TEST_F(AuthorizerIntegration, AHungAgentIsCountedAsATimedOutConsulCall) {
+  Authorizer authorizer(agent_, {.ttl = 1s, .timeout = 500ms});
+  run([&]() -> asio::awaitable<void> {
+    auto roots = co_await agent_.connect_ca_roots({});
+    SpiffeId a{roots.value.trust_domain, "default", "dc1", "a"};
+    const auto before = agent_.request_counts();
+    consul_.freeze();
+    auto decision = co_await authorizer.authorize("b", a, "01");
+    consul_.thaw();
+    EXPECT_FALSE(decision.authorized);
+    EXPECT_EQ(decision.source, Decision::Source::unavailable) << decision.detail;
+    const auto after = agent_.request_counts();
+    std::uint64_t counted = 0;
+    for (std::size_t i = 0; i < after.size(); ++i) {
+      counted += after[i] - before[i];
+    }
+    EXPECT_EQ(counted, 1u) << "the authorize call was not counted in consul_requests_total";
+    const auto timeout = static_cast<std::size_t>(consul::RequestOutcome::timeout);
+    EXPECT_EQ(after[timeout] - before[timeout], 1u) << "not counted as a timeout";
+    EXPECT_NE(decision.detail.find("timed out"), std::string::npos) << decision.detail;
+  }());
+}
+
 // A 429 is the agent too busy for this client (here: past its per-client connection
 // limit), not a refusal of the request: like an outage, a caller decided before keeps
 // its last decision, instead of being refused with authorization_error.

@@ -73,7 +73,8 @@ class ScriptedConnectAgent final : public consul::AgentClient {
   Task<QueryResult<consul::LeafCertificate>> connect_ca_leaf(std::string, QueryOptions) override {
     throw unexpected();
   }
-  Task<consul::AuthorizeResult> connect_authorize(std::string, std::string, std::string) override {
+  Task<consul::AuthorizeResult> connect_authorize(std::string, std::string, std::string,
+                                                  std::chrono::milliseconds) override {
     throw unexpected();
   }
 

@@ -32,7 +32,8 @@ class FakeAgentClient final : public AgentClient {
       authorize = [](const std::string&, const std::string&) {
         return AuthorizeResult{.authorized = true, .reason = "default allow"};
       };
-  int authorize_status = 0;       // non-zero: authorize answers this status (a ConsulError)
+  int authorize_status = 0;  // non-zero: authorize answers this status (a ConsulError)
+  std::vector<std::chrono::milliseconds> authorize_timeouts;  // the bound of each authorize
   std::uint64_t credentials = 0;  // credentials_generation(): bump for a rotated token
 
   std::uint64_t credentials_generation() const override { return credentials; }
@@ -82,7 +83,16 @@ class FakeAgentClient final : public AgentClient {
     co_return QueryResult<LeafCertificate>{leaf, connect_index};
   }
   Task<AuthorizeResult> connect_authorize(std::string target, std::string client_cert_uri,
-                                          std::string) override {
+                                          std::string, std::chrono::milliseconds timeout) override {
+    authorize_timeouts.push_back(timeout);
+    if (hang > timeout && timeout > std::chrono::milliseconds::zero()) {
+      // As the real client does: the bound ends the call as a timeout.
+      calls.push_back("authorize " + target + " " + client_cert_uri);
+      co_await coromesh::testing::sleep_for(timeout);
+      throw http::ClientError(
+          http::ClientErrc::timeout,
+          "timed out after " + std::to_string(timeout.count()) + "ms waiting for a response");
+    }
     co_await enter("authorize " + target + " " + client_cert_uri);
     if (authorize_status != 0) {
       throw ConsulError("POST /v1/agent/connect/authorize", authorize_status, "boom");

@@ -345,7 +345,8 @@ TEST_F(HttpAgentClientTest, PostsAuthorizeAndRefusesAnUndecidedAnswer) {
     return respond(http::Status::ok, R"({"Reason": "no verdict"})");
   });
   auto result = call<AuthorizeResult>(server, [](HttpAgentClient& agent) {
-    return agent.connect_authorize("db", "spiffe://t.consul/ns/default/dc/dc1/svc/web", "0a");
+    return agent.connect_authorize("db", "spiffe://t.consul/ns/default/dc/dc1/svc/web", "0a",
+                                   std::chrono::milliseconds::zero());
   });
   EXPECT_FALSE(result.authorized);
   EXPECT_EQ(result.reason, "denied");
@@ -355,7 +356,8 @@ TEST_F(HttpAgentClientTest, PostsAuthorizeAndRefusesAnUndecidedAnswer) {
             R"({"Target":"db","ClientCertURI":"spiffe://t.consul/ns/default/dc/dc1/svc/web",)"
             R"("ClientCertSerial":"0a"})");
   auto error = error_of(server, [](HttpAgentClient& agent) -> asio::awaitable<void> {
-    co_await agent.connect_authorize("db", "spiffe://t.consul/ns/default/dc/dc1/svc/x", "0b");
+    co_await agent.connect_authorize("db", "spiffe://t.consul/ns/default/dc/dc1/svc/x", "0b",
+                                     std::chrono::milliseconds::zero());
   });
   EXPECT_EQ(error.status(), 200);
   EXPECT_NE(std::string(error.what()).find("lacks a boolean Authorized"), std::string::npos)

@@ -14,7 +14,7 @@ using testing::sample;
 
 TEST(ConsulCollector, ExportsEveryOutcomeReadAfreshOnEachScrape) {
   MetricsRegistry registry;
-  consul::RequestCounts counts{10, 2, 0, 1, 0, 3};
+  consul::RequestCounts counts{10, 2, 0, 1, 0, 3, 0, 4};
   registry.add_collectable(std::make_shared<ConsulCollector>([&] { return counts; }));
   auto text = registry.render();
   const auto of = [&](const std::string& outcome) {
@@ -26,6 +26,8 @@ TEST(ConsulCollector, ExportsEveryOutcomeReadAfreshOnEachScrape) {
   EXPECT_EQ(of("rejected"), 1.0);
   EXPECT_EQ(of("failed"), 0.0);
   EXPECT_EQ(of("unreachable"), 3.0);
+  EXPECT_EQ(of("throttled"), 0.0);
+  EXPECT_EQ(of("timeout"), 4.0);
   counts[static_cast<std::size_t>(consul::RequestOutcome::forbidden)] = 7;
   text = registry.render();
   EXPECT_EQ(of("forbidden"), 7.0);

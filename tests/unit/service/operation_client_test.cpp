@@ -311,7 +311,8 @@ class LateConsul final : public consul::AgentClient {
       std::string, consul::QueryOptions) override {
     throw unexpected();
   }
-  Task<consul::AuthorizeResult> connect_authorize(std::string, std::string, std::string) override {
+  Task<consul::AuthorizeResult> connect_authorize(std::string, std::string, std::string,
+                                                  std::chrono::milliseconds) override {
     throw unexpected();
   }
 

@@ -49,7 +49,9 @@ namespace coromesh::connect {
 struct AuthorizerOptions {
   std::chrono::milliseconds ttl = std::chrono::seconds(1);
   std::size_t max_entries = 4096;
-  // Bound of one agent call; past it the decision is taken as if the agent were down.
+  // Bound of one agent call, passed to the call itself (AgentClient::connect_authorize):
+  // past it the call fails as timed out (so counted by the Consul client) and the decision
+  // is taken as if the agent were down.
   std::chrono::milliseconds timeout = std::chrono::seconds(2);
   // The clock the TTL is measured on (tests pass a manual one).
   std::function<std::chrono::steady_clock::time_point()> now = &std::chrono::steady_clock::now;

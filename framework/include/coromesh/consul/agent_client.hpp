@@ -15,6 +15,7 @@
 // pass the previous QueryResult::index back in QueryOptions::index.
 
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -76,8 +77,14 @@ class AgentClient {
   // POST /v1/agent/connect/authorize: whether the intentions let the client certificate
   // (its SPIFFE URI and serial) call `target`. A POST, but it changes nothing: safe to
   // repeat. Not a blocking query: cache its answers (connect::Authorizer does).
+  // `timeout` bounds the call (at most the implementation's own request timeout; zero:
+  // that one): past it the call fails as timed out (http::ClientError, timeout), counted
+  // as such by the implementation. A caller that needs a bound passes it here rather than
+  // cancelling the call with a timer of its own, which would make an agent that does not
+  // answer a cancellation instead of a timeout.
   virtual Task<AuthorizeResult> connect_authorize(std::string target, std::string client_cert_uri,
-                                                  std::string client_cert_serial) = 0;
+                                                  std::string client_cert_serial,
+                                                  std::chrono::milliseconds timeout) = 0;
 
   // GET /v1/kv/<key>: nullopt when the key does not exist; the index is valid either way,
   // so a missing key can be watched until it appears.

@@ -41,10 +41,11 @@ enum class RequestOutcome : std::uint8_t {
   forbidden,    // 403: the ACL token lacks a permission, or is unknown (revoked)
   rejected,     // any other 4xx but 429: the caller's request (ConsulError::caller_fault())
   failed,       // 5xx: Consul's own failure
-  unreachable,  // no answer: connect failure, timeout, broken connection
+  unreachable,  // no answer: connect failure (refused, black-holed), broken connection
   throttled,    // 429: the agent asks this client to slow down (too many connections)
+  timeout,      // no answer within the call's deadline: a hung or overloaded agent
 };
-inline constexpr std::size_t kRequestOutcomes = 7;
+inline constexpr std::size_t kRequestOutcomes = 8;
 std::string_view to_string(RequestOutcome outcome) noexcept;
 using RequestCounts = std::array<std::uint64_t, kRequestOutcomes>;  // by RequestOutcome
 
@@ -71,7 +72,8 @@ class HttpAgentClient final : public AgentClient {
   Task<QueryResult<LeafCertificate>> connect_ca_leaf(std::string service,
                                                      QueryOptions query) override;
   Task<AuthorizeResult> connect_authorize(std::string target, std::string client_cert_uri,
-                                          std::string client_cert_serial) override;
+                                          std::string client_cert_serial,
+                                          std::chrono::milliseconds timeout) override;
   Task<QueryResult<std::optional<KvEntry>>> kv_get(std::string key, QueryOptions query) override;
   Task<bool> kv_put(std::string key, std::string value) override;
 
@@ -86,9 +88,11 @@ class HttpAgentClient final : public AgentClient {
 
  private:
   struct Answer;
+  // `timeout`, when positive and shorter, bounds the call instead of request_timeout.
   Task<Answer> call(http::Verb verb, std::string target, std::string body,
                     std::chrono::milliseconds wait = {},
-                    std::string_view content_type = "application/json");
+                    std::string_view content_type = "application/json",
+                    std::chrono::milliseconds timeout = {});
   Task<QueryResult<std::vector<ServiceInstance>>> health(std::string endpoint, std::string name,
                                                          bool passing_only, QueryOptions query);
 

@@ -4,7 +4,7 @@
 // rights it needs (or a revoked one) shows on a dashboard while the process keeps
 // serving on what it last knew:
 //
-//   coromesh_consul_requests_total{outcome="ok|not_found|forbidden|rejected|failed|unreachable|throttled"}
+//   coromesh_consul_requests_total{outcome="ok|not_found|forbidden|rejected|failed|unreachable|throttled|timeout"}
 //
 // Read from `source` (an HttpAgentClient's request_counts()) on every Collect(); add one
 // per process registry (MetricsRegistry::add_collectable).
