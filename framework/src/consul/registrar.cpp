@@ -134,7 +134,9 @@ asio::awaitable<bool> Registrar::register_with_retry() {
     try {
       const std::uint64_t sending = generation_;
       const std::uint64_t credentials = consul_.credentials_generation();
-      co_await consul_.register_service(registration_);
+      ServiceRegistration definition = registration_;  // update() may replace it meanwhile
+      co_await consul_.register_service(definition);
+      accepted_ = std::move(definition);
       sent_generation_ = sending;
       sent_credentials_ = credentials;
       registered_ = true;
@@ -173,52 +175,76 @@ asio::awaitable<bool> Registrar::register_with_retry() {
 asio::awaitable<void> Registrar::resync() {
   std::string error;
   bool refused = false;
+  bool update_refused = false;
   try {
     const std::uint64_t sending = generation_;
     const std::uint64_t credentials = consul_.credentials_generation();
     if (sent_generation_ != sending || sent_credentials_ != credentials) {
-      co_await consul_.register_service(registration_);
-      log::info("consul.registration_updated",
-                {{"service", registration_.name},
-                 {"id", service_id_},
-                 {"why", sent_generation_ != sending ? "changed" : "new credentials"}});
-      sent_generation_ = sending;
-      sent_credentials_ = credentials;
-      if (!registered_) {
-        // A resync had found the registration gone and failed to put it back: this
-        // registration is the one that did.
-        registered_ = true;
-        ++registrations_;
-        log::info("consul.reregistered", {{"service", registration_.name}, {"id", service_id_}});
+      ServiceRegistration definition = registration_;  // update() may replace it meanwhile
+      try {
+        co_await consul_.register_service(definition);
+      } catch (const ConsulError& e) {
+        if (!e.caller_fault()) {
+          throw;  // the agent's trouble, not a verdict on the definition
+        }
+        // Refused: the caller's definition (or credentials) at fault. The agent keeps what
+        // it held, but it may have lost that meanwhile (a restart, an operator's
+        // deregistration): the last definition it accepted must stay registered.
+        update_refused = true;
+        error = e.what();
       }
-    } else if (auto held = co_await consul_.agent_service(service_id_); !held) {
-      registered_ = false;
-      co_await consul_.register_service(registration_);
-      registered_ = true;
-      ++registrations_;
-      log::info("consul.reregistered", {{"service", registration_.name}, {"id", service_id_}});
+      if (update_refused) {
+        co_await keep_last_accepted();
+      } else {
+        log::info("consul.registration_updated",
+                  {{"service", definition.name},
+                   {"id", service_id_},
+                   {"why", sent_generation_ != sending ? "changed" : "new credentials"}});
+        accepted_ = std::move(definition);
+        sent_generation_ = sending;
+        sent_credentials_ = credentials;
+        if (!registered_) {
+          // A resync had found the registration gone and failed to put it back: this
+          // registration is the one that did.
+          registered_ = true;
+          ++registrations_;
+          log::info("consul.reregistered", {{"service", registration_.name}, {"id", service_id_}});
+        }
+      }
+    } else {
+      co_await keep_last_accepted();
     }
-    if (resync_failures_ + resync_refusals_ > 0) {
-      log::info("consul.resync.recovered",
-                {{"id", service_id_}, {"failures", resync_failures_ + resync_refusals_}});
-      resync_failures_ = 0;
-      resync_refusals_ = 0;
+    if (!update_refused) {
+      if (resync_failures_ + resync_refusals_ > 0) {
+        log::info("consul.resync.recovered",
+                  {{"id", service_id_}, {"failures", resync_failures_ + resync_refusals_}});
+        resync_failures_ = 0;
+        resync_refusals_ = 0;
+      }
+      co_return;
     }
-    co_return;
+    refused = true;
   } catch (const ConsulError& e) {
     error = e.what();
     // The agent answers, and refuses our request or credentials (a token revoked at run
-    // time, an update it finds invalid): not an outage to probe for, the resync tick
-    // tries again.
+    // time): not an outage to probe for, the resync tick tries again.
     refused = e.caller_fault();
+    update_refused = false;  // whatever became of an update, this failure came after it
   } catch (const std::exception& e) {
     error = e.what();
+    update_refused = false;
   }
   bool stop = co_await cancelled();
   if (stop) {
     co_return;
   }
-  if (resync_failures_ + resync_refusals_ == 0) {
+  if (update_refused && resync_refusals_ == 0) {
+    // The caller's fault (counted as `rejected` by the agent client): sent again at each
+    // resync tick, logged once per streak.
+    log::error(
+        "consul.update.rejected",
+        {{"id", service_id_}, {"error", error}, {"registered", "the last accepted definition"}});
+  } else if (resync_failures_ + resync_refusals_ == 0) {
     log::warn("consul.resync.error", {{"id", service_id_}, {"error", error}});
   }
   if (refused) {
@@ -227,6 +253,17 @@ asio::awaitable<void> Registrar::resync() {
   } else {
     ++resync_failures_;
     resync_refusals_ = 0;
+  }
+}
+
+asio::awaitable<void> Registrar::keep_last_accepted() {
+  auto held = co_await consul_.agent_service(service_id_);  // (see cancelled(): not in the if)
+  if (!held) {
+    registered_ = false;
+    co_await consul_.register_service(accepted_);
+    registered_ = true;
+    ++registrations_;
+    log::info("consul.reregistered", {{"service", accepted_.name}, {"id", service_id_}});
   }
 }
 

@@ -108,6 +108,54 @@ TEST_F(RegistrarIntegration, ReregistersAsSoonAsARestartedAgentAnswers) {
   }());
 }
 
+// The agent refuses an update of the definition (400: a Meta key with Consul's reserved
+// prefix) and, meanwhile, loses the registration it had accepted (an operator's
+// deregistration here; an agent restart alike). The instance must not vanish from the
+// catalog: the last definition the agent accepted is registered again, and the refusal
+// is the caller's fault, logged as an error and counted as `rejected`.
+TEST_F(RegistrarIntegration, ARefusedUpdateLeavesTheLastAcceptedDefinitionRegistered) {
+  ServiceRegistration accepted{
+      .id = "it-refused-1", .name = "it-refused", .port = 7016, .meta = {{"version", "1"}}};
+  Registrar registrar(agent_, accepted, kFast);
+  const auto rejected = [&] {
+    return agent_.request_counts()[static_cast<std::size_t>(RequestOutcome::rejected)];
+  };
+  ::testing::internal::CaptureStderr();
+  run([&]() -> asio::awaitable<void> {
+    RunningRegistrar running(ioc_, registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 5s));
+    auto refused = accepted;
+    refused.meta = {{"version", "2"}, {"consul-version", "2"}};  // reserved: refused with 400
+    registrar.update(refused);
+    EXPECT_TRUE(co_await eventually([&] { return rejected() >= 1; }, 5s))
+        << "the agent did not refuse the update";
+
+    co_await agent_.deregister_service("it-refused-1");  // the accepted one is lost too
+    std::optional<AgentService> held;
+    auto registered_again = [&]() -> asio::awaitable<bool> {
+      held = co_await agent_.agent_service("it-refused-1");
+      co_return held.has_value();
+    };
+    EXPECT_TRUE(co_await eventually_async(registered_again, 10s))
+        << "nothing registered 10s after the agent lost the registration (resync every 200ms)";
+    if (held) {
+      EXPECT_EQ(held->meta, (std::map<std::string, std::string>{{"version", "1"}}))
+          << "not the last accepted definition";
+    }
+    EXPECT_TRUE(registrar.registered());
+    EXPECT_FALSE(running.finished) << "a refused update ended run()";
+    co_await registrar.shutdown();
+    EXPECT_FALSE(running.error);
+  }());
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
+  auto log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("level=error event=consul.update.rejected id=it-refused-1"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=consul.reregistered service=it-refused id=it-refused-1"),
+            std::string::npos)
+      << log;
+}
+
 TEST_F(RegistrarIntegration, WaitsForAnAgentThatIsNotUpYet) {
   ServiceRegistration early{.id = "it-early-1", .name = "it-early", .port = 7011};
   Registrar registrar(agent_, early, kFast);

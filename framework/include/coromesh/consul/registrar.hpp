@@ -16,7 +16,13 @@
 //              at the next tick;
 //   update()   replaces what is registered (say, the Meta after a live QoS override):
 //              run() registers the new registration at once, and again at each resync
-//              until the agent has accepted it;
+//              until the agent has accepted it. While the agent refuses it (a 4xx but
+//              429: the definition or the credentials are the caller's fault, logged
+//              once per streak as consul.update.rejected and counted `rejected` by the
+//              agent client), the last definition it accepted stays registered: each
+//              resync checks that the agent still holds one and registers that one
+//              again if not, so a refused update never takes the instance out of the
+//              catalog (an agent restart or a deregistration meanwhile included);
 //   shutdown() phase 1 of a graceful shutdown: stops run(), puts the instance in
 //              maintenance (critical at once, so it leaves every ?passing answer while
 //              in-flight requests drain), then deregisters. Never throws.
@@ -86,6 +92,8 @@ class Registrar {
   boost::asio::awaitable<void> keep();
   boost::asio::awaitable<bool> register_with_retry();
   boost::asio::awaitable<void> resync();
+  // Registers accepted_ again when the agent no longer holds the instance.
+  boost::asio::awaitable<void> keep_last_accepted();
   enum class Lost : std::uint8_t {
     gone,          // the agent answered that it does not hold the registration
     query_failed,  // the query failed: the agent may be gone, or refuses the query
@@ -97,7 +105,10 @@ class Registrar {
                                             boost::asio::awaitable<void> step);
 
   AgentClient& consul_;
-  ServiceRegistration registration_;
+  ServiceRegistration registration_;  // the latest definition, from update()
+  // The last definition the agent accepted: what the instance is registered as while the
+  // agent refuses registration_.
+  ServiceRegistration accepted_;
   RegistrarOptions options_;
   std::string service_id_;
   // Made by run(), on the executor it runs on.
