@@ -89,15 +89,33 @@ class ParseInt64Test(unittest.TestCase):
 
 
 class QueryTest(unittest.TestCase):
-    def test_decodes_and_takes_the_first_occurrence(self):
+    def test_decodes_the_one_occurrence(self):
         self.assertEqual(query_value(b"l=1&r=2", "r"), b"2")
-        self.assertEqual(query_value(b"l=1&l=2", "l"), b"1")
         self.assertEqual(query_value(b"%6C=%2D5", "l"), b"-5")
         self.assertEqual(query_value(b"l=+5", "l"), b" 5")  # form encoding: '+' is a space
         self.assertEqual(query_value(b"x=1&l", "l"), b"")
         self.assertEqual(query_value(b"&&l=3&", "l"), b"3")
         self.assertIsNone(query_value(b"", "l"))
         self.assertIsNone(query_value(b"ll=1&L=2", "l"))
+
+    def test_a_repeated_parameter_is_400_as_the_cpp_operators_answer(self):
+        # Neither first nor last wins: whatever checked the request before us (a proxy, a
+        # WAF) may have read the other copy. add-svc..div-svc answer exactly this.
+        for query, name in [(b"l=1&l=2", "l"), (b"l=7&r=2&r=3", "r"), (b"l=1&%6C=1", "l"),
+                            (b"l=7&r=2&l", "l")]:
+            with self.subTest(query=query):
+                with self.assertRaises(OperandError) as caught:
+                    query_value(query, name)
+                self.assertEqual(caught.exception.status, 400)
+                self.assertEqual(caught.exception.code, "invalid_field")
+                self.assertEqual(
+                    caught.exception.reason, f"query parameter '{name}': given more than once"
+                )
+
+    def test_a_malformed_key_anywhere_is_400_as_the_cpp_operators_answer(self):
+        with self.assertRaises(OperandError) as caught:
+            query_value(b"l=2&%g=1", "l")
+        self.assertEqual(caught.exception.reason, "query parameter '%g': malformed percent-escape")
 
     def test_malformed_escapes_are_400_naming_the_parameter(self):
         for query in [b"l=%zz", b"l=%4", b"l=%", b"l=1%"]:

@@ -50,12 +50,16 @@ def percent_decode(raw):
 
 
 def query_value(query, name):
-    """The decoded value of the first `name` parameter in `query` (bytes), else None.
+    """The decoded value of the `name` parameter in `query` (bytes), else None.
 
-    A key that appears without '=' has the empty value; later duplicates are ignored.
+    A key that appears without '=' has the empty value. As in the C++ binding (framework/
+    src/http/binding.cpp), every key is read, and a parameter given twice is refused
+    rather than first (or last) wins: whatever checked the request before us (a proxy, a
+    WAF) may have read the other copy.
     """
     if not query:
         return None
+    found = None
     for pair in query.split(b"&"):
         raw_key, _, raw_value = pair.partition(b"=")
         key = percent_decode(raw_key)
@@ -64,13 +68,16 @@ def query_value(query, name):
             raise OperandError(400, "invalid_field", reason)
         if key != name.encode():
             continue
-        value = percent_decode(raw_value)
-        if value is None:
+        if found is not None:
+            raise OperandError(
+                400, "invalid_field", f"query parameter '{name}': given more than once"
+            )
+        found = percent_decode(raw_value)
+        if found is None:
             raise OperandError(
                 400, "invalid_field", f"query parameter '{name}': malformed percent-escape"
             )
-        return value
-    return None
+    return found
 
 
 def parse_int64(name, raw):
