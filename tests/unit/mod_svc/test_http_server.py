@@ -134,6 +134,21 @@ class OperatorContractTest(unittest.TestCase):
         answer = self.server.exchange(b"GET /health HTTP/1.0\r\n\r\n")
         self.assertIn(b"Connection: close", answer)
 
+    def test_an_http_1_0_keep_alive_is_confirmed_so_the_client_does_not_wait_for_a_close(self):
+        # An HTTP/1.0 client keeps the connection only when the answer says keep-alive;
+        # otherwise it reads until the close, which comes at the idle timeout. The C++
+        # services answer the same request with Connection: keep-alive.
+        with self.server.connect() as sock:
+            sock.sendall(b"GET /api/v1/execute?l=7&r=2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                         b"GET /api/v1/execute?l=8&r=3 HTTP/1.0\r\n\r\n")
+            answers = read_until_closed(sock).split(b"HTTP/1.")[1:]
+        self.assertEqual(len(answers), 2, answers)
+        first_head = answers[0].split(b"\r\n\r\n")[0].lower().split(b"\r\n")
+        self.assertIn(b"connection: keep-alive", first_head)
+        self.assertTrue(answers[0].endswith(b"\r\n\r\n1"), answers[0])
+        self.assertIn(b"Connection: close", answers[1])
+        self.assertTrue(answers[1].endswith(b"\r\n\r\n2"), answers[1])
+
     def test_health_and_metrics_count_requests_by_code(self):
         status, _, body, _ = self.get("/health")
         self.assertEqual((status, json.loads(body)), (200, {"status": "passing"}))

@@ -73,6 +73,7 @@ class _Request:
     path: bytes
     query: bytes
     keep_alive: bool
+    version: bytes
 
 
 @dataclasses.dataclass(eq=False)
@@ -169,7 +170,11 @@ class HttpServer:
                 return False
             operation, response = self._dispatch(request)
             keep_alive = request.keep_alive and not self._stopping
-            await self._send(writer, response, keep_alive, head_only=request.method == b"HEAD")
+            # HTTP/1.0 persists only when the answer says so: without it the client reads
+            # until the close, which comes at the idle timeout (the C++ server says so too).
+            confirm = keep_alive and request.version == b"HTTP/1.0"
+            await self._send(writer, response, keep_alive, head_only=request.method == b"HEAD",
+                             confirm_keep_alive=confirm)
             self._metrics.record(operation, response.status, time.monotonic() - started)
             return keep_alive
         finally:
@@ -225,7 +230,7 @@ class HttpServer:
         else:
             keep_alive = b"keep-alive" in connection_tokens
         path, _, query = target.partition(b"?")
-        return _Request(method, path, query, keep_alive)
+        return _Request(method, path, query, keep_alive, version)
 
     async def _discard_body(self, reader, headers):
         if b"transfer-encoding" in headers:
@@ -266,7 +271,7 @@ class HttpServer:
             return operation, json_error(500, "internal_error", "the handler failed")
 
     @staticmethod
-    async def _send(writer, response, keep_alive, head_only):
+    async def _send(writer, response, keep_alive, head_only, confirm_keep_alive=False):
         phrase = http.HTTPStatus(response.status).phrase
         lines = [
             f"HTTP/1.1 {response.status} {phrase}",
@@ -276,6 +281,8 @@ class HttpServer:
         lines += [f"{name}: {value}" for name, value in response.headers]
         if not keep_alive:
             lines.append("Connection: close")
+        elif confirm_keep_alive:
+            lines.append("Connection: keep-alive")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         writer.write(head if head_only else head + response.body)
         await writer.drain()
