@@ -33,6 +33,33 @@ class SettingsTest(unittest.TestCase):
         self.assertEqual(parse(["--shutdown-grace=250ms"], {}).shutdown_grace, 0.25)
         self.assertEqual(parse(["--tags=a, b,,c"], {}).tags, ["a", "b", "c"])
 
+    def test_durations_are_read_as_the_cpp_services_read_them(self):
+        # One deployment recipe fits both: what add-svc takes, mod-svc takes.
+        self.assertEqual(parse(["--shutdown-grace=0"], {}).shutdown_grace, 0.0)
+        self.assertEqual(parse([], {"COROMESH_SHUTDOWN_GRACE": "0"}).shutdown_grace, 0.0)
+        self.assertEqual(parse(["--shutdown-grace=1m30s"], {}).shutdown_grace, 90.0)
+        self.assertEqual(parse(["--shutdown-grace=1.5s"], {}).shutdown_grace, 1.5)
+        self.assertAlmostEqual(parse(["--http-header-timeout=2500us"], {}).header_timeout, 0.0025)
+        self.assertEqual(parse(["--http-idle-timeout=24h"], {}).idle_timeout, 86400.0)
+
+    def test_durations_outside_the_cpp_bounds_stop_start_up(self):
+        # A zero header or idle timeout would drop every request, a zero resync interval
+        # would call Consul in a busy loop: refused as add-svc refuses them.
+        cases = [
+            ("--http-header-timeout=0s", "'0s' is out of range 1ms..1h"),
+            ("--http-idle-timeout=0", "'0' is out of range 1ms..24h"),
+            ("--consul-resync-interval=0s", "'0s' is out of range 50ms..1h"),
+            ("--consul-check-interval=10ms", "'10ms' is out of range 100ms..1h"),
+            ("--shutdown-grace=11m", "'11m' is out of range 0s..10m"),
+            ("--shutdown-grace=5", "'5' has no unit (use e.g. 250ms, 5s, 1m)"),
+        ]
+        for arg, message in cases:
+            with self.subTest(arg=arg):
+                with self.assertRaises(ConfigError) as caught:
+                    parse([arg], {})
+                expected = arg.partition("=")[0] + " (flag): " + message
+                self.assertEqual(str(caught.exception), expected)
+
     def test_errors_name_the_setting_and_the_source(self):
         cases = [
             (["--port=abc"], {}, "--port (flag): 'abc' is not a port number (0-65535)"),

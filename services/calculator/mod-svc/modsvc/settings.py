@@ -14,8 +14,14 @@ import sys
 
 from modsvc.consul import read_token_file
 
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# One term of a duration: a number, maybe with a fraction, and its unit. Longest unit
+# names first, so "ms" is not read as "m" followed by garbage.
+_DURATION_TERM = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|ms|s|m|h)")
+_UNIT_NANOSECONDS = {
+    "ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_MAX_NANOSECONDS = 2**63 - 1
 
 
 class ConfigError(Exception):
@@ -28,11 +34,48 @@ def _port(text):
     return int(text)
 
 
-def _duration(text):
-    match = _DURATION.fullmatch(text)
-    if not match:
-        raise ConfigError(f"'{text}' is not a duration (e.g. 500ms, 10s, 1m)")
-    return float(match[1]) * _UNIT_SECONDS[match[2]]
+def _nanoseconds(text):
+    """A duration as the C++ services read it (framework/src/config/values.cpp,
+    parse_duration): "0", or terms such as 250ms, 1.5s, 1m30s; units ns, us, ms, s, m, h."""
+    if text == "0":
+        return 0
+    if text and all(c in "0123456789." for c in text):
+        raise ConfigError(f"'{text}' has no unit (use e.g. 250ms, 5s, 1m)")
+    bad = ConfigError(f"'{text}' is not a duration (use e.g. 250ms, 5s, 1m30s)")
+    if not text:
+        raise bad
+    total = 0
+    at = 0
+    while at < len(text):
+        term = _DURATION_TERM.match(text, at)
+        if not term or (not term[1] and not term[2]):
+            raise bad
+        at = term.end()
+        unit = _UNIT_NANOSECONDS[term[3]]
+        fraction = (term[2] or "")[:18]
+        total += int(term[1] or "0") * unit
+        if fraction:
+            total += round(int(fraction) * unit / 10 ** len(fraction))
+        if total > _MAX_NANOSECONDS:
+            raise ConfigError(f"'{text}' is not a duration (too long)")
+    return total
+
+
+def _duration_between(low, high, shown):
+    """A parser of durations in [low, high] nanoseconds, in seconds; `shown` is the range
+    as the C++ services word it ("1ms..1h")."""
+
+    def parse_duration(text):
+        value = _nanoseconds(text)
+        if not low <= value <= high:
+            raise ConfigError(f"'{text}' is out of range {shown}")
+        return value / 1e9
+
+    return parse_duration
+
+
+_MS = 1_000_000
+_S = 1_000 * _MS
 
 
 def _positive_int(text):
@@ -104,16 +147,21 @@ _OPTIONS = (
     _Option("tags", "tags", _tags, "", ("COROMESH_TAGS",), "Extra Consul tags, comma-separated."),
     _Option("log-level", "log_level", _log_level, "info", ("COROMESH_LOG_LEVEL",),
             "Least severe level logged: debug, info, warn, error, off."),
-    _Option("consul-check-interval", "check_interval", _duration, "10s",
+    _Option("consul-check-interval", "check_interval",
+            _duration_between(100 * _MS, 3600 * _S, "100ms..1h"), "10s",
             ("COROMESH_CONSUL_CHECK_INTERVAL",), "How often Consul calls the /health check."),
-    _Option("consul-resync-interval", "resync_interval", _duration, "5s",
+    _Option("consul-resync-interval", "resync_interval",
+            _duration_between(50 * _MS, 3600 * _S, "50ms..1h"), "5s",
             ("COROMESH_CONSUL_RESYNC_INTERVAL",),
             "How often the registration is checked and redone if the agent lost it."),
-    _Option("shutdown-grace", "shutdown_grace", _duration, "10s", ("COROMESH_SHUTDOWN_GRACE",),
+    _Option("shutdown-grace", "shutdown_grace", _duration_between(0, 600 * _S, "0s..10m"), "10s",
+            ("COROMESH_SHUTDOWN_GRACE",),
             "Time in-flight requests get to finish on shutdown."),
-    _Option("http-header-timeout", "header_timeout", _duration, "10s",
+    _Option("http-header-timeout", "header_timeout",
+            _duration_between(_MS, 3600 * _S, "1ms..1h"), "10s",
             ("COROMESH_HTTP_HEADER_TIMEOUT",), "Time a client has to send a request's headers."),
-    _Option("http-idle-timeout", "idle_timeout", _duration, "1m", ("COROMESH_HTTP_IDLE_TIMEOUT",),
+    _Option("http-idle-timeout", "idle_timeout", _duration_between(_MS, 24 * 3600 * _S, "1ms..24h"),
+            "1m", ("COROMESH_HTTP_IDLE_TIMEOUT",),
             "Keep-alive connections idle this long are closed."),
     _Option("http-max-connections", "max_connections", _positive_int, "10000",
             ("COROMESH_HTTP_MAX_CONNECTIONS",), "Most connections served at once."),
