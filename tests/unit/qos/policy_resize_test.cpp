@@ -191,6 +191,28 @@ TEST(PolicyResize, AnOverrideOfSomethingElseKeepsTheObjects) {
   EXPECT_EQ(op.objects()->bulkhead->in_use(), 0U);
 }
 
+// Consul wakes a KV watch on every write of the key, so a tool that puts the same override
+// again and again (a cron, a config sync) applies an unchanged set each time. A replaced
+// chain is retired, never freed, while the operation lives: one per unchanged write would
+// grow the process without bound.
+TEST(PolicyResize, AnUnchangedOverrideWrittenAgainPublishesNoNewChain) {
+  const auto declared = to_policy_set(server(rate_limit{.permits = 100}, bulkhead{}));
+  OperationQos<int> op("op", declared, nullptr, {}, {});
+  const auto set = apply_override(declared, R"({"rate_limit": {"permits": 50}})");
+  op.apply(set);
+  ASSERT_EQ(op.generations(), 2U);
+  const auto objects = op.objects();
+  for (int i = 0; i < 1000; ++i) {
+    op.apply(apply_override(declared, R"({"rate_limit": {"permits": 50}})"));
+  }
+  EXPECT_EQ(op.generations(), 2U);
+  EXPECT_EQ(op.objects().get(), objects.get());
+  EXPECT_EQ(op.current(), set);
+  op.apply(declared);  // a real change still publishes
+  EXPECT_EQ(op.generations(), 3U);
+  EXPECT_EQ(op.current(), declared);
+}
+
 // The adaptive limit likewise: the calls in flight count against the overridden limit.
 TEST(PolicyResize, ShrinkingAnAdaptiveLimitCountsTheCallsInFlight) {
   const auto declared =

@@ -139,10 +139,16 @@ class OperationQos {
   }
 
   // Replaces the running policies by `set`; throws std::invalid_argument (and keeps the
-  // running ones) when it cannot work.
+  // running ones) when it cannot work. The running set again changes nothing and publishes
+  // no chain: a KV watch wakes on every write of its key, and a tool that writes the same
+  // override over and over must not grow the retired chains without bound.
   void apply(const PolicySet& set) {
     const std::lock_guard lock(apply_mutex_);
-    publish(build(set, current_.load()->objects.get()));
+    const State* running = current_.load();
+    if (running->objects->spec == set) {
+      return;
+    }
+    publish(build(set, running->objects.get()));
   }
 
   const std::string& operation() const noexcept { return operation_; }
