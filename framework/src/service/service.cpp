@@ -359,6 +359,12 @@ asio::awaitable<void> Service::Impl::watch_overrides(
         return;
       }
       const auto set = qos::apply_override(operation->declared, entry->value);
+      if (set == operation->current()) {
+        // The key was rewritten to the policies already running (respaced, reordered, or
+        // equal to the declaration): nothing to swap, log or re-register.
+        overridden = true;
+        return;
+      }
       operation->apply(set);
       overridden = true;
       log::info("qos.override_applied", {{"operation", operation->name},

@@ -172,6 +172,40 @@ TEST(QosOverrides, ABadKvValueIsRefusedAndLoggedAndTheOldPolicyKeepsRunning) {
   EXPECT_TRUE(hello.process().running());
 }
 
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t count = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+// Consul wakes the watch on every write that changes the key's bytes, also one that only
+// respaces or reorders the same override (a config sync re-serializing it): the policies
+// do not change, so nothing is applied, logged or re-registered again. The pauses only
+// give the watch time to see each write on its own (a write it did not see apart could
+// not make this test fail).
+TEST(QosOverrides, TheSameOverrideRewrittenIsNotAppliedAgain) {
+  ConsulAgent consul;
+  HelloService hello(&consul);
+  ASSERT_TRUE(wait_until(
+      [&] { return read_log(hello.process()).find("consul.registered") != std::string::npos; },
+      15s));
+  const std::string applied = "event=qos.override_applied";
+  put_override(consul, R"({"rate_limit": {"permits": 1000}})");
+  ASSERT_TRUE(wait_until([&] { return count_of(read_log(hello.process()), applied) == 1; }, 5s))
+      << hello.process().log_tail();
+  for (std::size_t spaces = 1; spaces <= 5; ++spaces) {
+    put_override(consul, R"({"rate_limit": {"permits": 1000}})" + std::string(spaces, ' '));
+    std::this_thread::sleep_for(200ms);
+  }
+  put_override(consul, R"({"rate_limit": {"permits": 2000}})");
+  ASSERT_TRUE(wait_until(
+      [&] { return read_log(hello.process()).find("rate_limit=2000/") != std::string::npos; }, 5s))
+      << hello.process().log_tail();
+  EXPECT_EQ(count_of(read_log(hello.process()), applied), 2U) << read_log(hello.process());
+}
+
 // The calling side of an operation has its own key, below client/, and its own Meta key.
 TEST(QosOverrides, AClientsQosIsOverriddenUnderItsOwnKeyAndItsMetaFollows) {
   namespace asio = boost::asio;
