@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "coromesh/log/logger.hpp"
 #include "coromesh/metrics/http_server_metrics.hpp"
 #include "coromesh/metrics/registry.hpp"
+#include "coromesh/qos/reason.hpp"
 #include "coromesh/qos/thread_shard.hpp"
 
 namespace coromesh {
@@ -46,6 +48,8 @@ class RejectionCounts {
 
  private:
   static constexpr std::size_t kCapacity = 32;
+  static constexpr std::size_t kReasons = std::size(qos::kAllReasons);
+  static_assert(kCapacity > kReasons);
   struct Entry {
     std::string policy;
     qos::Reason reason{};
@@ -63,22 +67,21 @@ class RejectionCounts {
 
   Entry& append(std::string_view policy, qos::Reason reason) noexcept {
     const std::lock_guard lock(mutex_);
-    std::size_t n = published_.load(std::memory_order_relaxed);
+    const std::size_t n = published_.load(std::memory_order_relaxed);
     if (Entry* entry = find(policy, reason, n)) {  // appended meanwhile by another thread
       return *entry;
     }
-    const bool full = n == kCapacity - 1;  // the last slot is kept for "other"
-    if (full) {
-      if (Entry* other = find("other", reason, n)) {
-        return *other;
-      }
-      if (n == kCapacity) {
-        return entries_[kCapacity - 1];
+    // The last kReasons slots are kept for policy="other", one per reason: named pairs
+    // stop short of them, so every entry appended, named or other, fits the table.
+    const bool other = n >= kCapacity - kReasons;
+    if (other) {
+      if (Entry* entry = find("other", reason, n)) {
+        return *entry;
       }
     }
     Entry& entry = entries_[n];
     try {
-      entry.policy.assign(full ? std::string_view("other") : policy);
+      entry.policy.assign(other ? std::string_view("other") : policy);
     } catch (...) {  // no memory for a label: count it, unnamed, rather than throw
     }
     entry.reason = reason;

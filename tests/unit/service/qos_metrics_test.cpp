@@ -81,6 +81,38 @@ TEST(QosMetrics, CountsEveryCallFromManyThreads) {
 
 // A call that never left because Consul had not answered yet is a refusal in the call
 // metrics, not an error of the callee (fault_classifier.hpp); a refused connect is an error.
+// The rejections of one operation side live in a small fixed table; a side whose custom
+// interceptors invent more (policy, reason) pairs than it holds counts the rest under
+// policy="other", whatever their reason: every rejection counted, never past the table.
+TEST(QosMetrics, RejectionsPastTheTableCountUnderOtherWhateverTheirReason) {
+  metrics::MetricsRegistry registry;
+  QosMetrics qos_metrics(registry);
+  const auto reject = qos_metrics.rejection_hook("add", "server");
+  constexpr int kPolicies = 40;
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < kPolicies; ++i) {
+      for (auto reason : {qos::Reason::rate_limited, qos::Reason::circuit_open}) {
+        reject("policy" + std::to_string(i), reason);
+      }
+    }
+  }
+  const std::string text = registry.render();
+  double counted = 0;
+  int series = 0;
+  for (std::size_t at = text.find("\ncoromesh_qos_rejections_total{"); at != std::string::npos;
+       at = text.find("\ncoromesh_qos_rejections_total{", at + 1)) {
+    const auto end = text.find('\n', at + 1);
+    const auto line = text.substr(at + 1, end - at - 1);
+    counted += std::stod(line.substr(line.rfind(' ') + 1));
+    ++series;
+  }
+  EXPECT_EQ(counted, 2.0 * kPolicies * 2) << text;
+  EXPECT_LE(series, 32) << text;
+  EXPECT_NE(text.find(R"(coromesh_qos_rejections_total{operation="add",policy="other")"),
+            std::string::npos)
+      << text;
+}
+
 TEST(QosMetrics, ACallDiscoveryCouldNotPlaceIsRejectedNotAnError) {
   metrics::MetricsRegistry registry;
   QosMetrics qos_metrics(registry);
