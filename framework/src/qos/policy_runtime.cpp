@@ -89,11 +89,20 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
   out.adaptive = kept_or_made(
       spec.adaptive_policy.has_value(), before(&PolicyObjects::adaptive),
       [&] { return std::make_shared<AdaptiveLimit>(spec.adaptive_policy->config(), clock); });
+  // The budget is kept while its own fields are unchanged: an override of the retry's
+  // attempts or backoff, tuned in the middle of a retry storm, must not refill a spent
+  // budget and let the next burst of retries through.
   if (spec.retry_policy && spec.retry_policy->budget) {
-    out.budget = reuse_or_make(spec.retry_policy, old ? &old->retry_policy : nullptr,
-                               previous ? &previous->budget : nullptr, [&](const retry& p) {
-                                 return std::make_shared<RetryBudget>(p.budget_config(), clock);
-                               });
+    const auto budget_of = [](const std::optional<retry>& p) {
+      return p && p->budget ? std::optional<RetryBudgetConfig>(p->budget_config()) : std::nullopt;
+    };
+    const auto now = budget_of(spec.retry_policy);
+    const auto was = old != nullptr ? budget_of(old->retry_policy) : std::nullopt;
+    out.budget =
+        reuse_or_make(now, old != nullptr ? &was : nullptr, previous ? &previous->budget : nullptr,
+                      [&](const RetryBudgetConfig& config) {
+                        return std::make_shared<RetryBudget>(config, clock);
+                      });
   }
 
   // In place, after everything that could fail: validate(spec) passed, so these cannot.

@@ -318,6 +318,27 @@ TEST(PolicyResize, AnOverriddenBreakerWaitCountsFromWhenItOpened) {
   EXPECT_TRUE(op.objects()->breaker->acquire()) << "3 s waited, 2 s needed";
 }
 
+// A retry storm spent the budget; an override of the retry's other fields (its attempts,
+// its backoff: what an operator tunes in that very storm) must not refill it, or the
+// override itself lets the next burst of retries through.
+TEST(PolicyResize, OverridingARetrysBackoffKeepsTheBudgetSpent) {
+  ManualClock clock;
+  const auto declared = to_policy_set(
+      client(retry{.max_attempts = 3, .budget_ratio = 0.0, .budget_min_per_second = 1}));
+  OperationQos<int> op("op", declared, nullptr, {.clock = &clock}, {});
+  const auto before = op.objects()->budget;
+  ASSERT_NE(before, nullptr);
+  while (before->try_retry()) {
+  }
+  ASSERT_EQ(before->available(), 0U);
+
+  op.apply(apply_override(declared, R"({"retry": {"max_attempts": 2, "base_backoff": "50ms"}})"));
+  ASSERT_NE(op.objects()->budget, nullptr);
+  EXPECT_EQ(op.objects()->budget.get(), before.get());
+  EXPECT_EQ(op.objects()->budget->available(), 0U) << "the override refilled the budget";
+  EXPECT_FALSE(op.objects()->budget->try_retry());
+}
+
 // A burst spent the bucket; an override that raises the rate must not refill it: the new
 // rate applies from the override on.
 TEST(PolicyResize, OverridingARateLimitKeepsTheTokensSpent) {

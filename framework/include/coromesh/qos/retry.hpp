@@ -187,6 +187,8 @@ struct RetryBudgetConfig {
   std::uint32_t min_retries_per_second = 10;
   Duration ttl = std::chrono::seconds(10);
   std::uint32_t buckets = 10;
+
+  friend constexpr bool operator==(const RetryBudgetConfig&, const RetryBudgetConfig&) = default;
 };
 
 constexpr std::string_view validate(const RetryBudgetConfig& c) noexcept {
