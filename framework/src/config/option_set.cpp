@@ -231,9 +231,12 @@ ParseStatus OptionSet::parse(const std::vector<std::string>& args, const Environ
       apply(*setting, entry.value, Source::file, entry.name + " (file " + where + ")");
     }
   }
+  // A variable set to nothing is unset, as COROMESH_CONFIG above and Consul's own tools
+  // take it (`export CONSUL_HTTP_ADDR=`, a compose file's ${PORT} of an unset variable):
+  // it neither stops start-up nor hides the next variable or source.
   for (auto& setting : settings_) {
     for (const auto& name : setting.spec.env) {
-      if (auto value = env.get(name)) {
+      if (auto value = env.get(name); value && !value->empty()) {
         apply(setting, *value, Source::environment, name + " (environment)");
         break;
       }
@@ -250,7 +253,7 @@ ParseStatus OptionSet::parse(const std::vector<std::string>& args, const Environ
       }
       const auto name =
           (setting.spec.nomad == Nomad::port ? "NOMAD_PORT_" : "NOMAD_IP_") + *nomad_label_;
-      if (auto value = env.get(name)) {
+      if (auto value = env.get(name); value && !value->empty()) {
         apply(setting, *value, Source::nomad, name + " (Nomad environment)");
       }
     }

@@ -166,6 +166,19 @@ TEST(ServiceConfig, ConsulsOwnEnvironmentVariablesAreHonoured) {
             "supported: only http:// Consul agents are");
 }
 
+// `export CONSUL_HTTP_ADDR=` or a compose file's `${PORT}` of an unset variable leaves a
+// variable set to nothing: unset, as Consul's own tools, mod-svc and COROMESH_CONFIG take
+// it, not a value that stops start-up or hides the next source.
+TEST(ServiceConfig, AnEmptyEnvironmentVariableCountsAsUnset) {
+  auto config = run({}, {{"CONSUL_HTTP_ADDR", ""}, {"COROMESH_LOG_LEVEL", ""}}).config.value();
+  EXPECT_EQ(config.consul, (Address{"127.0.0.1", 8500}));
+  auto next = run({}, {{"COROMESH_CONSUL_ADDR", ""}, {"CONSUL_HTTP_ADDR", "127.0.0.1:18500"}})
+                  .config.value();
+  EXPECT_EQ(next.consul.port, 18500);
+  auto nomad = run({}, {{"COROMESH_PORT", ""}, {"NOMAD_PORT_http", "25123"}}).config.value();
+  EXPECT_EQ(nomad.port, 25123);
+}
+
 TEST(ServiceConfig, NomadPortAndIpFillPortAndBind) {
   const std::map<std::string, std::string> env = {
       {"NOMAD_PORT_http", "25123"}, {"NOMAD_IP_http", "10.0.0.9"}, {"NOMAD_PORT_api", "25124"}};

@@ -6,7 +6,8 @@
 // precedence first:
 //
 //   1. a command-line flag          --port=8080 or --port 8080 (bools: --x, --no-x, --x=false)
-//   2. its environment variables    COROMESH_PORT (the first one set, in declared order)
+//   2. its environment variables    COROMESH_PORT (the first one set and not empty, in
+//                                   declared order)
 //   3. Nomad, for settings that ask  NOMAD_PORT_<label> / NOMAD_IP_<label>
 //   4. the config file              --config FILE or $COROMESH_CONFIG (see config_file.hpp)
 //   5. the default
