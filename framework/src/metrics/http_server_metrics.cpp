@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <stdexcept>
 #include <utility>
@@ -69,10 +70,14 @@ HttpServerMetrics::HttpServerMetrics(MetricsRegistry& registry, std::string serv
                      .Help("HTTP requests currently being served.")
                      .Register(*registry_)
                      .Add({{"service", service_}})) {
+  // Finite too: prometheus-cpp adds the +Inf bucket itself (a second one would be a
+  // duplicate series), and a NaN bound breaks every quantile computed over it.
   if (buckets_.empty() ||
       std::adjacent_find(buckets_.begin(), buckets_.end(),
-                         [](double a, double b) { return !(a < b); }) != buckets_.end()) {
-    throw std::invalid_argument("HttpServerMetrics: buckets must be non-empty and increasing");
+                         [](double a, double b) { return !(a < b); }) != buckets_.end() ||
+      !std::all_of(buckets_.begin(), buckets_.end(), [](double b) { return std::isfinite(b); })) {
+    throw std::invalid_argument(
+        "HttpServerMetrics: buckets must be non-empty, finite and increasing");
   }
 }
 

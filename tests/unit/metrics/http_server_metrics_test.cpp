@@ -176,6 +176,19 @@ TEST(HttpServerMetrics, RejectsBucketsThatAreNotIncreasing) {
   EXPECT_THROW(HttpServerMetrics(registry, "x", {0.2, 0.1}), std::invalid_argument);
 }
 
+// The +Inf bucket is always added: one given as well would be a second le="+Inf" series
+// in the exposition, and a NaN bound (alone, it has nothing to be out of order with)
+// breaks every histogram_quantile over it.
+TEST(HttpServerMetrics, RejectsBucketsThatAreNotFinite) {
+  MetricsRegistry registry;
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THROW(HttpServerMetrics(registry, "x", {0.1, inf}), std::invalid_argument);
+  EXPECT_THROW(HttpServerMetrics(registry, "x", {inf}), std::invalid_argument);
+  EXPECT_THROW(HttpServerMetrics(registry, "x", {nan}), std::invalid_argument);
+  EXPECT_THROW(HttpServerMetrics(registry, "x", {-inf, 0.1}), std::invalid_argument);
+}
+
 TEST(HttpServerMetrics, ConcurrentObserveCountsExactly) {
   MetricsRegistry registry;
   HttpServerMetrics metrics(registry, "calc");

@@ -90,7 +90,7 @@ class HttpServerMetrics {
   static std::vector<double> default_duration_buckets();
 
   // Registers (or, for a second service in the same registry, reuses) the three
-  // families. `buckets` must be strictly increasing.
+  // families. `buckets` must be finite and strictly increasing (+Inf is always added).
   HttpServerMetrics(MetricsRegistry& registry, std::string service,
                     std::vector<double> buckets = default_duration_buckets());
   ~HttpServerMetrics();
