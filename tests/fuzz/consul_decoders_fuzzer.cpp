@@ -38,6 +38,9 @@ void decode(std::uint8_t which, std::string_view body) {
       break;
     }
     case 2:
+      for (const auto& entry : decode_kv_entries(body)) {
+        check(entry.value.size() <= body.size());
+      }
       decode_kv_entry(body);
       break;
     case 3:

@@ -374,6 +374,23 @@ AgentClient::Task<QueryResult<std::optional<KvEntry>>> HttpAgentClient::kv_get(s
   co_return result;
 }
 
+AgentClient::Task<QueryResult<std::vector<KvEntry>>> HttpAgentClient::kv_list(std::string prefix,
+                                                                              QueryOptions query) {
+  std::string target = "/v1/kv/" + detail::url_encode(prefix, true);
+  add_param(target, "recurse");
+  auto wait = add_blocking_params(target, query);
+  auto answer = co_await call(http::Verb::get, std::move(target), {}, wait);
+  QueryResult<std::vector<KvEntry>> result;
+  if (answer.status() != 404) {  // 404: no key under the prefix
+    if (!answer.ok()) {
+      answer.reject();
+    }
+    result.value = answer.decode(detail::decode_kv_entries);
+  }
+  result.index = answer.index();
+  co_return result;
+}
+
 AgentClient::Task<bool> HttpAgentClient::kv_put(std::string key, std::string value) {
   auto answer = co_await call(http::Verb::put, "/v1/kv/" + detail::url_encode(key, true),
                               std::move(value), {}, "application/octet-stream");

@@ -283,23 +283,42 @@ AgentService decode_agent_service(std::string_view body) {
   return service;
 }
 
+namespace {
+
+KvEntry decode_one_kv_entry(const boost::json::value& value) {
+  const auto& object = as_object(value, "KV entry");
+  KvEntry entry;
+  entry.key = string_field(object, "Key");
+  auto decoded = base64_decode(string_field(object, "Value"));  // null (empty value) reads ""
+  if (!decoded) {
+    throw DecodeError("KV Value of '" + entry.key + "' is not base64");
+  }
+  entry.value = std::move(*decoded);
+  entry.modify_index = unsigned_field(object, "ModifyIndex");
+  entry.flags = unsigned_field(object, "Flags");
+  return entry;
+}
+
+}  // namespace
+
 KvEntry decode_kv_entry(std::string_view body) {
   auto value = parse(body);
   const auto& array = as_array(value, "KV answer");
   if (array.size() != 1) {
     throw DecodeError("KV answer has " + std::to_string(array.size()) + " entries, not 1");
   }
-  const auto& object = as_object(array[0], "KV entry");
-  KvEntry entry;
-  entry.key = string_field(object, "Key");
-  auto decoded = base64_decode(string_field(object, "Value"));  // null (empty value) reads ""
-  if (!decoded) {
-    throw DecodeError("KV Value is not base64");
+  return decode_one_kv_entry(array[0]);
+}
+
+std::vector<KvEntry> decode_kv_entries(std::string_view body) {
+  auto value = parse(body);
+  const auto& array = as_array(value, "KV answer");
+  std::vector<KvEntry> entries;
+  entries.reserve(array.size());
+  for (const auto& element : array) {
+    entries.push_back(decode_one_kv_entry(element));
   }
-  entry.value = std::move(*decoded);
-  entry.modify_index = unsigned_field(object, "ModifyIndex");
-  entry.flags = unsigned_field(object, "Flags");
-  return entry;
+  return entries;
 }
 
 bool decode_bool(std::string_view body) {

@@ -28,6 +28,8 @@ std::vector<ServiceInstance> decode_health(std::string_view body);
 AgentService decode_agent_service(std::string_view body);
 // GET /v1/kv/<key> answers a one-element array.
 KvEntry decode_kv_entry(std::string_view body);
+// A recursive KV answer (GET /v1/kv/<prefix>?recurse): every entry, in the agent's order.
+std::vector<KvEntry> decode_kv_entries(std::string_view body);
 bool decode_bool(std::string_view body);
 
 // Connect: the CA roots, a leaf certificate, and the authorize call.

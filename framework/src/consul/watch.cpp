@@ -146,4 +146,13 @@ boost::asio::awaitable<void> watch_kv(AgentClient& consul, std::string key,
   co_await watch(std::string("kv:") + key, std::move(query), std::move(on_change), options);
 }
 
+boost::asio::awaitable<void> watch_kv_prefix(AgentClient& consul, std::string prefix,
+                                             WatchCallback<std::vector<KvEntry>> on_change,
+                                             WatchOptions options) {
+  WatchQuery<std::vector<KvEntry>> query = [&consul, prefix](QueryOptions next) {
+    return consul.kv_list(prefix, next);
+  };
+  co_await watch(std::string("kv:") + prefix, std::move(query), std::move(on_change), options);
+}
+
 }  // namespace coromesh::consul

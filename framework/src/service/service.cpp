@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <typeindex>
+#include <utility>
 
 #include "connect_native.hpp"
 #include "coromesh/config/error.hpp"
@@ -90,7 +91,11 @@ struct Service::Impl final : http::ServerObserver {
   mutable std::mutex declared_mutex;
   std::vector<std::shared_ptr<const DeclaredOperation>> declared;
   std::map<std::string, ClientSlot> clients;
-  bool watching = false;            // start() has spawned the override watches of `declared`
+  // start() has run with Consul registration on: declared operations have their overrides
+  // watched, from then on or from the first one declared (a service with none, such as a
+  // sidecar, holds no watch).
+  bool watching = false;
+  bool overrides_watched = false;   // the prefix's watch is spawned
   bool watching_endpoints = false;  // start() has spawned the watches of `discovered`
   std::vector<metrics::OperationMetrics*> route_metrics;  // by Route::index
   metrics::OperationMetrics* unmatched_metrics = nullptr;
@@ -134,7 +139,23 @@ struct Service::Impl final : http::ServerObserver {
   void start();
   void request_shutdown();
   asio::awaitable<void> keep_registered();
-  asio::awaitable<void> watch_overrides(std::shared_ptr<const DeclaredOperation> operation);
+  // QoS overrides from Consul KV: one blocking query on the service's prefix for all its
+  // operations (one per key would hold a connection to the agent each). The watch and
+  // apply_overrides() run on executor 0 only, as does the state below.
+  asio::awaitable<void> watch_overrides();
+  // Applies what override_entries says to every declared operation; true when some
+  // operation's QoS changed (the registration's Meta must follow).
+  bool apply_overrides();
+  bool apply_override(const DeclaredOperation& operation, const std::string& key,
+                      const consul::KvEntry* entry);
+  std::string override_prefix() const { return "coromesh/qos/" + config.name + "/"; }
+  struct OverrideState {
+    std::optional<consul::KvEntry> seen;  // the value last applied or refused
+    bool overridden = false;              // an override runs (not the declared QoS)
+  };
+  std::vector<consul::KvEntry> override_entries;  // the prefix's keys, last answer
+  std::map<std::string, OverrideState> override_states;
+  std::map<std::string, std::uint64_t> unmatched_overrides;  // key -> ModifyIndex warned of
   // Sends the registration again (the Meta shows the QoS in force); on executor 0.
   void refresh_registration() {
     if (registrar) {
@@ -142,7 +163,7 @@ struct Service::Impl final : http::ServerObserver {
     }
   }
   std::string override_key(const DeclaredOperation& operation) const {
-    return "coromesh/qos/" + config.name + "/" +
+    return override_prefix() +
            (operation.side == "client" ? "client/" + operation.name : operation.name);
   }
   static std::string meta_key(const DeclaredOperation& operation) {
@@ -297,10 +318,11 @@ void Service::Impl::start() {
         std::make_unique<consul::Registrar>(*consul_client, registration(), registrar_options);
     runtime::spawn(pool.executor(0), keep_registered(), "consul.registrar");
     const std::lock_guard lock(declared_mutex);
-    for (const auto& operation : declared) {
-      runtime::spawn(pool.executor(0), watch_overrides(operation), "qos.overrides");
-    }
     watching = true;
+    if (!declared.empty()) {
+      overrides_watched = true;
+      runtime::spawn(pool.executor(0), watch_overrides(), "qos.overrides");
+    }
   }
   wait_for_signals();
   log::info("service.started",
@@ -340,46 +362,110 @@ asio::awaitable<void> Service::Impl::keep_registered() {
   }
 }
 
-asio::awaitable<void> Service::Impl::watch_overrides(
-    std::shared_ptr<const DeclaredOperation> operation) {
-  const std::string key = override_key(*operation);
-  bool overridden = false;
-  auto on_change = [&](const std::optional<consul::KvEntry>& entry) {
-    // Nothing thrown here may end the watch: a refused value keeps the running policies
-    // and the next change of the key is read as usual.
-    try {
-      if (!entry) {
-        if (overridden) {
-          operation->apply(operation->declared);
-          overridden = false;
-          log::info("qos.override_removed",
-                    {{"operation", operation->name}, {"side", operation->side}, {"key", key}});
-          refresh_registration();
-        }
-        return;
-      }
-      const auto set = qos::apply_override(operation->declared, entry->value);
-      if (set == operation->current()) {
-        // The key was rewritten to the policies already running (respaced, reordered, or
-        // equal to the declaration): nothing to swap, log or re-register.
-        overridden = true;
-        return;
-      }
-      operation->apply(set);
-      overridden = true;
-      log::info("qos.override_applied", {{"operation", operation->name},
-                                         {"side", operation->side},
-                                         {"key", key},
-                                         {"qos", qos::summarize(set)}});
+asio::awaitable<void> Service::Impl::watch_overrides() {
+  // Consul filters a recursive answer down to the keys the token may read, so a token
+  // without read on the prefix sees no overrides rather than an error. Reading the
+  // prefix's own key once says so (and counts the refusal in the Consul metrics).
+  try {
+    co_await consul_client->kv_get(override_prefix(), {});
+  } catch (const consul::ConsulError& e) {
+    if (e.status() == 403) {
+      log::error("qos.overrides_unreadable", {{"prefix", override_prefix()}, {"error", e.what()}});
+    }
+  } catch (const std::exception&) {
+    // The agent is away or the service stops: the watch below retries or ends.
+  }
+  auto on_change = [this](const std::vector<consul::KvEntry>& entries) {
+    override_entries = entries;
+    if (apply_overrides()) {
       refresh_registration();
-    } catch (const std::exception& e) {
-      log::warn("qos.override_refused", {{"operation", operation->name},
-                                         {"side", operation->side},
-                                         {"key", key},
-                                         {"error", e.what()}});
     }
   };
-  co_await consul::watch_kv(*consul_client, key, on_change);
+  co_await consul::watch_kv_prefix(*consul_client, override_prefix(), on_change);
+}
+
+bool Service::Impl::apply_overrides() {
+  std::vector<std::shared_ptr<const DeclaredOperation>> operations;
+  {
+    const std::lock_guard lock(declared_mutex);
+    operations = declared;
+  }
+  std::map<std::string_view, const consul::KvEntry*> unmatched;
+  for (const auto& entry : override_entries) {
+    unmatched.emplace(entry.key, &entry);
+  }
+  bool changed = false;
+  for (const auto& operation : operations) {
+    const std::string key = override_key(*operation);
+    const consul::KvEntry* entry = nullptr;
+    if (auto found = unmatched.find(key); found != unmatched.end()) {
+      entry = found->second;
+      unmatched.erase(found);
+    }
+    changed = apply_override(*operation, key, entry) || changed;
+  }
+  // A key no operation has is most likely a typo, which would otherwise change nothing
+  // without a word: warned of once per value (a client made later still picks it up).
+  std::map<std::string, std::uint64_t> warned;
+  for (const auto& [key, entry] : unmatched) {
+    if (key.ends_with('/')) {
+      continue;  // a folder, as Consul's UI makes them
+    }
+    auto before = unmatched_overrides.find(std::string(key));
+    if (before == unmatched_overrides.end() || before->second != entry->modify_index) {
+      log::warn("qos.override_unmatched",
+                {{"key", std::string(key)},
+                 {"error", "no operation of this service has this key (" + override_prefix() +
+                               "<operation> for a served one, " + override_prefix() +
+                               "client/<operation> for a client)"}});
+    }
+    warned.emplace(std::string(key), entry->modify_index);
+  }
+  unmatched_overrides = std::move(warned);
+  return changed;
+}
+
+bool Service::Impl::apply_override(const DeclaredOperation& operation, const std::string& key,
+                                   const consul::KvEntry* entry) {
+  auto& state = override_states[key];
+  if (entry == nullptr) {
+    state.seen.reset();
+    if (!state.overridden) {
+      return false;
+    }
+    operation.apply(operation.declared);
+    state.overridden = false;
+    log::info("qos.override_removed",
+              {{"operation", operation.name}, {"side", operation.side}, {"key", key}});
+    return true;
+  }
+  if (state.seen == *entry) {
+    return false;  // another key of the prefix changed
+  }
+  state.seen = *entry;
+  // Nothing thrown here may end the watch: a refused value keeps the running policies
+  // and the next change of the key is read as usual.
+  try {
+    const auto set = qos::apply_override(operation.declared, entry->value);
+    state.overridden = true;
+    if (set == operation.current()) {
+      // The key was rewritten to the policies already running (respaced, reordered, or
+      // equal to the declaration): nothing to swap, log or re-register.
+      return false;
+    }
+    operation.apply(set);
+    log::info("qos.override_applied", {{"operation", operation.name},
+                                       {"side", operation.side},
+                                       {"key", key},
+                                       {"qos", qos::summarize(set)}});
+    return true;
+  } catch (const std::exception& e) {
+    log::warn("qos.override_refused", {{"operation", operation.name},
+                                       {"side", operation.side},
+                                       {"key", key},
+                                       {"error", e.what()}});
+    return false;
+  }
 }
 
 void Service::Impl::wait_for_signals() {
@@ -619,9 +705,9 @@ void Service::add_declared(DeclaredOperation operation,
 void* Service::find_or_add_client(const std::string& operation, const std::type_info& type,
                                   const std::string& target,
                                   const std::function<ClientEntry()>& make) {
-  std::shared_ptr<const DeclaredOperation> added;
   void* result = nullptr;
-  bool watch_now = false;
+  bool publish_now = false;
+  bool start_watch = false;
   {
     const std::lock_guard lock(impl_->declared_mutex);
     if (auto it = impl_->clients.find(operation); it != impl_->clients.end()) {
@@ -641,15 +727,20 @@ void* Service::find_or_add_client(const std::string& operation, const std::type_
     result = entry.client.get();
     impl_->clients.emplace(
         operation, Impl::ClientSlot{std::move(entry.client), std::type_index(type), target});
-    added = std::make_shared<const DeclaredOperation>(std::move(entry.declared));
-    impl_->declared.push_back(added);
-    watch_now = impl_->watching;
+    impl_->declared.push_back(std::make_shared<const DeclaredOperation>(std::move(entry.declared)));
+    publish_now = impl_->watching;
+    start_watch = publish_now && !std::exchange(impl_->overrides_watched, true);
   }
-  if (watch_now) {
-    // Made after start-up: watch its override key and publish its QoS from now on, on
-    // executor 0 where the registrar and the other watches run.
-    asio::post(impl_->pool.executor(0), [impl = impl_.get(), added] {
-      runtime::spawn(impl->pool.executor(0), impl->watch_overrides(added), "qos.overrides");
+  if (publish_now) {
+    // Made after start-up: apply its override key's value (the prefix's watch holds it,
+    // or is started for this first operation) and publish its QoS from now on, on
+    // executor 0 where the registrar and the watch run.
+    asio::post(impl_->pool.executor(0), [impl = impl_.get(), start_watch] {
+      if (start_watch) {
+        runtime::spawn(impl->pool.executor(0), impl->watch_overrides(), "qos.overrides");
+      } else {
+        impl->apply_overrides();
+      }
       impl->refresh_registration();
     });
   }

@@ -9,6 +9,10 @@
 #include <chrono>
 #include <coromesh/runtime/io_pool.hpp>
 #include <coromesh/service/service.hpp>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
 
 #include "service_process.hpp"
 
@@ -17,6 +21,11 @@ struct Ping {
 };
 BOOST_DESCRIBE_STRUCT(Ping, (), (n))
 COROMESH_OPERATION(ping, GET, "/api/v1/ping", Ping, std::int64_t, CLIENT_QOS(qos::timeout{2s}));
+// Four more operations for a caller with many clients.
+COROMESH_OPERATION(ping_a, GET, "/api/v1/ping_a", Ping, std::int64_t, CLIENT_QOS(qos::timeout{2s}));
+COROMESH_OPERATION(ping_b, GET, "/api/v1/ping_b", Ping, std::int64_t, CLIENT_QOS(qos::timeout{2s}));
+COROMESH_OPERATION(ping_c, GET, "/api/v1/ping_c", Ping, std::int64_t, CLIENT_QOS(qos::timeout{2s}));
+COROMESH_OPERATION(ping_d, GET, "/api/v1/ping_d", Ping, std::int64_t, CLIENT_QOS(qos::timeout{2s}));
 
 namespace coromesh::testing {
 namespace {
@@ -34,6 +43,44 @@ std::string read_log(const ChildProcess& process) {
 void put_override(const ConsulAgent& consul, const std::string& document) {
   auto res = consul.api("PUT", kKey, document);
   ASSERT_EQ(res.status, 200) << res.body;
+}
+
+// How many times `needle` occurs in `text`.
+std::size_t occurrences(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+// Established TCP connections of this process to a loopback port: its sockets' inodes (in
+// /proc/self/fd) matched against /proc/self/net/tcp.
+int connections_to(std::uint16_t port) {
+  std::set<std::string> inodes;
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    const auto target = std::filesystem::read_symlink(fd.path(), error).string();
+    if (!error && target.starts_with("socket:[")) {
+      inodes.insert(target.substr(8, target.size() - 9));
+    }
+  }
+  std::ifstream table("/proc/self/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the header
+  int count = 0;
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+    fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+        timeout >> inode;
+    const auto colon = remote.find(':');
+    if (state == "01" /* ESTABLISHED */ && colon != std::string::npos &&
+        std::stoul(remote.substr(colon + 1), nullptr, 16) == port && inodes.contains(inode)) {
+      ++count;
+    }
+  }
+  return count;
 }
 
 // Sends greets until one is answered `status`, at most for `within`; returns how long it took.
@@ -272,6 +319,136 @@ TEST(QosOverrides, AClientsQosIsOverriddenUnderItsOwnKeyAndItsMetaFollows) {
   caller.wait();
   callee.request_shutdown();
   callee.wait();
+}
+
+// All of a service's override keys are one blocking query on its prefix. One query per
+// key held one connection to the agent per declared operation, and the agent allows 200
+// per client address, shared by every process on the host (a 429 past that).
+TEST(QosOverrides, EveryOperationsKeyIsWatchedThroughOneConnectionToTheAgent) {
+  ConsulAgent consul;
+  config::ServiceConfig caller_config;
+  caller_config.name = "many";
+  caller_config.consul = {"127.0.0.1", consul.http_port()};
+  caller_config.io_threads = 1;
+  caller_config.log_level = log::Level::warn;
+  Service caller(caller_config);
+  const http::Destination nowhere{.host = "127.0.0.1", .port = 9};
+  caller.client(ping, nowhere);
+  caller.client(ping_a, nowhere);
+  caller.client(ping_b, nowhere);
+  caller.client(ping_c, nowhere);
+  caller.start();
+  caller.client(ping_d, nowhere);  // made after start-up: its key is in the same watch
+  ASSERT_TRUE(wait_until(
+      [&] { return !meta_value(consul, caller.instance_id(), "qos_client_ping_d").empty(); }, 15s));
+
+  // The overrides apply, each to its own operation.
+  ASSERT_EQ(consul
+                .api("PUT", "/v1/kv/coromesh/qos/many/client/ping_a",
+                     R"({"timeout": {"per_attempt": "3s"}})")
+                .status,
+            200);
+  ASSERT_EQ(consul
+                .api("PUT", "/v1/kv/coromesh/qos/many/client/ping_c",
+                     R"({"timeout": {"per_attempt": "4s"}})")
+                .status,
+            200);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return meta_value(consul, caller.instance_id(), "qos_client_ping_a") == "timeout=3s" &&
+               meta_value(consul, caller.instance_id(), "qos_client_ping_c") == "timeout=4s";
+      },
+      5s))
+      << json::serialize(meta_of(consul, caller.instance_id()));
+  EXPECT_EQ(meta_value(consul, caller.instance_id(), "qos_client_ping_b"), "timeout=2s");
+  ASSERT_EQ(consul
+                .api("PUT", "/v1/kv/coromesh/qos/many/client/ping_d",
+                     R"({"timeout": {"per_attempt": "5s"}})")
+                .status,
+            200);
+  EXPECT_TRUE(wait_until(
+      [&] { return meta_value(consul, caller.instance_id(), "qos_client_ping_d") == "timeout=5s"; },
+      5s))
+      << json::serialize(meta_of(consul, caller.instance_id()));
+
+  // Held: the registrar's blocking query and the overrides' one, and at most two idle
+  // keep-alive connections besides (the registrar's resync and the non-blocking queries).
+  // One blocking query per key held six with five operations, besides the idle ones.
+  int held = 0;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        held = connections_to(consul.http_port());
+        return held <= 4;
+      },
+      5s))
+      << held << " connections to the agent for 5 override keys";
+  caller.request_shutdown();
+  caller.wait();
+}
+
+// A service that declares nothing at start-up holds no watch (a sidecar); its first client
+// starts it, and that client's key applies.
+TEST(QosOverrides, AServiceDeclaringNothingAtStartUpWatchesFromItsFirstClient) {
+  ConsulAgent consul;
+  ASSERT_EQ(consul
+                .api("PUT", "/v1/kv/coromesh/qos/later/client/ping",
+                     R"({"timeout": {"per_attempt": "6s"}})")
+                .status,
+            200);
+  config::ServiceConfig later_config;
+  later_config.name = "later";
+  later_config.consul = {"127.0.0.1", consul.http_port()};
+  later_config.io_threads = 1;
+  later_config.log_level = log::Level::warn;
+  Service later(later_config);
+  later.start();
+  later.client(ping, http::Destination{.host = "127.0.0.1", .port = 9});
+  EXPECT_TRUE(wait_until(
+      [&] { return meta_value(consul, later.instance_id(), "qos_client_ping") == "timeout=6s"; },
+      15s))
+      << json::serialize(meta_of(consul, later.instance_id()));
+  later.request_shutdown();
+  later.wait();
+}
+
+// A key below the prefix that names no operation changes nothing: said once, not silently.
+TEST(QosOverrides, AKeyNoOperationHasIsWarnedOfOnceAndChangesNothingElse) {
+  ConsulAgent consul;
+  HelloService hello(&consul);
+  ASSERT_TRUE(wait_until(
+      [&] { return read_log(hello.process()).find("consul.registered") != std::string::npos; },
+      15s));
+  ASSERT_EQ(
+      consul.api("PUT", "/v1/kv/coromesh/qos/hello/gret", R"({"timeout": {"per_attempt": "1s"}})")
+          .status,
+      200);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_log(hello.process()).find("event=qos.override_unmatched") != std::string::npos;
+      },
+      5s))
+      << hello.process().log_tail();
+  EXPECT_NE(read_log(hello.process()).find("key=coromesh/qos/hello/gret"), std::string::npos);
+
+  // The right key is applied once; writing it again with the typo still there neither warns
+  // of the typo again nor re-applies anything else.
+  put_override(consul, R"({"timeout": {"per_attempt": "7s"}})");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_log(hello.process()).find("event=qos.override_applied") != std::string::npos;
+      },
+      5s))
+      << hello.process().log_tail();
+  ASSERT_EQ(consul.api("PUT", "/v1/kv/coromesh/qos/unrelated", "x").status, 200);
+  put_override(consul, R"({"timeout": {"per_attempt": "8s"}})");
+  ASSERT_TRUE(wait_until(
+      [&] { return occurrences(read_log(hello.process()), "event=qos.override_applied") == 2; },
+      5s))
+      << hello.process().log_tail();
+  const auto log = read_log(hello.process());
+  EXPECT_EQ(occurrences(log, "event=qos.override_unmatched"), 1u) << log;
+  EXPECT_EQ(log.find("coromesh/qos/unrelated"), std::string::npos) << log;
+  EXPECT_EQ(hello.get("/api/v1/hello?name=ok").status, 200);
 }
 
 }  // namespace

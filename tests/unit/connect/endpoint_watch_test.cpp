@@ -68,6 +68,9 @@ class ScriptedConnectAgent final : public consul::AgentClient {
   Task<QueryResult<std::optional<consul::KvEntry>>> kv_get(std::string, QueryOptions) override {
     throw unexpected();
   }
+  Task<QueryResult<std::vector<consul::KvEntry>>> kv_list(std::string, QueryOptions) override {
+    throw unexpected();
+  }
   Task<bool> kv_put(std::string, std::string) override { throw unexpected(); }
   Task<QueryResult<consul::CaRoots>> connect_ca_roots(QueryOptions) override { throw unexpected(); }
   Task<QueryResult<consul::LeafCertificate>> connect_ca_leaf(std::string, QueryOptions) override {

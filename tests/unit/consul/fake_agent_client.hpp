@@ -103,6 +103,10 @@ class FakeAgentClient final : public AgentClient {
     co_await enter("kv_get " + key);
     co_return QueryResult<std::optional<KvEntry>>{};
   }
+  Task<QueryResult<std::vector<KvEntry>>> kv_list(std::string prefix, QueryOptions) override {
+    co_await enter("kv_list " + prefix);
+    co_return QueryResult<std::vector<KvEntry>>{};
+  }
   Task<bool> kv_put(std::string key, std::string) override {
     co_await enter("kv_put " + key);
     co_return true;

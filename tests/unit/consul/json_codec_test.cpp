@@ -215,6 +215,29 @@ TEST(ConsulJsonCodec, DecodesKvEntries) {
   EXPECT_THROW(decode_kv_entry("[]"), DecodeError);
 }
 
+TEST(ConsulJsonCodec, DecodesARecursiveKvAnswer) {
+  auto entries = decode_kv_entries(
+      R"([{"Key": "qos/add/", "Value": null, "ModifyIndex": 3, "Flags": 0},
+          {"Key": "qos/add/execute", "Value": "e30=", "ModifyIndex": 9, "Flags": 0}])");
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].key, "qos/add/");
+  EXPECT_EQ(entries[0].value, "");
+  EXPECT_EQ(entries[1].key, "qos/add/execute");
+  EXPECT_EQ(entries[1].value, "{}");
+  EXPECT_EQ(entries[1].modify_index, 9u);
+  EXPECT_TRUE(decode_kv_entries("[]").empty());
+  // One bad entry fails the answer, naming the key: no partial set of overrides.
+  try {
+    decode_kv_entries(
+        R"([{"Key": "a", "Value": "e30=", "ModifyIndex": 1}, {"Key": "b", "Value": "%%"}])");
+    ADD_FAILURE() << "a non-base64 value was decoded";
+  } catch (const DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find("'b'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(decode_kv_entries(R"({"Key": "a"})"), DecodeError);
+  EXPECT_THROW(decode_kv_entries(R"([1])"), DecodeError);
+}
+
 TEST(ConsulJsonCodec, DecodesBooleans) {
   EXPECT_TRUE(decode_bool("true"));
   EXPECT_FALSE(decode_bool("false\n"));

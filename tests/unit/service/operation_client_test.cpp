@@ -303,6 +303,10 @@ class LateConsul final : public consul::AgentClient {
                                                                    consul::QueryOptions) override {
     throw unexpected();
   }
+  Task<consul::QueryResult<std::vector<consul::KvEntry>>> kv_list(std::string,
+                                                                  consul::QueryOptions) override {
+    throw unexpected();
+  }
   Task<bool> kv_put(std::string, std::string) override { throw unexpected(); }
   Task<consul::QueryResult<consul::CaRoots>> connect_ca_roots(consul::QueryOptions) override {
     throw unexpected();

@@ -89,6 +89,12 @@ class AgentClient {
   // GET /v1/kv/<key>: nullopt when the key does not exist; the index is valid either way,
   // so a missing key can be watched until it appears.
   virtual Task<QueryResult<std::optional<KvEntry>>> kv_get(std::string key, QueryOptions query) = 0;
+  // GET /v1/kv/<prefix>?recurse: every key under `prefix` (empty when there is none; the
+  // index is valid either way). One blocking query watches them all, where one query per
+  // key would hold one connection to the agent each (the agent allows 200 per client
+  // address, shared by every process on the host).
+  virtual Task<QueryResult<std::vector<KvEntry>>> kv_list(std::string prefix,
+                                                          QueryOptions query) = 0;
   // PUT /v1/kv/<key>. Returns Consul's verdict (false only for failed conditional writes).
   virtual Task<bool> kv_put(std::string key, std::string value) = 0;
 

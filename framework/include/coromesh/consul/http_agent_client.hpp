@@ -75,6 +75,7 @@ class HttpAgentClient final : public AgentClient {
                                           std::string client_cert_serial,
                                           std::chrono::milliseconds timeout) override;
   Task<QueryResult<std::optional<KvEntry>>> kv_get(std::string key, QueryOptions query) override;
+  Task<QueryResult<std::vector<KvEntry>>> kv_list(std::string prefix, QueryOptions query) override;
   Task<bool> kv_put(std::string key, std::string value) override;
 
   const http::Destination& destination() const noexcept { return destination_; }

@@ -194,5 +194,10 @@ boost::asio::awaitable<void> watch_health_connect(AgentClient& consul, std::stri
 boost::asio::awaitable<void> watch_kv(AgentClient& consul, std::string key,
                                       WatchCallback<std::optional<KvEntry>> on_change,
                                       WatchOptions options = {});
+// Every key under `prefix` (GET /v1/kv/<prefix>?recurse), as one blocking query: called
+// with all of them (empty when there is none) whenever any is written or deleted.
+boost::asio::awaitable<void> watch_kv_prefix(AgentClient& consul, std::string prefix,
+                                             WatchCallback<std::vector<KvEntry>> on_change,
+                                             WatchOptions options = {});
 
 }  // namespace coromesh::consul
