@@ -332,6 +332,21 @@ _topology_not_ready() {
     echo "frontend at $frontend not answering /health"
 }
 
+# _topology_report_health: what the agent says about the checks that do not pass and
+# about every service's Connect endpoints in the catalog (passing or not), for the
+# post-mortem of a start that did not get ready.
+_topology_report_health() {
+  local name
+  echo "the agent's checks that are not passing:"
+  _topology_consul_curl -sS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/agent/checks" 2>&1 |
+    jq -r '.[] | select(.Status != "passing") | "  \(.CheckID) \(.Status): \(.Output[0:300])"' 2>&1
+  for name in "${topo_names[@]}"; do
+    echo "the catalog's Connect endpoints of $name:"
+    _topology_consul_curl -sS --max-time 5 "http://$TOPO_CONSUL_ADDR/v1/health/connect/$name" 2>&1 |
+      jq -r '.[] | "  \(.Service.ID): " + ([.Checks[] | "\(.CheckID)=\(.Status)"] | join(" "))' 2>&1
+  done
+}
+
 topology_wait_ready() {
   local deadline=$((SECONDS + $1)) missing
   while :; do
@@ -339,6 +354,7 @@ topology_wait_ready() {
     [ -n "$missing" ] || return 0
     if [ "$SECONDS" -ge "$deadline" ]; then
       echo "$missing" >&2
+      _topology_report_health >&2
       die "the topology was not ready within $1 s (logs: $TOPO_DIR)"
     fi
     sleep 0.3
