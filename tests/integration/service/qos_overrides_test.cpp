@@ -45,6 +45,16 @@ void put_override(const ConsulAgent& consul, const std::string& document) {
   ASSERT_EQ(res.status, 200) << res.body;
 }
 
+// An in-process service registered with `consul`: one io thread, warnings only.
+config::ServiceConfig registered_with(const ConsulAgent& consul, std::string name) {
+  config::ServiceConfig config;
+  config.name = std::move(name);
+  config.consul = {"127.0.0.1", consul.http_port()};
+  config.io_threads = 1;
+  config.log_level = log::Level::warn;
+  return config;
+}
+
 // How many times `needle` occurs in `text`.
 std::size_t occurrences(const std::string& text, const std::string& needle) {
   std::size_t count = 0;
@@ -265,11 +275,7 @@ TEST(QosOverrides, AClientsQosIsOverriddenUnderItsOwnKeyAndItsMetaFollows) {
   callee.serve(ping, [](Ping in) -> asio::awaitable<std::int64_t> { co_return in.n; });
   callee.start();
 
-  config::ServiceConfig caller_config;
-  caller_config.name = "pinger";
-  caller_config.consul = {"127.0.0.1", consul.http_port()};
-  caller_config.io_threads = 1;
-  caller_config.log_level = log::Level::warn;
+  const auto caller_config = registered_with(consul, "pinger");
   Service caller(caller_config);
   auto& client = caller.client(ping, {.host = "127.0.0.1", .port = callee.port()});
   caller.start();
@@ -326,11 +332,7 @@ TEST(QosOverrides, AClientsQosIsOverriddenUnderItsOwnKeyAndItsMetaFollows) {
 // per client address, shared by every process on the host (a 429 past that).
 TEST(QosOverrides, EveryOperationsKeyIsWatchedThroughOneConnectionToTheAgent) {
   ConsulAgent consul;
-  config::ServiceConfig caller_config;
-  caller_config.name = "many";
-  caller_config.consul = {"127.0.0.1", consul.http_port()};
-  caller_config.io_threads = 1;
-  caller_config.log_level = log::Level::warn;
+  const auto caller_config = registered_with(consul, "many");
   Service caller(caller_config);
   const http::Destination nowhere{.host = "127.0.0.1", .port = 9};
   caller.client(ping, nowhere);
@@ -395,11 +397,7 @@ TEST(QosOverrides, AServiceDeclaringNothingAtStartUpWatchesFromItsFirstClient) {
                      R"({"timeout": {"per_attempt": "6s"}})")
                 .status,
             200);
-  config::ServiceConfig later_config;
-  later_config.name = "later";
-  later_config.consul = {"127.0.0.1", consul.http_port()};
-  later_config.io_threads = 1;
-  later_config.log_level = log::Level::warn;
+  const auto later_config = registered_with(consul, "later");
   Service later(later_config);
   later.start();
   later.client(ping, http::Destination{.host = "127.0.0.1", .port = 9});
