@@ -309,16 +309,47 @@ _topology_passing_ids() {
     jq -r '[.[]] | group_by(.ServiceID) | .[] | select(all(.Status == "passing")) | .[0].ServiceID'
 }
 
+# _topology_connect_passing SERVICE: how many Connect endpoints of SERVICE (its sidecars,
+# or its Connect-native instances) the catalog lists as passing; fails, printing curl's
+# error, when the agent does not answer (a refusal is not "none passing").
+_topology_connect_passing() {
+  local answer
+  answer=$(_topology_consul_curl -sS --fail-with-body --max-time 5 \
+    "http://$TOPO_CONSUL_ADDR/v1/health/connect/$1?passing" 2>&1) || {
+    echo "${answer//$'\n'/ }"
+    return 1
+  }
+  jq length <<<"$answer"
+}
+
+# _topology_sidecar_endpoints PORT UPSTREAM: the endpoints the coromesh-sidecar whose
+# admin port is PORT has for UPSTREAM (0 when it cannot say).
+_topology_sidecar_endpoints() {
+  curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+    awk -v up="upstream=\"$2\"" '/^coromesh_sidecar_upstream_endpoints/ && index($0, up) {n = $2}
+      END {print n + 0}'
+}
+
 # _topology_not_ready: prints what is not ready yet (nothing when all is); fails (with
 # the log) when a process has exited.
+#
+# Every registration passing in the local agent is not yet every endpoint in use: the
+# catalog and the callers' blocking queries follow a moment later. Until they do, a first
+# burst of calls meets only the instances seen so far, so readiness also waits for the
+# catalog's Connect endpoints of each service and for what each coromesh-sidecar
+# upstream has (the sidecars' checks pass at a random moment of their first interval:
+# the last one can pass just before this runs; e2e.calculator_mesh_secure then found
+# "mul-svc-2 answered no mul call").
 _topology_not_ready() {
-  local proc role service id port metrics upstreams passing up
+  local proc role service id port metrics upstreams passing up name instances seen
+  local -A instances_of=()
   passing=$(_topology_passing_ids)
   while IFS=$'\t' read -r proc role service id port metrics upstreams; do
     if ! proc_alive "$TOPO_DIR" "$proc"; then
       tail -15 "$TOPO_DIR/$proc.log" >&2
       die "$proc exited during start-up (log: $TOPO_DIR/$proc.log)"
     fi
+    [ "$role" != service ] || instances_of[$service]=$((${instances_of[$service]:-0} + 1))
     [ "$id" = - ] || grep -qxF "$id" <<<"$passing" || echo "$id not passing in Consul"
     if [ "$upstreams" != - ]; then
       for up in ${upstreams//,/ }; do
@@ -326,6 +357,25 @@ _topology_not_ready() {
       done
     fi
   done < <(topology_rows)
+  for name in "${!instances_of[@]}"; do
+    instances=${instances_of[$name]}
+    if ! seen=$(_topology_connect_passing "$name"); then
+      echo "$name: the catalog query failed: $seen"
+    elif [ "$seen" -lt "$instances" ]; then
+      echo "$name: $seen of $instances Connect endpoints passing in the catalog"
+    fi
+  done
+  if [ "${TOPO_PROXY:-coromesh}" != consul ]; then
+    while IFS=$'\t' read -r proc role service id port metrics upstreams; do
+      [ "$role" != service ] && [ "$upstreams" != - ] || continue
+      for up in ${upstreams//,/ }; do
+        instances=${instances_of[${up%%:*}]:-0}
+        seen=$(_topology_sidecar_endpoints "$metrics" "${up%%:*}")
+        [ "$seen" -ge "$instances" ] ||
+          echo "$proc: $seen of $instances endpoints of ${up%%:*}"
+      done
+    done < <(topology_rows)
+  fi
   local frontend
   frontend=$(topology_frontend_addr)
   [ -z "$frontend" ] || curl -fsS --max-time 2 -o /dev/null "http://$frontend/health" 2>/dev/null ||
