@@ -1,6 +1,7 @@
 #include "consul_agent.hpp"
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -158,9 +159,37 @@ std::string ConsulAgent::log_text() const {
   return text;
 }
 
+namespace {
+
+// Whether every thread of `pid` is stopped (state T in /proc/<pid>/task/*/stat).
+bool all_threads_stopped(pid_t pid) {
+  std::error_code error;
+  const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // "<tid> (<comm>) <state> ...": the name may hold spaces and parentheses.
+    const auto close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'T') {
+      return false;
+    }
+  }
+  return !error;
+}
+
+}  // namespace
+
 void ConsulAgent::freeze() {
-  if (process_) {
-    process_->signal(SIGSTOP);
+  if (!process_) {
+    return;
+  }
+  process_->signal(SIGSTOP);
+  // kill() returns before every thread has stopped: a thread running on another core
+  // could still answer a request sent right after freeze() returned.
+  if (!wait_until([&] { return all_threads_stopped(process_->pid()); }, std::chrono::seconds(5),
+                  std::chrono::milliseconds(1))) {
+    throw std::runtime_error("consul agent: not every thread stopped within 5 s of SIGSTOP");
   }
 }
 
