@@ -95,8 +95,9 @@ struct Harness {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static Harness harness;
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
-  // 100: the interim answer to `Expect: 100-continue`, sent before the body is read.
+  // 100: the interim answer to `Expect: 100-continue`, sent before the body is read; 501:
+  // a transfer coding besides chunked (framing::has_coding_besides_chunked).
   check(fuzz::are_responses(fuzz::exchange(harness.server->port(), bytes),
-                            {100, 200, 400, 404, 405, 408, 413, 431}));
+                            {100, 200, 400, 404, 405, 408, 413, 431, 501}));
   return 0;
 }
