@@ -94,6 +94,7 @@ asio::awaitable<void> Registrar::keep() {
   bool hold_query = true;
   for (;;) {
     bool query_failed = false;
+    bool checked = false;  // the agent just answered that it holds the registration
     if (resync_failures_ > 0) {
       // The agent stopped answering: probe it often, so that a restarted agent gets the
       // registration back soon after it answers again (resync() re-registers).
@@ -103,12 +104,20 @@ asio::awaitable<void> Registrar::keep() {
       // (An update the agent refused waits for the tick too: sending it again at once
       // would only be refused again.)
       outage_probe.reset();
-      // The resync tick, an update() (it cancels wake_), or the agent losing us.
-      wake_->expires_after(options_.resync_interval);
-      if (hold_query) {
-        auto woken = co_await (wake_->async_wait(use_tuple) || registration_lost());
-        query_failed = woken.index() == 1 && std::get<1>(woken) == Lost::query_failed;
+      if (hold_query && agent_blocks_) {
+        // The query answers within about resync_interval whatever happens, and an answer
+        // that the agent holds the registration is the resync's own check. The timer is
+        // a backstop for a query that never answers, and update() cancels it.
+        wake_->expires_after(2 * options_.resync_interval);
+        auto woken = co_await (wake_->async_wait(use_tuple) || watch_registration());
+        if (woken.index() == 1) {
+          const Watched watched = std::get<1>(woken);
+          checked = watched == Watched::held;
+          query_failed = watched == Watched::query_failed;
+        }
       } else {
+        // The resync tick, or an update().
+        wake_->expires_after(options_.resync_interval);
         co_await wake_->async_wait(use_tuple);
       }
     }
@@ -116,6 +125,10 @@ asio::awaitable<void> Registrar::keep() {
     bool stop = co_await cancelled();
     if (stop) {
       co_return;
+    }
+    if (checked && resync_refusals_ == 0 && sent_generation_ == generation_ &&
+        sent_credentials_ == consul_.credentials_generation()) {
+      continue;  // held as last sent: nothing to resync
     }
     co_await resync();
     // A blocking query that failed while the agent answers the resync would fail again at
@@ -267,29 +280,26 @@ asio::awaitable<void> Registrar::keep_last_accepted() {
   }
 }
 
-asio::awaitable<Registrar::Lost> Registrar::registration_lost() {
-  std::string hash;  // empty: the first query answers at once, with the current hash
-  for (;;) {
-    HashQueryResult<std::optional<AgentService>> answer;
-    try {
-      answer = co_await consul_.agent_service_blocking(
-          service_id_, {.hash = hash, .wait = options_.resync_interval});
-    } catch (const std::exception&) {
-      co_return Lost::query_failed;  // the agent went away (or the call was cancelled)
-    }
-    if (!answer.value) {
-      co_return Lost::gone;  // the agent no longer has it: re-register now
-    }
-    if (answer.hash.empty()) {
-      // The agent cannot hold this query: leave it to the resync tick, which `||` in
-      // keep() is waiting for and which cancels this wait.
-      asio::steady_timer never(co_await asio::this_coro::executor,
-                               asio::steady_timer::time_point::max());
-      co_await never.async_wait(use_tuple);
-      co_return Lost::query_failed;
-    }
-    hash = std::move(answer.hash);
+asio::awaitable<Registrar::Watched> Registrar::watch_registration() {
+  HashQueryResult<std::optional<AgentService>> answer;
+  try {
+    answer = co_await consul_.agent_service_blocking(
+        service_id_, {.hash = watched_hash_, .wait = options_.resync_interval});
+  } catch (const std::exception&) {
+    watched_hash_.clear();
+    co_return Watched::query_failed;  // the agent went away (or the call was cancelled)
   }
+  if (!answer.value) {
+    watched_hash_.clear();
+    co_return Watched::gone;  // the agent no longer has it: re-register now
+  }
+  if (answer.hash.empty()) {
+    // The agent cannot hold this query (it would answer at once, every time): the resync
+    // tick alone does the checking from now on.
+    agent_blocks_ = false;
+  }
+  watched_hash_ = std::move(answer.hash);
+  co_return Watched::held;
 }
 
 void Registrar::update(ServiceRegistration registration) {

@@ -108,6 +108,38 @@ TEST_F(RegistrarIntegration, ReregistersAsSoonAsARestartedAgentAnswers) {
   }());
 }
 
+// While nothing changes, the blocking query on the registration is the whole check: each
+// answer saying the agent still holds it is what a resync would have asked. Before,
+// the resync tick cancelled the query every resync_interval (a new connection to the
+// agent) and then asked twice more: once to check, once to learn the hash again.
+TEST_F(RegistrarIntegration, WhileNothingChangesTheBlockingQueryIsTheOnlyCallToTheAgent) {
+  ServiceRegistration web{.id = "it-quiet-1", .name = "it-quiet", .port = 7016};
+  Registrar registrar(agent_, web, kFast);  // resync_interval 200 ms
+  const auto requests = [&] {
+    std::uint64_t total = 0;
+    for (const auto count : agent_.request_counts()) {
+      total += count;
+    }
+    return total;
+  };
+  run([&]() -> asio::awaitable<void> {
+    RunningRegistrar running(ioc_, registrar);
+    EXPECT_TRUE(co_await eventually([&] { return registrar.registered(); }, 5s));
+    co_await sleep_for(300ms);  // the blocking query in place
+    const auto before = requests();
+    co_await sleep_for(2s);  // about 10 resync intervals
+    const auto calls = requests() - before;
+    std::cout << "[ consul ] " << calls << " calls to the agent in 2s, resync_interval 200ms\n";
+    // One answered query per interval (Consul adds up to 1/16 of the wait), and slack.
+    EXPECT_LE(calls, 13u) << "the registrar asks more than its blocking query";
+    EXPECT_GE(calls, 5u) << "the blocking query is not answered every resync_interval";
+    EXPECT_EQ(registrar.registrations(), 1u);
+    co_await registrar.shutdown();
+    EXPECT_TRUE(running.finished);
+    EXPECT_FALSE(running.error);
+  }());
+}
+
 // The agent refuses an update of the definition (400: a Meta key with Consul's reserved
 // prefix) and, meanwhile, loses the registration it had accepted (an operator's
 // deregistration here; an agent restart alike). The instance must not vanish from the

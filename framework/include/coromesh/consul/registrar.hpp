@@ -3,12 +3,15 @@
 // Owns one service instance's registration with the local agent for the life of the
 // process:
 //   run()      registers (retrying with backoff while the agent is unreachable), then
-//              every resync_interval checks that the agent still has it and registers
-//              again when it does not (an agent restart loses dev-mode and non-persisted
-//              registrations) — logged as consul.reregistered. Between two checks it
-//              holds a blocking query on its own registration, so that the agent going
+//              checks that the agent still has it and registers again when it does not
+//              (an agent restart loses dev-mode and non-persisted registrations) —
+//              logged as consul.reregistered. The check is a blocking query on its own
+//              registration, answered at least every resync_interval: an answer that
+//              the agent holds it is the check (nothing else is sent), the agent going
 //              away (the query fails) or losing the registration (it answers "none")
-//              starts a check at once; while the agent is unreachable it is probed at
+//              starts a resync at once, and a query unanswered for twice the interval
+//              starts one too. An agent that cannot block is asked every
+//              resync_interval instead; while the agent is unreachable it is probed at
 //              outage_probe_initial, doubling up to outage_probe_max, so that a
 //              restarted agent has the registration back within about outage_probe_max
 //              of answering, not at the next resync tick. An agent that answers but
@@ -94,13 +97,14 @@ class Registrar {
   boost::asio::awaitable<void> resync();
   // Registers accepted_ again when the agent no longer holds the instance.
   boost::asio::awaitable<void> keep_last_accepted();
-  enum class Lost : std::uint8_t {
-    gone,          // the agent answered that it does not hold the registration
+  enum class Watched : std::uint8_t {
+    held,          // the agent answered that it holds the registration (changed or not)
+    gone,          // the agent answered that it does not hold it
     query_failed,  // the query failed: the agent may be gone, or refuses the query
   };
-  // Returns when the agent says the registration is gone or changed, or cannot be asked;
-  // never when the agent cannot block on the query (the resync tick then does the work).
-  boost::asio::awaitable<Lost> registration_lost();
+  // One blocking query on the registration, from the last answer's hash: returns when
+  // the registration changes or the wait (resync_interval) ends, or the query fails.
+  boost::asio::awaitable<Watched> watch_registration();
   boost::asio::awaitable<void> bounded_step(std::string step_name,
                                             boost::asio::awaitable<void> step);
 
@@ -118,6 +122,8 @@ class Registrar {
   std::uint64_t generation_ = 0;                   // +1 for each update()
   std::uint64_t sent_generation_ = 0;              // the generation the agent last accepted
   std::uint64_t sent_credentials_ = 0;             // consul_.credentials_generation() at that time
+  std::string watched_hash_;  // the last answer's hash; empty: the next query answers at once
+  bool agent_blocks_ = true;  // false once the agent answered a blocking query without a hash
   bool running_ = false;
   bool started_ = false;
   bool stopping_ = false;
