@@ -116,6 +116,21 @@ asio::awaitable<void> await_own_certificate(std::shared_ptr<const http::ClientTl
                               std::string(callee) + "' was picked, nothing was sent");
 }
 
+// The request of one try of `request`: built again for each endpoint tried, since
+// sending consumes it.
+http::Request make_message(const OperationRequest& request) {
+  http::Request message{request.method,
+                        request.query.empty() ? std::string(request.path)
+                                              : std::string(request.path) + "?" + request.query,
+                        11};
+  message.set(http::kTraceParentHeader, http::make_traceparent(request.trace_id));
+  if (!request.body.empty()) {
+    message.set(http::Field::content_type, "application/json");
+    message.body() = request.body;
+  }
+  return message;
+}
+
 }  // namespace
 
 OperationTransport::OperationTransport(std::vector<asio::any_io_executor> executors,
@@ -157,11 +172,6 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
                                                    const BodyReader& read_body) const {
   const auto executor = co_await asio::this_coro::executor;
   PerExecutor& own = state_for(executor);
-  http::Request message{request.method,
-                        request.query.empty() ? std::string(request.path)
-                                              : std::string(request.path) + "?" + request.query,
-                        11};
-  message.set(http::kTraceParentHeader, http::make_traceparent(request.trace_id));
   // The attempt's deadline, which the callee is told (send_marked); default_timeout only
   // for a call without one. (A cap below the deadline would cut off, and charge with a
   // timeout, a callee still within the time it was given.)
@@ -172,13 +182,8 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
     }
     until = deadline.when();
   }
-  if (!request.body.empty()) {
-    message.set(http::Field::content_type, "application/json");
-    message.body() = request.body;
-  }
   if (options_.discovered) {
-    co_await exchange_discovered(own, request, std::move(message), until, deadline, trail,
-                                 read_body);
+    co_await exchange_discovered(own, request, until, deadline, trail, read_body);
     co_return;
   }
   // Half the attempt's time at most, like discovery's wait below: a missing certificate is
@@ -187,6 +192,7 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
   co_await await_own_certificate(
       options_.upstream.tls, now + (until - now) / 2,
       options_.upstream.host + ":" + std::to_string(options_.upstream.port));
+  http::Request message = make_message(request);
   message.set(http::Field::host, options_.upstream.host);
   http::Response response = co_await send_marked(*own.client, request, options_.upstream,
                                                  std::move(message), until, deadline);
@@ -197,9 +203,8 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
 }
 
 asio::awaitable<void> OperationTransport::exchange_discovered(
-    PerExecutor& own, const OperationRequest& request, http::Request message,
-    std::chrono::steady_clock::time_point until, qos::Deadline deadline, AttemptTrail& trail,
-    const BodyReader& read_body) const {
+    PerExecutor& own, const OperationRequest& request, std::chrono::steady_clock::time_point until,
+    qos::Deadline deadline, AttemptTrail& trail, const BodyReader& read_body) const {
   // Held by this frame: the upstream outlives the attempt even if the client's owner
   // dropped it meanwhile.
   const std::shared_ptr<DiscoveredUpstream> upstream = options_.discovered;
@@ -219,18 +224,59 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
                                 upstream->service() + "': nothing was sent");
   }
   co_await await_own_certificate(upstream->tls(), patience, upstream->service());
-  connect::Pick pick = upstream->pick(snapshot, trail.tried);
-  if (!pick) {
-    // Consul answered: no instance of the callee passes its health checks, it is down. Its
-    // failure, as a refused connect would be (transport): it counts toward its breaker, and
-    // a retry after the backoff may find an instance back.
-    throw http::ClientError(http::ClientErrc::connect_failed,
-                            "'" + upstream->service() + "' has no passing instance in Consul");
+  // An endpoint the request never reached (http::never_reached: the connect was refused
+  // or timed out, the TLS handshake failed, its identity was refused) was sent nothing,
+  // so another one is tried at once within this attempt, for any method, a POST
+  // included: a crashed instance Consul still lists as passing costs its callers no
+  // failed call (Envoy's reset-before-request retry; the sidecar's http mode does the
+  // same). Each endpoint once, kPicksPerAttempt at most, each recorded against its
+  // endpoint (its outlier ejection), and the retry's next attempt avoids them all.
+  std::exception_ptr failure;
+  for (std::size_t picks = 1;; ++picks) {
+    connect::Pick pick = upstream->pick(snapshot, trail.tried);
+    if (!pick && picks == 1) {
+      // Consul answered: no instance of the callee passes its health checks, it is down.
+      // Its failure, as a refused connect would be (transport): it counts toward its
+      // breaker, and a retry after the backoff may find an instance back.
+      throw http::ClientError(http::ClientErrc::connect_failed,
+                              "'" + upstream->service() + "' has no passing instance in Consul");
+    }
+    // (The first pick may be one an earlier attempt tried: the only one there is, say.)
+    const bool tried_before =
+        picks > 1 && (!pick || std::find(trail.tried.begin(), trail.tried.end(),
+                                         pick.endpoint().key) != trail.tried.end());
+    if (tried_before) {
+      std::rethrow_exception(failure);  // every endpoint was tried: the last one's failure
+    }
+    failure = co_await exchange_with(own, *upstream, request, std::move(pick), until, deadline,
+                                     trail, read_body);
+    if (!failure) {
+      co_return;
+    }
+    const bool sent_nothing = [&failure] {
+      try {
+        std::rethrow_exception(failure);
+      } catch (const http::ClientError& e) {
+        return http::never_reached(e.code());
+      } catch (...) {
+        return false;
+      }
+    }();
+    if (!sent_nothing || picks == kPicksPerAttempt || std::chrono::steady_clock::now() >= until) {
+      std::rethrow_exception(failure);
+    }
   }
+}
+
+asio::awaitable<std::exception_ptr> OperationTransport::exchange_with(
+    PerExecutor& own, DiscoveredUpstream& upstream, const OperationRequest& request,
+    connect::Pick pick, std::chrono::steady_clock::time_point until, qos::Deadline deadline,
+    AttemptTrail& trail, const BodyReader& read_body) const {
   const std::string endpoint_key = pick.endpoint().key;
   trail.tried.push_back(endpoint_key);
   // A copy: the Pick (and the snapshot it keeps) is released before this frame ends.
-  const http::Destination destination = upstream->destination_of(pick.endpoint());
+  const http::Destination destination = upstream.destination_of(pick.endpoint());
+  http::Request message = make_message(request);
   message.set(http::Field::host, destination.host);
   const auto started = std::chrono::steady_clock::now();
   std::exception_ptr failure;
@@ -256,14 +302,12 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
   // The endpoint may have left while this call was out (and another call on this thread
   // may have seen the news first): the connection this call just parked must not wait
   // out the idle timeout either.
-  const auto latest = upstream->snapshot();
+  const auto latest = upstream.snapshot();
   forget_departed(own, latest);
   if (latest && !latest->contains(endpoint_key)) {
     own.client->close_idle_to(destination);
   }
-  if (failure) {
-    std::rethrow_exception(failure);
-  }
+  co_return failure;
 }
 
 void OperationTransport::forget_departed(

@@ -37,6 +37,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -68,6 +69,9 @@ class IoPool;
 }
 
 class DiscoveredUpstream;
+namespace connect {
+class Pick;
+}  // namespace connect
 
 struct OperationClientOptions {
   // Where every call goes; ignored when `discovered` is set.
@@ -140,12 +144,19 @@ class OperationTransport {
     std::shared_ptr<const connect::EndpointSet> seen;
   };
   PerExecutor& state_for(const boost::asio::any_io_executor& executor) const;
+  // Endpoints a try never reached are followed by another pick, this many in all.
+  static constexpr std::size_t kPicksPerAttempt = 3;
   boost::asio::awaitable<void> exchange_discovered(PerExecutor& own,
                                                    const OperationRequest& request,
-                                                   http::Request message,
                                                    std::chrono::steady_clock::time_point until,
                                                    qos::Deadline deadline, AttemptTrail& trail,
                                                    const BodyReader& read_body) const;
+  // One try on `pick`'s endpoint, recorded against it; the failure, null for success.
+  // `upstream` is held by the caller's frame.
+  boost::asio::awaitable<std::exception_ptr> exchange_with(
+      PerExecutor& own, DiscoveredUpstream& upstream, const OperationRequest& request,
+      connect::Pick pick, std::chrono::steady_clock::time_point until, qos::Deadline deadline,
+      AttemptTrail& trail, const BodyReader& read_body) const;
   // Closes the idle connections to endpoints that `now` no longer has.
   void forget_departed(PerExecutor& own,
                        const std::shared_ptr<const connect::EndpointSet>& now) const;
