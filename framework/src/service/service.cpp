@@ -137,6 +137,10 @@ struct Service::Impl final : http::ServerObserver {
   void watch_endpoints(const Discovery& discovery);
   consul::ServiceRegistration registration() const;
   void start();
+  // An --upstreams entry no client uses at start-up is most likely a typo, whose operation
+  // then goes to Consul (served_by) or fails: said once, at warn. (A client made later
+  // still uses it.)
+  void warn_of_unused_upstreams();
   void request_shutdown();
   asio::awaitable<void> keep_registered();
   // QoS overrides from Consul KV: one blocking query on the service's prefix for all its
@@ -274,6 +278,24 @@ consul::ServiceRegistration Service::Impl::registration() const {
   return reg;
 }
 
+void Service::Impl::warn_of_unused_upstreams() {
+  const std::lock_guard lock(declared_mutex);
+  std::string with_clients;
+  for (const auto& [operation, slot] : clients) {
+    with_clients += (with_clients.empty() ? "" : ",") + operation;
+  }
+  for (const auto& [operation, address] : config.upstreams) {
+    if (!clients.contains(operation)) {
+      log::warn(
+          "config.upstream_unused",
+          {{"upstream", operation},
+           {"address", address.to_string()},
+           {"clients", with_clients.empty() ? "(none)" : with_clients},
+           {"reason", "--upstreams names an operation this service has no client for (yet)"}});
+    }
+  }
+}
+
 void Service::Impl::start() {
   if (started) {
     throw std::logic_error("Service::start() called twice");
@@ -309,6 +331,7 @@ void Service::Impl::start() {
   for (const auto& component : components) {
     component->start(pool);
   }
+  warn_of_unused_upstreams();
 
   if (config.consul_register) {
     consul::RegistrarOptions registrar_options;

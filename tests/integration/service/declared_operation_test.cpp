@@ -15,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <coromesh/log/logger.hpp>
 #include <coromesh/runtime/io_pool.hpp>
 #include <coromesh/service/service.hpp>
 #include <future>
@@ -390,6 +391,27 @@ TEST(DeclaredOperationConfig, AClientFindsItsUpstreamInTheConfiguration) {
   caller.wait();
   echo_service.request_shutdown();
   echo_service.wait();
+}
+
+// A typo in --upstreams ("ecko" for "echo") used to change nothing and say nothing: the
+// operation it meant went to Consul instead, or failed. An entry no client uses at
+// start-up is now warned of, and the entries in use are not.
+TEST(DeclaredOperationConfig, AnUpstreamsEntryNoClientUsesIsWarnedOfAtStartUp) {
+  auto caller_config = in_process("caller");  // at warn
+  caller_config.upstreams = coromesh::config::parse_upstreams("echo=127.0.0.1:9,ecko=127.0.0.1:10");
+  coromesh::Service caller(caller_config);
+  caller.client(echo);
+  ::testing::internal::CaptureStderr();
+  caller.start();
+  coromesh::log::flush();
+  const auto log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("event=config.upstream_unused upstream=ecko address=127.0.0.1:10 "
+                     "clients=echo"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("upstream=echo"), std::string::npos) << log;
+  caller.request_shutdown();
+  caller.wait();
 }
 
 TEST_F(DeclaredOperation, AnUpstreamsTroubleEscapingATypedRouteIsAnsweredAsServeAnswersIt) {
