@@ -21,10 +21,7 @@ void MetricsInterceptor::on_outcome(Invocation& invocation, const Outcome& outco
     // has counted it already, as result="rejected" and by policy and reason.
     return;
   }
-  const Result result = outcome.ok()                                   ? Result::ok
-                        : outcome.fault->refused()                     ? Result::rejected
-                        : outcome.fault->kind == FaultClass::cancelled ? Result::cancelled
-                                                                       : Result::error;
+  const Result result = outcome.ok() ? Result::ok : result_of(*outcome.fault);
   observer_->observe(result, outcome.elapsed);
 }
 

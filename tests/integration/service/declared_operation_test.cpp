@@ -276,6 +276,16 @@ TEST_F(DeclaredOperation, AnUpstreams4xxThatEscapesAHandlerIsTheOperationsOwnFai
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_EQ(body_of(refused).at("error").as_string(), "circuit_open");
   EXPECT_EQ(echo_calls.load(), 2) << "guarded_relay's open breaker still ran the handler";
+  // Whose fault, in the metrics: echo's 400 is guarded_relay's own (the caller's) error on
+  // its client side, not echo's failure; guarded_relay's 502s are its server side's errors.
+  auto metrics = coromesh::testing::http_fetch("127.0.0.1", relay_service->port(), "/metrics");
+  for (const char* series :
+       {R"(coromesh_qos_calls_total{operation="echo",result="caller_error",side="client"} 2)",
+        R"(coromesh_qos_calls_total{operation="echo",result="error",side="client"} 0)",
+        R"(coromesh_qos_calls_total{operation="guarded_relay",result="error",side="server"} 2)"}) {
+    EXPECT_NE(metrics.body.find(series), std::string::npos) << series << "\n"
+                                                            << metrics.body.substr(0, 4000);
+  }
 }
 
 TEST_F(DeclaredOperation, AServiceMakesOneClientPerOperationWhateverTheThread) {

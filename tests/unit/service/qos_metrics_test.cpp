@@ -55,6 +55,9 @@ TEST(QosMetrics, CountsEveryCallFromManyThreads) {
       for (int i = 0; i < kEach; ++i) {
         observer->observe(Result::ok, 2ms);
         observer->observe(Result::error, 2ms);
+        if (i % 4 == 0) {
+          observer->observe(Result::caller_error, 2ms);
+        }
         if (i % 10 == 0) {
           reject("bulkhead", qos::Reason::bulkhead_full);
         }
@@ -68,15 +71,18 @@ TEST(QosMetrics, CountsEveryCallFromManyThreads) {
   const std::string labels_ok = R"({operation="add",result="ok",side="server"})";
   const std::string labels_error = R"({operation="add",result="error",side="server"})";
   const std::string labels_rejected = R"({operation="add",result="rejected",side="server"})";
+  const std::string labels_caller = R"({operation="add",result="caller_error",side="server"})";
   EXPECT_EQ(value_of(text, "coromesh_qos_calls_total" + labels_ok),
             std::to_string(kThreads * kEach));
   EXPECT_EQ(value_of(text, "coromesh_qos_calls_total" + labels_error),
             std::to_string(kThreads * kEach));
   EXPECT_EQ(value_of(text, "coromesh_qos_calls_total" + labels_rejected),
             std::to_string(kThreads * kEach / 10));
+  EXPECT_EQ(value_of(text, "coromesh_qos_calls_total" + labels_caller),
+            std::to_string(kThreads * kEach / 4));
   EXPECT_EQ(
       value_of(text, R"(coromesh_qos_call_duration_seconds_count{operation="add",side="server"})"),
-      std::to_string(2 * kThreads * kEach));
+      std::to_string(2 * kThreads * kEach + kThreads * kEach / 4));
 }
 
 // A call that never left because Consul had not answered yet is a refusal in the call

@@ -3,10 +3,14 @@
 // The metrics of the declared operations' QoS, one set per service, both sides:
 //
 //   coromesh_qos_calls_total{operation,side,result}                   counter
-//       result: ok | error — an attempt that reached the call, as the chain's innermost
-//               point saw it; rejected — a call a QoS policy of this side refused;
-//               cancelled — an attempt its caller gave up (a server drain cutting a
-//               request off, a caller cancelling its call): nobody's failure
+//       result: ok | error | caller_error — an attempt that reached the call, as the
+//               chain's innermost point saw it: error is a failure that counts against
+//               the callee (a 5xx, a handler's exception, no answer, a timeout),
+//               caller_error a 4xx, the caller's own fault (bad input), kept out of
+//               error so that bad input does not raise an error rate; rejected — a call
+//               a QoS policy of this side refused; cancelled — an attempt its caller
+//               gave up (a server drain cutting a request off, a caller cancelling its
+//               call): nobody's failure (qos::CallObserver::Result)
 //   coromesh_qos_call_duration_seconds{operation,side}                histogram (attempts)
 //   coromesh_qos_rejections_total{operation,side,policy,reason}       counter
 //   coromesh_qos_circuit_breaker_state{operation,side,state}          gauge, 1 for the
