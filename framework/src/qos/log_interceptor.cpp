@@ -1,6 +1,6 @@
 #include "coromesh/qos/log_interceptor.hpp"
 
-#include "coromesh/log/logger.hpp"
+#include "coromesh/qos/metrics_interceptor.hpp"
 
 namespace coromesh::qos {
 
@@ -8,34 +8,57 @@ LogInterceptor::LogInterceptor(std::optional<int> weight, std::string name)
     : SynchronousInterceptor(std::move(name), weight, weights::log) {}
 
 void LogInterceptor::on_request(Invocation& invocation) {
-  log::debug("qos.call.start", {{"operation", invocation.operation()}});
+  coromesh::log::debug("qos.call.start", {{"operation", invocation.operation()}});
+}
+
+coromesh::log::Level LogInterceptor::level_of(const Fault& fault) noexcept {
+  if (fault.refused()) {
+    return coromesh::log::Level::warn;
+  }
+  switch (fault.kind) {
+    case FaultClass::caller_error:
+    case FaultClass::cancelled:
+      return coromesh::log::Level::info;
+    case FaultClass::rejected:
+    case FaultClass::callee_failure:
+    case FaultClass::transport:
+    case FaultClass::timeout:
+      break;
+  }
+  return coromesh::log::Level::warn;
 }
 
 void LogInterceptor::on_outcome(Invocation& invocation, const Outcome& outcome) noexcept {
   if (outcome.ok()) {
-    log::info("qos.call", {{"operation", invocation.operation()},
-                           {"outcome", "ok"},
-                           {"attempts", invocation.attempt()},
-                           {"duration_s", outcome.elapsed}});
+    coromesh::log::info("qos.call", {{"operation", invocation.operation()},
+                                     {"outcome", "ok"},
+                                     {"attempts", invocation.attempt()},
+                                     {"duration_s", outcome.elapsed}});
     return;
   }
   const Fault& fault = *outcome.fault;
+  const coromesh::log::Level level = level_of(fault);
+  if (!coromesh::log::enabled(level)) {
+    return;
+  }
+  const char* result = CallObserver::kResultNames[static_cast<std::size_t>(result_of(fault))];
   if (fault.reason) {
-    log::warn("qos.call", {{"operation", invocation.operation()},
-                           {"outcome", "rejected"},
-                           {"attempts", invocation.attempt()},
-                           {"duration_s", outcome.elapsed},
-                           {"policy", fault.policy},
-                           {"reason", to_string(*fault.reason)}});
+    coromesh::log::write(level, "qos.call",
+                         {{"operation", invocation.operation()},
+                          {"outcome", result},
+                          {"fault", to_string(fault.kind)},
+                          {"attempts", invocation.attempt()},
+                          {"duration_s", outcome.elapsed},
+                          {"policy", fault.policy},
+                          {"reason", to_string(*fault.reason)}});
   } else {
-    log::warn("qos.call", {{"operation", invocation.operation()},
-                           {"outcome", fault.refused()                       ? "rejected"
-                                       : fault.kind == FaultClass::cancelled ? "cancelled"
-                                                                             : "error"},
-                           {"fault", to_string(fault.kind)},
-                           {"attempts", invocation.attempt()},
-                           {"duration_s", outcome.elapsed},
-                           {"error", fault.message}});
+    coromesh::log::write(level, "qos.call",
+                         {{"operation", invocation.operation()},
+                          {"outcome", result},
+                          {"fault", to_string(fault.kind)},
+                          {"attempts", invocation.attempt()},
+                          {"duration_s", outcome.elapsed},
+                          {"error", fault.message}});
   }
 }
 

@@ -1,5 +1,6 @@
-// Whose fault is it, as the metrics say it: MetricsInterceptor's result for every class
-// of the table in qos/fault.hpp, through real chains with the service's classifier.
+// Whose fault is it, as the metrics and the log say it: MetricsInterceptor's result and
+// LogInterceptor's level and `fault=` field for every class of the table in qos/fault.hpp,
+// through real chains with the service's classifier.
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,6 +17,7 @@
 
 #include "coromesh/http/client.hpp"
 #include "coromesh/http/error.hpp"
+#include "coromesh/log/logger.hpp"
 #include "coromesh/qos/interceptors.hpp"
 #include "coromesh/service/fault_classifier.hpp"
 #include "coromesh/service/remote_error.hpp"
@@ -26,6 +28,8 @@ namespace {
 
 namespace asio = boost::asio;
 using test_support::run;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 using Thrower = std::function<void()>;
 
@@ -103,10 +107,47 @@ TEST_P(FaultReporting, MetricsCountTheCallUnderItsClass) {
   EXPECT_THAT(observer->results, ::testing::ElementsAre(c.result));
 }
 
+TEST_P(FaultReporting, TheLogLineHasTheClassAtItsLevel) {
+  const Case& c = GetParam();
+  const Chain<int> chain({std::make_shared<LogInterceptor>()},
+                         {.operation = "add", .classify = classify_service_fault});
+  const auto previous = log::level();
+  log::set_level(log::Level::info);
+  ::testing::internal::CaptureStderr();
+  run_call(chain, c.thrower);
+  coromesh::log::flush();  // lines reach stderr from the logger's own thread
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  log::set_level(previous);
+  EXPECT_THAT(out, HasSubstr(std::string("level=") + c.level + " event=qos.call operation=add"));
+  EXPECT_THAT(out, HasSubstr(std::string(" outcome=") + c.result));
+  if (*c.fault != '\0') {
+    EXPECT_THAT(out, HasSubstr(std::string(" fault=") + c.fault + " "));
+  } else {
+    EXPECT_THAT(out, Not(HasSubstr(" fault=")));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryClass, FaultReporting, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(info.param.name);
                          });
+
+// A caller's 4xx is not this process's failure: at log level warn, as services run, it
+// writes nothing; the callee's failure still does.
+TEST(FaultReportingLevels, ACallersErrorIsNotWrittenAtWarn) {
+  const Chain<int> chain({std::make_shared<LogInterceptor>()},
+                         {.operation = "add", .classify = classify_service_fault});
+  const auto previous = log::level();
+  log::set_level(log::Level::warn);
+  ::testing::internal::CaptureStderr();
+  run_call(chain, [] { throw RemoteError(422, "overflow", "too big"); });
+  run_call(chain, [] { throw RemoteError(502, "bad_gateway", "its callee failed"); });
+  coromesh::log::flush();
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  log::set_level(previous);
+  EXPECT_THAT(out, Not(HasSubstr("overflow")));
+  EXPECT_THAT(out, HasSubstr("fault=callee_failure"));
+}
 
 }  // namespace
 }  // namespace coromesh::qos

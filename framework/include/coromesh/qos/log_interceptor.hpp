@@ -6,18 +6,37 @@
 #include <optional>
 #include <string>
 
+#include "coromesh/log/logger.hpp"
 #include "coromesh/qos/chain.hpp"
 
 namespace coromesh::qos {
 
-// One line at entry (debug) and one at exit: `qos.call` with operation, attempt count,
-// duration, outcome (ok / rejected / error), and policy+reason or the error message.
-// Exit lines are info for ok, warn for a fault.
+// One line at entry (debug) and one at exit: `qos.call` with operation, outcome (the
+// `result` label MetricsInterceptor counts it under: ok, error, rejected, cancelled,
+// caller_error), fault=<class> (qos/fault.hpp) for a fault, attempt count, duration, and
+// policy+reason for a policy's refusal or the error message otherwise.
+//
+// The exit line's level says whose fault it is (level_of):
+//   ok                                   info
+//   caller_error                         info   the caller's own 4xx: when serving, not
+//                                               this process's failure; when calling, the
+//                                               caller's answer says it already
+//   cancelled                            info   the caller went away: nobody's failure
+//   rejected                             warn   a local policy said no (load shedding, an
+//                                               open circuit, a spent deadline)
+//   callee_failure, transport, timeout   warn   the call failed; often another process's
+//                                               failure (a callee's 5xx, an unreachable
+//                                               instance). Not error: this process's own
+//                                               bugs are logged at error where they end,
+//                                               as http.handler.exception
 class LogInterceptor final : public SynchronousInterceptor {
  public:
   explicit LogInterceptor(std::optional<int> weight = std::nullopt, std::string name = "log");
   void on_request(Invocation& invocation) override;
   void on_outcome(Invocation& invocation, const Outcome& outcome) noexcept override;
+
+  // The exit line's level for a call that ended in `fault` (the table above).
+  static coromesh::log::Level level_of(const Fault& fault) noexcept;
 };
 
 }  // namespace coromesh::qos
