@@ -5,9 +5,15 @@
 // serving after hostile input.
 #include <gtest/gtest.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/json.hpp>
+#include <chrono>
+#include <cstddef>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "calculator_processes.hpp"
 #include "http_fetch.hpp"
@@ -200,6 +206,88 @@ TEST_F(CalculatorEndToEndTest, IvtCountsItsCalls) {
   ASSERT_EQ(first.body.rfind("ivt-test: ", 0), 0U) << first.body;
   const int n = std::stoi(first.body.substr(10));
   EXPECT_EQ(second.body, "ivt-test: " + std::to_string(n + 1));
+}
+
+// The lines of `log` that contain every one of `parts`.
+std::vector<std::string> lines_with(const std::string& log, const std::vector<std::string>& parts) {
+  std::vector<std::string> found;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    bool all = true;
+    for (const auto& part : parts) {
+      all = all && line.find(part) != std::string::npos;
+    }
+    if (all) {
+      found.push_back(line);
+    }
+  }
+  return found;
+}
+
+// Was: a 502/503/504 answer left no line in the frontend's log (it became an HttpError,
+// which the server answers silently, and the operators' client chains declare no log
+// policy), so an operator's failure was visible only to the user. Now each such answer
+// is one warn line with the operation, the status, the fault's class and the reason;
+// the user's own errors (400, 422) are not this process's failures and write none.
+TEST_F(CalculatorEndToEndTest, EveryGatewayErrorIsLoggedOnceWithItsFault) {
+  const std::string nobody = "127.0.0.1:" + std::to_string(coromesh::testing::free_port());
+  // A hung operator: the kernel accepts its connections (a listener never accepting),
+  // nobody ever reads a request or answers one.
+  boost::asio::io_context io;
+  const boost::asio::ip::tcp::acceptor hung(
+      io, {boost::asio::ip::make_address("127.0.0.1"), coromesh::testing::free_port()});
+  ServiceProcess frontend(
+      "frontend", dir_->path(),
+      {"--upstreams=" +
+       operators_->upstreams(
+           {{"add", nobody},
+            {"sub", "127.0.0.1:" + std::to_string(hung.local_endpoint().port())}})});
+  EXPECT_EQ(compute(frontend, "1+2").status, 502);
+  EXPECT_EQ(compute(frontend, "5-2").status, 504);  // each attempt meets its 1 s deadline
+  EXPECT_EQ(compute(frontend, "7/0").status, 422);
+  EXPECT_EQ(compute(frontend, "2*").status, 400);
+  const std::string event = "event=frontend.compute.failed";
+  std::string log;
+  coromesh::testing::wait_until(
+      [&] {
+        log = frontend.log_tail(64 * 1024);
+        return lines_with(log, {event, "status=504"}).size() == 1;
+      },
+      std::chrono::seconds(5));
+  const auto refused = lines_with(log, {event, "status=502"});
+  ASSERT_EQ(refused.size(), 1U) << log;
+  EXPECT_NE(refused[0].find("level=warn"), std::string::npos) << refused[0];
+  EXPECT_NE(refused[0].find("operation=compute operator=add"), std::string::npos) << refused[0];
+  EXPECT_NE(refused[0].find("fault=transport error=upstream_unavailable"), std::string::npos)
+      << refused[0];
+  EXPECT_NE(refused[0].find("operation add(1, 2) failed"), std::string::npos) << refused[0];
+  const auto timed_out = lines_with(log, {event, "status=504"});
+  ASSERT_EQ(timed_out.size(), 1U) << log;
+  EXPECT_NE(timed_out[0].find("fault=timeout error=deadline_exceeded"), std::string::npos)
+      << timed_out[0];
+  EXPECT_NE(timed_out[0].find("operation sub(5, 2) failed"), std::string::npos) << timed_out[0];
+  EXPECT_EQ(lines_with(log, {event}).size(), 2U) << "a user's own error was logged:\n" << log;
+
+  // add keeps failing until its breaker opens: the 503 that follows is the client's own
+  // refusal, which its rejection hook logs (qos.rejected): not logged a second time.
+  FetchResult refusal;
+  for (int i = 0; i < 40 && refusal.status != 503; ++i) {
+    refusal = compute(frontend, "1+2");
+  }
+  ASSERT_EQ(refusal.status, 503) << refusal.body;
+  coromesh::testing::wait_until(
+      [&] {
+        log = frontend.log_tail(64 * 1024);
+        return !lines_with(log,
+                           {"event=qos.rejected operation=add side=client", "reason=circuit_open"})
+                    .empty();
+      },
+      std::chrono::seconds(5));
+  EXPECT_FALSE(
+      lines_with(log, {"event=qos.rejected operation=add side=client", "reason=circuit_open"})
+          .empty())
+      << log;
+  EXPECT_EQ(lines_with(log, {event, "status=503"}).size(), 0U) << log;
 }
 
 TEST_F(CalculatorEndToEndTest, AnUnreachableOperatorIsABadGatewayThenAnOpenCircuit) {

@@ -35,7 +35,7 @@ class ServiceProcess {
   std::uint16_t port() const noexcept { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   bool running() { return process_->running(); }
-  std::string log_tail() const { return process_->log_tail(); }
+  std::string log_tail(std::size_t max_bytes = 4000) const { return process_->log_tail(max_bytes); }
   FetchResult get(const std::string& target) const;
   FetchResult post(const std::string& target, const std::string& body) const;
 
