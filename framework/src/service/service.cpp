@@ -846,18 +846,46 @@ http::Response transport_error_response(const http::ClientError& error) {
   return http::make_error_response(http::Status::bad_gateway, "upstream_unavailable", error.what());
 }
 
-http::Response dependency_error_response(const std::exception_ptr& error) {
+http::Response dependency_error_response(const http::RequestContext& context,
+                                         const std::exception_ptr& error, bool logged) {
+  std::optional<http::Response> response;
+  std::string why;
   try {
     std::rethrow_exception(error);
   } catch (const qos::QosRejected& refusal) {
-    return dependency_refused_response(DependencyRefused(refusal));
+    const DependencyRefused refused(refusal);
+    response.emplace(dependency_refused_response(refused));
+    why = refused.what();
+    logged = logged || refusal.notified_by() != nullptr;  // its client's `qos.rejected` line
   } catch (const DependencyRefused& refused) {
-    return dependency_refused_response(refused);
+    response.emplace(dependency_refused_response(refused));
+    why = refused.what();
+    logged = logged || refused.refusal().notified_by() != nullptr;
   } catch (const RemoteError& remote) {
-    return upstream_error_response(remote);
+    response.emplace(upstream_error_response(remote));
+    why = remote.what();
   } catch (const http::ClientError& unanswered) {
-    return transport_error_response(unanswered);
+    response.emplace(transport_error_response(unanswered));
+    why = unanswered.what();
   }
+  if (!logged && log::enabled(log::Level::warn)) {
+    const std::string_view operation =
+        context.route != nullptr ? std::string_view(context.route->operation) : context.path;
+    const unsigned status = response->result_int();
+    std::string key(operation);
+    key.append(1, '\x1f').append(std::to_string(status));
+    log::warn_limited("service.dependency_failed", key,
+                      {{"operation", operation},
+                       {"status", status},
+                       {"error", why},
+                       {"trace_id", context.trace_id}});
+  }
+  return std::move(*response);
+}
+
+http::Response route_dependency_error_response(const http::RequestContext& context,
+                                               const std::exception_ptr& error) {
+  return dependency_error_response(context, error);
 }
 
 }  // namespace detail

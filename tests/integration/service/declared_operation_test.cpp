@@ -449,6 +449,7 @@ TEST_F(DeclaredOperation, AnUpstreamsTroubleEscapingATypedRouteIsAnsweredAsServe
   auto get = [&](const std::string& target) {
     return coromesh::testing::http_fetch("127.0.0.1", plain.port(), target);
   };
+  ::testing::internal::CaptureStderr();
   auto refused = get("/api/v1/plain-relay?value=1&refuse=1");
   EXPECT_EQ(refused.status, 502) << refused.body;
   EXPECT_EQ(body_of(refused).at("error").as_string(), "refused") << refused.body;
@@ -463,6 +464,14 @@ TEST_F(DeclaredOperation, AnUpstreamsTroubleEscapingATypedRouteIsAnsweredAsServe
   auto open = get("/api/v1/plain-relay?value=1&fail_first=1000");
   EXPECT_EQ(open.status, 503) << open.body;
   EXPECT_EQ(body_of(open).at("error").as_string(), "circuit_open") << open.body;
+  coromesh::log::flush();
+  const auto log = ::testing::internal::GetCapturedStderr();
+  // One line per operation and status within the second (rate limited), each saying why.
+  for (const char* line : {"event=service.dependency_failed operation=plain_relay status=502",
+                           "event=service.dependency_failed operation=plain_relay status=503",
+                           "event=service.dependency_failed operation=plain_gate status=502"}) {
+    EXPECT_NE(log.find(line), std::string::npos) << line << " in\n" << log;
+  }
   plain.request_shutdown();
   plain.wait();
 }
@@ -471,9 +480,17 @@ TEST_F(DeclaredOperation, ADownCalleeIsABadGateway) {
   echo_service->request_shutdown();
   echo_service->wait();
   echo_service.reset();  // closes its listening socket: connections are refused
+  ::testing::internal::CaptureStderr();
   auto result = relay_get("value=1");
+  coromesh::log::flush();
+  const auto log = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(result.status, 502) << result.body;
   EXPECT_EQ(body_of(result).at("error").as_string(), "upstream_unavailable");
+  // The relay's own log says so: before, the 502 was the only trace of it.
+  EXPECT_NE(log.find("level=warn event=service.dependency_failed operation=relay status=502 "
+                     "error=\"connect to 127.0.0.1:"),
+            std::string::npos)
+      << log;
   echo_service = std::make_unique<coromesh::Service>(in_process("echo"));  // for TearDown
   echo_service->start();
 }

@@ -55,7 +55,8 @@ Arg bind_request(Verb method, const RequestContext& context) {
 
 // Answers an exception that escaped the handler, or rethrows it (to the connection's own
 // handling: HttpError's status, else 500).
-using HandlerErrorAnswer = Response (*)(const std::exception_ptr& error);
+using HandlerErrorAnswer = Response (*)(const RequestContext& context,
+                                        const std::exception_ptr& error);
 
 // `f` is called as f(Arg) or f(Arg, RequestContext&) and returns awaitable<Result>. With
 // `on_error`, what `f` throws is answered by it (binding errors are not: they are the
@@ -78,7 +79,7 @@ Handler typed_handler(Verb method, F f, HandlerErrorAnswer on_error = nullptr) {
       }
       failure = std::current_exception();
     }
-    co_return on_error(failure);
+    co_return on_error(context, failure);
   };
 }
 

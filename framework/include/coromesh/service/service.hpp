@@ -83,11 +83,19 @@ namespace coromesh {
 class QosMetrics;
 
 namespace detail {
-// What a handler without a QoS chain of its own (Service::route<Arg>) answers for an error
-// of its own call that escaped it: a QosRejected or DependencyRefused as
-// dependency_refused_response, a RemoteError as upstream_error_response, a
-// http::ClientError as transport_error_response. Rethrows any other exception.
-http::Response dependency_error_response(const std::exception_ptr& error);
+// What a handler answers for an error of its own call that escaped it: a QosRejected or
+// DependencyRefused as dependency_refused_response, a RemoteError as
+// upstream_error_response, a http::ClientError as transport_error_response. Rethrows any
+// other exception. Unless `logged` (the served operation's chain has qos::log, which
+// wrote its line) or the failure is a refusal its client's rejection hook logged
+// (`qos.rejected`), the answer is logged at warn, rate limited per operation and status:
+// `service.dependency_failed operation=… status=502 error="…" trace_id=…`, else a
+// 502/503/504 would leave no trace in this service's log.
+http::Response dependency_error_response(const http::RequestContext& context,
+                                         const std::exception_ptr& error, bool logged = false);
+// The same as a http::HandlerErrorAnswer, for Service::route<Arg> (no chain of its own).
+http::Response route_dependency_error_response(const http::RequestContext& context,
+                                               const std::exception_ptr& error);
 }  // namespace detail
 
 class Service {
@@ -110,7 +118,7 @@ class Service {
   Service& route(http::Verb method, std::string_view path, std::string operation, F f) {
     router().add(
         method, path, std::move(operation),
-        http::typed_handler<Arg>(method, std::move(f), &detail::dependency_error_response));
+        http::typed_handler<Arg>(method, std::move(f), &detail::route_dependency_error_response));
     return *this;
   }
   // Serves a declared operation with `fn(Arg)` or `fn(Arg, const CallContext&)`
@@ -289,61 +297,66 @@ Service& Service::serve(const Op& op, F fn) {
                });
   const http::Verb method = op.method;
   const bool idempotent = op.idempotent();
-  router().add(op.method, op.path, name,
-               [operation_qos, fn = std::move(fn), method, idempotent, refuse_late = on_rejection](
-                   http::RequestContext& context) -> boost::asio::awaitable<http::Response> {
-                 const qos::Deadline deadline = detail::incoming_deadline(context);
-                 if (deadline.is_set() && deadline.expired()) {
-                   // The caller has given up already: doing the work would only waste it.
-                   const qos::QosRejected late("deadline", qos::Reason::deadline_exceeded);
-                   if (refuse_late) {
-                     refuse_late(late.policy(), late.reason());
-                   }
-                   co_return detail::rejection_response(late);
-                 }
-                 // What every attempt needs, behind one pointer so the std::function
-                 // below holds it without allocating.
-                 struct Bound {
-                   const F& fn;
-                   const Arg arg;
-                   const CallContext call;
-                 };
-                 const Bound bound{fn, http::bind_request<Arg>(method, context),
-                                   CallContext{deadline, context.trace_id, &context}};
-                 typename qos::Chain<Result>::InvocationCall attempt =
-                     [&bound](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
-                   // A refusal of the handler's own call leaves it as this operation's
-                   // failure, not as a refusal by its own policies (fault_classifier.hpp).
-                   try {
-                     if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
-                       CallContext this_attempt = bound.call;
-                       this_attempt.deadline = invocation.deadline();
-                       this_attempt.invocation = &invocation;
-                       co_return co_await bound.fn(bound.arg, this_attempt);
-                     } else {
-                       co_return co_await bound.fn(bound.arg);
-                     }
-                   } catch (const qos::QosRejected& refusal) {
-                     throw DependencyRefused(refusal);
-                   }
-                 };
-                 const qos::CallOptions options{.deadline = deadline, .idempotent = idempotent};
-                 std::optional<http::Response> response;
-                 try {
-                   Result result =
-                       co_await operation_qos->execute_with(std::move(attempt), options);
-                   response.emplace(http::to_response(std::move(result)));
-                 } catch (const qos::QosRejected& rejected) {
-                   response.emplace(detail::rejection_response(rejected));
-                 } catch (const DependencyRefused& refused) {
-                   response.emplace(detail::dependency_refused_response(refused));
-                 } catch (const RemoteError& error) {
-                   response.emplace(detail::upstream_error_response(error));
-                 } catch (const http::ClientError& error) {
-                   response.emplace(detail::transport_error_response(error));
-                 }
-                 co_return std::move(*response);
-               });
+  router().add(
+      op.method, op.path, name,
+      [operation_qos, fn = std::move(fn), method, idempotent, refuse_late = on_rejection](
+          http::RequestContext& context) -> boost::asio::awaitable<http::Response> {
+        const qos::Deadline deadline = detail::incoming_deadline(context);
+        if (deadline.is_set() && deadline.expired()) {
+          // The caller has given up already: doing the work would only waste it.
+          const qos::QosRejected late("deadline", qos::Reason::deadline_exceeded);
+          if (refuse_late) {
+            refuse_late(late.policy(), late.reason());
+          }
+          co_return detail::rejection_response(late);
+        }
+        // What every attempt needs, behind one pointer so the std::function
+        // below holds it without allocating.
+        struct Bound {
+          const F& fn;
+          const Arg arg;
+          const CallContext call;
+        };
+        const Bound bound{fn, http::bind_request<Arg>(method, context),
+                          CallContext{deadline, context.trace_id, &context}};
+        typename qos::Chain<Result>::InvocationCall attempt =
+            [&bound](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
+          // A refusal of the handler's own call leaves it as this operation's
+          // failure, not as a refusal by its own policies (fault_classifier.hpp).
+          try {
+            if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
+              CallContext this_attempt = bound.call;
+              this_attempt.deadline = invocation.deadline();
+              this_attempt.invocation = &invocation;
+              co_return co_await bound.fn(bound.arg, this_attempt);
+            } else {
+              co_return co_await bound.fn(bound.arg);
+            }
+          } catch (const qos::QosRejected& refusal) {
+            throw DependencyRefused(refusal);
+          }
+        };
+        const qos::CallOptions options{.deadline = deadline, .idempotent = idempotent};
+        std::optional<http::Response> response;
+        std::exception_ptr dependency_failure;
+        try {
+          Result result = co_await operation_qos->execute_with(std::move(attempt), options);
+          response.emplace(http::to_response(std::move(result)));
+        } catch (const qos::QosRejected& rejected) {
+          response.emplace(detail::rejection_response(rejected));
+        } catch (const DependencyRefused&) {
+          dependency_failure = std::current_exception();
+        } catch (const RemoteError&) {
+          dependency_failure = std::current_exception();
+        } catch (const http::ClientError&) {
+          dependency_failure = std::current_exception();
+        }
+        if (dependency_failure) {
+          co_return detail::dependency_error_response(
+              context, dependency_failure, operation_qos->current().log_policy.has_value());
+        }
+        co_return std::move(*response);
+      });
   return *this;
 }
 
