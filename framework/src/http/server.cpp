@@ -140,14 +140,17 @@ void Server::State::close_all(bool only_idle) {
     // Each connection is closed on its own thread, where its coroutine runs.
     asio::post(connection->socket.get_executor(), [connection, only_idle] {
       connection->closing = true;
-      if (!only_idle && connection->busy) {
+      const bool interrupted =
+          !only_idle || (!connection->busy && !has_pending_bytes(connection->socket));
+      if (interrupted && (connection->busy || connection->handshaking)) {
+        // Whatever this request or handshake now fails with is the drain's doing.
         connection->cut_off = true;
       }
       boost::system::error_code ignored;
       if (!only_idle) {
         connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
         connection->socket.cancel(ignored);
-      } else if (!connection->busy && !has_pending_bytes(connection->socket)) {
+      } else if (interrupted) {
         // An idle connection is only woken up: its coroutine then closes it (a TLS one with
         // close_notify, bounded by the watchdog). Not shut down: a request whose read has
         // completed but whose coroutine has not run yet would find its answer's write

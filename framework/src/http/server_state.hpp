@@ -51,7 +51,10 @@ struct Connection {
   // Every request is answered with this, and the connection closed: 503 shutting_down
   // on a connection accepted during a drain, a refused peer's answer (PeerVerdict).
   std::optional<PeerVerdict::Answer> canned_answer;
-  bool cut_off = false;       // closed by a drain whose grace ran out, mid-request
+  // The drain interrupted it: mid-request when its grace ran out, or mid-handshake (a TLS
+  // handshake is not waited for: stop_accepting already ends one that is not receiving).
+  bool cut_off = false;
+  bool handshaking = false;   // its TLS handshake is in progress
   bool timed_out = false;     // closed by the watchdog: the deadline passed
   bool tls = false;           // served over TLS: a drain closes it with close_notify
   std::string peer_identity;  // over TLS, what the peer check named the client

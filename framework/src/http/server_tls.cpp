@@ -4,6 +4,7 @@
 // once per reason per kTlsLogPeriod.
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
@@ -116,12 +117,21 @@ asio::awaitable<void> Server::State::serve_tls(detail::Connection& connection) {
   detail::require_tls12_or_later(stream.native_handle());
 
   connection.expires_after(tls->handshake_timeout);
+  connection.handshaking = true;
   auto [handshake_error] =
       co_await stream.async_handshake(asio::ssl::stream_base::server, kUseTuple);
+  connection.handshaking = false;
   if (handshake_error) {
+    // Only a handshake the drain interrupted (`cut_off`) is nobody's failure: `closing` is
+    // set from the drain's start, and a handshake that fails by itself meanwhile (a bad
+    // hello, an untrusted certificate) has failed like any other. An OpenSSL error is the
+    // exchange's own even then: the drain's cancellation or shutdown came too late to
+    // cause it, and only ends the wait (operation_aborted) or the stream (eof, EPIPE).
+    const bool drain_did_it =
+        connection.cut_off && handshake_error.category() != asio::error::get_ssl_category();
     if (connection.timed_out) {
       record_handshake(TlsHandshakeResult::timed_out, "handshake timed out", peer_address);
-    } else if (!connection.closing) {  // a drain closing it is nobody's failure
+    } else if (!drain_did_it) {
       auto reason = tls->describe_failure
                         ? tls->describe_failure(stream.native_handle(), handshake_error)
                         : detail::describe_tls_failure(handshake_error);
