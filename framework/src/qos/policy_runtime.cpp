@@ -89,8 +89,9 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
   out.adaptive = kept_or_made(
       spec.adaptive_policy.has_value(), before(&PolicyObjects::adaptive),
       [&] { return std::make_shared<AdaptiveLimit>(spec.adaptive_policy->config(), clock); });
-  // The budget is kept while its own fields are unchanged: an override of the retry's
-  // attempts or backoff, tuned in the middle of a retry storm, must not refill a spent
+  // The budget is kept while its own fields are unchanged, and succeeded by one that
+  // carries its window over when they change: an override tuned in the middle of a retry
+  // storm (of the attempts, the backoff or the budget itself) must not refill a spent
   // budget and let the next burst of retries through.
   if (spec.retry_policy && spec.retry_policy->budget) {
     const auto budget_of = [](const std::optional<retry>& p) {
@@ -98,11 +99,15 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
     };
     const auto now = budget_of(spec.retry_policy);
     const auto was = old != nullptr ? budget_of(old->retry_policy) : std::nullopt;
-    out.budget =
-        reuse_or_make(now, old != nullptr ? &was : nullptr, previous ? &previous->budget : nullptr,
-                      [&](const RetryBudgetConfig& config) {
-                        return std::make_shared<RetryBudget>(config, clock);
-                      });
+    const std::shared_ptr<RetryBudget>* predecessor =
+        previous != nullptr && previous->budget && &previous->budget->clock() == &clock
+            ? &previous->budget
+            : nullptr;
+    out.budget = reuse_or_make(
+        now, old != nullptr ? &was : nullptr, predecessor, [&](const RetryBudgetConfig& config) {
+          return predecessor != nullptr ? std::make_shared<RetryBudget>(config, **predecessor)
+                                        : std::make_shared<RetryBudget>(config, clock);
+        });
   }
 
   // In place, after everything that could fail: validate(spec) passed, so these cannot.

@@ -74,6 +74,34 @@ RetryBudget::RetryBudget(RetryBudgetConfig config, const Clock& clock)
   request_lines_ = std::vector<RequestLine>(kShards * lines_per_shard_);
 }
 
+RetryBudget::RetryBudget(RetryBudgetConfig config, RetryBudget& predecessor)
+    : RetryBudget(config, predecessor.clock()) {
+  // Both windows on one time grid: an old bucket's epoch translates by its start time.
+  origin_ = predecessor.origin_;
+  const auto now = clock_->now();
+  const auto current = epoch_of(now);
+  const auto n = static_cast<std::int64_t>(buckets_.size());
+  std::lock_guard lock(predecessor.mutex_);  // ours is not shared yet
+  predecessor.current_locked(now);           // what has left its window is not carried
+  for (std::size_t i = 0; i < predecessor.buckets_.size(); ++i) {
+    const auto old_epoch = predecessor.buckets_[i].epoch.load(std::memory_order_relaxed);
+    if (old_epoch < 0) {
+      continue;
+    }
+    // ns since the origin: below 2^63 for 292 years.
+    const auto epoch = old_epoch * predecessor.bucket_width_ / bucket_width_;
+    if (epoch <= current - n) {
+      continue;  // older than the new ttl
+    }
+    const auto index = static_cast<std::size_t>(epoch % n);
+    if (buckets_[index].epoch.load(std::memory_order_relaxed) != epoch) {
+      reset_locked(index, epoch);
+    }
+    buckets_[index].retries += predecessor.buckets_[i].retries;
+    requests_of(0, index).fetch_add(predecessor.requests_in(i), std::memory_order_relaxed);
+  }
+}
+
 std::int64_t RetryBudget::epoch_of(Clock::time_point now) const noexcept {
   return now > origin_ ? (now - origin_).count() / bucket_width_ : 0;
 }

@@ -339,6 +339,39 @@ TEST(PolicyResize, OverridingARetrysBackoffKeepsTheBudgetSpent) {
   EXPECT_FALSE(op.objects()->budget->try_retry());
 }
 
+// Was: an override of the budget's own fields (its minimum, ratio or ttl) handed out a
+// fresh budget, so the retries of the storm that spent it were forgotten: raising the
+// minimum from 1 to 2 retries/s gave 20 retries instead of the 10 left. The retries
+// spent (and the requests seen) are carried over with their times: they count against
+// the new allowance and leave the window as its new ttl says.
+TEST(PolicyResize, OverridingTheBudgetsFieldsCarriesTheRetriesSpentOver) {
+  ManualClock clock;
+  const auto declared = to_policy_set(client(retry{
+      .max_attempts = 3, .budget_ratio = 0.0, .budget_min_per_second = 1, .budget_ttl = 10s}));
+  OperationQos<int> op("op", declared, nullptr, {.clock = &clock}, {});
+  const auto before = op.objects()->budget;
+  ASSERT_NE(before, nullptr);
+  while (before->try_retry()) {
+  }
+  ASSERT_EQ(before->available(), 0U) << "10 retries allowed (1/s over 10 s), all spent";
+
+  clock.advance(2s);
+  const auto raised = apply_override(declared, R"({"retry": {"budget_min_per_second": 2}})");
+  op.apply(raised);
+  ASSERT_NE(op.objects()->budget, nullptr);
+  EXPECT_EQ(op.objects()->budget->available(), 10U) << "20 allowed, 10 of them spent";
+
+  // A shorter window keeps the retries made 2 s ago: 10 allowed (2/s over 5 s), 10 spent.
+  op.apply(apply_override(raised, R"({"retry": {"budget_ttl": "5s"}})"));
+  ASSERT_NE(op.objects()->budget, nullptr);
+  EXPECT_EQ(op.objects()->budget->available(), 0U) << "the override refilled the budget";
+  EXPECT_FALSE(op.objects()->budget->try_retry());
+
+  // ...until they are older than the new ttl.
+  clock.advance(3s + 1ms);
+  EXPECT_EQ(op.objects()->budget->available(), 10U);
+}
+
 // A burst spent the bucket; an override that raises the rate must not refill it: the new
 // rate applies from the override on.
 TEST(PolicyResize, OverridingARateLimitKeepsTheTokensSpent) {

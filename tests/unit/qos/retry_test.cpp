@@ -151,6 +151,34 @@ TEST(RetryBudget, RecoversAsTheWindowSlides) {
   EXPECT_FALSE(budget.try_retry());
 }
 
+// A successor (a live override of the budget's fields) inherits the window: requests
+// seen raise its allowance by its own ratio, retries spent count against it, each leaving
+// the window at its own time under the successor's ttl and buckets.
+TEST(RetryBudget, ASuccessorCarriesTheWindowOverWithItsTimes) {
+  ManualClock clock;
+  RetryBudget first({.ratio = 0.5, .min_retries_per_second = 0, .ttl = 10s}, clock);
+  for (int i = 0; i < 10; ++i) {
+    first.on_request();
+  }
+  clock.advance(4s);
+  for (int i = 0; i < 4; ++i) {
+    first.on_request();
+  }
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_TRUE(first.try_retry());  // 0.5 * 14 = 7 allowed
+  }
+  ASSERT_EQ(first.available(), 0U);
+
+  RetryBudget second({.ratio = 1.0, .min_retries_per_second = 0, .ttl = 8s, .buckets = 4}, first);
+  EXPECT_EQ(second.available(), 7U) << "14 allowed, 7 spent";
+  clock.advance(4s + 1ms);  // the 10 requests made 8 s ago have left the 8 s window
+  EXPECT_EQ(second.available(), 0U) << "4 allowed, 7 spent";
+  clock.advance(4s);  // so have the 4 later ones and the 7 retries
+  EXPECT_EQ(second.available(), 0U);
+  second.on_request();
+  EXPECT_EQ(second.available(), 1U);
+}
+
 TEST(RetryBudget, OldRetriesStopCounting) {
   ManualClock clock;
   RetryBudget budget({.ratio = 0.0, .min_retries_per_second = 1, .ttl = 10s}, clock);

@@ -26,6 +26,10 @@
 // in the current bucket) unless it is the first of a new bucket, and at a time the
 // caller read already when it has one (the retry interceptor hands down the time it
 // read for the chain), so counting requests costs no clock read and no lock.
+//
+// A live override of the budget's fields builds a successor that inherits the window
+// (see the second constructor); its geometry cannot change in place, since requests are
+// counted without the lock.
 
 #include <array>
 #include <atomic>
@@ -208,6 +212,14 @@ class RetryBudget {
  public:
   // Throws std::invalid_argument when validate(config) is not empty.
   explicit RetryBudget(RetryBudgetConfig config = {}, const Clock& clock = Clock::steady());
+  // The successor of `predecessor` under a new configuration (a live override of the
+  // budget's fields), on its clock: the retries spent and the requests seen in its window
+  // are carried over with their times, so that they count against the new allowance and
+  // leave the window when the new ttl says (at the new buckets' granularity). A spent
+  // budget stays spent unless the new allowance is larger: the balance is the new
+  // allowance less the retries already made, never below zero, never a fresh budget.
+  // What the predecessor counts after this is not carried (calls still in flight on it).
+  RetryBudget(RetryBudgetConfig config, RetryBudget& predecessor);
 
   RetryBudget(const RetryBudget&) = delete;
   RetryBudget& operator=(const RetryBudget&) = delete;
