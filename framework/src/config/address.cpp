@@ -22,13 +22,17 @@ std::optional<std::uint64_t> to_port_number(std::string_view digits) {
   return value;
 }
 
+// inet_pton reads a C string: whatever follows a NUL would go unchecked ("::1\0junk"
+// would pass as "::1"), so a NUL anywhere makes the text no literal.
 bool is_ipv4(const std::string& text) {
   std::array<unsigned char, 4> out{};
-  return ::inet_pton(AF_INET, text.c_str(), out.data()) == 1;
+  return text.find('\0') == std::string::npos &&
+         ::inet_pton(AF_INET, text.c_str(), out.data()) == 1;
 }
 bool is_ipv6(const std::string& text) {
   std::array<unsigned char, 16> out{};
-  return ::inet_pton(AF_INET6, text.c_str(), out.data()) == 1;
+  return text.find('\0') == std::string::npos &&
+         ::inet_pton(AF_INET6, text.c_str(), out.data()) == 1;
 }
 
 // RFC 1123: dot-separated labels of 1..63 letters, digits and inner hyphens.

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "coromesh/config/error.hpp"
 #include "error_text.hpp"
 
 namespace coromesh::config {
@@ -27,6 +28,35 @@ TEST(ParseHost, RejectsMalformedHosts) {
   }
   EXPECT_NE(rejection([] { parse_host(std::string(64, 'a') + ".com"); }), "<accepted>")
       << "a label is at most 63 characters";
+}
+
+// Was: the literal was checked with inet_pton on its C string, which ends at the first NUL,
+// so "::1" followed by a NUL and anything else was taken for the address "::1" (and kept
+// with its NUL and tail as the host).
+TEST(ParseHost, RejectsALiteralFollowedByANul) {
+  using namespace std::string_literals;
+  for (const auto& bad : {"::1\0"s, "::1\0garbage"s, "[::1\0]"s, "fe80::1\0x"s}) {
+    EXPECT_EQ(rejection([&bad] { parse_host(bad); }),
+              quote_value(bad) + " is not a host name or IP address");
+  }
+  EXPECT_EQ(rejection([] { parse_host("::1\0"s); }),
+            R"('::1\x00' is not a host name or IP address)");
+}
+
+TEST(ParseIpAddress, RejectsALiteralFollowedByANul) {
+  using namespace std::string_literals;
+  for (const auto& bad : {"::1\0"s, "[::1\0]"s, "127.0.0.1\0"s, "0.0.0.0\0.1"s}) {
+    EXPECT_EQ(rejection([&bad] { parse_ip_address(bad); }),
+              quote_value(bad) + " is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)");
+  }
+}
+
+TEST(ParseAddress, RejectsALiteralFollowedByANul) {
+  using namespace std::string_literals;
+  const std::string hint = " is not an address (host:port, e.g. 127.0.0.1:8500 or [::1]:8500)";
+  for (const auto& bad : {"[::1\0]:8500"s, "[::1\0x]:8500"s}) {
+    EXPECT_EQ(rejection([&bad] { parse_address(bad); }), quote_value(bad) + hint);
+  }
 }
 
 TEST(ParseIpAddress, AcceptsLiteralsOnly) {
