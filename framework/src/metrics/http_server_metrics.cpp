@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -22,7 +23,10 @@ OperationMetrics::OperationMetrics(prometheus::Family<prometheus::Counter>& requ
     : requests_(requests),
       duration_(duration),
       service_(std::move(service)),
-      operation_(std::move(operation)) {}
+      operation_(std::move(operation)),
+      // From the histogram itself: a second HttpServerMetrics of the same service reuses
+      // the one the first made, with the first one's buckets.
+      bucket_count_(duration.Collect().histogram.bucket.size()) {}
 
 void OperationMetrics::observe(int status_code, double seconds) {
   std::atomic<prometheus::Counter*>* slot = &other_code_;
@@ -37,6 +41,17 @@ void OperationMetrics::observe(int status_code, double seconds) {
     slot->store(counter, std::memory_order_release);
   }
   counter->Increment();
+  if (seconds == std::numeric_limits<double>::infinity()) {
+    // Longer than every bound, but the sum must stay finite: +Inf there would stay for
+    // good and make every average from it +Inf or NaN. So the +Inf bucket only (rare:
+    // the vector's allocation does not matter).
+    std::vector<double> increments(bucket_count_, 0.0);
+    if (!increments.empty()) {
+      increments.back() = 1.0;
+      duration_.ObserveMultiple(increments, 0.0);
+    }
+    return;
+  }
   // `!(x >= 0)` is also true for NaN, which would otherwise poison the sum forever.
   duration_.Observe(seconds >= 0.0 ? seconds : 0.0);
 }

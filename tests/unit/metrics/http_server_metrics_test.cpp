@@ -129,6 +129,32 @@ TEST(HttpServerMetrics, NegativeAndNanDurationsCountAsZero) {
       << text;
 }
 
+// Was: +Inf passed the `>= 0` check and went into the sum, which stayed +Inf for good
+// (every later average, rate(sum) / rate(count), was +Inf or NaN). An infinite duration
+// is longer than every bound: counted in the +Inf bucket, adding nothing to the sum; -Inf
+// is negative and counts as zero like any negative duration.
+TEST(HttpServerMetrics, InfiniteDurationsLeaveTheSumFinite) {
+  MetricsRegistry registry;
+  HttpServerMetrics metrics(registry, "calc");
+  auto& add = metrics.operation("add");
+  add.observe(200, std::numeric_limits<double>::infinity());
+  add.observe(200, -std::numeric_limits<double>::infinity());
+  add.observe(200, 0.7);
+
+  auto text = registry.render();
+  auto series = [&](const std::string& suffix) {
+    return sample(text, std::string(kDuration) + suffix);
+  };
+  const auto sum = series(R"(_sum{operation="add",service="calc"})");
+  ASSERT_TRUE(sum) << text;
+  EXPECT_NEAR(*sum, 0.7, 1e-12) << text;
+  EXPECT_EQ(series(R"(_count{operation="add",service="calc"})"), 3.0) << text;
+  EXPECT_EQ(series(R"(_bucket{operation="add",service="calc",le="0.0005"})"), 1.0) << text;
+  EXPECT_EQ(series(R"(_bucket{operation="add",service="calc",le="10"})"), 2.0) << text;
+  EXPECT_EQ(series(R"(_bucket{operation="add",service="calc",le="+Inf"})"), 3.0) << text;
+  EXPECT_EQ(sample(text, requests_series("200")), 3.0) << text;
+}
+
 TEST(HttpServerMetrics, SameOperationNameGivesTheSameObject) {
   MetricsRegistry registry;
   HttpServerMetrics metrics(registry, "calc");

@@ -27,6 +27,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,7 +57,8 @@ class OperationMetrics {
   // Counts one finished request with its response status and records its duration.
   // Codes 100..599 are cached after first use; anything else is counted as
   // code="other" so a misbehaving upstream cannot blow up label cardinality.
-  // Negative or NaN durations are recorded as 0.
+  // Negative or NaN durations are recorded as 0; +Inf in the +Inf bucket only, adding
+  // nothing to the sum (which must stay finite to be of use).
   void observe(int status_code, double seconds);
   void observe(int status_code, std::chrono::steady_clock::duration elapsed) {
     observe(status_code, std::chrono::duration<double>(elapsed).count());
@@ -77,6 +79,7 @@ class OperationMetrics {
   prometheus::Histogram& duration_;
   std::string service_;
   std::string operation_;
+  std::size_t bucket_count_;  // the histogram's buckets, +Inf included
   // Per-code counters, filled lazily. Racing fills are harmless: Family::Add returns the
   // same Counter for the same labels, so both writers store the same pointer.
   std::array<std::atomic<prometheus::Counter*>, kLastCachedCode - kFirstCachedCode + 1> by_code_{};
