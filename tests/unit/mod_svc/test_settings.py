@@ -79,6 +79,36 @@ class SettingsTest(unittest.TestCase):
                     parse(argv, environ)
                 self.assertTrue(str(caught.exception).startswith(message), str(caught.exception))
 
+    def test_ids_that_go_into_consul_urls_are_checked_as_the_cpp_services_check_them(self):
+        # Was: --instance-id (and --name, which the default id is made of) went unchecked
+        # into /v1/agent/service/deregister/<id> and the other agent URLs.
+        ok = parse(["--instance-id=mod-svc_1.a:b"], {})
+        self.assertEqual(ok.instance_id, "mod-svc_1.a:b")
+        self.assertEqual(parse([], {}).instance_id, "")  # default: <name>-<port>
+        self.assertEqual(parse(["--instance-id=" + "x" * 128], {}).instance_id, "x" * 128)
+        id_rule = "is not an instance id (up to 128 letters, digits and - _ . :)"
+        name_rule = "is not a service name (1-63 letters, digits and inner hyphens)"
+        cases = [
+            (["--instance-id=a/b"], {}, f"--instance-id (flag): 'a/b' {id_rule}"),
+            (["--instance-id=../agent"], {}, f"--instance-id (flag): '../agent' {id_rule}"),
+            (["--instance-id=a?x=1"], {}, f"--instance-id (flag): 'a?x=1' {id_rule}"),
+            (["--instance-id=a b"], {}, f"--instance-id (flag): 'a b' {id_rule}"),
+            (["--instance-id=" + "x" * 129], {},
+             f"--instance-id (flag): '{'x' * 80}'... (129 bytes) {id_rule}"),
+            ([], {"COROMESH_INSTANCE_ID": "a\nb"},
+             f"--instance-id (env COROMESH_INSTANCE_ID): 'a\\nb' {id_rule}"),
+            (["--instance-id=\u00e9"], {}, f"--instance-id (flag): '\u00e9' {id_rule}"),
+            (["--name=a/b"], {}, f"--name (flag): 'a/b' {name_rule}"),
+            (["--name=-a"], {}, f"--name (flag): '-a' {name_rule}"),
+            (["--name="], {}, f"--name (flag): '' {name_rule}"),
+        ]
+        for argv, environ, message in cases:
+            with self.subTest(argv=argv, environ=environ):
+                with self.assertRaises(ConfigError) as caught:
+                    parse(argv, environ)
+                self.assertEqual(str(caught.exception), message)
+                self.assertNotIn("\n", str(caught.exception))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -28,6 +28,44 @@ class ConfigError(Exception):
     pass
 
 
+def _quote(text):
+    """`text` quoted for a one-line message as the C++ services quote a value
+    (framework/src/config/error.cpp, quote_value): control characters escaped, at most
+    80 bytes shown."""
+    raw = text.encode("utf-8", "surrogateescape")
+    shown = min(len(raw), 80)
+    while 0 < shown < len(raw) and raw[shown] & 0xC0 == 0x80:
+        shown -= 1  # not in the middle of a UTF-8 sequence
+    out = []
+    for c in raw[:shown].decode("utf-8", "replace"):
+        if c in "\n\r\t\\":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}[c])
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    quoted = "'" + "".join(out) + "'"
+    return quoted + (f"... ({len(raw)} bytes)" if shown < len(raw) else "")
+
+
+def _service_name(text):
+    """The C++ services' rule (framework/src/config/service_config.cpp): the name ends up
+    in DNS (<name>.service.consul), one RFC 1123 label."""
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", text, re.ASCII):
+        raise ConfigError(
+            f"{_quote(text)} is not a service name (1-63 letters, digits and inner hyphens)")
+    return text
+
+
+def _instance_id(text):
+    """The C++ services' rule (service_config.cpp, check_instance_id): the id goes into
+    the agent's URLs (/v1/agent/service/deregister/<id>), so nothing that needs escaping."""
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{0,128}", text, re.ASCII):
+        raise ConfigError(
+            f"{_quote(text)} is not an instance id (up to 128 letters, digits and - _ . :)")
+    return text
+
+
 def _port(text):
     if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:
         raise ConfigError(f"'{text}' is not a port number (0-65535)")
@@ -129,8 +167,8 @@ def _token_file(text):
 
 
 _OPTIONS = (
-    _Option("name", "name", str, "mod-svc", ("COROMESH_SERVICE_NAME",), "Service name in Consul."),
-    _Option("instance-id", "instance_id", str, "", ("COROMESH_INSTANCE_ID",),
+    _Option("name", "name", _service_name, "mod-svc", ("COROMESH_SERVICE_NAME",), "Service name in Consul."),
+    _Option("instance-id", "instance_id", _instance_id, "", ("COROMESH_INSTANCE_ID",),
             "Consul service ID of this instance (default: <name>-<port>)."),
     _Option("port", "port", _port, "0", ("COROMESH_PORT", "NOMAD_PORT_http"),
             "TCP port to listen on, on 127.0.0.1; 0 picks a free one."),
