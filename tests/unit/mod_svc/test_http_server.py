@@ -149,6 +149,26 @@ class OperatorContractTest(unittest.TestCase):
         self.assertIn(b"Connection: close", answers[1])
         self.assertTrue(answers[1].endswith(b"\r\n\r\n2"), answers[1])
 
+    def exchange_open(self, data):
+        """Sends raw bytes on a new connection that stays open for writing, as a real
+        client's does, and reads until the server closes."""
+        with self.server.connect() as sock:
+            sock.sendall(data)
+            return read_until_closed(sock)
+
+    def test_bare_lf_line_endings_are_400_and_close_as_in_the_cpp_services(self):
+        # Was: the head was read up to CRLF CRLF, which never came: no answer until the
+        # header timeout. The C++ services (Beast) refuse a bare LF at once with 400.
+        for request in [b"GET /health HTTP/1.1\nHost: m\n\n",
+                        b"GET /health HTTP/1.1\r\nHost: m\n\r\n",
+                        b"GET /health HTTP/1.1\r\nHost: m\r\n\n"]:
+            with self.subTest(request=request):
+                answer = self.exchange_open(request)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 400 "), answer[:100])
+                self.assertIn(b"Connection: close", answer)
+                self.assertIn(b'"error":"bad_request"', answer)
+                self.assertIn(b"bare LF", answer)
+
     def test_health_and_metrics_count_requests_by_code(self):
         status, _, body, _ = self.get("/health")
         self.assertEqual((status, json.loads(body)), (200, {"status": "passing"}))

@@ -8,7 +8,8 @@ and one thread serves every connection.
 
 What it speaks: HTTP/1.0 and 1.1 requests with keep-alive and pipelining; a body with
 Content-Length is read and ignored (the routes take none); Transfer-Encoding is refused
-with 501. Routes are exact paths answered for GET and HEAD, by plain functions of the
+with 501. Lines end in CRLF: a bare LF is refused with 400 at once, as the C++ services'
+Beast parser refuses it. Routes are exact paths answered for GET and HEAD, by plain functions of the
 query string (bytes) returning a Response: the event loop's thread runs them, so they
 must not block.
 
@@ -195,11 +196,26 @@ class HttpServer:
                 return first
         return None
 
+    async def _read_head(self, reader, first_byte):
+        """The request line and headers up to the empty line, each line ending in CRLF.
+        Read line by line: read up to a CRLF CRLF that a bare-LF client never sends, the
+        request would wait for the header timeout instead of being refused."""
+        head = bytearray(first_byte)
+        while True:
+            line = await reader.readuntil(b"\n")
+            head += line
+            if len(head) > self._limits.max_header_bytes:
+                raise asyncio.LimitOverrunError("request head too large", len(head))
+            if not head.endswith(b"\r\n"):
+                raise _Refusal(400, "bad_request", "malformed request: a line ends in a bare LF")
+            if line == b"\r\n" and len(head) > len(first_byte) + 2:
+                return bytes(head)
+
     async def _read_request(self, reader, first_byte):
         limits = self._limits
         try:
-            rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), limits.header_timeout)
-            head = first_byte + rest
+            head = await asyncio.wait_for(self._read_head(reader, first_byte),
+                                          limits.header_timeout)
         except asyncio.LimitOverrunError:
             raise _Refusal(
                 431, "header_too_large", f"request header exceeds {limits.max_header_bytes} bytes"
