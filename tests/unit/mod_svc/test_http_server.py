@@ -169,6 +169,53 @@ class OperatorContractTest(unittest.TestCase):
                 self.assertIn(b'"error":"bad_request"', answer)
                 self.assertIn(b"bare LF", answer)
 
+    def read_head(self, sock):
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            chunk = sock.recv(1)
+            if not chunk:
+                break
+            head += chunk
+        return head
+
+    def test_expect_100_continue_is_answered_before_the_body(self):
+        # Was: never answered, so a client waiting for 100 Continue before sending its
+        # body (curl does, for a second) waited, and the server with it, for nothing.
+        with self.server.connect() as sock:
+            sock.sendall(b"GET /api/v1/execute?l=17&r=5 HTTP/1.1\r\nHost: m\r\n"
+                         b"Expect: 100-Continue\r\nContent-Length: 5\r\n\r\n")
+            self.assertEqual(self.read_head(sock), b"HTTP/1.1 100 Continue\r\n\r\n")
+            sock.sendall(b"hello")
+            head = self.read_head(sock)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            self.assertEqual(sock.recv(1), b"2")
+            # The connection stays usable.
+            sock.sendall(b"GET /api/v1/execute?l=9&r=4 HTTP/1.1\r\nConnection: close\r\n\r\n")
+            self.assertTrue(read_until_closed(sock).endswith(b"\r\n\r\n1"))
+
+    def test_expect_100_continue_to_a_request_refused_anyway_is_answered_without_the_body(self):
+        # As the C++ services: no route (404) or a wrong method (405) is answered at once,
+        # and the connection closed, since the body it did not ask for may still follow.
+        for request, status in [(b"GET /nope HTTP/1.1\r\n", b"404"),
+                                (b"POST /api/v1/execute?l=1&r=1 HTTP/1.1\r\n", b"405")]:
+            with self.subTest(request=request):
+                answer = self.exchange_open(
+                    request + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+                self.assertTrue(answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:100])
+                self.assertNotIn(b"100 Continue", answer)
+                self.assertIn(b"Connection: close", answer)
+
+    def test_expect_100_continue_without_a_body_to_wait_for_gets_no_interim_answer(self):
+        # HTTP/1.0 knows no 100 Continue; an empty body needs no go-ahead (C++ alike).
+        answer = self.exchange_open(b"GET /api/v1/execute?l=17&r=5 HTTP/1.0\r\n"
+                                    b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\nhello")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:100])
+        answer = self.exchange_open(b"GET /api/v1/execute?l=17&r=5 HTTP/1.1\r\n"
+                                    b"Expect: 100-continue\r\nContent-Length: 0\r\n"
+                                    b"Connection: close\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:100])
+        self.assertTrue(answer.endswith(b"\r\n\r\n2"), answer)
+
     def test_health_and_metrics_count_requests_by_code(self):
         status, _, body, _ = self.get("/health")
         self.assertEqual((status, json.loads(body)), (200, {"status": "passing"}))

@@ -9,7 +9,9 @@ and one thread serves every connection.
 What it speaks: HTTP/1.0 and 1.1 requests with keep-alive and pipelining; a body with
 Content-Length is read and ignored (the routes take none); Transfer-Encoding is refused
 with 501. Lines end in CRLF: a bare LF is refused with 400 at once, as the C++ services'
-Beast parser refuses it. Routes are exact paths answered for GET and HEAD, by plain functions of the
+Beast parser refuses it. `Expect: 100-continue` (HTTP/1.1, a body to come) is answered
+100 Continue before the body is read, or, when the request is refused whatever its body
+(404, 405), with that answer at once and the connection closed (the C++ services alike). Routes are exact paths answered for GET and HEAD, by plain functions of the
 query string (bytes) returning a Response: the event loop's thread runs them, so they
 must not block.
 
@@ -158,7 +160,7 @@ class HttpServer:
         started = time.monotonic()
         try:
             try:
-                request = await self._read_request(reader, first_byte)
+                request = await self._read_request(reader, writer, first_byte)
             except _Refusal as refusal:
                 refused = refusal.response
                 if refused.status == 431:
@@ -211,7 +213,7 @@ class HttpServer:
             if line == b"\r\n" and len(head) > len(first_byte) + 2:
                 return bytes(head)
 
-    async def _read_request(self, reader, first_byte):
+    async def _read_request(self, reader, writer, first_byte):
         limits = self._limits
         try:
             head = await asyncio.wait_for(self._read_head(reader, first_byte),
@@ -235,7 +237,11 @@ class HttpServer:
             if not colon or not _TOKEN.fullmatch(name):
                 raise _Refusal(400, "bad_request", f"malformed header line '{_printable(line)}'")
             headers.setdefault(name.lower(), []).append(value.strip(b" \t"))
-        await self._discard_body(reader, headers)
+        path, _, query = target.partition(b"?")
+        expects_continue = (version == b"HTTP/1.1"
+                            and headers.get(b"expect", [b""])[0].lower() == b"100-continue")
+        body_unread = await self._discard_body(reader, writer, headers, expects_continue,
+                                               refused=self._refused(method, path))
         connection_tokens = {
             token.strip().lower()
             for value in headers.get(b"connection", [])
@@ -245,16 +251,23 @@ class HttpServer:
             keep_alive = b"close" not in connection_tokens
         else:
             keep_alive = b"keep-alive" in connection_tokens
-        path, _, query = target.partition(b"?")
+        # A body not read may still follow: nothing after it can be trusted.
+        keep_alive = keep_alive and not body_unread
         return _Request(method, path, query, keep_alive, version)
 
-    async def _discard_body(self, reader, headers):
+    def _refused(self, method, path):
+        """Whether _dispatch refuses the request whatever its body (404, 405)."""
+        return path not in self._routes or method not in (b"GET", b"HEAD")
+
+    async def _discard_body(self, reader, writer, headers, expects_continue, refused):
+        """Reads the body and drops it; True when it was left unread: the client waits for
+        100 Continue, and the request is refused anyway."""
         if b"transfer-encoding" in headers:
             reason = "Transfer-Encoding is not supported; send a Content-Length"
             raise _Refusal(501, "not_implemented", reason)
         lengths = set(headers.get(b"content-length", []))
         if not lengths:
-            return
+            return False
         if len(lengths) != 1 or not _CONTENT_LENGTH.fullmatch(next(iter(lengths))):
             raise _Refusal(400, "bad_request", "malformed Content-Length")
         length = int(next(iter(lengths)))
@@ -263,10 +276,20 @@ class HttpServer:
                 413, "payload_too_large",
                 f"request body exceeds {self._limits.max_body_bytes} bytes",
             )
+        if length == 0:
+            return False
+        if expects_continue:
+            if refused:
+                return True
+            # Sent even when the body has already arrived: RFC 9110 §10.1.1 lets a server
+            # omit it then, and any client reads past an interim answer.
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
         try:
             await asyncio.wait_for(reader.readexactly(length), self._limits.header_timeout)
         except (asyncio.IncompleteReadError, TimeoutError):
             raise ConnectionResetError("the request body did not arrive")
+        return False
 
     def _dispatch(self, request):
         """(operation name for metrics, response)."""
