@@ -166,7 +166,7 @@ class OperatorContractTest(unittest.TestCase):
                 answer = self.exchange_open(request)
                 self.assertTrue(answer.startswith(b"HTTP/1.1 400 "), answer[:100])
                 self.assertIn(b"Connection: close", answer)
-                self.assertIn(b'"error":"bad_request"', answer)
+                self.assertIn(b'"error":"malformed_request"', answer)
                 self.assertIn(b"bare LF", answer)
 
     def read_head(self, sock):

@@ -16,7 +16,7 @@ query string (bytes) returning a Response: the event loop's thread runs them, so
 must not block.
 
 Errors are the framework's JSON shape, {"error": "<code>", "reason": "<text>"}:
-400 bad_request, 404 not_found, 405 method_not_allowed (with Allow), 413
+400 malformed_request, 404 not_found, 405 method_not_allowed (with Allow), 413
 payload_too_large, 431 header_too_large, 500 internal_error, 501 not_implemented, 503
 too_many_connections. Timed-out and abandoned connections are closed without an answer.
 """
@@ -209,7 +209,7 @@ class HttpServer:
             if len(head) > self._limits.max_header_bytes:
                 raise asyncio.LimitOverrunError("request head too large", len(head))
             if not head.endswith(b"\r\n"):
-                raise _Refusal(400, "bad_request", "malformed request: a line ends in a bare LF")
+                raise _Refusal(400, "malformed_request", "malformed request: a line ends in a bare LF")
             if line == b"\r\n" and len(head) > len(first_byte) + 2:
                 return bytes(head)
 
@@ -227,15 +227,15 @@ class HttpServer:
         request_line, *header_lines = head[:-4].split(b"\r\n")
         parts = request_line.split(b" ")
         if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1].startswith(b"/"):
-            raise _Refusal(400, "bad_request", "malformed request line")
+            raise _Refusal(400, "malformed_request", "malformed request line")
         method, target, version = parts
         if version not in _VERSIONS:
-            raise _Refusal(400, "bad_request", f"unsupported HTTP version '{_printable(version)}'")
+            raise _Refusal(400, "malformed_request", f"unsupported HTTP version '{_printable(version)}'")
         headers = {}
         for line in header_lines:
             name, colon, value = line.partition(b":")
             if not colon or not _TOKEN.fullmatch(name):
-                raise _Refusal(400, "bad_request", f"malformed header line '{_printable(line)}'")
+                raise _Refusal(400, "malformed_request", f"malformed header line '{_printable(line)}'")
             headers.setdefault(name.lower(), []).append(value.strip(b" \t"))
         path, _, query = target.partition(b"?")
         expects_continue = (version == b"HTTP/1.1"
@@ -269,7 +269,7 @@ class HttpServer:
         if not lengths:
             return False
         if len(lengths) != 1 or not _CONTENT_LENGTH.fullmatch(next(iter(lengths))):
-            raise _Refusal(400, "bad_request", "malformed Content-Length")
+            raise _Refusal(400, "malformed_request", "malformed Content-Length")
         length = int(next(iter(lengths)))
         if length > self._limits.max_body_bytes:
             raise _Refusal(
