@@ -77,6 +77,9 @@ asio::awaitable<error_code> TlsSocket::wait(int ssl_error) {
 
 asio::awaitable<error_code> TlsSocket::handshake() {
   for (;;) {
+    if (!socket_.is_open()) {
+      co_return asio::error::bad_descriptor;  // closed while we waited: see try_io
+    }
     ERR_clear_error();
     errno = 0;
     const int result = SSL_do_handshake(ssl_);
@@ -159,6 +162,13 @@ asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::write_all(
 
 std::size_t TlsSocket::try_io(bool write, asio::mutable_buffer buffer, int& want,
                               error_code& error) {
+  if (!socket_.is_open()) {
+    // Closed by a cut-off or a shed while this step was queued: OpenSSL still holds the
+    // descriptor's number, which may already be another connection's (accepted or dialled
+    // on any thread since), and would read its bytes or write our records into it.
+    error = asio::error::bad_descriptor;
+    return 0;
+  }
   ERR_clear_error();
   errno = 0;
   const int size =
@@ -181,6 +191,9 @@ std::size_t TlsSocket::try_io(bool write, asio::mutable_buffer buffer, int& want
 }
 
 void TlsSocket::shutdown_send() {
+  if (!socket_.is_open()) {
+    return;  // cut off already; its descriptor's number may be another connection's now
+  }
   ERR_clear_error();
   // Queues and (the socket permitting) sends close_notify; 0 means "sent, the peer's not
   // yet received", which is all a half-close needs. A full socket buffer drops it: the

@@ -21,6 +21,11 @@
 // write never needs to read. Cancellation through the awaiting coroutine's slot ends a
 // wait with operation_aborted.
 //
+// Closing: next_layer().close() (a drain's cut-off, a shed handshake) ends every
+// operation; one that was about to call OpenSSL fails with bad_descriptor instead. OpenSSL
+// keeps the descriptor's number (SSL_set_fd), and once the socket is closed that number
+// may be another connection's: nothing here hands it to OpenSSL again.
+//
 // Errors: end of stream is asio::error::eof, whether the peer sent close_notify or only a
 // FIN (SSL_OP_IGNORE_UNEXPECTED_EOF: the other direction must stay writable); OpenSSL failures are
 // asio's ssl category with ERR_get_error()'s code, as asio::ssl reports them

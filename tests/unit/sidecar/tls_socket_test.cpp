@@ -3,9 +3,12 @@
 // bare FIN — leaving the other direction writable (the pumps' half-close).
 #include "src/tls_socket.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <openssl/bio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <boost/asio/as_tuple.hpp>
@@ -19,6 +22,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <csignal>
 #include <optional>
 
@@ -377,6 +381,97 @@ TEST(TlsSocket, ACancellationBeforeTheFirstStepOfAnAsyncReadEndsIt) {
   }
   ASSERT_TRUE(read_end) << "the cancellation was lost: the read still waits for the peer";
   EXPECT_EQ(*read_end, asio::error::operation_aborted) << read_end->message();
+}
+
+// A descriptor number freed by a close (a drain's cut-off, a shed handshake) is the next
+// socket's, on any thread: one accepted or dialled meanwhile. A TlsSocket whose socket was
+// closed must never hand its number to OpenSSL again, or it reads another connection's
+// bytes and writes its own records into it. Here the number is taken at once by one end
+// of a socket pair, whose other end has bytes waiting for it.
+struct Reused {
+  int near = -1;
+  int far = -1;
+  explicit Reused(int number) {
+    int fds[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    far = ::fcntl(fds[1], F_DUPFD, number + 1);  // anywhere but `number`
+    ::close(fds[1]);
+    if (fds[0] != number) {
+      EXPECT_EQ(::dup2(fds[0], number), number);
+      ::close(fds[0]);
+    }
+    near = number;
+    EXPECT_EQ(::send(far, "theirs", 6, MSG_NOSIGNAL), 6);
+  }
+  ~Reused() {
+    ::close(near);
+    ::close(far);
+  }
+  // What the reused descriptor still has to read (all of "theirs" if untouched).
+  std::string unread() const {
+    char text[64];
+    const auto n = ::recv(near, text, sizeof text, MSG_DONTWAIT);
+    return n > 0 ? std::string(text, static_cast<std::size_t>(n)) : std::string();
+  }
+  // What was written into the reused descriptor (nothing, if untouched).
+  std::size_t written() const {
+    char text[4096];
+    const auto n = ::recv(far, text, sizeof text, MSG_DONTWAIT);
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+};
+
+TEST(TlsSocket, AfterItsSocketIsClosedAHalfCloseTouchesNoDescriptor) {
+  Pair p;
+  p.run([&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.server->handshake()); },
+        [&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.client->handshake()); });
+  const int number = p.client->next_layer().native_handle();
+  p.client->next_layer().close();  // the registry's cut-off
+  const Reused reused(number);
+  p.client->shutdown_send();  // answer_refused's last step, after its write was cut off
+  EXPECT_EQ(reused.written(), 0U) << "a close_notify went into another connection";
+  EXPECT_EQ(reused.unread(), "theirs");
+}
+
+TEST(TlsSocket, AnAsyncReadWhoseSocketIsClosedBeforeItsFirstStepTouchesNoDescriptor) {
+  Pair p;
+  p.run([&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.server->handshake()); },
+        [&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.client->handshake()); });
+  p.io.restart();
+  std::optional<boost::system::error_code> read_end;
+  std::array<char, 64> buffer{};
+  p.client->async_read_some(asio::buffer(buffer),
+                            [&](boost::system::error_code ec, std::size_t) { read_end = ec; });
+  const int number = p.client->next_layer().native_handle();
+  p.client->next_layer().close();
+  const Reused reused(number);
+  for (int i = 0; i < 300 && !read_end; ++i) {
+    p.io.run_for(10ms);
+  }
+  ASSERT_TRUE(read_end);
+  EXPECT_TRUE(*read_end) << "a closed socket's read succeeded";
+  EXPECT_EQ(reused.unread(), "theirs") << "the read took another connection's bytes";
+}
+
+// An answer written after the cut-off closed the socket (forward's result came in the
+// same moment): Beast's async_write begins on the closed socket.
+TEST(TlsSocket, AnAsyncWriteBegunAfterItsSocketWasClosedTouchesNoDescriptor) {
+  Pair p;
+  p.run([&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.server->handshake()); },
+        [&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.client->handshake()); });
+  p.io.restart();
+  const int number = p.client->next_layer().native_handle();
+  p.client->next_layer().close();
+  const Reused reused(number);
+  std::optional<boost::system::error_code> write_end;
+  p.client->async_write_some(asio::buffer("ours", 4),
+                             [&](boost::system::error_code ec, std::size_t) { write_end = ec; });
+  for (int i = 0; i < 300 && !write_end; ++i) {
+    p.io.run_for(10ms);
+  }
+  ASSERT_TRUE(write_end);
+  EXPECT_TRUE(*write_end) << "a closed socket's write succeeded";
+  EXPECT_EQ(reused.written(), 0U) << "our record went into another connection";
 }
 
 }  // namespace
