@@ -113,35 +113,45 @@ class TlsSocket {
     return Buffer();
   }
 
-  // async_read_some / async_write_some: posted first (never completes inside the
-  // initiating call, so Beast's loops do not recurse), then the OpenSSL call, waiting
-  // for the socket only when OpenSSL asks to.
+  // async_read_some / async_write_some: the first step runs in the initiating call, so
+  // that by the time it returns the operation is either waiting on the socket (where a
+  // cancel() or close() of next_layer() reaches it: drain_exchanges cancels a pending read
+  // that way) or done. A step posted first instead was out of reach of both: a cancel()
+  // that came before it ran was lost, and the read went on waiting for the peer. A result
+  // the first step already has is delivered through a post (never inside the initiating
+  // call, so Beast's loops do not recurse); later steps wait for the socket only when
+  // OpenSSL asks to.
   struct IoOp {
     TlsSocket* tls;
     boost::asio::mutable_buffer buffer;
     bool write;
     bool started = false;
+    bool finished = false;  // by the first step: `result` waits for the post to deliver it
+    boost::system::error_code result;
+    std::size_t moved = 0;
 
     template <class Self>
     void operator()(Self& self, boost::system::error_code waited = {}) {
-      if (!started) {
-        started = true;
-        boost::asio::post(tls->socket_.get_executor(), std::move(self));
+      if (finished) {
+        self.complete(result, moved);
         return;
       }
-      // A cancellation emitted while this step was queued reached no operation (a post
-      // cannot be cancelled) and would be lost: the wait below would then hold on until
-      // the peer sends (or reads), long past the `||` deadline that asked to stop.
-      if (self.cancelled() != boost::asio::cancellation_type::none) {
-        self.complete(boost::asio::error::operation_aborted, 0);
-        return;
-      }
-      if (waited) {
-        self.complete(waited, 0);
-        return;
+      const bool first = !started;
+      started = true;
+      if (!first) {
+        // A cancellation emitted while a completion was queued reached no operation and
+        // would be lost: the next wait would hold on long past the `||` that asked to stop.
+        if (self.cancelled() != boost::asio::cancellation_type::none) {
+          self.complete(boost::asio::error::operation_aborted, 0);
+          return;
+        }
+        if (waited) {
+          self.complete(waited, 0);
+          return;
+        }
       }
       if (buffer.size() == 0) {
-        self.complete({}, 0);
+        finish(self, first, {}, 0);
         return;
       }
       if (!write && tls->read_wait_first()) {
@@ -150,15 +160,27 @@ class TlsSocket {
       }
       int want = 0;
       boost::system::error_code error;
-      const std::size_t moved = tls->try_io(write, buffer, want, error);
-      if (moved > 0 || error) {
-        self.complete(error, moved);
+      const std::size_t done = tls->try_io(write, buffer, want, error);
+      if (done > 0 || error) {
+        finish(self, first, error, done);
         return;
       }
       tls->socket_.async_wait(want == SSL_ERROR_WANT_WRITE
                                   ? boost::asio::ip::tcp::socket::wait_write
                                   : boost::asio::ip::tcp::socket::wait_read,
                               std::move(self));
+    }
+
+    template <class Self>
+    void finish(Self& self, bool first, boost::system::error_code error, std::size_t done) {
+      if (!first) {
+        self.complete(error, done);
+        return;
+      }
+      finished = true;
+      result = error;
+      moved = done;
+      boost::asio::post(tls->socket_.get_executor(), std::move(self));
     }
   };
 

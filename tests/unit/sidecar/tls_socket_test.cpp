@@ -383,6 +383,30 @@ TEST(TlsSocket, ACancellationBeforeTheFirstStepOfAnAsyncReadEndsIt) {
   EXPECT_EQ(*read_end, asio::error::operation_aborted) << read_end->message();
 }
 
+// What drain_exchanges() does to a connection waiting for its next request: cancel() the
+// socket. Arriving between an async_read_some's initiation and its first step, it must
+// still end the read; lost, a drained keep-alive connection waits for a request until
+// its idle timeout or the drain's cut-off, long after the drain asked it to close.
+TEST(TlsSocket, ASocketCancelBeforeTheFirstStepOfAnAsyncReadEndsIt) {
+  Pair p;
+  p.run([&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.server->handshake()); },
+        [&]() -> asio::awaitable<void> { EXPECT_FALSE(co_await p.client->handshake()); });
+  p.io.restart();
+  std::optional<boost::system::error_code> read_end;
+  std::array<char, 64> buffer{};
+  p.client->async_read_some(asio::buffer(buffer),
+                            [&](boost::system::error_code ec, std::size_t) { read_end = ec; });
+  boost::system::error_code ignored;
+  p.client->next_layer().cancel(ignored);  // as drain_exchanges: nothing posted, at once
+  // The server sends nothing: only the cancel can end the read. The bound only keeps a
+  // failure from hanging the test.
+  for (int i = 0; i < 300 && !read_end; ++i) {
+    p.io.run_for(10ms);
+  }
+  ASSERT_TRUE(read_end) << "the cancel was lost: the read still waits for the peer";
+  EXPECT_EQ(*read_end, asio::error::operation_aborted) << read_end->message();
+}
+
 // A descriptor number freed by a close (a drain's cut-off, a shed handshake) is the next
 // socket's, on any thread: one accepted or dialled meanwhile. A TlsSocket whose socket was
 // closed must never hand its number to OpenSSL again, or it reads another connection's
