@@ -113,8 +113,10 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   request.keep_alive(true);  // upstream connections are pooled, whatever the client does
   const auto snapshot = co_await endpoints(deadline.when());
   // Our own leaf first: without it every attempt would fail, and each failure be held
-  // against a healthy endpoint (outlier ejection) for what is this sidecar's state.
-  const bool have_leaf = context_.certificates.client_context() != nullptr ||
+  // against a healthy endpoint (outlier ejection) for what is this sidecar's state. Not
+  // without an answer from Consul (its patience spent, or the watch ended by a drain):
+  // there is no endpoint to hold anything against, and the answer is no_endpoint now.
+  const bool have_leaf = !snapshot || context_.certificates.client_context() != nullptr ||
                          co_await current_tls_context(
                              context_.certificates, false,
                              std::min<std::chrono::nanoseconds>(

@@ -137,10 +137,24 @@ asio::awaitable<connect::EndpointWatch::Snapshot> UpstreamListener::endpoints(
   // Consul has not answered yet (the first moments after start-up): wait for it, as long
   // as for the first leaf (kStartupPatience, not the much shorter connect timeout), but
   // not past the deadline of the request that waits.
-  co_return co_await watch_.ready_until(
-      std::min(until, std::chrono::steady_clock::now() +
-                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                              context_.settings.startup_patience())));
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  bool watch_ended = false;
+  try {
+    co_return co_await watch_.ready_until(
+        std::min(until, std::chrono::steady_clock::now() +
+                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                context_.settings.startup_patience())));
+  } catch (const boost::system::system_error&) {
+    watch_ended = true;
+  }
+  // ready() fails when the watch ends first: stop(), the sidecar's drain or the upstream's
+  // removal, before Consul's first answer. For the caller that is no answer from Consul
+  // (no endpoint: 503, or a closed connection in tcp mode), as when the patience runs out;
+  // thrown on, it escaped serve()'s race with its cut-off, which waits for a success, and
+  // left the connection without an answer until the cut-off, if one ever came. The
+  // caller's own cancellation (that cut-off) stays one.
+  throw_if_cancelled(cancellation);
+  co_return watch_ended ? watch_.snapshot() : nullptr;
 }
 
 asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::connect_upstream(
@@ -150,6 +164,12 @@ asio::awaitable<std::optional<UpstreamListener::Connected>> UpstreamListener::co
   // counted or held against it.
   const auto cancellation = co_await asio::this_coro::cancellation_state;
   const auto snapshot = co_await endpoints();
+  if (!snapshot) {
+    // No answer from Consul (its patience spent, or the watch ended by a drain): nothing
+    // to dial, and no reason to wait for the leaf as well.
+    context_.metrics.upstream_connect_failure(spec_.service, "no_endpoint");
+    co_return std::nullopt;
+  }
   // Our own leaf before any endpoint is picked: without it every dial would fail, and
   // each failure be held against a healthy endpoint (outlier ejection) for what is this
   // sidecar's state.

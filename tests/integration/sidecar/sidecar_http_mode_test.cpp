@@ -250,6 +250,47 @@ TEST(SidecarHttpModeStartUp, ARequestsDeadlineBoundsItsWaitForTheFirstEndpoints)
   EXPECT_LT(waited, 20s) << "held past its 300 ms budget, for the start-up patience: " << body;
 }
 
+// A drain that begins before Consul's first answer about an upstream (the agent is
+// silent) stops that upstream's watch, and the request still waiting for the first
+// endpoints is answered then: 503 no_endpoint, the last answer of its connection. It used
+// to get none: the watch's end came out of forward() as an exception, its connection
+// waited for the grace's cut-off and was closed without a word (and a removed upstream's,
+// which no cut-off follows, stayed open).
+TEST(SidecarHttpModeStartUp, ADrainBeforeConsulsFirstAnswerAnswersTheRequestWaitingForIt) {
+  const HungServer silent_consul;
+  TempDir logs{"coromesh-sidecar-test"};
+  const auto ports = free_ports(2);
+  const std::uint16_t admin = ports[0], upstream = ports[1];
+  ChildProcess sidecar(
+      {(binary_dir() / "coromesh-sidecar").string(), "--consul",
+       "127.0.0.1:" + std::to_string(silent_consul.port()), "--port", std::to_string(admin),
+       "--threads", "2", "--service", "a6", "--upstream", "b:" + std::to_string(upstream) + ":http",
+       "--handshake-timeout", "60s", "--http-timeout", "60s", "--shutdown-grace", "4s"},
+      logs.path() / "drained-before-consul-sidecar.log");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const int fd = connect_blocking(upstream, 1s);
+        if (fd >= 0) {
+          ::close(fd);
+        }
+        return fd >= 0 || !sidecar.running();
+      },
+      15s))
+      << sidecar.log_tail();
+  ASSERT_TRUE(sidecar.running()) << sidecar.log_tail();
+  std::pair<int, std::string> answer{-1, ""};
+  std::thread client([&] { answer = HttpConnection(upstream).request("GET", "/x"); });
+  // The request is read at once and waits for the endpoints (60 s of patience); this
+  // pause only lets it get there before the drain begins.
+  std::this_thread::sleep_for(500ms);
+  sidecar.signal(SIGTERM);
+  const auto exit_code = sidecar.wait_exit(30s);
+  client.join();
+  EXPECT_EQ(exit_code, 0) << sidecar.log_tail();
+  EXPECT_EQ(answer.first, 503) << answer.second << sidecar.log_tail();
+  EXPECT_NE(answer.second.find("no_endpoint"), std::string::npos) << answer.second;
+}
+
 // A service Consul knows no passing instance of: 503 (as Envoy's "no healthy upstream"),
 // counted as a transport failure and a connect failure "no_endpoint". It used to be 502,
 // the answer for endpoints that were tried and failed.
