@@ -401,6 +401,15 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
   const bool may_resend =
       impl_->options.retry_closed_pooled_connection && is_idempotent(request.method());
   for (bool retried = false;; retried = true) {
+    if (Clock::now() >= deadline) {
+      // Spent before anything went out (a caller's budget that arrived at 0): nothing is
+      // sent. A pooled connection would otherwise take the whole request before the
+      // deadline's timer, already due, could close it: the callee ran it, the caller was
+      // told it timed out.
+      throw ClientError(ClientErrc::timeout, std::string(request.method_string()) + " " +
+                                                 std::string(request.target()) + " to " + label +
+                                                 ": the deadline passed before it was sent");
+    }
     // (No co_await inside a conditional expression: g++ 12 miscompiles it.)
     std::optional<detail::ClientConnection> connection;
     if (!retried) {

@@ -161,6 +161,35 @@ TEST_F(HttpClient, ABlackHoledAddressEndsAtTheConnectTimeoutNotTheDeadline) {
   });
 }
 
+// A call whose deadline has already passed sends nothing, whatever connection it would
+// have used: its budget is spent (a caller's x-coromesh-deadline-ms of 0, the sidecar's
+// inbound passing it on). On a new connection the connect failed first; on a pooled one
+// the request went out whole before the deadline's timer could close the socket, so the
+// callee ran a POST whose caller was told 504 (and the answer was thrown away with the
+// connection).
+TEST_F(HttpClient, ACallWhoseDeadlineHasPassedSendsNothingOnAPooledConnection) {
+  int requests = 0;
+  TestServer server(ioc_, [&](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    while (auto request = co_await read_request(stream, buffer)) {
+      ++requests;
+      co_await write_response(stream, echo_target(*request));
+    }
+  });
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    co_await http.get(server.destination(), "/warm", 2s);  // parks a connection
+    EXPECT_EQ(http.idle_connections(), 1U);
+    Request post(Verb::post, "/charge", 11);
+    post.body() = "once";
+    auto error = co_await call_error(
+        http.send(server.destination(), std::move(post), Client::Clock::now() - 1ms));
+    EXPECT_EQ(error.code(), ClientErrc::timeout) << error.what();
+    co_await sleep_for(50ms);  // a request sent would have been read by now
+  });
+  EXPECT_EQ(requests, 1) << "the spent call's POST reached the server";
+}
+
 // When the deadline comes before the connect timeout, it is the call's timeout.
 TEST_F(HttpClient, ADeadlineBeforeTheConnectTimeoutIsATimeout) {
   const testing::BlackHole hole;

@@ -127,7 +127,8 @@ class Client {
 
   // Sends `request` to `destination` and returns the complete response. Sets Host
   // (if absent), User-Agent and Content-Length. The whole exchange (taking or opening
-  // a connection, writing, reading) must finish before `deadline`. An idempotent request
+  // a connection, writing, reading) must finish before `deadline`; a call whose deadline
+  // has passed already sends nothing (timeout). An idempotent request
   // on a pooled connection that turns out to be closed by the peer is retried once on a
   // fresh connection when nothing of the response was read (unless
   // options.retry_closed_pooled_connection is off); a non-idempotent one never is.
