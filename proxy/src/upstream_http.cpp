@@ -53,9 +53,13 @@ std::optional<std::string_view> connect_failure_reason(const std::error_code& co
 void UpstreamListener::start_http(runtime::IoPool& pool) {
   // --connect-timeout: an endpoint that does not answer the TCP connect (black-holed) is
   // left for another one within the request's budget, not waited on until it is spent.
+  // --handshake-timeout likewise for the TLS handshake, as in tcp mode (connect_upstream):
+  // an endpoint whose process is frozen behind an accepting kernel never answers it.
   const http::ClientOptions options{
       .connect_timeout =
-          std::chrono::duration_cast<std::chrono::milliseconds>(context_.settings.connect_timeout)};
+          std::chrono::duration_cast<std::chrono::milliseconds>(context_.settings.connect_timeout),
+      .tls_handshake_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+          context_.settings.handshake_timeout)};
   for (std::size_t i = 0; i < pool.size(); ++i) {
     http_clients_.push_back(std::make_unique<http::Client>(pool.executor(i), options));
   }

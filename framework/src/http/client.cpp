@@ -225,7 +225,15 @@ asio::awaitable<detail::ClientConnection> Client::Impl::connect(const Destinatio
   stream.socket().set_option(tcp::no_delay(true), ec);  // requests are written in one go
   ++opened;
   if (destination.tls) {
-    co_return co_await detail::start_client_tls(std::move(stream), *destination.tls, label, start);
+    // Its own bound, when it ends before the deadline (ClientOptions::tls_handshake_timeout).
+    const bool own_bound = options.tls_handshake_timeout.count() > 0 &&
+                           Clock::now() + options.tls_handshake_timeout < deadline;
+    if (own_bound) {
+      stream.expires_after(options.tls_handshake_timeout);
+    }
+    co_return co_await detail::start_client_tls(
+        std::move(stream), *destination.tls, label, start,
+        own_bound ? options.tls_handshake_timeout : std::chrono::milliseconds(0));
   }
   co_return detail::ClientConnection(std::move(stream));
 }

@@ -17,7 +17,8 @@ namespace beast = boost::beast;
 
 asio::awaitable<ClientConnection> start_client_tls(beast::tcp_stream tcp, const ClientTls& tls,
                                                    const std::string& label,
-                                                   std::chrono::steady_clock::time_point start) {
+                                                   std::chrono::steady_clock::time_point start,
+                                                   std::chrono::milliseconds handshake_timeout) {
   std::shared_ptr<TlsContext> context = tls.context ? tls.context() : nullptr;
   if (!context) {
     throw ClientError(ClientErrc::tls_handshake,
@@ -41,6 +42,14 @@ asio::awaitable<ClientConnection> start_client_tls(beast::tcp_stream tcp, const 
   };
   if (ec == beast::error::timeout) {
     tell(TlsHandshakeResult::timed_out, "handshake timed out");
+    if (handshake_timeout.count() > 0) {
+      // Its own bound, not the call's deadline: nothing was sent, another endpoint may be
+      // tried (never_reached).
+      throw ClientError(ClientErrc::tls_handshake,
+                        "TLS handshake with " + label +
+                            ": no answer within the handshake timeout of " +
+                            std::to_string(handshake_timeout.count()) + "ms");
+    }
     auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
     throw ClientError(ClientErrc::timeout, "TLS handshake with " + label + " timed out after " +

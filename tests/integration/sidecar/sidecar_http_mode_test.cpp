@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 #include <map>
 #include <thread>
 
@@ -12,6 +14,8 @@
 
 namespace coromesh::testing {
 namespace {
+
+namespace json = boost::json;
 
 class SidecarHttpMode : public ::testing::Test {
  protected:
@@ -79,6 +83,38 @@ TEST_F(SidecarHttpMode, Retries503OnlyForIdempotentRequests) {
   EXPECT_EQ(connection.request("POST", "/fail").first, 503);
   EXPECT_EQ(b1_.requests() + b2_.requests() - before_post, 1) << "never sent twice";
   EXPECT_GE(a_sidecar_->metric("coromesh_sidecar_upstream_retries_total"), 1);
+}
+
+// An endpoint whose kernel accepts but whose process never answers (frozen, deadlocked):
+// its TLS handshake is bounded by --handshake-timeout, as in tcp mode, and then another
+// endpoint is tried, for a POST too (nothing was sent). It used to be bounded only by the
+// request's whole budget: the request waited all of it there and was answered 504.
+TEST_F(SidecarHttpMode, AnEndpointThatNeverHandshakesIsLeftAfterTheHandshakeTimeout) {
+  const HungServer frozen;
+  const json::object registration{{"Name", "b"},
+                                  {"ID", "b-frozen"},
+                                  {"Address", "127.0.0.1"},
+                                  {"Port", frozen.port()},
+                                  {"Connect", json::object{{"Native", true}}}};
+  const auto answer =
+      consul_.api("PUT", "/v1/agent/service/register", json::serialize(registration));
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  const auto port = free_port();
+  SidecarProcess patient(consul_, logs_.path(), "handshake-bound-sidecar",
+                         {"--service", "a7", "--upstream", "b:" + std::to_string(port) + ":http",
+                          "--handshake-timeout", "500ms", "--http-timeout", "8s"});
+  ASSERT_TRUE(
+      wait_until([&] { return patient.metric("coromesh_sidecar_upstream_endpoints") == 3; }, 30s));
+  HttpConnection connection(port);
+  for (int i = 0; i < 3; ++i) {  // round robin: one of them picks the frozen endpoint first
+    const auto [status, body] = connection.request("POST", "/once/" + std::to_string(i));
+    EXPECT_EQ(status, 200) << body << patient.log_tail();
+  }
+  EXPECT_GE(frozen.accepted(), 1) << "the frozen endpoint was never dialled";
+  EXPECT_GE(patient.metric("coromesh_sidecar_upstream_connect_failures_total",
+                           {R"(reason="handshake_timeout")"}),
+            1)
+      << patient.metrics();
 }
 
 // Every endpoint reads the GET and closes without an answer (/drop): each is tried once,

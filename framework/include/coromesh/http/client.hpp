@@ -50,7 +50,8 @@ enum class ClientErrc {
   outcome_unknown,
   // TLS: the handshake failed (no or untrusted certificate on either side, protocol
   // mismatch), or the server ended the session before answering with a TLS alert (as a
-  // TLS 1.3 server does when it refuses our certificate). Nothing was processed.
+  // TLS 1.3 server does when it refuses our certificate), or the handshake outlasted
+  // ClientOptions::tls_handshake_timeout. Nothing was processed.
   tls_handshake,
   // TLS: the handshake succeeded but ClientTls::verify_peer refused the server (e.g. its
   // certificate names another service). Nothing was sent.
@@ -103,9 +104,15 @@ struct ClientOptions {
   // trip; a second without one is the first SYN retransmission: the address is
   // black-holed (or its listener's accept queue overflows), and failing with
   // connect_timeout lets the caller try another endpoint instead of spending its whole
-  // deadline there. Not the TLS handshake, which needs the peer process: the deadline
-  // bounds that.
+  // deadline there. Not the TLS handshake, which needs the peer process:
+  // tls_handshake_timeout (or the deadline) bounds that.
   std::chrono::milliseconds connect_timeout{1'000};
+  // Bounds the TLS handshake of a new connection, within the call's deadline; 0: only the
+  // deadline does. The handshake needs the peer's process, not only its kernel: one frozen
+  // or deadlocked behind a kernel that still accepts never answers it. Ended by this bound
+  // (before the deadline) the call fails with tls_handshake: nothing was sent, and the
+  // caller may go elsewhere for any method (the sidecar's --handshake-timeout).
+  std::chrono::milliseconds tls_handshake_timeout{0};
 };
 
 struct Destination {
