@@ -35,6 +35,19 @@ unsigned upstream_error_status(unsigned upstream_status) noexcept {
   }
 }
 
+UnansweredCallStatus unanswered_call_status(const http::ClientError& error) noexcept {
+  if (error.code() == http::ClientErrc::timeout) {
+    return {504, "deadline_exceeded"};
+  }
+  if (error.code() == http::ClientErrc::discovery_unavailable) {
+    return {503, "discovery_unavailable"};
+  }
+  if (error.code() == http::ClientErrc::identity_unavailable) {
+    return {503, "identity_unavailable"};
+  }
+  return {502, "upstream_unavailable"};
+}
+
 unsigned DependencyRefused::http_status() const noexcept {
   return refusal_.reason() == qos::Reason::deadline_exceeded ? 504 : 503;
 }

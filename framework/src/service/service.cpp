@@ -831,19 +831,9 @@ http::Response dependency_refused_response(const DependencyRefused& refused) {
 }
 
 http::Response transport_error_response(const http::ClientError& error) {
-  if (error.code() == http::ClientErrc::timeout) {
-    return http::make_error_response(http::Status::gateway_timeout, "deadline_exceeded",
-                                     error.what());
-  }
-  if (error.code() == http::ClientErrc::discovery_unavailable) {
-    return http::make_error_response(http::Status::service_unavailable, "discovery_unavailable",
-                                     error.what());
-  }
-  if (error.code() == http::ClientErrc::identity_unavailable) {
-    return http::make_error_response(http::Status::service_unavailable, "identity_unavailable",
-                                     error.what());
-  }
-  return http::make_error_response(http::Status::bad_gateway, "upstream_unavailable", error.what());
+  const auto answer = unanswered_call_status(error);
+  return http::make_error_response(static_cast<http::Status>(answer.status), answer.code,
+                                   error.what());
 }
 
 http::Response dependency_error_response(const http::RequestContext& context,

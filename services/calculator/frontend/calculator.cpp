@@ -82,18 +82,11 @@ std::string describe(expression::Op op, std::int64_t l, std::int64_t r) {
 }
 
 // The callee's status as seen by the frontend's client: its 422 is about the user's
-// numbers and passes through; anything else the callee answered is its failure.
+// numbers and passes through; anything else the callee answered is its failure, answered
+// as the framework answers it (upstream_error_status).
 Status status_for_callee(unsigned callee_status) {
-  if (callee_status == 422) {
-    return Status::unprocessable_entity;
-  }
-  if (callee_status == 504 || callee_status == 408) {
-    return Status::gateway_timeout;
-  }
-  if (callee_status == 503 || callee_status == 429) {
-    return Status::service_unavailable;
-  }
-  return Status::bad_gateway;
+  return callee_status == 422 ? Status::unprocessable_entity
+                              : static_cast<Status>(coromesh::upstream_error_status(callee_status));
 }
 
 }  // namespace
@@ -164,18 +157,8 @@ boost::asio::awaitable<std::int64_t> Calculator::call_operator(expression::Op op
                rejected.notified_by() != nullptr);
   } catch (const coromesh::http::ClientError& error) {
     // As the framework answers a handler's own call that got no answer (service.hpp).
-    if (error.code() == coromesh::http::ClientErrc::timeout) {
-      throw fail(Status::gateway_timeout, "deadline_exceeded", error.what());
-    }
-    if (error.code() == coromesh::http::ClientErrc::discovery_unavailable) {
-      // Consul has not answered about the operator's instances yet: we are not ready.
-      throw fail(Status::service_unavailable, "discovery_unavailable", error.what());
-    }
-    if (error.code() == coromesh::http::ClientErrc::identity_unavailable) {
-      // Connect-native: our own leaf has not come from Consul yet: we are not ready.
-      throw fail(Status::service_unavailable, "identity_unavailable", error.what());
-    }
-    throw fail(Status::bad_gateway, "upstream_unavailable", error.what());
+    const auto answer = coromesh::unanswered_call_status(error);
+    throw fail(static_cast<Status>(answer.status), std::string(answer.code), error.what());
   }
 }
 

@@ -34,11 +34,16 @@
 
 #include <exception>
 #include <stdexcept>
+#include <string_view>
 
 #include "coromesh/qos/fault.hpp"
 #include "coromesh/qos/reason.hpp"
 
 namespace coromesh {
+
+namespace http {
+class ClientError;
+}  // namespace http
 
 qos::FaultClassification classify_service_fault(const std::exception_ptr& error) noexcept;
 
@@ -46,6 +51,16 @@ qos::FaultClassification classify_service_fault(const std::exception_ptr& error)
 // escape: 504 for the upstream's 504 and 408 (time ran out), 503 for its 503 and 429
 // (overload: another instance may do), 502 for anything else.
 unsigned upstream_error_status(unsigned upstream_status) noexcept;
+
+// What a service answers for a call of its own that got no answer (an http::ClientError):
+// 504 deadline_exceeded for a timeout, 503 discovery_unavailable when Consul had not
+// answered about the callee yet, 503 identity_unavailable when this service's own leaf
+// had not arrived, 502 upstream_unavailable otherwise.
+struct UnansweredCallStatus {
+  unsigned status;
+  std::string_view code;
+};
+UnansweredCallStatus unanswered_call_status(const http::ClientError& error) noexcept;
 
 // A QosRejected of one of a handler's own calls, on its way out of the handler: kept
 // apart from the QosRejected of the operation's own policies (which are refusals, not
