@@ -63,6 +63,7 @@ void UpstreamListener::start_http(runtime::IoPool& pool) {
   for (std::size_t i = 0; i < pool.size(); ++i) {
     http_clients_.push_back(std::make_unique<http::Client>(pool.executor(i), options));
   }
+  http_seen_.resize(pool.size());
   auto& certificates = context_.certificates;
   http_tls_ = std::make_shared<const http::ClientTls>(http::ClientTls{
       .context = [&certificates] { return certificates.client_context(); },
@@ -95,6 +96,35 @@ void UpstreamListener::start_http(runtime::IoPool& pool) {
               metrics->upstream_connect_failure(listener, reason);
             }
           }});
+}
+
+void UpstreamListener::forget_departed(std::size_t thread, const connect::Endpoint& used,
+                                       const connect::EndpointWatch::Snapshot& picked_from) {
+  const auto latest = watch_.snapshot();
+  if (!latest) {
+    return;
+  }
+  auto& client = *http_clients_.at(thread);
+  // The endpoint may have left while this attempt was out.
+  if (latest != picked_from && !latest->contains(used.key)) {
+    client.close_idle_to({used.address, used.port, http_tls_});
+  }
+  auto& seen = http_seen_.at(thread);
+  if (latest == seen) {
+    return;  // the steady state: nothing has changed since this thread last looked
+  }
+  // Every connection parked on this thread before now was to an endpoint of `seen` (or of
+  // a snapshot that attempts still out were picked from: they check their own endpoint
+  // above when they end).
+  const auto before = std::exchange(seen, latest);
+  if (!before) {
+    return;
+  }
+  for (const auto& endpoint : before->endpoints) {
+    if (!latest->contains(endpoint.key)) {
+      client.close_idle_to({endpoint.address, endpoint.port, http_tls_});
+    }
+  }
 }
 
 asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_t thread,
@@ -185,6 +215,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
       http::Response response =
           co_await http_clients_.at(thread)->send({endpoint.address, endpoint.port, http_tls_},
                                                   std::move(attempt_request), deadline.when());
+      forget_departed(thread, endpoint, snapshot);
       const auto status = response.result_int();
       pick.done(std::chrono::steady_clock::now() - started,
                 status >= 500 ? connect::Outcome::callee_failure : connect::Outcome::success);
@@ -203,6 +234,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
     } catch (const http::ClientError& error) {
       const auto failure = classify(error);
       pick.done(std::chrono::steady_clock::now() - started, failure.outcome);
+      forget_departed(thread, endpoint, snapshot);
       reached_callee = reached_callee || !failure.nothing_sent;
       if (const auto reason = connect_failure_reason(error.code())) {
         context_.metrics.upstream_connect_failure(spec_.service, *reason);

@@ -86,6 +86,13 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
       std::chrono::steady_clock::time_point until = std::chrono::steady_clock::time_point::max());
   // http mode: the per-thread clients and their mTLS set-up (upstream_http.cpp).
   void start_http(runtime::IoPool& pool);
+  // http mode, after an attempt on io thread `thread` that used `used` from `picked_from`:
+  // closes that thread's idle connections to endpoints gone from the watch's latest
+  // snapshot (including the one the attempt just parked, if its endpoint left while it was
+  // out), which would otherwise stay open on a departed instance for the pool's idle
+  // timeout. Costs a pointer comparison while the endpoints are unchanged.
+  void forget_departed(std::size_t thread, const connect::Endpoint& used,
+                       const connect::EndpointWatch::Snapshot& picked_from);
 
   SidecarContext& context_;
   UpstreamSpec spec_;
@@ -104,6 +111,8 @@ class UpstreamListener : public std::enable_shared_from_this<UpstreamListener> {
   // http mode: one pooled client per io thread (index = pool executor), and the mTLS
   // set-up every connection to an endpoint uses.
   std::vector<std::unique_ptr<http::Client>> http_clients_;
+  // The snapshot each thread's client last compared its connections against.
+  std::vector<connect::EndpointWatch::Snapshot> http_seen_;
   std::shared_ptr<const http::ClientTls> http_tls_;
 };
 

@@ -225,6 +225,34 @@ TEST_F(SidecarHttpMode, StoppingOneInstanceFailsNoRequest) {
       [&] { return a_sidecar_->metric("coromesh_sidecar_upstream_endpoints") == 1; }, 10s));
 }
 
+// An instance that leaves Consul's passing set while still running (here: maintenance
+// mode) keeps the pooled upstream connections the sidecar parked to it open only until the
+// sidecar's next request, not for the pool's 30 s idle timeout: the instance sees them
+// closed, as it would from Envoy when its endpoint leaves the cluster.
+TEST_F(SidecarHttpMode, PooledConnectionsToAnInstanceThatLeftAreClosedAtTheNextRequest) {
+  HttpConnection connection(a_upstream_);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(connection.request("GET", "/x").first, 200) << a_sidecar_->log_tail();
+  }
+  ASSERT_GE(b2_sidecar_->metric("coromesh_sidecar_inbound_connections_active"), 1)
+      << "a's sidecar pools a connection to each instance";
+  const auto maintenance = http_fetch(
+      "127.0.0.1", consul_.http_port(),
+      "/v1/agent/service/maintenance/b2-sidecar-proxy?enable=true&reason=test", {.method = "PUT"});
+  ASSERT_EQ(maintenance.status, 200) << maintenance.body << maintenance.error;
+  ASSERT_TRUE(wait_until(
+      [&] { return a_sidecar_->metric("coromesh_sidecar_upstream_endpoints") == 1; }, 10s));
+  for (int i = 0; i < 5; ++i) {
+    const auto [status, body] = connection.request("GET", "/x");
+    ASSERT_EQ(status, 200) << body;
+    EXPECT_EQ(body.substr(0, 2), "b1");
+  }
+  EXPECT_TRUE(wait_until(
+      [&] { return b2_sidecar_->metric("coromesh_sidecar_inbound_connections_active") == 0; }, 5s))
+      << "b2 still holds " << b2_sidecar_->metric("coromesh_sidecar_inbound_connections_active")
+      << " connection(s) from a's sidecar";
+}
+
 // At the end of the grace a drain cuts off a request still in flight to the upstream
 // (every backend answers /slow after 2 s), rather than closing only the client's socket
 // and leaving the request to run past the drain's last wait: the drain ends with no
