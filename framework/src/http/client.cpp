@@ -15,6 +15,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/write.hpp>
+#include <charconv>
 #include <memory>
 #include <optional>
 #include <string>
@@ -385,6 +386,35 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   co_return attempt;
 }
 
+namespace {
+
+// The request's remaining-budget header (ClientOptions::deadline_header), less `spent`.
+void lower_deadline_header(Request& request, std::string_view name, Client::Clock::duration spent) {
+  const auto spent_ms = std::chrono::duration_cast<std::chrono::milliseconds>(spent).count();
+  if (name.empty() || spent_ms <= 0) {
+    return;
+  }
+  const auto field = request.find(name);
+  if (field == request.end()) {
+    return;
+  }
+  std::string_view value = field->value();
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+    value.remove_prefix(1);
+  }
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+    value.remove_suffix(1);
+  }
+  long long left = 0;
+  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), left);
+  if (error != std::errc() || end != value.data() + value.size() || left < 0) {
+    return;
+  }
+  request.set(name, std::to_string(std::max<long long>(left - spent_ms, 0)));
+}
+
+}  // namespace
+
 Client::Client(asio::any_io_executor executor, ClientOptions options)
     : impl_(std::make_unique<Impl>(std::move(executor), std::move(options))) {}
 
@@ -428,6 +458,7 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
     bool reused = connection.has_value();
     if (!reused) {
       connection.emplace(co_await impl_->connect(destination, label, deadline, start));
+      lower_deadline_header(request, impl_->options.deadline_header, Clock::now() - start);
     }
     auto attempt = co_await std::visit(
         [&](auto& stream) {

@@ -22,6 +22,7 @@
 
 #include "black_hole.hpp"
 #include "client_fixture.hpp"
+#include "coromesh/qos/deadline.hpp"
 
 namespace coromesh::http {
 namespace {
@@ -188,6 +189,62 @@ TEST_F(HttpClient, ACallWhoseDeadlineHasPassedSendsNothingOnAPooledConnection) {
     co_await sleep_for(50ms);  // a request sent would have been read by now
   });
   EXPECT_EQ(requests, 1) << "the spent call's POST reached the server";
+}
+
+// The deadline header a request carries (x-coromesh-deadline-ms) says what is left when
+// the request leaves, not before the new connection it needed was set up: otherwise the
+// callee is given the connect's time again. The connect is slowed as a busy listener
+// slows it: its accept queue is full, the first SYN is dropped and the kernel sends it
+// again about a second later.
+TEST_F(HttpClient, TheDeadlineHeaderCountsTheTimeANewConnectionTook) {
+  tcp::acceptor acceptor(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  acceptor.listen(0);
+  tcp::socket filler(ioc_);
+  filler.connect(acceptor.local_endpoint());  // the queue's one place
+  const Destination destination{"127.0.0.1", acceptor.local_endpoint().port()};
+  std::optional<std::string> header;
+  Client::Clock::time_point arrived;
+  // Frees the queue after 200 ms: the client's connect goes through on the SYN's resend.
+  asio::co_spawn(
+      ioc_,
+      [&]() -> asio::awaitable<void> {
+        co_await sleep_for(200ms);
+        auto [ec, first] = co_await acceptor.async_accept(use_tuple);  // the filler
+        for (;;) {
+          auto [error, socket] = co_await acceptor.async_accept(use_tuple);
+          if (error) {
+            co_return;
+          }
+          beast::tcp_stream stream(std::move(socket));
+          beast::flat_buffer buffer;
+          if (auto request = co_await read_request(stream, buffer)) {
+            arrived = Client::Clock::now();
+            if (const auto field = request->find("x-coromesh-deadline-ms");
+                field != request->end()) {
+              header = std::string(field->value());
+            }
+            co_await write_response(stream, echo_target(*request));
+          }
+        }
+      },
+      asio::detached);
+  ASSERT_EQ(ClientOptions{}.deadline_header, qos::kDeadlineHeader);
+  auto& http = client({.connect_timeout = 5s});
+  const auto sent = Client::Clock::now();
+  run([&]() -> asio::awaitable<void> {
+    Request request(Verb::post, "/charge", 11);
+    request.set("x-coromesh-deadline-ms", "6000");
+    auto response = co_await http.send(destination, std::move(request), sent + 6s);
+    EXPECT_EQ(response.result_int(), 200U);
+    acceptor.close();
+  });
+  ASSERT_TRUE(header.has_value()) << "the request did not arrive with its deadline header";
+  const auto connect_took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(arrived - sent).count();
+  EXPECT_GE(connect_took, 200) << "the connect was not slowed: the test proves nothing";
+  EXPECT_LE(std::stol(*header) + connect_took, 6000 + 20)
+      << "the callee was told " << *header << " ms left, " << connect_took
+      << " ms after the call began";
 }
 
 // When the deadline comes before the connect timeout, it is the call's timeout.

@@ -113,6 +113,13 @@ struct ClientOptions {
   // (before the deadline) the call fails with tls_handshake: nothing was sent, and the
   // caller may go elsewhere for any method (the sidecar's --handshake-timeout).
   std::chrono::milliseconds tls_handshake_timeout{0};
+  // The request header that tells the callee its remaining budget in whole milliseconds
+  // (qos::kDeadlineHeader); empty: none. When a request carries it and the call opens a
+  // new connection, the value is lowered by the time that took (the connect and the TLS
+  // handshake) before the request is written: the callee is told what is left as the
+  // request leaves, not given the set-up's time again. A value that is not a number of
+  // milliseconds is left for the callee to refuse.
+  std::string_view deadline_header = "x-coromesh-deadline-ms";
 };
 
 struct Destination {
