@@ -16,6 +16,7 @@
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/connect/tls_session_cache.hpp"
 #include "coromesh/log/logger.hpp"
+#include "coromesh/runtime/caught.hpp"
 #include "coromesh/runtime/run_on.hpp"
 
 namespace coromesh::sidecar {
@@ -257,9 +258,20 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   context_.metrics.handshake(metrics_.listener, "accepted",
                              connect::resumed(stream.native_handle()) ? "resumed" : "");
   if (target_.mode == ListenerMode::http) {
-    co_await (serve_http(stream, *verdict.peer, connect::peer_serial(stream.native_handle()),
-                         thread, exchanges) ||
-              cut_off.async_wait(use_tuple));
+    // caught(): a failure inside the exchanges (not an answer they give) ends this
+    // connection now. Thrown under `||`, it would not cancel the cut-off but wait for it
+    // (a drain's), the caller held with no answer, and then be dropped.
+    const auto served =
+        co_await (runtime::caught(serve_http(stream, *verdict.peer,
+                                             connect::peer_serial(stream.native_handle()), thread,
+                                             exchanges)) ||
+                  cut_off.async_wait(use_tuple));
+    if (served.index() == 0 && std::get<0>(served)) {
+      // Limited: a caller's request may be what fails (one per connection at most).
+      log::write_limited(
+          log::Level::error, "sidecar.inbound.connection_failed", "exchanges",
+          {{"peer", verdict.peer->uri()}, {"error", runtime::describe(std::get<0>(served))}});
+    }
   } else {
     co_await pipe_to_local(stream, local);
   }

@@ -18,6 +18,7 @@
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/http/resolve.hpp"
 #include "coromesh/log/logger.hpp"
+#include "coromesh/runtime/caught.hpp"
 #include "inbound_listener.hpp"
 
 namespace coromesh::sidecar {
@@ -297,8 +298,19 @@ asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thre
     exchanges.refused = metrics_.refusal_counter();
     metrics_.active->Increment();
     metrics_.total->Increment();
-    co_await (serve_http(client, thread, exchanges) || cut_off.async_wait(use_tuple));
+    // caught(): a failure inside the exchanges (not an answer they give) ends this
+    // connection now. Thrown under `||`, it would not cancel the cut-off but wait for it
+    // (a drain's; a removed upstream's never comes), the client held with no answer, and
+    // then be dropped.
+    const auto served = co_await (runtime::caught(serve_http(client, thread, exchanges)) ||
+                                  cut_off.async_wait(use_tuple));
     metrics_.active->Decrement();
+    if (served.index() == 0 && std::get<0>(served)) {
+      // Limited: a client's request may be what fails (one per connection at most).
+      log::write_limited(
+          log::Level::error, "sidecar.upstream.connection_failed", spec_.service,
+          {{"upstream", spec_.service}, {"error", runtime::describe(std::get<0>(served))}});
+    }
     co_return;
   }
   auto connecting = co_await (connect_upstream(client) || cut_off.async_wait(use_tuple));

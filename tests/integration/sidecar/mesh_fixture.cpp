@@ -20,6 +20,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
+#include <cerrno>
 #include <csignal>
 #include <sstream>
 #include <stdexcept>
@@ -237,6 +238,46 @@ std::string exchange(std::uint16_t port, const std::string& payload,
   }
   ::close(fd);
   return answer;
+}
+
+std::optional<std::string> read_until_closed(std::uint16_t port, const std::string& payload,
+                                             std::chrono::milliseconds patience) {
+  const int fd = connect_blocking(port, patience);
+  if (fd < 0) {
+    return std::string();
+  }
+  std::size_t sent = 0;
+  while (sent < payload.size()) {
+    const auto n = ::send(fd, payload.data() + sent, payload.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      ::close(fd);
+      return std::string();
+    }
+    sent += static_cast<std::size_t>(n);
+  }
+  std::string answer;
+  char buffer[16384];
+  for (;;) {
+    const auto n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      ::close(fd);
+      return std::nullopt;  // SO_RCVTIMEO: `patience` without a byte or the end
+    }
+    if (n <= 0) {
+      break;  // closed or reset
+    }
+    answer.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return answer;
+}
+
+std::string request_with_connection_tokens(std::size_t tokens) {
+  std::string list = "x";
+  for (std::size_t i = 1; i < tokens; ++i) {
+    list += ",x";
+  }
+  return "GET /tokens HTTP/1.1\r\nHost: b\r\nConnection: " + list + "\r\n\r\n";
 }
 
 bool reaches(std::uint16_t port, const std::vector<std::string>& tags,

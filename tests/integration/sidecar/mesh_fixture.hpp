@@ -107,6 +107,17 @@ int connect_blocking(std::uint16_t port, std::chrono::milliseconds timeout);
 std::string exchange(std::uint16_t port, const std::string& payload,
                      std::chrono::milliseconds timeout = 5s, bool half_close = true);
 
+// Sends `payload` to 127.0.0.1:port and reads, without a half-close (a client waiting
+// for its answer), until the peer ends the connection: what came before the end, or
+// nullopt when the connection is still open after `patience` without a byte (held).
+std::optional<std::string> read_until_closed(std::uint16_t port, const std::string& payload,
+                                             std::chrono::milliseconds patience);
+
+// An HTTP/1.1 request whose Connection header is a list of `tokens` tokens without spaces
+// ("x,x,...,x"): Beast re-states such a list with ", " between tokens when it sets the
+// keep-alive state, and beyond 64 KiB a field value throws std::length_error.
+std::string request_with_connection_tokens(std::size_t tokens);
+
 // Waits until `port` answers "ping" with "<tag>:ping" (a TaggedEchoServer behind it) for
 // one of `tags`. With `line`, the request ends with a newline instead of a half-close.
 bool reaches(std::uint16_t port, const std::vector<std::string>& tags,

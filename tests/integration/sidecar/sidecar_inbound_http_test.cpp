@@ -70,6 +70,31 @@ TEST_F(SidecarInboundHttp, NamesTheVerifiedCallerAndDropsAForgedName) {
             20);
 }
 
+// A request that fails inside B's sidecar, not as an answer it gives (here Beast's
+// std::length_error: a Connection list "x,x,...,x", re-stated as "x, x, ..., x" when the
+// request is made keep-alive for the local service, outgrows the 64 KiB a field can
+// hold): its connection is closed at once and the failure is logged. It used to wait,
+// with no answer and nothing logged, for the connection's cut-off: serve() raced the
+// exchanges with it under `||`, which waits for a *success*, and the cut-off comes only
+// with a drain, after which the failure was dropped. (A's upstream is tcp: the request
+// reaches B's sidecar as sent.)
+TEST_F(SidecarInboundHttp, ARequestThatFailsInsideTheSidecarEndsItsConnectionAndIsLogged) {
+  const auto answer = read_until_closed(a_upstream_, request_with_connection_tokens(22000), 10s);
+  ASSERT_TRUE(answer.has_value())
+      << "the connection is still open, without an answer, 10 s after its request failed in "
+         "B's sidecar\n"
+      << b_sidecar_->log_tail();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return b_sidecar_->log_tail(1 << 20).find("sidecar.inbound.connection_failed") !=
+               std::string::npos;
+      },
+      5s))
+      << b_sidecar_->log_tail();
+  EXPECT_EQ(HttpConnection(a_upstream_).request("GET", "/after").first, 200)
+      << b_sidecar_->log_tail();
+}
+
 TEST_F(SidecarInboundHttp, PoolsTheConnectionsToTheLocalService) {
   const int before = b_.connections();
   for (int i = 0; i < 12; ++i) {
