@@ -6,6 +6,35 @@
 
 namespace coromesh::sidecar {
 
+void remove_hop_by_hop(boost::beast::http::fields& fields) {
+  namespace beast_http = boost::beast::http;
+  if (const auto connection = fields.find(beast_http::field::connection);
+      connection != fields.end()) {
+    // Each token a field name (or close, keep-alive: erasing those names finds nothing).
+    // Copied: erasing a field invalidates views into the one being read.
+    const std::string list(connection->value());
+    std::string_view rest = list;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      std::string_view token = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
+        token.remove_prefix(1);
+      }
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
+        token.remove_suffix(1);
+      }
+      if (!token.empty()) {
+        fields.erase(token);
+      }
+    }
+    fields.erase(beast_http::field::connection);
+  }
+  fields.erase(beast_http::field::keep_alive);
+  fields.erase(beast_http::field::proxy_connection);
+  fields.erase(beast_http::field::upgrade);
+}
+
 bool is_idempotent(http::Verb method) noexcept {
   switch (method) {
     case http::Verb::get:

@@ -64,6 +64,15 @@ qos::Deadline forwarded_deadline(const http::Request& request, qos::Duration rou
 void rewrite_inbound_request(http::Request& request, const qos::Deadline& deadline,
                              std::string_view peer);
 
+// Removes what is for one hop only (RFC 9110 §7.6.1), before a message received on one
+// connection goes on over another: the Connection header, every field it names, and
+// Keep-Alive, Proxy-Connection and Upgrade. Each connection's management is this
+// sidecar's own (its upstream connections are pooled whatever the caller does), and a
+// Connection list is never re-stated: Beast's keep_alive() re-writes it with ", " between
+// tokens, which a hostile list ("x,x,...", within the header limit) grows past the 64 KiB
+// a field can hold, and that throws.
+void remove_hop_by_hop(boost::beast::http::fields& fields);
+
 // RFC 9110 §9.2.2: what may be sent again when the first answer was lost.
 bool is_idempotent(http::Verb method) noexcept;
 
@@ -180,8 +189,10 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
       }
       http::Request request = parser.release();
       bool keep_alive = request.keep_alive();
+      remove_hop_by_hop(request);
       const bool head = request.method() == http::Verb::head;
       http::Response response = co_await forward(std::move(request));
+      remove_hop_by_hop(response);
       keep_alive = keep_alive && (control == nullptr || !control->close_after);
       response.keep_alive(keep_alive);
       if (!response.chunked() && !response.has_content_length() &&

@@ -92,8 +92,14 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
     }
     bhttp::response<bhttp::string_body> response(
         fail ? bhttp::status::service_unavailable : bhttp::status::ok, request.version());
-    response.body() = tag + "|" + field("traceparent") + "|" + field("x-coromesh-deadline-ms") +
-                      "|" + field("x-coromesh-peer");
+    if (request.target().starts_with("/headers")) {
+      for (const auto& received : request) {  // the names of the fields that reached it
+        response.body() += std::string(received.name_string()) + "\n";
+      }
+    } else {
+      response.body() = tag + "|" + field("traceparent") + "|" + field("x-coromesh-deadline-ms") +
+                        "|" + field("x-coromesh-peer");
+    }
     response.keep_alive(request.keep_alive());
     response.prepare_payload();
     auto [wec, wn] =
@@ -277,7 +283,7 @@ std::string request_with_connection_tokens(std::size_t tokens) {
   for (std::size_t i = 1; i < tokens; ++i) {
     list += ",x";
   }
-  return "GET /tokens HTTP/1.1\r\nHost: b\r\nConnection: " + list + "\r\n\r\n";
+  return "GET /tokens HTTP/1.1\r\nHost: b\r\nConnection: " + list + ",close\r\n\r\n";
 }
 
 bool reaches(std::uint16_t port, const std::vector<std::string>& tags,

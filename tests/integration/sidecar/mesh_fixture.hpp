@@ -51,7 +51,8 @@ class TaggedEchoServer {
 // "<tag>|<traceparent>|<x-coromesh-deadline-ms>|<x-coromesh-peer>" (empty fields when
 // absent), except paths starting /fail, answered 503, paths starting /slow, answered
 // after 2 s, paths starting /hold, answered once release_held() is called (30 s at most),
-// and paths starting /drop, read and then closed without an answer. Counts requests and
+// paths starting /drop, read and then closed without an answer, and paths starting
+// /headers, answered with the names of the request's fields, one per line. Counts requests and
 // connections. Own thread until destroyed.
 class TaggedHttpServer {
  public:
@@ -114,8 +115,8 @@ std::optional<std::string> read_until_closed(std::uint16_t port, const std::stri
                                              std::chrono::milliseconds patience);
 
 // An HTTP/1.1 request whose Connection header is a list of `tokens` tokens without spaces
-// ("x,x,...,x"): Beast re-states such a list with ", " between tokens when it sets the
-// keep-alive state, and beyond 64 KiB a field value throws std::length_error.
+// ("x,x,...,x,close"): Beast re-states such a list with ", " between tokens when it sets
+// the keep-alive state, and beyond 64 KiB a field value throws std::length_error.
 std::string request_with_connection_tokens(std::size_t tokens);
 
 // Waits until `port` answers "ping" with "<tag>:ping" (a TaggedEchoServer behind it) for

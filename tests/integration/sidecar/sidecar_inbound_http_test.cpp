@@ -70,28 +70,19 @@ TEST_F(SidecarInboundHttp, NamesTheVerifiedCallerAndDropsAForgedName) {
             20);
 }
 
-// A request that fails inside B's sidecar, not as an answer it gives (here Beast's
-// std::length_error: a Connection list "x,x,...,x", re-stated as "x, x, ..., x" when the
-// request is made keep-alive for the local service, outgrows the 64 KiB a field can
-// hold): its connection is closed at once and the failure is logged. It used to wait,
-// with no answer and nothing logged, for the connection's cut-off: serve() raced the
-// exchanges with it under `||`, which waits for a *success*, and the cut-off comes only
-// with a drain, after which the failure was dropped. (A's upstream is tcp: the request
-// reaches B's sidecar as sent.)
-TEST_F(SidecarInboundHttp, ARequestThatFailsInsideTheSidecarEndsItsConnectionAndIsLogged) {
+// A hostile Connection list ("x,x,...,x,close", within the header limit) from a peer is
+// served like any other request, its list not passed on: it used to be re-stated by
+// Beast's keep_alive() past the 64 KiB a field can hold when the request was made
+// keep-alive for the local service, which threw inside B's sidecar, and the connection
+// was held without an answer until a drain. (A's upstream is tcp: the request reaches B's
+// sidecar as sent.)
+TEST_F(SidecarInboundHttp, AHostileConnectionListIsServedAndNotPassedOn) {
   const auto answer = read_until_closed(a_upstream_, request_with_connection_tokens(22000), 10s);
   ASSERT_TRUE(answer.has_value())
-      << "the connection is still open, without an answer, 10 s after its request failed in "
-         "B's sidecar\n"
+      << "the connection is still open, without an answer, 10 s after its request\n"
       << b_sidecar_->log_tail();
-  EXPECT_TRUE(wait_until(
-      [&] {
-        return b_sidecar_->log_tail(1 << 20).find("sidecar.inbound.connection_failed") !=
-               std::string::npos;
-      },
-      5s))
-      << b_sidecar_->log_tail();
-  EXPECT_EQ(HttpConnection(a_upstream_).request("GET", "/after").first, 200)
+  EXPECT_TRUE(answer->starts_with("HTTP/1.1 200")) << answer->substr(0, 300);
+  EXPECT_EQ(b_sidecar_->log_tail(1 << 20).find("connection_failed"), std::string::npos)
       << b_sidecar_->log_tail();
 }
 
