@@ -345,12 +345,13 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
     co_return failed(ClientErrc::bad_response, "bad response: " + read_ec.message());
   }
   if (read_ec) {
-    if (!got_some && !reused && detail::is_tls_failure(read_ec)) {
+    if (!got_some && !reused && detail::is_handshake_refusal(read_ec)) {
       // A TLS 1.3 server checks our certificate after our side of the handshake is done:
       // its refusal arrives as an alert in place of the response. Only on a new
       // connection: on a reused one the server accepted us long ago and the request was
       // delivered, so a TLS failure there is a lost connection (the request may have been
-      // processed), never a request that did not leave (never_reached).
+      // processed), never a request that did not leave (never_reached). And only such an
+      // alert: a server that broke its TLS after reading the request may have run it.
       co_return failed(ClientErrc::tls_handshake, "the server ended the TLS session: " +
                                                       detail::describe_tls_failure(read_ec));
     }

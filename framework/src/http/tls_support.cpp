@@ -22,6 +22,29 @@ bool is_tls_failure(const boost::system::error_code& ec) {
   return ec.category() == asio::error::get_ssl_category();
 }
 
+bool is_handshake_refusal(const boost::system::error_code& ec) {
+  if (!is_tls_failure(ec)) {
+    return false;
+  }
+  switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
+    case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+    case SSL_R_TLSV1_ALERT_DECRYPT_ERROR:  // our CertificateVerify did not verify
+    case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+    case SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY:
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::string describe_tls_failure(const boost::system::error_code& ec) {
   if (is_tls_failure(ec)) {
     // Asio keeps OpenSSL's packed error code; its reason string alone is what tells

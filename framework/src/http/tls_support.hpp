@@ -22,4 +22,12 @@ std::string describe_tls_failure(const boost::system::error_code& ec);
 // the transport breaking.
 bool is_tls_failure(const boost::system::error_code& ec);
 
+// True for an alert by which the peer refused this side's certificate or the handshake
+// itself (bad_certificate, unknown_ca, certificate_required, access_denied, ...). A TLS 1.3
+// server sends it after the client's side of the handshake is done, so on a new
+// connection it comes in place of the first answer: the request was never read. Any
+// other TLS failure there (a record that does not decrypt or parse, an internal_error)
+// may come after the server read, even processed, the request.
+bool is_handshake_refusal(const boost::system::error_code& ec);
+
 }  // namespace coromesh::http::detail
