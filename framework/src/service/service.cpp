@@ -836,39 +836,91 @@ http::Response transport_error_response(const http::ClientError& error) {
                                    error.what());
 }
 
+namespace {
+
+// Whether a client's line has told of `cause` already: a refusal by its policies, which
+// its rejection hook logs (`qos.rejected`).
+bool told_by_its_client(const std::exception_ptr& cause) noexcept {
+  try {
+    std::rethrow_exception(cause);
+  } catch (const qos::QosRejected& refusal) {
+    return refusal.notified_by() != nullptr;
+  } catch (const DependencyRefused& refused) {
+    return refused.refusal().notified_by() != nullptr;
+  } catch (...) {
+    return false;
+  }
+}
+
+// The class of the failed call behind an answer (qos/fault.hpp): a refusal of the
+// handler's own call as the refusal it is, a call that got no answer as transport or
+// timeout, a callee's error by its status.
+qos::FaultClass fault_of(const std::exception_ptr& cause) noexcept {
+  try {
+    std::rethrow_exception(cause);
+  } catch (const DependencyRefused& refused) {
+    return qos::classify_fault(std::make_exception_ptr(refused.refusal())).kind;
+  } catch (...) {
+    return classify_service_fault(cause).kind;
+  }
+}
+
+// The one line for a 5xx answered for a failed call (service.hpp).
+void log_failed_answer(const http::RequestContext& context, unsigned status, std::string_view code,
+                       std::string_view reason, const std::exception_ptr& cause) {
+  if (!log::enabled(log::Level::warn)) {
+    return;
+  }
+  const std::string_view operation =
+      context.route != nullptr ? std::string_view(context.route->operation) : context.path;
+  std::string key(operation);
+  key.append(1, '\x1f').append(std::to_string(status)).append(1, '\x1f').append(code);
+  log::warn_limited("service.request_failed", key,
+                    {{"operation", operation},
+                     {"status", status},
+                     {"fault", qos::to_string(fault_of(cause))},
+                     {"error", code},
+                     {"reason", reason},
+                     {"trace_id", context.trace_id}});
+}
+
+}  // namespace
+
 http::Response dependency_error_response(const http::RequestContext& context,
                                          const std::exception_ptr& error, bool logged) {
   std::optional<http::Response> response;
+  std::string code;
   std::string why;
   try {
     std::rethrow_exception(error);
+  } catch (const http::HttpError& answer) {
+    // The handler's own answer, for which the server writes the response.
+    const auto status = static_cast<unsigned>(answer.status());
+    const std::exception_ptr& cause = answer.cause() ? answer.cause() : error;
+    if (status >= 500 && !logged && !told_by_its_client(cause)) {
+      log_failed_answer(context, status, answer.code(), answer.reason(), cause);
+    }
+    throw;
   } catch (const qos::QosRejected& refusal) {
     const DependencyRefused refused(refusal);
     response.emplace(dependency_refused_response(refused));
+    code = qos::to_string(refusal.reason());
     why = refused.what();
-    logged = logged || refusal.notified_by() != nullptr;  // its client's `qos.rejected` line
   } catch (const DependencyRefused& refused) {
     response.emplace(dependency_refused_response(refused));
+    code = qos::to_string(refused.refusal().reason());
     why = refused.what();
-    logged = logged || refused.refusal().notified_by() != nullptr;
   } catch (const RemoteError& remote) {
     response.emplace(upstream_error_response(remote));
+    code = remote.code();
     why = remote.what();
   } catch (const http::ClientError& unanswered) {
     response.emplace(transport_error_response(unanswered));
+    code = unanswered_call_status(unanswered).code;
     why = unanswered.what();
   }
-  if (!logged && log::enabled(log::Level::warn)) {
-    const std::string_view operation =
-        context.route != nullptr ? std::string_view(context.route->operation) : context.path;
-    const unsigned status = response->result_int();
-    std::string key(operation);
-    key.append(1, '\x1f').append(std::to_string(status));
-    log::warn_limited("service.dependency_failed", key,
-                      {{"operation", operation},
-                       {"status", status},
-                       {"error", why},
-                       {"trace_id", context.trace_id}});
+  if (!logged && !told_by_its_client(error)) {
+    log_failed_answer(context, response->result_int(), code, why, error);
   }
   return std::move(*response);
 }

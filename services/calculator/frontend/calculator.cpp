@@ -2,8 +2,6 @@
 
 #include <coromesh/http/client.hpp>
 #include <coromesh/http/error.hpp>
-#include <coromesh/log/logger.hpp>
-#include <coromesh/qos/fault.hpp>
 #include <coromesh/qos/reason.hpp>
 #include <coromesh/service/fault_classifier.hpp>
 #include <coromesh/service/remote_error.hpp>
@@ -20,53 +18,6 @@ using coromesh::http::Status;
 
 std::size_t slot(expression::Op op) {
   return static_cast<std::size_t>(op);
-}
-
-// An operator call's failure on its way out of compute(): the frontend's answer, and what
-// compute() logs of it.
-class OperatorFailed final : public HttpError {
- public:
-  OperatorFailed(Status status, std::string code, std::string reason, expression::Op op,
-                 coromesh::qos::FaultClass fault, bool logged)
-      : HttpError(status, std::move(code), std::move(reason)),
-        op_(op),
-        fault_(fault),
-        logged_(logged) {}
-
-  expression::Op op() const noexcept { return op_; }
-  coromesh::qos::FaultClass fault() const noexcept { return fault_; }
-  // Whether the operator's client has logged the failure already: its chain's qos::log,
-  // or, for its own refusal, its rejection hook's `qos.rejected` line.
-  bool logged() const noexcept { return logged_; }
-
- private:
-  expression::Op op_;
-  coromesh::qos::FaultClass fault_;
-  bool logged_;
-};
-
-// One line for each 5xx answer: an operator failed, was unreachable or timed out, and
-// the user got no result. Not for a 4xx (the user's own expression or numbers), nor for
-// what the operator's client has said already (OperatorFailed::logged): a refusal by its
-// policies (open circuit, spent deadline) is its `qos.rejected` line, and a client whose
-// chain has qos::log logs every failed call. Rate limited per operator, status and code:
-// an operator down under load fails every request alike.
-void log_gateway_error(const OperatorFailed& failed, std::string_view trace_id) {
-  const auto status = static_cast<unsigned>(failed.status());
-  if (status < 500 || failed.logged() || !coromesh::log::enabled(coromesh::log::Level::warn)) {
-    return;
-  }
-  const std::string_view op = expression::name(failed.op());
-  std::string key(op);
-  key.append(1, '\x1f').append(std::to_string(status)).append(1, '\x1f').append(failed.code());
-  coromesh::log::warn_limited("frontend.compute.failed", key,
-                              {{"operation", "compute"},
-                               {"operator", op},
-                               {"status", status},
-                               {"fault", coromesh::qos::to_string(failed.fault())},
-                               {"error", failed.code()},
-                               {"reason", failed.reason()},
-                               {"trace_id", trace_id}});
 }
 
 [[noreturn]] void throw_parse_error(const expression::ParseError& error) {
@@ -92,14 +43,12 @@ Status status_for_callee(unsigned callee_status) {
 }  // namespace
 
 template <class Op>
-Calculator::Operator Calculator::bind_client(coromesh::Service& service, const Op& op) {
+Calculator::OperatorCall Calculator::bind_client(coromesh::Service& service, const Op& op) {
   // The client is owned by the service, which outlives every call.
   auto& client = service.client(op);
-  return {[&client](api::Operands operands, coromesh::CallContext call) {
-            return client.execute(operands, call);
-          },
-          // Read at each failure: a live override may switch the client's log on or off.
-          [&client] { return client.qos().current().log_policy.has_value(); }};
+  return [&client](api::Operands operands, coromesh::CallContext call) {
+    return client.execute(operands, call);
+  };
 }
 
 Calculator::Calculator(coromesh::Service& service, expression::Limits limits) : limits_(limits) {
@@ -124,28 +73,21 @@ boost::asio::awaitable<api::ComputeResult> Calculator::compute(api::ComputeReque
   } catch (const expression::EvaluationError& error) {
     throw HttpError(Status::unprocessable_entity, std::string(expression::EvaluationError::code),
                     error.what());
-  } catch (const OperatorFailed& failed) {
-    // Here and not in call_operator: one computation may run several failing calls, and
-    // evaluate() lets the first one out. Once per answer.
-    log_gateway_error(failed, call.trace_id);
-    throw;
   }
 }
 
 boost::asio::awaitable<std::int64_t> Calculator::call_operator(expression::Op op, std::int64_t l,
                                                                std::int64_t r,
                                                                coromesh::CallContext call) const {
-  const Operator& callee = operators_[slot(op)];
-  // Inside a handler below: the failure as the frontend answers it, with its class.
-  const auto fail = [&](Status status, std::string code, const std::string& why,
-                        bool refusal_logged = false) {
-    return OperatorFailed(status, std::move(code),
-                          "operation " + describe(op, l, r) + " failed: " + why, op,
-                          coromesh::classify_service_fault(std::current_exception()).kind,
-                          refusal_logged || callee.logs_calls());
+  // Inside a handler below: the failure as the frontend answers it, naming the call. The
+  // call's failure stays its cause: the framework's line for a 5xx (service.hpp) takes
+  // the fault's class from it, and writes none for a refusal the client has logged.
+  const auto fail = [&](Status status, std::string code, const std::string& why) {
+    return HttpError(status, std::move(code), "operation " + describe(op, l, r) + " failed: " + why,
+                     std::current_exception());
   };
   try {
-    co_return co_await callee.call(api::Operands{l, r}, call);
+    co_return co_await operators_[slot(op)](api::Operands{l, r}, call);
   } catch (const coromesh::RemoteError& error) {
     throw fail(status_for_callee(error.status()), error.code(), error.reason());
   } catch (const coromesh::qos::QosRejected& rejected) {
@@ -153,8 +95,7 @@ boost::asio::awaitable<std::int64_t> Calculator::call_operator(expression::Op op
     // operator is unavailable to us, never the user's fault, so never a 4xx.
     const Status status =
         rejected.http_status() == 504 ? Status::gateway_timeout : Status::service_unavailable;
-    throw fail(status, std::string(coromesh::qos::to_string(rejected.reason())), rejected.what(),
-               rejected.notified_by() != nullptr);
+    throw fail(status, std::string(coromesh::qos::to_string(rejected.reason())), rejected.what());
   } catch (const coromesh::http::ClientError& error) {
     // As the framework answers a handler's own call that got no answer (service.hpp).
     const auto answer = coromesh::unanswered_call_status(error);

@@ -16,12 +16,9 @@
 //                               about its instances yet), 504 (timed out), with
 //                               the callee's error code and a reason naming the operation
 //                               and its operands: "operation div(7, 0) failed: ...",
-//                               and one warn line `frontend.compute.failed` with the
-//                               operator, status, fault class (qos/fault.hpp), code and
-//                               reason (rate limited per operator, status and code; none
-//                               for what that operator's client logs itself: a refusal by
-//                               its policies, its `qos.rejected` line; every failure, when
-//                               its chain has qos::log).
+//                               the call's failure kept as the HttpError's cause: the
+//                               framework logs the answer (service.request_failed, with
+//                               the failed call's fault class; service/service.hpp).
 //
 // Threads and lifetimes: built before service.run() from the service whose clients it
 // uses, and must outlive service.run(), where the last compute() ends (main.cpp declares
@@ -50,22 +47,18 @@ class Calculator {
                                                      coromesh::CallContext call) const;
 
  private:
+  // One operator's typed client.
   using OperatorCall =
       std::function<boost::asio::awaitable<std::int64_t>(api::Operands, coromesh::CallContext)>;
-  // One operator's typed client: its call, and whether its chain logs calls (qos::log).
-  struct Operator {
-    OperatorCall call;
-    std::function<bool()> logs_calls;
-  };
   template <class Op>
-  static Operator bind_client(coromesh::Service& service, const Op& op);
+  static OperatorCall bind_client(coromesh::Service& service, const Op& op);
 
   // One operator call, its failures turned into the frontend's HttpError.
   boost::asio::awaitable<std::int64_t> call_operator(expression::Op op, std::int64_t l,
                                                      std::int64_t r,
                                                      coromesh::CallContext call) const;
 
-  std::array<Operator, expression::kOpCount> operators_;  // indexed by expression::Op
+  std::array<OperatorCall, expression::kOpCount> operators_;  // indexed by expression::Op
   expression::Limits limits_;
 };
 

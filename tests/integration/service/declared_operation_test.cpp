@@ -467,9 +467,13 @@ TEST_F(DeclaredOperation, AnUpstreamsTroubleEscapingATypedRouteIsAnsweredAsServe
   coromesh::log::flush();
   const auto log = ::testing::internal::GetCapturedStderr();
   // One line per operation and status within the second (rate limited), each saying why.
-  for (const char* line : {"event=service.dependency_failed operation=plain_relay status=502",
-                           "event=service.dependency_failed operation=plain_relay status=503",
-                           "event=service.dependency_failed operation=plain_gate status=502"}) {
+  for (const char* line :
+       {"event=service.request_failed operation=plain_relay status=502 fault=caller_error "
+        "error=refused",
+        "event=service.request_failed operation=plain_relay status=503 fault=callee_failure "
+        "error=flaky",
+        "event=service.request_failed operation=plain_gate status=502 fault=transport "
+        "error=upstream_unavailable"}) {
     EXPECT_NE(log.find(line), std::string::npos) << line << " in\n" << log;
   }
   plain.request_shutdown();
@@ -487,12 +491,92 @@ TEST_F(DeclaredOperation, ADownCalleeIsABadGateway) {
   EXPECT_EQ(result.status, 502) << result.body;
   EXPECT_EQ(body_of(result).at("error").as_string(), "upstream_unavailable");
   // The relay's own log says so: before, the 502 was the only trace of it.
-  EXPECT_NE(log.find("level=warn event=service.dependency_failed operation=relay status=502 "
-                     "error=\"connect to 127.0.0.1:"),
+  EXPECT_NE(log.find("level=warn event=service.request_failed operation=relay status=502 "
+                     "fault=transport error=upstream_unavailable reason=\"connect to 127.0.0.1:"),
             std::string::npos)
       << log;
   echo_service = std::make_unique<coromesh::Service>(in_process("echo"));  // for TearDown
   echo_service->start();
+}
+
+// Its own operation, so that no other test's line shares its log budget.
+COROMESH_OPERATION(verdict, GET, "/api/v1/verdict", Probe, Seen, QOS(qos::bulkhead{8}));
+
+// Was: a handler that answered a 5xx by throwing its own HttpError (as the calculator's
+// frontend does, to name an operator call's operands) left no line in its service's log
+// (the server answers an HttpError silently), unlike the same failure escaping the
+// handler as it came (service.dependency_failed). Now either is one warn line, the same
+// one; a 4xx, the caller's own error, is none.
+TEST(DeclaredOperationFaults, AHandlersOwn5xxIsLoggedOnceAndIts4xxIsNot) {
+  std::uint16_t nobody = 0;
+  {
+    asio::io_context ioc;
+    asio::ip::tcp::acceptor closed(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+    nobody = closed.local_endpoint().port();
+  }  // closed: connections to it are refused
+  coromesh::Service teller(in_process("teller"));
+  // relay's client has no breaker: each call is tried, and fails alike.
+  auto& relay_client = teller.client(relay, {.host = "127.0.0.1", .port = nobody});
+  // value 1: a 503 of the handler's own; 2: a 404; 3: its call's failure, answered as
+  // the handler's own 502 naming the call (the failure kept as the answer's cause).
+  const auto judge = [&relay_client](Probe in) -> asio::awaitable<Seen> {
+    using coromesh::http::HttpError;
+    using coromesh::http::Status;
+    if (in.value == 1) {
+      throw HttpError(Status::service_unavailable, "verdict_pending", "no verdict yet");
+    }
+    if (in.value == 2) {
+      throw HttpError(Status::not_found, "no_such_case", "no case 2");
+    }
+    try {
+      co_return co_await relay_client.execute(in);
+    } catch (const coromesh::http::ClientError& e) {
+      throw HttpError(Status::bad_gateway, "relay_failed",
+                      std::string("relay(3) failed: ") + e.what(), std::current_exception());
+    }
+  };
+  teller.serve(verdict, judge);
+  teller.route<Probe>(coromesh::http::Verb::get, "/api/v1/plain-verdict", "plain_verdict", judge);
+  teller.start();
+  ::testing::internal::CaptureStderr();
+  for (const std::string path : {"/api/v1/verdict", "/api/v1/plain-verdict"}) {
+    auto get = [&](int value) {
+      return coromesh::testing::http_fetch("127.0.0.1", teller.port(),
+                                           path + "?value=" + std::to_string(value));
+    };
+    const auto pending = get(1);
+    EXPECT_EQ(pending.status, 503) << pending.body;
+    EXPECT_EQ(json::parse(pending.body).at("error").as_string(), "verdict_pending");
+    EXPECT_EQ(get(2).status, 404);
+    const auto failed = get(3);
+    EXPECT_EQ(failed.status, 502) << failed.body;
+    EXPECT_EQ(json::parse(failed.body).at("error").as_string(), "relay_failed");
+  }
+  coromesh::log::flush();
+  const auto log = ::testing::internal::GetCapturedStderr();
+  const auto count = [&log](const std::string& part) {
+    std::size_t n = 0;
+    for (auto at = log.find(part); at != std::string::npos; at = log.find(part, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  for (const std::string operation : {"verdict", "plain_verdict"}) {
+    SCOPED_TRACE(operation);
+    const std::string line = "level=warn event=service.request_failed operation=" + operation;
+    EXPECT_EQ(count(line + " status=503 fault=callee_failure error=verdict_pending "
+                           "reason=\"no verdict yet\" trace_id="),
+              1U)
+        << log;
+    EXPECT_EQ(count(line + " status=502 fault=transport error=relay_failed "
+                           "reason=\"relay(3) failed: connect to 127.0.0.1:"),
+              1U)
+        << log;
+    EXPECT_EQ(count(line + " "), 2U) << log;
+  }
+  EXPECT_EQ(count("no_such_case"), 0U) << "a 4xx was logged:\n" << log;
+  teller.request_shutdown();
+  teller.wait();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 // HttpError(Status::bad_request, "invalid_argument", "field 'l' is not an integer") and
 // the client sees 400 {"error":"invalid_argument","reason":"field 'l' is not an integer"}.
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -15,24 +16,34 @@ namespace coromesh::http {
 
 // The service's fault classifier (service/fault_classifier.hpp) reads its status: a
 // handler's 4xx is the caller's fault, not a failure of the service.
+//
+// `cause`: the failure this answer is for, when the handler turned a failure of its own
+// call into its own answer (say, to name the call in the reason). A served operation's
+// log line for a 5xx (service.request_failed, service/service.hpp) takes the fault's
+// class from it, and writes nothing when the call's client has logged it already (a
+// refusal by its policies, its `qos.rejected` line).
 class HttpError : public std::runtime_error {
  public:
-  HttpError(Status status, std::string code, std::string reason)
+  HttpError(Status status, std::string code, std::string reason, std::exception_ptr cause = nullptr)
       : std::runtime_error(reason),
         status_(status),
         code_(std::move(code)),
-        reason_(std::move(reason)) {}
+        reason_(std::move(reason)),
+        cause_(std::move(cause)) {}
 
   Status status() const noexcept { return status_; }
   const std::string& code() const noexcept { return code_; }
   // Whole: what() ends at the first NUL, which a reason quoting a decoded request value
   // may hold.
   std::string_view reason() const noexcept { return reason_; }
+  // Null for an answer of the handler's own making.
+  const std::exception_ptr& cause() const noexcept { return cause_; }
 
  private:
   Status status_;
   std::string code_;
   std::string reason_;
+  std::exception_ptr cause_;
 };
 
 // Builds `{"error": code, "reason": reason}` with the given status, JSON content type,

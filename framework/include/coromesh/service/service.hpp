@@ -85,12 +85,19 @@ class QosMetrics;
 namespace detail {
 // What a handler answers for an error of its own call that escaped it: a QosRejected or
 // DependencyRefused as dependency_refused_response, a RemoteError as
-// upstream_error_response, a http::ClientError as transport_error_response. Rethrows any
-// other exception. Unless `logged` (the served operation's chain has qos::log, which
-// wrote its line) or the failure is a refusal its client's rejection hook logged
-// (`qos.rejected`), the answer is logged at warn, rate limited per operation and status:
-// `service.dependency_failed operation=… status=502 error="…" trace_id=…`, else a
-// 502/503/504 would leave no trace in this service's log.
+// upstream_error_response, a http::ClientError as transport_error_response. An
+// http::HttpError, the handler's own answer, is rethrown for the server to answer, as is
+// any other exception.
+//
+// Every 5xx answered this way, the handler's own HttpError included, is one line at
+// warn, rate limited per operation, status and error code:
+// `service.request_failed operation=… status=502 fault=transport error=<code>
+// reason="…" trace_id=…`, else a 502/503/504 would leave no trace in this service's log.
+// `fault` is the class (qos/fault.hpp) of the failed call: the HttpError's cause() when
+// it has one (a handler that turned its call's failure into its own answer), else the
+// error itself. No line when `logged` (the served operation's chain has qos::log, which
+// wrote its own) or when the failure (or the HttpError's cause) is a refusal its client's
+// rejection hook has logged (`qos.rejected`). A 4xx is the caller's own error: no line.
 http::Response dependency_error_response(const http::RequestContext& context,
                                          const std::exception_ptr& error, bool logged = false);
 // The same as a http::HandlerErrorAnswer, for Service::route<Arg> (no chain of its own).
@@ -114,6 +121,8 @@ class Service {
   // (a typed client's) that escapes it is answered as serve() answers it: the callee's
   // error 502/503/504, a refusal by that call's QoS 503/504, no answer 502/503/504 (see
   // detail::dependency_error_response); it is upstream trouble, not this handler's bug.
+  // Those answers, and a 5xx HttpError the handler throws, are logged as serve() logs
+  // them (service.request_failed).
   template <class Arg, class F>
   Service& route(http::Verb method, std::string_view path, std::string operation, F f) {
     router().add(
@@ -350,6 +359,8 @@ Service& Service::serve(const Op& op, F fn) {
           dependency_failure = std::current_exception();
         } catch (const http::ClientError&) {
           dependency_failure = std::current_exception();
+        } catch (const http::HttpError&) {
+          dependency_failure = std::current_exception();  // logged, then rethrown
         }
         if (dependency_failure) {
           co_return detail::dependency_error_response(
