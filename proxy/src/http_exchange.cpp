@@ -1,6 +1,8 @@
 #include "http_exchange.hpp"
 
 #include <boost/beast/core/string.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "coromesh/http/error.hpp"
 
@@ -93,6 +95,26 @@ qos::Deadline forwarded_deadline(const http::Request& request, qos::Duration rou
     }
   }
   return deadline;
+}
+
+std::optional<qos::QosRejected> refusal_of_spent_deadline(const http::Request& request) {
+  const auto header = request.find(qos::kDeadlineHeader);
+  if (header == request.end()) {
+    return std::nullopt;
+  }
+  const auto parsed = qos::parse_deadline_header(header->value());
+  if (!parsed || !parsed.deadline.expired()) {
+    return std::nullopt;
+  }
+  return qos::QosRejected("deadline", qos::Reason::deadline_exceeded);
+}
+
+http::Response refusal_response(const qos::QosRejected& refusal, unsigned version) {
+  boost::json::object body{{"error", qos::to_string(refusal.reason())},
+                           {"reason", refusal.what()},
+                           {"policy", refusal.policy()}};
+  return http::make_json_response(static_cast<http::Status>(refusal.http_status()),
+                                  boost::json::serialize(body), version);
 }
 
 void rewrite_inbound_request(http::Request& request, const qos::Deadline& deadline,

@@ -42,6 +42,7 @@
 #include "coromesh/http/framing.hpp"
 #include "coromesh/http/message.hpp"
 #include "coromesh/qos/deadline.hpp"
+#include "coromesh/qos/reason.hpp"
 
 namespace coromesh::sidecar {
 
@@ -55,6 +56,17 @@ inline constexpr std::string_view kPeerHeader = "x-coromesh-peer";
 // caller's x-coromesh-deadline-ms when it sent a valid one (an invalid one is ignored,
 // as a service ignores it).
 qos::Deadline forwarded_deadline(const http::Request& request, qos::Duration route_timeout);
+
+// A refusal of a request whose caller's deadline (a valid x-coromesh-deadline-ms) was
+// spent when it came, "0" included: the caller has given up, so nothing is tried. The
+// same refusal a coromesh service makes of it (Service::serve: a QosRejected
+// deadline_exceeded, answered 504), so that the sidecar counts it as the framework
+// classifies it (qos::classify_fault: `rejected`, not the callee's `timeout`). Nothing for
+// any other request.
+std::optional<qos::QosRejected> refusal_of_spent_deadline(const http::Request& request);
+// The answer to such a refusal, as a service answers it: its status (504 for a spent
+// deadline), {"error": <reason>, "reason": ..., "policy": ...}.
+http::Response refusal_response(const qos::QosRejected& refusal, unsigned version);
 
 // The public listener's rewrite of a caller's request before it goes to the local
 // service: x-coromesh-deadline-ms, when the caller sent one, re-stated as what is left

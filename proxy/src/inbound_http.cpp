@@ -103,6 +103,12 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
                                                                std::size_t thread) {
   const auto received = std::chrono::steady_clock::now();
   const unsigned version = request.version();
+  if (const auto refusal = refusal_of_spent_deadline(request)) {
+    // The local service would refuse it too; the local client would end it unsent and
+    // call it a timeout, the local service's.
+    metrics_.count_refusal(*refusal);
+    co_return refusal_response(*refusal, version);
+  }
   const auto deadline = forwarded_deadline(
       request, std::chrono::duration_cast<qos::Duration>(
                    context_.settings.timeout_for(target_path(request.target()))));

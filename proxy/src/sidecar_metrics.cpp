@@ -2,6 +2,10 @@
 
 #include <prometheus/registry.h>
 
+#include <exception>
+
+#include "coromesh/log/logger.hpp"
+
 namespace coromesh::sidecar {
 
 namespace {
@@ -87,7 +91,26 @@ void SidecarMetrics::add_http_handles(ListenerMetrics& metrics) {
       .callee_failure =
           &request_failures_.Add({{"listener", listener}, {"fault", "callee_failure"}}),
       .caller_error = &request_failures_.Add({{"listener", listener}, {"fault", "caller_error"}}),
-      .cancelled = &request_failures_.Add({{"listener", listener}, {"fault", "cancelled"}})};
+      .cancelled = &request_failures_.Add({{"listener", listener}, {"fault", "cancelled"}}),
+      .rejected = &request_failures_.Add({{"listener", listener}, {"fault", "rejected"}})};
+}
+
+prometheus::Counter* FaultCounters::of(qos::FaultClass kind) const noexcept {
+  switch (kind) {
+    case qos::FaultClass::caller_error:
+      return caller_error;
+    case qos::FaultClass::callee_failure:
+      return callee_failure;
+    case qos::FaultClass::transport:
+      return transport;
+    case qos::FaultClass::timeout:
+      return timeout;
+    case qos::FaultClass::cancelled:
+      return cancelled;
+    case qos::FaultClass::rejected:
+      return rejected;
+  }
+  return callee_failure;
 }
 
 ListenerMetrics SidecarMetrics::inbound() {
@@ -138,6 +161,18 @@ std::function<void()> ListenerMetrics::refusal_counter() const {
     local->Increment();
     fault->Increment();
   };
+}
+
+void ListenerMetrics::count_refusal(const qos::QosRejected& refusal) const {
+  const auto kind = qos::classify_fault(std::make_exception_ptr(refusal)).kind;
+  requests_by_class[0]->Increment();
+  faults.of(kind)->Increment();
+  request_duration->Observe(0.0);
+  log::write_limited(log::Level::warn, "sidecar.request_rejected", listener,
+                     {{"listener", listener},
+                      {"fault", qos::to_string(kind)},
+                      {"policy", refusal.policy()},
+                      {"reason", qos::to_string(refusal.reason())}});
 }
 
 void SidecarMetrics::authorization_denied(std::string_view source) {

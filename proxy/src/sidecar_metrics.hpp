@@ -22,7 +22,9 @@
 //     timeout passed: 504), transport (nothing reached: 502/503), callee_failure (a 5xx
 //     answer, or a lost or malformed one), caller_error (a request the sidecar refused as
 //     it came: malformed, too large, a framing it cannot pass on; answered 400, 413,
-//     431 or 501 by the sidecar itself, counted as code="local" too)
+//     431 or 501 by the sidecar itself, counted as code="local" too), rejected (a
+//     request whose caller's deadline was spent when it came: refused, 504, as a
+//     coromesh service refuses it; not the callee's timeout)
 //   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds,
 //   coromesh_sidecar_tls_material_generation (read at scrape time, see SidecarGauges)
 //
@@ -43,6 +45,8 @@
 #include <string>
 
 #include "coromesh/metrics/registry.hpp"
+#include "coromesh/qos/fault.hpp"
+#include "coromesh/qos/reason.hpp"
 
 namespace coromesh::sidecar {
 
@@ -56,6 +60,11 @@ struct FaultCounters {
   prometheus::Counter* caller_error = nullptr;
   // In flight when the drain's grace ran out: this sidecar's shutdown, nobody's fault.
   prometheus::Counter* cancelled = nullptr;
+  // Refused before anything was tried (a deadline spent on arrival, http_exchange.hpp).
+  prometheus::Counter* rejected = nullptr;
+
+  // The counter of a fault the framework classified (qos/fault.hpp).
+  prometheus::Counter* of(qos::FaultClass kind) const noexcept;
 };
 
 struct ListenerMetrics {
@@ -75,6 +84,10 @@ struct ListenerMetrics {
   // http mode: counts one request the sidecar refused as it came (ExchangeControl::refused):
   // code="local", fault="caller_error".
   std::function<void()> refusal_counter() const;
+  // http mode: counts one request refused before anything was tried (a deadline spent on
+  // arrival, http_exchange.hpp), by the fault class the framework gives the refusal
+  // (qos::classify_fault): code="local", fault="rejected"; and logs it, rate limited.
+  void count_refusal(const qos::QosRejected& refusal) const;
 };
 
 class SidecarMetrics {

@@ -138,6 +138,10 @@ asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_
 asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
                                                           std::size_t thread) {
   const unsigned version = request.version();
+  if (const auto refusal = refusal_of_spent_deadline(request)) {
+    metrics_.count_refusal(*refusal);
+    co_return refusal_response(*refusal, version);
+  }
   const bool idempotent = is_idempotent(request.method());
   // The route's timeout (--route-timeout), else --http-timeout: the whole budget,
   // retries included.

@@ -154,6 +154,28 @@ TEST_F(SidecarHttpMode, ARouteTimeoutAnswers504AndNeverSendsAPostTwice) {
   EXPECT_EQ(connection.request("GET", "/fast").first, 200) << "other routes keep the default";
 }
 
+// A request whose caller's deadline was spent when it came (x-coromesh-deadline-ms: 0) is
+// refused, as a coromesh service refuses it: 504 deadline_exceeded, nothing sent, and
+// counted as the framework classifies it (qos/fault.hpp), fault="rejected". Was:
+// fault="timeout", as if the callee had been too slow.
+TEST_F(SidecarHttpMode, ADeadlineSpentOnArrivalIsARefusalNotATimeout) {
+  HttpConnection connection(a_upstream_);
+  const int before = b1_.requests() + b2_.requests();
+  const auto [status, body] = connection.request("GET", "/fast", {{"x-coromesh-deadline-ms", "0"}});
+  EXPECT_EQ(status, 504) << body;
+  EXPECT_NE(body.find("deadline_exceeded"), std::string::npos) << body;
+  EXPECT_EQ(b1_.requests() + b2_.requests() - before, 0) << "nothing sent";
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="b")", R"(fault="rejected")"}),
+            1)
+      << a_sidecar_->metrics();
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="b")", R"(fault="timeout")"}),
+            0)
+      << a_sidecar_->metrics();
+  EXPECT_EQ(connection.request("GET", "/fast").first, 200) << "the connection goes on";
+}
+
 // Requests that cannot be passed on safely are answered 400 (501 for a transfer coding
 // besides chunked) and the connection closed, and nothing reaches a backend: a
 // Transfer-Encoding not ending in chunked (its body would have been forwarded as a

@@ -109,6 +109,29 @@ TEST_F(SidecarInboundHttp, ARouteTimeoutAnswers504AndCountsATimeout) {
   EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_inbound_requests_total", {R"(code="local")"}), 1);
 }
 
+// A caller's deadline spent when its request came (x-coromesh-deadline-ms: 0) is refused
+// before the local service is called, as the framework refuses it (and counts it,
+// qos/fault.hpp): 504 deadline_exceeded, fault="rejected". Was: sent on, answered 504 by
+// the local client's spent deadline and counted fault="timeout", the local service's
+// slowness.
+TEST_F(SidecarInboundHttp, ADeadlineSpentOnArrivalIsARefusalNotATimeout) {
+  const int before = b_.requests();
+  HttpConnection connection(a_upstream_);
+  const auto [status, body] = connection.request("GET", "/fast", {{"x-coromesh-deadline-ms", "0"}});
+  EXPECT_EQ(status, 504) << body;
+  EXPECT_NE(body.find("deadline_exceeded"), std::string::npos) << body;
+  EXPECT_EQ(b_.requests() - before, 0) << "nothing sent to the local service";
+  EXPECT_EQ(b_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="inbound")", R"(fault="rejected")"}),
+            1)
+      << b_sidecar_->metrics();
+  EXPECT_EQ(b_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="inbound")", R"(fault="timeout")"}),
+            0)
+      << b_sidecar_->metrics();
+  EXPECT_EQ(connection.request("GET", "/fast").first, 200) << "the connection goes on";
+}
+
 // A drain closes the kept-alive connections that wait for their next request at once, as
 // the framework's own server does, instead of holding them open until the grace runs out
 // and then cutting them off (the caller's next request on such a connection, sent in the

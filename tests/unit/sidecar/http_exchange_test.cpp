@@ -15,11 +15,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "coromesh/qos/fault.hpp"
 
 namespace coromesh::sidecar {
 namespace {
@@ -268,6 +271,28 @@ TEST(SidecarHttpExchange, ADrainWhileAnAnswerIsWrittenClosesTheConnectionAfterIt
   EXPECT_EQ(answer.find("Connection: close"), std::string::npos)
       << "the drain came before the answer was marked: not the case this test is for";
   EXPECT_TRUE(exchanges.closed_by_server()) << "still open 5 s after its last answer";
+}
+
+// Only a valid x-coromesh-deadline-ms with nothing left is refused on arrival, and the
+// refusal is what the framework classifies as `rejected` (the sidecar's fault label).
+TEST(SidecarHttpExchange, OnlyADeadlineSpentOnArrivalIsRefused) {
+  auto with_deadline = [](std::string_view value) {
+    http::Request request{http::Verb::get, "/x", 11};
+    request.set(qos::kDeadlineHeader, value);
+    return request;
+  };
+  const auto spent = refusal_of_spent_deadline(with_deadline("0"));
+  ASSERT_TRUE(spent.has_value());
+  EXPECT_EQ(spent->reason(), qos::Reason::deadline_exceeded);
+  EXPECT_EQ(qos::classify_fault(std::make_exception_ptr(*spent)).kind, qos::FaultClass::rejected);
+  const auto answer = refusal_response(*spent, 11);
+  EXPECT_EQ(answer.result_int(), 504U);
+  EXPECT_NE(answer.body().find(R"("error":"deadline_exceeded")"), std::string::npos)
+      << answer.body();
+  EXPECT_FALSE(refusal_of_spent_deadline(with_deadline("5000")).has_value());
+  EXPECT_FALSE(refusal_of_spent_deadline(with_deadline("soon")).has_value())
+      << "an invalid header is ignored, as forwarded_deadline ignores it";
+  EXPECT_FALSE(refusal_of_spent_deadline(http::Request{http::Verb::get, "/x", 11}).has_value());
 }
 
 }  // namespace
