@@ -142,8 +142,11 @@ void Server::State::close_all(bool only_idle) {
       connection->closing = true;
       const bool interrupted =
           !only_idle || (!connection->busy && !has_pending_bytes(connection->socket));
-      if (interrupted && (connection->busy || connection->handshaking)) {
-        // Whatever this request or handshake now fails with is the drain's doing.
+      if (interrupted && (connection->busy || connection->handshaking ||
+                          (connection->authorizing && !only_idle))) {
+        // Whatever this request, handshake or authorization now fails with is the drain's
+        // doing. Not an authorization's at the drain's start: waking the socket does not
+        // touch it, and it goes on (only the terminal cancellation below ends it).
         connection->cut_off = true;
       }
       boost::system::error_code ignored;

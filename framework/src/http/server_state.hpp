@@ -54,7 +54,11 @@ struct Connection {
   // The drain interrupted it: mid-request when its grace ran out, or mid-handshake (a TLS
   // handshake is not waited for: stop_accepting already ends one that is not receiving).
   bool cut_off = false;
-  bool handshaking = false;   // its TLS handshake is in progress
+  bool handshaking = false;  // its TLS handshake is in progress
+  // Its peer's authorization (ServerTls::authorize_peer) is awaited: a wait on no socket,
+  // which only the drain's last step (the terminal cancellation) ends; that step then
+  // sets `cut_off`.
+  bool authorizing = false;
   bool timed_out = false;     // closed by the watchdog: the deadline passed
   bool tls = false;           // served over TLS: a drain closes it with close_notify
   std::string peer_identity;  // over TLS, what the peer check named the client

@@ -152,16 +152,22 @@ asio::awaitable<void> Server::State::serve_tls(detail::Connection& connection) {
   if (verdict.accepted() && tls->authorize_peer) {
     connection.expires_after(tls->handshake_timeout);
     std::optional<PeerVerdict> decided;
+    connection.authorizing = true;
     try {
       decided.emplace(co_await tls->authorize_peer(verdict.identity(), stream.native_handle()));
     } catch (const boost::system::system_error& e) {
-      if (e.code() == asio::error::operation_aborted) {
-        co_return;  // cancelled (shutdown): nobody's refusal
+      // Only the drain's own cancellation (`cut_off`, set as its last step cancels this
+      // wait) is nobody's refusal: a drain's start leaves the authorization alone, and an
+      // operation_aborted of another cause meanwhile (the authorizer's own request
+      // cancelled) is its failure like any other.
+      if (e.code() == asio::error::operation_aborted && connection.cut_off) {
+        co_return;
       }
       log::error("http.tls.authorization.exception", {{"error", e.what()}});
     } catch (const std::exception& e) {
       log::error("http.tls.authorization.exception", {{"error", e.what()}});
     }
+    connection.authorizing = false;
     if (connection.timed_out) {
       record_handshake(TlsHandshakeResult::timed_out, "authorization timed out", peer_address);
       co_return;
