@@ -160,7 +160,7 @@ class Service {
   OperationClient<Op>& client(const Op& op) {
     const std::string name(op.name);
     if (const config::Address* address = configured_upstream(name)) {
-      return client(op, http::Destination{address->host, address->port});
+      return client(op, http::Destination{address->host, address->port, nullptr});
     }
     if (op.service.empty()) {
       no_upstream(name);
