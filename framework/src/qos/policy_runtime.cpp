@@ -401,6 +401,12 @@ PolicySet apply_override(const PolicySet& base, std::string_view document) {
           (one(slot), ...);
         },
         set.slots());
+    if (!known && key == "fallback") {
+      // Declared, but as code (a value or a function of the result type): nothing a KV
+      // document could replace or switch off.
+      throw std::invalid_argument(
+          "fallback: cannot be overridden from Consul KV (it is code in the declaration)");
+    }
     if (!known) {
       throw std::invalid_argument("unknown policy kind " + config::quote_value(key));
     }

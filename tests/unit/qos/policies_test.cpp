@@ -169,6 +169,9 @@ TEST(Overrides, BadDocumentsAreRefusedWithTheFieldAtFault) {
   EXPECT_EQ(refusal(base, "{not json"), "not valid JSON: syntax error");
   EXPECT_EQ(refusal(base, "[1,2]"), "expected a JSON object with one member per policy kind");
   EXPECT_EQ(refusal(base, R"({"teleport": {}})"), "unknown policy kind 'teleport'");
+  // A declared kind, but code: the refusal says so rather than calling it unknown.
+  EXPECT_EQ(refusal(base, R"({"fallback": null})"),
+            "fallback: cannot be overridden from Consul KV (it is code in the declaration)");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": 0}})"),
             "rate_limit: token bucket: a rate of 0 permits admits nothing");
   EXPECT_EQ(refusal(base, R"({"rate_limit": {"permits": -5}})"),
