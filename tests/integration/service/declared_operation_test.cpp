@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "http_fetch.hpp"
 #include "in_process_service.hpp"
@@ -401,6 +402,67 @@ TEST(DeclaredOperationConfig, AClientFindsItsUpstreamInTheConfiguration) {
   caller.wait();
   echo_service.request_shutdown();
   echo_service.wait();
+}
+
+// A POST's argument is its JSON body, which may hold what no query string can: a list of
+// nested structs. serve() and the route compiled the query string's binding for every
+// argument, so such an operation did not compile ("query binding supports scalars,
+// strings and std::optional") though its declaration did.
+struct OrderLine {
+  std::string sku;
+  std::int64_t quantity = 0;
+};
+BOOST_DESCRIBE_STRUCT(OrderLine, (), (sku, quantity))
+struct Order {
+  std::vector<OrderLine> lines;
+  std::optional<std::vector<std::string>> notes;
+};
+BOOST_DESCRIBE_STRUCT(Order, (), (lines, notes))
+COROMESH_OPERATION(place_order, POST, "/api/v1/order", Order, std::int64_t, QOS(qos::timeout{5s}),
+                   CLIENT_QOS(qos::timeout{5s}));
+
+TEST(DeclaredOperationConfig, APostArgumentMayHoldAListOfStructs) {
+  coromesh::Service orders(in_process("orders"));
+  orders.serve(place_order, [](Order in) -> asio::awaitable<std::int64_t> {
+    std::int64_t total = 0;
+    for (const auto& line : in.lines) {
+      total += line.quantity;
+    }
+    co_return total;
+  });
+  // A hand-made route has no declaration to check: it is refused when it is made.
+  EXPECT_THROW(orders.route<Order>(coromesh::http::Verb::get, "/api/v1/order-by-query", "by_query",
+                                   [](Order) -> asio::awaitable<std::int64_t> { co_return 0; }),
+               std::invalid_argument);
+  orders.start();
+  coromesh::testing::FetchOptions post{.method = "POST"};
+  post.body = R"({"lines": [{"sku": "apple", "quantity": 2}, {"sku": "pear", "quantity": 5}]})";
+  auto answer = coromesh::testing::http_fetch("127.0.0.1", orders.port(), "/api/v1/order", post);
+  EXPECT_EQ(answer.status, 200);
+  EXPECT_EQ(answer.body, "7");
+  post.body = R"({"lines": [{"sku": "apple", "quantity": "2"}]})";
+  answer = coromesh::testing::http_fetch("127.0.0.1", orders.port(), "/api/v1/order", post);
+  EXPECT_EQ(answer.status, 400);
+  EXPECT_EQ(
+      answer.body,
+      R"({"error":"invalid_field","reason":"JSON body field 'lines[0].quantity': expected an integer"})");
+
+  coromesh::Service caller(in_process("caller"));
+  auto& client = caller.client(place_order, {"127.0.0.1", orders.port()});
+  caller.start();
+  std::promise<std::int64_t> total;
+  asio::co_spawn(
+      caller.pool().executor(0),
+      [&]() -> asio::awaitable<void> {
+        Order order{.lines = {{"fig", 3}, {"kiwi", 4}}, .notes = std::nullopt};
+        total.set_value(co_await client.execute(order));
+      },
+      asio::detached);
+  EXPECT_EQ(total.get_future().get(), 7);
+  caller.request_shutdown();
+  caller.wait();
+  orders.request_shutdown();
+  orders.wait();
 }
 
 // A typo in --upstreams ("ecko" for "echo") used to change nothing and say nothing: the

@@ -20,6 +20,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <concepts>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 
@@ -45,10 +46,25 @@ Response to_response(Result&& result) {
   }
 }
 
+// The argument from the query string (GET, HEAD, DELETE) or else the JSON body. The query
+// binding is compiled only for an Arg it supports: a POST's argument may hold lists and
+// nested structs that no query string carries. COROMESH_OPERATION checks at compile time
+// that a GET, HEAD or DELETE argument binds from the query, and typed_handler refuses
+// such a route when it is made, so the logic_error cannot be reached.
+constexpr bool binds_from_query(Verb method) noexcept {
+  return method == Verb::get || method == Verb::head || method == Verb::delete_;
+}
+
 template <class Arg>
 Arg bind_request(Verb method, const RequestContext& context) {
-  if (method == Verb::get || method == Verb::head || method == Verb::delete_) {
-    return bind_query<Arg>(context.query);
+  if (binds_from_query(method)) {
+    if constexpr (QueryBindable<Arg>) {
+      return bind_query<Arg>(context.query);
+    } else {
+      throw std::logic_error(
+          "the argument of a GET, HEAD or DELETE route binds from the query "
+          "string: only numbers, bool, strings and optionals of those");
+    }
   }
   return bind_json<Arg>(context.request.body());
 }
@@ -63,6 +79,13 @@ using HandlerErrorAnswer = Response (*)(const RequestContext& context,
 // caller's 400 as always).
 template <class Arg, class F>
 Handler typed_handler(Verb method, F f, HandlerErrorAnswer on_error = nullptr) {
+  if constexpr (!QueryBindable<Arg>) {
+    if (binds_from_query(method)) {
+      throw std::invalid_argument(
+          "typed_handler: a GET, HEAD or DELETE route binds its argument from the query "
+          "string, which carries only numbers, bool, strings and optionals of those");
+    }
+  }
   return [method, f = std::move(f),
           on_error](RequestContext& context) -> boost::asio::awaitable<Response> {
     Arg arg = bind_request<Arg>(method, context);
