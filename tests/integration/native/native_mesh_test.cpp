@@ -512,7 +512,22 @@ void expect_rotation_keeps_upstream_traffic(const ConsulAgent& consul, Service& 
                proxy_generation() != proxy_before;
       },
       90s, 200ms);
-  EXPECT_TRUE(rotated) << "both ends took a leaf of the new root";
+  // Which end did not, and whether its agent had a new leaf for it (Consul re-signs
+  // leaves after a rotation, spread over a jitter window).
+  const auto callee_leaf = consul.api("GET", "/v1/agent/connect/ca/leaf/whoami");
+  std::string agent_leaf = std::to_string(callee_leaf.status);
+  if (callee_leaf.status == 200) {
+    const auto leaf = json::parse(callee_leaf.body).as_object();
+    for (const auto* field : {"SerialNumber", "ValidAfter", "ValidBefore"}) {
+      agent_leaf += std::string(" ") + field + "=" + json::serialize(leaf.at(field));
+    }
+  }
+  EXPECT_TRUE(rotated) << "both ends took a leaf of the new root: callee's leaf expiry "
+                       << callee_expiry_before << " -> "
+                       << metric_sum(callee.metrics().render(),
+                                     "coromesh_connect_native_leaf_expiry_timestamp_seconds", {})
+                       << ", the proxy's " << proxy_before << " -> " << proxy_generation()
+                       << "; the agent's leaf for whoami: " << agent_leaf;
   EXPECT_EQ(failures, 0) << "of " << calls << " requests; last: " << last;
 }
 
