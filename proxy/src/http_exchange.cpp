@@ -18,14 +18,8 @@ void remove_hop_by_hop(boost::beast::http::fields& fields) {
     std::string_view rest = list;
     while (!rest.empty()) {
       const auto comma = rest.find(',');
-      std::string_view token = rest.substr(0, comma);
+      const std::string_view token = http::framing::trim_ows(rest.substr(0, comma));
       rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
-        token.remove_prefix(1);
-      }
-      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
-        token.remove_suffix(1);
-      }
       if (!token.empty()) {
         fields.erase(token);
       }
@@ -87,25 +81,18 @@ std::optional<http::Response> refusal_of(const boost::beast::error_code& read_er
   return std::nullopt;
 }
 
-qos::Deadline forwarded_deadline(const http::Request& request, qos::Duration route_timeout) {
-  auto deadline = qos::Deadline::after(route_timeout);
+ForwardedDeadline forwarded_deadline(const http::Request& request, qos::Duration route_timeout) {
+  ForwardedDeadline forwarded{.deadline = qos::Deadline::after(route_timeout)};
   if (const auto header = request.find(qos::kDeadlineHeader); header != request.end()) {
     if (const auto parsed = qos::parse_deadline_header(header->value())) {
-      deadline = deadline.min(parsed.deadline);
+      forwarded.deadline = forwarded.deadline.min(parsed.deadline);
+      forwarded.spent_on_arrival = parsed.deadline.expired();
     }
   }
-  return deadline;
+  return forwarded;
 }
 
-std::optional<qos::QosRejected> refusal_of_spent_deadline(const http::Request& request) {
-  const auto header = request.find(qos::kDeadlineHeader);
-  if (header == request.end()) {
-    return std::nullopt;
-  }
-  const auto parsed = qos::parse_deadline_header(header->value());
-  if (!parsed || !parsed.deadline.expired()) {
-    return std::nullopt;
-  }
+qos::QosRejected spent_deadline_refusal() {
   return qos::QosRejected("deadline", qos::Reason::deadline_exceeded);
 }
 

@@ -54,16 +54,20 @@ inline constexpr std::string_view kPeerHeader = "x-coromesh-peer";
 
 // The deadline of a request passed on: `route_timeout` from now, shortened by the
 // caller's x-coromesh-deadline-ms when it sent a valid one (an invalid one is ignored,
-// as a service ignores it).
-qos::Deadline forwarded_deadline(const http::Request& request, qos::Duration route_timeout);
+// as a service ignores it); one parse of the header per request.
+struct ForwardedDeadline {
+  qos::Deadline deadline;
+  // The caller's deadline was spent when the request came ("0" included): the caller has
+  // given up, so nothing is tried; it is refused (spent_deadline_refusal).
+  bool spent_on_arrival = false;
+};
+ForwardedDeadline forwarded_deadline(const http::Request& request, qos::Duration route_timeout);
 
-// A refusal of a request whose caller's deadline (a valid x-coromesh-deadline-ms) was
-// spent when it came, "0" included: the caller has given up, so nothing is tried. The
-// same refusal a coromesh service makes of it (Service::serve: a QosRejected
-// deadline_exceeded, answered 504), so that the sidecar counts it as the framework
-// classifies it (qos::classify_fault: `rejected`, not the callee's `timeout`). Nothing for
-// any other request.
-std::optional<qos::QosRejected> refusal_of_spent_deadline(const http::Request& request);
+// The refusal of a request whose deadline was spent on arrival: the one a coromesh
+// service makes of it (Service::serve: a QosRejected deadline_exceeded, answered 504), so
+// that the sidecar counts it as the framework classifies it (qos::classify_fault:
+// `rejected`, not the callee's `timeout`).
+qos::QosRejected spent_deadline_refusal();
 // The answer to such a refusal, as a service answers it: its status (504 for a spent
 // deadline), {"error": <reason>, "reason": ..., "policy": ...}.
 http::Response refusal_response(const qos::QosRejected& refusal, unsigned version);

@@ -138,16 +138,17 @@ asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_
 asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
                                                           std::size_t thread) {
   const unsigned version = request.version();
-  if (const auto refusal = refusal_of_spent_deadline(request)) {
-    metrics_.count_refusal(*refusal);
-    co_return refusal_response(*refusal, version);
-  }
-  const bool idempotent = is_idempotent(request.method());
   // The route's timeout (--route-timeout), else --http-timeout: the whole budget,
   // retries included.
-  const auto deadline = forwarded_deadline(
+  const auto [deadline, spent_on_arrival] = forwarded_deadline(
       request, std::chrono::duration_cast<qos::Duration>(
                    context_.settings.timeout_for(target_path(request.target()))));
+  if (spent_on_arrival) {
+    const auto refusal = spent_deadline_refusal();
+    metrics_.count_refusal(refusal);
+    co_return refusal_response(refusal, version);
+  }
+  const bool idempotent = is_idempotent(request.method());
   request.keep_alive(true);  // upstream connections are pooled, whatever the client does
   const auto snapshot = co_await endpoints(deadline.when());
   // Our own leaf first: without it every attempt would fail, and each failure be held

@@ -85,7 +85,7 @@ void check_forwarded(const http::Request& received, const std::string& wire) {
 
 asio::awaitable<http::Response> forward(http::Request request) {
   const http::Request received = request;
-  const auto deadline = sidecar::forwarded_deadline(request, kRouteTimeout);
+  const auto deadline = sidecar::forwarded_deadline(request, kRouteTimeout).deadline;
   sidecar::rewrite_inbound_request(request, deadline, kCaller);
   check_forwarded(received, as_the_client_writes(std::move(request)));
   http::Response response{http::Status::ok, received.version()};

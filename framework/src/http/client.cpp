@@ -399,13 +399,7 @@ void lower_deadline_header(Request& request, std::string_view name, Client::Cloc
   if (field == request.end()) {
     return;
   }
-  std::string_view value = field->value();
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
-    value.remove_prefix(1);
-  }
-  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
-    value.remove_suffix(1);
-  }
+  const std::string_view value = framing::trim_ows(field->value());
   long long left = 0;
   const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), left);
   if (error != std::errc() || end != value.data() + value.size() || left < 0) {

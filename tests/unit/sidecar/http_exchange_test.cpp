@@ -281,18 +281,20 @@ TEST(SidecarHttpExchange, OnlyADeadlineSpentOnArrivalIsRefused) {
     request.set(qos::kDeadlineHeader, value);
     return request;
   };
-  const auto spent = refusal_of_spent_deadline(with_deadline("0"));
-  ASSERT_TRUE(spent.has_value());
-  EXPECT_EQ(spent->reason(), qos::Reason::deadline_exceeded);
-  EXPECT_EQ(qos::classify_fault(std::make_exception_ptr(*spent)).kind, qos::FaultClass::rejected);
-  const auto answer = refusal_response(*spent, 11);
+  constexpr qos::Duration route_timeout = std::chrono::seconds(30);
+  EXPECT_TRUE(forwarded_deadline(with_deadline("0"), route_timeout).spent_on_arrival);
+  const auto spent = spent_deadline_refusal();
+  EXPECT_EQ(spent.reason(), qos::Reason::deadline_exceeded);
+  EXPECT_EQ(qos::classify_fault(std::make_exception_ptr(spent)).kind, qos::FaultClass::rejected);
+  const auto answer = refusal_response(spent, 11);
   EXPECT_EQ(answer.result_int(), 504U);
   EXPECT_NE(answer.body().find(R"("error":"deadline_exceeded")"), std::string::npos)
       << answer.body();
-  EXPECT_FALSE(refusal_of_spent_deadline(with_deadline("5000")).has_value());
-  EXPECT_FALSE(refusal_of_spent_deadline(with_deadline("soon")).has_value())
-      << "an invalid header is ignored, as forwarded_deadline ignores it";
-  EXPECT_FALSE(refusal_of_spent_deadline(http::Request{http::Verb::get, "/x", 11}).has_value());
+  EXPECT_FALSE(forwarded_deadline(with_deadline("5000"), route_timeout).spent_on_arrival);
+  EXPECT_FALSE(forwarded_deadline(with_deadline("soon"), route_timeout).spent_on_arrival)
+      << "an invalid header is ignored";
+  EXPECT_FALSE(
+      forwarded_deadline(http::Request{http::Verb::get, "/x", 11}, route_timeout).spent_on_arrival);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cstddef>
+#include <string_view>
 
 #include "coromesh/http/message.hpp"
 
@@ -34,6 +35,18 @@ inline bool has_unframed_transfer_encoding(const RequestParser& parser) {
   return header.find(Field::transfer_encoding) != header.end() && !parser.chunked();
 }
 
+// `value` without the optional whitespace (spaces, tabs) around it: RFC 9110 §5.6.3's
+// OWS, around a field value or a list element.
+inline std::string_view trim_ows(std::string_view value) noexcept {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+    value.remove_prefix(1);
+  }
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+    value.remove_suffix(1);
+  }
+  return value;
+}
+
 // Whether a request whose Transfer-Encoding ends in `chunked` (checked first, above) has
 // any coding besides a lone `chunked`: "gzip, chunked", a coding with parameters, several
 // fields. Its body is still in that coding once de-chunked: a coding not implemented here,
@@ -44,13 +57,7 @@ inline bool has_coding_besides_chunked(const RequestParser& parser) {
   int fields = 0;
   bool only_chunked = true;
   for (auto [it, end] = header.equal_range(Field::transfer_encoding); it != end; ++it) {
-    auto value = it->value();
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
-      value.remove_prefix(1);
-    }
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
-      value.remove_suffix(1);
-    }
+    const auto value = trim_ows(it->value());
     only_chunked = only_chunked && beast::iequals(value, "chunked");
     ++fields;
   }
