@@ -89,6 +89,21 @@ std::optional<ReadFailure> classify_read_error(const beast::error_code& ec,
   return std::nullopt;
 }
 
+// The route a request was for when its header arrived whole but the request was still
+// refused (its body too large or badly framed, or late): counted under that operation
+// rather than "unmatched", so that an operator sees which operation is sent oversized
+// bodies. Null when the header itself was refused (431, malformed), or names no route.
+// (A Content-Length over the limit is refused as the header ends, before the parser calls
+// it done; the request line was parsed by then.)
+const Route* route_named_by_header(const Router& router, const RequestParser& parser,
+                                   const beast::error_code& read_error) {
+  if (!parser.is_header_done() && read_error != beast::http::error::body_limit) {
+    return nullptr;
+  }
+  const auto target = std::string_view(parser.get().target());
+  return router.match(parser.get().method(), target.substr(0, target.find('?'))).route;
+}
+
 // A handler's bug as the client sees it: no internals, the log says more.
 Response handler_failed_response(unsigned version) {
   return make_error_response(Status::internal_server_error, "internal",
@@ -324,8 +339,9 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
           log::info("http.request.rejected", {{"code", "request_timeout"},
                                               {"reason", "the request did not arrive in time"}});
           if (observer) {
-            observer->request_started(nullptr);
-            observer->request_finished(nullptr, static_cast<unsigned>(Status::request_timeout),
+            route = route_named_by_header(router, parser, read_error);
+            observer->request_started(route);
+            observer->request_finished(route, static_cast<unsigned>(Status::request_timeout),
                                        Clock::now() - started);
           }
         }
@@ -344,7 +360,8 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
       log::info("http.request.rejected", {{"code", failure->code}, {"reason", failure->reason}});
       response = make_error_response(failure->status, failure->code, failure->reason, 11, false);
       if (observer) {
-        observer->request_started(nullptr);
+        route = route_named_by_header(router, parser, read_error);
+        observer->request_started(route);
       }
     } else {
       // Read in place: the parser outlives the handler, and moving the message out

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "coromesh/http/binding.hpp"
+#include "recording_observer.hpp"
 #include "server_fixture.hpp"
 
 namespace coromesh::http::testing {
@@ -57,6 +58,40 @@ TEST(HttpServerLimits, OversizedBodyIs413) {
       std::string(200, 'y') + "\r\n0\r\n\r\n");
   EXPECT_NE(chunked.find("HTTP/1.1 413"), std::string::npos) << chunked.substr(0, 200);
   EXPECT_EQ(fx.send("POST", "/echo", "small").body, "small");
+}
+
+// A request refused for its body (too large, badly framed, late) named its operation in a
+// header that arrived whole: it is counted under that operation, so that an operator sees
+// which one is sent oversized bodies. One whose header was refused stays "unmatched".
+TEST(HttpServerLimits, ARequestRefusedForItsBodyIsCountedUnderItsOperation) {
+  ServerLimits limits;
+  limits.max_header_bytes = 1024;
+  limits.max_body_bytes = 100;
+  limits.body_timeout = 300ms;
+  RecordingObserver observer;
+  {
+    ServerFixture fx(limits, 1, &observer);
+    EXPECT_EQ(fx.send("POST", "/echo", std::string(1000, 'x')).status, 413);
+    auto chunked = fx.raw(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "c8\r\n" +
+        std::string(200, 'y') + "\r\n0\r\n\r\n");
+    EXPECT_TRUE(chunked.starts_with("HTTP/1.1 413 ")) << chunked.substr(0, 200);
+    auto badly_framed =
+        fx.raw("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc");
+    EXPECT_TRUE(badly_framed.starts_with("HTTP/1.1 400 ")) << badly_framed.substr(0, 200);
+    auto late = fx.raw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", 5s);
+    EXPECT_TRUE(late.starts_with("HTTP/1.1 408 ")) << late.substr(0, 200);
+    // The header itself refused, or naming no route: nothing to count it under.
+    auto big_header =
+        fx.raw("POST /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n");
+    EXPECT_TRUE(big_header.starts_with("HTTP/1.1 431 ")) << big_header.substr(0, 200);
+    EXPECT_EQ(fx.send("POST", "/nowhere", std::string(1000, 'x')).status, 413);
+    EXPECT_EQ(fx.send("POST", "/echo", "small").body, "small");
+  }
+  EXPECT_EQ(observer.statuses(), (std::vector<unsigned>{413, 413, 400, 408, 431, 413, 200}));
+  EXPECT_EQ(observer.operations(), (std::vector<std::string>{"echo", "echo", "echo", "echo",
+                                                             "unmatched", "unmatched", "echo"}));
 }
 
 TEST(HttpServerLimits, MalformedRequestsAre400) {

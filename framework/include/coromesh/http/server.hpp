@@ -62,8 +62,10 @@ struct ServerLimits {
 inline constexpr unsigned kClientClosedRequest = 499;
 
 // Told about every request that reached routing; `route` is null for 404/405 and for
-// requests rejected before routing (those are reported with operation "unmatched"),
+// requests whose header was refused (those are reported with operation "unmatched"),
 // a connection refused over max_connections included (503, though no request was read).
+// A request refused for its body (413, bad chunked framing, 408 while the body arrived)
+// after a header that named a route is reported with that route.
 // `status` is what the exchange came to: the answer's status when it was delivered,
 // kClientClosedRequest when the client was gone, 503 when a drain cut the request off,
 // 408 when the request began but did not arrive within the header or body timeout
