@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <utility>
 
 #include "coromesh/http/router.hpp"
 #include "json_body_parser.hpp"
@@ -160,7 +161,7 @@ void append_query_param(std::string& out, std::string_view name, const boost::js
   if (value.is_string()) {
     encode(std::string_view(value.get_string()));
   } else {
-    encode(boost::json::serialize(value));
+    encode(serialize_json(value));
   }
 }
 
@@ -277,9 +278,94 @@ boost::json::value parse_json_body(std::string_view body) {
 }  // namespace coromesh::http::binding_detail
 
 namespace coromesh::http {
+namespace {
+
+bool holds_double(const boost::json::value& value) {
+  switch (value.kind()) {
+    case boost::json::kind::double_:
+      return true;
+    case boost::json::kind::array:
+      for (const auto& item : value.get_array()) {
+        if (holds_double(item)) {
+          return true;
+        }
+      }
+      return false;
+    case boost::json::kind::object:
+      for (const auto& member : value.get_object()) {
+        if (holds_double(member.value())) {
+          return true;
+        }
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
+// Boost.JSON writes every double in scientific notation (2.5 as 2.5E0, 100.0 as 1E2):
+// valid JSON, but not what a reader of an answer expects. A finite double is written
+// here as its shortest round-trip form (std::to_chars: 2.5, 0.1, 1e+300), with ".0"
+// when that reads as an integer, so that it stays a double to whoever parses it.
+void append_double(double number, std::string& out) {
+  if (!std::isfinite(number)) {
+    out += boost::json::serialize(boost::json::value(number));  // Boost's spelling
+    return;
+  }
+  char digits[32];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, number);
+  const std::string_view written(digits, static_cast<std::size_t>(end - digits));
+  out += written;
+  if (written.find_first_of(".e") == std::string_view::npos) {
+    out += ".0";
+  }
+}
+
+void append_json(const boost::json::value& value, std::string& out) {
+  switch (value.kind()) {
+    case boost::json::kind::double_:
+      append_double(value.get_double(), out);
+      return;
+    case boost::json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& item : value.get_array()) {
+        if (!std::exchange(first, false)) {
+          out += ',';
+        }
+        append_json(item, out);
+      }
+      out += ']';
+      return;
+    }
+    case boost::json::kind::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& member : value.get_object()) {
+        if (!std::exchange(first, false)) {
+          out += ',';
+        }
+        out += boost::json::serialize(member.key());  // quoted and escaped
+        out += ':';
+        append_json(member.value(), out);
+      }
+      out += '}';
+      return;
+    }
+    default:
+      out += boost::json::serialize(value);
+  }
+}
+
+}  // namespace
 
 std::string serialize_json(const boost::json::value& value) {
-  return boost::json::serialize(value);
+  if (!holds_double(value)) {
+    return boost::json::serialize(value);  // the common case, one pass
+  }
+  std::string out;
+  append_json(value, out);
+  return out;
 }
 
 }  // namespace coromesh::http

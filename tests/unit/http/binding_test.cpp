@@ -228,6 +228,29 @@ TEST(ToJson, SerializesDescribedStructs) {
   EXPECT_EQ(to_json(order), R"({"id":"o1","lines":[{"l":1,"r":2}]})");
 }
 
+struct Prices {
+  double unit = 0;
+  std::vector<double> history;
+};
+BOOST_DESCRIBE_STRUCT(Prices, (), (unit, history))
+
+// Boost.JSON alone writes 2.5 as 2.5E0 and 100.0 as 1E2: valid, but not what anyone
+// reading an answer expects. Each double is its shortest round-trip form, and stays a
+// double (100.0, not 100) for whoever parses it.
+TEST(ToJson, WritesDoublesAsPeopleDo) {
+  Prices prices{2.5, {100.0, 0.1, -0.0, 1e300, 1.5e-7, 123456789.125}};
+  const auto text = to_json(prices);
+  EXPECT_EQ(text, R"({"unit":2.5,"history":[100.0,0.1,-0.0,1e+300,1.5e-07,123456789.125]})");
+  const auto parsed = boost::json::parse(text);
+  EXPECT_TRUE(parsed.at("history").at(0).is_double());
+  const auto back = bind_json<Prices>(text);
+  EXPECT_EQ(back.unit, prices.unit);
+  EXPECT_EQ(back.history, prices.history);
+  // Strings beside them are still escaped as JSON needs.
+  boost::json::value mixed = {{"q\"uote", 0.5}, {"n", nullptr}, {"s", "a\nb"}};
+  EXPECT_EQ(serialize_json(mixed), R"({"q\"uote":0.5,"n":null,"s":"a\nb"})");
+}
+
 }  // namespace coromesh::http::testing_binding
 
 namespace coromesh::http {
@@ -249,6 +272,13 @@ TEST(ToQuery, RoundTripsThroughBindQueryWithEscapesAndOptionals) {
   EXPECT_EQ(out.ratio, in.ratio);
   in.limit.reset();
   EXPECT_EQ(to_query(in).find("limit="), std::string::npos) << "an empty optional is left out";
+}
+
+TEST(ToQuery, ADoubleIsWrittenAsPeopleWriteIt) {
+  Options in{};
+  in.ratio = 0.25;
+  EXPECT_NE(to_query(in).find("ratio=0.25"), std::string::npos) << to_query(in);
+  EXPECT_EQ(bind_query<Options>(to_query(in)).ratio, 0.25);
 }
 
 TEST(ToQuery, OperandsAreTheSeedsQuery) {

@@ -352,6 +352,8 @@ boost::json::value to_json_value(const T& value) {
   }
 }
 
+// `value` as JSON text. Doubles are written in their shortest round-trip form (2.5, 100.0,
+// 1e+300), not Boost.JSON's scientific notation (2.5E0, 1E2).
 std::string serialize_json(const boost::json::value& value);
 
 template <class T>
