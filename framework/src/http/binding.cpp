@@ -275,6 +275,17 @@ boost::json::value parse_json_body(std::string_view body) {
   return std::move(parsed.value);
 }
 
+double float_as_written(float value) noexcept {
+  double wide = static_cast<double>(value);
+  if (!std::isfinite(value)) {
+    return wide;
+  }
+  char digits[32];
+  const auto written = std::to_chars(digits, digits + sizeof digits, value);
+  std::from_chars(digits, written.ptr, wide);  // the shortest float spelling, as a double
+  return wide;
+}
+
 }  // namespace coromesh::http::binding_detail
 
 namespace coromesh::http {

@@ -231,21 +231,24 @@ TEST(ToJson, SerializesDescribedStructs) {
 struct Prices {
   double unit = 0;
   std::vector<double> history;
+  float discount = 0;
 };
-BOOST_DESCRIBE_STRUCT(Prices, (), (unit, history))
+BOOST_DESCRIBE_STRUCT(Prices, (), (unit, history, discount))
 
 // Boost.JSON alone writes 2.5 as 2.5E0 and 100.0 as 1E2: valid, but not what anyone
 // reading an answer expects. Each double is its shortest round-trip form, and stays a
 // double (100.0, not 100) for whoever parses it.
 TEST(ToJson, WritesDoublesAsPeopleDo) {
-  Prices prices{2.5, {100.0, 0.1, -0.0, 1e300, 1.5e-7, 123456789.125}};
+  Prices prices{2.5, {100.0, 0.1, -0.0, 1e300, 1.5e-7, 123456789.125}, 0.1F};
   const auto text = to_json(prices);
-  EXPECT_EQ(text, R"({"unit":2.5,"history":[100.0,0.1,-0.0,1e+300,1.5e-07,123456789.125]})");
+  EXPECT_EQ(text, R"({"unit":2.5,"history":[100.0,0.1,-0.0,1e+300,1.5e-07,123456789.125],)"
+                  R"("discount":0.1})");
   const auto parsed = boost::json::parse(text);
   EXPECT_TRUE(parsed.at("history").at(0).is_double());
   const auto back = bind_json<Prices>(text);
   EXPECT_EQ(back.unit, prices.unit);
   EXPECT_EQ(back.history, prices.history);
+  EXPECT_EQ(back.discount, prices.discount) << "a float read back is the same float";
   // Strings beside them are still escaped as JSON needs.
   boost::json::value mixed = {{"q\"uote", 0.5}, {"n", nullptr}, {"s", "a\nb"}};
   EXPECT_EQ(serialize_json(mixed), R"({"q\"uote":0.5,"n":null,"s":"a\nb"})");

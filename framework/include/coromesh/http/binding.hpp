@@ -327,6 +327,11 @@ void for_each_present_member(const T& value, F f) {
         }
       });
 }
+
+// The double whose shortest spelling is the float's own (0.1f as 0.1, not
+// 0.100000001490116): JSON holds doubles, and a float widened as it is would be written
+// with digits nobody set. Read back into a float, it is the same float.
+double float_as_written(float value) noexcept;
 }  // namespace binding_detail
 
 // Serializes a described struct (recursively), a scalar, a string or a vector to JSON.
@@ -348,7 +353,11 @@ boost::json::value to_json_value(const T& value) {
                   "to_json: the type is not a number, bool, std::string, std::vector or a "
                   "struct described with BOOST_DESCRIBE_STRUCT (is BOOST_DESCRIBE_STRUCT "
                   "missing?)");
-    return boost::json::value(value);
+    if constexpr (std::is_same_v<T, float>) {
+      return boost::json::value(binding_detail::float_as_written(value));
+    } else {
+      return boost::json::value(value);
+    }
   }
 }
 
