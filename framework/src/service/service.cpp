@@ -953,6 +953,13 @@ void Service::request_shutdown() {
 
 int Service::wait() {
   impl_->pool.join();
+  if (impl_->started) {
+    // The frames the shutdown cut off but could not unwind (a handler deaf to its
+    // cancellation) go now, not in ~Service: they refer to what the handlers use, and a
+    // caller destroys its own objects declared after the Service (frontend/main.cpp's
+    // Calculator) between run() and ~Service. The service's members still exist here.
+    impl_->pool.destroy_abandoned_work();
+  }
   return impl_->exit_code.load();
 }
 

@@ -11,6 +11,7 @@
 #include <prometheus/metric_family.h>
 
 #include <atomic>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -139,6 +140,64 @@ TEST(ShutdownLifetime, FramesCutOffByShutdownUnwindBeforeTheServiceIsDestroyed) 
   EXPECT_EQ(seen->frames_unwound_after_registry.load(), 0)
       << "a handler frame outlived the service's metrics registry";
   EXPECT_TRUE(seen->registry_gone.load());
+}
+
+// An object of the caller's that a handler uses, declared after the Service as a main()
+// declares what it serves with (frontend/main.cpp's Calculator): it is destroyed first.
+struct Ledger {
+  std::atomic<int> open{0};
+};
+
+// Lives in a handler's coroutine frame and writes to the ledger as the frame unwinds.
+class LedgerEntry {
+ public:
+  explicit LedgerEntry(Ledger& ledger) : ledger_(ledger) { ++ledger_.open; }
+  LedgerEntry(const LedgerEntry&) = delete;
+  LedgerEntry& operator=(const LedgerEntry&) = delete;
+  ~LedgerEntry() { --ledger_.open; }
+
+ private:
+  Ledger& ledger_;
+};
+
+// A handler deaf to the drain's cancellation (a driver whose wait ignores it) is still
+// suspended when the pool stops. Its frame must be gone by the time wait() returns: the
+// caller then destroys its own objects, which the frame refers to, before the Service.
+// Before the fix the frame was destroyed only by ~Service, and its LedgerEntry wrote into
+// the freed ledger (an ASan heap-use-after-free).
+TEST(ShutdownLifetime, NoHandlerFrameOutlivesWaitWhatTheCallerDestroysNextIsSafe) {
+  auto seen = std::make_shared<Observations>();
+  auto service = std::make_unique<coromesh::Service>(
+      coromesh::testing::in_process("deaf", coromesh::log::Level::error, 200ms));
+  auto ledger = std::make_unique<Ledger>();
+  service->route(coromesh::http::Verb::get, "/deaf", "deaf",
+                 [seen, ledger = ledger.get()](
+                     coromesh::http::RequestContext&) -> asio::awaitable<coromesh::http::Response> {
+                   const FrameProbe probe(seen);
+                   const LedgerEntry entry(*ledger);
+                   asio::steady_timer timer(co_await asio::this_coro::executor, 10s);
+                   co_await timer.async_wait(asio::bind_cancellation_slot(asio::cancellation_slot(),
+                                                                          asio::use_awaitable));
+                   co_return coromesh::http::make_text_response(coromesh::http::Status::ok, "late");
+                 });
+  service->start();
+  const auto port = service->port();
+  std::thread caller(
+      [port] { coromesh::testing::http_fetch("127.0.0.1", port, "/deaf", {.timeout = 15s}); });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (seen->frames_entered.load() < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(seen->frames_entered.load(), 1) << "the request never reached its handler";
+  service->request_shutdown();
+  service->wait();
+  EXPECT_EQ(seen->frames_unwound.load(), 1)
+      << "wait() returned with a handler frame still suspended: it outlives whatever the "
+         "caller destroys before the Service";
+  EXPECT_EQ(ledger->open.load(), 0);
+  ledger.reset();  // the caller's own objects go first, as they do leaving main()
+  service.reset();
+  caller.join();
 }
 
 // The value of the exposition line that starts with `series`, or "" when none does.

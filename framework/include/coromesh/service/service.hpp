@@ -204,7 +204,9 @@ class Service {
 
   // For tests and embedding: start() binds, registers and serves on the pool's
   // threads and returns; request_shutdown() starts the graceful shutdown (any
-  // thread); wait() blocks until it has finished and returns the exit code.
+  // thread); wait() blocks until it has finished and returns the exit code. When run()
+  // or wait() returns, no handler frame is left (one its cancellation did not end is
+  // destroyed then): what the handlers use may be destroyed before the Service.
   void start();
   void request_shutdown();
   int wait();
