@@ -94,7 +94,9 @@ struct TlsCounters {
 
 class Server {
  public:
-  // `router` and `observer` must outlive the server.
+  // `router` and `observer` must outlive every connection, not only the server: its
+  // connections' coroutines go on using them after ~Server (which only closes the
+  // acceptor) until the pool is joined and its abandoned work destroyed.
   Server(runtime::IoPool& pool, const Router& router, ServerLimits limits = {},
          ServerObserver* observer = nullptr);
   ~Server();
