@@ -3,32 +3,56 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
+#include <iterator>
+#include <string>
 
 #include "coromesh/http/error.hpp"
 
 namespace coromesh::sidecar {
 
+namespace {
+
+bool is_hop_by_hop(boost::beast::http::field name) noexcept {
+  namespace beast_http = boost::beast::http;
+  return name == beast_http::field::connection || name == beast_http::field::keep_alive ||
+         name == beast_http::field::proxy_connection || name == beast_http::field::upgrade;
+}
+
+}  // namespace
+
 void remove_hop_by_hop(boost::beast::http::fields& fields) {
   namespace beast_http = boost::beast::http;
-  if (const auto connection = fields.find(beast_http::field::connection);
-      connection != fields.end()) {
-    // Each token a field name (or close, keep-alive: erasing those names finds nothing).
-    // Copied: erasing a field invalidates views into the one being read.
-    const std::string list(connection->value());
-    std::string_view rest = list;
-    while (!rest.empty()) {
-      const auto comma = rest.find(',');
-      const std::string_view token = http::framing::trim_ows(rest.substr(0, comma));
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      if (!token.empty()) {
-        fields.erase(token);
+  // Walks, not look-ups by name: Beast's find() and erase() by name search its index with a
+  // case-insensitive compare of whole names, and a message holds a handful of fields. Most
+  // requests carry none of these, most answers only a Connection naming an option.
+  bool any = false;
+  std::string named;  // every Connection field's list; copied, as erasing invalidates views
+  for (const auto& field : fields) {
+    if (is_hop_by_hop(field.name())) {
+      any = true;
+      if (field.name() == beast_http::field::connection) {
+        named.append(field.value());
+        named.push_back(',');
       }
     }
-    fields.erase(beast_http::field::connection);
   }
-  fields.erase(beast_http::field::keep_alive);
-  fields.erase(beast_http::field::proxy_connection);
-  fields.erase(beast_http::field::upgrade);
+  if (!any) {
+    return;
+  }
+  // Each token a field name, or an option such as close, which names no field. The ones
+  // that are hop-by-hop anyway (keep-alive above all) are erased by the walk below.
+  std::string_view rest = named;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    const std::string_view token = http::framing::trim_ows(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (!token.empty() && !is_hop_by_hop(beast_http::string_to_field(token))) {
+      fields.erase(token);
+    }
+  }
+  for (auto it = fields.begin(); it != fields.end();) {
+    it = is_hop_by_hop(it->name()) ? fields.erase(it) : std::next(it);
+  }
 }
 
 bool is_idempotent(http::Verb method) noexcept {

@@ -297,5 +297,45 @@ TEST(SidecarHttpExchange, OnlyADeadlineSpentOnArrivalIsRefused) {
       forwarded_deadline(http::Request{http::Verb::get, "/x", 11}, route_timeout).spent_on_arrival);
 }
 
+// What is for one hop only (RFC 9110 §7.6.1) goes, and nothing else: Connection (every
+// line of it), each field its lists name, whatever their case and spacing, Keep-Alive,
+// Proxy-Connection and Upgrade; options that name no field (close) erase nothing.
+TEST(SidecarHttpExchange, HopByHopFieldsAreRemovedAndOnlyThey) {
+  http::Request request{http::Verb::get, "/x", 11};
+  request.insert("Host", "b");
+  request.insert("Connection", "X-Private ,\tclose, keep-alive");
+  request.insert("x-private", "1");
+  request.insert("X-PRIVATE", "2");
+  request.insert("Keep-Alive", "timeout=5");
+  request.insert("Connection", "x-second-line");
+  request.insert("x-second-line", "3");
+  request.insert("Proxy-Connection", "keep-alive");
+  request.insert("Upgrade", "h2c");
+  request.insert("x-public", "4");
+  request.insert("Close", "a field of that name is named too");
+  remove_hop_by_hop(request);
+  std::string left;
+  for (const auto& field : request) {
+    left += std::string(field.name_string()) + "=" + std::string(field.value()) + ";";
+  }
+  EXPECT_EQ(left, "Host=b;x-public=4;");
+
+  http::Response response{http::Status::ok, 11};
+  response.insert("Server", "nginx");
+  response.insert("Content-Length", "5");
+  response.insert("Connection", "keep-alive");
+  remove_hop_by_hop(response);
+  left.clear();
+  for (const auto& field : response) {
+    left += std::string(field.name_string()) + "=" + std::string(field.value()) + ";";
+  }
+  EXPECT_EQ(left, "Server=nginx;Content-Length=5;");
+
+  http::Response plain{http::Status::ok, 11};
+  plain.insert("Server", "nginx");
+  remove_hop_by_hop(plain);
+  EXPECT_EQ(std::distance(plain.begin(), plain.end()), 1);
+}
+
 }  // namespace
 }  // namespace coromesh::sidecar
