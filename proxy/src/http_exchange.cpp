@@ -108,6 +108,7 @@ std::optional<http::Response> refusal_of(const boost::beast::error_code& read_er
 ForwardedDeadline forwarded_deadline(const http::Request& request, qos::Duration route_timeout) {
   ForwardedDeadline forwarded{.deadline = qos::Deadline::after(route_timeout)};
   if (const auto header = request.find(qos::kDeadlineHeader); header != request.end()) {
+    forwarded.carried = true;
     if (const auto parsed = qos::parse_deadline_header(header->value())) {
       forwarded.deadline = forwarded.deadline.min(parsed.deadline);
       forwarded.spent_on_arrival = parsed.deadline.expired();
@@ -128,14 +129,14 @@ http::Response refusal_response(const qos::QosRejected& refusal, unsigned versio
                                   boost::json::serialize(body), version);
 }
 
-void rewrite_inbound_request(http::Request& request, const qos::Deadline& deadline,
+void rewrite_inbound_request(http::Request& request, const ForwardedDeadline& forwarded,
                              std::string_view peer) {
-  if (request.find(qos::kDeadlineHeader) != request.end()) {
-    request.set(qos::kDeadlineHeader, deadline.header_value());
+  if (forwarded.carried) {
+    request.set(qos::kDeadlineHeader, forwarded.deadline.header_value());
   }
   request.erase(kPeerHeader);
-  request.set(kPeerHeader, peer);
-  request.keep_alive(true);
+  request.insert(kPeerHeader, peer);
+  keep_alive_without_hop_by_hop(request);
 }
 
 std::string_view target_path(std::string_view target) noexcept {

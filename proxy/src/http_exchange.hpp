@@ -60,6 +60,8 @@ struct ForwardedDeadline {
   // The caller's deadline was spent when the request came ("0" included): the caller has
   // given up, so nothing is tried; it is refused (spent_deadline_refusal).
   bool spent_on_arrival = false;
+  // The request carries x-coromesh-deadline-ms (valid or not): it goes on re-stated.
+  bool carried = false;
 };
 ForwardedDeadline forwarded_deadline(const http::Request& request, qos::Duration route_timeout);
 
@@ -74,11 +76,22 @@ http::Response refusal_response(const qos::QosRejected& refusal, unsigned versio
 
 // The public listener's rewrite of a caller's request before it goes to the local
 // service: x-coromesh-deadline-ms, when the caller sent one, re-stated as what is left
-// of `deadline`; every x-coromesh-peer the caller sent replaced by one naming `peer`
-// (only the sidecar says who the caller is); keep-alive, as the local connections are
-// pooled whatever the caller does.
-void rewrite_inbound_request(http::Request& request, const qos::Deadline& deadline,
+// of `forwarded.deadline`; every x-coromesh-peer the caller sent replaced by one naming
+// `peer` (only the sidecar says who the caller is); keep-alive, as the local connections
+// are pooled whatever the caller does. For a request whose hop-by-hop fields are gone
+// (remove_hop_by_hop), as serve_http_exchanges passes it on.
+void rewrite_inbound_request(http::Request& request, const ForwardedDeadline& forwarded,
                              std::string_view peer);
+
+// keep-alive for a request or answer whose hop-by-hop fields are gone (remove_hop_by_hop):
+// "Connection: keep-alive" for HTTP/1.0; HTTP/1.1 without Connection already is, and
+// Beast's keep_alive(true) would still look Connection up twice to change nothing.
+template <class Message>
+void keep_alive_without_hop_by_hop(Message& message) {
+  if (message.version() != 11) {
+    message.keep_alive(true);
+  }
+}
 
 // Removes what is for one hop only (RFC 9110 §7.6.1), before a message received on one
 // connection goes on over another: the Connection header, every field it names, and
@@ -203,14 +216,19 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
       if (read_error) {
         co_return;  // closed, idle (the watch cancelled the read), or not HTTP: no answer
       }
+      // From the flags the parser set from every Connection line, not a look-up of the first.
+      bool keep_alive = parser.keep_alive();
       http::Request request = parser.release();
-      bool keep_alive = request.keep_alive();
       remove_hop_by_hop(request);
       const bool head = request.method() == http::Verb::head;
       http::Response response = co_await forward(std::move(request));
       remove_hop_by_hop(response);
       keep_alive = keep_alive && (control == nullptr || !control->close_after);
-      response.keep_alive(keep_alive);
+      if (keep_alive) {
+        keep_alive_without_hop_by_hop(response);
+      } else {
+        response.keep_alive(false);
+      }
       if (!response.chunked() && !response.has_content_length() &&
           may_have_content(response, head)) {
         // Its upstream framed it by closing (no length, not chunked): here the connection

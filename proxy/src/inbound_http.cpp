@@ -103,17 +103,18 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
                                                                std::size_t thread) {
   const auto received = std::chrono::steady_clock::now();
   const unsigned version = request.version();
-  const auto [deadline, spent_on_arrival] = forwarded_deadline(
+  const auto forwarded = forwarded_deadline(
       request, std::chrono::duration_cast<qos::Duration>(
                    context_.settings.timeout_for(target_path(request.target()))));
-  if (spent_on_arrival) {
+  const auto& deadline = forwarded.deadline;
+  if (forwarded.spent_on_arrival) {
     // The local service would refuse it too; the local client would end it unsent and
     // call it a timeout, the local service's.
     const auto refusal = spent_deadline_refusal();
     metrics_.count_refusal(refusal);
     co_return refusal_response(refusal, version);
   }
-  rewrite_inbound_request(request, deadline, peer);
+  rewrite_inbound_request(request, forwarded, peer);
 
   auto observe = [&](std::size_t status_class) {
     metrics_.requests_by_class[status_class]->Increment();

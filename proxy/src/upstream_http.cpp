@@ -140,16 +140,19 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   const unsigned version = request.version();
   // The route's timeout (--route-timeout), else --http-timeout: the whole budget,
   // retries included.
-  const auto [deadline, spent_on_arrival] = forwarded_deadline(
+  const auto forwarded = forwarded_deadline(
       request, std::chrono::duration_cast<qos::Duration>(
                    context_.settings.timeout_for(target_path(request.target()))));
-  if (spent_on_arrival) {
+  const auto& deadline = forwarded.deadline;
+  if (forwarded.spent_on_arrival) {
     const auto refusal = spent_deadline_refusal();
     metrics_.count_refusal(refusal);
     co_return refusal_response(refusal, version);
   }
   const bool idempotent = is_idempotent(request.method());
-  request.keep_alive(true);  // upstream connections are pooled, whatever the client does
+  // Upstream connections are pooled, whatever the client does (serve_http_exchanges has
+  // removed its Connection).
+  keep_alive_without_hop_by_hop(request);
   const auto snapshot = co_await endpoints(deadline.when());
   // Our own leaf first: without it every attempt would fail, and each failure be held
   // against a healthy endpoint (outlier ejection) for what is this sidecar's state. Not
@@ -161,7 +164,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
                              std::min<std::chrono::nanoseconds>(
                                  context_.settings.startup_patience(),
                                  deadline.when() - std::chrono::steady_clock::now())) != nullptr;
-  const bool carries_deadline = request.find(qos::kDeadlineHeader) != request.end();
+  const bool carries_deadline = forwarded.carried;
   const std::size_t endpoint_total = snapshot ? snapshot->size() : 0;
   std::vector<std::string> tried;
   std::optional<http::Response> last;  // a retryable 502/503, answered if nothing better comes

@@ -85,8 +85,8 @@ void check_forwarded(const http::Request& received, const std::string& wire) {
 
 asio::awaitable<http::Response> forward(http::Request request) {
   const http::Request received = request;
-  const auto deadline = sidecar::forwarded_deadline(request, kRouteTimeout).deadline;
-  sidecar::rewrite_inbound_request(request, deadline, kCaller);
+  const auto forwarded = sidecar::forwarded_deadline(request, kRouteTimeout);
+  sidecar::rewrite_inbound_request(request, forwarded, kCaller);
   check_forwarded(received, as_the_client_writes(std::move(request)));
   http::Response response{http::Status::ok, received.version()};
   if (received.method() != http::Verb::head) {
