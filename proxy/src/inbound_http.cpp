@@ -127,7 +127,7 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
     fault->Increment();
     return http::make_error_response(status, error, reason, version);
   };
-  const http::Destination local{target_.local.address().to_string(), target_.local.port(), {}};
+  const http::Destination local{local_host_, target_.local.port(), {}};
   try {
     http::Response response =
         co_await local_clients_.at(thread)->send(local, std::move(request), deadline.when());

@@ -59,6 +59,7 @@ InboundListener::InboundListener(SidecarContext& context, config::Address listen
     : context_(context),
       listen_(std::move(listen)),
       target_(std::move(target)),
+      local_host_(target_.local.address().to_string()),
       metrics_(context.metrics.inbound()),
       handshakes_(context.settings.max_pending_handshakes) {}
 

@@ -91,6 +91,9 @@ class InboundListener {
   SidecarContext& context_;
   config::Address listen_;
   InboundTarget target_;
+  // target_.local's address in words, the http mode's destination: formatted once, not
+  // per request.
+  std::string local_host_;
   ListenerMetrics metrics_;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
   HandshakeLimit handshakes_;  // --max-pending-handshakes

@@ -153,7 +153,11 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   // Upstream connections are pooled, whatever the client does (serve_http_exchanges has
   // removed its Connection).
   keep_alive_without_hop_by_hop(request);
-  const auto snapshot = co_await endpoints(deadline.when());
+  // Consul's answer is in hand after the first moments: no coroutine to wait for it.
+  auto snapshot = watch_.snapshot();
+  if (!snapshot) {
+    snapshot = co_await endpoints(deadline.when());
+  }
   // Our own leaf first: without it every attempt would fail, and each failure be held
   // against a healthy endpoint (outlier ejection) for what is this sidecar's state. Not
   // without an answer from Consul (its patience spent, or the watch ended by a drain):
