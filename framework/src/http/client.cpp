@@ -73,10 +73,23 @@ class ClientCategory final : public std::error_category {
 };
 
 // "host:port", with IPv6 literals in brackets: the pool key and the name in messages.
+// Per call: appended into one string sized once, not concatenated through temporaries.
 std::string describe(const Destination& destination) {
-  bool ipv6 = destination.host.find(':') != std::string::npos;
-  return (ipv6 ? "[" + destination.host + "]" : destination.host) + ":" +
-         std::to_string(destination.port);
+  const bool ipv6 = destination.host.find(':') != std::string::npos;
+  char port[8];
+  const auto [port_end, ec] = std::to_chars(port, port + sizeof(port), destination.port);
+  std::string label;
+  label.reserve(destination.host.size() + 3 + static_cast<std::size_t>(port_end - port));
+  if (ipv6) {
+    label += '[';
+  }
+  label += destination.host;
+  if (ipv6) {
+    label += ']';
+  }
+  label += ':';
+  label.append(port, port_end);
+  return label;
 }
 
 // TLS connections are pooled apart from plain ones, and per TLS configuration.
@@ -85,7 +98,13 @@ std::string pool_key_of(const Destination& destination, const std::string& label
     return label;
   }
   const auto& tls = *destination.tls;
-  return label + " tls:" + (tls.pool_key.empty() ? tls.server_name : tls.pool_key);
+  const std::string& configuration = tls.pool_key.empty() ? tls.server_name : tls.pool_key;
+  std::string key;
+  key.reserve(label.size() + 5 + configuration.size());
+  key += label;
+  key += " tls:";
+  key += configuration;
+  return key;
 }
 
 std::string elapsed_ms(Client::Clock::time_point start) {
@@ -279,16 +298,18 @@ asio::awaitable<Attempt> Client::Impl::exchange(Stream& stream,
   std::optional<beast::http::response_parser<beast::http::string_body>> parser;
   detail::RequestWrite write;
   detail::ResponseRead read;
-  if (!request.chunked() && request.body().size() <= detail::kWrittenAtOnce) {
+  // Beast looks Transfer-Encoding up and parses its list each time it is asked.
+  const bool chunked = request.chunked();
+  if (!chunked && request.body().size() <= detail::kWrittenAtOnce) {
     // Taken by the socket's send buffer in one go, whatever the callee reads: no need
     // for a read beside the write (two child coroutines per call, some 15% of a
     // keep-alive round trip on loopback). A write that fails still lets the read below
     // find an answer that came before the callee closed.
-    co_await detail::write_request(stream, request, buffers.write, write);
+    co_await detail::write_request(stream, request, chunked, buffers.write, write);
     co_await detail::read_response(stream, buffer, parser, request.method(), options.body_limit,
                                    write, read);
   } else {
-    co_await (detail::write_request(stream, request, buffers.write, write) &&
+    co_await (detail::write_request(stream, request, chunked, buffers.write, write) &&
               detail::read_response(stream, buffer, parser, request.method(), options.body_limit,
                                     write, read));
   }

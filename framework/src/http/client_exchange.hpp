@@ -44,11 +44,12 @@ struct RequestWrite {
 };
 
 // Writes `request` (one buffer, one write: over TLS one record, see http/flat_write.hpp;
-// a chunked one through Beast's serializer).
+// a chunked one through Beast's serializer). `chunked`: request.chunked(), as the caller
+// found it.
 template <class Stream>
-boost::asio::awaitable<void> write_request(Stream& stream, Request& request, std::string& flat,
-                                           RequestWrite& write) {
-  if (request.chunked()) {  // (not after prepare_payload: a string body has a length)
+boost::asio::awaitable<void> write_request(Stream& stream, Request& request, bool chunked,
+                                           std::string& flat, RequestWrite& write) {
+  if (chunked) {  // (not after prepare_payload: a string body has a length)
     std::tie(write.ec, std::ignore) = co_await boost::beast::http::async_write(
         stream, request, boost::asio::as_tuple(boost::asio::use_awaitable));
   } else {

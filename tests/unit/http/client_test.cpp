@@ -144,6 +144,19 @@ TEST_F(HttpClient, ConnectRefusedIsConnectFailedAndNamesTheDestination) {
   });
 }
 
+// An IPv6 literal is named in brackets ("[::1]:port"), as a URL writes it.
+TEST_F(HttpClient, AnIpv6DestinationIsNamedInBrackets) {
+  auto& http = client();
+  run([&]() -> asio::awaitable<void> {
+    // Port 1 on ::1: refused, or unreachable where IPv6 is off; named either way.
+    Destination refused{"::1", 1};
+    auto error = co_await call_error(http.get(refused, "/", 2s));
+    EXPECT_EQ(error.code(), ClientErrc::connect_failed);
+    EXPECT_TRUE(std::string_view(error.what()).starts_with("connect to [::1]:1 failed: "))
+        << error.what();
+  });
+}
+
 // A black-holed address (SYNs vanish): the connect's own bound ends the call long before
 // its deadline, as connect_timeout (nothing sent: the caller may try elsewhere).
 TEST_F(HttpClient, ABlackHoledAddressEndsAtTheConnectTimeoutNotTheDeadline) {
