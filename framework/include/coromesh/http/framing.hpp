@@ -64,6 +64,42 @@ inline bool has_coding_besides_chunked(const RequestParser& parser) {
   return fields > 0 && (fields > 1 || !only_chunked);
 }
 
+namespace detail {
+
+// How a read for the header ended that failed: its error, or for the peer's close
+// end_of_stream before a byte of the message and partial_message after, as
+// beast::http::async_read says.
+template <bool isRequest, class Body>
+beast::error_code header_read_failure(const beast::error_code& read_error,
+                                      const beast::http::parser<isRequest, Body>& parser) {
+  if (read_error != boost::asio::error::eof) {
+    return read_error;
+  }
+  return parser.got_some() ? beast::http::error::partial_message
+                           : beast::http::error::end_of_stream;
+}
+
+// Parses what a read for the header added to `buffer` and counts it in `taken`: the error
+// to end with (malformed, or past `limit`), or none to go on.
+template <bool isRequest, class Body>
+beast::error_code take_header_bytes(beast::flat_buffer& buffer,
+                                    beast::http::parser<isRequest, Body>& parser,
+                                    std::size_t& taken, std::size_t limit) {
+  beast::error_code ec;
+  const auto used = parser.put(buffer.data(), ec);
+  buffer.consume(used);
+  taken += used;
+  if (ec && ec != beast::http::error::need_more) {
+    return ec;
+  }
+  if (taken > limit) {
+    return beast::http::error::header_limit;
+  }
+  return {};
+}
+
+}  // namespace detail
+
 // Reads the rest of a message header into `parser`, which has taken `taken` bytes of it.
 // Not beast::http::async_read_header: Beast 1.81 compares header_limit with the bytes
 // of one put() only and consumes whole fields as they arrive, so a header coming in
@@ -76,7 +112,6 @@ template <class Stream, bool isRequest, class Body>
 boost::asio::awaitable<beast::error_code> read_rest_of_header(
     Stream& stream, beast::flat_buffer& buffer, beast::http::parser<isRequest, Body>& parser,
     std::size_t taken, std::size_t limit) {
-  beast::error_code ec;
   while (!parser.is_header_done()) {
     if (taken + buffer.size() > limit) {
       co_return beast::http::error::header_limit;
@@ -84,21 +119,11 @@ boost::asio::awaitable<beast::error_code> read_rest_of_header(
     auto [read_error, n] = co_await stream.async_read_some(
         buffer.prepare(4096), boost::asio::as_tuple(boost::asio::use_awaitable));
     if (read_error) {
-      if (read_error != boost::asio::error::eof) {
-        co_return read_error;
-      }
-      co_return parser.got_some() ? beast::http::error::partial_message
-                                  : beast::http::error::end_of_stream;
+      co_return detail::header_read_failure(read_error, parser);
     }
     buffer.commit(n);
-    const auto used = parser.put(buffer.data(), ec);
-    buffer.consume(used);
-    taken += used;
-    if (ec && ec != beast::http::error::need_more) {
+    if (const auto ec = detail::take_header_bytes(buffer, parser, taken, limit)) {
       co_return ec;
-    }
-    if (taken > limit) {
-      co_return beast::http::error::header_limit;
     }
   }
   co_return beast::error_code{};
@@ -121,10 +146,21 @@ boost::asio::awaitable<beast::error_code> read_message(Stream& stream, beast::fl
       co_return ec;
     }
   }
-  if (!parser.is_header_done()) {
-    ec = co_await read_rest_of_header(stream, buffer, parser, taken, header_limit);
-    if (ec) {
-      co_return ec;
+  // read_rest_of_header's loop, here rather than in a coroutine of its own: every message
+  // of a kept-alive connection needs it (its read starts with an empty buffer), and each
+  // nested coroutine is a frame allocated, started and returned from.
+  while (!parser.is_header_done()) {
+    if (taken + buffer.size() > header_limit) {
+      co_return beast::http::error::header_limit;
+    }
+    auto [read_error, n] = co_await stream.async_read_some(
+        buffer.prepare(4096), boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (read_error) {
+      co_return detail::header_read_failure(read_error, parser);
+    }
+    buffer.commit(n);
+    if (const auto taken_error = detail::take_header_bytes(buffer, parser, taken, header_limit)) {
+      co_return taken_error;
     }
   }
   parser.eager(true);
