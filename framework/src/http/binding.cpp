@@ -4,6 +4,8 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "coromesh/http/router.hpp"
@@ -314,14 +316,21 @@ bool holds_double(const boost::json::value& value) {
   }
 }
 
+// Where a non-finite number sits, built while append_json unwinds ("lines[2].price").
+struct NonFiniteNumber {
+  double number = 0;
+  std::string path;
+};
+
 // Boost.JSON writes every double in scientific notation (2.5 as 2.5E0, 100.0 as 1E2):
 // valid JSON, but not what a reader of an answer expects. A finite double is written
 // here as its shortest round-trip form (std::to_chars: 2.5, 0.1, 1e+300), with ".0"
-// when that reads as an integer, so that it stays a double to whoever parses it.
+// when that reads as an integer, so that it stays a double to whoever parses it. JSON has
+// no spelling for infinity or NaN (Boost's Infinity and NaN are read by no parser):
+// NonFiniteNumber, turned into std::invalid_argument by serialize_json.
 void append_double(double number, std::string& out) {
   if (!std::isfinite(number)) {
-    out += boost::json::serialize(boost::json::value(number));  // Boost's spelling
-    return;
+    throw NonFiniteNumber{number, {}};
   }
   char digits[32];
   const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, number);
@@ -339,12 +348,19 @@ void append_json(const boost::json::value& value, std::string& out) {
       return;
     case boost::json::kind::array: {
       out += '[';
-      bool first = true;
+      std::size_t index = 0;
       for (const auto& item : value.get_array()) {
-        if (!std::exchange(first, false)) {
+        if (index != 0) {
           out += ',';
         }
-        append_json(item, out);
+        try {
+          append_json(item, out);
+        } catch (NonFiniteNumber& e) {
+          const bool member = !e.path.empty() && e.path.front() != '[';
+          e.path = "[" + std::to_string(index) + "]" + (member ? "." : "") + e.path;
+          throw;
+        }
+        ++index;
       }
       out += ']';
       return;
@@ -358,7 +374,13 @@ void append_json(const boost::json::value& value, std::string& out) {
         }
         out += boost::json::serialize(member.key());  // quoted and escaped
         out += ':';
-        append_json(member.value(), out);
+        try {
+          append_json(member.value(), out);
+        } catch (NonFiniteNumber& e) {
+          const bool nested = !e.path.empty() && e.path.front() != '[';
+          e.path = std::string(member.key()) + (nested ? "." : "") + e.path;
+          throw;
+        }
       }
       out += '}';
       return;
@@ -375,7 +397,15 @@ std::string serialize_json(const boost::json::value& value) {
     return boost::json::serialize(value);  // the common case, one pass
   }
   std::string out;
-  append_json(value, out);
+  try {
+    append_json(value, out);
+  } catch (const NonFiniteNumber& e) {
+    char spelled[8];
+    const auto end = std::to_chars(spelled, spelled + sizeof spelled, e.number).ptr;
+    throw std::invalid_argument("JSON cannot carry the non-finite number " +
+                                std::string(spelled, static_cast<std::size_t>(end - spelled)) +
+                                (e.path.empty() ? std::string() : " at '" + e.path + "'"));
+  }
   return out;
 }
 

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
 
 namespace coromesh::http::testing_binding {
 
@@ -252,6 +255,37 @@ TEST(ToJson, WritesDoublesAsPeopleDo) {
   // Strings beside them are still escaped as JSON needs.
   boost::json::value mixed = {{"q\"uote", 0.5}, {"n", nullptr}, {"s", "a\nb"}};
   EXPECT_EQ(serialize_json(mixed), R"({"q\"uote":0.5,"n":null,"s":"a\nb"})");
+}
+
+// JSON has no spelling for infinity or NaN: Boost.JSON writes them as Infinity, -Infinity
+// and NaN, which no JSON parser reads (a caller took such an answer for the callee's
+// invalid_response). Writing one is refused, naming where it is, so that a handler's
+// result answers 500 and its log says why; a request argument is refused before it is
+// sent. Reading one is refused already (BindJson.NumbersMustBeFinite).
+TEST(ToJson, ANonFiniteNumberIsRefusedNamingWhereItIs) {
+  const auto refusal = [](auto f) -> std::string {
+    try {
+      f();
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "(nothing thrown)";
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(refusal([&] {
+              (void)to_json(Prices{inf, {}, 0});
+            }),
+            "JSON cannot carry the non-finite number inf at 'unit'");
+  EXPECT_EQ(refusal([&] {
+              (void)to_json(Prices{1, {2, std::nan("")}, 0});
+            }),
+            "JSON cannot carry the non-finite number nan at 'history[1]'");
+  EXPECT_EQ(refusal([&] {
+              (void)to_json(Prices{1, {}, -std::numeric_limits<float>::infinity()});
+            }),
+            "JSON cannot carry the non-finite number -inf at 'discount'");
+  EXPECT_EQ(refusal([&] { (void)serialize_json(boost::json::value(-inf)); }),
+            "JSON cannot carry the non-finite number -inf");
 }
 
 }  // namespace coromesh::http::testing_binding

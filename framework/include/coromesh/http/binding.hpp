@@ -362,7 +362,9 @@ boost::json::value to_json_value(const T& value) {
 }
 
 // `value` as JSON text. Doubles are written in their shortest round-trip form (2.5, 100.0,
-// 1e+300), not Boost.JSON's scientific notation (2.5E0, 1E2).
+// 1e+300), not Boost.JSON's scientific notation (2.5E0, 1E2). JSON has no infinity or NaN:
+// one throws std::invalid_argument naming where it is ("... inf at 'lines[0].price'"), so
+// a handler's result holding one answers 500, and a typed call's argument is not sent.
 std::string serialize_json(const boost::json::value& value);
 
 template <class T>
