@@ -376,7 +376,7 @@ bool lifts_idempotent_only(const PolicySet& base, const PolicySet& overridden) {
 
 }  // namespace
 
-PolicySet apply_override(const PolicySet& base, std::string_view document) {
+PolicySet apply_override(const PolicySet& base, std::string_view document, bool idempotent) {
   boost::system::error_code ec;
   json::value root = json::parse(document, ec);
   if (ec) {
@@ -421,6 +421,15 @@ PolicySet apply_override(const PolicySet& base, std::string_view document) {
     throw std::invalid_argument(
         "retry: idempotent_only cannot be turned off by an override; a non-idempotent "
         "operation declares qos::retry{.non_idempotent = true} if retrying it is safe");
+  }
+  if (!idempotent && set.retry_policy && set.retry_policy->config().max_attempts > 1 &&
+      set.retry_policy->config().idempotent_only) {
+    // A POST's retry without the declaration's opt-in never retries (idempotent_only):
+    // refused as the compiler refuses it, rather than shown in Meta and never run.
+    throw std::invalid_argument(
+        "retry: the operation's method is not idempotent (POST, PATCH), so a retry could "
+        "run a call twice; only its declaration may allow it, with "
+        "qos::retry{.non_idempotent = true}");
   }
   return set;
 }

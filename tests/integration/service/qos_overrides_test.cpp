@@ -26,6 +26,12 @@ COROMESH_OPERATION(ping_a, GET, "/api/v1/ping_a", Ping, std::int64_t, CLIENT_QOS
 COROMESH_OPERATION(ping_b, GET, "/api/v1/ping_b", Ping, std::int64_t, CLIENT_QOS(qos::timeout{2s}));
 COROMESH_OPERATION(ping_c, GET, "/api/v1/ping_c", Ping, std::int64_t, CLIENT_QOS(qos::timeout{2s}));
 COROMESH_OPERATION(ping_d, GET, "/api/v1/ping_d", Ping, std::int64_t, CLIENT_QOS(qos::timeout{2s}));
+// POSTs: one that may not be retried, one whose handler is idempotent by design.
+COROMESH_OPERATION(submit, POST, "/api/v1/submit", Ping, std::int64_t, QOS(qos::timeout{2s}),
+                   CLIENT_QOS(qos::timeout{2s}));
+COROMESH_OPERATION(submit_keyed, POST, "/api/v1/submit_keyed", Ping, std::int64_t,
+                   CLIENT_QOS(qos::timeout{2s},
+                              qos::retry{.max_attempts = 2, .non_idempotent = true}));
 
 namespace coromesh::testing {
 namespace {
@@ -447,6 +453,48 @@ TEST(QosOverrides, AKeyNoOperationHasIsWarnedOfOnceAndChangesNothingElse) {
   EXPECT_EQ(occurrences(log, "event=qos.override_unmatched"), 1u) << log;
   EXPECT_EQ(log.find("coromesh/qos/unrelated"), std::string::npos) << log;
   EXPECT_EQ(hello.get("/api/v1/hello?name=ok").status, 200);
+}
+
+// A retry on a POST does not compile without qos::retry{.non_idempotent = true}, and the
+// README says the same checks run on every override. An override that gave a POST a
+// retry was applied, its Meta showing "retry=3x25ms+budget", yet no call was ever
+// retried (idempotent_only): the operator was told of a retry that did not exist. It is
+// refused now, on either side; a POST declared idempotent by design keeps its retry
+// overridable.
+TEST(QosOverrides, ARetryOnANonIdempotentOperationIsRefusedUnlessTheDeclarationOptedIn) {
+  namespace asio = boost::asio;
+  ConsulAgent consul;
+  const auto config = registered_with(consul, "poster");
+  Service poster(config);
+  poster.serve(submit, [](Ping in) -> asio::awaitable<std::int64_t> { co_return in.n; });
+  poster.client(submit, http::Destination{.host = "127.0.0.1", .port = 9});
+  poster.client(submit_keyed, http::Destination{.host = "127.0.0.1", .port = 9});
+  poster.client(ping, http::Destination{.host = "127.0.0.1", .port = 9});
+  poster.start();
+  const auto id = poster.instance_id();
+  ASSERT_TRUE(
+      wait_until([&] { return meta_value(consul, id, "qos_client_ping") == "timeout=2s"; }, 15s))
+      << json::serialize(meta_of(consul, id));
+
+  const std::string prefix = "/v1/kv/coromesh/qos/poster/";
+  const std::string retry = R"({"retry": {"max_attempts": 3}})";
+  ASSERT_EQ(consul.api("PUT", prefix + "submit", retry).status, 200);
+  ASSERT_EQ(consul.api("PUT", prefix + "client/submit", retry).status, 200);
+  ASSERT_EQ(consul.api("PUT", prefix + "client/submit_keyed", retry).status, 200);
+  // One blocking query reads the whole prefix: once this later key shows, the ones above
+  // have been read too.
+  ASSERT_EQ(
+      consul.api("PUT", prefix + "client/ping", R"({"timeout": {"per_attempt": "3s"}})").status,
+      200);
+  ASSERT_TRUE(
+      wait_until([&] { return meta_value(consul, id, "qos_client_ping") == "timeout=3s"; }, 5s))
+      << json::serialize(meta_of(consul, id));
+  EXPECT_EQ(meta_value(consul, id, "qos_submit"), "timeout=2s");
+  EXPECT_EQ(meta_value(consul, id, "qos_client_submit"), "timeout=2s");
+  EXPECT_NE(meta_value(consul, id, "qos_client_submit_keyed").find("retry=3x"), std::string::npos)
+      << json::serialize(meta_of(consul, id));
+  poster.request_shutdown();
+  poster.wait();
 }
 
 }  // namespace

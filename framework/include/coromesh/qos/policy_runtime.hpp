@@ -78,7 +78,10 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
 std::string summarize(const PolicySet& set);
 
 // `base` with the override document applied (format above). Throws std::invalid_argument
-// naming the kind and field at fault; `base` is never changed.
-PolicySet apply_override(const PolicySet& base, std::string_view document);
+// naming the kind and field at fault; `base` is never changed. For a non-idempotent
+// operation (`idempotent` false: a POST or PATCH) a retry that could run again is refused
+// unless the declaration opted in (qos::retry{.non_idempotent = true}), as at compile time:
+// anything else would be a retry that never retries, shown in Meta all the same.
+PolicySet apply_override(const PolicySet& base, std::string_view document, bool idempotent = true);
 
 }  // namespace coromesh::qos

@@ -223,6 +223,7 @@ class Service {
     qos::PolicySet declared;
     std::function<void(const qos::PolicySet&)> apply;  // throws std::invalid_argument
     std::function<qos::PolicySet()> current;           // the policies in force
+    bool idempotent = true;  // the operation's method: overrides may not retry a POST
   };
   struct ClientEntry {
     std::shared_ptr<void> client;
@@ -247,7 +248,8 @@ class Service {
                              .side = "client",
                              .declared = raw->qos().declared(),
                              .apply = [raw](const qos::PolicySet& set) { raw->qos().apply(set); },
-                             .current = [raw] { return raw->qos().current(); }}};
+                             .current = [raw] { return raw->qos().current(); },
+                             .idempotent = op.idempotent()}};
     });
     return *static_cast<Client*>(found);
   }
@@ -299,7 +301,8 @@ Service& Service::serve(const Op& op, F fn) {
                 .side = "server",
                 .declared = operation_qos->declared(),
                 .apply = [operation_qos](const qos::PolicySet& set) { operation_qos->apply(set); },
-                .current = [operation_qos] { return operation_qos->current(); }},
+                .current = [operation_qos] { return operation_qos->current(); },
+                .idempotent = op.idempotent()},
                // Weak: the metrics hold this, and the chain's rejection hook holds the
                // metrics; a strong reference would make a cycle that is never freed.
                [weak = std::weak_ptr<qos::OperationQos<Result>>(operation_qos)] {
