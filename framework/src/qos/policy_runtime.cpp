@@ -1,7 +1,9 @@
 #include "coromesh/qos/policy_runtime.hpp"
 
+#include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -9,6 +11,7 @@
 #include <tuple>
 #include <type_traits>
 
+#include "../http/json_body_parser.hpp"
 #include "coromesh/config/error.hpp"
 #include "coromesh/config/values.hpp"
 #include "coromesh/qos/interceptors.hpp"
@@ -377,12 +380,24 @@ bool lifts_idempotent_only(const PolicySet& base, const PolicySet& overridden) {
 }  // namespace
 
 PolicySet apply_override(const PolicySet& base, std::string_view document, bool idempotent) {
-  boost::system::error_code ec;
-  json::value root = json::parse(document, ec);
-  if (ec) {
+  // Refusing a key given twice, as a request body does: Boost.JSON would keep the last
+  // copy without a word, and whoever wrote or reviewed the document may have read the other.
+  constexpr std::size_t kMaxDepth = 32;
+  auto parsed = http::binding_detail::parse_json_refusing_duplicate_keys(document, kMaxDepth);
+  if (parsed.error) {
     // ec.message() alone: what() would append the Boost source location.
-    throw std::invalid_argument("not valid JSON: " + ec.message());
+    throw std::invalid_argument("not valid JSON: " + parsed.error.message());
   }
+  if (parsed.duplicate_key) {
+    const std::string& path = *parsed.duplicate_key;
+    const bool plain = path.size() <= 64 && std::all_of(path.begin(), path.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' ||
+                                c == '.' || c == '[' || c == ']';
+                       });
+    throw std::invalid_argument((plain ? path : config::quote_value(path)) +
+                                ": given more than once");
+  }
+  json::value root = std::move(parsed.value);
   if (!root.is_object()) {
     throw std::invalid_argument("expected a JSON object with one member per policy kind");
   }

@@ -195,6 +195,20 @@ TEST(Overrides, BadDocumentsAreRefusedWithTheFieldAtFault) {
             "accepted");
 }
 
+// Boost.JSON keeps the last copy of a key given twice, so {"bulkhead": {...3}, "bulkhead":
+// {...4}} was applied as 4 without a word, though whoever wrote it (or reviewed it in a
+// KV diff) may have read the 3. Ambiguous, so refused, as a request body's duplicate is.
+TEST(Overrides, AKindOrAFieldGivenTwiceIsRefused) {
+  const auto base = to_policy_set(kDesignExample);
+  EXPECT_EQ(
+      refusal(base, R"({"bulkhead": {"max_concurrent": 3}, "bulkhead": {"max_concurrent": 4}})"),
+      "bulkhead: given more than once");
+  EXPECT_EQ(refusal(base, R"({"bulkhead": {"max_concurrent": 3, "max_concurrent": 4}})"),
+            "bulkhead.max_concurrent: given more than once");
+  EXPECT_EQ(refusal(base, R"({"timeout": null, "timeout": {"per_attempt": "1s"}})"),
+            "timeout: given more than once");
+}
+
 // --- bounds ------------------------------------------------------------------------------
 
 // The same bounds hold at compile time, in declarations.
