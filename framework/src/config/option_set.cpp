@@ -223,6 +223,14 @@ ParseStatus OptionSet::parse(const std::vector<std::string>& args, const Environ
     for (const auto& entry : file->entries()) {
       const auto where = file->origin() + ":" + std::to_string(entry.line);
       Setting* setting = find(entry.name);
+      if (setting == nullptr && entry.name.starts_with("no-")) {
+        // `--no-consul-register` copied from a command line: a file sets the switch.
+        if (const Setting* negated = find(entry.name.substr(3));
+            negated != nullptr && negated->is_bool) {
+          throw ConfigError(where + ": unknown setting '" + entry.name + "'; a file writes '" +
+                            entry.name.substr(3) + " = false'");
+        }
+      }
       if (setting == nullptr) {
         const auto near = suggest(entry.name);
         throw ConfigError(where + ": unknown setting '" + entry.name + "'" +

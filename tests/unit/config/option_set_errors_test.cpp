@@ -54,6 +54,18 @@ TEST(OptionSet, BadFileValuesNameFileAndLine) {
             "config error: " + path + ":1: expected 'name = value', got 'threads: 4'");
 }
 
+// A file's names are the flags without "--", and a switch is written `verbose = false`:
+// the --no-verbose form is a flag only. Someone who copies a command line into a file
+// writes `no-verbose = true`; the error says what to write instead.
+TEST(OptionSet, AFileLineWrittenAsAFlagSaysHowAFileSpellsIt) {
+  coromesh::testing::TempDir dir("config");
+  Fixture f;
+  const auto path = write_file(dir, "no-verbose = true\n");
+  EXPECT_EQ(f.error({"--config", path}),
+            "config error: " + path +
+                ":1: unknown setting 'no-verbose'; a file writes 'verbose = false'");
+}
+
 TEST(OptionSet, AValueOverriddenByAHigherSourceIsStillValidated) {
   coromesh::testing::TempDir dir("config");
   const auto path = write_file(dir, "port = abc\n");
