@@ -29,6 +29,13 @@ coromesh::log::Level LogInterceptor::level_of(const Fault& fault) noexcept {
 }
 
 void LogInterceptor::on_outcome(Invocation& invocation, const Outcome& outcome) noexcept {
+  if (outcome.ok() && invocation.fallback_fault() != nullptr) {
+    // A fallback's value, not the callee's success: said as such, with the fault it
+    // answered for and at that fault's level (a fallback hides a failure from the caller,
+    // not from the operator).
+    write_fault(invocation, outcome, *invocation.fallback_fault(), "fallback");
+    return;
+  }
   if (outcome.ok()) {
     coromesh::log::info("qos.call", {{"operation", invocation.operation()},
                                      {"outcome", "ok"},
@@ -37,11 +44,16 @@ void LogInterceptor::on_outcome(Invocation& invocation, const Outcome& outcome) 
     return;
   }
   const Fault& fault = *outcome.fault;
+  write_fault(invocation, outcome, fault,
+              CallObserver::kResultNames[static_cast<std::size_t>(result_of(fault))]);
+}
+
+void LogInterceptor::write_fault(const Invocation& invocation, const Outcome& outcome,
+                                 const Fault& fault, const char* result) noexcept {
   const coromesh::log::Level level = level_of(fault);
   if (!coromesh::log::enabled(level)) {
     return;
   }
-  const char* result = CallObserver::kResultNames[static_cast<std::size_t>(result_of(fault))];
   if (fault.reason) {
     coromesh::log::write(level, "qos.call",
                          {{"operation", invocation.operation()},

@@ -149,5 +149,29 @@ TEST(FaultReportingLevels, ACallersErrorIsNotWrittenAtWarn) {
   EXPECT_THAT(out, HasSubstr("fault=callee_failure"));
 }
 
+// A fallback's value is not the callee's success: the default order puts log outside
+// fallback, and its line said `outcome=ok` (at info, no fault) for a call whose callee
+// failed every attempt. It says `outcome=fallback` with the fault the fallback answered,
+// at that fault's level.
+TEST(FaultReportingLevels, AFallbacksAnswerIsLoggedAsAFallbackWithItsFault) {
+  const Chain<int> chain({std::make_shared<LogInterceptor>(),
+                          std::make_shared<Fallback<int>>(Fallback<int>::value(0))},
+                         {.operation = "add", .classify = classify_service_fault});
+  const auto previous = log::level();
+  log::set_level(log::Level::info);
+  ::testing::internal::CaptureStderr();
+  run_call(chain, [] { throw RemoteError(503, "overloaded", "its queue is full"); });
+  run_call(chain, [] {});
+  coromesh::log::flush();
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  log::set_level(previous);
+  EXPECT_THAT(out, HasSubstr("level=warn event=qos.call operation=add outcome=fallback "
+                             "fault=callee_failure"));
+  EXPECT_THAT(out, HasSubstr("overloaded"));
+  // The call that succeeded is still ok, and only it.
+  EXPECT_THAT(out, HasSubstr("level=info event=qos.call operation=add outcome=ok"));
+  EXPECT_EQ(out.find("outcome=ok"), out.rfind("outcome=ok")) << out;
+}
+
 }  // namespace
 }  // namespace coromesh::qos

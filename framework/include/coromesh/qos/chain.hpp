@@ -199,6 +199,14 @@ class Invocation {
     return std::exchange(cutoff_watch_, watch);
   }
 
+  // A fallback turned `fault` into the call's value: the interceptors outside it see a
+  // success, but the log line must not call it the callee's (LogInterceptor says
+  // outcome=fallback with this fault). Null when no fallback answered.
+  void set_fallback_fault(const Fault& fault) { fallback_fault_ = fault; }
+  const Fault* fallback_fault() const noexcept {
+    return fallback_fault_ ? &*fallback_fault_ : nullptr;
+  }
+
   virtual bool has_result() const noexcept = 0;
   virtual void clear_result() noexcept = 0;
 
@@ -210,6 +218,7 @@ class Invocation {
   std::uint32_t attempt_ = 1;
   const WatchedDeadline* cutoff_watch_ = nullptr;
   std::optional<Fault> last_fault_;
+  std::optional<Fault> fallback_fault_;
   // Atomic: the marking call may run as a preemptive timeout's child coroutine.
   mutable std::atomic<bool> unrepeatable_{false};
   // unrepeatable_marks(): made once; marks_ is published after marks_owner_ is set.

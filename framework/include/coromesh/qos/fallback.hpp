@@ -82,6 +82,8 @@ class Fallback final : public Interceptor {
       std::rethrow_exception(error);
     }
     typed->set_result(fn_(fault));
+    // After fn_ (which may throw, and then the fault goes on): told only of an answer.
+    invocation.set_fallback_fault(fault);
   }
 
  private:

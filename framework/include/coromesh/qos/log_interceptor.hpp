@@ -13,8 +13,10 @@ namespace coromesh::qos {
 
 // One line at entry (debug) and one at exit: `qos.call` with operation, outcome (the
 // `result` label MetricsInterceptor counts it under: ok, error, rejected, cancelled,
-// caller_error), fault=<class> (qos/fault.hpp) for a fault, attempt count, duration, and
-// policy+reason for a policy's refusal or the error message otherwise.
+// caller_error; or fallback for a value a fallback inside this one gave in place of a
+// fault), fault=<class> (qos/fault.hpp) for a fault, attempt count, duration, and
+// policy+reason for a policy's refusal or the error message otherwise. A fallback's line
+// has the fault it answered for, at that fault's level.
 //
 // The exit line's level says whose fault it is (level_of):
 //   ok                                   info
@@ -37,6 +39,12 @@ class LogInterceptor final : public SynchronousInterceptor {
 
   // The exit line's level for a call that ended in `fault` (the table above).
   static coromesh::log::Level level_of(const Fault& fault) noexcept;
+
+ private:
+  // The exit line of a call that ended in `fault`, or that a fallback answered for it
+  // (`result` "fallback").
+  static void write_fault(const Invocation& invocation, const Outcome& outcome, const Fault& fault,
+                          const char* result) noexcept;
 };
 
 }  // namespace coromesh::qos
