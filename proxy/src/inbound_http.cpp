@@ -16,6 +16,7 @@
 #include "coromesh/log/logger.hpp"
 #include "coromesh/qos/deadline.hpp"
 #include "coromesh/runtime/run_on.hpp"
+#include "coromesh/service/fault_classifier.hpp"
 #include "http_exchange.hpp"
 #include "inbound_listener.hpp"
 
@@ -159,8 +160,14 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
         co_return failed(metrics_.faults.transport, http::Status::service_unavailable,
                          "local_unavailable", "the local service refuses connections");
       default:
-        co_return failed(metrics_.faults.callee_failure, http::Status::bad_gateway, "local_failed",
-                         "the local service's answer was lost or malformed");
+        // Counted as the framework classifies the error (service/fault_classifier.hpp): an
+        // answer that is not HTTP is the local service's failure, a lost one (the
+        // connection closed before or while answering) transport, as a coromesh caller
+        // would call it.
+        co_return failed(
+            metrics_.faults.of(classify_service_fault(std::make_exception_ptr(error)).kind),
+            http::Status::bad_gateway, "local_failed",
+            "the local service's answer was lost or malformed");
     }
   }
 }

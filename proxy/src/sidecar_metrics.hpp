@@ -18,9 +18,11 @@
 //   coromesh_sidecar_request_duration_seconds{listener}      http mode: request read to
 //     answer ready, retries included
 //   coromesh_sidecar_request_failures_total{listener,fault}  http mode: requests that
-//     failed, by whose fault (qos::FaultClass names): timeout (a deadline or route
-//     timeout passed: 504), transport (nothing reached: 502/503), callee_failure (a 5xx
-//     answer, or a lost or malformed one), caller_error (a request the sidecar refused as
+//     failed, by whose fault, as the framework classifies the same error
+//     (service/fault_classifier.hpp): timeout (a deadline or route timeout passed: 504),
+//     transport (nothing reached, or the answer lost: the connection closed before or
+//     while answering: 502/503), callee_failure (a 5xx answer, or one that is not HTTP),
+//     caller_error (a request the sidecar refused as
 //     it came: malformed, too large, a framing it cannot pass on; answered 400, 413,
 //     431 or 501 by the sidecar itself, counted as code="local" too), rejected (a
 //     request whose caller's deadline was spent when it came: refused, 504, as a

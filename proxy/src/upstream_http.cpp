@@ -11,6 +11,7 @@
 #include "coromesh/http/tls.hpp"
 #include "coromesh/log/logger.hpp"
 #include "coromesh/qos/deadline.hpp"
+#include "coromesh/service/fault_classifier.hpp"
 #include "http_exchange.hpp"
 #include "upstream_listener.hpp"
 
@@ -172,9 +173,12 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   const std::size_t endpoint_total = snapshot ? snapshot->size() : 0;
   std::vector<std::string> tried;
   std::optional<http::Response> last;  // a retryable 502/503, answered if nothing better comes
-  // Whether an attempt reached an endpoint and lost or garbled its answer: if every attempt
-  // fails, the 502 is then the callees' failure, not a transport one (nothing reached).
-  bool reached_callee = false;
+  // The class of the last attempt that got no answer, as the framework classifies that
+  // error (service/fault_classifier.hpp): what the 502 is counted as when every attempt
+  // failed, so that this sidecar's fault label and a coromesh caller's say the same of the
+  // same cause: a lost answer (connection closed, outcome unknown) or nothing reached is
+  // transport, an answer that is not HTTP is the callee's failure.
+  qos::FaultClass unanswered = qos::FaultClass::transport;
   const auto received = std::chrono::steady_clock::now();
   auto answered = [&](http::Response response) {
     const auto status_class = std::min<unsigned>(response.result_int() / 100, 5);
@@ -247,7 +251,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
       const auto failure = classify(error);
       pick.done(std::chrono::steady_clock::now() - started, failure.outcome);
       forget_departed(thread, endpoint, snapshot);
-      reached_callee = reached_callee || !failure.nothing_sent;
+      unanswered = classify_service_fault(std::make_exception_ptr(error)).kind;
       if (const auto reason = connect_failure_reason(error.code())) {
         context_.metrics.upstream_connect_failure(spec_.service, *reason);
       }
@@ -261,7 +265,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
       if (failure.nothing_sent || idempotent) {
         continue;
       }
-      co_return failed(metrics_.faults.callee_failure, http::Status::bad_gateway,
+      co_return failed(metrics_.faults.of(unanswered), http::Status::bad_gateway,
                        "upstream_unavailable",
                        "the upstream failed a request that cannot be repeated");
     }
@@ -281,9 +285,8 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
                      snapshot ? "no healthy instance of " + spec_.service + " in Consul"
                               : "no answer from Consul about " + spec_.service + " yet");
   }
-  co_return failed(reached_callee ? metrics_.faults.callee_failure : metrics_.faults.transport,
-                   http::Status::bad_gateway, "upstream_unavailable",
-                   "no endpoint of " + spec_.service + " answered");
+  co_return failed(metrics_.faults.of(unanswered), http::Status::bad_gateway,
+                   "upstream_unavailable", "no endpoint of " + spec_.service + " answered");
 }
 
 }  // namespace coromesh::sidecar

@@ -118,25 +118,38 @@ TEST_F(SidecarHttpMode, AnEndpointThatNeverHandshakesIsLeftAfterTheHandshakeTime
 }
 
 // Every endpoint reads the GET and closes without an answer (/drop): each is tried once,
-// and the 502 that follows is the callees' failure (their answers were lost), not a
-// transport failure (which says nothing reached them).
-TEST_F(SidecarHttpMode, AnswersLostByEveryEndpointAreTheCalleesFailure) {
+// and the 502 that follows is counted as the framework classifies a lost answer
+// (qos/fault.hpp: "transport: no answer: connect refused, reset, closed";
+// service/fault_classifier.hpp: connection_closed, outcome_unknown), so that a coromesh
+// caller's `fault=transport` and its sidecar's say the same of the same cause. Was
+// fault="callee_failure", which the framework keeps for an answer that came and was not
+// HTTP (bad_response) or a 5xx. The endpoints are still held to it (outlier ejection), as
+// the framework's discovered client holds them.
+TEST_F(SidecarHttpMode, AnswersLostByEveryEndpointAreATransportFailureAsTheFrameworkSays) {
   HttpConnection connection(a_upstream_);
   const int before = b1_.requests() + b2_.requests();
   const auto [status, body] = connection.request("GET", "/drop");
   EXPECT_EQ(status, 502) << body << a_sidecar_->log_tail();
   EXPECT_EQ(b1_.requests() + b2_.requests() - before, 2) << "each endpoint once";
   EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
-                               {R"(listener="b")", R"(fault="callee_failure")"}),
+                               {R"(listener="b")", R"(fault="transport")"}),
             1)
       << a_sidecar_->metrics();
   EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
-                               {R"(listener="b")", R"(fault="transport")"}),
+                               {R"(listener="b")", R"(fault="callee_failure")"}),
             0)
-      << "the requests reached both endpoints: " << a_sidecar_->metrics();
+      << a_sidecar_->metrics();
   // A lost answer is the request's failure, not the connect's: it used to be counted with
   // the client's message as the reason ("connection closed ...").
   EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_upstream_connect_failures_total"), 0)
+      << a_sidecar_->metrics();
+  // A POST's lost answer is not sent again, and is the same class.
+  const int before_post = b1_.requests() + b2_.requests();
+  EXPECT_EQ(HttpConnection(a_upstream_).request("POST", "/drop").first, 502);
+  EXPECT_EQ(b1_.requests() + b2_.requests() - before_post, 1) << "a POST is never sent twice";
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="b")", R"(fault="transport")"}),
+            2)
       << a_sidecar_->metrics();
 }
 

@@ -109,6 +109,23 @@ TEST_F(SidecarInboundHttp, ARouteTimeoutAnswers504AndCountsATimeout) {
   EXPECT_GE(b_sidecar_->metric("coromesh_sidecar_inbound_requests_total", {R"(code="local")"}), 1);
 }
 
+// The local service reads the request and closes without an answer (/drop): 502
+// local_failed, counted as the framework classifies a lost answer (transport), not as the
+// local service's failure (callee_failure: a 5xx, or an answer that is not HTTP).
+TEST_F(SidecarInboundHttp, AnAnswerTheLocalServiceLostIsATransportFailure) {
+  const auto [status, body] = HttpConnection(a_upstream_).request("GET", "/drop");
+  EXPECT_EQ(status, 502) << body << b_sidecar_->log_tail();
+  EXPECT_NE(body.find("local_failed"), std::string::npos) << body;
+  EXPECT_EQ(b_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="inbound")", R"(fault="transport")"}),
+            1)
+      << b_sidecar_->metrics();
+  EXPECT_EQ(b_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="inbound")", R"(fault="callee_failure")"}),
+            0)
+      << b_sidecar_->metrics();
+}
+
 // A caller's deadline spent when its request came (x-coromesh-deadline-ms: 0) is refused
 // before the local service is called, as the framework refuses it (and counts it,
 // qos/fault.hpp): 504 deadline_exceeded, fault="rejected". Was: sent on, answered 504 by
