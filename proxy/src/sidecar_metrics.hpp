@@ -26,7 +26,9 @@
 //     it came: malformed, too large, a framing it cannot pass on; answered 400, 413,
 //     431 or 501 by the sidecar itself, counted as code="local" too), rejected (a
 //     request whose caller's deadline was spent when it came: refused, 504, as a
-//     coromesh service refuses it; not the callee's timeout)
+//     coromesh service refuses it; not the callee's timeout; or that never left for want
+//     of Consul's first answer or of the sidecar's own leaf: 503, as the framework counts
+//     discovery_unavailable and identity_unavailable)
 //   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds,
 //   coromesh_sidecar_tls_material_generation (read at scrape time, see SidecarGauges)
 //

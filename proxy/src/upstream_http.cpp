@@ -200,7 +200,9 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
     return http::make_error_response(status, error, reason, version);
   };
   if (!have_leaf) {
-    co_return failed(metrics_.faults.transport, http::Status::service_unavailable,
+    // This sidecar's own identity is not ready: nothing was sent, no callee involved. A
+    // refusal, as the framework classifies its identity_unavailable (fault_classifier.hpp).
+    co_return failed(metrics_.faults.rejected, http::Status::service_unavailable,
                      "no_certificate_yet",
                      "this sidecar has no leaf certificate from Consul yet; retry shortly");
   }
@@ -273,13 +275,25 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   if (last) {
     co_return answered(std::move(*last));
   }
+  if (tried.empty() && endpoint_total == 0) {
+    // Checked before the deadline: a budget spent waiting for Consul's first answer is no
+    // callee's timeout (it used to be answered 504 and counted `timeout`). With no answer
+    // from Consul the request never left for want of this sidecar's own discovery: a
+    // refusal, as the framework classifies its discovery_unavailable; with an answer that
+    // lists no passing instance the callee is down: transport, as in the framework.
+    context_.metrics.upstream_connect_failure(spec_.service, "no_endpoint");
+    co_return failed(snapshot ? metrics_.faults.transport : metrics_.faults.rejected,
+                     http::Status::service_unavailable, "no_endpoint",
+                     snapshot ? "no healthy instance of " + spec_.service + " in Consul"
+                              : "no answer from Consul about " + spec_.service + " yet");
+  }
   if (deadline.expired(qos::Clock::steady())) {
     co_return failed(metrics_.faults.timeout, http::Status::gateway_timeout, "deadline_exceeded",
                      "no answer from " + spec_.service + " in time");
   }
   if (tried.empty()) {
-    // Nothing to try (Consul knows no passing instance): 503, as Envoy answers "no healthy
-    // upstream", and no endpoint is to blame.
+    // Instances listed, none picked: 503, as Envoy answers "no healthy upstream", and no
+    // endpoint is to blame.
     context_.metrics.upstream_connect_failure(spec_.service, "no_endpoint");
     co_return failed(metrics_.faults.transport, http::Status::service_unavailable, "no_endpoint",
                      snapshot ? "no healthy instance of " + spec_.service + " in Consul"

@@ -378,6 +378,49 @@ TEST(SidecarHttpModeStartUp, ARequestsDeadlineBoundsItsWaitForTheFirstEndpoints)
   EXPECT_LT(waited, 20s) << "held past its 300 ms budget, for the start-up patience: " << body;
 }
 
+// A request that never left because Consul had not answered about the upstream yet is this
+// sidecar's own plumbing not being ready, as the framework classifies it
+// (discovery_unavailable: fault "rejected", 503): with 300 ms left and a silent agent it is
+// answered 503 no_endpoint and counted fault="rejected". It was answered 504
+// deadline_exceeded and counted fault="timeout", the callee's slowness, for a callee that
+// was never asked.
+TEST(SidecarHttpModeStartUp, ARequestNoEndpointWasFoundForInTimeIsARefusalNotATimeout) {
+  const HungServer silent_consul;
+  TempDir logs{"coromesh-sidecar-test"};
+  const auto ports = free_ports(2);
+  const std::uint16_t admin = ports[0], upstream = ports[1];
+  ChildProcess sidecar({(binary_dir() / "coromesh-sidecar").string(), "--consul",
+                        "127.0.0.1:" + std::to_string(silent_consul.port()), "--port",
+                        std::to_string(admin), "--threads", "2", "--service", "a7", "--upstream",
+                        "b:" + std::to_string(upstream) + ":http", "--handshake-timeout", "60s"},
+                       logs.path() / "no-endpoint-in-time-sidecar.log");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const int fd = connect_blocking(upstream, 1s);
+        if (fd >= 0) {
+          ::close(fd);
+        }
+        return fd >= 0 || !sidecar.running();
+      },
+      15s))
+      << sidecar.log_tail();
+  ASSERT_TRUE(sidecar.running()) << sidecar.log_tail();
+  const auto [status, body] =
+      HttpConnection(upstream).request("GET", "/x", {{"x-coromesh-deadline-ms", "300"}});
+  EXPECT_EQ(status, 503) << body << sidecar.log_tail();
+  EXPECT_NE(body.find("no_endpoint"), std::string::npos) << body;
+  const auto metrics = http_fetch("127.0.0.1", admin, "/metrics");
+  ASSERT_EQ(metrics.status, 200) << metrics.body;
+  EXPECT_EQ(metric_sum(metrics.body, "coromesh_sidecar_request_failures_total",
+                       {R"(listener="b")", R"(fault="rejected")"}),
+            1)
+      << metrics.body;
+  EXPECT_EQ(metric_sum(metrics.body, "coromesh_sidecar_request_failures_total",
+                       {R"(listener="b")", R"(fault="timeout")"}),
+            0)
+      << metrics.body;
+}
+
 // A drain that begins before Consul's first answer about an upstream (the agent is
 // silent) stops that upstream's watch, and the request still waiting for the first
 // endpoints is answered then: 503 no_endpoint, the last answer of its connection. It used
