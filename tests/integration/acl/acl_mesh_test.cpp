@@ -191,5 +191,34 @@ TEST_F(AclMesh, ASidecarWithoutItsOwnLeafHoldsNoFailureAgainstAnEndpoint) {
   EXPECT_GE(by_instance["b2"], 5) << "an endpoint was ejected for the sidecar's own state";
 }
 
+// The same in http mode: a request refused for want of the sidecar's own leaf never left
+// (503 no_certificate_yet) and is counted as the framework counts its typed client's
+// identity_unavailable, fault="rejected": the sidecar's own plumbing, not a transport
+// failure between it and the callee (as it was counted before).
+TEST_F(AclMesh, AnHttpRequestRefusedForWantOfTheSidecarsOwnLeafIsARefusal) {
+  set_intentions(consul_, "b", {{"c", "allow"}});
+  const auto c_file = dir_.path() / "c.token";
+  write_token_file(c_file, a_token_.secret_id);  // not c's: Consul refuses c's leaf
+  const auto c_upstream = free_port();
+  SidecarProcess c_sidecar(
+      consul_, dir_.path(), "c-http-sidecar",
+      {"--service", "c", "--upstream", "b:" + std::to_string(c_upstream) + ":http",
+       "--consul-token-file", c_file.string(), "--handshake-timeout", "500ms"});
+  ASSERT_TRUE(
+      wait_until([&] { return c_sidecar.metric("coromesh_sidecar_upstream_endpoints") >= 1; }, 30s))
+      << c_sidecar.log_tail();
+  const auto [status, body] = HttpConnection(c_upstream).request("GET", "/early");
+  EXPECT_EQ(status, 503) << body << c_sidecar.log_tail();
+  EXPECT_NE(body.find("no_certificate_yet"), std::string::npos) << body;
+  EXPECT_EQ(c_sidecar.metric("coromesh_sidecar_request_failures_total",
+                             {R"(listener="b")", R"(fault="rejected")"}),
+            1)
+      << c_sidecar.metrics();
+  EXPECT_EQ(c_sidecar.metric("coromesh_sidecar_request_failures_total",
+                             {R"(listener="b")", R"(fault="transport")"}),
+            0)
+      << c_sidecar.metrics();
+}
+
 }  // namespace
 }  // namespace coromesh::testing
