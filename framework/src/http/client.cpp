@@ -67,6 +67,8 @@ class ClientCategory final : public std::error_category {
         return "no answer from service discovery yet";
       case ClientErrc::identity_unavailable:
         return "no certificate of the caller's own yet";
+      case ClientErrc::no_endpoint:
+        return "no passing instance to call";
     }
     return "unknown client error";
   }
@@ -174,7 +176,8 @@ std::error_code make_error_code(ClientErrc e) noexcept {
 
 bool never_reached(const std::error_code& code) noexcept {
   return code == ClientErrc::connect_failed || code == ClientErrc::connect_timeout ||
-         code == ClientErrc::tls_handshake || code == ClientErrc::peer_rejected;
+         code == ClientErrc::tls_handshake || code == ClientErrc::peer_rejected ||
+         code == ClientErrc::no_endpoint;
 }
 
 struct Client::Impl {

@@ -45,6 +45,11 @@ UnansweredCallStatus unanswered_call_status(const http::ClientError& error) noex
   if (error.code() == http::ClientErrc::identity_unavailable) {
     return {503, "identity_unavailable"};
   }
+  if (error.code() == http::ClientErrc::no_endpoint) {
+    // As the sidecar answers a callee with no passing instance (proxy/README.md): the
+    // same cause gets the same status whichever mesh the caller runs in.
+    return {503, "no_endpoint"};
+  }
   return {502, "upstream_unavailable"};
 }
 

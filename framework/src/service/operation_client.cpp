@@ -237,8 +237,10 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
     if (!pick && picks == 1) {
       // Consul answered: no instance of the callee passes its health checks, it is down.
       // Its failure, as a refused connect would be (transport): it counts toward its
-      // breaker, and a retry after the backoff may find an instance back.
-      throw http::ClientError(http::ClientErrc::connect_failed,
+      // breaker, and a retry after the backoff may find an instance back. Its own code,
+      // so that it is answered 503 no_endpoint as the sidecar answers it
+      // (fault_classifier.hpp), not 502 as a refused connect.
+      throw http::ClientError(http::ClientErrc::no_endpoint,
                               "'" + upstream->service() + "' has no passing instance in Consul");
     }
     // (The first pick may be one an earlier attempt tried: the only one there is, say.)

@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "consul_agent.hpp"
 #include "http_fetch.hpp"
 #include "hung_server.hpp"
 #include "in_process_service.hpp"
@@ -74,6 +75,41 @@ TEST(DiscoveryUnavailable, IsNotTheCalleesFailureAndTheCallerIsAnswered503) {
   EXPECT_EQ(objects->budget->available(), static_cast<std::uint64_t>(kCalls))
       << "one deposit per call, no retry taken from it";
 
+  relay.request_shutdown();
+  EXPECT_EQ(relay.wait(), 0);
+}
+
+// Served by "nobody", which Consul knows no instance of.
+COROMESH_OPERATION(nobody_whoami, GET, "/api/v1/whoami", WhoamiProbe, WhoamiReply,
+                   coromesh::served_by("nobody"),
+                   CLIENT_QOS(qos::timeout{.per_attempt = 2s},
+                              qos::retry{
+                                  .max_attempts = 2, .base_backoff = 1ms, .max_backoff = 2ms}));
+COROMESH_OPERATION(relay_nobody, GET, "/api/v1/relay_nobody", WhoamiProbe, WhoamiReply);
+
+// Consul answered, and the callee has no passing instance: the callee is down (transport,
+// as before: retried, counted by its breaker), and the caller's caller is answered as a
+// sidecar answers the same cause (proxy/README.md: 503 no_endpoint, Envoy's "no healthy
+// upstream"), so that a caller sees one status for it whichever mesh it runs in. It was
+// answered 502 upstream_unavailable here and 503 no_endpoint through a sidecar.
+TEST(NoPassingInstance, IsAnswered503NoEndpointAsTheSidecarAnswersIt) {
+  const ConsulAgent consul;
+  auto config = in_process("relay");
+  config.consul = config::Address{"127.0.0.1", consul.http_port()};
+  Service relay(config);
+  auto& client = relay.client(nobody_whoami);
+  ASSERT_TRUE(client.transport().options().discovered);
+  relay.serve(
+      relay_nobody,
+      [&client](WhoamiProbe probe, const CallContext& call) -> boost::asio::awaitable<WhoamiReply> {
+        co_return co_await client.execute(probe, call);
+      });
+  relay.start();
+  const auto answer =
+      http_fetch("127.0.0.1", relay.port(), "/api/v1/relay_nobody", {.timeout = 30s});
+  EXPECT_EQ(answer.status, 503) << answer.error << answer.body;
+  EXPECT_NE(answer.body.find("\"no_endpoint\""), std::string::npos) << answer.body;
+  EXPECT_NE(answer.body.find("no passing instance"), std::string::npos) << answer.body;
   relay.request_shutdown();
   EXPECT_EQ(relay.wait(), 0);
 }

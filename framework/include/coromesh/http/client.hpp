@@ -11,8 +11,8 @@
 // Errors are thrown as ClientError (a std::system_error whose code is a ClientErrc):
 // connect_failed, connect_timeout, timeout, bad_response, connection_closed,
 // outcome_unknown, and over TLS tls_handshake and peer_rejected (discovery_unavailable and
-// identity_unavailable are thrown by the typed clients built on it, never by the Client
-// itself). A response with any
+// identity_unavailable, and no_endpoint, are thrown by the typed clients built on it,
+// never by the Client itself). A response with any
 // status code, 5xx included, is a successful call: the status is the caller's to judge.
 // Interim (1xx) responses before it are skipped, up to 8 (more, or a 101 switching to a
 // protocol the client cannot speak, is bad_response); an answer the server sends before
@@ -71,15 +71,21 @@ enum class ClientErrc {
   // and nothing was sent: the caller's own identity is not ready, no callee's fault.
   // Counted as a refusal like discovery_unavailable; answered 503.
   identity_unavailable,
+  // Not the client's own either: a typed client calling a service found in Consul got
+  // Consul's answer, and it lists no passing instance. Nothing was sent. The callee is
+  // down: a transport failure (retried, counted by its breaker), answered 503 no_endpoint
+  // as the sidecar answers the same cause (Envoy's "no healthy upstream"), not 502 as a
+  // refused connect is.
+  no_endpoint,
 };
 const std::error_category& client_category() noexcept;
 std::error_code make_error_code(ClientErrc e) noexcept;
 
 // Whether a call that failed with `code` certainly never reached the destination's code:
 // no connection came up (connect_failed, connect_timeout) or its TLS handshake failed
-// (tls_handshake, peer_rejected). Nothing was sent, so another endpoint may be tried, or
-// the request sent again, whatever its method; the failure is the connect's, not the
-// callee's answer.
+// (tls_handshake, peer_rejected), or there was no endpoint to connect to (no_endpoint).
+// Nothing was sent, so another endpoint may be tried, or the request sent again, whatever
+// its method; the failure is the connect's, not the callee's answer.
 bool never_reached(const std::error_code& code) noexcept;
 
 class ClientError : public std::system_error {

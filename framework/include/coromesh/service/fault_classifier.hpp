@@ -13,6 +13,8 @@
 //   http::ClientError timeout                  timeout
 //   http::ClientError bad_response             callee_failure  (it answered, with garbage)
 //   http::ClientError connect / closed         transport
+//                     no_endpoint              transport       (Consul lists no passing
+//                                                               instance: the callee is down)
 //   http::ClientError discovery_unavailable    rejected        (Consul has not answered yet:
 //                     identity_unavailable                      or our own leaf is missing:
 //                                                               the callee was never
@@ -55,7 +57,8 @@ unsigned upstream_error_status(unsigned upstream_status) noexcept;
 // What a service answers for a call of its own that got no answer (an http::ClientError):
 // 504 deadline_exceeded for a timeout, 503 discovery_unavailable when Consul had not
 // answered about the callee yet, 503 identity_unavailable when this service's own leaf
-// had not arrived, 502 upstream_unavailable otherwise.
+// had not arrived, 503 no_endpoint when Consul lists no passing instance of the callee
+// (as the sidecar answers it), 502 upstream_unavailable otherwise.
 struct UnansweredCallStatus {
   unsigned status;
   std::string_view code;

@@ -283,8 +283,8 @@ http::Response upstream_error_response(const RemoteError& error);
 http::Response dependency_refused_response(const DependencyRefused& refused);
 // A call of this service's that got no answer: 504 deadline_exceeded for a timeout, 503
 // discovery_unavailable when Consul had not answered about the callee yet, 503
-// identity_unavailable when this service's own leaf had not arrived, 502
-// upstream_unavailable otherwise.
+// identity_unavailable when this service's own leaf had not arrived, 503 no_endpoint when
+// Consul lists no passing instance of the callee, 502 upstream_unavailable otherwise.
 http::Response transport_error_response(const http::ClientError& error);
 }  // namespace detail
 
