@@ -227,10 +227,24 @@ void json_to(const boost::json::value& v, const std::string& path, bool& out) {
   out = v.get_bool();
 }
 
+namespace {
+// Boost.JSON holds an integer literal that fits neither int64 nor uint64
+// (99999999999999999999) as a double. Such a value is a whole number of magnitude 2^63 or
+// more: an integer the caller sent that is too large (as the query string says of the
+// same digits), not a value that is no integer. A fraction, however large, is not one.
+bool is_integer_past_64_bits(const boost::json::value& v) noexcept {
+  if (!v.is_double()) {
+    return false;
+  }
+  const double d = v.get_double();
+  return std::isfinite(d) && std::trunc(d) == d && std::fabs(d) >= 0x1p63;
+}
+}  // namespace
+
 void json_to(const boost::json::value& v, const std::string& path, std::int64_t& out) {
   if (v.is_int64()) {
     out = v.get_int64();
-  } else if (v.is_uint64()) {
+  } else if (v.is_uint64() || is_integer_past_64_bits(v)) {
     throw_invalid_json(path, "value is out of range");
   } else {
     throw_invalid_json(path, "expected an integer");
@@ -242,8 +256,10 @@ void json_to(const boost::json::value& v, const std::string& path, std::uint64_t
     out = v.get_uint64();
   } else if (v.is_int64() && v.get_int64() >= 0) {
     out = static_cast<std::uint64_t>(v.get_int64());
-  } else if (v.is_int64()) {
+  } else if (v.is_int64() || (is_integer_past_64_bits(v) && v.get_double() < 0)) {
     throw_invalid_json(path, "must not be negative");
+  } else if (is_integer_past_64_bits(v)) {
+    throw_invalid_json(path, "value is out of range");
   } else {
     throw_invalid_json(path, "expected an integer");
   }

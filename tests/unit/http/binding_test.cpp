@@ -171,6 +171,32 @@ TEST(BindJson, ErrorsNameTheBodyFieldPath) {
             "JSON body field 'l': expected an integer");
 }
 
+// An integer literal past 64 bits reaches the binding as a double (Boost.JSON keeps
+// what it cannot hold as int64/uint64 that way): the caller sent an integer too large,
+// as the query string's own error says, not something that is no integer.
+TEST(BindJson, AnIntegerPast64BitsIsOutOfRangeNotANonInteger) {
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":1,"r":99999999999999999999})"); },
+                      "invalid_field"),
+            "JSON body field 'r': value is out of range");
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":-99999999999999999999,"r":1})"); },
+                      "invalid_field"),
+            "JSON body field 'l': value is out of range");
+  EXPECT_EQ(reason_of(
+                [] {
+                  bind_json<Options>(R"({"name":"n","verbose":true,"ratio":1,)"
+                                     R"("port":99999999999999999999})");
+                },
+                "invalid_field"),
+            "JSON body field 'port': value is out of range");
+  EXPECT_EQ(reason_of([] { bind_json<std::uint64_t>("-99999999999999999999"); }, "invalid_field"),
+            "JSON body: must not be negative");
+  // A fraction is still no integer, whatever its size.
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":1,"r":2.5})"); }, "invalid_field"),
+            "JSON body field 'r': expected an integer");
+  EXPECT_EQ(reason_of([] { bind_json<Operands>(R"({"l":1,"r":1.0})"); }, "invalid_field"),
+            "JSON body field 'r': expected an integer");
+}
+
 // Boost.JSON keeps the last copy of a key given twice; as with a query parameter given
 // twice, whatever read the body before us may have taken the other one.
 TEST(BindJson, AKeyGivenTwiceInAnObjectIsRefused) {
