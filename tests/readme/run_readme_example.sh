@@ -120,6 +120,9 @@ expect "welcome with a bad JSON body" 400 \
 expect "welcome without visit (a default initializer is not optional)" 400 \
   '{"error":"missing_field","reason":"JSON body field '"'"'visit'"'"' is required"}' \
   -d '{"name":"mesh"}' "$welcome_url"
+expect "welcome when greeter refuses the name (a 4xx is no fallback's)" 502 \
+  '{"error":"empty_name","reason":"the callee answered 422 empty_name: say who is to be greeted"}' \
+  -d '{"name":"","visit":2}' "$welcome_url"
 
 stop greeter-svc "$greeter_svc_pid"
 expect "welcome with greeter-svc stopped (fallback)" 200 \
