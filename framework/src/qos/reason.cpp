@@ -9,8 +9,14 @@ QosRejected::QosRejected(std::string policy, Reason reason)
       reason_(reason) {}
 
 QosRejected QosRejected::cut_off_by(std::string policy) {
-  QosRejected rejected(std::move(policy), Reason::deadline_exceeded);
+  QosRejected rejected(policy, Reason::deadline_exceeded);
   rejected.cut_off_ = true;
+  // The call was made and ran too long: its message must not say it was rejected, which
+  // would blame the wrong side (the what() a caller's answer and the logs carry). The
+  // base's message is replaced, as the constructor can only say "rejected".
+  static_cast<std::runtime_error&>(rejected) =
+      std::runtime_error("qos policy '" + policy + "' cut the call off at its deadline: " +
+                         std::string(to_string(Reason::deadline_exceeded)));
   return rejected;
 }
 

@@ -18,8 +18,9 @@ qos::FaultClassification by_status(unsigned status) noexcept {
 }  // namespace
 
 DependencyRefused::DependencyRefused(qos::QosRejected refusal)
-    : std::runtime_error("a call of this service's was refused by its " + refusal.policy() + ": " +
-                         refusal.what()),
+    : std::runtime_error("a call of this service's was " +
+                         std::string(refusal.cut_off() ? "cut off" : "refused") + " by its " +
+                         refusal.policy() + ": " + refusal.what()),
       refusal_(std::move(refusal)) {}
 
 unsigned upstream_error_status(unsigned upstream_status) noexcept {

@@ -257,6 +257,24 @@ TEST(ServedClassifier, JudgesWhatEscapesAHandlerByWhatItsCallerIsAnswered) {
   }
 }
 
+// A call its timeout cut off was made and ran too long; it was not refused, and what its
+// caller reads must not say so (a slow callee would otherwise read as "timed out after
+// N ms waiting for a response" or as "refused", by which timer fired first).
+TEST(DependencyRefusedText, ACallCutOffIsNotSaidToBeRefused) {
+  const QosRejected cut = QosRejected::cut_off_by("timeout");
+  EXPECT_EQ(std::string(cut.what()),
+            "qos policy 'timeout' cut the call off at its deadline: deadline_exceeded");
+  EXPECT_EQ(std::string(DependencyRefused(cut).what()),
+            "a call of this service's was cut off by its timeout: qos policy 'timeout' cut the "
+            "call off at its deadline: deadline_exceeded");
+  // A refusal, a spent deadline's included, stays one.
+  EXPECT_EQ(std::string(DependencyRefused(QosRejected("rate_limit", Reason::rate_limited)).what()),
+            "a call of this service's was refused by its rate_limit: qos policy 'rate_limit' "
+            "rejected the call: rate_limited");
+  EXPECT_EQ(std::string(QosRejected("deadline", Reason::deadline_exceeded).what()),
+            "qos policy 'deadline' rejected the call: deadline_exceeded");
+}
+
 // --- the failures of issue 8 ---------------------------------------------------------------
 
 asio::awaitable<int> slow(Duration duration, int* calls) {
