@@ -137,7 +137,7 @@ bool parse_scalar(std::string_view text, bool& out, std::string& why) {
     out = false;
     return true;
   }
-  why = "'" + clip(text) + "' is not a boolean (true/false)";
+  why = "'" + clip(text) + "' is not a boolean (true/false or 1/0)";
   return false;
 }
 

@@ -57,6 +57,16 @@ TEST(BindQuery, BindsDescribedStruct) {
   EXPECT_EQ(opts.port, 8080);
 }
 
+// 1 and 0 are booleans in a query string too; the refusal says so, or a caller told
+// "(true/false)" would think the 1 it sent elsewhere was refused.
+TEST(BindQuery, ABadBooleanNamesEverySpellingAccepted) {
+  EXPECT_TRUE(bind_query<Options>("name=x&verbose=1&ratio=0&port=1").verbose);
+  EXPECT_FALSE(bind_query<Options>("name=x&verbose=0&ratio=0&port=1").verbose);
+  EXPECT_EQ(
+      reason_of([] { bind_query<Options>("name=x&verbose=yes&ratio=0&port=1"); }, "invalid_field"),
+      "query parameter 'verbose': 'yes' is not a boolean (true/false or 1/0)");
+}
+
 TEST(BindQuery, MissingFieldNamesIt) {
   auto reason = reason_of([] { bind_query<Operands>("l=1"); }, "missing_field");
   EXPECT_EQ(reason, "query parameter 'r' is required");
