@@ -82,7 +82,10 @@ std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error
       return attempt_deadline_passed ? std::optional(connect::Outcome::callee_failure)
                                      : std::nullopt;
     case qos::FaultClass::rejected:
-      return std::nullopt;
+      // A callee's 429 (a status): it answered, at once, and its limit is no sign of a
+      // bad instance (Envoy's outlier detection counts no 4xx either). Any other refusal
+      // is ours: the endpoint was not involved.
+      return fault.status != 0 ? std::optional(connect::Outcome::success) : std::nullopt;
   }
   return std::nullopt;
 }

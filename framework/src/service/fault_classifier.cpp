@@ -8,14 +8,16 @@
 
 namespace coromesh {
 
-namespace {
-
-qos::FaultClassification by_status(unsigned status) noexcept {
+qos::FaultClassification classify_error_status(unsigned status) noexcept {
+  if (status == 429) {
+    // Too Many Requests: the callee's own limit (coromesh's rate limiter answers it
+    // before the handler runs; qos/reason.hpp), shared by all its callers. The callee
+    // refused; the caller sent nothing wrong, and no callee failed either.
+    return {qos::FaultClass::rejected, status};
+  }
   const bool callers = status >= 400 && status < 500;
   return {callers ? qos::FaultClass::caller_error : qos::FaultClass::callee_failure, status};
 }
-
-}  // namespace
 
 DependencyRefused::DependencyRefused(qos::QosRejected refusal)
     : std::runtime_error("a call of this service's was " +
@@ -62,7 +64,9 @@ qos::FaultClassification classify_served_fault(const std::exception_ptr& error) 
   try {
     std::rethrow_exception(error);
   } catch (const RemoteError& e) {
-    // Answered 502, 503 or 504: a 5xx, whatever the upstream's status was.
+    // Answered 502, 503 or 504: a 5xx, whatever the upstream's status was. A 429 too: the
+    // upstream refused this service's call, and this service could not serve (answered
+    // 503, as when its own client's policies refuse that call: DependencyRefused).
     return {qos::FaultClass::callee_failure, upstream_error_status(e.status())};
   } catch (const DependencyRefused& e) {
     const auto status = e.http_status();
@@ -83,9 +87,9 @@ qos::FaultClassification classify_service_fault(const std::exception_ptr& error)
   try {
     std::rethrow_exception(error);
   } catch (const http::HttpError& e) {
-    return by_status(static_cast<unsigned>(e.status()));
+    return classify_error_status(static_cast<unsigned>(e.status()));
   } catch (const RemoteError& e) {
-    return by_status(e.status());
+    return classify_error_status(e.status());
   } catch (const http::ClientError& e) {
     if (e.code() == http::ClientErrc::timeout) {
       return {qos::FaultClass::timeout};

@@ -93,6 +93,11 @@ std::vector<Case> cases() {
        "rejected"},
       {"rate_limited", [] { throw QosRejected("rate_limit", Reason::rate_limited); }, "rejected",
        "warn", "rejected"},
+      // The callee's rate limit refused: a refusal as our own, not the caller's error (was
+      // caller_error, at info).
+      {"remote_429",
+       [] { throw RemoteError(429, "rate_limited", "qos policy 'rate_limit' rejected the call"); },
+       "rejected", "warn", "rejected"},
   };
 }
 

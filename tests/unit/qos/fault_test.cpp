@@ -86,6 +86,18 @@ std::vector<Row> rows() {
        FaultClass::caller_error, false, false, false},
       {"remote_404_unknown_sku", [] { throw RemoteError(404, "unknown_sku", "no such sku"); },
        FaultClass::caller_error, false, false, false},
+      {"remote_400_invalid_field", [] { throw RemoteError(400, "invalid_field", "l"); },
+       FaultClass::caller_error, false, false, false},
+      {"remote_409_conflict", [] { throw RemoteError(409, "conflict", "taken"); },
+       FaultClass::caller_error, false, false, false},
+      // The callee's rate limit refused (its own limit, shared by all its callers, before
+      // any work): a refusal, like our own rate limiter's, not the caller's error. Was
+      // caller_error like every 4xx: the fallback never answered it.
+      {"remote_429_rate_limited",
+       [] { throw RemoteError(429, "rate_limited", "qos policy 'rate_limit' rejected"); },
+       FaultClass::rejected, false, false, true},
+      {"handler_429", [] { throw HttpError(Status::too_many_requests, "quota", "try later"); },
+       FaultClass::rejected, false, false, true},
       {"remote_503", [] { throw RemoteError(503, "overloaded", ""); }, FaultClass::callee_failure,
        true, true, true},
       {"remote_500", [] { throw RemoteError(500, "bug", ""); }, FaultClass::callee_failure, true,
@@ -162,6 +174,40 @@ INSTANTIATE_TEST_SUITE_P(Rows, FaultTable, ::testing::ValuesIn(rows()),
                          [](const ::testing::TestParamInfo<Row>& info) {
                            return std::string(info.param.name);
                          });
+
+// A callee's 429 keeps its status in the classification (a fallback function reads it),
+// is a refusal without a policy or reason of ours (the metrics and the log line follow
+// Fault::refused(): fault_reporting_test.cpp), and is never retried, whether retry_on
+// lists 429 or not: at once, a retry only adds to the callee's overload.
+TEST(CalleesRefusal, KeepsItsStatusAndIsNeverRetried) {
+  const auto classified =
+      classify_service_fault(std::make_exception_ptr(RemoteError(429, "rate_limited", "")));
+  EXPECT_EQ(to_string(classified.kind), to_string(FaultClass::rejected));
+  EXPECT_EQ(classified.status, 429U);
+  const Fault fault = Fault::from(std::make_exception_ptr(RemoteError(429, "rate_limited", "")),
+                                  classify_service_fault);
+  EXPECT_TRUE(fault.refused());
+  EXPECT_FALSE(fault.reason.has_value());
+  EXPECT_EQ(fault.policy, "");
+  EXPECT_EQ(fault.status, 429U);
+
+  const Ran ran = run_failing(Chain<int>({std::make_shared<RetryInterceptor>(
+                                             RetryConfig{.max_attempts = 3,
+                                                         .base_backoff = 0ms,
+                                                         .max_backoff = 0ms,
+                                                         .retryable_statuses = {429, 502, 503, 504},
+                                                         .idempotent_only = false})},
+                                         {.classify = classify_service_fault}),
+                              [] { throw RemoteError(429, "rate_limited", ""); });
+  EXPECT_EQ(ran.calls, 1);
+  // By the status alone (the sidecar counts the answers it passes on so).
+  EXPECT_EQ(to_string(classify_error_status(429).kind), to_string(FaultClass::rejected));
+  for (unsigned status : {400U, 404U, 409U, 422U}) {
+    EXPECT_EQ(to_string(classify_error_status(status).kind), to_string(FaultClass::caller_error))
+        << status;
+  }
+  EXPECT_EQ(to_string(classify_error_status(503).kind), to_string(FaultClass::callee_failure));
+}
 
 // --- qos's own classifier ------------------------------------------------------------------
 
@@ -240,11 +286,15 @@ TEST(ServedClassifier, JudgesWhatEscapesAHandlerByWhatItsCallerIsAnswered) {
       {"own call without its own leaf",
        [] { throw http::ClientError(http::ClientErrc::identity_unavailable, "no leaf"); },
        FaultClass::callee_failure, 503},
-      // The rest as on the client side: a handler's own 4xx is its caller's fault, and
+      // The rest as on the client side: a handler's own 4xx is its caller's fault, its
+      // own 429 this operation's refusal (answered 429, as its rate limiter answers), and
       // this operation's own policies refuse rather than fail.
       {"handler's 400",
        [] { throw http::HttpError(http::Status::bad_request, "invalid_field", "no"); },
        FaultClass::caller_error, 400},
+      {"handler's 429",
+       [] { throw http::HttpError(http::Status::too_many_requests, "quota", "later"); },
+       FaultClass::rejected, 429},
       {"own bulkhead", [] { throw QosRejected("bulkhead", Reason::bulkhead_full); },
        FaultClass::rejected, 0},
   };

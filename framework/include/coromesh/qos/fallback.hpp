@@ -21,7 +21,7 @@ namespace coromesh::qos {
 struct FallbackFilter {
   bool rejections = true;         // refusals: a policy's QosRejected (any reason unless
                                   // `reasons` is set), a spent deadline, a call discovery
-                                  // could not place
+                                  // could not place, a callee's 429
   bool errors = true;             // the callee's failures, transport errors, timeouts (a
                                   // preemptive timeout's cut-off included)
   bool caller_errors = false;     // a 4xx: the caller's own fault, e.g. a 404 unknown_sku
@@ -47,8 +47,9 @@ class Fallback final : public Interceptor {
   }
 
   // By the fault's class (fault.hpp), not by the exception's type: a call a preemptive
-  // timeout cut off is a timeout (an error) although thrown as a QosRejected, and a call
-  // discovery could not place is a refusal although thrown as a ClientError.
+  // timeout cut off is a timeout (an error) although thrown as a QosRejected, a call
+  // discovery could not place is a refusal although thrown as a ClientError, and so is a
+  // callee's 429 although thrown as a RemoteError.
   bool applies(const Fault& fault) const {
     switch (fault.kind) {
       case FaultClass::cancelled:
@@ -87,7 +88,8 @@ class Fallback final : public Interceptor {
   }
 
  private:
-  // A refusal without a reason (discovery had no answer) matches only an empty filter.
+  // A refusal without a reason (discovery had no answer, a callee's 429: `reasons` names
+  // this side's own policies' reasons) matches only an empty filter.
   bool matches_reasons(const Fault& fault) const {
     if (filter_.reasons.empty()) {
       return true;

@@ -4,9 +4,10 @@
 // catches it, and every policy acts on the class.
 //
 //   class           breaker  adaptive  retry        fallback   what
-//   caller_error    neutral  neutral   never        never (1)  a 4xx: the caller's own
-//                                                              fault (a callee's 4xx
-//                                                              answer, a handler's 4xx)
+//   caller_error    neutral  neutral   never        never (1)  a 4xx but 429: the
+//                                                              caller's own fault (a
+//                                                              callee's 4xx answer, a
+//                                                              handler's 4xx)
 //   callee_failure  failure  drop      502/503/504  yes        a 5xx, a 2xx body that
 //                                                              does not decode, a
 //                                                              handler's exception (a
@@ -24,13 +25,22 @@
 //                                                              service/, also a call
 //                                                              Consul had not yet told
 //                                                              where to send, or made
-//                                                              before its own leaf came
+//                                                              before its own leaf came,
+//                                                              and a callee's 429 (3)
 //
 //   breaker:  failure = on_failure (counts toward opening), neutral = the permit is given
 //             back unrecorded. adaptive: drop = an AIMD decrease, neutral = release().
 //   retry:    only idempotent calls (unless idempotent_only is off), within max_attempts
 //             and the budget; statuses per retry_on, transport per retry_transport_errors.
 //   (1) FallbackFilter::caller_errors opts in.  (2) RetryOptions::retry_attempt_timeouts.
+//   (3) Too Many Requests: the callee's limit, shared by all its callers, said no before
+//       the callee did any work (coromesh's rate limiter answers rate_limited so). The
+//       callee refused: neither the caller's error nor the callee's failure. Not retried
+//       (at once, it would only add to the overload; 429 in retry_on changes nothing),
+//       and, like the discovery refusals, a refusal without a policy or reason (those
+//       name this side's own policies): status 429 is kept, and metrics count it as
+//       result="rejected" but not in coromesh_qos_rejections_total (the callee counts it
+//       there, side="server"; service/qos_metrics.hpp).
 //
 // The functions below are the table; the interceptors call them and nothing else decides.
 //
@@ -85,8 +95,8 @@ struct Fault {
   const void* notified_by = nullptr;  // QosRejected::notified_by() of a QosRejected
 
   // A refusal: a policy's (a QosRejected) or one the classifier found, such as a
-  // service's discovery with no answer yet (the call never left). What metrics count
-  // and logs say as "rejected".
+  // service's discovery with no answer yet (the call never left) or a callee's 429 (its
+  // limit said no; `status` is 429). What metrics count and logs say as "rejected".
   bool refused() const noexcept { return reason.has_value() || kind == FaultClass::rejected; }
 
   static Fault from(std::exception_ptr error, FaultClassifier classify = classify_fault);

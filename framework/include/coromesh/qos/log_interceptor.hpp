@@ -25,7 +25,9 @@ namespace coromesh::qos {
 //                                               caller's answer says it already
 //   cancelled                            info   the caller went away: nobody's failure
 //   rejected                             warn   a local policy said no (load shedding, an
-//                                               open circuit, a spent deadline)
+//                                               open circuit, a spent deadline), or the
+//                                               callee's (its 429): an error message, no
+//                                               policy+reason
 //   callee_failure, transport, timeout   warn   the call failed; often another process's
 //                                               failure (a callee's 5xx, an unreachable
 //                                               instance). Not error: this process's own

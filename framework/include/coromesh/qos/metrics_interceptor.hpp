@@ -22,8 +22,8 @@ class CallObserver {
   //   ok            a value
   //   error         a failure that counts against the callee (counts_against_callee():
   //                 callee_failure, transport, timeout), what an error rate is about
-  //   rejected      a refusal (Fault::refused): a local policy said no, or the call never
-  //                 left (no endpoint known yet)
+  //   rejected      a refusal (Fault::refused): a local policy said no, the call never
+  //                 left (no endpoint known yet), or the callee refused it (its 429)
   //   cancelled     the caller went away (a server drain cutting a request off, a caller
   //                 cancelling its call): nobody's failure
   //   caller_error  a 4xx: the caller's own fault (bad input, overflow), which no callee

@@ -161,9 +161,9 @@ struct adaptive_limit {
 // be a literal type (a number, an enum, a struct of those); for a result holding a
 // std::string or a vector, give a function. Which faults it answers, by their class
 // (fault.hpp): on_rejections (refusals: a policy's QosRejected, a spent deadline, a call
-// discovery could not place) and on_errors (the callee's failures, transport errors and
-// timeouts, a preemptive timeout's cut-off included). Never a caller's own 4xx nor a
-// cancellation (the decision table in fault.hpp).
+// discovery could not place, a callee's 429) and on_errors (the callee's failures,
+// transport errors and timeouts, a preemptive timeout's cut-off included). Never a
+// caller's own 4xx nor a cancellation (the decision table in fault.hpp).
 template <class T>
 struct fallback {
   T handler;

@@ -87,7 +87,8 @@ class DiscoveredUpstream {
 // classifier (fault_classifier.hpp):
 //
 //   fault class                                    outcome
-//   caller_error (a 4xx answer)                    success: the endpoint did its job
+//   caller_error (a 4xx answer), a 429 answer      success: the endpoint did its job
+//   (rejected, with its status)                    (a 429: its limit said no, at once)
 //   callee_failure (5xx, undecodable 2xx body)     callee_failure
 //   timeout                                        callee_failure (it did not answer in time)
 //   transport: connect_failed, tls_handshake,      connect_failure (nothing reached it)

@@ -6,6 +6,10 @@
 // what each class does is in qos/fault.hpp).
 //
 //   exception                                  class
+//   RemoteError, status 429                    rejected        (the callee refused: its
+//   http::HttpError, status 429                                 rate limit, shared by all
+//                                                               its callers, answered before
+//                                                               any work; status 429 kept)
 //   http::HttpError, status 4xx                caller_error    (a handler's own 4xx)
 //   http::HttpError, other status              callee_failure
 //   RemoteError, status 4xx                    caller_error    (the callee says we erred)
@@ -26,13 +30,19 @@
 // answered (classify_served_fault): a RemoteError of the handler's own call is answered
 // 502/503/504 (service.hpp's upstream_error_response), so it is this operation's
 // failure whatever the upstream's status, a 4xx included (the caller sent nothing
-// wrong: this service sent its upstream something it refused). Likewise a QosRejected
-// of the handler's own call (its upstream's breaker open, its rate limit, a spent
-// deadline) is not a refusal by this operation's policies: the server wraps it in a
-// DependencyRefused, answered 503 (504 for a spent deadline) and classified
-// callee_failure (timeout): the caller's client counts the same answer against us. So is
-// a handler's own call that found no answer from Consul (discovery_unavailable) or no
-// leaf of its own (identity_unavailable): 503, callee_failure.
+// wrong: this service sent its upstream something it refused). An upstream's 429 too:
+// rejected at the handler's own client, it is answered 503 (upstream_error_status) and
+// counted callee_failure here, "this service could not serve", as the caller's client
+// counts that 503; the upstream's refusal is not this operation's own (its policies
+// did not refuse, it ran the handler). Likewise a QosRejected of the handler's own call
+// (its upstream's breaker open, its rate limit, a spent deadline) is not a refusal by
+// this operation's policies: the server wraps it in a DependencyRefused, answered 503
+// (504 for a spent deadline) and classified callee_failure (timeout): the caller's
+// client counts the same answer against us. So is a handler's own call that found no
+// answer from Consul (discovery_unavailable) or no leaf of its own
+// (identity_unavailable): 503, callee_failure. A handler's own HttpError 429 is answered
+// as it is, 429: this operation refused, as its rate limiter would have (rejected, as
+// its caller counts it).
 
 #include <exception>
 #include <stdexcept>
@@ -48,6 +58,11 @@ class ClientError;
 }  // namespace http
 
 qos::FaultClassification classify_service_fault(const std::exception_ptr& error) noexcept;
+
+// The class of an error answer by its status alone (a RemoteError's or an HttpError's, as
+// above; the sidecar's http mode counts the answers it passes on by it): 429 rejected,
+// any other 4xx caller_error, anything else callee_failure. The status is kept.
+qos::FaultClassification classify_error_status(unsigned status) noexcept;
 
 // What a service answers its caller for an upstream's error status its handler let
 // escape: 504 for the upstream's 504 and 408 (time ran out), 503 for its 503 and 429

@@ -8,11 +8,17 @@
 //               the callee (a 5xx, a handler's exception, no answer, a timeout),
 //               caller_error a 4xx, the caller's own fault (bad input), kept out of
 //               error so that bad input does not raise an error rate; rejected — a call
-//               a QoS policy of this side refused; cancelled — an attempt its caller
+//               a QoS policy of this side refused, or (client side) one that never left
+//               for want of Consul's answer or this service's own leaf, or that the callee
+//               refused with 429 (its rate limit: the callee's refusal, not the caller's
+//               error); cancelled — an attempt its caller
 //               gave up (a server drain cutting a request off, a caller cancelling its
 //               call): nobody's failure (qos::CallObserver::Result)
 //   coromesh_qos_call_duration_seconds{operation,side}                histogram (attempts)
 //   coromesh_qos_rejections_total{operation,side,policy,reason}       counter
+//       refusals by this side's own policies only: a refusal with no policy of ours
+//       behind it (no answer from Consul, a callee's 429) is in calls_total alone; the
+//       callee counts its 429 here itself (side="server", policy="rate_limit")
 //   coromesh_qos_circuit_breaker_state{operation,side,state}          gauge, 1 for the
 //       current state of closed | open | half_open, 0 for the others
 //   coromesh_qos_concurrency_limit{operation,side}                    gauge (adaptive)
