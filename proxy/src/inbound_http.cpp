@@ -134,9 +134,7 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
         co_await local_clients_.at(thread)->send(local, std::move(request), deadline.when());
     const auto status_class = std::min<std::size_t>(response.result_int() / 100, 5);
     observe(status_class);
-    if (status_class == 5) {
-      metrics_.faults.callee_failure->Increment();
-    }
+    metrics_.faults.count_answer(response.result_int());
     co_return response;
   } catch (const boost::system::system_error& cut) {
     // Cancelled by the connection's cut-off at the end of a drain: no answer to count.

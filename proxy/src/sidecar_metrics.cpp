@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "coromesh/log/logger.hpp"
+#include "coromesh/service/fault_classifier.hpp"
 
 namespace coromesh::sidecar {
 
@@ -111,6 +112,16 @@ prometheus::Counter* FaultCounters::of(qos::FaultClass kind) const noexcept {
       return rejected;
   }
   return callee_failure;
+}
+
+void FaultCounters::count_answer(unsigned status) const noexcept {
+  if (status < 400) {
+    return;
+  }
+  const auto kind = classify_error_status(status).kind;
+  if (kind != qos::FaultClass::caller_error) {
+    of(kind)->Increment();
+  }
 }
 
 ListenerMetrics SidecarMetrics::inbound() {

@@ -22,13 +22,14 @@
 //     (service/fault_classifier.hpp): timeout (a deadline or route timeout passed: 504),
 //     transport (nothing reached, or the answer lost: the connection closed before or
 //     while answering: 502/503), callee_failure (a 5xx answer, or one that is not HTTP),
-//     caller_error (a request the sidecar refused as
-//     it came: malformed, too large, a framing it cannot pass on; answered 400, 413,
-//     431 or 501 by the sidecar itself, counted as code="local" too), rejected (a
-//     request whose caller's deadline was spent when it came: refused, 504, as a
-//     coromesh service refuses it; not the callee's timeout; or that never left for want
-//     of Consul's first answer or of the sidecar's own leaf: 503, as the framework counts
-//     discovery_unavailable and identity_unavailable)
+//     caller_error (a request the sidecar refused as it came: malformed, too large, a
+//     framing it cannot pass on; answered 400, 413, 431 or 501 by the sidecar itself,
+//     counted as code="local" too; a callee's 4xx passed on is not counted), rejected (a
+//     429 answer, passed on as it came: the callee's limit refused, as a coromesh caller
+//     counts it; a request whose caller's deadline was spent when it came: refused, 504,
+//     as a coromesh service refuses it; not the callee's timeout; or that never left for
+//     want of Consul's first answer or of the sidecar's own leaf: 503, as the framework
+//     counts discovery_unavailable and identity_unavailable)
 //   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds,
 //   coromesh_sidecar_tls_material_generation (read at scrape time, see SidecarGauges)
 //
@@ -64,11 +65,18 @@ struct FaultCounters {
   prometheus::Counter* caller_error = nullptr;
   // In flight when the drain's grace ran out: this sidecar's shutdown, nobody's fault.
   prometheus::Counter* cancelled = nullptr;
-  // Refused before anything was tried (a deadline spent on arrival, http_exchange.hpp).
+  // Refused before anything was tried (a deadline spent on arrival, http_exchange.hpp),
+  // or by the callee's limit (a 429 passed on, count_answer).
   prometheus::Counter* rejected = nullptr;
 
   // The counter of a fault the framework classified (qos/fault.hpp).
   prometheus::Counter* of(qos::FaultClass kind) const noexcept;
+  // Counts an answer passed on as it came, by the class the framework gives its status
+  // (service/fault_classifier.hpp classify_error_status): a 5xx callee_failure, a 429
+  // rejected (the callee's limit refused), nothing for the rest. Another 4xx is the
+  // request's own error, which the callee said and the caller reads; `caller_error` is
+  // kept for what the sidecar refused itself as it came.
+  void count_answer(unsigned status) const noexcept;
 };
 
 struct ListenerMetrics {

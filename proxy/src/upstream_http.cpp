@@ -183,9 +183,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   auto answered = [&](http::Response response) {
     const auto status_class = std::min<unsigned>(response.result_int() / 100, 5);
     metrics_.requests_by_class[status_class]->Increment();
-    if (status_class == 5) {
-      metrics_.faults.callee_failure->Increment();
-    }
+    metrics_.faults.count_answer(response.result_int());
     metrics_.request_duration->Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
     return response;

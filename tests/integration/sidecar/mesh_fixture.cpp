@@ -90,9 +90,17 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
       co_await hold.async_wait(asio::as_tuple(asio::use_awaitable));
       held.waiting.erase(waiting);
     }
-    bhttp::response<bhttp::string_body> response(
-        fail ? bhttp::status::service_unavailable : bhttp::status::ok, request.version());
-    if (request.target().starts_with("/headers")) {
+    const bool limited = request.target().starts_with("/limited");
+    bhttp::response<bhttp::string_body> response(fail      ? bhttp::status::service_unavailable
+                                                 : limited ? bhttp::status::too_many_requests
+                                                           : bhttp::status::ok,
+                                                 request.version());
+    if (limited) {
+      // As a coromesh service's rate limiter answers (qos/reason.hpp: rate_limited, 429).
+      response.set(bhttp::field::retry_after, "1");
+      response.set(bhttp::field::content_type, "application/json");
+      response.body() = R"({"error":"rate_limited","reason":")" + tag + R"( is over its limit"})";
+    } else if (request.target().starts_with("/headers")) {
       for (const auto& received : request) {  // the names of the fields that reached it
         response.body() += std::string(received.name_string()) + "\n";
       }

@@ -51,9 +51,11 @@ class TaggedEchoServer {
 // "<tag>|<traceparent>|<x-coromesh-deadline-ms>|<x-coromesh-peer>" (empty fields when
 // absent), except paths starting /fail, answered 503, paths starting /slow, answered
 // after 2 s, paths starting /hold, answered once release_held() is called (30 s at most),
-// paths starting /drop, read and then closed without an answer, and paths starting
-// /headers, answered with the names of the request's fields, one per line. Counts requests and
-// connections. Own thread until destroyed.
+// paths starting /drop, read and then closed without an answer, paths starting /limited,
+// answered 429 {"error":"rate_limited",...} with Retry-After: 1 (as a coromesh service's
+// rate limiter answers), and paths starting /headers, answered with the names of the
+// request's fields, one per line. Counts requests and connections. Own thread until
+// destroyed.
 class TaggedHttpServer {
  public:
   explicit TaggedHttpServer(std::string tag);

@@ -189,6 +189,44 @@ TEST_F(SidecarHttpMode, ADeadlineSpentOnArrivalIsARefusalNotATimeout) {
   EXPECT_EQ(connection.request("GET", "/fast").first, 200) << "the connection goes on";
 }
 
+// A 429 is the callee's limit refusing (qos/fault.hpp): passed on as it came (status,
+// body, Retry-After), tried once whatever the method (a refusal, not a 502/503 another
+// endpoint might do better), and counted as the framework's typed client counts the same
+// answer: fault="rejected", not the callee's failure nor the caller's error. Was not
+// counted at all, like any 4xx passed on.
+TEST_F(SidecarHttpMode, ACallees429IsPassedOnUnchangedOnceAndCountedRejected) {
+  for (const char* method : {"GET", "POST"}) {
+    const int before = b1_.requests() + b2_.requests();
+    const auto answer = exchange(a_upstream_,
+                                 std::string(method) +
+                                     " /limited HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n"
+                                     "Connection: close\r\n\r\n",
+                                 10s, false);
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 429 "))
+        << method << ": " << answer << a_sidecar_->log_tail();
+    EXPECT_NE(answer.find("Retry-After: 1\r\n"), std::string::npos) << answer;
+    EXPECT_NE(answer.find(R"({"error":"rate_limited","reason":")"), std::string::npos) << answer;
+    EXPECT_EQ(b1_.requests() + b2_.requests() - before, 1) << method << ": sent once";
+  }
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="b")", R"(fault="rejected")"}),
+            2)
+      << a_sidecar_->metrics();
+  for (const char* other : {R"(fault="callee_failure")", R"(fault="caller_error")"}) {
+    EXPECT_EQ(
+        a_sidecar_->metric("coromesh_sidecar_request_failures_total", {R"(listener="b")", other}),
+        0)
+        << other << "\n"
+        << a_sidecar_->metrics();
+  }
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_upstream_requests_total",
+                               {R"(upstream="b")", R"(code="4xx")"}),
+            2)
+      << a_sidecar_->metrics();
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_upstream_retries_total"), 0)
+      << a_sidecar_->metrics();
+}
+
 // Requests that cannot be passed on safely are answered 400 (501 for a transfer coding
 // besides chunked) and the connection closed, and nothing reaches a backend: a
 // Transfer-Encoding not ending in chunked (its body would have been forwarded as a

@@ -126,6 +126,27 @@ TEST_F(SidecarInboundHttp, AnAnswerTheLocalServiceLostIsATransportFailure) {
       << b_sidecar_->metrics();
 }
 
+// The local service's 429 (its rate limit refused) goes back to the caller as it came and
+// is counted as the framework counts the same answer (qos/fault.hpp): fault="rejected".
+// Was not counted at all, like any 4xx passed on.
+TEST_F(SidecarInboundHttp, TheLocalServices429IsPassedOnAndCountedRejected) {
+  const int before = b_.requests();
+  const auto [status, body] = HttpConnection(a_upstream_).request("GET", "/limited");
+  EXPECT_EQ(status, 429) << body << b_sidecar_->log_tail();
+  EXPECT_EQ(body, R"({"error":"rate_limited","reason":"b1 is over its limit"})");
+  EXPECT_EQ(b_.requests() - before, 1);
+  EXPECT_EQ(b_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="inbound")", R"(fault="rejected")"}),
+            1)
+      << b_sidecar_->metrics();
+  EXPECT_EQ(b_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                               {R"(listener="inbound")", R"(fault="caller_error")"}),
+            0)
+      << b_sidecar_->metrics();
+  EXPECT_EQ(b_sidecar_->metric("coromesh_sidecar_inbound_requests_total", {R"(code="4xx")"}), 1)
+      << b_sidecar_->metrics();
+}
+
 // A caller's deadline spent when its request came (x-coromesh-deadline-ms: 0) is refused
 // before the local service is called, as the framework refuses it (and counts it,
 // qos/fault.hpp): 504 deadline_exceeded, fault="rejected". Was: sent on, answered 504 by
