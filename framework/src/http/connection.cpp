@@ -22,6 +22,7 @@
 #include "coromesh/http/framing.hpp"
 #include "coromesh/http/trace_context.hpp"
 #include "coromesh/log/logger.hpp"
+#include "hang_up_watch.hpp"
 #include "server_state.hpp"
 #include "wire.hpp"
 
@@ -228,18 +229,19 @@ asio::awaitable<void> Server::State::serve(std::shared_ptr<detail::Connection> c
   // exception thrown by the next co_await.
   co_await asio::this_coro::throw_if_cancelled(false);
   if (tls) {
-    co_await serve_tls(*connection);
+    co_await serve_tls(connection);
   } else {
     // For send_without_waiting; Asio's asynchronous operations are unaffected.
     boost::system::error_code ignored;
     connection->socket.non_blocking(true, ignored);
-    co_await serve_requests(*connection, connection->socket);
+    co_await serve_requests(connection, connection->socket);
   }
 }
 
 template <class Stream>
-asio::awaitable<void> Server::State::serve_requests(detail::Connection& connection,
-                                                    Stream& stream) {
+asio::awaitable<void> Server::State::serve_requests(
+    const std::shared_ptr<detail::Connection>& shared, Stream& stream) {
+  detail::Connection& connection = *shared;
   using Clock = std::chrono::steady_clock;
   std::string out;       // the serialized response, reused across requests
   std::string trace_id;  // likewise
@@ -401,18 +403,25 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
             trace_id,
             route,
             connection.peer_identity};
+        // Watched only from here: the request, body included, has been read, and whatever
+        // arrives now is the client's hang-up or its next request.
+        detail::start_hang_up_watch(shared, buffer.size() > 0);
         try {
           response = co_await route->handler(context);
         } catch (const HttpError& e) {
           response = make_error_response(e.status(), e.code(), e.reason(), request.version());
         } catch (const std::exception& e) {
           const auto* system = dynamic_cast<const boost::system::system_error*>(&e);
-          if (system && system->code() == asio::error::operation_aborted && connection.cut_off) {
-            // Cancelled by a drain whose grace ran out: expected, not a handler bug. Only
-            // `cut_off` says so: `closing` is set from the drain's start, and a handler whose
-            // own operation was aborted during the grace period has failed like any other.
+          if (system && system->code() == asio::error::operation_aborted &&
+              (connection.cut_off || connection.hung_up)) {
+            // Cancelled by a drain whose grace ran out, or because the client hung up:
+            // expected, not a handler bug. Only `cut_off` and `hung_up` say so: `closing` is
+            // set from the drain's start, and a handler whose own operation was aborted
+            // otherwise has failed like any other.
             log::info("http.request.cancelled",
-                      {{"operation", route->operation}, {"trace_id", trace_id}});
+                      {{"operation", route->operation},
+                       {"trace_id", trace_id},
+                       {"cause", connection.cut_off ? "drain" : "client_closed"}});
           } else {
             log::error(
                 "http.handler.exception",
@@ -428,6 +437,7 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
                                                 {"error", "not a std::exception"}});
           response = handler_failed_response(request.version());
         }
+        detail::stop_hang_up_watch(connection);
         if (detail::has_unsafe_field(response)) {
           // Typically a request's bytes echoed into a header: sent, the client would write
           // the rest of our answer. A handler bug, answered as one.
@@ -463,17 +473,26 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
                                     {"trace_id", trace_id}});
       }
     }
-    // A client that hung up while its request was handled is still sent the answer (one
-    // that only half-closed may read it), but the request is not counted as served. Not
-    // asked while pipelined requests wait in the buffer: the FIN then only follows them
-    // (a client that sent its requests and half-closed), and they are still answered.
+    // A client that hung up while the handler ran (the watch saw it and cancelled the
+    // handler, hang_up_watch.hpp) is sent nothing: whatever the handler came to, even an
+    // answer from one that ignored its cancellation, is dropped, and counted 499 as the QoS
+    // chain counts it `cancelled`. One whose FIN came after the handler's last wait (seen
+    // only here) is still sent the answer, which the handler completed for it (one that
+    // only half-closed may read it), but the request is not counted as served. Not asked
+    // while pipelined requests wait in the buffer: the FIN then only follows them (a client
+    // that sent its requests and half-closed), and they are still answered.
     const auto handled = Clock::now();
-    const bool client_gone = buffer.size() == 0 && handled - started >= kHangUpCheckAfter &&
-                             peer_has_closed(connection.socket, connection.tls);
+    const bool hung_up = connection.hung_up;
+    connection.hung_up = false;
+    const bool client_gone =
+        hung_up || (buffer.size() == 0 && handled - started >= kHangUpCheckAfter &&
+                    peer_has_closed(connection.socket, connection.tls));
     keep_alive = keep_alive && !client_gone;
     response.keep_alive(keep_alive);
     out.clear();
-    detail::append_response(response, out, head);
+    if (!hung_up) {  // else nothing is sent
+      detail::append_response(response, out, head);
+    }
     connection.expires_at(handled + limits.write_timeout);
     boost::system::error_code wec;
     std::size_t sent = 0;
@@ -509,8 +528,9 @@ asio::awaitable<void> Server::State::serve_requests(detail::Connection& connecti
 }
 
 // The two streams a connection is served over: plain TCP, and TLS on top of it.
-template asio::awaitable<void> Server::State::serve_requests(detail::Connection&, tcp::socket&);
-template asio::awaitable<void> Server::State::serve_requests(detail::Connection&,
-                                                             detail::TlsServerStream&);
+template asio::awaitable<void> Server::State::serve_requests(
+    const std::shared_ptr<detail::Connection>&, tcp::socket&);
+template asio::awaitable<void> Server::State::serve_requests(
+    const std::shared_ptr<detail::Connection>&, detail::TlsServerStream&);
 
 }  // namespace coromesh::http

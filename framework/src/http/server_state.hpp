@@ -10,6 +10,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <cstdint>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -65,6 +66,14 @@ struct Connection {
   // Terminal cancellation of the connection's coroutine, handler included: the last
   // step of a drain whose grace period ran out.
   boost::asio::cancellation_signal cancel;
+  // The watch on the client while a handler runs (hang_up_watch.hpp).
+  boost::asio::cancellation_signal stop_watching;  // ends its pending wait
+  std::uint64_t watch_generation = 0;              // the request the pending wait is for
+  bool watching = false;          // its wait is pending, for the handler running now
+  bool requests_waiting = false;  // pipelined requests were buffered when it started
+  // The client hung up while this request's handler ran: the handler was cancelled (the
+  // drain's path, `cancel`), its answer is not wanted, and it is counted 499.
+  bool hung_up = false;
   std::list<std::shared_ptr<Connection>>::iterator registry_position;
 };
 
@@ -109,10 +118,12 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   void admit(boost::asio::ip::tcp::socket socket);
   boost::asio::awaitable<void> serve(std::shared_ptr<detail::Connection> connection);
   // The request loop over `stream`: tcp::socket or TlsServerStream (connection.cpp).
+  // `shared` is serve()'s, which outlives the loop; the hang-up watch holds a copy.
   template <class Stream>
-  boost::asio::awaitable<void> serve_requests(detail::Connection& connection, Stream& stream);
+  boost::asio::awaitable<void> serve_requests(const std::shared_ptr<detail::Connection>& shared,
+                                              Stream& stream);
   // Handshake, peer check, request loop, close_notify (server_tls.cpp).
-  boost::asio::awaitable<void> serve_tls(detail::Connection& connection);
+  boost::asio::awaitable<void> serve_tls(const std::shared_ptr<detail::Connection>& shared);
   void record_handshake(TlsHandshakeResult result, std::string_view reason,
                         const std::string& peer_address);
   boost::asio::awaitable<void> watch(std::shared_ptr<detail::Connection> connection);

@@ -99,7 +99,8 @@ void Server::State::record_handshake(TlsHandshakeResult result, std::string_view
   }
 }
 
-asio::awaitable<void> Server::State::serve_tls(detail::Connection& connection) {
+asio::awaitable<void> Server::State::serve_tls(const std::shared_ptr<detail::Connection>& shared) {
+  detail::Connection& connection = *shared;
   std::string peer_address;
   boost::system::error_code endpoint_error;
   auto peer = connection.socket.remote_endpoint(endpoint_error);
@@ -190,7 +191,7 @@ asio::awaitable<void> Server::State::serve_tls(detail::Connection& connection) {
     connection.peer_identity = verdict.identity();
   }
 
-  co_await serve_requests(connection, stream);
+  co_await serve_requests(shared, stream);
 
   // The session ended on our side or cleanly on the client's: say so with close_notify,
   // which also lets the client tell a complete response from a truncated one. A

@@ -1,0 +1,51 @@
+#pragma once
+
+// Internal: the watch a connection keeps on its client while a handler runs, so that a
+// client that hangs up (closes or resets the connection) stops the handler instead of
+// leaving it to run to its end for nobody, as Go's net/http cancels the request's context
+// and Envoy resets the upstream stream.
+//
+// How: an asynchronous wait for readability on the raw TCP socket (never a read, and
+// never the TLS stream: what arrives stays for the request loop), and on each wake-up a
+// non-blocking poll(POLLRDHUP) asking the kernel what arrived:
+//   reset, or both directions shut (POLLERR, POLLHUP)  -> hung up
+//   end of stream (FIN, POLLRDHUP)                     -> hung up, as Go and nginx take
+//       it, unless pipelined requests are waiting (in the request loop's buffer or, over
+//       plain TCP, in the kernel): a client that sent its requests and half-closed
+//       (`printf ... | nc -N`) still wants every answer
+//   bytes only                                         -> plain TCP: a pipelined request,
+//       the client is there; the watch ends. TLS: any record (a request, or the
+//       close_notify a leaving client sends before its FIN); the watch goes on
+// A hang-up is the drain's own path: `hung_up` is set and the connection's cancellation
+// signal emits terminal cancellation, which reaches the operation the handler awaits
+// (the QoS chain then counts the call `cancelled`).
+//
+// Lifetimes: the pending wait's handler holds the Connection (so the socket and the
+// signals it touches) by shared_ptr, and does nothing unless it belongs to the request
+// whose handler still runs (`watch_generation`, `watching`). stop_hang_up_watch()
+// cancels the wait through its own cancellation slot; its completion then only drops
+// its reference. A drain or the watchdog closing the socket completes it likewise
+// (operation_aborted), and an io_context destroyed with it pending destroys the handler
+// unrun, which releases the Connection like any abandoned coroutine frame.
+//
+// Threading: both functions on the connection's own io thread only (one thread per
+// io_context), where the wait's handler also runs.
+
+#include <memory>
+
+#include "server_state.hpp"
+
+namespace coromesh::http::detail {
+
+// Starts watching `connection`'s client for the request whose handler is about to run.
+// `requests_waiting`: pipelined requests are already in the request loop's buffer (an end
+// of stream then is only a half-close behind them). When the client has already hung up,
+// `hung_up` is set and the cancellation emitted at once, before the handler starts: the
+// edge-triggered reactor has consumed that event, and a wait started now would never
+// wake for it.
+void start_hang_up_watch(const std::shared_ptr<Connection>& connection, bool requests_waiting);
+
+// Ends the watch once the handler has finished. Safe to call when none is pending.
+void stop_hang_up_watch(Connection& connection);
+
+}  // namespace coromesh::http::detail
