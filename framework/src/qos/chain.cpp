@@ -139,6 +139,18 @@ void refuse_if_cancelled(const asio::cancellation_state& state) {
 
 namespace {
 
+// A call that comes to a value after its caller was cancelled (a handler that ignored the
+// cancellation of a client hanging up, or of a drain) ends as cancelled all the same: its
+// caller has given up on that value (the HTTP server drops the answer and counts 499 or
+// 503), and the interceptors count what the caller saw, not a success nobody received.
+// As a preemptive timeout treats a call that ignored its cut-off.
+void discard_if_cancelled(const asio::cancellation_state& state) {
+  if (state.cancelled() != asio::cancellation_type::none) {
+    throw boost::system::system_error(asio::error::operation_aborted,
+                                      "qos chain: the caller went away before the answer");
+  }
+}
+
 // Puts the invocation's outer cut-off watch back on every way out of a preempted segment.
 class CutoffWatchScope {
  public:
@@ -243,6 +255,7 @@ asio::awaitable<void> ChainCore::run_segment(std::size_t begin, Invocation& invo
           invocation.cut_off(interceptors_[cutoff]->name());
         }
       }
+      discard_if_cancelled(co_await asio::this_coro::cancellation_state);
     } catch (...) {
       error = std::current_exception();
     }
@@ -324,6 +337,7 @@ asio::awaitable<void> SynchronousInterceptor::around(Invocation& invocation, Nex
   std::exception_ptr error;
   try {
     co_await next();
+    discard_if_cancelled(co_await asio::this_coro::cancellation_state);
   } catch (...) {
     error = std::current_exception();
   }
