@@ -1,5 +1,7 @@
 #include "server_fixture.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -54,10 +56,29 @@ ServerFixture::ServerFixture(ServerLimits limits, std::size_t threads, ServerObs
     auto ms = bind_query<SumArgs>(std::string(ctx.query) + "&r=0").l;
     asio::steady_timer timer(co_await asio::this_coro::executor);
     timer.expires_after(std::chrono::milliseconds(ms));
-    co_await timer.async_wait(asio::use_awaitable);
+    try {
+      co_await timer.async_wait(asio::use_awaitable);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() == asio::error::operation_aborted) {
+        ++slow_cancelled;
+      }
+      throw;
+    }
     ++slow_finished;
     co_return text("slept");
   });
+  router_.add(Verb::get, "/stubborn", "stubborn",
+              [this](RequestContext& ctx) -> asio::awaitable<Response> {
+                ++stubborn_started;
+                auto ms = bind_query<SumArgs>(std::string(ctx.query) + "&r=0").l;
+                asio::steady_timer timer(co_await asio::this_coro::executor);
+                timer.expires_after(std::chrono::milliseconds(ms));
+                // No cancellation slot: the wait ignores the cancellation of the request.
+                co_await timer.async_wait(asio::bind_cancellation_slot(
+                    asio::cancellation_slot(), asio::as_tuple(asio::use_awaitable)));
+                ++stubborn_finished;
+                co_return text("done anyway");
+              });
   router_.add(Verb::get, "/gated", "gated", [this](RequestContext&) -> asio::awaitable<Response> {
     ++gated_started;
     co_await gate_.async_wait(asio::use_awaitable);  // throws operation_aborted when cancelled

@@ -15,10 +15,10 @@ namespace coromesh::http::testing {
 class ServerFixture {
  public:
   // Routes: GET /hello -> "hello"; GET /items/{id}; POST /echo (body back);
-  // GET /sum?l=&r= (typed binding); GET /slow?ms= (sleeps); GET /throw;
-  // GET /throw-other (throws an int); GET /error;
-  // GET /greet?name= (echoes `name` in the X-Greeting header);
-  // GET /gated (waits until cancel_gate(), then fails with the wait's operation_aborted:
+  // GET /sum?l=&r= (typed binding); GET /slow?l= (sleeps l ms; slow_cancelled counts the sleeps
+  // cancelled); GET /throw; GET /throw-other (throws an int); GET /error; GET /stubborn?l= (sleeps,
+  // ignoring the request's cancellation); GET /greet?name= (echoes `name` in the X-Greeting
+  // header); GET /gated (waits until cancel_gate(), then fails with the wait's operation_aborted:
   // a handler whose own operation was cancelled by something other than a drain).
   // `observer`, when given, must outlive the fixture.
   explicit ServerFixture(ServerLimits limits = {}, std::size_t threads = 1,
@@ -41,6 +41,9 @@ class ServerFixture {
 
   std::atomic<int> slow_started{0};
   std::atomic<int> slow_finished{0};
+  std::atomic<int> slow_cancelled{0};
+  std::atomic<int> stubborn_started{0};
+  std::atomic<int> stubborn_finished{0};
   std::atomic<int> gated_started{0};
 
  private:
