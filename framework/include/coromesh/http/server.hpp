@@ -13,6 +13,15 @@
 //   response not written within write_timeout -> connection closed
 // The read timeouts apply only while the server waits for the client: never while a
 // handler runs (its QoS policies and deadline bound it) nor while the answer is written.
+//   client hangs up while the handler runs    -> handler cancelled, nothing sent, 499
+// Once a request has been read whole, the connection watches its TCP socket (without
+// reading it, under TLS too) while the handler runs. A reset, or an end of stream with
+// no pipelined request behind it (a close, or a half-close: Go and nginx take it the
+// same way), is the client hanging up: the connection's cancellation signal then emits
+// terminal cancellation, as a drain's last step does, so whatever the handler awaits
+// ends with operation_aborted (a declared operation's QoS chain counts `cancelled`).
+// A handler that ignores it runs to its end; its answer is dropped, counted 499 still.
+// A request that arrives meanwhile (pipelined) leaves the handler alone.
 //   more than max_connections open            -> 503, connection closed
 //   unknown path -> 404; known path, other method -> 405 with `Allow`
 //   a handler's answer with CR, LF or NUL in a field -> 500 (never sent: response splitting)
@@ -58,7 +67,8 @@ struct ServerLimits {
 
 // The status reported for a request whose client went away (closed or reset the
 // connection, or did not take the answer within write_timeout) before the answer was
-// delivered: nginx's "client closed request". Never sent on the wire.
+// delivered: nginx's "client closed request". Never sent on the wire. A client gone while
+// the handler ran has had the handler cancelled, and is sent nothing at all.
 inline constexpr unsigned kClientClosedRequest = 499;
 
 // Told about every request that reached routing; `route` is null for 404/405 and for

@@ -9,7 +9,9 @@
 // `code` is what the exchange came to, not only what the handler returned: a request
 // whose client closed the connection (or stopped reading) before the answer reached it
 // is counted as code="499" (nginx's "client closed request"; never sent on the wire),
-// and one cut off by a drain whose grace ran out as code="503".
+// and one cut off by a drain whose grace ran out as code="503". A client that hangs up
+// while the handler runs cancels it (http/server.hpp): its declared operation is then
+// counted result="cancelled" by coromesh_qos_calls_total, beside this 499.
 //
 // Shaped for the request path: the router resolves an OperationMetrics once, when a
 // route is registered, and each request then costs one atomic pointer load, one

@@ -24,8 +24,9 @@ class CallObserver {
   //                 callee_failure, transport, timeout), what an error rate is about
   //   rejected      a refusal (Fault::refused): a local policy said no, the call never
   //                 left (no endpoint known yet), or the callee refused it (its 429)
-  //   cancelled     the caller went away (a server drain cutting a request off, a caller
-  //                 cancelling its call): nobody's failure
+  //   cancelled     the caller went away (a client hanging up while the handler ran, a
+  //                 server drain cutting a request off, a caller cancelling its call),
+  //                 even when the call came to a value after that: nobody's failure
   //   caller_error  a 4xx: the caller's own fault (bad input, overflow), which no callee
   //                 nor transport could have done better; not counted as `error`, so bad
   //                 input does not raise an error rate
