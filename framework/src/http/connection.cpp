@@ -476,18 +476,19 @@ asio::awaitable<void> Server::State::serve_requests(
     // A client that hung up while the handler ran (the watch saw it and cancelled the
     // handler, hang_up_watch.hpp) is sent nothing: whatever the handler came to, even an
     // answer from one that ignored its cancellation, is dropped, and counted 499 as the QoS
-    // chain counts it `cancelled`. One whose FIN came after the handler's last wait (seen
-    // only here) is still sent the answer, which the handler completed for it (one that
-    // only half-closed may read it), but the request is not counted as served. Not asked
-    // while pipelined requests wait in the buffer: the FIN then only follows them (a client
-    // that sent its requests and half-closed), and they are still answered.
+    // chain counts it `cancelled`. One whose FIN the watch did not take for a hang-up (a
+    // pipelining client's half-close, or one that came after the handler's last wait) is
+    // sent the answer the handler completed for it, with the connection closed after it,
+    // and counted by what became of that write, as the QoS chain counted the call. Not
+    // asked while pipelined requests wait in the buffer: the FIN then only follows them,
+    // and they are still answered.
     const auto handled = Clock::now();
     const bool hung_up = connection.hung_up;
     connection.hung_up = false;
-    const bool client_gone =
-        hung_up || (buffer.size() == 0 && handled - started >= kHangUpCheckAfter &&
-                    peer_has_closed(connection.socket, connection.tls));
-    keep_alive = keep_alive && !client_gone;
+    const bool peer_closed = !hung_up && buffer.size() == 0 &&
+                             handled - started >= kHangUpCheckAfter &&
+                             peer_has_closed(connection.socket, connection.tls);
+    keep_alive = keep_alive && !hung_up && !peer_closed;
     response.keep_alive(keep_alive);
     out.clear();
     if (!hung_up) {  // else nothing is sent
@@ -513,7 +514,7 @@ asio::awaitable<void> Server::State::serve_requests(
       unsigned status = response.result_int();
       if (connection.cut_off) {
         status = static_cast<unsigned>(Status::service_unavailable);
-      } else if (client_gone || wec) {
+      } else if (hung_up || wec) {
         status = kClientClosedRequest;
       }
       observer->request_finished(route, status, last_answered - started);

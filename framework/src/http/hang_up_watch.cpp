@@ -25,8 +25,8 @@ PeerSign peer_sign(Connection& connection) {
     return PeerSign::hung_up;
   }
   if ((watched.revents & POLLRDHUP) != 0) {
-    if (connection.requests_waiting) {
-      return PeerSign::bytes;
+    if (connection.pipelining) {
+      return PeerSign::bytes;  // a half-close behind the client's requests
     }
     if (!connection.tls) {
       // Over plain TCP, bytes ahead of the FIN are a pipelined request: the client
@@ -69,6 +69,7 @@ void arm(const std::shared_ptr<Connection>& shared) {
               case PeerSign::bytes:
                 if (!watched.tls) {
                   // A pipelined request: the client is there and waits for its answers.
+                  watched.pipelining = true;
                   watched.watching = false;
                   return;
                 }
@@ -87,7 +88,7 @@ void start_hang_up_watch(const std::shared_ptr<Connection>& shared, bool request
   Connection& connection = *shared;
   ++connection.watch_generation;
   connection.hung_up = false;
-  connection.requests_waiting = requests_waiting;
+  connection.pipelining = connection.pipelining || requests_waiting;
   // Asked before the wait is queued: nothing runs this io_context's reactor in between
   // (its one thread is here), so an event arriving from now on wakes the wait.
   switch (peer_sign(connection)) {
@@ -96,6 +97,7 @@ void start_hang_up_watch(const std::shared_ptr<Connection>& shared, bool request
       return;
     case PeerSign::bytes:
       if (!connection.tls) {
+        connection.pipelining = true;
         return;  // a pipelined request has arrived: the client is there
       }
       break;

@@ -10,9 +10,10 @@
 // non-blocking poll(POLLRDHUP) asking the kernel what arrived:
 //   reset, or both directions shut (POLLERR, POLLHUP)  -> hung up
 //   end of stream (FIN, POLLRDHUP)                     -> hung up, as Go and nginx take
-//       it, unless pipelined requests are waiting (in the request loop's buffer or, over
-//       plain TCP, in the kernel): a client that sent its requests and half-closed
-//       (`printf ... | nc -N`) still wants every answer
+//       it, unless the client pipelines (a request arrived behind another one, on this
+//       connection so far) or, over plain TCP, bytes of a request wait in the kernel: a
+//       client that sent its requests and half-closed (`printf ... | nc -N`) still wants
+//       every answer. Of such a client only a reset is taken for a hang-up.
 //   bytes only                                         -> plain TCP: a pipelined request,
 //       the client is there; the watch ends. TLS: any record (a request, or the
 //       close_notify a leaving client sends before its FIN); the watch goes on
@@ -38,8 +39,9 @@
 namespace coromesh::http::detail {
 
 // Starts watching `connection`'s client for the request whose handler is about to run.
-// `requests_waiting`: pipelined requests are already in the request loop's buffer (an end
-// of stream then is only a half-close behind them). When the client has already hung up,
+// `requests_waiting`: pipelined requests are already in the request loop's buffer: the
+// client pipelines (Connection::pipelining), and an end of stream from it is only a
+// half-close behind its requests. When the client has already hung up,
 // `hung_up` is set and the cancellation emitted at once, before the handler starts: the
 // edge-triggered reactor has consumed that event, and a wait started now would never
 // wake for it.

@@ -69,8 +69,10 @@ struct Connection {
   // The watch on the client while a handler runs (hang_up_watch.hpp).
   boost::asio::cancellation_signal stop_watching;  // ends its pending wait
   std::uint64_t watch_generation = 0;              // the request the pending wait is for
-  bool watching = false;          // its wait is pending, for the handler running now
-  bool requests_waiting = false;  // pipelined requests were buffered when it started
+  bool watching = false;  // its wait is pending, for the handler running now
+  // The client pipelines: a request of its arrived while an earlier one was handled. Its
+  // end of stream is a half-close behind its requests, not a hang-up (only a reset is).
+  bool pipelining = false;
   // The client hung up while this request's handler ran: the handler was cancelled (the
   // drain's path, `cancel`), its answer is not wanted, and it is counted 499.
   bool hung_up = false;
