@@ -148,11 +148,13 @@ bool refused_whatever_the_body(const Router& router, const detail::Connection& c
 }
 
 // True when the client has closed its side of the connection (FIN or reset) while its
-// request was being handled. Peeks without blocking and without consuming pipelined
-// bytes; one recv() per response, much cheaper than a watch on the socket per request.
-// Asked only of requests that took kHangUpCheckAfter or more: a client does not give up
-// on a faster answer, and on a small request the peek was one system call in three
-// (benchmarks/suites/http.sh against a raw Beast server, BENCHMARKS.md).
+// request was being handled, in a way the hang-up watch (hang_up_watch.hpp) did not take
+// for a hang-up (a pipelining client's half-close, an end after the handler's last wait,
+// a request no handler ran for): the connection is then closed after the answer rather
+// than kept for a request that cannot come. Peeks without blocking and without consuming
+// pipelined bytes. Asked only of requests that took kHangUpCheckAfter or more: a client
+// does not give up on a faster answer, and on a small request the peek was one system call
+// in three (benchmarks/suites/http.sh against a raw Beast server, BENCHMARKS.md).
 // Over TLS a client that leaves ends its session first: the peek finds its close_notify's
 // bytes, never the end behind them, so there the FIN itself is asked for (POLLRDHUP,
 // pending bytes or not). A TLS client does not half-close to pipeline.
