@@ -20,6 +20,7 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <coromesh/service/service.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -84,14 +85,15 @@ class CallerHangUp : public ::testing::Test {
     waiter->wait();
   }
 
-  // Sends `target` on a connection of its own, waits until its handler has started,
-  // then closes the connection.
-  void hang_up_during(const std::string& target) {
+  // Sends `target` on a connection of its own, waits until its handler has started (and
+  // `ready` holds), then closes the connection.
+  void hang_up_during(
+      const std::string& target, const std::function<bool()>& ready = [] { return true; }) {
     asio::io_context ioc;
     asio::ip::tcp::socket socket(ioc);
     socket.connect({asio::ip::make_address("127.0.0.1"), waiter->port()});
     asio::write(socket, asio::buffer("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n"));
-    ASSERT_TRUE(wait_until([&] { return started.load() == 1; }, 5s));
+    ASSERT_TRUE(wait_until([&] { return started.load() == 1 && ready(); }, 5s));
     socket.close();
   }
 
@@ -142,8 +144,8 @@ TEST_F(CallerHangUp, AHandlerThatIgnoresTheHangUpIsCountedCancelledWhenItEnds) {
 // The handler's own call is cancelled with it: its connection to the callee closed, not
 // held until the call's minute-long deadline.
 TEST_F(CallerHangUp, TheHandlersOwnCallIsCancelledWithIt) {
-  hang_up_during("/api/v1/relay_hung?value=1");
-  ASSERT_TRUE(wait_until([&] { return hung.accepted() == 1; }, 5s));
+  // Once the call is in flight: the callee has its connection.
+  hang_up_during("/api/v1/relay_hung?value=1", [&] { return hung.accepted() == 1; });
   EXPECT_TRUE(wait_until([&] { return hung.open() == 0; }, 5s))
       << "the call to the callee went on after its caller had gone";
   EXPECT_TRUE(metrics_show(requests("relay_hung", "499", 1))) << metrics();
