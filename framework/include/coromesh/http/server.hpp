@@ -15,9 +15,10 @@
 // handler runs (its QoS policies and deadline bound it) nor while the answer is written.
 //   client hangs up while the handler runs    -> handler cancelled, nothing sent, 499
 // Once a request has been read whole, the connection watches its TCP socket (without
-// reading it, under TLS too) while the handler runs. A reset, or an end of stream with
-// no pipelined request behind it (a close, or a half-close: Go and nginx take it the
-// same way), is the client hanging up: the connection's cancellation signal then emits
+// reading it, under TLS too) while the handler runs. A reset, or an end of stream from a
+// client that has not pipelined (a close, or a half-close: Go and nginx take it the same
+// way; a pipelining client's end of stream is a half-close behind its requests, which
+// are all answered), is the client hanging up: the connection's cancellation signal emits
 // terminal cancellation, as a drain's last step does, so whatever the handler awaits
 // ends with operation_aborted (a declared operation's QoS chain counts `cancelled`).
 // A handler that ignores it runs to its end; its answer is dropped, counted 499 still.
