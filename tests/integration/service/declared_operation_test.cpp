@@ -19,6 +19,7 @@
 #include <coromesh/runtime/io_pool.hpp>
 #include <coromesh/service/service.hpp>
 #include <future>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -639,6 +640,62 @@ TEST(DeclaredOperationFaults, AHandlersOwn5xxIsLoggedOnceAndIts4xxIsNot) {
   EXPECT_EQ(count("no_such_case"), 0U) << "a 4xx was logged:\n" << log;
   teller.request_shutdown();
   teller.wait();
+}
+
+struct Measured {
+  double total = 0;
+};
+BOOST_DESCRIBE_STRUCT(Measured, (), (total))
+// Behind a breaker that opens after two failures in two calls, logged.
+COROMESH_OPERATION(
+    measure, GET, "/api/v1/measure", Probe, Measured,
+    QOS(qos::circuit_breaker{.failure_rate = 0.5, .window = 2, .minimum_calls = 2, .open_for = 60s},
+        qos::log{}));
+
+// Was: a result JSON cannot carry was answered 500 after the chain had counted the call
+// `ok` and the breaker a success: the metrics said all was well while every caller got a
+// 500. The handler's bad result is its failure (callee_failure), judged by the chain.
+TEST(DeclaredOperationFaults, AResultJsonCannotCarryIsTheHandlersFailureInTheChain) {
+  coromesh::Service meter(in_process("meter"));
+  meter.serve(measure, [](Probe) -> asio::awaitable<Measured> {
+    co_return Measured{std::numeric_limits<double>::infinity()};
+  });
+  meter.start();
+  ::testing::internal::CaptureStderr();
+  const auto get = [&meter] {
+    return coromesh::testing::http_fetch("127.0.0.1", meter.port(), "/api/v1/measure?value=1");
+  };
+  for (int i = 0; i < 2; ++i) {
+    const auto answer = get();
+    EXPECT_EQ(answer.status, 500) << answer.body;
+    EXPECT_EQ(json::parse(answer.body).at("error").as_string(), "internal") << answer.body;
+  }
+  // Two failures in two calls: the breaker is open and refuses the third.
+  const auto refused = get();
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(json::parse(refused.body).at("error").as_string(), "circuit_open") << refused.body;
+  const auto metrics = coromesh::testing::http_fetch("127.0.0.1", meter.port(), "/metrics");
+  for (const char* series :
+       {R"(coromesh_qos_calls_total{operation="measure",result="error",side="server"} 2)",
+        R"(coromesh_qos_calls_total{operation="measure",result="ok",side="server"} 0)",
+        R"(coromesh_qos_calls_total{operation="measure",result="rejected",side="server"} 1)"}) {
+    EXPECT_NE(metrics.body.find(series), std::string::npos) << series << "\n"
+                                                            << metrics.body.substr(0, 4000);
+  }
+  coromesh::log::flush();
+  const auto log = ::testing::internal::GetCapturedStderr();
+  const std::string failed =
+      "level=warn event=qos.call operation=measure outcome=error "
+      "fault=callee_failure attempts=1 ";
+  std::size_t lines = 0;
+  for (auto at = log.find(failed); at != std::string::npos; at = log.find(failed, at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 2U) << log;
+  EXPECT_NE(log.find("JSON cannot carry the non-finite number inf at 'total'"), std::string::npos)
+      << log;
+  meter.request_shutdown();
+  meter.wait();
 }
 
 }  // namespace

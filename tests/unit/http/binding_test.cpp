@@ -324,6 +324,23 @@ TEST(ToJson, ANonFiniteNumberIsRefusedNamingWhereItIs) {
             "JSON cannot carry the non-finite number -inf");
 }
 
+// What a served operation checks its result with inside its QoS chain: the same refusal
+// as to_json's, and nothing for a value JSON can carry.
+TEST(CheckSerializable, RefusesWhatToJsonRefusesAndPassesTheRest) {
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_NO_THROW(check_serializable(Prices{1, {2, 3}, 0.5F}));
+  EXPECT_NO_THROW(check_serializable(std::string("inf")));
+  EXPECT_NO_THROW(check_serializable(std::int64_t{7}));
+  try {
+    check_serializable(Prices{1, {2, std::nan("")}, 0});
+    ADD_FAILURE() << "a NaN in a vector member passed";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "JSON cannot carry the non-finite number nan at 'history[1]'");
+  }
+  EXPECT_THROW(check_serializable(-inf), std::invalid_argument);
+  EXPECT_THROW(check_serializable(std::numeric_limits<float>::quiet_NaN()), std::invalid_argument);
+}
+
 }  // namespace coromesh::http::testing_binding
 
 namespace coromesh::http {

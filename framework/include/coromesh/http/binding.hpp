@@ -19,6 +19,7 @@
 #include <boost/json/value.hpp>
 #include <boost/mp11/algorithm.hpp>
 #include <boost/mp11/list.hpp>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -370,6 +371,44 @@ std::string serialize_json(const boost::json::value& value);
 template <class T>
 std::string to_json(const T& value) {
   return serialize_json(to_json_value(value));
+}
+
+namespace binding_detail {
+// Whether every floating-point number in `value` is finite (JSON can carry it), read
+// from the value itself without building its JSON.
+template <class T>
+bool all_finite(const T& value) noexcept {
+  if constexpr (std::is_floating_point_v<T>) {
+    return std::isfinite(value);
+  } else if constexpr (is_vector<T>::value) {
+    for (const auto& item : value) {
+      if (!all_finite(item)) {
+        return false;
+      }
+    }
+    return true;
+  } else if constexpr (is_described_struct_v<T>) {
+    bool finite = true;
+    for_each_present_member(
+        value, [&finite](const char*, const auto& field) { finite = finite && all_finite(field); });
+    return finite;
+  } else {
+    return true;
+  }
+}
+}  // namespace binding_detail
+
+// Throws the std::invalid_argument to_json(value) throws ("... inf at 'total'") when the
+// value holds a number JSON cannot carry; otherwise writes nothing. A served operation
+// checks its result with it inside its QoS chain (Service::serve), so that a result it
+// cannot answer is the handler's failure there, not a success answered 500 afterwards.
+template <class T>
+void check_serializable(const T& value) {
+  if constexpr (binding_detail::json_value_supported<T>()) {
+    if (!binding_detail::all_finite(value)) {
+      (void)to_json(value);
+    }
+  }
 }
 
 namespace binding_detail {

@@ -337,18 +337,24 @@ Service& Service::serve(const Op& op, F fn) {
             [&bound](const qos::Invocation& invocation) -> boost::asio::awaitable<Result> {
           // A refusal of the handler's own call leaves it as this operation's
           // failure, not as a refusal by its own policies (fault_classifier.hpp).
+          std::optional<Result> result;
           try {
             if constexpr (std::is_invocable_v<const F&, Arg, const CallContext&>) {
               CallContext this_attempt = bound.call;
               this_attempt.deadline = invocation.deadline();
               this_attempt.invocation = &invocation;
-              co_return co_await bound.fn(bound.arg, this_attempt);
+              result.emplace(co_await bound.fn(bound.arg, this_attempt));
             } else {
-              co_return co_await bound.fn(bound.arg);
+              result.emplace(co_await bound.fn(bound.arg));
             }
           } catch (const qos::QosRejected& refusal) {
             throw DependencyRefused(refusal);
           }
+          // A result JSON cannot carry (infinity, NaN) is answered 500: the handler's
+          // failure (callee_failure), judged here by the chain like any exception of the
+          // handler, so that its metrics, breaker and log agree with that 500.
+          http::check_serializable(*result);
+          co_return std::move(*result);
         };
         const qos::CallOptions options{.deadline = deadline, .idempotent = idempotent};
         std::optional<http::Response> response;
