@@ -120,7 +120,8 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
                     .help = "Register this sidecar in Consul as the connect-proxy of --service."});
   options.add({.flag = "upstream",
                .help = "An upstream listener on 127.0.0.1:PORT reaching service NAME; "
-                       "repeatable."},
+                       "repeatable.",
+               .repeatable = true},
               "<name:port[:tcp|http]>", "",
               [&s](std::string_view v) { s.upstreams.push_back(parse_upstream(v)); });
   options.add_duration(s.handshake_timeout,
@@ -165,7 +166,8 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
   options.add({.flag = "route-timeout",
                .help = "http mode: requests whose path starts with PREFIX get this whole "
                        "budget instead of --http-timeout (504 past it); repeatable, the "
-                       "longest prefix wins."},
+                       "longest prefix wins.",
+               .repeatable = true},
               "<prefix=duration>", "",
               [&s](std::string_view v) { s.route_timeouts.push_back(parse_route_timeout(v)); });
   options.add_integer(s.upstream_attempts,

@@ -18,6 +18,29 @@ extern char** environ;
 
 namespace coromesh::testing {
 
+std::vector<std::string> with_default_flags(std::vector<std::string> argv,
+                                            const std::vector<std::string>& defaults,
+                                            const std::vector<std::string>& args) {
+  const auto given = [&args](const std::string& name) {
+    for (const std::string& arg : args) {
+      for (const std::string& form : {"--" + name, "-" + name, "--no-" + name}) {
+        if (arg == form || arg.starts_with(form + "=")) {
+          return true;
+        }
+      }
+    }
+    return false;
+  };
+  for (const std::string& flag : defaults) {
+    const std::string name = flag.substr(2, flag.find('=') - 2);
+    if (!given(name)) {
+      argv.push_back(flag);
+    }
+  }
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
 std::filesystem::path find_executable(const std::string& name) {
   if (name.find('/') != std::string::npos) {
     return ::access(name.c_str(), X_OK) == 0 ? std::filesystem::path(name)

@@ -45,4 +45,12 @@ class ChildProcess {
 // searched on PATH. Returns an empty path when not found.
 std::filesystem::path find_executable(const std::string& name);
 
+// `argv` followed by each of `defaults` ("--flag=value") that `args` does not give
+// itself (as --flag, -flag, --flag=..., -flag=... or --no-flag), then by `args`: a
+// fixture's default gives way to a test's own value, since coromesh binaries refuse a
+// flag given twice.
+std::vector<std::string> with_default_flags(std::vector<std::string> argv,
+                                            const std::vector<std::string>& defaults,
+                                            const std::vector<std::string>& args);
+
 }  // namespace coromesh::testing

@@ -106,6 +106,7 @@ std::string OptionSet::suggest(std::string_view unknown) const {
 
 OptionSet::CommandLine OptionSet::read_command_line(const std::vector<std::string>& args) const {
   CommandLine line;
+  std::vector<bool> given(settings_.size(), false);
   for (std::size_t i = 0; i < args.size(); ++i) {
     // Go's flag package (and so every Consul and Nomad command) takes "-name" as well as
     // "--name"; users copy `-sidecar-for` from Consul's docs. A single dash is read as
@@ -156,6 +157,20 @@ OptionSet::CommandLine OptionSet::read_command_line(const std::vector<std::strin
                         " (--help lists all settings)");
     }
     const std::string display = "--" + std::string(name);
+    // Refused before its value is read, so that neither value (a secret, maybe) is shown.
+    const bool again = setting == nullptr
+                           ? line.config_path.has_value()
+                           : !setting->spec.repeatable &&
+                                 given[static_cast<std::size_t>(setting - settings_.data())];
+    if (again) {
+      const std::string flag = setting == nullptr ? "config" : setting->spec.flag;
+      throw ConfigError(display + " (flag): --" + flag +
+                        (setting != nullptr && setting->is_bool ? " (or --no-" + flag + ")" : "") +
+                        " is given more than once; give it once");
+    }
+    if (setting != nullptr) {
+      given[static_cast<std::size_t>(setting - settings_.data())] = true;
+    }
     if (!value && setting != nullptr && setting->is_bool) {
       value = "true";
     }

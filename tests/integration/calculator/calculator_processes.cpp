@@ -8,16 +8,17 @@ namespace calculator::testing {
 using coromesh::testing::binary_dir;
 using coromesh::testing::ChildProcess;
 using coromesh::testing::http_fetch;
+using coromesh::testing::with_default_flags;
 
 ServiceProcess::ServiceProcess(const std::string& binary, const std::filesystem::path& log_dir,
                                std::vector<std::string> extra_args)
     : binary_(binary), port_(coromesh::testing::free_port()) {
-  std::vector<std::string> argv{(binary_dir() / binary).string(), "--port=" + std::to_string(port_),
-                                "--consul-register=false", "--shutdown-grace=5s"};
+  std::vector<std::string> defaults{"--consul-register=false", "--shutdown-grace=5s"};
   if (binary != "mod-svc") {  // Python's asyncio: one thread, no --threads flag
-    argv.emplace_back("--threads=2");
+    defaults.emplace_back("--threads=2");
   }
-  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  const std::vector<std::string> argv = with_default_flags(
+      {(binary_dir() / binary).string(), "--port=" + std::to_string(port_)}, defaults, extra_args);
   process_ = std::make_unique<ChildProcess>(
       argv, log_dir / (binary + "-" + std::to_string(port_) + ".log"));
   const bool up = coromesh::testing::wait_until(

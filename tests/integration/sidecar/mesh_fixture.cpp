@@ -391,18 +391,10 @@ double metric_sum(const std::string& exposition, const std::string& family,
 SidecarProcess::SidecarProcess(const ConsulAgent& consul, const std::filesystem::path& log_dir,
                                const std::string& log_name, std::vector<std::string> args) {
   admin_port_ = free_port();
-  std::vector<std::string> argv{(binary_dir() / "coromesh-sidecar").string(),
-                                "--consul",
-                                consul.http_address(),
-                                "--port",
-                                std::to_string(admin_port_),
-                                "--threads",
-                                "2",
-                                "--consul-check-interval",
-                                "1s",
-                                "--shutdown-grace",
-                                "2s"};
-  argv.insert(argv.end(), args.begin(), args.end());
+  const std::vector<std::string> argv = with_default_flags(
+      {(binary_dir() / "coromesh-sidecar").string(), "--consul", consul.http_address(), "--port",
+       std::to_string(admin_port_)},
+      {"--threads=2", "--consul-check-interval=1s", "--shutdown-grace=2s"}, args);
   process_ = std::make_unique<ChildProcess>(argv, log_dir / (log_name + ".log"));
   const bool up = wait_until(
       [&] {

@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "coromesh/config/option_set.hpp"
 #include "option_set_fixture.hpp"
@@ -93,6 +94,39 @@ TEST(OptionSet, UnknownFlagsMissingValuesAndStrayArguments) {
             "them)");
   EXPECT_EQ(f.error({"--"}),
             "config error: -- (flag): unexpected argument; settings are given as --name=value");
+}
+
+// Was: a flag given twice took its last value without a word, while a config file
+// refuses a repeated name. Refused in every spelling, before either value is read (a
+// secret's included), --x and --no-x being one flag.
+TEST(OptionSet, AFlagGivenTwiceIsRefusedNamingIt) {
+  Fixture f;
+  const std::string port_twice =
+      "config error: --port (flag): --port is given more than once; give it once";
+  EXPECT_EQ(f.error({"--port=1", "--port=2"}), port_twice);
+  EXPECT_EQ(f.error({"--port", "1", "--port", "2"}), port_twice);
+  EXPECT_EQ(f.error({"--port=1", "--threads=2", "-port", "1"}), port_twice)
+      << "the same value twice, in Go's single-dash spelling, is still twice";
+  EXPECT_EQ(f.error({"--verbose", "--no-verbose"}),
+            "config error: --no-verbose (flag): --verbose (or --no-verbose) is given more than "
+            "once; give it once");
+  EXPECT_EQ(f.error({"--no-verbose", "--verbose=true"}),
+            "config error: --verbose (flag): --verbose (or --no-verbose) is given more than "
+            "once; give it once");
+  EXPECT_EQ(f.error({"--config", "a.conf", "--config=b.conf"}),
+            "config error: --config (flag): --config is given more than once; give it once");
+  const auto secret = f.error({"--token=hunter2", "--token", "hunter3"});
+  EXPECT_EQ(secret, "config error: --token (flag): --token is given more than once; give it once");
+}
+
+// A setting declared repeatable takes every value given, in order.
+TEST(OptionSet, ARepeatableFlagTakesEveryValue) {
+  std::vector<std::string> seen;
+  OptionSet options("svc", "test");
+  options.add({.flag = "route", .help = "A route; repeatable.", .repeatable = true}, "<route>", "",
+              [&seen](std::string_view v) { seen.emplace_back(v); });
+  options.parse({"--route=a", "--route", "b", "-route=c"}, Environment::from({}));
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c"}));
 }
 
 TEST(OptionSet, UnknownFlagErrorsNeverEchoTheValue) {

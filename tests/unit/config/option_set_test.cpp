@@ -68,12 +68,6 @@ TEST(OptionSet, BooleanFlagForms) {
             "config error: --no-port (flag): --port is not a boolean; use --port=<port>");
 }
 
-TEST(OptionSet, TheLastRepeatedFlagWins) {
-  Fixture f;
-  f.parse({"--port=1", "--port=2"});
-  EXPECT_EQ(f.port, 2);
-}
-
 TEST(OptionSet, PrecedenceIsFlagThenEnvironmentThenFileThenDefault) {
   coromesh::testing::TempDir dir("config");
   const auto path = write_file(dir, "port = 1000\nthreads = 3\ntimeout = 3s\n");

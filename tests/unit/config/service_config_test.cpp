@@ -289,6 +289,20 @@ TEST(ServiceConfig, HelpListsEverySettingWithEnvAndDefault) {
   }
 }
 
+// Was: a flag given twice took its last value (`--port=1 --port=2` listened on 2) while
+// a config file refused a repeated name. No service flag is repeatable: --upstreams and
+// --tags take a list in one value.
+TEST(ServiceConfig, AFlagGivenTwiceStopsStartUpNamingIt) {
+  EXPECT_EQ(error({"--port=8081", "--port=8082"}),
+            "config error: --port (flag): --port is given more than once; give it once");
+  EXPECT_EQ(error({"--upstreams", "add=127.0.0.1:1", "--upstreams", "sub=127.0.0.1:2"}),
+            "config error: --upstreams (flag): --upstreams is given more than once; give it "
+            "once");
+  EXPECT_EQ(error({"--no-consul-register", "--consul-register"}),
+            "config error: --consul-register (flag): --consul-register (or "
+            "--no-consul-register) is given more than once; give it once");
+}
+
 }  // namespace
 }  // namespace coromesh::config
 

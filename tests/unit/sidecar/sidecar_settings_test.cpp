@@ -41,6 +41,33 @@ TEST(SidecarSettings, TakesConsulsSingleDashSpelling) {
   EXPECT_NO_THROW(validate(s));
 }
 
+// --upstream and --route-timeout are repeatable; every other flag given twice is refused
+// (it used to take the last value), a switch and its --no- form included.
+TEST(SidecarSettings, RefusesAFlagGivenTwiceUnlessItIsRepeatable) {
+  const auto error = [](const std::vector<std::string>& args) -> std::string {
+    try {
+      parse(args);
+    } catch (const config::ConfigError& e) {
+      return e.what();
+    }
+    return "(accepted)";
+  };
+  EXPECT_EQ(error({"--service", "a", "--service", "b"}),
+            "config error: --service (flag): --service is given more than once; give it once");
+  EXPECT_EQ(error({"--listen=:1", "--listen=:2"}),
+            "config error: --listen (flag): --listen is given more than once; give it once");
+  EXPECT_EQ(error({"--register", "--no-register"}),
+            "config error: --no-register (flag): --register (or --no-register) is given more "
+            "than once; give it once");
+  EXPECT_EQ(error({"-sidecar-for", "web-1", "--sidecar-for=web-2"}),
+            "config error: --sidecar-for (flag): --sidecar-for is given more than once; give it "
+            "once");
+  const auto s = parse({"--upstream", "b:9000", "--upstream=c:9001", "--route-timeout", "/slow=5s",
+                        "--route-timeout=/slower=10s"});
+  EXPECT_EQ(s.upstreams.size(), 2u);
+  EXPECT_EQ(s.route_timeouts.size(), 2u);
+}
+
 TEST(SidecarSettings, BoundsTheHandshakesInFlight) {
   EXPECT_EQ(parse({}).max_pending_handshakes, 1024u) << "the default";
   EXPECT_EQ(parse({"--max-pending-handshakes", "16"}).max_pending_handshakes, 16u);

@@ -5,7 +5,9 @@
 // declaration time is the default. parse() then fills every variable from, highest
 // precedence first:
 //
-//   1. a command-line flag          --port=8080 or --port 8080 (bools: --x, --no-x, --x=false)
+//   1. a command-line flag          --port=8080 or --port 8080 (bools: --x, --no-x, --x=false),
+//                                   once (--x and --no-x are the same flag) unless the
+//                                   setting is Spec::repeatable
 //   2. its environment variables    COROMESH_PORT (the first one set and not empty, in
 //                                   declared order)
 //   3. Nomad, for settings that ask  NOMAD_PORT_<label> / NOMAD_IP_<label>
@@ -51,6 +53,10 @@ struct Spec {
   Nomad nomad = Nomad::none;
   bool secret = false;       // never echoed: not in --help, not in error messages
   std::string default_help;  // shown instead of the bound value, e.g. "<name>-<port>"
+  // May be given more than once on the command line, each value stored in turn (the
+  // sidecar's --upstream). Any other flag given twice is refused, as a config file
+  // refuses a repeated name: a repeated flag would otherwise quietly take its last value.
+  bool repeatable = false;
 };
 
 enum class ParseStatus : std::uint8_t { ok, help };
