@@ -76,7 +76,8 @@ TEST(Policies, ToPolicySetKeepsEveryKindButFallback) {
 
 TEST(Policies, SummaryListsEveryKindInChainOrder) {
   const auto set = to_policy_set(kDesignExample);
-  EXPECT_EQ(summarize(set), "log circuit_breaker=50%/100 rate_limit=5000/1s timeout=100ms");
+  EXPECT_EQ(summarize(set),
+            "log circuit_breaker=50%/100,min=100,open=1m rate_limit=5000/1s timeout=100ms");
   EXPECT_EQ(summarize(PolicySet{}), "");
 }
 
@@ -89,8 +90,20 @@ TEST(Policies, SummaryShowsEachKindsHeadlineFields) {
              bulkhead{.max_concurrent = 4, .max_queue = 2, .max_wait = 10ms}, adaptive_limit{},
              metrics{}));
   EXPECT_EQ(summarize(set),
-            "retry=3x25ms+budget circuit_breaker=50%/1m rate_limit=7/1s-leaky_bucket+shaped "
+            "retry=3x25ms+budget circuit_breaker=50%/1m,min=100,open=1m "
+            "rate_limit=7/1s-leaky_bucket+shaped "
             "timeout=100ms/1s bulkhead=4+2 adaptive_limit=1..200");
+}
+
+// Was: both read `circuit_breaker=50%/10` in Meta, though one opens after 5 calls for 5s
+// and the other after 10 calls for 10m.
+TEST(Policies, SummaryTellsBreakersApartByMinimumCallsAndOpenTime) {
+  const auto quick = to_policy_set(server(
+      circuit_breaker{.failure_rate = 0.5, .window = 10, .minimum_calls = 5, .open_for = 5s}));
+  const auto patient = to_policy_set(server(
+      circuit_breaker{.failure_rate = 0.5, .window = 10, .minimum_calls = 10, .open_for = 10min}));
+  EXPECT_EQ(summarize(quick), "circuit_breaker=50%/10,min=5,open=5s");
+  EXPECT_EQ(summarize(patient), "circuit_breaker=50%/10,min=10,open=10m");
 }
 
 // An override reads every field of the description, including ones the old hand-written

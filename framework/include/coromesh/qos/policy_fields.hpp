@@ -124,10 +124,15 @@ struct Description<circuit_breaker> {
           .in_summary(
               "/",
               [](const circuit_breaker& c) { return c.window_type == WindowType::time_based; }),
+      // In the summary too (",min=20,open=30s"): without them two breakers that open
+      // after very different numbers of calls, or stay open very differently long, read
+      // alike in Meta.
       bounded("minimum_calls", &circuit_breaker::minimum_calls, 0U, 100'000U,
-              "circuit_breaker: minimum_calls must be in [0, 100000]"),
+              "circuit_breaker: minimum_calls must be in [0, 100000]")
+          .in_summary(",min="),
       bounded("open_for", &circuit_breaker::open_for, kNoDuration, kMaxPolicyDuration,
-              "circuit_breaker: open_for must be in [0, 24h]"),
+              "circuit_breaker: open_for must be in [0, 24h]")
+          .in_summary(",open="),
       bounded("half_open_calls", &circuit_breaker::half_open_calls, 0U, 100'000U,
               "circuit_breaker: half_open_calls must be in [0, 100000]"),
       bounded("weight", &circuit_breaker::weight, -1'000'000, 1'000'000,

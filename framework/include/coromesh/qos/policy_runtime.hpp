@@ -72,9 +72,11 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
                                                     const PolicyObjects* previous,
                                                     const BuildOptions& options);
 
-// "timeout=100ms retry=3x25ms circuit_breaker=50%/100 rate_limit=5000/1s ...": every
-// kind present, in default chain order; empty for an empty set. At most 512 characters
-// (Consul's limit for a Meta value).
+// "timeout=100ms retry=3x25ms circuit_breaker=50%/100,min=100,open=1m rate_limit=5000/1s
+// ...": every kind present, in default chain order; empty for an empty set. A circuit
+// breaker reads <failure_rate>/<window: calls, or a duration for a time window>,
+// min=<minimum_calls>,open=<open_for>. At most 512 characters (Consul's limit for a Meta
+// value).
 std::string summarize(const PolicySet& set);
 
 // `base` with the override document applied (format above). Throws std::invalid_argument
