@@ -11,6 +11,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "arrival_deadline.hpp"
 #include "coromesh/connect/authorizer.hpp"
 #include "coromesh/http/error.hpp"
 #include "coromesh/log/logger.hpp"
@@ -104,18 +105,12 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
                                                                std::size_t thread) {
   const auto received = std::chrono::steady_clock::now();
   const unsigned version = request.version();
-  const auto forwarded = forwarded_deadline(
-      request, std::chrono::duration_cast<qos::Duration>(
-                   context_.settings.timeout_for(target_path(request.target()))));
-  const auto& deadline = forwarded.deadline;
-  if (forwarded.spent_on_arrival) {
-    // The local service would refuse it too; the local client would end it unsent and
-    // call it a timeout, the local service's.
-    const auto refusal = spent_deadline_refusal();
-    metrics_.count_refusal(refusal);
-    co_return refusal_response(refusal, version);
+  ArrivalDeadline arrival = arrival_deadline(request, context_.settings, metrics_);
+  if (arrival.refusal) {
+    co_return std::move(*arrival.refusal);
   }
-  rewrite_inbound_request(request, forwarded, peer);
+  const auto& deadline = arrival.forwarded.deadline;
+  rewrite_inbound_request(request, arrival.forwarded, peer);
 
   auto observe = [&](std::size_t status_class) {
     metrics_.requests_by_class[status_class]->Increment();

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string_view>
 
+#include "arrival_deadline.hpp"
 #include "coromesh/connect/peer_verifier.hpp"
 #include "coromesh/http/error.hpp"
 #include "coromesh/http/tls.hpp"
@@ -139,17 +140,11 @@ asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_
 asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
                                                           std::size_t thread) {
   const unsigned version = request.version();
-  // The route's timeout (--route-timeout), else --http-timeout: the whole budget,
-  // retries included.
-  const auto forwarded = forwarded_deadline(
-      request, std::chrono::duration_cast<qos::Duration>(
-                   context_.settings.timeout_for(target_path(request.target()))));
-  const auto& deadline = forwarded.deadline;
-  if (forwarded.spent_on_arrival) {
-    const auto refusal = spent_deadline_refusal();
-    metrics_.count_refusal(refusal);
-    co_return refusal_response(refusal, version);
+  ArrivalDeadline arrival = arrival_deadline(request, context_.settings, metrics_);
+  if (arrival.refusal) {
+    co_return std::move(*arrival.refusal);
   }
+  const auto& deadline = arrival.forwarded.deadline;
   const bool idempotent = is_idempotent(request.method());
   // Upstream connections are pooled, whatever the client does (serve_http_exchanges has
   // removed its Connection).
@@ -169,7 +164,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
                              std::min<std::chrono::nanoseconds>(
                                  context_.settings.startup_patience(),
                                  deadline.when() - std::chrono::steady_clock::now())) != nullptr;
-  const bool carries_deadline = forwarded.carried;
+  const bool carries_deadline = arrival.forwarded.carried;
   const std::size_t endpoint_total = snapshot ? snapshot->size() : 0;
   std::vector<std::string> tried;
   std::optional<http::Response> last;  // a retryable 502/503, answered if nothing better comes
