@@ -405,9 +405,12 @@ asio::awaitable<void> Server::State::serve_requests(
             trace_id,
             route,
             connection.peer_identity};
-        // Watched only from here: the request, body included, has been read, and whatever
-        // arrives now is the client's hang-up or its next request.
-        detail::start_hang_up_watch(shared, buffer.size() > 0);
+        // From here the client may be watched for a hang-up: the request, body included,
+        // has been read, and whatever arrives now is its hang-up or its next request. The
+        // watchdog starts the watch once the handler has run one watchdog period
+        // (hang_up_watch.hpp): a handler that answers sooner costs the watch nothing.
+        connection.pipelining = connection.pipelining || buffer.size() > 0;
+        connection.handler_running = true;
         try {
           response = co_await route->handler(context);
         } catch (const HttpError& e) {
@@ -439,6 +442,7 @@ asio::awaitable<void> Server::State::serve_requests(
                                                 {"error", "not a std::exception"}});
           response = handler_failed_response(request.version());
         }
+        connection.handler_running = false;
         detail::stop_hang_up_watch(connection);
         if (detail::has_unsafe_field(response)) {
           // Typically a request's bytes echoed into a header: sent, the client would write

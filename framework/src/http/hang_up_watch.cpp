@@ -84,11 +84,9 @@ void arm(const std::shared_ptr<Connection>& shared) {
 
 }  // namespace
 
-void start_hang_up_watch(const std::shared_ptr<Connection>& shared, bool requests_waiting) {
+void start_hang_up_watch(const std::shared_ptr<Connection>& shared) {
   Connection& connection = *shared;
   ++connection.watch_generation;
-  connection.hung_up = false;
-  connection.pipelining = connection.pipelining || requests_waiting;
   // Asked before the wait is queued: nothing runs this io_context's reactor in between
   // (its one thread is here), so an event arriving from now on wakes the wait.
   switch (peer_sign(connection)) {

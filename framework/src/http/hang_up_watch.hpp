@@ -38,14 +38,15 @@
 
 namespace coromesh::http::detail {
 
-// Starts watching `connection`'s client for the request whose handler is about to run.
-// `requests_waiting`: pipelined requests are already in the request loop's buffer: the
-// client pipelines (Connection::pipelining), and an end of stream from it is only a
-// half-close behind its requests. When the client has already hung up,
-// `hung_up` is set and the cancellation emitted at once, before the handler starts: the
-// edge-triggered reactor has consumed that event, and a wait started now would never
-// wake for it.
-void start_hang_up_watch(const std::shared_ptr<Connection>& connection, bool requests_waiting);
+// Starts watching `connection`'s client for the request whose handler runs now; called
+// by the connection's watchdog (Server::State::watch) at its first wake-up while a
+// handler runs, so a handler answered sooner is never watched, and a hang-up is seen
+// within a watchdog period or two (a quarter of the shortest read timeout, 2.5 s by
+// default). When the client has already hung up, `hung_up` is set and the cancellation
+// emitted at once: the edge-triggered reactor has consumed that event, and a wait started
+// now would never wake for it. Connection::pipelining must already say whether requests
+// were waiting behind this one when its handler started.
+void start_hang_up_watch(const std::shared_ptr<Connection>& connection);
 
 // Ends the watch once the handler has finished. Safe to call when none is pending.
 void stop_hang_up_watch(Connection& connection);

@@ -13,6 +13,7 @@
 
 #include "coromesh/http/error.hpp"
 #include "coromesh/log/logger.hpp"
+#include "hang_up_watch.hpp"
 #include "server_state.hpp"
 
 namespace coromesh::http {
@@ -318,6 +319,14 @@ asio::awaitable<void> Server::State::watch(std::shared_ptr<detail::Connection> c
       connection->socket.shutdown(tcp::socket::shutdown_both, ignored);
       connection->socket.close(ignored);
       break;
+    }
+    if (connection->handler_running && !connection->watching && !connection->hung_up) {
+      // A handler is running at this wake-up: watch its client for a hang-up from now on
+      // (hang_up_watch.hpp). Started here rather than with every handler, so that a
+      // request answered between two wake-ups, nearly all of them, costs no poll(), no
+      // reactor wait and no cancellation: with every handler that was about a fifth more
+      // CPU per request for hello-svc. A hang-up is so seen within a period or two.
+      detail::start_hang_up_watch(connection);
     }
     connection->watchdog.expires_at(std::min(connection->deadline, now + period));
     co_await connection->watchdog.async_wait(asio::as_tuple(asio::use_awaitable));

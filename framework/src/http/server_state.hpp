@@ -70,6 +70,8 @@ struct Connection {
   boost::asio::cancellation_signal stop_watching;  // ends its pending wait
   std::uint64_t watch_generation = 0;              // the request the pending wait is for
   bool watching = false;  // its wait is pending, for the handler running now
+  // A handler runs: the watchdog starts the watch at its next wake-up.
+  bool handler_running = false;
   // The client pipelines: a request of its arrived while an earlier one was handled. Its
   // end of stream is a half-close behind its requests, not a hang-up (only a reset is).
   bool pipelining = false;

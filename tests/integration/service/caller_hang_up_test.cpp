@@ -53,7 +53,12 @@ using coromesh::testing::in_process;
 class CallerHangUp : public ::testing::Test {
  protected:
   void SetUp() override {
-    waiter = std::make_unique<coromesh::Service>(in_process("waiter"));
+    auto config = in_process("waiter");
+    // The server starts watching a client once its handler has run into the connection's
+    // watchdog, whose period is a quarter of the shortest read timeout: 50 ms here, so
+    // that even the 300 ms stubborn handler is watched when its caller hangs up.
+    config.http.header_read_timeout = std::chrono::milliseconds(200);
+    waiter = std::make_unique<coromesh::Service>(std::move(config));
     auto& hung_client = waiter->client(ping, {.host = hung.host(), .port = hung.port()});
     waiter->serve(wait_long, [this](Nap in) -> asio::awaitable<Nap> {
       ++started;

@@ -69,7 +69,9 @@ TEST(HttpServerSlowHandler, HandlerSlowerThanTheIdleTimeoutIsAnsweredInFull) {
 
 TEST(HttpServerSlowHandler, ClientGoneBeforeTheAnswerIsCounted499) {
   RecordingObserver observer;
-  ServerFixture fx({}, 1, &observer);
+  // A watchdog period of 50 ms (a quarter of the header timeout): the 400 ms handler is
+  // watched for its client's hang-up (hang_up_watch.hpp).
+  ServerFixture fx({.header_timeout = std::chrono::milliseconds(200)}, 1, &observer);
   asio::io_context ioc;
   asio::ip::tcp::socket socket(ioc);
   socket.connect({asio::ip::make_address("127.0.0.1"), fx.port()});

@@ -168,7 +168,7 @@ class HttpTls : public ::testing::Test {
   // `connect_reasons`, failed handshakes are named by connect::classify_handshake_failure
   // instead of by OpenSSL.
   void start_server(std::chrono::milliseconds handshake_timeout = 5s, bool connect_reasons = true) {
-    server_ = std::make_unique<Server>(pool_, router_, ServerLimits{}, &handshakes_);
+    server_ = std::make_unique<Server>(pool_, router_, server_limits_, &handshakes_);
     ServerTls tls;
     tls.context = [this] { return server_context_.get(); };
     tls.handshake_timeout = handshake_timeout;
@@ -239,6 +239,8 @@ class HttpTls : public ::testing::Test {
   asio::io_context ioc_;
   std::atomic<int> slow_started_{0};
   long served_by_serial_ = 0;  // the last server certificate a client's check saw
+  // Set before start_server(): the server's limits.
+  ServerLimits server_limits_{};
   // Set before start_server(): the server's awaited authorization step.
   PeerAuthorization authorize_;
 };

@@ -145,6 +145,9 @@ TEST_F(HttpTls, DrainEndsAnIdleTlsConnectionWithCloseNotify) {
 // A client that ends its TLS session (close_notify, then its socket closed) while its
 // request is handled has gone, as over plain TCP: counted 499, not as an answer served.
 TEST_F(HttpTls, AClientThatEndsItsSessionMidRequestIsCounted499) {
+  // A watchdog period of 50 ms (a quarter of the header timeout): the 300 ms handler is
+  // watched for its client's hang-up, as every handler that runs into a period is.
+  server_limits_.header_timeout = 200ms;
   start_server();
   auto context = client_context(ca_.leaf("web"));
   ssl::stream<tcp::socket> stream(ioc_, *context);

@@ -14,8 +14,12 @@
 // The read timeouts apply only while the server waits for the client: never while a
 // handler runs (its QoS policies and deadline bound it) nor while the answer is written.
 //   client hangs up while the handler runs    -> handler cancelled, nothing sent, 499
-// Once a request has been read whole, the connection watches its TCP socket (without
-// reading it, under TLS too) while the handler runs. A reset, or an end of stream from a
+// Once a request has been read whole and its handler runs into the connection watchdog's
+// next wake-up (a quarter of the shortest read timeout, handshake timeout included: 2.5 s
+// by default), the connection watches its TCP socket (without reading it, under TLS too)
+// until the handler ends. A handler answered sooner is not watched, so a fast request
+// pays nothing for this; a client gone by then is sent its answer, counted by that
+// write. A reset, or an end of stream from a
 // client that has not pipelined (a close, or a half-close: Go and nginx take it the same
 // way; a pipelining client's end of stream is a half-close behind its requests, which
 // are all answered), is the client hanging up: the connection's cancellation signal emits
