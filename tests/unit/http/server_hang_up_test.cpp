@@ -30,6 +30,11 @@ using coromesh::testing::wait_until;
 // been stopped.
 constexpr std::string_view kLongRequest = "GET /slow?l=60000 HTTP/1.1\r\nHost: x\r\n\r\n";
 
+// A watchdog period of 50 ms (a quarter of the header timeout): a handler is watched
+// for its client's hang-up from the watchdog's first wake-up while it runs, so every
+// handler here, the 300 ms ones included, is watched almost at once.
+const ServerLimits kWatchedSoon{.header_timeout = std::chrono::milliseconds(200)};
+
 tcp::socket connect_to(asio::io_context& ioc, std::uint16_t port) {
   tcp::socket socket(ioc);
   socket.connect({asio::ip::make_address("127.0.0.1"), port});
@@ -46,7 +51,7 @@ std::string read_to_end(tcp::socket& socket) {
 
 TEST(HttpServerHangUp, AClientThatClosesMidRequestCancelsTheHandler) {
   RecordingObserver observer;
-  ServerFixture fx({}, 1, &observer);
+  ServerFixture fx(kWatchedSoon, 1, &observer);
   asio::io_context ioc;
   auto socket = connect_to(ioc, fx.port());
   asio::write(socket, asio::buffer(kLongRequest));
@@ -63,7 +68,7 @@ TEST(HttpServerHangUp, AClientThatClosesMidRequestCancelsTheHandler) {
 
 TEST(HttpServerHangUp, AClientThatResetsMidRequestCancelsTheHandler) {
   RecordingObserver observer;
-  ServerFixture fx({}, 1, &observer);
+  ServerFixture fx(kWatchedSoon, 1, &observer);
   asio::io_context ioc;
   auto socket = connect_to(ioc, fx.port());
   asio::write(socket, asio::buffer(kLongRequest));
@@ -81,7 +86,7 @@ TEST(HttpServerHangUp, AClientThatResetsMidRequestCancelsTheHandler) {
 // with no request behind it is the client leaving. It gets no answer, only the close.
 TEST(HttpServerHangUp, AClientThatHalfClosesAfterItsRequestHasGone) {
   RecordingObserver observer;
-  ServerFixture fx({}, 1, &observer);
+  ServerFixture fx(kWatchedSoon, 1, &observer);
   asio::io_context ioc;
   auto socket = connect_to(ioc, fx.port());
   asio::write(socket, asio::buffer(kLongRequest));
@@ -98,7 +103,7 @@ TEST(HttpServerHangUp, AClientThatHalfClosesAfterItsRequestHasGone) {
 // the first handler goes on, and both are answered in order on the connection.
 TEST(HttpServerHangUp, ARequestPipelinedWhileTheHandlerRunsStopsNothing) {
   RecordingObserver observer;
-  ServerFixture fx({}, 1, &observer);
+  ServerFixture fx(kWatchedSoon, 1, &observer);
   asio::io_context ioc;
   auto socket = connect_to(ioc, fx.port());
   asio::write(socket,
@@ -121,7 +126,7 @@ TEST(HttpServerHangUp, ARequestPipelinedWhileTheHandlerRunsStopsNothing) {
 // stream behind a request is a half-close, not a hang-up, and both are still answered.
 TEST(HttpServerHangUp, AHalfCloseBehindAPipelinedRequestStopsNothing) {
   RecordingObserver observer;
-  ServerFixture fx({}, 1, &observer);
+  ServerFixture fx(kWatchedSoon, 1, &observer);
   asio::io_context ioc;
   auto socket = connect_to(ioc, fx.port());
   asio::write(socket,
@@ -140,7 +145,7 @@ TEST(HttpServerHangUp, AHalfCloseBehindAPipelinedRequestStopsNothing) {
 // ASan, a watch that outlived its connection would show too).
 TEST(HttpServerHangUp, HandlersThatFinishLeaveNoWatchBehind) {
   RecordingObserver observer;
-  ServerFixture fx({}, 1, &observer);
+  ServerFixture fx(kWatchedSoon, 1, &observer);
   asio::io_context ioc;
   auto socket = connect_to(ioc, fx.port());
   constexpr int kRequests = 200;
@@ -163,9 +168,7 @@ TEST(HttpServerHangUp, HandlersThatFinishLeaveNoWatchBehind) {
 // as the client has gone, and the exchange counted 499 all the same.
 TEST(HttpServerHangUp, AHandlerThatIgnoresTheCancellationHasItsAnswerDropped) {
   RecordingObserver observer;
-  // A watchdog period of 50 ms (a quarter of the header timeout): the 300 ms handler is
-  // watched, as every handler that runs into a period is.
-  ServerFixture fx({.header_timeout = std::chrono::milliseconds(200)}, 1, &observer);
+  ServerFixture fx(kWatchedSoon, 1, &observer);
   asio::io_context ioc;
   auto socket = connect_to(ioc, fx.port());
   asio::write(socket,

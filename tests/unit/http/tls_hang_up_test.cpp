@@ -44,6 +44,9 @@ class HttpTlsHangUp : public HttpTls {
                   response.prepare_payload();
                   co_return response;
                 });
+    // A watchdog period of 50 ms (a quarter of the header timeout): a handler is watched
+    // for its client's hang-up from the watchdog's first wake-up while it runs.
+    server_limits_.header_timeout = 200ms;
     start_server();
     context_ = client_context(ca_.leaf("web"));
     stream_.emplace(ioc_, *context_);
