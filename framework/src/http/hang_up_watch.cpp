@@ -49,6 +49,26 @@ void hang_up(Connection& connection) {
   connection.cancel.emit(asio::cancellation_type::terminal);
 }
 
+// Asks the kernel what the client did and acts on it; whether to go on watching.
+bool keep_watching(Connection& connection) {
+  switch (peer_sign(connection)) {
+    case PeerSign::hung_up:
+      hang_up(connection);
+      return false;
+    case PeerSign::bytes:
+      if (!connection.tls) {
+        // A pipelined request: the client is there and waits for its answers.
+        connection.pipelining = true;
+        connection.watching = false;
+        return false;
+      }
+      return true;  // a TLS record: maybe the close_notify before the FIN
+    case PeerSign::nothing:
+      return true;
+  }
+  return true;
+}
+
 void arm(const std::shared_ptr<Connection>& shared) {
   Connection& connection = *shared;
   connection.socket.async_wait(
@@ -62,23 +82,10 @@ void arm(const std::shared_ptr<Connection>& shared) {
             if (ec || !watched.watching || generation != watched.watch_generation) {
               return;
             }
-            switch (peer_sign(watched)) {
-              case PeerSign::hung_up:
-                hang_up(watched);
-                return;
-              case PeerSign::bytes:
-                if (!watched.tls) {
-                  // A pipelined request: the client is there and waits for its answers.
-                  watched.pipelining = true;
-                  watched.watching = false;
-                  return;
-                }
-                break;  // a TLS record: maybe the close_notify before the FIN
-              case PeerSign::nothing:
-                break;
+            if (keep_watching(watched)) {
+              // Edge-triggered: the wait wakes again only for what arrives from now on.
+              arm(shared);
             }
-            // Edge-triggered: the wait wakes again only for what arrives from now on.
-            arm(shared);
           }));
 }
 
@@ -89,18 +96,8 @@ void start_hang_up_watch(const std::shared_ptr<Connection>& shared) {
   ++connection.watch_generation;
   // Asked before the wait is queued: nothing runs this io_context's reactor in between
   // (its one thread is here), so an event arriving from now on wakes the wait.
-  switch (peer_sign(connection)) {
-    case PeerSign::hung_up:
-      hang_up(connection);
-      return;
-    case PeerSign::bytes:
-      if (!connection.tls) {
-        connection.pipelining = true;
-        return;  // a pipelined request has arrived: the client is there
-      }
-      break;
-    case PeerSign::nothing:
-      break;
+  if (!keep_watching(connection)) {
+    return;
   }
   connection.watching = true;
   arm(shared);
