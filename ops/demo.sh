@@ -26,6 +26,7 @@
 #                        (--with-tcp: and with coromesh-sidecar's tcp upstreams)
 #   ./ops/demo.sh down         stop everything (by PID; services before Consul, so they
 #                        deregister); leaves no process and no registration
+#   ./ops/demo.sh --help       this text
 # Logs and PID files: ops/.demo/.
 set -euo pipefail
 COROMESH_SCRIPT=demo
@@ -279,8 +280,10 @@ case "${1:-}" in
     cmd_bench "${@:2}"
     ;;
   down) cmd_down ;;
+  -h | --help | help) print_script_help ;;
   *)
     echo "usage: $0 up [--nomad|--native|--secure] | status | click [EXPRESSION] | bench [--duration S] [--rounds N] [--with-tcp] | down" >&2
+    echo "       $0 --help  (what each command does)" >&2
     exit 2
     ;;
 esac

@@ -37,7 +37,8 @@ packages=(
 case "${1:-}" in
   "") ;;
   --benchmarks) packages+=(gnuplot-nox maven default-jdk-headless) ;;
-  *) echo "usage: ops/setup.sh [--benchmarks]" >&2; exit 2 ;;
+  -h | --help) print_script_help; exit 0 ;;
+  *) echo "usage: ops/setup.sh [--benchmarks] (--help: what it installs)" >&2; exit 2 ;;
 esac
 
 step "debian packages"

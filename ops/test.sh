@@ -9,6 +9,7 @@
 #                                 integration suites labelled `tsan` (tests/CMakeLists.txt
 #                                 says which and why). Any sanitizer report fails the run.
 # CI (.ci/run) runs ./ops/test.sh, then ./ops/test.sh --sanitizers.
+#   ./ops/test.sh --help          this text (ctest's own: ctest --help)
 # Environment: BUILD_DIR (default build), COROMESH_SANITIZER (address|thread),
 #              JOBS (default 2, the machine's size), CXX (default clang++-16).
 set -euo pipefail
@@ -84,6 +85,14 @@ sanitizer_suites() {
   count=$(grep -Eo 'tests failed out of [0-9]+' "$build_dir/ctest.log" | grep -Eo '[0-9]+$')
   step_done "$count tests passed, 0 reports"
 }
+
+# --help anywhere prints the header above and does nothing else: passed through to ctest,
+# it would first set up and build everything (minutes) only to print ctest's own help.
+for arg in "$@"; do
+  case "$arg" in
+    -h | --help) print_script_help; exit 0 ;;
+  esac
+done
 
 if [ "${1:-}" = "--sanitizers" ]; then
   shift

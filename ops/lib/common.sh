@@ -31,6 +31,13 @@ die() {
   exit 1
 }
 
+# print_script_help: the calling script's header comment (from its second line to the
+# `set -euo pipefail` that ends it) on stdout, without the "# " marks: what --help prints,
+# so that the usage a script shows and the one its source documents cannot drift apart.
+print_script_help() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+}
+
 # as_root cmd...: runs a command as root (directly, or through sudo when available).
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
