@@ -19,7 +19,9 @@
 #   platform_start_prometheus DIR PORT CONSUL_ADDR SCRAPE_INTERVAL
 #                                           ops/prometheus/prometheus.yml.in rendered
 #                                           into DIR; returns once ready; sets
-#                                           $platform_prometheus_addr. PLATFORM_ACL=1:
+#                                           $platform_prometheus_addr; a Prometheus
+#                                           (re)started here has no history (DIR's
+#                                           prometheus-data is removed). PLATFORM_ACL=1:
 #                                           consul_sd_configs with its own read-only
 #                                           token (DIR/acl/prometheus.token)
 #   platform_stop DIR                       Prometheus, then Consul
@@ -103,6 +105,13 @@ platform_start_prometheus() {
       acl_prometheus_config "$dir/prometheus.yml" "$dir/prometheus-acl.yml" "$token_file"
       mv -f "$dir/prometheus-acl.yml" "$dir/prometheus.yml"
     fi
+    # A new Prometheus starts with no history, as the dev agent it discovers through
+    # starts with an empty catalog. Prometheus writes no staleness markers when it stops,
+    # so the last samples of a previous run (./ops/demo.sh down, then up) would answer
+    # every instant query for the 5 minutes of its lookback: instances that no longer
+    # exist as `up`, the `up == 0` that `down` scraped while stopping the services
+    # firing CoromeshInstanceDown, twice the series in every sum.
+    rm -rf "$dir/prometheus-data"
     proc_start "$dir" prometheus prometheus --config.file="$dir/prometheus.yml" \
       --storage.tsdb.path="$dir/prometheus-data" \
       --web.listen-address="$platform_prometheus_addr" --log.level=warn
