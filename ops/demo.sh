@@ -168,7 +168,7 @@ instances each, and a frontend, $how
   frontend     http://$frontend_addr/api/v1/compute
   Consul UI    http://$consul_addr/ui/dc1/services
   Prometheus   http://$prometheus_addr/targets   (every service and sidecar; /alerts: the mesh's alerts)
-               http://$prometheus_addr/api/v1/query?query=sum+by+(service,operation,code)(rate(coromesh_http_server_requests_total[1m]))
+               http://$prometheus_addr/api/v1/query?query=sum+by+(service,operation,code)(rate(coromesh_http_server_requests_total%5B1m%5D))
 
   curl -s -XPOST $frontend_addr/api/v1/compute -H 'Content-Type: application/json' \\
        -d '{"expression":"(1+2)*(3+4)-10/2%3"}'
