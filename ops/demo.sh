@@ -179,6 +179,9 @@ MSG
     echo "  Nomad: the job 'calculator' (http://127.0.0.1:4646/v1/job/calculator/allocations); task logs:"
     echo "         ops/.tools/bin/nomad alloc logs -address=http://127.0.0.1:4646 <alloc> service|sidecar"
     echo "  logs: ops/.demo/consul.log, ops/.demo/prometheus.log, ops/.demo/nomad/nomad.log"
+  elif [ "$runner" = native ]; then
+    # No add-svc-1-sidecar here: an older run's log of that name may still be there.
+    echo "  logs: ops/.demo/<process>.log (add-svc-1.log, mod-svc-1-sidecar.log, frontend-1.log, frontend-ingress.log, consul.log, ...)"
   else
     echo "  logs: ops/.demo/<process>.log (add-svc-1.log, add-svc-1-sidecar.log, frontend-1.log, consul.log, ...)"
   fi
