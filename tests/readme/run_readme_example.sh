@@ -4,6 +4,9 @@
 # prefix, builds the example with find_package(coromesh) and -Wall -Wextra -Werror, runs
 # greeter-svc and welcome-svc on free loopback ports, checks the answers the README
 # quotes, and stops both with SIGTERM (each must exit 0). Any drift fails the test.
+# The shorter snippets a newcomer meets first ("Write your first service", "A service
+# with QoS") are marked `<!-- file: snippets/... -->`: built the same way (with a
+# CMakeLists.txt of the test's own, as the README shows none for them) and called.
 #   run_readme_example.sh SOURCE_DIR BUILD_DIR WORK_DIR CXX [LINKER_FLAGS]
 set -euo pipefail
 source_dir="$1" build_dir="$2" work="$3" cxx="$4" linker_flags="${5:-}"
@@ -24,9 +27,9 @@ rm -rf "$work"
 mkdir -p "$work"
 
 # 1. The blocks, byte for byte.
-mkdir -p "$work/example"
+mkdir -p "$work/example" "$work/snippets"
 awk -v out="$work" '
-  /^<!-- file: example\/[^ ]+ -->$/ {
+  /^<!-- file: (example|snippets)\/[^ ]+ -->$/ {
     target = $0
     sub(/^<!-- file: /, "", target)
     sub(/ -->$/, "", target)
@@ -37,9 +40,21 @@ awk -v out="$work" '
   inside && /^```$/ { inside = 0; close(target); target = ""; next }
   inside { print > target }
 ' "$source_dir/README.md"
-for file in CMakeLists.txt greeter_api.hpp greeter.cpp welcome.cpp; do
-  [ -s "$work/example/$file" ] || fail "README.md has no block marked <!-- file: example/$file -->"
+for file in example/CMakeLists.txt example/greeter_api.hpp example/greeter.cpp \
+  example/welcome.cpp snippets/hello.cpp snippets/calculator_api.hpp snippets/add.cpp; do
+  [ -s "$work/$file" ] || fail "README.md has no block marked <!-- file: $file -->"
 done
+cat >"$work/snippets/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.25)
+project(readme_snippets LANGUAGES CXX)
+set(CMAKE_CXX_STANDARD 20)
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+find_package(coromesh 0.1 REQUIRED)
+add_executable(hello-svc hello.cpp)
+add_executable(add-svc add.cpp)
+target_link_libraries(hello-svc PRIVATE coromesh::framework)
+target_link_libraries(add-svc PRIVATE coromesh::framework)
+CMAKE
 
 # 2. Install, configure, build: what the README tells a user to do.
 cmake --install "$build_dir" --prefix "$work/prefix" >"$work/install.log" 2>&1 \
@@ -54,14 +69,23 @@ cmake -S "$work/example" -B "$work/build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" \
   >"$work/configure.log" 2>&1 || { cat "$work/configure.log" >&2; fail "configure failed"; }
 cmake --build "$work/build" >"$work/build.log" 2>&1 \
   || { tail -60 "$work/build.log" >&2; fail "the README's example does not build"; }
+cmake -S "$work/snippets" -B "$work/build-snippets" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" \
+  -DCMAKE_PREFIX_PATH="$work/prefix" "${launcher[@]}" \
+  "-DCMAKE_CXX_FLAGS=-Wall -Wextra -Werror" "-DCMAKE_EXE_LINKER_FLAGS=$linker_flags" \
+  >"$work/configure-snippets.log" 2>&1 ||
+  { cat "$work/configure-snippets.log" >&2; fail "configure of the snippets failed"; }
+cmake --build "$work/build-snippets" >"$work/build-snippets.log" 2>&1 ||
+  { tail -60 "$work/build-snippets.log" >&2; fail "the README's snippets do not build"; }
 
-# 3. Run it. start NAME args...: sets $port from the service's start-up log line.
+# 3. Run it. start NAME args...: sets $port from the service's start-up log line; the
+# binary is $bin_dir/NAME.
+bin_dir="$work/build"
 start() {
   local name="$1"
   shift
   # Created first: the background job opens its redirection only when it gets to run.
   : >"$work/$name.log"
-  "$work/build/$name" --no-consul-register --port 0 "$@" 2>"$work/$name.log" &
+  "$bin_dir/$name" --no-consul-register --port 0 "$@" 2>"$work/$name.log" &
   pids+=($!)
   eval "${name//-/_}_pid=$!"
   port=""
@@ -129,4 +153,20 @@ expect "welcome with greeter-svc stopped (fallback)" 200 \
   '{"message":"hello, whoever you are (greeter unavailable), visit 2"}' \
   -d '{"name":"a string over 15 chars","visit":2}' "$welcome_url"
 stop welcome-svc "$welcome_svc_pid"
-echo "readme.example: the README's example builds, runs and answers as documented"
+
+bin_dir="$work/build-snippets"
+start hello-svc
+expect "the first service's greet" 200 '{"message":"hello, mesh"}' \
+  "http://127.0.0.1:$port/api/v1/hello?name=mesh"
+expect "the first service's binding" 400 \
+  '{"error":"invalid_field","reason":"query parameter '"'"'delay_ms'"'"': '"'"'x'"'"' is not an integer"}' \
+  "http://127.0.0.1:$port/api/v1/hello?name=mesh&delay_ms=x"
+stop hello-svc "$hello_svc_pid"
+start add-svc
+expect "add-svc's snippet" 200 '3' "http://127.0.0.1:$port/api/v1/execute?l=1&r=2"
+answer=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' \
+  "http://127.0.0.1:$port/api/v1/execute?l=9223372036854775807&r=1") || fail "add-svc: curl failed"
+[ "$answer" = 422 ] || fail "add-svc's snippet answered $answer to an overflowing sum, not 422"
+echo "readme.example: add-svc's snippet: 9223372036854775807 + 1 -> 422"
+stop add-svc "$add_svc_pid"
+echo "readme.example: the README's example and snippets build, run and answer as documented"
