@@ -20,15 +20,8 @@ int main(int argc, char** argv) {
   // that has gone must fail that write with EPIPE, not kill the sidecar.
   std::signal(SIGPIPE, SIG_IGN);
   sidecar::SidecarSettings settings;
-  auto config = config::service_config_or_exit(
-      argc, argv,
-      {.defaults = {.name = "coromesh-sidecar"},
-       .description = "Consul Connect sidecar proxy: a public mTLS listener in front of a "
-                      "local service, and loopback listeners for its upstreams. Its own "
-                      "HTTP port (--port) serves /metrics and /health.",
-       .declare_extra = [&](config::OptionSet& options) {
-         sidecar::declare_sidecar_settings(options, settings);
-       }});
+  auto config =
+      config::service_config_or_exit(argc, argv, sidecar::sidecar_config_options(settings));
   settings.instance_id = config.instance_id;
   // --balance is the framework's setting (validated when read): for the sidecar, how each
   // upstream's connections (tcp) or requests (http) spread over its endpoints.

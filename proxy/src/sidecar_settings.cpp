@@ -176,6 +176,18 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
                       1, 16);
 }
 
+config::ServiceConfigOptions sidecar_config_options(SidecarSettings& settings) {
+  return {
+      .defaults = {.name = "coromesh-sidecar"},
+      .description =
+          "Consul Connect sidecar proxy: a public mTLS listener in front of a "
+          "local service, and loopback listeners for its upstreams. Its own "
+          "HTTP port (--port) serves /metrics and /health.",
+      .declare_extra =
+          [&settings](config::OptionSet& options) { declare_sidecar_settings(options, settings); },
+      .mesh_settings = false};
+}
+
 void validate(const SidecarSettings& s, bool self_registration) {
   if (!s.sidecar_for.empty()) {
     if (!s.service.empty() || s.register_proxy || !s.upstreams.empty() || s.listen.port != 0 ||

@@ -20,6 +20,7 @@
 
 #include "coromesh/config/address.hpp"
 #include "coromesh/config/option_set.hpp"
+#include "coromesh/config/service_config.hpp"
 #include "coromesh/connect/load_balancer.hpp"
 #include "coromesh/consul/types.hpp"
 
@@ -106,6 +107,12 @@ struct SidecarSettings {
 
 // Declares every sidecar flag on `options`, bound to `settings`.
 void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& settings);
+
+// What coromesh-sidecar's main() parses its configuration with: the framework's common
+// settings (its own --port is the admin port) without a service's mesh settings
+// (--upstreams, --mesh, --admin-port: ServiceConfigOptions::mesh_settings says why),
+// and the sidecar's flags bound to `settings`, which must outlive the parse.
+config::ServiceConfigOptions sidecar_config_options(SidecarSettings& settings);
 
 // Checks the combination after parsing; throws config::ConfigError naming the setting.
 // `self_registration` is the framework's --consul-register (false: --no-consul-register),

@@ -115,7 +115,7 @@ std::string ServiceConfig::advertised_address() const {
   return bind_address == "0.0.0.0" || bind_address == "::" ? std::string() : bind_address;
 }
 
-void declare_service_settings(OptionSet& options, ServiceConfig& c) {
+void declare_service_settings(OptionSet& options, ServiceConfig& c, bool mesh_settings) {
   options.add({.flag = "name", .env = {"COROMESH_SERVICE_NAME"}, .help = "Service name in Consul."},
               "<name>", c.name, [&c](std::string_view v) {
                 check_service_name(v);
@@ -233,20 +233,6 @@ void declare_service_settings(OptionSet& options, ServiceConfig& c) {
         }
         c.nomad_port_label = v;
       });
-  options.add({.flag = "upstreams",
-               .env = {"COROMESH_UPSTREAMS"},
-               .help = "Operations this service calls and where: name=host:port, comma-separated."},
-              "<name=host:port,...>", std::string(),
-              [&c](std::string_view v) { c.upstreams = parse_upstreams(v); });
-  options.add({.flag = "mesh",
-               .env = {"COROMESH_MESH"},
-               .help = "How this service joins the Connect mesh: behind a sidecar (plain HTTP "
-                       "on loopback), or native (serves and calls with Connect mTLS itself)."},
-              "<sidecar|native>", std::string(to_string(c.mesh)), [&c](std::string_view v) {
-                if (!parse_mesh_mode(v, c.mesh)) {
-                  throw InvalidValue(quote_value(v) + " is not a mesh mode (sidecar, native)");
-                }
-              });
   options.add({.flag = "balance",
                .env = {"COROMESH_BALANCE"},
                .help = "How calls to a service found in Consul by name spread over its "
@@ -260,11 +246,28 @@ void declare_service_settings(OptionSet& options, ServiceConfig& c) {
                 }
                 c.balance = std::string(v);
               });
-  options.add_port(c.admin_port,
-                   {.flag = "admin-port",
-                    .env = {"COROMESH_ADMIN_PORT"},
-                    .help = "--mesh=native: the plain-HTTP loopback port of /health and /metrics "
-                            "(Consul's check, Prometheus), 0: any free port."});
+  if (mesh_settings) {
+    options.add(
+        {.flag = "upstreams",
+         .env = {"COROMESH_UPSTREAMS"},
+         .help = "Operations this service calls and where: name=host:port, comma-separated."},
+        "<name=host:port,...>", std::string(),
+        [&c](std::string_view v) { c.upstreams = parse_upstreams(v); });
+    options.add({.flag = "mesh",
+                 .env = {"COROMESH_MESH"},
+                 .help = "How this service joins the Connect mesh: behind a sidecar (plain HTTP "
+                         "on loopback), or native (serves and calls with Connect mTLS itself)."},
+                "<sidecar|native>", std::string(to_string(c.mesh)), [&c](std::string_view v) {
+                  if (!parse_mesh_mode(v, c.mesh)) {
+                    throw InvalidValue(quote_value(v) + " is not a mesh mode (sidecar, native)");
+                  }
+                });
+    options.add_port(c.admin_port,
+                     {.flag = "admin-port",
+                      .env = {"COROMESH_ADMIN_PORT"},
+                      .help = "--mesh=native: the plain-HTTP loopback port of /health and /metrics "
+                              "(Consul's check, Prometheus), 0: any free port."});
+  }
   options.set_nomad_label(&c.nomad_port_label);
 }
 
@@ -292,7 +295,7 @@ std::optional<ServiceConfig> parse_service_config(int argc, const char* const* a
   program = program.substr(program.find_last_of('/') + 1);
   ServiceConfig config = options.defaults;
   OptionSet set(program, options.description);
-  declare_service_settings(set, config);
+  declare_service_settings(set, config, options.mesh_settings);
   if (options.declare_extra) {
     options.declare_extra(set);
   }

@@ -332,6 +332,25 @@ TEST(ServiceConfig, MeshModeIsSidecarUnlessToldNative) {
   EXPECT_NE(refused.find("not a mesh mode (sidecar, native)"), std::string::npos) << refused;
 }
 
+// A program that is the mesh's plumbing (coromesh-sidecar) declares no mesh settings:
+// neither offered by --help nor read from the flags, the environment or a file.
+TEST(ServiceConfig, MeshSettingsCanBeLeftUndeclared) {
+  const ServiceConfigOptions plumbing{.defaults = {.name = "proxy"}, .mesh_settings = false};
+  const auto help = run({"--help"}, {}, plumbing).help;
+  for (const char* flag : {"--upstreams", "--mesh", "--admin-port"}) {
+    EXPECT_EQ(help.find(flag), std::string::npos) << flag << " offered:\n" << help;
+  }
+  EXPECT_NE(help.find("--balance"), std::string::npos) << help;
+  EXPECT_EQ(error({"--mesh=native"}, {}, plumbing),
+            "config error: --mesh (flag): unknown flag (--help lists all settings)");
+  const auto config =
+      run({}, {{"COROMESH_MESH", "native"}, {"COROMESH_UPSTREAMS", "a=127.0.0.1:1"}}, plumbing)
+          .config.value();
+  EXPECT_EQ(config.mesh, MeshMode::sidecar);
+  EXPECT_TRUE(config.upstreams.empty());
+  EXPECT_NE(run({"--help"}).help.find("--upstreams"), std::string::npos) << "a service has them";
+}
+
 TEST(ServiceConfig, BalanceIsRoundRobinUnlessToldOtherwise) {
   EXPECT_EQ(run({}).config->balance, "round_robin");
   EXPECT_EQ(run({"--balance=p2c_ewma"}).config->balance, "p2c_ewma");

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include "coromesh/config/error.hpp"
 #include "coromesh/config/option_set.hpp"
 
@@ -149,6 +154,55 @@ TEST(SidecarSettings, SidecarForTakesEverythingFromTheRegistration) {
 
   registration.kind = "";
   EXPECT_THROW(apply_registration(registration, s), config::ConfigError);
+}
+
+// The sidecar's command line as its main() parses it: the framework's settings and its own.
+std::string sidecar_start(const std::vector<std::string>& args,
+                          std::map<std::string, std::string> env = {}) {
+  SidecarSettings settings;
+  std::vector<const char*> argv = {"coromesh-sidecar"};
+  for (const auto& arg : args) {
+    argv.push_back(arg.c_str());
+  }
+  std::ostringstream help;
+  try {
+    const auto config = config::parse_service_config(static_cast<int>(argv.size()), argv.data(),
+                                                     config::Environment::from(std::move(env)),
+                                                     sidecar_config_options(settings), help);
+    if (!config) {
+      return help.str();
+    }
+    return "mesh=" + std::string(config::to_string(config->mesh)) +
+           " upstreams=" + std::to_string(settings.upstreams.size()) + "+" +
+           std::to_string(config->upstreams.size());
+  } catch (const config::ConfigError& e) {
+    return e.what();
+  }
+}
+
+// A service's --upstreams (operation=host:port), --mesh and --admin-port were offered by
+// the sidecar's --help, next to its own --upstream. `--upstreams mod-svc:9191` was
+// refused as "not name=host:port", `--upstreamz` suggested --upstreams, and --mesh=native
+// (or COROMESH_MESH=native inherited from a shell) turned the admin port, which Consul's
+// check and Prometheus reach in plain HTTP, into a Connect mTLS port.
+TEST(SidecarSettings, OffersNoneOfAServicesMeshSettings) {
+  EXPECT_EQ(sidecar_start({"--service", "web", "--upstreams", "mod-svc:9191"}),
+            "config error: --upstreams (flag): unknown flag; did you mean --upstream? (--help "
+            "lists all settings)");
+  EXPECT_EQ(sidecar_start({"--service", "web", "--mesh=native"}),
+            "config error: --mesh (flag): unknown flag (--help lists all settings)");
+  EXPECT_EQ(sidecar_start({"--service", "web", "--admin-port=9100"}),
+            "config error: --admin-port (flag): unknown flag (--help lists all settings)");
+  EXPECT_EQ(sidecar_start({"--service", "web", "--upstream", "mod-svc:9191"},
+                          {{"COROMESH_MESH", "native"}, {"COROMESH_UPSTREAMS", "a=127.0.0.1:1"}}),
+            "mesh=sidecar upstreams=1+0")
+      << "a service's variables in the environment are not the sidecar's";
+  const auto help = sidecar_start({"--help"});
+  EXPECT_NE(help.find("--upstream=<name:port[:tcp|http]>"), std::string::npos) << help;
+  EXPECT_NE(help.find("--balance="), std::string::npos) << help;
+  for (const char* flag : {"--upstreams", "--mesh", "--admin-port"}) {
+    EXPECT_EQ(help.find(flag), std::string::npos) << flag << " offered:\n" << help;
+  }
 }
 
 TEST(SidecarSettings, RouteTimeoutsTakeTheLongestMatchingPrefix) {

@@ -107,14 +107,22 @@ struct ServiceConfigOptions {
   std::string description{};  // under "Usage:" in --help
   // Declares the service's own settings, bound to the service's own variables.
   std::function<void(OptionSet&)> declare_extra{};
+  // --upstreams, --mesh and --admin-port say how a service's typed clients and listener
+  // join the mesh. false leaves them undeclared, for a program that is the mesh's
+  // plumbing rather than a service in it (coromesh-sidecar, whose upstream listeners are
+  // its own repeatable --upstream): its --help does not offer them, a misspelt
+  // --upstream is not taken for --upstreams, and COROMESH_MESH=native in its environment
+  // cannot turn its plain-HTTP admin port into an mTLS one.
+  bool mesh_settings = true;
 };
 
 // "add=127.0.0.1:9191,sub=127.0.0.1:9192" -> {add: ..., sub: ...}; throws InvalidValue.
 std::map<std::string, Address> parse_upstreams(std::string_view text);
 
 // Declares the common settings on `options`, bound to `config` (whose values are the
-// defaults); for callers that build their own OptionSet.
-void declare_service_settings(OptionSet& options, ServiceConfig& config);
+// defaults); for callers that build their own OptionSet. `mesh_settings` as in
+// ServiceConfigOptions.
+void declare_service_settings(OptionSet& options, ServiceConfig& config, bool mesh_settings = true);
 
 // The parsed configuration, or nullopt when --help was given (the help text was then
 // written to `help_out`). Throws ConfigError on any bad value.
