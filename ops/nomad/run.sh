@@ -45,6 +45,9 @@ usage() {
 [ $# -ge 1 ] || usage
 command_name="$1"
 shift
+case "$command_name" in
+  -h | --help | help) print_script_help; exit 0 ;;
+esac
 explicit_settings=0
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || usage

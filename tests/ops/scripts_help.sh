@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# `--help` on the scripts a newcomer runs first (ops/demo.sh, ops/test.sh, ops/setup.sh)
-# prints what the script does and exits 0, and does nothing else: no set-up, no build, no
-# test run. `ops/test.sh --help` used to set up and build everything, then pass --help to
-# ctest; `ops/demo.sh --help` printed a one-line usage to stderr and exited 2.
+# `--help` on the scripts a newcomer runs first (ops/demo.sh, ops/test.sh, ops/setup.sh,
+# ops/nomad/run.sh) prints what the script does and exits 0, and does nothing else: no
+# set-up, no build, no test run. `ops/test.sh --help` used to set up and build
+# everything, then pass --help to ctest; `ops/demo.sh --help` printed a one-line usage
+# to stderr and exited 2, and `ops/nomad/run.sh --help` its full usage, also to stderr
+# with status 2.
 # cmake, ctest, apt-get and sudo are shims on PATH that record any call and fail, so a
 # script that goes past its --help fails here within seconds instead of building.
 #   scripts_help.sh SOURCE_DIR WORK_DIR
@@ -47,6 +49,10 @@ done
 for arg in --help -h help; do
   help ops/demo.sh "$arg" "./ops/demo.sh up [--nomad|--native|--secure]" \
     "./ops/demo.sh status" "./ops/demo.sh click" "./ops/demo.sh bench" "./ops/demo.sh down"
+done
+for arg in --help -h help; do
+  help ops/nomad/run.sh "$arg" "ops/nomad/run.sh up" "ops/nomad/run.sh status" \
+    "ops/nomad/run.sh down" "--frontend-port N"
 done
 # Also when --help follows ctest arguments: it must not be passed through.
 rm -f "$work/calls"
