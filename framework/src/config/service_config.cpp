@@ -116,11 +116,16 @@ std::string ServiceConfig::advertised_address() const {
 }
 
 void declare_service_settings(OptionSet& options, ServiceConfig& c, bool mesh_settings) {
-  options.add({.flag = "name", .env = {"COROMESH_SERVICE_NAME"}, .help = "Service name in Consul."},
-              "<name>", c.name, [&c](std::string_view v) {
-                check_service_name(v);
-                c.name = v;
-              });
+  if (mesh_settings) {
+    // Plumbing names itself from what it serves (the sidecar: <service>-sidecar-proxy):
+    // a --name it would take and then ignore is not offered.
+    options.add(
+        {.flag = "name", .env = {"COROMESH_SERVICE_NAME"}, .help = "Service name in Consul."},
+        "<name>", c.name, [&c](std::string_view v) {
+          check_service_name(v);
+          c.name = v;
+        });
+  }
   options.add({.flag = "instance-id",
                .env = {"COROMESH_INSTANCE_ID"},
                .help = "Consul service ID of this instance.",

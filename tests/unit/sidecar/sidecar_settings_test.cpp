@@ -193,6 +193,9 @@ TEST(SidecarSettings, OffersNoneOfAServicesMeshSettings) {
             "config error: --mesh (flag): unknown flag (--help lists all settings)");
   EXPECT_EQ(sidecar_start({"--service", "web", "--admin-port=9100"}),
             "config error: --admin-port (flag): unknown flag (--help lists all settings)");
+  // Its name is its service's (web-sidecar-proxy): a --name would be taken and ignored.
+  EXPECT_EQ(sidecar_start({"--service", "web", "--name", "edge"}),
+            "config error: --name (flag): unknown flag (--help lists all settings)");
   EXPECT_EQ(sidecar_start({"--service", "web", "--upstream", "mod-svc:9191"},
                           {{"COROMESH_MESH", "native"}, {"COROMESH_UPSTREAMS", "a=127.0.0.1:1"}}),
             "mesh=sidecar upstreams=1+0")
@@ -200,7 +203,7 @@ TEST(SidecarSettings, OffersNoneOfAServicesMeshSettings) {
   const auto help = sidecar_start({"--help"});
   EXPECT_NE(help.find("--upstream=<name:port[:tcp|http]>"), std::string::npos) << help;
   EXPECT_NE(help.find("--balance="), std::string::npos) << help;
-  for (const char* flag : {"--upstreams", "--mesh", "--admin-port"}) {
+  for (const char* flag : {"--upstreams", "--mesh", "--admin-port", "--name="}) {
     EXPECT_EQ(help.find(flag), std::string::npos) << flag << " offered:\n" << help;
   }
 }

@@ -107,12 +107,12 @@ struct ServiceConfigOptions {
   std::string description{};  // under "Usage:" in --help
   // Declares the service's own settings, bound to the service's own variables.
   std::function<void(OptionSet&)> declare_extra{};
-  // --upstreams, --mesh and --admin-port say how a service's typed clients and listener
-  // join the mesh. false leaves them undeclared, for a program that is the mesh's
-  // plumbing rather than a service in it (coromesh-sidecar, whose upstream listeners are
-  // its own repeatable --upstream): its --help does not offer them, a misspelt
-  // --upstream is not taken for --upstreams, and COROMESH_MESH=native in its environment
-  // cannot turn its plain-HTTP admin port into an mTLS one.
+  // --name, --upstreams, --mesh and --admin-port: what a service is called and how it
+  // joins the mesh. false leaves them undeclared, for the mesh's plumbing (coromesh-sidecar,
+  // named after the service it fronts, its upstreams its own repeatable --upstream): its
+  // --help does not offer them, a --name it would ignore is refused, a misspelt --upstream
+  // is not taken for --upstreams, and COROMESH_MESH=native in its environment cannot turn
+  // its plain-HTTP admin port into an mTLS one.
   bool mesh_settings = true;
 };
 
