@@ -282,6 +282,10 @@ void json_to(const boost::json::value& v, const std::string& path, double& out) 
 boost::json::value parse_json_body(std::string_view body) {
   // Deeply nested hostile input is refused, not recursed into.
   constexpr std::size_t kMaxDepth = 32;
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    // Boost.JSON would say "incomplete JSON", which reads as a body cut short.
+    throw HttpError(Status::bad_request, "invalid_json", "request body is empty: expected JSON");
+  }
   auto parsed = parse_json_refusing_duplicate_keys(body, kMaxDepth);
   if (parsed.duplicate_key) {
     throw_invalid_json(clip(*parsed.duplicate_key), "given more than once");
