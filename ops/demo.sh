@@ -118,6 +118,8 @@ cmd_up() {
     --secure) runner=secure ;;
     *) die "up: unknown option $1 (--nomad, --native, --secure)" ;;
   esac
+  # One topology per run: a second option would be dropped without a word.
+  [ $# -le 1 ] || die "up: one option at most (--nomad, --native or --secure), got: $*"
   [ "$runner" != native ] || export TOPO_PROXY=native
   [ "$runner" != secure ] || use_secure_mode
   mkdir -p "$state"

@@ -68,3 +68,14 @@ status=0
 grep -q '^usage: ' "$work/err" || fail "ops/demo.sh frobnicate printed no usage on stderr"
 grep -qF -- '--help' "$work/err" || fail "ops/demo.sh frobnicate does not point at --help"
 echo "ok: ops/demo.sh frobnicate -> 2"
+
+# Two topologies at once is refused before anything starts: `up --native --secure` used
+# to run the native mesh and drop --secure without a word.
+status=0
+rm -f "$work/calls"
+PATH="$work/shims:$PATH" "$source_dir/ops/demo.sh" up --native --secure >"$work/out" 2>"$work/err" ||
+  status=$?
+[ "$status" -ne 0 ] || fail "ops/demo.sh up --native --secure was accepted"
+grep -qF 'one option at most' "$work/err" || { cat "$work/err" >&2; fail "ops/demo.sh up --native --secure does not say why"; }
+[ ! -e "$work/calls" ] || fail "ops/demo.sh up --native --secure ran more than its check"
+echo "ok: ops/demo.sh up --native --secure -> $status"
