@@ -127,6 +127,9 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
   try {
     http::Response response =
         co_await local_clients_.at(thread)->send(local, std::move(request), deadline.when());
+    // The local service received the request: whatever it answers, it cannot say that
+    // nothing reached it (only this sidecar's own answer below may, http/error.hpp).
+    response.erase(http::kNotDeliveredHeader);
     const auto status_class = std::min<std::size_t>(response.result_int() / 100, 5);
     observe(status_class);
     metrics_.faults.count_answer(response.result_int());
@@ -149,9 +152,15 @@ asio::awaitable<http::Response> InboundListener::forward_local(http::Request req
         co_return failed(metrics_.faults.timeout, http::Status::gateway_timeout,
                          "deadline_exceeded", "no answer from the local service in time");
       case http::ClientErrc::connect_failed:
-      case http::ClientErrc::connect_timeout:
-        co_return failed(metrics_.faults.transport, http::Status::service_unavailable,
-                         "local_unavailable", "the local service refuses connections");
+      case http::ClientErrc::connect_timeout: {
+        // Nothing reached the local service: the caller may send the request to another
+        // instance whatever its method (a POST included), and is told so in a header its
+        // client (the framework's, an upstream sidecar's) reads.
+        auto answer = failed(metrics_.faults.transport, http::Status::service_unavailable,
+                             "local_unavailable", "the local service refuses connections");
+        http::mark_not_delivered(answer);
+        co_return answer;
+      }
       default:
         // Counted as the framework classifies the error (service/fault_classifier.hpp): an
         // answer that is not HTTP is the local service's failure, a lost one (the

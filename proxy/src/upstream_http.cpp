@@ -168,6 +168,11 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
   const std::size_t endpoint_total = snapshot ? snapshot->size() : 0;
   std::vector<std::string> tried;
   std::optional<http::Response> last;  // a retryable 502/503, answered if nothing better comes
+  // Whether any attempt's request may have reached a service (answered by it, or lost
+  // after it was sent): until one has, this sidecar's own answer says that nothing
+  // reached the upstream (http::kNotDeliveredHeader), so that its client may send the
+  // request again, whatever the method, as after a refused connect of its own.
+  bool delivered = false;
   // The class of the last attempt that got no answer, as the framework classifies that
   // error (service/fault_classifier.hpp): what the 502 is counted as when every attempt
   // failed, so that this sidecar's fault label and a coromesh caller's say the same of the
@@ -192,12 +197,19 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
     return http::make_error_response(status, error, reason, version);
   };
+  // The same, for an answer given when no request reached any service.
+  auto not_delivered = [&](prometheus::Counter* fault, http::Status status, std::string_view error,
+                           std::string_view reason) {
+    auto answer = failed(fault, status, error, reason);
+    http::mark_not_delivered(answer);
+    return answer;
+  };
   if (!have_leaf) {
     // This sidecar's own identity is not ready: nothing was sent, no callee involved. A
     // refusal, as the framework classifies its identity_unavailable (fault_classifier.hpp).
-    co_return failed(metrics_.faults.rejected, http::Status::service_unavailable,
-                     "no_certificate_yet",
-                     "this sidecar has no leaf certificate from Consul yet; retry shortly");
+    co_return not_delivered(metrics_.faults.rejected, http::Status::service_unavailable,
+                            "no_certificate_yet",
+                            "this sidecar has no leaf certificate from Consul yet; retry shortly");
   }
   for (std::uint32_t attempt = 0; attempt < context_.settings.upstream_attempts; ++attempt) {
     if (deadline.expired()) {
@@ -230,7 +242,12 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
       const auto status = response.result_int();
       pick.done(std::chrono::steady_clock::now() - started,
                 status >= 500 ? connect::Outcome::callee_failure : connect::Outcome::success);
-      if ((status == 502 || status == 503) && idempotent) {
+      // The endpoint's sidecar answered that its service refused the connection (its 503
+      // local_unavailable): nothing ran, so another endpoint is tried for any method, as
+      // after a refused connect (Envoy's connect-failure retry).
+      const bool reached = !http::says_not_delivered(response);
+      delivered = delivered || reached;
+      if ((status == 502 || status == 503) && (idempotent || !reached)) {
         last = std::move(response);
         continue;
       }
@@ -244,6 +261,7 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
       throw;
     } catch (const http::ClientError& error) {
       const auto failure = classify(error);
+      delivered = delivered || !failure.nothing_sent;
       pick.done(std::chrono::steady_clock::now() - started, failure.outcome);
       forget_departed(thread, endpoint, snapshot);
       unanswered = classify_service_fault(std::make_exception_ptr(error)).kind;
@@ -266,6 +284,11 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
     }
   }
   if (last) {
+    if (delivered) {
+      // An earlier or later attempt may have reached a service: the not-delivered answer
+      // kept from another endpoint no longer speaks for the request.
+      last->erase(http::kNotDeliveredHeader);
+    }
     co_return answered(std::move(*last));
   }
   if (tried.empty() && endpoint_total == 0) {
@@ -275,10 +298,10 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
     // refusal, as the framework classifies its discovery_unavailable; with an answer that
     // lists no passing instance the callee is down: transport, as in the framework.
     context_.metrics.upstream_connect_failure(spec_.service, "no_endpoint");
-    co_return failed(snapshot ? metrics_.faults.transport : metrics_.faults.rejected,
-                     http::Status::service_unavailable, "no_endpoint",
-                     snapshot ? "no healthy instance of " + spec_.service + " in Consul"
-                              : "no answer from Consul about " + spec_.service + " yet");
+    co_return not_delivered(snapshot ? metrics_.faults.transport : metrics_.faults.rejected,
+                            http::Status::service_unavailable, "no_endpoint",
+                            snapshot ? "no healthy instance of " + spec_.service + " in Consul"
+                                     : "no answer from Consul about " + spec_.service + " yet");
   }
   if (deadline.expired(qos::Clock::steady())) {
     co_return failed(metrics_.faults.timeout, http::Status::gateway_timeout, "deadline_exceeded",
@@ -288,9 +311,17 @@ asio::awaitable<http::Response> UpstreamListener::forward(http::Request request,
     // Instances listed, none picked: 503, as Envoy answers "no healthy upstream", and no
     // endpoint is to blame.
     context_.metrics.upstream_connect_failure(spec_.service, "no_endpoint");
-    co_return failed(metrics_.faults.transport, http::Status::service_unavailable, "no_endpoint",
-                     snapshot ? "no healthy instance of " + spec_.service + " in Consul"
-                              : "no answer from Consul about " + spec_.service + " yet");
+    co_return not_delivered(metrics_.faults.transport, http::Status::service_unavailable,
+                            "no_endpoint",
+                            snapshot ? "no healthy instance of " + spec_.service + " in Consul"
+                                     : "no answer from Consul about " + spec_.service + " yet");
+  }
+  if (!delivered) {
+    // Every endpoint tried refused the connection (or failed its handshake): nothing was
+    // sent anywhere.
+    co_return not_delivered(metrics_.faults.of(unanswered), http::Status::bad_gateway,
+                            "upstream_unavailable",
+                            "no endpoint of " + spec_.service + " answered");
   }
   co_return failed(metrics_.faults.of(unanswered), http::Status::bad_gateway,
                    "upstream_unavailable", "no endpoint of " + spec_.service + " answered");

@@ -52,9 +52,9 @@ struct Batch {
 };
 BOOST_DESCRIBE_STRUCT(Batch, (), (values))
 COROMESH_OPERATION(sum, GET, "/api/v1/sum", Batch, std::int64_t);
-#elif DECLARATION_CASE == 10  // retry on POST without the opt-in
+#elif DECLARATION_CASE == 10  // a server retry on POST without the opt-in: reruns the handler
 COROMESH_OPERATION(add, POST, "/api/v1/execute", Operands, std::int64_t,
-                   CLIENT_QOS(qos::retry{.max_attempts = 3}));
+                   QOS(qos::retry{.max_attempts = 3}));
 #elif DECLARATION_CASE == 11  // valid: retry on POST with the explicit opt-in
 COROMESH_OPERATION(add, POST, "/api/v1/execute", Operands, std::int64_t,
                    CLIENT_QOS(qos::retry{.max_attempts = 3, .non_idempotent = true}));
@@ -69,10 +69,13 @@ COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
 COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
                    coromesh::served_by("add-svc"), coromesh::served_by("sum-svc"));
 #elif DECLARATION_CASE == 15  // served_by with both QoS lists, in any order
-COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
-                   CLIENT_QOS(qos::retry{}), coromesh::served_by("add-svc"),
-                   QOS(qos::bulkhead{4}));
+COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t, CLIENT_QOS(qos::retry{}),
+                   coromesh::served_by("add-svc"), QOS(qos::bulkhead{4}));
 static_assert(add.service == "add-svc");
+#elif DECLARATION_CASE == 16  // valid: a client retry on POST without the opt-in (it sends
+                              // again only a request that never reached the callee)
+COROMESH_OPERATION(add, POST, "/api/v1/execute", Operands, std::int64_t,
+                   CLIENT_QOS(qos::retry{.max_attempts = 3}));
 #endif
 
 int main() {

@@ -444,6 +444,10 @@ asio::awaitable<void> Server::State::serve_requests(
         }
         connection.handler_running = false;
         detail::stop_hang_up_watch(connection);
+        // A handler ran: whatever it answers, the request reached this service. Only a
+        // sidecar's own answer may say otherwise (error.hpp), or a caller would send a
+        // POST that ran here to another instance.
+        response.erase(kNotDeliveredHeader);
         if (detail::has_unsafe_field(response)) {
           // Typically a request's bytes echoed into a header: sent, the client would write
           // the rest of our answer. A handler bug, answered as one.

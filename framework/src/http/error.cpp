@@ -31,6 +31,15 @@ Response make_error_response(Status status, std::string_view code, std::string_v
   return make_json_response(status, boost::json::serialize(body), version, keep_alive);
 }
 
+bool says_not_delivered(const Response& response) {
+  const auto field = response.find(kNotDeliveredHeader);
+  return field != response.end() && field->value() == "1";
+}
+
+void mark_not_delivered(Response& response) {
+  response.set(kNotDeliveredHeader, "1");
+}
+
 Response make_text_response(Status status, std::string body) {
   Response res{status, 11};
   res.set(Field::content_type, "text/plain; charset=utf-8");

@@ -76,6 +76,7 @@ Fault Fault::from(std::exception_ptr error, FaultClassifier classify) {
       (classify != nullptr ? classify : classify_fault)(error);
   fault.kind = classification.kind;
   fault.status = classification.status;
+  fault.not_delivered = classification.not_delivered;
   return fault;
 }
 

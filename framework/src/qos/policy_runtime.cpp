@@ -379,7 +379,8 @@ bool lifts_idempotent_only(const PolicySet& base, const PolicySet& overridden) {
 
 }  // namespace
 
-PolicySet apply_override(const PolicySet& base, std::string_view document, bool idempotent) {
+PolicySet apply_override(const PolicySet& base, std::string_view document,
+                         bool retries_without_opt_in) {
   // Refusing a key given twice, as a request body does: Boost.JSON would keep the last
   // copy without a word, and whoever wrote or reviewed the document may have read the other.
   constexpr std::size_t kMaxDepth = 32;
@@ -437,10 +438,11 @@ PolicySet apply_override(const PolicySet& base, std::string_view document, bool 
         "retry: idempotent_only cannot be turned off by an override; a non-idempotent "
         "operation declares qos::retry{.non_idempotent = true} if retrying it is safe");
   }
-  if (!idempotent && set.retry_policy && set.retry_policy->config().max_attempts > 1 &&
+  if (!retries_without_opt_in && set.retry_policy && set.retry_policy->config().max_attempts > 1 &&
       set.retry_policy->config().idempotent_only) {
-    // A POST's retry without the declaration's opt-in never retries (idempotent_only):
-    // refused as the compiler refuses it, rather than shown in Meta and never run.
+    // A served POST's retry without the declaration's opt-in never retries (its handler
+    // ran: nothing it lets escape is "not delivered"): refused as the compiler refuses it,
+    // rather than shown in Meta and never run.
     throw std::invalid_argument(
         "retry: the operation's method is not idempotent (POST, PATCH), so a retry could "
         "run a call twice; only its declaration may allow it, with "

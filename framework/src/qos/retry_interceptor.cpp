@@ -14,7 +14,8 @@ RetryInterceptor::RetryInterceptor(RetryConfig config, RetryOptions options,
 bool RetryInterceptor::retryable(const Fault& fault, std::uint32_t attempts,
                                  bool idempotent) const {
   const auto& config = policy_.config();
-  if (attempts >= config.max_attempts || (config.idempotent_only && !idempotent)) {
+  if (attempts >= config.max_attempts ||
+      !qos::repeatable(fault, idempotent, config.idempotent_only)) {
     return false;
   }
   // An explicit hook decides for a statusless failure of the callee or the transport.

@@ -66,15 +66,10 @@ std::optional<connect::Outcome> endpoint_outcome(const std::exception_ptr& error
     case qos::FaultClass::timeout:
       return connect::Outcome::callee_failure;
     case qos::FaultClass::transport:
-      try {
-        std::rethrow_exception(error);
-      } catch (const http::ClientError& e) {
-        if (http::never_reached(e.code())) {
-          return connect::Outcome::connect_failure;
-        }
-      } catch (...) {
-      }
-      return connect::Outcome::callee_failure;
+      // Nothing sent (a refused connect...) is the connect's failure; a lost answer the
+      // callee's.
+      return fault.not_delivered ? connect::Outcome::connect_failure
+                                 : connect::Outcome::callee_failure;
     case qos::FaultClass::cancelled:
       // Once the attempt's deadline has passed, whoever stopped waiting (our preemptive
       // timeout's watchdog, a moment before the client's own timer) the endpoint had not

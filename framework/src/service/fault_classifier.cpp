@@ -60,7 +60,10 @@ unsigned DependencyRefused::http_status() const noexcept {
   return refusal_.reason() == qos::Reason::deadline_exceeded ? 504 : 503;
 }
 
-qos::FaultClassification classify_served_fault(const std::exception_ptr& error) noexcept {
+namespace {
+
+// What escaped a served operation's handler, by the answer its caller gets (see the header).
+qos::FaultClassification classify_escaped(const std::exception_ptr& error) noexcept {
   try {
     std::rethrow_exception(error);
   } catch (const RemoteError& e) {
@@ -83,13 +86,28 @@ qos::FaultClassification classify_served_fault(const std::exception_ptr& error) 
   }
 }
 
+}  // namespace
+
+qos::FaultClassification classify_served_fault(const std::exception_ptr& error) noexcept {
+  // The operation's handler ran, whatever its own call met: a retry of the served
+  // operation runs it again, so nothing it let escape says "not delivered".
+  auto classified = classify_escaped(error);
+  classified.not_delivered = false;
+  return classified;
+}
+
 qos::FaultClassification classify_service_fault(const std::exception_ptr& error) noexcept {
   try {
     std::rethrow_exception(error);
   } catch (const http::HttpError& e) {
     return classify_error_status(static_cast<unsigned>(e.status()));
   } catch (const RemoteError& e) {
-    return classify_error_status(e.status());
+    // The callee's sidecar answered for it that its service refused the connection: its
+    // class by the status as any answer's (a 503: the callee's failure, for its breaker),
+    // but nothing ran.
+    auto classified = classify_error_status(e.status());
+    classified.not_delivered = e.not_delivered();
+    return classified;
   } catch (const http::ClientError& e) {
     if (e.code() == http::ClientErrc::timeout) {
       return {qos::FaultClass::timeout};
@@ -101,9 +119,12 @@ qos::FaultClassification classify_service_fault(const std::exception_ptr& error)
         e.code() == http::ClientErrc::identity_unavailable) {
       // Our own discovery has no answer yet, or our own leaf has not arrived: the callee
       // was never reached. A refusal.
-      return {qos::FaultClass::rejected};
+      return {.kind = qos::FaultClass::rejected, .not_delivered = true};
     }
-    return {qos::FaultClass::transport};
+    // A connect refused or timed out, a failed TLS handshake, no endpoint: nothing was
+    // sent (http::never_reached). A connection lost while sending or before the answer
+    // (connection_closed, outcome_unknown): the request, or part of it, was.
+    return {.kind = qos::FaultClass::transport, .not_delivered = http::never_reached(e.code())};
   } catch (...) {
     return qos::classify_fault(error);
   }

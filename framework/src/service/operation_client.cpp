@@ -7,6 +7,7 @@
 #include <string_view>
 #include <utility>
 
+#include "coromesh/http/error.hpp"
 #include "coromesh/http/trace_context.hpp"
 #include "coromesh/runtime/io_pool.hpp"
 #include "coromesh/service/discovered_upstream.hpp"
@@ -55,7 +56,7 @@ std::string clipped(std::string_view text, std::size_t limit) {
   } else {
     reason = clipped(response.body(), kMaxReason);
   }
-  throw RemoteError(status, std::move(code), std::move(reason));
+  throw RemoteError(status, std::move(code), std::move(reason), http::says_not_delivered(response));
 }
 
 // Sends `message`. A non-idempotent call made by a served operation's code keeps that
@@ -80,7 +81,12 @@ asio::awaitable<http::Response> send_marked(http::Client& client, const Operatio
     sent_within->mark();
   }
   try {
-    co_return co_await client.send(std::move(destination), std::move(message), until);
+    http::Response response =
+        co_await client.send(std::move(destination), std::move(message), until);
+    if (sent_within && http::says_not_delivered(response)) {
+      sent_within->unmark_unsent();  // the callee's sidecar: its service never saw it
+    }
+    co_return response;
   } catch (const http::ClientError& error) {
     if (sent_within && http::never_reached(error.code())) {
       sent_within->unmark_unsent();
@@ -224,9 +230,10 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
                                 upstream->service() + "': nothing was sent");
   }
   co_await await_own_certificate(upstream->tls(), patience, upstream->service());
-  // An endpoint the request never reached (http::never_reached: the connect was refused
-  // or timed out, the TLS handshake failed, its identity was refused) was sent nothing,
-  // so another one is tried at once within this attempt, for any method, a POST
+  // An endpoint the request never reached (not delivered, fault_classifier.hpp: the
+  // connect was refused or timed out, the TLS handshake failed, its identity was refused,
+  // or its sidecar answered that the service behind it refused the connection) ran
+  // nothing, so another one is tried at once within this attempt, for any method, a POST
   // included: a crashed instance Consul still lists as passing costs its callers no
   // failed call (Envoy's reset-before-request retry; the sidecar's http mode does the
   // same). Each endpoint once, kPicksPerAttempt at most, each recorded against its
@@ -255,15 +262,9 @@ asio::awaitable<void> OperationTransport::exchange_discovered(
     if (!failure) {
       co_return;
     }
-    const bool sent_nothing = [&failure] {
-      try {
-        std::rethrow_exception(failure);
-      } catch (const http::ClientError& e) {
-        return http::never_reached(e.code());
-      } catch (...) {
-        return false;
-      }
-    }();
+    // The one rule (fault_classifier.hpp): a refused connect, or the endpoint's sidecar
+    // answering that its service refused the connection.
+    const bool sent_nothing = classify_service_fault(failure).not_delivered;
     if (!sent_nothing || picks == kPicksPerAttempt || std::chrono::steady_clock::now() >= until) {
       std::rethrow_exception(failure);
     }

@@ -469,7 +469,8 @@ bool Service::Impl::apply_override(const DeclaredOperation& operation, const std
   // Nothing thrown here may end the watch: a refused value keeps the running policies
   // and the next change of the key is read as usual.
   try {
-    const auto set = qos::apply_override(operation.declared, entry->value, operation.idempotent);
+    const auto set =
+        qos::apply_override(operation.declared, entry->value, operation.retries_without_opt_in);
     state.overridden = true;
     if (set == operation.current()) {
       // The key was rewritten to the policies already running (respaced, reordered, or

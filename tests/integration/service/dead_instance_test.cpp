@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "consul_agent.hpp"
+#include "http_fetch.hpp"
 #include "mesh_test_services.hpp"
 #include "test_env.hpp"
 
@@ -39,6 +40,12 @@ BOOST_DESCRIBE_STRUCT(Recorded, (), (entries))
 
 // A POST with no retry: a retry could record the entry twice.
 COROMESH_OPERATION(record, POST, "/api/v1/record", Entry, Recorded, coromesh::served_by("ledger"));
+
+// The POST with a retry declared, without the non_idempotent opt-in: sent again only when
+// it never reached the ledger (a refused connect), never after it may have run.
+COROMESH_OPERATION(record_retried, POST, "/api/v1/record", Entry, Recorded,
+                   CLIENT_QOS(qos::retry{
+                       .max_attempts = 3, .base_backoff = 1ms, .max_backoff = 2ms}));
 
 // A GET the ledger always fails with 503, retried: each retry's first pick is an
 // instance an earlier attempt tried, as every instance was by then.
@@ -168,6 +175,40 @@ TEST_F(DeadInstance, RetriesOfAGetGoBackToInstancesTriedBefore) {
   // at most once per attempt.
   EXPECT_GE(audits_.load(), 5);
   EXPECT_LE(audits_.load(), 15);
+}
+
+// A refused connect sent nothing: the POST's declared retry sends it again, as for a GET
+// (Envoy's connect-failure retry), each attempt counted. Here the only endpoint is a
+// closed port (a fixed upstream: no other instance to fail over to within the attempt),
+// so all 3 attempts fail. A retry on a POST did not compile without the opt-in, and
+// with it would also have repeated a POST that reached the callee.
+TEST_F(DeadInstance, APostsRetrySendsItAgainWhenNothingWasSent) {
+  auto& client =
+      caller_->client(record_retried, http::Destination{.host = "127.0.0.1", .port = free_port()});
+  auto future = boost::asio::co_spawn(
+      caller_->pool().executor(0),
+      [&client]() -> boost::asio::awaitable<Recorded> { co_return co_await client.execute({1}); },
+      boost::asio::use_future);
+  EXPECT_THROW(future.get(), http::ClientError);
+  const auto metrics = http_fetch("127.0.0.1", caller_->port(), "/metrics").body;
+  EXPECT_NE(
+      metrics.find(
+          R"(coromesh_qos_calls_total{operation="record_retried",result="error",side="client"} 3)"),
+      std::string::npos)
+      << metrics;
+}
+
+// The control: the same declared retry never sends again a POST that reached the ledger
+// and failed there (it may have taken effect).
+TEST_F(DeadInstance, APostsRetryNeverSendsAgainWhatReachedTheCallee) {
+  auto& client = caller_->client(record_retried,
+                                 http::Destination{.host = "127.0.0.1", .port = ledger_->port()});
+  auto future = boost::asio::co_spawn(
+      caller_->pool().executor(0),
+      [&client]() -> boost::asio::awaitable<Recorded> { co_return co_await client.execute({-1}); },
+      boost::asio::use_future);
+  EXPECT_THROW(future.get(), RemoteError);
+  EXPECT_EQ(received_.load(), 1) << "a POST that reached the ledger was sent again";
 }
 
 }  // namespace

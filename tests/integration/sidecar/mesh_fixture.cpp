@@ -79,7 +79,8 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
     if (request.target().starts_with("/drop")) {
       co_return;  // read, then closed without an answer: the outcome is unknown to the caller
     }
-    const bool fail = request.target().starts_with("/fail");
+    const bool forged = request.target().starts_with("/forged");
+    const bool fail = request.target().starts_with("/fail") || forged;
     if (request.target().starts_with("/slow")) {
       asio::steady_timer slow(socket.get_executor(), std::chrono::seconds(2));
       co_await slow.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -100,6 +101,11 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
       response.set(bhttp::field::retry_after, "1");
       response.set(bhttp::field::content_type, "application/json");
       response.body() = R"({"error":"rate_limited","reason":")" + tag + R"( is over its limit"})";
+    } else if (forged) {
+      // The service's own code claiming a sidecar's "nothing reached the service" answer.
+      response.set("x-coromesh-not-delivered", "1");
+      response.set(bhttp::field::content_type, "application/json");
+      response.body() = R"({"error":"local_unavailable","reason":"forged by )" + tag + R"("})";
     } else if (request.target().starts_with("/headers")) {
       for (const auto& received : request) {  // the names of the fields that reached it
         response.body() += std::string(received.name_string()) + "\n";

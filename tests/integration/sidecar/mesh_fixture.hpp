@@ -49,7 +49,9 @@ class TaggedEchoServer {
 
 // A plain HTTP/1.1 backend (keep-alive): GET/POST anything answers 200 with
 // "<tag>|<traceparent>|<x-coromesh-deadline-ms>|<x-coromesh-peer>" (empty fields when
-// absent), except paths starting /fail, answered 503, paths starting /slow, answered
+// absent), except paths starting /fail, answered 503, paths starting /forged, answered 503
+// with x-coromesh-not-delivered: 1 (the service's own code claiming that nothing reached
+// it), paths starting /slow, answered
 // after 2 s, paths starting /hold, answered once release_held() is called (30 s at most),
 // paths starting /drop, read and then closed without an answer, paths starting /limited,
 // answered 429 {"error":"rate_limited",...} with Retry-After: 1 (as a coromesh service's

@@ -546,5 +546,99 @@ TEST(FaultSemantics, FallbackFollowsTheClassNotTheExceptionType) {
   EXPECT_FALSE(run_failing(open_circuit_only, unplaced).value);
 }
 
+// --- not delivered: could the failed attempt's request have reached the callee? ---------
+
+// Judged once, by the classifier, with the class (service/fault_classifier.hpp): nothing
+// was sent (a connect refused or timed out, a failed TLS handshake, a refused peer, no
+// endpoint), or the callee's sidecar answered that its service refused the connection
+// (x-coromesh-not-delivered). Anything sent, even partly, with its answer lost or
+// malformed, and any answer of the callee's own code, may have been processed.
+TEST(NotDelivered, IsJudgedOnceByTheServiceClassifier) {
+  using http::ClientErrc;
+  const auto of = [](std::exception_ptr error) { return classify_service_fault(error); };
+  for (const auto errc :
+       {ClientErrc::connect_failed, ClientErrc::connect_timeout, ClientErrc::tls_handshake,
+        ClientErrc::peer_rejected, ClientErrc::no_endpoint}) {
+    const auto classified = of(std::make_exception_ptr(http::ClientError(errc, "upstream")));
+    EXPECT_TRUE(classified.not_delivered) << static_cast<int>(errc);
+    EXPECT_EQ(to_string(classified.kind), to_string(FaultClass::transport));
+  }
+  for (const auto errc : {ClientErrc::connection_closed, ClientErrc::outcome_unknown,
+                          ClientErrc::bad_response, ClientErrc::timeout}) {
+    EXPECT_FALSE(of(std::make_exception_ptr(http::ClientError(errc, "upstream"))).not_delivered)
+        << "sent, its answer lost or malformed: " << static_cast<int>(errc);
+  }
+  // The callee's sidecar's own 503: the class of its status (the callee's failure, for
+  // its breaker), and nothing ran.
+  const auto sidecars = of(std::make_exception_ptr(
+      RemoteError(503, "local_unavailable", "the local service refuses connections", true)));
+  EXPECT_TRUE(sidecars.not_delivered);
+  EXPECT_EQ(to_string(sidecars.kind), to_string(FaultClass::callee_failure));
+  EXPECT_EQ(sidecars.status, 503U);
+  // The callee's own code answered: 503, 502 or 429, it received the request.
+  EXPECT_FALSE(of(std::make_exception_ptr(RemoteError(503, "flaky", ""))).not_delivered);
+  EXPECT_FALSE(
+      of(std::make_exception_ptr(RemoteError(502, "upstream_unavailable", ""))).not_delivered);
+  EXPECT_FALSE(of(std::make_exception_ptr(RemoteError(429, "rate_limited", ""))).not_delivered);
+  EXPECT_FALSE(of(std::make_exception_ptr(
+                      http::HttpError(http::Status::service_unavailable, "dependency_refused", "")))
+                   .not_delivered);
+  // A handler that let a refused connect of its own call escape ran: a retry of the
+  // served operation would run it again.
+  EXPECT_FALSE(classify_served_fault(std::make_exception_ptr(http::ClientError(
+                                         ClientErrc::connect_failed, "its own upstream")))
+                   .not_delivered);
+  EXPECT_FALSE(classify_served_fault(std::make_exception_ptr(RemoteError(503, "local_unavailable",
+                                                                         "its own upstream", true)))
+                   .not_delivered);
+  // qos/'s own classifier knows no HTTP: it never says so.
+  EXPECT_FALSE(classify_fault(std::make_exception_ptr(
+                                  boost::system::system_error(asio::error::connection_refused)))
+                   .not_delivered);
+}
+
+// A run of `thrower` through a retry of 3 attempts as a POST (not idempotent).
+Ran run_post(const Thrower& thrower, RetryOptions options = {}) {
+  const Chain<int> chain(
+      {std::make_shared<RetryInterceptor>(
+          RetryConfig{.max_attempts = 3, .base_backoff = 0ms, .max_backoff = 0ms},
+          std::move(options))},
+      {.classify = classify_service_fault});
+  asio::io_context io;
+  Ran ran;
+  try {
+    run(io, chain.execute([&] { return throwing(thrower, &ran.calls); }, {.idempotent = false}));
+  } catch (...) {
+  }
+  return ran;
+}
+
+// Envoy's connect-failure / reset-before-request retry: a request that never reached the
+// callee is sent again whatever its method; one that may have been processed only when
+// idempotent. A POST with a retry used to be sent once whatever its failure.
+TEST(NotDelivered, IsRetriedForAnyMethodAndALostAnswerOnlyWhenIdempotent) {
+  using http::ClientErrc;
+  const auto client_error = [](ClientErrc errc) -> Thrower {
+    return [errc] { throw http::ClientError(errc, "upstream"); };
+  };
+  EXPECT_EQ(run_post(client_error(ClientErrc::connect_failed)).calls, 3);
+  EXPECT_EQ(run_post(client_error(ClientErrc::connect_timeout)).calls, 3);
+  EXPECT_EQ(run_post(client_error(ClientErrc::tls_handshake)).calls, 3);
+  EXPECT_EQ(run_post([] { throw RemoteError(503, "local_unavailable", "", true); }).calls, 3);
+  // Sent: never again for a POST.
+  EXPECT_EQ(run_post(client_error(ClientErrc::outcome_unknown)).calls, 1);
+  EXPECT_EQ(run_post(client_error(ClientErrc::connection_closed)).calls, 1);
+  EXPECT_EQ(run_post([] { throw RemoteError(503, "flaky", ""); }).calls, 1);
+  // Not delivered, but still within the class's own rule: a refusal is never retried.
+  EXPECT_EQ(run_post(client_error(ClientErrc::discovery_unavailable)).calls, 1);
+  // Still counted against the budget: a spent one refuses the retry.
+  auto spent =
+      std::make_shared<RetryBudget>(RetryBudgetConfig{.ratio = 0.0, .min_retries_per_second = 0});
+  EXPECT_EQ(run_post(client_error(ClientErrc::connect_failed), {.budget = spent}).calls, 1);
+  auto one = std::make_shared<RetryBudget>(
+      RetryBudgetConfig{.ratio = 0.0, .min_retries_per_second = 1, .ttl = std::chrono::seconds(1)});
+  EXPECT_EQ(run_post(client_error(ClientErrc::connect_failed), {.budget = one}).calls, 2);
+}
+
 }  // namespace
 }  // namespace coromesh::qos

@@ -51,6 +51,21 @@ class HttpError : public std::runtime_error {
 Response make_error_response(Status status, std::string_view code, std::string_view reason,
                              unsigned version = 11, bool keep_alive = true);
 
+// "Nothing reached the service": set by a coromesh sidecar on an answer of its own when the
+// request never reached the service behind it (the inbound sidecar's 503
+// local_unavailable: the local service refused the connection; the upstream sidecar's
+// answers when no endpoint was reached), so that its caller may send the request again
+// elsewhere whatever its method, as after a refused connect of its own
+// (service/fault_classifier.hpp, proxy/README.md). Only a sidecar's own answers carry it:
+// the inbound sidecar removes it from what its local service answers, and a coromesh
+// server from what its handlers answer, so a service's own code cannot claim it.
+inline constexpr std::string_view kNotDeliveredHeader = "x-coromesh-not-delivered";
+
+// Whether `response` says that nothing reached the service (kNotDeliveredHeader: "1").
+bool says_not_delivered(const Response& response);
+// Marks `response` so (a sidecar's own answer only).
+void mark_not_delivered(Response& response);
+
 // Builds a JSON response from an already-serialized body.
 Response make_json_response(Status status, std::string body, unsigned version = 11,
                             bool keep_alive = true);

@@ -30,8 +30,10 @@
 //
 //   breaker:  failure = on_failure (counts toward opening), neutral = the permit is given
 //             back unrecorded. adaptive: drop = an AIMD decrease, neutral = release().
-//   retry:    only idempotent calls (unless idempotent_only is off), within max_attempts
-//             and the budget; statuses per retry_on, transport per retry_transport_errors.
+//   retry:    within max_attempts and the budget; statuses per retry_on, transport per
+//             retry_transport_errors; a non-idempotent call (a POST) only when the fault
+//             says its request never reached the callee (not_delivered, below), unless
+//             idempotent_only is off (qos::retry{.non_idempotent = true}).
 //   (1) FallbackFilter::caller_errors opts in.  (2) RetryOptions::retry_attempt_timeouts.
 //   (3) Too Many Requests: the callee's limit, shared by all its callers, said no before
 //       the callee did any work (coromesh's rate limiter answers rate_limited so). The
@@ -71,9 +73,18 @@ enum class FaultClass : std::uint8_t {
 
 std::string_view to_string(FaultClass kind) noexcept;
 
+// Whether the failed attempt's request could have reached the callee's code is judged
+// once, with the class, by the classifier (qos/ knows no HTTP; its own classifier never
+// says so). not_delivered: certainly not (the connect was refused or timed out, the TLS
+// handshake failed, there was no endpoint to send to, or the callee's sidecar answered
+// that its service refused the connection): nothing ran, so sending the request again
+// cannot run it twice, whatever its method (Envoy's connect-failure, reset-before-request
+// and refused-stream retries). Otherwise it may have been processed: sent, even partly,
+// and its answer lost, malformed or an error; only an idempotent request is sent again.
 struct FaultClassification {
   FaultClass kind = FaultClass::callee_failure;
-  unsigned status = 0;  // the HTTP status the fault carries, 0 for none
+  unsigned status = 0;         // the HTTP status the fault carries, 0 for none
+  bool not_delivered = false;  // the request certainly never reached the callee's code
 };
 
 // Classifies the exception `error` points at (never null). Must not throw. A plain
@@ -92,6 +103,7 @@ struct Fault {
   std::string policy;                 // the rejecting policy for a QosRejected
   std::string message;                // what() of a std::exception, else "unknown exception"
   unsigned status = 0;                // the HTTP status the classifier found, 0 for none
+  bool not_delivered = false;         // the classifier's (see FaultClassification)
   const void* notified_by = nullptr;  // QosRejected::notified_by() of a QosRejected
 
   // A refusal: a policy's (a QosRejected) or one the classifier found, such as a
@@ -113,6 +125,14 @@ constexpr bool counts_against_callee(FaultClass kind) noexcept {
 // Whether a fallback turns the fault into a value unless configured otherwise.
 constexpr bool fallback_by_default(FaultClass kind) noexcept {
   return kind != FaultClass::caller_error && kind != FaultClass::cancelled;
+}
+
+// Whether a call may be sent again after `fault` as far as its method goes: an idempotent
+// call always, any call when `idempotent_only` is off (a declaration's non_idempotent
+// opt-in) or when the fault's request never reached the callee (not_delivered). Attempts,
+// the budget and the deadline still decide; retryable() below still judges the fault.
+constexpr bool repeatable(const Fault& fault, bool idempotent, bool idempotent_only) noexcept {
+  return idempotent || !idempotent_only || fault.not_delivered;
 }
 
 // Whether the fault alone allows another attempt: `transport` and `timeouts` say whether

@@ -25,7 +25,8 @@
 //                     base_backoff           25 ms, doubled per retry (multiplier 2)
 //                     max_backoff            250 ms, full jitter
 //                     retry_on               502, 503, 504 and transport errors
-//                     idempotent_only        true
+//                     idempotent_only        true (a POST only when nothing reached
+//                                            the callee: qos/fault.hpp's not_delivered)
 //                     budget                 on: 20 % of requests + 10 retries/s over 10 s
 //   circuit_breaker   window                 100 calls (count-based; time-based: 60 s)
 //                     failure_rate           0.5

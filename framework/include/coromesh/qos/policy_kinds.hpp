@@ -37,8 +37,11 @@ struct retry {
   bool retry_transport_errors = true;
   bool idempotent_only = true;
   // Declares that the operation may be retried although its method (POST, PATCH) is not
-  // idempotent. Only for a handler that is idempotent by design (e.g. keyed by a request
-  // id); without it, retry on such an operation does not compile.
+  // idempotent: after any retryable failure, a lost answer included (the request may have
+  // been processed). Only for a handler that is idempotent by design (e.g. keyed by a
+  // request id). Without it, a retry on such an operation sends the request again only
+  // when it certainly never reached the callee (qos/fault.hpp: not_delivered, such as a
+  // refused connect).
   bool non_idempotent = false;
   bool budget = true;
   double budget_ratio = 0.2;

@@ -80,10 +80,13 @@ std::shared_ptr<const PolicyObjects> build_policies(const PolicySet& spec,
 std::string summarize(const PolicySet& set);
 
 // `base` with the override document applied (format above). Throws std::invalid_argument
-// naming the kind and field at fault; `base` is never changed. For a non-idempotent
-// operation (`idempotent` false: a POST or PATCH) a retry that could run again is refused
-// unless the declaration opted in (qos::retry{.non_idempotent = true}), as at compile time:
-// anything else would be a retry that never retries, shown in Meta all the same.
-PolicySet apply_override(const PolicySet& base, std::string_view document, bool idempotent = true);
+// naming the kind and field at fault; `base` is never changed. Where a retry without
+// the declaration's opt-in (qos::retry{.non_idempotent = true}) could never retry
+// (`retries_without_opt_in` false: the server side of a POST or PATCH, whose handler ran
+// whatever failed), one is refused, as at compile time: anything else would be a retry
+// that never retries, shown in Meta all the same. (A client's retry on a POST does retry:
+// a request that never reached the callee, qos/fault.hpp.)
+PolicySet apply_override(const PolicySet& base, std::string_view document,
+                         bool retries_without_opt_in = true);
 
 }  // namespace coromesh::qos

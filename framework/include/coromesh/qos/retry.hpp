@@ -10,7 +10,9 @@
 //   Jitter::none  -> nominal
 // Defaults: 3 attempts (resilience4j maxAttempts), base 25 ms, cap 250 ms (Envoy's retry
 // back-off: 25 ms base, 10x max), multiplier 2, full jitter, retry on 502/503/504 (Envoy's
-// "gateway-error") and on transport errors, idempotent requests only.
+// "gateway-error") and on transport errors, idempotent requests only, except a failure
+// whose request never reached the callee (Fault::not_delivered: the retry interceptor
+// sends that one again whatever the method).
 //
 // The RNG is the caller's (`std::mt19937_64` seeded as the test pleases), so backoffs are
 // deterministic under test. RetryConfig is an immutable literal type: share it freely and
@@ -178,6 +180,8 @@ class RetryPolicy {
 
   // Whether a call that made `attempts_made` attempts and ended with HTTP `status` (or
   // threw `error`) may be tried again. `idempotent` is the request's (GET, PUT, DELETE...).
+  // Neither knows whether the request reached the callee: the retry interceptor, which
+  // does (Fault::not_delivered), decides through fault.hpp's table, not through these.
   bool should_retry(std::uint32_t attempts_made, unsigned status, bool idempotent) const noexcept;
   bool should_retry(std::uint32_t attempts_made, const std::exception& error,
                     bool idempotent) const noexcept;

@@ -16,9 +16,11 @@
 //   RemoteError, other status                  callee_failure  (status kept: retry reads it)
 //   http::ClientError timeout                  timeout
 //   http::ClientError bad_response             callee_failure  (it answered, with garbage)
-//   http::ClientError connect / closed         transport
-//                     no_endpoint              transport       (Consul lists no passing
-//                                                               instance: the callee is down)
+//   http::ClientError closed / outcome_unknown transport
+//   http::ClientError connect / tls_handshake  transport, not delivered
+//                     / peer_rejected
+//                     no_endpoint              transport, not  (Consul lists no passing
+//                                              delivered        instance: the callee is down)
 //   http::ClientError discovery_unavailable    rejected        (Consul has not answered yet:
 //                     identity_unavailable                      or our own leaf is missing:
 //                                                               the callee was never
@@ -26,8 +28,22 @@
 //                                                               no retry)
 //   anything else                              qos::classify_fault
 //
+// "Not delivered" (qos::FaultClassification::not_delivered) is the one rule for whether
+// the failed attempt's request could have reached the callee's code: certainly not when
+// nothing was sent (http::never_reached: the connect refused or timed out, the TLS
+// handshake failed, no endpoint; and the refusals above, discovery_unavailable and
+// identity_unavailable), nor when the callee's sidecar answered that its service refused
+// the connection (a RemoteError whose answer carried http::kNotDeliveredHeader: the
+// inbound sidecar's 503 local_unavailable; its class is its status's, a 503 is the
+// callee's failure). Such a request may be sent again for any method, a POST included
+// (retry, qos/fault.hpp). Anything sent, even partly, whose answer was lost, malformed or
+// an error of the callee's own (a 503 of its code, its 429) may have been processed:
+// only an idempotent request, or one declared qos::retry{.non_idempotent = true}, is
+// sent again.
+//
 // A server chain judges what escapes its handler by what the handler's caller is
-// answered (classify_served_fault): a RemoteError of the handler's own call is answered
+// answered, and never as "not delivered": the handler ran, whatever its own call met
+// (classify_served_fault). A RemoteError of the handler's own call is answered
 // 502/503/504 (service.hpp's upstream_error_response), so it is this operation's
 // failure whatever the upstream's status, a 4xx included (the caller sent nothing
 // wrong: this service sent its upstream something it refused). An upstream's 429 too:

@@ -29,8 +29,11 @@
 // so `add` is a constexpr value: name, method, path, argument and result types, and the
 // server-side and client-side policy lists. A declaration that cannot work does not
 // compile: an argument or result type that cannot be bound (types_bindable below), a
-// fallback that cannot answer for the result, a policy list that cannot work, retry on
-// POST or PATCH without qos::retry{.non_idempotent = true}. The compiler quotes why; g++
+// fallback that cannot answer for the result, a policy list that cannot work, a server
+// retry on POST or PATCH without qos::retry{.non_idempotent = true} (it would run the
+// handler again). A client retry on POST or PATCH compiles without it: it sends the
+// request again only when it never reached the callee (qos/fault.hpp), and after any
+// retryable failure with it. The compiler quotes why; g++
 // in the DeclarationError template argument, clang in the note on declaration_quoted:
 //
 //   In instantiation of 'declaration_ok() [with DeclarationError E = DeclarationError{
@@ -137,7 +140,8 @@ struct Operation {
   ClientList client;
   std::string_view service{};  // served_by(...); empty: reached through --upstreams only
 
-  // Idempotent per HTTP semantics: retries of a POST are off unless declared otherwise.
+  // Idempotent per HTTP semantics: a POST is retried only when its request never reached
+  // the callee, unless declared otherwise (qos::retry{.non_idempotent = true}).
   constexpr bool idempotent() const noexcept {
     return method == http::Verb::get || method == http::Verb::head || method == http::Verb::put ||
            method == http::Verb::delete_ || method == http::Verb::options;
@@ -163,10 +167,11 @@ struct Operation {
     if (auto e = qos::validate_declaration(client); !e.empty()) {
       return {"client QoS of '", name, "': ", e};
     }
-    if (!idempotent() && (retries(server) || retries(client))) {
+    if (!idempotent() && retries_without_opt_in(server)) {
       return {"operation '", name,
-              "': retry on a non-idempotent method (POST, PATCH) can run a call twice; use "
-              "qos::retry{.non_idempotent = true} only if the handler is idempotent by design"};
+              "': a server retry on a non-idempotent method (POST, PATCH) runs the handler "
+              "again; use qos::retry{.non_idempotent = true} only if the handler is "
+              "idempotent by design"};
     }
     return {};
   }
@@ -179,9 +184,11 @@ struct Operation {
   }
 
  private:
-  // A retry policy that may run the call again without the explicit non_idempotent opt-in.
+  // A retry policy that may run the call again without the explicit non_idempotent
+  // opt-in. On the server side of a POST it never could: whatever escapes the handler,
+  // the handler ran (service/fault_classifier.hpp), so it is refused.
   template <class List>
-  static constexpr bool retries(const List& list) noexcept {
+  static constexpr bool retries_without_opt_in(const List& list) noexcept {
     if constexpr (List::template count<qos::retry>() > 0) {
       const qos::retry& r = list.template get<qos::retry>();
       return r.max_attempts > 1 && !r.non_idempotent;

@@ -223,7 +223,10 @@ class Service {
     qos::PolicySet declared;
     std::function<void(const qos::PolicySet&)> apply;  // throws std::invalid_argument
     std::function<qos::PolicySet()> current;           // the policies in force
-    bool idempotent = true;  // the operation's method: overrides may not retry a POST
+    // Whether a retry without qos::retry{.non_idempotent = true} can retry anything here:
+    // not on a POST's server side (its handler ran), where an override giving it one is
+    // refused, as the compiler refuses the declaration (qos::apply_override).
+    bool retries_without_opt_in = true;
   };
   struct ClientEntry {
     std::shared_ptr<void> client;
@@ -249,7 +252,9 @@ class Service {
                              .declared = raw->qos().declared(),
                              .apply = [raw](const qos::PolicySet& set) { raw->qos().apply(set); },
                              .current = [raw] { return raw->qos().current(); },
-                             .idempotent = op.idempotent()}};
+                             // A client's retry sends a POST again when it never
+                             // reached the callee (qos/fault.hpp): a retry that retries.
+                             .retries_without_opt_in = true}};
     });
     return *static_cast<Client*>(found);
   }
@@ -302,7 +307,7 @@ Service& Service::serve(const Op& op, F fn) {
                 .declared = operation_qos->declared(),
                 .apply = [operation_qos](const qos::PolicySet& set) { operation_qos->apply(set); },
                 .current = [operation_qos] { return operation_qos->current(); },
-                .idempotent = op.idempotent()},
+                .retries_without_opt_in = op.idempotent()},
                // Weak: the metrics hold this, and the chain's rejection hook holds the
                // metrics; a strong reference would make a cycle that is never freed.
                [weak = std::weak_ptr<qos::OperationQos<Result>>(operation_qos)] {
