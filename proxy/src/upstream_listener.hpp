@@ -14,8 +14,10 @@
 //
 // http mode (spec.mode == http, see upstream_http.cpp): the listener speaks HTTP/1.1 to
 // the local client and sends each request on its own to an endpoint chosen for it, over
-// pooled mTLS connections (one http::Client per io thread); connect failures are retried
-// on another endpoint for any method, 502/503 and lost answers only for idempotent ones;
+// pooled mTLS connections (one http::Client per io thread); a request that reached no
+// service (a connect failure, or an answer marked http::kNotDeliveredHeader by the
+// endpoint's sidecar) is retried on another endpoint for any method, 502/503 and lost
+// answers only for idempotent ones;
 // 5xx answers count toward the endpoint's outlier ejection; x-coromesh-deadline-ms is
 // re-encoded per attempt and traceparent passed on unchanged.
 //

@@ -14,6 +14,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
+#include <coromesh/http/error.hpp>
 #include <coromesh/runtime/io_pool.hpp>
 #include <coromesh/service/service.hpp>
 #include <memory>
@@ -261,6 +262,27 @@ TEST_F(NotDelivered, AHeaderForgedByTheCalleesCodeCausesNoRetry) {
   EXPECT_NE(raw->find("forged by tagged"), std::string::npos) << *raw;
   EXPECT_EQ(raw->find("x-coromesh-not-delivered"), std::string::npos) << *raw;
   EXPECT_EQ(tagged_.requests() - before, 2) << "the raw POST was sent once";
+}
+
+// Reached directly (Connect-native, or --upstreams to its port), a coromesh service
+// cannot claim either that nothing reached it: its server removes the header from what
+// any handler, a raw one included, answers. A caller would otherwise send a POST that ran
+// here to another instance.
+TEST(NotDeliveredHeader, IsRemovedFromWhatAHandlerAnswers) {
+  Service service(in_process("claimer"));
+  service.route(http::Verb::post, "/api/v1/claim", "claim",
+                [](http::RequestContext&) -> boost::asio::awaitable<http::Response> {
+                  auto response = http::make_error_response(http::Status::service_unavailable,
+                                                            "local_unavailable", "claimed");
+                  response.set(http::kNotDeliveredHeader, "1");
+                  co_return response;
+                });
+  service.start();
+  const auto answer = http_fetch("127.0.0.1", service.port(), "/api/v1/claim", {.method = "POST"});
+  service.request_shutdown();
+  service.wait();
+  EXPECT_EQ(answer.status, 503) << answer.error;
+  EXPECT_EQ(answer.headers.count("x-coromesh-not-delivered"), 0U);
 }
 
 }  // namespace
