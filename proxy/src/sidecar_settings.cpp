@@ -120,7 +120,8 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
                     .help = "Register this sidecar in Consul as the connect-proxy of --service."});
   options.add({.flag = "upstream",
                .help = "An upstream listener on 127.0.0.1:PORT reaching service NAME; "
-                       "repeatable.",
+                       "repeatable, in a --config file too (one line each): the command "
+                       "line's are added to the file's.",
                .repeatable = true},
               "<name:port[:tcp|http]>", "",
               [&s](std::string_view v) { s.upstreams.push_back(parse_upstream(v)); });
@@ -165,8 +166,9 @@ void declare_sidecar_settings(config::OptionSet& options, SidecarSettings& s) {
               "<tcp|http>", "tcp", [&s](std::string_view v) { s.inbound_mode = parse_mode(v); });
   options.add({.flag = "route-timeout",
                .help = "http mode: requests whose path starts with PREFIX get this whole "
-                       "budget instead of --http-timeout (504 past it); repeatable, the "
-                       "longest prefix wins.",
+                       "budget instead of --http-timeout (504 past it); repeatable (the "
+                       "command line's added to a --config file's), the longest prefix "
+                       "wins.",
                .repeatable = true},
               "<prefix=duration>", "",
               [&s](std::string_view v) { s.route_timeouts.push_back(parse_route_timeout(v)); });
@@ -213,6 +215,16 @@ void validate(const SidecarSettings& s, bool self_registration) {
   }
   if (s.register_proxy && s.listen.port == 0) {
     throw config::ConfigError("--register: needs --listen (the public port to register)");
+  }
+  for (auto it = s.route_timeouts.begin(); it != s.route_timeouts.end(); ++it) {
+    for (auto other = s.route_timeouts.begin(); other != it; ++other) {
+      // A config file's route and a flag's for the same prefix: neither may quietly win
+      // (the command line adds to the file; it does not replace its routes).
+      if (other->prefix == it->prefix) {
+        throw config::ConfigError("--route-timeout: the prefix " + it->prefix +
+                                  " is given twice (one timeout per prefix)");
+      }
+    }
   }
   for (auto it = s.upstreams.begin(); it != s.upstreams.end(); ++it) {
     for (auto other = s.upstreams.begin(); other != it; ++other) {

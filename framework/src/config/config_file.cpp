@@ -25,7 +25,8 @@ bool is_name(std::string_view name) {
 
 }  // namespace
 
-ConfigFile ConfigFile::parse(std::string_view text, std::string origin) {
+ConfigFile ConfigFile::parse(std::string_view text, std::string origin,
+                             const Repeatable& repeatable) {
   ConfigFile file;
   file.origin_ = std::move(origin);
   std::size_t number = 0;
@@ -51,8 +52,9 @@ ConfigFile ConfigFile::parse(std::string_view text, std::string origin) {
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
       value = value.substr(1, value.size() - 2);
     }
+    const bool may_repeat = repeatable && repeatable(name);
     for (const auto& earlier : file.entries_) {
-      if (earlier.name == name) {
+      if (!may_repeat && earlier.name == name) {
         throw ConfigError(where + "'" + std::string(name) + "' is already set on line " +
                           std::to_string(earlier.line));
       }
@@ -62,7 +64,8 @@ ConfigFile ConfigFile::parse(std::string_view text, std::string origin) {
   return file;
 }
 
-ConfigFile ConfigFile::load(const std::string& path, std::string_view named_by) {
+ConfigFile ConfigFile::load(const std::string& path, std::string_view named_by,
+                            const Repeatable& repeatable) {
   const auto fail = [&](const std::string& why) {
     return ConfigError(std::string(named_by) + ": cannot read " + quote_value(path) + ": " + why);
   };
@@ -83,7 +86,7 @@ ConfigFile ConfigFile::load(const std::string& path, std::string_view named_by) 
   if (text.size() > kMaxBytes) {
     throw fail("it is larger than 1MiB");
   }
-  return parse(text, path);
+  return parse(text, path, repeatable);
 }
 
 }  // namespace coromesh::config

@@ -229,10 +229,16 @@ ParseStatus OptionSet::parse(const std::vector<std::string>& args, const Environ
   auto command_line = read_command_line(args);
 
   std::optional<ConfigFile> file;
+  // A file repeats exactly what the command line may repeat: one `upstream =` line per
+  // upstream, as one --upstream per upstream.
+  const auto repeatable = [this](std::string_view name) {
+    const Setting* setting = find(name);
+    return setting != nullptr && setting->spec.repeatable;
+  };
   if (command_line.config_path) {
-    file = ConfigFile::load(*command_line.config_path, "--config (flag)");
+    file = ConfigFile::load(*command_line.config_path, "--config (flag)", repeatable);
   } else if (auto path = env.get(std::string(kConfigEnv)); path && !path->empty()) {
-    file = ConfigFile::load(*path, std::string(kConfigEnv) + " (environment)");
+    file = ConfigFile::load(*path, std::string(kConfigEnv) + " (environment)", repeatable);
   }
   if (file) {
     for (const auto& entry : file->entries()) {

@@ -129,6 +129,31 @@ TEST(OptionSet, ARepeatableFlagTakesEveryValue) {
   EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c"}));
 }
 
+// Was: a file refused any repeated name, so it could hold one upstream. It repeats what
+// the command line repeats; the file's values come first and the flags add to them, as
+// Consul's own list settings (retry_join) concatenate across files and flags.
+TEST(OptionSet, AFileRepeatsARepeatableSettingAndFlagsAddToIt) {
+  coromesh::testing::TempDir dir("config");
+  std::vector<std::string> seen;
+  std::uint16_t port = 0;
+  OptionSet options("svc", "test");
+  options.add({.flag = "route", .help = "A route; repeatable.", .repeatable = true}, "<route>", "",
+              [&seen](std::string_view v) { seen.emplace_back(v); });
+  options.add_port(port, {.flag = "port", .help = "Port."});
+  const auto path = write_file(dir, "route = a\nport = 1\nroute = b\n");
+  options.parse({"--config", path, "--route=c"}, Environment::from({}));
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(port, 1);
+}
+
+TEST(OptionSet, AFileStillRefusesARepeatedNameThatIsNotRepeatable) {
+  coromesh::testing::TempDir dir("config");
+  Fixture f;
+  const auto path = write_file(dir, "port = 1\n# x\nthreads = 2\nport = 2\n");
+  EXPECT_EQ(f.error({"--config", path}),
+            "config error: " + path + ":4: 'port' is already set on line 1");
+}
+
 TEST(OptionSet, UnknownFlagErrorsNeverEchoTheValue) {
   Fixture f;
   const auto message = f.error({"--tokn=hunter2"});

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "coromesh/config/error.hpp"
 #include "coromesh/config/option_set.hpp"
+#include "test_env.hpp"
 
 namespace coromesh::sidecar {
 namespace {
@@ -71,6 +73,27 @@ TEST(SidecarSettings, RefusesAFlagGivenTwiceUnlessItIsRepeatable) {
                         "--route-timeout=/slower=10s"});
   EXPECT_EQ(s.upstreams.size(), 2u);
   EXPECT_EQ(s.route_timeouts.size(), 2u);
+}
+
+// A config file holds every upstream, one line each (it used to refuse the second).
+TEST(SidecarSettings, AConfigFileListsSeveralUpstreams) {
+  coromesh::testing::TempDir dir("sidecar-config");
+  const auto path = (dir.path() / "sidecar.conf").string();
+  std::ofstream(path) << "service = web\nupstream = db:9191\nupstream = cache:9192:http\n"
+                         "route-timeout = /slow=5s\nroute-timeout = /slower=10s\n";
+  const auto s = parse({"--config", path, "--upstream", "auth:9193"});
+  EXPECT_EQ(s.upstreams, (std::vector<UpstreamSpec>{
+                             {.service = "db", .port = 9191},
+                             {.service = "cache", .port = 9192, .mode = ListenerMode::http},
+                             {.service = "auth", .port = 9193}}))
+      << "the file's upstreams, then the command line's";
+  EXPECT_EQ(s.route_timeouts.size(), 2u);
+  EXPECT_NO_THROW(validate(s));
+  EXPECT_THROW(validate(parse({"--config", path, "--upstream", "db:9194"})), config::ConfigError)
+      << "a flag naming a file's upstream again is refused, not a silent second listener";
+  EXPECT_THROW(validate(parse({"--config", path, "--route-timeout", "/slow=1s"})),
+               config::ConfigError)
+      << "nor may a flag's timeout for a file's prefix quietly lose to it";
 }
 
 TEST(SidecarSettings, BoundsTheHandshakesInFlight) {

@@ -12,12 +12,14 @@
 // non-blank character is '#' is a comment (there are no trailing comments, so a value
 // may contain '#'); a value wrapped in double quotes loses the quotes and nothing
 // else (no escapes). Blank lines are ignored, CRLF is accepted, a name may appear
-// only once.
+// only once unless the caller says it repeats (the option set's Spec::repeatable, e.g.
+// one `upstream = ` line per upstream of the sidecar).
 //
 // ConfigFile only checks the syntax; the option set decides whether a name exists
 // and whether its value is valid.
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,13 +38,18 @@ class ConfigFile {
   // mistaken path to a log or a binary should fail fast.
   static constexpr std::size_t kMaxBytes = 1024 * 1024;
 
+  // Says whether a name may appear on more than one line; empty: none may.
+  using Repeatable = std::function<bool(std::string_view name)>;
+
   // Parses `text`; `origin` names it in errors ("/etc/add.conf:3: ..."). Throws
-  // ConfigError on a malformed line or a repeated name.
-  static ConfigFile parse(std::string_view text, std::string origin);
+  // ConfigError on a malformed line or a repeated name that `repeatable` does not allow.
+  static ConfigFile parse(std::string_view text, std::string origin,
+                          const Repeatable& repeatable = {});
 
   // Reads and parses `path`. `named_by` is how the path was given, for the error when
   // the file cannot be read, e.g. "--config (flag)". Throws ConfigError.
-  static ConfigFile load(const std::string& path, std::string_view named_by);
+  static ConfigFile load(const std::string& path, std::string_view named_by,
+                         const Repeatable& repeatable = {});
 
   const std::string& origin() const noexcept { return origin_; }
   const std::vector<Entry>& entries() const noexcept { return entries_; }

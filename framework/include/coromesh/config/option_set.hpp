@@ -14,6 +14,12 @@
 //   4. the config file              --config FILE or $COROMESH_CONFIG (see config_file.hpp)
 //   5. the default
 //
+// A repeatable setting (Spec::repeatable) takes every value of every source instead: the
+// config file's lines, then its environment variable, then the flags, each value stored
+// in turn (Consul concatenates its list settings, retry_join, across files and flags
+// alike). The file's list is added to, not replaced; a repeat the setting cannot take
+// (two upstreams on one port) is its own validation's to refuse.
+//
 // Every value from every source is validated, so a bad value stops start-up even when
 // a higher source overrides it: a broken file should not wait for the day its
 // overriding flag is removed. The first problem throws ConfigError (one line naming
@@ -53,9 +59,10 @@ struct Spec {
   Nomad nomad = Nomad::none;
   bool secret = false;       // never echoed: not in --help, not in error messages
   std::string default_help;  // shown instead of the bound value, e.g. "<name>-<port>"
-  // May be given more than once on the command line, each value stored in turn (the
-  // sidecar's --upstream). Any other flag given twice is refused, as a config file
-  // refuses a repeated name: a repeated flag would otherwise quietly take its last value.
+  // May be given more than once on the command line and on several lines of a config
+  // file, each value stored in turn (the sidecar's --upstream), the file's first. Any
+  // other flag given twice is refused, and so is any other name a file repeats: a
+  // repeated flag would otherwise quietly take its last value.
   bool repeatable = false;
 };
 
