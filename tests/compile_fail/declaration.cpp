@@ -76,6 +76,9 @@ static_assert(add.service == "add-svc");
                               // again only a request that never reached the callee)
 COROMESH_OPERATION(add, POST, "/api/v1/execute", Operands, std::int64_t,
                    CLIENT_QOS(qos::retry{.max_attempts = 3}));
+#elif DECLARATION_CASE == 17  // 429 in retry_on: a callee's refusal is never retried
+COROMESH_OPERATION(add, GET, "/api/v1/execute", Operands, std::int64_t,
+                   CLIENT_QOS(qos::retry{.retry_on = {429, 502, 503, 504}}));
 #endif
 
 int main() {

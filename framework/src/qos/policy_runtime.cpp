@@ -352,6 +352,15 @@ void override_kind(std::optional<P>& slot, const json::value& value) {
         read_field(kind, field, member.value(), policy);
       }
     });
+    if constexpr (std::is_same_v<P, retry>) {
+      if (!known && member.key() == "retry_on") {
+        // A real field, so "unknown field" would mislead; and whoever writes it here
+        // most likely wants 429 retried, which no retry policy does.
+        throw std::invalid_argument(
+            "retry.retry_on: only the declaration sets it (a KV override cannot), and it "
+            "lists 5xx statuses only: a callee's 429 is its refusal and never retried");
+      }
+    }
     if (!known) {
       // The name is the document's, not ours: quoted, escaped and clipped (a key holding
       // a NUL would otherwise end the message there, a newline would forge a log line).

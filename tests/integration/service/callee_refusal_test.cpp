@@ -3,8 +3,8 @@
 // limiter answers the second call 429 rate_limited before its handler runs; `shop` calls
 // them through its typed clients. At the caller the refusal is `rejected`, as its own
 // policies' refusals are: its declared fallback answers it, its breaker and retry leave
-// it alone (429 listed in retry_on or not: a POST is sent once), and its metrics count it
-// result="rejected". It was `caller_error` like every 4xx: the fallback never answered
+// it alone (a refusal is never retried; retry_on cannot even list 429), and its metrics
+// count it result="rejected". It was `caller_error` like every 4xx: the fallback never answered
 // (shop answered 503), and shop's client counted caller_error.
 
 #include <gtest/gtest.h>
@@ -40,14 +40,14 @@ Receipt quota_refused(const qos::Fault& fault) {
   return Receipt{.amount = -static_cast<std::int64_t>(fault.status)};
 }
 
-// Retries list 429 on purpose: a refusal is never retried all the same.
+// Retries declared: a refusal is never retried all the same.
 COROMESH_OPERATION(
     quote, GET, "/api/v1/quote", Order, Receipt, QOS(qos::rate_limit{.permits = 1, .period = 1h}),
     CLIENT_QOS(qos::timeout{.per_attempt = 5s},
                qos::retry{.max_attempts = 3,
                           .base_backoff = 1ms,
                           .max_backoff = 4ms,
-                          .retry_on = {429, 502, 503, 504}},
+                          .retry_on = {502, 503, 504}},
                qos::circuit_breaker{
                    .failure_rate = 0.5, .window = 2, .minimum_calls = 1, .open_for = 60s},
                qos::fallback{&quota_refused}));
@@ -57,7 +57,7 @@ COROMESH_OPERATION(debit, POST, "/api/v1/debit", Order, Receipt,
                               qos::retry{.max_attempts = 3,
                                          .base_backoff = 1ms,
                                          .max_backoff = 4ms,
-                                         .retry_on = {429, 502, 503, 504},
+                                         .retry_on = {502, 503, 504},
                                          .non_idempotent = true}));
 COROMESH_OPERATION(buy, GET, "/api/v1/buy", Order, Receipt);
 COROMESH_OPERATION(pay, POST, "/api/v1/pay", Order, Receipt);
@@ -120,7 +120,7 @@ TEST_F(CalleeRefusal, TheCallersFallbackAnswersACallees429AndItIsCountedRejected
       << "the fallback sees the callee's status";
   EXPECT_EQ(handled_.load(), 1);
 
-  // quota refused one request: sent once, never again (429 is in retry_on).
+  // quota refused one request: sent once, never again (retry declared).
   expect_series(
       metrics_of(*quota_),
       R"(coromesh_qos_rejections_total{operation="quote",policy="rate_limit",reason="rate_limited",side="server"} 1)");

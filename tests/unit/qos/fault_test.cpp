@@ -177,8 +177,8 @@ INSTANTIATE_TEST_SUITE_P(Rows, FaultTable, ::testing::ValuesIn(rows()),
 
 // A callee's 429 keeps its status in the classification (a fallback function reads it),
 // is a refusal without a policy or reason of ours (the metrics and the log line follow
-// Fault::refused(): fault_reporting_test.cpp), and is never retried, whether retry_on
-// lists 429 or not: at once, a retry only adds to the callee's overload.
+// Fault::refused(): fault_reporting_test.cpp), and is never retried: at once, a retry
+// only adds to the callee's overload (and retry_on cannot list 429: retry.hpp refuses it).
 TEST(CalleesRefusal, KeepsItsStatusAndIsNeverRetried) {
   const auto classified =
       classify_service_fault(std::make_exception_ptr(RemoteError(429, "rate_limited", "")));
@@ -191,14 +191,13 @@ TEST(CalleesRefusal, KeepsItsStatusAndIsNeverRetried) {
   EXPECT_EQ(fault.policy, "");
   EXPECT_EQ(fault.status, 429U);
 
-  const Ran ran = run_failing(Chain<int>({std::make_shared<RetryInterceptor>(
-                                             RetryConfig{.max_attempts = 3,
-                                                         .base_backoff = 0ms,
-                                                         .max_backoff = 0ms,
-                                                         .retryable_statuses = {429, 502, 503, 504},
-                                                         .idempotent_only = false})},
-                                         {.classify = classify_service_fault}),
-                              [] { throw RemoteError(429, "rate_limited", ""); });
+  const Ran ran = run_failing(
+      Chain<int>({std::make_shared<RetryInterceptor>(RetryConfig{.max_attempts = 3,
+                                                                 .base_backoff = 0ms,
+                                                                 .max_backoff = 0ms,
+                                                                 .idempotent_only = false})},
+                 {.classify = classify_service_fault}),
+      [] { throw RemoteError(429, "rate_limited", ""); });
   EXPECT_EQ(ran.calls, 1);
   // By the status alone (the sidecar counts the answers it passes on so).
   EXPECT_EQ(to_string(classify_error_status(429).kind), to_string(FaultClass::rejected));

@@ -65,6 +65,23 @@ TEST(Policies, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(adaptive_limit{}.initial_limit, 20U);
 }
 
+// A status no retry acts on is refused where it is written (it was accepted and ignored):
+// a callee's 429 is its refusal, a 4xx the caller's error; neither is ever retried.
+TEST(Policies, RetryOnRefusesStatusesThatAreNeverRetried) {
+  const std::string_view on_429 =
+      validate_declaration(client(timeout{1s}, retry{.retry_on = {429, 502, 503, 504}}));
+  EXPECT_NE(on_429.find("retry_on lists 429, which is never retried"), std::string_view::npos)
+      << on_429;
+  const std::string_view on_404 = validate_declaration(client(retry{.retry_on = {404, 503}}));
+  EXPECT_NE(on_404.find("retry_on may list only 5xx statuses"), std::string_view::npos) << on_404;
+  EXPECT_EQ(validate_declaration(client(retry{.retry_on = {500, 502, 503, 504}})), "");
+  // A set built at run time is checked where the service builds its chain.
+  PolicySet set;
+  set.retry_policy = retry{.retry_on = {429}};
+  EXPECT_THROW(build_policies(set, nullptr, {}), std::invalid_argument);
+  EXPECT_THROW(RetryPolicy(RetryConfig{.retryable_statuses = {429}}), std::invalid_argument);
+}
+
 TEST(Policies, ToPolicySetKeepsEveryKindButFallback) {
   constexpr auto set = to_policy_set(server(timeout{100ms}, fallback{1}, bulkhead{4}));
   ASSERT_TRUE(set.timeout_policy);
@@ -144,6 +161,16 @@ std::string refusal(const PolicySet& base, std::string_view document) {
     return e.what();
   }
   return "accepted";
+}
+
+// retry_on is the declaration's: an override naming it (429, most likely) is refused with
+// the reason, and the running policy stays, as with every refused override. It said
+// "unknown field", as if retry had no such field.
+TEST(Overrides, RetryOnIsRefusedWithTheReason) {
+  const auto base = to_policy_set(client(timeout{1s}, retry{}));
+  EXPECT_EQ(refusal(base, R"({"retry": {"retry_on": [429, 503]}})"),
+            "retry.retry_on: only the declaration sets it (a KV override cannot), and it lists "
+            "5xx statuses only: a callee's 429 is its refusal and never retried");
 }
 
 TEST(Overrides, ChangeOnlyTheFieldsGiven) {

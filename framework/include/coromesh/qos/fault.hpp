@@ -38,7 +38,7 @@
 //   (3) Too Many Requests: the callee's limit, shared by all its callers, said no before
 //       the callee did any work (coromesh's rate limiter answers rate_limited so). The
 //       callee refused: neither the caller's error nor the callee's failure. Not retried
-//       (at once, it would only add to the overload; 429 in retry_on changes nothing),
+//       (at once, it would only add to the overload; retry_on refuses to list 429),
 //       and, like the discovery refusals, a refusal without a policy or reason (those
 //       name this side's own policies): status 429 is kept, and metrics count it as
 //       result="rejected" but not in coromesh_qos_rejections_total (the callee counts it

@@ -19,7 +19,8 @@
 // a breaker window at most 100000 calls, ...). Enums by name: timeout.mode
 // ("preemptive" | "deadline"), retry.jitter ("none" | "full" | "equal"),
 // circuit_breaker.window_type ("count" | "time"), rate_limit.algorithm ("token_bucket" |
-// "leaky_bucket"). retry.retry_on is declaration-only.
+// "leaky_bucket"). retry.retry_on is declaration-only: a document naming it is refused
+// with that reason (and 429 is never retryable: retry.hpp).
 //
 // Refusals name what is wrong: "rate_limit.period: expected a duration string ...",
 // "circuit_breaker: window must be in [0, 100000] calls", "not valid JSON: ...".

@@ -12,7 +12,9 @@
 // back-off: 25 ms base, 10x max), multiplier 2, full jitter, retry on 502/503/504 (Envoy's
 // "gateway-error") and on transport errors, idempotent requests only, except a failure
 // whose request never reached the callee (Fault::not_delivered: the retry interceptor
-// sends that one again whatever the method).
+// sends that one again whatever the method). The retryable statuses are 5xx only:
+// validate() refuses a 4xx (the caller's error, or 429 the callee's refusal: never
+// retried, qos/fault.hpp) rather than let it sit in the set doing nothing.
 //
 // The RNG is the caller's (`std::mt19937_64` seeded as the test pleases), so backoffs are
 // deterministic under test. RetryConfig is an immutable literal type: share it freely and
@@ -135,6 +137,19 @@ constexpr std::string_view validate(const RetryConfig& c) noexcept {
   }
   if (!(c.multiplier >= 1.0 && c.multiplier <= 100.0)) {
     return "retry: multiplier must be in [1, 100]";
+  }
+  // Only a callee's 5xx is a retryable status (qos/fault.hpp's table): listing another
+  // would look like a policy and never act, so it is refused where it is written.
+  if (c.retryable_statuses.contains(429)) {
+    return "retry: retry_on lists 429, which is never retried: a callee's 429 is its "
+           "refusal (its rate limit), and retrying at once only adds to its overload; "
+           "declare a fallback for it instead";
+  }
+  for (unsigned status = 100; status < 640; ++status) {
+    if ((status < 500 || status > 599) && c.retryable_statuses.contains(status)) {
+      return "retry: retry_on may list only 5xx statuses (a 4xx is the caller's own error "
+             "and is never retried, and a 1xx-3xx is no failure)";
+    }
   }
   return {};
 }
