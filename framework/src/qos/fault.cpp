@@ -77,6 +77,7 @@ Fault Fault::from(std::exception_ptr error, FaultClassifier classify) {
   fault.kind = classification.kind;
   fault.status = classification.status;
   fault.not_delivered = classification.not_delivered;
+  fault.callee_reason = classification.callee_reason;
   return fault;
 }
 

@@ -19,6 +19,13 @@ qos::FaultClassification classify_error_status(unsigned status) noexcept {
   return {callers ? qos::FaultClass::caller_error : qos::FaultClass::callee_failure, status};
 }
 
+qos::Reason callee_refusal_reason(std::string_view code) noexcept {
+  // Only a reason a 429 carries: a callee's own words are trusted no further than that
+  // (a 429 saying "circuit_open" is no breaker of anyone's a fallback could mean).
+  const auto named = qos::parse_reason(code);
+  return named && qos::http_status(*named) == 429 ? *named : qos::Reason::callee_rejected;
+}
+
 DependencyRefused::DependencyRefused(qos::QosRejected refusal)
     : std::runtime_error("a call of this service's was " +
                          std::string(refusal.cut_off() ? "cut off" : "refused") + " by its " +
@@ -104,9 +111,12 @@ qos::FaultClassification classify_service_fault(const std::exception_ptr& error)
   } catch (const RemoteError& e) {
     // The callee's sidecar answered for it that its service refused the connection: its
     // class by the status as any answer's (a 503: the callee's failure, for its breaker),
-    // but nothing ran.
+    // but nothing ran. A callee's 429 names its refusal for a fallback's reasons.
     auto classified = classify_error_status(e.status());
     classified.not_delivered = e.not_delivered();
+    if (classified.kind == qos::FaultClass::rejected) {
+      classified.callee_reason = callee_refusal_reason(e.code());
+    }
     return classified;
   } catch (const http::ClientError& e) {
     if (e.code() == http::ClientErrc::timeout) {

@@ -13,6 +13,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <chrono>
+#include <coromesh/http/error.hpp>
 #include <coromesh/service/service.hpp>
 #include <memory>
 #include <string>
@@ -62,6 +63,23 @@ COROMESH_OPERATION(debit, POST, "/api/v1/debit", Order, Receipt,
 COROMESH_OPERATION(buy, GET, "/api/v1/buy", Order, Receipt);
 COROMESH_OPERATION(pay, POST, "/api/v1/pay", Order, Receipt);
 
+// Fallbacks filtered by reasons (a callee's 429 had none, so none of these answered it):
+// `reserve` is refused by quota's rate limiter (429 {"error":"rate_limited"}), `hold` by
+// its handler's own 429 {"error":"quota_exceeded"}, `peek` by the rate limiter again,
+// with a fallback only for an open circuit, which must leave the refusal alone.
+COROMESH_OPERATION(reserve, GET, "/api/v1/reserve", Order, Receipt,
+                   QOS(qos::rate_limit{.permits = 1, .period = 1h}),
+                   CLIENT_QOS(qos::fallback{&quota_refused}.only_for({qos::Reason::rate_limited})));
+COROMESH_OPERATION(hold, GET, "/api/v1/hold", Order, Receipt,
+                   CLIENT_QOS(qos::fallback{&quota_refused}.only_for(
+                       {qos::Reason::circuit_open, qos::Reason::callee_rejected})));
+COROMESH_OPERATION(peek, GET, "/api/v1/peek", Order, Receipt,
+                   QOS(qos::rate_limit{.permits = 1, .period = 1h}),
+                   CLIENT_QOS(qos::fallback{&quota_refused}.only_for({qos::Reason::circuit_open})));
+COROMESH_OPERATION(buy_reserved, GET, "/api/v1/buy-reserved", Order, Receipt);
+COROMESH_OPERATION(buy_held, GET, "/api/v1/buy-held", Order, Receipt);
+COROMESH_OPERATION(buy_peeked, GET, "/api/v1/buy-peeked", Order, Receipt);
+
 class CalleeRefusal : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -72,6 +90,12 @@ class CalleeRefusal : public ::testing::Test {
     };
     quota_->serve(quote, handler);
     quota_->serve(debit, handler);
+    quota_->serve(reserve, handler);
+    quota_->serve(peek, handler);
+    quota_->serve(hold, [](Order) -> boost::asio::awaitable<Receipt> {
+      throw http::HttpError(http::Status::too_many_requests, "quota_exceeded", "no quota left");
+      co_return Receipt{};
+    });
     quota_->start();
 
     shop_ = std::make_unique<Service>(in_process("shop"));
@@ -85,7 +109,19 @@ class CalleeRefusal : public ::testing::Test {
         pay, [&debit_client](Order in, const CallContext& call) -> boost::asio::awaitable<Receipt> {
           co_return co_await debit_client.execute(in, call);  // the callee's refusal escapes
         });
+    forward(buy_reserved, shop_->client(reserve, at));
+    forward(buy_held, shop_->client(hold, at));
+    forward(buy_peeked, shop_->client(peek, at));
     shop_->start();
+  }
+
+  // shop's `own` operation answers what its client of a quota operation gets.
+  template <class Own, class Client>
+  void forward(const Own& own, Client& client) {
+    shop_->serve(own,
+                 [&client](Order in, const CallContext& call) -> boost::asio::awaitable<Receipt> {
+                   co_return co_await client.execute(in, call);
+                 });
   }
 
   void TearDown() override {
@@ -170,6 +206,41 @@ TEST_F(CalleeRefusal, APostTheCalleeRefusedIsSentOnceAndItsCallerCouldNotServe) 
        }) {
     expect_series(shop_metrics, series);
   }
+}
+
+TEST_F(CalleeRefusal, AFallbackNamesACalleesRefusalByItsReason) {
+  const auto fetch = [this](const std::string& path) {
+    return http_fetch("127.0.0.1", shop_->port(), path + "?amount=7");
+  };
+  ASSERT_EQ(fetch("/api/v1/buy-reserved").status, 200);
+  const auto rate_limited = fetch("/api/v1/buy-reserved");
+  ASSERT_EQ(rate_limited.status, 200)
+      << "a fallback for rate_limited did not answer quota's 429 rate_limited: "
+      << rate_limited.body;
+  EXPECT_EQ(boost::json::parse(rate_limited.body).at("amount").as_int64(), -429);
+
+  const auto held = fetch("/api/v1/buy-held");
+  ASSERT_EQ(held.status, 200) << "a fallback for callee_rejected did not answer quota's 429 "
+                                 "quota_exceeded: "
+                              << held.body;
+  EXPECT_EQ(boost::json::parse(held.body).at("amount").as_int64(), -429);
+
+  ASSERT_EQ(fetch("/api/v1/buy-peeked").status, 200);
+  const auto peeked = fetch("/api/v1/buy-peeked");
+  // No fallback for it: the refusal escapes the handler, which could not serve (503).
+  EXPECT_EQ(peeked.status, 503) << "a fallback for circuit_open answered a 429: " << peeked.body;
+
+  const auto shop_metrics = metrics_of(*shop_);
+  for (const char* series : {
+           R"(coromesh_qos_calls_total{operation="reserve",result="rejected",side="client"} 1)",
+           R"(coromesh_qos_calls_total{operation="hold",result="rejected",side="client"} 1)",
+           R"(coromesh_qos_calls_total{operation="peek",result="rejected",side="client"} 1)",
+       }) {
+    expect_series(shop_metrics, series);
+  }
+  // Still quota's refusals, not shop's: no policy of shop's refused anything.
+  EXPECT_EQ(shop_metrics.find("coromesh_qos_rejections_total{"), std::string::npos)
+      << shop_metrics.substr(0, 6000);
 }
 
 }  // namespace

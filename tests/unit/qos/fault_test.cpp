@@ -637,6 +637,35 @@ TEST(NotDelivered, IsRetriedForAnyMethodAndALostAnswerOnlyWhenIdempotent) {
   auto one = std::make_shared<RetryBudget>(
       RetryBudgetConfig{.ratio = 0.0, .min_retries_per_second = 1, .ttl = std::chrono::seconds(1)});
   EXPECT_EQ(run_post(client_error(ClientErrc::connect_failed), {.budget = one}).calls, 2);
+
+// Was: a callee's 429 had no reason at all, so no fallback filtered by reasons could
+// answer it. It is callee_rejected, and rate_limited too when its answer says so.
+TEST(FaultSemantics, AFallbacksReasonsNameACalleesRefusal) {
+  const ChainOptions options{.classify = classify_service_fault};
+  const auto answered = [&options](std::vector<Reason> reasons, const Thrower& thrower) {
+    const Chain<int> chain({std::make_shared<Fallback<int>>(
+                               Fallback<int>::value(-1),
+                               FallbackFilter{.errors = false, .reasons = std::move(reasons)})},
+                           options);
+    return run_failing(chain, thrower).value;
+  };
+  const Thrower rate_limited = [] { throw RemoteError(429, "rate_limited", "quota"); };
+  const Thrower quota_exceeded = [] { throw RemoteError(429, "quota_exceeded", "quota"); };
+  const Thrower bare = [] { throw RemoteError(429, "http_429", ""); };
+  EXPECT_TRUE(answered({Reason::rate_limited}, rate_limited));
+  EXPECT_TRUE(answered({Reason::callee_rejected}, rate_limited));
+  EXPECT_FALSE(answered({Reason::rate_limited}, quota_exceeded));
+  EXPECT_TRUE(answered({Reason::callee_rejected}, quota_exceeded));
+  EXPECT_TRUE(answered({Reason::callee_rejected}, bare));
+  EXPECT_FALSE(answered({Reason::circuit_open}, rate_limited));
+  // Still no reason of this side's: nothing counts or logs it as a policy's refusal here.
+  const Fault fault = Fault::from(std::make_exception_ptr(RemoteError(429, "rate_limited", "")),
+                                  classify_service_fault);
+  EXPECT_FALSE(fault.reason.has_value());
+  ASSERT_TRUE(fault.callee_reason.has_value());
+  EXPECT_EQ(to_string(*fault.callee_reason), "rate_limited");
+  EXPECT_EQ(to_string(callee_refusal_reason("circuit_open")), "callee_rejected")
+      << "only a reason a 429 carries is taken from the callee's words";
 }
 
 }  // namespace

@@ -19,13 +19,16 @@ namespace coromesh::qos {
 // Which faults a Fallback turns into a value (fault.hpp has the classes). A cancellation
 // never: the caller is gone.
 struct FallbackFilter {
-  bool rejections = true;         // refusals: a policy's QosRejected (any reason unless
-                                  // `reasons` is set), a spent deadline, a call discovery
-                                  // could not place, a callee's 429
-  bool errors = true;             // the callee's failures, transport errors, timeouts (a
-                                  // preemptive timeout's cut-off included)
-  bool caller_errors = false;     // a 4xx: the caller's own fault, e.g. a 404 unknown_sku
-  std::vector<Reason> reasons{};  // empty: every reason
+  bool rejections = true;      // refusals: a policy's QosRejected (any reason unless
+                               // `reasons` is set), a spent deadline, a call discovery
+                               // could not place, a callee's 429
+  bool errors = true;          // the callee's failures, transport errors, timeouts (a
+                               // preemptive timeout's cut-off included)
+  bool caller_errors = false;  // a 4xx: the caller's own fault, e.g. a 404 unknown_sku
+  // Empty: every refusal. Else only refusals of these reasons: a policy's (circuit_open
+  // ...), or a callee's (its 429, Fault::callee_reason): callee_rejected names every
+  // callee's refusal, rate_limited also a callee's answered `{"error":"rate_limited"}`.
+  std::vector<Reason> reasons{};
 };
 
 // Turns a fault of the rest of the chain into a value: `fn(fault)` or a static value.
@@ -88,14 +91,20 @@ class Fallback final : public Interceptor {
   }
 
  private:
-  // A refusal without a reason (discovery had no answer, a callee's 429: `reasons` names
-  // this side's own policies' reasons) matches only an empty filter.
+  // A refusal without any reason (discovery had no answer yet) matches only an empty
+  // filter.
   bool matches_reasons(const Fault& fault) const {
     if (filter_.reasons.empty()) {
       return true;
     }
-    return fault.reason && std::find(filter_.reasons.begin(), filter_.reasons.end(),
-                                     *fault.reason) != filter_.reasons.end();
+    const auto named = [this](Reason reason) {
+      return std::find(filter_.reasons.begin(), filter_.reasons.end(), reason) !=
+             filter_.reasons.end();
+    };
+    if (fault.reason) {
+      return named(*fault.reason);
+    }
+    return fault.callee_reason && (named(*fault.callee_reason) || named(Reason::callee_rejected));
   }
 
   Function fn_;

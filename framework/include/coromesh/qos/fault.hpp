@@ -40,7 +40,8 @@
 //       callee refused: neither the caller's error nor the callee's failure. Not retried
 //       (at once, it would only add to the overload; retry_on refuses to list 429),
 //       and, like the discovery refusals, a refusal without a policy or reason (those
-//       name this side's own policies): status 429 is kept, and metrics count it as
+//       name this side's own policies; its callee_reason names it for a fallback's
+//       filter: rate_limited or callee_rejected): status 429 is kept, and metrics count it as
 //       result="rejected" but not in coromesh_qos_rejections_total (the callee counts it
 //       there, side="server"; service/qos_metrics.hpp).
 //
@@ -85,6 +86,8 @@ struct FaultClassification {
   FaultClass kind = FaultClass::callee_failure;
   unsigned status = 0;         // the HTTP status the fault carries, 0 for none
   bool not_delivered = false;  // the request certainly never reached the callee's code
+  // A callee's refusal (kind rejected, its 429): what a fallback's reasons can name it by.
+  std::optional<Reason> callee_reason{};
 };
 
 // Classifies the exception `error` points at (never null). Must not throw. A plain
@@ -104,6 +107,12 @@ struct Fault {
   std::string message;                // what() of a std::exception, else "unknown exception"
   unsigned status = 0;                // the HTTP status the classifier found, 0 for none
   bool not_delivered = false;         // the classifier's (see FaultClassification)
+  // A callee's refusal (its 429): the reason its answer names when it is one a 429
+  // carries (rate_limited, as a coromesh callee's rate limiter answers), else
+  // callee_rejected. Not `reason`: that is this side's own policies' (logged with the
+  // policy, counted in coromesh_qos_rejections_total); this is the callee's, which the
+  // callee counted. A fallback filtering by reasons matches either (fallback.hpp).
+  std::optional<Reason> callee_reason;
   const void* notified_by = nullptr;  // QosRejected::notified_by() of a QosRejected
 
   // A refusal: a policy's (a QosRejected) or one the classifier found, such as a

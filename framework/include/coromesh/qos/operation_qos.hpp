@@ -78,6 +78,11 @@ consteval bool check_fallbacks(const PolicyList<S, Ps...>*) {
 template <class R, class T>
 std::shared_ptr<Interceptor> make_fallback(const fallback<T>& declared) {
   FallbackFilter filter{.rejections = declared.on_rejections, .errors = declared.on_errors};
+  for (Reason reason : kAllReasons) {
+    if (declared.reasons.contains(reason)) {
+      filter.reasons.push_back(reason);
+    }
+  }
   std::optional<int> weight =
       declared.weight == 0 ? std::nullopt : std::optional<int>(declared.weight);
   if constexpr (std::is_invocable_r_v<R, const T&, const Fault&>) {

@@ -122,6 +122,9 @@ constexpr std::string_view validate(const fallback<T>& f) noexcept {
   if (!f.on_rejections && !f.on_errors) {
     return "fallback: answers neither rejections nor errors, so it never applies";
   }
+  if (!f.on_rejections && !f.reasons.empty()) {
+    return "fallback: only_for names refusals, but on_rejections is off";
+  }
   return {};
 }
 

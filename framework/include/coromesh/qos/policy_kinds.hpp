@@ -13,6 +13,7 @@
 #include "coromesh/qos/circuit_breaker.hpp"
 #include "coromesh/qos/clock.hpp"
 #include "coromesh/qos/rate_limiter.hpp"
+#include "coromesh/qos/reason.hpp"
 #include "coromesh/qos/retry.hpp"
 #include "coromesh/qos/timeout_interceptor.hpp"
 
@@ -166,13 +167,27 @@ struct adaptive_limit {
 // (fault.hpp): on_rejections (refusals: a policy's QosRejected, a spent deadline, a call
 // discovery could not place, a callee's 429) and on_errors (the callee's failures,
 // transport errors and timeouts, a preemptive timeout's cut-off included). Never a
-// caller's own 4xx nor a cancellation (the decision table in fault.hpp).
+// caller's own 4xx nor a cancellation (the decision table in fault.hpp). only_for()
+// narrows the refusals it answers to some reasons:
+//
+//   qos::fallback{&cached_quote}.only_for({qos::Reason::rate_limited,
+//                                          qos::Reason::callee_rejected})
+//
+// (a callee's 429 is callee_rejected, and rate_limited too when its answer says so:
+// FallbackFilter::reasons).
 template <class T>
 struct fallback {
   T handler;
   bool on_rejections = true;
   bool on_errors = true;
   int weight = 0;
+  ReasonSet reasons{};  // empty: every refusal (on_rejections)
+
+  constexpr fallback only_for(ReasonSet only) const noexcept {
+    fallback narrowed = *this;
+    narrowed.reasons = only;
+    return narrowed;
+  }
 };
 template <class T>
 fallback(T) -> fallback<T>;

@@ -11,8 +11,14 @@
 //   concurrency_limited  "concurrency_limited" 503 Service Unavailable
 //   budget_exhausted     "budget_exhausted"    (counted only: a retry the budget refuses
 //                                              leaves the call its last attempt's fault)
+//   callee_rejected      "callee_rejected"     (no policy of this side gives it: it names
+//                                              a callee's refusal, its 429, for a
+//                                              fallback's filter; Fault::callee_reason)
+//
+// ReasonSet is a literal set of reasons, for declarations (qos::fallback's only_for).
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -27,11 +33,13 @@ enum class Reason : std::uint8_t {
   bulkhead_full,
   concurrency_limited,
   budget_exhausted,
+  callee_rejected,
 };
 
 inline constexpr Reason kAllReasons[] = {
     Reason::deadline_exceeded, Reason::circuit_open,        Reason::rate_limited,
     Reason::bulkhead_full,     Reason::concurrency_limited, Reason::budget_exhausted,
+    Reason::callee_rejected,
 };
 
 constexpr std::string_view to_string(Reason reason) noexcept {
@@ -48,6 +56,8 @@ constexpr std::string_view to_string(Reason reason) noexcept {
       return "concurrency_limited";
     case Reason::budget_exhausted:
       return "budget_exhausted";
+    case Reason::callee_rejected:
+      return "callee_rejected";
   }
   return "unknown";
 }
@@ -73,10 +83,30 @@ constexpr unsigned http_status(Reason reason) noexcept {
     case Reason::bulkhead_full:
     case Reason::concurrency_limited:
     case Reason::budget_exhausted:
+    case Reason::callee_rejected:  // as a callee's 429 escaping a handler: it could not serve
       return 503;
   }
   return 503;
 }
+
+class ReasonSet {
+ public:
+  constexpr ReasonSet() noexcept = default;
+  constexpr ReasonSet(std::initializer_list<Reason> reasons) noexcept {
+    for (Reason r : reasons) {
+      bits_ |= bit(r);
+    }
+  }
+  constexpr bool empty() const noexcept { return bits_ == 0; }
+  constexpr bool contains(Reason r) const noexcept { return (bits_ & bit(r)) != 0; }
+  friend constexpr bool operator==(ReasonSet, ReasonSet) noexcept = default;
+
+ private:
+  static constexpr std::uint32_t bit(Reason r) noexcept {
+    return std::uint32_t{1} << static_cast<unsigned>(r);
+  }
+  std::uint32_t bits_ = 0;
+};
 
 // The answer of a non-blocking `acquire()`: granted, or rejected with a reason.
 //

@@ -9,7 +9,9 @@
 //   RemoteError, status 429                    rejected        (the callee refused: its
 //   http::HttpError, status 429                                 rate limit, shared by all
 //                                                               its callers, answered before
-//                                                               any work; status 429 kept)
+//                                                               any work; status 429 kept;
+//                                                               a RemoteError's callee_reason
+//                                                               is callee_refusal_reason)
 //   http::HttpError, status 4xx                caller_error    (a handler's own 4xx)
 //   http::HttpError, other status              callee_failure
 //   RemoteError, status 4xx                    caller_error    (the callee says we erred)
@@ -79,6 +81,11 @@ qos::FaultClassification classify_service_fault(const std::exception_ptr& error)
 // above; the sidecar's http mode counts the answers it passes on by it): 429 rejected,
 // any other 4xx caller_error, anything else callee_failure. The status is kept.
 qos::FaultClassification classify_error_status(unsigned status) noexcept;
+
+// The name a callee's refusal (its 429) gets for a fallback's filter, from the code of its
+// answer (`{"error": "rate_limited"}`): that reason when it is one a 429 carries
+// (rate_limited), else callee_rejected (no body, another code, another reason).
+qos::Reason callee_refusal_reason(std::string_view code) noexcept;
 
 // What a service answers its caller for an upstream's error status its handler let
 // escape: 504 for the upstream's 504 and 408 (time ran out), 503 for its 503 and 429
