@@ -698,4 +698,52 @@ TEST(DeclaredOperationFaults, AResultJsonCannotCarryIsTheHandlersFailureInTheCha
   meter.wait();
 }
 
+Measured not_a_number(const coromesh::qos::Fault&) {
+  return Measured{std::numeric_limits<double>::quiet_NaN()};
+}
+// A handler that always fails, behind a fallback whose value JSON cannot carry.
+COROMESH_OPERATION(estimate, GET, "/api/v1/estimate", Probe, Measured,
+                   QOS(qos::log{}, qos::fallback{&not_a_number}));
+
+// Was: the fallback's value was serialized outside the chain, after the log had said
+// outcome=fallback: the client got a 500 that the log called a fallback answer. A value
+// the answer cannot carry is the fallback's failure, judged in the chain like the
+// handler's own (AResultJsonCannotCarryIsTheHandlersFailureInTheChain): callee_failure,
+// logged as an error naming the fallback, answered 500.
+TEST(DeclaredOperationFaults, AFallbackValueJsonCannotCarryIsAFailureInTheChain) {
+  coromesh::Service estimator(in_process("estimator"));
+  estimator.serve(estimate, [](Probe) -> asio::awaitable<Measured> {
+    throw std::runtime_error("no estimate today");
+    co_return Measured{};
+  });
+  estimator.start();
+  ::testing::internal::CaptureStderr();
+  const auto answer =
+      coromesh::testing::http_fetch("127.0.0.1", estimator.port(), "/api/v1/estimate?value=1");
+  EXPECT_EQ(answer.status, 500) << answer.body;
+  EXPECT_EQ(json::parse(answer.body).at("error").as_string(), "internal") << answer.body;
+  const auto metrics = coromesh::testing::http_fetch("127.0.0.1", estimator.port(), "/metrics");
+  for (const char* series :
+       {R"(coromesh_qos_calls_total{operation="estimate",result="error",side="server"} 1)",
+        R"(coromesh_qos_calls_total{operation="estimate",result="ok",side="server"} 0)"}) {
+    EXPECT_NE(metrics.body.find(series), std::string::npos) << series << "\n"
+                                                            << metrics.body.substr(0, 4000);
+  }
+  coromesh::log::flush();
+  const auto log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(log.find("outcome=fallback"), std::string::npos)
+      << "a 500 logged as a fallback answer:\n"
+      << log;
+  EXPECT_NE(log.find("level=warn event=qos.call operation=estimate outcome=error "
+                     "fault=callee_failure attempts=1 "),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("the fallback's value: JSON cannot carry the non-finite number nan at "
+                     "'total'"),
+            std::string::npos)
+      << log;
+  estimator.request_shutdown();
+  estimator.wait();
+}
+
 }  // namespace

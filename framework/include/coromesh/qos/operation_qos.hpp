@@ -74,9 +74,18 @@ consteval bool check_fallbacks(const PolicyList<S, Ps...>*) {
   return (check_if_fallback<R, Ps>() && ...);
 }
 
-// The typed fallback interceptor a `qos::fallback{...}` declaration stands for.
+// Checks a fallback's value before it becomes the call's result, throwing what the call
+// then fails with (the server side: a value its answer cannot carry, http::check_serializable).
+template <class R>
+using FallbackValueCheck = void (*)(const R&);
+
+// The typed fallback interceptor a `qos::fallback{...}` declaration stands for. A value
+// `check` refuses is the fallback's own failure: its exception continues outwards as the
+// call's fault, as any exception of the fallback's function does (fallback.hpp), so the
+// metrics, the log and the answer all see that failure, not a fallback answer.
 template <class R, class T>
-std::shared_ptr<Interceptor> make_fallback(const fallback<T>& declared) {
+std::shared_ptr<Interceptor> make_fallback(const fallback<T>& declared,
+                                           FallbackValueCheck<R> check = nullptr) {
   FallbackFilter filter{.rejections = declared.on_rejections, .errors = declared.on_errors};
   for (Reason reason : kAllReasons) {
     if (declared.reasons.contains(reason)) {
@@ -87,9 +96,20 @@ std::shared_ptr<Interceptor> make_fallback(const fallback<T>& declared) {
       declared.weight == 0 ? std::nullopt : std::optional<int>(declared.weight);
   if constexpr (std::is_invocable_r_v<R, const T&, const Fault&>) {
     return std::make_shared<Fallback<R>>(
-        [fn = declared.handler](const Fault& fault) { return fn(fault); }, filter, weight);
+        [fn = declared.handler, check](const Fault& fault) {
+          R value = fn(fault);
+          if (check != nullptr) {
+            check(value);
+          }
+          return value;
+        },
+        filter, weight);
   } else if constexpr (std::is_convertible_v<const T&, R>) {
-    return std::make_shared<Fallback<R>>(Fallback<R>::value(R(declared.handler)), filter, weight);
+    R value(declared.handler);
+    if (check != nullptr) {
+      check(value);  // a static value: refused where the operation is served, at start-up
+    }
+    return std::make_shared<Fallback<R>>(Fallback<R>::value(std::move(value)), filter, weight);
   } else {
     static_assert(check_fallback<R, T>());  // fails inside with the message
     return nullptr;
@@ -98,13 +118,14 @@ std::shared_ptr<Interceptor> make_fallback(const fallback<T>& declared) {
 
 // The fallback of a declared list, or nullptr.
 template <class R, Side S, class... Ps>
-std::shared_ptr<Interceptor> fallback_of(const PolicyList<S, Ps...>& list) {
+std::shared_ptr<Interceptor> fallback_of(const PolicyList<S, Ps...>& list,
+                                         FallbackValueCheck<R> check = nullptr) {
   std::shared_ptr<Interceptor> result;
   std::apply(
-      [&result](const auto&... p) {
-        [[maybe_unused]] auto one = [&result](const auto& policy) {
+      [&result, check](const auto&... p) {
+        [[maybe_unused]] auto one = [&result, check](const auto& policy) {
           if constexpr (is_fallback<std::remove_cvref_t<decltype(policy)>>::value) {
-            result = make_fallback<R>(policy);
+            result = make_fallback<R>(policy, check);
           }
         };
         (one(p), ...);

@@ -52,6 +52,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <typeinfo>
@@ -291,6 +292,19 @@ http::Response dependency_refused_response(const DependencyRefused& refused);
 // identity_unavailable when this service's own leaf had not arrived, 503 no_endpoint when
 // Consul lists no passing instance of the callee, 502 upstream_unavailable otherwise.
 http::Response transport_error_response(const http::ClientError& error);
+
+// A served operation's fallback value goes through the check its handler's result goes
+// through (Service::serve): a value JSON cannot carry (NaN, infinity) is the fallback's
+// failure, thrown inside the chain (callee_failure, answered 500), not a fallback answer
+// counted ok and then answered 500.
+template <class R>
+void check_fallback_value(const R& value) {
+  try {
+    http::check_serializable(value);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("the fallback's value: ") + e.what());
+  }
+}
 }  // namespace detail
 
 template <class Op, class F>
@@ -300,7 +314,8 @@ Service& Service::serve(const Op& op, F fn) {
   const std::string name(op.name);
   const qos::RejectionHook on_rejection = server_rejection_hook(name);
   auto operation_qos = std::make_shared<qos::OperationQos<Result>>(
-      name, qos::to_policy_set(op.server), qos::fallback_of<Result>(op.server),
+      name, qos::to_policy_set(op.server),
+      qos::fallback_of<Result>(op.server, &detail::check_fallback_value<Result>),
       server_build_options(name), on_rejection);
   add_declared({.name = name,
                 .side = "server",
