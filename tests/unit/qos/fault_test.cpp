@@ -637,6 +637,7 @@ TEST(NotDelivered, IsRetriedForAnyMethodAndALostAnswerOnlyWhenIdempotent) {
   auto one = std::make_shared<RetryBudget>(
       RetryBudgetConfig{.ratio = 0.0, .min_retries_per_second = 1, .ttl = std::chrono::seconds(1)});
   EXPECT_EQ(run_post(client_error(ClientErrc::connect_failed), {.budget = one}).calls, 2);
+}
 
 // Was: a callee's 429 had no reason at all, so no fallback filtered by reasons could
 // answer it. It is callee_rejected, and rate_limited too when its answer says so.
