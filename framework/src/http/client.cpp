@@ -7,6 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
@@ -16,6 +17,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/write.hpp>
 #include <charconv>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -452,48 +454,73 @@ asio::awaitable<Response> Client::send(Destination destination, Request request,
   }
   request.prepare_payload();
 
-  // One retry, and only on a fresh connection: when a pooled connection turns out to be
-  // dead, the ones parked before it probably are too. Only for idempotent methods: a POST
-  // the server read before closing may already have taken effect.
-  const bool may_resend =
-      impl_->options.retry_closed_pooled_connection && is_idempotent(request.method());
-  for (bool retried = false;; retried = true) {
-    if (Clock::now() >= deadline) {
-      // Spent before anything went out (a caller's budget that arrived at 0): nothing is
-      // sent. A pooled connection would otherwise take the whole request before the
-      // deadline's timer, already due, could close it: the callee ran it, the caller was
-      // told it timed out.
-      throw ClientError(ClientErrc::timeout, std::string(request.method_string()) + " " +
-                                                 std::string(request.target()) + " to " + label +
-                                                 ": the deadline passed before it was sent");
-    }
-    // (No co_await inside a conditional expression: g++ 12 miscompiles it.)
-    std::optional<detail::ClientConnection> connection;
-    if (!retried) {
-      if (auto pooled = impl_->pool.take(pool_key, start)) {
-        connection.emplace(std::move(*pooled));
+  // Every step below sees a cancellation that has landed, not only one that reaches it
+  // while it waits. Asio's cancellation is an edge: it goes to the operation waiting at
+  // that moment, and a coroutine that takes its cancellation as error codes (the HTTP
+  // server's connections, where every handler and its calls run, set
+  // throw_if_cancelled(false)) merely records one that lands while the completion of a
+  // step is already queued (a connect or a write done in the same turn of the io thread
+  // as a client's hang-up). The next step then started as if nothing had happened, and
+  // the call held its connection until its deadline. With throw_if_cancelled(true) each
+  // co_await of a step throws operation_aborted once the cancellation is recorded, before
+  // the step starts: nothing is then pending on this frame's connection, buffers or
+  // parser, which are destroyed as it unwinds (the connection closed, not pooled). The
+  // caller's own setting is put back on the way out. (In this frame, not a nested one:
+  // a frame per call costs more than the three flag reads and writes.)
+  const bool callers_setting = co_await asio::this_coro::throw_if_cancelled();
+  co_await asio::this_coro::throw_if_cancelled(true);
+  std::optional<Response> response;
+  std::exception_ptr failure;
+  try {
+    // One retry, and only on a fresh connection: when a pooled connection turns out to be
+    // dead, the ones parked before it probably are too. Only for idempotent methods: a POST
+    // the server read before closing may already have taken effect.
+    const bool may_resend =
+        impl_->options.retry_closed_pooled_connection && is_idempotent(request.method());
+    for (bool retried = false; !response; retried = true) {
+      if (Clock::now() >= deadline) {
+        // Spent before anything went out (a caller's budget that arrived at 0): nothing is
+        // sent. A pooled connection would otherwise take the whole request before the
+        // deadline's timer, already due, could close it: the callee ran it, the caller was
+        // told it timed out.
+        throw ClientError(ClientErrc::timeout, std::string(request.method_string()) + " " +
+                                                   std::string(request.target()) + " to " + label +
+                                                   ": the deadline passed before it was sent");
+      }
+      // (No co_await inside a conditional expression: g++ 12 miscompiles it.)
+      std::optional<detail::ClientConnection> connection;
+      if (!retried) {
+        if (auto pooled = impl_->pool.take(pool_key, start)) {
+          connection.emplace(std::move(*pooled));
+        }
+      }
+      bool reused = connection.has_value();
+      if (!reused) {
+        connection.emplace(co_await impl_->connect(destination, label, deadline, start));
+        lower_deadline_header(request, impl_->options.deadline_header, Clock::now() - start);
+      }
+      auto attempt = co_await std::visit(
+          [&](auto& stream) {
+            return impl_->exchange(stream, *connection, request, label, reused, deadline, start);
+          },
+          connection->stream);
+      if (attempt.response) {
+        if (attempt.reusable) {
+          impl_->pool.put(pool_key, std::move(*connection), Clock::now());
+        }
+        response.emplace(std::move(*attempt.response));
+      } else if (!(reused && attempt.closed_before_response && !retried && may_resend)) {
+        throw ClientError(attempt.errc, attempt.error);
       }
     }
-    bool reused = connection.has_value();
-    if (!reused) {
-      connection.emplace(co_await impl_->connect(destination, label, deadline, start));
-      lower_deadline_header(request, impl_->options.deadline_header, Clock::now() - start);
-    }
-    auto attempt = co_await std::visit(
-        [&](auto& stream) {
-          return impl_->exchange(stream, *connection, request, label, reused, deadline, start);
-        },
-        connection->stream);
-    if (attempt.response) {
-      if (attempt.reusable) {
-        impl_->pool.put(pool_key, std::move(*connection), Clock::now());
-      }
-      co_return std::move(*attempt.response);
-    }
-    if (!(reused && attempt.closed_before_response && !retried && may_resend)) {
-      throw ClientError(attempt.errc, attempt.error);
-    }
+  } catch (...) {
+    failure = std::current_exception();
   }
+  co_await asio::this_coro::throw_if_cancelled(callers_setting);
+  if (failure) {
+    std::rethrow_exception(failure);
+  }
+  co_return std::move(*response);
 }
 
 asio::awaitable<Response> Client::get(Destination destination, std::string target,

@@ -1,6 +1,7 @@
 #include "coromesh/service/operation_client.hpp"
 
 #include <algorithm>
+#include <boost/asio/this_coro.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 #include <string>
@@ -188,24 +189,42 @@ asio::awaitable<void> OperationTransport::exchange(const OperationRequest& reque
     }
     until = deadline.when();
   }
-  if (options_.discovered) {
-    co_await exchange_discovered(own, request, until, deadline, trail, read_body);
-    co_return;
+  // Each step of the attempt (Consul's first answer, this caller's certificate, each
+  // endpoint tried) sees a cancellation that has landed, not only one that reaches it
+  // while it waits: as http::Client::send does for its own steps, and for the same reason
+  // (its comment). Otherwise a cancellation recorded between two of these steps let the
+  // next one wait out its patience and end as discovery_unavailable or
+  // identity_unavailable, a refusal, where the caller had gone. The caller's setting is
+  // put back on the way out.
+  const bool callers_setting = co_await asio::this_coro::throw_if_cancelled();
+  co_await asio::this_coro::throw_if_cancelled(true);
+  std::exception_ptr failure;
+  try {
+    if (options_.discovered) {
+      co_await exchange_discovered(own, request, until, deadline, trail, read_body);
+    } else {
+      // Half the attempt's time at most, like discovery's wait: a missing certificate is
+      // reported as such, before the attempt's timeout would cut it off as the callee's.
+      const auto now = std::chrono::steady_clock::now();
+      co_await await_own_certificate(
+          options_.upstream.tls, now + (until - now) / 2,
+          options_.upstream.host + ":" + std::to_string(options_.upstream.port));
+      http::Request message = make_message(request);
+      message.set(http::Field::host, options_.upstream.host);
+      http::Response response = co_await send_marked(*own.client, request, options_.upstream,
+                                                     std::move(message), until, deadline);
+      if (response.result_int() / 100 != 2) {
+        throw_remote_error(response);
+      }
+      read_body(response.body());
+    }
+  } catch (...) {
+    failure = std::current_exception();
   }
-  // Half the attempt's time at most, like discovery's wait below: a missing certificate is
-  // reported as such, before the attempt's timeout would cut it off as the callee's.
-  const auto now = std::chrono::steady_clock::now();
-  co_await await_own_certificate(
-      options_.upstream.tls, now + (until - now) / 2,
-      options_.upstream.host + ":" + std::to_string(options_.upstream.port));
-  http::Request message = make_message(request);
-  message.set(http::Field::host, options_.upstream.host);
-  http::Response response = co_await send_marked(*own.client, request, options_.upstream,
-                                                 std::move(message), until, deadline);
-  if (response.result_int() / 100 != 2) {
-    throw_remote_error(response);
+  co_await asio::this_coro::throw_if_cancelled(callers_setting);
+  if (failure) {
+    std::rethrow_exception(failure);
   }
-  read_body(response.body());
 }
 
 asio::awaitable<void> OperationTransport::exchange_discovered(

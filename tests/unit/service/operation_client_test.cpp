@@ -10,6 +10,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -258,6 +259,96 @@ TEST(OperationClientOwnCertificate, ACancellationDuringTheWaitIsACancellation) {
   ASSERT_TRUE(end.error) << "the call succeeded";
   EXPECT_EQ(classify_service_fault(end.error).kind, qos::FaultClass::cancelled);
   EXPECT_EQ(setup.callee.connections(), 0);
+}
+
+// A callee that answers the first request of a connection and holds the second one
+// unanswered until the caller closes; `held` once the second has come, `closed` once the
+// caller has closed the connection.
+struct AnswersOnceThenHolds {
+  explicit AnswersOnceThenHolds(asio::io_context& io)
+      : callee(io, [this](beast::tcp_stream& stream, int) -> asio::awaitable<void> {
+          beast::flat_buffer buffer;
+          if (!co_await http::client_testing::read_request(stream, buffer)) {
+            co_return;
+          }
+          const std::string answer = error_answer(200, "1");
+          co_await asio::async_write(stream, asio::buffer(answer), use_tuple);
+          if (co_await http::client_testing::read_request(stream, buffer)) {
+            held = true;
+            co_await http::client_testing::wait_for_close(stream);
+          }
+          closed = true;
+        }) {}
+
+  http::client_testing::TestServer callee;
+  bool held = false;
+  bool closed = false;
+};
+
+// Was: a typed call made by a coroutine that takes its cancellation as error codes (the
+// HTTP server's connections, where every handler runs: throw_if_cancelled(false)) saw
+// only a cancellation that reached a step while that step waited. One that landed while
+// a step's completion was already queued (here the request's write, which completes at
+// once; in the field a hang-up seen in the same turn of the io thread as the connect or
+// the write) was recorded and lost: the next step (the read) started as if nothing had
+// happened, and the call held its connection until its deadline (a minute in the caller
+// hang-up test, seen 1 run in 5). The cancellation is posted before the call starts and
+// runs right after the write has been handed to the socket, deterministically so: the
+// write's completion is queued behind it.
+TEST(OperationClientCancellation, ACancellationThatLandsBetweenTwoStepsStopsTheCall) {
+  asio::io_context io;
+  metrics::MetricsRegistry registry;
+  QosMetrics qos_metrics(registry);
+  AnswersOnceThenHolds setup(io);
+  OperationClient client(ask, io.get_executor(),
+                         {.upstream = setup.callee.destination(),
+                          .metrics = &qos_metrics,
+                          .default_timeout = std::chrono::seconds(30)});
+  asio::cancellation_signal hang_up;
+  CallEnd first, second;
+  auto connection = [&]() -> asio::awaitable<void> {
+    co_await asio::this_coro::throw_if_cancelled(false);  // as the HTTP server's connections
+    const Question question{.n = 1};
+    try {
+      co_await client.execute(question);  // leaves its connection in the pool
+    } catch (...) {
+      first.error = std::current_exception();
+    }
+    first.done = true;
+    asio::post(io, [&hang_up] { hang_up.emit(asio::cancellation_type::terminal); });
+    try {
+      co_await client.execute(question);  // the pooled connection: no wait before the write
+    } catch (...) {
+      second.error = std::current_exception();
+    }
+    second.done = true;
+  };
+  asio::co_spawn(io, connection(),
+                 asio::bind_cancellation_slot(hang_up.slot(), [](std::exception_ptr) {}));
+  for (int i = 0; i < 1000 && !(second.done && setup.closed); ++i) {
+    io.run_for(std::chrono::milliseconds(10));
+  }
+  if (!second.done) {
+    // Ended here (its read is waiting now), so that it does not outlive `hang_up`.
+    hang_up.emit(asio::cancellation_type::terminal);
+    for (int i = 0; i < 100 && !second.done; ++i) {
+      io.run_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "the cancelled call went on waiting for its answer (10s)";
+  }
+  ASSERT_TRUE(first.done && !first.error) << "the first call failed";
+  ASSERT_TRUE(setup.held) << "the second request never reached the callee";
+  ASSERT_TRUE(second.error) << "the cancelled call succeeded";
+  EXPECT_EQ(classify_service_fault(second.error).kind, qos::FaultClass::cancelled);
+  EXPECT_TRUE(setup.closed) << "the cancelled call's connection was kept open";
+  EXPECT_EQ(client.transport().idle_connections_to(io.get_executor(), setup.callee.destination()),
+            0u)
+      << "the cancelled call's connection went back to the pool";
+  const std::string text = registry.render();
+  EXPECT_NE(
+      text.find(R"(coromesh_qos_calls_total{operation="ask",result="cancelled",side="client"} 1)"),
+      std::string::npos)
+      << text;
 }
 
 // A Consul agent whose first answer about a service's instances (one: `callee`) comes
