@@ -55,6 +55,10 @@ asio::awaitable<void> TimeoutInterceptor::around(Invocation& invocation, Next ne
   // Declared before `call`: its signal must outlive the call's cancellation state (and
   // `executor`, which `call` keeps by reference, likewise).
   WatchedDeadline watch(executor, steady_deadline);
+  // Asked before the call starts, as ChainCore::run_segment does: with Asio's default
+  // throw_if_cancelled, the co_await of wait() below would throw for a caller already
+  // cancelled, leaving the child running on `call` and `watch` as this frame unwinds.
+  refuse_if_cancelled(co_await asio::this_coro::cancellation_state);
   CancellableCall call(executor);
   call.start(next(), watch.slot());
   if (!call.finished()) {

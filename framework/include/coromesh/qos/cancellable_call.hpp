@@ -23,6 +23,12 @@
 // waiter is forwarded to `forward` (normally the signal behind `slot`), so cancelling the
 // caller still cancels the call.
 //
+// Ask whether the caller is cancelled already before start() (qos::refuse_if_cancelled):
+// in a coroutine that throws on cancellation (Asio's default, this_coro::throw_if_cancelled)
+// the co_await of wait() throws for a caller cancelled before it, before wait() runs, and
+// the child would go on with this object and the signal gone. Between start() and wait()
+// nothing may suspend.
+//
 // Threading and lifetimes: the executor must be single-threaded (an io_context run by one
 // thread, or a strand), as Asio's cancellation requires. The CancellableCall must stay in
 // the caller's coroutine frame from start() until finished() (wait() guarantees it), and
