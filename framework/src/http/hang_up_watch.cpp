@@ -1,9 +1,8 @@
 #include "hang_up_watch.hpp"
 
-#include <poll.h>
-#include <sys/socket.h>
-
 #include <boost/asio/bind_cancellation_slot.hpp>
+
+#include "coromesh/http/peer_sign.hpp"
 
 namespace coromesh::http::detail {
 
@@ -11,34 +10,9 @@ namespace asio = boost::asio;
 
 namespace {
 
-enum class PeerSign { nothing, bytes, hung_up };
-
-// What the client has done since the socket was last read, asked of the kernel without
-// reading or blocking (see hang_up_watch.hpp for the table).
+// What the client has done since the socket was last read (see http/peer_sign.hpp).
 PeerSign peer_sign(Connection& connection) {
-  const int fd = connection.socket.native_handle();
-  pollfd watched{fd, POLLIN | POLLRDHUP, 0};
-  if (::poll(&watched, 1, 0) <= 0) {
-    return PeerSign::nothing;  // EINTR included: the next wake-up asks again
-  }
-  if ((watched.revents & (POLLERR | POLLHUP)) != 0) {
-    return PeerSign::hung_up;
-  }
-  if ((watched.revents & POLLRDHUP) != 0) {
-    if (connection.pipelining) {
-      return PeerSign::bytes;  // a half-close behind the client's requests
-    }
-    if (!connection.tls) {
-      // Over plain TCP, bytes ahead of the FIN are a pipelined request: the client
-      // half-closed behind it. (Over TLS they are more likely its close_notify.)
-      char byte = 0;
-      if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
-        return PeerSign::bytes;
-      }
-    }
-    return PeerSign::hung_up;
-  }
-  return (watched.revents & POLLIN) != 0 ? PeerSign::bytes : PeerSign::nothing;
+  return http::peer_sign(connection.socket.native_handle(), connection.tls, connection.pipelining);
 }
 
 void hang_up(Connection& connection) {

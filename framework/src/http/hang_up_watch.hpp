@@ -7,7 +7,8 @@
 //
 // How: an asynchronous wait for readability on the raw TCP socket (never a read, and
 // never the TLS stream: what arrives stays for the request loop), and on each wake-up a
-// non-blocking poll(POLLRDHUP) asking the kernel what arrived:
+// non-blocking poll(POLLRDHUP) asking the kernel what arrived (http::peer_sign, shared with
+// the sidecar's http mode):
 //   reset, or both directions shut (POLLERR, POLLHUP)  -> hung up
 //   end of stream (FIN, POLLRDHUP)                     -> hung up, as Go and nginx take
 //       it, unless the client pipelines (a request arrived behind another one, on this
