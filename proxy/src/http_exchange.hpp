@@ -14,8 +14,18 @@
 // when `control->close_after` (if given) is true once `forward` has answered: that answer
 // is sent with `Connection: close` and is the last one (set while the answer is being
 // written, the connection ends once it is); or when drain_exchanges() finds it waiting
-// for a request. Headers are limited to kHeaderLimit (as a whole, however they
-// arrive) and bodies to kBodyLimit.
+// for a request; or when the client hangs up while `forward` runs (see below). Headers
+// are limited to kHeaderLimit (as a whole, however they arrive) and bodies to kBodyLimit.
+//
+// A client that hangs up (closes or resets the connection) while its request is being
+// forwarded is not waited for: `forward` is cancelled (terminal cancellation, as a drain's
+// cut-off: the http::Client closes the connection it was using, never pools it, and
+// nothing is retried), `control->hung_up` (if set) is called, and the exchanges end. As in
+// the framework's server (http/hang_up_watch.hpp), the watch costs a request nothing: the
+// connection's one timer wakes every `hang_up_period`, and only a forward still running at
+// a wake-up has the client looked at (http::peer_sign) and, while it runs on, its socket
+// waited on for readability. Not a hang-up: a pipelined next request (bytes behind the
+// request, or ahead of a half-close), or over TLS the close_notify alone.
 //
 // Threads: on the client's executor; `client`, `forward` and `control` must outlive the
 // call.
@@ -23,6 +33,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -41,6 +52,7 @@
 #include "coromesh/http/flat_write.hpp"
 #include "coromesh/http/framing.hpp"
 #include "coromesh/http/message.hpp"
+#include "coromesh/http/peer_sign.hpp"
 #include "coromesh/qos/deadline.hpp"
 #include "coromesh/qos/reason.hpp"
 
@@ -123,10 +135,13 @@ std::optional<http::Response> refusal_of(const boost::beast::error_code& read_er
 // exchanges keep `waiting` true while they wait for a request with none in hand.
 // The exchanges call `refused` (if set) for each request they answer themselves as
 // refusal_of() says (malformed, too large, a framing that cannot be passed on).
+// `hung_up` (if set) is called once when the client hung up while a request of its was
+// being forwarded (that forward cancelled; no answer is sent).
 struct ExchangeControl {
   bool close_after = false;
   bool waiting = false;
   std::function<void()> refused;
+  std::function<void()> hung_up;
 };
 
 namespace detail {
@@ -138,11 +153,32 @@ inline bool may_have_content(const http::Response& response, bool head) noexcept
   return !head && status >= 200 && status != 204 && status != 304;
 }
 
-// What the idle watch of one connection reads: since when the exchanges have been waiting
-// for the next request (nothing while one is being answered).
-struct IdleWatch {
+// What the watch of one connection (watch_connection) and its exchanges tell each other,
+// on the connection's executor.
+struct ConnectionWatch {
+  // Since when the exchanges have been waiting for the next request (nothing while one is
+  // being answered).
   std::optional<std::chrono::steady_clock::time_point> waiting_since;
+  // A request is being forwarded; `forwards` counts them (a wake-up tells its own from
+  // the next one).
+  bool forwarding = false;
+  std::uint64_t forwards = 0;
+  // Bytes of a next request had come with this one: the client pipelines, and its
+  // half-close is no hang-up.
+  bool pipelining = false;
+  // Set by the watch as it ends the exchanges for a client that hung up mid-forward.
+  bool hung_up = false;
 };
+
+// The TCP socket under `stream` (a TLS layer, or the socket itself).
+template <class Stream>
+boost::asio::ip::tcp::socket& socket_of(Stream& stream) {
+  if constexpr (requires { stream.next_layer(); }) {
+    return stream.next_layer();
+  } else {
+    return stream;
+  }
+}
 
 // Ends a pending read of `stream` with operation_aborted (a read already done is left
 // alone: its request is answered).
@@ -156,34 +192,82 @@ void cancel_pending_read(Stream& stream) {
   }
 }
 
-// The idle timeout of a connection, as one timer that wakes up once per `idle` rather
-// than a timer armed and cancelled around every read: cancels the pending read once the
-// connection has waited `idle` for a request. Runs until cancelled.
+// Watches, for a forward still running at a wake-up, whether its client hangs up; returns
+// true when it has (`watch.hung_up` set), false once that forward is over, the client
+// pipelines, or the next wake-up of the connection's watch is due (`next`).
 template <class Stream>
-boost::asio::awaitable<void> watch_idle(Stream& stream, std::chrono::nanoseconds idle,
-                                        const IdleWatch& watch) {
+boost::asio::awaitable<bool> hung_up_during_forward(Stream& stream, ConnectionWatch& watch,
+                                                    boost::asio::steady_timer& timer,
+                                                    std::chrono::steady_clock::time_point next) {
+  namespace asio = boost::asio;
+  using namespace asio::experimental::awaitable_operators;
+  constexpr bool tls = requires {
+    stream.next_layer();
+  };
+  auto& socket = socket_of(stream);
+  const std::uint64_t forward = watch.forwards;
+  // Asked before the wait is queued: nothing runs this io thread's reactor in between, so
+  // what arrives from now on wakes the wait (edge-triggered, it would not wake for what
+  // arrived before).
+  for (;;) {
+    switch (http::peer_sign(socket.native_handle(), tls, watch.pipelining)) {
+      case http::PeerSign::hung_up:
+        watch.hung_up = true;
+        co_return true;
+      case http::PeerSign::bytes:
+        if (!tls) {
+          watch.pipelining = true;  // a request behind this one: the client is there
+          co_return false;
+        }
+        break;  // a TLS record: maybe the close_notify before the FIN
+      case http::PeerSign::nothing:
+        break;
+    }
+    timer.expires_at(next);
+    const auto woke = co_await (
+        socket.async_wait(asio::socket_base::wait_read, asio::as_tuple(asio::use_awaitable)) ||
+        timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (woke.index() == 1 || std::get<0>(std::get<0>(woke)) || !watch.forwarding ||
+        watch.forwards != forward) {
+      // The wake-up is due; the socket was cancelled or closed (an idle read's cut-off, a
+      // drain); or the answer came meanwhile, and what arrived is for the request loop.
+      co_return false;
+    }
+  }
+}
+
+// The connection's one timer: every `hang_up_period` it checks the idle timeout (cancels
+// the pending read once the connection has waited `idle` for a request) and, for a forward
+// still running, whether its client hangs up. Ends when cancelled, or when the client
+// has hung up mid-forward (`watch.hung_up`), which ends the exchanges beside it.
+template <class Stream>
+boost::asio::awaitable<void> watch_connection(Stream& stream, std::chrono::nanoseconds idle,
+                                              std::chrono::nanoseconds hang_up_period,
+                                              ConnectionWatch& watch) {
   namespace asio = boost::asio;
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  auto check_at = std::chrono::steady_clock::now() + idle;
+  const auto period = std::min(idle, hang_up_period);
+  auto next = std::chrono::steady_clock::now() + period;
   for (;;) {
-    timer.expires_at(check_at);
+    timer.expires_at(next);
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) {
       co_return;  // the exchanges are over
     }
     const auto now = std::chrono::steady_clock::now();
+    next = now + period;
     if (watch.waiting_since && now - *watch.waiting_since >= idle) {
       cancel_pending_read(stream);
-      check_at = now + idle;
-    } else {
-      check_at = watch.waiting_since ? *watch.waiting_since + idle : now + idle;
+    } else if (watch.forwarding && !watch.pipelining &&
+               co_await hung_up_during_forward(stream, watch, timer, next)) {
+      co_return;
     }
   }
 }
 
 template <class Stream, class Forward>
 boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
-                                             ExchangeControl* control, IdleWatch& watch,
+                                             ExchangeControl* control, ConnectionWatch& watch,
                                              std::exception_ptr& failure) {
   namespace asio = boost::asio;
   namespace beast_http = boost::beast::http;
@@ -221,7 +305,12 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
       http::Request request = parser.release();
       remove_hop_by_hop(request);
       const bool head = request.method() == http::Verb::head;
+      // For the watch: two stores, no system call (see the top of this file).
+      watch.forwarding = true;
+      ++watch.forwards;
+      watch.pipelining = watch.pipelining || buffer.size() > 0;
       http::Response response = co_await forward(std::move(request));
+      watch.forwarding = false;
       remove_hop_by_hop(response);
       keep_alive = keep_alive && (control == nullptr || !control->close_after);
       if (keep_alive) {
@@ -261,13 +350,21 @@ boost::asio::awaitable<void> serve_exchanges(Stream& client, Forward& forward,
 
 template <class Stream, class Forward>
 boost::asio::awaitable<void> serve_http_exchanges(Stream& client, std::chrono::nanoseconds idle,
+                                                  std::chrono::nanoseconds hang_up_period,
                                                   Forward forward,
                                                   ExchangeControl* control = nullptr) {
   using namespace boost::asio::experimental::awaitable_operators;
-  detail::IdleWatch watch;
+  detail::ConnectionWatch watch;
   std::exception_ptr failure;
   co_await (detail::serve_exchanges(client, forward, control, watch, failure) ||
-            detail::watch_idle(client, idle, watch));
+            detail::watch_connection(client, idle, hang_up_period, watch));
+  if (watch.hung_up) {
+    // The forward's cancellation (its failure) was ours: the client is gone, nobody to tell.
+    if (control != nullptr && control->hung_up) {
+      control->hung_up();
+    }
+    co_return;
+  }
   if (failure) {
     std::rethrow_exception(failure);
   }

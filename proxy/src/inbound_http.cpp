@@ -45,7 +45,7 @@ asio::awaitable<void> InboundListener::serve_http(TlsStream& tls, connect::Spiff
   const std::string peer_uri = peer.uri();
   auto authorized_at = std::chrono::steady_clock::now();
   co_await serve_http_exchanges(
-      tls, context_.settings.idle_timeout,
+      tls, context_.settings.idle_timeout, context_.settings.hang_up_period(),
       [&](http::Request request) -> asio::awaitable<http::Response> {
         if (std::chrono::steady_clock::now() - authorized_at >= kReauthorizeInterval) {
           // run_on, not co_spawn + use_awaitable: a cut-off racing the answer must not

@@ -136,6 +136,7 @@ asio::awaitable<void> InboundListener::serve(TcpSocket socket, std::size_t threa
   ExchangeControl exchanges;
   if (target_.mode == ListenerMode::http) {
     exchanges.refused = metrics_.refusal_counter();
+    exchanges.hung_up = metrics_.hang_up_counter();
   }
   const auto ticket = context_.connections.enter(
       executor,

@@ -174,6 +174,10 @@ std::function<void()> ListenerMetrics::refusal_counter() const {
   };
 }
 
+std::function<void()> ListenerMetrics::hang_up_counter() const {
+  return [client_gone = requests_by_class[4]] { client_gone->Increment(); };
+}
+
 void ListenerMetrics::count_refusal(const qos::QosRejected& refusal) const {
   const auto kind = qos::classify_fault(std::make_exception_ptr(refusal)).kind;
   requests_by_class[0]->Increment();

@@ -12,7 +12,8 @@
 //     reached (or none to try), by a fixed vocabulary (proxy/README.md), both modes
 //   coromesh_sidecar_upstream_connect_duration_seconds{upstream}  (TCP + TLS + checks)
 //   coromesh_sidecar_upstream_requests_total{upstream,code}  http mode: 2xx … 5xx, or
-//     "local" for an answer the sidecar made itself (no endpoint, every attempt failed)
+//     "local" for an answer the sidecar made itself (no endpoint, every attempt failed);
+//     4xx also counts a client that hung up mid-request (the 499 of the framework)
 //   coromesh_sidecar_upstream_retries_total{upstream}        http mode
 //   coromesh_sidecar_inbound_requests_total{code}            http mode, as upstream_requests
 //   coromesh_sidecar_request_duration_seconds{listener}      http mode: request read to
@@ -29,7 +30,8 @@
 //     counts it; a request whose caller's deadline was spent when it came: refused, 504,
 //     as a coromesh service refuses it; not the callee's timeout; or that never left for
 //     want of Consul's first answer or of the sidecar's own leaf: 503, as the framework
-//     counts discovery_unavailable and identity_unavailable)
+//     counts discovery_unavailable and identity_unavailable), cancelled (in flight when
+//     the drain's grace ran out, or its client hung up: nobody's failure)
 //   coromesh_sidecar_upstream_endpoints{upstream}, coromesh_sidecar_leaf_expiry_timestamp_seconds,
 //   coromesh_sidecar_tls_material_generation (read at scrape time, see SidecarGauges)
 //
@@ -63,7 +65,8 @@ struct FaultCounters {
   prometheus::Counter* callee_failure = nullptr;
   // Refused as it came (http_exchange.hpp refusal_of): the caller's error.
   prometheus::Counter* caller_error = nullptr;
-  // In flight when the drain's grace ran out: this sidecar's shutdown, nobody's fault.
+  // Cancelled in flight: the drain's grace ran out (this sidecar's shutdown), or the
+  // client hung up (its caller gave up); nobody's fault, as the framework counts both.
   prometheus::Counter* cancelled = nullptr;
   // Refused before anything was tried (a deadline spent on arrival, http_exchange.hpp),
   // or by the callee's limit (a 429 passed on, count_answer).
@@ -96,6 +99,10 @@ struct ListenerMetrics {
   // http mode: counts one request the sidecar refused as it came (ExchangeControl::refused):
   // code="local", fault="caller_error".
   std::function<void()> refusal_counter() const;
+  // http mode: counts one request whose client hung up while it was being forwarded
+  // (ExchangeControl::hung_up): code="4xx", as the 499 the framework's server counts for
+  // the same (no answer is sent). The forward counts its cancellation (fault="cancelled").
+  std::function<void()> hang_up_counter() const;
   // http mode: counts one request refused before anything was tried (a deadline spent on
   // arrival, http_exchange.hpp), by the fault class the framework gives the refusal
   // (qos::classify_fault): code="local", fault="rejected"; and logs it, rate limited.

@@ -12,6 +12,7 @@
 //
 // Plain values, parsed and validated once at start-up (one thread).
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -87,6 +88,14 @@ struct SidecarSettings {
   // healthy endpoints for the sidecar's own missing certificate.
   std::chrono::nanoseconds startup_patience() const noexcept { return handshake_timeout; }
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes(10);
+  // http mode: how often each connection's watch wakes up (http_exchange.hpp), which is
+  // how soon a client's hang-up mid-request is noticed (within one or two periods) and
+  // its forward abandoned. A quarter of the handshake timeout, as the framework's server
+  // wakes its connections every quarter of its shortest read timeout.
+  std::chrono::nanoseconds hang_up_period() const noexcept {
+    return std::max<std::chrono::nanoseconds>(std::min(idle_timeout, handshake_timeout) / 4,
+                                              std::chrono::milliseconds(10));
+  }
   std::chrono::nanoseconds registration_poll = std::chrono::seconds(2);  // -sidecar-for
   connect::BalancePolicy balance = connect::BalancePolicy::round_robin;
   std::uint32_t upstream_attempts = 3;  // endpoints tried per upstream connection (or request)

@@ -132,7 +132,7 @@ void UpstreamListener::forget_departed(std::size_t thread, const connect::Endpoi
 asio::awaitable<void> UpstreamListener::serve_http(TcpSocket& client, std::size_t thread,
                                                    ExchangeControl& control) {
   co_await serve_http_exchanges(
-      client, context_.settings.idle_timeout,
+      client, context_.settings.idle_timeout, context_.settings.hang_up_period(),
       [this, thread](http::Request request) { return forward(std::move(request), thread); },
       &control);
 }

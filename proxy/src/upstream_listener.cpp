@@ -296,6 +296,7 @@ asio::awaitable<void> UpstreamListener::serve(TcpSocket client, std::size_t thre
   }
   if (http_mode) {
     exchanges.refused = metrics_.refusal_counter();
+    exchanges.hung_up = metrics_.hang_up_counter();
     metrics_.active->Increment();
     metrics_.total->Increment();
     // caught(): a failure inside the exchanges (not an answer they give) ends this

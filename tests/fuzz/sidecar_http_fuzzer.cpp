@@ -122,7 +122,7 @@ struct Harness {
   }
 
   static asio::awaitable<void> serve(tcp::socket socket) {
-    co_await sidecar::serve_http_exchanges(socket, 5s, forward);
+    co_await sidecar::serve_http_exchanges(socket, 5s, 1s, forward);
   }
 };
 

@@ -11,6 +11,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
@@ -61,7 +62,8 @@ asio::awaitable<void> echo_accept(tcp::acceptor& acceptor, std::string tag) {
 }
 
 asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<int>& requests,
-                               TaggedHttpServer::HeldRequests& held) {
+                               std::atomic<int>& abandoned, TaggedHttpServer::HeldRequests& held) {
+  using namespace asio::experimental::awaitable_operators;
   namespace bhttp = boost::beast::http;
   boost::beast::flat_buffer buffer;
   for (;;) {
@@ -88,8 +90,16 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
     if (request.target().starts_with("/hold") && !held.released) {
       asio::steady_timer hold(socket.get_executor(), std::chrono::seconds(30));
       const auto waiting = held.waiting.insert(held.waiting.end(), &hold);
-      co_await hold.async_wait(asio::as_tuple(asio::use_awaitable));
+      // The caller (the sidecar) sends nothing more on this connection before the answer:
+      // the socket turning readable is it closing the connection.
+      const auto first =
+          co_await (hold.async_wait(asio::as_tuple(asio::use_awaitable)) ||
+                    socket.async_wait(tcp::socket::wait_read, asio::as_tuple(asio::use_awaitable)));
       held.waiting.erase(waiting);
+      if (first.index() == 1) {
+        ++abandoned;
+        co_return;
+      }
     }
     const bool limited = request.target().starts_with("/limited");
     bhttp::response<bhttp::string_body> response(fail      ? bhttp::status::service_unavailable
@@ -126,6 +136,7 @@ asio::awaitable<void> http_one(tcp::socket socket, std::string tag, std::atomic<
 
 asio::awaitable<void> http_accept(tcp::acceptor& acceptor, std::string tag,
                                   std::atomic<int>& requests, std::atomic<int>& connections,
+                                  std::atomic<int>& abandoned,
                                   TaggedHttpServer::HeldRequests& held) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
@@ -133,8 +144,8 @@ asio::awaitable<void> http_accept(tcp::acceptor& acceptor, std::string tag,
       co_return;
     }
     ++connections;
-    asio::co_spawn(acceptor.get_executor(), http_one(std::move(socket), tag, requests, held),
-                   asio::detached);
+    asio::co_spawn(acceptor.get_executor(),
+                   http_one(std::move(socket), tag, requests, abandoned, held), asio::detached);
   }
 }
 
@@ -173,7 +184,8 @@ TaggedEchoServer::~TaggedEchoServer() {
 TaggedHttpServer::TaggedHttpServer(std::string tag)
     : tag_(std::move(tag)), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
   port_ = acceptor_.local_endpoint().port();
-  asio::co_spawn(io_, http_accept(acceptor_, tag_, requests_, connections_, held_), asio::detached);
+  asio::co_spawn(io_, http_accept(acceptor_, tag_, requests_, connections_, abandoned_, held_),
+                 asio::detached);
   thread_ = std::thread([this] { io_.run(); });
 }
 

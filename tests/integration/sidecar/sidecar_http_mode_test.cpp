@@ -2,6 +2,7 @@
 // of one client connection over B's instances, through their coromesh sidecars (tcp
 // inbound) over Consul-issued mTLS; retries, ejection-worthy failures, headers passed on.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/json/object.hpp>
@@ -359,6 +360,39 @@ TEST_F(SidecarHttpMode, PooledConnectionsToAnInstanceThatLeftAreClosedAtTheNextR
 // (every backend answers /slow after 2 s), rather than closing only the client's socket
 // and leaving the request to run past the drain's last wait: the drain ends with no
 // connection left over, and the request counts as cancelled, nobody's failure.
+// Was: a client of A's http-mode upstream that hung up while B held its request was
+// noticed only once the answer came (30 s here), A's pooled connection to B's sidecar
+// held all that time. Now A sees its client go, closes the connection the request was
+// using (B's sidecar, in tcp mode, then closes its own to the backend), retries nothing,
+// and counts the request as the caller's cancellation.
+TEST_F(SidecarHttpMode, AClientThatHangsUpHasItsRequestAbandonedNotRetried) {
+  const int before = b1_.requests() + b2_.requests();
+  const int client = connect_blocking(a_upstream_, 5s);
+  ASSERT_GE(client, 0);
+  const std::string request = "GET /hold HTTP/1.1\r\nHost: b\r\n\r\n";
+  ASSERT_EQ(::send(client, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  const bool held = wait_until([&] { return b1_.requests() + b2_.requests() > before; }, 10s);
+  ::close(client);
+  ASSERT_TRUE(held) << "the request never reached a backend" << a_sidecar_->log_tail();
+  EXPECT_TRUE(wait_until([&] { return b1_.abandoned() + b2_.abandoned() == 1; }, 10s))
+      << "the backend's connection stayed open after the client had gone "
+      << a_sidecar_->log_tail();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return a_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                                  {R"(listener="b")", R"(fault="cancelled")"}) == 1;
+      },
+      5s))
+      << a_sidecar_->metrics();
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_upstream_requests_total", {R"(code="4xx")"}), 1)
+      << a_sidecar_->metrics();
+  EXPECT_EQ(a_sidecar_->metric("coromesh_sidecar_upstream_retries_total"), 0);
+  EXPECT_EQ(b1_.requests() + b2_.requests() - before, 1) << "nothing is retried";
+  EXPECT_EQ(a_sidecar_->log_tail(1 << 20).find("request_failed"), std::string::npos)
+      << "a hang-up is not the endpoint's failure: " << a_sidecar_->log_tail();
+}
+
 TEST_F(SidecarHttpMode, ADrainCutsOffARequestInFlightToTheUpstream) {
   const auto port = free_port();
   SidecarProcess draining(consul_, logs_.path(), "draining-sidecar",

@@ -3,6 +3,8 @@
 // untouched) -> B's public mTLS listener, which reads HTTP/1.1 and sends each request to
 // B over pooled connections, naming the verified caller in x-coromesh-peer.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/json/parse.hpp>
 
@@ -82,6 +84,39 @@ TEST_F(SidecarInboundHttp, AHostileConnectionListIsServedAndNotPassedOn) {
       << "the connection is still open, without an answer, 10 s after its request\n"
       << b_sidecar_->log_tail();
   EXPECT_TRUE(answer->starts_with("HTTP/1.1 200")) << answer->substr(0, 300);
+  EXPECT_EQ(b_sidecar_->log_tail(1 << 20).find("connection_failed"), std::string::npos)
+      << b_sidecar_->log_tail();
+}
+
+// Was: B's sidecar, forwarding a request the local service holds, watched nothing of its
+// downstream connection: a caller that hung up was noticed only once the answer came (30 s
+// here), its request held at the local service all that time, over a pooled connection.
+// Now B's sidecar sees the caller go (over mTLS: A's tcp upstream passes the client's
+// close on as close_notify, then FIN), closes its connection to the local service (not
+// pooled) and counts the request as the caller's cancellation.
+TEST_F(SidecarInboundHttp, ACallerThatHangsUpHasItsRequestAtTheLocalServiceAbandoned) {
+  const int before = b_.requests();
+  const int client = connect_blocking(a_upstream_, 5s);
+  ASSERT_GE(client, 0);
+  const std::string request = "GET /hold HTTP/1.1\r\nHost: b\r\n\r\n";
+  ASSERT_EQ(::send(client, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  const bool held = wait_until([&] { return b_.requests() > before; }, 10s);
+  ::close(client);
+  ASSERT_TRUE(held) << "the request never reached the local service" << b_sidecar_->log_tail();
+  EXPECT_TRUE(wait_until([&] { return b_.abandoned() == 1; }, 10s))
+      << "the local service's connection stayed open after the caller had gone "
+      << b_sidecar_->log_tail();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return b_sidecar_->metric("coromesh_sidecar_request_failures_total",
+                                  {R"(listener="inbound")", R"(fault="cancelled")"}) == 1;
+      },
+      5s))
+      << b_sidecar_->metrics();
+  EXPECT_EQ(b_sidecar_->metric("coromesh_sidecar_inbound_requests_total", {R"(code="4xx")"}), 1)
+      << b_sidecar_->metrics();
+  EXPECT_EQ(b_.requests() - before, 1) << "nothing is retried";
   EXPECT_EQ(b_sidecar_->log_tail(1 << 20).find("connection_failed"), std::string::npos)
       << b_sidecar_->log_tail();
 }

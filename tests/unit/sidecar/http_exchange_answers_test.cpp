@@ -59,7 +59,7 @@ std::string exchange(const std::string& requests, const Answer& answer,
       [&]() -> asio::awaitable<void> {
         auto server = co_await acceptor.async_accept(asio::use_awaitable);
         co_await serve_http_exchanges(
-            server, 30s, [&](http::Request request) -> asio::awaitable<http::Response> {
+            server, 30s, 1s, [&](http::Request request) -> asio::awaitable<http::Response> {
               co_return answer(request);
             });
       },
@@ -168,7 +168,7 @@ TEST(SidecarHttpAnswers, AnAnswerFramedByItsUpstreamsCloseIsPassedOnWithALength)
       [&]() -> asio::awaitable<void> {
         auto server = co_await acceptor.async_accept(asio::use_awaitable);
         co_await serve_http_exchanges(
-            server, 30s, [&](http::Request request) -> asio::awaitable<http::Response> {
+            server, 30s, 1s, [&](http::Request request) -> asio::awaitable<http::Response> {
               co_return co_await client.send({"127.0.0.1", upstream, {}}, std::move(request),
                                              std::chrono::steady_clock::now() + 5s);
             });

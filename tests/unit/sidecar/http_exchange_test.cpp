@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,6 +17,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -37,6 +39,7 @@ class Exchanges {
  public:
   explicit Exchanges(std::chrono::milliseconds idle = 5s)
       : idle_(idle), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    control_.hung_up = [this] { ++hung_ups_; };
     asio::co_spawn(io_, serve(), asio::detached);
     thread_ = std::thread([this] { io_.run_for(30s); });
     client_.connect(acceptor_.local_endpoint());
@@ -91,6 +94,12 @@ class Exchanges {
     return read();
   }
 
+  // Requests whose forward was cancelled, and hang-ups the exchanges reported.
+  int cancelled() const { return cancelled_.load(); }
+  int hung_ups() const { return hung_ups_.load(); }
+  // The socket the client sends on (a test closes or half-closes it).
+  tcp::socket& client() { return client_; }
+
   std::vector<std::string> forwarded() {
     std::lock_guard lock(mutex_);
     return forwarded_;
@@ -101,8 +110,8 @@ class Exchanges {
     auto server = co_await acceptor_.async_accept(asio::use_awaitable);
     server_ = &server;
     co_await serve_http_exchanges(
-        server, idle_, [this](http::Request request) { return answer(std::move(request)); },
-        &control_);
+        server, idle_, hang_up_period_,
+        [this](http::Request request) { return answer(std::move(request)); }, &control_);
     // Half-close and keep the socket: a close with unread bytes would reset the
     // connection and could take the answer with it.
     boost::system::error_code ignored;
@@ -113,6 +122,21 @@ class Exchanges {
   asio::awaitable<http::Response> answer(http::Request request) {
     if (request.target() == "/slow") {  // answered after twice the idle timeout
       co_await asio::steady_timer(io_, 2 * idle_).async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (request.target().starts_with("/hold")) {
+      // Held, as a local service that takes its time: "/hold" 20 s, "/hold-short" 300 ms,
+      // several of the watch's periods. Recorded as it starts.
+      {
+        std::lock_guard lock(mutex_);
+        forwarded_.push_back("held " + std::string(request.target()));
+      }
+      asio::steady_timer hold(io_, request.target() == "/hold" ? 20s : 300ms);
+      try {
+        co_await hold.async_wait(asio::use_awaitable);
+      } catch (const boost::system::system_error&) {
+        ++cancelled_;
+        throw;
+      }
     }
     if (request.target() == "/drain-while-answering") {
       // Runs once this answer is marked keep-alive and its write has begun: the write's
@@ -132,6 +156,9 @@ class Exchanges {
   }
 
   std::chrono::milliseconds idle_;
+  // Short, so that a test sees a hang-up within a fraction of a second.
+  std::chrono::milliseconds hang_up_period_ = 50ms;
+  std::atomic<int> cancelled_{0}, hung_ups_{0};
   asio::io_context io_;
   tcp::acceptor acceptor_;
   tcp::socket client_{io_};
@@ -275,6 +302,44 @@ TEST(SidecarHttpExchange, ADrainWhileAnAnswerIsWrittenClosesTheConnectionAfterIt
 
 // Only a valid x-coromesh-deadline-ms with nothing left is refused on arrival, and the
 // refusal is what the framework classifies as `rejected` (the sidecar's fault label).
+// Waits (5 s at most) until `done` holds.
+bool wait_until(const std::function<bool()>& done) {
+  for (int i = 0; i < 500 && !done(); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  return done();
+}
+
+// Was: a client that hung up while its request was forwarded was noticed only once the
+// answer came (its write failed): the forward went on for nobody, holding its upstream
+// connection, for as long as the local service or upstream took (here 20 s).
+TEST(SidecarHttpExchange, AClientThatHangsUpMidForwardHasItsForwardCancelled) {
+  Exchanges exchanges;
+  exchanges.send({"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"});
+  ASSERT_TRUE(wait_until([&] { return exchanges.forwarded().size() == 1; }));
+  boost::system::error_code ignored;
+  exchanges.client().close(ignored);
+  EXPECT_TRUE(wait_until([&] { return exchanges.cancelled() == 1; }))
+      << "the forward went on after its client had hung up";
+  EXPECT_TRUE(wait_until([&] { return exchanges.hung_ups() == 1; }));
+}
+
+// A client that sends its requests and half-closes behind them (`printf ... | nc -N`)
+// still wants every answer: not a hang-up, whether the next request is in the sidecar's
+// buffer already or still in the kernel ahead of the FIN.
+TEST(SidecarHttpExchange, AHalfCloseBehindPipelinedRequestsIsNotAHangUp) {
+  Exchanges exchanges;
+  exchanges.send(
+      {"GET /hold-short HTTP/1.1\r\nHost: x\r\n\r\n"
+       "GET /second HTTP/1.1\r\nHost: x\r\n\r\n"});
+  boost::system::error_code ignored;
+  exchanges.client().shutdown(tcp::socket::shutdown_send, ignored);
+  const auto answers = exchanges.read();
+  EXPECT_TRUE(answers.starts_with("HTTP/1.1 200 ")) << answers;
+  EXPECT_EQ(exchanges.cancelled(), 0);
+  EXPECT_EQ(exchanges.hung_ups(), 0);
+}
+
 TEST(SidecarHttpExchange, OnlyADeadlineSpentOnArrivalIsRefused) {
   auto with_deadline = [](std::string_view value) {
     http::Request request{http::Verb::get, "/x", 11};
