@@ -52,9 +52,8 @@ class TaggedEchoServer {
 // absent), except paths starting /fail, answered 503, paths starting /forged, answered 503
 // with x-coromesh-not-delivered: 1 (the service's own code claiming that nothing reached
 // it), paths starting /slow, answered after 2 s, paths starting /hold, answered once
-// release_held() is called (30 s at most; a /hold whose caller closes the connection
-// first is counted in abandoned()), paths starting /drop, read and then closed without an
-// answer, paths starting /limited,
+// release_held() is called (30 s at most), paths starting /drop, read and then closed
+// without an answer, paths starting /limited,
 // answered 429 {"error":"rate_limited",...} with Retry-After: 1 (as a coromesh service's
 // rate limiter answers), and paths starting /headers, answered with the names of the
 // request's fields, one per line. Counts requests and connections. Own thread until
@@ -67,7 +66,8 @@ class TaggedHttpServer {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   int requests() const noexcept { return requests_.load(); }
   int connections() const noexcept { return connections_.load(); }
-  // /hold requests whose connection the caller closed before they were answered.
+  // /hold requests whose connection the caller closed before they were answered (which
+  // ends them: a held request stops waiting when its connection turns readable).
   int abandoned() const noexcept { return abandoned_.load(); }
   // Answers every /hold request held now, and any that comes later at once: a test
   // decides when the backend answers instead of racing a fixed delay.
