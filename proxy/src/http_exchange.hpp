@@ -4,7 +4,7 @@
 // and the upstream listeners (plain loopback TCP): requests read one at a time from the
 // client and each answered with what `forward` makes of it.
 //
-//   co_await serve_http_exchanges(client, idle, [&](http::Request request) {
+//   co_await serve_http_exchanges(client, idle, hang_up_period, [&](http::Request request) {
 //     return forward(std::move(request));  // awaitable<http::Response>
 //   });
 //
