@@ -102,11 +102,11 @@ FaultClassification classify_fault(const std::exception_ptr& error) noexcept;
 struct Fault {
   std::exception_ptr error;
   FaultClass kind = FaultClass::callee_failure;
-  std::optional<Reason> reason;       // set for a QosRejected
-  std::string policy;                 // the rejecting policy for a QosRejected
-  std::string message;                // what() of a std::exception, else "unknown exception"
-  unsigned status = 0;                // the HTTP status the classifier found, 0 for none
-  bool not_delivered = false;         // the classifier's (see FaultClassification)
+  std::optional<Reason> reason;  // set for a QosRejected
+  std::string policy;            // the rejecting policy for a QosRejected
+  std::string message;           // what() of a std::exception, else "unknown exception"
+  unsigned status = 0;           // the HTTP status the classifier found, 0 for none
+  bool not_delivered = false;    // the classifier's (see FaultClassification)
   // A callee's refusal (its 429): the reason its answer names when it is one a 429
   // carries (rate_limited, as a coromesh callee's rate limiter answers), else
   // callee_rejected. Not `reason`: that is this side's own policies' (logged with the
