@@ -107,9 +107,6 @@ json::object check_json(const ServiceCheck& check) {
     if (!http->method.empty()) {
       out["Method"] = http->method;
     }
-    if (http->initial_status) {
-      out["Status"] = to_string(*http->initial_status);
-    }
     deregister_after = http->deregister_critical_service_after;
   } else if (const auto* ttl = std::get_if<TtlCheck>(&check)) {
     out["TTL"] = go_duration(ttl->ttl);

@@ -116,9 +116,6 @@ struct Service::Impl final : http::ServerObserver {
   bool signalled = false;
   std::atomic<int> exit_code{0};
   bool started = false;
-  // /health is the framework's (passing while the process serves, until shutdown), not
-  // one the service serves itself: only then does its registration vouch for it.
-  bool builtin_health = false;
   bool from_command_line = false;  // configuration errors exit 2 instead of throwing
 
   // http::ServerObserver: called on io threads.
@@ -192,7 +189,6 @@ void Service::Impl::add_builtin_routes() {
     return router.match(http::Verb::get, path).route != nullptr;
   };
   if (!has("/health")) {
-    builtin_health = true;
     router.add(http::Verb::get, "/health", "health",
                [this](http::RequestContext&) -> asio::awaitable<http::Response> {
                  if (shutting_down.load()) {
@@ -275,15 +271,6 @@ consul::ServiceRegistration Service::Impl::registration() const {
   check.interval = std::chrono::duration_cast<std::chrono::milliseconds>(config.check_interval);
   check.timeout = std::min<std::chrono::milliseconds>(check.interval, 5s);
   check.deregister_critical_service_after = 1min;
-  if (builtin_health) {
-    // Registered only once the listener accepts (start() listens, then spawns the
-    // registrar; a native instance also waits for its certificate), and the framework's
-    // /health then answers 200 until shutdown, which deregisters first: passing is what
-    // Consul's first run of the check would find. Without it the instance stays out of
-    // discovery until that first run, up to an interval later. A service's own /health
-    // may say otherwise, so it is left to Consul's first run (critical until then).
-    check.initial_status = consul::HealthStatus::passing;
-  }
   reg.check = check;
   for (const auto& shape : registration_shapers) {
     shape(reg);

@@ -30,10 +30,6 @@ struct HttpCheck {
   std::string method;  // empty: GET
   // Consul removes the service after its check has been critical this long; unset: never.
   std::optional<std::chrono::milliseconds> deregister_critical_service_after;
-  // The check's status until Consul first runs it; unset: critical, Consul's default.
-  // Only for a fresh check: sending the registration again keeps the status Consul
-  // holds (Consul 1.15's agent restores it), so a failing instance is not made passing.
-  std::optional<HealthStatus> initial_status;
 };
 
 // The service reports itself with pass/warn/fail_ttl (check ID ttl_check_id(service_id))
